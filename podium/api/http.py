@@ -1,0 +1,287 @@
+"""A small ASGI layer: requests, responses, streams that stop when the client goes, routes.
+
+Kept deliberately thin (no framework) because it sits on every request's hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import parse_qsl
+
+import orjson
+
+from podium.errors import PodiumError
+
+log = logging.getLogger("podium.http")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+MAX_HEADER_BYTES = 64 * 1024
+
+
+class Request:
+    __slots__ = ("_body", "headers", "method", "params", "path", "query_string", "receive", "scope")
+
+    def __init__(self, scope: Scope, receive: Receive) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.query_string: bytes = scope.get("query_string", b"")
+        self.headers: dict[str, str] = {}
+        size = 0
+        for name, value in scope["headers"]:
+            size += len(name) + len(value)
+            self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        if size > MAX_HEADER_BYTES:
+            raise PodiumError("request_too_large", "request headers are too large", status=431)
+        self.params: dict[str, str] = {}
+        self._body: bytes | None = None
+
+    @property
+    def query(self) -> dict[str, str]:
+        return dict(parse_qsl(self.query_string.decode("latin-1")))
+
+    async def body(self, limit: int) -> bytes:
+        if self._body is not None:
+            return self._body
+        declared = self.headers.get("content-length")
+        if declared is not None:
+            try:
+                too_big = int(declared) > limit
+            except ValueError:
+                raise PodiumError("invalid_request", "content-length is not a number") from None
+            if too_big:
+                raise PodiumError(
+                    "request_too_large", f"request body is over the limit of {limit} bytes"
+                )
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise asyncio.CancelledError("client disconnected")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PodiumError(
+                    "request_too_large", f"request body is over the limit of {limit} bytes"
+                )
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        self._body = b"".join(chunks)
+        return self._body
+
+    async def json(self, limit: int) -> Any:
+        body = await self.body(limit)
+        if not body.strip():
+            raise PodiumError("invalid_request", "request body is empty; expected a JSON object")
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as error:
+            reason = "not valid UTF-8" if "utf-8" in str(error).lower() else "not valid JSON"
+            raise PodiumError("invalid_request", f"request body is {reason}: {error}") from None
+
+
+@dataclass(slots=True)
+class Response:
+    body: bytes = b""
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    media_type: str = "application/json"
+
+    @classmethod
+    def json(cls, data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+        return cls(orjson.dumps(data), status, headers or {})
+
+
+@dataclass(slots=True)
+class StreamResponse:
+    chunks: AsyncIterator[bytes]
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    media_type: str = "text/event-stream"
+
+
+AnyResponse = Response | StreamResponse
+Handler = Callable[[Request], Awaitable[AnyResponse]]
+
+
+class ErrorRenderer(Protocol):
+    def render_error(self, error: PodiumError) -> Response: ...
+
+
+class PlainErrors:
+    """Podium's own error shape, for admin and contract endpoints."""
+
+    def render_error(self, error: PodiumError) -> Response:
+        body: dict[str, Any] = {"error": {"type": error.kind, "message": error.message}}
+        if error.param:
+            body["error"]["param"] = error.param
+        if error.code:
+            body["error"]["code"] = error.code
+        return Response.json(body, error.status, _retry_headers(error))
+
+
+def _retry_headers(error: PodiumError) -> dict[str, str]:
+    if error.retry_after is None:
+        return {}
+    return {"retry-after": str(max(1, round(error.retry_after)))}
+
+
+def retry_headers(error: PodiumError) -> dict[str, str]:
+    return _retry_headers(error)
+
+
+def _head(status: int, media_type: str, headers: dict[str, str]) -> Message:
+    raw = [(b"content-type", media_type.encode())]
+    raw.extend((name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items())
+    return {"type": "http.response.start", "status": status, "headers": raw}
+
+
+@dataclass(slots=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    errors: ErrorRenderer
+    parts: tuple[str, ...] = ()
+
+
+class App:
+    """Routes by method and path (``{name}`` segments capture), renders errors with the route's
+    own renderer, runs start-up and shutdown hooks on the ASGI lifespan."""
+
+    def __init__(self) -> None:
+        self._exact: dict[tuple[str, str], Route] = {}
+        self._patterns: list[Route] = []
+        self._paths: set[str] = set()
+        self.on_startup: list[Callable[[], Awaitable[None]]] = []
+        self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
+        self.fallback_errors: ErrorRenderer = PlainErrors()
+        self.state: dict[str, Any] = {}
+
+    def route(self, method: str, path: str, handler: Handler, errors: ErrorRenderer) -> None:
+        route = Route(method, path, handler, errors, tuple(path.strip("/").split("/")))
+        self._paths.add(path)
+        if "{" in path:
+            self._patterns.append(route)
+        else:
+            self._exact[(method, path)] = route
+
+    def _match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
+        route = self._exact.get((method, path))
+        if route is not None:
+            return route, {}, True
+        parts = path.strip("/").split("/")
+        path_known = path in self._paths
+        for candidate in self._patterns:
+            if len(candidate.parts) != len(parts):
+                continue
+            params: dict[str, str] = {}
+            for pattern, part in zip(candidate.parts, parts, strict=True):
+                if pattern.startswith("{") and pattern.endswith("}"):
+                    if not part:
+                        break
+                    params[pattern[1:-1]] = part
+                elif pattern != part:
+                    break
+            else:
+                path_known = True
+                if candidate.method == method:
+                    return candidate, params, True
+        return None, {}, path_known
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    for hook in self.on_startup:
+                        await hook()
+                except Exception as error:
+                    log.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(error)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                for hook in reversed(self.on_shutdown):
+                    try:
+                        await hook()
+                    except Exception:
+                        log.exception("shutdown hook failed")
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route, params, path_known = self._match(scope["method"], scope["path"])
+        errors = route.errors if route is not None else self.fallback_errors
+        try:
+            if route is None:
+                if path_known:
+                    raise PodiumError(
+                        "invalid_request",
+                        f"method {scope['method']} is not allowed on {scope['path']}",
+                        status=405,
+                    )
+                raise PodiumError("not_found", f"no such endpoint: {scope['path']}")
+            request = Request(scope, receive)
+            request.params = params
+            response = await route.handler(request)
+        except PodiumError as error:
+            response = errors.render_error(error)
+        except asyncio.CancelledError:
+            return  # the client went away while we read its request
+        except Exception:
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            response = errors.render_error(
+                PodiumError("api_error", "Podium failed to handle the request; see its log")
+            )
+        if isinstance(response, Response):
+            await send(_head(response.status, response.media_type, response.headers))
+            await send({"type": "http.response.body", "body": response.body})
+        else:
+            await self._stream(response, receive, send)
+
+    async def _stream(self, response: StreamResponse, receive: Receive, send: Send) -> None:
+        headers = {"cache-control": "no-cache", "x-accel-buffering": "no", **response.headers}
+
+        async def pump() -> None:
+            async with contextlib.aclosing(response.chunks) as chunks:  # type: ignore[type-var]
+                await send(_head(response.status, response.media_type, headers))
+                async for chunk in chunks:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b""})
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        pumping = asyncio.ensure_future(pump())
+        watching = asyncio.ensure_future(watch())
+        try:
+            await asyncio.wait({pumping, watching}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (pumping, watching):
+                if not task.done():
+                    task.cancel()
+            # Cancelling the pump closes the upstream stream: the worker stops generating.
+            results = await asyncio.gather(pumping, watching, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception) and not isinstance(result, OSError):
+                log.warning("stream ended with %s", type(result).__name__)

@@ -1,0 +1,119 @@
+"""The ingress socket and the one handler every chat wire format shares."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
+
+from podium.api.http import AnyResponse, Request, Response, StreamResponse
+from podium.context import RequestContext
+from podium.errors import PodiumError
+from podium.gateway import Gateway, Outcome
+from podium.types import ChatRequest, ChatResponse, StreamEvent
+
+# Fields that would let a caller choose the upstream host or credential. Podium refuses them
+# outright rather than ignoring them, so a client that relies on them learns at once.
+PROVIDER_FIELDS = frozenset(
+    {
+        "api_base",
+        "base_url",
+        "api_key",
+        "api_version",
+        "api_type",
+        "custom_llm_provider",
+        "extra_headers",
+        "headers",
+        "provider",
+        "organization",
+        "azure_endpoint",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "vertex_credentials",
+        "litellm_params",
+        "endpoint",
+    }
+)
+PROVIDER_HEADERS = frozenset(
+    {
+        "x-api-base",
+        "x-base-url",
+        "x-provider-api-key",
+        "x-upstream-url",
+        "openai-api-base",
+        "x-openai-api-key",
+        "x-anthropic-api-key",
+        "x-goog-api-key-override",
+    }
+)
+
+
+def refuse_provider_fields(body: dict[str, Any], headers: dict[str, str]) -> None:
+    named = sorted(PROVIDER_FIELDS.intersection(body))
+    if named:
+        raise PodiumError(
+            "invalid_request",
+            f"provider-level fields are not accepted: {', '.join(named)}. Podium chooses the "
+            "upstream and its credentials; callers cannot.",
+            param=named[0],
+            code="provider_fields_refused",
+        )
+    named = sorted(PROVIDER_HEADERS.intersection(headers))
+    if named:
+        raise PodiumError(
+            "invalid_request",
+            f"provider-level headers are not accepted: {', '.join(named)}",
+            code="provider_fields_refused",
+        )
+
+
+class Ingress(Protocol):
+    name: str
+
+    def parse(self, body: Any, headers: dict[str, str]) -> ChatRequest:
+        """The canonical request, or PodiumError("invalid_request", ...) naming the field."""
+
+    def encode_response(self, response: ChatResponse, outcome: Outcome) -> bytes: ...
+
+    def encode_stream(
+        self,
+        events: AsyncIterator[StreamEvent],
+        request: ChatRequest,
+        outcome: Outcome,
+        context: RequestContext,
+    ) -> AsyncIterator[bytes]:
+        """Wire bytes for a stream; a PodiumError mid-stream becomes the format's error event."""
+
+    def render_error(self, error: PodiumError) -> Response: ...
+
+
+def chat_handler(
+    ingress: Ingress,
+    gateway: Gateway,
+    *,
+    max_body_bytes: int,
+    context_factory: Callable[[str, dict[str, str]], RequestContext] = (
+        lambda name, headers: RequestContext(ingress=name, headers=headers)
+    ),
+) -> Callable[[Request], Any]:
+    async def handle(http: Request) -> AnyResponse:
+        body = await http.json(max_body_bytes)
+        if not isinstance(body, dict):
+            raise PodiumError("invalid_request", "request body must be a JSON object")
+        refuse_provider_fields(body, http.headers)
+        request = ingress.parse(body, http.headers)
+        context = context_factory(ingress.name, http.headers)
+        try:
+            outcome = await gateway.handle(request, context)
+        except PodiumError as error:
+            response = ingress.render_error(error)
+            response.headers.setdefault("x-podium-trace-id", context.trace_id)
+            return response
+        headers = outcome.headers(context)
+        if outcome.response is not None:
+            return Response(ingress.encode_response(outcome.response, outcome), 200, headers)
+        assert outcome.stream is not None
+        return StreamResponse(
+            ingress.encode_stream(outcome.stream, request, outcome, context), 200, headers
+        )
+
+    return handle

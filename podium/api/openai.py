@@ -1,0 +1,467 @@
+"""OpenAI Chat Completions ingress: ``POST /v1/chat/completions`` and ``GET /v1/models``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from podium.api.http import Response, retry_headers
+from podium.context import RequestContext
+from podium.errors import ErrorKind, PodiumError
+from podium.gateway import Outcome, total_cost
+from podium.types import (
+    ChatRequest,
+    ChatResponse,
+    ContentPart,
+    Finish,
+    ImagePart,
+    Message,
+    ResponseFormat,
+    StreamEvent,
+    TextDelta,
+    TextPart,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
+    Usage,
+    UsageReport,
+)
+
+
+class Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TextContent(Wire):
+    type: Literal["text"]
+    text: str
+
+
+class ImageURL(Wire):
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImageContent(Wire):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+class RefusalContent(Wire):
+    type: Literal["refusal"]
+    refusal: str
+
+
+UserPart = Annotated[TextContent | ImageContent, Field(discriminator="type")]
+AssistantPart = Annotated[TextContent | RefusalContent, Field(discriminator="type")]
+
+
+class FunctionCall(Wire):
+    name: str
+    arguments: str
+
+
+class ToolCallIn(Wire):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class SystemMessage(Wire):
+    role: Literal["system", "developer"]
+    content: str | list[TextContent]
+    name: str | None = None
+
+
+class UserMessage(Wire):
+    role: Literal["user"]
+    content: str | list[UserPart]
+    name: str | None = None
+
+
+class AssistantMessage(Wire):
+    role: Literal["assistant"]
+    content: str | list[AssistantPart] | None = None
+    tool_calls: list[ToolCallIn] | None = None
+    name: str | None = None
+    refusal: str | None = None
+
+
+class ToolMessage(Wire):
+    role: Literal["tool"]
+    content: str | list[TextContent]
+    tool_call_id: str
+
+
+MessageIn = Annotated[
+    SystemMessage | UserMessage | AssistantMessage | ToolMessage, Field(discriminator="role")
+]
+
+
+class FunctionDef(Wire):
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ToolDef(Wire):
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class NamedFunction(Wire):
+    name: str
+
+
+class NamedToolChoice(Wire):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class JSONSchemaFormat(Wire):
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    description: str | None = None
+    strict: bool | None = None
+
+
+class ResponseFormatIn(Wire):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
+
+
+class StreamOptions(Wire):
+    include_usage: bool = False
+    include_obfuscation: bool | None = None
+
+
+class ChatCompletionIn(Wire):
+    model: str = Field(min_length=1, max_length=256)
+    messages: list[MessageIn] = Field(min_length=1)
+    tools: list[ToolDef] | None = None
+    tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormatIn | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    user: str | None = None
+    metadata: dict[str, str] | None = None
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    n: int | None = Field(None, ge=1, le=1)
+    # Accepted for compatibility; they do not change how Podium routes or answers.
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    store: bool | None = None
+    service_tier: str | None = None
+    logprobs: Literal[False] | None = None
+    reasoning_effort: str | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
+
+
+def _field_path(location: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif (
+            part in {"function-after[...]"}
+            or "[" in str(part)
+            or part
+            in (
+                "str",
+                "list[...]",
+                "system",
+                "developer",
+                "user",
+                "assistant",
+                "tool",
+                "text",
+                "image_url",
+                "refusal",
+                "NamedToolChoice",
+                "literal['auto','none','required']",
+            )
+        ):
+            continue  # pydantic's names for union branches, not fields
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def validation_error(error: ValidationError) -> PodiumError:
+    first = error.errors()[0]
+    path = _field_path(tuple(first["loc"]))
+    if first["type"] == "extra_forbidden":
+        message = f"Unrecognized request argument supplied: {path}"
+    elif first["type"] == "missing":
+        message = f"Missing required parameter: '{path}'."
+    else:
+        message = f"Invalid value for '{path}': {first['msg']}."
+    return PodiumError("invalid_request", message, param=path or None)
+
+
+def _text(content: str | list[TextContent] | list[Any] | None) -> list[ContentPart]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [TextPart(content)]
+    parts: list[ContentPart] = []
+    for part in content:
+        if isinstance(part, TextContent):
+            parts.append(TextPart(part.text))
+        elif isinstance(part, RefusalContent):
+            parts.append(TextPart(part.refusal))
+        elif isinstance(part, ImageContent):
+            url = part.image_url.url
+            if url.startswith("data:") and ";base64," in url:
+                head, data = url[5:].split(";base64,", 1)
+                parts.append(ImagePart(data=data, media_type=head, detail=part.image_url.detail))
+            else:
+                parts.append(ImagePart(url=url, detail=part.image_url.detail))
+    return parts
+
+
+def to_canonical(wire: ChatCompletionIn) -> ChatRequest:
+    messages: list[Message] = []
+    for message in wire.messages:
+        if isinstance(message, SystemMessage):
+            messages.append(Message("system", _text(message.content), name=message.name))
+        elif isinstance(message, UserMessage):
+            messages.append(Message("user", _text(message.content), name=message.name))
+        elif isinstance(message, AssistantMessage):
+            calls = [
+                ToolCall(call.id, call.function.name, call.function.arguments)
+                for call in message.tool_calls or []
+            ]
+            messages.append(
+                Message("assistant", _text(message.content), tool_calls=calls, name=message.name)
+            )
+        else:
+            messages.append(
+                Message("tool", _text(message.content), tool_call_id=message.tool_call_id)
+            )
+    tool_choice: ToolChoice | None = None
+    if isinstance(wire.tool_choice, str):
+        tool_choice = ToolChoice(mode=wire.tool_choice)
+    elif wire.tool_choice is not None:
+        tool_choice = ToolChoice(mode="tool", name=wire.tool_choice.function.name)
+    response_format: ResponseFormat | None = None
+    if wire.response_format is not None:
+        fmt = wire.response_format
+        if fmt.type == "json_schema":
+            if fmt.json_schema is None:
+                raise PodiumError(
+                    "invalid_request",
+                    "Missing required parameter: 'response_format.json_schema'.",
+                    param="response_format.json_schema",
+                )
+            response_format = ResponseFormat(
+                "json_schema",
+                fmt.json_schema.schema_ or {},
+                fmt.json_schema.name,
+                fmt.json_schema.strict,
+            )
+        else:
+            response_format = ResponseFormat(fmt.type)
+    stop = [wire.stop] if isinstance(wire.stop, str) else list(wire.stop or [])
+    if len(stop) > 4:
+        raise PodiumError("invalid_request", "stop may hold at most 4 sequences", param="stop")
+    return ChatRequest(
+        model=wire.model,
+        messages=messages,
+        tools=[
+            Tool(
+                t.function.name,
+                t.function.description,
+                t.function.parameters or {"type": "object", "properties": {}},
+            )
+            for t in wire.tools or []
+        ],
+        tool_choice=tool_choice,
+        response_format=response_format,
+        temperature=wire.temperature,
+        top_p=wire.top_p,
+        max_tokens=wire.max_completion_tokens or wire.max_tokens,
+        stop=stop,
+        seed=wire.seed,
+        user=wire.user,
+        metadata=wire.metadata or {},
+        stream=bool(wire.stream),
+        include_usage=bool(wire.stream_options and wire.stream_options.include_usage),
+        parallel_tool_calls=wire.parallel_tool_calls,
+    )
+
+
+ERROR_TYPES: dict[ErrorKind, str] = {
+    "invalid_request": "invalid_request_error",
+    "authentication": "authentication_error",
+    "payment_required": "insufficient_quota",
+    "permission": "permission_error",
+    "not_found": "not_found_error",
+    "request_too_large": "invalid_request_error",
+    "unprocessable": "invalid_request_error",
+    "rate_limit": "rate_limit_error",
+    "api_error": "server_error",
+    "upstream": "server_error",
+    "overloaded": "server_error",
+    "timeout": "timeout_error",
+}
+
+
+def error_body(error: PodiumError) -> dict[str, Any]:
+    return {
+        "error": {
+            "message": error.message,
+            "type": ERROR_TYPES[error.kind],
+            "param": error.param,
+            "code": error.code or (error.kind if error.kind != "invalid_request" else None),
+        }
+    }
+
+
+def _usage(usage: Usage) -> dict[str, Any]:
+    return {
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
+    }
+
+
+def _tool_calls(calls: list[ToolCall]) -> list[dict[str, Any]]:
+    return [
+        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+        for c in calls
+    ]
+
+
+class OpenAIIngress:
+    name = "openai"
+
+    def parse(self, body: Any, headers: dict[str, str]) -> ChatRequest:
+        try:
+            wire = ChatCompletionIn.model_validate(body)
+        except ValidationError as error:
+            raise validation_error(error) from None
+        return to_canonical(wire)
+
+    def render_error(self, error: PodiumError) -> Response:
+        return Response.json(error_body(error), error.status, retry_headers(error))
+
+    def encode_response(self, response: ChatResponse, outcome: Outcome) -> bytes:
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": response.text or None,
+            "refusal": None,
+        }
+        if response.tool_calls:
+            message["tool_calls"] = _tool_calls(response.tool_calls)
+        elif message["content"] is None:
+            message["content"] = ""
+        usage = _usage(response.usage)
+        usage["cost_usd"] = total_cost(outcome.run.attempts)
+        return orjson.dumps(
+            {
+                "id": response.id
+                if response.id.startswith("chatcmpl")
+                else f"chatcmpl-{response.id}",
+                "object": "chat.completion",
+                "created": response.created or int(time.time()),
+                "model": response.model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": message,
+                        "finish_reason": response.finish_reason,
+                        "logprobs": None,
+                    }
+                ],
+                "usage": usage,
+                "system_fingerprint": None,
+            }
+        )
+
+    async def encode_stream(
+        self,
+        events: AsyncIterator[StreamEvent],
+        request: ChatRequest,
+        outcome: Outcome,
+        context: RequestContext,
+    ) -> AsyncIterator[bytes]:
+        head = {
+            "id": f"chatcmpl-{context.trace_id}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": outcome.worker,
+            "system_fingerprint": None,
+        }
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            return (
+                b"data: "
+                + orjson.dumps(
+                    {
+                        **head,
+                        "choices": [
+                            {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+                        ],
+                    }
+                )
+                + b"\n\n"
+            )
+
+        yield chunk({"role": "assistant", "content": ""})
+        usage: Usage | None = None
+        finish: str | None = None
+        try:
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    yield chunk({"content": event.text})
+                elif isinstance(event, ToolCallDelta):
+                    call: dict[str, Any] = {"index": event.index}
+                    if event.id is not None:
+                        call["id"] = event.id
+                        call["type"] = "function"
+                    function: dict[str, Any] = {"arguments": event.arguments}
+                    if event.name is not None:
+                        function["name"] = event.name
+                    call["function"] = function
+                    yield chunk({"tool_calls": [call]})
+                elif isinstance(event, Finish):
+                    finish = event.reason
+                elif isinstance(event, UsageReport):
+                    usage = event.usage
+        except PodiumError as error:
+            yield b"data: " + orjson.dumps(error_body(error)) + b"\n\n"
+            return
+        yield chunk({}, finish or "stop")
+        if request.include_usage:
+            attempts = outcome.run.attempts
+            settled = usage or (attempts[-1].usage if attempts else Usage())
+            body = _usage(settled)
+            body["cost_usd"] = total_cost(attempts)
+            yield b"data: " + orjson.dumps({**head, "choices": [], "usage": body}) + b"\n\n"
+        yield b"data: [DONE]\n\n"
+
+    def models(self, names: list[tuple[str, str]]) -> bytes:
+        return orjson.dumps(
+            {
+                "object": "list",
+                "data": [
+                    {"id": name, "object": "model", "created": 0, "owned_by": owner}
+                    for name, owner in names
+                ],
+            }
+        )

@@ -1,0 +1,169 @@
+"""``create_app(config)`` builds everything: no module-level state, so tests can build many
+gateways side by side in one process."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from podium.api.http import App, Request, Response
+from podium.api.ingress import chat_handler
+from podium.api.openai import OpenAIIngress
+from podium.config import PodiumConfig, load_config
+from podium.engine import Engine
+from podium.executor import WorkflowExecutor
+from podium.gateway import Gateway
+from podium.hooks import Hook
+from podium.observe.recorder import TraceRecorder
+from podium.plugins import load_plugins
+from podium.providers.base import ProviderRegistry
+from podium.providers.http import HttpClients
+from podium.routing.base import Router
+from podium.routing.direct import VIRTUAL_MODELS, DirectRouter
+from podium.secrets import EnvironmentSecrets, SecretSource
+from podium.store.sqlite import SQLiteStore
+from podium.store.traces import TraceStore
+from podium.workers import WorkerPool
+
+
+@dataclass
+class Podium:
+    """The running gateway's parts, for handlers, plugins and tests."""
+
+    config: PodiumConfig
+    app: App
+    http: HttpClients
+    providers: ProviderRegistry
+    pool: WorkerPool
+    store: TraceStore
+    recorder: TraceRecorder
+    engine: Engine
+    executor: WorkflowExecutor
+    gateway: Gateway
+    secrets: SecretSource
+    plugins: list[ModuleType] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def routers(self) -> list[Router]:
+        return self.gateway.routers
+
+    @property
+    def hooks(self) -> list[Hook]:
+        return self.gateway.hooks
+
+
+def create_podium(
+    config: PodiumConfig,
+    *,
+    secrets: SecretSource | None = None,
+    plugins: list[ModuleType] | None = None,
+    start_workers: bool = True,
+) -> Podium:
+    data_dir = config.resolved_data_dir()
+    secrets = secrets or EnvironmentSecrets()
+    modules = plugins if plugins is not None else load_plugins()
+    providers = ProviderRegistry()
+    for module in modules:
+        register = getattr(module, "register_providers", None)
+        if register is not None:
+            register(providers)
+    http = HttpClients()
+    pool = WorkerPool(providers, http=http, secrets=secrets, data_dir=data_dir)
+    pool.load(config.workers)
+    store: TraceStore = SQLiteStore(
+        path=data_dir / "podium.db" if config.store.url is None else _path(config.store.url)
+    )
+    recorder = TraceRecorder(
+        store,
+        spill_path=data_dir / "traces-spill.jsonl",
+        batch_size=config.store.batch_size,
+        flush_interval=config.store.flush_interval,
+        queue_limit=config.store.queue_limit,
+    )
+    engine = Engine(pool)
+    executor = WorkflowExecutor(engine)
+    gateway = Gateway(
+        pool,
+        [DirectRouter(config.aliases, config.default_worker)],
+        executor,
+        record=recorder.record,
+    )
+    app = App()
+    podium = Podium(
+        config=config,
+        app=app,
+        http=http,
+        providers=providers,
+        pool=pool,
+        store=store,
+        recorder=recorder,
+        engine=engine,
+        executor=executor,
+        gateway=gateway,
+        secrets=secrets,
+        plugins=modules,
+    )
+    app.state["podium"] = podium
+    _routes(podium)
+    for module in modules:
+        register_app = getattr(module, "register_app", None)
+        if register_app is not None:
+            register_app(podium)
+
+    async def startup() -> None:
+        await store.open()
+        recorder.start()
+        if start_workers:
+            await pool.start()
+
+    async def shutdown() -> None:
+        await gateway.drain_background()
+        await recorder.close()
+        await store.close()
+        await pool.aclose()
+        await http.aclose()
+
+    app.on_startup.append(startup)
+    app.on_shutdown.append(shutdown)
+    return podium
+
+
+def _path(url: str) -> Any:
+    from pathlib import Path
+
+    return Path(url.removeprefix("sqlite:///")).expanduser()
+
+
+def _routes(podium: Podium) -> None:
+    app, gateway, config = podium.app, podium.gateway, podium.config
+    openai = OpenAIIngress()
+    limit = config.server.max_body_bytes
+    app.route(
+        "POST", "/v1/chat/completions", chat_handler(openai, gateway, max_body_bytes=limit), openai
+    )
+
+    async def models(_: Request) -> Response:
+        listed: list[tuple[str, str]] = [(name, "podium") for name in VIRTUAL_MODELS]
+        for worker in podium.pool.serving():
+            listed.append((worker.name, worker.config.profile.vendor))
+            listed.extend((alias, worker.config.profile.vendor) for alias in worker.config.aliases)
+        listed.extend((alias, "podium") for alias in config.aliases)
+        return Response(openai.models(list(dict.fromkeys(listed))))
+
+    async def health(_: Request) -> Response:
+        return Response.json({"status": "ok", "workers": len(podium.pool.serving())})
+
+    app.route("GET", "/v1/models", models, openai)
+    app.route("GET", "/health", health, app.fallback_errors)
+
+
+def create_app(config: PodiumConfig, **options: Any) -> App:
+    return create_podium(config, **options).app
+
+
+def app_from_environment() -> App:
+    """The ASGI factory ``podium serve`` hands to uvicorn (one per worker process)."""
+    return create_app(load_config(os.environ.get("PODIUM_CONFIG")))

@@ -1,0 +1,14 @@
+"""Sub-commands of ``podium``, one module each, registered in order."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+COMMAND_MODULES: tuple[str, ...] = ("podium.commands.workers",)
+
+
+def register_commands(main: click.Group) -> None:
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(main)

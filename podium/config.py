@@ -1,0 +1,216 @@
+"""One validated configuration, loaded from ``podium.yaml`` and the environment.
+
+Secrets never live here: a worker names the environment variable that holds its key
+(``api_key_env``). Every error names the file, the field and why.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Capability = Literal["tools", "json", "vision", "streaming"]
+
+DEFAULT_PORT = 8400
+DEFAULT_CONFIG_FILE = "podium.yaml"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Price(Strict):
+    """USD per one million tokens."""
+
+    input: float = Field(0.0, ge=0)
+    output: float = Field(0.0, ge=0)
+    cached_input: float | None = Field(None, ge=0)
+
+
+class DataProfile(Strict):
+    """How a worker's vendor handles the data sent to it, and which data classes it may see."""
+
+    vendor: str = "unknown"
+    region: str = "unknown"
+    retention_days: int | None = Field(None, ge=0)
+    trains_on_data: bool = False
+    cleared: list[str] = Field(default_factory=lambda: ["public"])
+
+
+class Timeouts(Strict):
+    """Seconds. ``first_byte`` bounds the wait for the upstream's response head (and, when
+    streaming, its first event); ``total`` bounds the whole call."""
+
+    connect: float = Field(5.0, gt=0)
+    first_byte: float = Field(60.0, gt=0)
+    total: float = Field(600.0, gt=0)
+
+
+class RetryPolicy(Strict):
+    attempts: int = Field(2, ge=0, le=10)  # retries after the first try, on retryable errors
+    backoff_base: float = Field(0.25, ge=0)
+    backoff_max: float = Field(8.0, ge=0)
+
+
+class BreakerPolicy(Strict):
+    failures: int = Field(5, ge=1)  # consecutive failures that open the circuit
+    reset_after: float = Field(30.0, gt=0)  # seconds open before a half-open probe
+
+
+def _streaming_only() -> list[Capability]:
+    return ["streaming"]
+
+
+class WorkerConfig(Strict):
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
+    provider: str
+    model: str
+    base_url: str | None = None
+    api_key_env: str | None = None
+    aliases: list[str] = Field(default_factory=list)
+    price: Price = Field(default_factory=Price)
+    context_window: int = Field(8192, gt=0)
+    max_output_tokens: int | None = Field(None, gt=0)
+    capabilities: list[Capability] = Field(default_factory=_streaming_only)
+    profile: DataProfile = Field(default_factory=DataProfile)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    breaker: BreakerPolicy = Field(default_factory=BreakerPolicy)
+    quality_prior: float | None = Field(None, ge=0, le=1)
+    options: dict[str, Any] = Field(default_factory=dict)  # validated by the provider plugin
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+
+class ServerConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(DEFAULT_PORT, ge=0, le=65535)
+    max_body_bytes: int = Field(8 * 1024 * 1024, gt=0)
+    workers: int = Field(1, ge=1)
+
+
+class StoreConfig(Strict):
+    kind: str = "sqlite"
+    url: str | None = None  # a file path for sqlite, a DSN for postgres
+    batch_size: int = Field(256, ge=1)
+    flush_interval: float = Field(0.5, gt=0)
+    queue_limit: int = Field(100_000, ge=1)
+
+
+class PodiumConfig(Strict):
+    data_dir: Path = Path(".podium")
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    workers: list[WorkerConfig] = Field(default_factory=list)
+    default_worker: str | None = None
+    aliases: dict[str, str] = Field(default_factory=dict)
+    routing: dict[str, Any] = Field(default_factory=dict)  # validated by podium.routing
+    plugins: dict[str, Any] = Field(default_factory=dict)  # per-plugin sections
+
+    @model_validator(mode="after")
+    def _names_resolve(self) -> PodiumConfig:
+        names = [worker.name for worker in self.workers]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"worker names must be unique; repeated: {', '.join(duplicates)}")
+        known = set(names)
+        if self.default_worker is not None and self.default_worker not in known:
+            raise ValueError(f"default_worker {self.default_worker!r} is not a configured worker")
+        for alias, target in self.aliases.items():
+            if target not in known:
+                raise ValueError(f"alias {alias!r} points at unknown worker {target!r}")
+        return self
+
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message names the source, field and reason."""
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"  {where}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def embedded_workers() -> list[WorkerConfig]:
+    """The zero-set-up pool: SmolLM2-135M-Instruct running inside Podium."""
+    return [
+        WorkerConfig(
+            name="smollm2-135m",
+            provider="local",
+            model="SmolLM2-135M-Instruct",
+            aliases=["smollm2", "local"],
+            price=Price(input=0.0, output=0.0),
+            context_window=2048,
+            capabilities=["streaming", "json"],
+            profile=DataProfile(
+                vendor="podium-local",
+                region="on-premises",
+                retention_days=0,
+                trains_on_data=False,
+                cleared=["public", "internal", "confidential", "restricted"],
+            ),
+            options={"model": "smollm2-135m"},
+        )
+    ]
+
+
+def parse_config(data: dict[str, Any], source: str = "configuration") -> PodiumConfig:
+    try:
+        config = PodiumConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, source)) from None
+    if not config.workers:
+        config.workers = embedded_workers()
+    if config.default_worker is None:
+        config.default_worker = config.workers[0].name
+    return config
+
+
+def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> PodiumConfig:
+    """Read ``path`` (or ``$PODIUM_CONFIG``, or ``./podium.yaml`` when present), then apply
+    ``PODIUM_HOST``, ``PODIUM_PORT`` and ``PODIUM_DATA_DIR`` from the environment."""
+    env = dict(os.environ if env is None else env)
+    chosen = path or env.get("PODIUM_CONFIG")
+    data: dict[str, Any] = {}
+    source = "embedded defaults"
+    if chosen is None and Path(DEFAULT_CONFIG_FILE).is_file():
+        chosen = DEFAULT_CONFIG_FILE
+    if chosen is not None:
+        file = Path(chosen)
+        source = str(file)
+        try:
+            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{file}: no such configuration file") from None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{file}: not valid YAML: {error}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{file}: the top level must be a mapping of settings")
+        data = loaded
+    server = dict(data.get("server") or {})
+    if "PODIUM_HOST" in env:
+        server["host"] = env["PODIUM_HOST"]
+    if "PODIUM_PORT" in env:
+        server["port"] = env["PODIUM_PORT"]
+    if server:
+        data["server"] = server
+    if "PODIUM_DATA_DIR" in env:
+        data["data_dir"] = env["PODIUM_DATA_DIR"]
+    return parse_config(data, source)

@@ -1,0 +1,285 @@
+"""Calling workers reliably: retries with jittered backoff, fallback down a list of cleared
+workers, and the circuit breaker, around any provider.
+
+A stream is retried or moved to another worker only until its first event exists; after that
+the client holds the bytes and a failure ends the stream with an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from podium.errors import PodiumError, ProviderError
+from podium.types import (
+    ChatRequest,
+    ChatResponse,
+    EventStream,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+    UsageReport,
+)
+from podium.workers import Worker, WorkerPool, estimate_tokens
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One try of one worker: what the trace records for every step."""
+
+    worker: str
+    status: str = "ok"  # ok | error | skipped
+    error: str | None = None
+    error_kind: str | None = None
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+    step: int = 0
+    role: str = "answer"
+
+
+class Engine:
+    def __init__(
+        self,
+        pool: WorkerPool,
+        *,
+        sleep: Sleep = asyncio.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.pool = pool
+        self._sleep = sleep
+        self._jitter = jitter
+
+    def _candidates(self, workers: list[str], attempts: list[Attempt]) -> list[Worker]:
+        chosen: list[Worker] = []
+        for name in workers:
+            worker = self.pool.get(name)
+            if worker is None:
+                attempts.append(Attempt(name, status="skipped", error="worker removed"))
+                continue
+            chosen.append(worker)
+        return chosen
+
+    def _backoff(self, worker: Worker, retry: int, error: ProviderError) -> float | None:
+        """Seconds to wait before retrying ``worker``, or None to move on to the next one."""
+        policy = worker.config.retry
+        if retry >= policy.attempts or not error.retryable:
+            return None
+        if error.retry_after is not None:
+            # Honour the upstream's own word; if it asks for longer than we would wait at all,
+            # another worker is the better bet.
+            wait: float = error.retry_after
+            return wait if wait <= policy.backoff_max else None
+        delay = min(policy.backoff_max, policy.backoff_base * (2.0**retry))
+        return delay * (0.5 + self._jitter())
+
+    @staticmethod
+    def _exhausted(workers: list[str], last: PodiumError | None) -> PodiumError:
+        if last is not None:
+            return last
+        return ProviderError(
+            "overloaded",
+            f"no worker could take the request (tried: {', '.join(workers) or 'none'}; "
+            "circuits open or workers removed)",
+            retryable=True,
+        )
+
+    async def complete(
+        self,
+        request: ChatRequest,
+        workers: list[str],
+        attempts: list[Attempt],
+        *,
+        step: int = 0,
+        role: str = "answer",
+    ) -> tuple[Worker, ChatResponse]:
+        last: ProviderError | None = None
+        for worker in self._candidates(workers, attempts):
+            retry = 0
+            while True:
+                if not worker.breaker.allow():
+                    attempts.append(
+                        Attempt(
+                            worker.name,
+                            status="skipped",
+                            error="circuit open",
+                            step=step,
+                            role=role,
+                        )
+                    )
+                    break
+                attempt = Attempt(worker.name, step=step, role=role)
+                started = time.perf_counter()
+                worker.in_flight += 1
+                try:
+                    response = await worker.provider.complete(request)
+                except ProviderError as error:
+                    attempt.latency_ms = (time.perf_counter() - started) * 1000
+                    attempt.status, attempt.error, attempt.error_kind = (
+                        "error",
+                        error.message,
+                        error.kind,
+                    )
+                    attempts.append(attempt)
+                    if error.retryable:
+                        worker.breaker.record_failure()
+                    else:
+                        worker.breaker.record_success()  # the worker answered; the input was bad
+                        raise
+                    last = error
+                    delay = self._backoff(worker, retry, error)
+                    if delay is None:
+                        break
+                    retry += 1
+                    await self._sleep(delay)
+                    continue
+                finally:
+                    worker.in_flight -= 1
+                worker.breaker.record_success()
+                attempt.latency_ms = (time.perf_counter() - started) * 1000
+                attempt.ttft_ms = attempt.latency_ms
+                if response.usage.total_tokens == 0:
+                    response.usage = Usage(
+                        estimate_tokens(request.prompt_text()), estimate_tokens(response.text)
+                    )
+                attempt.usage = response.usage
+                attempt.cost_usd = worker.cost(response.usage)
+                attempts.append(attempt)
+                return worker, response
+        raise self._exhausted(workers, last)
+
+    async def stream(
+        self,
+        request: ChatRequest,
+        workers: list[str],
+        attempts: list[Attempt],
+        *,
+        step: int = 0,
+        role: str = "answer",
+    ) -> MeteredStream:
+        """Open a stream on the first worker that produces a first event."""
+        last: ProviderError | None = None
+        for worker in self._candidates(workers, attempts):
+            retry = 0
+            while True:
+                if not worker.breaker.allow():
+                    attempts.append(
+                        Attempt(
+                            worker.name,
+                            status="skipped",
+                            error="circuit open",
+                            step=step,
+                            role=role,
+                        )
+                    )
+                    break
+                attempt = Attempt(worker.name, step=step, role=role)
+                started = time.perf_counter()
+                events = worker.provider.stream(request)
+                try:
+                    first: StreamEvent | None = await anext(events)
+                except StopAsyncIteration:
+                    first = None
+                except ProviderError as error:
+                    await events.aclose()
+                    attempt.latency_ms = (time.perf_counter() - started) * 1000
+                    attempt.status, attempt.error, attempt.error_kind = (
+                        "error",
+                        error.message,
+                        error.kind,
+                    )
+                    attempts.append(attempt)
+                    if not error.retryable:
+                        worker.breaker.record_success()
+                        raise
+                    worker.breaker.record_failure()
+                    last = error
+                    delay = self._backoff(worker, retry, error)
+                    if delay is None:
+                        break
+                    retry += 1
+                    await self._sleep(delay)
+                    continue
+                except BaseException:
+                    await events.aclose()
+                    raise
+                attempt.ttft_ms = (time.perf_counter() - started) * 1000
+                attempts.append(attempt)
+                return MeteredStream(worker, request, first, events, attempt, started)
+        raise self._exhausted(workers, last)
+
+
+class MeteredStream:
+    """A started stream that counts what passes through it and settles its attempt at the end
+    (usage, cost, latency, outcome), whether it finishes, fails or is cancelled."""
+
+    def __init__(
+        self,
+        worker: Worker,
+        request: ChatRequest,
+        first: StreamEvent | None,
+        rest: EventStream,
+        attempt: Attempt,
+        started: float,
+    ) -> None:
+        self.worker = worker
+        self.attempt = attempt
+        self.text_chars = 0
+        self._request = request
+        self._first = first
+        self._rest = rest
+        self._started = started
+        self.usage: Usage | None = None
+        self.finished = False
+        worker.in_flight += 1
+
+    def _observe(self, event: StreamEvent) -> None:
+        if isinstance(event, TextDelta):
+            self.text_chars += len(event.text)
+        elif isinstance(event, ToolCallDelta):
+            self.text_chars += len(event.arguments)
+        elif isinstance(event, UsageReport):
+            self.usage = event.usage
+
+    async def events(self) -> EventStream:
+        try:
+            if self._first is not None:
+                self._observe(self._first)
+                yield self._first
+            async for event in self._rest:
+                self._observe(event)
+                yield event
+            self.worker.breaker.record_success()
+            self.finished = True
+        except ProviderError as error:
+            self.worker.breaker.record_failure()
+            self.attempt.status, self.attempt.error = "error", error.message
+            self.attempt.error_kind = error.kind
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            self.attempt.status, self.attempt.error = "error", "client disconnected"
+            self.attempt.error_kind = "cancelled"
+            raise
+        finally:
+            await self._rest.aclose()
+            self._settle()
+
+    def _settle(self) -> None:
+        if self.worker.in_flight > 0 and self.attempt.latency_ms == 0.0:
+            self.worker.in_flight -= 1
+        usage = self.usage
+        if usage is None or usage.total_tokens == 0:
+            usage = Usage(
+                estimate_tokens(self._request.prompt_text()),
+                (self.text_chars + 3) // 4,
+            )
+        self.attempt.usage = usage
+        self.attempt.cost_usd = self.worker.cost(usage)
+        self.attempt.latency_ms = (time.perf_counter() - self._started) * 1000

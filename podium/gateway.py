@@ -1,0 +1,280 @@
+"""One request's path, independent of any wire format: admit, clear, route, run, record."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import asdict, dataclass
+
+from podium.config import WorkerConfig
+from podium.context import RequestContext
+from podium.engine import Attempt, MeteredStream
+from podium.errors import PodiumError
+from podium.executor import Run, WorkflowExecutor
+from podium.hooks import Hook
+from podium.routing.base import Decision, RouteContext, Router
+from podium.store.traces import TraceRecord
+from podium.types import ChatRequest, ChatResponse, EventStream, StreamEvent, Usage
+from podium.workers import WorkerPool
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What the ingress needs to answer: the response (or stream) and the facts for headers."""
+
+    decision: Decision
+    run: Run
+    worker: str
+    response: ChatResponse | None = None
+    stream: AsyncIterator[StreamEvent] | None = None
+
+    def headers(self, context: RequestContext) -> dict[str, str]:
+        headers = {
+            "x-podium-trace-id": context.trace_id,
+            "x-podium-worker": self.worker,
+            "x-podium-route": self.decision.route,
+        }
+        if self.response is not None:
+            headers["x-podium-cost-usd"] = f"{total_cost(self.run.attempts):.8f}"
+        return headers
+
+
+def total_cost(attempts: Sequence[Attempt]) -> float:
+    return sum(attempt.cost_usd for attempt in attempts)
+
+
+def total_usage(attempts: Sequence[Attempt]) -> Usage:
+    usage = Usage()
+    for attempt in attempts:
+        usage = usage + attempt.usage
+    return usage
+
+
+class Gateway:
+    def __init__(
+        self,
+        pool: WorkerPool,
+        routers: list[Router],
+        executor: WorkflowExecutor,
+        *,
+        hooks: list[Hook] | None = None,
+        record: Callable[[TraceRecord], None] | None = None,
+        router_timeout: float = 0.25,
+        capture_content: bool = False,
+    ) -> None:
+        self.pool = pool
+        self.routers = routers
+        self.executor = executor
+        self.hooks: list[Hook] = hooks or []
+        self._record = record
+        self.router_timeout = router_timeout
+        self.capture_content = capture_content
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- the path -------------------------------------------------------------------------------
+
+    async def admit(self, request: ChatRequest, context: RequestContext) -> ChatRequest:
+        for hook in self.hooks:
+            await hook.admit(request, context)
+        for hook in self.hooks:
+            request = await hook.transform_request(request, context)
+        return request
+
+    def eligible(self, request: ChatRequest, context: RequestContext) -> list[WorkerConfig]:
+        workers = [worker.config for worker in self.pool.serving()]
+        for hook in self.hooks:
+            workers = hook.eligible(workers, request, context)
+        return workers
+
+    async def route(
+        self, request: ChatRequest, context: RequestContext, eligible: list[WorkerConfig]
+    ) -> Decision:
+        route_context = RouteContext(
+            caller=context.caller,
+            eligible=eligible,
+            headers=context.headers,
+            data_class=context.data_class,
+            contract=context.contract,
+            budget_usd=context.budget_usd,
+            session_id=context.session_id,
+        )
+        if not eligible:
+            raise PodiumError(
+                "permission",
+                f"no worker is cleared for this request (data class {context.data_class!r})",
+                code="no_eligible_worker",
+            )
+        failures: list[str] = []
+        for router in self.routers:
+            try:
+                async with asyncio.timeout(self.router_timeout):
+                    decision = await router.plan(request, route_context)
+            except PodiumError:
+                raise
+            except Exception as error:  # a broken router must not take the gateway down
+                failures.append(f"router {router.name!r} failed ({type(error).__name__})")
+                continue
+            if decision is None:
+                continue
+            # Clearance is enforced here again, whatever the router said: every step and
+            # every fallback must be an eligible worker.
+            allowed = route_context.eligible_names()
+            decision.workflow.fallbacks = [w for w in decision.workflow.fallbacks if w in allowed]
+            decision.workflow.validate(allowed)
+            if failures:
+                decision.reason = f"{decision.reason} (after: {'; '.join(failures)})"
+            return decision
+        raise PodiumError(
+            "not_found",
+            f"the model {request.model!r} does not exist or is not available to you",
+            param="model",
+            code="model_not_found",
+        )
+
+    async def handle(self, request: ChatRequest, context: RequestContext) -> Outcome:
+        """Admit, route and start answering. Streams come back started (first event in hand)."""
+        decision: Decision | None = None
+        run = Run()
+        try:
+            request = await self.admit(request, context)
+            decision = await self.route(request, context, self.eligible(request, context))
+            for hook in self.hooks:
+                await hook.decided(request, decision, context)
+            if request.stream:
+                metered = await self.executor.stream(request, decision.workflow, run)
+                return Outcome(
+                    decision=decision,
+                    run=run,
+                    worker=metered.worker.name,
+                    stream=self._finish_stream(metered, request, decision, run, context),
+                )
+            response = await self.executor.complete(request, decision.workflow, run)
+            for hook in self.hooks:
+                response = hook.transform_response(response, context)
+            self._finish(request, decision, run, context, status=200, response=response)
+            return Outcome(decision=decision, run=run, worker=response.model, response=response)
+        except PodiumError as error:
+            self._finish(request, decision, run, context, status=error.status, error=error)
+            raise
+
+    async def _finish_stream(
+        self,
+        metered: MeteredStream,
+        request: ChatRequest,
+        decision: Decision,
+        run: Run,
+        context: RequestContext,
+    ) -> AsyncIterator[StreamEvent]:
+        events: EventStream = metered.events()
+        for hook in self.hooks:
+            events = hook.transform_events(events, context)
+        error: PodiumError | None = None
+        text: list[str] = []
+        try:
+            async for event in events:
+                if self.capture_content and hasattr(event, "text"):
+                    text.append(event.text)
+                yield event
+        except PodiumError as failure:
+            error = failure
+            raise
+        finally:
+            status = (
+                200
+                if error is None and metered.attempt.status == "ok"
+                else (error.status if error is not None else 499)
+            )
+            self._finish(
+                request,
+                decision,
+                run,
+                context,
+                status=status,
+                error=error,
+                answer="".join(text) if self.capture_content else None,
+            )
+
+    # -- recording -------------------------------------------------------------------------------
+
+    def _finish(
+        self,
+        request: ChatRequest,
+        decision: Decision | None,
+        run: Run,
+        context: RequestContext,
+        *,
+        status: int,
+        response: ChatResponse | None = None,
+        error: PodiumError | None = None,
+        answer: str | None = None,
+    ) -> None:
+        attempts = run.attempts
+        usage = total_usage(attempts)
+        answered = [attempt for attempt in attempts if attempt.status == "ok"]
+        last_attempt = attempts[-1] if attempts else None
+        ok = status < 400
+        trace = TraceRecord(
+            trace_id=context.trace_id,
+            created_at=context.started_at,
+            ingress=context.ingress,
+            caller=context.caller.key_id,
+            owner=context.caller.owner,
+            requested_model=request.model,
+            route=decision.route if decision else "none",
+            router=decision.router if decision else None,
+            rule=decision.rule if decision else None,
+            reason=decision.reason if decision else None,
+            worker=answered[-1].worker
+            if answered
+            else (last_attempt.worker if last_attempt else None),
+            workers=",".join(dict.fromkeys(a.worker for a in attempts if a.status != "skipped")),
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cost_usd=total_cost(attempts),
+            latency_ms=context.elapsed_ms(),
+            ttft_ms=answered[-1].ttft_ms if answered else None,
+            status="ok" if ok else "error",
+            http_status=status,
+            error=None if ok else (error.message if error else "client disconnected"),
+            error_kind=None if ok else (error.kind if error else "cancelled"),
+            stream=request.stream,
+            data_class=context.data_class,
+            contract=context.contract,
+            steps=[_attempt_dict(attempt) for attempt in attempts],
+            candidates=[asdict(c) for c in decision.candidates] if decision else [],
+            policy_actions=list(context.policy_actions),
+            prompt=request.prompt_text() if self.capture_content else None,
+            answer=(response.text if response is not None else answer)
+            if self.capture_content
+            else None,
+        )
+        if self._record is not None:
+            self._record(trace)
+        if self.hooks:
+            task = asyncio.get_running_loop().create_task(self._run_finish_hooks(trace, context))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _run_finish_hooks(self, trace: TraceRecord, context: RequestContext) -> None:
+        for hook in self.hooks:
+            await hook.finish(trace, context)
+
+    async def drain_background(self) -> None:
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+
+def _attempt_dict(attempt: Attempt) -> dict[str, object]:
+    return {
+        "step": attempt.step,
+        "role": attempt.role,
+        "worker": attempt.worker,
+        "status": attempt.status,
+        "error": attempt.error,
+        "error_kind": attempt.error_kind,
+        "latency_ms": round(attempt.latency_ms, 3),
+        "ttft_ms": round(attempt.ttft_ms, 3) if attempt.ttft_ms is not None else None,
+        "input_tokens": attempt.usage.input_tokens,
+        "output_tokens": attempt.usage.output_tokens,
+        "cost_usd": attempt.cost_usd,
+    }

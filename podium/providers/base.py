@@ -1,0 +1,60 @@
+"""The provider socket: one implementation per wire protocol, looked up by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from podium.config import ConfigError, WorkerConfig
+from podium.providers.http import HttpClients
+from podium.secrets import SecretSource
+from podium.types import ChatRequest, ChatResponse, EventStream
+
+
+class Provider(Protocol):
+    """Speaks one upstream's wire protocol for one worker. ``request.model`` is what the caller
+    asked for; a provider always sends its worker's own model name upstream."""
+
+    async def complete(self, request: ChatRequest) -> ChatResponse: ...
+
+    def stream(self, request: ChatRequest) -> EventStream: ...
+
+    async def start(self) -> None:
+        """Get ready to serve (load a model, warm a connection). Called once at app start."""
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderContext:
+    worker: WorkerConfig
+    http: HttpClients
+    secrets: SecretSource
+    data_dir: Path
+
+
+ProviderFactory = Callable[[ProviderContext], Provider]
+
+
+class ProviderRegistry:
+    """Provider factories by name. Built-ins register through the same hook as plugins."""
+
+    def __init__(self) -> None:
+        self._factories: dict[str, ProviderFactory] = {}
+
+    def register(self, name: str, factory: ProviderFactory) -> None:
+        self._factories[name] = factory
+
+    def names(self) -> list[str]:
+        return sorted(self._factories)
+
+    def create(self, context: ProviderContext) -> Provider:
+        factory = self._factories.get(context.worker.provider)
+        if factory is None:
+            raise ConfigError(
+                f"worker {context.worker.name!r}: unknown provider {context.worker.provider!r}; "
+                f"known providers: {', '.join(self.names())}"
+            )
+        return factory(context)

@@ -1,0 +1,248 @@
+"""Pooled egress over aiohttp: one session per upstream origin, timeouts, SSE reading.
+
+aiohttp rather than httpx because the egress client dominates a gateway's overhead (seven
+times the throughput on this kind of machine, see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+
+from podium.config import Timeouts
+from podium.errors import ProviderError, provider_error_from_status
+from podium.secrets import scrub
+
+
+class HttpClients:
+    """One pooled ``aiohttp.ClientSession`` per upstream origin, created on first use."""
+
+    def __init__(self, *, limit_per_host: int = 256) -> None:
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._limit_per_host = limit_per_host
+
+    def session_for(self, base_url: str) -> aiohttp.ClientSession:
+        parts = urlsplit(base_url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        session = self._sessions.get(origin)
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=0, limit_per_host=self._limit_per_host, ttl_dns_cache=300
+            )
+            session = aiohttp.ClientSession(
+                connector=connector,
+                json_serialize=lambda obj: orjson.dumps(obj).decode(),
+                auto_decompress=True,
+                trust_env=False,  # egress goes only where a worker is configured to point
+            )
+            self._sessions[origin] = session
+        return session
+
+    async def aclose(self) -> None:
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            await session.close()
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def error_message(body: bytes) -> str:
+    """The human message in a vendor's error body, whatever its shape."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body[:500].decode("utf-8", "replace").strip() or "no error message"
+    if isinstance(data, list) and data:
+        data = data[0]
+    if isinstance(data, dict):
+        error = data.get("error", data)
+        if isinstance(error, dict):
+            message = error.get("message") or error.get("detail") or error.get("status")
+            if message:
+                return str(message)
+        elif isinstance(error, str):
+            return error
+    return body[:500].decode("utf-8", "replace")
+
+
+class Upstream:
+    """POSTs JSON to one worker's upstream with its timeouts, mapping every failure to a
+    :class:`ProviderError` whose message names the worker and never carries its key."""
+
+    def __init__(
+        self,
+        http: HttpClients,
+        *,
+        worker: str,
+        base_url: str,
+        headers: dict[str, str],
+        timeouts: Timeouts,
+        secrets: Iterable[str | None] = (),
+    ) -> None:
+        self._http = http
+        self.worker = worker
+        self.base_url = base_url
+        self._headers = {"content-type": "application/json", **headers}
+        self._timeouts = timeouts
+        self._secrets = [secret for secret in secrets if secret]
+        self._client_timeout = aiohttp.ClientTimeout(
+            total=None, connect=timeouts.connect, sock_connect=timeouts.connect
+        )
+
+    def _fail(self, status: int, body: bytes, retry_after: float | None) -> ProviderError:
+        if status in (401, 403):
+            message = f"worker {self.worker!r} refused Podium's credential (upstream {status})"
+        else:
+            detail = scrub(error_message(body), self._secrets)
+            message = f"worker {self.worker!r} failed (upstream {status}): {detail}"
+        return provider_error_from_status(
+            status, message, retry_after=retry_after, worker=self.worker
+        )
+
+    def _unreachable(self, error: BaseException) -> ProviderError:
+        detail = scrub(type(error).__name__ + (f": {error}" if str(error) else ""), self._secrets)
+        return ProviderError(
+            "upstream",
+            f"worker {self.worker!r} is unreachable ({detail})",
+            retryable=True,
+            worker=self.worker,
+        )
+
+    def _timed_out(self, what: str) -> ProviderError:
+        return ProviderError(
+            "timeout",
+            f"worker {self.worker!r} timed out ({what})",
+            retryable=True,
+            worker=self.worker,
+        )
+
+    async def post_json(self, path: str, payload: dict[str, Any]) -> Any:
+        session = self._http.session_for(self.base_url)
+        try:
+            async with asyncio.timeout(self._timeouts.total):
+                try:
+                    async with asyncio.timeout(self._timeouts.first_byte):
+                        response = await session.post(
+                            self.base_url + path,
+                            data=orjson.dumps(payload),
+                            headers=self._headers,
+                            timeout=self._client_timeout,
+                        )
+                except TimeoutError:
+                    raise self._timed_out("no response head") from None
+                async with response:
+                    body = await response.read()
+                    if response.status >= 400:
+                        raise self._fail(
+                            response.status,
+                            body,
+                            parse_retry_after(response.headers.get("retry-after")),
+                        )
+        except TimeoutError:
+            raise self._timed_out("total") from None
+        except aiohttp.ClientError as error:
+            raise self._unreachable(error) from None
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise ProviderError(
+                "upstream",
+                f"worker {self.worker!r} answered with invalid JSON",
+                retryable=True,
+                worker=self.worker,
+            ) from None
+
+    @asynccontextmanager
+    async def open_stream(self, path: str, payload: dict[str, Any]) -> AsyncIterator[Lines]:
+        """Open a streaming POST; yields the response body as lines. Errors before the first
+        line are :class:`ProviderError`; the caller bounds the gaps with ``first_byte``."""
+        session = self._http.session_for(self.base_url)
+        try:
+            async with asyncio.timeout(self._timeouts.first_byte):
+                response = await session.post(
+                    self.base_url + path,
+                    data=orjson.dumps(payload),
+                    headers=self._headers,
+                    timeout=self._client_timeout,
+                )
+        except TimeoutError:
+            raise self._timed_out("no response head") from None
+        except aiohttp.ClientError as error:
+            raise self._unreachable(error) from None
+        async with response:
+            if response.status >= 400:
+                try:
+                    body = await response.read()
+                except aiohttp.ClientError:
+                    body = b""
+                raise self._fail(
+                    response.status, body, parse_retry_after(response.headers.get("retry-after"))
+                )
+            yield Lines(response, self, self._timeouts)
+
+
+class Lines:
+    """The lines of a streaming body, each read within the worker's timeouts."""
+
+    def __init__(
+        self, response: aiohttp.ClientResponse, upstream: Upstream, timeouts: Timeouts
+    ) -> None:
+        self._response = response
+        self._upstream = upstream
+        self._gap = timeouts.first_byte
+        self._deadline = time.monotonic() + timeouts.total
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._lines()
+
+    async def _lines(self) -> AsyncIterator[bytes]:
+        content = self._response.content
+        while True:
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._upstream._timed_out("total")
+            try:
+                async with asyncio.timeout(min(self._gap, remaining)):
+                    line = await content.readline()
+            except TimeoutError:
+                raise self._upstream._timed_out("stream stalled") from None
+            except aiohttp.ClientError as error:
+                raise self._upstream._unreachable(error) from None
+            if not line:
+                return
+            yield line
+
+
+async def sse_data(lines: Lines) -> AsyncIterator[bytes]:
+    """The ``data:`` payloads of a server-sent event stream (multi-line data joined)."""
+    buffer: list[bytes] = []
+    async for raw in lines:
+        line = raw.rstrip(b"\r\n")
+        if not line:
+            if buffer:
+                yield b"\n".join(buffer)
+                buffer = []
+            continue
+        if line.startswith(b"data:"):
+            buffer.append(line[5:].lstrip(b" "))
+    if buffer:
+        yield b"\n".join(buffer)

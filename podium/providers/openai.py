@@ -1,0 +1,269 @@
+"""OpenAI Chat Completions egress: OpenAI itself and every OpenAI-compatible server (vLLM,
+Ollama, llama.cpp's server, Together, DeepSeek, ...), chosen by ``base_url``."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict
+
+from podium.errors import ProviderError
+from podium.providers.base import ProviderContext, ProviderRegistry
+from podium.providers.http import Upstream, sse_data
+from podium.types import (
+    ChatRequest,
+    ChatResponse,
+    EventStream,
+    Finish,
+    FinishReason,
+    Message,
+    TextDelta,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    UsageReport,
+)
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+
+
+class OpenAIOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Newer OpenAI models reject ``max_tokens``; most compatible servers know only it.
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    organization: str | None = None
+    extra_headers: dict[str, str] = {}
+
+
+def encode_message(message: Message) -> dict[str, Any]:
+    if message.role == "tool":
+        return {
+            "role": "tool",
+            "tool_call_id": message.tool_call_id or "",
+            "content": message.text(),
+        }
+    encoded: dict[str, Any] = {"role": message.role}
+    if message.has_images():
+        parts: list[dict[str, Any]] = []
+        for part in message.content:
+            if isinstance(part, TextPart):
+                parts.append({"type": "text", "text": part.text})
+            else:
+                url = part.url or f"data:{part.media_type or 'image/png'};base64,{part.data}"
+                image: dict[str, Any] = {"url": url}
+                if part.detail:
+                    image["detail"] = part.detail
+                parts.append({"type": "image_url", "image_url": image})
+        encoded["content"] = parts
+    else:
+        encoded["content"] = message.text() if (message.content or not message.tool_calls) else None
+    if message.name:
+        encoded["name"] = message.name
+    if message.tool_calls:
+        encoded["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in message.tool_calls
+        ]
+    return encoded
+
+
+def encode_request(
+    request: ChatRequest, model: str, options: OpenAIOptions, *, stream: bool
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "model": model,
+        "messages": [encode_message(message) for message in request.messages],
+    }
+    if request.tools:
+        payload["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": tool.name,
+                    **({"description": tool.description} if tool.description else {}),
+                    "parameters": tool.parameters,
+                },
+            }
+            for tool in request.tools
+        ]
+    if request.tool_choice is not None:
+        choice = request.tool_choice
+        payload["tool_choice"] = (
+            {"type": "function", "function": {"name": choice.name}}
+            if choice.mode == "tool"
+            else choice.mode
+        )
+    if request.parallel_tool_calls is not None and request.tools:
+        payload["parallel_tool_calls"] = request.parallel_tool_calls
+    if request.response_format is not None and request.response_format.type != "text":
+        fmt = request.response_format
+        if fmt.type == "json_object":
+            payload["response_format"] = {"type": "json_object"}
+        else:
+            schema: dict[str, Any] = {"name": fmt.name or "output", "schema": fmt.schema or {}}
+            if fmt.strict is not None:
+                schema["strict"] = fmt.strict
+            payload["response_format"] = {"type": "json_schema", "json_schema": schema}
+    for name in ("temperature", "top_p", "seed", "user"):
+        value = getattr(request, name)
+        if value is not None:
+            payload[name] = value
+    if request.max_tokens is not None:
+        payload[options.max_tokens_field] = request.max_tokens
+    if request.stop:
+        payload["stop"] = request.stop
+    if stream:
+        payload["stream"] = True
+        payload["stream_options"] = {"include_usage": True}  # needed to price the call
+    return payload
+
+
+def decode_usage(data: Any) -> Usage:
+    if not isinstance(data, dict):
+        return Usage()
+    details = data.get("prompt_tokens_details") or {}
+    return Usage(
+        input_tokens=int(data.get("prompt_tokens") or 0),
+        output_tokens=int(data.get("completion_tokens") or 0),
+        cached_input_tokens=int(details.get("cached_tokens") or 0)
+        if isinstance(details, dict)
+        else 0,
+    )
+
+
+def decode_response(data: Any, worker: str) -> ChatResponse:
+    try:
+        choice = data["choices"][0]
+        message = choice.get("message") or {}
+        calls = [
+            ToolCall(
+                id=call.get("id") or f"call_{uuid.uuid4().hex[:24]}",
+                name=call["function"]["name"],
+                arguments=call["function"].get("arguments") or "{}",
+            )
+            for call in message.get("tool_calls") or []
+        ]
+        return ChatResponse(
+            id=str(data.get("id") or f"chatcmpl-{uuid.uuid4().hex}"),
+            model=worker,
+            text=message.get("content") or "",
+            tool_calls=calls,
+            finish_reason=FINISH_REASONS.get(choice.get("finish_reason") or "stop", "stop"),
+            usage=decode_usage(data.get("usage")),
+            created=int(data.get("created") or time.time()),
+        )
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise ProviderError(
+            "upstream",
+            f"worker {worker!r} answered in an unexpected shape",
+            retryable=True,
+            worker=worker,
+        ) from None
+
+
+def decode_chunk(data: Any) -> list[Any]:
+    """The stream events one ``chat.completion.chunk`` carries."""
+    events: list[Any] = []
+    for choice in data.get("choices") or []:
+        delta = choice.get("delta") or {}
+        content = delta.get("content")
+        if content:
+            events.append(TextDelta(content))
+        for call in delta.get("tool_calls") or []:
+            function = call.get("function") or {}
+            events.append(
+                ToolCallDelta(
+                    index=int(call.get("index") or 0),
+                    id=call.get("id"),
+                    name=function.get("name"),
+                    arguments=function.get("arguments") or "",
+                )
+            )
+        reason = choice.get("finish_reason")
+        if reason:
+            events.append(Finish(FINISH_REASONS.get(reason, "stop")))
+    if data.get("usage"):
+        events.append(UsageReport(decode_usage(data["usage"])))
+    return events
+
+
+class OpenAIProvider:
+    def __init__(self, context: ProviderContext, *, default_base_url: str = DEFAULT_BASE_URL):
+        worker = context.worker
+        self.options = OpenAIOptions.model_validate(worker.options)
+        self.worker = worker.name
+        self.model = worker.model
+        key = context.secrets.get(worker.api_key_env) if worker.api_key_env else None
+        headers = dict(self.options.extra_headers)
+        if key:
+            headers["authorization"] = f"Bearer {key}"
+        if self.options.organization:
+            headers["openai-organization"] = self.options.organization
+        self.upstream = Upstream(
+            context.http,
+            worker=worker.name,
+            base_url=worker.base_url or default_base_url,
+            headers=headers,
+            timeouts=worker.timeouts,
+            secrets=[key],
+        )
+
+    async def start(self) -> None:
+        return None
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        payload = encode_request(request, self.model, self.options, stream=False)
+        data = await self.upstream.post_json("/chat/completions", payload)
+        return decode_response(data, self.worker)
+
+    async def stream(self, request: ChatRequest) -> EventStream:
+        payload = encode_request(request, self.model, self.options, stream=True)
+        async with self.upstream.open_stream("/chat/completions", payload) as lines:
+            async for data in sse_data(lines):
+                if data == b"[DONE]":
+                    return
+                try:
+                    chunk = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    raise ProviderError(
+                        "upstream",
+                        f"worker {self.worker!r} sent a malformed stream event",
+                        retryable=True,
+                        worker=self.worker,
+                    ) from None
+                if isinstance(chunk, dict) and "error" in chunk:
+                    raise ProviderError(
+                        "upstream",
+                        f"worker {self.worker!r} failed mid-stream",
+                        worker=self.worker,
+                    )
+                for event in decode_chunk(chunk):
+                    yield event
+
+    async def aclose(self) -> None:
+        return None
+
+
+def register_providers(providers: ProviderRegistry) -> None:
+    providers.register("openai", OpenAIProvider)
+    # The same protocol by another name, so a config reads as what it points at.
+    providers.register("openai-compatible", OpenAIProvider)
+    providers.register("vllm", OpenAIProvider)
+    providers.register("ollama", OpenAIProvider)

@@ -1,0 +1,1 @@
+"""Deciding which workers answer a request, and how."""

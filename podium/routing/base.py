@@ -1,0 +1,59 @@
+"""The router socket: ``Router.plan(request, context) -> Decision``.
+
+A router scores candidates and picks a workflow; it never sees a worker that policy has not
+cleared for the request (``RouteContext.eligible``), so a routing trick can change cost but
+never where data goes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from podium.config import WorkerConfig
+from podium.context import Caller
+from podium.types import ChatRequest
+from podium.workflow import Workflow
+
+
+@dataclass(slots=True)
+class RouteContext:
+    caller: Caller
+    eligible: list[WorkerConfig]  # already filtered by policy: clearance, scopes, draining
+    headers: dict[str, str] = field(default_factory=dict)
+    data_class: str = "public"
+    contract: str | None = None
+    budget_usd: float | None = None
+    session_id: str | None = None
+
+    def eligible_names(self) -> set[str]:
+        return {worker.name for worker in self.eligible}
+
+
+@dataclass(slots=True)
+class Candidate:
+    worker: str
+    score: float  # the router's own scale; higher is better
+    quality: float | None = None  # predicted probability of a good answer
+    cost_usd: float | None = None  # predicted cost of the call
+
+
+@dataclass(slots=True)
+class Decision:
+    workflow: Workflow
+    router: str
+    reason: str
+    candidates: list[Candidate] = field(default_factory=list)
+    rule: str | None = None
+
+    @property
+    def route(self) -> str:
+        """A short label for headers and metrics: ``router`` or ``router:rule``."""
+        return f"{self.router}:{self.rule}" if self.rule else self.router
+
+
+class Router(Protocol):
+    name: str
+
+    async def plan(self, request: ChatRequest, context: RouteContext) -> Decision | None:
+        """A decision, or None to let the next router in the chain decide."""

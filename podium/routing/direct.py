@@ -1,0 +1,65 @@
+"""The plainest router: the requested model names a worker (or an alias of one); virtual
+models such as ``podium/auto`` go to the default worker."""
+
+from __future__ import annotations
+
+from podium.errors import PodiumError
+from podium.routing.base import Candidate, Decision, RouteContext
+from podium.types import ChatRequest
+from podium.workflow import Workflow
+
+VIRTUAL_MODELS = ("podium/auto",)
+
+
+class DirectRouter:
+    name = "direct"
+
+    def __init__(self, aliases: dict[str, str], default_worker: str | None) -> None:
+        self._aliases = aliases
+        self._default = default_worker
+
+    def resolve(self, model: str, context: RouteContext) -> str | None:
+        by_name = {worker.name: worker for worker in context.eligible}
+        if model in by_name:
+            return model
+        target = self._aliases.get(model)
+        if target is not None:
+            return target
+        for worker in context.eligible:
+            if model in worker.aliases:
+                return worker.name
+        return None
+
+    async def plan(self, request: ChatRequest, context: RouteContext) -> Decision | None:
+        eligible = [worker.name for worker in context.eligible]
+        if not eligible:
+            raise PodiumError(
+                "permission",
+                f"no worker is cleared for data class {context.data_class!r} and this caller",
+                code="no_eligible_worker",
+            )
+        if request.model in VIRTUAL_MODELS:
+            chosen = self._default if self._default in eligible else eligible[0]
+            reason = f"{request.model} goes to the default worker {chosen!r}"
+        else:
+            named = self.resolve(request.model, context)
+            if named is None:
+                return None
+            if named not in eligible:
+                raise PodiumError(
+                    "permission",
+                    f"model {request.model!r} is not available to this request "
+                    f"(data class {context.data_class!r}, caller scopes, or draining)",
+                    code="model_not_eligible",
+                )
+            chosen = named
+            reason = f"model {request.model!r} names worker {chosen!r}"
+        fallbacks = [name for name in eligible if name != chosen]
+        return Decision(
+            workflow=Workflow.single(
+                chosen, fallbacks=fallbacks if request.model in VIRTUAL_MODELS else []
+            ),
+            router=self.name,
+            reason=reason,
+            candidates=[Candidate(worker=chosen, score=1.0)],
+        )

@@ -1,0 +1,1 @@
+"""Where Podium keeps what outlives a request: traces, feedback, keys, audit."""

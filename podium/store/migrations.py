@@ -1,0 +1,68 @@
+"""Schema migrations as an ordered list of named steps. A step's name is recorded once it has
+run, so each runs exactly once per database, in order. Append; never edit a released step.
+
+Statements are written in the SQL that SQLite and PostgreSQL share, so one list serves both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class Executor(Protocol):
+    def execute(self, sql: str) -> object: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    name: str
+    apply: Callable[[Executor], None]
+
+
+def _create_traces(db: Executor) -> None:
+    db.execute(
+        """
+        CREATE TABLE traces (
+            trace_id TEXT PRIMARY KEY,
+            created_at DOUBLE PRECISION NOT NULL,
+            ingress TEXT NOT NULL,
+            caller TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            requested_model TEXT NOT NULL,
+            route TEXT NOT NULL,
+            router TEXT,
+            rule TEXT,
+            reason TEXT,
+            worker TEXT,
+            workers TEXT NOT NULL,
+            input_tokens BIGINT NOT NULL DEFAULT 0,
+            output_tokens BIGINT NOT NULL DEFAULT 0,
+            cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
+            latency_ms DOUBLE PRECISION NOT NULL DEFAULT 0,
+            ttft_ms DOUBLE PRECISION,
+            status TEXT NOT NULL,
+            http_status INTEGER NOT NULL,
+            error TEXT,
+            error_kind TEXT,
+            stream INTEGER NOT NULL DEFAULT 0,
+            data_class TEXT NOT NULL DEFAULT 'public',
+            contract TEXT,
+            steps TEXT NOT NULL DEFAULT '[]',
+            candidates TEXT NOT NULL DEFAULT '[]',
+            policy_actions TEXT NOT NULL DEFAULT '[]',
+            prompt TEXT,
+            answer TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX traces_created_at ON traces (created_at)")
+    db.execute("CREATE INDEX traces_caller_time ON traces (caller, created_at)")
+    db.execute("CREATE INDEX traces_worker_time ON traces (worker, created_at)")
+    db.execute("CREATE INDEX traces_contract_time ON traces (contract, created_at)")
+
+
+MIGRATIONS: list[Migration] = [
+    Migration("0001_create_traces", _create_traces),
+]

@@ -1,0 +1,159 @@
+"""The zero-set-up store: one SQLite file in the data directory.
+
+sqlite3 blocks, so every call runs on one dedicated thread (SQLite connections are not shared
+between threads); the event loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from podium.store.migrations import MIGRATIONS, Migration
+from podium.store.traces import COLUMNS, JSON_COLUMNS, TraceRecord
+
+T = TypeVar("T")
+
+
+def apply_migrations(db: sqlite3.Connection, migrations: list[Migration] = MIGRATIONS) -> list[str]:
+    """Run the migrations not yet recorded, in order; returns the names it ran."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS podium_migrations "
+        "(name TEXT PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
+    )
+    done = {row[0] for row in db.execute("SELECT name FROM podium_migrations")}
+    ran: list[str] = []
+    for migration in migrations:
+        if migration.name in done:
+            continue
+        with db:  # each migration and its record commit together, or not at all
+            migration.apply(db)
+            db.execute(
+                "INSERT INTO podium_migrations (name, applied_at) VALUES (?, ?)",
+                (migration.name, time.time()),
+            )
+        ran.append(migration.name)
+    return ran
+
+
+def _row_values(record: TraceRecord) -> tuple[Any, ...]:
+    values: list[Any] = []
+    for column in COLUMNS:
+        value = getattr(record, column)
+        if column in JSON_COLUMNS:
+            value = orjson.dumps(value).decode()
+        elif column == "stream":
+            value = int(value)
+        values.append(value)
+    return tuple(values)
+
+
+def _record(row: sqlite3.Row) -> TraceRecord:
+    data = {column: row[column] for column in COLUMNS}
+    for column in JSON_COLUMNS:
+        data[column] = orjson.loads(data[column] or "[]")
+    data["stream"] = bool(data["stream"])
+    return TraceRecord(**data)
+
+
+class SQLiteStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="podium-sqlite")
+        self._db: sqlite3.Connection | None = None
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, fn)
+
+    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._db is None:
+            raise RuntimeError("the SQLite store is not open")
+        return fn(self._db)
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=5000")
+        apply_migrations(db)
+        self._db = db
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._open)
+
+    async def close(self) -> None:
+        def close(db: sqlite3.Connection) -> None:
+            db.close()
+
+        if self._db is not None:
+            await self._run(close)
+            self._db = None
+        self._executor.shutdown(wait=True)
+
+    async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        """Run one parameterised statement; for modules that keep their own tables here."""
+
+        def run(db: sqlite3.Connection) -> list[sqlite3.Row]:
+            return list(db.execute(sql, params))
+
+        return await self._run(run)
+
+    async def write_traces(self, records: list[TraceRecord]) -> None:
+        placeholders = ", ".join("?" for _ in COLUMNS)
+        sql = f"INSERT OR REPLACE INTO traces ({', '.join(COLUMNS)}) VALUES ({placeholders})"
+        rows = [_row_values(record) for record in records]
+
+        def write(db: sqlite3.Connection) -> None:
+            with db:
+                db.executemany(sql, rows)
+
+        await self._run(write)
+
+    async def get_trace(self, trace_id: str) -> TraceRecord | None:
+        def read(db: sqlite3.Connection) -> TraceRecord | None:
+            row = db.execute("SELECT * FROM traces WHERE trace_id = ?", (trace_id,)).fetchone()
+            return _record(row) if row is not None else None
+
+        return await self._run(read)
+
+    async def list_traces(
+        self,
+        *,
+        limit: int = 50,
+        since: float | None = None,
+        until: float | None = None,
+        caller: str | None = None,
+        worker: str | None = None,
+        contract: str | None = None,
+    ) -> list[TraceRecord]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value, op in (
+            ("created_at", since, ">="),
+            ("created_at", until, "<"),
+            ("caller", caller, "="),
+            ("worker", worker, "="),
+            ("contract", contract, "="),
+        ):
+            if value is not None:
+                clauses.append(f"{column} {op} ?")
+                params.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT * FROM traces {where} ORDER BY created_at DESC LIMIT ?"
+        params.append(max(1, min(limit, 10_000)))
+
+        def read(db: sqlite3.Connection) -> list[TraceRecord]:
+            return [_record(row) for row in db.execute(sql, params)]
+
+        return await self._run(read)

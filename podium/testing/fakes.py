@@ -1,0 +1,163 @@
+"""The machinery every fake upstream shares: a loopback aiohttp server, behaviour knobs and
+a record of what it received. Each vendor module adds only its wire format."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from aiohttp import web
+
+Json = dict[str, Any]
+
+
+@dataclass
+class Failure:
+    """One scripted failure: an HTTP status with the vendor's error body, optionally a
+    Retry-After header."""
+
+    status: int
+    message: str = "scripted failure"
+    retry_after: float | None = None
+
+
+@dataclass
+class Behaviour:
+    """Knobs a test turns. ``failures`` are served first, one per request, in order."""
+
+    latency: float = 0.0  # before the response head
+    chunk_delay: float = 0.0  # between stream events
+    failures: deque[Failure] = field(default_factory=deque)
+    reply: str | None = None  # fixed answer text; default: a deterministic echo
+    tool_call: tuple[str, str] | None = None  # (name, JSON arguments) to call when tools exist
+    break_stream_after: int | None = None  # drop the connection after N stream events
+    stall_stream_after: int | None = None  # stop sending (but keep open) after N events
+    chunk_size: int = 4  # characters per streamed text delta
+    require_key: str | None = None  # the credential the fake accepts
+
+    def fail(
+        self,
+        status: int,
+        message: str = "scripted failure",
+        *,
+        times: int = 1,
+        retry_after: float | None = None,
+    ) -> None:
+        for _ in range(times):
+            self.failures.append(Failure(status, message, retry_after))
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: Json
+
+
+def words(text: str) -> int:
+    return max(1, len(re.findall(r"\S+", text)))
+
+
+def echo(prompt: str) -> str:
+    tail = prompt.strip().splitlines()[-1] if prompt.strip() else ""
+    return f"fake answer to: {tail[:200]}"
+
+
+class FakeUpstream:
+    """Subclasses add routes in :meth:`routes`. Start with ``await fake.start()`` (or as an
+    async context manager); ``fake.url`` is then the base URL to configure a worker with."""
+
+    def __init__(self, behaviour: Behaviour | None = None) -> None:
+        self.behaviour = behaviour or Behaviour()
+        self.received: list[Received] = []
+        self.open_streams = 0
+        self.cancelled_streams = 0
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    def routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> FakeUpstream:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        self.routes(app)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = cast(asyncio.Server, site._server)
+        self.port = server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeUpstream:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def admit(self, request: web.Request) -> tuple[Json | None, web.Response | None]:
+        """Record the request, apply latency and scripted failures. Returns the parsed body,
+        or the error response to send instead."""
+        try:
+            body = await request.json()
+        except ValueError:
+            return None, self.error_response(400, "invalid JSON body")
+        self.received.append(Received(request.path, dict(request.headers), body))
+        if self.behaviour.latency:
+            await asyncio.sleep(self.behaviour.latency)
+        if self.behaviour.require_key is not None and not self.key_ok(request):
+            return body, self.error_response(401, "invalid credential")
+        if self.behaviour.failures:
+            failure = self.behaviour.failures.popleft()
+            response = self.error_response(failure.status, failure.message)
+            if failure.retry_after is not None:
+                response.headers["retry-after"] = str(failure.retry_after)
+            return body, response
+        return body, None
+
+    def key_ok(self, request: web.Request) -> bool:
+        return request.headers.get("authorization") == f"Bearer {self.behaviour.require_key}"
+
+    def error_response(self, status: int, message: str) -> web.Response:
+        raise NotImplementedError
+
+    async def paced(self, response: web.StreamResponse, events: list[bytes]) -> None:
+        """Write ``events`` with the configured pacing, breaking or stalling when told to."""
+        self.open_streams += 1
+        try:
+            for index, event in enumerate(events):
+                if self.behaviour.break_stream_after is not None and (
+                    index >= self.behaviour.break_stream_after
+                ):
+                    transport = response._req.transport if response._req else None
+                    if transport is not None:
+                        transport.abort()
+                    return
+                if self.behaviour.stall_stream_after is not None and (
+                    index >= self.behaviour.stall_stream_after
+                ):
+                    await asyncio.sleep(3600)
+                await response.write(event)
+                if self.behaviour.chunk_delay:
+                    await asyncio.sleep(self.behaviour.chunk_delay)
+        except (asyncio.CancelledError, ConnectionResetError):
+            self.cancelled_streams += 1
+            raise
+        finally:
+            self.open_streams -= 1
+
+    def pieces(self, text: str) -> list[str]:
+        size = max(1, self.behaviour.chunk_size)
+        return [text[i : i + size] for i in range(0, len(text), size)] or [""]

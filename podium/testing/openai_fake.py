@@ -1,0 +1,196 @@
+"""A fake OpenAI Chat Completions server: the documented response, chunk, usage and error
+shapes, with the knobs of :class:`~podium.testing.fakes.Behaviour`."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from podium.testing.fakes import FakeUpstream, Json, echo, words
+
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "server_error",
+    503: "server_error",
+}
+
+
+def prompt_of(body: Json) -> str:
+    texts: list[str] = []
+    for message in body.get("messages", []):
+        content = message.get("content")
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts.extend(part.get("text", "") for part in content if isinstance(part, dict))
+    return "\n".join(texts)
+
+
+class FakeOpenAI(FakeUpstream):
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_get("/v1/models", self.models)
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    def error_response(self, status: int, message: str) -> web.Response:
+        code = "rate_limit_exceeded" if status == 429 else None
+        if status == 401:
+            code = "invalid_api_key"
+        body = {
+            "error": {
+                "message": message,
+                "type": ERROR_TYPES.get(status, "server_error"),
+                "param": None,
+                "code": code,
+            }
+        }
+        return web.json_response(body, status=status)
+
+    async def models(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}],
+            }
+        )
+
+    def answer(self, body: Json) -> tuple[str, list[dict[str, Any]]]:
+        if body.get("tools") and self.behaviour.tool_call and body.get("tool_choice") != "none":
+            name, arguments = self.behaviour.tool_call
+            return "", [
+                {
+                    "id": f"call_{uuid.uuid4().hex[:12]}",
+                    "type": "function",
+                    "function": {"name": name, "arguments": arguments},
+                }
+            ]
+        if self.behaviour.reply is not None:
+            return self.behaviour.reply, []
+        fmt = body.get("response_format") or {}
+        if fmt.get("type") in ("json_object", "json_schema"):
+            return json.dumps({"answer": echo(prompt_of(body))}), []
+        return echo(prompt_of(body)), []
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        body, failure = await self.admit(request)
+        if failure is not None:
+            return failure
+        assert body is not None
+        if not isinstance(body.get("messages"), list) or not body.get("model"):
+            return self.error_response(400, "messages and model are required")
+        text, calls = self.answer(body)
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        finish = "tool_calls" if calls else "stop"
+        if limit is not None and words(text) > limit:
+            text = " ".join(text.split()[:limit])
+            finish = "length"
+        prompt_tokens, completion_tokens = words(prompt_of(body)), words(text) if text else 5
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": 0},
+        }
+        ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        if not body.get("stream"):
+            message: dict[str, Any] = {
+                "role": "assistant",
+                "content": text or None,
+                "refusal": None,
+            }
+            if calls:
+                message["tool_calls"] = calls
+            return web.json_response(
+                {
+                    "id": ident,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": body["model"],
+                    "choices": [
+                        {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
+                    ],
+                    "usage": usage,
+                }
+            )
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+
+        def event(choices: list[Any], **extra: Any) -> bytes:
+            data = {
+                "id": ident,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": body["model"],
+                "choices": choices,
+                **extra,
+            }
+            return f"data: {json.dumps(data)}\n\n".encode()
+
+        events = [
+            event(
+                [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]
+            )
+        ]
+        if calls:
+            for index, call in enumerate(calls):
+                events.append(
+                    event(
+                        [
+                            {
+                                "index": 0,
+                                "delta": {
+                                    "tool_calls": [
+                                        {
+                                            "index": index,
+                                            "id": call["id"],
+                                            "type": "function",
+                                            "function": {
+                                                "name": call["function"]["name"],
+                                                "arguments": "",
+                                            },
+                                        }
+                                    ]
+                                },
+                                "finish_reason": None,
+                            }
+                        ]
+                    )
+                )
+                for piece in self.pieces(call["function"]["arguments"]):
+                    events.append(
+                        event(
+                            [
+                                {
+                                    "index": 0,
+                                    "delta": {
+                                        "tool_calls": [
+                                            {"index": index, "function": {"arguments": piece}}
+                                        ]
+                                    },
+                                    "finish_reason": None,
+                                }
+                            ]
+                        )
+                    )
+        else:
+            for piece in self.pieces(text):
+                events.append(
+                    event([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
+                )
+        events.append(event([{"index": 0, "delta": {}, "finish_reason": finish}]))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            events.append(event([], usage=usage))
+        events.append(b"data: [DONE]\n\n")
+        await self.paced(response, events)
+        return response

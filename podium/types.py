@@ -1,0 +1,198 @@
+"""The canonical request, response and stream shapes every ingress and provider translate to.
+
+Ingress modules (``podium.api.*``) parse a vendor wire format into a :class:`ChatRequest`;
+provider modules (``podium.providers.*``) turn a :class:`ChatRequest` into an upstream call and
+its answer back into a :class:`ChatResponse` or a stream of :data:`StreamEvent`. Nothing outside
+those two layers knows any vendor's wire format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
+
+Role: TypeAlias = Literal["system", "user", "assistant", "tool"]
+FinishReason: TypeAlias = Literal["stop", "length", "tool_calls", "content_filter", "error"]
+JSONObject: TypeAlias = dict[str, Any]
+
+
+@dataclass(slots=True)
+class TextPart:
+    text: str
+
+
+@dataclass(slots=True)
+class ImagePart:
+    """An image given either by URL or inline as base64 ``data`` with its media type."""
+
+    url: str | None = None
+    data: str | None = None
+    media_type: str | None = None
+    detail: str | None = None
+
+
+ContentPart: TypeAlias = TextPart | ImagePart
+
+
+@dataclass(slots=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # JSON text, exactly as the model produced it
+
+
+@dataclass(slots=True)
+class Message:
+    role: Role
+    content: list[ContentPart] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_call_id: str | None = None
+    name: str | None = None
+    is_error: bool = False  # a tool result that reports a failure
+
+    def text(self) -> str:
+        return "".join(part.text for part in self.content if isinstance(part, TextPart))
+
+    def has_images(self) -> bool:
+        return any(isinstance(part, ImagePart) for part in self.content)
+
+
+@dataclass(slots=True)
+class Tool:
+    name: str
+    description: str | None = None
+    parameters: JSONObject = field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+@dataclass(slots=True)
+class ToolChoice:
+    """``auto`` lets the model decide, ``none`` forbids tools, ``required`` forces some tool and
+    ``tool`` forces the one named."""
+
+    mode: Literal["auto", "none", "required", "tool"] = "auto"
+    name: str | None = None
+
+
+@dataclass(slots=True)
+class ResponseFormat:
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    schema: JSONObject | None = None
+    name: str | None = None
+    strict: bool | None = None
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    model: str
+    messages: list[Message]
+    tools: list[Tool] = field(default_factory=list)
+    tool_choice: ToolChoice | None = None
+    response_format: ResponseFormat | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    user: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    stream: bool = False
+    include_usage: bool = False
+    parallel_tool_calls: bool | None = None
+
+    def prompt_text(self) -> str:
+        """Every message's text, joined: what routers and detectors read."""
+        return "\n".join(message.text() for message in self.messages)
+
+    def last_user_text(self) -> str:
+        for message in reversed(self.messages):
+            if message.role == "user":
+                return message.text()
+        return ""
+
+    def has_images(self) -> bool:
+        return any(message.has_images() for message in self.messages)
+
+
+@dataclass(slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cached_input_tokens + other.cached_input_tokens,
+        )
+
+
+@dataclass(slots=True)
+class ChatResponse:
+    id: str
+    model: str
+    text: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    finish_reason: FinishReason = "stop"
+    usage: Usage = field(default_factory=Usage)
+    created: int = 0
+
+
+# -- streaming ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(slots=True)
+class ToolCallDelta:
+    """A piece of one tool call. The first piece of a call carries its ``id`` and ``name``; later
+    pieces carry more of ``arguments``. ``index`` says which call of the turn it belongs to."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(slots=True)
+class Finish:
+    reason: FinishReason
+
+
+@dataclass(slots=True)
+class UsageReport:
+    usage: Usage
+
+
+StreamEvent: TypeAlias = TextDelta | ToolCallDelta | Finish | UsageReport
+EventStream: TypeAlias = AsyncGenerator[StreamEvent, None]
+
+
+async def collect(events: EventStream, *, id: str, model: str) -> ChatResponse:
+    """Fold a stream of events into the response it adds up to."""
+    text: list[str] = []
+    calls: dict[int, ToolCall] = {}
+    response = ChatResponse(id=id, model=model)
+    async for event in events:
+        if isinstance(event, TextDelta):
+            text.append(event.text)
+        elif isinstance(event, ToolCallDelta):
+            call = calls.setdefault(event.index, ToolCall(id="", name="", arguments=""))
+            call.id = event.id or call.id
+            call.name = event.name or call.name
+            call.arguments += event.arguments
+        elif isinstance(event, Finish):
+            response.finish_reason = event.reason
+        else:
+            response.usage = event.usage
+    response.text = "".join(text)
+    response.tool_calls = [calls[index] for index in sorted(calls)]
+    return response

@@ -1,0 +1,176 @@
+"""Workers (a provider + a model + prices + a data-handling profile) and the live pool of them.
+
+The pool changes at run time: add, reprice, drain and remove go through
+:class:`WorkerPool` without a restart, and requests already running keep the worker they have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from podium.breaker import Breaker, CircuitBreaker
+from podium.config import ConfigError, Price, WorkerConfig
+from podium.providers.base import Provider, ProviderContext, ProviderRegistry
+from podium.providers.http import HttpClients
+from podium.secrets import SecretSource
+from podium.types import Usage
+
+
+def price_usage(price: Price, usage: Usage) -> float:
+    """USD for ``usage`` at ``price`` (per one million tokens)."""
+    cached = min(usage.cached_input_tokens, usage.input_tokens)
+    cached_rate = price.cached_input if price.cached_input is not None else price.input
+    return (
+        (usage.input_tokens - cached) * price.input
+        + cached * cached_rate
+        + usage.output_tokens * price.output
+    ) / 1_000_000
+
+
+def estimate_tokens(text: str) -> int:
+    """A cheap token estimate (about four characters a token) for budgets and routing."""
+    return max(1, (len(text) + 3) // 4)
+
+
+@dataclass(slots=True)
+class Worker:
+    config: WorkerConfig
+    provider: Provider
+    breaker: Breaker
+    draining: bool = False
+    in_flight: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def cost(self, usage: Usage) -> float:
+        return price_usage(self.config.price, usage)
+
+
+BreakerFactory = Callable[[WorkerConfig], Breaker]
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        providers: ProviderRegistry,
+        *,
+        http: HttpClients,
+        secrets: SecretSource,
+        data_dir: Path,
+        breakers: BreakerFactory | None = None,
+    ) -> None:
+        self._providers = providers
+        self._http = http
+        self._secrets = secrets
+        self._data_dir = data_dir
+        self._breakers: BreakerFactory = breakers or (lambda c: CircuitBreaker(c.breaker))
+        self._workers: dict[str, Worker] = {}
+        self._lock = asyncio.Lock()
+
+    def _build(self, config: WorkerConfig) -> Worker:
+        provider = self._providers.create(
+            ProviderContext(
+                worker=config, http=self._http, secrets=self._secrets, data_dir=self._data_dir
+            )
+        )
+        return Worker(config=config, provider=provider, breaker=self._breakers(config))
+
+    def load(self, configs: list[WorkerConfig]) -> None:
+        """Build the pool from configuration (no I/O: providers start in :meth:`start`)."""
+        for config in configs:
+            self._workers[config.name] = self._build(config)
+
+    async def start(self) -> None:
+        await asyncio.gather(*(worker.provider.start() for worker in self._workers.values()))
+
+    async def aclose(self) -> None:
+        workers, self._workers = list(self._workers.values()), {}
+        for worker in workers:
+            await worker.provider.aclose()
+
+    # -- lookups ------------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Worker]:
+        return iter(list(self._workers.values()))
+
+    def __len__(self) -> int:
+        return len(self._workers)
+
+    def get(self, name: str) -> Worker | None:
+        return self._workers.get(name)
+
+    def names(self) -> list[str]:
+        return list(self._workers)
+
+    def configs(self) -> list[WorkerConfig]:
+        return [worker.config for worker in self._workers.values()]
+
+    def serving(self) -> list[Worker]:
+        """Workers that take new requests: not draining."""
+        return [worker for worker in self._workers.values() if not worker.draining]
+
+    # -- changes at run time -------------------------------------------------------------------
+
+    async def add(self, config: WorkerConfig, *, start: bool = True) -> Worker:
+        async with self._lock:
+            if config.name in self._workers:
+                raise ConfigError(f"worker {config.name!r} already exists")
+            worker = self._build(config)
+            if start:
+                await worker.provider.start()
+            self._workers[config.name] = worker
+            return worker
+
+    async def update(self, name: str, changes: dict[str, Any]) -> Worker:
+        """Apply ``changes`` (validated as a whole new config). Prices, profile and limits
+        change in place; a change of provider, model, URL or key makes a new provider."""
+        async with self._lock:
+            current = self._workers.get(name)
+            if current is None:
+                raise KeyError(name)
+            merged = current.config.model_dump()
+            for key, value in changes.items():
+                if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                    merged[key] = {**merged[key], **value}
+                else:
+                    merged[key] = value
+            merged["name"] = name
+            config = WorkerConfig.model_validate(merged)
+            connection = ("provider", "model", "base_url", "api_key_env", "options", "timeouts")
+            if any(getattr(config, f) != getattr(current.config, f) for f in connection):
+                replacement = self._build(config)
+                await replacement.provider.start()
+                replacement.draining = current.draining
+                self._workers[name] = replacement
+                asyncio.get_running_loop().create_task(self._close_when_idle(current))
+                return replacement
+            current.config = config
+            return current
+
+    def drain(self, name: str, draining: bool = True) -> Worker:
+        worker = self._workers.get(name)
+        if worker is None:
+            raise KeyError(name)
+        worker.draining = draining
+        return worker
+
+    async def remove(self, name: str) -> None:
+        async with self._lock:
+            worker = self._workers.pop(name, None)
+            if worker is None:
+                raise KeyError(name)
+        await self._close_when_idle(worker)
+
+    async def _close_when_idle(self, worker: Worker, *, limit: float = 600.0) -> None:
+        waited = 0.0
+        while worker.in_flight > 0 and waited < limit:
+            await asyncio.sleep(0.1)
+            waited += 0.1
+        await worker.provider.aclose()
