@@ -1,0 +1,1 @@
+"""Policy: who may call (keys, budgets, limits), what data may go where, and the audit trail."""
