@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from podium.api.admin import AdminAuth
 from podium.api.http import App, Request, Response
 from podium.api.ingress import chat_handler
 from podium.api.openai import OpenAIIngress
@@ -45,6 +46,8 @@ class Podium:
     secrets: SecretSource
     plugins: list[ModuleType] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
+    # Who may use /admin/...; None until the admin plugin installs its default (see api/admin.py).
+    admin_auth: AdminAuth | None = None
 
     @property
     def routers(self) -> list[Router]:

@@ -96,6 +96,8 @@ class ServerConfig(Strict):
     port: int = Field(DEFAULT_PORT, ge=0, le=65535)
     max_body_bytes: int = Field(8 * 1024 * 1024, gt=0)
     workers: int = Field(1, ge=1)
+    # The environment variable holding the admin API's key; unset: loopback clients only.
+    admin_key_env: str = Field("PODIUM_ADMIN_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class StoreConfig(Strict):
