@@ -13,6 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from podium.policy.settings import AccessSettings
+
 Capability = Literal["tools", "json", "vision", "streaming"]
 
 DEFAULT_PORT = 8400
@@ -117,6 +119,7 @@ class PodiumConfig(Strict):
     aliases: dict[str, str] = Field(default_factory=dict)
     routing: dict[str, Any] = Field(default_factory=dict)  # validated by podium.routing
     plugins: dict[str, Any] = Field(default_factory=dict)  # per-plugin sections
+    access: AccessSettings = Field(default_factory=AccessSettings)  # keys, limits, audit
 
     @model_validator(mode="after")
     def _names_resolve(self) -> PodiumConfig:
