@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from podium.observe.migrations import create_feedback
+
 
 class Executor(Protocol):
     def execute(self, sql: str) -> object: ...
@@ -65,4 +67,5 @@ def _create_traces(db: Executor) -> None:
 
 MIGRATIONS: list[Migration] = [
     Migration("0001_create_traces", _create_traces),
+    Migration("0002_create_feedback", create_feedback),
 ]
