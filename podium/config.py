@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from podium.policy.settings import AccessSettings
+from podium.routing.config import RoutingConfig
 
 Capability = Literal["tools", "json", "vision", "streaming"]
 
@@ -117,7 +118,7 @@ class PodiumConfig(Strict):
     workers: list[WorkerConfig] = Field(default_factory=list)
     default_worker: str | None = None
     aliases: dict[str, str] = Field(default_factory=dict)
-    routing: dict[str, Any] = Field(default_factory=dict)  # validated by podium.routing
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
     plugins: dict[str, Any] = Field(default_factory=dict)  # per-plugin sections
     access: AccessSettings = Field(default_factory=AccessSettings)  # keys, limits, audit
 
