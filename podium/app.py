@@ -92,7 +92,7 @@ def create_podium(
         pool,
         [DirectRouter(config.aliases, config.default_worker)],
         executor,
-        record=recorder.record,
+        record=recorder.record if config.store.record_traces else None,
     )
     app = App()
     podium = Podium(
