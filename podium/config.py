@@ -109,6 +109,7 @@ class StoreConfig(Strict):
     batch_size: int = Field(256, ge=1)
     flush_interval: float = Field(0.5, gt=0)
     queue_limit: int = Field(100_000, ge=1)
+    record_traces: bool = True  # off only to measure the gateway without its recording
 
 
 class PodiumConfig(Strict):
