@@ -17,6 +17,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "podium.providers.anthropic",
     "podium.providers.gemini",
     "podium.providers.local",
+    "podium.api.anthropic",
     "podium.api.admin",
 )
 

@@ -141,6 +141,7 @@ class ChatResponse:
     finish_reason: FinishReason = "stop"
     usage: Usage = field(default_factory=Usage)
     created: int = 0
+    stop_sequence: str | None = None  # which stop sequence ended the answer, when known
 
 
 # -- streaming ---------------------------------------------------------------------------------
@@ -165,6 +166,7 @@ class ToolCallDelta:
 @dataclass(slots=True)
 class Finish:
     reason: FinishReason
+    stop_sequence: str | None = None  # which stop sequence ended the answer, when known
 
 
 @dataclass(slots=True)
@@ -191,6 +193,7 @@ async def collect(events: EventStream, *, id: str, model: str) -> ChatResponse:
             call.arguments += event.arguments
         elif isinstance(event, Finish):
             response.finish_reason = event.reason
+            response.stop_sequence = event.stop_sequence
         else:
             response.usage = event.usage
     response.text = "".join(text)

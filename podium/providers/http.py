@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -97,8 +97,11 @@ class Upstream:
         headers: dict[str, str],
         timeouts: Timeouts,
         secrets: Iterable[str | None] = (),
+        retry_after_in_body: Callable[[bytes], float | None] | None = None,
     ) -> None:
         self._http = http
+        # Some vendors (Gemini) say when to retry in the error body rather than a header.
+        self._retry_after_in_body = retry_after_in_body
         self.worker = worker
         self.base_url = base_url
         self._headers = {"content-type": "application/json", **headers}
@@ -114,6 +117,8 @@ class Upstream:
         else:
             detail = scrub(error_message(body), self._secrets)
             message = f"worker {self.worker!r} failed (upstream {status}): {detail}"
+        if retry_after is None and self._retry_after_in_body is not None:
+            retry_after = self._retry_after_in_body(body)
         return provider_error_from_status(
             status, message, retry_after=retry_after, worker=self.worker
         )

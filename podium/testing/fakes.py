@@ -36,7 +36,11 @@ class Behaviour:
     break_stream_after: int | None = None  # drop the connection after N stream events
     stall_stream_after: int | None = None  # stop sending (but keep open) after N events
     chunk_size: int = 4  # characters per streamed text delta
+    error_stream_after: int | None = None  # send the vendor's in-stream error after N events
     require_key: str | None = None  # the credential the fake accepts
+    echo_key: bool = False  # put the credential it received into its error messages, as some do
+    gate: asyncio.Event | None = None  # when given, streams wait for it before event gate_after
+    gate_after: int = 1
 
     def fail(
         self,
@@ -75,6 +79,8 @@ class FakeUpstream:
         self.received: list[Received] = []
         self.open_streams = 0
         self.cancelled_streams = 0
+        self.completed_streams = 0
+        self.gated_streams = 0  # streams that reached the gate (see Behaviour.gate)
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -118,14 +124,27 @@ class FakeUpstream:
         if self.behaviour.latency:
             await asyncio.sleep(self.behaviour.latency)
         if self.behaviour.require_key is not None and not self.key_ok(request):
-            return body, self.error_response(401, "invalid credential")
+            return body, self.error_response(401, self.with_key("invalid credential", request))
         if self.behaviour.failures:
-            failure = self.behaviour.failures.popleft()
-            response = self.error_response(failure.status, failure.message)
-            if failure.retry_after is not None:
-                response.headers["retry-after"] = str(failure.retry_after)
-            return body, response
+            return body, self.failure_response(self.behaviour.failures.popleft())
         return body, None
+
+    def failure_response(self, failure: Failure) -> web.Response:
+        """A scripted failure in the vendor's shape; by default Retry-After is a header."""
+        response = self.error_response(failure.status, failure.message)
+        if failure.retry_after is not None:
+            response.headers["retry-after"] = str(failure.retry_after)
+        return response
+
+    def stream_error_event(self) -> bytes:
+        """The vendor's error event inside an already started stream."""
+        raise NotImplementedError
+
+    def with_key(self, message: str, request: web.Request) -> str:
+        if not self.behaviour.echo_key:
+            return message
+        received = request.headers.get("authorization") or request.headers.get("x-api-key") or ""
+        return f"{message}; incorrect API key provided: {received}"
 
     def key_ok(self, request: web.Request) -> bool:
         return request.headers.get("authorization") == f"Bearer {self.behaviour.require_key}"
@@ -149,9 +168,18 @@ class FakeUpstream:
                     index >= self.behaviour.stall_stream_after
                 ):
                     await asyncio.sleep(3600)
+                if self.behaviour.gate is not None and index == self.behaviour.gate_after:
+                    self.gated_streams += 1
+                    await self.behaviour.gate.wait()
+                if self.behaviour.error_stream_after is not None and (
+                    index >= self.behaviour.error_stream_after
+                ):
+                    await response.write(self.stream_error_event())
+                    return
                 await response.write(event)
                 if self.behaviour.chunk_delay:
                     await asyncio.sleep(self.behaviour.chunk_delay)
+            self.completed_streams += 1
         except (asyncio.CancelledError, ConnectionResetError):
             self.cancelled_streams += 1
             raise

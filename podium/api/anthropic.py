@@ -1,0 +1,676 @@
+"""Anthropic Messages ingress: ``POST /v1/messages`` (streaming and not) and
+``POST /v1/messages/count_tokens``.
+
+The request is parsed into the canonical :class:`~podium.types.ChatRequest` and answered by
+whichever worker the router picks; the answer is encoded back as Anthropic's documented
+message object or its server-sent event sequence, and every error as Anthropic's error object.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator
+from datetime import date
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from podium.api.http import Request, Response, retry_headers
+from podium.api.ingress import chat_handler, refuse_provider_fields
+from podium.context import RequestContext
+from podium.errors import ErrorKind, PodiumError
+from podium.gateway import Outcome, total_cost
+from podium.types import (
+    ChatRequest,
+    ChatResponse,
+    ContentPart,
+    Finish,
+    FinishReason,
+    ImagePart,
+    Message,
+    ResponseFormat,
+    StreamEvent,
+    TextDelta,
+    TextPart,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
+    Usage,
+    UsageReport,
+)
+from podium.workers import estimate_tokens
+
+if TYPE_CHECKING:
+    from podium.app import Podium
+
+DEFAULT_VERSION = "2023-06-01"
+# A missing header means DEFAULT_VERSION. Any real date is accepted (SDKs send newer dates as
+# Anthropic adds versions; Podium answers every one in the same, documented shape); anything
+# else is refused so a broken client learns it at once.
+_VERSION_SHAPE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CacheControl(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["ephemeral"]
+
+
+class TextBlock(Wire):
+    type: Literal["text"]
+    text: str
+    cache_control: CacheControl | None = None
+    citations: list[dict[str, Any]] | None = None
+
+
+class Base64Source(Wire):
+    type: Literal["base64"]
+    media_type: Literal["image/jpeg", "image/png", "image/gif", "image/webp"]
+    data: str
+
+
+class URLSource(Wire):
+    type: Literal["url"]
+    url: str
+
+
+class ImageBlock(Wire):
+    type: Literal["image"]
+    source: Annotated[Base64Source | URLSource, Field(discriminator="type")]
+    cache_control: CacheControl | None = None
+
+
+ResultPart = Annotated[TextBlock | ImageBlock, Field(discriminator="type")]
+
+
+class ToolUseBlock(Wire):
+    type: Literal["tool_use"]
+    id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    input: dict[str, Any]
+    cache_control: CacheControl | None = None
+
+
+class ToolResultBlock(Wire):
+    type: Literal["tool_result"]
+    tool_use_id: str = Field(min_length=1)
+    content: str | list[ResultPart] | None = None
+    is_error: bool | None = None
+    cache_control: CacheControl | None = None
+    toolset_name: str | None = None
+
+
+class ThinkingBlock(Wire):
+    """Earlier turns' reasoning, sent back by clients that keep it; Podium drops it."""
+
+    type: Literal["thinking", "redacted_thinking"]
+    thinking: str | None = None
+    signature: str | None = None
+    data: str | None = None
+
+
+Block = Annotated[
+    TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock | ThinkingBlock,
+    Field(discriminator="type"),
+]
+
+
+class MessageIn(Wire):
+    role: Literal["user", "assistant"]
+    content: str | list[Block]
+
+
+class ToolDef(Wire):
+    type: Literal["custom"] | None = None
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,128}$")
+    description: str | None = None
+    input_schema: dict[str, Any]
+    cache_control: CacheControl | None = None
+    # Accepted and not acted on: they tune Anthropic's own tool machinery.
+    strict: bool | None = None
+    input_examples: list[dict[str, Any]] | None = None
+    eager_input_streaming: bool | None = None
+    defer_loading: bool | None = None
+    allowed_callers: list[str] | None = None
+
+
+class ChoiceAuto(Wire):
+    type: Literal["auto"]
+    disable_parallel_tool_use: bool | None = None
+
+
+class ChoiceAny(Wire):
+    type: Literal["any"]
+    disable_parallel_tool_use: bool | None = None
+
+
+class ChoiceTool(Wire):
+    type: Literal["tool"]
+    name: str
+    disable_parallel_tool_use: bool | None = None
+
+
+class ChoiceNone(Wire):
+    type: Literal["none"]
+
+
+ToolChoiceIn = Annotated[
+    ChoiceAuto | ChoiceAny | ChoiceTool | ChoiceNone, Field(discriminator="type")
+]
+
+
+class MetadataIn(Wire):
+    user_id: str | None = Field(None, max_length=256)
+
+
+class JSONFormat(Wire):
+    type: Literal["json_schema"]
+    schema_: dict[str, Any] = Field(alias="schema")
+
+
+class OutputConfig(Wire):
+    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
+    format: JSONFormat | None = None
+
+
+class ThinkingIn(BaseModel):
+    """Thinking settings are accepted and not acted on: the answer carries no thinking blocks."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["enabled", "disabled", "adaptive", "between_tools"]
+
+
+class MessagesIn(Wire):
+    model: str = Field(min_length=1, max_length=256)
+    messages: list[MessageIn] = Field(min_length=1)
+    # Anthropic allows 0 (warm the prompt cache, generate nothing); Podium has no cache to warm.
+    max_tokens: int = Field(ge=1)
+    system: str | list[TextBlock] | None = None
+    stop_sequences: list[str] | None = None
+    temperature: float | None = Field(None, ge=0, le=1)
+    top_p: float | None = Field(None, ge=0, le=1)
+    top_k: int | None = Field(None, ge=0)  # accepted; the canonical request has no top_k
+    metadata: MetadataIn | None = None
+    stream: bool | None = False
+    tools: list[ToolDef] | None = None
+    tool_choice: ToolChoiceIn | None = None
+    output_config: OutputConfig | None = None
+    thinking: ThinkingIn | None = None
+    # Accepted and not acted on: they steer Anthropic's own infrastructure.
+    service_tier: Literal["auto", "standard_only"] | None = None
+    cache_control: CacheControl | None = None
+    inference_geo: str | None = None
+    speed: Literal["standard", "fast"] | None = None
+    diagnostics: dict[str, Any] | None = None
+    user_profile_id: str | None = None
+    workspace_id: str | None = None
+
+
+class CountTokensIn(Wire):
+    model: str = Field(min_length=1, max_length=256)
+    messages: list[MessageIn] = Field(min_length=1)
+    system: str | list[TextBlock] | None = None
+    tools: list[ToolDef] | None = None
+    tool_choice: ToolChoiceIn | None = None
+
+
+# pydantic's names for union branches, which are not fields a caller wrote
+_BRANCHES = frozenset(
+    {
+        "str",
+        "list[...]",
+        "text",
+        "image",
+        "tool_use",
+        "tool_result",
+        "thinking",
+        "redacted_thinking",
+        "base64",
+        "url",
+        "auto",
+        "any",
+        "tool",
+        "none",
+    }
+)
+
+
+def _path(location: tuple[int | str, ...]) -> str:
+    parts = [str(part) for part in location if str(part) not in _BRANCHES and "[" not in str(part)]
+    return ".".join(parts)
+
+
+def validation_error(error: ValidationError) -> PodiumError:
+    """Anthropic's own wording: ``<path>: <reason>``."""
+    # Of a union's failed branches, the deepest failure names what the caller got wrong.
+    first = max(error.errors(), key=lambda item: len(item["loc"]))
+    path = _path(tuple(first["loc"]))
+    kind = first["type"]
+    if kind == "missing":
+        reason = "Field required"
+    elif kind == "extra_forbidden":
+        reason = "Extra inputs are not permitted"
+    elif kind == "union_tag_invalid":
+        ctx = first.get("ctx") or {}
+        reason = (
+            f"Input tag {ctx.get('tag')!r} found using 'type' is not supported "
+            f"(expected one of {ctx.get('expected_tags')})"
+        )
+    else:
+        reason = first["msg"]
+    return PodiumError("invalid_request", f"{path}: {reason}" if path else reason, param=path)
+
+
+def _result_parts(content: str | list[TextBlock | ImageBlock] | None) -> list[ContentPart]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [TextPart(content)]
+    return [_part(block) for block in content]
+
+
+def _part(block: TextBlock | ImageBlock) -> ContentPart:
+    if isinstance(block, TextBlock):
+        return TextPart(block.text)
+    if isinstance(block.source, Base64Source):
+        return ImagePart(data=block.source.data, media_type=block.source.media_type)
+    return ImagePart(url=block.source.url)
+
+
+def _system(system: str | list[TextBlock] | None) -> list[Message]:
+    if system is None:
+        return []
+    text = system if isinstance(system, str) else "\n\n".join(block.text for block in system)
+    return [Message("system", [TextPart(text)])] if text else []
+
+
+def _messages(wire: list[MessageIn]) -> list[Message]:
+    messages: list[Message] = []
+    for index, message in enumerate(wire):
+        blocks: list[Any] = (
+            [TextBlock(type="text", text=message.content)]
+            if isinstance(message.content, str)
+            else list(message.content)
+        )
+        if message.role == "assistant":
+            parts: list[ContentPart] = []
+            calls: list[ToolCall] = []
+            for block in blocks:
+                if isinstance(block, TextBlock):
+                    parts.append(TextPart(block.text))
+                elif isinstance(block, ToolUseBlock):
+                    calls.append(ToolCall(block.id, block.name, orjson.dumps(block.input).decode()))
+                elif isinstance(block, ThinkingBlock):
+                    continue
+                else:
+                    raise PodiumError(
+                        "invalid_request",
+                        f"messages.{index}.content: assistant messages may hold only text and "
+                        f"tool_use blocks, not {block.type}",
+                        param=f"messages.{index}.content",
+                    )
+            messages.append(Message("assistant", parts, tool_calls=calls))
+            continue
+        parts = []
+        for block in blocks:
+            if isinstance(block, ToolResultBlock):
+                # A tool result is its own canonical message; results precede the user's text
+                # in Anthropic's format, so the order is kept.
+                messages.append(
+                    Message(
+                        "tool",
+                        _result_parts(block.content),
+                        tool_call_id=block.tool_use_id,
+                        is_error=bool(block.is_error),
+                    )
+                )
+            elif isinstance(block, TextBlock | ImageBlock):
+                parts.append(_part(block))
+            elif isinstance(block, ToolUseBlock):
+                raise PodiumError(
+                    "invalid_request",
+                    f"messages.{index}.content: tool_use blocks belong in assistant messages",
+                    param=f"messages.{index}.content",
+                )
+        if parts:
+            messages.append(Message("user", parts))
+    return messages
+
+
+def _tool_choice(choice: Any) -> tuple[ToolChoice | None, bool | None]:
+    if choice is None:
+        return None, None
+    parallel = None
+    disabled = getattr(choice, "disable_parallel_tool_use", None)
+    if disabled is not None:
+        parallel = not disabled
+    if isinstance(choice, ChoiceAny):
+        return ToolChoice("required"), parallel
+    if isinstance(choice, ChoiceTool):
+        return ToolChoice("tool", choice.name), parallel
+    if isinstance(choice, ChoiceNone):
+        return ToolChoice("none"), parallel
+    return ToolChoice("auto"), parallel
+
+
+def check_version(headers: dict[str, str]) -> str:
+    version = headers.get("anthropic-version")
+    if version is None:
+        return DEFAULT_VERSION
+    version = version.strip()
+    try:
+        valid = bool(_VERSION_SHAPE.match(version)) and date.fromisoformat(version) is not None
+    except ValueError:
+        valid = False
+    if not valid:
+        raise PodiumError(
+            "invalid_request",
+            f"anthropic-version: {version[:40]!r} is not a valid version "
+            f"(expected a date such as {DEFAULT_VERSION!r})",
+            param="anthropic-version",
+        )
+    return version
+
+
+def to_canonical(wire: MessagesIn) -> ChatRequest:
+    choice, parallel = _tool_choice(wire.tool_choice)
+    output = wire.output_config.format if wire.output_config else None
+    return ChatRequest(
+        response_format=ResponseFormat("json_schema", output.schema_, "output")
+        if output is not None
+        else None,
+        model=wire.model,
+        messages=_system(wire.system) + _messages(wire.messages),
+        tools=[Tool(t.name, t.description, t.input_schema) for t in wire.tools or []],
+        tool_choice=choice,
+        temperature=wire.temperature,
+        top_p=wire.top_p,
+        max_tokens=wire.max_tokens,
+        stop=list(wire.stop_sequences or []),
+        user=wire.metadata.user_id if wire.metadata else None,
+        stream=bool(wire.stream),
+        include_usage=True,
+        parallel_tool_calls=parallel,
+    )
+
+
+# -- answers ----------------------------------------------------------------------------------
+
+STOP_REASONS: dict[FinishReason, str] = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "content_filter": "refusal",
+    "error": "end_turn",
+}
+
+ERROR_TYPES: dict[ErrorKind, str] = {
+    "invalid_request": "invalid_request_error",
+    "authentication": "authentication_error",
+    "payment_required": "billing_error",
+    "permission": "permission_error",
+    "not_found": "not_found_error",
+    "request_too_large": "request_too_large",
+    "unprocessable": "invalid_request_error",
+    "rate_limit": "rate_limit_error",
+    "api_error": "api_error",
+    "upstream": "api_error",
+    "overloaded": "overloaded_error",
+    "timeout": "timeout_error",
+}
+
+
+def error_body(error: PodiumError) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": ERROR_TYPES[error.kind], "message": error.message}}
+
+
+def error_status(error: PodiumError) -> int:
+    # Anthropic signals "no capacity right now" with 529; its SDKs retry it.
+    return 529 if error.kind == "overloaded" else error.status
+
+
+def stop_reason(reason: FinishReason, stop_sequence: str | None) -> str:
+    if reason == "stop" and stop_sequence is not None:
+        return "stop_sequence"
+    return STOP_REASONS[reason]
+
+
+def tool_input(arguments: str) -> dict[str, Any]:
+    """Anthropic's ``input`` is an object; a model that wrote something else keeps its text."""
+    try:
+        value = orjson.loads(arguments) if arguments.strip() else {}
+    except orjson.JSONDecodeError:
+        return {"_raw_arguments": arguments}
+    return value if isinstance(value, dict) else {"_raw_arguments": arguments}
+
+
+def usage_body(usage: Usage) -> dict[str, Any]:
+    """Anthropic counts cache reads apart from ``input_tokens``; the canonical count holds both."""
+    cached = min(usage.cached_input_tokens, usage.input_tokens)
+    return {
+        "input_tokens": usage.input_tokens - cached,
+        "output_tokens": usage.output_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": cached,
+    }
+
+
+def _message_id(raw: str) -> str:
+    return raw if raw.startswith("msg_") else f"msg_{raw.removeprefix('chatcmpl-')}"
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+class AnthropicIngress:
+    name = "anthropic"
+
+    def parse(self, body: Any, headers: dict[str, str]) -> ChatRequest:
+        check_version(headers)
+        try:
+            wire = MessagesIn.model_validate(body)
+        except ValidationError as error:
+            raise validation_error(error) from None
+        return to_canonical(wire)
+
+    def render_error(self, error: PodiumError) -> Response:
+        return Response.json(error_body(error), error_status(error), retry_headers(error))
+
+    def encode_response(self, response: ChatResponse, outcome: Outcome) -> bytes:
+        content: list[dict[str, Any]] = []
+        if response.text:
+            content.append({"type": "text", "text": response.text})
+        for call in response.tool_calls:
+            content.append(
+                {
+                    "type": "tool_use",
+                    "id": call.id,
+                    "name": call.name,
+                    "input": tool_input(call.arguments),
+                }
+            )
+        usage = usage_body(response.usage)
+        usage["cost_usd"] = total_cost(outcome.run.attempts)
+        return orjson.dumps(
+            {
+                "id": _message_id(response.id),
+                "type": "message",
+                "role": "assistant",
+                "model": response.model,
+                "content": content,
+                "stop_reason": stop_reason(response.finish_reason, response.stop_sequence),
+                "stop_sequence": response.stop_sequence,
+                "usage": usage,
+            }
+        )
+
+    async def encode_stream(
+        self,
+        events: AsyncIterator[StreamEvent],
+        request: ChatRequest,
+        outcome: Outcome,
+        context: RequestContext,
+    ) -> AsyncIterator[bytes]:
+        # Input tokens are only known once the worker reports usage (OpenAI-style upstreams
+        # report at the end), so message_start carries an estimate and message_delta the count.
+        estimated = Usage(estimate_tokens(request.prompt_text()), 0)
+        yield _sse(
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    "id": f"msg_{context.trace_id}",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": outcome.worker,
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": {**usage_body(estimated), "output_tokens": 1},
+                },
+            },
+        )
+        yield _sse("ping", {"type": "ping"})
+        blocks = _Blocks()
+        finish: Finish | None = None
+        usage: Usage | None = None
+        try:
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    if event.text:
+                        for chunk in blocks.text(event.text):
+                            yield chunk
+                elif isinstance(event, ToolCallDelta):
+                    for chunk in blocks.tool(event):
+                        yield chunk
+                elif isinstance(event, Finish):
+                    finish = event
+                elif isinstance(event, UsageReport):
+                    usage = event.usage
+        except PodiumError as error:
+            yield _sse("error", error_body(error))
+            return
+        for chunk in blocks.close():
+            yield chunk
+        attempts = outcome.run.attempts
+        settled = usage or (attempts[-1].usage if attempts else Usage())
+        reason: FinishReason = finish.reason if finish else "stop"
+        sequence = finish.stop_sequence if finish else None
+        final_usage = usage_body(settled)
+        final_usage["cost_usd"] = total_cost(attempts)
+        yield _sse(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop_reason(reason, sequence), "stop_sequence": sequence},
+                "usage": final_usage,
+            },
+        )
+        yield _sse("message_stop", {"type": "message_stop"})
+
+
+class _Blocks:
+    """Turns canonical deltas into Anthropic's numbered content blocks, opening and closing
+    each block in order."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.open: int | None = None
+        self.open_kind = ""
+        self.tool_blocks: dict[int, int] = {}  # tool call index -> block index
+
+    def _start(self, block: dict[str, Any], kind: str) -> list[bytes]:
+        out = self.close()
+        self.open, self.open_kind = self.count, kind
+        self.count += 1
+        out.append(
+            _sse(
+                "content_block_start",
+                {"type": "content_block_start", "index": self.open, "content_block": block},
+            )
+        )
+        return out
+
+    def close(self) -> list[bytes]:
+        if self.open is None:
+            return []
+        index, self.open = self.open, None
+        return [_sse("content_block_stop", {"type": "content_block_stop", "index": index})]
+
+    def text(self, text: str) -> list[bytes]:
+        if self.open_kind == "text" and self.open is not None:
+            out: list[bytes] = []
+        else:
+            out = self._start({"type": "text", "text": ""}, "text")
+        assert self.open is not None
+        out.append(
+            _sse(
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": self.open,
+                    "delta": {"type": "text_delta", "text": text},
+                },
+            )
+        )
+        return out
+
+    def tool(self, delta: ToolCallDelta) -> list[bytes]:
+        out: list[bytes] = []
+        block = self.tool_blocks.get(delta.index)
+        if block is None:
+            call_id = delta.id or f"toolu_{uuid.uuid4().hex[:24]}"
+            out = self._start(
+                {"type": "tool_use", "id": call_id, "name": delta.name or "", "input": {}},
+                "tool",
+            )
+            assert self.open is not None
+            block = self.tool_blocks[delta.index] = self.open
+        if delta.arguments:
+            out.append(
+                _sse(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": block,
+                        "delta": {"type": "input_json_delta", "partial_json": delta.arguments},
+                    },
+                )
+            )
+        return out
+
+
+def _count_tokens(body: Any, headers: dict[str, str]) -> int:
+    check_version(headers)
+    try:
+        wire = CountTokensIn.model_validate(body)
+    except ValidationError as error:
+        raise validation_error(error) from None
+    text = [message.text() for message in _system(wire.system) + _messages(wire.messages)]
+    text.extend(orjson.dumps(tool.model_dump()).decode() for tool in wire.tools or [])
+    return estimate_tokens("\n".join(text))
+
+
+def register_app(podium: Podium) -> None:
+    ingress = AnthropicIngress()
+    limit = podium.config.server.max_body_bytes
+    podium.app.route(
+        "POST", "/v1/messages", chat_handler(ingress, podium.gateway, max_body_bytes=limit), ingress
+    )
+
+    async def count_tokens(http: Request) -> Response:
+        body = await http.json(limit)
+        if not isinstance(body, dict):
+            raise PodiumError("invalid_request", "request body must be a JSON object")
+        refuse_provider_fields(body, http.headers)
+        # An estimate (about four characters a token): workers differ in tokenizer.
+        return Response.json({"input_tokens": _count_tokens(body, http.headers)})
+
+    podium.app.route("POST", "/v1/messages/count_tokens", count_tokens, ingress)

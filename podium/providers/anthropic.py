@@ -1,0 +1,443 @@
+"""Anthropic Messages egress (``POST {base_url}/v1/messages``), streaming and not.
+
+``response_format`` has no Messages-API equivalent: a JSON schema becomes a forced tool whose
+input is the answer (read back as the answer's text), unless the request brings its own tools,
+in which case (and for ``json_object``) the system prompt asks for JSON instead.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from podium.errors import ProviderError, provider_error_from_status
+from podium.providers.base import ProviderContext, ProviderRegistry
+from podium.providers.http import Upstream, sse_data
+from podium.types import (
+    ChatRequest,
+    ChatResponse,
+    EventStream,
+    Finish,
+    FinishReason,
+    ImagePart,
+    Message,
+    StreamEvent,
+    TextDelta,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    UsageReport,
+)
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+API_VERSION = "2023-06-01"
+JSON_TOOL = "json_output"
+JSON_INSTRUCTION = "Respond with a single JSON object and nothing else: no prose, no code fences."
+
+STOP_REASONS: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+# The status Anthropic sends with each error type, for errors that arrive inside a stream.
+STATUS_OF_TYPE: dict[str, int] = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
+class AnthropicOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: str = Field(API_VERSION, pattern=r"^\d{4}-\d{2}-\d{2}$")
+    beta: list[str] = []  # anthropic-beta feature flags
+    # Anthropic requires max_tokens; used when neither the request nor the worker sets one.
+    default_max_tokens: int = Field(4096, ge=1)
+    extra_headers: dict[str, str] = {}
+
+
+@dataclass(slots=True)
+class JsonMode:
+    """How ``response_format`` was carried: through a forced tool (``tool``) or not at all."""
+
+    tool: str | None = None
+
+
+def _image(part: ImagePart) -> dict[str, Any]:
+    if part.url is not None:
+        return {"type": "image", "source": {"type": "url", "url": part.url}}
+    return {
+        "type": "image",
+        "source": {
+            "type": "base64",
+            "media_type": part.media_type or "image/png",
+            "data": part.data or "",
+        },
+    }
+
+
+def _content(message: Message) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    for part in message.content:
+        if isinstance(part, TextPart):
+            if part.text:  # Anthropic refuses empty text blocks
+                blocks.append({"type": "text", "text": part.text})
+        else:
+            blocks.append(_image(part))
+    return blocks
+
+
+def _arguments(text: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(text) if text.strip() else {}
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _blocks(message: Message) -> tuple[str, list[dict[str, Any]]]:
+    if message.role == "tool":
+        result: dict[str, Any] = {
+            "type": "tool_result",
+            "tool_use_id": message.tool_call_id or "",
+            "content": _content(message) or message.text(),
+        }
+        if message.is_error:
+            result["is_error"] = True
+        return "user", [result]
+    blocks = _content(message)
+    if message.role == "assistant":
+        blocks.extend(
+            {
+                "type": "tool_use",
+                "id": call.id,
+                "name": call.name,
+                "input": _arguments(call.arguments),
+            }
+            for call in message.tool_calls
+        )
+    return ("assistant" if message.role == "assistant" else "user"), blocks
+
+
+def encode_messages(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
+    """The system prompt and the alternating turns Anthropic requires: system messages go to the
+    top-level ``system``; consecutive same-role turns (several tool results, a tool result and the
+    user's next words) merge into one, tool results first."""
+    system: list[str] = []
+    turns: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role == "system":
+            if message.text():
+                system.append(message.text())
+            continue
+        role, blocks = _blocks(message)
+        if not blocks:
+            continue
+        if turns and turns[-1]["role"] == role:
+            previous = turns[-1]["content"]
+            results = [b for b in previous + blocks if b["type"] == "tool_result"]
+            others = [b for b in previous + blocks if b["type"] != "tool_result"]
+            turns[-1]["content"] = results + others
+        else:
+            turns.append({"role": role, "content": blocks})
+    return "\n\n".join(system), turns
+
+
+def encode_request(
+    request: ChatRequest,
+    model: str,
+    options: AnthropicOptions,
+    *,
+    max_output_tokens: int | None,
+    stream: bool,
+) -> tuple[dict[str, Any], JsonMode]:
+    system, turns = encode_messages(request.messages)
+    payload: dict[str, Any] = {
+        "model": model,
+        "max_tokens": request.max_tokens or max_output_tokens or options.default_max_tokens,
+        "messages": turns,
+    }
+    tools = [
+        {
+            "name": tool.name,
+            **({"description": tool.description} if tool.description else {}),
+            "input_schema": tool.parameters,
+        }
+        for tool in request.tools
+    ]
+    choice: dict[str, Any] | None = None
+    if request.tool_choice is not None:
+        mode = request.tool_choice.mode
+        if mode == "required":
+            choice = {"type": "any"}
+        elif mode == "tool":
+            choice = {"type": "tool", "name": request.tool_choice.name}
+        else:
+            choice = {"type": mode}
+    json_mode = JsonMode()
+    fmt = request.response_format
+    if fmt is not None and fmt.type == "json_schema" and not tools:
+        json_mode.tool = fmt.name or JSON_TOOL
+        tools = [
+            {
+                "name": json_mode.tool,
+                "description": "Give the answer as this tool's input.",
+                "input_schema": fmt.schema or {"type": "object"},
+            }
+        ]
+        choice = {"type": "tool", "name": json_mode.tool}
+    elif fmt is not None and fmt.type != "text":
+        instruction = JSON_INSTRUCTION
+        if fmt.type == "json_schema" and fmt.schema:
+            instruction += " It must match this JSON schema: " + orjson.dumps(fmt.schema).decode()
+        system = f"{system}\n\n{instruction}" if system else instruction
+    if request.parallel_tool_calls is False and tools:
+        choice = {**(choice or {"type": "auto"}), "disable_parallel_tool_use": True}
+    if tools:
+        payload["tools"] = tools
+    if choice is not None and (tools or choice["type"] == "none"):
+        payload["tool_choice"] = choice
+    if system:
+        payload["system"] = system
+    if request.temperature is not None:
+        # Anthropic's range is 0..1 where OpenAI's is 0..2.
+        payload["temperature"] = min(1.0, request.temperature)
+    if request.top_p is not None:
+        payload["top_p"] = request.top_p
+    if request.stop:
+        payload["stop_sequences"] = request.stop
+    if request.user:
+        payload["metadata"] = {"user_id": request.user}
+    if stream:
+        payload["stream"] = True
+    return payload, json_mode
+
+
+def decode_usage(data: Any) -> Usage:
+    """Anthropic's ``input_tokens`` leave out cache reads and writes; the canonical count of
+    input tokens holds all of them, ``cached_input_tokens`` the reads."""
+    if not isinstance(data, dict):
+        return Usage()
+    read = int(data.get("cache_read_input_tokens") or 0)
+    written = int(data.get("cache_creation_input_tokens") or 0)
+    return Usage(
+        input_tokens=int(data.get("input_tokens") or 0) + read + written,
+        output_tokens=int(data.get("output_tokens") or 0),
+        cached_input_tokens=read,
+    )
+
+
+def decode_response(data: Any, worker: str, json_mode: JsonMode) -> ChatResponse:
+    try:
+        text: list[str] = []
+        calls: list[ToolCall] = []
+        for block in data["content"]:
+            kind = block.get("type")
+            if kind == "text":
+                text.append(block["text"])
+            elif kind == "tool_use" and block["name"] == json_mode.tool:
+                text.append(orjson.dumps(block.get("input") or {}).decode())
+            elif kind == "tool_use":
+                calls.append(
+                    ToolCall(block["id"], block["name"], orjson.dumps(block.get("input")).decode())
+                )
+        reason = STOP_REASONS.get(data.get("stop_reason") or "end_turn", "stop")
+        if json_mode.tool is not None and reason == "tool_calls":
+            reason = "stop"
+        return ChatResponse(
+            id=str(data.get("id") or f"msg_{uuid.uuid4().hex}"),
+            model=worker,
+            text="".join(text),
+            tool_calls=calls,
+            finish_reason=reason,
+            usage=decode_usage(data.get("usage")),
+            stop_sequence=data.get("stop_sequence") or None,
+        )
+    except (KeyError, TypeError, AttributeError):
+        raise ProviderError(
+            "upstream",
+            f"worker {worker!r} answered in an unexpected shape",
+            retryable=True,
+            worker=worker,
+        ) from None
+
+
+class StreamDecoder:
+    """Anthropic's stream events to canonical ones. Usage comes in two halves: input counts in
+    ``message_start``, the cumulative output count in ``message_delta``."""
+
+    def __init__(self, worker: str, json_mode: JsonMode) -> None:
+        self.worker = worker
+        self.json_mode = json_mode
+        self.usage = Usage()
+        self.tools: dict[int, int] = {}  # content block index -> tool call index
+        self.json_blocks: set[int] = set()
+        self.done = False
+
+    def decode(self, event: Any) -> list[StreamEvent]:
+        kind = event.get("type")
+        if kind == "message_start":
+            self.usage = decode_usage((event.get("message") or {}).get("usage"))
+        elif kind == "content_block_start":
+            return self._start(int(event.get("index") or 0), event.get("content_block") or {})
+        elif kind == "content_block_delta":
+            return self._delta(int(event.get("index") or 0), event.get("delta") or {})
+        elif kind == "message_delta":
+            return self._message_delta(event)
+        elif kind == "message_stop":
+            self.done = True
+            return [UsageReport(self.usage)]
+        elif kind == "error":
+            error = event.get("error") or {}
+            kind_name = str(error.get("type") or "api_error")
+            raise provider_error_from_status(
+                STATUS_OF_TYPE.get(kind_name, 500),
+                f"worker {self.worker!r} failed mid-stream ({kind_name}): "
+                f"{error.get('message') or 'no message'}",
+                worker=self.worker,
+            )
+        return []  # ping, content_block_stop, and event types added after this was written
+
+    def _start(self, index: int, block: dict[str, Any]) -> list[StreamEvent]:
+        if block.get("type") == "text":
+            return [TextDelta(block["text"])] if block.get("text") else []
+        if block.get("type") != "tool_use":
+            return []
+        if block.get("name") == self.json_mode.tool:
+            self.json_blocks.add(index)
+            return []
+        call = self.tools[index] = len(self.tools)
+        start = block.get("input")
+        return [
+            ToolCallDelta(
+                call,
+                id=block.get("id"),
+                name=block.get("name"),
+                arguments=orjson.dumps(start).decode() if start else "",
+            )
+        ]
+
+    def _delta(self, index: int, delta: dict[str, Any]) -> list[StreamEvent]:
+        kind = delta.get("type")
+        if kind == "text_delta":
+            return [TextDelta(delta.get("text") or "")]
+        if kind == "input_json_delta":
+            piece = delta.get("partial_json") or ""
+            if index in self.json_blocks:
+                return [TextDelta(piece)] if piece else []
+            if index in self.tools:
+                return [ToolCallDelta(self.tools[index], arguments=piece)] if piece else []
+        return []  # thinking and signature deltas are not part of the answer
+
+    def _message_delta(self, event: dict[str, Any]) -> list[StreamEvent]:
+        usage = event.get("usage") or {}
+        self.usage.output_tokens = int(usage.get("output_tokens") or self.usage.output_tokens)
+        if usage.get("input_tokens") is not None:
+            self.usage = Usage(
+                decode_usage(usage).input_tokens,
+                self.usage.output_tokens,
+                int(usage.get("cache_read_input_tokens") or self.usage.cached_input_tokens),
+            )
+        delta = event.get("delta") or {}
+        raw = delta.get("stop_reason")
+        if not raw:
+            return []
+        reason = STOP_REASONS.get(raw, "stop")
+        if self.json_mode.tool is not None and reason == "tool_calls":
+            reason = "stop"
+        return [Finish(reason, delta.get("stop_sequence") or None)]
+
+
+class AnthropicProvider:
+    def __init__(self, context: ProviderContext) -> None:
+        worker = context.worker
+        self.options = AnthropicOptions.model_validate(worker.options)
+        self.worker = worker.name
+        self.model = worker.model
+        self.max_output_tokens = worker.max_output_tokens
+        key = context.secrets.get(worker.api_key_env) if worker.api_key_env else None
+        headers = {**self.options.extra_headers, "anthropic-version": self.options.version}
+        if key:
+            headers["x-api-key"] = key
+        if self.options.beta:
+            headers["anthropic-beta"] = ",".join(self.options.beta)
+        # Anthropic's base URL conventionally stops before /v1; accept either spelling.
+        base = (worker.base_url or DEFAULT_BASE_URL).removesuffix("/v1")
+        self.upstream = Upstream(
+            context.http,
+            worker=worker.name,
+            base_url=base,
+            headers=headers,
+            timeouts=worker.timeouts,
+            secrets=[key],
+        )
+
+    def _payload(self, request: ChatRequest, *, stream: bool) -> tuple[dict[str, Any], JsonMode]:
+        return encode_request(
+            request,
+            self.model,
+            self.options,
+            max_output_tokens=self.max_output_tokens,
+            stream=stream,
+        )
+
+    async def start(self) -> None:
+        return None
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        payload, json_mode = self._payload(request, stream=False)
+        data = await self.upstream.post_json("/v1/messages", payload)
+        return decode_response(data, self.worker, json_mode)
+
+    async def stream(self, request: ChatRequest) -> EventStream:
+        payload, json_mode = self._payload(request, stream=True)
+        decoder = StreamDecoder(self.worker, json_mode)
+        async with self.upstream.open_stream("/v1/messages", payload) as lines:
+            async for data in sse_data(lines):
+                try:
+                    event = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    raise ProviderError(
+                        "upstream",
+                        f"worker {self.worker!r} sent a malformed stream event",
+                        retryable=True,
+                        worker=self.worker,
+                    ) from None
+                if not isinstance(event, dict):
+                    continue
+                for item in decoder.decode(event):
+                    yield item
+                if decoder.done:
+                    return
+        if not decoder.done:
+            raise ProviderError(
+                "upstream",
+                f"worker {self.worker!r} ended its stream early",
+                retryable=True,
+                worker=self.worker,
+            )
+
+    async def aclose(self) -> None:
+        return None
+
+
+def register_providers(providers: ProviderRegistry) -> None:
+    providers.register("anthropic", AnthropicProvider)

@@ -1,0 +1,455 @@
+"""Google Gemini egress over REST: ``models/{model}:generateContent`` and
+``:streamGenerateContent?alt=sse``.
+
+Gemini function calls carry no ids (newer models sometimes do); Podium gives each call a stable
+id derived from the response, the call's position, name and arguments, and maps a tool result
+back to its function by looking the id up in the conversation's earlier tool calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from podium.errors import ProviderError, provider_error_from_status
+from podium.providers.base import ProviderContext, ProviderRegistry
+from podium.providers.http import Upstream, sse_data
+from podium.types import (
+    ChatRequest,
+    ChatResponse,
+    EventStream,
+    Finish,
+    FinishReason,
+    Message,
+    StreamEvent,
+    TextDelta,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    UsageReport,
+)
+
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
+
+FINISH_REASONS: dict[str, FinishReason] = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+    "LANGUAGE": "content_filter",
+}
+
+STATUS_OF_CODE: dict[str, int] = {
+    "INVALID_ARGUMENT": 400,
+    "FAILED_PRECONDITION": 400,
+    "OUT_OF_RANGE": 400,
+    "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403,
+    "NOT_FOUND": 404,
+    "RESOURCE_EXHAUSTED": 429,
+    "CANCELLED": 499,
+    "INTERNAL": 500,
+    "UNKNOWN": 500,
+    "UNAVAILABLE": 503,
+    "DEADLINE_EXCEEDED": 504,
+}
+
+# The subset of JSON Schema (an OpenAPI 3 schema object) Gemini accepts in ``parameters`` and
+# ``responseSchema``; anything else (additionalProperties, $schema, ...) is refused upstream.
+SCHEMA_KEYS = frozenset(
+    {
+        "type",
+        "format",
+        "title",
+        "description",
+        "nullable",
+        "enum",
+        "maxItems",
+        "minItems",
+        "properties",
+        "required",
+        "minProperties",
+        "maxProperties",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "example",
+        "anyOf",
+        "propertyOrdering",
+        "default",
+        "items",
+        "minimum",
+        "maximum",
+    }
+)
+
+
+class GeminiOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    safety_settings: list[dict[str, str]] = []  # passed through as ``safetySettings``
+    thinking_budget: int | None = Field(None, ge=-1)
+    extra_headers: dict[str, str] = {}
+
+
+def gemini_schema(schema: Any) -> Any:
+    """``schema`` cut down to what Gemini accepts: unknown keys dropped, ``type: [T, "null"]``
+    turned into ``type: T, nullable: true``."""
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key not in SCHEMA_KEYS:
+            continue
+        if key == "properties" and isinstance(value, dict):
+            out[key] = {name: gemini_schema(sub) for name, sub in value.items()}
+        elif key == "items":
+            out[key] = gemini_schema(value)
+        elif key == "anyOf" and isinstance(value, list):
+            out[key] = [gemini_schema(sub) for sub in value]
+        elif key == "type" and isinstance(value, list):
+            kinds = [kind for kind in value if kind != "null"]
+            out["type"] = kinds[0] if kinds else "string"
+            if "null" in value:
+                out["nullable"] = True
+        else:
+            out[key] = value
+    return out
+
+
+def call_id(seed: str, index: int, name: str, arguments: str) -> str:
+    """A stable id for a call Gemini sent without one."""
+    digest = hashlib.sha256(f"{seed}\x00{index}\x00{name}\x00{arguments}".encode()).hexdigest()
+    return f"call_{digest[:24]}"
+
+
+def _parts(message: Message) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = []
+    for part in message.content:
+        if isinstance(part, TextPart):
+            if part.text:
+                parts.append({"text": part.text})
+        elif part.data is not None:
+            parts.append(
+                {"inlineData": {"mimeType": part.media_type or "image/png", "data": part.data}}
+            )
+        elif part.url is not None:
+            parts.append(
+                {"fileData": {"mimeType": part.media_type or "image/*", "fileUri": part.url}}
+            )
+    return parts
+
+
+def _arguments(text: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(text) if text.strip() else {}
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def encode_contents(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
+    """The system instruction and the ``contents`` turns; consecutive turns of one role merge
+    (Gemini wants every function response of a turn in one content)."""
+    system: list[str] = []
+    names: dict[str, str] = {}
+    contents: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role == "system":
+            if message.text():
+                system.append(message.text())
+            continue
+        if message.role == "tool":
+            name = names.get(message.tool_call_id or "") or message.name or "tool"
+            key = "error" if message.is_error else "output"
+            role, parts = (
+                "user",
+                [{"functionResponse": {"name": name, "response": {key: message.text()}}}],
+            )
+        elif message.role == "assistant":
+            role, parts = "model", _parts(message)
+            for call in message.tool_calls:
+                names[call.id] = call.name
+                parts.append(
+                    {"functionCall": {"name": call.name, "args": _arguments(call.arguments)}}
+                )
+        else:
+            role, parts = "user", _parts(message)
+        if not parts:
+            continue
+        if contents and contents[-1]["role"] == role:
+            contents[-1]["parts"].extend(parts)
+        else:
+            contents.append({"role": role, "parts": parts})
+    return "\n\n".join(system), contents
+
+
+def encode_request(
+    request: ChatRequest, options: GeminiOptions, *, max_output_tokens: int | None
+) -> dict[str, Any]:
+    system, contents = encode_contents(request.messages)
+    payload: dict[str, Any] = {"contents": contents}
+    if system:
+        payload["systemInstruction"] = {"parts": [{"text": system}]}
+    if request.tools:
+        payload["tools"] = [
+            {
+                "functionDeclarations": [
+                    {
+                        "name": tool.name,
+                        **({"description": tool.description} if tool.description else {}),
+                        "parameters": gemini_schema(tool.parameters),
+                    }
+                    for tool in request.tools
+                ]
+            }
+        ]
+    if request.tool_choice is not None and (request.tools or request.tool_choice.mode == "none"):
+        mode = request.tool_choice.mode
+        config: dict[str, Any] = {
+            "mode": {"auto": "AUTO", "none": "NONE", "required": "ANY", "tool": "ANY"}[mode]
+        }
+        if mode == "tool" and request.tool_choice.name:
+            config["allowedFunctionNames"] = [request.tool_choice.name]
+        payload["toolConfig"] = {"functionCallingConfig": config}
+    generation: dict[str, Any] = {}
+    if request.temperature is not None:
+        generation["temperature"] = request.temperature
+    if request.top_p is not None:
+        generation["topP"] = request.top_p
+    limit = request.max_tokens or max_output_tokens
+    if limit is not None:
+        generation["maxOutputTokens"] = limit
+    if request.stop:
+        generation["stopSequences"] = request.stop[:5]  # Gemini's limit
+    if request.seed is not None:
+        generation["seed"] = request.seed
+    fmt = request.response_format
+    if fmt is not None and fmt.type != "text":
+        generation["responseMimeType"] = "application/json"
+        if fmt.type == "json_schema" and fmt.schema:
+            generation["responseSchema"] = gemini_schema(fmt.schema)
+    if options.thinking_budget is not None:
+        generation["thinkingConfig"] = {"thinkingBudget": options.thinking_budget}
+    if generation:
+        payload["generationConfig"] = generation
+    if options.safety_settings:
+        payload["safetySettings"] = options.safety_settings
+    return payload
+
+
+def decode_usage(data: Any) -> Usage:
+    if not isinstance(data, dict):
+        return Usage()
+    return Usage(
+        input_tokens=int(data.get("promptTokenCount") or 0),
+        # Thinking tokens are billed as output.
+        output_tokens=int(data.get("candidatesTokenCount") or 0)
+        + int(data.get("thoughtsTokenCount") or 0),
+        cached_input_tokens=int(data.get("cachedContentTokenCount") or 0),
+    )
+
+
+def _candidate(data: dict[str, Any]) -> dict[str, Any]:
+    candidates = data.get("candidates") or []
+    first = candidates[0] if candidates else {}
+    return first if isinstance(first, dict) else {}
+
+
+def _reason(raw: str | None, has_calls: bool, blocked: bool) -> FinishReason:
+    if blocked:
+        return "content_filter"
+    if has_calls and raw in (None, "STOP"):
+        return "tool_calls"
+    return FINISH_REASONS.get(raw or "STOP", "stop")
+
+
+def _blocked(data: dict[str, Any]) -> bool:
+    feedback = data.get("promptFeedback") or {}
+    return bool(isinstance(feedback, dict) and feedback.get("blockReason"))
+
+
+def decode_response(data: Any, worker: str) -> ChatResponse:
+    try:
+        candidate = _candidate(data)
+        seed = str(data.get("responseId") or "")
+        text: list[str] = []
+        calls: list[ToolCall] = []
+        for part in (candidate.get("content") or {}).get("parts") or []:
+            if part.get("thought"):
+                continue
+            if "text" in part:
+                text.append(part["text"])
+            elif "functionCall" in part:
+                call = part["functionCall"]
+                arguments = orjson.dumps(call.get("args") or {}).decode()
+                calls.append(
+                    ToolCall(
+                        call.get("id") or call_id(seed, len(calls), call["name"], arguments),
+                        call["name"],
+                        arguments,
+                    )
+                )
+        return ChatResponse(
+            id=seed or f"gemini-{uuid.uuid4().hex}",
+            model=worker,
+            text="".join(text),
+            tool_calls=calls,
+            finish_reason=_reason(candidate.get("finishReason"), bool(calls), _blocked(data)),
+            usage=decode_usage(data.get("usageMetadata")),
+        )
+    except (KeyError, TypeError, AttributeError):
+        raise ProviderError(
+            "upstream",
+            f"worker {worker!r} answered in an unexpected shape",
+            retryable=True,
+            worker=worker,
+        ) from None
+
+
+_DELAY = re.compile(r"^(\d+(?:\.\d+)?)s$")
+
+
+def retry_delay(body: bytes) -> float | None:
+    """The ``RetryInfo.retryDelay`` (``"30s"``) a Gemini error body carries, in seconds."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    details = error.get("details") if isinstance(error, dict) else None
+    for detail in details if isinstance(details, list) else []:
+        if isinstance(detail, dict) and "retryDelay" in detail:
+            match = _DELAY.match(str(detail["retryDelay"]))
+            if match:
+                return float(match.group(1))
+    return None
+
+
+class StreamDecoder:
+    """Gemini stream chunks are whole ``GenerateContentResponse`` objects: text parts are
+    deltas, each function call arrives whole, usage is cumulative and the last one counts."""
+
+    def __init__(self, worker: str) -> None:
+        self.worker = worker
+        self.usage: Usage | None = None
+        self.calls = 0
+        self.reason: str | None = None
+        self.blocked = False
+        self.seed = uuid.uuid4().hex
+
+    def decode(self, chunk: dict[str, Any]) -> list[StreamEvent]:
+        if "error" in chunk:
+            error = chunk["error"] if isinstance(chunk["error"], dict) else {}
+            status = STATUS_OF_CODE.get(str(error.get("status")), int(error.get("code") or 500))
+            raise provider_error_from_status(
+                status,
+                f"worker {self.worker!r} failed mid-stream: {error.get('message') or 'no message'}",
+                worker=self.worker,
+            )
+        if chunk.get("responseId"):
+            self.seed = str(chunk["responseId"])
+        if chunk.get("usageMetadata"):
+            self.usage = decode_usage(chunk["usageMetadata"])
+        self.blocked = self.blocked or _blocked(chunk)
+        candidate = _candidate(chunk)
+        events: list[StreamEvent] = []
+        for part in (candidate.get("content") or {}).get("parts") or []:
+            if part.get("thought"):
+                continue
+            if part.get("text"):
+                events.append(TextDelta(part["text"]))
+            elif "functionCall" in part:
+                call = part["functionCall"]
+                arguments = orjson.dumps(call.get("args") or {}).decode()
+                name = str(call.get("name") or "")
+                ident = call.get("id") or call_id(self.seed, self.calls, name, arguments)
+                events.append(ToolCallDelta(self.calls, id=ident, name=name, arguments=arguments))
+                self.calls += 1
+        if candidate.get("finishReason"):
+            self.reason = candidate["finishReason"]
+        return events
+
+    def finish(self) -> list[StreamEvent]:
+        events: list[StreamEvent] = [Finish(_reason(self.reason, self.calls > 0, self.blocked))]
+        if self.usage is not None:
+            events.append(UsageReport(self.usage))
+        return events
+
+
+class GeminiProvider:
+    def __init__(self, context: ProviderContext) -> None:
+        worker = context.worker
+        self.options = GeminiOptions.model_validate(worker.options)
+        self.worker = worker.name
+        self.model = worker.model.removeprefix("models/")
+        self.max_output_tokens = worker.max_output_tokens
+        key = context.secrets.get(worker.api_key_env) if worker.api_key_env else None
+        headers = dict(self.options.extra_headers)
+        if key:
+            headers["x-goog-api-key"] = key  # a header, never ?key=, so URLs never hold it
+        self.upstream = Upstream(
+            context.http,
+            worker=worker.name,
+            base_url=worker.base_url or DEFAULT_BASE_URL,
+            headers=headers,
+            timeouts=worker.timeouts,
+            secrets=[key],
+            retry_after_in_body=retry_delay,
+        )
+
+    async def start(self) -> None:
+        return None
+
+    def _payload(self, request: ChatRequest) -> dict[str, Any]:
+        return encode_request(request, self.options, max_output_tokens=self.max_output_tokens)
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        data = await self.upstream.post_json(
+            f"/models/{self.model}:generateContent", self._payload(request)
+        )
+        return decode_response(data, self.worker)
+
+    async def stream(self, request: ChatRequest) -> EventStream:
+        decoder = StreamDecoder(self.worker)
+        path = f"/models/{self.model}:streamGenerateContent?alt=sse"
+        async with self.upstream.open_stream(path, self._payload(request)) as lines:
+            async for data in sse_data(lines):
+                try:
+                    chunk = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    raise ProviderError(
+                        "upstream",
+                        f"worker {self.worker!r} sent a malformed stream event",
+                        retryable=True,
+                        worker=self.worker,
+                    ) from None
+                if isinstance(chunk, dict):
+                    for event in decoder.decode(chunk):
+                        yield event
+        if decoder.reason is None and not decoder.blocked:
+            raise ProviderError(
+                "upstream",
+                f"worker {self.worker!r} ended its stream early",
+                retryable=True,
+                worker=self.worker,
+            )
+        for event in decoder.finish():
+            yield event
+
+    async def aclose(self) -> None:
+        return None
+
+
+def register_providers(providers: ProviderRegistry) -> None:
+    providers.register("gemini", GeminiProvider)

@@ -1,0 +1,249 @@
+"""A fake Anthropic Messages server: the documented message object, the streaming event
+sequence (message_start ... message_stop, with ping and usage), error objects, 429 with
+retry-after and 529 overloaded, with the knobs of :class:`~podium.testing.fakes.Behaviour`.
+
+It also checks what the real API checks and a translator most easily gets wrong: the
+``anthropic-version`` and ``x-api-key`` headers, ``max_tokens``, strictly alternating roles, and
+tool results that answer the previous turn's tool_use ids and come first in their turn.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from podium.testing.fakes import FakeUpstream, Json, echo, words
+
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def _texts(content: Any) -> list[str]:
+    if isinstance(content, str):
+        return [content]
+    texts: list[str] = []
+    for block in content if isinstance(content, list) else []:
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "text":
+            texts.append(str(block.get("text", "")))
+        elif block.get("type") == "tool_result":
+            texts.extend(_texts(block.get("content") or ""))
+    return texts
+
+
+def prompt_of(body: Json) -> str:
+    texts: list[str] = []
+    for message in body.get("messages", []):
+        if isinstance(message, dict):
+            texts.extend(_texts(message.get("content")))
+    return "\n".join(texts)
+
+
+def check_messages(body: Json) -> str | None:
+    """What the real API would refuse in ``body``, or None."""
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        return "model: Field required"
+    if not isinstance(body.get("max_tokens"), int):
+        return "max_tokens: Field required"
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "messages: Field required"
+    previous_role: str | None = None
+    pending: set[str] = set()
+    for index, message in enumerate(messages):
+        role = message.get("role") if isinstance(message, dict) else None
+        if role not in ("user", "assistant"):
+            return f"messages.{index}.role: Input should be 'user' or 'assistant'"
+        if role == previous_role:
+            return f"messages: roles must alternate between user and assistant (at {index})"
+        content = message.get("content")
+        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+        if not isinstance(blocks, list):
+            return f"messages.{index}.content: Input should be a valid list"
+        seen_other = False
+        for block in blocks:
+            kind = block.get("type") if isinstance(block, dict) else None
+            if kind == "text" and not block.get("text"):
+                return f"messages.{index}: text content blocks must be non-empty"
+            if kind == "tool_result":
+                if seen_other:
+                    return f"messages.{index}: tool_result blocks must come first"
+                if block.get("tool_use_id") not in pending:
+                    return f"messages.{index}: unexpected tool_use_id {block.get('tool_use_id')}"
+                pending.discard(block["tool_use_id"])
+            else:
+                seen_other = True
+        if role == "assistant":
+            if pending:
+                return f"messages.{index}: tool_use ids without tool_result: {sorted(pending)}"
+            pending = {
+                b["id"] for b in blocks if isinstance(b, dict) and b.get("type") == "tool_use"
+            }
+        previous_role = role
+    return None
+
+
+class FakeAnthropic(FakeUpstream):
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/messages", self.messages)
+
+    @property
+    def base_url(self) -> str:
+        return self.url
+
+    def key_ok(self, request: web.Request) -> bool:
+        return request.headers.get("x-api-key") == self.behaviour.require_key
+
+    def error_response(self, status: int, message: str) -> web.Response:
+        body = {
+            "type": "error",
+            "error": {"type": ERROR_TYPES.get(status, "api_error"), "message": message},
+            "request_id": f"req_{uuid.uuid4().hex[:24]}",
+        }
+        return web.json_response(body, status=status)
+
+    def stream_error_event(self) -> bytes:
+        error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+        return f"event: error\ndata: {json.dumps(error)}\n\n".encode()
+
+    def answer(self, body: Json) -> tuple[str, list[dict[str, Any]]]:
+        choice = body.get("tool_choice") or {}
+        tools = body.get("tools") or []
+        if tools and choice.get("type") == "tool":
+            forced = str(choice.get("name"))
+            if self.behaviour.tool_call and self.behaviour.tool_call[0] == forced:
+                arguments = self.behaviour.tool_call[1]
+            else:
+                arguments = json.dumps({"answer": echo(prompt_of(body))})
+            return "", [self._call(forced, arguments)]
+        if tools and self.behaviour.tool_call and choice.get("type") != "none":
+            return "", [self._call(*self.behaviour.tool_call)]
+        if self.behaviour.reply is not None:
+            return self.behaviour.reply, []
+        return echo(prompt_of(body)), []
+
+    @staticmethod
+    def _call(name: str, arguments: str) -> dict[str, Any]:
+        return {
+            "type": "tool_use",
+            "id": f"toolu_{uuid.uuid4().hex[:24]}",
+            "name": name,
+            "input": json.loads(arguments),
+        }
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        if "anthropic-version" not in request.headers:
+            return self.error_response(400, "anthropic-version: header is required")
+        body, failure = await self.admit(request)
+        if failure is not None:
+            return failure
+        assert body is not None
+        problem = check_messages(body)
+        if problem is not None:
+            return self.error_response(400, problem)
+        text, calls = self.answer(body)
+        stop_reason, stop_sequence = ("tool_use" if calls else "end_turn"), None
+        for sequence in body.get("stop_sequences") or []:
+            if sequence in text:
+                text, stop_reason, stop_sequence = (
+                    text[: text.index(sequence)],
+                    "stop_sequence",
+                    sequence,
+                )
+        limit = int(body["max_tokens"])
+        if text and words(text) > limit:
+            text, stop_reason, stop_sequence = " ".join(text.split()[:limit]), "max_tokens", None
+        usage = {
+            "input_tokens": words(prompt_of(body) + str(body.get("system") or "")),
+            "output_tokens": words(text) if text else 5,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        }
+        message: Json = {
+            "id": f"msg_{uuid.uuid4().hex[:24]}",
+            "type": "message",
+            "role": "assistant",
+            "model": body["model"],
+            "content": ([{"type": "text", "text": text}] if text else []) + calls,
+            "stop_reason": stop_reason,
+            "stop_sequence": stop_sequence,
+            "usage": usage,
+        }
+        if not body.get("stream"):
+            return web.json_response(message)
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        await self.paced(response, self.events(message))
+        return response
+
+    def events(self, message: Json) -> list[bytes]:
+        def sse(event: str, data: Json) -> bytes:
+            return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+        usage = message["usage"]
+        start = {
+            **message,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {**usage, "output_tokens": 1},
+        }
+        events = [
+            sse("message_start", {"type": "message_start", "message": start}),
+            sse("ping", {"type": "ping"}),
+        ]
+        for index, block in enumerate(message["content"]):
+            if block["type"] == "text":
+                opening: Json = {"type": "text", "text": ""}
+                pieces = [
+                    {"type": "text_delta", "text": piece} for piece in self.pieces(block["text"])
+                ]
+            else:
+                opening = {**block, "input": {}}
+                pieces = [
+                    {"type": "input_json_delta", "partial_json": piece}
+                    for piece in self.pieces(json.dumps(block["input"]))
+                ]
+            events.append(
+                sse(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": index, "content_block": opening},
+                )
+            )
+            events.extend(
+                sse(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": index, "delta": delta},
+                )
+                for delta in pieces
+            )
+            events.append(sse("content_block_stop", {"type": "content_block_stop", "index": index}))
+        events.append(
+            sse(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {
+                        "stop_reason": message["stop_reason"],
+                        "stop_sequence": message["stop_sequence"],
+                    },
+                    "usage": {"output_tokens": usage["output_tokens"]},
+                },
+            )
+        )
+        events.append(sse("message_stop", {"type": "message_stop"}))
+        return events

@@ -1,0 +1,394 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anthropic
+import httpx
+import pytest
+
+from podium.testing.openai_fake import FakeOpenAI
+from tests.conftest import worker
+
+WEATHER = {
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "input_schema": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+}
+
+
+def client(running: Any, **options: Any) -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(base_url=running.url, api_key="x", **options)
+
+
+async def test_sdk_gets_an_answer_with_podium_headers(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        client(running) as sdk,
+    ):
+        raw = await sdk.messages.with_raw_response.create(
+            model="alpha",
+            max_tokens=100,
+            system=[{"type": "text", "text": "be brief"}],
+            messages=[{"role": "user", "content": "hello there"}],
+            metadata={"user_id": "user-7"},
+            thinking={"type": "disabled"},
+            extra_body={"temperature": 0.5, "top_k": 5},
+        )
+    message = await raw.parse()
+    assert message.id.startswith("msg_")
+    assert message.type == "message" and message.role == "assistant"
+    assert message.content[0].type == "text"
+    assert message.content[0].text == "fake answer to: hello there"
+    assert message.stop_reason == "end_turn"
+    assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
+    assert raw.headers["x-podium-worker"] == "alpha"
+    assert float(raw.headers["x-podium-cost-usd"]) > 0
+    sent = fake_openai.received[0].body
+    assert sent["messages"][0] == {"role": "system", "content": "be brief"}
+    assert sent["max_tokens"] == 100 and sent["temperature"] == 0.5
+    assert sent["user"] == "user-7"
+
+
+async def test_sdk_streams_events_in_documented_order(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        client(running) as sdk,
+    ):
+        kinds: list[str] = []
+        async with sdk.messages.stream(
+            model="alpha", max_tokens=100, messages=[{"role": "user", "content": "stream please"}]
+        ) as stream:
+            async for event in stream:
+                kinds.append(event.type)
+            final = await stream.get_final_message()
+    assert final.content[0].type == "text"
+    assert final.content[0].text == "fake answer to: stream please"
+    assert final.stop_reason == "end_turn"
+    assert final.usage.output_tokens > 0
+    raw_kinds = [k for k in kinds if k not in ("text",)]
+    assert raw_kinds[0] == "message_start"
+    assert raw_kinds[1] == "content_block_start"
+    assert raw_kinds[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+    assert set(raw_kinds[2:-3]) == {"content_block_delta"}
+
+
+async def test_raw_stream_has_ping_and_usage(gateway: Any, fake_openai: FakeOpenAI) -> None:
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        httpx.AsyncClient() as http,
+        http.stream(
+            "POST",
+            f"{running.url}/v1/messages",
+            json={
+                "model": "alpha",
+                "max_tokens": 50,
+                "stream": True,
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+            headers={"anthropic-version": "2023-06-01"},
+        ) as response,
+    ):
+        assert response.headers["content-type"].startswith("text/event-stream")
+        body = (await response.aread()).decode()
+    events = [block.split("\n") for block in body.strip().split("\n\n")]
+    names = [lines[0].removeprefix("event: ") for lines in events]
+    assert names[:2] == ["message_start", "ping"]
+    for lines in events:
+        data = json.loads(lines[1].removeprefix("data: "))
+        assert data["type"] == lines[0].removeprefix("event: ")
+    start = json.loads(events[0][1][6:])
+    assert start["message"]["usage"]["input_tokens"] > 0
+    delta = json.loads(events[names.index("message_delta")][1][6:])
+    assert delta["usage"]["output_tokens"] > 0
+    assert delta["usage"]["cost_usd"] > 0
+
+
+async def test_tool_use_round_trip(gateway: Any, fake_openai: FakeOpenAI) -> None:
+    fake_openai.behaviour.tool_call = ("get_weather", '{"city": "Paris"}')
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        client(running) as sdk,
+    ):
+        first = await sdk.messages.create(
+            model="alpha",
+            max_tokens=100,
+            tools=[WEATHER],
+            tool_choice={"type": "any"},
+            messages=[{"role": "user", "content": "weather in Paris?"}],
+        )
+        assert first.stop_reason == "tool_use"
+        use = first.content[-1]
+        assert use.type == "tool_use" and use.name == "get_weather"
+        assert use.input == {"city": "Paris"}
+        fake_openai.behaviour.tool_call = None
+        second = await sdk.messages.create(
+            model="alpha",
+            max_tokens=100,
+            tools=[WEATHER],
+            messages=[
+                {"role": "user", "content": "weather in Paris?"},
+                {"role": "assistant", "content": first.content},
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": use.id,
+                            "content": [{"type": "text", "text": "sunny, 21C"}],
+                        },
+                        {"type": "text", "text": "and so?"},
+                    ],
+                },
+            ],
+        )
+    assert second.stop_reason == "end_turn"
+    assert second.content[0].text == "fake answer to: and so?"
+    sent = fake_openai.received[0].body
+    assert sent["tool_choice"] == "required"
+    assert sent["tools"][0]["function"]["parameters"] == WEATHER["input_schema"]
+    history = fake_openai.received[1].body["messages"]
+    assert [m["role"] for m in history] == ["user", "assistant", "tool", "user"]
+    assert history[1]["tool_calls"][0]["id"] == use.id
+    assert history[2] == {"role": "tool", "tool_call_id": use.id, "content": "sunny, 21C"}
+
+
+async def test_streamed_tool_use_arrives_as_input_json_deltas(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.behaviour.tool_call = ("get_weather", '{"city": "Oslo"}')
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        client(running) as sdk,
+    ):
+        deltas: list[str] = []
+        async with sdk.messages.stream(
+            model="alpha",
+            max_tokens=100,
+            tools=[WEATHER],
+            messages=[{"role": "user", "content": "weather?"}],
+        ) as stream:
+            async for event in stream:
+                if event.type == "content_block_delta" and event.delta.type == "input_json_delta":
+                    deltas.append(event.delta.partial_json)
+            final = await stream.get_final_message()
+    assert len(deltas) > 1
+    assert final.stop_reason == "tool_use"
+    assert final.content[0].type == "tool_use"
+    assert final.content[0].input == {"city": "Oslo"}
+
+
+async def test_stop_sequences_and_max_tokens_reach_the_worker(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        client(running) as sdk,
+    ):
+        message = await sdk.messages.create(
+            model="alpha",
+            max_tokens=2,
+            stop_sequences=["END", "STOP"],
+            messages=[{"role": "user", "content": "say many words please"}],
+        )
+    assert message.stop_reason == "max_tokens"
+    assert fake_openai.received[0].body["stop"] == ["END", "STOP"]
+
+
+async def test_image_blocks_translate(gateway: Any, fake_openai: FakeOpenAI) -> None:
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        client(running) as sdk,
+    ):
+        await sdk.messages.create(
+            model="alpha",
+            max_tokens=10,
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "image",
+                            "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"},
+                        },
+                        {"type": "image", "source": {"type": "url", "url": "https://x.test/a.png"}},
+                        {"type": "text", "text": "what is this?"},
+                    ],
+                }
+            ],
+        )
+    parts = fake_openai.received[0].body["messages"][0]["content"]
+    assert parts[0]["image_url"]["url"] == "data:image/png;base64,AAAA"
+    assert parts[1]["image_url"]["url"] == "https://x.test/a.png"
+    assert parts[2] == {"type": "text", "text": "what is this?"}
+
+
+async def test_unknown_model_is_a_404_in_anthropic_format(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        client(running, max_retries=0) as sdk,
+    ):
+        with pytest.raises(anthropic.NotFoundError) as caught:
+            await sdk.messages.create(
+                model="nope", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+            )
+    body: Any = caught.value.body
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "not_found_error"
+    assert "nope" in body["error"]["message"]
+    assert fake_openai.received == []
+
+
+GOOD = {"model": "alpha", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}]}
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "needle"),
+    [
+        (b"{not json", {}, "not valid JSON"),
+        (b"\xff\xfe\x00", {}, "UTF-8"),
+        (b"[]", {}, "JSON object"),
+        (json.dumps({k: v for k, v in GOOD.items() if k != "max_tokens"}), {}, "max_tokens"),
+        (json.dumps({**GOOD, "messages": []}), {}, "messages"),
+        (json.dumps({**GOOD, "messages": [{"role": "system", "content": "x"}]}), {}, "role"),
+        (json.dumps({**GOOD, "temperature": 1.5}), {}, "temperature"),
+        (json.dumps({**GOOD, "bogus": 1}), {}, "bogus"),
+        (json.dumps({**GOOD, "api_base": "http://evil.example"}), {}, "api_base"),
+        (json.dumps({**GOOD, "api_key": "sk-caller"}), {}, "api_key"),
+        (json.dumps(GOOD), {"x-api-base": "http://evil.example"}, "x-api-base"),
+        (json.dumps(GOOD), {"anthropic-version": "yesterday"}, "anthropic-version"),
+        (json.dumps(GOOD), {"anthropic-version": "2023-13-45"}, "anthropic-version"),
+        (
+            json.dumps(
+                {**GOOD, "messages": [{"role": "user", "content": [{"type": "video", "x": 1}]}]}
+            ),
+            {},
+            "video",
+        ),
+        (
+            json.dumps({**GOOD, "tool_choice": {"type": "tool"}}),
+            {},
+            "tool_choice.name",
+        ),
+    ],
+)
+async def test_bad_input_is_a_clear_anthropic_error(
+    gateway: Any,
+    fake_openai: FakeOpenAI,
+    body: bytes | str,
+    headers: dict[str, str],
+    needle: str,
+) -> None:
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        httpx.AsyncClient() as http,
+    ):
+        response = await http.post(
+            f"{running.url}/v1/messages",
+            content=body,
+            headers={"content-type": "application/json", **headers},
+        )
+    assert response.status_code == 400
+    data = response.json()
+    assert data["type"] == "error"
+    assert data["error"]["type"] == "invalid_request_error"
+    assert needle in data["error"]["message"]
+    assert fake_openai.received == []
+
+
+async def test_missing_version_header_is_accepted(gateway: Any, fake_openai: FakeOpenAI) -> None:
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        httpx.AsyncClient() as http,
+    ):
+        response = await http.post(f"{running.url}/v1/messages", json=GOOD)
+    assert response.status_code == 200
+    assert response.json()["type"] == "message"
+
+
+async def test_sdk_sees_provider_fields_refused(gateway: Any, fake_openai: FakeOpenAI) -> None:
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        client(running, max_retries=0) as sdk,
+    ):
+        with pytest.raises(anthropic.BadRequestError) as caught:
+            await sdk.messages.create(
+                model="alpha",
+                max_tokens=10,
+                messages=[{"role": "user", "content": "hi"}],
+                extra_body={"base_url": "http://evil.example"},
+            )
+    assert "base_url" in str(caught.value)
+
+
+async def test_rate_limit_is_anthropic_429_with_retry_after(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.behaviour.fail(429, "slow down", times=10, retry_after=30)
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        httpx.AsyncClient() as http,
+    ):
+        response = await http.post(f"{running.url}/v1/messages", json=GOOD)
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "30"
+    assert response.json()["error"]["type"] == "rate_limit_error"
+
+
+async def test_overloaded_worker_is_529(gateway: Any, fake_openai: FakeOpenAI) -> None:
+    fake_openai.behaviour.fail(503, "busy", times=10)
+    async with (
+        gateway(
+            [worker("alpha", "openai", fake_openai.base_url, retry={"attempts": 0})]
+        ) as running,
+        client(running, max_retries=0) as sdk,
+    ):
+        with pytest.raises(anthropic.APIStatusError) as caught:
+            await sdk.messages.create(
+                model="alpha", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+            )
+    assert caught.value.status_code == 529
+    body: Any = caught.value.body
+    assert body["error"]["type"] == "overloaded_error"
+
+
+async def test_error_mid_stream_is_an_error_event(gateway: Any, fake_openai: FakeOpenAI) -> None:
+    fake_openai.behaviour.break_stream_after = 3
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        client(running, max_retries=0) as sdk,
+    ):
+
+        async def consume() -> None:
+            async with sdk.messages.stream(
+                model="alpha", max_tokens=100, messages=[{"role": "user", "content": "long one"}]
+            ) as stream:
+                async for _ in stream:
+                    pass
+
+        with pytest.raises(anthropic.APIStatusError) as caught:
+            await consume()
+    body: Any = caught.value.body
+    assert body["type"] == "error"
+    assert body["error"]["type"] in ("api_error", "overloaded_error")
+
+
+async def test_count_tokens_estimates(gateway: Any, fake_openai: FakeOpenAI) -> None:
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        client(running) as sdk,
+    ):
+        counted = await sdk.messages.count_tokens(
+            model="alpha", messages=[{"role": "user", "content": "hello " * 40}]
+        )
+    assert counted.input_tokens > 20
