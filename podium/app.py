@@ -19,6 +19,8 @@ from podium.gateway import Gateway
 from podium.hooks import Hook
 from podium.observe.recorder import TraceRecorder
 from podium.plugins import load_plugins
+from podium.policy.audit import AuditTrail
+from podium.policy.secrets import secret_sources
 from podium.providers.base import ProviderRegistry
 from podium.providers.http import HttpClients
 from podium.routing.base import Router
@@ -48,6 +50,9 @@ class Podium:
     extras: dict[str, Any] = field(default_factory=dict)
     # Who may use /admin/...; None until the admin plugin installs its default (see api/admin.py).
     admin_auth: AdminAuth | None = None
+    # The tamper-evident log: ``podium.audit.record(actor, action, target, details)`` for every
+    # admin action and every request refused, redacted or rerouted (podium/policy/audit.py).
+    audit: AuditTrail | None = None
 
     @property
     def routers(self) -> list[Router]:
@@ -66,7 +71,10 @@ def create_podium(
     start_workers: bool = True,
 ) -> Podium:
     data_dir = config.resolved_data_dir()
-    secrets = secrets or EnvironmentSecrets()
+    # Provider keys: the environment, then the encrypted store when a master key is set.
+    secrets = secrets or secret_sources(
+        config.access.secrets_path(data_dir), config.access.secrets.master_key_env
+    )
     modules = plugins if plugins is not None else load_plugins()
     providers = ProviderRegistry()
     for module in modules:
@@ -108,6 +116,7 @@ def create_podium(
         gateway=gateway,
         secrets=secrets,
         plugins=modules,
+        audit=AuditTrail(config.access.audit_path(data_dir)),
     )
     app.state["podium"] = podium
     _routes(podium)
@@ -124,6 +133,8 @@ def create_podium(
 
     async def shutdown() -> None:
         await gateway.drain_background()
+        if podium.audit is not None:
+            await podium.audit.aclose()
         await recorder.close()
         await store.close()
         await pool.aclose()

@@ -19,6 +19,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "podium.providers.local",
     "podium.api.anthropic",
     "podium.api.admin",
+    "podium.policy.plugin",
 )
 
 

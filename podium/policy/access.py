@@ -1,0 +1,203 @@
+"""Who is calling: the authentication hook for the chat APIs and the admin-key check.
+
+The key comes from ``Authorization: Bearer`` (OpenAI clients) or ``x-api-key`` (Anthropic
+clients). Anything that is not a well-formed Podium key (SQL, NUL bytes, 10 KB of padding) is
+refused by its shape before any lookup; well-formed keys are looked up in memory
+(:class:`~podium.policy.keys.KeyCache`). Refusals are 401 (no or bad key) or 403 (a key used
+outside its scopes), rendered by the caller's ingress in its own wire format.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from podium.config import WorkerConfig
+from podium.context import RequestContext
+from podium.errors import PodiumError
+from podium.hooks import Hook
+from podium.policy.keys import (
+    KeyCache,
+    KeyUnavailable,
+    looks_like_podium_key,
+    parse_key,
+    scope_allows,
+)
+from podium.policy.settings import AuthSettings
+from podium.types import ChatRequest
+
+if TYPE_CHECKING:
+    from podium.api.admin import AdminAuth
+    from podium.api.http import Request
+    from podium.policy.audit import AuditTrail
+
+log = logging.getLogger("podium.access")
+
+ADMIN_CALLER = "podium.admin_key"  # where the admin check leaves the caller, in the ASGI scope
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The key a client sent, or None. Never logs or echoes it."""
+    authorization = headers.get("authorization")
+    if authorization:
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+        return authorization.strip()  # not a bearer token: checked, and refused, as a key
+    api_key = headers.get("x-api-key")
+    return api_key.strip() if api_key and api_key.strip() else None
+
+
+def _unauthorized(reason: str) -> PodiumError:
+    return PodiumError(
+        "authentication",
+        f"invalid API key ({reason}). Send a Podium key as 'Authorization: Bearer pk-...' "
+        "or 'x-api-key: pk-...'.",
+        code="invalid_api_key",
+    )
+
+
+def _store_down() -> PodiumError:
+    return PodiumError(
+        "overloaded",
+        "Podium cannot check API keys right now (its key store is unreachable); try again",
+        code="key_store_unavailable",
+        retry_after=1.0,
+    )
+
+
+class AuthHook(Hook):
+    def __init__(
+        self, keys: KeyCache, settings: AuthSettings, *, audit: AuditTrail | None = None
+    ) -> None:
+        self.keys = keys
+        self.settings = settings
+        self.audit = audit
+
+    def _refuse(self, context: RequestContext, error: PodiumError, actor: str) -> PodiumError:
+        if self.audit is not None:
+            self.audit.record(
+                actor,
+                "request.refused",
+                context.trace_id,
+                {"status": error.status, "code": error.code, "ingress": context.ingress},
+            )
+        return error
+
+    async def admit(self, request: ChatRequest, context: RequestContext) -> None:
+        presented = presented_key(context.headers)
+        try:
+            snapshot = await self.keys.snapshot()
+        except KeyUnavailable:
+            if presented is None and self.settings.required is False:
+                return
+            raise self._refuse(context, _store_down(), "unknown") from None
+        required = self.settings.required
+        if required is None:
+            required = snapshot.app_keys > 0
+        if presented is None or (not required and not looks_like_podium_key(presented)):
+            # Open mode accepts any placeholder a client SDK insists on sending ("unused").
+            if required:
+                raise self._refuse(context, _unauthorized("no key given"), "anonymous")
+            return
+        record, why = await self.keys.find(presented)
+        if record is None:
+            parsed = parse_key(presented)
+            actor = f"key:{parsed[1]}" if parsed else "unknown"
+            raise self._refuse(context, _unauthorized(why), actor)
+        if record.is_admin:
+            raise self._refuse(
+                context,
+                PodiumError(
+                    "permission",
+                    "admin keys are for the admin API only; use an application key (pk-...)",
+                    code="admin_key_not_allowed",
+                ),
+                f"key:{record.key_id}",
+            )
+        context.caller = record.caller()
+        for kind, name in (
+            ("route", context.ingress),
+            ("model", request.model),
+            ("contract", context.contract),
+        ):
+            if name is not None and not scope_allows(record.scopes, kind, name):
+                raise self._refuse(
+                    context,
+                    PodiumError(
+                        "permission",
+                        f"this key may not use {kind} {name!r} (its scopes: "
+                        f"{', '.join(record.scopes)})",
+                        param="model" if kind == "model" else None,
+                        code="scope_denied",
+                    ),
+                    f"key:{record.key_id}",
+                )
+
+    def eligible(
+        self, workers: list[WorkerConfig], request: ChatRequest, context: RequestContext
+    ) -> list[WorkerConfig]:
+        scopes = context.caller.scopes
+        if "*" in scopes or not any(scope.startswith("worker:") for scope in scopes):
+            return workers
+        allowed = [w for w in workers if scope_allows(scopes, "worker", w.name)]
+        if workers and not allowed:
+            raise PodiumError(
+                "permission",
+                "none of the workers this key may use can take this request",
+                code="scope_denied",
+            )
+        return allowed
+
+
+class AdminKeyAuth:
+    """The admin API's check once admin keys exist: a valid ``pa-`` key, nothing else.
+
+    Application keys get 403, missing or bad keys 401. While no admin key exists, ``fallback``
+    (the environment key, or loopback only) decides, so a fresh install can mint its first
+    admin key; the environment key keeps working afterwards as a break-glass credential.
+    """
+
+    def __init__(
+        self, keys: KeyCache, fallback: AdminAuth, *, env_key: Callable[[], str | None]
+    ) -> None:
+        self.keys = keys
+        self.fallback = fallback
+        self._env_key = env_key
+
+    async def authorize(self, request: Request) -> None:
+        presented = presented_key(request.headers)
+        parsed = parse_key(presented) if presented else None
+        if parsed is not None and not parsed[0]:
+            raise PodiumError(
+                "permission",
+                "application keys cannot use the admin API; use an admin key (pa-...)",
+                code="application_key_refused",
+            )
+        try:
+            snapshot = await self.keys.snapshot()
+        except KeyUnavailable:
+            raise _store_down() from None
+        if parsed is not None:
+            record, why = await self.keys.find(presented or "")
+            if record is None:
+                raise PodiumError(
+                    "authentication", f"invalid admin key ({why})", code="invalid_admin_key"
+                )
+            request.scope[ADMIN_CALLER] = record.key_id
+            return
+        if snapshot.admin_keys == 0 or (presented is not None and self._env_key() is not None):
+            await self.fallback.authorize(request)
+            request.scope[ADMIN_CALLER] = "bootstrap"
+            return
+        raise PodiumError(
+            "authentication",
+            "the admin API needs 'Authorization: Bearer pa-...' (an admin key)",
+            code="admin_key_required",
+        )
+
+
+def admin_actor(request: Request) -> str:
+    caller = request.scope.get(ADMIN_CALLER)
+    return f"admin:{caller}" if caller else "admin"

@@ -1,0 +1,263 @@
+"""Budgets and rate limits per key, enforced before any upstream call.
+
+- ``admit``: one request and its estimated tokens come out of the key's RPM/TPM buckets, or
+  the request is refused with 429 and Retry-After.
+- ``decided``: once the router has named the workers, the request's worst-case cost (estimated
+  input tokens plus ``max_tokens``, or a default, of output at each step's price; the dearest
+  fallback for the last step) is reserved against the key's budget for the period, or the
+  request is refused with 402.
+- ``finish``: the reservation is settled with the real cost from the trace, and the token
+  bucket corrected with the real token count.
+
+Because every reservation is taken atomically against spent + held, concurrent requests at the
+edge of a budget cannot overspend it; only a request whose real cost exceeds its own estimate
+can, and by no more than that request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from podium.context import RequestContext
+from podium.errors import PodiumError
+from podium.hooks import Hook
+from podium.policy.keys import KeyCache, KeyRecord, KeyUnavailable
+from podium.policy.limits import LimitBackend, LimitsUnavailable, period_of, to_nano, usd
+from podium.policy.settings import LimitSettings
+from podium.routing.base import Decision
+from podium.store.traces import TraceRecord
+from podium.types import ChatRequest
+from podium.workers import WorkerPool, estimate_tokens
+
+if TYPE_CHECKING:
+    from podium.policy.audit import AuditTrail
+
+log = logging.getLogger("podium.budgets")
+
+MESSAGE_OVERHEAD_TOKENS = 4  # role markers and separators around each message
+
+
+def estimate_input_tokens(request: ChatRequest) -> int:
+    tokens = estimate_tokens(request.prompt_text()) + MESSAGE_OVERHEAD_TOKENS * len(
+        request.messages
+    )
+    for tool in request.tools:
+        tokens += estimate_tokens(f"{tool.name} {tool.description or ''} {tool.parameters}")
+    return tokens
+
+
+def output_tokens(request: ChatRequest, worker_max: int | None, default: int) -> int:
+    if request.max_tokens is not None:
+        return min(request.max_tokens, worker_max) if worker_max else request.max_tokens
+    return worker_max or default
+
+
+def estimate_cost(
+    request: ChatRequest, decision: Decision, pool: WorkerPool, default_output: int
+) -> float:
+    """The most the decided workflow should cost, in USD."""
+    steps = decision.workflow.steps
+    prompt = estimate_input_tokens(request)
+    produced = 0
+    total = 0.0
+    for index, step in enumerate(steps):
+        names = [step.worker]
+        if index == len(steps) - 1:
+            names += decision.workflow.fallbacks
+        worst, worst_output = 0.0, 0
+        for name in names:
+            worker = pool.get(name)
+            if worker is None:
+                continue
+            config = worker.config
+            out = output_tokens(request, config.max_output_tokens, default_output)
+            tokens_in = prompt + produced + estimate_tokens(step.instruction)
+            cost = (tokens_in * config.price.input + out * config.price.output) / 1_000_000
+            if cost >= worst:
+                worst, worst_output = cost, out
+        total += worst
+        produced += worst_output
+    return total
+
+
+@dataclass(slots=True)
+class _Open:
+    key_id: str
+    started: float
+    tokens: int = 0  # taken from the TPM bucket
+    tpm: int | None = None
+    period: str | None = None
+    reservation: str | None = None
+    period_seconds: float = 0.0
+
+
+class LimitsHook(Hook):
+    def __init__(
+        self,
+        keys: KeyCache,
+        backend: LimitBackend,
+        pool: WorkerPool,
+        settings: LimitSettings,
+        *,
+        audit: AuditTrail | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.keys = keys
+        self.backend = backend
+        self.pool = pool
+        self.settings = settings
+        self.audit = audit
+        self._clock = clock
+        self._open: dict[str, _Open] = {}
+        self._admitted = 0
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _refuse(self, context: RequestContext, error: PodiumError) -> PodiumError:
+        if self.audit is not None:
+            self.audit.record(
+                f"key:{context.caller.key_id}",
+                "request.refused",
+                context.trace_id,
+                {"status": error.status, "code": error.code, "ingress": context.ingress},
+            )
+        return error
+
+    def _unavailable(self, context: RequestContext) -> PodiumError | None:
+        """The error to raise when the limit store is down, or None to go on unmetered."""
+        if self.settings.fail_mode == "open":
+            log.warning("limit store unreachable; letting key %s through", context.caller.key_id)
+            return None
+        return self._refuse(
+            context,
+            PodiumError(
+                "overloaded",
+                "Podium cannot check this key's limits right now (its limit store is "
+                "unreachable), so it refuses rather than overspend; try again shortly",
+                code="limits_unavailable",
+                retry_after=1.0,
+            ),
+        )
+
+    async def _record(self, context: RequestContext) -> KeyRecord | None:
+        if context.caller.key_id == "anonymous":
+            return None
+        try:
+            record = await self.keys.by_id(context.caller.key_id)
+        except KeyUnavailable:
+            return None
+        return record if record is not None and record.has_limits() else None
+
+    def _sweep(self) -> None:
+        """Forget requests that never finished (a crash between admit and finish)."""
+        cutoff = self._clock() - self.settings.hold_seconds
+        for trace_id in [t for t, o in self._open.items() if o.started < cutoff]:
+            del self._open[trace_id]
+
+    # -- the hook --------------------------------------------------------------------------------
+
+    async def admit(self, request: ChatRequest, context: RequestContext) -> None:
+        record = await self._record(context)
+        if record is None:
+            return
+        self._admitted += 1
+        if self._admitted % 1024 == 0:
+            self._sweep()
+        opened = _Open(key_id=record.key_id, started=self._clock(), tpm=record.tpm)
+        if record.rpm or record.tpm:
+            tokens = estimate_input_tokens(request) + output_tokens(
+                request, None, self.settings.default_output_tokens
+            )
+            try:
+                wait = await self.backend.take_rate(
+                    record.key_id, rpm=record.rpm, tpm=record.tpm, tokens=tokens
+                )
+            except LimitsUnavailable:
+                error = self._unavailable(context)
+                if error is not None:
+                    raise error from None
+                return
+            if wait > 0:
+                limits = [f"{record.rpm} requests"] if record.rpm else []
+                limits += [f"{record.tpm} tokens"] if record.tpm else []
+                raise self._refuse(
+                    context,
+                    PodiumError(
+                        "rate_limit",
+                        f"rate limit reached for key {record.key_id} ({' and '.join(limits)} "
+                        f"per minute); retry after {wait:.1f} s",
+                        code="rate_limit_exceeded",
+                        retry_after=wait,
+                    ),
+                )
+            opened.tokens = tokens if record.tpm else 0
+        self._open[context.trace_id] = opened
+
+    async def decided(
+        self, request: ChatRequest, decision: Decision, context: RequestContext
+    ) -> None:
+        opened = self._open.get(context.trace_id)
+        if opened is None:
+            return
+        record = await self._record(context)
+        if record is None or record.budget_usd is None:
+            return
+        estimate = estimate_cost(request, decision, self.pool, self.settings.default_output_tokens)
+        period, remaining = period_of(record.budget_period, self._clock())
+        reservation = uuid.uuid4().hex
+        try:
+            verdict = await self.backend.reserve(
+                record.key_id,
+                period,
+                budget=to_nano(record.budget_usd),
+                amount=to_nano(estimate, up=True),
+                reservation=reservation,
+                hold_seconds=self.settings.hold_seconds,
+                period_seconds=remaining,
+            )
+        except LimitsUnavailable:
+            error = self._unavailable(context)
+            if error is not None:
+                raise error from None
+            return
+        if not verdict.allowed:
+            raise self._refuse(
+                context,
+                PodiumError(
+                    "payment_required",
+                    f"budget exhausted for key {record.key_id}: ${usd(verdict.spent):.6f} spent "
+                    f"and ${usd(verdict.held):.6f} held by requests in flight, of "
+                    f"${record.budget_usd:.2f} this {record.budget_period} ({period}); this "
+                    f"request could cost up to ${estimate:.6f}. The budget resets at the start "
+                    f"of the next {record.budget_period} (UTC).",
+                    code="budget_exceeded",
+                    retry_after=remaining,
+                ),
+            )
+        opened.period, opened.reservation, opened.period_seconds = period, reservation, remaining
+        context.policy_actions.append(f"budget:reserved:{estimate:.6f}")
+
+    async def finish(self, trace: TraceRecord, context: RequestContext) -> None:
+        opened = self._open.pop(context.trace_id, None)
+        if opened is None:
+            return
+        try:
+            if opened.reservation is not None and opened.period is not None:
+                await self.backend.settle(
+                    opened.key_id,
+                    opened.period,
+                    reservation=opened.reservation,
+                    actual=to_nano(trace.cost_usd),
+                    period_seconds=opened.period_seconds,
+                )
+            if opened.tpm and opened.tokens:
+                delta = trace.input_tokens + trace.output_tokens - opened.tokens
+                await self.backend.adjust_tokens(opened.key_id, tpm=opened.tpm, delta=delta)
+        except LimitsUnavailable:
+            # The reservation expires on its own (hold_seconds); the real cost is lost.
+            log.warning("could not settle %s for key %s", context.trace_id, opened.key_id)

@@ -1,0 +1,197 @@
+"""Rate limits and budget reservations behind one small interface, kept in this process.
+
+Requests per minute and tokens per minute are token buckets (capacity = the limit, refilled
+continuously over a minute). A budget is money per period: a request reserves its estimated
+cost before the upstream call, and settles with the real cost after; a reservation is refused
+when spent + held + this request would pass the budget. Money is counted in integer nano-USD
+so that sums are exact. :mod:`podium.policy.redis_limits` is the same interface shared by
+replicas.
+
+Check-and-take happens without an ``await`` in between, so concurrent requests on one event
+loop cannot both take the last of a budget.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+NANO = 1_000_000_000
+
+
+def to_nano(usd: float, *, up: bool = False) -> int:
+    scaled = usd * NANO
+    return math.ceil(scaled) if up else round(scaled)
+
+
+def usd(nano: int) -> float:
+    return nano / NANO
+
+
+def period_of(period: str, now: float) -> tuple[str, float]:
+    """The current period's label (UTC) and the seconds until it ends."""
+    moment = datetime.fromtimestamp(now, UTC)
+    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "day":
+        start, end = day, day + timedelta(days=1)
+        label = start.strftime("%Y-%m-%d")
+    elif period == "week":
+        start = day - timedelta(days=day.weekday())
+        end = start + timedelta(days=7)
+        iso = start.isocalendar()
+        label = f"{iso.year}-W{iso.week:02d}"
+    else:
+        start = day.replace(day=1)
+        end = (start + timedelta(days=32)).replace(day=1)
+        label = start.strftime("%Y-%m")
+    return label, (end - moment).total_seconds()
+
+
+@dataclass(slots=True)
+class BudgetVerdict:
+    allowed: bool
+    spent: int  # nano-USD settled this period
+    held: int  # nano-USD reserved by requests in flight (before this one)
+
+
+class LimitsUnavailable(Exception):
+    """The shared limit store could not be reached."""
+
+
+class LimitBackend(Protocol):
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    async def take_rate(
+        self, key_id: str, *, rpm: int | None, tpm: int | None, tokens: int
+    ) -> float:
+        """Take one request and ``tokens`` from the key's buckets, or nothing: 0.0 when taken,
+        otherwise the seconds until there would be room."""
+
+    async def adjust_tokens(self, key_id: str, *, tpm: int, delta: int) -> None:
+        """Correct the token bucket once the real count is known (``delta`` = real - taken)."""
+
+    async def reserve(
+        self,
+        key_id: str,
+        period: str,
+        *,
+        budget: int,
+        amount: int,
+        reservation: str,
+        hold_seconds: float,
+        period_seconds: float,
+    ) -> BudgetVerdict: ...
+
+    async def settle(
+        self, key_id: str, period: str, *, reservation: str, actual: int, period_seconds: float
+    ) -> None:
+        """Release ``reservation`` and add the real cost to the period's spend."""
+
+    async def usage(self, key_id: str, period: str) -> tuple[int, int]:
+        """(spent, held) in nano-USD."""
+
+
+@dataclass(slots=True)
+class _Bucket:
+    level: float
+    stamp: float
+
+
+@dataclass(slots=True)
+class _Budget:
+    spent: int = 0
+    held: dict[str, tuple[int, float]] = field(default_factory=dict)  # id -> (amount, expiry)
+
+
+class MemoryLimits:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._buckets: dict[tuple[str, str], _Bucket] = {}
+        self._budgets: dict[str, tuple[str, _Budget]] = {}  # key -> (period, state)
+
+    async def start(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+    def _bucket(self, key_id: str, kind: str, capacity: int, now: float) -> _Bucket:
+        bucket = self._buckets.get((key_id, kind))
+        if bucket is None:
+            bucket = self._buckets[(key_id, kind)] = _Bucket(float(capacity), now)
+        bucket.level = min(float(capacity), bucket.level + (now - bucket.stamp) * capacity / 60.0)
+        bucket.stamp = now
+        return bucket
+
+    async def take_rate(
+        self, key_id: str, *, rpm: int | None, tpm: int | None, tokens: int
+    ) -> float:
+        now = self._clock()
+        wants: list[tuple[_Bucket, float, int]] = []
+        for kind, capacity, need in (("r", rpm, 1), ("t", tpm, tokens)):
+            if capacity:
+                # A request larger than the whole limit waits for a full bucket, not forever.
+                wants.append(
+                    (self._bucket(key_id, kind, capacity, now), min(need, capacity), capacity)
+                )
+        wait = max(
+            ((need - bucket.level) * 60.0 / capacity for bucket, need, capacity in wants),
+            default=0.0,
+        )
+        if wait > 0:
+            return wait
+        for bucket, taken, _ in wants:
+            bucket.level -= taken
+        return 0.0
+
+    async def adjust_tokens(self, key_id: str, *, tpm: int, delta: int) -> None:
+        bucket = self._bucket(key_id, "t", tpm, self._clock())
+        bucket.level = max(-float(tpm), min(float(tpm), bucket.level - delta))
+
+    def _budget(self, key_id: str, period: str) -> _Budget:
+        current = self._budgets.get(key_id)
+        if current is None or current[0] != period:
+            current = self._budgets[key_id] = (period, _Budget())
+        return current[1]
+
+    async def reserve(
+        self,
+        key_id: str,
+        period: str,
+        *,
+        budget: int,
+        amount: int,
+        reservation: str,
+        hold_seconds: float,
+        period_seconds: float,
+    ) -> BudgetVerdict:
+        state = self._budget(key_id, period)
+        now = self._clock()
+        for stale in [rid for rid, (_, expiry) in state.held.items() if expiry <= now]:
+            del state.held[stale]
+        held = sum(amount for amount, _ in state.held.values())
+        if state.spent + held + amount > budget:
+            return BudgetVerdict(False, state.spent, held)
+        state.held[reservation] = (amount, now + hold_seconds)
+        return BudgetVerdict(True, state.spent, held)
+
+    async def settle(
+        self, key_id: str, period: str, *, reservation: str, actual: int, period_seconds: float
+    ) -> None:
+        current = self._budgets.get(key_id)
+        if current is None or current[0] != period:
+            return  # the period is over; its spend no longer matters
+        current[1].held.pop(reservation, None)
+        current[1].spent += actual
+
+    async def usage(self, key_id: str, period: str) -> tuple[int, int]:
+        current = self._budgets.get(key_id)
+        if current is None or current[0] != period:
+            return 0, 0
+        return current[1].spent, sum(amount for amount, _ in current[1].held.values())

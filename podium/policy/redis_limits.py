@@ -1,0 +1,199 @@
+"""Rate limits and budget reservations in Redis, so they hold across gateway replicas.
+
+Each check-and-take is one Lua script, which Redis runs atomically: two replicas cannot both
+take the last of a budget. Scripts read the time from Redis itself (``TIME``), so replicas with
+skewed clocks still share one bucket. Keys carry the virtual key's id in braces (a hash tag), so
+one key's state stays on one Redis Cluster slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from podium.policy.limits import BudgetVerdict, LimitsUnavailable
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+"""
+
+# KEYS[1]: the key's bucket hash. ARGV: rpm, tpm (0 = no limit), tokens. Returns the wait in
+# seconds as a string (0 when taken).
+TAKE_RATE = (
+    _NOW
+    + """
+local caps = {tonumber(ARGV[1]), tonumber(ARGV[2])}
+local needs = {1, tonumber(ARGV[3])}
+local names = {'r', 't'}
+local state = {}
+local wait = 0
+for i = 1, 2 do
+  local cap = caps[i]
+  if cap > 0 then
+    local level = tonumber(redis.call('HGET', KEYS[1], names[i] .. 'l') or cap)
+    local stamp = tonumber(redis.call('HGET', KEYS[1], names[i] .. 's') or now)
+    level = math.min(cap, level + math.max(0, now - stamp) * cap / 60)
+    local need = math.min(needs[i], cap)
+    if level < need then wait = math.max(wait, (need - level) * 60 / cap) end
+    state[i] = {level, need}
+  end
+end
+for i = 1, 2 do
+  if state[i] then
+    local level = state[i][1]
+    if wait == 0 then level = level - state[i][2] end
+    redis.call('HSET', KEYS[1], names[i] .. 'l', tostring(level), names[i] .. 's', tostring(now))
+  end
+end
+redis.call('EXPIRE', KEYS[1], 180)
+return tostring(wait)
+"""
+)
+
+# KEYS[1]: bucket hash. ARGV: tpm, delta (real - taken).
+ADJUST_TOKENS = (
+    _NOW
+    + """
+local cap = tonumber(ARGV[1])
+local level = tonumber(redis.call('HGET', KEYS[1], 'tl') or cap)
+local stamp = tonumber(redis.call('HGET', KEYS[1], 'ts') or now)
+level = math.min(cap, level + math.max(0, now - stamp) * cap / 60)
+level = math.max(-cap, math.min(cap, level - tonumber(ARGV[2])))
+redis.call('HSET', KEYS[1], 'tl', tostring(level), 'ts', tostring(now))
+redis.call('EXPIRE', KEYS[1], 180)
+return 1
+"""
+)
+
+# KEYS: spent (integer nano-USD), held (hash id -> amount), expiry (zset id -> time).
+# ARGV: budget, amount, reservation id, hold seconds, key ttl seconds.
+RESERVE = (
+    _NOW
+    + """
+local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)
+for _, rid in ipairs(expired) do
+  redis.call('HDEL', KEYS[2], rid)
+  redis.call('ZREM', KEYS[3], rid)
+end
+local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
+local held = 0
+for _, amount in ipairs(redis.call('HVALS', KEYS[2])) do held = held + tonumber(amount) end
+local amount = tonumber(ARGV[2])
+if spent + held + amount > tonumber(ARGV[1]) then
+  return {0, tostring(spent), tostring(held)}
+end
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[2])
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), ARGV[3])
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[5]) end
+return {1, tostring(spent), tostring(held)}
+"""
+)
+
+# KEYS as RESERVE. ARGV: reservation id, actual nano-USD, key ttl seconds.
+SETTLE = """
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('INCRBY', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+USAGE = """
+local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
+local held = 0
+for _, amount in ipairs(redis.call('HVALS', KEYS[2])) do held = held + tonumber(amount) end
+return {tostring(spent), tostring(held)}
+"""
+
+
+class RedisLimits:
+    def __init__(self, url: str, *, prefix: str = "podium:", timeout: float = 0.5) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.timeout = timeout
+        self._redis: Redis | None = None
+        self._scripts: dict[str, Any] = {}
+
+    async def start(self) -> None:
+        # Imported here: redis is an optional extra, needed only when this backend is chosen.
+        from redis.asyncio import Redis
+
+        self._redis = Redis.from_url(
+            self.url,
+            socket_timeout=self.timeout,
+            socket_connect_timeout=self.timeout,
+            decode_responses=True,
+        )
+        for name, source in (
+            ("take", TAKE_RATE),
+            ("adjust", ADJUST_TOKENS),
+            ("reserve", RESERVE),
+            ("settle", SETTLE),
+            ("usage", USAGE),
+        ):
+            self._scripts[name] = self._redis.register_script(source)
+
+    async def aclose(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        if self._redis is None:
+            await self.start()
+        from redis.exceptions import RedisError
+
+        try:
+            async with asyncio.timeout(self.timeout * 2):
+                return await self._scripts[script](keys=keys, args=args)
+        except (RedisError, OSError, TimeoutError) as error:
+            raise LimitsUnavailable(type(error).__name__) from None
+
+    def _bucket(self, key_id: str) -> str:
+        return f"{self.prefix}rate:{{{key_id}}}"
+
+    def _budget_keys(self, key_id: str, period: str) -> list[str]:
+        base = f"{self.prefix}budget:{{{key_id}}}:{period}"
+        return [f"{base}:spent", f"{base}:held", f"{base}:expiry"]
+
+    async def take_rate(
+        self, key_id: str, *, rpm: int | None, tpm: int | None, tokens: int
+    ) -> float:
+        wait = await self._run("take", [self._bucket(key_id)], [rpm or 0, tpm or 0, tokens])
+        return float(wait)
+
+    async def adjust_tokens(self, key_id: str, *, tpm: int, delta: int) -> None:
+        await self._run("adjust", [self._bucket(key_id)], [tpm, delta])
+
+    async def reserve(
+        self,
+        key_id: str,
+        period: str,
+        *,
+        budget: int,
+        amount: int,
+        reservation: str,
+        hold_seconds: float,
+        period_seconds: float,
+    ) -> BudgetVerdict:
+        ttl = int(period_seconds + 86_400)
+        allowed, spent, held = await self._run(
+            "reserve",
+            self._budget_keys(key_id, period),
+            [budget, amount, reservation, hold_seconds, ttl],
+        )
+        return BudgetVerdict(bool(int(allowed)), int(float(spent)), int(float(held)))
+
+    async def settle(
+        self, key_id: str, period: str, *, reservation: str, actual: int, period_seconds: float
+    ) -> None:
+        ttl = int(period_seconds + 86_400)
+        await self._run("settle", self._budget_keys(key_id, period), [reservation, actual, ttl])
+
+    async def usage(self, key_id: str, period: str) -> tuple[int, int]:
+        spent, held = await self._run("usage", self._budget_keys(key_id, period), [])
+        return int(float(spent)), int(float(held))
