@@ -25,7 +25,7 @@ from podium.providers.base import ProviderRegistry
 from podium.providers.http import HttpClients
 from podium.routing.base import Router
 from podium.routing.direct import VIRTUAL_MODELS, DirectRouter
-from podium.secrets import EnvironmentSecrets, SecretSource
+from podium.secrets import SecretSource
 from podium.store.sqlite import SQLiteStore
 from podium.store.traces import TraceStore
 from podium.workers import WorkerPool
