@@ -1,0 +1,1 @@
+"""Small artifacts shipped with Podium (models, lists)."""

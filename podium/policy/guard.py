@@ -1,0 +1,298 @@
+"""The injection and jailbreak screen: heuristics for known attack families plus a small
+hashed-n-gram logistic-regression classifier trained on the jailbreak train split.
+
+``InjectionScreen.inspect(text)`` returns findings (the Detector socket); ``verdict(text)``
+folds them into one score and the signals that fired. The classifier artifact ships in
+``podium/data/policy/injection.npz`` and is rebuilt by ``python -m podium.policy.train_guard``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from podium.policy.findings import Finding
+from podium.policy.ngrams import feature_indices
+
+MODEL_RESOURCE = "policy/injection.npz"
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """One heuristic family: a compiled pattern and how strongly a match suggests an attack."""
+
+    name: str
+    pattern: re.Pattern[str]
+    weight: float
+
+
+def _rx(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE | re.DOTALL)
+
+
+# Phrases from the well-known attack families. Each is written to need the attack's framing,
+# not just a topic word, so that a benign question about "instructions" does not fire.
+SIGNALS: tuple[Signal, ...] = (
+    Signal(
+        "instruction_override",
+        _rx(
+            r"\b(ignore|disregard|forget|override|bypass|skip)\b.{0,25}?\b(all|any|the|your|my|these|those|"
+            r"previous|prior|above|earlier|preceding|original)\b.{0,25}?\b(instructions?|prompts?|"
+            r"rules|directives|guidelines|restrictions|programming|policies|polic(y|ies))\b"
+        ),
+        0.9,
+    ),
+    Signal(
+        "dan_family",
+        _rx(
+            r"\bdo anything now\b|\bDAN\s*(mode|\d|:|\])|\[DAN\]|\bdeveloper mode\b|"
+            r"\bjailbr(ea|o)k(en)?\b|\banti-?dan\b|\bSTAN\b.{0,40}strive to avoid norms|"
+            r"\bDUDE\b.{0,60}\banything\b|\bevil confidant\b|\bAIM\b.{0,80}machiavellian"
+        ),
+        0.9,
+    ),
+    Signal(
+        "unrestricted_persona",
+        _rx(
+            r"\b(no|without|zero|free of|freed from|not bound by|ignores?|disregards?)\s+"
+            r"(any\s+|all\s+)?(ethical|moral|content|safety|openai'?s?)\s+(restrictions|filters|censorship|guidelines|"
+            r"limitations|boundaries|constraints|policies|principles|rules)\b|"
+            r"\b(no|without)\s+(any\s+)?(restrictions|filters|censorship)\s+(or|and|whatsoever)\b|"
+            r"\b(you are|you're|act as|pretend (to be|you are)|from now on)\b.{0,80}?\b(unfiltered|"
+            r"uncensored|amoral|unrestricted|unethical|without morals)\b"
+        ),
+        0.7,
+    ),
+    Signal(
+        "system_prompt_extraction",
+        _rx(
+            r"\b(reveal|show|print|repeat|output|display|leak|dump|tell me|what (is|are|were)|"
+            r"give me|encode|translate|spell out|console\.log)\b.{0,40}?\b(your |the )?"
+            r"(system|initial|hidden|original|secret|internal|developer|pre-?)\s*[- ]?"
+            r"(prompt|instructions?|message|configuration|rules|directives)\b|"
+            r"\b(repeat|print|output)\b.{0,20}\b(the )?(text|words|everything|content) "
+            r"(above|before)|"
+            r"\bmy instructions are:|\binitiali[sz]ation string\b|\bsystemprompt\b"
+        ),
+        0.8,
+    ),
+    Signal(
+        "authority_framing",
+        _rx(
+            r"\b(administrator|admin|developer|maintenance|debug|god|sudo|root) (override|mode|"
+            r"access)\b|\byou are now in\b.{0,30}\bmode\b"
+        ),
+        0.6,
+    ),
+)
+
+_INVISIBLE = re.compile(
+    "[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\U000e0000-\U000e007f]"
+)
+_BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4}){6,}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+_TOKEN = re.compile(r"\S+")
+_WORDISH = re.compile(r"[A-Za-z\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff]+")
+
+
+def _script(char: str) -> str:
+    code = ord(char)
+    if code < 0x250:
+        return "latin"
+    if 0x370 <= code < 0x400:
+        return "greek"
+    if 0x400 <= code < 0x530:
+        return "cyrillic"
+    return "other"
+
+
+def homoglyph_words(text: str) -> int:
+    """Words that mix Latin letters with Greek or Cyrillic ones (``jаilbreаk`` with a Cyrillic
+    ``а``): a smuggling trick that defeats keyword filters and is rare in honest text."""
+    mixed = 0
+    for word in _WORDISH.findall(text):
+        if len(word) < 3 or word.isascii():
+            continue
+        scripts = {_script(char) for char in word}
+        if "latin" in scripts and scripts & {"greek", "cyrillic"}:
+            mixed += 1
+    return mixed
+
+
+_TURKISH = frozenset("şğçöüİŞĞÇÖÜ")
+
+
+def _dotless(text: str) -> bool:
+    """IPA and dotless letters that pass for ``a``, ``g``, ``i`` in English words. The dotless
+    ``ı`` is ordinary Turkish, so it counts only in text without other Turkish letters."""
+    if any(char in text for char in "\u0251\u0261\u026a"):
+        return True
+    return "\u0131" in text and not _TURKISH.intersection(text)
+
+
+def encoded_payload(text: str) -> bool:
+    """A base64 run that decodes to mostly printable text: a way to slip instructions past a
+    keyword screen."""
+    for match in _BASE64.finditer(text):
+        blob = match.group(0)
+        if len(blob) < 24 or blob.isalpha() or blob.isdigit():
+            continue
+        try:
+            decoded = base64.b64decode(blob + "=" * (-len(blob) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        printable = sum(32 <= byte < 127 or byte in (9, 10, 13) for byte in decoded)
+        if decoded and printable / len(decoded) > 0.9:
+            return True
+    return False
+
+
+_ODD_SYMBOLS = frozenset("[]{}()!`|\\*=<>~^_%$#@+")
+_GLUED = re.compile(r"[a-z]{2}[A-Z][a-z]")
+_LABEL = re.compile(r"[(\[]\w{1,3}[)\]][.:,]?")
+
+
+def _odd(token: str) -> bool:
+    if token.startswith(("http", "www.")) or "/" in token:
+        return False
+    if not any(char.isalnum() for char in token):
+        return any(char in _ODD_SYMBOLS for char in token)
+    if _GLUED.search(token):
+        return True
+    if _LABEL.fullmatch(token):  # "(A)." in a list of options
+        return False
+    return sum(char in _ODD_SYMBOLS for char in token) >= 2
+
+
+def gibberish_score(text: str) -> float:
+    """How much the densest 40-token window looks like an optimiser-found adversarial suffix:
+    bracket and symbol runs, words glued across case (``similarlyNow``), symbols fused to
+    letters. 0 for ordinary prose, towards 1 for GCG-style token soup."""
+    tokens = _TOKEN.findall(text[-4000:])
+    if len(tokens) < 8:
+        return 0.0
+    odd = [1 if _odd(token) else 0 for token in tokens]
+    window = min(40, len(odd))
+    running = best = sum(odd[:window])
+    for index in range(window, len(odd)):
+        running += odd[index] - odd[index - window]
+        best = max(best, running)
+    ratio = best / window
+    return max(0.0, min(1.0, (ratio - 0.12) / 0.2))
+
+
+@dataclass(slots=True)
+class Verdict:
+    score: float  # 0..1, the strongest evidence of an attack
+    signals: list[str] = field(default_factory=list)
+    classifier: float = 0.0
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.signals)
+
+
+class Classifier:
+    """Logistic regression over hashed character and word n-grams (numpy only)."""
+
+    def __init__(self, weights: npt.NDArray[np.float32], bias: float, bits: int, threshold: float):
+        self.weights = weights
+        self.bias = bias
+        self.bits = bits
+        self.threshold = threshold
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Classifier:
+        if path is None:
+            with resources.as_file(resources.files("podium.data").joinpath(MODEL_RESOURCE)) as p:
+                return cls._read(p)
+        return cls._read(path)
+
+    @classmethod
+    def _read(cls, path: Path) -> Classifier:
+        with np.load(path) as archive:
+            weights = archive["weights"].astype(np.float32)
+            bias = float(archive["bias"])
+            bits = int(archive["bits"])
+            threshold = float(archive["threshold"])
+        return cls(weights, bias, bits, threshold)
+
+    def probability(self, text: str) -> float:
+        indices = feature_indices(text, self.bits)
+        if indices.size == 0:
+            return 1.0 / (1.0 + math.exp(-self.bias))
+        logit = float(self.weights[indices].sum()) / math.sqrt(indices.size) + self.bias
+        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, logit))))
+
+
+class InjectionScreen:
+    """Heuristics first (cheap, explainable), then the classifier; ``threshold`` is where the
+    classifier's probability counts as a finding (default: the one chosen at training time for
+    a false-positive rate of at most 5% on held-out benign prompts)."""
+
+    def __init__(
+        self,
+        classifier: Classifier | None = None,
+        *,
+        threshold: float | None = None,
+        use_classifier: bool = True,
+    ) -> None:
+        self._classifier = classifier
+        self._threshold = threshold
+        self.use_classifier = use_classifier
+
+    @cached_property
+    def classifier(self) -> Classifier:
+        return self._classifier or Classifier.load()
+
+    @property
+    def threshold(self) -> float:
+        return self._threshold if self._threshold is not None else self.classifier.threshold
+
+    def verdict(self, text: str) -> Verdict:
+        verdict = Verdict(score=0.0)
+        if not text:
+            return verdict
+        normalised = unicodedata.normalize("NFKC", _INVISIBLE.sub("", text))
+        for signal in SIGNALS:
+            if signal.pattern.search(normalised):
+                verdict.signals.append(signal.name)
+                verdict.score = max(verdict.score, signal.weight)
+        if _INVISIBLE.search(text):
+            verdict.signals.append("invisible_characters")
+            verdict.score = max(verdict.score, 0.7)
+        if homoglyph_words(text) or _dotless(text):
+            verdict.signals.append("homoglyph_smuggling")
+            verdict.score = max(verdict.score, 0.8)
+        if encoded_payload(text):
+            verdict.signals.append("encoded_payload")
+            verdict.score = max(verdict.score, 0.6)
+        gibberish = gibberish_score(text)
+        if gibberish >= 0.5:
+            verdict.signals.append("adversarial_suffix")
+            verdict.score = max(verdict.score, gibberish)
+        if self.use_classifier:
+            probability = self.classifier.probability(normalised)
+            verdict.classifier = probability
+            if probability >= self.threshold:
+                verdict.signals.append("classifier")
+                verdict.score = max(verdict.score, probability)
+        return verdict
+
+    def inspect(self, text: str) -> list[Finding]:
+        verdict = self.verdict(text)
+        if not verdict.flagged:
+            return []
+        return [
+            Finding(start=0, end=len(text), kind="INJECTION", score=verdict.score, source=signal)
+            for signal in verdict.signals
+        ]

@@ -1,0 +1,161 @@
+"""Train the name and address tagger shipped in ``podium/data/policy/names.json.gz``.
+
+    python -m podium.policy.train_names ../shared/data/security/pii/presidio_synth_train.json
+
+The corpus is split by ``int(sha256(normalised text)[:8], 16) % 10`` (normalised: whitespace
+collapsed, lower case). The train file holds buckets 0-6; this trains on 0-5 and keeps
+bucket 6 aside as a development set that ``podium policy eval-pii --split dev`` scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from podium.policy.names import LABELS, Token, features, is_candidate, tokenize
+
+# The corpus's entity types the tagger learns; the rest are ``O``. ORG and GPE are learned
+# only so that the tagger can tell them apart from names and addresses.
+GOLD_LABEL = {
+    "PERSON": "PERSON",
+    "STREET_ADDRESS": "ADDRESS",
+    "ZIP_CODE": "ADDRESS",
+    "ORGANIZATION": "ORG",
+    "GPE": "GPE",
+}
+DEV_BUCKET = 6
+
+
+def bucket(text: str) -> int:
+    normalised = " ".join(text.split()).lower()
+    return int(hashlib.sha256(normalised.encode("utf-8")).hexdigest()[:8], 16) % 10
+
+
+def split(records: list[dict[str, Any]], part: str) -> list[dict[str, Any]]:
+    """``train`` (buckets below 6), ``dev`` (bucket 6) or ``all``."""
+    if part == "all":
+        return records
+    if part == "dev":
+        return [r for r in records if bucket(r["full_text"]) == DEV_BUCKET]
+    return [r for r in records if bucket(r["full_text"]) < DEV_BUCKET]
+
+
+def gold_labels(record: dict[str, Any], tokens: list[Token]) -> list[str]:
+    labels = ["O"] * len(tokens)
+    for span in record.get("spans") or []:
+        label = GOLD_LABEL.get(span["entity_type"])
+        if label is None:
+            continue
+        for index, token in enumerate(tokens):
+            if token.start < span["end_position"] and token.end > span["start_position"]:
+                labels[index] = label
+    return labels
+
+
+class Perceptron:
+    """Averaged perceptron with lazy averaging."""
+
+    def __init__(self) -> None:
+        self.weights: dict[str, list[float]] = {}
+        self.totals: dict[str, list[float]] = {}
+        self.stamps: dict[str, list[int]] = {}
+        self.clock = 0
+
+    def predict(self, feats: list[str]) -> int:
+        scores = [0.0] * len(LABELS)
+        for feature in feats:
+            row = self.weights.get(feature)
+            if row is not None:
+                for label, value in enumerate(row):
+                    scores[label] += value
+        return max(range(len(LABELS)), key=scores.__getitem__)
+
+    def update(self, feats: list[str], truth: int, guess: int) -> None:
+        self.clock += 1
+        if truth == guess:
+            return
+        for feature in feats:
+            row = self.weights.setdefault(feature, [0.0] * len(LABELS))
+            total = self.totals.setdefault(feature, [0.0] * len(LABELS))
+            stamp = self.stamps.setdefault(feature, [0] * len(LABELS))
+            for label, delta in ((truth, 1.0), (guess, -1.0)):
+                total[label] += (self.clock - stamp[label]) * row[label]
+                stamp[label] = self.clock
+                row[label] += delta
+
+    def averaged(self, prune: float) -> dict[str, list[float]]:
+        out: dict[str, list[float]] = {}
+        for feature, row in self.weights.items():
+            total, stamp = self.totals[feature], self.stamps[feature]
+            averaged = [
+                (total[i] + (self.clock - stamp[i]) * row[i]) / max(1, self.clock)
+                for i in range(len(LABELS))
+            ]
+            if max(abs(value) for value in averaged) >= prune:
+                out[feature] = [round(value, 4) for value in averaged]
+        return out
+
+
+def train(records: list[dict[str, Any]], epochs: int, seed: int) -> Perceptron:
+    model = Perceptron()
+    examples = []
+    for record in records:
+        tokens = tokenize(record["full_text"])
+        if tokens:
+            examples.append((tokens, [LABELS.index(x) for x in gold_labels(record, tokens)]))
+    rng = random.Random(seed)
+    for _ in range(epochs):
+        rng.shuffle(examples)
+        for tokens, truth in examples:
+            previous = previous2 = "O"
+            for index, token in enumerate(tokens):
+                before = tokens[index - 1].text if index else ""
+                if not is_candidate(token.text, previous, before):
+                    label = "O"
+                else:
+                    feats = features(tokens, index, previous, previous2)
+                    guess = model.predict(feats)
+                    model.update(feats, truth[index], guess)
+                    label = LABELS[guess]
+                previous2, previous = previous, label
+    return model
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("data", type=Path)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).parent.parent / "data" / "policy" / "names.json.gz",
+    )
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--prune", type=float, default=0.002)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    records = json.loads(args.data.read_text(encoding="utf-8"))
+    chosen = split(records, "train")
+    model = train(chosen, args.epochs, args.seed)
+    weights = model.averaged(args.prune)
+    blob = json.dumps(weights, separators=(",", ":"), sort_keys=True).encode()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(gzip.compress(blob, mtime=0))
+    print(
+        json.dumps(
+            {
+                "train_records": len(chosen),
+                "features": len(weights),
+                "artifact_bytes": args.out.stat().st_size,
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
