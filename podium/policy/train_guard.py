@@ -79,8 +79,8 @@ def fit(
     for step in range(1, steps + 1):
         probability = 1.0 / (1.0 + np.exp(-np.clip(rows.logits(weights, bias), -30, 30)))
         error = (probability - labels) * sample_weight / len(labels)
-        grad_w = np.bincount(rows.indices, weights=error[rows.owner] * rows.values, minlength=dims)
-        grad_w = grad_w.astype(np.float64) + l2 * weights
+        counts = np.bincount(rows.indices, weights=error[rows.owner] * rows.values, minlength=dims)
+        grad_w: npt.NDArray[np.float64] = np.asarray(counts, dtype=np.float64) + l2 * weights
         grad_b = float(error.sum())
         m_w = beta1 * m_w + (1 - beta1) * grad_w
         v_w = beta2 * v_w + (1 - beta2) * grad_w**2
