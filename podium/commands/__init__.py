@@ -6,7 +6,13 @@ import importlib
 
 import click
 
-COMMAND_MODULES: tuple[str, ...] = ("podium.commands.workers",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "podium.commands.workers",
+    "podium.commands.keys",
+    "podium.commands.secrets",
+    "podium.commands.audit",
+    "podium.commands.bom",
+)
 
 
 def register_commands(main: click.Group) -> None:
