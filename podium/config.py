@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from podium.policy.content_settings import ContentPolicySettings
 from podium.policy.settings import AccessSettings
 from podium.routing.config import RoutingConfig
 
@@ -42,6 +43,8 @@ class DataProfile(Strict):
     retention_days: int | None = Field(None, ge=0)
     trains_on_data: bool = False
     cleared: list[str] = Field(default_factory=lambda: ["public"])
+    # Classes this worker may see only once PII is pseudonymised (podium/policy/classify.py).
+    pseudonymised: list[str] = Field(default_factory=list)
 
 
 class Timeouts(Strict):
@@ -122,6 +125,7 @@ class PodiumConfig(Strict):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     plugins: dict[str, Any] = Field(default_factory=dict)  # per-plugin sections
     access: AccessSettings = Field(default_factory=AccessSettings)  # keys, limits, audit
+    policy: ContentPolicySettings = Field(default_factory=ContentPolicySettings)  # data, PII
 
     @model_validator(mode="after")
     def _names_resolve(self) -> PodiumConfig:

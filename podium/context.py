@@ -36,6 +36,9 @@ class RequestContext:
     contract: str | None = None
     session_id: str | None = None
     policy_actions: list[str] = field(default_factory=list)
+    # Pseudonymisation: placeholder -> original value, for this request only. None: the
+    # request was not pseudonymised. Never logged, traced or sent to a worker.
+    pseudonyms: dict[str, str] | None = None
     budget_usd: float | None = None  # the most this request may spend
 
     def elapsed_ms(self) -> float:
