@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from podium.observe.migrations import create_feedback
+from podium.observe.rollup import create_rollup
 from podium.policy.migrations import create_keys
 
 
@@ -69,5 +70,6 @@ def _create_traces(db: Executor) -> None:
 MIGRATIONS: list[Migration] = [
     Migration("0001_create_traces", _create_traces),
     Migration("0002_create_feedback", create_feedback),
+    Migration("0003_create_trace_rollup", create_rollup),
     Migration("0003_create_keys", create_keys),
 ]
