@@ -24,7 +24,8 @@ from podium.policy.secrets import secret_sources
 from podium.providers.base import ProviderRegistry
 from podium.providers.http import HttpClients
 from podium.routing.base import Router
-from podium.routing.direct import VIRTUAL_MODELS, DirectRouter
+from podium.routing.chain import Routing, build_routing
+from podium.routing.direct import VIRTUAL_MODELS
 from podium.secrets import SecretSource
 from podium.store.sqlite import SQLiteStore
 from podium.store.traces import TraceStore
@@ -48,6 +49,8 @@ class Podium:
     secrets: SecretSource
     plugins: list[ModuleType] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
+    # The router chain from ``routing.chain`` and what it was built from (podium/routing/chain.py).
+    routing: Routing | None = None
     # Who may use /admin/...; None until the admin plugin installs its default (see api/admin.py).
     admin_auth: AdminAuth | None = None
     # The tamper-evident log: ``podium.audit.record(actor, action, target, details)`` for every
@@ -96,10 +99,14 @@ def create_podium(
     )
     engine = Engine(pool)
     executor = WorkflowExecutor(engine)
+    routing = build_routing(config, modules, data_dir=data_dir)
     gateway = Gateway(
         pool,
-        [DirectRouter(config.aliases, config.default_worker)],
+        routing.routers,
         executor,
+        hooks=routing.hooks,
+        router_timeout=routing.timeout,
+        default_worker=config.default_worker,
         record=recorder.record if config.store.record_traces else None,
     )
     app = App()
@@ -116,6 +123,7 @@ def create_podium(
         gateway=gateway,
         secrets=secrets,
         plugins=modules,
+        routing=routing,
         audit=AuditTrail(config.access.audit_path(data_dir)),
     )
     app.state["podium"] = podium

@@ -13,6 +13,7 @@ from podium.errors import PodiumError
 from podium.executor import Run, WorkflowExecutor
 from podium.hooks import Hook
 from podium.routing.base import Decision, RouteContext, Router
+from podium.routing.chain import decide
 from podium.store.traces import TraceRecord
 from podium.types import ChatRequest, ChatResponse, EventStream, StreamEvent, Usage
 from podium.workers import WorkerPool
@@ -60,6 +61,7 @@ class Gateway:
         hooks: list[Hook] | None = None,
         record: Callable[[TraceRecord], None] | None = None,
         router_timeout: float = 0.25,
+        default_worker: str | None = None,
         capture_content: bool = False,
     ) -> None:
         self.pool = pool
@@ -68,6 +70,7 @@ class Gateway:
         self.hooks: list[Hook] = hooks or []
         self._record = record
         self.router_timeout = router_timeout
+        self.default_worker = default_worker  # answers when every router failed
         self.capture_content = capture_content
         self._background: set[asyncio.Task[None]] = set()
 
@@ -104,31 +107,14 @@ class Gateway:
                 f"no worker is cleared for this request (data class {context.data_class!r})",
                 code="no_eligible_worker",
             )
-        failures: list[str] = []
-        for router in self.routers:
-            try:
-                async with asyncio.timeout(self.router_timeout):
-                    decision = await router.plan(request, route_context)
-            except PodiumError:
-                raise
-            except Exception as error:  # a broken router must not take the gateway down
-                failures.append(f"router {router.name!r} failed ({type(error).__name__})")
-                continue
-            if decision is None:
-                continue
-            # Clearance is enforced here again, whatever the router said: every step and
-            # every fallback must be an eligible worker.
-            allowed = route_context.eligible_names()
-            decision.workflow.fallbacks = [w for w in decision.workflow.fallbacks if w in allowed]
-            decision.workflow.validate(allowed)
-            if failures:
-                decision.reason = f"{decision.reason} (after: {'; '.join(failures)})"
-            return decision
-        raise PodiumError(
-            "not_found",
-            f"the model {request.model!r} does not exist or is not available to you",
-            param="model",
-            code="model_not_found",
+        # The chain re-checks clearance on every decision, skips routers that fail, overrun
+        # their budget or plan outside the eligible workers, and falls back to the default.
+        return await decide(
+            self.routers,
+            request,
+            route_context,
+            budget_s=self.router_timeout,
+            default_worker=self.default_worker,
         )
 
     async def handle(self, request: ChatRequest, context: RequestContext) -> Outcome:

@@ -3,10 +3,15 @@ models such as ``podium/auto`` go to the default worker."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from podium.errors import PodiumError
 from podium.routing.base import Candidate, Decision, RouteContext
 from podium.types import ChatRequest
 from podium.workflow import Workflow
+
+if TYPE_CHECKING:
+    from podium.routing.registry import RouterRegistry
 
 VIRTUAL_MODELS = ("podium/auto",)
 
@@ -63,3 +68,10 @@ class DirectRouter:
             reason=reason,
             candidates=[Candidate(worker=chosen, score=1.0)],
         )
+
+
+def register_routers(registry: RouterRegistry) -> None:
+    registry.register(
+        "direct",
+        lambda _section, parts: DirectRouter(parts.config.aliases, parts.config.default_worker),
+    )

@@ -1,0 +1,165 @@
+"""Session affinity: the turns of one conversation stay on the worker that answered the first.
+
+Two halves share one bounded map (held by the Podium's routing parts, never module state):
+
+- :class:`AffinityRouter`, early in the chain, answers "the worker this session used" while that
+  worker is still eligible (policy moves a session as soon as it is not);
+- :class:`AffinityHook` learns, after each answer, which worker actually answered (after any
+  fallback) and forgets a session whose turn failed, so a failing worker does not hold it.
+
+A rule that fires before the affinity router moves the session: the hook records its worker.
+The session key is, in order: ``RequestContext.session_id``, the ``x-podium-session`` header,
+``metadata.session_id`` (or ``session`` / ``conversation_id``), else a hash of the caller, the
+``user`` field and the conversation's opening (system messages and the first user message),
+which every later turn of the same conversation repeats.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from podium.context import RequestContext
+from podium.hooks import Hook
+from podium.routing.base import Candidate, Decision, RouteContext
+from podium.routing.config import AffinityConfig
+from podium.routing.registry import RouterParts, RouterRegistry
+from podium.store.traces import TraceRecord
+from podium.types import ChatRequest
+from podium.workflow import Workflow
+
+METADATA_KEYS = ("session_id", "session", "conversation_id")
+OPENING_CHARS = 4096  # how much of the opening the hash reads
+
+
+class SessionMap:
+    """session key -> worker, least recently used first out, entries expire after ``ttl``."""
+
+    def __init__(
+        self, max_sessions: int, ttl: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.max_sessions = max_sessions
+        self.ttl = ttl
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[str, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str) -> str | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        worker, seen = entry
+        if self._clock() - seen > self.ttl:
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return worker
+
+    def put(self, key: str, worker: str) -> None:
+        self._entries[key] = (worker, self._clock())
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_sessions:
+            self._entries.popitem(last=False)
+
+    def forget(self, key: str) -> None:
+        self._entries.pop(key, None)
+
+
+def session_id(request: ChatRequest, headers: dict[str, str], header: str) -> str:
+    """The conversation's id: explicit when the client gave one, else a hash of its opening."""
+    explicit = headers.get(header)
+    if explicit:
+        return explicit[:256]
+    for key in METADATA_KEYS:
+        value = request.metadata.get(key)
+        if value:
+            return str(value)[:256]
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update((request.user or "").encode("utf-8", "replace"))
+    for message in request.messages:
+        digest.update(b"\x1f" + message.role.encode())
+        digest.update(message.text()[:OPENING_CHARS].encode("utf-8", "replace"))
+        if message.role == "user":
+            break  # the opening ends with the first user message
+    return "h-" + digest.hexdigest()
+
+
+def session_key(caller_key: str, session: str) -> str:
+    return f"{caller_key}\x1f{session}"  # sessions never cross callers
+
+
+class AffinityRouter:
+    name = "affinity"
+
+    def __init__(self, sessions: SessionMap, config: AffinityConfig) -> None:
+        self.sessions = sessions
+        self.config = config
+        self.models = frozenset(config.models)
+
+    async def plan(self, request: ChatRequest, context: RouteContext) -> Decision | None:
+        if not self.config.enabled or request.model not in self.models:
+            return None
+        session = context.session_id or session_id(request, context.headers, self.config.header)
+        key = session_key(context.caller.key_id, session)
+        worker = self.sessions.get(key)
+        if worker is None:
+            return None  # a new conversation: the routers after this one choose
+        eligible = [w.name for w in context.eligible]
+        if worker not in eligible:
+            self.sessions.forget(key)  # policy moved it: the next router chooses afresh
+            return None
+        return Decision(
+            workflow=Workflow.single(worker, fallbacks=[w for w in eligible if w != worker]),
+            router=self.name,
+            reason=f"session {session[:24]!r} stays on worker {worker!r}, which answered its "
+            "earlier turns",
+            candidates=[Candidate(worker=worker, score=1.0)],
+        )
+
+
+class AffinityHook(Hook):
+    """Records which worker answered each session's turn (see the module docstring)."""
+
+    def __init__(self, sessions: SessionMap, config: AffinityConfig) -> None:
+        self.sessions = sessions
+        self.config = config
+        self.models = frozenset(config.models)
+
+    async def decided(
+        self, request: ChatRequest, decision: Decision, context: RequestContext
+    ) -> None:
+        if self.config.enabled and request.model in self.models and context.session_id is None:
+            context.session_id = session_id(request, context.headers, self.config.header)
+
+    async def finish(self, trace: TraceRecord, context: RequestContext) -> None:
+        if not self.config.enabled or context.session_id is None:
+            return
+        if trace.requested_model not in self.models:
+            return
+        key = session_key(context.caller.key_id, context.session_id)
+        if trace.status == "ok" and trace.worker:
+            self.sessions.put(key, trace.worker)
+        else:
+            self.sessions.forget(key)  # a failed turn frees the session to move
+
+
+def build_affinity(section: Any, parts: RouterParts) -> AffinityRouter:
+    config = (
+        section
+        if isinstance(section, AffinityConfig)
+        else AffinityConfig.model_validate(
+            {k: v for k, v in (section or {}).items() if k != "type"}
+        )
+    )
+    sessions = SessionMap(config.max_sessions, config.ttl_seconds)
+    parts.hooks.append(AffinityHook(sessions, config))
+    return AffinityRouter(sessions, config)
+
+
+def register_routers(registry: RouterRegistry) -> None:
+    registry.register("affinity", build_affinity)

@@ -1,0 +1,249 @@
+"""The router chain: ask each router in order; the first decision wins.
+
+A router answers a :class:`Decision` or ``None`` ("no opinion"). One that raises, overruns its
+time budget or plans a workflow outside the eligible workers is skipped, and the reason is
+recorded on the decision that wins. When nobody decides after such a failure (or for a virtual
+model such as ``podium/auto``), the default worker answers, again with the reason recorded.
+
+The same function serves the gateway, ``POST /v1/route`` and ``podium route --explain``, so the
+decision they show is the decision a chat request gets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal
+
+from podium.config import ConfigError, PodiumConfig
+from podium.errors import PodiumError
+from podium.routing.base import Decision, RouteContext, Router
+from podium.routing.config import RoutingConfigError
+from podium.routing.direct import VIRTUAL_MODELS
+from podium.routing.registry import RouterParts, RouterRegistry
+from podium.types import ChatRequest
+from podium.workflow import Workflow, WorkflowError
+
+if TYPE_CHECKING:
+    from podium.hooks import Hook
+    from podium.routing.embeddings import Embedder
+
+Outcome = Literal["decided", "no_opinion", "failed", "timeout", "invalid", "refused", "not_asked"]
+FALLBACK_ROUTER = "fallback"
+MAX_ERROR_TEXT = 160
+
+
+@dataclass(slots=True)
+class Verdict:
+    """What one router said about one request (for explanations and ``/v1/route``)."""
+
+    router: str
+    outcome: Outcome
+    elapsed_ms: float = 0.0
+    detail: str | None = None
+    decision: Decision | None = None
+
+
+def _short(error: BaseException) -> str:
+    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return text if len(text) <= MAX_ERROR_TEXT else text[: MAX_ERROR_TEXT - 3] + "..."
+
+
+async def decide(
+    routers: Sequence[Router],
+    request: ChatRequest,
+    context: RouteContext,
+    *,
+    budget_s: float,
+    default_worker: str | None,
+    trail: list[Verdict] | None = None,
+    ask_all: bool = False,
+) -> Decision:
+    """The winning decision. ``trail`` collects every router's verdict; ``ask_all`` keeps asking
+    after the winner (to explain what the others would have said), without changing the winner."""
+    allowed = context.eligible_names()
+    failures: list[str] = []
+    chosen: Decision | None = None
+    for router in routers:
+        if chosen is not None and not ask_all:
+            break
+        started = time.perf_counter()
+        verdict = Verdict(router=router.name, outcome="no_opinion")
+        try:
+            async with asyncio.timeout(budget_s):
+                decision = await router.plan(request, context)
+        except TimeoutError:
+            verdict.outcome, decision = "timeout", None
+            verdict.detail = f"took longer than its budget of {budget_s * 1000:.0f} ms"
+        except PodiumError as error:
+            if chosen is None:
+                raise  # a deliberate refusal (the named model is not eligible, say)
+            verdict.outcome, verdict.detail, decision = "refused", error.message, None
+        except Exception as error:  # a broken router must not take the gateway down
+            verdict.outcome, verdict.detail, decision = "failed", _short(error), None
+        verdict.elapsed_ms = (time.perf_counter() - started) * 1000.0
+        if decision is not None:
+            # Clearance is enforced here again, whatever the router said: every step and every
+            # fallback must be an eligible worker.
+            decision.workflow.fallbacks = [w for w in decision.workflow.fallbacks if w in allowed]
+            try:
+                decision.workflow.validate(allowed)
+            except WorkflowError as error:
+                verdict.outcome, verdict.detail = "invalid", f"planned an invalid workflow: {error}"
+            else:
+                verdict.outcome, verdict.decision = "decided", decision
+                verdict.detail = decision.reason
+        if trail is not None:
+            trail.append(verdict)
+        if verdict.outcome in ("failed", "timeout", "invalid") and chosen is None:
+            failures.append(f"router {router.name!r} {verdict.detail}")
+        if verdict.outcome == "decided" and chosen is None:
+            chosen = verdict.decision
+    if trail is not None and not ask_all:
+        asked = {verdict.router for verdict in trail}
+        trail.extend(Verdict(r.name, "not_asked") for r in routers if r.name not in asked)
+    if chosen is None:
+        chosen = _fallback(request, context, default_worker, failures)
+    elif failures:
+        chosen.reason = f"{chosen.reason} (after: {'; '.join(failures)})"
+    return chosen
+
+
+def _fallback(
+    request: ChatRequest, context: RouteContext, default_worker: str | None, failures: list[str]
+) -> Decision:
+    if not failures and request.model not in VIRTUAL_MODELS:
+        raise PodiumError(
+            "not_found",
+            f"the model {request.model!r} does not exist or is not available to you",
+            param="model",
+            code="model_not_found",
+        )
+    eligible = [worker.name for worker in context.eligible]
+    if not eligible:
+        raise PodiumError(
+            "permission",
+            f"no worker is cleared for this request (data class {context.data_class!r})",
+            code="no_eligible_worker",
+        )
+    worker = default_worker if default_worker in eligible else eligible[0]
+    why = "; ".join(failures) if failures else "no router had an opinion"
+    return Decision(
+        workflow=Workflow.single(worker, fallbacks=[w for w in eligible if w != worker]),
+        router=FALLBACK_ROUTER,
+        reason=f"the default worker {worker!r} answers: {why}",
+    )
+
+
+@dataclass
+class Routing:
+    """The routers of one Podium, in chain order, and the parts they were built from."""
+
+    routers: list[Router]
+    parts: RouterParts
+    timeout: float
+    hooks: list[Hook] = field(default_factory=list)
+
+    @property
+    def default_worker(self) -> str | None:
+        return self.parts.config.default_worker
+
+    def router(self, name: str) -> Router:
+        return self.parts.router(name)
+
+    async def decide(
+        self,
+        request: ChatRequest,
+        context: RouteContext,
+        *,
+        trail: list[Verdict] | None = None,
+        ask_all: bool = False,
+    ) -> Decision:
+        return await decide(
+            self.routers,
+            request,
+            context,
+            budget_s=self.timeout,
+            default_worker=self.default_worker,
+            trail=trail,
+            ask_all=ask_all,
+        )
+
+
+def router_registry(modules: Sequence[ModuleType]) -> RouterRegistry:
+    registry = RouterRegistry()
+    for module in modules:
+        register = getattr(module, "register_routers", None)
+        if register is not None:
+            register(registry)
+    return registry
+
+
+def build_routing(
+    config: PodiumConfig,
+    modules: Sequence[ModuleType],
+    *,
+    data_dir: Path | None = None,
+    embedder: Embedder | None = None,
+) -> Routing:
+    """Build ``config.routing.chain`` from the routers the plugin ``modules`` register."""
+    parts = RouterParts(
+        config=config,
+        registry=router_registry(modules),
+        data_dir=data_dir or config.resolved_data_dir(),
+        _embedder=embedder,
+    )
+    try:
+        routers = [parts.router(name) for name in config.routing.chain]
+    except RoutingConfigError as error:
+        raise ConfigError(f"routing: {error}") from None
+    return Routing(
+        routers=routers, parts=parts, timeout=config.routing.timeout_ms / 1000, hooks=parts.hooks
+    )
+
+
+def describe_decision(decision: Decision) -> dict[str, Any]:
+    """The decision as JSON-ready data: workflow, candidates, reason, rule and router."""
+    workflow = decision.workflow
+    return {
+        "router": decision.router,
+        "rule": decision.rule,
+        "route": decision.route,
+        "reason": decision.reason,
+        "workflow": {
+            "template": workflow.template,
+            "steps": [
+                {
+                    "worker": step.worker,
+                    "role": step.role,
+                    "instruction": step.instruction,
+                    "access": step.access,
+                }
+                for step in workflow.steps
+            ],
+            "fallbacks": list(workflow.fallbacks),
+        },
+        "candidates": [
+            {
+                "worker": candidate.worker,
+                "score": round(candidate.score, 6),
+                "quality": candidate.quality,
+                "cost_usd": candidate.cost_usd,
+            }
+            for candidate in decision.candidates
+        ],
+    }
+
+
+def describe_verdict(verdict: Verdict) -> dict[str, Any]:
+    return {
+        "router": verdict.router,
+        "outcome": verdict.outcome,
+        "elapsed_ms": round(verdict.elapsed_ms, 4),
+        "detail": verdict.detail,
+        "decision": describe_decision(verdict.decision) if verdict.decision else None,
+    }
