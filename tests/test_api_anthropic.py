@@ -7,6 +7,7 @@ import anthropic
 import httpx
 import pytest
 
+from podium.testing.anthropic_fake import FakeAnthropic
 from podium.testing.openai_fake import FakeOpenAI
 from tests.conftest import worker
 
@@ -392,3 +393,29 @@ async def test_count_tokens_estimates(gateway: Any, fake_openai: FakeOpenAI) -> 
             model="alpha", messages=[{"role": "user", "content": "hello " * 40}]
         )
     assert counted.input_tokens > 20
+
+
+async def test_stop_sequence_reported_when_the_worker_knows_it(gateway: Any) -> None:
+    async with (
+        FakeAnthropic() as fake,
+        gateway([worker("claude", "anthropic", fake.base_url)]) as running,
+        client(running) as sdk,
+    ):
+        fake.behaviour.reply = "one two END three"
+        message = await sdk.messages.create(
+            model="claude",
+            max_tokens=50,
+            stop_sequences=["END"],
+            messages=[{"role": "user", "content": "count"}],
+        )
+        async with sdk.messages.stream(
+            model="claude",
+            max_tokens=50,
+            stop_sequences=["END"],
+            messages=[{"role": "user", "content": "count"}],
+        ) as stream:
+            streamed = await stream.get_final_message()
+    for answer in (message, streamed):
+        assert answer.stop_reason == "stop_sequence"
+        assert answer.stop_sequence == "END"
+        assert answer.content[0].type == "text" and answer.content[0].text == "one two "

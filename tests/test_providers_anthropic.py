@@ -1,0 +1,318 @@
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from podium.config import WorkerConfig
+from podium.errors import ProviderError
+from podium.providers.anthropic import AnthropicProvider
+from podium.providers.base import ProviderContext
+from podium.providers.http import HttpClients
+from podium.secrets import EnvironmentSecrets
+from podium.testing.anthropic_fake import FakeAnthropic
+from podium.types import (
+    ChatRequest,
+    Finish,
+    ImagePart,
+    Message,
+    ResponseFormat,
+    TextDelta,
+    TextPart,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
+    UsageReport,
+    collect,
+)
+
+KEY = "sk-ant-test-0123456789abcdefghij"
+WEATHER = Tool(
+    "get_weather",
+    "Weather for a city",
+    {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeAnthropic]:
+    async with FakeAnthropic() as server:
+        server.behaviour.require_key = KEY
+        yield server  # type: ignore[misc]
+
+
+@pytest.fixture
+async def provider(fake: FakeAnthropic, tmp_path: Path) -> AsyncIterator[AnthropicProvider]:
+    http = HttpClients()
+    yield make(fake.base_url, http, tmp_path)
+    await http.aclose()
+
+
+def make(base_url: str, http: HttpClients, tmp_path: Path, **extra: Any) -> AnthropicProvider:
+    config = WorkerConfig(
+        name="claude",
+        provider="anthropic",
+        model="claude-test",
+        base_url=base_url,
+        api_key_env="ANTHROPIC_KEY",
+        **extra,
+    )
+    return AnthropicProvider(
+        ProviderContext(
+            worker=config,
+            http=http,
+            secrets=EnvironmentSecrets({"ANTHROPIC_KEY": KEY}),
+            data_dir=tmp_path,
+        )
+    )
+
+
+def ask(text: str, **extra: Any) -> ChatRequest:
+    return ChatRequest(model="claude", messages=[Message("user", [TextPart(text)])], **extra)
+
+
+async def test_complete_sends_headers_and_decodes(
+    provider: AnthropicProvider, fake: FakeAnthropic
+) -> None:
+    response = await provider.complete(ask("hello"))
+    assert response.text == "fake answer to: hello"
+    assert response.finish_reason == "stop"
+    assert response.usage.input_tokens > 0 and response.usage.output_tokens > 0
+    received = fake.received[0]
+    assert received.headers["x-api-key"] == KEY
+    assert received.headers["anthropic-version"] == "2023-06-01"
+    assert received.body["model"] == "claude-test"
+    assert received.body["max_tokens"] == 4096  # Anthropic requires it; Podium's default
+
+
+async def test_request_encoding(provider: AnthropicProvider, fake: FakeAnthropic) -> None:
+    request = ChatRequest(
+        model="claude",
+        messages=[
+            Message("system", [TextPart("be brief")]),
+            Message("user", [TextPart("look"), ImagePart(data="AAAA", media_type="image/png")]),
+            Message(
+                "assistant", [], tool_calls=[ToolCall("call_1", "get_weather", '{"city":"A"}')]
+            ),
+            Message("tool", [TextPart("sunny")], tool_call_id="call_1"),
+            Message("user", [TextPart("thanks, and?")]),
+        ],
+        tools=[WEATHER],
+        tool_choice=ToolChoice("required"),
+        parallel_tool_calls=False,
+        temperature=1.7,
+        top_p=0.9,
+        max_tokens=50,
+        stop=["END"],
+        user="u-1",
+        seed=3,
+    )
+    await provider.complete(request)
+    body = fake.received[0].body
+    assert body["system"] == "be brief"
+    assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
+    assert body["messages"][0]["content"][1] == {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"},
+    }
+    assert body["messages"][1]["content"] == [
+        {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "A"}}
+    ]
+    merged = body["messages"][2]["content"]
+    assert merged[0] == {
+        "type": "tool_result",
+        "tool_use_id": "call_1",
+        "content": [{"type": "text", "text": "sunny"}],
+    }
+    assert merged[1] == {"type": "text", "text": "thanks, and?"}
+    assert body["tools"][0] == {
+        "name": "get_weather",
+        "description": "Weather for a city",
+        "input_schema": WEATHER.parameters,
+    }
+    assert body["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}
+    assert body["temperature"] == 1.0  # clamped to Anthropic's range
+    assert body["top_p"] == 0.9 and body["max_tokens"] == 50
+    assert body["stop_sequences"] == ["END"]
+    assert body["metadata"] == {"user_id": "u-1"}
+    assert "seed" not in body
+
+
+async def test_several_tool_results_merge_into_one_turn(
+    provider: AnthropicProvider, fake: FakeAnthropic
+) -> None:
+    calls = [ToolCall("t1", "get_weather", "{}"), ToolCall("t2", "get_weather", "{}")]
+    request = ChatRequest(
+        model="claude",
+        messages=[
+            Message("user", [TextPart("two cities")]),
+            Message("assistant", [TextPart("checking")], tool_calls=calls),
+            Message("tool", [TextPart("rain")], tool_call_id="t1"),
+            Message("tool", [TextPart("boom")], tool_call_id="t2", is_error=True),
+        ],
+        tools=[WEATHER],
+    )
+    await provider.complete(request)
+    last = fake.received[0].body["messages"][-1]
+    assert last["role"] == "user"
+    assert [b["tool_use_id"] for b in last["content"]] == ["t1", "t2"]
+    assert last["content"][1]["is_error"] is True
+
+
+async def test_tool_call_decoded(provider: AnthropicProvider, fake: FakeAnthropic) -> None:
+    fake.behaviour.tool_call = ("get_weather", '{"city": "Paris"}')
+    response = await provider.complete(ask("weather?", tools=[WEATHER]))
+    assert response.finish_reason == "tool_calls"
+    call = response.tool_calls[0]
+    assert call.name == "get_weather" and json.loads(call.arguments) == {"city": "Paris"}
+    assert call.id.startswith("toolu_")
+
+
+async def test_stop_sequence_and_max_tokens(
+    provider: AnthropicProvider, fake: FakeAnthropic
+) -> None:
+    fake.behaviour.reply = "one two three END four"
+    stopped = await provider.complete(ask("x", stop=["END"]))
+    assert stopped.finish_reason == "stop" and stopped.stop_sequence == "END"
+    assert stopped.text == "one two three "
+    cut = await provider.complete(ask("x", max_tokens=2))
+    assert cut.finish_reason == "length" and cut.text == "one two"
+
+
+async def test_stream_text_and_usage(provider: AnthropicProvider, fake: FakeAnthropic) -> None:
+    events = [event async for event in provider.stream(ask("stream it", stream=True))]
+    text = "".join(e.text for e in events if isinstance(e, TextDelta))
+    assert text == "fake answer to: stream it"
+    assert sum(isinstance(e, TextDelta) for e in events) > 2
+    assert [e for e in events if isinstance(e, Finish)] == [Finish("stop")]
+    usage = next(e for e in events if isinstance(e, UsageReport)).usage
+    assert usage.input_tokens > 0 and usage.output_tokens > 0
+    assert fake.received[0].body["stream"] is True
+
+
+async def test_stream_tool_call(provider: AnthropicProvider, fake: FakeAnthropic) -> None:
+    fake.behaviour.tool_call = ("get_weather", '{"city": "Oslo"}')
+    events = [e async for e in provider.stream(ask("weather?", tools=[WEATHER], stream=True))]
+    deltas = [e for e in events if isinstance(e, ToolCallDelta)]
+    assert deltas[0].id and deltas[0].name == "get_weather"
+    assert len(deltas) > 2
+    response = await collect(_replay(events), id="x", model="claude")
+    assert response.finish_reason == "tool_calls"
+    assert json.loads(response.tool_calls[0].arguments) == {"city": "Oslo"}
+
+
+async def _replay(events: list[Any]) -> AsyncIterator[Any]:
+    for event in events:
+        yield event
+
+
+async def test_json_schema_through_a_forced_tool(
+    provider: AnthropicProvider, fake: FakeAnthropic
+) -> None:
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
+    request = ask("json please", response_format=ResponseFormat("json_schema", schema, "reply"))
+    response = await provider.complete(request)
+    assert json.loads(response.text) == {"answer": "fake answer to: json please"}
+    assert response.finish_reason == "stop" and response.tool_calls == []
+    body = fake.received[0].body
+    assert body["tool_choice"] == {"type": "tool", "name": "reply"}
+    assert body["tools"][0]["input_schema"] == schema
+    request.stream = True
+    events = [e async for e in provider.stream(request)]
+    streamed = await collect(_replay(events), id="x", model="claude")
+    assert json.loads(streamed.text) == {"answer": "fake answer to: json please"}
+    assert streamed.finish_reason == "stop" and streamed.tool_calls == []
+
+
+async def test_json_object_becomes_an_instruction(
+    provider: AnthropicProvider, fake: FakeAnthropic
+) -> None:
+    await provider.complete(ask("json", response_format=ResponseFormat("json_object")))
+    body = fake.received[0].body
+    assert "JSON" in body["system"] and "tools" not in body
+
+
+async def test_rate_limit_is_retryable_with_retry_after(
+    provider: AnthropicProvider, fake: FakeAnthropic
+) -> None:
+    fake.behaviour.fail(429, "rate limited", retry_after=7)
+    with pytest.raises(ProviderError) as caught:
+        await provider.complete(ask("x"))
+    assert caught.value.kind == "rate_limit" and caught.value.retryable
+    assert caught.value.retry_after == 7
+
+
+async def test_overloaded_529_is_retryable(
+    provider: AnthropicProvider, fake: FakeAnthropic
+) -> None:
+    fake.behaviour.fail(529, "Overloaded")
+    with pytest.raises(ProviderError) as caught:
+        await provider.complete(ask("x"))
+    assert caught.value.kind == "overloaded" and caught.value.retryable
+
+
+async def test_bad_request_is_not_retryable(
+    provider: AnthropicProvider, fake: FakeAnthropic
+) -> None:
+    fake.behaviour.fail(400, "messages: bad")
+    with pytest.raises(ProviderError) as caught:
+        await provider.complete(ask("x"))
+    assert caught.value.kind == "invalid_request" and not caught.value.retryable
+    assert "messages: bad" in caught.value.message
+
+
+async def test_stream_errors_before_first_event(
+    provider: AnthropicProvider, fake: FakeAnthropic
+) -> None:
+    fake.behaviour.fail(429, "rate limited", retry_after=3)
+    with pytest.raises(ProviderError) as caught:
+        await anext(provider.stream(ask("x", stream=True)))
+    assert caught.value.kind == "rate_limit" and caught.value.retry_after == 3
+
+
+async def test_error_event_mid_stream(provider: AnthropicProvider, fake: FakeAnthropic) -> None:
+    fake.behaviour.error_stream_after = 4
+    with pytest.raises(ProviderError) as caught:
+        _ = [e async for e in provider.stream(ask("long answer here", stream=True))]
+    assert caught.value.kind == "overloaded" and caught.value.retryable
+
+
+async def test_broken_stream_is_an_error(provider: AnthropicProvider, fake: FakeAnthropic) -> None:
+    fake.behaviour.break_stream_after = 4
+    with pytest.raises(ProviderError):
+        _ = [e async for e in provider.stream(ask("long answer here", stream=True))]
+
+
+async def test_wrong_key_never_leaks(fake: FakeAnthropic, tmp_path: Path) -> None:
+    fake.behaviour.require_key = "something-else"
+    http = HttpClients()
+    try:
+        provider = make(fake.base_url, http, tmp_path)
+        with pytest.raises(ProviderError) as caught:
+            await provider.complete(ask("x"))
+    finally:
+        await http.aclose()
+    assert caught.value.status == 502
+    assert KEY not in caught.value.message and KEY[:8] not in caught.value.message
+
+
+async def test_key_echoed_in_an_error_is_scrubbed(
+    provider: AnthropicProvider, fake: FakeAnthropic
+) -> None:
+    fake.behaviour.fail(400, f"bad request from key {KEY}")
+    with pytest.raises(ProviderError) as caught:
+        await provider.complete(ask("x"))
+    assert KEY not in caught.value.message and "[redacted]" in caught.value.message
+
+
+async def test_base_url_with_v1_suffix(fake: FakeAnthropic, tmp_path: Path) -> None:
+    http = HttpClients()
+    try:
+        response = await make(f"{fake.base_url}/v1", http, tmp_path).complete(ask("hi"))
+    finally:
+        await http.aclose()
+    assert response.text == "fake answer to: hi"
