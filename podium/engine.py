@@ -140,6 +140,9 @@ class Engine:
                     retry += 1
                     await self._sleep(delay)
                     continue
+                except asyncio.CancelledError:
+                    abandon_probe(worker)
+                    raise
                 finally:
                     worker.in_flight -= 1
                 worker.breaker.record_success()
@@ -208,12 +211,21 @@ class Engine:
                     await self._sleep(delay)
                     continue
                 except BaseException:
+                    abandon_probe(worker)
                     await events.aclose()
                     raise
                 attempt.ttft_ms = (time.perf_counter() - started) * 1000
                 attempts.append(attempt)
                 return MeteredStream(worker, request, first, events, attempt, started)
         raise self._exhausted(workers, last)
+
+
+def abandon_probe(worker: Worker) -> None:
+    """A call cancelled while it was the half-open probe proves nothing either way; without
+    this the breaker would wait for that probe's verdict forever and never let another call
+    through. Treat it as inconclusive: open again, and probe after the next ``reset_after``."""
+    if worker.breaker.state == "half_open":
+        worker.breaker.record_failure()
 
 
 class MeteredStream:
@@ -266,6 +278,7 @@ class MeteredStream:
         except (asyncio.CancelledError, GeneratorExit):
             self.attempt.status, self.attempt.error = "error", "client disconnected"
             self.attempt.error_kind = "cancelled"
+            abandon_probe(self.worker)
             raise
         finally:
             await self._rest.aclose()

@@ -35,9 +35,16 @@ class Outcome:
             "x-podium-worker": self.worker,
             "x-podium-route": self.decision.route,
         }
-        if self.response is not None:
-            headers["x-podium-cost-usd"] = f"{total_cost(self.run.attempts):.8f}"
+        # A stream's cost is known only at its end, after the headers have gone: it says
+        # "pending" here, and the final figure travels in the stream's usage report (OpenAI
+        # ``usage.cost_usd`` with ``stream_options.include_usage``) and in the trace.
+        headers["x-podium-cost-usd"] = (
+            f"{total_cost(self.run.attempts):.8f}" if self.response is not None else STREAM_COST
+        )
         return headers
+
+
+STREAM_COST = "pending"
 
 
 def total_cost(attempts: Sequence[Attempt]) -> float:

@@ -167,7 +167,7 @@ class FakeUpstream:
                 if self.behaviour.stall_stream_after is not None and (
                     index >= self.behaviour.stall_stream_after
                 ):
-                    await asyncio.sleep(3600)
+                    await self._until_closed(response)
                 if self.behaviour.gate is not None and index == self.behaviour.gate_after:
                     self.gated_streams += 1
                     await self.behaviour.gate.wait()
@@ -185,6 +185,15 @@ class FakeUpstream:
             raise
         finally:
             self.open_streams -= 1
+
+    @staticmethod
+    async def _until_closed(response: web.StreamResponse, limit: float = 3600.0) -> None:
+        """Send nothing, but notice when the client leaves (so the fake can stop promptly)."""
+        for _ in range(int(limit * 20)):
+            transport = response._req.transport if response._req else None
+            if transport is None or transport.is_closing():
+                raise ConnectionResetError("the client closed a stalled stream")
+            await asyncio.sleep(0.05)
 
     def pieces(self, text: str) -> list[str]:
         size = max(1, self.behaviour.chunk_size)
