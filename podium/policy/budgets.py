@@ -76,7 +76,9 @@ def estimate_cost(
                 continue
             config = worker.config
             out = output_tokens(request, config.max_output_tokens, default_output)
-            tokens_in = prompt + produced + estimate_tokens(step.instruction)
+            tokens_in = (
+                prompt + produced + (estimate_tokens(step.instruction) if step.instruction else 0)
+            )
             cost = (tokens_in * config.price.input + out * config.price.output) / 1_000_000
             if cost >= worst:
                 worst, worst_output = cost, out

@@ -25,7 +25,8 @@ NANO = 1_000_000_000
 
 def to_nano(usd: float, *, up: bool = False) -> int:
     scaled = usd * NANO
-    return math.ceil(scaled) if up else round(scaled)
+    # Rounded first so float noise (1.0000000000000002) does not round a reservation up.
+    return math.ceil(round(scaled, 3)) if up else round(scaled)
 
 
 def usd(nano: int) -> float:

@@ -1,0 +1,313 @@
+"""Budgets and rate limits: refused before any upstream call, and holding under races, in one
+process and across replicas sharing Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from podium.app import Podium
+from podium.policy.keys import KeyCache, NewKey
+from podium.policy.limits import LimitBackend, MemoryLimits, period_of, to_nano, usd
+from podium.testing.fakes import Behaviour
+from podium.testing.openai_fake import FakeOpenAI
+from tests.conftest import worker
+
+# $0.1 a token either way, so the numbers are easy to follow. The prompt "hi" is estimated at
+# 5 input tokens (1 + 4 of message overhead) and max_tokens=5 caps the output: each request
+# reserves $1.00; the fake then reports 1 input + 4 output tokens: $0.50 real cost.
+PRICE = {"input": 100_000.0, "output": 100_000.0}
+CHAT = {"model": "alpha", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
+RESERVATION = 1.0
+REAL_COST = 0.5
+
+
+def redis_available() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+needs_redis = pytest.mark.skipif(
+    not redis_available() and os.environ.get("CI") != "true",
+    reason="no Redis on 127.0.0.1:6379 (these tests always run when CI=true)",
+)
+
+
+async def new_key(podium: Podium, **spec: Any) -> tuple[str, str]:
+    cache = podium.extras["keys"]
+    assert isinstance(cache, KeyCache)
+    record, key = await cache.store.create(NewKey(**{"owner": "team-a", **spec}))
+    cache.invalidate()
+    return record.key_id, key
+
+
+def backend_of(podium: Podium) -> LimitBackend:
+    backend: LimitBackend = podium.extras["limits"]
+    return backend
+
+
+async def spent(podium: Podium, key_id: str, period: str = "month") -> float:
+    label, _ = period_of(period, __import__("time").time())
+    settled, held = await backend_of(podium).usage(key_id, label)
+    assert held == 0, "every reservation should be settled by now"
+    return usd(settled)
+
+
+# -- units -----------------------------------------------------------------------------------------
+
+
+def test_periods_and_money() -> None:
+    label, left = period_of("day", 1_700_000_000)  # 2023-11-14 22:13:20 UTC
+    assert label == "2023-11-14" and 0 < left <= 86_400
+    assert period_of("month", 1_700_000_000)[0] == "2023-11"
+    assert period_of("week", 1_700_000_000)[0] == "2023-W46"
+    assert to_nano(0.1) + to_nano(0.2) == to_nano(0.3)  # exact, unlike floats
+
+
+async def test_memory_buckets_refill_over_a_minute() -> None:
+    now = [0.0]
+    limits = MemoryLimits(clock=lambda: now[0])
+    assert await limits.take_rate("k", rpm=2, tpm=None, tokens=0) == 0
+    assert await limits.take_rate("k", rpm=2, tpm=None, tokens=0) == 0
+    wait = await limits.take_rate("k", rpm=2, tpm=None, tokens=0)
+    assert wait == pytest.approx(30.0)
+    now[0] = 30.0
+    assert await limits.take_rate("k", rpm=2, tpm=None, tokens=0) == 0
+    # Tokens: a request takes its estimate, and the real count corrects it afterwards.
+    assert await limits.take_rate("t", rpm=None, tpm=100, tokens=80) == 0
+    assert await limits.take_rate("t", rpm=None, tpm=100, tokens=80) > 0
+    await limits.adjust_tokens("t", tpm=100, delta=-70)  # it used only 10
+    assert await limits.take_rate("t", rpm=None, tpm=100, tokens=80) == 0
+
+
+async def test_memory_reservations_expire() -> None:
+    now = [0.0]
+    limits = MemoryLimits(clock=lambda: now[0])
+    args = {"budget": 10, "hold_seconds": 5.0, "period_seconds": 100.0}
+    assert (await limits.reserve("k", "p", amount=8, reservation="a", **args)).allowed
+    assert not (await limits.reserve("k", "p", amount=8, reservation="b", **args)).allowed
+    now[0] = 6.0  # "a" never settled (a crashed request): released after hold_seconds
+    assert (await limits.reserve("k", "p", amount=8, reservation="c", **args)).allowed
+
+
+# -- through the gateway ---------------------------------------------------------------------------
+
+
+async def test_rpm_limit_is_429_with_retry_after_before_any_upstream_call(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    async with gateway([worker("alpha", "openai", fake_openai.base_url)]) as running:
+        _, key = await new_key(running.podium, rpm=2)
+        async with httpx.AsyncClient(base_url=running.v1) as http:
+            headers = {"authorization": f"Bearer {key}"}
+            for _ in range(2):
+                ok = await http.post("/chat/completions", json=CHAT, headers=headers)
+                assert ok.status_code == 200
+            refused = await http.post("/chat/completions", json=CHAT, headers=headers)
+    assert refused.status_code == 429
+    assert int(refused.headers["retry-after"]) >= 1
+    assert "2 requests per minute" in refused.json()["error"]["message"]
+    assert len(fake_openai.received) == 2
+
+
+async def test_tpm_limit_counts_tokens(gateway: Any, fake_openai: FakeOpenAI) -> None:
+    # 20 words: estimated at 25 + 4 input tokens, plus max_tokens=5: 34 taken from 40 a minute.
+    # The real count (20 + 4) gives back 10, which still leaves no room for a second one.
+    long = {**CHAT, "messages": [{"role": "user", "content": "word " * 20}]}
+    async with gateway([worker("alpha", "openai", fake_openai.base_url)]) as running:
+        _, key = await new_key(running.podium, tpm=40)
+        async with openai.AsyncOpenAI(base_url=running.v1, api_key=key, max_retries=0) as client:
+            await client.chat.completions.create(**long)
+            await running.podium.gateway.drain_background()
+            with pytest.raises(openai.RateLimitError, match="40 tokens per minute"):
+                await client.chat.completions.create(**long)
+            await client.chat.completions.create(**CHAT)  # a small one still fits
+    assert len(fake_openai.received) == 2
+
+
+async def test_budget_reserves_then_settles_and_refuses_with_402(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    async with gateway([worker("alpha", "openai", fake_openai.base_url, price=PRICE)]) as running:
+        key_id, key = await new_key(running.podium, budget_usd=1.6, budget_period="day")
+        async with httpx.AsyncClient(base_url=running.v1) as http:
+            headers = {"authorization": f"Bearer {key}"}
+            first = await http.post("/chat/completions", json=CHAT, headers=headers)
+            assert first.status_code == 200
+            assert float(first.headers["x-podium-cost-usd"]) == pytest.approx(REAL_COST)
+            await running.podium.gateway.drain_background()
+            assert await spent(running.podium, key_id, "day") == pytest.approx(REAL_COST)
+            # $0.50 spent, $1.10 left: the next $1.00 reservation fits, the one after does not.
+            second = await http.post("/chat/completions", json=CHAT, headers=headers)
+            assert second.status_code == 200
+            await running.podium.gateway.drain_background()
+            third = await http.post("/chat/completions", json=CHAT, headers=headers)
+    assert third.status_code == 402
+    error = third.json()["error"]
+    assert error["code"] == "budget_exceeded"
+    assert "budget exhausted" in error["message"] and "$1.60" in error["message"]
+    assert int(third.headers["retry-after"]) > 0
+    assert len(fake_openai.received) == 2
+
+
+async def test_anonymous_and_unlimited_keys_are_not_metered(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    async with gateway([worker("alpha", "openai", fake_openai.base_url, price=PRICE)]) as running:
+        async with openai.AsyncOpenAI(base_url=running.v1, api_key="unused") as client:
+            for _ in range(3):
+                await client.chat.completions.create(**CHAT)
+        key_id, key = await new_key(running.podium)
+        async with openai.AsyncOpenAI(base_url=running.v1, api_key=key) as client:
+            await client.chat.completions.create(**CHAT)
+        await running.podium.gateway.drain_background()
+        assert await backend_of(running.podium).usage(key_id, period_of("month", 0)[0]) == (0, 0)
+
+
+async def race(podiums: list[Podium], urls: list[str], key: str, requests: int) -> list[int]:
+    """``requests`` concurrent chats spread over the gateways; their status codes."""
+    async with AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(base_url=url, limits=httpx.Limits(max_connections=100))
+            )
+            for url in urls
+        ]
+        headers = {"authorization": f"Bearer {key}"}
+        responses = await asyncio.gather(
+            *(
+                clients[i % len(clients)].post("/v1/chat/completions", json=CHAT, headers=headers)
+                for i in range(requests)
+            )
+        )
+        for podium in podiums:
+            await podium.gateway.drain_background()
+    return [response.status_code for response in responses]
+
+
+def check_race(statuses: list[int], fake: FakeOpenAI, total: float, budget: float) -> None:
+    answered = statuses.count(200)
+    assert set(statuses) <= {200, 402}, statuses
+    assert statuses.count(402) > 0, "the race should reach the edge of the budget"
+    assert len(fake.received) == answered, "a refused request must never reach the upstream"
+    assert total == pytest.approx(answered * REAL_COST)
+    assert total <= budget + RESERVATION
+    # Reservations bound the spend: at most budget / reservation requests ran at once.
+    assert answered >= int(budget / RESERVATION)
+
+
+async def test_budget_race_in_one_process(gateway: Any) -> None:
+    async with FakeOpenAI(Behaviour(latency=0.05)) as fake:
+        async with gateway([worker("alpha", "openai", fake.base_url, price=PRICE)]) as running:
+            key_id, key = await new_key(running.podium, budget_usd=5.0)
+            statuses = await race([running.podium], [running.url], key, 40)
+            total = await spent(running.podium, key_id)
+        check_race(statuses, fake, total, 5.0)
+
+
+# -- Redis -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_access() -> dict[str, Any]:
+    """A ``limits`` section on the shared Redis with a prefix of this test's own."""
+    return {
+        "limits": {
+            "backend": "redis",
+            "url": "redis://127.0.0.1:6379/0",
+            "prefix": f"podium-test:{uuid.uuid4().hex[:12]}:",
+        }
+    }
+
+
+@pytest.fixture
+async def redis_cleanup(redis_access: dict[str, Any]) -> AsyncIterator[None]:
+    yield
+    from redis.asyncio import Redis
+
+    client = Redis.from_url("redis://127.0.0.1:6379/0")
+    try:
+        keys = [k async for k in client.scan_iter(match=redis_access["limits"]["prefix"] + "*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+@needs_redis
+async def test_redis_budget_race_across_two_replicas(
+    gateway: Any, redis_access: dict[str, Any], redis_cleanup: None
+) -> None:
+    async with FakeOpenAI(Behaviour(latency=0.05)) as fake:
+        workers = [worker("alpha", "openai", fake.base_url, price=PRICE)]
+        # Two gateways: one data directory (their shared key store) and one Redis.
+        async with (
+            gateway(workers, access=redis_access) as first,
+            gateway(workers, access=redis_access) as second,
+        ):
+            key_id, key = await new_key(first.podium, budget_usd=5.0)
+            second.podium.extras["keys"].invalidate()
+            statuses = await race([first.podium, second.podium], [first.url, second.url], key, 40)
+            total = await spent(first.podium, key_id)
+            assert await spent(second.podium, key_id) == total  # one ledger, not two
+        check_race(statuses, fake, total, 5.0)
+
+
+@needs_redis
+async def test_redis_rate_limit_holds_across_replicas(
+    gateway: Any, fake_openai: FakeOpenAI, redis_access: dict[str, Any], redis_cleanup: None
+) -> None:
+    workers = [worker("alpha", "openai", fake_openai.base_url)]
+    async with (
+        gateway(workers, access=redis_access) as first,
+        gateway(workers, access=redis_access) as second,
+    ):
+        _, key = await new_key(first.podium, rpm=3)
+        second.podium.extras["keys"].invalidate()
+        statuses = await race([first.podium, second.podium], [first.url, second.url], key, 8)
+    assert statuses.count(200) == 3 and statuses.count(429) == 5
+    assert len(fake_openai.received) == 3
+
+
+@pytest.mark.parametrize(("mode", "status"), [("closed", 503), ("open", 200)])
+async def test_unreachable_redis_fails_closed_by_default(
+    gateway: Any, fake_openai: FakeOpenAI, mode: str, status: int
+) -> None:
+    with socket.socket() as probe:  # a port with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    access = {
+        "limits": {
+            "backend": "redis",
+            "url": f"redis://127.0.0.1:{port}/0",
+            "fail_mode": mode,
+            "timeout": 0.2,
+        }
+    }
+    async with gateway([worker("alpha", "openai", fake_openai.base_url)], access=access) as running:
+        _, limited = await new_key(running.podium, rpm=100, budget_usd=10)
+        _, free = await new_key(running.podium)
+        async with httpx.AsyncClient(base_url=running.v1) as http:
+            refused = await http.post(
+                "/chat/completions", json=CHAT, headers={"authorization": f"Bearer {limited}"}
+            )
+            unlimited = await http.post(
+                "/chat/completions", json=CHAT, headers={"authorization": f"Bearer {free}"}
+            )
+    assert refused.status_code == status, refused.text
+    if status == 503:
+        assert refused.json()["error"]["code"] == "limits_unavailable"
+        assert len(fake_openai.received) == 1  # only the key without limits went through
+    assert unlimited.status_code == 200
