@@ -36,6 +36,7 @@ class Candidate:
     score: float  # the router's own scale; higher is better
     quality: float | None = None  # predicted probability of a good answer
     cost_usd: float | None = None  # predicted cost of the call
+    label: str | None = None  # what was scored, when more than the worker (a route, a template)
 
 
 @dataclass(slots=True)

@@ -233,6 +233,7 @@ def describe_decision(decision: Decision) -> dict[str, Any]:
                 "score": round(candidate.score, 6),
                 "quality": candidate.quality,
                 "cost_usd": candidate.cost_usd,
+                "label": candidate.label,
             }
             for candidate in decision.candidates
         ],

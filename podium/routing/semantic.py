@@ -127,7 +127,9 @@ class SemanticRouter:
         scores = self.score_matrix([text])[0]
         order: list[int] = np.argsort(-scores).tolist()
         candidates = [
-            Candidate(worker=self.routes[i].worker, score=float(scores[i]))
+            Candidate(
+                worker=self.routes[i].worker, score=float(scores[i]), label=self.routes[i].name
+            )
             for i in order[:MAX_CANDIDATES]
         ]
         runner_up = float(scores[order[1]]) if len(order) > 1 else -1.0
