@@ -44,6 +44,7 @@ def main() -> None:
     default="info",
     show_default=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    help="How much the server logs.",
 )
 def serve(
     config_path: str | None,
@@ -56,6 +57,13 @@ def serve(
     import uvicorn
 
     config = _load(config_path)
+    # Provider options (a local model's pin, say) are checked by each provider: do it now, so
+    # a mistake is one clear line here rather than a traceback from the server's start-up.
+    from podium.commands.workers import provider_problems
+
+    problems = provider_problems(config, config_path or os.environ.get("PODIUM_CONFIG", "config"))
+    if problems:
+        raise click.ClickException("\n".join(problems))
     if config_path:
         os.environ["PODIUM_CONFIG"] = str(Path(config_path).resolve())
     host = host or config.server.host

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from podium.observe.settings import ObserveConfig
 from podium.policy.content_settings import ContentPolicySettings
 from podium.policy.settings import AccessSettings
 from podium.routing.config import RoutingConfig
@@ -126,19 +127,22 @@ class PodiumConfig(Strict):
     plugins: dict[str, Any] = Field(default_factory=dict)  # per-plugin sections
     access: AccessSettings = Field(default_factory=AccessSettings)  # keys, limits, audit
     policy: ContentPolicySettings = Field(default_factory=ContentPolicySettings)  # data, PII
+    observe: ObserveConfig = Field(default_factory=ObserveConfig)  # traces, metrics, dashboard
 
     @model_validator(mode="after")
     def _names_resolve(self) -> PodiumConfig:
         names = [worker.name for worker in self.workers]
         duplicates = sorted({name for name in names if names.count(name) > 1})
+        # These messages start with the field they are about: the check spans fields, so
+        # pydantic reports it at the top level.
         if duplicates:
-            raise ValueError(f"worker names must be unique; repeated: {', '.join(duplicates)}")
+            raise ValueError(f"workers: names must be unique; repeated: {', '.join(duplicates)}")
         known = set(names)
         if self.default_worker is not None and self.default_worker not in known:
-            raise ValueError(f"default_worker {self.default_worker!r} is not a configured worker")
+            raise ValueError(f"default_worker: {self.default_worker!r} is not a configured worker")
         for alias, target in self.aliases.items():
             if target not in known:
-                raise ValueError(f"alias {alias!r} points at unknown worker {target!r}")
+                raise ValueError(f"aliases.{alias}: points at unknown worker {target!r}")
         return self
 
     def resolved_data_dir(self) -> Path:
@@ -152,8 +156,9 @@ class ConfigError(Exception):
 def _describe(error: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid configuration"]
     for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"  {where}: {item['msg']}")
+        message = item["msg"].removeprefix("Value error, ")
+        where = ".".join(str(part) for part in item["loc"])
+        lines.append(f"  {where}: {message}" if where else f"  {message}")
     return "\n".join(lines)
 
 

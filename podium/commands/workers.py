@@ -12,11 +12,14 @@ import os
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import click
 import yaml
+
+if TYPE_CHECKING:
+    from podium.config import PodiumConfig
 
 DEFAULT_URL = "http://127.0.0.1:8400"
 
@@ -299,41 +302,50 @@ def register(main: click.Group) -> None:
         click.echo(f"ok: {len(rows)} worker(s)", err=True)
 
 
-def check_config(config_path: str | None) -> tuple[list[str], list[str], list[list[str]]]:
-    """Problems (fatal), warnings and table rows for the pool a config file describes."""
-    from podium.config import ConfigError, load_config
-    from podium.modelfiles import ModelFileError, catalogue, chunk_paths
+def provider_problems(config: PodiumConfig, source: str = "configuration") -> list[str]:
+    """What each worker's provider finds wrong with its settings (unknown provider, bad or
+    missing options such as a local model without its sha256 pin), without starting anything."""
     from podium.plugins import load_plugins
     from podium.providers.base import ProviderContext, ProviderRegistry
     from podium.providers.http import HttpClients
     from podium.secrets import EnvironmentSecrets
 
-    try:
-        config = load_config(config_path)
-    except ConfigError as error:
-        return [str(error)], [], []
     registry = ProviderRegistry()
     for module in load_plugins():
         hook = getattr(module, "register_providers", None)
         if hook is not None:
             hook(registry)
-    problems: list[str] = []
-    warnings: list[str] = []
-    rows: list[list[str]] = []
-    secrets = EnvironmentSecrets()
     http = HttpClients()  # sessions are created on first use only: nothing opens here
-    for worker in config.workers:
+    problems: list[str] = []
+    for index, worker in enumerate(config.workers):
         try:
             registry.create(
                 ProviderContext(
                     worker=worker,
                     http=http,
-                    secrets=secrets,
+                    secrets=EnvironmentSecrets(),
                     data_dir=config.resolved_data_dir(),
                 )
             )
         except Exception as error:  # every provider reports its own option errors
-            problems.append(f"worker {worker.name!r}: {_short(error)}")
+            reason = _short(error).removeprefix(f"worker {worker.name!r}: ")
+            problems.append(f"{source}: workers.{index} ({worker.name}): {reason}")
+    return problems
+
+
+def check_config(config_path: str | None) -> tuple[list[str], list[str], list[list[str]]]:
+    """Problems (fatal), warnings and table rows for the pool a config file describes."""
+    from podium.config import ConfigError, load_config
+    from podium.modelfiles import ModelFileError, catalogue, chunk_paths
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as error:
+        return [str(error)], [], []
+    problems = provider_problems(config, config_path or "configuration")
+    warnings: list[str] = []
+    rows: list[list[str]] = []
+    for worker in config.workers:
         key = "-"
         if worker.api_key_env:
             key = f"${worker.api_key_env}"

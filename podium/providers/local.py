@@ -13,7 +13,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from podium.config import ConfigError, WorkerConfig
 from podium.errors import ProviderError
@@ -41,6 +41,17 @@ class LocalOptions(BaseModel):
         if self.path is not None and self.sha256 is None:
             raise ValueError("options.path needs options.sha256: local model files are pinned")
         return self
+
+
+def options_problems(error: ValidationError) -> str:
+    """Each bad option as ``options.<field>: why`` (never the value: it is the user's file)."""
+    problems = []
+    for item in error.errors():
+        message = item["msg"].removeprefix("Value error, ")
+        if item["loc"]:
+            message = f"options.{'.'.join(str(part) for part in item['loc'])}: {message}"
+        problems.append(message)
+    return "; ".join(problems)
 
 
 def _free_port() -> int:
@@ -88,8 +99,8 @@ class LocalProvider:
         self.worker: WorkerConfig = context.worker
         try:
             self.options = LocalOptions.model_validate(context.worker.options)
-        except ValueError as error:
-            raise ConfigError(f"worker {self.worker.name!r}: {error}") from None
+        except ValidationError as error:
+            raise ConfigError(f"worker {self.worker.name!r}: {options_problems(error)}") from None
         self.pinned: PinnedModel | None = None
         if self.options.model is not None:
             self.pinned = catalogue().get(self.options.model)

@@ -1,0 +1,133 @@
+"""Configuration errors name the file, the field and why; nothing starts on a bad config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from podium.cli import main
+from podium.commands.workers import provider_problems
+from podium.config import ConfigError, load_config, parse_config
+
+WORKER = "{name: a, provider: openai, model: m, base_url: 'http://127.0.0.1:9/v1'}"
+
+
+def load(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> str:
+    """The error message loading ``text`` as podium.yaml produces."""
+    path = tmp_path / "podium.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env=env or {})
+    message = str(caught.value)
+    assert message.startswith(str(path)), message  # always names the file
+    return message
+
+
+@pytest.mark.parametrize(
+    ("text", "needles"),
+    [
+        ("workers: [{name: a, provider: openai\n  model: m", ["not valid YAML", "line"]),
+        ("- a list\n- of things", ["top level must be a mapping"]),
+        ("colour: blue", ["colour: Extra inputs are not permitted"]),
+        (
+            f"workers: [{WORKER[:-1]}, colour: red}}]",
+            ["workers.0.colour: Extra inputs are not permitted"],
+        ),
+        (
+            "workers: [{name: a, provider: openai, model: m, price: {input: cheap}}]",
+            ["workers.0.price.input", "valid number"],
+        ),
+        ("server: {port: 99999}", ["server.port", "less than or equal to 65535"]),
+        ("server: {port: eighty}", ["server.port", "valid integer"]),
+        (
+            "workers: [{name: a, provider: openai, model: m, capabilities: [telepathy]}]",
+            ["workers.0.capabilities.0", "'tools'"],
+        ),
+        ("workers: [{name: 'a b', provider: openai, model: m}]", ["workers.0.name", "pattern"]),
+        ("workers: [{name: a, model: m}]", ["workers.0.provider: Field required"]),
+        (
+            "workers: [{name: a, provider: openai, model: m, base_url: ftp://x}]",
+            ["workers.0.base_url", "must start with http:// or https://"],
+        ),
+        (
+            "workers: [{name: a, provider: openai, model: m, timeouts: {connect: 0}}]",
+            ["workers.0.timeouts.connect", "greater than 0"],
+        ),
+        (f"workers: [{WORKER}, {WORKER}]", ["workers: names must be unique; repeated: a"]),
+        (f"workers: [{WORKER}]\naliases: {{fast: ghost}}", ["aliases.fast", "'ghost'"]),
+        (f"workers: [{WORKER}]\ndefault_worker: ghost", ["default_worker", "'ghost'"]),
+        ("workers: {name: a}", ["workers", "valid list"]),
+    ],
+)
+def test_errors_name_the_file_the_field_and_why(
+    tmp_path: Path, text: str, needles: list[str]
+) -> None:
+    message = load(tmp_path, text)
+    for needle in needles:
+        assert needle in message, message
+
+
+def test_every_problem_is_listed_at_once(tmp_path: Path) -> None:
+    message = load(tmp_path, "server: {port: -1}\nstore: {batch_size: 0}\nbogus: 1")
+    for field in ("server.port", "store.batch_size", "bogus"):
+        assert field in message
+
+
+def test_a_literal_key_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    message = load(
+        tmp_path,
+        "workers: [{name: a, provider: openai, model: m, api_key: sk-live-0123456789abcdef}]",
+    )
+    assert "workers.0.api_key" in message
+    assert "sk-live" not in message
+
+
+def test_environment_overrides_are_validated_too(tmp_path: Path) -> None:
+    message = load(tmp_path, f"workers: [{WORKER}]", env={"PODIUM_PORT": "not-a-port"})
+    assert "server.port" in message
+
+
+def test_a_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "nowhere.yaml", env={})
+    assert "nowhere.yaml: no such configuration file" in str(caught.value)
+
+
+def test_no_workers_gives_the_embedded_pool() -> None:
+    config = parse_config({})
+    assert [worker.name for worker in config.workers] == ["smollm2-135m"]
+    assert config.default_worker == "smollm2-135m"
+    assert config.workers[0].provider == "local"
+
+
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [
+        ("{path: /models/x.gguf}", "options.path needs options.sha256"),
+        ("{model: no-such-model}", "unknown local model 'no-such-model'"),
+        ("{}", "give exactly one of options.model"),
+        ("{model: smollm2-135m, n_ctx: 10}", "options.n_ctx"),
+    ],
+)
+def test_local_workers_must_be_pinned(tmp_path: Path, options: str, needle: str) -> None:
+    path = tmp_path / "podium.yaml"
+    path.write_text(f"workers: [{{name: a, provider: local, model: m, options: {options}}}]")
+    config = load_config(path, env={})  # the shape is fine; the provider finds the problem
+    [problem] = provider_problems(config, str(path))
+    assert problem.startswith(f"{path}: workers.0 (a): ")
+    assert needle in problem
+
+
+def test_serve_refuses_a_bad_config_with_one_clear_message(tmp_path: Path) -> None:
+    path = tmp_path / "podium.yaml"
+    path.write_text("workers: [{name: a, provider: local, model: m, options: {path: /x.gguf}}]")
+    result = CliRunner().invoke(main, ["serve", "--config", str(path)])
+    assert result.exit_code == 1
+    assert "options.path needs options.sha256" in result.output
+    assert "Traceback" not in result.output
+
+    path.write_text("workers: [{name: a, provider: openai}]")
+    result = CliRunner().invoke(main, ["serve", "--config", str(path)])
+    assert result.exit_code == 1 and "workers.0.model: Field required" in result.output
