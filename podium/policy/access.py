@@ -68,6 +68,8 @@ def _store_down() -> PodiumError:
 
 
 class AuthHook(Hook):
+    authenticates = True  # POST /v1/feedback checks callers through this hook too
+
     def __init__(
         self, keys: KeyCache, settings: AuthSettings, *, audit: AuditTrail | None = None
     ) -> None:
@@ -160,13 +162,31 @@ class AdminKeyAuth:
     """
 
     def __init__(
-        self, keys: KeyCache, fallback: AdminAuth, *, env_key: Callable[[], str | None]
+        self,
+        keys: KeyCache,
+        fallback: AdminAuth,
+        *,
+        env_key: Callable[[], str | None],
+        audit: AuditTrail | None = None,
     ) -> None:
         self.keys = keys
         self.fallback = fallback
         self._env_key = env_key
+        self.audit = audit
 
     async def authorize(self, request: Request) -> None:
+        await self._authorize(request)
+        if self.audit is not None and request.method != "GET":
+            action, target = admin_action(request.method, request.path)
+            if not action.startswith("keys."):  # /admin/keys records its own outcomes
+                self.audit.record(
+                    admin_actor(request),
+                    action,
+                    target,
+                    {"method": request.method, "path": request.path, "recorded": "authorized"},
+                )
+
+    async def _authorize(self, request: Request) -> None:
         presented = presented_key(request.headers)
         parsed = parse_key(presented) if presented else None
         if parsed is not None and not parsed[0]:
@@ -196,6 +216,18 @@ class AdminKeyAuth:
             "the admin API needs 'Authorization: Bearer pa-...' (an admin key)",
             code="admin_key_required",
         )
+
+
+VERBS = {"POST": "add", "PUT": "set", "PATCH": "set", "DELETE": "rm"}
+
+
+def admin_action(method: str, path: str) -> tuple[str, str]:
+    """``POST /admin/workers/w1/drain`` -> ("workers.drain", "workers:w1")."""
+    parts = [part for part in path.split("/") if part][1:] or ["admin"]
+    area = parts[0]
+    verb = parts[2] if len(parts) > 2 else VERBS.get(method, method.lower())
+    target = f"{area}:{parts[1]}" if len(parts) > 1 else area
+    return f"{area}.{verb}", target
 
 
 def admin_actor(request: Request) -> str:

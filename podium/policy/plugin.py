@@ -62,6 +62,7 @@ def register_app(podium: Podium) -> None:
         cache,
         podium.admin_auth or KeyOrLoopbackAuth(podium.secrets, podium.config.server.admin_key_env),
         env_key=lambda: podium.secrets.get(podium.config.server.admin_key_env),
+        audit=trail,
     )
     admin = KeyAdmin(keys, cache, trail)
     admin_route(podium, "GET", "/admin/keys", admin.list)
