@@ -26,6 +26,10 @@ SCHEMA = {
     "required": ["city"],
 }
 
+# Cleared for every data class, so the policy layer's reading of these prompts (a city name,
+# say) never turns a translation test away: policy has its own tests.
+CLEARED = {"cleared": ["public", "internal", "confidential", "restricted"]}
+
 # Each format's stop reasons, named canonically so one assertion covers both callers.
 CANONICAL_STOP = {
     "stop": "stop",
@@ -236,7 +240,7 @@ def base_url(fake: FakeUpstream) -> str:
 async def cell(gateway: Any, ingress: str, egress: str) -> AsyncIterator[tuple[Caller, Any]]:
     async with (
         FAKES[egress]() as fake,
-        gateway([worker("w", egress, base_url(fake))]) as running,
+        gateway([worker("w", egress, base_url(fake), profile=CLEARED)]) as running,
         caller(ingress, running) as client,
     ):
         yield client, fake
@@ -301,6 +305,7 @@ def local_worker() -> dict[str, Any]:
         "model": "SmolLM2-135M-Instruct",
         "options": {"model": "smollm2-135m", "n_ctx": 1024, "parallel": 1},
         "price": {"input": 0.0, "output": 0.0},
+        "profile": CLEARED,
     }
 
 

@@ -197,7 +197,7 @@ class MessagesIn(Wire):
     top_p: float | None = Field(None, ge=0, le=1)
     top_k: int | None = Field(None, ge=0)  # accepted; the canonical request has no top_k
     metadata: MetadataIn | None = None
-    stream: bool | None = False
+    stream: bool | None = Field(False, strict=True)
     tools: list[ToolDef] | None = None
     tool_choice: ToolChoiceIn | None = None
     output_config: OutputConfig | None = None
@@ -242,8 +242,12 @@ _BRANCHES = frozenset(
 
 
 def _path(location: tuple[int | str, ...]) -> str:
-    parts = [str(part) for part in location if str(part) not in _BRANCHES and "[" not in str(part)]
-    return ".".join(parts)
+    # The last element is always a real field (a branch name never ends a location), which
+    # matters where a field shares a branch's name (a text block's ``text``).
+    *head, last = [str(part) for part in location] or [""]
+    parts = [part for part in head if part not in _BRANCHES and "[" not in part]
+    scalar = last in ("str", "int", "float", "bool", "") or "[" in last
+    return ".".join(parts if scalar else [*parts, last])
 
 
 def validation_error(error: ValidationError) -> PodiumError:
