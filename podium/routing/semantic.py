@@ -106,9 +106,7 @@ class SemanticRouter:
         return np.maximum.reduceat(sims, self._starts, axis=1)
 
     def thresholds(self) -> dict[str, float]:
-        return {
-            route.name: float(t) for route, t in zip(self.routes, self._thresholds, strict=True)
-        }
+        return {route.name: route.threshold for route in self.routes}
 
     def set_thresholds(self, thresholds: dict[str, float]) -> None:
         for index, route in enumerate(self.routes):
@@ -204,14 +202,17 @@ def fit_thresholds(
         mine = top == index
         cuts = np.unique(scores[mine, index])[::-1]  # descending: each admits one more score
         best = RouteFit(route.name, 1.0, 0.0, 0.0, 0.0, support)
-        for cut in cuts:
+        for position, cut in enumerate(cuts):
+            # Place the threshold halfway to the next lower score, not on an example's score.
+            below = float(cuts[position + 1]) if position + 1 < len(cuts) else float(cut) - 0.02
             predicted = mine & (scores[:, index] >= cut)
             tp = int((predicted & positive).sum())
             fp = int((predicted & ~positive).sum())
             precision = tp / (tp + fp) if tp + fp else 0.0
             recall = tp / support if support else 0.0
             f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-            current = RouteFit(route.name, float(cut), precision, recall, f1, support)
+            threshold = round((float(cut) + below) / 2, 4)
+            current = RouteFit(route.name, threshold, precision, recall, f1, support)
             if target_precision is None:
                 better = f1 > best.f1
             elif precision >= target_precision:
