@@ -17,6 +17,7 @@ from podium.routing.chain import decide
 from podium.store.traces import TraceRecord
 from podium.types import ChatRequest, ChatResponse, EventStream, StreamEvent, Usage
 from podium.workers import WorkerPool
+from podium.workflow import WorkflowError
 
 
 @dataclass(slots=True)
@@ -45,6 +46,20 @@ class Outcome:
 
 
 STREAM_COST = "pending"
+
+
+def enforce_clearance(decision: Decision, eligible: list[WorkerConfig]) -> None:
+    """Whatever a router or a hook did to the plan, every step and every fallback must be a
+    worker that policy cleared for this request; uncleared fallbacks are dropped, an
+    uncleared step refuses the request."""
+    cleared = {worker.name for worker in eligible}
+    decision.workflow.fallbacks = [w for w in decision.workflow.fallbacks if w in cleared]
+    try:
+        decision.workflow.validate(cleared)
+    except WorkflowError as error:
+        raise PodiumError(
+            "permission", f"the routed plan broke clearance: {error}", code="not_cleared"
+        ) from None
 
 
 def total_cost(attempts: Sequence[Attempt]) -> float:
@@ -130,9 +145,11 @@ class Gateway:
         run = Run()
         try:
             request = await self.admit(request, context)
-            decision = await self.route(request, context, self.eligible(request, context))
+            eligible = self.eligible(request, context)
+            decision = await self.route(request, context, list(eligible))
             for hook in self.hooks:
                 await hook.decided(request, decision, context)
+            enforce_clearance(decision, eligible)
             if request.stream:
                 metered = await self.executor.stream(request, decision.workflow, run)
                 return Outcome(

@@ -1,0 +1,140 @@
+"""Routing manipulation defences: the router's choice cannot be bought by the prompt.
+
+A prompt crafted to look hard (the "Rerouting LLM Routers" attack) makes a router pick an
+expensive worker. Two checks run on every decision before anything is spent:
+
+- a cost ceiling per request (key metadata ``max_cost_usd``, else ``policy.cost.max_cost_usd``):
+  a plan estimated above it is refused (402) or downgraded to the cheapest candidate under it;
+- an overspend check: a plan whose worker costs ``overspend_ratio`` times the cheapest
+  eligible candidate, for content that looks easy (short, or the cheap candidate is predicted
+  to do well), is recorded in the trace and the audit trail, and capped when configured.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from podium.context import RequestContext
+from podium.errors import PodiumError
+from podium.hooks import Hook
+from podium.policy.content_settings import CostGuardSettings
+from podium.routing.base import Decision
+from podium.types import ChatRequest, Usage
+from podium.workers import WorkerPool, estimate_tokens, price_usage
+from podium.workflow import Workflow
+
+if TYPE_CHECKING:
+    from podium.policy.content import Audit
+
+
+class CostGuardHook(Hook):
+    def __init__(
+        self, settings: CostGuardSettings, pool: WorkerPool, *, audit: Audit | None = None
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.audit = audit
+
+    def estimate(self, worker: str, request: ChatRequest, prompt_tokens: int) -> float | None:
+        found = self.pool.get(worker)
+        if found is None:
+            return None
+        output = request.max_tokens or found.config.max_output_tokens or self.settings.output_tokens
+        return price_usage(found.config.price, Usage(prompt_tokens, output))
+
+    def plan_cost(self, workflow: Workflow, request: ChatRequest, prompt_tokens: int) -> float:
+        total = 0.0
+        for step in workflow.steps:
+            total += self.estimate(step.worker, request, prompt_tokens) or 0.0
+        return total
+
+    def ceiling(self, context: RequestContext) -> float | None:
+        raw = context.caller.metadata.get("max_cost_usd")
+        if raw:
+            try:
+                return float(raw)
+            except ValueError:
+                pass  # a malformed key setting must not lift the configured ceiling
+        return self.settings.max_cost_usd
+
+    def _record(
+        self, context: RequestContext, action: str, entry: str, details: dict[str, Any]
+    ) -> None:
+        context.policy_actions.append(entry)
+        if self.audit is not None and action:
+            self.audit.record(f"key:{context.caller.key_id}", action, context.trace_id, details)
+
+    def _cheapest(
+        self, decision: Decision, request: ChatRequest, prompt_tokens: int
+    ) -> list[tuple[float, str]]:
+        names = dict.fromkeys([c.worker for c in decision.candidates] + decision.workflow.workers)
+        priced = []
+        for name in names:
+            cost = self.estimate(name, request, prompt_tokens)
+            if cost is not None:
+                priced.append((cost, name))
+        return sorted(priced)
+
+    async def decided(
+        self, request: ChatRequest, decision: Decision, context: RequestContext
+    ) -> None:
+        prompt_tokens = estimate_tokens(request.prompt_text())
+        planned = self.plan_cost(decision.workflow, request, prompt_tokens)
+        options = self._cheapest(decision, request, prompt_tokens)
+        ceiling = self.ceiling(context)
+        if ceiling is not None and planned > ceiling:
+            under = [(cost, name) for cost, name in options if cost <= ceiling]
+            details: dict[str, Any] = {"estimated_usd": round(planned, 6), "ceiling_usd": ceiling}
+            if self.settings.on_exceed == "refuse" or not under:
+                self._record(context, "request.refused", "cost:refused", details)
+                raise PodiumError(
+                    "payment_required",
+                    f"the routed plan is estimated at ${planned:.6f}, above this key's "
+                    f"per-request ceiling of ${ceiling:.6f}",
+                    code="cost_ceiling",
+                )
+            cost, name = under[0]
+            self._downgrade(decision, name, f"cost ceiling ${ceiling:.6f}")
+            self._record(
+                context,
+                "request.rerouted",
+                f"cost:downgraded to={name}",
+                {**details, "worker": name, "estimated_after_usd": round(cost, 6)},
+            )
+            return
+        if not options or len(decision.workflow.steps) != 1:
+            return
+        cheapest_cost, cheapest = options[0]
+        chosen = decision.workflow.steps[0].worker
+        if chosen == cheapest or planned <= 0:
+            return
+        ratio = planned / cheapest_cost if cheapest_cost > 0 else float("inf")
+        if ratio < self.settings.overspend_ratio or not self._looks_easy(
+            decision, cheapest, prompt_tokens
+        ):
+            return
+        details = {
+            "worker": chosen,
+            "cheapest": cheapest,
+            "ratio": round(min(ratio, 1e9), 2),
+        }
+        if self.settings.cap_overspend:
+            self._downgrade(decision, cheapest, "overspend cap")
+            self._record(
+                context, "request.rerouted", f"cost:overspend capped to={cheapest}", details
+            )
+        else:
+            self._record(
+                context, "", f"cost:overspend worker={chosen} ratio={details['ratio']}", details
+            )
+
+    def _looks_easy(self, decision: Decision, cheapest: str, prompt_tokens: int) -> bool:
+        for candidate in decision.candidates:
+            if candidate.worker == cheapest and candidate.quality is not None:
+                return candidate.quality >= 0.8
+        return prompt_tokens <= self.settings.easy_tokens
+
+    @staticmethod
+    def _downgrade(decision: Decision, worker: str, why: str) -> None:
+        decision.workflow = Workflow.single(worker)
+        decision.reason = f"{decision.reason} (downgraded: {why})"

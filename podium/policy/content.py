@@ -1,0 +1,251 @@
+"""The content policy as a plugin: data classes and clearance, PII pseudonymisation, the
+injection screen and the cost guard, registered as gateway hooks after authentication.
+
+Every decision that refuses, redacts or reroutes a request is written to the audit trail
+(when the gateway has one) and to ``context.policy_actions``, which lands in the trace.
+Neither ever carries a detected value or prompt text.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Any, Protocol
+
+from podium.config import WorkerConfig
+from podium.context import RequestContext
+from podium.errors import PodiumError
+from podium.hooks import Hook
+from podium.policy.ceiling import CostGuardHook
+from podium.policy.classify import DataClasses
+from podium.policy.content_settings import ContentPolicySettings, InjectionAction
+from podium.policy.detect import PiiDetector
+from podium.policy.findings import Finding
+from podium.policy.guard import InjectionScreen
+from podium.policy.redact import Vault, pseudonymise_request, restore_events, restore_response
+from podium.types import ChatRequest, ChatResponse, EventStream
+from podium.workers import WorkerPool
+
+if TYPE_CHECKING:
+    from podium.app import Podium
+
+INJECTION_ACTIONS: tuple[InjectionAction, ...] = ("off", "flag", "block", "reroute")
+
+
+class Audit(Protocol):
+    def record(
+        self, actor: str, action: str, target: str, details: dict[str, Any] | None = None
+    ) -> None: ...
+
+
+def note(
+    context: RequestContext,
+    audit: Audit | None,
+    action: str,
+    entry: str,
+    details: dict[str, Any],
+) -> None:
+    """Record a policy decision in the trace and, for refusals, redactions and reroutes, in
+    the audit trail."""
+    context.policy_actions.append(entry)
+    if audit is not None and action:
+        audit.record(f"key:{context.caller.key_id}", action, context.trace_id, details)
+
+
+class DataPolicyHook(Hook):
+    """Classify (declared and detected), pseudonymise where a worker needs it, filter the
+    workers by clearance, restore the values in the answer."""
+
+    def __init__(
+        self,
+        settings: ContentPolicySettings,
+        pool: WorkerPool,
+        *,
+        detector: PiiDetector | None = None,
+        audit: Audit | None = None,
+    ) -> None:
+        self.settings = settings
+        self.classes = DataClasses(settings)
+        self.pool = pool
+        self.detector = detector or PiiDetector(settings.pii.engines, types=settings.pii.types)
+        self.audit = audit
+
+    def _declared(self, context: RequestContext) -> list[str]:
+        declared: list[str] = []
+        header = context.headers.get(self.settings.header.lower())
+        if header is not None:
+            declared.append(self.classes.check(header, where=self.settings.header))
+        from_key = context.caller.metadata.get("data_class")
+        if from_key:
+            declared.append(self.classes.check(from_key, where="key metadata data_class"))
+        if context.data_class in self.classes.rank:
+            declared.append(context.data_class)  # set by a contract before the gateway ran
+        return declared
+
+    def _wants_pseudonyms(self, data_class: str) -> bool:
+        mode = self.settings.pii.pseudonymise
+        if mode == "never":
+            return False
+        if mode == "always":
+            return True
+        # auto: only when some serving worker is cleared for this class only pseudonymised.
+        return any(
+            self.classes.needs_pseudonyms(worker.config, data_class)
+            for worker in self.pool.serving()
+        )
+
+    async def transform_request(self, request: ChatRequest, context: RequestContext) -> ChatRequest:
+        declared = self._declared(context)
+        memo: dict[str, list[Finding]] = {}
+
+        def inspect(text: str) -> list[Finding]:
+            cached = memo.get(text)
+            if cached is None:
+                cached = memo[text] = self.detector.inspect(text)
+            return cached
+
+        findings: list[Finding] = []
+        if self.settings.pii.enabled:
+            for message in request.messages:
+                findings.extend(inspect(message.text()) if message.content else [])
+                for call in message.tool_calls:
+                    findings.extend(inspect(call.arguments))
+        detected_class, kinds = self.classes.detected(findings)
+        if not findings:
+            detected_class = self.settings.lowest
+        context.data_class = self.classes.highest([*declared, detected_class])
+        context.policy_actions.append(
+            f"class:{context.data_class}" + (f" pii={','.join(kinds)}" if kinds else "")
+        )
+        if not self._wants_pseudonyms(context.data_class):
+            return request
+        vault = Vault()
+        # Inspect each text part (not the joined message) so spans line up with what changes.
+        request, replaced = pseudonymise_request(request, vault, inspect)
+        context.pseudonyms = vault.table
+        if replaced:
+            counts = Counter(replaced)
+            note(
+                context,
+                self.audit,
+                "request.redacted",
+                "pii:pseudonymised " + ",".join(f"{k}={n}" for k, n in sorted(counts.items())),
+                {"pseudonymised": dict(sorted(counts.items())), "class": context.data_class},
+            )
+        return request
+
+    def eligible(
+        self, workers: list[WorkerConfig], request: ChatRequest, context: RequestContext
+    ) -> list[WorkerConfig]:
+        pseudonymised = context.pseudonyms is not None
+        allowed = [
+            worker
+            for worker in workers
+            if self.classes.cleared(worker, context.data_class, pseudonymised=pseudonymised)
+        ]
+        if not allowed and workers:
+            kinds = sorted(
+                {entry for entry in context.policy_actions if entry.startswith("class:")}
+            )
+            note(
+                context,
+                self.audit,
+                "request.refused",
+                f"clearance:refused class={context.data_class}",
+                {"status": 403, "code": "no_cleared_worker", "class": context.data_class},
+            )
+            detected = kinds[0].partition(" pii=")[2].split(",") if kinds else []
+            raise self.classes.refusal(context, [kind for kind in detected if kind])
+        return allowed
+
+    def transform_response(self, response: ChatResponse, context: RequestContext) -> ChatResponse:
+        if context.pseudonyms:
+            return restore_response(response, Vault(context.pseudonyms))
+        return response
+
+    def transform_events(self, events: EventStream, context: RequestContext) -> EventStream:
+        if context.pseudonyms:
+            return restore_events(events, Vault(context.pseudonyms))
+        return events
+
+
+class InjectionHook(Hook):
+    """Screens what the caller and tools wrote (not the application's system prompt), then
+    flags, blocks or reroutes to hardened workers, per key (metadata ``injection``) or by
+    the configured default."""
+
+    def __init__(
+        self, settings: ContentPolicySettings, screen: InjectionScreen, *, audit: Audit | None
+    ) -> None:
+        self.settings = settings.injection
+        self.screen = screen
+        self.audit = audit
+
+    def action(self, context: RequestContext) -> InjectionAction:
+        chosen = context.caller.metadata.get("injection")
+        for action in INJECTION_ACTIONS:
+            if chosen == action:
+                return action
+        return self.settings.action
+
+    async def admit(self, request: ChatRequest, context: RequestContext) -> None:
+        action = self.action(context)
+        if action == "off":
+            return
+        untrusted = "\n".join(
+            message.text() for message in request.messages if message.role in ("user", "tool")
+        )
+        verdict = self.screen.verdict(untrusted[-self.settings.max_chars :])
+        if not verdict.flagged:
+            return
+        signals = ",".join(verdict.signals)
+        details = {"signals": verdict.signals, "score": round(verdict.score, 3), "action": action}
+        if action == "block":
+            note(context, self.audit, "request.refused", f"injection:block {signals}", details)
+            raise PodiumError(
+                "permission",
+                "the request was refused by the prompt-injection screen "
+                f"(signals: {signals}); rephrase it, or ask for a key with another policy",
+                code="prompt_injection",
+            )
+        if action == "reroute":
+            note(context, self.audit, "request.rerouted", f"injection:reroute {signals}", details)
+            return
+        note(context, None, "", f"injection:flag {signals}", details)
+
+    def eligible(
+        self, workers: list[WorkerConfig], request: ChatRequest, context: RequestContext
+    ) -> list[WorkerConfig]:
+        if not any(entry.startswith("injection:reroute") for entry in context.policy_actions):
+            return workers
+        hardened = set(self.settings.hardened_workers)
+        allowed = [worker for worker in workers if worker.name in hardened]
+        if not allowed:
+            raise PodiumError(
+                "permission",
+                "the request was flagged by the prompt-injection screen and no hardened "
+                "worker is available for it",
+                code="prompt_injection",
+            )
+        return allowed
+
+
+def register_app(podium: Podium) -> None:
+    settings = podium.config.policy
+    if not settings.enabled:
+        return
+    classes = DataClasses(settings)
+    classes.validate_workers(podium.config)
+    audit: Audit | None = getattr(podium, "audit", None)
+    screen = InjectionScreen(
+        threshold=settings.injection.threshold, use_classifier=settings.injection.classifier
+    )
+    # The screen is registered even when the default action is "off": a key may turn it on.
+    hooks: list[Hook] = [
+        InjectionHook(settings, screen, audit=audit),
+        DataPolicyHook(settings, podium.pool, audit=audit),
+        CostGuardHook(settings.cost, podium.pool, audit=audit),
+    ]
+    # After authentication and limits (which put themselves first): nothing here should run
+    # for a caller who is not allowed in.
+    podium.gateway.hooks.extend(hooks)
+    podium.extras["data_classes"] = classes

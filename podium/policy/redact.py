@@ -1,0 +1,194 @@
+"""Reversible pseudonymisation: detected values become typed placeholders (``<PERSON_1>``,
+``<EMAIL_2>``) before a worker sees the request; the answer gets the values back.
+
+Within one request the same value always gets the same placeholder, so a model can still
+refer to "<PERSON_1>" consistently. The mapping lives only in the request's context. In a
+stream, a placeholder may arrive split across chunks: the restorer holds back only the
+shortest tail that could still be the start of a placeholder (at most
+``MAX_PLACEHOLDER`` characters), never the whole answer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+from podium.policy.findings import Finding
+from podium.types import (
+    ChatRequest,
+    ChatResponse,
+    EventStream,
+    Message,
+    TextDelta,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+)
+
+PLACEHOLDER = re.compile(r"<([A-Z][A-Z_]{1,30})_(\d{1,6})>")
+MAX_PLACEHOLDER = 40
+# A tail that may still grow into a placeholder: "<", "<PER", "<PERSON_", "<PERSON_1".
+_PARTIAL = re.compile(r"<(?:[A-Z][A-Z_]{0,30}(?:_\d{0,6})?)?$")
+
+
+class Vault:
+    """One request's placeholder table (placeholder -> value) and its reverse."""
+
+    def __init__(self, table: dict[str, str] | None = None) -> None:
+        self.table: dict[str, str] = table if table is not None else {}
+        self._reverse = {value: key for key, value in self.table.items()}
+        self._counts: dict[str, int] = {}
+        for key in self.table:
+            match = PLACEHOLDER.fullmatch(key)
+            if match:
+                kind, number = match.group(1), int(match.group(2))
+                self._counts[kind] = max(self._counts.get(kind, 0), number)
+
+    def placeholder(self, kind: str, value: str) -> str:
+        existing = self._reverse.get(value)
+        if existing is not None:
+            return existing
+        number = self._counts.get(kind, 0) + 1
+        self._counts[kind] = number
+        key = f"<{kind}_{number}>"
+        self.table[key] = value
+        self._reverse[value] = key
+        return key
+
+    def replace(self, text: str, findings: Sequence[Finding]) -> str:
+        if not findings:
+            return text
+        pieces: list[str] = []
+        cursor = 0
+        for finding in sorted(findings, key=lambda f: f.start):
+            if finding.start < cursor:
+                continue  # overlapping spans are resolved upstream; never split a value
+            pieces.append(text[cursor : finding.start])
+            pieces.append(self.placeholder(finding.kind, text[finding.start : finding.end]))
+            cursor = finding.end
+        pieces.append(text[cursor:])
+        return "".join(pieces)
+
+    def restore(self, text: str, *, quote: bool = False) -> str:
+        """Put the values back. ``quote`` escapes them for a JSON string (tool arguments)."""
+        if "<" not in text or not self.table:
+            return text
+
+        def value(match: re.Match[str]) -> str:
+            original = self.table.get(match.group(0))
+            if original is None:
+                return match.group(0)
+            return json.dumps(original, ensure_ascii=False)[1:-1] if quote else original
+
+        return PLACEHOLDER.sub(value, text)
+
+
+def pseudonymise_request(
+    request: ChatRequest, vault: Vault, inspect: Callable[[str], list[Finding]]
+) -> tuple[ChatRequest, list[str]]:
+    """The request with every detected value replaced, and the kinds replaced (one per value)."""
+    kinds: list[str] = []
+    messages: list[Message] = []
+    changed = False
+    for message in request.messages:
+        parts = []
+        for part in message.content:
+            if isinstance(part, TextPart) and part.text:
+                findings = inspect(part.text)
+                if findings:
+                    kinds.extend(f.kind for f in findings)
+                    part = TextPart(vault.replace(part.text, findings))
+                    changed = True
+            parts.append(part)
+        calls = []
+        for call in message.tool_calls:
+            findings = inspect(call.arguments)
+            if findings:
+                kinds.extend(f.kind for f in findings)
+                call = replace(call, arguments=_replace_json(call.arguments, findings, vault))
+                changed = True
+            calls.append(call)
+        messages.append(replace(message, content=parts, tool_calls=calls))
+    if not changed:
+        return request, kinds
+    return replace(request, messages=messages), kinds
+
+
+def _replace_json(arguments: str, findings: Sequence[Finding], vault: Vault) -> str:
+    """Placeholders contain no characters JSON escapes, so replacing inside JSON text keeps it
+    valid as long as no finding crosses a quote."""
+    safe = [f for f in findings if '"' not in arguments[f.start : f.end]]
+    return vault.replace(arguments, safe)
+
+
+def restore_response(response: ChatResponse, vault: Vault) -> ChatResponse:
+    if not vault.table:
+        return response
+    response.text = vault.restore(response.text)
+    response.tool_calls = [
+        ToolCall(call.id, call.name, vault.restore(call.arguments, quote=True))
+        for call in response.tool_calls
+    ]
+    return response
+
+
+class StreamRestorer:
+    """Restores placeholders in pieces of text as they arrive, holding back only a tail that
+    could still become one."""
+
+    def __init__(self, vault: Vault, *, quote: bool = False) -> None:
+        self.vault = vault
+        self.quote = quote
+        self.pending = ""
+
+    def feed(self, piece: str) -> str:
+        text = self.pending + piece
+        if "<" not in text:
+            self.pending = ""
+            return text
+        cut = len(text)
+        tail_start = text.rfind("<", max(0, len(text) - MAX_PLACEHOLDER))
+        if tail_start >= 0 and _PARTIAL.match(text, tail_start):
+            cut = tail_start
+        self.pending = text[cut:]
+        return self.vault.restore(text[:cut], quote=self.quote)
+
+    def flush(self) -> str:
+        text, self.pending = self.pending, ""
+        return self.vault.restore(text, quote=self.quote)
+
+
+async def restore_events(events: EventStream, vault: Vault) -> EventStream:
+    """The stream with values restored in text and in tool-call arguments."""
+    text = StreamRestorer(vault)
+    calls: dict[int, StreamRestorer] = {}
+    async for event in events:
+        if isinstance(event, TextDelta):
+            out = text.feed(event.text)
+            if out:
+                yield TextDelta(out)
+            continue
+        if isinstance(event, ToolCallDelta):
+            restorer = calls.setdefault(event.index, StreamRestorer(vault, quote=True))
+            arguments = restorer.feed(event.arguments)
+            if arguments or event.id is not None or event.name is not None:
+                yield replace(event, arguments=arguments)
+            continue
+        # Anything else ends text and arguments: flush what was held back first.
+        rest = text.flush()
+        if rest:
+            yield TextDelta(rest)
+        for index, restorer in calls.items():
+            held = restorer.flush()
+            if held:
+                yield ToolCallDelta(index=index, arguments=held)
+        yield event
+    rest = text.flush()
+    if rest:
+        yield TextDelta(rest)
+    for index, restorer in calls.items():
+        held = restorer.flush()
+        if held:
+            yield ToolCallDelta(index=index, arguments=held)

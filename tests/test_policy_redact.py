@@ -1,0 +1,164 @@
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from podium.policy.detect import PiiDetector
+from podium.policy.findings import Finding
+from podium.policy.redact import StreamRestorer, Vault, restore_events
+from podium.testing.openai_fake import FakeOpenAI
+from podium.types import Finish, StreamEvent, TextDelta, ToolCallDelta
+from tests.conftest import worker
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared/data/security/pii/presidio_synth_train.json"
+STRUCTURED = {"EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS"}
+
+
+def pseudonymised_worker(name: str, base_url: str) -> dict[str, Any]:
+    """A vendor cleared for public data, and for confidential data only pseudonymised."""
+    return worker(
+        name, "openai", base_url, profile={"cleared": ["public"], "pseudonymised": ["confidential"]}
+    )
+
+
+def test_same_value_same_placeholder_and_exact_round_trip() -> None:
+    text = "Mail ann@example.com, then ann@example.com again, or bob@example.org."
+    findings = PiiDetector(["patterns"]).inspect(text)
+    vault = Vault()
+    hidden = vault.replace(text, findings)
+    assert hidden == "Mail <EMAIL_1>, then <EMAIL_1> again, or <EMAIL_2>."
+    assert vault.restore(hidden) == text
+
+
+def test_restore_in_json_escapes_the_value() -> None:
+    vault = Vault()
+    hidden = vault.replace("12 Main St\nSpringfield", [Finding(0, 23, "ADDRESS")])
+    arguments = json.dumps({"to": hidden})
+    restored = vault.restore(arguments, quote=True)
+    assert json.loads(restored) == {"to": "12 Main St\nSpringfield"}
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 7, 64])
+def test_stream_restorer_handles_placeholders_split_anywhere(size: int) -> None:
+    vault = Vault({"<PERSON_1>": "Ada Lovelace", "<EMAIL_12>": "ada@example.com"})
+    answer = "Dear <PERSON_1>, write to <EMAIL_12> < 3 <PERSON_9> <PERS"
+    restorer = StreamRestorer(vault)
+    out = "".join(restorer.feed(answer[i : i + size]) for i in range(0, len(answer), size))
+    out += restorer.flush()
+    assert out == "Dear Ada Lovelace, write to ada@example.com < 3 <PERSON_9> <PERS"
+
+
+def test_stream_restorer_holds_back_only_a_short_tail() -> None:
+    restorer = StreamRestorer(Vault({"<PERSON_1>": "Ada"}))
+    assert restorer.feed("a long answer that keeps going <PER") == "a long answer that keeps going "
+    assert restorer.pending == "<PER"
+    assert restorer.feed("SON_1> done") == "Ada done"
+    assert restorer.feed("x" * 500) == "x" * 500  # nothing held without a '<'
+
+
+async def test_restore_events_covers_text_and_tool_arguments() -> None:
+    vault = Vault({"<EMAIL_1>": "ann@example.com"})
+
+    async def events() -> AsyncIterator[StreamEvent]:
+        yield TextDelta("to <EM")
+        yield TextDelta("AIL_1>")
+        yield ToolCallDelta(index=0, id="call_1", name="send", arguments='{"to": "<EMA')
+        yield ToolCallDelta(index=0, arguments='IL_1>"}')
+        yield Finish("tool_calls")
+
+    out = [event async for event in restore_events(events(), vault)]  # type: ignore[arg-type]
+    text = "".join(e.text for e in out if isinstance(e, TextDelta))
+    arguments = "".join(e.arguments for e in out if isinstance(e, ToolCallDelta))
+    assert text == "to ann@example.com"
+    assert json.loads(arguments) == {"to": "ann@example.com"}
+    assert isinstance(out[-1], Finish)
+
+
+async def test_pseudonymised_worker_never_sees_the_values_and_client_gets_them_back(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    prompt = (
+        "My card 4111 1111 1111 1111 and my email is jane.doe@example.com, call +44 20 7946 0958"
+    )
+    async with (
+        gateway([pseudonymised_worker("vendor", fake_openai.base_url)]) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="unused") as client,
+    ):
+        completion = await client.chat.completions.create(
+            model="vendor", messages=[{"role": "user", "content": prompt}]
+        )
+        stream = await client.chat.completions.create(
+            model="vendor", messages=[{"role": "user", "content": prompt}], stream=True
+        )
+        streamed = ""
+        async for chunk in stream:
+            if chunk.choices:
+                streamed += chunk.choices[0].delta.content or ""
+    sent = json.dumps([r.body for r in fake_openai.received])
+    for value in ("4111 1111 1111 1111", "jane.doe@example.com", "7946 0958"):
+        assert value not in sent
+    assert "<CREDIT_CARD_1>" in sent and "<EMAIL_1>" in sent
+    assert completion.choices[0].message.content == f"fake answer to: {prompt}"
+    assert streamed == f"fake answer to: {prompt}"
+
+
+async def test_tool_call_arguments_are_restored(gateway: Any, fake_openai: FakeOpenAI) -> None:
+    fake_openai.behaviour.tool_call = ("send_mail", '{"to": "<EMAIL_1>"}')
+    tools = [
+        {"type": "function", "function": {"name": "send_mail", "parameters": {"type": "object"}}}
+    ]
+    async with (
+        gateway([pseudonymised_worker("vendor", fake_openai.base_url)]) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="unused") as client,
+    ):
+        completion = await client.chat.completions.create(
+            model="vendor",
+            messages=[{"role": "user", "content": "Mail ann@example.com please"}],
+            tools=tools,  # type: ignore[arg-type]
+        )
+    call = completion.choices[0].message.tool_calls[0]  # type: ignore[index]
+    assert json.loads(call.function.arguments) == {"to": "ann@example.com"}  # type: ignore[union-attr]
+    assert "ann@example.com" not in json.dumps(fake_openai.received[0].body)
+
+
+@pytest.mark.skipif(not CORPUS.is_file(), reason="the shared PII corpus is not beside the repo")
+async def test_no_structured_pii_from_the_corpus_reaches_the_worker(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    """Over a sample of the PII train corpus: no e-mail, phone, card, IBAN, SSN or IP value
+    reaches a worker cleared only for pseudonymised data, every value the detectors find is
+    hidden, at least 85% of names and addresses are, and the client gets the text back."""
+    records = json.loads(CORPUS.read_text(encoding="utf-8"))
+    sample = random.Random(4).sample(records, 250)
+    detector = PiiDetector()
+    hidden = total = 0
+    async with (
+        gateway([pseudonymised_worker("vendor", fake_openai.base_url)]) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="unused") as client,
+    ):
+        for record in sample:
+            text = record["full_text"]
+            fake_openai.received.clear()
+            completion = await client.chat.completions.create(
+                model="vendor", messages=[{"role": "user", "content": text}]
+            )
+            sent = "\n".join(m["content"] for m in fake_openai.received[0].body["messages"])
+            for finding in detector.inspect(text):
+                assert text[finding.start : finding.end] not in sent
+            for span in record["spans"]:
+                value = span["entity_value"]
+                if span["entity_type"] in STRUCTURED:
+                    assert value not in sent, span
+                elif span["entity_type"] in ("PERSON", "STREET_ADDRESS"):
+                    total += 1
+                    hidden += value not in sent
+            answer = completion.choices[0].message.content or ""
+            if "\n" not in text.strip() and len(text) < 150:
+                assert answer == f"fake answer to: {text.strip()}"
+    assert hidden / total >= 0.85
