@@ -8,6 +8,8 @@ import pytest
 
 from podium.app import Podium, create_podium
 from podium.config import PodiumConfig, parse_config
+from podium.testing.anthropic_fake import FakeAnthropic
+from podium.testing.gemini_fake import FakeGemini
 from podium.testing.openai_fake import FakeOpenAI
 from podium.testing.server import serve
 
@@ -15,6 +17,18 @@ from podium.testing.server import serve
 @pytest.fixture
 async def fake_openai() -> AsyncIterator[FakeOpenAI]:
     async with FakeOpenAI() as fake:
+        yield fake  # type: ignore[misc]
+
+
+@pytest.fixture
+async def fake_anthropic() -> AsyncIterator[FakeAnthropic]:
+    async with FakeAnthropic() as fake:
+        yield fake  # type: ignore[misc]
+
+
+@pytest.fixture
+async def fake_gemini() -> AsyncIterator[FakeGemini]:
+    async with FakeGemini() as fake:
         yield fake  # type: ignore[misc]
 
 

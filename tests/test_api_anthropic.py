@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from podium.testing.anthropic_fake import FakeAnthropic
+from podium.testing.gemini_fake import FakeGemini
 from podium.testing.openai_fake import FakeOpenAI
 from tests.conftest import worker
 
@@ -419,3 +420,26 @@ async def test_stop_sequence_reported_when_the_worker_knows_it(gateway: Any) -> 
         assert answer.stop_reason == "stop_sequence"
         assert answer.stop_sequence == "END"
         assert answer.content[0].type == "text" and answer.content[0].text == "one two "
+
+
+async def test_upstream_errors_reach_the_caller_in_anthropic_format(
+    gateway: Any, fake_gemini: FakeGemini, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "AIzaSecret-0123456789abcdefghij"
+    monkeypatch.setenv("PODIUM_TEST_GEMINI_KEY", key)
+    fake_gemini.behaviour.require_key = key
+    gem = worker("gem", "gemini", fake_gemini.base_url, api_key_env="PODIUM_TEST_GEMINI_KEY")
+    async with gateway([gem]) as running, httpx.AsyncClient() as http:
+        fake_gemini.behaviour.fail(400, f"Invalid argument near {key}")
+        bad = await http.post(f"{running.url}/v1/messages", json={**GOOD, "model": "gem"})
+        fake_gemini.behaviour.fail(429, "Resource has been exhausted", retry_after=30)
+        limited = await http.post(f"{running.url}/v1/messages", json={**GOOD, "model": "gem"})
+        fine = await http.post(f"{running.url}/v1/messages", json={**GOOD, "model": "gem"})
+    assert bad.status_code == 400
+    assert bad.json()["error"]["type"] == "invalid_request_error"
+    assert limited.status_code == 429
+    assert limited.json()["error"]["type"] == "rate_limit_error"
+    assert limited.headers["retry-after"] == "30"
+    assert fine.status_code == 200 and fine.json()["content"][0]["text"] == "fake answer to: x"
+    for response in (bad, limited, fine):
+        assert key not in response.text and key[:8] not in response.text
