@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +21,20 @@ from podium.store.migrations import MIGRATIONS, Migration
 from podium.store.traces import COLUMNS, JSON_COLUMNS, TraceRecord
 
 T = TypeVar("T")
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """One explicit transaction. The connection runs in autocommit mode (isolation_level=None),
+    where ``with db:`` opens none, so without this every statement committed on its own: a
+    failed migration stayed half-applied and a batch of traces was written row by row."""
+    db.execute("BEGIN")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def apply_migrations(db: sqlite3.Connection, migrations: list[Migration] = MIGRATIONS) -> list[str]:
@@ -33,7 +48,7 @@ def apply_migrations(db: sqlite3.Connection, migrations: list[Migration] = MIGRA
     for migration in migrations:
         if migration.name in done:
             continue
-        with db:  # each migration and its record commit together, or not at all
+        with transaction(db):  # each migration and its record commit together, or not at all
             migration.apply(db)
             db.execute(
                 "INSERT INTO podium_migrations (name, applied_at) VALUES (?, ?)",
@@ -115,7 +130,7 @@ class SQLiteStore:
         rows = [_row_values(record) for record in records]
 
         def write(db: sqlite3.Connection) -> None:
-            with db:
+            with transaction(db):
                 db.executemany(sql, rows)
 
         await self._run(write)

@@ -1,0 +1,200 @@
+"""The SQLite trace store: ordered, named migrations that run once; traces in and out."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from podium.store.migrations import MIGRATIONS, Executor, Migration
+from podium.store.sqlite import SQLiteStore, apply_migrations
+from podium.store.traces import COLUMNS, TraceRecord
+
+# What issue 2 asks every trace row to hold.
+REQUIRED = (
+    "trace_id",
+    "created_at",
+    "caller",
+    "requested_model",
+    "route",
+    "worker",
+    "workers",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "latency_ms",
+    "ttft_ms",
+    "status",
+    "error",
+)
+
+
+def trace(trace_id: str, **fields: object) -> TraceRecord:
+    values: dict[str, object] = {
+        "trace_id": trace_id,
+        "created_at": time.time(),
+        "ingress": "openai",
+        "caller": "anonymous",
+        "owner": "anonymous",
+        "requested_model": "podium/auto",
+        "route": "direct",
+        "status": "ok",
+        "http_status": 200,
+        "worker": "alpha",
+        "workers": "alpha",
+        "input_tokens": 12,
+        "output_tokens": 34,
+        "cost_usd": 0.0001,
+        "latency_ms": 12.5,
+        "ttft_ms": 3.25,
+        "steps": [{"worker": "alpha", "status": "ok"}],
+    }
+    values.update(fields)
+    return TraceRecord(**values)  # type: ignore[arg-type]
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, isolation_level=None)
+
+
+def test_migrations_run_once_in_order(tmp_path: Path) -> None:
+    db = connect(tmp_path / "p.db")
+    ran = apply_migrations(db)
+    assert ran == [migration.name for migration in MIGRATIONS]
+    assert apply_migrations(db) == []  # re-open: nothing runs again
+    recorded = [row[0] for row in db.execute("SELECT name FROM podium_migrations ORDER BY rowid")]
+    assert recorded == ran
+    columns = {row[1] for row in db.execute("PRAGMA table_info(traces)")}
+    assert set(REQUIRED) <= columns and set(COLUMNS) <= columns
+
+
+def test_an_appended_migration_runs_alone_on_the_next_open(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    def step(name: str) -> Migration:
+        def apply(db: Executor) -> None:
+            calls.append(name)
+            db.execute(f"CREATE TABLE {name} (id INTEGER)")
+
+        return Migration(name, apply)
+
+    db = connect(tmp_path / "p.db")
+    assert apply_migrations(db, [step("m1"), step("m2")]) == ["m1", "m2"]
+    assert apply_migrations(db, [step("m1"), step("m2"), step("m3")]) == ["m3"]
+    assert calls == ["m1", "m2", "m3"]
+
+
+def test_a_failing_migration_leaves_nothing_half_done(tmp_path: Path) -> None:
+    def broken(db: Executor) -> None:
+        db.execute("CREATE TABLE half (id INTEGER)")
+        db.execute("CREATE INDEX nope ON missing_table (id)")
+
+    db = connect(tmp_path / "p.db")
+    with pytest.raises(sqlite3.OperationalError):
+        apply_migrations(db, [Migration("m_broken", broken)])
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "half" not in tables  # rolled back with its record
+    assert list(db.execute("SELECT name FROM podium_migrations")) == []
+
+    def fixed(db: Executor) -> None:
+        db.execute("CREATE TABLE half (id INTEGER)")
+
+    assert apply_migrations(db, [Migration("m_broken", fixed)]) == ["m_broken"]
+
+
+async def test_traces_round_trip_with_every_field(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "p.db")
+    await store.open()
+    try:
+        original = trace(
+            "t1",
+            status="error",
+            http_status=502,
+            error="worker 'alpha' failed (upstream 500): boom",
+            error_kind="upstream",
+            stream=True,
+            candidates=[{"worker": "alpha", "score": 1.0}],
+            policy_actions=["redacted:email"],
+        )
+        await store.write_traces([original])
+        assert await store.get_trace("t1") == original
+        assert await store.get_trace("missing") is None
+    finally:
+        await store.close()
+
+
+async def test_rewriting_a_trace_is_idempotent(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "p.db")
+    await store.open()
+    try:
+        await store.write_traces([trace("t1"), trace("t2")])
+        await store.write_traces([trace("t1", cost_usd=0.5)])  # a replayed spill, say
+        rows = await store.list_traces()
+        assert sorted(row.trace_id for row in rows) == ["t1", "t2"]
+        assert (await store.get_trace("t1")).cost_usd == 0.5  # type: ignore[union-attr]
+    finally:
+        await store.close()
+
+
+async def test_list_filters_and_limits(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "p.db")
+    await store.open()
+    try:
+        now = time.time()
+        await store.write_traces(
+            [
+                trace("old", created_at=now - 100, caller="k1", worker="alpha"),
+                trace("mid", created_at=now - 50, caller="k2", worker="beta"),
+                trace("new", created_at=now, caller="k1", worker="beta"),
+            ]
+        )
+        assert [r.trace_id for r in await store.list_traces()] == ["new", "mid", "old"]
+        assert [r.trace_id for r in await store.list_traces(caller="k1")] == ["new", "old"]
+        assert [r.trace_id for r in await store.list_traces(worker="beta", limit=1)] == ["new"]
+        since = await store.list_traces(since=now - 60, until=now)
+        assert [r.trace_id for r in since] == ["mid"]
+    finally:
+        await store.close()
+
+
+async def test_hostile_values_are_data_not_sql(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "p.db")
+    await store.open()
+    try:
+        evil = "x'); DROP TABLE traces; --"
+        await store.write_traces([trace(evil, caller=evil, requested_model=evil)])
+        [row] = await store.list_traces(caller=evil)
+        assert row.trace_id == evil and row.requested_model == evil
+    finally:
+        await store.close()
+
+
+async def test_a_batch_is_written_atomically(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "p.db")
+    await store.open()
+    try:
+        bad = trace("t2")
+        bad.status = None  # type: ignore[assignment]  # violates NOT NULL
+        with pytest.raises(sqlite3.IntegrityError):
+            await store.write_traces([trace("t1"), bad])
+        assert await store.list_traces() == []  # all of the batch or none of it
+    finally:
+        await store.close()
+
+
+async def test_reopening_keeps_the_data_and_runs_no_migration(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    store = SQLiteStore(path)
+    await store.open()
+    await store.write_traces([trace("t1")])
+    await store.close()
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        assert (await store.get_trace("t1")) is not None
+        rows = await store.execute("SELECT COUNT(*) FROM podium_migrations")
+        assert rows[0][0] == len(MIGRATIONS)
+    finally:
+        await store.close()
