@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from podium.observe.settings import ObserveConfig
+from podium.observe.settings import ObserveConfig
 from podium.policy.content_settings import ContentPolicySettings
 from podium.policy.settings import AccessSettings
 from podium.routing.config import RoutingConfig
@@ -127,6 +128,7 @@ class PodiumConfig(Strict):
     plugins: dict[str, Any] = Field(default_factory=dict)  # per-plugin sections
     access: AccessSettings = Field(default_factory=AccessSettings)  # keys, limits, audit
     policy: ContentPolicySettings = Field(default_factory=ContentPolicySettings)  # data, PII
+    observe: ObserveConfig = Field(default_factory=ObserveConfig)  # traces, metrics, dashboard
     observe: ObserveConfig = Field(default_factory=ObserveConfig)  # traces, metrics, dashboard
 
     @model_validator(mode="after")

@@ -15,6 +15,10 @@ from podium.types import ChatRequest, ChatResponse, EventStream
 
 
 class Hook:
+    # True for a hook whose ``admit`` checks who is calling (API keys): non-chat APIs such as
+    # POST /v1/feedback run the ``admit`` of these hooks only, with a stand-in request.
+    authenticates: bool = False
+
     async def admit(self, request: ChatRequest, context: RequestContext) -> None:
         """Authenticate, classify, screen, check limits. Raise PodiumError to refuse."""
 

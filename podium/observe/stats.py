@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from podium.config import Price
@@ -43,6 +44,37 @@ class Window:
             "bucket_seconds": self.bucket,
             "clamped": self.clamped,
         }
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": DAY, "w": 7 * DAY}
+
+
+def parse_time(text: str, *, now: float | None = None, param: str = "since") -> float:
+    """Epoch seconds from ``1732780800``, ``2026-11-28``, ``2026-11-28T12:00:00Z`` or an age
+    such as ``30m``, ``24h``, ``7d`` (that long before now)."""
+    value = text.strip()
+    now = time.time() if now is None else now
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    if len(value) > 1 and value[-1] in _UNITS:
+        try:
+            return now - float(value[:-1]) * _UNITS[value[-1]]
+        except ValueError:
+            pass
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise PodiumError(
+            "invalid_request",
+            f"{param} {text!r} is not a time: use epoch seconds, an ISO date such as "
+            "2026-11-28T12:00:00Z, or an age such as 30m, 24h, 7d",
+            param=param,
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
 
 
 def window(

@@ -1,0 +1,101 @@
+"""The optional judge: a worker that grades a sample of answers 1-5, after the response has
+gone, off the hot path. It needs the question and the answer, so it only runs when trace
+content capture is on. Its grade is stored as a ``judge`` signal (score = (grade - 1) / 4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+from collections.abc import Callable
+
+from podium.context import RequestContext
+from podium.engine import Attempt, Engine
+from podium.hooks import Hook
+from podium.observe.feedback import Feedback
+from podium.observe.settings import JudgeConfig
+from podium.store.traces import TraceRecord
+from podium.types import ChatRequest, Message, TextPart
+
+log = logging.getLogger("podium.judge")
+
+PROMPT = (
+    "You grade answers. Read the question and the answer, then reply with one digit from 1 "
+    "(wrong or useless) to 5 (correct, complete and clear), and nothing else.\n\n"
+    "[Question]\n{prompt}\n\n[Answer]\n{answer}"
+)
+MAX_CHARS = 8000  # of the question and of the answer each, sent to the judge
+_GRADE = re.compile(r"[1-5]")
+
+
+def parse_grade(text: str) -> int | None:
+    found = _GRADE.search(text)
+    return int(found.group()) if found else None
+
+
+class JudgeHook(Hook):
+    def __init__(
+        self,
+        engine: Engine,
+        feedback: Feedback,
+        config: JudgeConfig,
+        *,
+        sample: Callable[[], float] = random.random,
+    ) -> None:
+        assert config.worker is not None
+        self.engine = engine
+        self.feedback = feedback
+        self.worker = config.worker
+        self.config = config
+        self._sample = sample
+        self._tasks: set[asyncio.Task[int | None]] = set()
+        self.judged = 0
+        self.skipped = 0
+
+    async def finish(self, trace: TraceRecord, context: RequestContext) -> None:
+        if (
+            trace.status != "ok"
+            or not trace.prompt
+            or not trace.answer
+            or trace.worker == self.worker
+            or self._sample() >= self.config.sample_rate
+        ):
+            return
+        if len(self._tasks) >= self.config.max_pending:
+            self.skipped += 1  # the judge is a sample: dropping one under load loses nothing
+            return
+        task = asyncio.get_running_loop().create_task(self.judge(trace))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def judge(self, trace: TraceRecord) -> int | None:
+        prompt = PROMPT.format(
+            prompt=(trace.prompt or "")[:MAX_CHARS], answer=(trace.answer or "")[:MAX_CHARS]
+        )
+        request = ChatRequest(
+            model=self.worker,
+            messages=[Message(role="user", content=[TextPart(prompt)])],
+            max_tokens=4,
+            temperature=0.0,
+        )
+        attempts: list[Attempt] = []
+        try:
+            _, response = await self.engine.complete(request, [self.worker], attempts, role="judge")
+        except Exception as error:
+            log.warning("judge %s failed on trace %s: %s", self.worker, trace.trace_id, error)
+            return None
+        grade = parse_grade(response.text)
+        if grade is None:
+            log.warning("judge %s gave no grade for trace %s", self.worker, trace.trace_id)
+            return None
+        self.feedback.record(
+            trace.trace_id, "judge", grade, source="judge", comment=self.worker, scale=(1, 5)
+        )
+        self.judged += 1
+        return grade
+
+    async def close(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)

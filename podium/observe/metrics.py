@@ -1,0 +1,190 @@
+"""Prometheus metrics, counted by a hook from each finished request's trace and rendered in the
+text exposition format at ``/metrics``.
+
+Labels are bounded: each label keeps at most ``max_label_values`` distinct values; later ones
+are counted under ``other``, so a flood of new callers cannot grow memory or scrape size.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from podium.context import RequestContext
+from podium.hooks import Hook
+from podium.store.traces import TraceRecord
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+REQUEST_LABELS = ("worker", "route", "caller", "contract")
+BREAKER_STATES = ("closed", "half_open", "open")
+OTHER = "other"
+
+
+class LabelCap:
+    """Distinct values per label, first come first kept; the rest become ``other``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._seen: dict[str, set[str]] = {}
+
+    def __call__(self, label: str, value: str) -> str:
+        seen = self._seen.setdefault(label, set())
+        if value in seen:
+            return value
+        if len(seen) < self.limit:
+            seen.add(value)
+            return value
+        return OTHER
+
+
+Labels = tuple[tuple[str, str], ...]
+
+
+@dataclass(slots=True)
+class Histogram:
+    bounds: tuple[float, ...]
+    counts: list[int] = field(default_factory=list)
+    total: float = 0.0
+    count: int = 0
+
+    def observe(self, value: float) -> None:
+        if not self.counts:
+            self.counts = [0] * (len(self.bounds) + 1)
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+        self.count += 1
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(labels: Labels, extra: str = "") -> str:
+    parts = [f'{name}="{_escape(value)}"' for name, value in labels]
+    if extra:
+        parts.append(extra)
+    return "{" + ",".join(parts) + "}" if parts else ""
+
+
+def _number(value: float) -> str:
+    return repr(float(value)) if not float(value).is_integer() else str(int(value))
+
+
+class Registry:
+    """Counters, gauges and histograms keyed by name and label set."""
+
+    def __init__(self) -> None:
+        self.help: dict[str, tuple[str, str]] = {}  # name -> (type, help)
+        self.counters: dict[str, dict[Labels, float]] = {}
+        self.histograms: dict[str, dict[Labels, Histogram]] = {}
+        self.collectors: list[Callable[[], Iterable[tuple[str, Labels, float]]]] = []
+
+    def declare(self, name: str, kind: str, text: str) -> None:
+        self.help[name] = (kind, text)
+
+    def inc(self, name: str, labels: Labels, amount: float = 1.0) -> None:
+        series = self.counters.setdefault(name, {})
+        series[labels] = series.get(labels, 0.0) + amount
+
+    def observe(self, name: str, labels: Labels, value: float) -> None:
+        series = self.histograms.setdefault(name, {})
+        histogram = series.get(labels)
+        if histogram is None:
+            histogram = series[labels] = Histogram(LATENCY_BUCKETS)
+        histogram.observe(value)
+
+    def render(self) -> str:
+        lines: list[str] = []
+        gauges: dict[str, list[tuple[Labels, float]]] = {}
+        for collect in self.collectors:
+            for name, labels, value in collect():
+                gauges.setdefault(name, []).append((labels, value))
+        for name, (kind, text) in self.help.items():
+            lines.append(f"# HELP {name} {text}")
+            lines.append(f"# TYPE {name} {kind}")
+            for labels, value in sorted(self.counters.get(name, {}).items()):
+                lines.append(f"{name}{_labels(labels)} {_number(value)}")
+            for labels, value in gauges.get(name, []):
+                lines.append(f"{name}{_labels(labels)} {_number(value)}")
+            for labels, histogram in sorted(self.histograms.get(name, {}).items()):
+                running = 0
+                for bound, count in zip(
+                    (*histogram.bounds, float("inf")), histogram.counts, strict=True
+                ):
+                    running += count
+                    le = "+Inf" if bound == float("inf") else _number(bound)
+                    bucket = _labels(labels, 'le="' + le + '"')
+                    lines.append(f"{name}_bucket{bucket} {running}")
+                lines.append(f"{name}_sum{_labels(labels)} {_number(histogram.total)}")
+                lines.append(f"{name}_count{_labels(labels)} {histogram.count}")
+        return "\n".join(lines) + "\n"
+
+
+class MetricsHook(Hook):
+    """Counts every finished request from its trace (after the answer, off the hot path)."""
+
+    def __init__(self, registry: Registry, cap: LabelCap) -> None:
+        self.registry = registry
+        self.cap = cap
+        declare = registry.declare
+        declare("podium_requests_total", "counter", "Requests answered, by outcome.")
+        declare("podium_request_errors_total", "counter", "Requests that ended in an error.")
+        declare("podium_request_duration_seconds", "histogram", "Request latency.")
+        declare("podium_time_to_first_token_seconds", "histogram", "Time to the first token.")
+        declare("podium_tokens_total", "counter", "Tokens, by direction (input, output).")
+        declare("podium_cost_usd_total", "counter", "Spend in US dollars.")
+        declare("podium_worker_calls_total", "counter", "Calls to each worker, by outcome.")
+
+    def _labels(self, trace: TraceRecord) -> Labels:
+        cap = self.cap
+        return (
+            ("worker", cap("worker", trace.worker or "none")),
+            ("route", cap("route", trace.route)),
+            ("caller", cap("caller", trace.caller)),
+            ("contract", cap("contract", trace.contract or "none")),
+        )
+
+    async def finish(self, trace: TraceRecord, context: RequestContext) -> None:
+        self.count(trace)
+
+    def count(self, trace: TraceRecord) -> None:
+        registry = self.registry
+        labels = self._labels(trace)
+        registry.inc("podium_requests_total", (*labels, ("status", trace.status)))
+        if trace.status == "error":
+            kind = self.cap("error_kind", trace.error_kind or "unknown")
+            registry.inc("podium_request_errors_total", (*labels, ("kind", kind)))
+        registry.observe("podium_request_duration_seconds", labels, trace.latency_ms / 1000)
+        if trace.ttft_ms is not None:
+            registry.observe("podium_time_to_first_token_seconds", labels, trace.ttft_ms / 1000)
+        if trace.input_tokens:
+            registry.inc(
+                "podium_tokens_total", (*labels, ("direction", "input")), trace.input_tokens
+            )
+        if trace.output_tokens:
+            registry.inc(
+                "podium_tokens_total", (*labels, ("direction", "output")), trace.output_tokens
+            )
+        if trace.cost_usd:
+            registry.inc("podium_cost_usd_total", labels, trace.cost_usd)
+        for step in trace.steps:
+            worker = self.cap("worker", str(step.get("worker") or "none"))
+            status = str(step.get("status") or "unknown")
+            registry.inc("podium_worker_calls_total", (("worker", worker), ("status", status)))
+
+
+def breaker_gauges(
+    states: Callable[[], Iterable[tuple[str, str]]],
+) -> Callable[[], list[tuple[str, Labels, float]]]:
+    """One-hot gauge per worker and state (1 for the state the breaker is in)."""
+
+    def collect() -> list[tuple[str, Labels, float]]:
+        out: list[tuple[str, Labels, float]] = []
+        for worker, state in states():
+            for candidate in BREAKER_STATES:
+                labels = (("worker", worker), ("state", candidate))
+                out.append(("podium_circuit_breaker_state", labels, float(state == candidate)))
+        return out
+
+    return collect

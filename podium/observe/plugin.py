@@ -1,0 +1,158 @@
+"""The observability plugin: feedback API and signals, rollups for the dashboard, retention,
+Prometheus metrics, OpenTelemetry (when configured), the judge (when configured), and the
+dashboard itself. Listed in podium.plugins.BUILTIN_PLUGINS."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, cast
+
+from podium.context import RequestContext
+from podium.hooks import Hook
+from podium.observe.feedback import EXTENSION_KEY, Feedback, Rows
+from podium.observe.metrics import LabelCap, MetricsHook, Registry, breaker_gauges
+from podium.observe.retention import Retention
+from podium.observe.rollup import RollupStore
+from podium.store.traces import TraceRecord
+
+if TYPE_CHECKING:
+    from podium.app import Podium
+
+log = logging.getLogger("podium.observe")
+
+
+class SignalsHook(Hook):
+    """Remembers finished traces (so feedback for one not yet flushed is accepted) and turns
+    verifier verdicts in workflow steps (a step dict with a ``verdict``) into signals."""
+
+    def __init__(self, feedback: Feedback) -> None:
+        self.feedback = feedback
+
+    async def finish(self, trace: TraceRecord, context: RequestContext) -> None:
+        self.feedback.saw_trace(trace.trace_id)
+        for step in trace.steps:
+            verdict = step.get("verdict")
+            if isinstance(verdict, bool | int | float | str) and verdict is not None:
+                try:
+                    self.feedback.record(
+                        trace.trace_id,
+                        str(step.get("role") or "verifier"),
+                        verdict,
+                        source="verifier",
+                        comment=str(step.get("worker") or "") or None,
+                    )
+                except Exception:
+                    log.warning("ignored an unreadable verdict on trace %s", trace.trace_id)
+
+
+def _rows(podium: Podium) -> Rows:
+    if not callable(getattr(podium.store, "execute", None)):
+        raise TypeError("the observability plugin needs a store with execute(sql, params)")
+    return cast(Rows, podium.store)
+
+
+def register_app(podium: Podium) -> None:
+    from podium.api import dashboard
+    from podium.api import feedback as feedback_api
+
+    config = podium.config.observe
+    rows = _rows(podium)
+    podium.gateway.capture_content = config.capture_content
+    # Every batch the trace writer stores also updates the dashboard's rollup.
+    podium.recorder.store = RollupStore(podium.recorder.store, rows)
+
+    feedback = Feedback(rows, config.feedback)
+    podium.extras[EXTENSION_KEY] = feedback
+    podium.hooks.append(SignalsHook(feedback))
+    feedback_api.register(podium, feedback)
+    retention = Retention(rows, config.retention)
+    closers: list[Any] = []
+
+    if config.metrics.enabled:
+        registry = Registry()
+        podium.hooks.append(MetricsHook(registry, LabelCap(config.metrics.max_label_values)))
+        _gauges(podium, registry, feedback)
+        from podium.api.http import Response
+
+        async def metrics(_: Any) -> Response:
+            return Response(
+                registry.render().encode(), media_type="text/plain; version=0.0.4; charset=utf-8"
+            )
+
+        podium.app.route("GET", config.metrics.path, metrics, podium.app.fallback_errors)
+
+    if config.otel.endpoint:
+        from podium.observe.otel import OTelHook, provider_for
+
+        otel = OTelHook(provider_for(config.otel), _worker_lookup(podium))
+        podium.hooks.append(otel)
+        closers.append(otel.close)
+
+    if config.judge.worker:
+        from podium.observe.judge import JudgeHook
+
+        judge = JudgeHook(podium.engine, feedback, config.judge)
+        podium.hooks.append(judge)
+        closers.append(judge.close)
+
+    if config.dashboard.enabled:
+        dashboard.register(podium, rows)
+
+    async def startup() -> None:
+        feedback.start()
+        retention.start()
+
+        # Registered now, after the app's own shutdown: shutdown runs in reverse, so this runs
+        # first and writes queued signals while the store is still open.
+        async def shutdown() -> None:
+            await podium.gateway.drain_background()
+            for close in closers:
+                result = close()
+                if result is not None:
+                    await result
+            await retention.close()
+            await feedback.close()
+
+        podium.app.on_shutdown.append(shutdown)
+
+    podium.app.on_startup.append(startup)
+
+
+def _worker_lookup(podium: Podium) -> Any:
+    def lookup(name: str) -> Any:
+        worker = podium.pool.get(name)
+        return worker.config if worker is not None else None
+
+    return lookup
+
+
+def _gauges(podium: Podium, registry: Registry, feedback: Feedback) -> None:
+    declare = registry.declare
+    declare("podium_circuit_breaker_state", "gauge", "1 for the state each worker's breaker is in.")
+    declare("podium_worker_in_flight", "gauge", "Calls in flight per worker.")
+    declare("podium_trace_queue_depth", "gauge", "Traces waiting for the trace writer.")
+    declare("podium_traces_written_total", "counter", "Traces the writer has stored.")
+    declare("podium_traces_spilled_total", "counter", "Traces spilled to disk (store down).")
+    declare("podium_feedback_queue_depth", "gauge", "Automatic signals waiting to be stored.")
+    declare("podium_feedback_refused_total", "counter", "Feedback refused with 429.")
+
+    registry.collectors.append(
+        breaker_gauges(lambda: [(w.name, w.breaker.state) for w in podium.pool])
+    )
+
+    def collect() -> list[tuple[str, tuple[tuple[str, str], ...], float]]:
+        recorder = podium.recorder
+        out: list[tuple[str, tuple[tuple[str, str], ...], float]] = [
+            ("podium_worker_in_flight", (("worker", w.name),), float(w.in_flight))
+            for w in podium.pool
+        ]
+        out += [
+            ("podium_trace_queue_depth", (), float(recorder.depth)),
+            ("podium_traces_written_total", (), float(recorder.written)),
+            ("podium_traces_spilled_total", (), float(recorder.spilled)),
+            ("podium_feedback_queue_depth", (), float(feedback.depth)),
+            ("podium_feedback_refused_total", (), float(feedback.refused)),
+        ]
+        return out
+
+    registry.collectors.append(collect)

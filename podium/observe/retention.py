@@ -1,0 +1,82 @@
+"""Retention: delete traces, their feedback and rollup rows older than ``days``, in small
+batches on a timer, so the trace writer never waits long behind a big delete."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from podium.observe.settings import RetentionConfig
+
+log = logging.getLogger("podium.retention")
+
+
+class Rows(Protocol):
+    async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Sequence[Any]: ...
+
+
+async def sweep(db: Rows, cutoff: float, batch: int = 5000) -> dict[str, int]:
+    """Delete everything recorded before ``cutoff`` (epoch seconds); returns rows deleted."""
+    deleted = {"traces": 0, "feedback": 0, "trace_rollup": 0}
+    for table, key, column in (
+        ("feedback", "feedback_id", "created_at"),
+        ("traces", "trace_id", "created_at"),
+        ("trace_rollup", None, "bucket"),
+    ):
+        while True:
+            if key is None:
+                sql = f"DELETE FROM {table} WHERE {column} < ? RETURNING 1"
+                limit: tuple[Any, ...] = ()
+            else:
+                sql = (
+                    f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} "
+                    f"WHERE {column} < ? LIMIT ?) RETURNING 1"
+                )
+                limit = (batch,)
+            rows = await db.execute(sql, (cutoff, *limit))
+            deleted[table] += len(rows)
+            if key is None or len(rows) < batch:
+                break
+    return deleted
+
+
+class Retention:
+    def __init__(self, db: Rows, config: RetentionConfig) -> None:
+        self.db = db
+        self.config = config
+        self._task: asyncio.Task[None] | None = None
+
+    async def run_once(self, now: float | None = None) -> dict[str, int]:
+        if self.config.days is None:
+            return {}
+        cutoff = (time.time() if now is None else now) - self.config.days * 86400
+        return await sweep(self.db, cutoff, self.config.batch)
+
+    def start(self) -> None:
+        if self.config.days is not None and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def _loop(self) -> None:
+        # The first sweep waits a little: start-up (and the store opening) comes first.
+        delay = min(60.0, self.config.interval_seconds)
+        while True:
+            await asyncio.sleep(delay)
+            delay = self.config.interval_seconds
+            try:
+                deleted = await self.run_once()
+            except Exception:
+                log.exception("retention sweep failed; will try again")
+                continue
+            if any(deleted.values()):
+                log.info("retention deleted %s", deleted)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
