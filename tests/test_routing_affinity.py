@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+import pytest
+
+from podium.routing.affinity import AffinityHook, SessionMap, session_id, session_key
+from podium.testing.openai_fake import FakeOpenAI
+from tests.conftest import worker
+from tests.routing_helpers import POOL, ask
+
+# A pool where the semantic router sends code to the 1.5B and chat to the 135M worker, so a
+# conversation that starts with code and turns to chat shows whether affinity holds it.
+ROUTING = {
+    "chain": ["rules", "affinity", "semantic", "direct"],
+    "semantic": {"use_default_routes": True},
+    "rules": [
+        {"name": "escalate", "match": {"headers": {"x-escalate": "*"}}, "worker": POOL[1]},
+    ],
+}
+
+
+def pool_workers(fake: FakeOpenAI, **extra: Any) -> list[dict[str, Any]]:
+    """The pool behind one fake upstream, cleared for every data class so that what the
+    policy layer thinks of a prompt does not change where these tests route it."""
+    cleared = {"cleared": ["public", "internal", "confidential", "restricted"]}
+    return [worker(name, "openai", fake.base_url, profile=cleared, **extra) for name in POOL]
+
+
+def test_the_session_map_is_bounded_and_forgets_the_least_recent() -> None:
+    sessions = SessionMap(max_sessions=3, ttl=60)
+    for index in range(5):
+        sessions.put(f"s{index}", "w")
+    assert len(sessions) == 3
+    assert sessions.get("s0") is None and sessions.get("s4") == "w"
+    sessions.get("s2")  # touched: now the most recent
+    sessions.put("s5", "w")
+    assert sessions.get("s2") == "w" and sessions.get("s3") is None
+
+
+def test_sessions_expire() -> None:
+    now = [0.0]
+    sessions = SessionMap(max_sessions=10, ttl=5, clock=lambda: now[0])
+    sessions.put("s", "w")
+    now[0] = 4.0
+    assert sessions.get("s") == "w"
+    now[0] = 10.0
+    assert sessions.get("s") is None and len(sessions) == 0
+
+
+def test_every_turn_of_a_conversation_has_the_same_session() -> None:
+    first = ask("write code", system="be brief", user="u1")
+    later = ask(
+        "now tell me a joke",
+        system="be brief",
+        user="u1",
+        history=[("user", "write code"), ("assistant", "def f(): pass")],
+    )
+    assert session_id(first, {}, "x-podium-session") == session_id(later, {}, "x-podium-session")
+    other_user = ask("write code", system="be brief", user="u2")
+    assert session_id(other_user, {}, "x-podium-session") != session_id(first, {}, "x")
+    assert session_id(first, {"x-podium-session": "abc"}, "x-podium-session") == "abc"
+    assert session_id(ask(metadata={"conversation_id": "c9"}), {}, "x") == "c9"
+
+
+async def _turn(
+    client: openai.AsyncOpenAI, messages: list[dict[str, str]], **extra: Any
+) -> tuple[str, str]:
+    raw = await client.chat.completions.with_raw_response.create(
+        model="podium/auto", messages=messages, **extra
+    )
+    completion = raw.parse()
+    messages.append({"role": "assistant", "content": completion.choices[0].message.content or ""})
+    await raw.http_response.aclose()
+    return raw.headers["x-podium-worker"], raw.headers["x-podium-route"]
+
+
+async def test_a_conversation_stays_on_its_first_worker(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    workers = pool_workers(fake_openai)
+    async with (
+        gateway(workers, routing=ROUTING) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="unused") as client,
+    ):
+        talk = [{"role": "user", "content": "Write a Python function that parses JSON"}]
+        first = await _turn(client, talk)
+        await running.podium.gateway.drain_background()
+        talk.append({"role": "user", "content": "hey, how are you today?"})
+        second = await _turn(client, talk)
+        fresh = [{"role": "user", "content": "hey, how are you today?"}]
+        alone = await _turn(client, fresh)
+    assert first == ("qwen2.5-coder-1.5b", "semantic:code")
+    assert second == ("qwen2.5-coder-1.5b", "affinity")  # chat, but the session holds
+    assert alone == ("smollm2-135m", "semantic:chat")  # a new conversation routes afresh
+
+
+async def test_policy_failure_and_rules_move_a_session(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    workers = pool_workers(fake_openai)
+    async with gateway(workers, routing=ROUTING) as running:
+        podium = running.podium
+        session = {"x-podium-session": "conv-1"}
+        async with openai.AsyncOpenAI(
+            base_url=running.v1, api_key="unused", default_headers=session, max_retries=0
+        ) as client:
+            talk = [{"role": "user", "content": "Write a Python function that parses JSON"}]
+            assert (await _turn(client, talk))[0] == POOL[2]
+            await podium.gateway.drain_background()
+
+            # An explicit rule moves the session, and later turns follow it.
+            talk.append({"role": "user", "content": "continue"})
+            moved = await _turn(client, talk, extra_headers={"x-escalate": "1"})
+            await podium.gateway.drain_background()
+            talk.append({"role": "user", "content": "and then?"})
+            after = await _turn(client, talk)
+            assert moved == (POOL[1], "rules:escalate") and after == (POOL[1], "affinity")
+            await podium.gateway.drain_background()
+
+            # Policy: a draining worker is no longer eligible, so the session moves.
+            podium.pool.drain(POOL[1])
+            talk.append({"role": "user", "content": "hello again, how are you?"})
+            drained = await _turn(client, talk)
+            assert drained[0] != POOL[1] and drained[1] != "affinity"
+            await podium.gateway.drain_background()
+            podium.pool.drain(POOL[1], draining=False)
+
+
+async def test_a_failing_worker_does_not_hold_its_session(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    workers = pool_workers(fake_openai, retry={"attempts": 0})
+    headers = {"x-podium-session": "conv-2"}
+    async with gateway(workers, routing=ROUTING) as running:
+        podium = running.podium
+        hook = next(h for h in podium.hooks if isinstance(h, AffinityHook))
+        key = session_key("anonymous", "conv-2")
+        async with openai.AsyncOpenAI(
+            base_url=running.v1, api_key="unused", default_headers=headers, max_retries=0
+        ) as client:
+            talk = [{"role": "user", "content": "Write a Python function that parses JSON"}]
+            await _turn(client, talk)
+            await podium.gateway.drain_background()
+            assert hook.sessions.get(key) == POOL[2]
+
+            # The sticky worker fails; a fallback answers and the session follows it.
+            fake_openai.behaviour.fail(503, "overloaded", times=1)
+            talk.append({"role": "user", "content": "more please"})
+            worker_name, route = await _turn(client, talk)
+            await podium.gateway.drain_background()
+            assert route == "affinity" and worker_name != POOL[2]
+            assert hook.sessions.get(key) == worker_name
+
+            # Every worker fails: the turn fails and the session is forgotten.
+            fake_openai.behaviour.fail(503, "overloaded", times=len(POOL))
+            talk.append({"role": "user", "content": "and more"})
+            with pytest.raises(openai.APIStatusError):
+                await client.chat.completions.create(model="podium/auto", messages=talk)  # type: ignore[arg-type]
+            await podium.gateway.drain_background()
+            assert hook.sessions.get(key) is None
