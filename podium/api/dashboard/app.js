@@ -84,7 +84,7 @@
         { key: "actual", points: s.points.map((p) => ({ t: p.t, value: p.actual_usd })) },
         { key: "saved vs " + s.baseline, points: s.points.map((p) => ({ t: p.t, value: Math.max(0, p.baseline_usd - p.actual_usd) })) },
       ],
-      { format: usd, time: timeLabel }
+      { format: usd, time: timeLabel, width: 440, height: 220 }
     );
     Charts.groupedBars(
       $("latency-chart"),

@@ -18,7 +18,7 @@ const Charts = (() => {
   function niceMax(value) {
     if (!(value > 0)) return 1;
     const power = Math.pow(10, Math.floor(Math.log10(value)));
-    for (const step of [1, 2, 2.5, 5, 10]) if (step * power >= value) return step * power;
+    for (const step of [1, 2, 5, 10]) if (step * power >= value) return step * power;
     return 10 * power;
   }
 
@@ -43,15 +43,15 @@ const Charts = (() => {
     container.innerHTML = "";
     const times = [...new Set(series.flatMap((s) => s.points.map((p) => p.t)))].sort((a, b) => a - b);
     if (!times.length) return empty(container);
-    const W = 900, H = 260, left = 64, right = 12, top = 12, bottom = 28;
+    const W = opts.width || 900, H = opts.height || 260, left = 64, right = 12, top = 12, bottom = 28;
     const totals = times.map((t) => series.reduce((sum, s) => sum + (s.points.find((p) => p.t === t)?.value || 0), 0));
     const max = niceMax(Math.max(...totals));
     const chart = svg(W, H);
     const plotW = W - left - right, plotH = H - top - bottom;
-    for (let i = 0; i <= 4; i++) {
-      const y = top + plotH - (plotH * i) / 4;
+    for (let i = 0; i <= 5; i++) {
+      const y = top + plotH - (plotH * i) / 5;
       chart.appendChild(el("line", { x1: left, x2: W - right, y1: y, y2: y, class: "axis" }));
-      chart.appendChild(el("text", { x: left - 6, y: y + 4, "text-anchor": "end", class: "muted" }, opts.format((max * i) / 4)));
+      chart.appendChild(el("text", { x: left - 6, y: y + 4, "text-anchor": "end", class: "muted" }, opts.format((max * i) / 5)));
     }
     const slot = plotW / times.length;
     const barW = Math.max(2, Math.min(40, slot * 0.8));
@@ -80,7 +80,7 @@ const Charts = (() => {
   function hbars(container, rows, opts) {
     container.innerHTML = "";
     if (!rows.length) return empty(container, opts && opts.empty);
-    const W = 440, rowH = 24, labelW = 170, valueW = 90, top = 4;
+    const W = 440, rowH = 24, labelW = 170, valueW = 110, top = 4;
     const H = top * 2 + rows.length * rowH;
     const max = opts && opts.max ? opts.max : Math.max(...rows.map((r) => r.value)) || 1;
     const chart = svg(W, H);
@@ -98,7 +98,7 @@ const Charts = (() => {
   function groupedBars(container, groups, names, opts) {
     container.innerHTML = "";
     if (!groups.length) return empty(container);
-    const W = 440, rowH = 18 * names.length + 10, labelW = 120, valueW = 70;
+    const W = 440, rowH = 18 * names.length + 10, labelW = 120, valueW = 110;
     const H = groups.length * rowH + 6;
     const max = Math.max(...groups.flatMap((g) => g.values.filter((v) => v !== null))) || 1;
     const chart = svg(W, H);
