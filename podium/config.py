@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from podium.observe.settings import ObserveConfig
+from podium.costs.config import CostsConfig
 from podium.observe.settings import ObserveConfig
 from podium.policy.content_settings import ContentPolicySettings
 from podium.policy.settings import AccessSettings
@@ -129,7 +129,7 @@ class PodiumConfig(Strict):
     access: AccessSettings = Field(default_factory=AccessSettings)  # keys, limits, audit
     policy: ContentPolicySettings = Field(default_factory=ContentPolicySettings)  # data, PII
     observe: ObserveConfig = Field(default_factory=ObserveConfig)  # traces, metrics, dashboard
-    observe: ObserveConfig = Field(default_factory=ObserveConfig)  # traces, metrics, dashboard
+    costs: CostsConfig = Field(default_factory=CostsConfig)  # price overrides, scenarios
 
     @model_validator(mode="after")
     def _names_resolve(self) -> PodiumConfig:
