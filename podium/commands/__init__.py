@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "podium.commands.eval_offline",
     "podium.commands.costs",
     "podium.commands.policy",
+    "podium.commands.traces",
 )
 
 
