@@ -100,6 +100,9 @@ class SemanticConfig(_Strict):
     threshold: float = Field(0.45, ge=-1, le=1)
     margin: float = Field(0.0, ge=0, le=2)  # the winner must beat the runner-up by this much
     model: str | None = None  # a static embedding model directory; None: the shipped model
+    # How much of the last user message is embedded: its head and, for a longer text, its tail
+    # (where a question after a pasted document usually is). Bounds the cost of huge prompts.
+    max_chars: int = Field(1024, ge=64, le=100_000)
     models: list[str] = Field(default_factory=lambda: [VIRTUAL_MODEL])  # requests it routes
 
 

@@ -66,8 +66,10 @@ class SemanticRouter:
         scoring: str = "nearest",
         margin: float = 0.0,
         models: Sequence[str] = ("podium/auto",),
+        max_chars: int = 1024,
     ) -> None:
         self.routes = routes
+        self.max_chars = max_chars
         self.models = frozenset(models)
         self.scoring = scoring
         self.margin = margin
@@ -88,6 +90,13 @@ class SemanticRouter:
             self._matrix = np.ascontiguousarray(matrix, dtype=np.float32)
 
     # -- scores ------------------------------------------------------------------------------
+
+    def clip(self, text: str) -> str:
+        """The head and tail of a long text (three parts head, one part tail)."""
+        if len(text) <= self.max_chars:
+            return text
+        tail = self.max_chars // 4
+        return text[: self.max_chars - tail] + "\n" + text[-tail:]
 
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
         assert self._embedder is not None
@@ -119,7 +128,7 @@ class SemanticRouter:
     async def plan(self, request: ChatRequest, context: RouteContext) -> Decision | None:
         if not self.routes or request.model not in self.models:
             return None
-        text = request.last_user_text()
+        text = self.clip(request.last_user_text())
         if not text.strip():
             return None  # nothing to compare: let the next router decide
         scores = self.score_matrix([text])[0]
@@ -284,6 +293,7 @@ def build_semantic(
         scoring=config.scoring,
         margin=config.margin,
         models=config.models,
+        max_chars=config.max_chars,
     )
 
 
