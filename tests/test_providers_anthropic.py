@@ -316,3 +316,30 @@ async def test_base_url_with_v1_suffix(fake: FakeAnthropic, tmp_path: Path) -> N
     finally:
         await http.aclose()
     assert response.text == "fake answer to: hi"
+
+
+async def test_the_official_sdk_reads_the_fake(fake: FakeAnthropic) -> None:
+    """The fake's wire format is the real one as far as Anthropic's own SDK can tell."""
+    import anthropic
+
+    fake.behaviour.tool_call = ("get_weather", '{"city": "Rome"}')
+    async with anthropic.AsyncAnthropic(base_url=fake.base_url, api_key=KEY) as sdk:
+        message = await sdk.messages.create(
+            model="m", max_tokens=20, messages=[{"role": "user", "content": "hi"}]
+        )
+        async with sdk.messages.stream(
+            model="m",
+            max_tokens=20,
+            tools=[{"name": "get_weather", "input_schema": WEATHER.parameters}],
+            messages=[{"role": "user", "content": "weather?"}],
+        ) as stream:
+            streamed = await stream.get_final_message()
+        fake.behaviour.fail(429, "slow down", retry_after=2)
+        with pytest.raises(anthropic.RateLimitError) as caught:
+            await sdk.with_options(max_retries=0).messages.create(
+                model="m", max_tokens=20, messages=[{"role": "user", "content": "hi"}]
+            )
+    assert message.content[0].type == "text" and message.stop_reason == "end_turn"
+    assert streamed.stop_reason == "tool_use"
+    assert streamed.content[0].type == "tool_use" and streamed.content[0].input == {"city": "Rome"}
+    assert caught.value.response.headers["retry-after"] == "2"

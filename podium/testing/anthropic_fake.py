@@ -106,7 +106,10 @@ class FakeAnthropic(FakeUpstream):
         return self.url
 
     def key_ok(self, request: web.Request) -> bool:
-        return request.headers.get("x-api-key") == self.behaviour.require_key
+        # The API takes the key as x-api-key or, as current SDKs send it, a bearer token.
+        bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
+        given = request.headers.get("x-api-key") or bearer
+        return given == self.behaviour.require_key
 
     def error_response(self, status: int, message: str) -> web.Response:
         body = {
