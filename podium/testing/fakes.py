@@ -143,7 +143,13 @@ class FakeUpstream:
     def with_key(self, message: str, request: web.Request) -> str:
         if not self.behaviour.echo_key:
             return message
-        received = request.headers.get("authorization") or request.headers.get("x-api-key") or ""
+        received = (
+            request.headers.get("authorization")
+            or request.headers.get("x-api-key")
+            or request.headers.get("x-goog-api-key")
+            or request.query.get("key")
+            or ""
+        )
         return f"{message}; incorrect API key provided: {received}"
 
     def key_ok(self, request: web.Request) -> bool:
