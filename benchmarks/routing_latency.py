@@ -183,11 +183,19 @@ def machine() -> str:
     )
 
 
+def _load() -> str:
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "unknown"
+
+
 def report(timings: dict[str, list[float]], huge: dict[str, list[float]], args: Any) -> str:
     lines = [
         "# Routing decision latency",
         "",
-        f"Machine: {machine()}; one process, shared with other work.",
+        f"Machine: {machine()}; one process, shared with other work "
+        f"(1-minute load average at the end: {_load()}).",
         f"{args.rounds} interleaved rounds x {args.block} decisions per router over "
         f"{len(prompts())} prompts (short chat, code, maths, extraction, paragraphs, Chinese, "
         "Russian, Arabic, crafted easy/hard, keyword stuffing, empty); `router.plan` only.",
@@ -207,6 +215,10 @@ def report(timings: dict[str, list[float]], huge: dict[str, list[float]], args: 
             f"{statistics.median(huge[name]):.1f} |"
         )
     lines += [
+        "",
+        "p99 on a shared 2-core machine mostly measures the scheduler; compare p50s. The whole "
+        "chain is often faster than semantic alone because a rule (short prompts, tools, long "
+        "prompts) decides first for part of the mix.",
         "",
         "Rerun: `.venv/bin/python -m benchmarks.routing_latency --out "
         "benchmarks/results/routing_latency.md`",
