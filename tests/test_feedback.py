@@ -1,0 +1,272 @@
+"""POST /v1/feedback and automatic quality signals, stored against traces."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from podium.app import Podium
+from podium.errors import PodiumError
+from podium.observe.feedback import Feedback, TokenBuckets, feedback_of, make_signal, record
+from podium.policy.keys import KeyCache, NewKey
+from podium.testing.openai_fake import FakeOpenAI
+from tests.conftest import worker
+
+
+async def ask(running: Any, model: str = "alpha", **headers: str) -> str:
+    async with openai.AsyncOpenAI(
+        base_url=running.v1, api_key=headers.pop("key", "unused"), max_retries=0
+    ) as client:
+        raw = await client.chat.completions.with_raw_response.create(
+            model=model, messages=[{"role": "user", "content": "hello"}]
+        )
+    return str(raw.headers["x-podium-trace-id"])
+
+
+async def stored(podium: Podium, trace_id: str) -> list[tuple[Any, ...]]:
+    rows = await podium.store.execute(  # type: ignore[attr-defined]
+        "SELECT name, source, kind, value, label, score, comment, caller FROM feedback "
+        "WHERE trace_id = ? ORDER BY created_at",
+        (trace_id,),
+    )
+    return [tuple(row) for row in rows]
+
+
+@pytest.mark.parametrize(
+    ("score", "kind", "value", "label", "normalised"),
+    [
+        (True, "boolean", 1.0, None, 1.0),
+        (False, "boolean", 0.0, None, 0.0),
+        (0.75, "number", 0.75, None, 0.75),
+        (4, "number", 4.0, None, None),  # no scale given: kept, but not on the 0..1 scale
+        ("good", "label", None, "good", 1.0),
+        ("needs-citation", "label", None, "needs-citation", None),
+    ],
+)
+async def test_scores_of_every_type_are_stored_against_the_trace(
+    gateway: Any,
+    fake_openai: FakeOpenAI,
+    score: Any,
+    kind: str,
+    value: float | None,
+    label: str | None,
+    normalised: float | None,
+) -> None:
+    async with gateway([worker("alpha", "openai", fake_openai.base_url)]) as running:
+        trace_id = await ask(running)
+        async with httpx.AsyncClient(base_url=running.url) as http:
+            response = await http.post(
+                "/v1/feedback",
+                json={"trace_id": trace_id, "score": score, "comment": "from a person",
+                      "source": "human"},
+            )  # fmt: skip
+        assert response.status_code == 201, response.text
+        assert response.json()["stored"] is True
+        rows = await stored(running.podium, trace_id)
+    assert rows == [("user", "human", kind, value, label, normalised, "from a person", "anonymous")]
+
+
+async def test_a_scale_puts_numbers_on_the_quality_scale(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    async with gateway([worker("alpha", "openai", fake_openai.base_url)]) as running:
+        trace_id = await ask(running)
+        async with httpx.AsyncClient(base_url=running.url) as http:
+            response = await http.post(
+                "/v1/feedback", json={"trace_id": trace_id, "score": 4, "scale": [1, 5]}
+            )
+        assert response.json()["score"] == 0.75
+
+
+async def test_unknown_trace_is_404_and_nothing_is_stored(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    async with gateway([worker("alpha", "openai", fake_openai.base_url)]) as running:
+        async with httpx.AsyncClient(base_url=running.url) as http:
+            response = await http.post("/v1/feedback", json={"trace_id": "f" * 32, "score": 1})
+        assert response.status_code == 404
+        error = response.json()["error"]
+        assert error["code"] == "trace_not_found" and error["param"] == "trace_id"
+        rows = await running.podium.store.execute("SELECT COUNT(*) FROM feedback")  # type: ignore[attr-defined]
+        assert rows[0][0] == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"score": True}, "'trace_id' is required"),
+        ({"trace_id": "x"}, "'score' is required"),
+        ({"trace_id": "x", "score": None}, "got null"),
+        ({"trace_id": "x", "score": [1, 2]}, "got list"),
+        ({"trace_id": "x", "score": {"stars": 5}}, "got dict"),
+        ({"trace_id": "x", "score": ""}, "label score must be"),
+        ({"trace_id": "x", "score": 1, "stars": 5}, "unknown field 'stars'"),
+        ({"trace_id": "x", "score": 1, "source": "judge"}, "reserved"),
+        ({"trace_id": "x", "score": 1, "comment": 7}, "'comment' must be a string"),
+        ({"trace_id": "x", "score": 1, "scale": [5, 1]}, "low < high"),
+        ([1, 2], "JSON object"),
+    ],
+)
+async def test_wrong_shapes_are_400_with_a_clear_message(
+    gateway: Any, fake_openai: FakeOpenAI, body: Any, needle: str
+) -> None:
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        httpx.AsyncClient(base_url=running.url) as http,
+    ):
+        response = await http.post("/v1/feedback", json=body)
+    assert response.status_code == 400
+    assert needle in response.json()["error"]["message"]
+
+
+async def test_not_json_is_400(gateway: Any, fake_openai: FakeOpenAI) -> None:
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        httpx.AsyncClient(base_url=running.url) as http,
+    ):
+        response = await http.post("/v1/feedback", content=b"{nope")
+    assert response.status_code == 400
+    assert "not valid JSON" in response.json()["error"]["message"]
+
+
+async def test_a_flood_is_refused_with_429_and_accepted_feedback_is_all_kept(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    settings = {"observe": {"feedback": {"rate_per_second": 1, "burst": 5}}}
+    async with gateway([worker("alpha", "openai", fake_openai.base_url)], **settings) as running:
+        trace_id = await ask(running)
+        async with httpx.AsyncClient(base_url=running.url) as http:
+            responses = await asyncio.gather(
+                *(
+                    http.post("/v1/feedback", json={"trace_id": trace_id, "score": i % 2 == 0})
+                    for i in range(40)
+                )
+            )
+        statuses = [response.status_code for response in responses]
+        assert statuses.count(201) == 5
+        assert statuses.count(429) == 35
+        refused = next(r for r in responses if r.status_code == 429)
+        assert int(refused.headers["retry-after"]) >= 1
+        assert refused.json()["error"]["code"] == "feedback_rate_limited"
+        assert len(await stored(running.podium, trace_id)) == 5
+
+
+def test_token_buckets_refill_and_stay_bounded() -> None:
+    buckets = TokenBuckets(rate=2.0, burst=2, max_callers=3)
+    assert buckets.take("a", now=0.0) == 0 and buckets.take("a", now=0.0) == 0
+    assert buckets.take("a", now=0.0) == pytest.approx(0.5)
+    assert buckets.take("a", now=0.5) == 0  # one token back after half a second
+    for caller in "bcdef":
+        buckets.take(caller, now=1.0)
+    assert len(buckets._buckets) == 3
+
+
+async def test_too_many_writes_in_flight_is_429() -> None:
+    class Slow:
+        async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+            await asyncio.sleep(0.05)
+            return [("id",)]
+
+    from podium.observe.settings import FeedbackConfig
+
+    feedback = Feedback(Slow(), FeedbackConfig(max_pending=1, burst=100))
+    first = asyncio.ensure_future(feedback.submit(make_signal("t", "user", True, source="app")))
+    await asyncio.sleep(0)
+    with pytest.raises(PodiumError) as caught:
+        feedback.admit("someone")
+    assert caught.value.status == 429 and caught.value.code == "feedback_busy"
+    assert await first is True
+
+
+async def test_feedback_needs_a_valid_key_when_keys_are_required(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    settings = {"access": {"auth": {"required": True}}}
+    async with gateway([worker("alpha", "openai", fake_openai.base_url)], **settings) as running:
+        cache = running.podium.extras["keys"]
+        assert isinstance(cache, KeyCache)
+        record_, key = await cache.store.create(NewKey(owner="team-a"))
+        cache.invalidate()
+        trace_id = await ask(running, key=key)
+        async with httpx.AsyncClient(base_url=running.url) as http:
+            anonymous = await http.post("/v1/feedback", json={"trace_id": trace_id, "score": 1})
+            bad = await http.post(
+                "/v1/feedback",
+                json={"trace_id": trace_id, "score": 1},
+                headers={"authorization": "Bearer pk-nope"},
+            )
+            good = await http.post(
+                "/v1/feedback",
+                json={"trace_id": trace_id, "score": 1},
+                headers={"authorization": f"Bearer {key}"},
+            )
+        assert anonymous.status_code == 401 and bad.status_code == 401
+        assert good.status_code == 201
+        rows = await stored(running.podium, trace_id)
+        assert [row[-1] for row in rows] == [record_.key_id]
+
+
+async def test_automatic_signals_from_contracts_and_verifiers_are_written(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    async with gateway([worker("alpha", "openai", fake_openai.base_url)]) as running:
+        trace_id = await ask(running)
+        record(running.podium, trace_id, "json_schema", True, source="contract")
+        record(running.podium, trace_id, "length", 0.4, source="contract", comment="too short")
+        feedback = feedback_of(running.podium)
+        assert feedback is not None
+        assert await feedback.flush()
+        rows = await stored(running.podium, trace_id)
+    assert [(r[0], r[1], r[5]) for r in rows] == [
+        ("json_schema", "contract", 1.0),
+        ("length", "contract", 0.4),
+    ]
+
+
+async def test_a_verifier_verdict_in_a_step_becomes_a_signal() -> None:
+    from podium.context import RequestContext
+    from podium.observe.plugin import SignalsHook
+    from podium.observe.settings import FeedbackConfig
+    from tests.test_commands_traces import trace
+
+    class Memory:
+        rows: list[tuple[Any, ...]] = []  # noqa: RUF012
+
+        async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+            self.rows.append(params)
+            return []
+
+    db = Memory()
+    feedback = Feedback(db, FeedbackConfig())
+    record_ = trace("t1", 0.0, "small")
+    record_.steps.append({"step": 1, "role": "verify", "worker": "checker", "verdict": False})
+    await SignalsHook(feedback).finish(record_, RequestContext(ingress="openai", headers={}))
+    await feedback.flush()
+    assert [(row[1], row[3], row[4], row[8]) for row in db.rows] == [
+        ("t1", "verify", "verifier", 0.0)
+    ]
+
+
+async def test_queued_signals_are_written_at_shutdown(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    async with gateway([worker("alpha", "openai", fake_openai.base_url)]) as running:
+        trace_id = await ask(running)
+        podium = running.podium
+        record(podium, trace_id, "late", "pass", source="contract")
+    # The gateway has shut down and closed its store: read the file again.
+    from podium.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(podium.config.resolved_data_dir() / "podium.db")
+    await store.open()
+    try:
+        rows = await store.execute(
+            "SELECT name, score FROM feedback WHERE trace_id = ?", (trace_id,)
+        )
+    finally:
+        await store.close()
+    assert [tuple(row) for row in rows] == [("late", 1.0)]
