@@ -7,11 +7,45 @@ list names, and its own subtask instruction.
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+import time
 from dataclasses import dataclass, field, replace
 
 from podium.engine import Attempt, Engine, MeteredStream
-from podium.types import ChatRequest, ChatResponse, Message, TextPart
+from podium.types import (
+    ChatRequest,
+    ChatResponse,
+    EventStream,
+    Finish,
+    Message,
+    ResponseFormat,
+    TextDelta,
+    TextPart,
+    ToolCallDelta,
+    Usage,
+    UsageReport,
+)
 from podium.workflow import Step, Workflow
+
+# A cascade's check step answers in this shape (constrained decoding where the worker has it).
+VERDICT_FORMAT = ResponseFormat(
+    type="json_schema",
+    name="verdict",
+    strict=True,
+    schema={
+        "type": "object",
+        "properties": {
+            "verdict": {"type": "string", "enum": ["accept", "reject"]},
+            "reason": {"type": "string"},
+        },
+        "required": ["verdict"],
+    },
+)
+REFUSAL = re.compile(
+    r"^\s*(?:i'?m sorry|i cannot|i can'?t|i am unable|i'm unable|as an ai)\b", re.IGNORECASE
+)
+REPLAY_CHUNK = 48
 
 
 @dataclass(slots=True)
@@ -28,6 +62,8 @@ class Run:
 
     attempts: list[Attempt] = field(default_factory=list)
     outputs: list[StepOutput] = field(default_factory=list)
+    responses: dict[int, ChatResponse] = field(default_factory=dict)  # steps before the last
+    escalated: bool | None = None  # a cascade: whether the stronger worker was called
 
 
 def _visible(step: Step, outputs: list[StepOutput]) -> list[StepOutput]:
@@ -76,8 +112,18 @@ class WorkflowExecutor:
 
             async def one(i: int, prior: list[StepOutput] = prior) -> tuple[int, ChatResponse, str]:
                 step = workflow.steps[i]
+                sub = step_request(replace(request, stream=False), step, prior)
+                if step.role == "check":
+                    sub = replace(
+                        sub,
+                        response_format=VERDICT_FORMAT,
+                        tools=[],
+                        tool_choice=None,
+                        temperature=0.0,
+                        max_tokens=min(sub.max_tokens or 128, 128),
+                    )
                 worker, response = await self.engine.complete(
-                    step_request(replace(request, stream=False), step, prior),
+                    sub,
                     [step.worker],
                     run.attempts,
                     step=i,
@@ -88,6 +134,7 @@ class WorkflowExecutor:
             results = await asyncio.gather(*(one(i) for i in group))
             for i, response, worker in sorted(results, key=lambda item: item[0]):
                 run.outputs.append(StepOutput(i, worker, workflow.steps[i].role, response.text))
+                run.responses[i] = response
             index = group[-1] + 1
 
     def _last(
@@ -96,10 +143,33 @@ class WorkflowExecutor:
         last = workflow.steps[-1]
         return step_request(request, last, run.outputs), [last.worker, *workflow.fallbacks]
 
+    def _draft_stands(self, workflow: Workflow, run: Run) -> StepOutput | None:
+        """For a cascade (last step ``escalate``): the draft when it stands, else None."""
+        draft = next((o for o in run.outputs if o.role == "draft"), None)
+        if draft is None or self.engine.pool.get(draft.worker) is None:
+            return None
+        response = run.responses.get(draft.index)
+        if response is None or not draft_looks_complete(response):
+            return None
+        checks = [o for o in run.outputs if o.role == "check"]
+        return draft if all(verdict_accepts(check.text) for check in checks) else None
+
+    def _accept(self, workflow: Workflow, run: Run) -> StepOutput | None:
+        if workflow.steps[-1].role != "escalate":
+            return None
+        draft = self._draft_stands(workflow, run)
+        run.escalated = draft is None
+        return draft
+
     async def complete(self, request: ChatRequest, workflow: Workflow, run: Run) -> ChatResponse:
         await self._run_steps(request, workflow, run)
-        final_request, workers = self._last(request, workflow, run)
         index = len(workflow.steps) - 1
+        draft = self._accept(workflow, run)
+        if draft is not None:
+            run.attempts.append(Attempt(draft.worker, step=index, role="accept"))
+            run.outputs.append(StepOutput(index, draft.worker, "accept", draft.text))
+            return run.responses[draft.index]
+        final_request, workers = self._last(request, workflow, run)
         worker, response = await self.engine.complete(
             final_request, workers, run.attempts, step=index, role=workflow.steps[-1].role
         )
@@ -108,8 +178,56 @@ class WorkflowExecutor:
 
     async def stream(self, request: ChatRequest, workflow: Workflow, run: Run) -> MeteredStream:
         await self._run_steps(request, workflow, run)
-        final_request, workers = self._last(request, workflow, run)
         index = len(workflow.steps) - 1
+        draft = self._accept(workflow, run)
+        if draft is not None:
+            worker = self.engine.pool.get(draft.worker)
+            if worker is not None:
+                attempt = Attempt(draft.worker, step=index, role="accept", ttft_ms=0.0)
+                run.attempts.append(attempt)
+                run.outputs.append(StepOutput(index, draft.worker, "accept", draft.text))
+                events = replay(run.responses[draft.index])
+                first = await anext(events)
+                return ReplayStream(worker, request, first, events, attempt, time.perf_counter())
+        final_request, workers = self._last(request, workflow, run)
         return await self.engine.stream(
             final_request, workers, run.attempts, step=index, role=workflow.steps[-1].role
         )
+
+
+def verdict_accepts(text: str) -> bool:
+    """A check step's verdict: JSON ``{"verdict": "accept"}``, or plain text that accepts and
+    does not reject. Anything unreadable rejects (escalating is the safe side)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        lowered = text.lower()
+        return "accept" in lowered and "reject" not in lowered
+    return isinstance(data, dict) and str(data.get("verdict", "")).lower() == "accept"
+
+
+def draft_looks_complete(response: ChatResponse) -> bool:
+    if response.tool_calls:
+        return True
+    text = response.text.strip()
+    return bool(text) and response.finish_reason != "length" and not REFUSAL.match(text)
+
+
+async def replay(response: ChatResponse) -> EventStream:
+    """A finished answer as a stream, so the final step of an accepted cascade streams too."""
+    text = response.text
+    for start in range(0, len(text), REPLAY_CHUNK):
+        yield TextDelta(text[start : start + REPLAY_CHUNK])
+    for index, call in enumerate(response.tool_calls):
+        yield ToolCallDelta(index, id=call.id, name=call.name, arguments=call.arguments)
+    yield Finish(response.finish_reason)
+    yield UsageReport(response.usage)
+
+
+class ReplayStream(MeteredStream):
+    """The draft replayed: its tokens were paid for (and traced) in the draft step."""
+
+    def _settle(self) -> None:
+        super()._settle()
+        self.attempt.usage = Usage()
+        self.attempt.cost_usd = 0.0

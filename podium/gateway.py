@@ -147,6 +147,7 @@ class Gateway:
             request = await self.admit(request, context)
             eligible = self.eligible(request, context)
             decision = await self.route(request, context, list(eligible))
+            run.attempts.extend(decision.attempts)  # a planner's call is part of the cost
             for hook in self.hooks:
                 await hook.decided(request, decision, context)
             enforce_clearance(decision, eligible)

@@ -21,6 +21,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "podium.routing.rules",
     "podium.routing.affinity",
     "podium.routing.semantic",
+    "podium.routing.learned_plugin",
     "podium.api.route",
     "podium.api.anthropic",
     "podium.api.admin",

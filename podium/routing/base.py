@@ -8,7 +8,7 @@ never where data goes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from podium.config import WorkerConfig
 from podium.context import Caller
@@ -46,6 +46,9 @@ class Decision:
     reason: str
     candidates: list[Candidate] = field(default_factory=list)
     rule: str | None = None
+    # Calls made while deciding (a Conductor's planner): engine Attempts the trace records
+    # as steps of the request, ahead of the workflow's own.
+    attempts: list[Any] = field(default_factory=list)
 
     @property
     def route(self) -> str:

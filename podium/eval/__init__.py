@@ -1,0 +1,1 @@
+"""Evaluation of routers and workers: offline (RouterBench-format data)."""

@@ -1,0 +1,157 @@
+"""Training with a calibration split, and choosing the policy's knob on it.
+
+``train_with_calibration`` holds out a stable share of the rows (by a hash of the prompt, so
+the same prompt is always on the same side), trains on the rest, and stores the held-out
+predictions next to the truth in the artifact. ``calibrate`` then sweeps lambda over those
+rows and picks the cheapest setting that reaches a target quality, or the best one whose mean
+cost stays under a ceiling, like RouteLLM's threshold calibration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from podium.eval.data import RoutingData
+from podium.eval.offline import lambda_grid
+from podium.routing.features import Embedder, FeatureSpec
+from podium.routing.learned import Policy, QualityCostModel, TrainOptions, choose, fit
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def calibration_rows(prompts: list[str], fraction: float) -> npt.NDArray[np.bool_]:
+    """True for the rows held out for calibration (a stable share of distinct prompts)."""
+    cut = int(fraction * 10_000)
+    return np.asarray(
+        [
+            int(hashlib.sha256(p.strip().lower().encode("utf-8")).hexdigest()[:8], 16) % 10_000
+            < cut
+            for p in prompts
+        ],
+        dtype=bool,
+    )
+
+
+def _metrics(pred: FloatArray, true: FloatArray) -> dict[str, float]:
+    known = ~np.isnan(true)
+    if not known.any():
+        return {}
+    error = (pred[known] - true[known]) ** 2
+    base = np.nanmean(true, axis=0)
+    baseline = ((np.broadcast_to(base, true.shape)[known]) - true[known]) ** 2
+    return {"brier": float(error.mean()), "brier_of_means": float(baseline.mean())}
+
+
+def train_with_calibration(
+    data: RoutingData,
+    *,
+    fraction: float = 0.15,
+    options: TrainOptions | None = None,
+    embedder: Embedder | None = None,
+    output_tokens: FloatArray | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> QualityCostModel:
+    held = calibration_rows(data.prompts, fraction) if fraction > 0 else np.zeros(len(data), bool)
+    if held.all() or len(data) - int(held.sum()) < 2:
+        held = np.zeros(len(data), dtype=bool)
+    train = data.subset(np.flatnonzero(~held))
+    model = fit(
+        train.prompts,
+        train.quality,
+        train.cost,
+        train.models,
+        options=options,
+        spec=FeatureSpec(),
+        embedder=embedder,
+        output_tokens=output_tokens,
+        metadata={
+            **(metadata or {}),
+            "train_rows": len(train),
+            "calibration_rows": int(held.sum()),
+        },
+    )
+    if held.any():
+        cal = data.subset(np.flatnonzero(held))
+        x = model.features(cal.prompts, embedder)
+        model.calibration = {
+            "pred_quality": model.predict_quality_from(x),
+            "pred_cost": model.predict_cost(cal.prompts),
+            "true_quality": cal.quality,
+            "true_cost": cal.cost,
+        }
+        model.metadata["metrics"] = _metrics(model.calibration["pred_quality"], cal.quality)
+    return model
+
+
+@dataclass(slots=True)
+class Setting:
+    lam: float
+    quality: float
+    cost: float
+
+
+def sweep(model: QualityCostModel) -> list[Setting]:
+    """Mean true quality and cost on the calibration rows, per lambda (rows whose pick has
+    no known outcome are left out of that lambda's means)."""
+    cal = model.calibration
+    if not cal:
+        raise ValueError("this artifact has no calibration rows (train with a calibration split)")
+    pred_q, pred_c = cal["pred_quality"], cal["pred_cost"]
+    true_q, true_c = cal["true_quality"], cal["true_cost"]
+    rows = np.arange(pred_q.shape[0])
+    settings: list[Setting] = []
+    for lam in lambda_grid(model.mean_cost, count=120):
+        picks = choose(pred_q, pred_c, Policy("tradeoff", lam=lam))
+        q, c = true_q[rows, picks], true_c[rows, picks]
+        known = ~np.isnan(q)
+        if not known.any():
+            continue
+        cost = np.where(np.isnan(c), pred_c[rows, picks], c)
+        settings.append(Setting(lam, float(q[known].mean()), float(cost[known].mean())))
+    return settings
+
+
+def calibrate(
+    model: QualityCostModel,
+    *,
+    target_quality: float | None = None,
+    max_cost: float | None = None,
+) -> Policy:
+    """The policy that meets the target at the least cost, or the best under the cost cap.
+    When nothing meets it, the closest setting is chosen and ``calibrated.met`` is False."""
+    if (target_quality is None) == (max_cost is None):
+        raise ValueError("give exactly one of a target quality or a maximum cost per request")
+    settings = sweep(model)
+    if target_quality is not None:
+        meeting = [s for s in settings if s.quality >= target_quality]
+        chosen = (
+            min(meeting, key=lambda s: (s.cost, -s.lam))
+            if meeting
+            else max(settings, key=lambda s: s.quality)
+        )
+        goal: dict[str, Any] = {"target_quality": target_quality}
+    else:
+        assert max_cost is not None
+        meeting = [s for s in settings if s.cost <= max_cost]
+        chosen = (
+            max(meeting, key=lambda s: (s.quality, -s.cost))
+            if meeting
+            else min(settings, key=lambda s: s.cost)
+        )
+        goal = {"max_cost_per_request": max_cost}
+    return Policy(
+        kind="tradeoff",
+        lam=chosen.lam,
+        calibrated={
+            **goal,
+            "met": bool(meeting),
+            "expected_quality": chosen.quality,
+            "expected_cost": chosen.cost,
+            "rows": int(model.calibration["pred_quality"].shape[0]),
+        },
+    )

@@ -1,0 +1,263 @@
+"""The learned router in the gateway: it reads the promoted artifact, predicts per eligible
+worker the probability of a good answer and the cost of the call, and picks by its policy.
+
+The artifact is swapped without a restart: the router checks the ``current`` pointer (a
+``stat``, at most once per ``reload_seconds``) and loads a newly promoted version off the
+request path's critical section; a request always sees one whole model.
+
+Workers map to the artifact's models by name, by their ``model`` field, by an alias, or by
+``model_map``. A worker the artifact never saw gets a prior from its price and profile
+(:meth:`QualityCostModel.prior_quality`). A configured price is the truth for cost: price x
+predicted tokens (input from the prompt, output from traces or ``default_output_tokens``);
+an unpriced worker that the data knows is costed by the data's own cost line.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from podium.config import WorkerConfig
+from podium.routing.artifacts import ArtifactStore, Version
+from podium.routing.base import Candidate, Decision, RouteContext
+from podium.routing.features import Embedder
+from podium.routing.learned import Policy, QualityCostModel, choose
+from podium.types import ChatRequest
+from podium.workers import estimate_tokens
+from podium.workflow import Workflow
+
+VIRTUAL_MODEL = "podium/auto"
+
+
+class LearnedConfig(BaseModel):
+    """``routing.routers.learned`` in podium.yaml (every field optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str | None = None
+    artifact: str | None = None  # a .npz file; default: the promoted version in data_dir/routers
+    policy: Literal["tradeoff", "target", "budget"] | None = None  # default: the artifact's
+    lam: float | None = Field(None, ge=0)
+    target: float | None = Field(None, ge=0, le=1)
+    budget_usd: float | None = Field(None, gt=0)
+    model_map: dict[str, str] = Field(default_factory=dict)  # worker -> model in the data
+    default_output_tokens: int = Field(256, ge=1)
+    reload_seconds: float = Field(1.0, ge=0)
+    models: list[str] = Field(default_factory=lambda: [VIRTUAL_MODEL])
+
+
+def parse_section(section: Any, cls: type[BaseModel], name: str) -> Any:
+    from podium.routing.config import RoutingConfigError
+
+    if section is None:
+        return cls()
+    if isinstance(section, BaseModel):
+        section = section.model_dump()
+    try:
+        return cls.model_validate(section)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise RoutingConfigError(f"{name}: {where}: {first['msg']}") from None
+
+
+@dataclass(slots=True)
+class Estimate:
+    worker: WorkerConfig
+    quality: float
+    cost: float
+    known: bool  # False: the quality is a prior
+
+
+class ModelHandle:
+    """The artifact in force, reloaded when the ``current`` pointer changes."""
+
+    def __init__(
+        self,
+        store: ArtifactStore | None,
+        path: Path | None,
+        embedder: Callable[[], Embedder | None],
+        reload_seconds: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.path = path
+        self._embedder_factory = embedder
+        self._embedder: Embedder | None = None
+        self.reload_seconds = reload_seconds
+        self.model: QualityCostModel | None = None
+        self.version: str | None = None
+        self.error: str | None = None
+        self._checked = 0.0
+        self._stamp: tuple[str, float] | None = None
+        self._lock = threading.Lock()
+
+    def embedder(self) -> Embedder | None:
+        if self._embedder is None:
+            self._embedder = self._embedder_factory()
+        return self._embedder
+
+    def _target(self) -> tuple[Path, str] | None:
+        if self.path is not None:
+            return self.path, self.path.stem
+        if self.store is None:
+            return None
+        version: Version | None = self.store.current()
+        return (version.path, version.name) if version else None
+
+    def reload(self, *, force: bool = False) -> QualityCostModel | None:
+        """Load the artifact in force if it changed since the last look."""
+        now = time.monotonic()
+        if not force and self.model is not None and now - self._checked < self.reload_seconds:
+            return self.model
+        with self._lock:
+            self._checked = now
+            target = self._target()
+            if target is None:
+                self.model, self.version, self._stamp = None, None, None
+                self.error = "no learned-router artifact is promoted"
+                return None
+            path, name = target
+            try:
+                stamp = (name, path.stat().st_mtime)
+            except OSError as error:
+                self.error = f"cannot read {path.name}: {error.strerror}"
+                return self.model
+            if stamp == self._stamp and self.model is not None and not force:
+                return self.model
+            try:
+                model = QualityCostModel.load(path)
+                model.featurizer(self.embedder() if model.spec.embedding_dim else None)
+            except Exception as error:  # a bad file must not take routing down
+                self.error = f"cannot load {path.name}: {type(error).__name__}: {error}"
+                return self.model
+            self.model, self.version, self._stamp, self.error = model, name, stamp, None
+            return model
+
+
+class WorkerScorer:
+    """Per eligible worker: predicted quality and cost for one request."""
+
+    def __init__(self, config: LearnedConfig, handle: ModelHandle) -> None:
+        self.config = config
+        self.handle = handle
+
+    def column(self, model: QualityCostModel, worker: WorkerConfig) -> int | None:
+        index = {name: j for j, name in enumerate(model.models)}
+        for key in (self.config.model_map.get(worker.name), worker.name, worker.model):
+            if key is not None and key in index:
+                return index[key]
+        for alias in worker.aliases:
+            if alias in index:
+                return index[alias]
+        return None
+
+    def estimates(
+        self, request: ChatRequest, eligible: Sequence[WorkerConfig]
+    ) -> tuple[list[Estimate], QualityCostModel]:
+        model = self.handle.reload()
+        if model is None:
+            raise LookupError(self.handle.error or "no learned-router artifact")
+        text = request.prompt_text()
+        x = model.featurizer(self.handle.embedder() if model.spec.embedding_dim else None).one(text)
+        quality = model.predict_quality_from(x[None, :])[0]
+        data_cost = model.predict_cost([text])[0]
+        tokens_in = estimate_tokens(text)
+        out: list[Estimate] = []
+        for worker in eligible:
+            j = self.column(model, worker)
+            price = worker.price
+            if price.input > 0 or price.output > 0 or j is None:
+                tokens_out = float(self.config.default_output_tokens)
+                if j is not None and model.output_tokens[j] > 0:
+                    tokens_out = float(model.output_tokens[j])
+                if request.max_tokens is not None:
+                    tokens_out = min(tokens_out, float(request.max_tokens))
+                cost = (tokens_in * price.input + tokens_out * price.output) / 1_000_000
+            else:
+                cost = float(data_cost[j])
+            if j is None:
+                out.append(
+                    Estimate(worker, model.prior_quality(cost, worker.quality_prior), cost, False)
+                )
+            else:
+                out.append(Estimate(worker, float(quality[j]), cost, True))
+        return out, model
+
+
+def capable(request: ChatRequest, eligible: Sequence[WorkerConfig]) -> list[WorkerConfig]:
+    """Workers that can take the request (tools, images); all of them if none can."""
+    needs: set[str] = set()
+    if request.tools:
+        needs.add("tools")
+    if request.has_images():
+        needs.add("vision")
+    if not needs:
+        return list(eligible)
+    able = [w for w in eligible if needs <= set(w.capabilities)]
+    return able or list(eligible)
+
+
+class LearnedRouter:
+    def __init__(self, config: LearnedConfig, handle: ModelHandle, name: str = "learned") -> None:
+        self.name = name
+        self.config = config
+        self.handle = handle
+        self.scorer = WorkerScorer(config, handle)
+
+    def policy(self, model: QualityCostModel, context: RouteContext) -> Policy:
+        base = model.policy
+        policy = Policy(
+            kind=self.config.policy or base.kind,
+            lam=self.config.lam if self.config.lam is not None else base.lam,
+            target=self.config.target if self.config.target is not None else base.target,
+            budget_usd=self.config.budget_usd or base.budget_usd,
+        )
+        if context.budget_usd is not None:  # the request's own budget wins
+            policy.kind, policy.budget_usd = "budget", context.budget_usd
+        return policy
+
+    async def plan(self, request: ChatRequest, context: RouteContext) -> Decision | None:
+        if request.model not in self.config.models:
+            return None
+        workers = capable(request, context.eligible)
+        if not workers:
+            return None
+        estimates, model = self.scorer.estimates(request, workers)
+        policy = self.policy(model, context)
+        quality = np.asarray([[e.quality for e in estimates]])
+        cost = np.asarray([[e.cost for e in estimates]])
+        pick = int(choose(quality, cost, policy)[0])
+        scores = [e.quality - policy.lam * e.cost for e in estimates]
+        order = sorted(range(len(estimates)), key=lambda j: -scores[j])
+        chosen = estimates[pick]
+        fallbacks = [estimates[j].worker.name for j in order if j != pick]
+        return Decision(
+            workflow=Workflow.single(chosen.worker.name, fallbacks=fallbacks),
+            router=self.name,
+            reason=explain(chosen, policy, self.handle.version),
+            candidates=[
+                Candidate(e.worker.name, scores[j], round(e.quality, 6), e.cost)
+                for j, e in sorted(enumerate(estimates), key=lambda item: -scores[item[0]])
+            ],
+        )
+
+
+def explain(chosen: Estimate, policy: Policy, version: str | None) -> str:
+    prior = "" if chosen.known else " (a prior: the model has no data for this worker yet)"
+    if policy.kind == "target":
+        rule = f"the cheapest worker predicted to reach quality {policy.target:.2f}"
+    elif policy.kind == "budget":
+        rule = f"the best worker within ${policy.budget_usd:.6f} a request"
+    else:
+        rule = f"the best quality - {policy.lam:g} x cost"
+    return (
+        f"{version or 'learned'}: {rule}: {chosen.worker.name!r} with predicted quality "
+        f"{chosen.quality:.2f}{prior} at ${chosen.cost:.6f}"
+    )

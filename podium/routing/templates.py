@@ -1,0 +1,137 @@
+"""Workflow templates in the Conductor format (worker, subtask, access list; at most 5 steps).
+
+- ``single``: one call.
+- ``cascade``: a cheap worker drafts, a checker judges the draft (JSON verdict, constrained
+  decoding), and a stronger worker answers only when the check fails; otherwise the draft is
+  the answer. Without a checker the executor judges the draft by its shape (empty, cut off,
+  a refusal).
+- ``plan_solve``: one worker writes a plan, another follows it.
+- ``solve_verify``: one worker answers, another checks and corrects the answer.
+- ``fanout``: k workers answer independently (in parallel), a synthesiser merges them
+  (Mixture-of-Agents as a baseline).
+
+Each builder takes the workers that fill its roles, in order, and options; it returns a
+:class:`Workflow`. They register in the router registry's template table, so rules and
+semantic routes can name them too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from podium.workflow import MAX_STEPS, Step, Workflow, WorkflowError
+
+CHECK_INSTRUCTION = (
+    "You are checking a draft answer (shown above) to the user's request. Decide whether it is "
+    "correct, complete and responsive. Reply only with JSON: "
+    '{"verdict": "accept"} or {"verdict": "reject", "reason": "..."}.'
+)
+PLAN_INSTRUCTION = (
+    "Write a short numbered plan (at most 5 steps) for answering the request above. Do not "
+    "answer it yet."
+)
+FOLLOW_PLAN_INSTRUCTION = "Answer the request, following the plan above where it helps."
+VERIFY_INSTRUCTION = (
+    "A draft answer to the request is shown above. Check it carefully; fix any mistake. Reply "
+    "with the final answer only, as if answering the request directly."
+)
+SYNTHESISE_INSTRUCTION = (
+    "Several independent answers to the request are shown above. Write the single best answer: "
+    "keep what they agree on and what is right, drop mistakes. Reply with the answer only."
+)
+VERDICT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "verdict": {"type": "string", "enum": ["accept", "reject"]},
+        "reason": {"type": "string"},
+    },
+    "required": ["verdict"],
+}
+
+
+def _need(name: str, workers: Sequence[str], count: int) -> None:
+    if len(workers) < count:
+        raise WorkflowError(f"template {name!r} needs at least {count} workers, got {len(workers)}")
+
+
+def single(workers: Sequence[str], options: Mapping[str, Any]) -> Workflow:
+    _need("single", workers, 1)
+    return Workflow.single(workers[0], fallbacks=list(workers[1:]))
+
+
+def cascade(workers: Sequence[str], options: Mapping[str, Any]) -> Workflow:
+    """Workers: cheap, strong[, checker]. ``options.verify`` (default true) adds the check
+    step; the checker defaults to the cheap worker."""
+    _need("cascade", workers, 2)
+    cheap, strong = workers[0], workers[1]
+    steps = [Step(worker=cheap, access="none", role="draft")]
+    if options.get("verify", True):
+        checker = workers[2] if len(workers) > 2 else cheap
+        steps.append(Step(worker=checker, instruction=CHECK_INSTRUCTION, access=[0], role="check"))
+    steps.append(Step(worker=strong, access="none", role="escalate"))
+    return Workflow(steps=steps, template="cascade", fallbacks=list(workers[3:]))
+
+
+def plan_solve(workers: Sequence[str], options: Mapping[str, Any]) -> Workflow:
+    """Workers: planner[, solver] (the planner solves too when no solver is given)."""
+    _need("plan_solve", workers, 1)
+    solver = workers[1] if len(workers) > 1 else workers[0]
+    return Workflow(
+        steps=[
+            Step(worker=workers[0], instruction=PLAN_INSTRUCTION, access="none", role="plan"),
+            Step(worker=solver, instruction=FOLLOW_PLAN_INSTRUCTION, access=[0], role="answer"),
+        ],
+        template="plan_solve",
+        fallbacks=list(workers[2:]),
+    )
+
+
+def solve_verify(workers: Sequence[str], options: Mapping[str, Any]) -> Workflow:
+    """Workers: solver, verifier (the verifier's answer is the final one and streams)."""
+    _need("solve_verify", workers, 1)
+    verifier = workers[1] if len(workers) > 1 else workers[0]
+    return Workflow(
+        steps=[
+            Step(worker=workers[0], access="none", role="solve"),
+            Step(worker=verifier, instruction=VERIFY_INSTRUCTION, access=[0], role="verify"),
+        ],
+        template="solve_verify",
+        fallbacks=list(workers[2:]),
+    )
+
+
+def fanout(workers: Sequence[str], options: Mapping[str, Any]) -> Workflow:
+    """Workers: proposer 1..k, then the synthesiser (k <= 4, so at most 5 steps). With one
+    worker given, it proposes ``options.k`` times (default 3) and synthesises."""
+    _need("fanout", workers, 1)
+    if len(workers) == 1:
+        k = int(options.get("k", 3))
+        proposers, synthesiser = [workers[0]] * k, workers[0]
+    else:
+        proposers, synthesiser = list(workers[:-1]), workers[-1]
+    if not 1 <= len(proposers) <= MAX_STEPS - 1:
+        raise WorkflowError(f"fanout takes 1 to {MAX_STEPS - 1} proposers, not {len(proposers)}")
+    steps = [Step(worker=w, access="none", role="propose") for w in proposers]
+    steps.append(
+        Step(
+            worker=synthesiser, instruction=SYNTHESISE_INSTRUCTION, access="all", role="synthesise"
+        )
+    )
+    return Workflow(steps=steps, template="fanout")
+
+
+TEMPLATES = {
+    "single": single,
+    "cascade": cascade,
+    "plan_solve": plan_solve,
+    "solve_verify": solve_verify,
+    "fanout": fanout,
+}
+
+
+def register_templates(registry: Any) -> None:
+    """Add every template to a registry with ``register(name, builder)``."""
+    for name, builder in TEMPLATES.items():
+        if name != "single" or name not in registry:
+            registry.register(name, builder)

@@ -1,0 +1,142 @@
+"""Training data for the learned router from Podium's own traces.
+
+A trace becomes an example when its prompt was captured (trace content capture on), it
+ended well, one worker answered it, and some quality signal exists for it: the ``feedback``
+table's ``score`` (0..1; from applications, people, contract evaluators, verifier steps and
+the judge, averaged per trace). Traces without a signal teach nothing about quality and are
+skipped. Examples join RouterBench-format rows as extra columns: one observed worker per row,
+the other workers' cells unknown (NaN), which the trainer masks out.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import orjson
+
+from podium.eval.data import RoutingData
+
+PAGE = 1000
+FEEDBACK_SQL = (
+    "SELECT t.trace_id, t.created_at, t.prompt, t.worker, t.steps, t.output_tokens, "
+    "t.cost_usd, q.quality FROM traces t JOIN ("
+    "  SELECT trace_id, AVG(score) AS quality FROM feedback WHERE score IS NOT NULL "
+    "  GROUP BY trace_id) q ON q.trace_id = t.trace_id "
+    "WHERE t.created_at > ? AND t.status = 'ok' AND t.prompt IS NOT NULL AND t.worker IS NOT NULL "
+    "ORDER BY t.created_at LIMIT ?"
+)
+
+
+class Rows(Protocol):
+    async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Sequence[Any]: ...
+
+
+@dataclass(slots=True)
+class TrainingExample:
+    trace_id: str
+    created_at: float
+    prompt: str
+    worker: str
+    quality: float  # 0 (bad) .. 1 (good)
+    cost_usd: float
+    output_tokens: int
+
+
+def _answer_cost(steps: list[dict[str, Any]], worker: str, total: float) -> tuple[float, bool]:
+    """The answering worker's own cost, and whether one worker did the whole job."""
+    answered = [s for s in steps if s.get("status") == "ok"]
+    single = len({s.get("worker") for s in answered}) <= 1
+    own = sum(float(s.get("cost_usd") or 0.0) for s in answered if s.get("worker") == worker)
+    return (own if answered else total), single
+
+
+async def iter_training_examples(
+    store: Rows, since: float | None = None, *, single_worker_only: bool = True
+) -> AsyncIterator[TrainingExample]:
+    """Traces with a quality signal, oldest first, read a page at a time."""
+    cursor = since if since is not None else float("-inf")
+    while True:
+        try:
+            rows = await store.execute(FEEDBACK_SQL, (cursor, PAGE))
+        except sqlite3.OperationalError as error:
+            if "no such table" in str(error):
+                return  # no feedback table yet: no quality signals to learn from
+            raise
+        if not rows:
+            return
+        for row in rows:
+            steps = orjson.loads(row["steps"] or "[]")
+            cost, single = _answer_cost(steps, row["worker"], float(row["cost_usd"] or 0.0))
+            if single_worker_only and not single:
+                continue
+            yield TrainingExample(
+                trace_id=row["trace_id"],
+                created_at=float(row["created_at"]),
+                prompt=row["prompt"],
+                worker=row["worker"],
+                quality=float(np.clip(row["quality"], 0.0, 1.0)),
+                cost_usd=cost,
+                output_tokens=int(row["output_tokens"] or 0),
+            )
+        cursor = float(rows[-1]["created_at"])
+        if len(rows) < PAGE:
+            return
+
+
+def examples_to_data(examples: Sequence[TrainingExample]) -> tuple[RoutingData, dict[str, float]]:
+    """Examples as RouterBench-shaped data (one observed cell per row), and each worker's mean
+    output tokens."""
+    workers = sorted({e.worker for e in examples})
+    column = {w: j for j, w in enumerate(workers)}
+    quality = np.full((len(examples), len(workers)), np.nan)
+    cost = np.full((len(examples), len(workers)), np.nan)
+    tokens: dict[str, list[int]] = {w: [] for w in workers}
+    for i, example in enumerate(examples):
+        j = column[example.worker]
+        quality[i, j] = example.quality
+        cost[i, j] = example.cost_usd
+        tokens[example.worker].append(example.output_tokens)
+    data = RoutingData(
+        sample_ids=[e.trace_id for e in examples],
+        prompts=[e.prompt for e in examples],
+        eval_names=["traces"] * len(examples),
+        models=workers,
+        quality=quality,
+        cost=cost,
+        sources=["traces"],
+    )
+    return data, {w: float(np.mean(v)) for w, v in tokens.items() if v}
+
+
+def union(parts: Sequence[RoutingData]) -> RoutingData:
+    """Rows of every part over the union of their models (unknown cells are NaN)."""
+    models = list(dict.fromkeys(m for part in parts for m in part.models))
+    quality_rows, cost_rows = [], []
+    for part in parts:
+        q = np.full((len(part), len(models)), np.nan)
+        c = np.full((len(part), len(models)), np.nan)
+        for j, model in enumerate(part.models):
+            q[:, models.index(model)] = part.quality[:, j]
+            c[:, models.index(model)] = part.cost[:, j]
+        quality_rows.append(q)
+        cost_rows.append(c)
+    return RoutingData(
+        sample_ids=[s for part in parts for s in part.sample_ids],
+        prompts=[p for part in parts for p in part.prompts],
+        eval_names=[e for part in parts for e in part.eval_names],
+        models=models,
+        quality=np.concatenate(quality_rows) if quality_rows else np.zeros((0, len(models))),
+        cost=np.concatenate(cost_rows) if cost_rows else np.zeros((0, len(models))),
+        sources=[s for part in parts for s in part.sources],
+    )
+
+
+def rename_models(data: RoutingData, mapping: dict[str, str]) -> RoutingData:
+    """Call data models by worker names (``mapping``: model -> worker)."""
+    data.models = [mapping.get(m, m) for m in data.models]
+    data.responses = {mapping.get(m, m): r for m, r in data.responses.items()}
+    return data
