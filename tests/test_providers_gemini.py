@@ -337,3 +337,30 @@ async def test_fake_refuses_what_gemini_refuses(fake: FakeGemini, tmp_path: Path
         await http.aclose()
     assert response.status == 400
     assert body["error"]["status"] == "INVALID_ARGUMENT" and body["error"]["code"] == 400
+
+
+# google-genai subclasses aiohttp's session, which aiohttp warns about: theirs, not ours.
+@pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
+async def test_the_official_sdk_reads_the_fake(fake: FakeGemini) -> None:
+    """The fake's wire format is the real one as far as Google's own SDK can tell."""
+    genai = pytest.importorskip(
+        "google.genai", reason="google-genai is optional: install it to cross-check the fake"
+    )
+    from google.genai import errors, types
+
+    options = types.HttpOptions(base_url=fake.url, api_version="v1beta")
+    async with genai.Client(api_key=KEY, http_options=options).aio as client:
+        answer = await client.models.generate_content(model="gemini-x", contents="hello")
+        pieces = [
+            chunk.text
+            async for chunk in await client.models.generate_content_stream(
+                model="gemini-x", contents="stream me"
+            )
+        ]
+        fake.behaviour.fail(429, "Resource has been exhausted", retry_after=5)
+        with pytest.raises(errors.ClientError) as caught:
+            await client.models.generate_content(model="gemini-x", contents="x")
+    assert answer.text == "fake answer to: hello"
+    assert answer.usage_metadata is not None and answer.usage_metadata.prompt_token_count
+    assert "".join(p or "" for p in pieces) == "fake answer to: stream me" and len(pieces) > 2
+    assert caught.value.code == 429 and caught.value.status == "RESOURCE_EXHAUSTED"
