@@ -1,14 +1,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from podium.config import ConfigError
+from podium.config import ConfigError, load_config
 from podium.context import Caller
+from podium.plugins import load_plugins
 from podium.routing.base import Decision
+from podium.routing.chain import build_routing
 from podium.routing.registry import RouterRegistry
 from podium.workflow import Step, Workflow
 from tests.routing_helpers import ask, context, routing_for
@@ -204,3 +207,26 @@ async def test_keywords_and_patterns_read_a_bounded_window_of_huge_prompts() -> 
     assert decision.rule == "tail"  # the tail of the text is read
     middle = "x " * 250_000 + "needle " + "x " * 250_000
     assert (await decide(section, ask(middle))).router == "direct"
+
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "routing.yaml"
+
+
+async def test_the_example_routing_config_builds_and_routes() -> None:
+    config = load_config(EXAMPLE, env={})
+    routing = build_routing(config, load_plugins(third_party=False))
+    assert [router.name for router in routing.routers] == [
+        "rules",
+        "affinity",
+        "semantic",
+        "direct",
+    ]
+    expected = {
+        "SELECT name FROM users WHERE id = 3": "rules:sql-query",
+        "hi": "rules:tiny",
+        "What is 17 x 23?": "semantic:math",
+        "Translate this paragraph into Italian please": "semantic:translation",
+    }
+    for prompt, route in expected.items():
+        decision = await routing.decide(ask(prompt), context(config))
+        assert decision.route == route, (prompt, decision.reason)
