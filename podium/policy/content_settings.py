@@ -26,6 +26,11 @@ PII_TYPES = (
 )
 
 InjectionAction = Literal["off", "flag", "block", "reroute"]
+PiiEngine = Literal["patterns", "tagger", "presidio"]
+
+
+def _default_engines() -> list[PiiEngine]:
+    return ["patterns", "tagger"]
 
 
 class _Strict(BaseModel):
@@ -42,9 +47,7 @@ class PiiSettings(_Strict):
     pseudonymised data could be chosen; ``always`` whenever PII is found; ``never``."""
 
     enabled: bool = True
-    engines: list[Literal["patterns", "tagger", "presidio"]] = Field(
-        default_factory=lambda: ["patterns", "tagger"]
-    )
+    engines: list[PiiEngine] = Field(default_factory=_default_engines)
     types: list[str] = Field(default_factory=lambda: list(PII_TYPES))
     classes: dict[str, str] = Field(default_factory=dict)  # per type; default: ``class_``
     class_: str | None = Field(None, alias="class")  # default: confidential, if defined

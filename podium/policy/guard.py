@@ -37,7 +37,9 @@ class Signal:
 
 
 def _rx(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern, re.IGNORECASE | re.DOTALL)
+    # Matched against lower-cased text: cheaper than IGNORECASE. The patterns use only
+    # lower-case escapes (\b, \s, \d), so lower-casing them keeps their meaning.
+    return re.compile(pattern.lower(), re.DOTALL)
 
 
 # Phrases from the well-known attack families. Each is written to need the attack's framing,
@@ -95,8 +97,10 @@ SIGNALS: tuple[Signal, ...] = (
             r"\b(see|show|get|need|read|give|display)\b.{0,20}\bthe system (prompt|instructions)\b|"
             r"\brepeat (the (above|previous)|this entire|everything)\b|"
             r"\bwhat (are|were) you not (supposed|allowed|permitted) to\b|"
-            r"\b(opposite|reverse|negation) of your (system |initial )?(instructions|prompt|rules)\b|"
-            r"\byour (starting|initial|original|first|hidden|secret) (instructions|prompt|directives)\b|"
+            r"\b(opposite|reverse|negation) of your (system |initial )?"
+            r"(instructions|prompt|rules)\b|"
+            r"\byour (starting|initial|original|first|hidden|secret) "
+            r"(instructions|prompt|directives)\b|"
             r"\b(given|told) (to you )?(initially|at the (beginning|start))\b"
         ),
         0.8,
@@ -192,7 +196,12 @@ def gibberish_score(text: str) -> float:
     """How much the densest 40-token window looks like an optimiser-found adversarial suffix:
     bracket and symbol runs, words glued across case (``similarlyNow``), symbols fused to
     letters. 0 for ordinary prose, towards 1 for GCG-style token soup."""
-    tokens = _TOKEN.findall(text[-4000:])
+    text = text[-4000:]
+    # Fast exit: too few odd symbols and glued words anywhere for any window to score.
+    suspects = sum(text.count(symbol) for symbol in _ODD_SYMBOLS) + len(_GLUED.findall(text))
+    if suspects < 5:
+        return 0.0
+    tokens = _TOKEN.findall(text)
     if len(tokens) < 8:
         return 0.0
     odd = [1 if _odd(token) else 0 for token in tokens]
@@ -278,8 +287,9 @@ class InjectionScreen:
         if not text:
             return verdict
         normalised = unicodedata.normalize("NFKC", _INVISIBLE.sub("", text))
+        lowered = normalised.lower()
         for signal in SIGNALS:
-            if signal.pattern.search(normalised):
+            if signal.pattern.search(lowered):
                 verdict.signals.append(signal.name)
                 verdict.score = max(verdict.score, signal.weight)
         if _INVISIBLE.search(text):

@@ -16,9 +16,10 @@ import gzip
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 from podium.policy.findings import Finding
 
@@ -34,17 +35,17 @@ _REPEAT = re.compile(r"(.)\1+")
 BOUNDARY = frozenset({".", "\n", "!", "?", ":", ";", ">", '"', "("})
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
+class Token(NamedTuple):
     text: str
     start: int
     end: int
 
 
 def tokenize(text: str) -> list[Token]:
-    return [Token(m.group(0), m.start(), m.end()) for m in TOKEN.finditer(text)]
+    return [Token(m.group(0), *m.span()) for m in TOKEN.finditer(text)]
 
 
+@lru_cache(maxsize=1 << 16)  # a pure function of the word: safe to share
 def shape(word: str) -> str:
     return _REPEAT.sub(r"\1\1", word.translate(_SHAPE_TABLE))[:6]
 
@@ -69,6 +70,120 @@ TRIGGERS = frozenset(
 )
 
 
+# Capitalised words that start sentences and are never a name or an address on their own.
+COMMON = frozenset(
+    {
+        "i",
+        "i'm",
+        "i've",
+        "i'd",
+        "i'll",
+        "a",
+        "an",
+        "the",
+        "this",
+        "that",
+        "these",
+        "those",
+        "it",
+        "its",
+        "it's",
+        "my",
+        "your",
+        "our",
+        "their",
+        "his",
+        "her",
+        "we",
+        "you",
+        "they",
+        "he",
+        "she",
+        "hello",
+        "hi",
+        "dear",
+        "thanks",
+        "thank",
+        "please",
+        "could",
+        "would",
+        "can",
+        "will",
+        "should",
+        "may",
+        "might",
+        "what",
+        "when",
+        "where",
+        "why",
+        "how",
+        "who",
+        "which",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "do",
+        "does",
+        "did",
+        "have",
+        "has",
+        "had",
+        "if",
+        "and",
+        "or",
+        "but",
+        "so",
+        "then",
+        "also",
+        "yes",
+        "no",
+        "not",
+        "ok",
+        "okay",
+        "as",
+        "at",
+        "by",
+        "for",
+        "from",
+        "in",
+        "into",
+        "of",
+        "on",
+        "to",
+        "with",
+        "about",
+        "after",
+        "before",
+        "there",
+        "here",
+        "all",
+        "any",
+        "some",
+        "each",
+        "every",
+        "one",
+        "two",
+        "three",
+        "first",
+        "last",
+        "next",
+        "new",
+        "good",
+        "great",
+        "sure",
+        "let",
+        "let's",
+        "just",
+        "now",
+        "today",
+        "tomorrow",
+        "yesterday",
+    }
+)
+
+
 def is_candidate(word: str, previous_label: str, previous_word: str) -> bool:
     """Whether the tagger reads this token at all. Entities start with a capital letter or a
     digit (or a non-ASCII letter); anything right after an entity or a trigger word may
@@ -76,7 +191,9 @@ def is_candidate(word: str, previous_label: str, previous_word: str) -> bool:
     if previous_label != "O":
         return True
     first = word[0]
-    if first.isupper() or first.isdigit() or (first.isalpha() and not first.isascii()):
+    if first.isupper():
+        return word.lower() not in COMMON
+    if first.isdigit() or (first.isalpha() and not first.isascii()):
         return True
     return first.isalpha() and previous_word.lower() in TRIGGERS
 
@@ -128,15 +245,19 @@ class NameTagger:
         return cls(json.loads(data))
 
     def predict(self, feats: list[str]) -> str:
-        scores = [0.0] * len(LABELS)
-        weights = self.weights
+        # Unrolled over the five labels: this is the tagger's inner loop.
+        s0 = s1 = s2 = s3 = s4 = 0.0
+        get = self.weights.get
         for feature in feats:
-            row = weights.get(feature)
+            row = get(feature)
             if row is not None:
-                for label, value in enumerate(row):
-                    scores[label] += value
-        best = max(range(len(LABELS)), key=scores.__getitem__)
-        return LABELS[best]
+                s0 += row[0]
+                s1 += row[1]
+                s2 += row[2]
+                s3 += row[3]
+                s4 += row[4]
+        scores = (s0, s1, s2, s3, s4)
+        return LABELS[scores.index(max(scores))]
 
     def labels(self, tokens: list[Token]) -> list[str]:
         out: list[str] = []
