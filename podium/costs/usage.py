@@ -168,6 +168,7 @@ def _records(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, Any] 
     if not text.strip():
         raise UsageError(f"{path}: the file is empty: no usage to count")
     stripped = text.lstrip()
+    header: list[str] = []
     if stripped.startswith("["):
         try:
             items = orjson.loads(stripped)
@@ -192,13 +193,14 @@ def _records(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, Any] 
         reader = csv.DictReader(text.splitlines())
         if not reader.fieldnames:
             raise UsageError(f"{path}: no header row")
+        header = [_key(name) for name in reader.fieldnames]
         records = []
         for number, row in enumerate(reader, start=2):
             if None in row:
                 records.append((number, "more values than header columns"))
                 continue
             records.append((number, {_key(k): v for k, v in row.items()}))
-    columns: dict[str, None] = {}
+    columns: dict[str, None] = dict.fromkeys(header)
     for _, record in records:
         if isinstance(record, dict):
             columns.update(dict.fromkeys(record))
