@@ -18,7 +18,18 @@ from podium.testing.openai_fake import FakeOpenAI
 from tests.conftest import worker
 
 TOLERANCE = 0.05
-WORDS = "pump valve seal invoice order quote flange bearing motor sensor".split()
+WORDS = [
+    "pump",
+    "valve",
+    "seal",
+    "invoice",
+    "order",
+    "quote",
+    "flange",
+    "bearing",
+    "motor",
+    "sensor",
+]
 
 
 def _prompts(count: int) -> list[str]:
