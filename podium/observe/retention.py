@@ -20,27 +20,36 @@ class Rows(Protocol):
 
 
 async def sweep(db: Rows, cutoff: float, batch: int = 5000) -> dict[str, int]:
-    """Delete everything recorded before ``cutoff`` (epoch seconds); returns rows deleted."""
+    """Delete every trace recorded before ``cutoff`` (epoch seconds) with its feedback, a
+    batch at a time, then older rollup rows; returns the rows deleted per table."""
     deleted = {"traces": 0, "feedback": 0, "trace_rollup": 0}
-    for table, key, column in (
-        ("feedback", "feedback_id", "created_at"),
-        ("traces", "trace_id", "created_at"),
-        ("trace_rollup", None, "bucket"),
-    ):
-        while True:
-            if key is None:
-                sql = f"DELETE FROM {table} WHERE {column} < ? RETURNING 1"
-                limit: tuple[Any, ...] = ()
-            else:
-                sql = (
-                    f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} "
-                    f"WHERE {column} < ? LIMIT ?) RETURNING 1"
-                )
-                limit = (batch,)
-            rows = await db.execute(sql, (cutoff, *limit))
-            deleted[table] += len(rows)
-            if key is None or len(rows) < batch:
-                break
+    while True:
+        ids = [
+            row[0]
+            for row in await db.execute(
+                "SELECT trace_id FROM traces WHERE created_at < ? LIMIT ?", (cutoff, batch)
+            )
+        ]
+        if not ids:
+            break
+        marks = ", ".join("?" for _ in ids)
+        deleted["feedback"] += len(
+            await db.execute(
+                f"DELETE FROM feedback WHERE trace_id IN ({marks}) RETURNING 1", tuple(ids)
+            )
+        )
+        deleted["traces"] += len(
+            await db.execute(
+                f"DELETE FROM traces WHERE trace_id IN ({marks}) RETURNING 1", tuple(ids)
+            )
+        )
+    # Feedback whose trace was never stored (or is gone already), and old rollup rows.
+    deleted["feedback"] += len(
+        await db.execute("DELETE FROM feedback WHERE created_at < ? RETURNING 1", (cutoff,))
+    )
+    deleted["trace_rollup"] += len(
+        await db.execute("DELETE FROM trace_rollup WHERE bucket < ? RETURNING 1", (cutoff,))
+    )
     return deleted
 
 
