@@ -4,12 +4,15 @@ is within 5% of what that worker then measured when the same traffic ran on it."
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 from typing import Any
 
 import openai
+from click.testing import CliRunner
 
+from podium.cli import main
 from podium.costs.prices import load_prices
 from podium.costs.project import project
 from podium.costs.workloads import read_traces, workloads_from_traces
@@ -100,3 +103,14 @@ async def test_projection_of_what_ran_matches_measured_cost(
     measured_beta = sum(trace.cost_usd for trace in _traces(running_beta))
     _within(on_beta.priced.observed_usd, measured_beta)
     assert measured_beta > measured  # the cheaper worker mattered
+
+    # The same store through the CLI, without the workers' prices: nothing is guessed.
+    store = str(config.resolved_data_dir() / "podium.db")
+    cli = CliRunner().invoke(
+        main, ["costs", "project", "--workload", store, "--group-by", "route", "--json"]
+    )
+    assert cli.exit_code == 0, cli.output
+    report = json.loads(cli.output)
+    today = next(a for a in report["architectures"] if a["key"] == "as-run")
+    assert set(today["unpriced_requests"]) == {"alpha", "beta"}
+    assert any("no price for" in warning for warning in report["warnings"])

@@ -583,8 +583,14 @@ def project(
             Architecture(key, title, basis_text, plan, priced, meets, quality, note, assumed)
         )
         if priced.unpriced:
-            models = ", ".join(sorted(priced.unpriced))
-            warnings.append(f"{title}: not priced (unknown to the price table): {models}")
+            models = ", ".join(
+                f"{model} ({requests:,.0f} requests a year)"
+                for model, requests in sorted(priced.unpriced.items())
+            )
+            warnings.append(
+                f"{title}: not in the total, no price for: {models}; add them with --prices "
+                "or podium.yaml costs.prices"
+            )
     sensitivity = []
     vendors = sorted(
         {
