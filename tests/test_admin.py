@@ -222,3 +222,17 @@ async def test_a_custom_admin_auth_plugs_in(gateway: Any, fake_openai: FakeOpenA
         response = await admin.get("/admin/workers")
     assert response.status_code == 403
     assert response.json()["error"]["message"] == "not today"
+
+
+async def test_names_with_a_slash_are_addressable(gateway: Any, fake_openai: FakeOpenAI) -> None:
+    async with (
+        gateway([worker("openai/gpt-x", "openai", fake_openai.base_url)]) as running,
+        httpx.AsyncClient(base_url=running.url) as admin,
+    ):
+        path = "/admin/workers/openai%2Fgpt-x"
+        assert (await admin.get(path)).json()["name"] == "openai/gpt-x"
+        patched = await admin.patch(path, json={"price": {"input": 9}})
+        assert patched.json()["price"]["input"] == 9
+        assert (await admin.post(f"{path}/drain")).json()["health"]["draining"] is True
+        assert (await admin.delete(path)).status_code == 200
+        assert running.podium.pool.names() == []

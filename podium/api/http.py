@@ -11,7 +11,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 import orjson
 
@@ -178,11 +178,18 @@ class App:
         else:
             self._exact[(method, path)] = route
 
-    def _match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
+    def _match(
+        self, method: str, path: str, raw_path: bytes | None = None
+    ) -> tuple[Route | None, dict[str, str], bool]:
         route = self._exact.get((method, path))
         if route is not None:
             return route, {}, True
-        parts = path.strip("/").split("/")
+        # Segments come from the undecoded path when the server gives it, so a captured
+        # segment may hold an escaped '/' (worker names such as "openai/gpt-4o").
+        if raw_path:
+            parts = [unquote(part) for part in raw_path.decode("latin-1").strip("/").split("/")]
+        else:
+            parts = path.strip("/").split("/")
         path_known = path in self._paths
         for candidate in self._patterns:
             if len(candidate.parts) != len(parts):
@@ -229,7 +236,9 @@ class App:
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route, params, path_known = self._match(scope["method"], scope["path"])
+        route, params, path_known = self._match(
+            scope["method"], scope["path"], scope.get("raw_path")
+        )
         errors = route.errors if route is not None else self.fallback_errors
         try:
             if route is None:
