@@ -176,6 +176,7 @@ def encoded_payload(text: str) -> bool:
 
 
 _ODD_SYMBOLS = frozenset("[]{}()!`|\\*=<>~^_%$#@+")
+_FUSED_SYMBOLS = frozenset("[]{}!`|\\*~^%$#@")
 _GLUED = re.compile(r"[a-z]{2}[A-Z][a-z]")
 _LABEL = re.compile(r"[(\[]\w{1,3}[)\]][.:,]?")
 
@@ -189,7 +190,9 @@ def _odd(token: str) -> bool:
         return True
     if _LABEL.fullmatch(token):  # "(A)." in a list of options
         return False
-    return sum(char in _ODD_SYMBOLS for char in token) >= 2
+    # Parentheses, underscores and operators fused to names are ordinary code ("add(2,",
+    # "a_b=c"); the rarer symbols are not.
+    return sum(char in _FUSED_SYMBOLS for char in token) >= 2
 
 
 def gibberish_score(text: str) -> float:

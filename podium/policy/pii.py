@@ -128,8 +128,9 @@ class PatternDetector:
                 yield Finding(start, end, kind, 1.0, "regex")
 
     def _classify(self, text: str, start: int, raw: str, digits: str) -> str | None:
-        if SSN.fullmatch(raw) and ssn_valid(digits):
-            return "US_SSN"
+        if SSN.fullmatch(raw):
+            # SSN-shaped but never issued (9xx, 000, 666): not a phone number either.
+            return "US_SSN" if ssn_valid(digits) else None
         if 12 <= len(digits) <= 19 and CARD_GROUPS.fullmatch(raw) and luhn(digits):
             return "CREDIT_CARD" if len(set(digits)) > 1 else None
         if "/" in raw or looks_like_date(raw) or POSTAL.fullmatch(raw):
