@@ -265,3 +265,18 @@ def test_cli_prices_lists_the_table_with_its_date() -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["as_of"] and data["models"]["gpt-5"]["source"].startswith("https://")
+
+
+def test_offline_point_is_the_cheapest_that_keeps_95_percent_of_quality(tmp_path: Path) -> None:
+    path = _report(
+        tmp_path,
+        {
+            "learned": {
+                "cost_to_match_best": 0.0084,  # 84% of the best model's cost at equal quality
+                "quality_at_cost_fraction": {"0.1": 0.80, "0.25": 0.85, "0.5": 0.876},
+            }
+        },
+    )
+    point = read_offline_report(path)
+    assert point.cost_fraction == pytest.approx(0.5)
+    assert point.quality_ratio == pytest.approx(0.876 / 0.9)

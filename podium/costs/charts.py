@@ -96,7 +96,10 @@ def _architectures(
     plt: Any, now: Projection, later: Projection | None, path: Path, scenario: str
 ) -> Chart:
     archs = now.architectures
-    labels = [arch.title.replace(" (", "\n(") for arch in archs]
+    labels = [
+        arch.title.replace(" (", "\n(") + ("\n(assumed)" if arch.assumption else "")
+        for arch in archs
+    ]
     today = [arch.priced.annual_usd for arch in archs]
     figure, axis = plt.subplots(figsize=(9, 0.75 * len(archs) + 1.6))
     positions = list(range(len(archs)))[::-1]

@@ -28,6 +28,7 @@ from podium.costs.project import CONFIDENTIAL_CLASSES, Architecture, Projection,
 from podium.costs.render import usd
 from podium.costs.workloads import Workload
 
+SMALL_SPEND_USD = 25_000
 DATED_SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|\d{4})$")
 
 FEATURE_NOTES: dict[str, str] = {
@@ -276,6 +277,15 @@ def _executive(now: Projection, later: Projection | None, scenario: str, title: 
             "**Measure before trusting a learned router.** Its figure here is an assumption; "
             "`podium eval offline` on your own labelled questions gives the real cost and "
             "quality, and this memo picks it up with `--offline-report`."
+        )
+    if base.priced.annual_usd < SMALL_SPEND_USD:
+        blocks.append(
+            Para(
+                f"At {usd(base.priced.annual_usd)} a year the AI bill is small next to staff "
+                "costs, so the stronger reasons to act are the lock-in and data-handling points "
+                "below; the savings scale with volume (ten times the usage, ten times every "
+                "figure here)."
+            )
         )
     blocks += [Heading("What to do", 3), Bullets(actions, ordered=True)]
     return blocks

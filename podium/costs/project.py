@@ -29,6 +29,7 @@ from podium.costs.workloads import Workload, WorkloadSet
 SENSITIVITY = 0.30
 ASSUMED_LEARNED_FRACTION = 0.40
 ASSUMED_LEARNED_QUALITY = 0.95
+LEARNED_QUALITY_FLOOR = 0.95  # of the best single model's quality, as in RouterBench targets
 CONFIDENTIAL_CLASSES = frozenset({"confidential", "restricted", "secret"})
 
 
@@ -404,9 +405,10 @@ def learned(workloads: WorkloadSet, frontier: ModelPrice, point: LearnedPoint) -
 
 
 def read_offline_report(path: Path) -> LearnedPoint:
-    """The best operating point of the routers in a ``podium eval offline --json`` report:
-    the cheapest that matches the best single model's quality, else the best quality at a
-    reported cost fraction."""
+    """The operating point of the routers in a ``podium eval offline --json`` report: the
+    cheapest (cost fraction of the best single model) that keeps at least 95% of its quality,
+    counting the matched-quality cost and the reported fixed fractions; when none does, the
+    best quality reported."""
     try:
         data = orjson.loads(path.read_bytes())
     except FileNotFoundError:
@@ -428,37 +430,32 @@ def read_offline_report(path: Path) -> LearnedPoint:
         ) from None
     if best_cost <= 0 or best_quality <= 0:
         raise PriceError(f"{path}: best_single cost and quality must be positive")
-    matched = [
-        (float(values["cost_to_match_best"]) / best_cost, name)
-        for name, values in routers.items()
-        if isinstance(values, dict) and values.get("cost_to_match_best") is not None
-    ]
-    common = {"source": str(path), "best_model": str(best.get("model", "")), "singles": singles}
-    if matched:
-        fraction, name = min(matched)
-        return LearnedPoint(
-            fraction,
-            1.0,
-            router=name,
-            best_quality=best_quality,
-            **common,  # type: ignore[arg-type]
-        )
-    points = [
-        (float(quality) / best_quality, -float(fraction), name)
-        for name, values in routers.items()
-        if isinstance(values, dict)
-        for fraction, quality in (values.get("quality_at_cost_fraction") or {}).items()
-        if quality is not None
-    ]
+    # Operating points (cost fraction, quality ratio, router): matched quality, and the
+    # reported quality at fixed cost fractions.
+    points: list[tuple[float, float, str]] = []
+    for name, values in routers.items():
+        if not isinstance(values, dict):
+            continue
+        if values.get("cost_to_match_best") is not None:
+            points.append((float(values["cost_to_match_best"]) / best_cost, 1.0, name))
+        for fraction, quality in (values.get("quality_at_cost_fraction") or {}).items():
+            if quality is not None:
+                points.append((float(fraction), float(quality) / best_quality, name))
     if not points:
         raise PriceError(f"{path}: no router reports a cost fraction or a matched-quality cost")
-    ratio, negative_fraction, name = max(points)
+    good = [point for point in points if point[1] >= LEARNED_QUALITY_FLOOR]
+    if good:  # the cheapest point that keeps 95% of the best model's quality
+        fraction, ratio, name = min(good, key=lambda point: (point[0], -point[1]))
+    else:  # none does: the best quality reported, at its lowest cost
+        fraction, ratio, name = min(points, key=lambda point: (-point[1], point[0]))
     return LearnedPoint(
-        -negative_fraction,
+        fraction,
         ratio,
+        source=str(path),
         router=name,
+        best_model=str(best.get("model", "")),
         best_quality=best_quality,
-        **common,  # type: ignore[arg-type]
+        singles=singles,
     )
 
 
