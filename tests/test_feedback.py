@@ -270,3 +270,42 @@ async def test_queued_signals_are_written_at_shutdown(
     finally:
         await store.close()
     assert [tuple(row) for row in rows] == [("late", 1.0)]
+
+
+async def test_the_judge_grades_a_sample_off_the_hot_path(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    from podium.observe.judge import JudgeHook, parse_grade
+
+    fake_openai.behaviour.reply = "4"  # the worker's answer, and the judge's grade of it
+    settings = {
+        "observe": {"capture_content": True, "judge": {"worker": "judge", "sample_rate": 1.0}}
+    }
+    workers = [
+        worker("alpha", "openai", fake_openai.base_url),
+        worker("judge", "openai", fake_openai.base_url),
+    ]
+    async with gateway(workers, **settings) as running:
+        trace_id = await ask(running)
+        await running.podium.gateway.drain_background()
+        judge = next(h for h in running.podium.hooks if isinstance(h, JudgeHook))
+        await judge.close()
+        feedback = feedback_of(running.podium)
+        assert feedback is not None and await feedback.flush()
+        rows = await stored(running.podium, trace_id)
+        judge_prompt = fake_openai.received[-1].body["messages"][0]["content"]
+    assert rows == [("judge", "judge", "number", 4.0, None, 0.75, "judge", None)]
+    assert "[Question]\nhello" in judge_prompt and "[Answer]\n4" in judge_prompt
+    assert parse_grade("Grade: 5.") == 5 and parse_grade("none") is None
+
+
+async def test_no_judge_without_captured_content(gateway: Any, fake_openai: FakeOpenAI) -> None:
+    settings = {"observe": {"judge": {"worker": "judge", "sample_rate": 1.0}}}
+    workers = [
+        worker("alpha", "openai", fake_openai.base_url),
+        worker("judge", "openai", fake_openai.base_url),
+    ]
+    async with gateway(workers, **settings) as running:
+        await ask(running)
+        await running.podium.gateway.drain_background()
+    assert len(fake_openai.received) == 1  # only the request itself

@@ -183,6 +183,7 @@ class Feedback:
         self._pending = 0
         self._queue: deque[Signal] = deque()
         self._wake = asyncio.Event()
+        self._flushing = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         # Traces finished in this process but perhaps not yet flushed by the trace writer:
@@ -274,15 +275,21 @@ class Feedback:
             await self.flush()
 
     async def flush(self) -> bool:
-        while self._queue:
-            signal = self._queue[0]
-            try:
-                await self._db.execute(INSERT, signal.row())
-            except Exception:
-                log.warning("feedback store unavailable; %d signals queued", len(self._queue))
-                return False
-            self._queue.popleft()
-            self.written += 1
+        """Write every queued signal; False (they stay queued) if the store failed."""
+        async with self._flushing:  # one writer at a time, or a signal could be sent twice
+            while self._queue:
+                signal = self._queue[0]
+                try:
+                    await self._db.execute(INSERT, signal.row())
+                except Exception as error:
+                    log.warning(
+                        "feedback store unavailable (%s); %d signals queued",
+                        type(error).__name__,
+                        len(self._queue),
+                    )
+                    return False
+                self._queue.popleft()
+                self.written += 1
         return True
 
     @property
