@@ -18,6 +18,13 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "costs"
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.fixture(autouse=True)
+def _no_ambient_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The CLI reads ./podium.yaml or $PODIUM_CONFIG when present: keep the tests' own."""
+    monkeypatch.delenv("PODIUM_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
 def _sections(memo: str) -> list[str]:
     return [line[3:] for line in memo.splitlines() if line.startswith("## ")]
 

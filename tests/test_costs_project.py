@@ -19,6 +19,13 @@ from podium.costs.workloads import read_workload_file
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "costs"
 
 
+@pytest.fixture(autouse=True)
+def _no_ambient_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The CLI reads ./podium.yaml or $PODIUM_CONFIG when present: keep the tests' own."""
+    monkeypatch.delenv("PODIUM_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
 def _manufacturer() -> object:
     return read_workload_file(EXAMPLES / "manufacturer-120.yaml")
 

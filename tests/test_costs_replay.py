@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import openai
+import pytest
 from click.testing import CliRunner
 
 from podium.cli import main
@@ -21,6 +22,15 @@ from podium.testing.openai_fake import FakeOpenAI
 from tests.conftest import worker
 
 TOLERANCE = 0.05
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The CLI reads ./podium.yaml or $PODIUM_CONFIG when present: keep the tests' own."""
+    monkeypatch.delenv("PODIUM_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
 WORDS = [
     "pump",
     "valve",
