@@ -162,6 +162,23 @@ async def test_budget_reserves_then_settles_and_refuses_with_402(
     assert len(fake_openai.received) == 2
 
 
+async def test_streams_are_settled_when_they_end(gateway: Any, fake_openai: FakeOpenAI) -> None:
+    async with gateway([worker("alpha", "openai", fake_openai.base_url, price=PRICE)]) as running:
+        key_id, key = await new_key(running.podium, budget_usd=1.2)
+        async with openai.AsyncOpenAI(base_url=running.v1, api_key=key, max_retries=0) as client:
+            stream = await client.chat.completions.create(
+                **CHAT, stream=True, stream_options={"include_usage": True}
+            )
+            text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+            assert text
+            await running.podium.gateway.drain_background()
+            assert await spent(running.podium, key_id) == pytest.approx(REAL_COST)
+            with pytest.raises(openai.APIStatusError) as refused:  # $0.70 left < $1.00
+                await client.chat.completions.create(**CHAT, stream=True)
+    assert refused.value.status_code == 402
+    assert len(fake_openai.received) == 1
+
+
 async def test_anonymous_and_unlimited_keys_are_not_metered(
     gateway: Any, fake_openai: FakeOpenAI
 ) -> None:
