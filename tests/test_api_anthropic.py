@@ -12,6 +12,10 @@ from podium.testing.gemini_fake import FakeGemini
 from podium.testing.openai_fake import FakeOpenAI
 from tests.conftest import worker
 
+# Cleared for every data class, so the policy layer's reading of a prompt (a city name, say)
+# never turns a wire-format test away: policy has its own tests.
+CLEARED = {"cleared": ["public", "internal", "confidential", "restricted"]}
+
 WEATHER = {
     "name": "get_weather",
     "description": "Weather for a city",
@@ -31,7 +35,7 @@ async def test_sdk_gets_an_answer_with_podium_headers(
     gateway: Any, fake_openai: FakeOpenAI
 ) -> None:
     async with (
-        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        gateway([worker("alpha", "openai", fake_openai.base_url, profile=CLEARED)]) as running,
         client(running) as sdk,
     ):
         raw = await sdk.messages.with_raw_response.create(
@@ -62,7 +66,7 @@ async def test_sdk_streams_events_in_documented_order(
     gateway: Any, fake_openai: FakeOpenAI
 ) -> None:
     async with (
-        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        gateway([worker("alpha", "openai", fake_openai.base_url, profile=CLEARED)]) as running,
         client(running) as sdk,
     ):
         kinds: list[str] = []
@@ -85,7 +89,7 @@ async def test_sdk_streams_events_in_documented_order(
 
 async def test_raw_stream_has_ping_and_usage(gateway: Any, fake_openai: FakeOpenAI) -> None:
     async with (
-        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        gateway([worker("alpha", "openai", fake_openai.base_url, profile=CLEARED)]) as running,
         httpx.AsyncClient() as http,
         http.stream(
             "POST",
@@ -117,7 +121,7 @@ async def test_raw_stream_has_ping_and_usage(gateway: Any, fake_openai: FakeOpen
 async def test_tool_use_round_trip(gateway: Any, fake_openai: FakeOpenAI) -> None:
     fake_openai.behaviour.tool_call = ("get_weather", '{"city": "Paris"}')
     async with (
-        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        gateway([worker("alpha", "openai", fake_openai.base_url, profile=CLEARED)]) as running,
         client(running) as sdk,
     ):
         first = await sdk.messages.create(
@@ -168,7 +172,7 @@ async def test_streamed_tool_use_arrives_as_input_json_deltas(
 ) -> None:
     fake_openai.behaviour.tool_call = ("get_weather", '{"city": "Oslo"}')
     async with (
-        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        gateway([worker("alpha", "openai", fake_openai.base_url, profile=CLEARED)]) as running,
         client(running) as sdk,
     ):
         deltas: list[str] = []
@@ -192,7 +196,7 @@ async def test_stop_sequences_and_max_tokens_reach_the_worker(
     gateway: Any, fake_openai: FakeOpenAI
 ) -> None:
     async with (
-        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        gateway([worker("alpha", "openai", fake_openai.base_url, profile=CLEARED)]) as running,
         client(running) as sdk,
     ):
         message = await sdk.messages.create(
@@ -207,7 +211,7 @@ async def test_stop_sequences_and_max_tokens_reach_the_worker(
 
 async def test_image_blocks_translate(gateway: Any, fake_openai: FakeOpenAI) -> None:
     async with (
-        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        gateway([worker("alpha", "openai", fake_openai.base_url, profile=CLEARED)]) as running,
         client(running) as sdk,
     ):
         await sdk.messages.create(
@@ -237,7 +241,7 @@ async def test_unknown_model_is_a_404_in_anthropic_format(
     gateway: Any, fake_openai: FakeOpenAI
 ) -> None:
     async with (
-        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        gateway([worker("alpha", "openai", fake_openai.base_url, profile=CLEARED)]) as running,
         client(running, max_retries=0) as sdk,
     ):
         with pytest.raises(anthropic.NotFoundError) as caught:
@@ -292,7 +296,7 @@ async def test_bad_input_is_a_clear_anthropic_error(
     needle: str,
 ) -> None:
     async with (
-        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        gateway([worker("alpha", "openai", fake_openai.base_url, profile=CLEARED)]) as running,
         httpx.AsyncClient() as http,
     ):
         response = await http.post(
@@ -310,7 +314,7 @@ async def test_bad_input_is_a_clear_anthropic_error(
 
 async def test_missing_version_header_is_accepted(gateway: Any, fake_openai: FakeOpenAI) -> None:
     async with (
-        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        gateway([worker("alpha", "openai", fake_openai.base_url, profile=CLEARED)]) as running,
         httpx.AsyncClient() as http,
     ):
         response = await http.post(f"{running.url}/v1/messages", json=GOOD)
@@ -320,7 +324,7 @@ async def test_missing_version_header_is_accepted(gateway: Any, fake_openai: Fak
 
 async def test_sdk_sees_provider_fields_refused(gateway: Any, fake_openai: FakeOpenAI) -> None:
     async with (
-        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        gateway([worker("alpha", "openai", fake_openai.base_url, profile=CLEARED)]) as running,
         client(running, max_retries=0) as sdk,
     ):
         with pytest.raises(anthropic.BadRequestError) as caught:
@@ -338,7 +342,7 @@ async def test_rate_limit_is_anthropic_429_with_retry_after(
 ) -> None:
     fake_openai.behaviour.fail(429, "slow down", times=10, retry_after=30)
     async with (
-        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        gateway([worker("alpha", "openai", fake_openai.base_url, profile=CLEARED)]) as running,
         httpx.AsyncClient() as http,
     ):
         response = await http.post(f"{running.url}/v1/messages", json=GOOD)
@@ -351,7 +355,11 @@ async def test_overloaded_worker_is_529(gateway: Any, fake_openai: FakeOpenAI) -
     fake_openai.behaviour.fail(503, "busy", times=10)
     async with (
         gateway(
-            [worker("alpha", "openai", fake_openai.base_url, retry={"attempts": 0})]
+            [
+                worker(
+                    "alpha", "openai", fake_openai.base_url, retry={"attempts": 0}, profile=CLEARED
+                )
+            ]
         ) as running,
         client(running, max_retries=0) as sdk,
     ):
@@ -367,7 +375,7 @@ async def test_overloaded_worker_is_529(gateway: Any, fake_openai: FakeOpenAI) -
 async def test_error_mid_stream_is_an_error_event(gateway: Any, fake_openai: FakeOpenAI) -> None:
     fake_openai.behaviour.break_stream_after = 3
     async with (
-        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        gateway([worker("alpha", "openai", fake_openai.base_url, profile=CLEARED)]) as running,
         client(running, max_retries=0) as sdk,
     ):
 
@@ -387,7 +395,7 @@ async def test_error_mid_stream_is_an_error_event(gateway: Any, fake_openai: Fak
 
 async def test_count_tokens_estimates(gateway: Any, fake_openai: FakeOpenAI) -> None:
     async with (
-        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        gateway([worker("alpha", "openai", fake_openai.base_url, profile=CLEARED)]) as running,
         client(running) as sdk,
     ):
         counted = await sdk.messages.count_tokens(
@@ -399,7 +407,7 @@ async def test_count_tokens_estimates(gateway: Any, fake_openai: FakeOpenAI) -> 
 async def test_stop_sequence_reported_when_the_worker_knows_it(gateway: Any) -> None:
     async with (
         FakeAnthropic() as fake,
-        gateway([worker("claude", "anthropic", fake.base_url)]) as running,
+        gateway([worker("claude", "anthropic", fake.base_url, profile=CLEARED)]) as running,
         client(running) as sdk,
     ):
         fake.behaviour.reply = "one two END three"
@@ -428,7 +436,13 @@ async def test_upstream_errors_reach_the_caller_in_anthropic_format(
     key = "AIzaSecret-0123456789abcdefghij"
     monkeypatch.setenv("PODIUM_TEST_GEMINI_KEY", key)
     fake_gemini.behaviour.require_key = key
-    gem = worker("gem", "gemini", fake_gemini.base_url, api_key_env="PODIUM_TEST_GEMINI_KEY")
+    gem = worker(
+        "gem",
+        "gemini",
+        fake_gemini.base_url,
+        api_key_env="PODIUM_TEST_GEMINI_KEY",
+        profile=CLEARED,
+    )
     async with gateway([gem]) as running, httpx.AsyncClient() as http:
         fake_gemini.behaviour.fail(400, f"Invalid argument near {key}")
         bad = await http.post(f"{running.url}/v1/messages", json={**GOOD, "model": "gem"})
