@@ -7,6 +7,9 @@ from typing import Any
 from podium.costs.project import Architecture, Projection
 
 
+KINDS = {"workloads": "workloads file", "usage": "usage export", "traces": "trace store"}
+
+
 def usd(value: float | None) -> str:
     if value is None:
         return "n/a"
@@ -53,8 +56,9 @@ def projection_text(projection: Projection) -> str:
     workloads = projection.workloads
     prices = projection.table
     lines = [
-        f"Workloads: {workloads.source} ({len(workloads.workloads)} workloads, "
-        f"{workloads.kind}; annualised over {workloads.days_per_year:g} days"
+        f"Workloads: {workloads.source} ({len(workloads.workloads)} workloads from a "
+        f"{KINDS.get(workloads.kind, workloads.kind)}; annualised over "
+        f"{workloads.days_per_year:g} days"
         + (f" from {workloads.period_days:.1f} observed days" if workloads.period_days else "")
         + ")",
         f"Prices: {', '.join(prices.layers)}; list prices as of {prices.as_of or 'unknown'}"
