@@ -6,7 +6,6 @@ from typing import Any
 
 from podium.costs.project import Architecture, Projection
 
-
 KINDS = {"workloads": "workloads file", "usage": "usage export", "traces": "trace store"}
 
 
