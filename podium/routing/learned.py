@@ -276,11 +276,20 @@ def _fit_cost(chars: FloatArray, cost: FloatArray) -> FloatArray:
 
 
 def _prior_line(mean_cost: FloatArray, mean_quality: FloatArray) -> tuple[float, float]:
+    """Least squares of mean quality on log10(mean cost) over the known models; a flat line
+    at the mean when costs do not vary or quality falls with price."""
     ok = mean_cost > 0
+    flat = (0.0, float(np.mean(mean_quality)) if mean_quality.size else 0.5)
     if ok.sum() < 2:
-        return 0.0, float(np.mean(mean_quality)) if mean_quality.size else 0.5
-    a, b = np.polyfit(np.log10(mean_cost[ok]), mean_quality[ok], 1)
-    return float(max(a, 0.0)), float(b) if a > 0 else float(np.mean(mean_quality[ok]))
+        return flat
+    x, y = np.log10(mean_cost[ok]), mean_quality[ok]
+    spread = float(((x - x.mean()) ** 2).sum())
+    if spread < 1e-12:
+        return flat
+    slope = float(((x - x.mean()) * (y - y.mean())).sum() / spread)
+    if slope <= 0:
+        return 0.0, float(y.mean())
+    return slope, float(y.mean() - slope * x.mean())
 
 
 def fit(

@@ -1,0 +1,179 @@
+"""``podium router train|calibrate|versions|promote|rollback|shadow`` and training from traces
+with quality signals."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from podium.cli import main
+from podium.routing.artifacts import ArtifactStore
+from podium.routing.training import iter_training_examples
+from podium.store.sqlite import SQLiteStore
+from podium.store.traces import TraceRecord
+from tests.learned_helpers import easy_prompt, hard_prompt, write_csv
+
+
+def run(*args: str) -> str:
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    workers = [
+        {"name": n, "provider": "openai", "model": n, "base_url": "http://127.0.0.1:9"}
+        for n in ("cheap", "strong")
+    ]
+    path = tmp_path / "podium.yaml"
+    path.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data"), "workers": workers}))
+    return path
+
+
+def trace(prompt: str, worker: str, when: float) -> TraceRecord:
+    return TraceRecord(
+        trace_id=uuid.uuid4().hex,
+        created_at=when,
+        ingress="openai",
+        caller="anonymous",
+        owner="anonymous",
+        requested_model="podium/auto",
+        route="learned",
+        status="ok",
+        http_status=200,
+        worker=worker,
+        workers=worker,
+        output_tokens=40,
+        cost_usd=0.001 if worker == "strong" else 0.00001,
+        steps=[{"step": 0, "role": "answer", "worker": worker, "status": "ok", "cost_usd": 0.001}],
+        prompt=prompt,
+    )
+
+
+async def seed_traces(db: Path, count: int, *, feedback: bool = True) -> list[TraceRecord]:
+    store = SQLiteStore(db)
+    await store.open()
+    now = time.time()
+    records = []
+    for i in range(count):
+        hard = i % 2 == 1
+        worker = "cheap" if i % 4 < 2 else "strong"
+        prompt = hard_prompt(i) if hard else easy_prompt(i)
+        records.append(trace(prompt, worker, now - 3600 + i))
+    await store.write_traces(records)
+    if feedback:
+        for record in records[:-2]:  # the last two have no signal: they must be skipped
+            hard = "step by step" in (record.prompt or "")
+            good = record.worker == "strong" or not hard
+            await store.execute(
+                "INSERT INTO feedback (feedback_id, trace_id, created_at, name, source, kind, "
+                "value, label, score) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    uuid.uuid4().hex,
+                    record.trace_id,
+                    time.time(),
+                    "thumbs",
+                    "app",
+                    "boolean",
+                    1.0 if good else 0.0,
+                    None,
+                    1.0 if good else 0.0,
+                ),
+            )
+    await store.close()
+    return records
+
+
+def test_train_calibrate_promote_and_roll_back_from_csv(tmp_path: Path) -> None:
+    data = write_csv(tmp_path / "train.csv", rows=200)
+    out = str(tmp_path / "routers")
+    first = run("router", "train", "--data", str(data), "--out", out)
+    assert "wrote learned-v1" in first and "brier" in first
+    run("router", "train", "--data", str(data), "--out", out, "--promote")
+    listing = run("router", "versions", "--out", out)
+    assert "learned-v1" in listing and "* learned-v2" in listing
+    calibrated = run("router", "calibrate", "--target-quality", "0.8", "--out", out)
+    assert "learned-v2: lambda=" in calibrated and "goal met" in calibrated
+    store = ArtifactStore(Path(out))
+    policy = store.load(store.get(2)).policy
+    assert policy.calibrated["target_quality"] == 0.8 and policy.calibrated["met"]
+    capped = run(
+        "router", "calibrate", "--max-cost-per-request", "0.002", "--version", "1", "--out", out
+    )
+    assert "learned-v1" in capped
+    assert store.load(store.get(1)).policy.calibrated["expected_cost"] <= 0.002
+    assert "promoted learned-v1" in run("router", "promote", "v1", "--out", out)
+    assert "rolled back to learned-v2" in run("router", "rollback", "--out", out)
+    assert store.current() is not None and store.current().number == 2  # type: ignore[union-attr]
+    bad = CliRunner().invoke(main, ["router", "promote", "9", "--out", out])
+    assert bad.exit_code != 0 and "no learned-router version 9" in bad.output
+
+
+def test_bad_arguments_are_refused_clearly(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["router", "train", "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "--data" in result.output
+    result = CliRunner().invoke(
+        main,
+        [
+            "router",
+            "calibrate",
+            "--target-quality",
+            "0.5",
+            "--max-cost-per-request",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code != 0 and "exactly one" in result.output
+
+
+async def test_traces_with_quality_signals_become_training_examples(tmp_path: Path) -> None:
+    db = tmp_path / "podium.db"
+    records = await seed_traces(db, 24)
+    store = SQLiteStore(db)
+    await store.open()
+    try:
+        examples = [e async for e in iter_training_examples(store)]
+        recent = [e async for e in iter_training_examples(store, records[10].created_at)]
+    finally:
+        await store.close()
+    assert len(examples) == 22  # two traces have no signal
+    assert {e.worker for e in examples} == {"cheap", "strong"}
+    assert all(0.0 <= e.quality <= 1.0 for e in examples)
+    assert len(recent) == 22 - 11
+
+
+def test_train_from_traces_then_shadow_on_live_traffic(config_file: Path) -> None:
+    config = yaml.safe_load(config_file.read_text())
+    db = Path(config["data_dir"]) / "podium.db"
+    asyncio.run(seed_traces(db, 80))
+    trained = run("router", "train", "--from-traces", "--since", "7d", "--config", str(config_file))
+    assert "78 traces with quality signals" in trained and "wrote learned-v1" in trained
+    report = json.loads(run("router", "shadow", "--config", str(config_file), "--json"))
+    assert report["candidate"] == "learned-v1"
+    assert report["scored"] == 80
+    assert 0 <= report["agree"] <= 80
+    assert set(report["served"]) == {"quality", "cost", "actual_cost"}
+    text = run("router", "shadow", "--config", str(config_file))
+    assert "same worker as served" in text
+    nothing = run(
+        "router",
+        "train",
+        "--from-traces",
+        "--since",
+        "1s",
+        "--config",
+        str(config_file),
+        "--data",
+        str(write_csv(config_file.parent / "d.csv", rows=40)),
+    )
+    assert "0 traces with quality signals" in nothing

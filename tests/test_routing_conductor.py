@@ -1,0 +1,158 @@
+"""The Conductor socket: a planner worker writes the workflow; Podium validates it, runs it, and
+falls back (saying why) when the plan is unusable."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import openai
+import pytest
+
+from podium.routing.conductor import parse_plan
+from podium.testing.fakes import Behaviour
+from podium.testing.openai_fake import FakeOpenAI
+from podium.workflow import WorkflowError
+from tests.conftest import worker
+
+VALID = json.dumps(
+    {
+        "steps": [
+            {"worker": "solver", "instruction": "Work out the answer.", "access": "none"},
+            {"worker": "writer", "instruction": "Write the final answer.", "access": [0]},
+        ]
+    }
+)
+STEP = {"worker": "solver", "instruction": "x", "access": "all"}
+INVALID = {
+    "six steps": json.dumps({"steps": [STEP] * 6}),
+    "unknown worker": json.dumps({"steps": [{**STEP, "worker": "gpt-17"}]}),
+    "not JSON": "Sure! Here is my plan: ask the solver.",
+    "forward access": json.dumps({"steps": [{**STEP, "access": [1]}, STEP]}),
+    "no steps": json.dumps({"steps": []}),
+}
+
+
+def test_parse_plan_accepts_the_conductor_format() -> None:
+    workflow = parse_plan(VALID, {"solver", "writer"})
+    assert workflow.workers == ["solver", "writer"]
+    assert workflow.steps[1].access == [0] and workflow.steps[1].role == "answer"
+    assert workflow.template == "conductor"
+
+
+@pytest.mark.parametrize("name", sorted(INVALID))
+def test_parse_plan_refuses_bad_plans(name: str) -> None:
+    with pytest.raises(WorkflowError):
+        parse_plan(INVALID[name], {"solver", "writer"})
+
+
+async def conduct(
+    gateway: Callable[..., Any], plan: str, *, stream: bool = False
+) -> tuple[str, dict[str, str], Any, FakeOpenAI]:
+    async with (
+        FakeOpenAI(Behaviour(reply=plan)) as planner,
+        FakeOpenAI(Behaviour(reply="solver's notes")) as solver,
+        FakeOpenAI(Behaviour(reply="the final answer")) as writer,
+    ):
+        workers = [
+            worker("planner", "openai", planner.base_url),
+            worker("solver", "openai", solver.base_url),
+            worker("writer", "openai", writer.base_url),
+        ]
+        routing = {
+            "chain": ["conductor", "direct"],
+            "timeout_ms": 20_000,
+            "routers": {"conductor": {"planner": "planner", "notes": {"writer": "good prose"}}},
+        }
+        async with (
+            gateway(workers, routing=routing, default_worker="writer") as running,
+            openai.AsyncOpenAI(base_url=running.v1, api_key="unused", max_retries=0) as client,
+        ):
+            raw = await client.chat.completions.with_raw_response.create(
+                model="podium/auto",
+                messages=[{"role": "user", "content": "why is the sky blue? answer briefly."}],
+                stream=stream,
+            )
+            if stream:
+                text = "".join(
+                    [c.choices[0].delta.content or "" async for c in raw.parse() if c.choices]  # type: ignore[union-attr]
+                )
+            else:
+                text = raw.parse().choices[0].message.content or ""  # type: ignore[union-attr]
+            headers = dict(raw.headers)
+            await running.podium.gateway.drain_background()
+            await running.podium.recorder.flush()
+            trace = await running.podium.store.get_trace(headers["x-podium-trace-id"])
+        return text, headers, trace, planner
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_valid_plan_runs_and_every_step_is_traced(
+    gateway: Callable[..., Any], stream: bool
+) -> None:
+    text, headers, trace, planner = await conduct(gateway, VALID, stream=stream)
+    assert text == "the final answer"
+    assert headers["x-podium-route"] == "conductor"
+    body = planner.received[0].body
+    schema = body["response_format"]["json_schema"]["schema"]
+    enum = schema["properties"]["steps"]["items"]["properties"]["worker"]["enum"]
+    assert set(enum) == {"planner", "solver", "writer"}
+    prompt = str(body["messages"])
+    assert "why is the sky blue? answer briefly." in prompt and "good prose" in prompt
+    assert [(s["role"], s["worker"]) for s in trace.steps] == [
+        ("plan", "planner"),
+        ("propose", "solver"),
+        ("answer", "writer"),
+    ]
+    assert trace.steps[0]["cost_usd"] > 0  # the planner's call is paid for and recorded
+    assert "planned by 'planner'" in (trace.reason or "")
+
+
+@pytest.mark.parametrize("name", ["six steps", "unknown worker", "not JSON"])
+async def test_an_invalid_plan_falls_back_and_says_why(
+    gateway: Callable[..., Any], name: str
+) -> None:
+    text, headers, trace, _ = await conduct(gateway, INVALID[name])
+    assert text == "the final answer"  # the default worker answered
+    assert "invalid plan" in (trace.reason or "")
+    # no learned artifact is trained here: the learned fallback fails and that is said too
+    assert "fallback router failed" in (trace.reason or "")
+    assert headers["x-podium-worker"] == "writer"
+    assert trace.steps[0]["role"] == "plan"
+
+
+@pytest.mark.slow
+async def test_the_embedded_smollm2_plans_and_the_decision_is_valid(
+    gateway: Callable[..., Any],
+) -> None:
+    async with FakeOpenAI(Behaviour(reply="fake answer")) as fake:
+        workers = [
+            {
+                "name": "smollm2-135m",
+                "provider": "local",
+                "model": "SmolLM2-135M-Instruct",
+                "options": {"model": "smollm2-135m"},
+                "context_window": 2048,
+            },
+            worker("helper", "openai", fake.base_url),
+        ]
+        routing = {
+            "chain": ["conductor", "direct"],
+            "timeout_ms": 120_000,
+            "routers": {"conductor": {"planner": "smollm2-135m", "max_tokens": 200}},
+        }
+        async with gateway(workers, routing=routing, default_worker="helper") as running:
+            from podium.context import Caller
+            from podium.routing.base import RouteContext
+            from podium.types import ChatRequest, Message, TextPart
+
+            request = ChatRequest(
+                model="podium/auto", messages=[Message("user", [TextPart("What is 17 x 23?")])]
+            )
+            context = RouteContext(caller=Caller(), eligible=list(running.podium.config.workers))
+            decision = await running.podium.routing.decide(request, context)
+            decision.workflow.validate({"smollm2-135m", "helper"})
+            assert decision.router == "conductor"
+            assert decision.attempts and decision.attempts[0].role == "plan"
+            assert "planned by" in decision.reason or "invalid plan" in decision.reason
