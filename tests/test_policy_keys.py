@@ -381,3 +381,29 @@ def test_keys_cli_create_ls_revoke_rotate(tmp_path: Path, make_config: Callable[
     assert bad.exit_code != 0 and "bad scope" in bad.output
     audit = runner.invoke(main, ["audit", "verify"], env=env)
     assert audit.exit_code == 0 and "3 entries" in audit.output
+
+
+async def test_keys_cli_through_a_running_gateway(gateway: Any, fake_openai: FakeOpenAI) -> None:
+    from click.testing import CliRunner
+
+    from podium.cli import main
+
+    runner = CliRunner()
+    async with running_with_keys(gateway, fake_openai) as running:
+
+        def cli(*args: str) -> Any:
+            return runner.invoke(main, ["keys", *args, "--url", running.url])
+
+        # The CLI's HTTP client blocks, so it runs on a thread while the gateway serves.
+        created = await asyncio.to_thread(cli, "create", "--owner", "team-z", "--rpm", "7")
+        assert created.exit_code == 0, created.output
+        key = created.stdout.strip().splitlines()[-1]
+        key_id = key.split("-")[1]
+        listed = await asyncio.to_thread(cli, "ls")
+        assert key_id in listed.output and "7 rpm" in listed.output
+        rotated = await asyncio.to_thread(cli, "rotate", key_id)
+        assert rotated.exit_code == 0 and rotated.stdout.strip() != key
+        revoked = await asyncio.to_thread(cli, "revoke", key_id)
+        assert revoked.exit_code == 0 and "revoked" in revoked.output
+        record = await keys_of(running.podium).get(key_id)
+        assert record is not None and record.revoked_at is not None

@@ -1,21 +1,58 @@
-"""``podium keys``: create, list, revoke and rotate virtual keys in the configured store.
+"""``podium keys``: create, list, revoke and rotate virtual keys.
 
-Works offline on the store the gateway uses; a running gateway sees changes within its key
-cache's TTL (``access.auth.cache_ttl``). Every change is appended to the audit log.
+By default works offline on the store the gateway uses (a running gateway sees changes within
+its key cache's TTL, ``access.auth.cache_ttl``) and appends every change to the audit log. With
+``--url`` (or ``$PODIUM_URL``) it goes through a running gateway's admin API instead, which
+audits the change itself.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from podium.commands._access import CONFIG_OPTION, audit_log, load, seconds, with_keys
+from podium.commands.workers import Admin
 from podium.policy.audit import cli_actor
 from podium.policy.keys import PERIODS, KeyProblem, KeyRecord, NewKey
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def remote(command: F) -> F:
+    """``--url`` and ``--admin-key``: use a running gateway's admin API."""
+    command = click.option(
+        "--admin-key", envvar="PODIUM_ADMIN_KEY", help="Admin key ($PODIUM_ADMIN_KEY)."
+    )(command)
+    return click.option(
+        "--url",
+        envvar="PODIUM_URL",
+        help="A running gateway ($PODIUM_URL): go through its admin API instead of the store.",
+    )(command)
+
+
+def from_public(data: dict[str, Any]) -> KeyRecord:
+    return KeyRecord(
+        key_id=data["key_id"],
+        key_hash="",
+        owner=data["owner"],
+        name=data.get("name") or "",
+        is_admin=bool(data.get("admin")),
+        scopes=list(data.get("scopes") or ["*"]),
+        metadata=dict(data.get("metadata") or {}),
+        budget_usd=data.get("budget_usd"),
+        budget_period=data.get("budget_period") or "month",
+        rpm=data.get("rpm"),
+        tpm=data.get("tpm"),
+        expires_at=data.get("expires_at"),
+        created_at=data.get("created_at") or 0.0,
+        revoked_at=data.get("revoked_at"),
+    )
 
 
 def _when(stamp: float | None) -> str:
@@ -73,7 +110,10 @@ def register(main: click.Group) -> None:
     @click.option("--meta", multiple=True, help="NAME=VALUE metadata for routing rules.")
     @click.option("--admin", is_flag=True, help="An admin key (for /admin/...), not an app key.")
     @click.option("--json", "as_json", is_flag=True, help="Print the record and key as JSON.")
+    @remote
     def create(
+        url: str | None,
+        admin_key: str | None,
         config_path: str | None,
         owner: str,
         name: str,
@@ -101,16 +141,20 @@ def register(main: click.Group) -> None:
             tpm=tpm,
             expires_at=time.time() + seconds(expires) if expires else None,
         )
-        try:
-            record, key = with_keys(config, lambda store: store.create(spec))
-        except KeyProblem as error:
-            raise click.ClickException(str(error)) from None
-        audit_log(config).append(
-            cli_actor(),
-            "keys.create",
-            f"key:{record.key_id}",
-            {"owner": record.owner, "admin": record.is_admin, "scopes": record.scopes},
-        )
+        if url:
+            created = Admin(url, admin_key).call("POST", "/admin/keys", _body(spec))
+            record, key = from_public(created), created["key"]
+        else:
+            try:
+                record, key = with_keys(config, lambda store: store.create(spec))
+            except KeyProblem as error:
+                raise click.ClickException(str(error)) from None
+            audit_log(config).append(
+                cli_actor(),
+                "keys.create",
+                f"key:{record.key_id}",
+                {"owner": record.owner, "admin": record.is_admin, "scopes": record.scopes},
+            )
         if as_json:
             click.echo(json.dumps({**record.public(), "key": key}, indent=2))
             return
@@ -126,10 +170,20 @@ def register(main: click.Group) -> None:
     @CONFIG_OPTION
     @click.option("--all", "show_all", is_flag=True, help="Include revoked and expired keys.")
     @click.option("--json", "as_json", is_flag=True)
-    def list_keys(config_path: str | None, show_all: bool, as_json: bool) -> None:
+    @remote
+    def list_keys(
+        url: str | None,
+        admin_key: str | None,
+        config_path: str | None,
+        show_all: bool,
+        as_json: bool,
+    ) -> None:
         """List keys (never the keys themselves)."""
-        config = load(config_path)
-        records = with_keys(config, lambda store: store.all())
+        if url:
+            listed = Admin(url, admin_key).call("GET", "/admin/keys")["keys"]
+            records = [from_public(item) for item in listed]
+        else:
+            records = with_keys(load(config_path), lambda store: store.all())
         now = time.time()
         shown = [r for r in records if show_all or r.state(now) == "active"]
         if as_json:
@@ -163,9 +217,16 @@ def register(main: click.Group) -> None:
     @keys.command("revoke")
     @CONFIG_OPTION
     @click.argument("key_id")
-    def revoke(config_path: str | None, key_id: str) -> None:
+    @remote
+    def revoke(
+        url: str | None, admin_key: str | None, config_path: str | None, key_id: str
+    ) -> None:
         """Revoke a key: refused by every gateway within its key cache TTL."""
         config = load(config_path)
+        if url:
+            revoked = Admin(url, admin_key).call("POST", f"/admin/keys/{_id(key_id)}/revoke")
+            click.echo(f"revoked {revoked['key_id']} ({revoked['owner']})")
+            return
         try:
             record = with_keys(config, lambda store: store.revoke(key_id))
         except KeyProblem as error:
@@ -179,10 +240,28 @@ def register(main: click.Group) -> None:
     @click.argument("key_id")
     @click.option("--grace", help="Keep the old secret working this long (e.g. 1h). Default: 0.")
     @click.option("--json", "as_json", is_flag=True)
-    def rotate(config_path: str | None, key_id: str, grace: str | None, as_json: bool) -> None:
+    @remote
+    def rotate(
+        url: str | None,
+        admin_key: str | None,
+        config_path: str | None,
+        key_id: str,
+        grace: str | None,
+        as_json: bool,
+    ) -> None:
         """Give a key a new secret; same id, owner, scopes, limits and budget."""
-        config = load(config_path)
         grace_seconds = seconds(grace) if grace else 0.0
+        if url:
+            rotated = Admin(url, admin_key).call(
+                "POST", f"/admin/keys/{_id(key_id)}/rotate", {"grace_seconds": grace_seconds}
+            )
+            if as_json:
+                click.echo(json.dumps(rotated, indent=2))
+                return
+            click.echo(f"rotated {rotated['key_id']}; the new key (shown once):", err=True)
+            click.echo(rotated["key"])
+            return
+        config = load(config_path)
         try:
             record, key = with_keys(
                 config, lambda store: store.rotate(key_id, grace_seconds=grace_seconds)
@@ -197,3 +276,24 @@ def register(main: click.Group) -> None:
             return
         click.echo(f"rotated {record.key_id}; the new key (shown once):", err=True)
         click.echo(key)
+
+
+def _id(key_id: str) -> str:
+    from urllib.parse import quote
+
+    return quote(key_id, safe="")
+
+
+def _body(spec: NewKey) -> dict[str, Any]:
+    return {
+        "owner": spec.owner,
+        "name": spec.name,
+        "admin": spec.admin,
+        "scopes": spec.scopes,
+        "metadata": spec.metadata,
+        "budget_usd": spec.budget_usd,
+        "budget_period": spec.budget_period,
+        "rpm": spec.rpm,
+        "tpm": spec.tpm,
+        "expires_at": spec.expires_at,
+    }
