@@ -117,3 +117,26 @@ def test_eval_injection_refuses_a_file_without_a_prompt_column(tmp_path: Path) -
     result = CliRunner().invoke(main, ["policy", "eval-injection", str(bad)])
     assert result.exit_code != 0
     assert "prompt" in result.output and "Traceback" not in result.output
+
+
+async def test_cost_ceiling_downgrades_or_refuses(gateway: Any, fake_openai: FakeOpenAI) -> None:
+    workers = [
+        worker("premium", "openai", fake_openai.base_url, price={"input": 100.0, "output": 400.0}),
+        worker("budget", "openai", fake_openai.base_url, price={"input": 0.1, "output": 0.2}),
+    ]
+    ask = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 100}
+    async with (
+        gateway(workers, policy={"cost": {"max_cost_usd": 0.01}}) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="unused", max_retries=0) as client,
+    ):
+        raw = await client.chat.completions.with_raw_response.create(model="podium/auto", **ask)
+        assert raw.headers["x-podium-worker"] == "budget"
+    async with (
+        gateway(workers, policy={"cost": {"max_cost_usd": 0.01, "on_exceed": "refuse"}}) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="unused", max_retries=0) as client,
+    ):
+        with pytest.raises(openai.APIStatusError) as refused:
+            await client.chat.completions.create(model="premium", **ask)
+    assert refused.value.status_code == 402
+    assert "ceiling" in str(refused.value)
+    assert all(r.body["model"] == "budget-model" for r in fake_openai.received)

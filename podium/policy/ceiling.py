@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from podium.context import RequestContext
 from podium.errors import PodiumError
 from podium.hooks import Hook
+from podium.policy.classify import DataClasses
 from podium.policy.content_settings import CostGuardSettings
 from podium.routing.base import Decision
 from podium.types import ChatRequest, Usage
@@ -29,10 +30,16 @@ if TYPE_CHECKING:
 
 class CostGuardHook(Hook):
     def __init__(
-        self, settings: CostGuardSettings, pool: WorkerPool, *, audit: Audit | None = None
+        self,
+        settings: CostGuardSettings,
+        pool: WorkerPool,
+        *,
+        audit: Audit | None = None,
+        classes: DataClasses | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
+        self.classes = classes
         self.audit = audit
 
     def estimate(self, worker: str, request: ChatRequest, prompt_tokens: int) -> float | None:
@@ -64,10 +71,29 @@ class CostGuardHook(Hook):
         if self.audit is not None and action:
             self.audit.record(f"key:{context.caller.key_id}", action, context.trace_id, details)
 
+    def _cleared(self, context: RequestContext) -> list[str]:
+        """Serving workers cleared for this request's class (the gateway re-checks any
+        downgrade against the eligible set anyway)."""
+        if self.classes is None or any(
+            entry.startswith("injection:reroute") for entry in context.policy_actions
+        ):
+            return []
+        pseudonymised = context.pseudonyms is not None
+        return [
+            worker.name
+            for worker in self.pool.serving()
+            if self.classes.cleared(worker.config, context.data_class, pseudonymised=pseudonymised)
+        ]
+
     def _cheapest(
-        self, decision: Decision, request: ChatRequest, prompt_tokens: int
+        self, decision: Decision, request: ChatRequest, prompt_tokens: int, context: RequestContext
     ) -> list[tuple[float, str]]:
-        names = dict.fromkeys([c.worker for c in decision.candidates] + decision.workflow.workers)
+        names = dict.fromkeys(
+            [c.worker for c in decision.candidates]
+            + decision.workflow.workers
+            + decision.workflow.fallbacks
+            + self._cleared(context)
+        )
         priced = []
         for name in names:
             cost = self.estimate(name, request, prompt_tokens)
@@ -80,7 +106,7 @@ class CostGuardHook(Hook):
     ) -> None:
         prompt_tokens = estimate_tokens(request.prompt_text())
         planned = self.plan_cost(decision.workflow, request, prompt_tokens)
-        options = self._cheapest(decision, request, prompt_tokens)
+        options = self._cheapest(decision, request, prompt_tokens, context)
         ceiling = self.ceiling(context)
         if ceiling is not None and planned > ceiling:
             under = [(cost, name) for cost, name in options if cost <= ceiling]

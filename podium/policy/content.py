@@ -243,7 +243,7 @@ def register_app(podium: Podium) -> None:
     hooks: list[Hook] = [
         InjectionHook(settings, screen, audit=audit),
         DataPolicyHook(settings, podium.pool, audit=audit),
-        CostGuardHook(settings.cost, podium.pool, audit=audit),
+        CostGuardHook(settings.cost, podium.pool, audit=audit, classes=classes),
     ]
     # After authentication and limits (which put themselves first): nothing here should run
     # for a caller who is not allowed in.
