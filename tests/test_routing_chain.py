@@ -242,3 +242,24 @@ async def test_bad_input_always_gets_a_valid_decision_within_budget(name: str) -
         decision.workflow.validate({w.name for w in config.workers})
         assert decision.reason
         assert all(v.outcome in ("decided", "no_opinion", "not_asked") for v in trail), trail
+
+
+def test_routers_from_the_entry_point_group_join_the_chain(
+    monkeypatch: pytest.MonkeyPatch, make_config: Any
+) -> None:
+    from importlib.metadata import EntryPoint
+
+    import podium.plugins
+    from podium.app import create_podium
+
+    module = plugin()
+
+    class Entry(EntryPoint):
+        def load(self) -> Any:
+            return module
+
+    entry = Entry(name="third", value="third_party_routers", group="podium.plugins")
+    monkeypatch.setattr(podium.plugins, "entry_points", lambda group: [entry])
+    workers = [{"name": n, "provider": "openai", "model": n, "base_url": "http://x"} for n in POOL]
+    podium_ = create_podium(make_config(workers, routing={"chain": ["fixed", "direct"]}))
+    assert [router.name for router in podium_.routers] == ["fixed", "direct"]

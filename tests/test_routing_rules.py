@@ -230,3 +230,18 @@ async def test_the_example_routing_config_builds_and_routes() -> None:
     for prompt, route in expected.items():
         decision = await routing.decide(ask(prompt), context(config))
         assert decision.route == route, (prompt, decision.reason)
+
+
+async def test_a_rule_can_send_to_the_shipped_cascade_template() -> None:
+    section = rules(
+        {
+            "name": "careful",
+            "match": {"keywords": ["prove"]},
+            "workflow": {"template": "cascade", "workers": ["smollm2-135m", "qwen2.5-coder-1.5b"]},
+        }
+    )
+    decision = await decide(section, ask("prove that the square root of 2 is irrational"))
+    assert decision.route == "rules:careful"
+    assert decision.workflow.template == "cascade"
+    assert decision.workflow.workers[0] == "smollm2-135m"
+    assert decision.workflow.workers[-1] == "qwen2.5-coder-1.5b"
