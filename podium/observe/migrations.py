@@ -51,3 +51,9 @@ def create_feedback(db: Executor) -> None:
         "CREATE INDEX traces_dashboard ON traces (created_at, worker, route, caller, contract, "
         "status, cost_usd, input_tokens, output_tokens, latency_ms, ttft_ms)"
     )
+
+
+def index_trace_routes(db: Executor) -> None:
+    # Quality by worker and route joins feedback to traces by id: this covering index answers
+    # the join without reading the wide trace rows.
+    db.execute("CREATE INDEX traces_id_worker_route ON traces (trace_id, worker, route)")

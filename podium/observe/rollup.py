@@ -3,8 +3,8 @@ millions.
 
 The trace writer's batches pass through :class:`RollupStore` (a wrapper around the trace
 store): after a batch is written, its totals are added to ``trace_rollup`` with one upsert.
-Totals are kept per five minutes for each dimension the dashboard groups by (all, worker,
-caller, contract, route+worker), and latency histograms per hour and worker.
+Totals are kept per five minutes and per hour for each dimension the dashboard groups by (all,
+worker, caller, contract, route+worker), and latency histograms per hour and per day by worker.
 """
 
 from __future__ import annotations
@@ -17,6 +17,10 @@ from podium.store.traces import TraceRecord, TraceStore
 
 BUCKET = 300  # seconds per rollup row for totals
 LATENCY_BUCKET = 3600  # seconds per rollup row for latency histograms
+# Each total is kept twice: per five minutes (dimension name as is) and per hour (``@1h``), so
+# a month reads hourly rows. Latency histograms are kept per hour and per day (``@1d``).
+TOTAL_TIERS = (("", BUCKET), ("@1h", 3600))
+LATENCY_TIERS = (("", LATENCY_BUCKET), ("@1d", 86400))
 SEP = "\x1f"  # joins the parts of a composite key (route, worker)
 DIMENSIONS = ("all", "worker", "caller", "contract", "route_worker")
 _UPSERT_ROWS = 500  # rows per statement: well under SQLite's variable limit
@@ -73,19 +77,37 @@ def rollup_rows(records: Sequence[TraceRecord]) -> list[Row]:
         row[5] += latency
 
     for trace in records:
-        bucket = float(int(trace.created_at // BUCKET) * BUCKET)
         worker = trace.worker or "(none)"
-        add("all", bucket, "", trace, trace.latency_ms)
-        add("worker", bucket, worker, trace, trace.latency_ms)
-        add("caller", bucket, trace.caller, trace, trace.latency_ms)
-        add("contract", bucket, trace.contract or "(none)", trace, trace.latency_ms)
-        add("route_worker", bucket, f"{trace.route}{SEP}{worker}", trace, trace.latency_ms)
-        if trace.status == "ok":
-            hour = float(int(trace.created_at // LATENCY_BUCKET) * LATENCY_BUCKET)
-            add("latency_ms", hour, f"{worker}{SEP}{latency_edge(trace.latency_ms)!r}", trace, 0)
+        keys = (
+            ("all", ""),
+            ("worker", worker),
+            ("caller", trace.caller),
+            ("contract", trace.contract or "(none)"),
+            ("route_worker", f"{trace.route}{SEP}{worker}"),
+        )
+        for tier, width in TOTAL_TIERS:
+            bucket = float(int(trace.created_at // width) * width)
+            for dim, key in keys:
+                add(dim + tier, bucket, key, trace, trace.latency_ms)
+        if trace.status != "ok":
+            continue
+        for tier, width in LATENCY_TIERS:
+            bucket = float(int(trace.created_at // width) * width)
+            add(
+                "latency_ms" + tier,
+                bucket,
+                f"{worker}{SEP}{latency_edge(trace.latency_ms)!r}",
+                trace,
+                0,
+            )
             if trace.ttft_ms is not None:
-                key = f"{worker}{SEP}{latency_edge(trace.ttft_ms)!r}"
-                add("ttft_ms", hour, key, trace, 0)
+                add(
+                    "ttft_ms" + tier,
+                    bucket,
+                    f"{worker}{SEP}{latency_edge(trace.ttft_ms)!r}",
+                    trace,
+                    0,
+                )
     return [
         (dim, bucket, key, int(v[0]), int(v[1]), v[2], int(v[3]), int(v[4]), v[5])
         for (dim, bucket, key), v in totals.items()

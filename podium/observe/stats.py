@@ -103,6 +103,11 @@ def window(
     return Window(start, end, bucket, clamped)
 
 
+def _tier(w: Window) -> str:
+    """Which rollup rows to read: hourly ones when the points are whole hours."""
+    return "@1h" if w.bucket % 3600 == 0 else ""
+
+
 def _rolled(w: Window) -> bool:
     """Long ranges read the five-minute rollup; short ones the traces themselves."""
     return w.bucket >= BUCKET and w.bucket % BUCKET == 0
@@ -118,8 +123,8 @@ async def overview(db: Rows, w: Window) -> dict[str, Any]:
             "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(cost_usd), 0), "
             "COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), "
             "COALESCE(SUM(errors), 0), SUM(latency_ms) / NULLIF(SUM(requests), 0) "
-            "FROM trace_rollup WHERE dim = 'all' AND bucket >= ? AND bucket < ?",
-            (w.since, w.until),
+            "FROM trace_rollup WHERE dim = ? AND bucket >= ? AND bucket < ?",
+            ("all" + _tier(w), w.since, w.until),
         )
     else:
         where, params = _where(w)
@@ -165,7 +170,7 @@ async def spend(db: Rows, w: Window, by: str) -> dict[str, Any]:
         rows = await db.execute(
             "SELECT CAST((bucket - ?) / ? AS INTEGER) AS b, key, SUM(requests), SUM(cost_usd) "
             "FROM trace_rollup WHERE dim = ? AND bucket >= ? AND bucket < ? GROUP BY b, key",
-            (w.since, w.bucket, by, w.since, w.until),
+            (w.since, w.bucket, by + _tier(w), w.since, w.until),
         )
     else:
         where, params = _where(w)
@@ -197,9 +202,9 @@ async def routing(db: Rows, w: Window, max_rows: int) -> list[dict[str, Any]]:
     if _rolled(w):
         grouped = await db.execute(
             "SELECT key, SUM(requests), SUM(cost_usd), SUM(errors) FROM trace_rollup "
-            "WHERE dim = 'route_worker' AND bucket >= ? AND bucket < ? "
+            "WHERE dim = ? AND bucket >= ? AND bucket < ? "
             "GROUP BY key ORDER BY 2 DESC LIMIT ?",
-            (w.since, w.until, max_rows),
+            ("route_worker" + _tier(w), w.since, w.until, max_rows),
         )
         rows = [(*key.split(SEP, 1), n, c, e) for key, n, c, e in grouped]
     else:
@@ -281,11 +286,13 @@ async def latency(db: Rows, w: Window) -> list[dict[str, Any]]:
     hist: dict[str, dict[str, list[tuple[float, int]]]] = {}
     for column in ("latency_ms", "ttft_ms"):
         if _rolled(w):
-            start = float(int(w.since // LATENCY_BUCKET) * LATENCY_BUCKET)
+            # Ranges of days read daily histograms (from the start of the first day).
+            tier, width = ("@1d", 86400) if w.until - w.since >= 3 * DAY else ("", LATENCY_BUCKET)
+            start = float(int(w.since // width) * width)
             grouped = await db.execute(
                 "SELECT key, SUM(requests) FROM trace_rollup "
                 "WHERE dim = ? AND bucket >= ? AND bucket < ? GROUP BY key",
-                (column, start, w.until),
+                (column + tier, start, w.until),
             )
             rows = []
             for key, count in grouped:
@@ -333,9 +340,9 @@ async def savings(db: Rows, w: Window, baseline: str, prices: dict[str, Price]) 
     if _rolled(w):
         rows = await db.execute(
             "SELECT CAST((bucket - ?) / ? AS INTEGER) AS b, SUM(cost_usd), SUM(input_tokens), "
-            "SUM(output_tokens) FROM trace_rollup WHERE dim = 'all' AND bucket >= ? "
+            "SUM(output_tokens) FROM trace_rollup WHERE dim = ? AND bucket >= ? "
             "AND bucket < ? GROUP BY b ORDER BY b",
-            (w.since, w.bucket, w.since, w.until),
+            (w.since, w.bucket, "all" + _tier(w), w.since, w.until),
         )
     else:
         where, params = _where(w)

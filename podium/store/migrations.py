@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from podium.observe.migrations import create_feedback
+from podium.observe.migrations import create_feedback, index_trace_routes
 from podium.observe.rollup import create_rollup
 from podium.policy.migrations import create_keys
 
@@ -72,4 +72,5 @@ MIGRATIONS: list[Migration] = [
     Migration("0002_create_feedback", create_feedback),
     Migration("0003_create_trace_rollup", create_rollup),
     Migration("0003_create_keys", create_keys),
+    Migration("0004_index_trace_routes", index_trace_routes),
 ]
