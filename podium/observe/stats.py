@@ -287,8 +287,8 @@ async def latency(db: Rows, w: Window) -> list[dict[str, Any]]:
     for column in ("latency_ms", "ttft_ms"):
         if _rolled(w):
             # Ranges of days read daily histograms (from the start of the first day).
-            tier, width = ("@1d", 86400) if w.until - w.since >= 3 * DAY else ("", LATENCY_BUCKET)
-            start = float(int(w.since // width) * width)
+            tier, size = ("@1d", 86400) if w.until - w.since >= 3 * DAY else ("", LATENCY_BUCKET)
+            start = float(int(w.since // size) * size)
             grouped = await db.execute(
                 "SELECT key, SUM(requests) FROM trace_rollup "
                 "WHERE dim = ? AND bucket >= ? AND bucket < ? GROUP BY key",
