@@ -198,8 +198,13 @@ async def test_the_gateway_answers_through_the_fallback_when_a_router_breaks(
             raw = await client.chat.completions.with_raw_response.create(
                 model="podium/auto", messages=[{"role": "user", "content": "hello"}]
             )
+        await running.podium.recorder.flush()
+        trace = await running.podium.store.get_trace(raw.headers["x-podium-trace-id"])
     assert raw.headers["x-podium-worker"] == "qwen2.5-coder-0.5b"
     assert raw.headers["x-podium-route"] == "fallback"
+    assert trace is not None and trace.router == "fallback" and trace.reason is not None
+    assert "router 'boom' failed (RuntimeError: the model file is corrupt)" in trace.reason
+    assert "router 'hang' took longer than its budget of 50 ms" in trace.reason
 
 
 BAD_INPUTS = {

@@ -84,7 +84,7 @@ async def decide(
                 raise  # a deliberate refusal (the named model is not eligible, say)
             verdict.outcome, verdict.detail, decision = "refused", error.message, None
         except Exception as error:  # a broken router must not take the gateway down
-            verdict.outcome, verdict.detail, decision = "failed", _short(error), None
+            verdict.outcome, verdict.detail, decision = "failed", f"failed ({_short(error)})", None
         verdict.elapsed_ms = (time.perf_counter() - started) * 1000.0
         if decision is not None:
             # Clearance is enforced here again, whatever the router said: every step and every
