@@ -138,5 +138,9 @@ class RouterParts:
         self._built[name] = router
         return router
 
+    def built(self) -> dict[str, Router]:
+        """Every router built so far by name: the chain's and those rules or routes delegate to."""
+        return dict(self._built)
+
     def worker_names(self) -> set[str]:
         return {worker.name for worker in self.config.workers}
