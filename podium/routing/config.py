@@ -98,7 +98,7 @@ class SemanticConfig(_Strict):
     targets: dict[str, str] = Field(default_factory=dict)
     scoring: Literal["nearest", "centroid"] = "nearest"
     threshold: float = Field(0.45, ge=-1, le=1)
-    margin: float = Field(0.0, ge=0, le=2)  # the winner must beat the runner-up by this much
+    margin: float = Field(0.0, ge=0, le=2)  # closer than this to the runner-up: no opinion
     model: str | None = None  # a static embedding model directory; None: the shipped model
     # How much of the last user message is embedded: its head and, for a longer text, its tail
     # (where a question after a pasted document usually is). Bounds the cost of huge prompts.

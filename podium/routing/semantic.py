@@ -146,8 +146,7 @@ class SemanticRouter:
             if score < self._thresholds[index]:
                 continue
             if rank == 0 and score - runner_up < self.margin:
-                skipped.append(f"route {route.name!r} is within {self.margin} of the runner-up")
-                continue
+                return None  # too close to call: a later router (learned, say) decides
             other = (
                 f"; runner-up {self.routes[order[1]].name!r} {runner_up:.2f}"
                 if len(order) > 1 and rank == 0
