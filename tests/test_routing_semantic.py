@@ -9,7 +9,9 @@ import yaml
 from click.testing import CliRunner
 
 from podium.cli import main
-from podium.config import ConfigError
+from podium.config import ConfigError, parse_config
+from podium.plugins import load_plugins
+from podium.routing.chain import build_routing
 from podium.routing.semantic import SemanticRouter, fit_thresholds
 from tests.routing_helpers import POOL, ask, context, routing_for
 
@@ -114,6 +116,11 @@ def test_semantic_configuration_errors_name_the_route() -> None:
         semantic({"routes": [{"name": "x", "utterances": ["hi"], "worker": "nobody"}]})
     with pytest.raises(ConfigError, match="lacks: nope"):
         semantic({"use_default_routes": True, "targets": {"nope": POOL[0]}})
+    with pytest.raises(ConfigError, match=r"re-point it with routing\.semantic\.targets"):
+        build_routing(
+            parse_config({"routing": {"semantic": {"use_default_routes": True}}}),
+            load_plugins(third_party=False),
+        )
     with pytest.raises(ConfigError, match="non-empty utterance"):
         semantic({"routes": [{"name": "y", "utterances": ["  "], "worker": POOL[0]}]})
 

@@ -279,7 +279,14 @@ def build_semantic(
         texts = [text for text in route.utterances if text.strip()]
         if not texts:
             raise RoutingConfigError(f"semantic route {route.name!r} has no non-empty utterance")
-        target = ResolvedTarget(route, parts, f"semantic route {route.name!r}")
+        try:
+            target = ResolvedTarget(route, parts, f"semantic route {route.name!r}")
+        except RoutingConfigError as error:
+            if route.name in config.targets or any(r.name == route.name for r in config.routes):
+                raise
+            raise RoutingConfigError(
+                f"{error} (a shipped route: re-point it with routing.semantic.targets)"
+            ) from None
         threshold = route.threshold if route.threshold is not None else config.threshold
         compiled.append(CompiledRoute(route.name, target, threshold, len(texts)))
         utterances.extend(texts)
