@@ -186,6 +186,7 @@ class Engine:
                 attempt = Attempt(worker.name, step=step, role=role)
                 started = time.perf_counter()
                 events = worker.provider.stream(request)
+                worker.in_flight += 1  # waiting for a first event is work in flight too
                 try:
                     first: StreamEvent | None = await anext(events)
                 except StopAsyncIteration:
@@ -214,6 +215,8 @@ class Engine:
                     abandon_probe(worker)
                     await events.aclose()
                     raise
+                finally:
+                    worker.in_flight -= 1
                 attempt.ttft_ms = (time.perf_counter() - started) * 1000
                 attempts.append(attempt)
                 return MeteredStream(worker, request, first, events, attempt, started)

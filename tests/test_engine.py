@@ -307,3 +307,25 @@ async def test_a_finished_stream_settles_usage_and_cost(tmp_path: Path) -> None:
     assert attempts[0].usage == Usage(100, 50)
     assert attempts[0].cost_usd == pytest.approx((100 * 1.0 + 50 * 2.0) / 1_000_000)
     assert attempts[0].ttft_ms is not None and attempts[0].status == "ok"
+
+
+async def test_a_stream_waiting_for_its_first_event_counts_as_in_flight(tmp_path: Path) -> None:
+    gate = asyncio.Event()
+
+    class Slow(Scripted):
+        async def stream(self, request: ChatRequest) -> EventStream:
+            await gate.wait()
+            yield TextDelta("late")
+
+    h = Harness(tmp_path, {"a": deque()})
+    a = h.pool.get("a")
+    assert a is not None
+    a.provider = Slow(deque())
+    opening = asyncio.ensure_future(h.engine.stream(REQUEST, ["a"], []))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert a.in_flight == 1  # a drain or removal waits for it
+    gate.set()
+    metered = await opening
+    assert [e async for e in metered.events()] == [TextDelta("late")]
+    assert a.in_flight == 0
