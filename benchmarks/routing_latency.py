@@ -126,7 +126,7 @@ class ChainRouter:
 
 CASES: dict[str, tuple[Case, float | None]] = {
     "rules (12 rules)": (_named("rules"), 0.050),
-    "semantic (4 shipped routes, 58 utterances)": (_named("semantic"), 1.0),
+    "semantic (4 shipped routes, 62 utterances)": (_named("semantic"), 1.0),
     "whole chain: rules, affinity, semantic, direct": (ChainRouter, None),
 }
 
