@@ -27,7 +27,7 @@ from podium.routing.base import Router
 from podium.routing.chain import Routing, build_routing
 from podium.routing.direct import VIRTUAL_MODELS
 from podium.secrets import SecretSource
-from podium.store.sqlite import SQLiteStore
+from podium.store.factory import create_store
 from podium.store.traces import TraceStore
 from podium.workers import WorkerPool
 
@@ -87,9 +87,7 @@ def create_podium(
     http = HttpClients()
     pool = WorkerPool(providers, http=http, secrets=secrets, data_dir=data_dir)
     pool.load(config.workers)
-    store: TraceStore = SQLiteStore(
-        path=data_dir / "podium.db" if config.store.url is None else _path(config.store.url)
-    )
+    store: TraceStore = create_store(config.store, data_dir)
     recorder = TraceRecorder(
         store,
         spill_path=data_dir / "traces-spill.jsonl",

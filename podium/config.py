@@ -109,12 +109,25 @@ class ServerConfig(Strict):
 
 
 class StoreConfig(Strict):
-    kind: str = "sqlite"
+    kind: Literal["sqlite", "postgres"] = "sqlite"
     url: str | None = None  # a file path for sqlite, a DSN for postgres
+    # PostgreSQL only: the schema Podium's tables live in (created when missing; default: the
+    # connection's search_path), and the most connections each server process holds.
+    pg_schema: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+    pool_size: int = Field(10, ge=1, le=1000)
+    # Seconds between a replica's reads of worker-pool changes made through another replica's
+    # admin API (drain, add, reprice, remove); 0 turns the polling off.
+    sync_interval: float = Field(1.0, ge=0)
     batch_size: int = Field(256, ge=1)
     flush_interval: float = Field(0.5, gt=0)
     queue_limit: int = Field(100_000, ge=1)
     record_traces: bool = True  # off only to measure the gateway without its recording
+
+    @model_validator(mode="after")
+    def _postgres_url(self) -> StoreConfig:
+        if self.kind == "postgres" and not self.url:
+            raise ValueError("url: kind postgres needs a url (postgresql://user@host:5432/db)")
+        return self
 
 
 class PodiumConfig(Strict):

@@ -13,6 +13,7 @@ import click
 from podium.config import ConfigError, PodiumConfig, load_config
 from podium.policy.audit import AuditLog
 from podium.policy.keys import KeyStore
+from podium.store.postgres import PostgresStore
 from podium.store.sqlite import SQLiteStore
 
 T = TypeVar("T")
@@ -45,7 +46,11 @@ def store_path(config: PodiumConfig) -> Path:
 
 def with_keys(config: PodiumConfig, action: Callable[[KeyStore], Awaitable[T]]) -> T:
     async def run() -> T:
-        store = SQLiteStore(store_path(config))
+        if config.store.kind == "sqlite":
+            store: SQLiteStore | PostgresStore = SQLiteStore(store_path(config))
+        else:  # the shared store replicas use: keys made here are seen by all of them
+            assert config.store.url is not None
+            store = PostgresStore(config.store.url, schema=config.store.pg_schema, max_size=1)
         await store.open()
         try:
             return await action(KeyStore(store))

@@ -1,14 +1,20 @@
 """Writing traces off the hot path: requests append to a buffer, a background task writes
 batches. When the store is down the buffer holds up to a bound, then spills to a local JSONL
-file; both are written when the store answers again. A clean shutdown flushes everything."""
+file; both are written when the store answers again. A clean shutdown flushes everything.
+
+Server processes of one host (``podium serve --workers N``) share the spill file: appends and
+the replay's claim (read and remove) hold an exclusive ``flock`` on a lock file beside it, so a
+replay never removes lines another process is writing."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
+import fcntl
 import logging
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -53,11 +59,24 @@ class TraceRecorder:
         if len(self._buffer) >= self.batch_size:
             self._wake.set()
 
+    @contextlib.contextmanager
+    def _spill_lock(self) -> Iterator[None]:
+        self.spill_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = self.spill_path.with_name(self.spill_path.name + ".lock")
+        with lock.open("ab") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
     def _spill(self, count: int) -> None:
         batch = [self._buffer.popleft() for _ in range(min(count, len(self._buffer)))]
+        self._append_spill(batch)
+
+    def _append_spill(self, batch: list[TraceRecord]) -> None:
         try:
-            self.spill_path.parent.mkdir(parents=True, exist_ok=True)
-            with self.spill_path.open("ab") as out:
+            with self._spill_lock(), self.spill_path.open("ab") as out:
                 for trace in batch:
                     out.write(orjson.dumps(dataclasses.asdict(trace)) + b"\n")
             self.spilled += len(batch)
@@ -77,15 +96,25 @@ class TraceRecorder:
             self._wake.clear()
             await self.flush()
 
+    def _claim_spill(self) -> list[TraceRecord]:
+        with self._spill_lock():
+            if not self.spill_path.is_file():
+                return []
+            lines = self.spill_path.read_bytes().splitlines()
+            self.spill_path.unlink()
+        return [TraceRecord(**orjson.loads(line)) for line in lines if line.strip()]
+
     async def _replay_spill(self) -> None:
         if not self.spill_path.is_file():
             return
-        lines = self.spill_path.read_bytes().splitlines()
-        records = [TraceRecord(**orjson.loads(line)) for line in lines if line.strip()]
+        records = self._claim_spill()
         for start in range(0, len(records), self.batch_size):
-            await self.store.write_traces(records[start : start + self.batch_size])
-        self.spill_path.unlink()
-        self.written += len(records)
+            try:
+                await self.store.write_traces(records[start : start + self.batch_size])
+            except BaseException:
+                self._append_spill(records[start:])  # back on disk for the next attempt
+                raise
+            self.written += len(records[start : start + self.batch_size])
 
     async def flush(self) -> bool:
         """Write everything buffered (and anything spilled). False if the store failed."""
