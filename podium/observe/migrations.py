@@ -57,3 +57,9 @@ def index_trace_routes(db: Executor) -> None:
     # Quality by worker and route joins feedback to traces by id: this covering index answers
     # the join without reading the wide trace rows.
     db.execute("CREATE INDEX traces_id_worker_route ON traces (trace_id, worker, route)")
+
+
+def drop_dashboard_index(db: Executor) -> None:
+    # Every dashboard aggregate reads trace_rollup now: the wide covering index from
+    # 0002_create_feedback only cost writes and space.
+    db.execute("DROP INDEX IF EXISTS traces_dashboard")

@@ -1,8 +1,8 @@
 """The dashboard's questions, answered by aggregation in SQL over a bounded time range.
 
-Ranges of more than a few hours read ``trace_rollup`` (five-minute totals per worker, caller,
-contract and route, hourly latency histograms: see rollup.py); shorter ones read the traces
-through the ``traces_dashboard`` covering index, never touching the wide trace rows. Ranges
+Aggregates read ``trace_rollup`` (five-minute and hourly totals per worker, caller, contract
+and route, hourly and daily latency histograms: see rollup.py), so their cost depends on the
+range's length, not on how much traffic it held; only the trace list reads the traces. Ranges
 longer than the configured maximum are clamped (and the answer says so); time series have at
 most ``max_buckets`` points; lists return at most ``max_rows`` rows.
 """
@@ -21,7 +21,8 @@ from podium.observe.rollup import BUCKET, LATENCY_BUCKET, SEP, latency_width
 
 Dimension = Literal["worker", "contract", "caller"]
 DIMENSIONS: tuple[Dimension, ...] = ("worker", "contract", "caller")
-NICE_BUCKETS = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400)
+# Five minutes at least: every chart then reads the rollup, whatever the traffic.
+NICE_BUCKETS = (300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400)
 TOP_SERIES = 8  # series drawn per chart; the rest are summed into "other"
 DAY = 86400.0
 
@@ -109,7 +110,8 @@ def _tier(w: Window) -> str:
 
 
 def _rolled(w: Window) -> bool:
-    """Long ranges read the five-minute rollup; short ones the traces themselves."""
+    """Windows of whole five-minute buckets (all that :func:`window` makes) read the rollup;
+    others (finer custom windows) the traces themselves."""
     return w.bucket >= BUCKET and w.bucket % BUCKET == 0
 
 

@@ -10,7 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from podium.observe.migrations import create_feedback, index_trace_routes
+from podium.observe.migrations import (
+    create_feedback,
+    drop_dashboard_index,
+    index_trace_routes,
+)
 from podium.observe.rollup import create_rollup
 from podium.policy.migrations import create_keys
 
@@ -73,4 +77,5 @@ MIGRATIONS: list[Migration] = [
     Migration("0003_create_trace_rollup", create_rollup),
     Migration("0003_create_keys", create_keys),
     Migration("0004_index_trace_routes", index_trace_routes),
+    Migration("0005_drop_dashboard_index", drop_dashboard_index),
 ]
