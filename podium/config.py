@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from podium.contracts.settings import ContractsConfig
 from podium.costs.config import CostsConfig
 from podium.observe.settings import ObserveConfig
 from podium.policy.content_settings import ContentPolicySettings
@@ -143,6 +144,7 @@ class PodiumConfig(Strict):
     policy: ContentPolicySettings = Field(default_factory=ContentPolicySettings)  # data, PII
     observe: ObserveConfig = Field(default_factory=ObserveConfig)  # traces, metrics, dashboard
     costs: CostsConfig = Field(default_factory=CostsConfig)  # price overrides, scenarios
+    contracts: ContractsConfig = Field(default_factory=ContractsConfig)  # behaviour contracts
 
     @model_validator(mode="after")
     def _names_resolve(self) -> PodiumConfig:

@@ -207,6 +207,21 @@ class Gateway:
 
     # -- recording -------------------------------------------------------------------------------
 
+    def record(
+        self,
+        request: ChatRequest,
+        decision: Decision | None,
+        run: Run,
+        context: RequestContext,
+        *,
+        status: int,
+        response: ChatResponse | None = None,
+        error: PodiumError | None = None,
+    ) -> None:
+        """Write the trace (and run the finish hooks) for a request answered outside
+        :meth:`handle`: contract calls run several attempts under one trace."""
+        self._finish(request, decision, run, context, status=status, response=response, error=error)
+
     def _finish(
         self,
         request: ChatRequest,

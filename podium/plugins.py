@@ -28,6 +28,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "podium.policy.plugin",
     "podium.observe.plugin",
     "podium.policy.content",
+    "podium.api.contracts",
 )
 
 

@@ -178,6 +178,11 @@ class App:
         else:
             self._exact[(method, path)] = route
 
+    def handler(self, method: str, path: str) -> Handler | None:
+        """The handler of an exact route, so a plugin can wrap it (and call it)."""
+        route = self._exact.get((method, path))
+        return route.handler if route is not None else None
+
     def _match(
         self, method: str, path: str, raw_path: bytes | None = None
     ) -> tuple[Route | None, dict[str, str], bool]:

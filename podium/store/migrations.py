@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from podium.contracts.migrations import create_contract_calls
 from podium.observe.migrations import (
     create_feedback,
     drop_dashboard_index,
@@ -77,5 +78,6 @@ MIGRATIONS: list[Migration] = [
     Migration("0003_create_trace_rollup", create_rollup),
     Migration("0003_create_keys", create_keys),
     Migration("0004_index_trace_routes", index_trace_routes),
+    Migration("0005_create_contract_calls", create_contract_calls),
     Migration("0005_drop_dashboard_index", drop_dashboard_index),
 ]

@@ -1,0 +1,245 @@
+"""Contract calls over HTTP: ``POST /v1/contracts/{name}``, ``GET /v1/contracts``, and
+``model: "contract/NAME"`` (or ``contract/NAME@VERSION``) on the OpenAI Chat Completions API.
+
+Listed in podium.plugins.BUILTIN_PLUGINS. Contracts load when the app is built: a contract file
+that cannot be used stops start-up with the file and the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from podium.api.http import AnyResponse, PlainErrors, Request, Response, StreamResponse
+from podium.api.ingress import refuse_provider_fields
+from podium.api.openai import OpenAIIngress
+from podium.config import ConfigError
+from podium.context import RequestContext, new_trace_id
+from podium.contracts.loader import ContractError, load_contracts
+from podium.contracts.model import Contract
+from podium.contracts.runner import ContractCallError, ContractResult, ContractRunner
+from podium.contracts.shadow import ShadowRunner
+from podium.contracts.stats import CallLog, contract_stats
+from podium.errors import PodiumError
+from podium.executor import replay
+from podium.gateway import Outcome, total_usage
+from podium.types import ChatResponse
+
+if TYPE_CHECKING:
+    from podium.app import Podium
+
+EXTENSION_KEY = "contracts"
+PREFIX = "contract/"
+MAX_INPUT_BYTES = 1024 * 1024
+
+
+class ContractErrors(PlainErrors):
+    """Podium's error shape, plus the attempts of a call that found no valid output."""
+
+    def render_error(self, error: PodiumError) -> Response:
+        response = super().render_error(error)
+        if isinstance(error, ContractCallError):
+            body = orjson.loads(response.body)
+            body["error"]["attempts"] = error.attempts
+            response.body = orjson.dumps(body)
+        return response
+
+
+def runner_of(podium: Podium) -> ContractRunner | None:
+    found = podium.extras.get(EXTENSION_KEY)
+    return found if isinstance(found, ContractRunner) else None
+
+
+def _headers(result: ContractResult) -> dict[str, str]:
+    return {
+        "x-podium-trace-id": result.trace_id,
+        "x-podium-worker": result.worker,
+        "x-podium-cost-usd": f"{result.cost_usd:.8f}",
+        "x-podium-contract-version": result.version,
+        "x-podium-attempts": str(result.attempts),
+    }
+
+
+def describe(contract: Contract, runner: ContractRunner) -> dict[str, Any]:
+    contracts = runner.contracts
+    return {
+        "name": contract.name,
+        "version": contract.version,
+        "versions": contracts.versions(contract.name),
+        "current": contracts.current_version(contract.name),
+        "shadow": contracts.shadow.get(contract.name),
+        "description": contract.description,
+        "input_schema": contract.input_schema,
+        "output_schema": contract.output_schema,
+        "evaluator": contract.evaluator.kind,
+        "examples": len(contract.examples),
+    }
+
+
+def input_from_chat(contract: Contract, text: str) -> Any:
+    """The contract input a chat message carries: the whole text for a contract whose input is
+    one string field, otherwise the text parsed as a JSON object."""
+    field = contract.string_field()
+    if field is not None:
+        return {field: text}
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise PodiumError(
+            "unprocessable",
+            f"contract {contract.key} takes its input as a JSON object in the last user "
+            "message; that message is not JSON",
+            param="messages",
+            code="contract_input_invalid",
+        ) from None
+
+
+def _split(model: str) -> tuple[str, str | None]:
+    name, _, version = model.removeprefix(PREFIX).partition("@")
+    return name, version or None
+
+
+def register_app(podium: Podium) -> None:
+    from podium.api.admin import admin_route
+
+    config = podium.config
+    try:
+        contracts = load_contracts(config.contracts, config.resolved_data_dir())
+    except ContractError as error:
+        raise ConfigError(str(error)) from None
+    runner = ContractRunner(podium, contracts)
+    podium.extras[EXTENSION_KEY] = runner
+    calls = CallLog(podium.store)  # type: ignore[arg-type]
+    shadow = ShadowRunner(runner, calls, config.contracts.shadow)
+    runner.listeners += [calls.listen, shadow.listen]
+    podium.extras["contracts.shadow"] = shadow
+    errors = ContractErrors()
+    limit = min(config.server.max_body_bytes, MAX_INPUT_BYTES * 8)
+
+    async def call(http: Request) -> Response:
+        body = await http.json(limit)
+        if not isinstance(body, dict):
+            raise PodiumError("invalid_request", "request body must be a JSON object")
+        refuse_provider_fields(body, http.headers)
+        unknown = sorted(set(body) - {"input", "version"})
+        if unknown:
+            raise PodiumError(
+                "invalid_request",
+                f"unknown field {unknown[0]!r}; a contract call takes input and version",
+                param=unknown[0],
+            )
+        if "input" not in body:
+            raise PodiumError("invalid_request", "input is required", param="input")
+        version = body.get("version")
+        if version is not None and not isinstance(version, str | int):
+            raise PodiumError("invalid_request", "version must be a string", param="version")
+        trace_id = new_trace_id()
+        try:
+            result = await runner.call(
+                http.params["name"],
+                body["input"],
+                version=str(version) if version is not None else None,
+                headers=http.headers,
+                trace_id=trace_id,
+            )
+        except PodiumError as error:
+            response = errors.render_error(error)
+            data = orjson.loads(response.body)
+            data["error"]["trace_id"] = trace_id
+            response.body = orjson.dumps(data)
+            response.headers["x-podium-trace-id"] = trace_id
+            return response
+        return Response.json(result.body(), headers=_headers(result))
+
+    async def listing(_: Request) -> Response:
+        data = [describe(c, runner) for n in contracts.names() if (c := contracts.get(n))]
+        return Response.json({"object": "list", "data": data})
+
+    async def show(http: Request) -> Response:
+        return Response.json(describe(runner.contract(http.params["name"]), runner))
+
+    async def stats(http: Request) -> Response:
+        query = http.query
+        try:
+            since = float(query.get("since", "0"))
+        except ValueError:
+            raise PodiumError("invalid_request", "since must be a number", param="since") from None
+        rows = await contract_stats(
+            podium.store,  # type: ignore[arg-type]
+            contract=query.get("contract"),
+            since=since,
+        )
+        return Response.json({"object": "list", "data": rows})
+
+    podium.app.route("POST", "/v1/contracts/{name}", call, errors)
+    podium.app.route("GET", "/v1/contracts", listing, errors)
+    podium.app.route("GET", "/v1/contracts/{name}", show, errors)
+    admin_route(podium, "GET", "/admin/contracts/stats", stats)
+    _wrap_openai(podium, runner)
+
+    async def startup() -> None:
+        async def shutdown() -> None:  # runs before the store closes (see observe/plugin.py)
+            await shadow.drain()
+            await calls.drain()
+
+        podium.app.on_shutdown.append(shutdown)
+
+    podium.app.on_startup.append(startup)
+
+
+def _wrap_openai(podium: Podium, runner: ContractRunner) -> None:
+    """``model: "contract/NAME"`` on /v1/chat/completions runs the contract; any other model
+    goes to the handler that was there."""
+    path = "/v1/chat/completions"
+    inner = podium.app.handler("POST", path)
+    if inner is None:
+        return
+    ingress = OpenAIIngress()
+    limit = podium.config.server.max_body_bytes
+
+    async def handle(http: Request) -> AnyResponse:
+        body = await http.json(limit)  # kept by the request: the inner handler reads it again
+        model = body.get("model") if isinstance(body, dict) else None
+        if not isinstance(model, str) or not model.startswith(PREFIX):
+            return await inner(http)
+        assert isinstance(body, dict)
+        refuse_provider_fields(body, http.headers)
+        request = ingress.parse(body, http.headers)
+        name, version = _split(model)
+        trace_id = new_trace_id()
+        try:
+            contract = runner.contract(name, version)
+            data = input_from_chat(contract, request.last_user_text())
+            result = await runner.call(
+                name,
+                data,
+                version=version,
+                headers=http.headers,
+                ingress="openai",
+                trace_id=trace_id,
+            )
+        except PodiumError as error:
+            response = ingress.render_error(error)
+            response.headers["x-podium-trace-id"] = trace_id
+            return response
+        text = orjson.dumps(result.output).decode()
+        answer = ChatResponse(
+            id=result.trace_id,
+            model=model,
+            text=text,
+            usage=total_usage(result.run.attempts),
+            finish_reason="stop",
+        )
+        outcome = Outcome(decision=result.decision, run=result.run, worker=result.worker)
+        if not request.stream:
+            return Response(ingress.encode_response(answer, outcome), 200, _headers(result))
+        context = RequestContext(ingress="openai", headers=http.headers, trace_id=result.trace_id)
+        events: AsyncIterator[Any] = replay(answer)
+        outcome.stream = events
+        return StreamResponse(
+            ingress.encode_stream(events, request, outcome, context), 200, _headers(result)
+        )
+
+    podium.app.route("POST", path, handle, ingress)

@@ -1,0 +1,1 @@
+"""Behaviour contracts: named tasks with input/output schemas, instructions and policy."""
