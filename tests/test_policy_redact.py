@@ -162,3 +162,31 @@ async def test_no_structured_pii_from_the_corpus_reaches_the_worker(
             if "\n" not in text.strip() and len(text) < 150:
                 assert answer == f"fake answer to: {text.strip()}"
     assert hidden / total >= 0.85
+
+
+async def test_redaction_is_audited_and_traced_without_the_values(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    prompt = "Please email jane.doe@example.com about card 4111 1111 1111 1111"
+    async with (
+        gateway([pseudonymised_worker("vendor", fake_openai.base_url)]) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="unused") as client,
+    ):
+        raw = await client.chat.completions.with_raw_response.create(
+            model="vendor", messages=[{"role": "user", "content": prompt}]
+        )
+        trace_id = raw.headers["x-podium-trace-id"]
+        podium = running.podium
+        await podium.gateway.drain_background()
+        await podium.recorder.flush()
+        trace = await podium.store.get_trace(trace_id)
+        assert podium.audit is not None
+        await podium.audit.flush()
+        audit_text = podium.audit.path.read_text(encoding="utf-8")
+    assert trace is not None
+    assert "pii:pseudonymised CREDIT_CARD=1,EMAIL=1" in trace.policy_actions
+    assert trace.data_class == "confidential"
+    assert "request.redacted" in audit_text and trace_id in audit_text
+    for value in ("jane.doe@example.com", "4111 1111 1111 1111"):
+        assert value not in audit_text
+        assert value not in json.dumps(trace.policy_actions)
