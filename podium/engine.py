@@ -28,6 +28,10 @@ from podium.workers import Worker, WorkerPool, estimate_tokens
 
 Sleep = Callable[[float], Awaitable[None]]
 
+# Failures that move on to the next worker at once: the same worker would answer the same way
+# (its key refused, its model unknown upstream), so retrying it only adds latency.
+NOT_WORTH_REPEATING = frozenset({"upstream_credential_refused", "upstream_model_not_found"})
+
 
 @dataclass(slots=True)
 class Attempt:
@@ -70,7 +74,7 @@ class Engine:
     def _backoff(self, worker: Worker, retry: int, error: ProviderError) -> float | None:
         """Seconds to wait before retrying ``worker``, or None to move on to the next one."""
         policy = worker.config.retry
-        if retry >= policy.attempts or not error.retryable:
+        if retry >= policy.attempts or not error.retryable or error.code in NOT_WORTH_REPEATING:
             return None
         if error.retry_after is not None:
             # Honour the upstream's own word; if it asks for longer than we would wait at all,

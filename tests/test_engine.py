@@ -329,3 +329,13 @@ async def test_a_stream_waiting_for_its_first_event_counts_as_in_flight(tmp_path
     metered = await opening
     assert [e async for e in metered.events()] == [TextDelta("late")]
     assert a.in_flight == 0
+
+
+async def test_a_refused_credential_moves_on_without_repeating(tmp_path: Path) -> None:
+    refused = ProviderError(
+        "upstream", "key refused", retryable=True, status=502, code="upstream_credential_refused"
+    )
+    h = Harness(tmp_path, {"a": deque([refused]), "b": deque()})
+    worker, _ = await h.engine.complete(REQUEST, ["a", "b"], [])
+    assert worker.name == "b"
+    assert h.providers["a"].calls == 1 and h.sleeps == []

@@ -137,6 +137,25 @@ async def test_unreachable_worker_falls_back(gateway: Any, beta: FakeOpenAI) -> 
     assert [s["error_kind"] for s in trace.steps[:3]] == ["upstream"] * 3
 
 
+async def test_a_refused_credential_falls_back_without_retrying(
+    gateway: Any, fake_openai: FakeOpenAI, beta: FakeOpenAI
+) -> None:
+    fake_openai.behaviour.require_key = "something-else"
+    async with (
+        gateway(
+            [fast("alpha", fake_openai.base_url), fast("beta", beta.base_url)],
+            default_worker="alpha",
+        ) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="-", max_retries=0) as client,
+    ):
+        direct(running)
+        raw = await client.chat.completions.with_raw_response.create(
+            model="podium/auto", messages=HELLO
+        )
+    assert raw.headers["x-podium-worker"] == "beta"
+    assert len(fake_openai.received) == 1  # asking again with the same key cannot help
+
+
 async def test_first_byte_timeout_then_fallback(
     gateway: Any, fake_openai: FakeOpenAI, beta: FakeOpenAI
 ) -> None:

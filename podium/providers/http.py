@@ -21,6 +21,13 @@ from podium.config import Timeouts
 from podium.errors import ProviderError, provider_error_from_status
 from podium.secrets import scrub
 
+# Upstream statuses that mean Podium's own credential or model name is wrong for a worker.
+SAME_ANSWER_CODES = {
+    401: "upstream_credential_refused",
+    403: "upstream_credential_refused",
+    404: "upstream_model_not_found",
+}
+
 
 class HttpClients:
     """One pooled ``aiohttp.ClientSession`` per upstream origin, created on first use."""
@@ -119,9 +126,12 @@ class Upstream:
             message = f"worker {self.worker!r} failed (upstream {status}): {detail}"
         if retry_after is None and self._retry_after_in_body is not None:
             retry_after = self._retry_after_in_body(body)
-        return provider_error_from_status(
+        error = provider_error_from_status(
             status, message, retry_after=retry_after, worker=self.worker
         )
+        # Another worker may well succeed, but asking this one again cannot (see the engine).
+        error.code = SAME_ANSWER_CODES.get(status, error.code)
+        return error
 
     def _unreachable(self, error: BaseException) -> ProviderError:
         detail = scrub(type(error).__name__ + (f": {error}" if str(error) else ""), self._secrets)
