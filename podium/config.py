@@ -19,6 +19,7 @@ from podium.observe.settings import ObserveConfig
 from podium.policy.content_settings import ContentPolicySettings
 from podium.policy.settings import AccessSettings
 from podium.routing.config import RoutingConfig
+from podium.state.settings import RedisSettings
 
 Capability = Literal["tools", "json", "vision", "streaming"]
 
@@ -144,6 +145,7 @@ class PodiumConfig(Strict):
     policy: ContentPolicySettings = Field(default_factory=ContentPolicySettings)  # data, PII
     observe: ObserveConfig = Field(default_factory=ObserveConfig)  # traces, metrics, dashboard
     costs: CostsConfig = Field(default_factory=CostsConfig)  # price overrides, scenarios
+    redis: RedisSettings = Field(default_factory=RedisSettings)  # state shared by replicas
     contracts: ContractsConfig = Field(default_factory=ContractsConfig)  # behaviour contracts
 
     @model_validator(mode="after")

@@ -25,6 +25,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "podium.api.route",
     "podium.api.anthropic",
     "podium.api.admin",
+    "podium.state.plugin",
     "podium.policy.plugin",
     "podium.observe.plugin",
     "podium.policy.content",

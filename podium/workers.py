@@ -73,6 +73,19 @@ class WorkerPool:
         self._breakers: BreakerFactory = breakers or (lambda c: CircuitBreaker(c.breaker))
         self._workers: dict[str, Worker] = {}
         self._lock = asyncio.Lock()
+        # Called with a worker's name after each change at run time (add, update, drain,
+        # remove): replicas publish their changes through these (podium/state/pool_sync.py).
+        self.listeners: list[Callable[[str], None]] = []
+
+    def _changed(self, name: str) -> None:
+        for listener in self.listeners:
+            listener(name)
+
+    def set_breaker_factory(self, breakers: BreakerFactory) -> None:
+        """Breakers for workers built from now on (and existing ones, rebuilt here)."""
+        self._breakers = breakers
+        for worker in self._workers.values():
+            worker.breaker = breakers(worker.config)
 
     def _build(self, config: WorkerConfig) -> Worker:
         provider = self._providers.create(
@@ -126,7 +139,8 @@ class WorkerPool:
             if start:
                 await worker.provider.start()
             self._workers[config.name] = worker
-            return worker
+        self._changed(config.name)
+        return worker
 
     async def update(self, name: str, changes: dict[str, Any]) -> Worker:
         """Apply ``changes`` (validated as a whole new config). Prices, profile and limits
@@ -150,15 +164,19 @@ class WorkerPool:
                 replacement.draining = current.draining
                 self._workers[name] = replacement
                 asyncio.get_running_loop().create_task(self._close_when_idle(current))
-                return replacement
-            current.config = config
-            return current
+                updated = replacement
+            else:
+                current.config = config
+                updated = current
+        self._changed(name)
+        return updated
 
     def drain(self, name: str, draining: bool = True) -> Worker:
         worker = self._workers.get(name)
         if worker is None:
             raise KeyError(name)
         worker.draining = draining
+        self._changed(name)
         return worker
 
     async def remove(self, name: str) -> None:
@@ -166,6 +184,7 @@ class WorkerPool:
             worker = self._workers.pop(name, None)
             if worker is None:
                 raise KeyError(name)
+        self._changed(name)
         await self._close_when_idle(worker)
 
     async def _close_when_idle(self, worker: Worker, *, limit: float = 600.0) -> None:

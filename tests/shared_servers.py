@@ -4,11 +4,21 @@ rather than skip); elsewhere the tests skip, naming what is missing."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 import uuid
+from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
+import yaml
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
@@ -72,3 +82,74 @@ async def drop_redis_prefix(prefix: str) -> None:
             await redis.delete(*keys)
     finally:
         await redis.aclose()
+
+
+# -- gateway replicas as separate processes ---------------------------------------------------
+
+
+class Replica:
+    """One ``podium serve`` process on a port of its own."""
+
+    def __init__(self, config: dict[str, Any], workdir: Path, *, processes: int = 1) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path = workdir / "podium.yaml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.processes = processes
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self, wait: float = 60.0) -> Replica:
+        env = {
+            k: v for k, v in os.environ.items() if k not in ("PODIUM_ADMIN_KEY", "PODIUM_CONFIG")
+        }
+        log = (self.workdir / "serve.log").open("ab")
+        self.process = subprocess.Popen(  # noqa: ASYNC220 (returns at once)
+            [str(Path(sys.executable).with_name("podium")), "serve",
+             "--config", str(self.config_path), "--port", str(self.port),
+             "--workers", str(self.processes), "--log-level", "warning"],
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )  # fmt: skip
+        log.close()
+        deadline = time.monotonic() + wait
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"replica exited: {self.log()[-2000:]}")
+                try:
+                    async with session.get(f"{self.url}/health") as response:
+                        if response.status == 200:
+                            return self
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise RuntimeError(f"replica did not start: {self.log()[-2000:]}")
+
+    def log(self) -> str:
+        path = self.workdir / "serve.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    async def stop(self, sig: int = signal.SIGTERM, wait: float = 30.0) -> int | None:
+        if self.process is None:
+            return None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, sig)
+        deadline = time.monotonic() + wait
+        while self.process.poll() is None and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        return self.process.returncode
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port

@@ -18,6 +18,7 @@ from podium.observe.migrations import (
 )
 from podium.observe.rollup import create_rollup
 from podium.policy.migrations import create_keys
+from podium.state.migrations import create_pool_state
 
 
 class Executor(Protocol):
@@ -80,4 +81,5 @@ MIGRATIONS: list[Migration] = [
     Migration("0004_index_trace_routes", index_trace_routes),
     Migration("0005_create_contract_calls", create_contract_calls),
     Migration("0005_drop_dashboard_index", drop_dashboard_index),
+    Migration("0005_create_pool_state", create_pool_state),
 ]

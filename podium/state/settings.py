@@ -1,0 +1,21 @@
+"""The ``redis:`` section of podium.yaml: state replicas share through Redis besides limits.
+
+Imports only pydantic and the standard library, because podium.config imports it. Rate limits
+and budget reservations have their own switch (``access.limits.backend: redis``).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RedisSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # None: circuit-breaker state stays in each process (the zero-set-up default).
+    url: str | None = None
+    prefix: str = Field("podium:", min_length=1, max_length=64)
+    timeout: float = Field(0.25, gt=0)  # seconds for one Redis call
+    # Share circuit-breaker openings and closings between replicas: one replica seeing a worker
+    # fail opens its circuit everywhere, so the others stop sending it traffic too.
+    breakers: bool = True
