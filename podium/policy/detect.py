@@ -80,6 +80,25 @@ def _trim(text: str, finding: Finding) -> Finding | None:
     return Finding(start, end, finding.kind, finding.score, finding.source)
 
 
+def _lone_numbers_dropped(text: str, findings: list[Finding]) -> list[Finding]:
+    """An address finding that is only a number ("44", "2012") counts only next to another
+    part of an address (a house number or postcode beside its street); alone it is a number."""
+    addresses = [f for f in findings if f.kind == "ADDRESS"]
+    kept: list[Finding] = []
+    for finding in findings:
+        if finding.kind == "ADDRESS" and not any(c.isalpha() for c in finding.text(text)):
+            near = any(
+                other is not finding
+                and any(c.isalpha() for c in other.text(text))
+                and (abs(other.start - finding.end) <= 40 or abs(finding.start - other.end) <= 40)
+                for other in addresses
+            )
+            if not near:
+                continue
+        kept.append(finding)
+    return kept
+
+
 class PresidioDetector:
     """Presidio's analyzer with a spaCy model, when installed. ~100 ms per KB: an option for
     offline scoring or low-traffic deployments, not the default hot path."""
@@ -164,4 +183,4 @@ class PiiDetector:
             trimmed = _trim(text, finding)
             if trimmed is not None:
                 out.append(trimmed)
-        return out
+        return _lone_numbers_dropped(text, out)

@@ -198,7 +198,15 @@ def is_candidate(word: str, previous_label: str, previous_word: str) -> bool:
     return first.isalpha() and previous_word.lower() in TRIGGERS
 
 
-def features(tokens: list[Token], index: int, previous: str, previous2: str) -> list[str]:
+def features(
+    tokens: list[Token],
+    index: int,
+    previous: str,
+    previous2: str,
+    common: frozenset[str] = frozenset(),
+) -> list[str]:
+    """``common``: words usually written in lower case in ordinary text; a capitalised one
+    ("Given", "Solve") is more likely a sentence start than a name."""
     word = tokens[index].text
     lower = word.lower()
     before = tokens[index - 1].text if index > 0 else "<s>"
@@ -207,7 +215,10 @@ def features(tokens: list[Token], index: int, previous: str, previous2: str) -> 
     after2 = tokens[index + 2].text if index + 2 < len(tokens) else "</s>"
     word_shape = shape(word)
     start = before in BOUNDARY or index == 0
+    usual = lower in common
     return [
+        f"lex={usual}|{start}|{word_shape}",
+        f"lex_n={usual}|{after.lower() in common}",
         "b",
         f"w={lower}",
         f"s3={lower[-3:]}",
@@ -232,8 +243,9 @@ def features(tokens: list[Token], index: int, previous: str, previous2: str) -> 
 
 
 class NameTagger:
-    def __init__(self, weights: dict[str, list[float]]) -> None:
+    def __init__(self, weights: dict[str, list[float]], common: frozenset[str] = frozenset()):
         self.weights = weights
+        self.common = common
 
     @classmethod
     def load(cls, path: Path | None = None) -> NameTagger:
@@ -242,7 +254,8 @@ class NameTagger:
             data = gzip.decompress(source.read_bytes())
         else:
             data = gzip.decompress(path.read_bytes())
-        return cls(json.loads(data))
+        model = json.loads(data)
+        return cls(model["weights"], frozenset(model.get("common", ())))
 
     def predict(self, feats: list[str]) -> str:
         # Unrolled over the five labels: this is the tagger's inner loop.
@@ -265,7 +278,7 @@ class NameTagger:
         for index, token in enumerate(tokens):
             before = tokens[index - 1].text if index else ""
             if is_candidate(token.text, previous, before):
-                label = self.predict(features(tokens, index, previous, previous2))
+                label = self.predict(features(tokens, index, previous, previous2, self.common))
             else:
                 label = "O"
             out.append(label)

@@ -1,6 +1,7 @@
 """Train the name and address tagger shipped in ``podium/data/policy/names.json.gz``.
 
-    python -m podium.policy.train_names ../shared/data/security/pii/presidio_synth_train.json
+    python -m podium.policy.train_names ../shared/data/security/pii/presidio_synth_train.json \
+        --lexicon-from ../shared/data/tasks
 
 The corpus is split by ``int(sha256(normalised text)[:8], 16) % 10`` (normalised: whitespace
 collapsed, lower case). The train file holds buckets 0-6; this trains on 0-5 and keeps
@@ -14,6 +15,9 @@ import gzip
 import hashlib
 import json
 import random
+import re
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +105,133 @@ class Perceptron:
         return out
 
 
-def train(records: list[dict[str, Any]], epochs: int, seed: int) -> Perceptron:
+def common_words(folder: Path, *, minimum: int = 3) -> frozenset[str]:
+    """Words written in lower case at least ``minimum`` times and at least twice as often as
+    capitalised mid-sentence, over every string in ``folder/*/train.jsonl`` (the task
+    questions: ordinary English, no PII labels needed)."""
+    lower: Counter[str] = Counter()
+    capital: Counter[str] = Counter()
+    for path in sorted(folder.glob("*/train.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            for text in _strings(json.loads(line)):
+                for capitalised, plain in _WORDS.findall(text):
+                    if capitalised:
+                        capital[capitalised.lower()] += 1
+                    else:
+                        lower[plain] += 1
+    return frozenset(w for w, n in lower.items() if n >= minimum and n >= 2 * capital[w])
+
+
+_WORDS = re.compile(r"(?<=[a-z,;] )([A-Z][a-z']+)|\b([a-z][a-z']+)")
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+# Task sets whose questions are ordinary English with (almost) no people in them: sentences
+# without any PII, so the tagger also sees capitalised words that are not names.
+NEGATIVE_SETS = ("copa", "arc_easy", "arc_challenge", "openbook_qa")
+# Prompts start with imperatives the PII corpus never shows ("Pretend", "Summarise"): a few
+# hand-written ones, every token outside any entity.
+IMPERATIVES = [
+    "Pretend",
+    "Roleplay",
+    "Imagine",
+    "Write",
+    "Explain",
+    "Describe",
+    "Summarise",
+    "Summarize",
+    "Translate",
+    "List",
+    "Give",
+    "Tell",
+    "Create",
+    "Generate",
+    "Classify",
+    "Answer",
+    "Solve",
+    "Compute",
+    "Calculate",
+    "Compare",
+    "Rewrite",
+    "Draft",
+    "Plan",
+    "Suggest",
+    "Recommend",
+    "Outline",
+    "Define",
+    "Premise",
+    "Hypothesis",
+    "Context",
+    "Question",
+    "Options",
+    "Choose",
+    "Read",
+    "Consider",
+    "Determine",
+    "Identify",
+    "Find",
+    "Complete",
+    "Continue",
+    "Repeat",
+    "Act",
+    "Play",
+    "Assume",
+    "Suppose",
+    "Provide",
+    "Hey",
+    "Hi",
+    "Hello",
+    "Thanks",
+    "Please",
+    "Review",
+    "Edit",
+    "Fix",
+    "Debug",
+    "Convert",
+    "Format",
+    "Sort",
+    "Count",
+    "Name",
+    "Predict",
+]
+TOPICS = (
+    "a short story about a dragon.",
+    "the following paragraph in two sentences.",
+    "to be a pirate and describe the sea.",
+    "why the sky is blue, step by step.",
+    "the main idea of the text below:",
+    "a poem about the ocean at night.",
+)
+
+
+def negatives(folder: Path) -> list[dict[str, Any]]:
+    texts: list[str] = []
+    for name in NEGATIVE_SETS:
+        path = folder / name / "train.jsonl"
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                query = json.loads(line).get("query")
+                if isinstance(query, str):
+                    texts.append(query)
+    for index, verb in enumerate(IMPERATIVES):
+        texts.append(f"{verb} {TOPICS[index % len(TOPICS)]}")
+        texts.append(f"{verb}: {TOPICS[(index + 3) % len(TOPICS)]}")
+    return [{"full_text": text, "spans": []} for text in texts]
+
+
+def train(
+    records: list[dict[str, Any]], epochs: int, seed: int, common: frozenset[str] = frozenset()
+) -> Perceptron:
     model = Perceptron()
     examples = []
     for record in records:
@@ -118,7 +248,7 @@ def train(records: list[dict[str, Any]], epochs: int, seed: int) -> Perceptron:
                 if not is_candidate(token.text, previous, before):
                     label = "O"
                 else:
-                    feats = features(tokens, index, previous, previous2)
+                    feats = features(tokens, index, previous, previous2, common)
                     guess = model.predict(feats)
                     model.update(feats, truth[index], guess)
                     label = LABELS[guess]
@@ -137,19 +267,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--prune", type=float, default=0.002)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--lexicon-from",
+        type=Path,
+        help="the tasks folder (../shared/data/tasks): common lower-case words, and PII-free "
+        "sentences as negatives",
+    )
     args = parser.parse_args(argv)
     records = json.loads(args.data.read_text(encoding="utf-8"))
     chosen = split(records, "train")
-    model = train(chosen, args.epochs, args.seed)
+    common = common_words(args.lexicon_from) if args.lexicon_from else frozenset()
+    extra = negatives(args.lexicon_from) if args.lexicon_from else []
+    model = train(chosen + extra, args.epochs, args.seed, common)
     weights = model.averaged(args.prune)
-    blob = json.dumps(weights, separators=(",", ":"), sort_keys=True).encode()
+    blob = json.dumps(
+        {"weights": weights, "common": sorted(common)}, separators=(",", ":"), sort_keys=True
+    ).encode()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(gzip.compress(blob, mtime=0))
     print(
         json.dumps(
             {
                 "train_records": len(chosen),
+                "negative_records": len(extra),
                 "features": len(weights),
+                "common_words": len(common),
                 "artifact_bytes": args.out.stat().st_size,
             }
         )
