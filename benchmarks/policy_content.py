@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import platform
 import statistics
 import tempfile
@@ -125,7 +126,8 @@ async def main_async(count: int) -> str:
         f"Content policy per request (screen + classify/detect PII + pseudonymise + clearance + "
         f"cost guard + restore the answer), 1 KB user prompt plus a short system prompt, "
         f"{count} requests after 200 warm-up, one process, CPython {platform.python_version()} "
-        f"on {platform.machine()}.",
+        f"on {platform.machine()}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
+        "cores while measuring (other jobs share the machine, so p99 is noisy).",
         "",
         "| configuration | prompt | p50 µs | p99 µs | mean µs |",
         "|---|---|---|---|---|",
