@@ -140,3 +140,52 @@ async def test_cost_ceiling_downgrades_or_refuses(gateway: Any, fake_openai: Fak
     assert refused.value.status_code == 402
     assert "ceiling" in str(refused.value)
     assert all(r.body["model"] == "budget-model" for r in fake_openai.received)
+
+
+async def test_overspend_is_recorded_and_can_be_capped(make_config: Any) -> None:
+    from podium.app import create_podium
+    from podium.context import RequestContext
+    from podium.policy.ceiling import CostGuardHook
+    from podium.policy.content_settings import CostGuardSettings
+    from podium.routing.base import Candidate, Decision
+    from podium.types import ChatRequest, Message, TextPart
+    from podium.workflow import Workflow
+
+    config = make_config(
+        [
+            worker(
+                "premium", "openai", "http://127.0.0.1:9", price={"input": 30.0, "output": 60.0}
+            ),
+            worker("budget", "openai", "http://127.0.0.1:9", price={"input": 0.1, "output": 0.2}),
+        ]
+    )
+    podium = create_podium(config, start_workers=False)
+    request = ChatRequest(
+        model="podium/auto", messages=[Message("user", [TextPart("What is 2+2?")])]
+    )
+
+    def decision() -> Decision:
+        return Decision(
+            workflow=Workflow.single("premium"),
+            router="learned",
+            reason="looked hard",
+            candidates=[
+                Candidate("premium", 0.9, quality=0.95),
+                Candidate("budget", 0.5, quality=0.9),
+            ],
+        )
+
+    flagged = RequestContext(ingress="openai", headers={})
+    chosen = decision()
+    await CostGuardHook(CostGuardSettings(), podium.pool).decided(request, chosen, flagged)
+    assert chosen.workflow.workers == ["premium"]
+    assert any(
+        entry.startswith("cost:overspend worker=premium") for entry in flagged.policy_actions
+    )
+
+    capped = RequestContext(ingress="openai", headers={})
+    chosen = decision()
+    hook = CostGuardHook(CostGuardSettings(cap_overspend=True), podium.pool)
+    await hook.decided(request, chosen, capped)
+    assert chosen.workflow.workers == ["budget"]
+    assert "downgraded" in chosen.reason
