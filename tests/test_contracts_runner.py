@@ -20,11 +20,11 @@ async def trace_of(podium, trace_id):  # type: ignore[no-untyped-def]
 async def test_a_valid_output_comes_back_with_its_trace(tmp_path: Path) -> None:
     write_contract(tmp_path / "contracts", TICKET)
     async with FakeOpenAI(Behaviour(reply=GOOD)) as fake:
-        async with running(tmp_path, [fake_worker("w1", fake.base_url)]) as (podium, url):
-            async with httpx.AsyncClient() as client:
-                reply = await client.post(
-                    f"{url}/v1/contracts/ticket", json={"input": {"text": "charged twice"}}
-                )
+        workers = [fake_worker("w1", fake.base_url)]
+        async with running(tmp_path, workers) as (podium, url), httpx.AsyncClient() as client:
+            reply = await client.post(
+                f"{url}/v1/contracts/ticket", json={"input": {"text": "charged twice"}}
+            )
             assert reply.status_code == 200, reply.text
             body = reply.json()
             assert body["output"] == {"team": "billing", "confidence": 0.8}
@@ -96,11 +96,11 @@ async def test_a_policy_no_worker_satisfies_is_refused_before_spending(tmp_path:
     contract = {**TICKET, "policy": {"vendors": ["nobody"], "regions": ["eu"]}}
     write_contract(tmp_path / "contracts", contract)
     async with FakeOpenAI(Behaviour(reply=GOOD)) as fake:
-        async with running(tmp_path, [fake_worker("w1", fake.base_url)]) as (podium, url):
-            async with httpx.AsyncClient() as client:
-                reply = await client.post(
-                    f"{url}/v1/contracts/ticket", json={"input": {"text": "hello"}}
-                )
+        workers = [fake_worker("w1", fake.base_url)]
+        async with running(tmp_path, workers) as (podium, url), httpx.AsyncClient() as client:
+            reply = await client.post(
+                f"{url}/v1/contracts/ticket", json={"input": {"text": "hello"}}
+            )
             assert reply.status_code == 422
             error = reply.json()["error"]
             assert error["code"] == "contract_policy_unsatisfiable"
@@ -170,6 +170,4 @@ async def test_the_evaluator_verdict_is_a_quality_signal(tmp_path: Path) -> None
             from podium.routing.training import iter_training_examples
 
             examples = [e async for e in iter_training_examples(podium.store)]
-            assert [(e.trace_id, e.worker, e.quality) for e in examples] == [
-                (trace_id, "w1", 1.0)
-            ]
+            assert [(e.trace_id, e.worker, e.quality) for e in examples] == [(trace_id, "w1", 1.0)]

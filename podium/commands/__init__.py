@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "podium.commands.costs",
     "podium.commands.policy",
     "podium.commands.traces",
+    "podium.commands.contracts",
 )
 
 
