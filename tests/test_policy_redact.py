@@ -190,3 +190,41 @@ async def test_redaction_is_audited_and_traced_without_the_values(
     for value in ("jane.doe@example.com", "4111 1111 1111 1111"):
         assert value not in audit_text
         assert value not in json.dumps(trace.policy_actions)
+
+
+async def test_anthropic_clients_get_values_back_in_a_stream(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    import anthropic
+
+    prompt = "Write to ann@example.com and call +1 (217) 555-0143"
+    async with (
+        gateway([pseudonymised_worker("vendor", fake_openai.base_url)]) as running,
+        anthropic.AsyncAnthropic(base_url=running.url, api_key="x") as sdk,
+    ):
+        text = ""
+        async with sdk.messages.stream(
+            model="vendor", max_tokens=64, messages=[{"role": "user", "content": prompt}]
+        ) as stream:
+            async for piece in stream.text_stream:
+                text += piece
+    assert text == f"fake answer to: {prompt}"
+    sent = json.dumps(fake_openai.received[0].body)
+    assert "ann@example.com" not in sent and "555-0143" not in sent
+
+
+def test_per_key_injection_policy_overrides_the_default() -> None:
+    from podium.config import parse_config
+    from podium.context import Caller, RequestContext
+    from podium.policy.content import InjectionHook
+    from podium.policy.guard import InjectionScreen
+
+    hook = InjectionHook(parse_config({}).policy, InjectionScreen(), audit=None)
+    strict = RequestContext(
+        ingress="openai", headers={}, caller=Caller(metadata={"injection": "block"})
+    )
+    odd = RequestContext(
+        ingress="openai", headers={}, caller=Caller(metadata={"injection": "nuke"})
+    )
+    assert hook.action(strict) == "block"
+    assert hook.action(odd) == "flag"  # unknown values fall back to the configured default
