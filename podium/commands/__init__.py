@@ -15,6 +15,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "podium.commands.bom",
     "podium.commands.router",
     "podium.commands.eval_offline",
+    "podium.commands.eval_live",
     "podium.commands.costs",
     "podium.commands.policy",
     "podium.commands.traces",

@@ -51,24 +51,33 @@ class ConductorConfig(BaseModel):
     planner: str | None = None  # the worker that plans; default: the default worker
     fallback: str = "learned"  # the router to ask when the plan is unusable
     max_tokens: int = Field(512, ge=32, le=8192)
+    # Shorter plans cost a slow planner less: fewer steps and bounded instructions (the JSON
+    # schema carries both, so constrained decoding cannot exceed them).
+    max_steps: int = Field(MAX_STEPS, ge=1, le=MAX_STEPS)
+    max_instruction_chars: int | None = Field(None, ge=0, le=MAX_INSTRUCTION_CHARS)
     temperature: float = Field(0.0, ge=0, le=2)
     notes: dict[str, str] = Field(default_factory=dict)  # worker -> what it is good at
     models: list[str] = Field(default_factory=lambda: [VIRTUAL_MODEL])
 
 
-def plan_schema(workers: list[str]) -> dict[str, Any]:
+def plan_schema(
+    workers: list[str], max_steps: int = MAX_STEPS, max_instruction_chars: int | None = None
+) -> dict[str, Any]:
+    instruction: dict[str, Any] = {"type": "string"}
+    if max_instruction_chars is not None:
+        instruction["maxLength"] = max_instruction_chars
     return {
         "type": "object",
         "properties": {
             "steps": {
                 "type": "array",
                 "minItems": 1,
-                "maxItems": MAX_STEPS,
+                "maxItems": max_steps,
                 "items": {
                     "type": "object",
                     "properties": {
                         "worker": {"type": "string", "enum": workers},
-                        "instruction": {"type": "string"},
+                        "instruction": instruction,
                         "access": {
                             "anyOf": [
                                 {"type": "string", "enum": ["all", "none"]},
@@ -108,11 +117,14 @@ def planner_request(
     return ChatRequest(
         model="podium/conductor",
         messages=[
-            Message(role="system", content=[TextPart(SYSTEM.format(max_steps=MAX_STEPS))]),
+            Message(role="system", content=[TextPart(SYSTEM.format(max_steps=config.max_steps))]),
             Message(role="user", content=[TextPart(prompt)]),
         ],
         response_format=ResponseFormat(
-            type="json_schema", name="workflow", schema=plan_schema(names), strict=True
+            type="json_schema",
+            name="workflow",
+            schema=plan_schema(names, config.max_steps, config.max_instruction_chars),
+            strict=True,
         ),
         temperature=config.temperature,
         max_tokens=config.max_tokens,
