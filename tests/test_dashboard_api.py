@@ -181,6 +181,7 @@ async def test_rollup_agrees_with_the_raw_traces(tmp_path: Any) -> None:
         assert long.bucket >= 300
         raw = stats.Window(long.since, long.until, 299)  # same range, forced onto raw traces
         assert await stats.overview(store, long) == pytest.approx(await stats.overview(store, raw))
+
         def rounded(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             return [{**row, "cost_usd": round(row["cost_usd"], 9)} for row in rows]
 
@@ -202,3 +203,37 @@ def test_percentiles_from_histogram_buckets() -> None:
     p50, p99 = stats.percentiles(histogram, (0.5, 0.99))
     assert p50 == pytest.approx(50.5) and p99 == pytest.approx(99.5)
     assert stats.percentiles([], (0.5,)) == [None]
+
+
+async def test_quality_reads_copied_routes_and_looks_up_the_rest(tmp_path: Any) -> None:
+    from podium.observe.feedback import INSERT, make_signal
+
+    now = time.time()
+    store = SQLiteStore(tmp_path / "q.db")
+    await store.open()
+    try:
+        await store.write_traces([trace("a", now - 60, "small"), trace("b", now - 60, "big")])
+        feedback = stats_feedback(store)
+        assert await feedback.submit(make_signal("a", "u", True, source="app"))
+        # A row written without Podium's copy of worker and route (another tool, say).
+        await store.execute(INSERT, make_signal("b", "u", False, source="app").row())
+        copied = await store.execute("SELECT trace_id, worker, route FROM feedback ORDER BY 1")
+        assert [tuple(row) for row in copied] == [
+            ("a", "small", "rules:short"),
+            ("b", None, None),
+        ]
+        w = stats.window(now - 3600, now + 1, max_range_days=90, max_buckets=120)
+        rows = await stats.quality(store, w, 10)
+        assert {(r["worker"], r["route"], r["avg_score"]) for r in rows} == {
+            ("small", "rules:short", 1.0),
+            ("big", "rules:short", 0.0),
+        }
+    finally:
+        await store.close()
+
+
+def stats_feedback(store: SQLiteStore) -> Any:
+    from podium.observe.feedback import Feedback
+    from podium.observe.settings import FeedbackConfig
+
+    return Feedback(store, FeedbackConfig())

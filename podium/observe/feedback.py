@@ -53,6 +53,8 @@ class Signal:
     caller: str | None = None
     created_at: float = 0.0
     feedback_id: str = ""
+    worker: str | None = None  # the trace's, copied so quality by worker needs no join
+    route: str | None = None
 
     def row(self) -> tuple[Any, ...]:
         return (
@@ -68,6 +70,10 @@ class Signal:
             self.comment,
             self.caller,
         )
+
+    def routed_row(self) -> tuple[Any, ...]:
+        """The parameters of :data:`INSERT_ROUTED`."""
+        return (*self.row(), self.worker, self.trace_id, self.route, self.trace_id)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -144,6 +150,22 @@ INSERT = (
     "INSERT INTO feedback (feedback_id, trace_id, created_at, name, source, kind, value, label, "
     "score, comment, caller) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_ROUTED_COLUMNS = (
+    "INSERT INTO feedback (feedback_id, trace_id, created_at, name, source, kind, value, label, "
+    "score, comment, caller, worker, route) "
+)
+# Podium's own writes also copy the trace's worker and route (when the trace is not stored
+# yet, from what the gateway saw), so the dashboard's quality query reads feedback alone.
+INSERT_ROUTED = _ROUTED_COLUMNS + (
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+    "COALESCE(?, (SELECT worker FROM traces WHERE trace_id = ?)), "
+    "COALESCE(?, (SELECT route FROM traces WHERE trace_id = ?)))"
+)
+# Insert only when the trace exists, and say whether it did: one statement.
+INSERT_IF_TRACE = _ROUTED_COLUMNS + (
+    "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, t.worker, t.route FROM traces t "
+    "WHERE t.trace_id = ? RETURNING feedback_id"
+)
 
 
 class TokenBuckets:
@@ -188,15 +210,15 @@ class Feedback:
         self._closing = False
         # Traces finished in this process but perhaps not yet flushed by the trace writer:
         # feedback for them must not be refused as unknown.
-        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._recent: OrderedDict[str, tuple[str | None, str]] = OrderedDict()
         self._recent_limit = recent_limit
         self.written = 0
         self.refused = 0
 
     # -- traces this process has seen -----------------------------------------------------------
 
-    def saw_trace(self, trace_id: str) -> None:
-        self._recent[trace_id] = None
+    def saw_trace(self, trace_id: str, worker: str | None = None, route: str = "none") -> None:
+        self._recent[trace_id] = (worker, route)
         if len(self._recent) > self._recent_limit:
             self._recent.popitem(last=False)
 
@@ -227,17 +249,13 @@ class Feedback:
         """Store ``signal`` now. False (nothing stored) when its trace is unknown."""
         self._pending += 1
         try:
-            if signal.trace_id in self._recent:
-                await self._db.execute(INSERT, signal.row())
+            seen = self._recent.get(signal.trace_id)
+            if seen is not None:
+                signal.worker, signal.route = seen
+                await self._db.execute(INSERT_ROUTED, signal.routed_row())
                 self.written += 1
                 return True
-            # One statement: insert only when the trace exists, and say whether it did.
-            sql = (
-                INSERT.replace(" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", "")
-                + " SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
-                "WHERE EXISTS (SELECT 1 FROM traces WHERE trace_id = ?) RETURNING feedback_id"
-            )
-            rows = await self._db.execute(sql, (*signal.row(), signal.trace_id))
+            rows = await self._db.execute(INSERT_IF_TRACE, (*signal.row(), signal.trace_id))
             stored = len(rows) > 0
             self.written += stored
             return stored
@@ -258,6 +276,7 @@ class Feedback:
     ) -> Signal:
         """Queue one automatic signal; raises PodiumError only for a value of the wrong type."""
         signal = make_signal(trace_id, name, value, source=source, comment=comment, scale=scale)
+        signal.worker, signal.route = self._recent.get(trace_id, (None, None))
         self._queue.append(signal)
         self._wake.set()
         return signal
@@ -280,7 +299,7 @@ class Feedback:
             while self._queue:
                 signal = self._queue[0]
                 try:
-                    await self._db.execute(INSERT, signal.row())
+                    await self._db.execute(INSERT_ROUTED, signal.routed_row())
                 except Exception as error:
                     log.warning(
                         "feedback store unavailable (%s); %d signals queued",

@@ -63,3 +63,20 @@ def drop_dashboard_index(db: Executor) -> None:
     # Every dashboard aggregate reads trace_rollup now: the wide covering index from
     # 0002_create_feedback only cost writes and space.
     db.execute("DROP INDEX IF EXISTS traces_dashboard")
+
+
+def feedback_worker_route(db: Executor) -> None:
+    # Quality by worker and route, from feedback alone: each signal carries its trace's worker
+    # and route (copied when it is written), under an index covering the dashboard's query.
+    db.execute("ALTER TABLE feedback ADD COLUMN worker TEXT")
+    db.execute("ALTER TABLE feedback ADD COLUMN route TEXT")
+    db.execute(
+        "UPDATE feedback SET "
+        "worker = (SELECT t.worker FROM traces t WHERE t.trace_id = feedback.trace_id), "
+        "route = (SELECT t.route FROM traces t WHERE t.trace_id = feedback.trace_id)"
+    )
+    db.execute(
+        "CREATE INDEX feedback_quality ON feedback "
+        "(created_at, worker, route, source, score, trace_id)"
+    )
+    db.execute("DROP INDEX IF EXISTS traces_id_worker_route")  # 0004's, no longer read

@@ -29,7 +29,7 @@ class SignalsHook(Hook):
         self.feedback = feedback
 
     async def finish(self, trace: TraceRecord, context: RequestContext) -> None:
-        self.feedback.saw_trace(trace.trace_id)
+        self.feedback.saw_trace(trace.trace_id, trace.worker, trace.route)
         for step in trace.steps:
             verdict = step.get("verdict")
             if isinstance(verdict, bool | int | float | str) and verdict is not None:

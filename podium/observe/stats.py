@@ -227,11 +227,15 @@ async def routing(db: Rows, w: Window, max_rows: int) -> list[dict[str, Any]]:
 
 async def quality(db: Rows, w: Window, max_rows: int) -> list[dict[str, Any]]:
     """Average quality score by worker and route, from signals given in the range."""
+    # Signals written by other means than Podium's own may lack the copied worker and route:
+    # only for those does the trace get looked up (COALESCE stops at the first non-null).
     rows = await db.execute(
-        "SELECT COALESCE(t.worker, '(none)') AS wk, t.route, f.source, COUNT(*), AVG(f.score) "
-        "FROM feedback f JOIN traces t ON t.trace_id = f.trace_id "
+        "SELECT COALESCE(f.worker, (SELECT t.worker FROM traces t "
+        "WHERE t.trace_id = f.trace_id), '(none)') AS wk, "
+        "COALESCE(f.route, (SELECT t.route FROM traces t WHERE t.trace_id = f.trace_id), "
+        "'none') AS rt, f.source, COUNT(*), AVG(f.score) FROM feedback f "
         "WHERE f.created_at >= ? AND f.created_at < ? AND f.score IS NOT NULL "
-        "GROUP BY wk, t.route, f.source ORDER BY 4 DESC LIMIT ?",
+        "GROUP BY wk, rt, f.source ORDER BY 4 DESC LIMIT ?",
         (w.since, w.until, max_rows),
     )
     return [

@@ -14,6 +14,7 @@ from podium.contracts.migrations import create_contract_calls
 from podium.observe.migrations import (
     create_feedback,
     drop_dashboard_index,
+    feedback_worker_route,
     index_trace_routes,
 )
 from podium.observe.rollup import create_rollup
@@ -82,4 +83,5 @@ MIGRATIONS: list[Migration] = [
     Migration("0005_create_contract_calls", create_contract_calls),
     Migration("0005_drop_dashboard_index", drop_dashboard_index),
     Migration("0005_create_pool_state", create_pool_state),
+    Migration("0006_feedback_worker_route", feedback_worker_route),
 ]
