@@ -90,3 +90,24 @@ async def test_listing_showing_and_statistics(tmp_path: Path) -> None:
             assert by_worker[None]["ok"] == 0  # the refused input: a call with no worker
             stats = await client.get(f"{url}/admin/contracts/stats")
             assert stats.status_code == 200 and len(stats.json()["data"]) == 2
+
+
+async def test_keys_scoped_to_contracts(tmp_path: Path) -> None:
+    from tests.test_policy_keys import new_key
+
+    write_contract(tmp_path / "contracts", TICKET)
+    write_contract(tmp_path / "contracts", {**TICKET, "name": "other"})
+    async with FakeOpenAI(Behaviour(reply=GOOD)) as fake:
+        workers = [fake_worker("w1", fake.base_url)]
+        async with running(tmp_path, workers) as (podium, url), httpx.AsyncClient() as client:
+            _, key = await new_key(podium, scopes=["contract:tick*"])
+            auth = {"authorization": f"Bearer {key}"}
+            body = {"input": {"text": "x"}}
+            allowed = await client.post(f"{url}/v1/contracts/ticket", json=body, headers=auth)
+            assert allowed.status_code == 200, allowed.text
+            denied = await client.post(f"{url}/v1/contracts/other", json=body, headers=auth)
+            assert denied.status_code == 403
+            assert denied.json()["error"]["code"] == "scope_denied"
+            anonymous = await client.post(f"{url}/v1/contracts/ticket", json=body)
+            assert anonymous.status_code == 401  # keys exist now: one is required
+            assert len(fake.received) == 1
