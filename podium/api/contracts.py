@@ -177,7 +177,8 @@ def register_app(podium: Podium) -> None:
     podium.app.route("GET", "/v1/contracts", listing, errors)
     podium.app.route("GET", "/v1/contracts/{name}", show, errors)
     admin_route(podium, "GET", "/admin/contracts/stats", stats)
-    _wrap_openai(podium, runner)
+    if len(contracts):
+        _wrap_openai(podium, runner)
 
     async def startup() -> None:
         async def shutdown() -> None:  # runs before the store closes (see observe/plugin.py)
@@ -200,7 +201,12 @@ def _wrap_openai(podium: Podium, runner: ContractRunner) -> None:
     limit = podium.config.server.max_body_bytes
 
     async def handle(http: Request) -> AnyResponse:
-        body = await http.json(limit)  # kept by the request: the inner handler reads it again
+        # The body is kept by the request, so the inner handler reads it again; a byte scan
+        # first keeps ordinary chat requests from being parsed twice.
+        raw = await http.body(limit)
+        if b'"contract/' not in raw:
+            return await inner(http)
+        body = await http.json(limit)
         model = body.get("model") if isinstance(body, dict) else None
         if not isinstance(model, str) or not model.startswith(PREFIX):
             return await inner(http)
