@@ -118,3 +118,9 @@ def test_the_template_substitutes_values_and_runs_no_code() -> None:
     )
     assert text.startswith("A {{ input.b }} B [1,2] C  D {")
     assert text.endswith("{% for x in y %}")
+
+
+def test_an_unknown_data_class_stops_the_gateway_from_starting(tmp_path: Path) -> None:
+    write_contract(tmp_path / "contracts", variant(policy={"data_class": "secretish"}))
+    with pytest.raises(ConfigError, match="unknown data class 'secretish'"):
+        build(tmp_path, [])

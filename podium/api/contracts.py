@@ -109,6 +109,15 @@ def register_app(podium: Podium) -> None:
         contracts = load_contracts(config.contracts, config.resolved_data_dir())
     except ContractError as error:
         raise ConfigError(str(error)) from None
+    classes = podium.extras.get("data_classes")
+    for name in contracts.names():
+        for version in contracts.versions(name):
+            declared = contracts.by_name[name][version].policy.data_class
+            if declared is not None and classes is not None:
+                try:
+                    classes.check(declared, where=f"contract {name}@{version} policy.data_class")
+                except PodiumError as error:
+                    raise ConfigError(f"contracts: {error.message}") from None
     runner = ContractRunner(podium, contracts)
     podium.extras[EXTENSION_KEY] = runner
     calls = CallLog(podium.store)  # type: ignore[arg-type]

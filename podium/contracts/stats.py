@@ -34,7 +34,7 @@ STATS_SQL = (
     "COUNT(passed) AS judged, AVG(passed) AS pass_rate, AVG(agrees) AS agreement, "
     "AVG(cost_usd) AS mean_cost_usd, SUM(cost_usd) AS cost_usd, "
     "AVG(latency_ms) AS mean_latency_ms, AVG(attempts) AS mean_attempts "
-    "FROM contract_call_facts WHERE created_at >= ? AND (? IS NULL OR contract = ?) "
+    "FROM contract_call_facts WHERE created_at >= ?{only} "
     "GROUP BY contract, version, mode, worker ORDER BY contract, version, mode, worker"
 )
 STATS_KEYS = (
@@ -126,5 +126,8 @@ async def contract_stats(
 ) -> list[dict[str, Any]]:
     """Calls, evaluator pass rate, agreement, cost and latency per contract, version, mode
     (live / shadow / test) and worker."""
-    rows = await db.execute(STATS_SQL, (since, contract, contract))
+    if contract is None:
+        rows = await db.execute(STATS_SQL.format(only=""), (since,))
+    else:
+        rows = await db.execute(STATS_SQL.format(only=" AND contract = ?"), (since, contract))
     return [dict(zip(STATS_KEYS, tuple(row), strict=True)) for row in rows]
