@@ -30,6 +30,8 @@ TAIL_CHARS = 1000
 WORD = re.compile(r"[^\W_]+|[^\w\s]", re.UNICODE)
 CODE = re.compile(r"```|\bdef |\bclass |\breturn\b|\bimport |[{};]\s*$|=>|\bfunction\b", re.M)
 MATH = re.compile(r"[=+\-*/^]\s*\d|\d\s*[=+\-*/^]|\\frac|\\sqrt|\$[^$]+\$|\bsolve\b|\bequation")
+DIGIT = re.compile(r"\d")
+PUNCT = re.compile(r"[^\w\s]|_")
 OPTION = re.compile(r"^\s*(?:\(?[A-J][).:]|[A-J]\s*[-–])\s", re.M)
 CUE_NAMES = (
     "log_chars",
@@ -61,6 +63,18 @@ def clip_text(text: str) -> str:
     return text[:HEAD_CHARS] + "\n" + text[-TAIL_CHARS:]
 
 
+def _codes(text: str) -> npt.NDArray[np.uint32]:
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+def _upper(text: str) -> int:
+    """Upper-case letters, counted in C: the characters that lower-casing changes."""
+    lowered = text.lower()
+    if len(lowered) != len(text):  # a few letters lower-case to two characters
+        return sum(ch.isupper() for ch in text)
+    return int((_codes(text) != _codes(lowered)).sum())
+
+
 def cues(text: str) -> list[float]:
     """Dense hand-made signals; computed on the whole prompt where they are cheap (length)."""
     n = max(1, len(text))
@@ -68,14 +82,17 @@ def cues(text: str) -> list[float]:
     c = max(1, len(clipped))
     words = clipped.split()
     lines = clipped.splitlines() or [""]
+    # Whole-text counts only where they are cheap (len, count); the word count of a huge
+    # prompt is scaled up from its clipped window instead of splitting megabytes.
+    scale = len(text) / c if len(text) > c else 1.0
     return [
         float(np.log1p(len(text))),
-        float(np.log1p(len(text.split()))),
+        float(np.log1p(len(words) * scale)),
         float(np.log1p(text.count("\n") + 1)),
-        sum(ch.isdigit() for ch in clipped) / c,
-        sum(ch.isupper() for ch in clipped) / c,
-        sum(ord(ch) > 127 for ch in clipped) / c,
-        sum(not ch.isalnum() and not ch.isspace() for ch in clipped) / c,
+        len(DIGIT.findall(clipped)) / c,
+        _upper(clipped) / c,
+        int((_codes(clipped) > 127).sum()) / c,
+        len(PUNCT.findall(clipped)) / c,
         float(np.log1p(len(CODE.findall(clipped)))),
         float(np.log1p(len(MATH.findall(clipped)))),
         float(np.log1p(len(OPTION.findall(clipped)))),

@@ -2,8 +2,9 @@
 worker the probability of a good answer and the cost of the call, and picks by its policy.
 
 The artifact is swapped without a restart: the router checks the ``current`` pointer (a
-``stat``, at most once per ``reload_seconds``) and loads a newly promoted version off the
-request path's critical section; a request always sees one whole model.
+``stat``, at most once per ``reload_seconds``) and loads a newly promoted version on the next
+request after the change (once, a few milliseconds); a request always sees one whole model,
+and a file that fails to load leaves the previous model in service.
 
 Workers map to the artifact's models by name, by their ``model`` field, by an alias, or by
 ``model_map``. A worker the artifact never saw gets a prior from its price and profile
