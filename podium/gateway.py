@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import operator
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 from podium.config import WorkerConfig
 from podium.context import RequestContext
@@ -12,7 +13,7 @@ from podium.engine import Attempt, MeteredStream
 from podium.errors import PodiumError
 from podium.executor import Run, WorkflowExecutor
 from podium.hooks import Hook
-from podium.routing.base import Decision, RouteContext, Router
+from podium.routing.base import Candidate, Decision, RouteContext, Router
 from podium.routing.chain import decide
 from podium.store.traces import TraceRecord
 from podium.types import ChatRequest, ChatResponse, EventStream, StreamEvent, Usage
@@ -73,6 +74,47 @@ def total_usage(attempts: Sequence[Attempt]) -> Usage:
     return usage
 
 
+STAGES = (
+    "admit",
+    "eligible",
+    "transform_request",
+    "decided",
+    "transform_response",
+    "transform_events",
+    "finish",
+)
+
+
+def _overrides(hook: Hook, stage: str) -> bool:
+    """Does ``hook`` do anything at ``stage``? The base class's methods are no-ops."""
+    base = getattr(Hook, stage)
+    return getattr(type(hook), stage, None) is not base or stage in getattr(hook, "__dict__", {})
+
+
+class Stages:
+    """The hooks that act at each point of the path, in registration order. Skipping the
+    base class's no-ops saves an await per hook per point on every request."""
+
+    __slots__ = ("source", *STAGES)
+
+    def __init__(self, hooks: list[Hook]) -> None:
+        self.source = list(hooks)
+        for stage in STAGES:
+            setattr(self, stage, [hook for hook in hooks if _overrides(hook, stage)])
+
+    def current(self, hooks: list[Hook]) -> bool:
+        source = self.source
+        return len(source) == len(hooks) and all(map(operator.is_, source, hooks))
+
+    admit: list[Hook]
+    eligible: list[Hook]
+    transform_request: list[Hook]
+    decided: list[Hook]
+    transform_response: list[Hook]
+    transform_events: list[Hook]
+    finish: list[Hook]
+
+
 class Gateway:
     def __init__(
         self,
@@ -95,19 +137,30 @@ class Gateway:
         self.default_worker = default_worker  # answers when every router failed
         self.capture_content = capture_content
         self._background: set[asyncio.Task[None]] = set()
+        self._stages = Stages(self.hooks)
+
+    @property
+    def stages(self) -> Stages:
+        """The hooks per point of the path; rebuilt when ``hooks`` changes (plugins add theirs
+        after the gateway is built)."""
+        stages = self._stages
+        if not stages.current(self.hooks):
+            stages = self._stages = Stages(self.hooks)
+        return stages
 
     # -- the path -------------------------------------------------------------------------------
 
     async def admit(self, request: ChatRequest, context: RequestContext) -> ChatRequest:
-        for hook in self.hooks:
+        stages = self.stages
+        for hook in stages.admit:
             await hook.admit(request, context)
-        for hook in self.hooks:
+        for hook in stages.transform_request:
             request = await hook.transform_request(request, context)
         return request
 
     def eligible(self, request: ChatRequest, context: RequestContext) -> list[WorkerConfig]:
         workers = [worker.config for worker in self.pool.serving()]
-        for hook in self.hooks:
+        for hook in self.stages.eligible:
             workers = hook.eligible(workers, request, context)
         return workers
 
@@ -148,7 +201,7 @@ class Gateway:
             eligible = self.eligible(request, context)
             decision = await self.route(request, context, list(eligible))
             run.attempts.extend(decision.attempts)  # a planner's call is part of the cost
-            for hook in self.hooks:
+            for hook in self.stages.decided:
                 await hook.decided(request, decision, context)
             enforce_clearance(decision, eligible)
             if request.stream:
@@ -160,7 +213,7 @@ class Gateway:
                     stream=self._finish_stream(metered, request, decision, run, context),
                 )
             response = await self.executor.complete(request, decision.workflow, run)
-            for hook in self.hooks:
+            for hook in self.stages.transform_response:
                 response = hook.transform_response(response, context)
             self._finish(request, decision, run, context, status=200, response=response)
             return Outcome(decision=decision, run=run, worker=response.model, response=response)
@@ -177,7 +230,7 @@ class Gateway:
         context: RequestContext,
     ) -> AsyncIterator[StreamEvent]:
         events: EventStream = metered.events()
-        for hook in self.hooks:
+        for hook in self.stages.transform_events:
             events = hook.transform_events(events, context)
         error: PodiumError | None = None
         text: list[str] = []
@@ -267,7 +320,7 @@ class Gateway:
             data_class=context.data_class,
             contract=context.contract,
             steps=[_attempt_dict(attempt) for attempt in attempts],
-            candidates=[asdict(c) for c in decision.candidates] if decision else [],
+            candidates=[_candidate_dict(c) for c in decision.candidates] if decision else [],
             policy_actions=list(context.policy_actions),
             prompt=request.prompt_text() if self.capture_content else None,
             answer=(response.text if response is not None else answer)
@@ -276,18 +329,31 @@ class Gateway:
         )
         if self._record is not None:
             self._record(trace)
-        if self.hooks:
-            task = asyncio.get_running_loop().create_task(self._run_finish_hooks(trace, context))
+        finishing = self.stages.finish
+        if finishing:
+            task = asyncio.get_running_loop().create_task(
+                self._run_finish_hooks(finishing, trace, context)
+            )
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    async def _run_finish_hooks(self, trace: TraceRecord, context: RequestContext) -> None:
-        for hook in self.hooks:
+    async def _run_finish_hooks(
+        self, hooks: list[Hook], trace: TraceRecord, context: RequestContext
+    ) -> None:
+        for hook in hooks:
             await hook.finish(trace, context)
 
     async def drain_background(self) -> None:
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
+
+
+_CANDIDATE_FIELDS = tuple(field.name for field in fields(Candidate))
+
+
+def _candidate_dict(candidate: Candidate) -> dict[str, object]:
+    # What dataclasses.asdict gives for these flat fields, without its recursive deep copy.
+    return {name: getattr(candidate, name) for name in _CANDIDATE_FIELDS}
 
 
 def _attempt_dict(attempt: Attempt) -> dict[str, object]:

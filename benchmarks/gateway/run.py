@@ -212,18 +212,33 @@ def mock_worker(name: str, port: int) -> dict[str, Any]:
     }
 
 
-def podium_config(fast: int, slow: int, data_dir: Path, *, governance: bool) -> dict[str, Any]:
+def podium_config(
+    fast: int, slow: int, data_dir: Path, *, governance: bool, shared: bool = False
+) -> dict[str, Any]:
     config: dict[str, Any] = {
         "data_dir": str(data_dir),
         "workers": [mock_worker("mock", fast), mock_worker("mock20", slow)],
     }
-    config.update(governance_settings() if governance else {"store": {"record_traces": False}})
+    config.update(governance_settings(shared=shared) if governance else ungoverned_settings())
     return config
 
 
-def governance_settings() -> dict[str, Any]:
-    """Keys required, budgets and rate limits on, the policy screens on, traces recorded."""
-    return {"auth": {"required": True}}
+def governance_settings(*, shared: bool = False) -> dict[str, Any]:
+    """Keys required (the bench key carries a budget, RPM and TPM, so every request is checked,
+    reserved against the budget, rate-limited and settled), the content policy on (data-class
+    clearance, PII detection, injection screen, cost guard), traces recorded. ``shared``: the
+    limits live in Redis, as replicas need."""
+    limits: dict[str, Any] = {"backend": "redis"} if shared else {"backend": "memory"}
+    return {
+        "access": {"auth": {"required": True}, "limits": limits},
+        "policy": {"enabled": True, "injection": {"action": "flag"}},
+        "store": {"record_traces": True},
+    }
+
+
+def ungoverned_settings() -> dict[str, Any]:
+    """No keys, no content policy, no traces: the gateway's own routing and proxying only."""
+    return {"policy": {"enabled": False}, "store": {"record_traces": False}}
 
 
 @contextlib.contextmanager
@@ -235,7 +250,9 @@ def podium_target(
     data_dir.mkdir(parents=True, exist_ok=True)
     config_file = data_dir / "podium.yaml"
     config_file.write_text(
-        yaml.safe_dump(podium_config(fast, slow, data_dir, governance=governance))
+        yaml.safe_dump(
+            podium_config(fast, slow, data_dir, governance=governance, shared=processes > 1)
+        )
     )
     headers: dict[str, str] = {}
     podium = str(ROOT / ".venv" / "bin" / "podium")

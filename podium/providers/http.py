@@ -152,18 +152,23 @@ class Upstream:
 
     async def post_json(self, path: str, payload: dict[str, Any]) -> Any:
         session = self._http.session_for(self.base_url)
+        now = asyncio.get_running_loop().time()
+        total_deadline = now + self._timeouts.total
+        head_deadline = now + self._timeouts.first_byte
+        # Which bound is running: the response head's (when it is the nearer), then the whole
+        # call's. One timer, moved once the head is in: nested timeouts cost a timer each.
+        head = head_deadline < total_deadline
         try:
-            async with asyncio.timeout(self._timeouts.total):
-                try:
-                    async with asyncio.timeout(self._timeouts.first_byte):
-                        response = await session.post(
-                            self.base_url + path,
-                            data=orjson.dumps(payload),
-                            headers=self._headers,
-                            timeout=self._client_timeout,
-                        )
-                except TimeoutError:
-                    raise self._timed_out("no response head") from None
+            async with asyncio.timeout_at(min(head_deadline, total_deadline)) as bound:
+                response = await session.post(
+                    self.base_url + path,
+                    data=orjson.dumps(payload),
+                    headers=self._headers,
+                    timeout=self._client_timeout,
+                )
+                if head:
+                    head = False
+                    bound.reschedule(total_deadline)
                 async with response:
                     body = await response.read()
                     if response.status >= 400:
@@ -173,7 +178,7 @@ class Upstream:
                             parse_retry_after(response.headers.get("retry-after")),
                         )
         except TimeoutError:
-            raise self._timed_out("total") from None
+            raise self._timed_out("no response head" if head else "total") from None
         except aiohttp.ClientError as error:
             raise self._unreachable(error) from None
         try:

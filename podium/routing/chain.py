@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Coroutine, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from podium.config import ConfigError, PodiumConfig
 from podium.errors import PodiumError
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from podium.hooks import Hook
     from podium.routing.embeddings import Embedder
 
+T = TypeVar("T")
 Outcome = Literal["decided", "no_opinion", "failed", "timeout", "invalid", "refused", "not_asked"]
 FALLBACK_ROUTER = "fallback"
 MAX_ERROR_TEXT = 160
@@ -46,6 +47,48 @@ class Verdict:
     elapsed_ms: float = 0.0
     detail: str | None = None
     decision: Decision | None = None
+
+
+class _Resume:
+    """Awaiting this carries on a coroutine that has already run up to its first wait."""
+
+    __slots__ = ("_coro", "_pending")
+
+    def __init__(self, coro: Coroutine[Any, Any, T], pending: Any) -> None:
+        self._coro = coro
+        self._pending = pending
+
+    def __await__(self) -> Generator[Any, Any, T]:
+        coro, pending = self._coro, self._pending
+        while True:
+            try:
+                sent = yield pending
+            except BaseException as error:  # cancellation (the budget) reaches the router
+                try:
+                    pending = coro.throw(error)
+                except StopIteration as done:
+                    return cast(T, done.value)
+            else:
+                try:
+                    pending = coro.send(sent)
+                except StopIteration as done:
+                    return cast(T, done.value)
+
+
+async def within(call: Awaitable[T], budget_s: float) -> T:
+    """``await call`` within ``budget_s`` seconds. Most routers decide without ever waiting
+    (rules, aliases, cached embeddings): their first step runs with no timer at all, since
+    a timer could not interrupt it anyway; a timer is set only for a router that waits."""
+    if not isinstance(call, Coroutine):
+        async with asyncio.timeout(budget_s):
+            return await call
+    started = asyncio.get_running_loop().time()
+    try:
+        pending = call.send(None)
+    except StopIteration as done:
+        return cast(T, done.value)
+    async with asyncio.timeout_at(started + budget_s):
+        return await _Resume(call, pending)
 
 
 def _short(error: BaseException) -> str:
@@ -74,8 +117,7 @@ async def decide(
         started = time.perf_counter()
         verdict = Verdict(router=router.name, outcome="no_opinion")
         try:
-            async with asyncio.timeout(budget_s):
-                decision = await router.plan(request, context)
+            decision = await within(router.plan(request, context), budget_s)
         except TimeoutError:
             verdict.outcome, decision = "timeout", None
             verdict.detail = f"took longer than its budget of {budget_s * 1000:.0f} ms"
