@@ -1,0 +1,291 @@
+"""``podium eval live`` against fake OpenAI upstreams: every strategy over real HTTP, usage from
+the traces, resumable results, failures recorded, and the feedback loop that trains the router."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from podium.cli import main
+from podium.eval.live import (
+    Record,
+    ResultsLog,
+    by_price,
+    eval_config,
+    plan_jobs,
+    strategies_for,
+)
+from podium.eval.report import percentile, summarise, wilson
+from podium.eval.run import LiveOptions, evaluate, interleave
+from podium.eval.scoring import load_questions
+from podium.testing.fakes import Behaviour
+from podium.testing.openai_fake import FakeOpenAI
+
+QUESTIONS = [
+    {"query": f"Question: pick the second option ({i})", "choices": ["w", "x", "y"], "gold": 1}
+    for i in range(3)
+]
+NUMERIC = [{"context": "What is 40 + 2?", "answer": "42"}]
+
+
+@pytest.fixture
+async def upstreams() -> AsyncIterator[dict[str, FakeOpenAI]]:
+    """cheap answers garbage, strong answers right (B / 42), mid answers A."""
+    fakes = {
+        "cheap": FakeOpenAI(Behaviour(reply="lorem ipsum dolor")),
+        "mid": FakeOpenAI(Behaviour(reply="A")),
+        "strong": FakeOpenAI(Behaviour(reply="B")),
+    }
+    for fake in fakes.values():
+        await fake.start()
+    try:
+        yield fakes
+    finally:
+        for fake in fakes.values():
+            await fake.stop()
+
+
+def write_pool(tmp_path: Path, fakes: dict[str, FakeOpenAI], **extra: Any) -> Path:
+    prices = {"cheap": (0.01, 0.03), "mid": (0.04, 0.12), "strong": (0.12, 0.36)}
+    workers = [
+        {
+            "name": name,
+            "provider": "openai",
+            "model": f"{name}-model",
+            "base_url": fake.base_url,
+            "price": {"input": prices[name][0], "output": prices[name][1]},
+            **extra.get(name, {}),
+        }
+        for name, fake in fakes.items()
+    ]
+    config = {"data_dir": str(tmp_path / "data"), "default_worker": "mid", "workers": workers}
+    path = tmp_path / "pool.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def write_tasks(tmp_path: Path, name: str, rows: list[dict[str, Any]], split: str = "dev") -> Path:
+    folder = tmp_path / "tasks" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{split}.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def requests_made(fakes: dict[str, FakeOpenAI]) -> int:
+    return sum(len(fake.received) for fake in fakes.values())
+
+
+def test_strategies_expand_and_unknown_ones_are_refused() -> None:
+    found = strategies_for(["single", "moa", "single:x"], ["a", "b"])
+    assert [s.name for s in found] == ["single:a", "single:b", "moa", "single:x"]
+    assert found[2].model == "podium/moa" and found[2].headers == {"x-podium-strategy": "moa"}
+    with pytest.raises(ValueError, match="unknown strategy 'best'"):
+        strategies_for(["best"], ["a"])
+
+
+def test_eval_config_gives_each_strategy_a_rule_and_keeps_the_users_rules(tmp_path: Path) -> None:
+    base = {
+        "workers": [
+            {"name": "big", "price": {"input": 1, "output": 2}},
+            {"name": "small", "price": {"input": 0.1, "output": 0.2}},
+        ],
+        "routing": {"rules": [{"name": "mine", "worker": "small"}]},
+    }
+    assert by_price(base["workers"]) == ["small", "big"]
+    config = eval_config(base, tmp_path / "state")
+    rules = {rule["name"]: rule for rule in config["routing"]["rules"]}
+    assert rules["strategy-cascade"]["workflow"]["workers"] == ["small", "big", "small"]
+    assert rules["strategy-moa"]["workflow"] == {
+        "template": "fanout",
+        "workers": ["small", "big", "big"],
+    }
+    assert rules["strategy-header-workflow"]["match"]["headers"] == {
+        "x-podium-strategy": "^workflow$"
+    }
+    assert "mine" in rules
+    assert config["routing"]["routers"]["conductor"]["planner"] == "big"
+    assert config["observe"]["capture_content"] is True
+    assert config["data_dir"] == str(tmp_path / "state")
+    with pytest.raises(ValueError, match="no workers"):
+        eval_config({}, tmp_path)
+
+
+def test_wilson_interval_and_percentiles() -> None:
+    low, high = wilson(8, 10)
+    assert 0.49 < low < 0.5 and 0.94 < high < 0.95
+    assert wilson(0, 10)[0] == 0.0 and wilson(10, 10)[1] == pytest.approx(1.0)
+    assert wilson(0, 0) == (0.0, 1.0)
+    assert percentile([1, 2, 3, 4], 50) == 2.5 and percentile([], 95) == 0.0
+
+
+def test_summary_compares_strategies_on_the_questions_all_answered() -> None:
+    def rec(strategy: str, qid: str, correct: bool, tokens: int, cost: float) -> Record:
+        return Record(
+            strategy,
+            qid,
+            "t",
+            "mc",
+            correct,
+            True,
+            input_tokens=tokens,
+            cost_usd=cost,
+            calls=1,
+            step_workers=[strategy],
+        )
+
+    records = [
+        rec("single:a", "q1", True, 10, 1.0),
+        rec("single:a", "q2", False, 10, 1.0),
+        rec("router", "q1", True, 10, 0.5),
+        rec("router", "q2", False, 10, 0.5),
+        rec("router", "q3", True, 10, 0.5),  # only the router answered q3: left out
+        rec("moa", "q1", True, 60, 4.0),
+        rec("moa", "q2", False, 60, 4.0),
+    ]
+    result = summarise(records, ["single:a", "router", "moa"])
+    assert result["n_questions"] == 2
+    assert result["strategies"]["router"]["accuracy"] == 0.5
+    targets = result["targets"]
+    assert targets["beats_best_single"] == {"met": True, "by": ["router"]}
+    assert targets["five_x_fewer_tokens_than_moa"]["met"] is True
+    assert targets["five_x_fewer_tokens_than_moa"]["token_ratio"]["router"] == 6.0
+
+
+def test_results_log_resumes_and_survives_a_cut_line(tmp_path: Path) -> None:
+    path = tmp_path / "results.jsonl"
+    log = ResultsLog(path)
+    log.add(Record("router", "q1", "t", "mc", True, True))
+    with path.open("a") as handle:
+        handle.write('{"strategy": "router", "qid": "q2", "ta')  # killed mid-write
+    again = ResultsLog(path)
+    assert again.done == {("router", "q1")}
+    questions = interleave([load_questions(write_tasks(tmp_path, "t", QUESTIONS))])
+    jobs = plan_jobs(
+        questions, strategies_for(["router", "moa"], ["a"]), {("router", questions[0].qid)}
+    )
+    assert [(j.strategy.name, j.question.qid) for j in jobs][:2] == [
+        ("moa", questions[0].qid),
+        ("router", questions[1].qid),
+    ]
+
+
+async def test_every_strategy_over_http_with_usage_from_traces_and_resume(
+    tmp_path: Path, upstreams: dict[str, FakeOpenAI]
+) -> None:
+    pool = write_pool(tmp_path, upstreams)
+    options = LiveOptions(
+        tasks=[write_tasks(tmp_path, "choice", QUESTIONS), write_tasks(tmp_path, "sums", NUMERIC)],
+        out=tmp_path / "out",
+        config=pool,
+        concurrency=2,
+        command="podium eval live ...",
+    )
+    result = await evaluate(options)
+    names = [
+        "single:cheap",
+        "single:mid",
+        "single:strong",
+        "router",
+        "cascade",
+        "workflow",
+        "conductor",
+        "moa",
+    ]
+    assert list(result["strategies"]) == names
+    assert result["n_questions"] == 4
+    s = result["strategies"]
+    assert s["single:strong"]["accuracy"] == 0.75  # "B" is right for 3 of 4 (not for 42)
+    assert s["single:cheap"]["accuracy"] == 0.0 and s["single:cheap"]["unparsed"] == 4
+    assert s["single:mid"]["accuracy"] == 0.0
+    # MoA: cheap, mid and strong propose, strong synthesises: four calls, read from the trace
+    assert s["moa"]["calls_per_question"] == 4
+    assert s["moa"]["worker_calls"] == {"strong": 0.5, "cheap": 0.25, "mid": 0.25}
+    assert s["moa"]["tokens_per_question"] > s["single:strong"]["tokens_per_question"]
+    assert s["workflow"]["calls_per_question"] == 2  # solve (mid) then verify (strong)
+    assert s["workflow"]["accuracy"] == 0.75
+    assert s["conductor"]["calls_per_question"] >= 2  # its planning call is counted
+    for summary in s.values():
+        assert summary["usage_from_traces"] == 4 and summary["failures"] == 0
+        assert summary["cost_per_question"] > 0
+    out = options.out
+    assert (out / "results.json").exists() and (out / "quality_cost.png").stat().st_size > 1000
+    report = (out / "report.md").read_text()
+    assert "| moa |" in report and "podium eval live ..." in report and "## Targets" in report
+    lines = (out / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 4 * len(names)
+    # a re-run asks nothing again
+    before = requests_made(upstreams)
+    again = await evaluate(options)
+    assert requests_made(upstreams) == before
+    assert len((out / "results.jsonl").read_text().splitlines()) == len(lines)
+    assert again["strategies"]["moa"] == s["moa"]
+
+
+async def test_a_worker_that_fails_times_out_or_talks_nonsense_is_recorded(
+    tmp_path: Path, upstreams: dict[str, FakeOpenAI]
+) -> None:
+    upstreams["mid"].behaviour.latency = 3.0  # slower than the client waits
+    upstreams["cheap"].behaviour.fail(400, "scripted refusal", times=100)
+    pool = write_pool(tmp_path, upstreams)
+    options = LiveOptions(
+        tasks=[write_tasks(tmp_path, "choice", QUESTIONS[:2])],
+        out=tmp_path / "out",
+        config=pool,
+        strategies=["single"],
+        timeout=1.0,
+    )
+    result = await evaluate(options)
+    s = result["strategies"]
+    assert s["single:mid"]["failures"] == 2 and s["single:mid"]["accuracy"] == 0.0
+    assert s["single:cheap"]["failures"] == 2
+    assert s["single:strong"]["accuracy"] == 1.0 and s["single:strong"]["failures"] == 0
+    records = [
+        json.loads(line) for line in (options.out / "results.jsonl").read_text().splitlines()
+    ]
+    errors = {r["strategy"]: r["error"] for r in records}
+    assert errors["single:mid"].startswith("timeout")
+    assert errors["single:cheap"].startswith("http 4")
+
+
+async def test_feedback_loop_trains_the_router_from_traces(
+    tmp_path: Path, upstreams: dict[str, FakeOpenAI]
+) -> None:
+    pool = write_pool(tmp_path, upstreams)
+    train = write_tasks(tmp_path, "choice", QUESTIONS * 1, split="train")
+    extra = [{"query": f"Question: more ({i})", "choices": ["w", "x"], "gold": 1} for i in range(5)]
+    train.write_text(train.read_text() + "".join(json.dumps(r) + "\n" for r in extra))
+    options = LiveOptions(
+        tasks=[write_tasks(tmp_path, "choice", QUESTIONS)],
+        out=tmp_path / "out",
+        config=pool,
+        strategies=["router"],
+        train_tasks=[train],
+    )
+    result = await evaluate(options)
+    train_log = [json.loads(x) for x in (options.out / "train.jsonl").read_text().splitlines()]
+    assert len(train_log) == 8 * 3 and all(r["trace_id"] for r in train_log)
+    state = options.out / "state"
+    assert list((state / "routers").glob("*.npz")), "a router version was written"
+    summary = json.loads((options.out / "train.json").read_text())
+    assert summary["strategies"]["single:strong"]["accuracy"] == 1.0
+    # the trained router serves podium/auto on dev
+    router = result["strategies"]["router"]
+    assert router["n"] == 3
+    records = [json.loads(x) for x in (options.out / "results.jsonl").read_text().splitlines()]
+    assert all(r["route"].startswith("learned") for r in records), records
+
+
+def test_the_command_is_registered_beside_offline(tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(main, ["eval", "--help"])
+    assert "live" in result.output and "offline" in result.output
+    tasks = write_tasks(tmp_path, "choice", QUESTIONS)
+    bad = runner.invoke(main, ["eval", "live", "--tasks", str(tasks), "--strategies", "best"])
+    assert bad.exit_code == 2 and "unknown strategy" in bad.output
