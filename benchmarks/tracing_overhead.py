@@ -1,9 +1,9 @@
 """Does recording cost the hot path anything? Two Podium gateways over one fast mock upstream,
 side by side in one run: one with everything observability adds (trace recording with its
-rollup, metrics, feedback bookkeeping), one with none of it. Requests go to them in
-interleaved rounds (on, off, on, off, ...), one at a time, and the p50 latencies are compared.
+rollup, metrics, feedback bookkeeping), one with none of it. Requests alternate between them
+one by one (concurrency 1), and the p50 latencies are compared.
 
-    .venv/bin/python -m benchmarks.tracing_overhead [--rounds 10] [--requests 300]
+    .venv/bin/python -m benchmarks.tracing_overhead [--rounds 10] [--requests 500]
 """
 
 from __future__ import annotations
@@ -85,15 +85,18 @@ async def round_trip(session: aiohttp.ClientSession, url: str, count: int) -> li
 
 
 async def measure(ports: dict[str, int], rounds: int, requests: int) -> dict[str, list[float]]:
+    """Requests alternate between the gateways one by one (which goes first flips every
+    round), so both see the same moment-to-moment load on a shared machine."""
     results: dict[str, list[float]] = {mode: [] for mode in ports}
+    urls = {mode: f"http://127.0.0.1:{port}/v1/chat/completions" for mode, port in ports.items()}
     async with aiohttp.ClientSession() as session:
-        for port in ports.values():  # warm-up: connections, caches, first trace batch
-            await round_trip(session, f"http://127.0.0.1:{port}/v1/chat/completions", 200)
+        for url in urls.values():  # warm-up: connections, caches, first trace batch
+            await round_trip(session, url, 200)
         for i in range(rounds):
-            order = list(ports) if i % 2 == 0 else list(reversed(ports))
-            for mode in order:
-                url = f"http://127.0.0.1:{ports[mode]}/v1/chat/completions"
-                results[mode] += await round_trip(session, url, requests)
+            order = list(urls) if i % 2 == 0 else list(reversed(urls))
+            for _ in range(requests):
+                for mode in order:
+                    results[mode] += await round_trip(session, urls[mode], 1)
     return results
 
 
@@ -105,7 +108,7 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--requests", type=int, default=300, help="per round and gateway")
+    parser.add_argument("--requests", type=int, default=500, help="per round and gateway")
     parser.add_argument("--serve", choices=["on", "off"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--upstream", help=argparse.SUPPRESS)
@@ -165,7 +168,7 @@ def main() -> None:
                 process.wait(timeout=30)
     on, off = results["on"], results["off"]
     p50_on, p50_off = statistics.median(on), statistics.median(off)
-    print(f"{len(on)} requests per gateway, {args.rounds} interleaved rounds, concurrency 1")
+    print(f"{len(on)} requests per gateway, alternating one by one, concurrency 1")
     print(f"trace store written by the 'on' gateway: {stored / 1e6:.1f} MB\n")
     print("| gateway | p50 ms | p90 ms | p99 ms |")
     print("|---|---:|---:|---:|")
