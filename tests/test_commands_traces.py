@@ -47,7 +47,7 @@ def trace(trace_id: str, created_at: float, worker: str, **extra: object) -> Tra
                 "output_tokens": 30,
                 "cost_usd": 0.00042,
             },
-        ],  # fmt: skip
+        ],
         candidates=[{"worker": worker, "score": 0.91}, {"worker": "big", "score": 0.4}],
     )
     for key, value in extra.items():
