@@ -84,6 +84,8 @@ def serve(
         http="httptools",
         lifespan="on",
         timeout_graceful_shutdown=30,
+        timeout_keep_alive=config.server.keep_alive,
+        limit_concurrency=config.server.max_connections,
     )
 
 

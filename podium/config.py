@@ -106,6 +106,12 @@ class ServerConfig(Strict):
     port: int = Field(DEFAULT_PORT, ge=0, le=65535)
     max_body_bytes: int = Field(8 * 1024 * 1024, gt=0)
     workers: int = Field(1, ge=1)
+    # Seconds an idle keep-alive connection stays open; connections (plus requests in flight)
+    # beyond ``max_connections`` are answered 503 at once, which bounds memory under floods
+    # and slow clients (None: no limit). Behind a load balancer, keep_alive should exceed its
+    # idle timeout so the balancer closes first.
+    keep_alive: int = Field(5, ge=1)
+    max_connections: int | None = Field(None, ge=1)
     # The environment variable holding the admin API's key; unset: loopback clients only.
     admin_key_env: str = Field("PODIUM_ADMIN_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -224,3 +225,94 @@ async def test_a_circuit_opened_on_one_replica_opens_on_all(cluster: Cluster) ->
         before = len(cluster.upstream.received)
         status, _ = await chat(session, second, key)
         assert status == 503 and len(cluster.upstream.received) == before
+
+
+async def stored_trace_ids(store: PostgresStore) -> set[str]:
+    return {row[0] for row in await store.execute("SELECT trace_id FROM traces")}
+
+
+async def test_a_replica_killed_mid_stream_breaks_only_its_own_stream(cluster: Cluster) -> None:
+    _, key = await cluster.key()
+    first, second = cluster.replicas
+    cluster.upstream.behaviour.reply = "word " * 400  # 500 chunks ...
+    cluster.upstream.behaviour.chunk_delay = 0.02  # ... over about ten seconds
+    body = {
+        "model": "alpha",
+        "stream": True,
+        "messages": [{"role": "user", "content": "a long story"}],
+    }
+    headers = {"Authorization": f"Bearer {key}"}
+    received: list[bytes] = []
+    async with aiohttp.ClientSession() as session:
+        async with session.post(
+            f"{first.url}/v1/chat/completions", json=body, headers=headers
+        ) as response:
+            assert response.status == 200
+
+            async def read_and_kill() -> None:
+                async for line in response.content:
+                    received.append(line)
+                    if len(received) == 20:
+                        await first.stop(signal.SIGKILL)
+
+            with pytest.raises(aiohttp.ClientError):  # the client sees the stream break
+                await read_and_kill()
+        assert not any(b"[DONE]" in line for line in received)
+        cluster.upstream.behaviour.reply = None
+        cluster.upstream.behaviour.chunk_delay = 0.0
+        # The other replica keeps serving, and every trace it answered reaches the store.
+        results = [await chat_with_trace(session, second, key) for _ in range(10)]
+    assert [status for status, _ in results] == [200] * 10
+    wanted = {trace_id for _, trace_id in results}
+
+    async def all_stored() -> bool:
+        return wanted <= await stored_trace_ids(cluster.store)
+
+    assert await eventually(all_stored, within=10.0)
+
+
+async def chat_with_trace(
+    session: aiohttp.ClientSession, replica: Replica, key: str
+) -> tuple[int, str | None]:
+    body = {"model": "alpha", "messages": [{"role": "user", "content": "hi"}]}
+    try:
+        async with session.post(
+            f"{replica.url}/v1/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {key}"},
+        ) as response:
+            await response.read()
+            return response.status, response.headers.get("x-podium-trace-id")
+    except aiohttp.ClientError:
+        return 0, None  # the replica is down
+
+
+async def test_a_replica_restarted_under_load_loses_no_trace_and_the_limit_holds(
+    cluster: Cluster,
+) -> None:
+    _, key = await cluster.key(rpm=30)
+    first, second = cluster.replicas
+    results: list[tuple[int, str | None]] = []
+    async with aiohttp.ClientSession() as session:
+
+        async def load(replica: Replica, count: int) -> None:
+            for _ in range(count):
+                results.append(await chat_with_trace(session, replica, key))
+
+        async def restart() -> None:
+            await asyncio.sleep(0.2)
+            await first.stop(signal.SIGTERM)  # graceful: flushes its traces, then exits
+            await first.start()
+
+        await asyncio.gather(load(first, 30), load(second, 30), restart())
+    answered = [trace_id for status, trace_id in results if status == 200]
+    assert len(answered) <= 30  # never more than the key's limit, across both replicas
+    assert [status for status, _ in results if status not in (0, 200)] == [429] * (
+        len([r for r in results if r[0] not in (0, 200)])
+    )
+    assert len(answered) == min(30, len([r for r in results if r[0] != 0]))
+
+    async def all_stored() -> bool:
+        return set(answered) <= await stored_trace_ids(cluster.store)  # type: ignore[arg-type]
+
+    assert await eventually(all_stored, within=10.0)

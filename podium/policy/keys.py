@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import hashlib
+import logging
 import re
 import secrets
 import time
@@ -38,6 +39,8 @@ KEY_ID_PATTERN = re.compile(r"[0-9a-f]{10}")
 SCOPE_KINDS = ("model", "worker", "contract", "route")
 Period = Literal["day", "week", "month"]
 PERIODS: tuple[Period, ...] = ("day", "week", "month")
+
+log = logging.getLogger("podium.keys")
 
 
 class KeyProblem(Exception):
@@ -342,11 +345,15 @@ class KeyCache:
         store: KeyStore,
         *,
         ttl: float,
+        stale_limit: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.ttl = ttl
+        self.stale_limit = stale_limit
+        self.stale_wait = 1.0  # seconds a request waits for a reload when older keys are at hand
+        self._failed_at: float | None = None
         self._clock = clock
         self._wall = wall
         self._snapshot: Snapshot | None = None
@@ -357,18 +364,40 @@ class KeyCache:
 
     async def snapshot(self) -> Snapshot:
         current = self._snapshot
-        if current is not None and self._clock() - current.loaded_at < self.ttl:
+        now = self._clock()
+        if current is not None and now - current.loaded_at < self.ttl:
             return current
+        # The store is down (a PostgreSQL restart, say): keep answering from the last snapshot
+        # read, for at most ``stale_limit`` seconds, rather than refuse every request; ask the
+        # store again once per TTL, and never keep a request waiting long for it. Keys changed
+        # meanwhile are seen once the store answers again.
+        stale = (
+            current if current is not None and now - current.loaded_at < self.stale_limit else None
+        )
+        if stale is not None and self._failed_at is not None and now - self._failed_at < self.ttl:
+            return stale
         if self._loading is None:  # one reload at a time; concurrent callers share it
             self._loading = asyncio.ensure_future(self._load())
+            # A reload nobody waits for any more (see below) must not log its error as lost.
+            self._loading.add_done_callback(lambda done: done.cancelled() or done.exception())
         loading = self._loading
         try:
-            return await asyncio.shield(loading)
+            if stale is None:
+                fresh = await asyncio.shield(loading)
+            else:
+                async with asyncio.timeout(self.stale_wait):
+                    fresh = await asyncio.shield(loading)
         except Exception as error:
+            self._failed_at = self._clock()
+            if stale is not None:
+                log.warning("key store unavailable (%s); using keys read earlier", error)
+                return stale
             raise KeyUnavailable(type(error).__name__) from None
         finally:
             if self._loading is loading and loading.done():
                 self._loading = None
+        self._failed_at = None
+        return fresh
 
     async def _load(self) -> Snapshot:
         records = await self.store.all()
