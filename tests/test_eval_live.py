@@ -96,7 +96,10 @@ def test_eval_config_gives_each_strategy_a_rule_and_keeps_the_users_rules(tmp_pa
             {"name": "big", "price": {"input": 1, "output": 2}},
             {"name": "small", "price": {"input": 0.1, "output": 0.2}},
         ],
-        "routing": {"rules": [{"name": "mine", "worker": "small"}]},
+        "routing": {
+            "rules": [{"name": "mine", "worker": "small"}],
+            "routers": {"learned": {"lam": 5000}},
+        },
     }
     assert by_price(base["workers"]) == ["small", "big"]
     config = eval_config(base, tmp_path / "state")
@@ -111,6 +114,11 @@ def test_eval_config_gives_each_strategy_a_rule_and_keeps_the_users_rules(tmp_pa
     }
     assert "mine" in rules
     assert config["routing"]["routers"]["conductor"]["planner"] == "big"
+    assert config["routing"]["routers"]["learned"] == {
+        "type": "learned",
+        "models": ["podium/auto"],
+        "lam": 5000,
+    }
     assert config["observe"]["capture_content"] is True
     assert config["data_dir"] == str(tmp_path / "state")
     with pytest.raises(ValueError, match="no workers"):

@@ -496,7 +496,8 @@ def eval_config(base: dict[str, Any], state_dir: Path) -> dict[str, Any]:
     ours = strategy_routing(names)
     ours["rules"].extend(routing.get("rules") or [])
     for name, section in (routing.get("routers") or {}).items():
-        ours["routers"].setdefault(name, section)
+        # the user's settings for a router win over the evaluation's defaults
+        ours["routers"][name] = {**ours["routers"].get(name, {}), **(section or {})}
     for key in ("semantic", "affinity", "timeout_ms"):
         if key in routing:
             ours[key] = routing[key]

@@ -8,5 +8,5 @@ exec podium eval live \
   --train-router "$T/arc_easy/train.jsonl" --train-router "$T/commonsense_qa/train.jsonl" \
   --train-router "$T/triviaqa_sm_sub/train.jsonl" --train-router "$T/svamp/train.jsonl" \
   --train-limit 12 \
-  --strategies single,router,cascade,workflow,conductor,moa \
-  --config examples/pool.yaml --concurrency 3 --out reports/live "$@"
+  --strategies single,router,cascade,workflow,moa,conductor \
+  --config reports/live/pool.yaml --concurrency 3 --out reports/live "$@"
