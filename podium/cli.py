@@ -71,6 +71,12 @@ def serve(
     processes = processes or config.server.workers
     os.environ["PODIUM_HOST"], os.environ["PODIUM_PORT"] = host, str(port)
     names = ", ".join(worker.name for worker in config.workers)
+    if processes > 1 and config.access.limits.backend == "memory":
+        click.echo(
+            f"podium: warning: {processes} processes with access.limits.backend: memory: rate "
+            "limits and budgets are counted per process; use the redis backend to share them",
+            err=True,
+        )
     click.echo(f"podium: serving on http://{host}:{port}/v1 with workers: {names}", err=True)
     uvicorn.run(
         "podium.app:app_from_environment",

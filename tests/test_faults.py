@@ -257,3 +257,43 @@ async def test_clients_that_never_read_their_stream_hold_bounded_memory(
         writer.transport.abort()
     assert status == 200  # still serving others
     assert grown_mb < 60, f"the gateway grew {grown_mb:.0f} MB holding unread streams"
+
+
+# -- podium serve --workers N on one machine ----------------------------------------------------
+
+
+async def test_serve_with_two_processes_on_one_sqlite_file(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    replica = Replica(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "workers": [worker("alpha", "openai", fake_openai.base_url)],
+            "store": {"flush_interval": 0.05, "sync_interval": 0.2},
+        },
+        tmp_path / "replica",
+        processes=2,
+    )
+    await replica.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            results = await asyncio.gather(*(post(session, replica.url, None) for _ in range(40)))
+            assert [status for status, _ in results] == [200] * 40
+            # A drain through whichever process takes the call reaches the other through the
+            # store: after a few polls, no new request gets the drained worker.
+            async with session.post(f"{replica.url}/admin/workers/alpha/drain") as response:
+                assert response.status == 200
+            await asyncio.sleep(1.0)
+            drained = await asyncio.gather(*(post(session, replica.url, None) for _ in range(10)))
+            assert {status for status, _ in drained} == {403}  # "not available: draining"
+    finally:
+        await replica.stop()  # graceful: both processes flush their traces
+    from podium.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "data" / "podium.db")
+    await store.open()
+    try:
+        rows = await store.execute("SELECT trace_id FROM traces")
+    finally:
+        await store.close()
+    assert {trace_id for _, trace_id in results} <= {row[0] for row in rows}
