@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -234,6 +235,9 @@ async def test_every_strategy_over_http_with_usage_from_traces_and_resume(
     assert requests_made(upstreams) == before
     assert len((out / "results.jsonl").read_text().splitlines()) == len(lines)
     assert again["strategies"]["moa"] == s["moa"]
+    # and the report alone, from results.jsonl, without a gateway
+    only = await evaluate(replace(options, report_only=True))
+    assert only["strategies"] == again["strategies"]
 
 
 async def test_a_worker_that_fails_times_out_or_talks_nonsense_is_recorded(

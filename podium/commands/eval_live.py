@@ -94,6 +94,11 @@ def register(main: click.Group) -> None:
         "worker, post correctness as feedback, train the learned router from the traces.",
     )
     @click.option("--train-limit", type=click.IntRange(1), help="Questions per train file.")
+    @click.option(
+        "--report-only",
+        is_flag=True,
+        help="Only write the report from what results.jsonl in --out holds (asks nothing).",
+    )
     @click.option("--api-key-env", help="Environment variable with an API key for the gateway.")
     @click.option(
         "--admin-key-env",
@@ -115,6 +120,7 @@ def register(main: click.Group) -> None:
         code_timeout: float,
         train_tasks: tuple[Path, ...],
         train_limit: int | None,
+        report_only: bool,
         api_key_env: str | None,
         admin_key_env: str,
     ) -> None:
@@ -145,6 +151,7 @@ def register(main: click.Group) -> None:
             api_key_env=api_key_env,
             admin_key_env=admin_key_env,
             command="podium " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+            report_only=report_only,
         )
         try:
             result = asyncio.run(evaluate(options))

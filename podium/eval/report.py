@@ -160,8 +160,9 @@ def targets(summary: dict[str, dict[str, Any]]) -> dict[str, Any]:
 # -- rendering ----------------------------------------------------------------------------------
 
 
-def _money(value: float) -> str:
-    return f"${value * 1e6:.2f}e-6" if value < 1e-3 else f"${value:.4f}"
+def _micro(value: float) -> str:
+    """USD as millionths of a dollar (local workers' nominal prices are tiny)."""
+    return f"{value * 1e6:.2f}"
 
 
 def markdown(result: dict[str, Any], *, command: str = "", notes: str = "") -> str:
@@ -171,7 +172,7 @@ def markdown(result: dict[str, Any], *, command: str = "", notes: str = "") -> s
     tasks = ", ".join(f"{k} {v}" for k, v in result["tasks"].items())
     lines += [f"{result['n_questions']} questions answered by every strategy ({tasks}).", ""]
     lines += [
-        "| strategy | accuracy | 95% CI | tokens/q | calls/q | cost/q (nominal) | p50 ms "
+        "| strategy | accuracy | 95% CI | tokens/q | calls/q | cost/q (1e-6 USD) | p50 ms "
         "| p95 ms | failures | workers (share of calls) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -180,7 +181,7 @@ def markdown(result: dict[str, Any], *, command: str = "", notes: str = "") -> s
         lines.append(
             f"| {name} | {s['accuracy']:.3f} | {s['ci95'][0]:.3f}-{s['ci95'][1]:.3f} | "
             f"{s['tokens_per_question']:.0f} | {s['calls_per_question']:.2f} | "
-            f"{_money(s['cost_per_question'])} | {s['latency_p50_ms']:.0f} | "
+            f"{_micro(s['cost_per_question'])} | {s['latency_p50_ms']:.0f} | "
             f"{s['latency_p95_ms']:.0f} | {s['failures']} | {mix} |"
         )
     task_names = list(result["tasks"])
@@ -201,7 +202,7 @@ def markdown(result: dict[str, Any], *, command: str = "", notes: str = "") -> s
         verdict = "met by " + ", ".join(met["by"]) if met["met"] else "not met"
         lines.append(
             f"- Best single worker: {best['strategy']} at {best['accuracy']:.3f}, "
-            f"{_money(best['cost_per_question'])}/question. A Podium strategy at least as "
+            f"{_micro(best['cost_per_question'])}e-6 USD/question. A Podium strategy at least as "
             f"accurate for less (or more accurate for no more): **{verdict}**."
         )
     if "five_x_fewer_tokens_than_moa" in found:

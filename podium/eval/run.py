@@ -54,6 +54,7 @@ class LiveOptions:
     admin_key_env: str | None = "PODIUM_ADMIN_KEY"
     command: str = ""
     notes: str = ""
+    report_only: bool = False  # summarise results.jsonl without asking anything
 
 
 def interleave(groups: Sequence[list[Question]]) -> list[Question]:
@@ -118,6 +119,8 @@ async def gateway(options: LiveOptions) -> AsyncIterator[tuple[str, list[str], P
 
 async def evaluate(options: LiveOptions) -> dict[str, Any]:
     questions = load_all(options.tasks, options.limit)
+    if options.report_only:
+        return await asyncio.to_thread(report_only, questions, options)
     train_questions = (
         load_all(options.train_tasks, options.train_limit) if options.train_tasks else []
     )
@@ -200,6 +203,17 @@ async def feedback_loop(
     )
     summary = report.summarise(log.records, [s.name for s in strategies])
     (options.out / "train.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+
+
+def report_only(questions: list[Question], options: LiveOptions) -> dict[str, Any]:
+    """The report of what results.jsonl holds, for these questions and strategies."""
+    workers = options.workers
+    if workers is None:
+        workers = by_price(_read_yaml(options.config or DEFAULT_CONFIG).get("workers") or [])
+    names = [s.name for s in strategies_for(options.strategies, workers)]
+    wanted = {q.qid for q in questions}
+    log = ResultsLog(options.out / "results.jsonl")
+    return write_report([r for r in log.records if r.qid in wanted], names, options)
 
 
 def write_report(
