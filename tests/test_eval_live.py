@@ -301,3 +301,18 @@ def test_the_command_is_registered_beside_offline(tmp_path: Path) -> None:
     tasks = write_tasks(tmp_path, "choice", QUESTIONS)
     bad = runner.invoke(main, ["eval", "live", "--tasks", str(tasks), "--strategies", "best"])
     assert bad.exit_code == 2 and "unknown strategy" in bad.output
+
+
+def test_the_conductor_plan_can_be_bounded_for_slow_planners() -> None:
+    from podium.routing.conductor import ConductorConfig, plan_schema
+
+    config = ConductorConfig(max_steps=2, max_instruction_chars=24)
+    schema = plan_schema(["a", "b"], config.max_steps, config.max_instruction_chars)
+    steps = schema["properties"]["steps"]
+    assert steps["maxItems"] == 2
+    assert steps["items"]["properties"]["instruction"] == {"type": "string", "maxLength": 24}
+    unbounded = plan_schema(["a"])
+    assert unbounded["properties"]["steps"]["maxItems"] == 5
+    assert unbounded["properties"]["steps"]["items"]["properties"]["instruction"] == {
+        "type": "string"
+    }
