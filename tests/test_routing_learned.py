@@ -217,3 +217,29 @@ def test_an_artifact_round_trips(tmp_path: Path, trained: QualityCostModel) -> N
     (tmp_path / "bad.npz").write_bytes(b"")
     with pytest.raises(ValueError, match="not a Podium"):
         QualityCostModel.load(tmp_path / "bad.npz")
+
+
+async def test_the_admin_api_reloads_the_promoted_version_at_once(
+    gateway: Any, trained: QualityCostModel
+) -> None:
+    import httpx
+
+    workers = [
+        {"name": n, "provider": "openai", "model": n, "base_url": "http://127.0.0.1:9"}
+        for n in ("cheap", "strong")
+    ]
+    routing_section = {
+        "chain": ["learned", "direct"],
+        "routers": {"learned": {"reload_seconds": 3600}},
+    }
+    async with gateway(workers, routing=routing_section) as running:
+        store = ArtifactStore(running.podium.config.resolved_data_dir() / "routers")
+        store.promote(store.save(trained).number)
+        async with httpx.AsyncClient(base_url=running.url) as client:
+            reply = await client.post("/admin/router/reload")
+        assert reply.status_code == 200
+        assert reply.json()["routers"]["current"] == {
+            "loaded": True,
+            "version": "learned-v1",
+            "error": None,
+        }
