@@ -59,9 +59,9 @@ def serve(mode: str, port: int, upstream: str, data_dir: str) -> None:
     if mode == "on":
         podium = create_podium(config)
     else:
+        config.store.record_traces = False  # no trace recording at all
         builtins = [name for name in BUILTIN_PLUGINS if not name.startswith("podium.observe")]
         podium = create_podium(config, plugins=load_plugins(builtins, third_party=False))
-        podium.gateway._record = None  # no trace recording at all
     uvicorn.run(
         podium.app,
         host="127.0.0.1",

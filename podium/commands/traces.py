@@ -9,36 +9,34 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import datetime
-from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, Protocol, TypeVar, cast
 
 import click
 import orjson
 
 from podium.config import ConfigError, PodiumConfig, load_config
 from podium.errors import PodiumError
-from podium.observe.feedback import signals_for
+from podium.observe.feedback import Rows, signals_for
 from podium.observe.stats import parse_time
-from podium.store.sqlite import SQLiteStore
-from podium.store.traces import TraceRecord
+from podium.store.factory import create_store, sqlite_path
+from podium.store.traces import TraceRecord, TraceStore
 
 T = TypeVar("T")
 EXPORT_PAGE = 1000
 
 
-def store_path(config: PodiumConfig) -> Path:
-    if config.store.url is None:
-        return config.resolved_data_dir() / "podium.db"
-    return Path(config.store.url.removeprefix("sqlite:///")).expanduser()
+class Store(TraceStore, Rows, Protocol):
+    """A trace store that also runs statements (SQLite and PostgreSQL both do)."""
 
 
-def _with_store(config: PodiumConfig, work: Callable[[SQLiteStore], Awaitable[T]]) -> T:
-    path = store_path(config)
-    if not path.is_file():
-        raise click.ClickException(f"no trace store at {path} (has this gateway served yet?)")
+def _with_store(config: PodiumConfig, work: Callable[[Store], Awaitable[T]]) -> T:
+    if config.store.kind != "postgres":
+        path = sqlite_path(config.store, config.resolved_data_dir())
+        if not path.is_file():
+            raise click.ClickException(f"no trace store at {path} (has this gateway served yet?)")
 
     async def run() -> T:
-        store = SQLiteStore(path)
+        store = cast(Store, create_store(config.store, config.resolved_data_dir()))
         await store.open()
         try:
             return await work(store)
@@ -155,7 +153,7 @@ def register(main: click.Group) -> None:
     def show(ctx: click.Context, trace_id: str) -> None:
         """One trace: the decision, every workflow step and its quality signals."""
 
-        async def read(store: SQLiteStore) -> tuple[TraceRecord | None, list[dict[str, Any]]]:
+        async def read(store: Store) -> tuple[TraceRecord | None, list[dict[str, Any]]]:
             return await store.get_trace(trace_id), await signals_for(store, trace_id)
 
         record, signals = _with_store(_load(ctx), read)
@@ -176,7 +174,7 @@ def register(main: click.Group) -> None:
         start = _time(since, "since") or 0.0
         end = _time(until, "until") or time.time() + 1
 
-        async def write(store: SQLiteStore) -> int:
+        async def write(store: Store) -> int:
             # A CLI with nothing else on its loop: blocking file writes are fine here.
             stream: IO[bytes] = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115, ASYNC230
             count = 0
@@ -196,7 +194,7 @@ def register(main: click.Group) -> None:
             click.echo(f"exported {count} traces to {output}", err=True)
 
 
-async def _pages(store: SQLiteStore, start: float, end: float) -> Any:
+async def _pages(store: Store, start: float, end: float) -> Any:
     """Oldest first, a page at a time, so an export of millions never holds them all."""
     cursor_time, cursor_id = start, ""
     columns = "trace_id"
