@@ -12,7 +12,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from podium.app import create_podium
-from podium.config import parse_config
+from podium.config import embedded_workers, parse_config
 from podium.contracts.loader import load_dir
 from podium.testing.server import serve
 
@@ -22,10 +22,18 @@ CONTRACTS = Path(__file__).resolve().parent.parent / "contracts"
 
 async def test_the_shipped_contracts_return_schema_valid_output(tmp_path: Path) -> None:
     shipped = load_dir(CONTRACTS)
+    # The embedded SmolLM2 worker, with room for a busy shared CPU: a non-streamed answer's
+    # head only comes when it is complete.
+    local = embedded_workers()[0].model_dump(mode="json")
+    local.update(timeouts={"first_byte": 900, "total": 900}, retry={"attempts": 0})
     config = parse_config(
-        {"data_dir": str(tmp_path / "data"), "contracts": {"dir": str(CONTRACTS)}}
+        {
+            "data_dir": str(tmp_path / "data"),
+            "workers": [local],
+            "contracts": {"dir": str(CONTRACTS)},
+        }
     )
-    podium = create_podium(config)  # no workers: the embedded SmolLM2 pool
+    podium = create_podium(config)
     async with serve(podium.app) as url, httpx.AsyncClient(timeout=600) as client:
         for name in ("email-route", "invoice-extract"):
             contract = shipped.get(name)

@@ -33,6 +33,7 @@ from podium.contracts.loader import (
     write_promotion,
 )
 from podium.contracts.model import Contract
+from podium.contracts.runner import ContractCallError
 from podium.contracts.stats import contract_stats
 from podium.errors import PodiumError
 
@@ -178,12 +179,14 @@ def in_process(config: PodiumConfig) -> tuple[RunExample, Callable[[], Awaitable
                 mode="test",
             )
         except PodiumError as error:
+            tried = error.attempts if isinstance(error, ContractCallError) else []
             return Outcome(
                 index,
                 worker or "?",
                 False,
                 error.message,
                 latency_ms=(time.perf_counter() - began) * 1000,
+                attempts=len(tried),
                 error=error.code or error.kind,
             )
         verdict = await evaluate(
