@@ -149,18 +149,6 @@ def repair_request(request: ChatRequest, answer: str, problems: list[str]) -> Ch
     return replace(request, messages=messages)
 
 
-def describe_attempt(attempt: Attempt) -> dict[str, Any]:
-    return {
-        "attempt": attempt.step + 1,
-        "worker": attempt.worker,
-        "role": attempt.role,
-        "status": attempt.status,
-        "error": attempt.error,
-        "cost_usd": attempt.cost_usd,
-        "latency_ms": round(attempt.latency_ms, 3),
-    }
-
-
 class ContractRunner:
     def __init__(self, podium: Podium, contracts: ContractSet) -> None:
         self.podium = podium
@@ -607,6 +595,17 @@ class ContractRunner:
         """A judge evaluator's verdict through its worker (constrained to accept/reject)."""
         worker = contract.evaluator.worker
         assert worker is not None
+        judge = self.podium.pool.get(worker)
+        classes = self.podium.extras.get("data_classes")
+        declared = contract.policy.data_class
+        if judge is None:
+            return False, f"judge worker {worker!r} is not in the pool"
+        if (
+            declared
+            and classes is not None
+            and not classes.cleared(judge.config, declared, pseudonymised=False)
+        ):
+            return False, f"judge worker {worker!r} is not cleared for data class {declared!r}"
         criteria = contract.evaluator.criteria or "It does the task correctly and completely."
         prompt = (
             f"Task:\n{render(contract.instructions, data)}\n\nOutput:\n"
