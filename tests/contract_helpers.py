@@ -34,7 +34,10 @@ TICKET: dict[str, Any] = {
     },
     "instructions": "Route this ticket to a team.\n{{ input.text }}",
     "examples": [
-        {"input": {"text": "I was charged twice"}, "expected": {"team": "billing", "confidence": 1}},
+        {
+            "input": {"text": "I was charged twice"},
+            "expected": {"team": "billing", "confidence": 1},
+        },
         {"input": {"text": "The app crashes"}, "expected": {"team": "tech", "confidence": 1}},
     ],
     "evaluator": {"kind": "exact", "fields": ["team"]},
@@ -57,7 +60,11 @@ def fake_worker(name: str, url: str, **extra: Any) -> dict[str, Any]:
         "base_url": url,
         "price": {"input": 1.0, "output": 2.0},
         "capabilities": ["streaming", "json"],
-        "profile": {"vendor": "fake", "region": "eu", "cleared": ["public", "internal", "confidential", "restricted"]},
+        "profile": {
+            "vendor": "fake",
+            "region": "eu",
+            "cleared": ["public", "internal", "confidential", "restricted"],
+        },
         "retry": {"attempts": 0},
     }
     entry.update(extra)
