@@ -27,19 +27,27 @@ from benchmarks.routing_latency import _load, machine, prompts, request
 from podium.config import PodiumConfig, parse_config
 from podium.context import Caller
 from podium.eval.data import read_csv
+from podium.eval.offline import knn_options
 from podium.plugins import load_plugins
 from podium.routing.artifacts import ArtifactStore
 from podium.routing.base import RouteContext, Router
 from podium.routing.chain import build_routing
 from podium.routing.embeddings import load_embedder
-from podium.routing.learned import fit
+from podium.routing.learned import TrainOptions, fit
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared/data/routing/routerbench/train.csv"
 TARGET_MS = 3.0
 
 
+VARIANTS = {  # label: (embeddings in the features, k-NN table over embeddings)
+    "hashed features": (False, False),
+    "hashed features + embeddings": (True, False),
+    "hashed features + k-NN over embeddings": (False, True),
+}
+
+
 def build(
-    data_path: Path, data_dir: Path, embeddings: bool
+    data_path: Path, data_dir: Path, embeddings: bool, knn: bool = False
 ) -> tuple[PodiumConfig, dict[str, Router]]:
     data = read_csv(data_path)
     model = fit(
@@ -47,7 +55,9 @@ def build(
         data.quality,
         data.cost,
         data.models,
+        options=knn_options() if knn else TrainOptions(),
         embedder=load_embedder() if embeddings else None,
+        neighbour_embedder=load_embedder() if knn else None,
     )
     store = ArtifactStore(data_dir / "routers")
     store.promote(store.save(model).number)
@@ -115,9 +125,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         routers: dict[str, Router] = {}
         cfg: PodiumConfig | None = None
-        for embeddings in (False, True):
-            label = "hashed features + embeddings" if embeddings else "hashed features"
-            cfg, built = build(args.data, Path(tmp) / label.replace(" ", "_"), embeddings)
+        for label, (embeddings, knn) in VARIANTS.items():
+            folder = Path(tmp) / label.replace(" ", "_").replace("+", "and")
+            cfg, built = build(args.data, folder, embeddings, knn)
             routers.update({f"{kind} ({label})": router for kind, router in built.items()})
         assert cfg is not None
         timings, huge = asyncio.run(measure(routers, cfg, args.rounds, args.block))

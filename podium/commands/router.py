@@ -143,6 +143,12 @@ def register(main: click.Group) -> None:
         help="Add the shipped sentence embeddings to the prompt features.",
     )
     @click.option(
+        "--knn/--no-knn",
+        default=True,
+        show_default=True,
+        help="Blend the quality heads with 100 nearest neighbours over the shipped embeddings.",
+    )
+    @click.option(
         "--calibration-fraction",
         default=0.15,
         show_default=True,
@@ -158,6 +164,7 @@ def register(main: click.Group) -> None:
         maps: tuple[str, ...],
         out: str | None,
         embeddings: bool,
+        knn: bool,
         calibration_fraction: float,
         promote_now: bool,
         config_path: str | None,
@@ -197,9 +204,21 @@ def register(main: click.Group) -> None:
         click.echo(
             f"podium router: training on {len(data)} rows x {len(data.models)} models", err=True
         )
+        from podium.eval.offline import knn_options
+        from podium.routing.learned import TrainOptions
+
+        options, neighbour_embedder = TrainOptions(), None
+        if knn:
+            try:
+                neighbour_embedder = _embedder(True)
+                options = knn_options()
+            except click.ClickException as error:
+                click.echo(f"podium router: {error.message}; training without k-NN", err=True)
         model = train_with_calibration(
             data,
             fraction=calibration_fraction,
+            options=options,
+            neighbour_embedder=neighbour_embedder,
             embedder=_embedder(embeddings),
             output_tokens=output_tokens,
             metadata={

@@ -40,10 +40,17 @@ class RouterSpec:
     policy: str = "tradeoff"  # tradeoff | target
 
 
+# The quality heads blended half and half with 100 nearest neighbours over the shipped static
+# embeddings, shrunk towards each model's mean by 10 pseudo-counts: chosen by 5-fold
+# cross-validation on the train splits (reports/offline/README.md, "How learned-knn was chosen").
+def knn_options() -> TrainOptions:
+    return TrainOptions(knn=100, knn_weight=0.5, knn_shrink=10.0, knn_space="embedding")
+
+
 def default_routers() -> list[RouterSpec]:
     return [
         RouterSpec("learned", TrainOptions()),
-        RouterSpec("learned-knn", TrainOptions(knn=50, knn_weight=0.5)),
+        RouterSpec("learned-knn", knn_options()),
         RouterSpec("learned-threshold", TrainOptions(), policy="target"),
     ]
 
@@ -97,6 +104,17 @@ def random_points(train: RoutingData, test: RoutingData, seed: int = 0) -> list[
     return points
 
 
+def neighbour_embedder(spec: RouterSpec, embedder: Embedder | None) -> Embedder | None:
+    """The embedder a k-NN table over embeddings needs (the shipped one unless given)."""
+    if spec.options.knn <= 0 or spec.options.knn_space != "embedding":
+        return None
+    if embedder is not None:
+        return embedder
+    from podium.routing.embeddings import load_embedder
+
+    return load_embedder()
+
+
 def train_router(
     spec: RouterSpec, train: RoutingData, embedder: Embedder | None = None
 ) -> QualityCostModel:
@@ -107,13 +125,15 @@ def train_router(
         train.models,
         options=spec.options,
         embedder=embedder,
+        neighbour_embedder=neighbour_embedder(spec, embedder),
         metadata={"sources": train.sources, "rows": len(train)},
     )
 
 
 def predict(model: QualityCostModel, test: RoutingData, embedder: Embedder | None) -> Predictions:
-    x = model.features(test.prompts, embedder)
-    return Predictions(model.predict_quality_from(x), model.predict_cost(test.prompts))
+    return Predictions(
+        model.predict_quality(test.prompts, embedder), model.predict_cost(test.prompts)
+    )
 
 
 def summarise(points: Sequence[Point], low: float, high: float, best: tuple[float, float]) -> Any:
@@ -165,7 +185,8 @@ def evaluate(
         say(f"training {spec.name} on {len(train)} queries x {len(shared)} models")
         model = train_router(spec, train, embedder)
         say(f"scoring {spec.name} on {len(test)} queries")
-        points = sweep(spec, predict(model, test, embedder), test, np.nanmean(train.cost, axis=0))
+        scored = predict(model, test, embedder or neighbour_embedder(spec, embedder))
+        points = sweep(spec, scored, test, np.nanmean(train.cost, axis=0))
         report_routers[spec.name] = summarise(points, low, high, (best_quality, best_cost))
     return {
         "n": len(test),
@@ -199,7 +220,7 @@ def by_category(
     shared = [m for m in train.models if m in test.models]
     train, test = train.select_models(shared), test.select_models(shared)
     model = train_router(spec, train, embedder)
-    predictions = predict(model, test, embedder)
+    predictions = predict(model, test, embedder or neighbour_embedder(spec, embedder))
     picks = [
         choose(predictions.quality, predictions.cost, Policy("tradeoff", lam=lam))
         for lam in lambda_grid(np.nanmean(train.cost, axis=0))

@@ -55,6 +55,7 @@ def train_with_calibration(
     embedder: Embedder | None = None,
     output_tokens: FloatArray | None = None,
     metadata: dict[str, Any] | None = None,
+    neighbour_embedder: Embedder | None = None,
 ) -> QualityCostModel:
     held = calibration_rows(data.prompts, fraction) if fraction > 0 else np.zeros(len(data), bool)
     if held.all() or len(data) - int(held.sum()) < 2:
@@ -68,6 +69,7 @@ def train_with_calibration(
         options=options,
         spec=FeatureSpec(),
         embedder=embedder,
+        neighbour_embedder=neighbour_embedder,
         output_tokens=output_tokens,
         metadata={
             **(metadata or {}),
@@ -77,9 +79,8 @@ def train_with_calibration(
     )
     if held.any():
         cal = data.subset(np.flatnonzero(held))
-        x = model.features(cal.prompts, embedder)
         model.calibration = {
-            "pred_quality": model.predict_quality_from(x),
+            "pred_quality": model.predict_quality(cal.prompts, embedder or neighbour_embedder),
             "pred_cost": model.predict_cost(cal.prompts),
             "true_quality": cal.quality,
             "true_cost": cal.cost,

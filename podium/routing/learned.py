@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from podium.routing.features import Embedder, FeatureSpec, Featurizer
+from podium.routing.knn import NeighbourTable
 
 FloatArray = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]
@@ -43,6 +44,9 @@ class TrainOptions:
     knn: int = 0  # neighbours for the k-NN blend; 0 turns it off
     knn_weight: float = 0.5
     knn_shrink: float = 4.0  # pseudo-counts of the model's mean in each neighbourhood
+    # "features": neighbours by the prompt features; "embedding": by the sentence embedding
+    # (stored as a float16 table; needs the embedder at run time, without it the heads alone)
+    knn_space: str = "features"
     seed: int = 0
 
 
@@ -99,6 +103,7 @@ class QualityCostModel:
     # Held-out rows for calibration: predicted and true quality and cost ("pred_quality",
     # "pred_cost", "true_quality", "true_cost"), each (rows, models).
     calibration: dict[str, FloatArray] = field(default_factory=dict)
+    neighbours: NeighbourTable | None = None  # the k-NN table over sentence embeddings
     _featurizer: Featurizer | None = None
 
     # -- prediction ---------------------------------------------------------------------------
@@ -108,13 +113,33 @@ class QualityCostModel:
             self._featurizer = Featurizer(self.spec, embedder)
         return self._featurizer
 
-    def features(self, texts: Sequence[str], embedder: Embedder | None = None) -> FloatArray:
-        return self.featurizer(embedder).transform(texts)
+    @property
+    def needs_embedder(self) -> bool:
+        """Whether predictions use a sentence embedding (features or the k-NN table)."""
+        return bool(self.spec.embedding_dim) or self.neighbours is not None
 
-    def predict_quality_from(self, x: FloatArray) -> FloatArray:
+    def features(self, texts: Sequence[str], embedder: Embedder | None = None) -> FloatArray:
+        return self.featurizer(embedder if self.spec.embedding_dim else None).transform(texts)
+
+    def predict_quality(self, texts: Sequence[str], embedder: Embedder | None = None) -> FloatArray:
+        """Per text, every model's probability of a good answer."""
+        x = self.features(texts, embedder)
+        vectors = None
+        if self.neighbours is not None and embedder is not None:
+            vectors = np.asarray(embedder.encode(list(texts)), dtype=np.float32)
+        return self.predict_quality_from(x, vectors)
+
+    def predict_quality_from(
+        self, x: FloatArray, vectors: npt.NDArray[np.floating] | None = None
+    ) -> FloatArray:
+        """From feature rows, and the texts' unit embeddings when the model has a k-NN table
+        over them (without them the quality heads answer alone)."""
         p = sigmoid(x.astype(np.float32) @ self.weights)
+        weight = self.options.knn_weight
         if self.knn_x is not None and self.knn_y is not None and self.options.knn > 0:
-            p = (1 - self.options.knn_weight) * p + self.options.knn_weight * self._knn(x)
+            p = (1 - weight) * p + weight * self._knn(x)
+        elif self.neighbours is not None and vectors is not None:
+            p = (1 - weight) * p + weight * self.neighbours.predict(vectors)
         return np.asarray(p, dtype=np.float64)
 
     def _knn(self, x: FloatArray) -> FloatArray:
@@ -161,6 +186,8 @@ class QualityCostModel:
             arrays["knn_x"], arrays["knn_y"] = self.knn_x, self.knn_y
         for key, value in self.calibration.items():
             arrays[f"cal_{key}"] = value
+        if self.neighbours is not None:
+            arrays.update(self.neighbours.arrays("nn"))
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -185,6 +212,7 @@ class QualityCostModel:
             raise ValueError(f"{path.name}: not a Podium learned-router artifact")
         with np.load(path, allow_pickle=False) as arrays:
             data = {key: arrays[key] for key in arrays.files}
+        options = TrainOptions(**meta["options"])
         return cls(
             models=list(meta["models"]),
             spec=FeatureSpec(**meta["spec"]),
@@ -194,12 +222,15 @@ class QualityCostModel:
             mean_cost=data["mean_cost"],
             output_tokens=data["output_tokens"],
             prior_line=(float(meta["prior_line"][0]), float(meta["prior_line"][1])),
-            options=TrainOptions(**meta["options"]),
+            options=options,
             policy=Policy(**meta["policy"]),
             knn_x=data.get("knn_x"),
             knn_y=data.get("knn_y"),
             metadata=dict(meta.get("metadata") or {}),
             calibration={k[4:]: v for k, v in data.items() if k.startswith("cal_")},
+            neighbours=NeighbourTable.from_arrays(
+                data, "nn", data["mean_quality"], options.knn, options.knn_shrink
+            ),
         )
 
 
@@ -303,9 +334,12 @@ def fit(
     embedder: Embedder | None = None,
     output_tokens: FloatArray | None = None,
     metadata: dict[str, Any] | None = None,
+    neighbour_embedder: Embedder | None = None,
 ) -> QualityCostModel:
     """Train on per-query outcomes: ``quality[i, j]`` in [0, 1] (NaN: unknown) and
-    ``cost[i, j]`` in USD for prompt i on model j."""
+    ``cost[i, j]`` in USD for prompt i on model j. ``embedder`` adds embeddings to the
+    features; ``neighbour_embedder`` (default: ``embedder``) builds the k-NN table when
+    ``options.knn_space`` is "embedding"."""
     options = options or TrainOptions()
     spec = spec or FeatureSpec()
     if embedder is not None and not spec.embedding_dim:
@@ -318,6 +352,19 @@ def fit(
     mean_quality = np.nan_to_num(np.nanmean(np.where(np.isnan(y), np.nan, y), axis=0), nan=0.5)
     mean_cost = np.nan_to_num(np.nanmean(cost, axis=0), nan=0.0)
     weights = _fit_heads(x, y, options, mean_quality.astype(np.float64))
+    by_features = options.knn > 0 and options.knn_space == "features"
+    neighbours = None
+    if options.knn > 0 and options.knn_space == "embedding":
+        encoder = neighbour_embedder or embedder
+        if encoder is None:
+            raise ValueError("a k-NN table over embeddings needs the embedder")
+        neighbours = NeighbourTable(
+            vectors=np.asarray(encoder.encode(list(prompts)), dtype=np.float32),
+            outcomes=y,
+            mean_quality=mean_quality.astype(np.float64),
+            k=options.knn,
+            shrink=options.knn_shrink,
+        )
     chars = np.asarray([len(p) for p in prompts], dtype=np.float64)
     model = QualityCostModel(
         models=list(models),
@@ -331,9 +378,10 @@ def fit(
         else np.zeros(len(models), dtype=np.float64),
         prior_line=_prior_line(mean_cost, mean_quality.astype(np.float64)),
         options=options,
-        knn_x=x if options.knn > 0 else None,
-        knn_y=y if options.knn > 0 else None,
+        knn_x=x if by_features else None,
+        knn_y=y if by_features else None,
         metadata=dict(metadata or {}),
+        neighbours=neighbours,
     )
     model._featurizer = featurizer
     return model

@@ -135,6 +135,8 @@ class ModelHandle:
             try:
                 model = QualityCostModel.load(path)
                 model.featurizer(self.embedder() if model.spec.embedding_dim else None)
+                if model.needs_embedder:
+                    self.embedder()  # load it now, not on the first request
             except Exception as error:  # a bad file must not take routing down
                 self.error = f"cannot load {path.name}: {type(error).__name__}: {error}"
                 return self.model
@@ -166,8 +168,8 @@ class WorkerScorer:
         if model is None:
             raise LookupError(self.handle.error or "no learned-router artifact")
         text = request.prompt_text()
-        x = model.featurizer(self.handle.embedder() if model.spec.embedding_dim else None).one(text)
-        quality = model.predict_quality_from(x[None, :])[0]
+        embedder = self.handle.embedder() if model.needs_embedder else None
+        quality = model.predict_quality([text], embedder)[0]
         data_cost = model.predict_cost([text])[0]
         tokens_in = estimate_tokens(text)
         out: list[Estimate] = []
