@@ -98,3 +98,14 @@ def test_the_table_round_trips_as_float16_and_the_router_uses_it(tmp_path: Path)
     estimates, _ = scorer.estimates(request, workers)
     expected = loaded.predict_quality([prompts[0]], WordEmbedder())[0]
     assert np.allclose([e.quality for e in estimates], expected, atol=1e-6)
+
+
+def test_one_request_is_scored_in_blocks_with_the_same_result() -> None:
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((2500, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    table = NeighbourTable(vectors, rng.random((2500, 3)), np.full(3, 0.5), k=30, shrink=1.0)
+    queries = vectors[:20] + 0.01
+    together = table.predict(queries)  # many queries: one product
+    alone = np.concatenate([table.predict(queries[i : i + 1]) for i in range(20)])
+    assert np.allclose(together, alone, atol=1e-6)

@@ -6,7 +6,9 @@ vote on each model's chance of a good answer, shrunk towards that model's mean w
 (NaN, e.g. trace rows where another worker answered) are left out of the vote.
 
 Stored as float16 (vectors and outcomes) to keep artifacts small; held as float32 in memory
-because a float16 matrix product in numpy is many times slower.
+because a float16 matrix product in numpy is many times slower. A single request's
+similarities are computed in blocks of rows: one product over the whole table is big enough for
+OpenBLAS to split it across threads, which stalls for milliseconds on a busy machine.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+BLOCK_ROWS = 1024  # small enough that one block's product stays on the calling thread
+FEW_QUERIES = 8
 FloatArray = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]
 
@@ -34,10 +38,18 @@ class NeighbourTable:
         known = ~np.isnan(self.outcomes)
         self._known = known.astype(np.float32)
         self._values = np.where(known, self.outcomes, 0.0).astype(np.float32)
+        rows = self.vectors.shape[0]
+        self._blocks = [self.vectors[i : i + BLOCK_ROWS] for i in range(0, rows, BLOCK_ROWS)]
 
     @property
     def dim(self) -> int:
         return int(self.vectors.shape[1])
+
+    def similarities(self, q: F32) -> F32:
+        if q.shape[0] > FEW_QUERIES:
+            out: F32 = q @ self.vectors.T
+            return out
+        return np.concatenate([q @ block.T for block in self._blocks], axis=1)
 
     def predict(self, queries: npt.NDArray[np.floating]) -> FloatArray:
         """Per query row (unit length), the shrunk neighbourhood mean of every model."""
@@ -50,7 +62,7 @@ class NeighbourTable:
             total = np.broadcast_to(self._values.sum(axis=0), (q.shape[0], self._values.shape[1]))
             count = np.broadcast_to(self._known.sum(axis=0), total.shape)
         else:
-            sims = q @ self.vectors.T
+            sims = self.similarities(q)
             top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
             total = self._values[top].sum(axis=1)
             count = self._known[top].sum(axis=1)

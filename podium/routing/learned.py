@@ -126,7 +126,11 @@ class QualityCostModel:
         x = self.features(texts, embedder)
         vectors = None
         if self.neighbours is not None and embedder is not None:
-            vectors = np.asarray(embedder.encode(list(texts)), dtype=np.float32)
+            one = getattr(embedder, "encode_one", None)  # one request: no batch (thread) overhead
+            if len(texts) == 1 and callable(one):
+                vectors = np.asarray(one(texts[0]), dtype=np.float32)[None, :]
+            else:
+                vectors = np.asarray(embedder.encode(list(texts)), dtype=np.float32)
         return self.predict_quality_from(x, vectors)
 
     def predict_quality_from(
