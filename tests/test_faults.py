@@ -297,3 +297,50 @@ async def test_serve_with_two_processes_on_one_sqlite_file(
     finally:
         await store.close()
     assert {trace_id for _, trace_id in results} <= {row[0] for row in rows}
+
+
+@needs_postgres
+async def test_a_drain_made_while_postgres_is_down_is_shared_when_it_returns(
+    make_config: Callable[..., PodiumConfig], fake_openai: FakeOpenAI
+) -> None:
+    schema = unique("podium_faults")
+    relay = await Forwarder(PG_HOST, PG_PORT).start()
+    config = make_config(
+        [worker("alpha", "openai", fake_openai.base_url)],
+        store={
+            "kind": "postgres",
+            "url": f"postgresql://postgres@127.0.0.1:{relay.port}/test",
+            "pg_schema": schema,
+            "sync_interval": 0.1,
+        },
+    )
+    podium = create_podium(config)
+    direct = PostgresStore(PG_URL, schema=schema, max_size=1)
+    try:
+        async with (
+            asyncio.timeout(90),
+            serve(podium.app) as url,
+            aiohttp.ClientSession() as session,
+        ):
+            async with session.get(f"{url}/admin/workers") as response:
+                assert response.status == 200  # admin checks have read the keys once
+            await relay.cut()
+            async with session.post(f"{url}/admin/workers/alpha/drain") as response:
+                assert response.status == 200  # applied here at once
+            await relay.restore()
+            await direct.open()
+
+            async def shared() -> bool:
+                rows = await direct.execute(
+                    "SELECT draining FROM podium_pool_state WHERE name = ?", ("alpha",)
+                )
+                return bool(rows) and rows[0][0] == 1
+
+            deadline = time.monotonic() + 30
+            while not await shared() and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.2)
+            assert await shared()
+    finally:
+        await direct.close()
+        await relay.aclose()
+        await drop_schema(schema)

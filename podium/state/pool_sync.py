@@ -70,10 +70,12 @@ class PoolSync:
         self.interval = interval
         self.origin = uuid.uuid4().hex[:12]
         self._known: dict[str, State] = {}  # as last written or applied here
+        self._unshared: set[str] = set()  # changed here while the store was unreachable
         self._versions: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._writes: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()  # one apply or publish at a time
+        self._closing = False
         self.applied = 0
         self.failures = 0
 
@@ -89,6 +91,7 @@ class PoolSync:
         async with self._lock:
             state = state_of(self.pool.get(name), self._known.get(name))
             if state is None or state == self._known.get(name):
+                self._unshared.discard(name)
                 return  # nothing new (or the echo of a change this replica just applied)
             try:
                 rows = await self.db.execute(
@@ -98,8 +101,10 @@ class PoolSync:
                 )  # fmt: skip
             except Exception as error:
                 self.failures += 1
-                log.warning("could not share the change to worker %s: %s", name, error)
+                self._unshared.add(name)  # shared by the sync loop once the store answers
+                log.warning("could not share the change to worker %s yet: %s", name, error)
                 return
+            self._unshared.discard(name)
             self._known[name] = state
             if rows:
                 self._versions[name] = int(rows[0][0])
@@ -107,7 +112,12 @@ class PoolSync:
     # -- the store -> this pool -----------------------------------------------------------------
 
     async def sync_once(self) -> int:
-        """Apply every row not yet seen here; returns how many were applied."""
+        """Share changes the store missed, then apply every row not yet seen here; returns
+        how many were applied."""
+        for name in list(self._unshared):
+            await self.publish(name)
+        if self._unshared:
+            raise ConnectionError("the store is still unreachable")
         rows = await self.db.execute(READ)
         applied = 0
         async with self._lock:
@@ -161,11 +171,14 @@ class PoolSync:
 
     async def _run(self) -> None:
         delay = 0.05  # the store may still be opening: retry soon at first
-        while True:
+        while not self._closing:
             try:
                 await self.sync_once()
                 delay = self.interval
             except Exception as error:
+                # The driver may turn a cancellation into its own error: closing decides.
+                if self._closing:
+                    return
                 self.failures += 1
                 log.debug("pool sync: store unavailable (%s)", type(error).__name__)
                 delay = min(self.interval, delay * 2)
@@ -174,10 +187,17 @@ class PoolSync:
     async def aclose(self) -> None:
         if self.changed in self.pool.listeners:
             self.pool.listeners.remove(self.changed)
-        if self._writes:
-            await asyncio.gather(*list(self._writes), return_exceptions=True)
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._writes:
+            # A store that is down must not hold up shutdown: a change not yet shared is
+            # applied on this replica only (logged), as it would be after a crash.
+            writes = list(self._writes)
+            _, late = await asyncio.wait(writes, timeout=2.0)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*writes, return_exceptions=True)
