@@ -21,7 +21,7 @@ import orjson
 
 from podium.store.dialect import StatementRecorder, to_pyformat
 from podium.store.migrations import MIGRATIONS, Migration
-from podium.store.traces import COLUMNS, JSON_COLUMNS, TraceRecord
+from podium.store.traces import COLUMNS, JSON_COLUMNS, TraceRecord, trace_listing
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection, AsyncCursor
@@ -230,21 +230,12 @@ class PostgresStore:
         worker: str | None = None,
         contract: str | None = None,
     ) -> list[TraceRecord]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        for column, value, op in (
-            ("created_at", since, ">="),
-            ("created_at", until, "<"),
-            ("caller", caller, "="),
-            ("worker", worker, "="),
-            ("contract", contract, "="),
-        ):
-            if value is not None:
-                clauses.append(f"{column} {op} ?")
-                params.append(value)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        params.append(max(1, min(limit, 10_000)))
-        rows = await self.execute(
-            f"SELECT * FROM traces {where} ORDER BY created_at DESC LIMIT ?", tuple(params)
+        sql, params = trace_listing(
+            limit=limit,
+            since=since,
+            until=until,
+            caller=caller,
+            worker=worker,
+            contract=contract,
         )
-        return [_record(row) for row in rows]
+        return [_record(row) for row in await self.execute(sql, params)]

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import orjson
 
 from podium.store.migrations import MIGRATIONS, Migration
-from podium.store.traces import COLUMNS, JSON_COLUMNS, TraceRecord
+from podium.store.traces import COLUMNS, JSON_COLUMNS, TraceRecord, trace_listing
 
 T = TypeVar("T")
 
@@ -152,21 +152,14 @@ class SQLiteStore:
         worker: str | None = None,
         contract: str | None = None,
     ) -> list[TraceRecord]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        for column, value, op in (
-            ("created_at", since, ">="),
-            ("created_at", until, "<"),
-            ("caller", caller, "="),
-            ("worker", worker, "="),
-            ("contract", contract, "="),
-        ):
-            if value is not None:
-                clauses.append(f"{column} {op} ?")
-                params.append(value)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT * FROM traces {where} ORDER BY created_at DESC LIMIT ?"
-        params.append(max(1, min(limit, 10_000)))
+        sql, params = trace_listing(
+            limit=limit,
+            since=since,
+            until=until,
+            caller=caller,
+            worker=worker,
+            contract=contract,
+        )
 
         def read(db: sqlite3.Connection) -> list[TraceRecord]:
             return [_record(row) for row in db.execute(sql, params)]

@@ -73,6 +73,34 @@ COLUMNS: tuple[str, ...] = (
 JSON_COLUMNS = frozenset({"steps", "candidates", "policy_actions"})
 
 
+def trace_listing(
+    *,
+    limit: int,
+    since: float | None = None,
+    until: float | None = None,
+    caller: str | None = None,
+    worker: str | None = None,
+    contract: str | None = None,
+) -> tuple[str, tuple[Any, ...]]:
+    """The parameterised query (``?`` placeholders) behind every store's ``list_traces``:
+    newest first, filtered, at most 10,000 rows."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, value, op in (
+        ("created_at", since, ">="),
+        ("created_at", until, "<"),
+        ("caller", caller, "="),
+        ("worker", worker, "="),
+        ("contract", contract, "="),
+    ):
+        if value is not None:
+            clauses.append(f"{column} {op} ?")
+            params.append(value)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    params.append(max(1, min(limit, 10_000)))
+    return f"SELECT * FROM traces {where} ORDER BY created_at DESC LIMIT ?", tuple(params)
+
+
 class TraceStore(Protocol):
     async def open(self) -> None: ...
 
