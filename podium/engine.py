@@ -12,6 +12,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from podium.errors import PodiumError, ProviderError
 from podium.types import (
@@ -27,6 +28,7 @@ from podium.types import (
 from podium.workers import Worker, WorkerPool, estimate_tokens
 
 Sleep = Callable[[float], Awaitable[None]]
+T = TypeVar("T")
 
 # Failures that move on to the next worker at once: the same worker would answer the same way
 # (its key refused, its model unknown upstream), so retrying it only adds latency.
@@ -95,108 +97,28 @@ class Engine:
             retryable=True,
         )
 
-    async def complete(
+    async def _first_success(
         self,
-        request: ChatRequest,
         workers: list[str],
         attempts: list[Attempt],
+        call: Callable[[Worker, Attempt, float], Awaitable[T]],
         *,
-        step: int = 0,
-        role: str = "answer",
-    ) -> tuple[Worker, ChatResponse]:
+        step: int,
+        role: str,
+    ) -> T:
+        """Try ``call`` on each worker in turn, retrying retryable failures with backoff while
+        the worker's breaker allows; the first success wins. A non-retryable error is the
+        caller's own and ends the search at once."""
         last: ProviderError | None = None
         for worker in self._candidates(workers, attempts):
             retry = 0
-            while True:
-                if not worker.breaker.allow():
-                    attempts.append(
-                        Attempt(
-                            worker.name,
-                            status="skipped",
-                            error="circuit open",
-                            step=step,
-                            role=role,
-                        )
-                    )
-                    break
+            while worker.breaker.allow():
                 attempt = Attempt(worker.name, step=step, role=role)
                 started = time.perf_counter()
                 worker.in_flight += 1
                 try:
-                    response = await worker.provider.complete(request)
+                    result = await call(worker, attempt, started)
                 except ProviderError as error:
-                    attempt.latency_ms = (time.perf_counter() - started) * 1000
-                    attempt.status, attempt.error, attempt.error_kind = (
-                        "error",
-                        error.message,
-                        error.kind,
-                    )
-                    attempts.append(attempt)
-                    if error.retryable:
-                        worker.breaker.record_failure()
-                    else:
-                        worker.breaker.record_success()  # the worker answered; the input was bad
-                        raise
-                    last = error
-                    delay = self._backoff(worker, retry, error)
-                    if delay is None:
-                        break
-                    retry += 1
-                    await self._sleep(delay)
-                    continue
-                except asyncio.CancelledError:
-                    abandon_probe(worker)
-                    raise
-                finally:
-                    worker.in_flight -= 1
-                worker.breaker.record_success()
-                attempt.latency_ms = (time.perf_counter() - started) * 1000
-                attempt.ttft_ms = attempt.latency_ms
-                if response.usage.total_tokens == 0:
-                    response.usage = Usage(
-                        estimate_tokens(request.prompt_text()), estimate_tokens(response.text)
-                    )
-                attempt.usage = response.usage
-                attempt.cost_usd = worker.cost(response.usage)
-                attempts.append(attempt)
-                return worker, response
-        raise self._exhausted(workers, last)
-
-    async def stream(
-        self,
-        request: ChatRequest,
-        workers: list[str],
-        attempts: list[Attempt],
-        *,
-        step: int = 0,
-        role: str = "answer",
-    ) -> MeteredStream:
-        """Open a stream on the first worker that produces a first event."""
-        last: ProviderError | None = None
-        for worker in self._candidates(workers, attempts):
-            retry = 0
-            while True:
-                if not worker.breaker.allow():
-                    attempts.append(
-                        Attempt(
-                            worker.name,
-                            status="skipped",
-                            error="circuit open",
-                            step=step,
-                            role=role,
-                        )
-                    )
-                    break
-                attempt = Attempt(worker.name, step=step, role=role)
-                started = time.perf_counter()
-                events = worker.provider.stream(request)
-                worker.in_flight += 1  # waiting for a first event is work in flight too
-                try:
-                    first: StreamEvent | None = await anext(events)
-                except StopAsyncIteration:
-                    first = None
-                except ProviderError as error:
-                    await events.aclose()
                     attempt.latency_ms = (time.perf_counter() - started) * 1000
                     attempt.status, attempt.error, attempt.error_kind = (
                         "error",
@@ -205,7 +127,7 @@ class Engine:
                     )
                     attempts.append(attempt)
                     if not error.retryable:
-                        worker.breaker.record_success()
+                        worker.breaker.record_success()  # the worker answered; the input was bad
                         raise
                     worker.breaker.record_failure()
                     last = error
@@ -217,14 +139,70 @@ class Engine:
                     continue
                 except BaseException:
                     abandon_probe(worker)
-                    await events.aclose()
                     raise
                 finally:
                     worker.in_flight -= 1
-                attempt.ttft_ms = (time.perf_counter() - started) * 1000
                 attempts.append(attempt)
-                return MeteredStream(worker, request, first, events, attempt, started)
+                return result
+            else:
+                attempts.append(
+                    Attempt(
+                        worker.name, status="skipped", error="circuit open", step=step, role=role
+                    )
+                )
         raise self._exhausted(workers, last)
+
+    async def complete(
+        self,
+        request: ChatRequest,
+        workers: list[str],
+        attempts: list[Attempt],
+        *,
+        step: int = 0,
+        role: str = "answer",
+    ) -> tuple[Worker, ChatResponse]:
+        async def call(
+            worker: Worker, attempt: Attempt, started: float
+        ) -> tuple[Worker, ChatResponse]:
+            response = await worker.provider.complete(request)
+            worker.breaker.record_success()
+            attempt.latency_ms = (time.perf_counter() - started) * 1000
+            attempt.ttft_ms = attempt.latency_ms
+            if response.usage.total_tokens == 0:
+                response.usage = Usage(
+                    estimate_tokens(request.prompt_text()), estimate_tokens(response.text)
+                )
+            attempt.usage = response.usage
+            attempt.cost_usd = worker.cost(response.usage)
+            return worker, response
+
+        return await self._first_success(workers, attempts, call, step=step, role=role)
+
+    async def stream(
+        self,
+        request: ChatRequest,
+        workers: list[str],
+        attempts: list[Attempt],
+        *,
+        step: int = 0,
+        role: str = "answer",
+    ) -> MeteredStream:
+        """Open a stream on the first worker that produces a first event. Waiting for that
+        first event counts as work in flight, so a drain waits for it too."""
+
+        async def call(worker: Worker, attempt: Attempt, started: float) -> MeteredStream:
+            events = worker.provider.stream(request)
+            try:
+                first: StreamEvent | None = await anext(events)
+            except StopAsyncIteration:
+                first = None
+            except BaseException:
+                await events.aclose()
+                raise
+            attempt.ttft_ms = (time.perf_counter() - started) * 1000
+            return MeteredStream(worker, request, first, events, attempt, started)
+
+        return await self._first_success(workers, attempts, call, step=step, role=role)
 
 
 def abandon_probe(worker: Worker) -> None:
