@@ -185,3 +185,39 @@ async def test_many_requests_then_shutdown_keeps_every_row(
         assert statuses == [200] * 150
         assert count_rows(database) == 0  # still buffered
     assert count_rows(database) == 150
+
+
+class SlowStore(CountingStore):
+    """A store that takes far longer per batch than a shutdown may wait."""
+
+    async def write_traces(self, records: list[TraceRecord]) -> None:
+        await asyncio.sleep(0.5)
+        await super().write_traces(records)
+
+
+async def test_a_backlog_larger_than_shutdown_allows_goes_to_the_spill_file(
+    tmp_path: Path,
+) -> None:
+    store = SlowStore(tmp_path / "p.db")
+    await store.open()
+    spill = tmp_path / "spill.jsonl"
+    recorder = TraceRecorder(
+        store, spill_path=spill, batch_size=10, flush_interval=3600, close_timeout=0.2
+    )
+    for index in range(100):
+        recorder.record(trace(f"t{index}"))
+    await recorder.close()
+    written = count_rows(tmp_path / "p.db")
+    spilled = len(spill.read_bytes().splitlines()) if spill.exists() else 0
+    assert written + spilled >= 100  # every trace is in the store or on disk, none lost
+    assert spilled > 0
+    await store.close()
+
+    # The next start writes what was spilled: all 100 rows, none twice.
+    store = CountingStore(tmp_path / "p.db")
+    await store.open()
+    recorder = TraceRecorder(store, spill_path=spill, batch_size=10, flush_interval=3600)
+    assert await recorder.flush()
+    assert count_rows(tmp_path / "p.db") == 100
+    assert not spill.exists()
+    await store.close()

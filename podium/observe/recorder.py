@@ -33,12 +33,14 @@ class TraceRecorder:
         batch_size: int = 256,
         flush_interval: float = 0.5,
         queue_limit: int = 100_000,
+        close_timeout: float = 5.0,
     ) -> None:
         self.store = store
         self.spill_path = spill_path
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.queue_limit = queue_limit
+        self.close_timeout = close_timeout
         self._buffer: deque[TraceRecord] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -143,5 +145,12 @@ class TraceRecorder:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if not await self.flush():
+        try:
+            # A backlog larger than the store can take before the process is stopped goes to
+            # the spill file, which is fast, rather than being lost with the process.
+            async with asyncio.timeout(self.close_timeout):
+                flushed = await self.flush()
+        except TimeoutError:
+            flushed = False
+        if not flushed:
             self._spill(len(self._buffer))  # nothing lost: written at the next start
