@@ -152,10 +152,16 @@ async def test_a_budget_holds_exactly_across_replicas(cluster: Cluster) -> None:
     # What was really spent (settled by both replicas) stays within the budget.
     from redis.asyncio import Redis
 
+    # Settlement runs after each answer has gone out, so give the replicas a moment.
     redis = Redis.from_url(REDIS_URL, decode_responses=True)
+    spent = 0
     try:
-        keys = [k async for k in redis.scan_iter(match=f"*budget:{{{key_id}}}:*:spent")]
-        spent = sum([int(await redis.get(k) or 0) for k in keys])
+        for _ in range(100):
+            keys = [k async for k in redis.scan_iter(match=f"*budget:{{{key_id}}}:*:spent")]
+            spent = sum([int(await redis.get(k) or 0) for k in keys])
+            if spent > 0:
+                break
+            await asyncio.sleep(0.1)
     finally:
         await redis.aclose()
     assert 0 < spent <= 0.10 * 1e9
