@@ -212,6 +212,9 @@ async def test_every_strategy_over_http_with_usage_from_traces_and_resume(
     s = result["strategies"]
     assert s["single:strong"]["accuracy"] == 0.75  # "B" is right for 3 of 4 (not for 42)
     assert s["single:cheap"]["accuracy"] == 0.0 and s["single:cheap"]["unparsed"] == 4
+    stored = [json.loads(x) for x in (options.out / "results.jsonl").read_text().splitlines()]
+    cheap = [r for r in stored if r["strategy"] == "single:cheap" and r["task"] == "choice"]
+    assert {r["detail"] for r in cheap} == {"no choice could be read"}
     assert s["single:mid"]["accuracy"] == 0.0
     # MoA: cheap, mid and strong propose, strong synthesises: four calls, read from the trace
     assert s["moa"]["calls_per_question"] == 4
@@ -264,6 +267,8 @@ async def test_a_worker_that_fails_times_out_or_talks_nonsense_is_recorded(
     errors = {r["strategy"]: r["error"] for r in records}
     assert errors["single:mid"].startswith("timeout")
     assert errors["single:cheap"].startswith("http 4")
+    details = {r["strategy"]: r["detail"] for r in records}
+    assert details["single:strong"] is None
 
 
 async def test_feedback_loop_trains_the_router_from_traces(

@@ -81,6 +81,7 @@ class Record:
     correct: bool
     parsed: bool
     extracted: str | None = None
+    detail: str | None = None  # why an answer scored 0 (unreadable, a failing test, killed)
     answer: str | None = None
     error: str | None = None  # transport/HTTP failure, timeout, or scoring failure
     latency_ms: float = 0.0
@@ -344,8 +345,7 @@ async def run_jobs(
                 score = await score_answer(job.question, text, code_timeout)
                 record.correct, record.parsed = score.correct, score.parsed
                 record.extracted = score.extracted
-                if score.detail and not score.correct and job.question.kind == "code":
-                    record.error = record.error or None
+                record.detail = score.detail
             except Exception as error:  # a scorer bug must not stop the run
                 record.error = f"scoring failed: {type(error).__name__}: {error}"
         if record.trace_id:
