@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from podium.errors import ProviderError, provider_error_from_status
 from podium.providers.base import ProviderContext, ProviderRegistry
-from podium.providers.http import Upstream, sse_data
+from podium.providers.http import Upstream, sse_json
 from podium.types import (
     ChatRequest,
     ChatResponse,
@@ -411,16 +411,7 @@ class AnthropicProvider:
         payload, json_mode = self._payload(request, stream=True)
         decoder = StreamDecoder(self.worker, json_mode)
         async with self.upstream.open_stream("/v1/messages", payload) as lines:
-            async for data in sse_data(lines):
-                try:
-                    event = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    raise ProviderError(
-                        "upstream",
-                        f"worker {self.worker!r} sent a malformed stream event",
-                        retryable=True,
-                        worker=self.worker,
-                    ) from None
+            async for event in sse_json(lines, self.worker):
                 if not isinstance(event, dict):
                     continue
                 for item in decoder.decode(event):

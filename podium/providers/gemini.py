@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from podium.errors import ProviderError, provider_error_from_status
 from podium.providers.base import ProviderContext, ProviderRegistry
-from podium.providers.http import Upstream, sse_data
+from podium.providers.http import Upstream, sse_json
 from podium.types import (
     ChatRequest,
     ChatResponse,
@@ -424,16 +424,7 @@ class GeminiProvider:
         decoder = StreamDecoder(self.worker)
         path = f"/models/{self.model}:streamGenerateContent?alt=sse"
         async with self.upstream.open_stream(path, self._payload(request)) as lines:
-            async for data in sse_data(lines):
-                try:
-                    chunk = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    raise ProviderError(
-                        "upstream",
-                        f"worker {self.worker!r} sent a malformed stream event",
-                        retryable=True,
-                        worker=self.worker,
-                    ) from None
+            async for chunk in sse_json(lines, self.worker):
                 if isinstance(chunk, dict):
                     for event in decoder.decode(chunk):
                         yield event

@@ -266,3 +266,21 @@ async def sse_data(lines: Lines) -> AsyncIterator[bytes]:
             buffer.append(line[5:].lstrip(b" "))
     if buffer:
         yield b"\n".join(buffer)
+
+
+async def sse_json(lines: Lines, worker: str) -> AsyncIterator[Any]:
+    """The JSON payloads of a server-sent event stream. ``[DONE]`` (OpenAI's end marker) ends
+    it; a payload that is not JSON is the upstream's failure, and may succeed elsewhere."""
+    async for data in sse_data(lines):
+        if data == b"[DONE]":
+            return
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise ProviderError(
+                "upstream",
+                f"worker {worker!r} sent a malformed stream event",
+                retryable=True,
+                worker=worker,
+            ) from None
+        yield payload

@@ -7,12 +7,11 @@ import time
 import uuid
 from typing import Any, Literal
 
-import orjson
 from pydantic import BaseModel, ConfigDict
 
 from podium.errors import ProviderError
 from podium.providers.base import ProviderContext, ProviderRegistry
-from podium.providers.http import Upstream, sse_data
+from podium.providers.http import Upstream, sse_json
 from podium.types import (
     ChatRequest,
     ChatResponse,
@@ -236,18 +235,7 @@ class OpenAIProvider:
     async def stream(self, request: ChatRequest) -> EventStream:
         payload = encode_request(request, self.model, self.options, stream=True)
         async with self.upstream.open_stream("/chat/completions", payload) as lines:
-            async for data in sse_data(lines):
-                if data == b"[DONE]":
-                    return
-                try:
-                    chunk = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    raise ProviderError(
-                        "upstream",
-                        f"worker {self.worker!r} sent a malformed stream event",
-                        retryable=True,
-                        worker=self.worker,
-                    ) from None
+            async for chunk in sse_json(lines, self.worker):
                 if isinstance(chunk, dict) and "error" in chunk:
                     raise ProviderError(
                         "upstream",
