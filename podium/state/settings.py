@@ -12,10 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field
 class RedisSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    # None: circuit-breaker state stays in each process (the zero-set-up default).
+    # None: circuit-breaker state and session affinity stay in each process (the zero-set-up
+    # default).
     url: str | None = None
     prefix: str = Field("podium:", min_length=1, max_length=64)
     timeout: float = Field(0.25, gt=0)  # seconds for one Redis call
     # Share circuit-breaker openings and closings between replicas: one replica seeing a worker
     # fail opens its circuit everywhere, so the others stop sending it traffic too.
     breakers: bool = True
+    # Share session affinity (routing.affinity): a conversation keeps its worker whichever
+    # process or replica answers its next turn.
+    sessions: bool = True
