@@ -1,14 +1,19 @@
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
-from podium.routing.affinity import AffinityHook, SessionMap, session_id, session_key
+from podium.routing.affinity import AffinityHook, LocalSessions, session_id, session_key
+from podium.state.redis_sessions import RedisSessions
 from podium.testing.openai_fake import FakeOpenAI
 from tests.conftest import worker
 from tests.routing_helpers import POOL, ask
+from tests.shared_servers import REDIS_URL, drop_redis_prefix, free_port, needs_redis, unique
 
 # A pool where the semantic router sends code to the 1.5B and chat to the 135M worker, so a
 # conversation that starts with code and turns to chat shows whether affinity holds it.
@@ -28,25 +33,25 @@ def pool_workers(fake: FakeOpenAI, **extra: Any) -> list[dict[str, Any]]:
     return [worker(name, "openai", fake.base_url, profile=cleared, **extra) for name in POOL]
 
 
-def test_the_session_map_is_bounded_and_forgets_the_least_recent() -> None:
-    sessions = SessionMap(max_sessions=3, ttl=60)
+async def test_the_session_map_is_bounded_and_forgets_the_least_recent() -> None:
+    sessions = LocalSessions(max_sessions=3, ttl=60)
     for index in range(5):
-        sessions.put(f"s{index}", "w")
+        await sessions.put(f"s{index}", "w")
     assert len(sessions) == 3
-    assert sessions.get("s0") is None and sessions.get("s4") == "w"
-    sessions.get("s2")  # touched: now the most recent
-    sessions.put("s5", "w")
-    assert sessions.get("s2") == "w" and sessions.get("s3") is None
+    assert await sessions.get("s0") is None and await sessions.get("s4") == "w"
+    await sessions.get("s2")  # touched: now the most recent
+    await sessions.put("s5", "w")
+    assert await sessions.get("s2") == "w" and await sessions.get("s3") is None
 
 
-def test_sessions_expire() -> None:
+async def test_sessions_expire() -> None:
     now = [0.0]
-    sessions = SessionMap(max_sessions=10, ttl=5, clock=lambda: now[0])
-    sessions.put("s", "w")
+    sessions = LocalSessions(max_sessions=10, ttl=5, clock=lambda: now[0])
+    await sessions.put("s", "w")
     now[0] = 4.0
-    assert sessions.get("s") == "w"
+    assert await sessions.get("s") == "w"
     now[0] = 10.0
-    assert sessions.get("s") is None and len(sessions) == 0
+    assert await sessions.get("s") is None and len(sessions) == 0
 
 
 def test_every_turn_of_a_conversation_has_the_same_session() -> None:
@@ -143,7 +148,7 @@ async def test_a_failing_worker_does_not_hold_its_session(
             talk = [{"role": "user", "content": "Write a Python function that parses JSON"}]
             await _turn(client, talk)
             await podium.gateway.drain_background()
-            assert hook.sessions.get(key) == POOL[2]
+            assert await hook.sessions.get(key) == POOL[2]
 
             # The sticky worker fails; a fallback answers and the session follows it.
             fake_openai.behaviour.fail(503, "overloaded", times=1)
@@ -151,7 +156,7 @@ async def test_a_failing_worker_does_not_hold_its_session(
             worker_name, route = await _turn(client, talk)
             await podium.gateway.drain_background()
             assert route == "affinity" and worker_name != POOL[2]
-            assert hook.sessions.get(key) == worker_name
+            assert await hook.sessions.get(key) == worker_name
 
             # Every worker fails: the turn fails and the session is forgotten.
             fake_openai.behaviour.fail(503, "overloaded", times=len(POOL))
@@ -159,4 +164,108 @@ async def test_a_failing_worker_does_not_hold_its_session(
             with pytest.raises(openai.APIStatusError):
                 await client.chat.completions.create(model="podium/auto", messages=talk)  # type: ignore[arg-type]
             await podium.gateway.drain_background()
-            assert hook.sessions.get(key) is None
+            assert await hook.sessions.get(key) is None
+
+
+# -- shared through Redis: several gateways (processes, replicas) keep one map ----------------
+
+
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[str]:
+    prefix = unique("podium_sessions") + ":"
+    yield prefix
+    await drop_redis_prefix(prefix)
+
+
+def shared(prefix: str, url: str = REDIS_URL, **extra: Any) -> dict[str, Any]:
+    return {"url": url, "prefix": prefix, **extra}
+
+
+@needs_redis
+async def test_two_gateways_sharing_redis_keep_a_conversation_on_one_worker(
+    gateway: Any, fake_openai: FakeOpenAI, redis_prefix: str
+) -> None:
+    workers = pool_workers(fake_openai)
+    redis = shared(redis_prefix)
+    async with (
+        gateway(workers, routing=ROUTING, redis=redis) as first,
+        gateway(workers, routing=ROUTING, redis=redis) as second,
+        openai.AsyncOpenAI(base_url=first.v1, api_key="unused") as one,
+        openai.AsyncOpenAI(base_url=second.v1, api_key="unused") as other,
+    ):
+        talk = [{"role": "user", "content": "Write a Python function that parses JSON"}]
+        assert await _turn(one, talk) == (POOL[2], "semantic:code")
+        await first.podium.gateway.drain_background()
+        # The next turn lands on the other gateway: chat, but the session holds there too.
+        talk.append({"role": "user", "content": "hey, how are you today?"})
+        assert await _turn(other, talk) == (POOL[2], "affinity")
+        await second.podium.gateway.drain_background()
+        # A rule on the second moves the session; the first follows the move.
+        talk.append({"role": "user", "content": "continue"})
+        assert await _turn(other, talk, extra_headers={"x-escalate": "1"}) == (
+            POOL[1],
+            "rules:escalate",
+        )
+        await second.podium.gateway.drain_background()
+        talk.append({"role": "user", "content": "and then?"})
+        assert await _turn(one, talk) == (POOL[1], "affinity")
+        # A new conversation on either routes afresh.
+        fresh = [{"role": "user", "content": "hey, how are you today?"}]
+        assert await _turn(other, fresh) == (POOL[0], "semantic:chat")
+
+
+@needs_redis
+async def test_shared_sessions_expire_and_stay_bounded(redis_prefix: str) -> None:
+    from redis.asyncio import Redis
+
+    sessions = RedisSessions(REDIS_URL, max_sessions=3, ttl=1.0, prefix=redis_prefix)
+    client = Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        for index in range(5):
+            await sessions.put(f"caller\x1fs{index}", "w")
+        # Bounded: the two least recent were evicted, the rest are kept.
+        assert [await sessions.get(f"caller\x1fs{i}") for i in range(5)] == [
+            None, None, "w", "w", "w",
+        ]  # fmt: skip
+        keys = [key async for key in client.scan_iter(match=f"{redis_prefix}*")]
+        assert len(keys) == 4  # three sessions and the index, all under the deployment's prefix
+        assert await client.zcard(sessions.index) == 3
+        # Each session key carries the TTL, and disappears after it.
+        ttl_ms = await client.pttl(sessions.base + sessions._member("caller\x1fs4"))
+        assert 0 < ttl_ms <= 1000
+        for _ in range(100):
+            if await sessions.get("caller\x1fs4") is None:
+                break
+            await asyncio.sleep(0.05)
+        assert await sessions.get("caller\x1fs4") is None
+        # A forgotten session is gone at once.
+        await sessions.put("caller\x1fs9", "w")
+        await sessions.forget("caller\x1fs9")
+        assert await sessions.get("caller\x1fs9") is None
+    finally:
+        await client.aclose()
+        await sessions.aclose()
+
+
+async def test_redis_down_routes_without_affinity_and_says_why(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    closed = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    workers = pool_workers(fake_openai)
+    redis = shared("podium-down:", closed, timeout=0.1)
+    async with (
+        gateway(workers, routing=ROUTING, redis=redis) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="unused", max_retries=0) as client,
+        httpx.AsyncClient(base_url=running.v1) as http,
+    ):
+        talk = [{"role": "user", "content": "Write a Python function that parses JSON"}]
+        assert await _turn(client, talk) == (POOL[2], "semantic:code")
+        await running.podium.gateway.drain_background()
+        talk.append({"role": "user", "content": "hey, how are you today?"})
+        assert await _turn(client, talk) == (POOL[0], "semantic:chat")  # served, not held
+        response = await http.post("/route", json={"model": "podium/auto", "messages": talk})
+    decision = response.json()["decision"]
+    assert response.status_code == 200 and decision["route"] == "semantic:chat"
+    assert "router 'affinity' failed" in decision["reason"]
+    assert "Redis unreachable" in decision["reason"]
+    assert "routing without affinity" in decision["reason"]

@@ -12,6 +12,11 @@ The session key is, in order: ``RequestContext.session_id``, the ``x-podium-sess
 ``metadata.session_id`` (or ``session`` / ``conversation_id``), else a hash of the caller, the
 ``user`` field and the conversation's opening (system messages and the first user message),
 which every later turn of the same conversation repeats.
+
+Where the map lives is a :class:`SessionMap`: :class:`LocalSessions` keeps it in the process (the
+zero-set-up default); with ``redis.url`` set (and ``redis.sessions``), every process and replica
+shares one map in Redis (:class:`~podium.state.redis_sessions.RedisSessions`), so a turn keeps
+its worker whichever replica the load balancer picks.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from podium.context import RequestContext
 from podium.hooks import Hook
@@ -31,12 +36,28 @@ from podium.store.traces import TraceRecord
 from podium.types import ChatRequest
 from podium.workflow import Workflow
 
+if TYPE_CHECKING:
+    from podium.app import Podium
+
 METADATA_KEYS = ("session_id", "session", "conversation_id")
 OPENING_CHARS = 4096  # how much of the opening the hash reads
 
 
-class SessionMap:
-    """session key -> worker, least recently used first out, entries expire after ``ttl``."""
+class SessionMap(Protocol):
+    """session key -> the worker holding that session."""
+
+    async def get(self, key: str) -> str | None: ...
+
+    async def put(self, key: str, worker: str) -> None: ...
+
+    async def forget(self, key: str) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class LocalSessions:
+    """In this process: least recently used first out, entries expire ``ttl`` seconds after
+    the turn that wrote them."""
 
     def __init__(
         self, max_sessions: int, ttl: float, clock: Callable[[], float] = time.monotonic
@@ -49,7 +70,7 @@ class SessionMap:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: str) -> str | None:
+    async def get(self, key: str) -> str | None:
         entry = self._entries.get(key)
         if entry is None:
             return None
@@ -60,14 +81,17 @@ class SessionMap:
         self._entries.move_to_end(key)
         return worker
 
-    def put(self, key: str, worker: str) -> None:
+    async def put(self, key: str, worker: str) -> None:
         self._entries[key] = (worker, self._clock())
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_sessions:
             self._entries.popitem(last=False)
 
-    def forget(self, key: str) -> None:
+    async def forget(self, key: str) -> None:
         self._entries.pop(key, None)
+
+    async def aclose(self) -> None:
+        self._entries.clear()
 
 
 def session_id(request: ChatRequest, headers: dict[str, str], header: str) -> str:
@@ -106,12 +130,15 @@ class AffinityRouter:
             return None
         session = context.session_id or session_id(request, context.headers, self.config.header)
         key = session_key(context.caller.key_id, session)
-        worker = self.sessions.get(key)
+        # A shared map that cannot be read raises: the chain records why on the decision and
+        # the routers after this one choose (routing without affinity).
+        worker = await self.sessions.get(key)
         if worker is None:
             return None  # a new conversation: the routers after this one choose
         eligible = [w.name for w in context.eligible]
         if worker not in eligible:
-            self.sessions.forget(key)  # policy moved it: the next router chooses afresh
+            # Policy moved it: the next router chooses afresh, and the worker that answers
+            # this turn holds the session from then on (the hook writes it).
             return None
         return Decision(
             workflow=Workflow.single(worker, fallbacks=[w for w in eligible if w != worker]),
@@ -143,9 +170,25 @@ class AffinityHook(Hook):
             return
         key = session_key(context.caller.key_id, context.session_id)
         if trace.status == "ok" and trace.worker:
-            self.sessions.put(key, trace.worker)
+            await self.sessions.put(key, trace.worker)
         else:
-            self.sessions.forget(key)  # a failed turn frees the session to move
+            await self.sessions.forget(key)  # a failed turn frees the session to move
+
+
+def session_map(config: AffinityConfig, parts: RouterParts) -> SessionMap:
+    """Shared through Redis when ``redis.url`` is set and ``redis.sessions`` is on."""
+    redis = parts.config.redis
+    if redis.url is not None and redis.sessions:
+        from podium.state.redis_sessions import RedisSessions
+
+        return RedisSessions(
+            redis.url,
+            max_sessions=config.max_sessions,
+            ttl=config.ttl_seconds,
+            prefix=redis.prefix,
+            timeout=redis.timeout,
+        )
+    return LocalSessions(config.max_sessions, config.ttl_seconds)
 
 
 def build_affinity(section: Any, parts: RouterParts) -> AffinityRouter:
@@ -156,10 +199,22 @@ def build_affinity(section: Any, parts: RouterParts) -> AffinityRouter:
             {k: v for k, v in (section or {}).items() if k != "type"}
         )
     )
-    sessions = SessionMap(config.max_sessions, config.ttl_seconds)
+    sessions = session_map(config, parts)
     parts.hooks.append(AffinityHook(sessions, config))
     return AffinityRouter(sessions, config)
 
 
 def register_routers(registry: RouterRegistry) -> None:
     registry.register("affinity", build_affinity)
+
+
+def register_app(podium: Podium) -> None:
+    maps = [hook.sessions for hook in podium.hooks if isinstance(hook, AffinityHook)]
+
+    async def close() -> None:
+        await podium.gateway.drain_background()  # finish hooks still writing their sessions
+        for sessions in maps:
+            await sessions.aclose()
+
+    if maps:
+        podium.app.on_shutdown.append(close)
