@@ -70,6 +70,7 @@ def serve(
     port = port if port is not None else config.server.port
     processes = processes or config.server.workers
     os.environ["PODIUM_HOST"], os.environ["PODIUM_PORT"] = host, str(port)
+    os.environ["PODIUM_SERVER_WORKERS"] = str(processes)
     names = ", ".join(worker.name for worker in config.workers)
     if processes > 1 and config.access.limits.backend == "memory":
         click.echo(

@@ -224,7 +224,8 @@ def parse_config(data: dict[str, Any], source: str = "configuration") -> PodiumC
 
 def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> PodiumConfig:
     """Read ``path`` (or ``$PODIUM_CONFIG``, or ``./podium.yaml`` when present), then apply
-    ``PODIUM_HOST``, ``PODIUM_PORT`` and ``PODIUM_DATA_DIR`` from the environment."""
+    ``PODIUM_HOST``, ``PODIUM_PORT``, ``PODIUM_SERVER_WORKERS`` and ``PODIUM_DATA_DIR`` from the
+    environment."""
     env = dict(os.environ if env is None else env)
     chosen = path or env.get("PODIUM_CONFIG")
     data: dict[str, Any] = {}
@@ -250,6 +251,8 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         server["host"] = env["PODIUM_HOST"]
     if "PODIUM_PORT" in env:
         server["port"] = env["PODIUM_PORT"]
+    if "PODIUM_SERVER_WORKERS" in env:  # set by podium serve --workers for its processes
+        server["workers"] = env["PODIUM_SERVER_WORKERS"]
     if server:
         data["server"] = server
     if "PODIUM_DATA_DIR" in env:

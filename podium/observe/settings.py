@@ -27,6 +27,10 @@ class MetricsConfig(_Strict):
     enabled: bool = True
     path: str = "/metrics"
     max_label_values: int = Field(50, ge=1)  # per label; later values are counted as "other"
+    # Sum the series of every server process on this machine (podium serve --workers N) through
+    # snapshots in <data_dir>/metrics; None: when server.workers is more than one.
+    shared: bool | None = None
+    snapshot_interval: float = Field(5.0, gt=0)  # seconds between a process's snapshots
 
 
 class OTelConfig(_Strict):
