@@ -91,6 +91,9 @@ def serve(
         http="httptools",
         lifespan="on",
         timeout_graceful_shutdown=30,
+        # A process still starting on a busy machine (loading models) can miss uvicorn's 5 s
+        # health ping; the default would kill and restart it, over and over.
+        timeout_worker_healthcheck=60,
         timeout_keep_alive=config.server.keep_alive,
         limit_concurrency=config.server.max_connections,
     )
