@@ -29,17 +29,32 @@ MODEL_RESOURCE = "policy/injection.npz"
 
 @dataclass(frozen=True, slots=True)
 class Signal:
-    """One heuristic family: a compiled pattern and how strongly a match suggests an attack."""
+    """One heuristic family: a compiled pattern, how strongly a match suggests an attack, and
+    the lower-case words of which every match contains at least one. Looking for those words
+    first costs a few microseconds per KB; the pattern itself (alternations after a word
+    boundary, which the regex engine cannot skip ahead for) costs tens, so it runs only on
+    text that has one of them."""
 
     name: str
     pattern: re.Pattern[str]
     weight: float
+    needs: tuple[str, ...]
+
+    def search(self, lowered: str) -> bool:
+        for word in self.needs:
+            if word in lowered:
+                return self.pattern.search(lowered) is not None
+        return False
 
 
 def _rx(pattern: str) -> re.Pattern[str]:
     # Matched against lower-cased text: cheaper than IGNORECASE. The patterns use only
     # lower-case escapes (\b, \s, \d), so lower-casing them keeps their meaning.
     return re.compile(pattern.lower(), re.DOTALL)
+
+
+def _words(needs: str) -> tuple[str, ...]:
+    return tuple(needs.split("|"))
 
 
 # Phrases from the well-known attack families. Each is written to need the attack's framing,
@@ -53,6 +68,7 @@ SIGNALS: tuple[Signal, ...] = (
             r"rules|directives|guidelines|restrictions|programming|policies|polic(y|ies))\b"
         ),
         0.9,
+        _words("ignore|disregard|forget|override|bypass|skip"),
     ),
     Signal(
         "dan_family",
@@ -62,6 +78,10 @@ SIGNALS: tuple[Signal, ...] = (
             r"\bDUDE\b.{0,60}\banything\b|\bevil confidant\b|\bAIM\b.{0,80}machiavellian"
         ),
         0.9,
+        _words(
+            "do anything now|dan|developer mode|jailbr|strive to avoid norms|dude|evil confidant|"
+            "machiavellian"
+        ),
     ),
     Signal(
         "unrestricted_persona",
@@ -74,6 +94,7 @@ SIGNALS: tuple[Signal, ...] = (
             r"uncensored|amoral|unrestricted|unethical|without morals)\b"
         ),
         0.7,
+        _words("ethical|moral|content|safety|openai|restrict|filter|censor"),
     ),
     Signal(
         "system_prompt_extraction",
@@ -87,6 +108,9 @@ SIGNALS: tuple[Signal, ...] = (
             r"\bmy instructions are:|\binitiali[sz]ation string\b|\bsystemprompt\b"
         ),
         0.8,
+        _words(
+            "prompt|instruction|message|configuration|rules|directives|above|before|ation string"
+        ),
     ),
     Signal(
         "system_prompt_extraction",
@@ -104,6 +128,10 @@ SIGNALS: tuple[Signal, ...] = (
             r"\b(given|told) (to you )?(initially|at the (beginning|start))\b"
         ),
         0.8,
+        _words(
+            "given|told|instruct|system |repeat |supposed|allowed|permitted|opposite|reverse|"
+            "negation|prompt|directive"
+        ),
     ),
     Signal(
         "authority_framing",
@@ -112,6 +140,7 @@ SIGNALS: tuple[Signal, ...] = (
             r"access)\b|\byou are now in\b.{0,30}\bmode\b"
         ),
         0.6,
+        _words("override|mode|access"),
     ),
 )
 
@@ -161,23 +190,30 @@ def _dotless(text: str) -> bool:
 def encoded_payload(text: str) -> bool:
     """A base64 run that decodes to mostly printable text: a way to slip instructions past a
     keyword screen."""
-    for match in _BASE64.finditer(text):
-        blob = match.group(0)
-        if len(blob) < 24 or blob.isalpha() or blob.isdigit():
-            continue
-        try:
-            decoded = base64.b64decode(blob + "=" * (-len(blob) % 4), validate=True)
-        except (binascii.Error, ValueError):
-            continue
-        printable = sum(32 <= byte < 127 or byte in (9, 10, 13) for byte in decoded)
-        if decoded and printable / len(decoded) > 0.9:
+    # A run of 24 base64 characters lies inside one whitespace-free token.
+    for token in text.split():
+        if len(token) >= 24 and any(_printable_base64(m.group(0)) for m in _BASE64.finditer(token)):
             return True
     return False
 
 
+def _printable_base64(blob: str) -> bool:
+    if len(blob) < 24 or blob.isalpha() or blob.isdigit():
+        return False
+    try:
+        decoded = base64.b64decode(blob + "=" * (-len(blob) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    printable = sum(32 <= byte < 127 or byte in (9, 10, 13) for byte in decoded)
+    return bool(decoded) and printable / len(decoded) > 0.9
+
+
 _ODD_SYMBOLS = frozenset("[]{}()!`|\\*=<>~^_%$#@+")
 _FUSED_SYMBOLS = frozenset("[]{}!`|\\*~^%$#@")
+_DROP_ODD_SYMBOLS = {ord(symbol): None for symbol in _ODD_SYMBOLS}
 _GLUED = re.compile(r"[a-z]{2}[A-Z][a-z]")
+# Every match of _GLUED contains one of this; starting at the rare capital, the scan is fast.
+_GLUED_HINT = re.compile(r"[A-Z](?<=[a-z]{2}[A-Z])[a-z]")
 _LABEL = re.compile(r"[(\[]\w{1,3}[)\]][.:,]?")
 
 
@@ -201,7 +237,9 @@ def gibberish_score(text: str) -> float:
     letters. 0 for ordinary prose, towards 1 for GCG-style token soup."""
     text = text[-4000:]
     # Fast exit: too few odd symbols and glued words anywhere for any window to score.
-    suspects = sum(text.count(symbol) for symbol in _ODD_SYMBOLS) + len(_GLUED.findall(text))
+    suspects = len(text) - len(text.translate(_DROP_ODD_SYMBOLS))
+    if suspects < 5 and _GLUED_HINT.search(text) is not None:
+        suspects += len(_GLUED.findall(text))
     if suspects < 5:
         return 0.0
     tokens = _TOKEN.findall(text)
@@ -289,16 +327,20 @@ class InjectionScreen:
         verdict = Verdict(score=0.0)
         if not text:
             return verdict
-        normalised = unicodedata.normalize("NFKC", _INVISIBLE.sub("", text))
+        # ASCII text has no invisible characters, homoglyphs or dotless letters, and NFKC
+        # leaves it as it is: the common case skips all three.
+        ascii_only = text.isascii()
+        visible = text if ascii_only else _INVISIBLE.sub("", text)
+        normalised = visible if ascii_only else unicodedata.normalize("NFKC", visible)
         lowered = normalised.lower()
         for signal in SIGNALS:
-            if signal.pattern.search(lowered):
+            if signal.search(lowered):
                 verdict.signals.append(signal.name)
                 verdict.score = max(verdict.score, signal.weight)
-        if _INVISIBLE.search(text):
+        if len(visible) != len(text):
             verdict.signals.append("invisible_characters")
             verdict.score = max(verdict.score, 0.7)
-        if homoglyph_words(text) or _dotless(text):
+        if not ascii_only and (homoglyph_words(text) or _dotless(text)):
             verdict.signals.append("homoglyph_smuggling")
             verdict.score = max(verdict.score, 0.8)
         if encoded_payload(text):
