@@ -3,7 +3,10 @@ breaker state and the trace writer's queue depth."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,8 +14,10 @@ import openai
 import pytest
 
 from podium.observe.metrics import LabelCap, MetricsHook, Registry
+from podium.observe.metrics_shared import SharedMetrics
 from podium.testing.openai_fake import FakeOpenAI
 from tests.conftest import worker
+from tests.shared_servers import Replica
 from tests.test_commands_traces import trace
 
 
@@ -91,3 +96,135 @@ async def test_metrics_can_be_turned_off(gateway: Any, fake_openai: FakeOpenAI) 
     ):
         response = await http.get("/metrics")
     assert response.status_code == 404
+
+
+# -- several server processes on one machine: one /metrics -----------------------------------
+
+SHARED = {"metrics": {"shared": True, "snapshot_interval": 0.05}}
+
+
+async def scrape(url: str) -> str:
+    # A fresh connection each time, so that behind one port any process may answer.
+    async with httpx.AsyncClient(
+        base_url=url, limits=httpx.Limits(max_keepalive_connections=0)
+    ) as http:
+        response = await http.get("/metrics")
+    assert response.status_code == 200
+    return response.text
+
+
+async def requests_counted(url: str, expected: float, seen: list[float]) -> bool:
+    """Scrape until the merged request count reaches ``expected``; ``seen`` keeps every value."""
+    for _ in range(200):
+        seen.append(sample(await scrape(url), "podium_requests_total", status="ok"))
+        if seen[-1] >= expected:
+            return seen[-1] == expected
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def ask(url: str, count: int) -> None:
+    async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client:
+        for _ in range(count):
+            await client.chat.completions.create(
+                model="alpha", messages=[{"role": "user", "content": "hi"}]
+            )
+
+
+async def test_processes_sharing_a_data_dir_answer_the_sum_of_their_counts(
+    gateway: Any, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    workers = [worker("alpha", "openai", fake_openai.base_url)]
+    async with gateway(workers, observe=SHARED) as second:
+        async with gateway(workers, observe=SHARED) as first:
+            await ask(first.url, 3)
+            await ask(second.url, 2)
+            for running in (first, second):
+                await running.podium.gateway.drain_background()
+            seen: list[float] = []
+            # Either process answers for both: 3 + 2, whichever is scraped.
+            assert await requests_counted(first.url, 5, seen)
+            assert await requests_counted(second.url, 5, seen)
+            text = await scrape(first.url)
+            assert sample(text, "podium_server_processes") == 2
+            # Gauges add up over the live processes: one closed breaker each.
+            assert sample(text, "podium_circuit_breaker_state", state="closed") == 2
+            assert sample(text, "podium_request_duration_seconds_count", worker="alpha") == 5
+        # The first process has stopped: its counts stay (folded into the retired file), its
+        # gauges go, and the sum never goes backwards.
+        text = await scrape(second.url)
+        assert sample(text, "podium_requests_total", status="ok") == 5
+        assert sample(text, "podium_server_processes") == 1
+        assert sample(text, "podium_circuit_breaker_state", state="closed") == 1
+        await ask(second.url, 1)
+        await second.podium.gateway.drain_background()
+        assert sample(await scrape(second.url), "podium_requests_total", status="ok") == 6
+    assert seen == sorted(seen)  # never backwards
+    files = sorted(p.name for p in (tmp_path / "data" / "metrics").iterdir())
+    assert files == ["directory.lck", "retired.json"]  # both folded, nothing left behind
+
+
+async def test_a_killed_process_keeps_its_last_snapshot(tmp_path: Path) -> None:
+    directory = tmp_path / "metrics"
+    dead, alive = Registry(), Registry()
+    for registry in (dead, alive):
+        MetricsHook(registry, LabelCap(5))
+    killed = SharedMetrics(dead, directory, interval=60)
+    survivor = SharedMetrics(alive, directory, interval=60)
+    await killed.start()
+    await survivor.start()
+    try:
+        for index in range(4):
+            MetricsHook(dead, LabelCap(5)).count(trace(f"d{index}", 0.0, "small"))
+        assert sample(await killed.render(), "podium_requests_total") == 4  # writes its file
+        MetricsHook(alive, LabelCap(5)).count(trace("a", 0.0, "small"))
+        # Killed without a chance to clean up: the kernel drops its lock, the file stays.
+        assert killed._timer is not None and killed._lock is not None
+        killed._timer.cancel()
+        os.close(killed._lock)
+        killed._lock = None
+        first = await survivor.render()
+        assert sample(first, "podium_requests_total") == 5
+        assert sample(first, "podium_server_processes") == 1
+        assert sample(await survivor.render(), "podium_requests_total") == 5  # folded once only
+        assert not list(directory.glob(f"{killed.id}.*"))
+    finally:
+        await survivor.aclose()
+    # Everything ended up in the retired counts: a process started later still sees it.
+    later = SharedMetrics(Registry(), directory, interval=60)
+    MetricsHook(later.registry, LabelCap(5))
+    await later.start()
+    try:
+        assert sample(await later.render(), "podium_requests_total") == 5
+    finally:
+        await later.aclose()
+
+
+async def test_podium_serve_with_two_processes_answers_their_sum(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    config = {
+        "data_dir": str(tmp_path / "data"),
+        "workers": [worker("alpha", "openai", fake_openai.base_url)],
+        "observe": {"metrics": {"snapshot_interval": 0.1}},  # shared: on, as --workers 2
+    }
+    replica = Replica(config, tmp_path, processes=2)
+    await replica.start(wait=120)  # two processes starting at once on a busy machine
+    try:
+        # A connection per request, so both processes take requests.
+        for _ in range(20):
+            async with httpx.AsyncClient(base_url=replica.url) as http:
+                response = await http.post(
+                    "/v1/chat/completions",
+                    json={"model": "alpha", "messages": [{"role": "user", "content": "hi"}]},
+                )
+            assert response.status_code == 200
+        seen: list[float] = []
+        assert await requests_counted(replica.url, 20, seen), seen
+        for _ in range(10):  # whichever process answers, the same total
+            text = await scrape(replica.url)
+            seen.append(sample(text, "podium_requests_total", status="ok"))
+            assert sample(text, "podium_server_processes") == 2
+        assert seen == sorted(seen) and seen[-1] == 20
+    finally:
+        await replica.stop()

@@ -71,6 +71,16 @@ def _number(value: float) -> str:
     return repr(float(value)) if not float(value).is_integer() else str(int(value))
 
 
+@dataclass(slots=True)
+class Snapshot:
+    """Every series of a registry at one moment. Counters include collected samples of metrics
+    declared as counters; gauges are the rest of the collected samples."""
+
+    counters: dict[str, dict[Labels, float]] = field(default_factory=dict)
+    histograms: dict[str, dict[Labels, Histogram]] = field(default_factory=dict)
+    gauges: dict[str, dict[Labels, float]] = field(default_factory=dict)
+
+
 class Registry:
     """Counters, gauges and histograms keyed by name and label set."""
 
@@ -94,31 +104,51 @@ class Registry:
             histogram = series[labels] = Histogram(LATENCY_BUCKETS)
         histogram.observe(value)
 
-    def render(self) -> str:
-        lines: list[str] = []
-        gauges: dict[str, list[tuple[Labels, float]]] = {}
+    def snapshot(self) -> Snapshot:
+        """A copy, safe to hand to another thread while requests go on counting."""
+        snapshot = Snapshot(
+            counters={name: dict(series) for name, series in self.counters.items()},
+            histograms={
+                name: {
+                    labels: Histogram(h.bounds, list(h.counts), h.total, h.count)
+                    for labels, h in series.items()
+                }
+                for name, series in self.histograms.items()
+            },
+        )
         for collect in self.collectors:
             for name, labels, value in collect():
-                gauges.setdefault(name, []).append((labels, value))
-        for name, (kind, text) in self.help.items():
-            lines.append(f"# HELP {name} {text}")
-            lines.append(f"# TYPE {name} {kind}")
-            for labels, value in sorted(self.counters.get(name, {}).items()):
-                lines.append(f"{name}{_labels(labels)} {_number(value)}")
-            for labels, value in gauges.get(name, []):
-                lines.append(f"{name}{_labels(labels)} {_number(value)}")
-            for labels, histogram in sorted(self.histograms.get(name, {}).items()):
-                running = 0
-                for bound, count in zip(
-                    (*histogram.bounds, float("inf")), histogram.counts, strict=True
-                ):
-                    running += count
-                    le = "+Inf" if bound == float("inf") else _number(bound)
-                    bucket = _labels(labels, 'le="' + le + '"')
-                    lines.append(f"{name}_bucket{bucket} {running}")
-                lines.append(f"{name}_sum{_labels(labels)} {_number(histogram.total)}")
-                lines.append(f"{name}_count{_labels(labels)} {histogram.count}")
-        return "\n".join(lines) + "\n"
+                kind = self.help.get(name, ("gauge", ""))[0]
+                target = snapshot.counters if kind == "counter" else snapshot.gauges
+                target.setdefault(name, {})[labels] = value
+        return snapshot
+
+    def render(self) -> str:
+        return render(self.help, self.snapshot())
+
+
+def render(declared: dict[str, tuple[str, str]], snapshot: Snapshot) -> str:
+    """The Prometheus text exposition of the ``declared`` metrics (name -> type, help)."""
+    lines: list[str] = []
+    for name, (kind, text) in declared.items():
+        lines.append(f"# HELP {name} {text}")
+        lines.append(f"# TYPE {name} {kind}")
+        for labels, value in sorted(snapshot.counters.get(name, {}).items()):
+            lines.append(f"{name}{_labels(labels)} {_number(value)}")
+        for labels, value in snapshot.gauges.get(name, {}).items():
+            lines.append(f"{name}{_labels(labels)} {_number(value)}")
+        for labels, histogram in sorted(snapshot.histograms.get(name, {}).items()):
+            running = 0
+            for bound, count in zip(
+                (*histogram.bounds, float("inf")), histogram.counts, strict=True
+            ):
+                running += count
+                le = "+Inf" if bound == float("inf") else _number(bound)
+                bucket = _labels(labels, 'le="' + le + '"')
+                lines.append(f"{name}_bucket{bucket} {running}")
+            lines.append(f"{name}_sum{_labels(labels)} {_number(histogram.total)}")
+            lines.append(f"{name}_count{_labels(labels)} {histogram.count}")
+    return "\n".join(lines) + "\n"
 
 
 class MetricsHook(Hook):

@@ -73,10 +73,14 @@ def register_app(podium: Podium) -> None:
         podium.hooks.append(MetricsHook(registry, LabelCap(config.metrics.max_label_values)))
         _gauges(podium, registry, feedback)
         from podium.api.http import Response
+        from podium.observe.metrics_shared import exposition_for
+
+        exposition = exposition_for(podium, registry)  # this process, or all on this machine
 
         async def metrics(_: Any) -> Response:
             return Response(
-                registry.render().encode(), media_type="text/plain; version=0.0.4; charset=utf-8"
+                (await exposition.render()).encode(),
+                media_type="text/plain; version=0.0.4; charset=utf-8",
             )
 
         podium.app.route("GET", config.metrics.path, metrics, podium.app.fallback_errors)
