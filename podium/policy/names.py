@@ -15,7 +15,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -199,20 +199,21 @@ def is_candidate(word: str, previous_label: str, previous_word: str) -> bool:
 
 
 def features(
-    tokens: list[Token],
+    words: Sequence[str],
     index: int,
     previous: str,
     previous2: str,
     common: frozenset[str] = frozenset(),
 ) -> list[str]:
-    """``common``: words usually written in lower case in ordinary text; a capitalised one
-    ("Given", "Solve") is more likely a sentence start than a name."""
-    word = tokens[index].text
+    """The features of ``words[index]`` (the tokens' texts). ``common``: words usually written
+    in lower case in ordinary text; a capitalised one ("Given", "Solve") is more likely a
+    sentence start than a name."""
+    word = words[index]
     lower = word.lower()
-    before = tokens[index - 1].text if index > 0 else "<s>"
-    before2 = tokens[index - 2].text if index > 1 else "<s>"
-    after = tokens[index + 1].text if index + 1 < len(tokens) else "</s>"
-    after2 = tokens[index + 2].text if index + 2 < len(tokens) else "</s>"
+    before = words[index - 1] if index > 0 else "<s>"
+    before2 = words[index - 2] if index > 1 else "<s>"
+    after = words[index + 1] if index + 1 < len(words) else "</s>"
+    after2 = words[index + 2] if index + 2 < len(words) else "</s>"
     word_shape = shape(word)
     start = before in BOUNDARY or index == 0
     usual = lower in common
@@ -272,22 +273,36 @@ class NameTagger:
         scores = (s0, s1, s2, s3, s4)
         return LABELS[scores.index(max(scores))]
 
-    def labels(self, tokens: list[Token]) -> list[str]:
+    def labels(self, words: Sequence[str]) -> list[str]:
+        """One label per token text. Most tokens are not candidates and never reach the model;
+        the cheap cases of :func:`is_candidate` are inlined here, the tagger's hot loop."""
         out: list[str] = []
         previous = previous2 = "O"
-        for index, token in enumerate(tokens):
-            before = tokens[index - 1].text if index else ""
-            if is_candidate(token.text, previous, before):
-                label = self.predict(features(tokens, index, previous, previous2, self.common))
+        for index, word in enumerate(words):
+            if previous == "O":
+                first = word[0]
+                if first.isascii() and first.islower():
+                    candidate = index > 0 and words[index - 1].lower() in TRIGGERS
+                elif first.isascii() and not first.isalnum():
+                    candidate = False
+                else:
+                    candidate = is_candidate(word, previous, words[index - 1] if index else "")
             else:
-                label = "O"
+                candidate = True
+            label = (
+                self.predict(features(words, index, previous, previous2, self.common))
+                if candidate
+                else "O"
+            )
             out.append(label)
             previous2, previous = previous, label
         return out
 
     def inspect(self, text: str) -> list[Finding]:
-        tokens = tokenize(text)
-        return list(spans(tokens, self.labels(tokens)))
+        labels = self.labels(TOKEN.findall(text))
+        if not any(label in EMITTED for label in labels):
+            return []  # the common case: no token offsets needed
+        return list(spans(tokenize(text), labels))
 
 
 def spans(tokens: list[Token], labels: list[str]) -> Iterator[Finding]:

@@ -237,18 +237,19 @@ def train(
     for record in records:
         tokens = tokenize(record["full_text"])
         if tokens:
-            examples.append((tokens, [LABELS.index(x) for x in gold_labels(record, tokens)]))
+            truth = [LABELS.index(x) for x in gold_labels(record, tokens)]
+            examples.append(([token.text for token in tokens], truth))
     rng = random.Random(seed)
     for _ in range(epochs):
         rng.shuffle(examples)
-        for tokens, truth in examples:
+        for words, truth in examples:
             previous = previous2 = "O"
-            for index, token in enumerate(tokens):
-                before = tokens[index - 1].text if index else ""
-                if not is_candidate(token.text, previous, before):
+            for index, word in enumerate(words):
+                before = words[index - 1] if index else ""
+                if not is_candidate(word, previous, before):
                     label = "O"
                 else:
-                    feats = features(tokens, index, previous, previous2, common)
+                    feats = features(words, index, previous, previous2, common)
                     guess = model.predict(feats)
                     model.update(feats, truth[index], guess)
                     label = LABELS[guess]
