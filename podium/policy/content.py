@@ -21,6 +21,7 @@ from podium.policy.content_settings import ContentPolicySettings, InjectionActio
 from podium.policy.detect import PiiDetector
 from podium.policy.findings import Finding
 from podium.policy.guard import InjectionScreen
+from podium.policy.memo import TextMemo
 from podium.policy.redact import Vault, pseudonymise_request, restore_events, restore_response
 from podium.types import ChatRequest, ChatResponse, EventStream
 from podium.workers import WorkerPool
@@ -68,6 +69,10 @@ class DataPolicyHook(Hook):
         self.pool = pool
         self.detector = detector or PiiDetector(settings.pii.engines, types=settings.pii.types)
         self.audit = audit
+        self.memo = TextMemo(self._findings, settings.screen_cache)
+
+    def _findings(self, text: str) -> tuple[Finding, ...]:
+        return tuple(self.detector.inspect(text))
 
     def _declared(self, context: RequestContext) -> list[str]:
         declared: list[str] = []
@@ -100,7 +105,7 @@ class DataPolicyHook(Hook):
         def inspect(text: str) -> list[Finding]:
             cached = memo.get(text)
             if cached is None:
-                cached = memo[text] = self.detector.inspect(text)
+                cached = memo[text] = list(self.memo(text))
             return cached
 
         findings: list[Finding] = []
@@ -179,6 +184,8 @@ class InjectionHook(Hook):
         self.settings = settings.injection
         self.screen = screen
         self.audit = audit
+        # Verdicts are shared between requests with the same text: read them, never change.
+        self.verdict = TextMemo(screen.verdict, settings.screen_cache)
 
     def action(self, context: RequestContext) -> InjectionAction:
         chosen = context.caller.metadata.get("injection")
@@ -194,7 +201,7 @@ class InjectionHook(Hook):
         untrusted = "\n".join(
             message.text() for message in request.messages if message.role in ("user", "tool")
         )
-        verdict = self.screen.verdict(untrusted[-self.settings.max_chars :])
+        verdict = self.verdict(untrusted[-self.settings.max_chars :])
         if not verdict.flagged:
             return
         signals = ",".join(verdict.signals)

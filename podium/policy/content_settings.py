@@ -107,6 +107,9 @@ class ContentPolicySettings(_Strict):
     pii: PiiSettings = Field(default_factory=PiiSettings)
     injection: InjectionSettings = Field(default_factory=InjectionSettings)
     cost: CostGuardSettings = Field(default_factory=CostGuardSettings)
+    # Texts whose screening results (PII findings, injection verdicts) are remembered per
+    # process: clients resend the system prompt and the history every turn. 0 turns it off.
+    screen_cache: int = Field(4096, ge=0)
 
     @model_validator(mode="after")
     def _classes_known(self) -> ContentPolicySettings:
