@@ -10,25 +10,28 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Generic, TypeVar, cast
 
 from podium.errors import PodiumError, ProviderError
+from podium.providers.base import RelayingProvider
 from podium.types import (
     ChatRequest,
     ChatResponse,
-    EventStream,
     StreamEvent,
     TextDelta,
     ToolCallDelta,
     Usage,
     UsageReport,
+    WireItem,
+    WireUsage,
 )
 from podium.workers import Worker, WorkerPool, estimate_tokens
 
 Sleep = Callable[[float], Awaitable[None]]
 T = TypeVar("T")
+Item = TypeVar("Item")
 
 # Failures that move on to the next worker at once: the same worker would answer the same way
 # (its key refused, its model unknown upstream), so retrying it only adds latency.
@@ -186,19 +189,24 @@ class Engine:
         *,
         step: int = 0,
         role: str = "answer",
-    ) -> MeteredStream:
+        relay: str | None = None,
+    ) -> MeteredStream | MeteredRelay:
         """Open a stream on the first worker that produces a first event. Waiting for that
-        first event counts as work in flight, so a drain waits for it too."""
+        first event counts as work in flight, so a drain waits for it too. ``relay`` names the
+        caller's wire format when its stream may be relayed as the provider's own bytes: a
+        worker whose provider speaks that format relays (a :class:`MeteredRelay`)."""
 
-        async def call(worker: Worker, attempt: Attempt, started: float) -> MeteredStream:
-            events = worker.provider.stream(request)
-            try:
-                first: StreamEvent | None = await anext(events)
-            except StopAsyncIteration:
-                first = None
-            except BaseException:
-                await events.aclose()
-                raise
+        async def call(
+            worker: Worker, attempt: Attempt, started: float
+        ) -> MeteredStream | MeteredRelay:
+            provider = worker.provider
+            if relay is not None and getattr(provider, "wire", None) == relay:
+                items = cast(RelayingProvider, provider).relay(request)
+                first_item = await _first(items)
+                attempt.ttft_ms = (time.perf_counter() - started) * 1000
+                return MeteredRelay(worker, request, first_item, items, attempt, started)
+            events = provider.stream(request)
+            first = await _first(events)
             attempt.ttft_ms = (time.perf_counter() - started) * 1000
             return MeteredStream(worker, request, first, events, attempt, started)
 
@@ -213,7 +221,17 @@ def abandon_probe(worker: Worker) -> None:
         worker.breaker.record_failure()
 
 
-class MeteredStream:
+async def _first(items: AsyncGenerator[Item, None]) -> Item | None:
+    try:
+        return await anext(items)
+    except StopAsyncIteration:
+        return None
+    except BaseException:
+        await items.aclose()
+        raise
+
+
+class Metered(Generic[Item]):
     """A started stream that counts what passes through it and settles its attempt at the end
     (usage, cost, latency, outcome), whether it finishes, fails or is cancelled."""
 
@@ -221,8 +239,8 @@ class MeteredStream:
         self,
         worker: Worker,
         request: ChatRequest,
-        first: StreamEvent | None,
-        rest: EventStream,
+        first: Item | None,
+        rest: AsyncGenerator[Item, None],
         attempt: Attempt,
         started: float,
     ) -> None:
@@ -237,22 +255,24 @@ class MeteredStream:
         self.finished = False
         worker.in_flight += 1
 
-    def _observe(self, event: StreamEvent) -> None:
-        if isinstance(event, TextDelta):
-            self.text_chars += len(event.text)
-        elif isinstance(event, ToolCallDelta):
-            self.text_chars += len(event.arguments)
-        elif isinstance(event, UsageReport):
-            self.usage = event.usage
+    def _observe(self, item: object) -> None:
+        kind = type(item)
+        if kind is TextDelta:
+            self.text_chars += len(cast(TextDelta, item).text)
+        elif kind is ToolCallDelta:
+            self.text_chars += len(cast(ToolCallDelta, item).arguments)
+        elif kind is UsageReport or kind is WireUsage:
+            self.usage = cast(UsageReport | WireUsage, item).usage
 
-    async def events(self) -> EventStream:
+    async def events(self) -> AsyncGenerator[Item, None]:
+        observe = self._observe
         try:
             if self._first is not None:
-                self._observe(self._first)
+                observe(self._first)
                 yield self._first
-            async for event in self._rest:
-                self._observe(event)
-                yield event
+            async for item in self._rest:
+                observe(item)
+                yield item
             self.worker.breaker.record_success()
             self.finished = True
         except ProviderError as error:
@@ -274,10 +294,18 @@ class MeteredStream:
             self.worker.in_flight -= 1
         usage = self.usage
         if usage is None or usage.total_tokens == 0:
-            usage = Usage(
-                estimate_tokens(self._request.prompt_text()),
-                (self.text_chars + 3) // 4,
-            )
+            usage = Usage(0, (self.text_chars + 3) // 4)
+        if usage.input_tokens == 0:  # the upstream did not say: estimate the prompt's side
+            prompt = estimate_tokens(self._request.prompt_text())
+            usage = Usage(prompt, usage.output_tokens, usage.cached_input_tokens)
         self.attempt.usage = usage
         self.attempt.cost_usd = self.worker.cost(usage)
         self.attempt.latency_ms = (time.perf_counter() - self._started) * 1000
+
+
+class MeteredStream(Metered[StreamEvent]):
+    """A stream of canonical events."""
+
+
+class MeteredRelay(Metered[WireItem]):
+    """A relayed stream: the provider's own bytes, and its usage (see :class:`WireUsage`)."""

@@ -12,7 +12,7 @@ import re
 import time
 from dataclasses import dataclass, field, replace
 
-from podium.engine import Attempt, Engine, MeteredStream
+from podium.engine import Attempt, Engine, MeteredRelay, MeteredStream
 from podium.types import (
     ChatRequest,
     ChatResponse,
@@ -176,7 +176,11 @@ class WorkflowExecutor:
         run.outputs.append(StepOutput(index, worker.name, workflow.steps[-1].role, response.text))
         return response
 
-    async def stream(self, request: ChatRequest, workflow: Workflow, run: Run) -> MeteredStream:
+    async def stream(
+        self, request: ChatRequest, workflow: Workflow, run: Run, *, relay: str | None = None
+    ) -> MeteredStream | MeteredRelay:
+        """The last step's stream, started. ``relay``: see :meth:`Engine.stream` (a cascade's
+        accepted draft is replayed as events, never relayed)."""
         await self._run_steps(request, workflow, run)
         index = len(workflow.steps) - 1
         draft = self._accept(workflow, run)
@@ -191,7 +195,12 @@ class WorkflowExecutor:
                 return ReplayStream(worker, request, first, events, attempt, time.perf_counter())
         final_request, workers = self._last(request, workflow, run)
         return await self.engine.stream(
-            final_request, workers, run.attempts, step=index, role=workflow.steps[-1].role
+            final_request,
+            workers,
+            run.attempts,
+            step=index,
+            role=workflow.steps[-1].role,
+            relay=relay,
         )
 
 

@@ -6,19 +6,30 @@ import asyncio
 import operator
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, fields
+from typing import TypeVar
 
 from podium.config import WorkerConfig
 from podium.context import RequestContext
-from podium.engine import Attempt, MeteredStream
+from podium.engine import Attempt, MeteredRelay, MeteredStream
 from podium.errors import PodiumError
 from podium.executor import Run, WorkflowExecutor
 from podium.hooks import Hook
 from podium.routing.base import Candidate, Decision, RouteContext, Router
 from podium.routing.chain import decide
 from podium.store.traces import TraceRecord
-from podium.types import ChatRequest, ChatResponse, EventStream, StreamEvent, Usage
+from podium.types import (
+    ChatRequest,
+    ChatResponse,
+    EventStream,
+    StreamEvent,
+    TextDelta,
+    Usage,
+    WireItem,
+)
 from podium.workers import WorkerPool
 from podium.workflow import WorkflowError
+
+Item = TypeVar("Item")
 
 
 @dataclass(slots=True)
@@ -30,6 +41,7 @@ class Outcome:
     worker: str
     response: ChatResponse | None = None
     stream: AsyncIterator[StreamEvent] | None = None
+    relay: AsyncIterator[WireItem] | None = None  # a stream relayed in the caller's wire format
 
     def headers(self, context: RequestContext) -> dict[str, str]:
         headers = {
@@ -150,17 +162,21 @@ class Gateway:
 
     # -- the path -------------------------------------------------------------------------------
 
-    async def admit(self, request: ChatRequest, context: RequestContext) -> ChatRequest:
-        stages = self.stages
+    async def admit(
+        self, request: ChatRequest, context: RequestContext, stages: Stages | None = None
+    ) -> ChatRequest:
+        stages = stages or self.stages
         for hook in stages.admit:
             await hook.admit(request, context)
         for hook in stages.transform_request:
             request = await hook.transform_request(request, context)
         return request
 
-    def eligible(self, request: ChatRequest, context: RequestContext) -> list[WorkerConfig]:
+    def eligible(
+        self, request: ChatRequest, context: RequestContext, stages: Stages | None = None
+    ) -> list[WorkerConfig]:
         workers = [worker.config for worker in self.pool.serving()]
-        for hook in self.stages.eligible:
+        for hook in (stages or self.stages).eligible:
             workers = hook.eligible(workers, request, context)
         return workers
 
@@ -192,28 +208,27 @@ class Gateway:
             default_worker=self.default_worker,
         )
 
-    async def handle(self, request: ChatRequest, context: RequestContext) -> Outcome:
-        """Admit, route and start answering. Streams come back started (first event in hand)."""
+    async def handle(
+        self, request: ChatRequest, context: RequestContext, *, relay: str | None = None
+    ) -> Outcome:
+        """Admit, route and start answering. Streams come back started (first event in hand).
+        ``relay`` names the caller's wire format when its ingress can pass a provider's own
+        stream bytes on (see :class:`podium.providers.base.RelayingProvider`)."""
         decision: Decision | None = None
         run = Run()
+        stages = self.stages
         try:
-            request = await self.admit(request, context)
-            eligible = self.eligible(request, context)
+            request = await self.admit(request, context, stages)
+            eligible = self.eligible(request, context, stages)
             decision = await self.route(request, context, list(eligible))
             run.attempts.extend(decision.attempts)  # a planner's call is part of the cost
-            for hook in self.stages.decided:
+            for hook in stages.decided:
                 await hook.decided(request, decision, context)
             enforce_clearance(decision, eligible)
             if request.stream:
-                metered = await self.executor.stream(request, decision.workflow, run)
-                return Outcome(
-                    decision=decision,
-                    run=run,
-                    worker=metered.worker.name,
-                    stream=self._finish_stream(metered, request, decision, run, context),
-                )
+                return await self._stream(request, decision, run, context, stages, relay)
             response = await self.executor.complete(request, decision.workflow, run)
-            for hook in self.stages.transform_response:
+            for hook in stages.transform_response:
                 response = hook.transform_response(response, context)
             self._finish(request, decision, run, context, status=200, response=response)
             return Outcome(decision=decision, run=run, worker=response.model, response=response)
@@ -221,24 +236,55 @@ class Gateway:
             self._finish(request, decision, run, context, status=error.status, error=error)
             raise
 
-    async def _finish_stream(
+    async def _stream(
         self,
-        metered: MeteredStream,
         request: ChatRequest,
         decision: Decision,
         run: Run,
         context: RequestContext,
-    ) -> AsyncIterator[StreamEvent]:
+        stages: Stages,
+        relay: str | None,
+    ) -> Outcome:
+        # Relaying is chosen once, here: only when no hook would change an event (each hook
+        # hands back the stream it is given when it has nothing to do) and no content is kept.
+        if relay is not None and (
+            self.capture_content or not _untouched(stages.transform_events, context)
+        ):
+            relay = None
+        metered = await self.executor.stream(request, decision.workflow, run, relay=relay)
+        outcome = Outcome(decision=decision, run=run, worker=metered.worker.name)
+        if isinstance(metered, MeteredRelay):
+            outcome.relay = self._recorded(
+                metered.events(), metered, request, decision, run, context
+            )
+            return outcome
         events: EventStream = metered.events()
-        for hook in self.stages.transform_events:
+        for hook in stages.transform_events:
             events = hook.transform_events(events, context)
+        outcome.stream = self._recorded(events, metered, request, decision, run, context)
+        return outcome
+
+    async def _recorded(
+        self,
+        items: AsyncIterator[Item],
+        metered: MeteredStream | MeteredRelay,
+        request: ChatRequest,
+        decision: Decision,
+        run: Run,
+        context: RequestContext,
+    ) -> AsyncIterator[Item]:
+        """The stream, passed on; its trace is written when it ends, however it ends."""
         error: PodiumError | None = None
-        text: list[str] = []
+        text: list[str] | None = [] if self.capture_content else None
         try:
-            async for event in events:
-                if self.capture_content and hasattr(event, "text"):
-                    text.append(event.text)
-                yield event
+            if text is None:
+                async for item in items:
+                    yield item
+            else:
+                async for item in items:
+                    if isinstance(item, TextDelta):
+                        text.append(item.text)
+                    yield item
         except PodiumError as failure:
             error = failure
             raise
@@ -255,7 +301,7 @@ class Gateway:
                 context,
                 status=status,
                 error=error,
-                answer="".join(text) if self.capture_content else None,
+                answer="".join(text) if text is not None else None,
             )
 
     # -- recording -------------------------------------------------------------------------------
@@ -346,6 +392,18 @@ class Gateway:
     async def drain_background(self) -> None:
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
+
+
+async def _probe() -> EventStream:
+    nothing: tuple[StreamEvent, ...] = ()
+    for event in nothing:
+        yield event
+
+
+def _untouched(hooks: list[Hook], context: RequestContext) -> bool:
+    """Would every one of ``hooks`` hand the stream back unchanged for this request?"""
+    probe = _probe()
+    return all(hook.transform_events(probe, context) is probe for hook in hooks)
 
 
 _CANDIDATE_FIELDS = tuple(field.name for field in fields(Candidate))

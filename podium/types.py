@@ -178,6 +178,26 @@ StreamEvent: TypeAlias = TextDelta | ToolCallDelta | Finish | UsageReport
 EventStream: TypeAlias = AsyncGenerator[StreamEvent, None]
 
 
+# -- relayed streams ---------------------------------------------------------------------------
+# When the caller speaks the provider's own wire format and nothing needs to change the events,
+# the provider's stream bytes pass through as they arrive (whole events, any number a chunk).
+# The only decoded item is the usage the provider reported, kept for the end of the stream,
+# where the ingress re-emits it with the cost once the call is settled.
+
+
+@dataclass(slots=True)
+class WireUsage:
+    """Usage in a relayed stream: the figures, and the provider's own usage event (None when
+    the provider sent none and the figures are Podium's estimate)."""
+
+    usage: Usage
+    event: JSONObject | None = None
+
+
+WireItem: TypeAlias = bytes | WireUsage
+WireStream: TypeAlias = AsyncGenerator[WireItem, None]
+
+
 async def collect(events: EventStream, *, id: str, model: str) -> ChatResponse:
     """Fold a stream of events into the response it adds up to."""
     text: list[str] = []

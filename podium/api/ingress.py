@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from podium.api.http import AnyResponse, Request, Response, StreamResponse
 from podium.context import RequestContext
 from podium.errors import PodiumError
 from podium.gateway import Gateway, Outcome
-from podium.types import ChatRequest, ChatResponse, StreamEvent
+from podium.types import ChatRequest, ChatResponse, StreamEvent, WireItem
 
 # Fields that would let a caller choose the upstream host or credential. Podium refuses them
 # outright rather than ignoring them, so a client that relies on them learns at once.
@@ -86,6 +86,23 @@ class Ingress(Protocol):
     def render_error(self, error: PodiumError) -> Response: ...
 
 
+@runtime_checkable
+class RelayIngress(Ingress, Protocol):
+    """An ingress that can pass on a provider's stream in its own wire format (``wire``)."""
+
+    wire: str
+
+    def relay_stream(
+        self,
+        items: AsyncIterator[WireItem],
+        request: ChatRequest,
+        outcome: Outcome,
+        context: RequestContext,
+    ) -> AsyncIterator[bytes]:
+        """The relayed bytes, then what the ingress adds at the end (usage with the cost, the
+        end marker); a PodiumError mid-stream becomes the format's error event."""
+
+
 def chat_handler(
     ingress: Ingress,
     gateway: Gateway,
@@ -95,6 +112,9 @@ def chat_handler(
         lambda name, headers: RequestContext(ingress=name, headers=headers)
     ),
 ) -> Callable[[Request], Any]:
+    relay = ingress if isinstance(ingress, RelayIngress) else None
+    wire = relay.wire if relay is not None else None
+
     async def handle(http: Request) -> AnyResponse:
         body = await http.json(max_body_bytes)
         if not isinstance(body, dict):
@@ -103,7 +123,7 @@ def chat_handler(
         request = ingress.parse(body, http.headers)
         context = context_factory(ingress.name, http.headers)
         try:
-            outcome = await gateway.handle(request, context)
+            outcome = await gateway.handle(request, context, relay=wire)
         except PodiumError as error:
             response = ingress.render_error(error)
             response.headers.setdefault("x-podium-trace-id", context.trace_id)
@@ -111,9 +131,11 @@ def chat_handler(
         headers = outcome.headers(context)
         if outcome.response is not None:
             return Response(ingress.encode_response(outcome.response, outcome), 200, headers)
-        assert outcome.stream is not None
-        return StreamResponse(
-            ingress.encode_stream(outcome.stream, request, outcome, context), 200, headers
-        )
+        if outcome.relay is not None and relay is not None:
+            chunks = relay.relay_stream(outcome.relay, request, outcome, context)
+        else:
+            assert outcome.stream is not None
+            chunks = ingress.encode_stream(outcome.stream, request, outcome, context)
+        return StreamResponse(chunks, 200, headers)
 
     return handle

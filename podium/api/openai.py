@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -30,6 +30,8 @@ from podium.types import (
     ToolChoice,
     Usage,
     UsageReport,
+    WireItem,
+    WireUsage,
 )
 
 
@@ -347,8 +349,42 @@ def _tool_calls(calls: list[ToolCall]) -> list[dict[str, Any]]:
     ]
 
 
+DONE = b"data: [DONE]\n\n"
+
+
+def _chunk_head(outcome: Outcome, context: RequestContext) -> bytes:
+    return orjson.dumps(
+        {
+            "id": f"chatcmpl-{context.trace_id}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": outcome.worker,
+            "system_fingerprint": None,
+        }
+    )
+
+
+def _usage_chunk(head: bytes, usage: Usage, cost: float) -> bytes:
+    body = _usage(usage)
+    body["cost_usd"] = cost
+    return b"data: " + head[:-1] + b',"choices":[],"usage":' + orjson.dumps(body) + b"}\n\n"
+
+
+def _tool_call_delta(event: ToolCallDelta) -> dict[str, Any]:
+    call: dict[str, Any] = {"index": event.index}
+    if event.id is not None:
+        call["id"] = event.id
+        call["type"] = "function"
+    function: dict[str, Any] = {"arguments": event.arguments}
+    if event.name is not None:
+        function["name"] = event.name
+    call["function"] = function
+    return {"tool_calls": [call]}
+
+
 class OpenAIIngress:
     name = "openai"
+    wire = "openai"  # a stream from an OpenAI-compatible worker is relayed as it comes
 
     def parse(self, body: Any, headers: dict[str, str]) -> ChatRequest:
         try:
@@ -400,60 +436,73 @@ class OpenAIIngress:
         outcome: Outcome,
         context: RequestContext,
     ) -> AsyncIterator[bytes]:
-        head = {
-            "id": f"chatcmpl-{context.trace_id}",
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": outcome.worker,
-            "system_fingerprint": None,
-        }
+        head = _chunk_head(outcome, context)
+        # Every chunk is the same head and choice around its delta: the bytes around it are
+        # made once per stream, so a chunk costs one small encode.
+        before = b"data: " + head[:-1] + b',"choices":[{"index":0,"delta":'
+        between = b',"logprobs":null,"finish_reason":'
+        after = b"}]}\n\n"
+        pending = between + b"null" + after
 
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            return (
-                b"data: "
-                + orjson.dumps(
-                    {
-                        **head,
-                        "choices": [
-                            {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-                        ],
-                    }
-                )
-                + b"\n\n"
-            )
-
-        yield chunk({"role": "assistant", "content": ""})
+        yield before + b'{"role":"assistant","content":""}' + pending
         usage: Usage | None = None
         finish: str | None = None
         try:
             async for event in events:
-                if isinstance(event, TextDelta):
-                    yield chunk({"content": event.text})
-                elif isinstance(event, ToolCallDelta):
-                    call: dict[str, Any] = {"index": event.index}
-                    if event.id is not None:
-                        call["id"] = event.id
-                        call["type"] = "function"
-                    function: dict[str, Any] = {"arguments": event.arguments}
-                    if event.name is not None:
-                        function["name"] = event.name
-                    call["function"] = function
-                    yield chunk({"tool_calls": [call]})
-                elif isinstance(event, Finish):
-                    finish = event.reason
-                elif isinstance(event, UsageReport):
-                    usage = event.usage
+                kind = type(event)
+                if kind is TextDelta:
+                    text = cast(TextDelta, event).text
+                    yield before + b'{"content":' + orjson.dumps(text) + b"}" + pending
+                elif kind is ToolCallDelta:
+                    yield (
+                        before
+                        + orjson.dumps(_tool_call_delta(cast(ToolCallDelta, event)))
+                        + pending
+                    )
+                elif kind is Finish:
+                    finish = cast(Finish, event).reason
+                elif kind is UsageReport:
+                    usage = cast(UsageReport, event).usage
         except PodiumError as error:
             yield b"data: " + orjson.dumps(error_body(error)) + b"\n\n"
             return
-        yield chunk({}, finish or "stop")
+        yield before + b"{}" + between + orjson.dumps(finish or "stop") + after
         if request.include_usage:
             attempts = outcome.run.attempts
             settled = usage or (attempts[-1].usage if attempts else Usage())
-            body = _usage(settled)
-            body["cost_usd"] = total_cost(attempts)
-            yield b"data: " + orjson.dumps({**head, "choices": [], "usage": body}) + b"\n\n"
-        yield b"data: [DONE]\n\n"
+            yield _usage_chunk(head, settled, total_cost(attempts))
+        yield DONE
+
+    async def relay_stream(
+        self,
+        items: AsyncIterator[WireItem],
+        request: ChatRequest,
+        outcome: Outcome,
+        context: RequestContext,
+    ) -> AsyncIterator[bytes]:
+        reported: WireUsage | None = None
+        try:
+            async for item in items:
+                if type(item) is bytes:
+                    yield item
+                else:
+                    reported = cast(WireUsage, item)
+        except PodiumError as error:
+            yield b"data: " + orjson.dumps(error_body(error)) + b"\n\n"
+            return
+        if request.include_usage:
+            attempts = outcome.run.attempts
+            cost = total_cost(attempts)
+            event = reported.event if reported is not None else None
+            if event is not None and isinstance(event.get("usage"), dict):
+                # The upstream's own usage event (every figure it gave), with the cost added.
+                event = {**event, "model": outcome.worker, "choices": []}
+                event["usage"] = {**event["usage"], "cost_usd": cost}
+                yield b"data: " + orjson.dumps(event) + b"\n\n"
+            else:
+                settled = attempts[-1].usage if attempts else Usage()
+                yield _usage_chunk(_chunk_head(outcome, context), settled, cost)
+        yield DONE
 
     def models(self, names: list[tuple[str, str]]) -> bytes:
         return orjson.dumps(

@@ -10,7 +10,7 @@ from typing import Protocol
 from podium.config import ConfigError, WorkerConfig
 from podium.providers.http import HttpClients
 from podium.secrets import SecretSource
-from podium.types import ChatRequest, ChatResponse, EventStream
+from podium.types import ChatRequest, ChatResponse, EventStream, WireStream
 
 
 class Provider(Protocol):
@@ -25,6 +25,16 @@ class Provider(Protocol):
         """Get ready to serve (load a model, warm a connection). Called once at app start."""
 
     async def aclose(self) -> None: ...
+
+
+class RelayingProvider(Provider, Protocol):
+    """A provider that can also hand its upstream's stream over as the upstream's own bytes
+    (``wire`` names the format), for a caller that speaks the same one: no decoding into events
+    and encoding back. The bytes are whole events; usage comes out as one :class:`WireUsage`."""
+
+    wire: str
+
+    def relay(self, request: ChatRequest) -> WireStream: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -192,9 +192,10 @@ class Upstream:
             ) from None
 
     @asynccontextmanager
-    async def open_stream(self, path: str, payload: dict[str, Any]) -> AsyncIterator[Lines]:
-        """Open a streaming POST; yields the response body as lines. Errors before the first
-        line are :class:`ProviderError`; the caller bounds the gaps with ``first_byte``."""
+    async def open_stream(self, path: str, payload: dict[str, Any]) -> AsyncIterator[StreamBody]:
+        """Open a streaming POST; yields its body. Errors before the body are
+        :class:`ProviderError`; the body's reads are bounded by ``first_byte`` (the longest
+        silence) and ``total``."""
         session = self._http.session_for(self.base_url)
         try:
             async with asyncio.timeout(self._timeouts.first_byte):
@@ -217,70 +218,139 @@ class Upstream:
                 raise self._fail(
                     response.status, body, parse_retry_after(response.headers.get("retry-after"))
                 )
-            yield Lines(response, self, self._timeouts)
+            stream = StreamBody(response, self, self._timeouts)
+            try:
+                yield stream
+            finally:
+                stream.close()
 
 
-class Lines:
-    """The lines of a streaming body, each read within the worker's timeouts."""
+class StreamBody:
+    """A streaming response body, read a block at a time (whatever has arrived).
+
+    One watchdog timer per stream bounds the silence while a read waits (``first_byte``) and
+    the whole call (``total``): a timer per read would cost more than the read on a busy
+    stream. A stalled read fails with the worker's timeout error."""
 
     def __init__(
         self, response: aiohttp.ClientResponse, upstream: Upstream, timeouts: Timeouts
     ) -> None:
-        self._response = response
+        self._content = response.content
         self._upstream = upstream
         self._gap = timeouts.first_byte
-        self._deadline = time.monotonic() + timeouts.total
+        self._loop = asyncio.get_running_loop()
+        now = self._loop.time()
+        self._deadline = now + timeouts.total
+        self._waiting_since: float | None = None
+        self._timer: asyncio.TimerHandle | None = self._loop.call_at(
+            min(now + self._gap, self._deadline), self._check
+        )
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._lines()
+    def _check(self) -> None:
+        now = self._loop.time()
+        if now >= self._deadline:
+            self._timer = None
+            self._content.set_exception(self._upstream._timed_out("total"))
+            return
+        since = self._waiting_since
+        if since is not None and now - since >= self._gap:
+            self._timer = None
+            self._content.set_exception(self._upstream._timed_out("stream stalled"))
+            return
+        wake = (since if since is not None else now) + self._gap
+        self._timer = self._loop.call_at(min(wake, self._deadline), self._check)
 
-    async def _lines(self) -> AsyncIterator[bytes]:
-        content = self._response.content
-        while True:
-            remaining = self._deadline - time.monotonic()
-            if remaining <= 0:
-                raise self._upstream._timed_out("total")
-            try:
-                async with asyncio.timeout(min(self._gap, remaining)):
-                    line = await content.readline()
-            except TimeoutError:
-                raise self._upstream._timed_out("stream stalled") from None
-            except aiohttp.ClientError as error:
-                raise self._upstream._unreachable(error) from None
-            if not line:
-                return
-            yield line
+    async def read(self) -> bytes:
+        """The next block of the body (b"" at its end)."""
+        self._waiting_since = self._loop.time()
+        try:
+            return await self._content.readany()
+        except aiohttp.ClientError as error:
+            raise self._upstream._unreachable(error) from None
+        finally:
+            self._waiting_since = None
 
-
-async def sse_data(lines: Lines) -> AsyncIterator[bytes]:
-    """The ``data:`` payloads of a server-sent event stream (multi-line data joined)."""
-    buffer: list[bytes] = []
-    async for raw in lines:
-        line = raw.rstrip(b"\r\n")
-        if not line:
-            if buffer:
-                yield b"\n".join(buffer)
-                buffer = []
-            continue
-        if line.startswith(b"data:"):
-            buffer.append(line[5:].lstrip(b" "))
-    if buffer:
-        yield b"\n".join(buffer)
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
-async def sse_json(lines: Lines, worker: str) -> AsyncIterator[Any]:
+def data_of(event: bytes) -> bytes | None:
+    """The ``data`` of one server-sent event (its ``data:`` lines joined), None if it has none."""
+    if event.startswith(b"data:") and b"\n" not in event:  # the usual one-line event
+        return event[5:].lstrip(b" ")
+    data = [line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
+    return b"\n".join(data) if data else None
+
+
+class EventSplitter:
+    """Cuts a body that arrives in arbitrary blocks into whole server-sent events."""
+
+    __slots__ = ("_pending",)
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def feed(self, block: bytes) -> bytes:
+        """The whole events so far, each ending in a blank line (``\\n\\n``); b"" if none yet."""
+        if self._pending:
+            block = self._pending + block
+            self._pending = b""
+        if b"\r" in block:  # CRLF or CR line ends: keep a trailing CR until its LF arrives
+            held = block.endswith(b"\r")
+            if held:
+                block = block[:-1]
+            block = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            if held:
+                self._pending = b"\r"
+        if block.endswith(b"\n\n"):
+            return block
+        cut = block.rfind(b"\n\n")
+        if cut < 0:
+            self._pending = block + self._pending
+            return b""
+        self._pending = block[cut + 2 :] + self._pending
+        return block[: cut + 2]
+
+    def rest(self) -> bytes:
+        """What is left at the end of the body (an event without its closing blank line)."""
+        rest, self._pending = self._pending.rstrip(b"\r\n"), b""
+        return rest
+
+
+async def sse_data(body: StreamBody) -> AsyncIterator[bytes]:
+    """The ``data`` payloads of a server-sent event stream, in order."""
+    splitter = EventSplitter()
+    while block := await body.read():
+        events = splitter.feed(block)
+        if events:
+            for event in events[:-2].split(b"\n\n"):
+                data = data_of(event.lstrip(b"\n"))
+                if data is not None:
+                    yield data
+    rest = data_of(splitter.rest().lstrip(b"\n"))
+    if rest is not None:
+        yield rest
+
+
+async def sse_json(body: StreamBody, worker: str) -> AsyncIterator[Any]:
     """The JSON payloads of a server-sent event stream. ``[DONE]`` (OpenAI's end marker) ends
     it; a payload that is not JSON is the upstream's failure, and may succeed elsewhere."""
-    async for data in sse_data(lines):
+    async for data in sse_data(body):
         if data == b"[DONE]":
             return
         try:
             payload = orjson.loads(data)
         except orjson.JSONDecodeError:
-            raise ProviderError(
-                "upstream",
-                f"worker {worker!r} sent a malformed stream event",
-                retryable=True,
-                worker=worker,
-            ) from None
+            raise malformed_event(worker) from None
         yield payload
+
+
+def malformed_event(worker: str) -> ProviderError:
+    return ProviderError(
+        "upstream",
+        f"worker {worker!r} sent a malformed stream event",
+        retryable=True,
+        worker=worker,
+    )

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from podium.errors import ProviderError
 from podium.providers.base import ProviderContext, ProviderRegistry
 from podium.providers.http import Upstream, sse_json
+from podium.providers.openai_relay import relay_chunks
 from podium.types import (
     ChatRequest,
     ChatResponse,
@@ -25,6 +26,7 @@ from podium.types import (
     ToolCallDelta,
     Usage,
     UsageReport,
+    WireStream,
 )
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -204,6 +206,8 @@ def decode_chunk(data: Any) -> list[Any]:
 
 
 class OpenAIProvider:
+    wire = "openai"  # an OpenAI client's stream can be relayed as the upstream sent it
+
     def __init__(self, context: ProviderContext, *, default_base_url: str = DEFAULT_BASE_URL):
         worker = context.worker
         self.options = OpenAIOptions.model_validate(worker.options)
@@ -244,6 +248,11 @@ class OpenAIProvider:
                     )
                 for event in decode_chunk(chunk):
                     yield event
+
+    def relay(self, request: ChatRequest) -> WireStream:
+        payload = encode_request(request, self.model, self.options, stream=True)
+        opening = self.upstream.open_stream("/chat/completions", payload)
+        return relay_chunks(opening, self.worker, decode_usage)
 
     async def aclose(self) -> None:
         return None
