@@ -38,13 +38,13 @@ from typing import Any
 
 import yaml
 
+from benchmarks.gateway.bodies import chat_body, wrk_request_lua
 from benchmarks.gateway.streams import run_streams
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
 LITELLM_VENV = ROOT / "benchmarks" / ".venv-litellm"
 LITELLM_KEY = "sk-podium-benchmark-0123456789abcdef"
-BODY = '{"model":"mock","messages":[{"role":"user","content":"Say hello."}]}'
 
 
 def free_port() -> int:
@@ -141,10 +141,10 @@ def wrk(
     connections: int,
     seconds: float,
     headers: dict[str, str] | None = None,
-    body: str = BODY,
+    model: str = "mock",
     threads: int = 1,
 ) -> WrkResult:
-    script = write_script(body, headers or {})
+    script = write_script(model, headers or {})
     try:
         output = subprocess.run(
             [
@@ -196,10 +196,12 @@ class Target:
     def url(self, slow: bool = False) -> str:
         return f"http://127.0.0.1:{self.slow_port if slow else self.fast_port}/v1/chat/completions"
 
-    def body(self, slow: bool = False, stream: bool = False) -> str:
-        model = self.slow_model if slow else self.fast_model
-        extra = ',"stream":true' if stream else ""
-        return f'{{"model":"{model}","messages":[{{"role":"user","content":"Say hello."}}]{extra}}}'
+    def model(self, slow: bool = False) -> str:
+        return self.slow_model if slow else self.fast_model
+
+    def body(self, number: int, *, stream: bool = False) -> bytes:
+        """Request ``number``'s body (see bodies.py: a new user message every request)."""
+        return chat_body(self.model(), number, stream=stream).encode()
 
 
 def mock_worker(name: str, port: int) -> dict[str, Any]:
@@ -390,7 +392,7 @@ def wrk_target(target: Target, *, slow: bool, connections: int, seconds: float) 
         connections=connections,
         seconds=seconds,
         headers=target.headers,
-        body=target.body(slow),
+        model=target.model(slow),
     )
 
 
@@ -423,7 +425,10 @@ def measure(target: Target, direct: WrkResult, *, quick: bool, streams: int) -> 
     print(f"{target.name}: {streams} concurrent streams", file=sys.stderr)
     result["streams"] = asyncio.run(
         run_streams(
-            target.url(), streams, headers=target.headers, body=target.body(stream=True).encode()
+            target.url(),
+            streams,
+            headers=target.headers,
+            body=lambda number: target.body(number, stream=True),
         )
     )
     return result
@@ -463,7 +468,7 @@ def soak(target: Target, pid: int, seconds: int) -> dict[str, Any]:
             "--timeout",
             "5s",
             "-s",
-            write_script(target.body(), target.headers),
+            write_script(target.model(), target.headers),
             target.url(),
         ],
         stdout=subprocess.PIPE,
@@ -506,13 +511,10 @@ def stored_traces(data_dir: Path) -> int:
     return count
 
 
-def write_script(body: str, headers: dict[str, str]) -> str:
-    lines = [
-        'wrk.method = "POST"',
-        f"wrk.body = '{body}'",
-        'wrk.headers["Content-Type"] = "application/json"',
-    ]
+def write_script(model: str, headers: dict[str, str]) -> str:
+    lines = ['wrk.method = "POST"', 'wrk.headers["Content-Type"] = "application/json"']
     lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
+    lines += wrk_request_lua(model)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write("\n".join(lines) + "\n")
     return script.name

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -65,7 +66,7 @@ async def run_streams(
     count: int,
     *,
     headers: dict[str, str] | None = None,
-    body: bytes = BODY,
+    body: bytes | Callable[[int], bytes] = BODY,
     gap_limit: float = 0.2,
     first_chunk_limit: float = 1.0,
     expected_chunks: int = 64,
@@ -77,9 +78,16 @@ async def run_streams(
     async with aiohttp.ClientSession(connector=connector) as session:
         tasks = [
             asyncio.ensure_future(
-                one_stream(session, url, headers, start, limit_s=limit_s, body=body)
+                one_stream(
+                    session,
+                    url,
+                    headers,
+                    start,
+                    limit_s=limit_s,
+                    body=body(number) if callable(body) else body,
+                )
             )
-            for _ in range(count)
+            for number in range(count)
         ]
         await asyncio.sleep(0.05)
         start.set()
