@@ -22,6 +22,7 @@ its worker whichever replica the load balancer picks.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from podium.context import RequestContext
 from podium.hooks import Hook
 from podium.routing.base import Candidate, Decision, RouteContext
-from podium.routing.config import AffinityConfig
+from podium.routing.config import AffinityConfig, RoutingConfigError
 from podium.routing.registry import RouterParts, RouterRegistry
 from podium.store.traces import TraceRecord
 from podium.types import ChatRequest
@@ -181,6 +182,11 @@ def session_map(config: AffinityConfig, parts: RouterParts) -> SessionMap:
     if redis.url is not None and redis.sessions:
         from podium.state.redis_sessions import RedisSessions
 
+        if importlib.util.find_spec("redis") is None:
+            raise RoutingConfigError(
+                "affinity: redis.url is set but the redis client is not installed "
+                "(pip install 'podium[redis]'), or set redis.sessions: false"
+            )
         return RedisSessions(
             redis.url,
             max_sessions=config.max_sessions,
