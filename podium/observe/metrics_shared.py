@@ -305,8 +305,8 @@ class SharedMetrics:
             {**encode(retired, gauges=False), "folded": folded[-MAX_FOLDED_IDS:]},
         )
         for process, descriptor in dead:
-            self._path(process).unlink(missing_ok=True)
-            self._path(process, ".lock").unlink(missing_ok=True)
+            for suffix in (".json", ".json.tmp", ".lock"):  # .tmp: killed while writing
+                self._path(process, suffix).unlink(missing_ok=True)
             os.close(descriptor)
         return retired, live
 
