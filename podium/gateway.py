@@ -162,6 +162,19 @@ class Gateway:
 
     # -- the path -------------------------------------------------------------------------------
 
+    async def authenticate(self, context: RequestContext, model: str | None = None) -> None:
+        """Only the caller checks (the hooks that authenticate), for a request refused before
+        it could be read. With no ``model`` known, a key's model scopes are not judged."""
+        stand_in = ChatRequest(model=model or "", messages=[])
+        for hook in self.stages.admit:
+            if not hook.authenticates:
+                continue
+            try:
+                await hook.admit(stand_in, context)
+            except PodiumError as refusal:
+                if model is not None or refusal.code != "scope_denied":
+                    raise
+
     async def admit(
         self, request: ChatRequest, context: RequestContext, stages: Stages | None = None
     ) -> ChatRequest:

@@ -116,6 +116,37 @@ async def test_malformed_bodies_are_400(
     assert fake_openai.received == []
 
 
+async def test_a_caller_without_a_key_hears_401_before_anything_about_its_body(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    from podium.policy.keys import KeyStore, NewKey
+
+    async with (
+        gateway(
+            [worker("alpha", "openai", fake_openai.base_url)],
+            access={"auth": {"required": True}},
+            server={"max_body_bytes": 4096},
+        ) as running,
+        httpx.AsyncClient(base_url=running.url, timeout=30) as client,
+    ):
+        _, key = await KeyStore(running.podium.store).create(NewKey(owner="team"))  # type: ignore[arg-type]
+        bad = {"content-type": "application/json"}
+        for raw in (b"{not json", b'{"model": "alpha"}', b'{"model": "alpha", "api_key": "x"}'):
+            response = await client.post("/v1/chat/completions", content=raw, headers=bad)
+            assert openai_error(response, 401)["type"] == "authentication_error"
+            response = await client.post("/v1/messages", content=raw, headers=bad)
+            assert response.status_code == 401
+            assert response.json()["error"]["type"] == "authentication_error"  # Anthropic's shape
+        big = chat(messages=[{"role": "user", "content": "x" * 10_000}])
+        response = await client.post("/v1/chat/completions", json=big)
+        openai_error(response, 401)
+        # With a good key, the body's own problem is what the caller hears.
+        keyed = {**bad, "authorization": f"Bearer {key}"}
+        response = await client.post("/v1/chat/completions", content=b"{not json", headers=keyed)
+        assert "not valid JSON" in openai_error(response, 400)["message"]
+    assert fake_openai.received == []
+
+
 async def test_unknown_model_is_404(served: tuple[Any, httpx.AsyncClient]) -> None:
     _, client = served
     response = await client.post("/v1/chat/completions", json=chat(model="gpt-17-ultra"))

@@ -116,12 +116,20 @@ def chat_handler(
     wire = relay.wire if relay is not None else None
 
     async def handle(http: Request) -> AnyResponse:
-        body = await http.json(max_body_bytes)
-        if not isinstance(body, dict):
-            raise PodiumError("invalid_request", "request body must be a JSON object")
-        refuse_provider_fields(body, http.headers)
-        request = ingress.parse(body, http.headers)
         context = context_factory(ingress.name, http.headers)
+        body: Any = None
+        try:
+            body = await http.json(max_body_bytes)
+            if not isinstance(body, dict):
+                raise PodiumError("invalid_request", "request body must be a JSON object")
+            refuse_provider_fields(body, http.headers)
+            request = ingress.parse(body, http.headers)
+        except PodiumError:
+            # Who is calling is answered before what they sent: a caller without a valid key
+            # hears so (401/403) even when its body is bad too. Only refused requests pay.
+            model = body.get("model") if isinstance(body, dict) else None
+            await gateway.authenticate(context, model if isinstance(model, str) else None)
+            raise
         try:
             outcome = await gateway.handle(request, context, relay=wire)
         except PodiumError as error:
