@@ -126,9 +126,11 @@ class StoreConfig(Strict):
     # Seconds between a replica's reads of worker-pool changes made through another replica's
     # admin API (drain, add, reprice, remove); 0 turns the polling off.
     sync_interval: float = Field(1.0, ge=0)
-    batch_size: int = Field(256, ge=1)
+    # The trace writer: traces per batch (larger batches share their rollup rows), and the
+    # most held in memory (~1.6 KB each without content) before the oldest spill to disk.
+    batch_size: int = Field(1024, ge=1)
     flush_interval: float = Field(0.5, gt=0)
-    queue_limit: int = Field(100_000, ge=1)
+    queue_limit: int = Field(10_000, ge=1)
     record_traces: bool = True  # off only to measure the gateway without its recording
 
     @model_validator(mode="after")
