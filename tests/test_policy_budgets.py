@@ -17,7 +17,14 @@ import pytest
 
 from podium.app import Podium
 from podium.policy.keys import KeyCache, NewKey
-from podium.policy.limits import LimitBackend, MemoryLimits, period_of, to_nano, usd
+from podium.policy.limits import (
+    LimitBackend,
+    MemoryLimits,
+    Periods,
+    period_of,
+    to_nano,
+    usd,
+)
 from podium.testing.fakes import Behaviour
 from podium.testing.openai_fake import FakeOpenAI
 from tests.conftest import worker
@@ -74,6 +81,19 @@ def test_periods_and_money() -> None:
     assert period_of("month", 1_700_000_000)[0] == "2023-11"
     assert period_of("week", 1_700_000_000)[0] == "2023-W46"
     assert to_nano(0.1) + to_nano(0.2) == to_nano(0.3)  # exact, unlike floats
+
+
+def test_remembered_periods_roll_over_like_period_of() -> None:
+    periods = Periods()
+    end_of_day = 1_700_006_400  # 2023-11-15 00:00:00 UTC
+    # Across a day's end, a month's, and a clock that steps back.
+    for now in (end_of_day - 5, end_of_day - 0.5, end_of_day, end_of_day + 7, end_of_day - 5):
+        for period in ("day", "week", "month"):
+            label, left = periods.of(period, now)
+            expected_label, expected_left = period_of(period, now)
+            assert label == expected_label
+            assert abs(left - expected_left) < 1e-3
+    assert periods.of("month", 1_701_388_800)[0] == "2023-12"  # 2023-12-01 00:00 UTC
 
 
 async def test_memory_buckets_refill_over_a_minute() -> None:

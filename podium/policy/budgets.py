@@ -16,9 +16,9 @@ can, and by no more than that request.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -27,7 +27,7 @@ from podium.context import RequestContext
 from podium.errors import PodiumError
 from podium.hooks import Hook
 from podium.policy.keys import KeyCache, KeyRecord, KeyUnavailable
-from podium.policy.limits import LimitBackend, LimitsUnavailable, period_of, to_nano, usd
+from podium.policy.limits import LimitBackend, LimitsUnavailable, Periods, to_nano, usd
 from podium.policy.settings import LimitSettings
 from podium.routing.base import Decision
 from podium.store.traces import TraceRecord
@@ -117,6 +117,9 @@ class LimitsHook(Hook):
         self._clock = clock
         self._open: dict[str, _Open] = {}
         self._admitted = 0
+        self._periods = Periods()
+        # Reservation ids: unique per trace and, within this process, per reservation.
+        self._reservations = itertools.count()
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -210,8 +213,8 @@ class LimitsHook(Hook):
         if record is None or record.budget_usd is None:
             return
         estimate = estimate_cost(request, decision, self.pool, self.settings.default_output_tokens)
-        period, remaining = period_of(record.budget_period, self._clock())
-        reservation = uuid.uuid4().hex
+        period, remaining = self._periods.of(record.budget_period, self._clock())
+        reservation = f"{context.trace_id}.{next(self._reservations)}"
         try:
             verdict = await self.backend.reserve(
                 record.key_id,
