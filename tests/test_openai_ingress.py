@@ -106,3 +106,75 @@ async def test_bad_input_is_a_clear_openai_error(
     assert needle in error["message"]
     assert error["type"] == "invalid_request_error"
     assert fake_openai.received == []
+
+
+PLAIN_BODIES: list[dict[str, Any]] = [
+    {"model": "alpha", "messages": [{"role": "user", "content": "hi"}]},
+    {
+        "model": "alpha",
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "developer", "content": "really", "name": "ops"},
+            {"role": "user", "content": "", "name": "ann"},
+            {"role": "assistant", "content": "yes"},
+        ],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "temperature": 1,
+        "top_p": 0.5,
+        "max_tokens": 10,
+        "max_completion_tokens": 7,
+        "stop": ["a", "b"],
+        "seed": 3,
+        "user": "u-1",
+    },
+    {"model": "alpha", "messages": [{"role": "user", "content": "x"}], "stop": "END"},
+    {"model": "alpha", "messages": [{"role": "user", "content": "x"}], "stream": None},
+    {"model": "alpha", "messages": [{"role": "user", "content": "x"}], "temperature": None},
+]
+NOT_PLAIN: list[dict[str, Any]] = [
+    {"model": "alpha", "messages": [{"role": "tool", "content": "x", "tool_call_id": "1"}]},
+    {"model": "alpha", "messages": [{"role": "user", "content": [{"type": "text", "text": "x"}]}]},
+    {"model": "alpha", "messages": [{"role": "user", "content": "x"}], "tools": []},
+    {"model": "alpha", "messages": [{"role": "user", "content": "x"}], "stream": "true"},
+    {"model": "alpha", "messages": [{"role": "user", "content": "x"}], "temperature": True},
+]
+REFUSED: list[dict[str, Any]] = [
+    {"model": "", "messages": [{"role": "user", "content": "x"}]},
+    {"model": "alpha", "messages": []},
+    {"model": "alpha", "messages": [{"role": "user", "content": 5}]},
+    {"model": "alpha", "messages": [{"role": "robot", "content": "x"}]},
+    {"model": "alpha", "messages": [{"role": "user", "content": "x", "extra": 1}]},
+    {"model": "alpha", "messages": [{"role": "user", "content": "x"}], "temperature": 3},
+    {"model": "alpha", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0},
+    {"model": "alpha", "messages": [{"role": "user", "content": "x"}], "stop": list("abcde")},
+    {"model": "alpha", "messages": [{"role": "user", "content": "x"}], "seed": 1.5},
+]
+
+
+def validated(body: dict[str, Any]) -> Any:
+    from podium.api.openai import ChatCompletionIn, to_canonical
+
+    return to_canonical(ChatCompletionIn.model_validate(body))
+
+
+@pytest.mark.parametrize("body", PLAIN_BODIES + NOT_PLAIN)
+def test_plain_bodies_are_read_exactly_as_the_validated_path_reads_them(
+    body: dict[str, Any],
+) -> None:
+    from podium.api.openai import OpenAIIngress
+
+    assert OpenAIIngress().parse(body, {}) == validated(body)
+
+
+@pytest.mark.parametrize("body", REFUSED)
+def test_the_plain_reader_leaves_every_bad_body_to_the_validated_path(
+    body: dict[str, Any],
+) -> None:
+    from podium.api.openai import OpenAIIngress, plain_request
+    from podium.errors import PodiumError
+
+    assert plain_request(body) is None
+    with pytest.raises(PodiumError) as refused:
+        OpenAIIngress().parse(body, {})
+    assert refused.value.status == 400

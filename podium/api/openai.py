@@ -382,11 +382,102 @@ def _tool_call_delta(event: ToolCallDelta) -> dict[str, Any]:
     return {"tool_calls": [call]}
 
 
+# The plain shape most requests have (text messages, a few sampling fields) is read without
+# pydantic: building the validation model costs more than the rest of parsing. Anything else,
+# and anything this reader is unsure of, takes the validated path, which also words the errors.
+_PLAIN_FIELDS = frozenset(
+    {"model", "messages", "stream", "stream_options", "temperature", "top_p", "max_tokens",
+     "max_completion_tokens", "stop", "seed", "user"}
+)  # fmt: skip
+_PLAIN_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+_PLAIN_MESSAGE_FIELDS = frozenset({"role", "content", "name"})
+
+
+def _number_within(value: Any, low: float, high: float) -> bool:
+    return (type(value) is float or type(value) is int) and low <= value <= high
+
+
+def _count_from_one(value: Any) -> bool:
+    return type(value) is int and value >= 1
+
+
+def plain_request(body: dict[str, Any]) -> ChatRequest | None:
+    """The canonical request for a body of the plain shape, or None to take the validated path.
+    Accepts only what the validated path accepts, and builds the same request from it."""
+    if not _PLAIN_FIELDS.issuperset(body):
+        return None
+    model = body.get("model")
+    wire_messages = body.get("messages")
+    if type(model) is not str or not 1 <= len(model) <= 256:
+        return None
+    if type(wire_messages) is not list or not wire_messages:
+        return None
+    messages: list[Message] = []
+    for wire in wire_messages:
+        if type(wire) is not dict or not _PLAIN_MESSAGE_FIELDS.issuperset(wire):
+            return None
+        role = _PLAIN_ROLES.get(wire.get("role"))  # type: ignore[arg-type]
+        content = wire.get("content")
+        name = wire.get("name")
+        if role is None or type(content) is not str or not (name is None or type(name) is str):
+            return None
+        messages.append(Message(role, [TextPart(content)], name=name))  # type: ignore[arg-type]
+    stream = body.get("stream")
+    temperature = body.get("temperature")
+    top_p = body.get("top_p")
+    max_tokens = body.get("max_tokens")
+    max_completion_tokens = body.get("max_completion_tokens")
+    seed = body.get("seed")
+    user = body.get("user")
+    stop = body.get("stop")
+    options = body.get("stream_options")
+    if not (
+        (stream is None or type(stream) is bool)
+        and (temperature is None or _number_within(temperature, 0, 2))
+        and (top_p is None or _number_within(top_p, 0, 1))
+        and (max_tokens is None or _count_from_one(max_tokens))
+        and (max_completion_tokens is None or _count_from_one(max_completion_tokens))
+        and (seed is None or type(seed) is int)
+        and (user is None or type(user) is str)
+    ):
+        return None
+    if stop is None:
+        stops: list[str] = []
+    elif type(stop) is str:
+        stops = [stop]
+    elif type(stop) is list and len(stop) <= 4 and all(type(s) is str for s in stop):
+        stops = list(stop)
+    else:
+        return None
+    include_usage = False
+    if options is not None:
+        if type(options) is not dict or not {"include_usage"}.issuperset(options):
+            return None
+        include_usage = options.get("include_usage", False)
+        if type(include_usage) is not bool:
+            return None
+    return ChatRequest(
+        model=model,
+        messages=messages,
+        temperature=None if temperature is None else float(temperature),
+        top_p=None if top_p is None else float(top_p),
+        max_tokens=max_completion_tokens or max_tokens,
+        stop=stops,
+        seed=seed,
+        user=user,
+        stream=bool(stream),
+        include_usage=include_usage,
+    )
+
+
 class OpenAIIngress:
     name = "openai"
     wire = "openai"  # a stream from an OpenAI-compatible worker is relayed as it comes
 
     def parse(self, body: Any, headers: dict[str, str]) -> ChatRequest:
+        plain = plain_request(body) if type(body) is dict else None
+        if plain is not None:
+            return plain
         try:
             wire = ChatCompletionIn.model_validate(body)
         except ValidationError as error:
