@@ -4,6 +4,7 @@ lost on a clean shutdown, and a spill file that is replayed once the store answe
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import sqlite3
 import time
 from pathlib import Path
@@ -13,8 +14,9 @@ import httpx
 import openai
 
 from podium.observe.recorder import TraceRecorder
+from podium.observe.rollup import RollupStore
 from podium.store.sqlite import SQLiteStore
-from podium.store.traces import TraceRecord
+from podium.store.traces import Derive, TraceRecord
 from podium.testing.openai_fake import FakeOpenAI
 from tests.conftest import worker
 
@@ -41,12 +43,13 @@ class CountingStore(SQLiteStore):
         super().__init__(path)
         self.batches: list[int] = []
         self.down = False
+        self.fail_after: int | None = None  # batches accepted before it goes down
 
-    async def write_traces(self, records: list[TraceRecord]) -> None:
-        if self.down:
+    async def write_traces(self, records: list[TraceRecord], derive: Derive | None = None) -> None:
+        if self.down or (self.fail_after is not None and len(self.batches) >= self.fail_after):
             raise sqlite3.OperationalError("database is locked")
         self.batches.append(len(records))
-        await super().write_traces(records)
+        await super().write_traces(records, derive)
 
 
 def count_rows(path: Path) -> int:
@@ -133,6 +136,82 @@ async def test_an_overfull_buffer_spills_instead_of_growing(tmp_path: Path) -> N
     assert count_rows(tmp_path / "p.db") == 50
 
 
+def spill_files(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.glob("spill.jsonl*"))
+
+
+async def spill_while_down(tmp_path: Path, count: int) -> Path:
+    """A run whose store was down throughout: ``count`` traces end up in the spill file."""
+    spill = tmp_path / "spill.jsonl"
+    store = CountingStore(tmp_path / "p.db")
+    await store.open()
+    store.down = True
+    recorder = TraceRecorder(store, spill_path=spill, batch_size=8, queue_limit=16)
+    for index in range(count):
+        recorder.record(trace(f"t{index:03d}"))
+    await recorder.close()
+    await store.close()
+    assert len(spill.read_bytes().splitlines()) == count
+    return spill
+
+
+async def test_a_large_spill_is_replayed_a_batch_at_a_time(tmp_path: Path) -> None:
+    spill = await spill_while_down(tmp_path, 100)
+    store = CountingStore(tmp_path / "p.db")
+    await store.open()
+    recorder = TraceRecorder(store, spill_path=spill, batch_size=8)
+    assert await recorder.flush() is True
+    await store.close()
+    assert count_rows(tmp_path / "p.db") == 100
+    assert max(store.batches) <= 8  # read and written in batches, never all in memory at once
+    assert spill_files(tmp_path) == ["spill.jsonl.lock"]
+
+
+async def test_a_replay_that_fails_halfway_adds_nothing_twice(tmp_path: Path) -> None:
+    spill = await spill_while_down(tmp_path, 40)
+    inner = CountingStore(tmp_path / "p.db")
+    store = RollupStore(inner)  # the dashboard's totals are kept in the same transactions
+    await store.open()
+    recorder = TraceRecorder(store, spill_path=spill, batch_size=8)
+    inner.fail_after = 3  # three batches in, the store goes away
+    assert await recorder.flush() is False
+    assert count_rows(tmp_path / "p.db") == 24
+    inner.fail_after = None
+    recorder.record(trace("live"))
+    assert await recorder.flush() is True  # the replay starts the file over
+    rows = await inner.execute("SELECT requests FROM trace_rollup WHERE dim = 'all'")
+    await store.close()
+    assert count_rows(tmp_path / "p.db") == 41
+    assert sum(row[0] for row in rows) == 41  # each trace counted once
+
+
+async def test_a_spill_left_by_a_process_that_died_is_replayed(tmp_path: Path) -> None:
+    spill = await spill_while_down(tmp_path, 20)
+    # It had claimed the spill file for its replay, then died (its lock went with it).
+    spill.rename(tmp_path / "spill.jsonl.claimed-4242-0badf00d")
+    store = CountingStore(tmp_path / "p.db")
+    await store.open()
+    recorder = TraceRecorder(store, spill_path=spill, batch_size=8)
+    assert await recorder.flush() is True
+    await store.close()
+    assert count_rows(tmp_path / "p.db") == 20
+    assert spill_files(tmp_path) == ["spill.jsonl.lock"]
+
+
+async def test_a_spill_another_process_is_replaying_is_left_to_it(tmp_path: Path) -> None:
+    spill = await spill_while_down(tmp_path, 20)
+    claimed = tmp_path / "spill.jsonl.claimed-4242-0badf00d"
+    spill.rename(claimed)
+    store = CountingStore(tmp_path / "p.db")
+    await store.open()
+    recorder = TraceRecorder(store, spill_path=spill, batch_size=8)
+    with claimed.open("rb") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)  # the other process, mid-replay
+        assert await recorder.flush() is True
+    await store.close()
+    assert count_rows(tmp_path / "p.db") == 0 and claimed.exists()
+
+
 async def test_rows_hold_what_the_issue_asks_for(gateway: Any, fake_openai: FakeOpenAI) -> None:
     async with (
         gateway([worker("alpha", "openai", fake_openai.base_url, retry={"attempts": 0})]) as r,
@@ -190,9 +269,9 @@ async def test_many_requests_then_shutdown_keeps_every_row(
 class SlowStore(CountingStore):
     """A store that takes far longer per batch than a shutdown may wait."""
 
-    async def write_traces(self, records: list[TraceRecord]) -> None:
+    async def write_traces(self, records: list[TraceRecord], derive: Derive | None = None) -> None:
         await asyncio.sleep(0.5)
-        await super().write_traces(records)
+        await super().write_traces(records, derive)
 
 
 async def test_a_backlog_larger_than_shutdown_allows_goes_to_the_spill_file(

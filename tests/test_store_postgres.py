@@ -16,7 +16,7 @@ from podium.app import create_podium
 from podium.config import PodiumConfig
 from podium.observe.feedback import INSERT
 from podium.policy.keys import KeyStore, NewKey
-from podium.store.dialect import to_pyformat
+from podium.store.dialect import to_numbered, to_pyformat
 from podium.store.migrations import MIGRATIONS
 from podium.store.postgres import PostgresStore
 from podium.store.traces import TraceRecord
@@ -71,6 +71,9 @@ def test_placeholders_are_rewritten_outside_quotes_only() -> None:
         "SELECT %s WHERE a = '?' AND b LIKE 'x%%'"
     )
     assert to_pyformat('SELECT "what?" FROM t WHERE c = ?') == 'SELECT "what?" FROM t WHERE c = %s'
+    assert to_numbered("SELECT ?, '?' WHERE b LIKE 'x%' AND c = ?") == (
+        "SELECT $1, '?' WHERE b LIKE 'x%' AND c = $2"
+    )
 
 
 async def test_the_same_migrations_run_once_in_order(store: PostgresStore) -> None:
@@ -104,10 +107,21 @@ async def test_traces_in_and_out(store: PostgresStore) -> None:
     assert [t.trace_id for t in await store.list_traces()] == ["t2", "t1"]
     assert [t.trace_id for t in await store.list_traces(caller="key-a")] == ["t1"]
     assert [t.trace_id for t in await store.list_traces(since=now - 7)] == ["t2"]
-    # Written again (a batch replayed after a failure): replaced, not duplicated.
-    await store.write_traces([trace("t1", created_at=now - 10, status="error", http_status=502)])
+    # Written again (a batch replayed after a failure): stored once, the first row kept, and
+    # totals derived in the batch's transaction count only what was added.
+    counted: list[str] = []
+
+    def derive(added: list[TraceRecord]) -> list[tuple[str, tuple[Any, ...]]]:
+        counted.extend(record.trace_id for record in added)
+        return [("UPDATE traces SET reason = ? WHERE trace_id = ?", ("counted", r.trace_id))
+                for r in added]  # fmt: skip
+
+    replay = [trace("t1", created_at=now - 10, status="error", http_status=502), trace("t3")]
+    await store.write_traces(replay, derive)
     rows = await store.execute("SELECT COUNT(*), MAX(http_status) FROM traces")
-    assert tuple(rows[0]) == (2, 502)
+    assert tuple(rows[0]) == (3, 200)
+    assert counted == ["t3"]
+    assert (await store.get_trace("t3")).reason == "counted"  # type: ignore[union-attr]
     assert await store.get_trace("missing") is None
 
 

@@ -125,15 +125,37 @@ async def test_traces_round_trip_with_every_field(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_rewriting_a_trace_is_idempotent(tmp_path: Path) -> None:
+async def test_a_replayed_trace_is_stored_once_and_counted_once(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "p.db")
+    await store.open()
+    counted: list[str] = []
+
+    def derive(added: list[TraceRecord]) -> list[tuple[str, tuple[object, ...]]]:
+        counted.extend(record.trace_id for record in added)
+        return [("UPDATE traces SET reason = 'counted' WHERE trace_id = ?", (r.trace_id,))
+                for r in added]  # fmt: skip
+
+    try:
+        await store.write_traces([trace("t1"), trace("t2")], derive)
+        # The same batch again (retried after its commit, or replayed from the spill file),
+        # with a new trace in it: only the new one is added and counted.
+        await store.write_traces([trace("t1", cost_usd=0.5), trace("t3"), trace("t2")], derive)
+        rows = await store.list_traces()
+        assert sorted(row.trace_id for row in rows) == ["t1", "t2", "t3"]
+        assert (await store.get_trace("t1")).cost_usd == 0.0001  # type: ignore[union-attr]
+        assert counted == ["t1", "t2", "t3"]
+        assert {row.reason for row in rows} == {"counted"}  # in the batch's transaction
+    finally:
+        await store.close()
+
+
+async def test_a_failing_derived_statement_undoes_its_batch(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "p.db")
     await store.open()
     try:
-        await store.write_traces([trace("t1"), trace("t2")])
-        await store.write_traces([trace("t1", cost_usd=0.5)])  # a replayed spill, say
-        rows = await store.list_traces()
-        assert sorted(row.trace_id for row in rows) == ["t1", "t2"]
-        assert (await store.get_trace("t1")).cost_usd == 0.5  # type: ignore[union-attr]
+        with pytest.raises(sqlite3.OperationalError):
+            await store.write_traces([trace("t1")], lambda added: [("UPDATE nowhere", ())])
+        assert await store.list_traces() == []  # so the retry counts it once, not never
     finally:
         await store.close()
 

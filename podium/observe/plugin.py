@@ -59,7 +59,7 @@ def register_app(podium: Podium) -> None:
     rows = _rows(podium)
     podium.gateway.capture_content = config.capture_content
     # Every batch the trace writer stores also updates the dashboard's rollup.
-    podium.recorder.store = RollupStore(podium.recorder.store, rows)
+    podium.recorder.store = RollupStore(podium.recorder.store)
 
     feedback = Feedback(rows, config.feedback)
     podium.extras[EXTENSION_KEY] = feedback

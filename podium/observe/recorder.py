@@ -1,21 +1,25 @@
-"""Writing traces off the hot path: requests append to a buffer, a background task writes
-batches. When the store is down the buffer holds up to a bound, then spills to a local JSONL
-file; both are written when the store answers again. A clean shutdown flushes everything.
+"""Writing traces off the hot path: a request appends its trace to a buffer (nothing more), a
+background task writes batches. The buffer is bounded: past ``queue_limit`` the oldest batch
+goes to a local JSONL spill file rather than grow memory, and so does everything when the store
+is down; the spill is written once the store answers again, a batch at a time. A clean shutdown
+writes what it can within ``close_timeout`` and spills the rest.
 
 Server processes of one host (``podium serve --workers N``) share the spill file: appends and
-the replay's claim (read and remove) hold an exclusive ``flock`` on a lock file beside it, so a
-replay never removes lines another process is writing."""
+the replay's claim (renaming the file aside) hold an exclusive ``flock`` on a lock file beside
+it, so a replay never takes lines another process is still writing. A claimed file is locked
+by the process replaying it; one left by a process that died is replayed by the next."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import fcntl
 import logging
+import os
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import orjson
 
@@ -45,6 +49,7 @@ class TraceRecorder:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._replay_due = True  # at start: whatever an earlier run left on disk
         self.written = 0
         self.spilled = 0
         self.failures = 0
@@ -61,6 +66,8 @@ class TraceRecorder:
         if len(self._buffer) >= self.batch_size:
             self._wake.set()
 
+    # -- the spill file --------------------------------------------------------------------------
+
     @contextlib.contextmanager
     def _spill_lock(self) -> Iterator[None]:
         self.spill_path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,17 +81,61 @@ class TraceRecorder:
 
     def _spill(self, count: int) -> None:
         batch = [self._buffer.popleft() for _ in range(min(count, len(self._buffer)))]
-        self._append_spill(batch)
-
-    def _append_spill(self, batch: list[TraceRecord]) -> None:
         try:
+            lines = b"".join(orjson.dumps(trace) + b"\n" for trace in batch)
             with self._spill_lock(), self.spill_path.open("ab") as out:
-                for trace in batch:
-                    out.write(orjson.dumps(dataclasses.asdict(trace)) + b"\n")
+                out.write(lines)
             self.spilled += len(batch)
+            self._replay_due = True
         except OSError:
             log.exception("could not spill %d traces to %s", len(batch), self.spill_path)
             self._buffer.extendleft(reversed(batch))
+
+    def _claim_spills(self) -> list[BinaryIO]:
+        """The spill files to replay, each open and exclusively locked: the live spill file
+        (renamed aside first, so appends start a new one) and any claimed file whose replayer
+        died. A file another process is replaying is locked, and skipped."""
+        claimed: list[BinaryIO] = []
+        with self._spill_lock():
+            if self.spill_path.is_file():
+                aside = self.spill_path.with_name(
+                    f"{self.spill_path.name}.claimed-{os.getpid()}-{os.urandom(4).hex()}"
+                )
+                self.spill_path.rename(aside)
+            for path in sorted(self.spill_path.parent.glob(f"{self.spill_path.name}.claimed-*")):
+                handle = path.open("rb")
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    handle.close()
+                    continue
+                claimed.append(handle)
+        return claimed
+
+    async def _replay_spills(self) -> None:
+        claimed = self._claim_spills()
+        try:
+            while claimed:
+                handle = claimed[0]
+                batch: list[TraceRecord] = []
+                for line in handle:  # a batch at a time: memory stays flat however much spilled
+                    if line.strip():
+                        batch.append(TraceRecord(**orjson.loads(line)))
+                    if len(batch) >= self.batch_size:
+                        await self._write(batch)
+                        batch = []
+                        await self._write_buffered(keep=self.batch_size - 1)  # live ones too
+                if batch:
+                    await self._write(batch)
+                # Written (the store skips ids it already has, so a replay that failed halfway
+                # and starts over adds nothing twice): gone from disk.
+                _remove(claimed.pop(0))
+        finally:
+            for handle in claimed:
+                handle.close()  # unlocked: the next replay starts these over
+        self._replay_due = False
+
+    # -- the writer ------------------------------------------------------------------------------
 
     def start(self) -> None:
         if self._task is None:
@@ -98,40 +149,27 @@ class TraceRecorder:
             self._wake.clear()
             await self.flush()
 
-    def _claim_spill(self) -> list[TraceRecord]:
-        with self._spill_lock():
-            if not self.spill_path.is_file():
-                return []
-            lines = self.spill_path.read_bytes().splitlines()
-            self.spill_path.unlink()
-        return [TraceRecord(**orjson.loads(line)) for line in lines if line.strip()]
+    async def _write(self, batch: list[TraceRecord]) -> None:
+        await self.store.write_traces(batch)
+        self.written += len(batch)
 
-    async def _replay_spill(self) -> None:
-        if not self.spill_path.is_file():
-            return
-        records = self._claim_spill()
-        for start in range(0, len(records), self.batch_size):
+    async def _write_buffered(self, keep: int = 0) -> None:
+        """Write batches from the buffer until at most ``keep`` traces are left in it."""
+        while len(self._buffer) > keep:
+            batch = [self._buffer.popleft() for _ in range(min(self.batch_size, self.depth))]
             try:
-                await self.store.write_traces(records[start : start + self.batch_size])
+                await self._write(batch)
             except BaseException:
-                self._append_spill(records[start:])  # back on disk for the next attempt
+                self._buffer.extendleft(reversed(batch))
                 raise
-            self.written += len(records[start : start + self.batch_size])
 
     async def flush(self) -> bool:
         """Write everything buffered (and anything spilled). False if the store failed."""
         try:
-            await self._replay_spill()
-            while self._buffer:
-                batch = [
-                    self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))
-                ]
-                try:
-                    await self.store.write_traces(batch)
-                except BaseException:
-                    self._buffer.extendleft(reversed(batch))
-                    raise
-                self.written += len(batch)
+            await self._write_buffered()
+            if self._replay_due:
+                await self._replay_spills()
+                await self._write_buffered()
         except Exception:
             self.failures += 1
             log.warning("trace store unavailable; %d traces buffered", len(self._buffer))
@@ -154,3 +192,8 @@ class TraceRecorder:
             flushed = False
         if not flushed:
             self._spill(len(self._buffer))  # nothing lost: written at the next start
+
+
+def _remove(handle: BinaryIO) -> None:
+    Path(handle.name).unlink()
+    handle.close()

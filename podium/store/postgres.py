@@ -19,9 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from podium.store.dialect import StatementRecorder, to_pyformat
+from podium.store.dialect import StatementRecorder, to_numbered, to_pyformat
 from podium.store.migrations import MIGRATIONS, Migration
-from podium.store.traces import COLUMNS, JSON_COLUMNS, TraceRecord, trace_listing
+from podium.store.traces import (
+    COLUMNS,
+    JSON_COLUMNS,
+    Derive,
+    TraceRecord,
+    trace_listing,
+    trace_row,
+)
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection, AsyncCursor
@@ -58,18 +65,6 @@ def _row_factory(cursor: AsyncCursor[Any]) -> Any:
     return make
 
 
-def _row_values(record: TraceRecord) -> tuple[Any, ...]:
-    values: list[Any] = []
-    for column in COLUMNS:
-        value = getattr(record, column)
-        if column in JSON_COLUMNS:
-            value = orjson.dumps(value).decode()
-        elif column == "stream":
-            value = int(value)
-        values.append(value)
-    return tuple(values)
-
-
 def _record(row: Row) -> TraceRecord:
     data = {column: row[column] for column in COLUMNS}
     for column in JSON_COLUMNS:
@@ -78,10 +73,49 @@ def _record(row: Row) -> TraceRecord:
     return TraceRecord(**data)
 
 
-_UPSERT_TRACE = (
-    f"INSERT INTO traces ({', '.join(COLUMNS)}) VALUES ({', '.join('%s' for _ in COLUMNS)}) "
-    "ON CONFLICT (trace_id) DO UPDATE SET "
-    + ", ".join(f"{column} = excluded.{column}" for column in COLUMNS if column != "trace_id")
+# A batch is copied (binary COPY, the fastest way in) into a per-connection staging table, then
+# moved into traces, skipping ids already stored; the ids moved come back so totals derived
+# from the batch count only what was added. Types as in migration 0001_create_traces.
+_COPY_TYPES: dict[str, str] = {
+    "trace_id": "text",
+    "created_at": "double precision",
+    "ingress": "text",
+    "caller": "text",
+    "owner": "text",
+    "requested_model": "text",
+    "route": "text",
+    "router": "text",
+    "rule": "text",
+    "reason": "text",
+    "worker": "text",
+    "workers": "text",
+    "input_tokens": "bigint",
+    "output_tokens": "bigint",
+    "cost_usd": "double precision",
+    "latency_ms": "double precision",
+    "ttft_ms": "double precision",
+    "status": "text",
+    "http_status": "integer",
+    "error": "text",
+    "error_kind": "text",
+    "stream": "integer",
+    "data_class": "text",
+    "contract": "text",
+    "steps": "text",
+    "candidates": "text",
+    "policy_actions": "text",
+    "prompt": "text",
+    "answer": "text",
+}
+_STAGING = (
+    "CREATE TEMPORARY TABLE IF NOT EXISTS traces_incoming ("
+    + ", ".join(f"{column} {_COPY_TYPES[column]}" for column in COLUMNS)
+    + ") ON COMMIT DELETE ROWS"
+)
+_COPY_TRACES = f"COPY traces_incoming ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+_MOVE_TRACES = (
+    f"INSERT INTO traces ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)} FROM traces_incoming "
+    "ON CONFLICT (trace_id) DO NOTHING RETURNING trace_id"
 )
 
 
@@ -108,6 +142,7 @@ class PostgresStore:
         self.migrations = migrations
         self._pool: AsyncConnectionPool[AsyncConnection[Any]] | None = None
         self._statements: dict[str, str] = {}  # SQLite-style text -> psycopg text
+        self._numbered: dict[str, str] = {}  # SQLite-style text -> $n text (raw cursor)
 
     # -- life ------------------------------------------------------------------------------------
 
@@ -117,6 +152,8 @@ class PostgresStore:
         # SUM over BIGINT and AVG are NUMERIC in PostgreSQL; callers expect floats, as in SQLite.
         connection.adapters.register_loader("numeric", FloatLoader)
         connection.row_factory = _row_factory
+        # Temporary tables live in the session's own schema, whatever the search_path says.
+        await connection.execute(_STAGING)
 
     async def open(self) -> None:
         # Imported here: psycopg is the optional ``postgres`` extra.
@@ -198,6 +235,14 @@ class PostgresStore:
                 self._statements[sql] = translated
         return translated
 
+    def _number(self, sql: str) -> str:
+        numbered = self._numbered.get(sql)
+        if numbered is None:
+            numbered = to_numbered(sql)
+            if len(self._numbered) < 4096:
+                self._numbered[sql] = numbered
+        return numbered
+
     async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
         """Run one parameterised statement written with ``?`` placeholders."""
         async with self._ready().connection() as connection:
@@ -207,14 +252,30 @@ class PostgresStore:
             rows: list[Row] = await cursor.fetchall()
             return rows
 
-    async def write_traces(self, records: list[TraceRecord]) -> None:
-        rows = [_row_values(record) for record in records]
+    async def write_traces(self, records: list[TraceRecord], derive: Derive | None = None) -> None:
+        from psycopg import AsyncRawCursor
+
+        rows = [trace_row(record) for record in records]
         async with (
             self._ready().connection() as connection,
             connection.transaction(),
             connection.cursor() as cursor,
         ):
-            await cursor.executemany(_UPSERT_TRACE, rows)
+            async with cursor.copy(_COPY_TRACES) as copy:
+                copy.set_types([_COPY_TYPES[column] for column in COLUMNS])
+                for row in rows:
+                    await copy.write_row(row)
+            await cursor.execute(_MOVE_TRACES)
+            added_ids = {row[0] for row in await cursor.fetchall()}
+            added = records
+            if len(added_ids) != len(records):  # some were stored before (a replayed batch)
+                added = list(
+                    {r.trace_id: r for r in reversed(records) if r.trace_id in added_ids}.values()
+                )
+            if derive is not None and added:
+                async with AsyncRawCursor(connection) as raw:
+                    for sql, params in derive(added):
+                        await raw.execute(self._number(sql), params)
 
     async def get_trace(self, trace_id: str) -> TraceRecord | None:
         rows = await self.execute("SELECT * FROM traces WHERE trace_id = ?", (trace_id,))

@@ -18,7 +18,14 @@ from typing import Any, TypeVar
 import orjson
 
 from podium.store.migrations import MIGRATIONS, Migration
-from podium.store.traces import COLUMNS, JSON_COLUMNS, TraceRecord, trace_listing
+from podium.store.traces import (
+    COLUMNS,
+    JSON_COLUMNS,
+    Derive,
+    TraceRecord,
+    trace_listing,
+    trace_row,
+)
 
 T = TypeVar("T")
 
@@ -58,16 +65,33 @@ def apply_migrations(db: sqlite3.Connection, migrations: list[Migration] = MIGRA
     return ran
 
 
-def _row_values(record: TraceRecord) -> tuple[Any, ...]:
-    values: list[Any] = []
-    for column in COLUMNS:
-        value = getattr(record, column)
-        if column in JSON_COLUMNS:
-            value = orjson.dumps(value).decode()
-        elif column == "stream":
-            value = int(value)
-        values.append(value)
-    return tuple(values)
+# ON CONFLICT names the key: OR IGNORE would also drop a row that breaks NOT NULL, silently.
+_INSERT_TRACE = (
+    f"INSERT INTO traces ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)}) "
+    "ON CONFLICT (trace_id) DO NOTHING"
+)
+
+
+def insert_new_traces(db: sqlite3.Connection, records: list[TraceRecord]) -> list[TraceRecord]:
+    """Insert a batch inside the caller's transaction, skipping trace ids already stored;
+    returns the records it added."""
+    rows = [trace_row(record) for record in records]
+    db.execute("SAVEPOINT trace_batch")
+    changes = db.total_changes
+    db.executemany(_INSERT_TRACE, rows)
+    if db.total_changes - changes == len(rows):  # the usual case: every trace is new
+        db.execute("RELEASE trace_batch")
+        return records
+    # Some were stored before (a batch retried after its commit, or replayed from the spill
+    # file): insert again one by one to learn which are new.
+    db.execute("ROLLBACK TO trace_batch")
+    added = [
+        record
+        for record, row in zip(records, rows, strict=True)
+        if db.execute(_INSERT_TRACE, row).rowcount == 1
+    ]
+    db.execute("RELEASE trace_batch")
+    return added
 
 
 def _record(row: sqlite3.Row) -> TraceRecord:
@@ -124,14 +148,15 @@ class SQLiteStore:
 
         return await self._run(run)
 
-    async def write_traces(self, records: list[TraceRecord]) -> None:
-        placeholders = ", ".join("?" for _ in COLUMNS)
-        sql = f"INSERT OR REPLACE INTO traces ({', '.join(COLUMNS)}) VALUES ({placeholders})"
-        rows = [_row_values(record) for record in records]
-
+    async def write_traces(self, records: list[TraceRecord], derive: Derive | None = None) -> None:
+        # Everything, serialising the rows and deriving totals included, runs on the store's
+        # thread: the event loop only hands the batch over.
         def write(db: sqlite3.Connection) -> None:
             with transaction(db):
-                db.executemany(sql, rows)
+                added = insert_new_traces(db, records)
+                if derive is not None and added:
+                    for sql, params in derive(added):
+                        db.execute(sql, params)
 
         await self._run(write)
 

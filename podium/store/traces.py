@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Protocol
+
+import orjson
 
 
 @dataclass(slots=True)
@@ -71,6 +75,24 @@ COLUMNS: tuple[str, ...] = (
     "answer",
 )
 JSON_COLUMNS = frozenset({"steps", "candidates", "policy_actions"})
+_COLUMN_VALUES = attrgetter(*COLUMNS)
+_JSON_POSITIONS = tuple(COLUMNS.index(column) for column in sorted(JSON_COLUMNS))
+_STREAM_POSITION = COLUMNS.index("stream")
+
+# Statements (``?`` placeholders) derived from the traces a batch actually added, which the
+# store runs in the batch's own transaction: totals kept beside the traces (the dashboard's
+# rollup) then never count a replayed trace twice, nor miss one whose batch committed.
+Derive = Callable[[list["TraceRecord"]], list[tuple[str, tuple[Any, ...]]]]
+
+
+def trace_row(record: TraceRecord) -> list[Any]:
+    """The column values of one trace, in ``COLUMNS`` order, as both stores write them (run by
+    the writer, off the request's path)."""
+    row = list(_COLUMN_VALUES(record))
+    for position in _JSON_POSITIONS:
+        row[position] = orjson.dumps(row[position]).decode()
+    row[_STREAM_POSITION] = int(row[_STREAM_POSITION])
+    return row
 
 
 def trace_listing(
@@ -106,7 +128,9 @@ class TraceStore(Protocol):
 
     async def close(self) -> None: ...
 
-    async def write_traces(self, records: list[TraceRecord]) -> None: ...
+    async def write_traces(self, records: list[TraceRecord], derive: Derive | None = None) -> None:
+        """Store a batch in one transaction. A trace id already stored is skipped (the first
+        row written wins), and ``derive`` sees only the traces this call added."""
 
     async def get_trace(self, trace_id: str) -> TraceRecord | None: ...
 
