@@ -26,6 +26,7 @@ class DataClasses:
         self.settings = settings
         self.order = list(settings.classes)
         self.rank = {name: index for index, name in enumerate(self.order)}
+        self._ceilings: dict[tuple[str, ...], int] = {}
 
     def check(self, name: str, *, where: str) -> str:
         """``name`` normalised, or a 400 naming the known classes."""
@@ -61,8 +62,14 @@ class DataClasses:
 
     # -- clearance --------------------------------------------------------------------------------
 
-    def _ceiling(self, names: Iterable[str]) -> int:
-        return max((self.rank[name] for name in names if name in self.rank), default=-1)
+    def _ceiling(self, names: Sequence[str]) -> int:
+        # Asked several times per request for the same few clearance lists: remember them.
+        key = tuple(names)
+        found = self._ceilings.get(key)
+        if found is None:
+            found = max((self.rank[name] for name in names if name in self.rank), default=-1)
+            self._ceilings[key] = found
+        return found
 
     def cleared(self, worker: WorkerConfig, data_class: str, *, pseudonymised: bool) -> bool:
         needed = self.rank.get(data_class, len(self.order))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import string
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from importlib import resources
@@ -33,6 +34,9 @@ _SHAPE_TABLE = str.maketrans(
 )
 _REPEAT = re.compile(r"(.)\1+")
 BOUNDARY = frozenset({".", "\n", "!", "?", ":", ";", ">", '"', "("})
+# First characters for which is_candidate's answer is quick to give (after an "O" label).
+_LOWER_ASCII = frozenset(string.ascii_lowercase)
+_INERT_ASCII = frozenset(chr(code) for code in range(128) if not chr(code).isalnum())
 
 
 class Token(NamedTuple):
@@ -281,9 +285,9 @@ class NameTagger:
         for index, word in enumerate(words):
             if previous == "O":
                 first = word[0]
-                if first.isascii() and first.islower():
+                if first in _LOWER_ASCII:
                     candidate = index > 0 and words[index - 1].lower() in TRIGGERS
-                elif first.isascii() and not first.isalnum():
+                elif first in _INERT_ASCII:
                     candidate = False
                 else:
                     candidate = is_candidate(word, previous, words[index - 1] if index else "")
@@ -300,7 +304,7 @@ class NameTagger:
 
     def inspect(self, text: str) -> list[Finding]:
         labels = self.labels(TOKEN.findall(text))
-        if not any(label in EMITTED for label in labels):
+        if all(kind not in labels for kind in EMITTED):
             return []  # the common case: no token offsets needed
         return list(spans(tokenize(text), labels))
 
