@@ -274,28 +274,34 @@ class App:
 
     async def _stream(self, response: StreamResponse, receive: Receive, send: Send) -> None:
         headers = {"cache-control": "no-cache", "x-accel-buffering": "no", **response.headers}
+        # The chunks are pumped in this task; one watcher task waits for the client to leave
+        # and then cancels the pump, which closes the upstream stream: the worker stops
+        # generating. (A second task for the pump and a wait on both cost more per stream.)
+        pumping = asyncio.current_task()
+        assert pumping is not None
+        left = False
 
-        async def pump() -> None:
+        async def watch() -> None:
+            nonlocal left
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            left = True
+            pumping.cancel()
+
+        watching = asyncio.get_running_loop().create_task(watch())
+        try:
             async with contextlib.aclosing(response.chunks) as chunks:  # type: ignore[type-var]
                 await send(_head(response.status, response.media_type, headers))
                 async for chunk in chunks:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 await send({"type": "http.response.body", "body": b""})
-
-        async def watch() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-
-        pumping = asyncio.ensure_future(pump())
-        watching = asyncio.ensure_future(watch())
-        try:
-            await asyncio.wait({pumping, watching}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            if not left:
+                raise  # cancelled from outside (shutdown): not ours to swallow
+            pumping.uncancel()
+        except OSError:
+            pass  # the connection broke under the send
+        except Exception as error:
+            log.warning("stream ended with %s", type(error).__name__)
         finally:
-            for task in (pumping, watching):
-                if not task.done():
-                    task.cancel()
-            # Cancelling the pump closes the upstream stream: the worker stops generating.
-            results = await asyncio.gather(pumping, watching, return_exceptions=True)
-        for result in results:
-            if isinstance(result, Exception) and not isinstance(result, OSError):
-                log.warning("stream ended with %s", type(result).__name__)
+            watching.cancel()

@@ -221,6 +221,7 @@ class Upstream:
             stream = StreamBody(response, self, self._timeouts)
             try:
                 yield stream
+                await stream.drain()
             finally:
                 stream.close()
 
@@ -269,6 +270,20 @@ class StreamBody:
             raise self._upstream._unreachable(error) from None
         finally:
             self._waiting_since = None
+
+    async def drain(self, limit: float = 1.0) -> None:
+        """Read the body to its end when a reader stopped at its end marker ([DONE]): the end
+        is usually there already, and a connection whose body was not read to the end cannot
+        go back to the pool (the next call would open a new one). Gives up after ``limit``."""
+        content = self._content
+        if content.is_eof():
+            return
+        try:
+            async with asyncio.timeout(limit):
+                while await content.readany():
+                    pass
+        except (TimeoutError, aiohttp.ClientError, ProviderError):
+            pass
 
     def close(self) -> None:
         if self._timer is not None:
