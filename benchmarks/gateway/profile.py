@@ -3,8 +3,11 @@ in front), the benchmark's mock upstream behind it, requests one after another.
 
     .venv/bin/python -m benchmarks.gateway.profile --governance on --requests 3000
     .venv/bin/python -m benchmarks.gateway.profile --stream --sort tottime
+    .venv/bin/python -m benchmarks.gateway.profile --stream --chunks 64 --chunk-ms 20 \
+        --concurrency 100 --requests 1000 --top 0     # CPU per chunk of paced streams
 
-Prints microseconds of Podium CPU per request and the top functions by cumulative time.
+Prints microseconds of Podium CPU per request (per chunk for streams) and the top functions
+by cumulative time (CPU time: other processes on the machine do not count).
 """
 
 from __future__ import annotations
@@ -107,26 +110,39 @@ async def main_async(args: argparse.Namespace, upstream: int, data_dir: Path) ->
             for number in range(256 + 2 * args.requests)
         ]
     )
-    for _ in range(200):  # warm up
+
+    async def batch(count: int) -> None:
+        # ``--concurrency`` requests at a time: with paced stream chunks, every chunk then
+        # arrives on its own, as it would from a real upstream.
+        for start in range(0, count, args.concurrency):
+            size = min(args.concurrency, count - start)
+            await asyncio.gather(*(call(app, next(bodies), headers) for _ in range(size)))
+
+    for _ in range(200 // args.concurrency + 1):  # warm up
         assert await call(app, next(bodies), headers) == 200
     # The least CPU of several rounds: other processes on the machine only ever add to it.
     rounds = []
+    per_round = args.requests // args.rounds
     for _ in range(args.rounds):
         cpu0 = time.process_time()
-        for _ in range(args.requests // args.rounds):
-            await call(app, next(bodies), headers)
-        rounds.append((time.process_time() - cpu0) / (args.requests // args.rounds))
+        await batch(per_round)
+        rounds.append((time.process_time() - cpu0) / per_round)
+    least, median = min(rounds), sorted(rounds)[len(rounds) // 2]
     print(
-        f"CPU per request (Podium + its aiohttp client): min {min(rounds) * 1e6:.0f} us, "
-        f"median {sorted(rounds)[len(rounds) // 2] * 1e6:.0f} us over {args.rounds} rounds"
+        f"CPU per request (Podium + its aiohttp client): min {least * 1e6:.0f} us, "
+        f"median {median * 1e6:.0f} us over {args.rounds} rounds"
     )
+    if args.stream:
+        # The mock sends the chunks, a usage event and the end marker.
+        print(f"  per upstream chunk: min {least * 1e6 / (args.chunks + 2):.1f} us")
     if args.top:
-        profiler = cProfile.Profile()
+        profiler = cProfile.Profile(time.process_time)
         profiler.enable()
-        for _ in range(args.requests):
-            await call(app, next(bodies), headers)
+        await batch(args.requests)
         profiler.disable()
         pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.top)
+    if args.passthrough:
+        await lifespan(app, "shutdown")
     for hook in reversed(podium.app.on_shutdown):
         await hook()
 
@@ -137,6 +153,9 @@ def main() -> None:
     parser.add_argument("--stream", action="store_true")
     parser.add_argument("--passthrough", action="store_true", help="drive the pass-through")
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--chunks", type=int, default=4, help="stream chunks from the mock")
+    parser.add_argument("--chunk-ms", type=float, default=0.0, help="pacing of the chunks")
+    parser.add_argument("--concurrency", type=int, default=1, help="requests at a time")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--sort", default="cumulative")
     parser.add_argument("--top", type=int, default=45)
@@ -144,7 +163,7 @@ def main() -> None:
     port = free_port()
     mock = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.gateway.mock_upstream", "--port", str(port),
-         "--chunks", "4", "--chunk-ms", "0"],
+         "--chunks", str(args.chunks), "--chunk-ms", str(args.chunk_ms)],
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
     try:
