@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.gateway.bodies import USER_AFTER
 from podium.app import create_podium
 from podium.config import parse_config
 from podium.context import RequestContext
@@ -41,6 +42,11 @@ PII_PROMPT = (
     "request quickly. The whole team is waiting on this before the quarterly review starts."
 )[:1024]
 PLAIN_PROMPT = ("The quarterly report shows revenue up four percent on the year. " * 17)[:1024]
+PROMPTS = (
+    ("1 KB with PII", PII_PROMPT),
+    ("1 KB without PII", PLAIN_PROMPT),
+    ("chat message (the gateway benchmark's)", USER_AFTER.lstrip(": ")),
+)
 
 CONFIGURATIONS: dict[str, dict[str, Any]] = {
     "patterns + heuristics (no tagger, no classifier)": {
@@ -51,12 +57,14 @@ CONFIGURATIONS: dict[str, dict[str, Any]] = {
 }
 
 
-def request(prompt: str) -> ChatRequest:
+def request(prompt: str, number: int) -> ChatRequest:
+    """The same system prompt every time, as clients send it; a user prompt never seen before
+    (its number in front), so the policy's per-text memo cannot answer the screening."""
     return ChatRequest(
         model="vendor",
         messages=[
             Message(role="system", content=[TextPart("You are a helpful support assistant.")]),
-            Message(role="user", content=[TextPart(prompt)]),
+            Message(role="user", content=[TextPart(f"Ticket {number}. {prompt}")]),
         ],
         max_tokens=256,
     )
@@ -89,8 +97,8 @@ async def run(config_policy: dict[str, Any], prompt: str, count: int) -> list[fl
         timings: list[float] = []
         for index in range(count + 200):
             context = RequestContext(ingress="openai", headers={})
-            chat = request(prompt)
-            started = time.perf_counter()
+            chat = request(prompt, index)
+            started = time.process_time()
             for hook in hooks:
                 await hook.admit(chat, context)
             for hook in hooks:
@@ -110,7 +118,7 @@ async def run(config_policy: dict[str, Any], prompt: str, count: int) -> list[fl
             response = ChatResponse(id="x", model="vendor", text=chat.messages[-1].text())
             for hook in hooks:
                 response = hook.transform_response(response, context)
-            elapsed = (time.perf_counter() - started) * 1e6
+            elapsed = (time.process_time() - started) * 1e6
             if index >= 200:
                 timings.append(elapsed)
         return timings
@@ -124,17 +132,19 @@ def pct(values: list[float], q: float) -> float:
 async def main_async(count: int) -> str:
     lines = [
         f"Content policy per request (screen + classify/detect PII + pseudonymise + clearance + "
-        f"cost guard + restore the answer), 1 KB user prompt plus a short system prompt, "
+        f"cost guard + restore the answer), a user prompt never seen before plus a short "
+        f"system prompt, "
         f"{count} requests after 200 warm-up, one process, CPython {platform.python_version()} "
         f"on {platform.machine()}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
-        "cores while measuring (other jobs share the machine, so p99 is noisy).",
+        "cores while measuring. Times are this process's CPU time, so other jobs on the "
+        "machine inflate them less than wall time (they still slow the shared cores).",
         "",
-        "| configuration | prompt | p50 µs | p99 µs | mean µs |",
+        "| configuration | prompt | p50 CPU µs | p99 CPU µs | mean CPU µs |",
         "|---|---|---|---|---|",
     ]
     results: dict[tuple[str, str], float] = {}
     for name, policy in CONFIGURATIONS.items():
-        for label, prompt in (("1 KB with PII", PII_PROMPT), ("1 KB without PII", PLAIN_PROMPT)):
+        for label, prompt in PROMPTS:
             timings = await run(policy, prompt, count)
             p50 = statistics.median(timings)
             results[(name, label)] = p50
