@@ -253,6 +253,10 @@ class Metered(Generic[Item]):
         self._started = started
         self.usage: Usage | None = None
         self.finished = False
+        # Called once the stream has ended and its attempt is settled, with the error that
+        # ended it (None when it finished or the client left): writes the trace of a stream
+        # nothing else wraps.
+        self.on_end: Callable[[PodiumError | None], None] | None = None
         worker.in_flight += 1
 
     def _observe(self, item: object) -> None:
@@ -266,6 +270,7 @@ class Metered(Generic[Item]):
 
     async def events(self) -> AsyncGenerator[Item, None]:
         observe = self._observe
+        failure: PodiumError | None = None
         try:
             if self._first is not None:
                 observe(self._first)
@@ -276,6 +281,7 @@ class Metered(Generic[Item]):
             self.worker.breaker.record_success()
             self.finished = True
         except ProviderError as error:
+            failure = error
             self.worker.breaker.record_failure()
             self.attempt.status, self.attempt.error = "error", error.message
             self.attempt.error_kind = error.kind
@@ -288,6 +294,8 @@ class Metered(Generic[Item]):
         finally:
             await self._rest.aclose()
             self._settle()
+            if self.on_end is not None:
+                self.on_end(failure)
 
     def _settle(self) -> None:
         if self.worker.in_flight > 0 and self.attempt.latency_ms == 0.0:

@@ -6,7 +6,6 @@ import asyncio
 import operator
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, fields
-from typing import TypeVar
 
 from podium.config import WorkerConfig
 from podium.context import RequestContext
@@ -28,8 +27,6 @@ from podium.types import (
 )
 from podium.workers import WorkerPool
 from podium.workflow import WorkflowError
-
-Item = TypeVar("Item")
 
 
 @dataclass(slots=True)
@@ -267,9 +264,14 @@ class Gateway:
         metered = await self.executor.stream(request, decision.workflow, run, relay=relay)
         outcome = Outcome(decision=decision, run=run, worker=metered.worker.name)
         if isinstance(metered, MeteredRelay):
-            outcome.relay = self._recorded(
-                metered.events(), metered, request, decision, run, context
-            )
+            # Nothing wraps a relayed stream: the trace is written as it ends, with no layer
+            # of its own on every chunk.
+            def ended(error: PodiumError | None) -> None:
+                status = _stream_status(error, metered)
+                self._finish(request, decision, run, context, status=status, error=error)
+
+            metered.on_end = ended
+            outcome.relay = metered.events()
             return outcome
         events: EventStream = metered.events()
         for hook in stages.transform_events:
@@ -279,40 +281,35 @@ class Gateway:
 
     async def _recorded(
         self,
-        items: AsyncIterator[Item],
-        metered: MeteredStream | MeteredRelay,
+        events: EventStream,
+        metered: MeteredStream,
         request: ChatRequest,
         decision: Decision,
         run: Run,
         context: RequestContext,
-    ) -> AsyncIterator[Item]:
+    ) -> AsyncIterator[StreamEvent]:
         """The stream, passed on; its trace is written when it ends, however it ends."""
         error: PodiumError | None = None
         text: list[str] | None = [] if self.capture_content else None
         try:
             if text is None:
-                async for item in items:
-                    yield item
+                async for event in events:
+                    yield event
             else:
-                async for item in items:
-                    if isinstance(item, TextDelta):
-                        text.append(item.text)
-                    yield item
+                async for event in events:
+                    if isinstance(event, TextDelta):
+                        text.append(event.text)
+                    yield event
         except PodiumError as failure:
             error = failure
             raise
         finally:
-            status = (
-                200
-                if error is None and metered.attempt.status == "ok"
-                else (error.status if error is not None else 499)
-            )
             self._finish(
                 request,
                 decision,
                 run,
                 context,
-                status=status,
+                status=_stream_status(error, metered),
                 error=error,
                 answer="".join(text) if text is not None else None,
             )
@@ -405,6 +402,12 @@ class Gateway:
     async def drain_background(self) -> None:
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
+
+
+def _stream_status(error: PodiumError | None, metered: MeteredStream | MeteredRelay) -> int:
+    if error is not None:
+        return error.status
+    return 200 if metered.attempt.status == "ok" else 499  # else: the client left
 
 
 async def _probe() -> EventStream:

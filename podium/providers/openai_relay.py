@@ -19,13 +19,11 @@ from podium.errors import ProviderError
 from podium.providers.http import EventSplitter, StreamBody, data_of, malformed_event
 from podium.types import Usage, WireStream, WireUsage
 
-# A block holding none of these needs no look inside. They are only a filter: a false match
-# (an answer that says "usage") just takes the exact path for that block.
-LOOK_INSIDE = (b'"usage"', b'"error"', b"[DONE]")
-
 
 def _needs_look(events: bytes) -> bool:
-    return any(marker in events for marker in LOOK_INSIDE)
+    # A block mentioning none of these needs no look inside. Only a filter: a false match (an
+    # answer that says "usage") just takes the exact path for that block.
+    return b'"usage"' in events or b'"error"' in events or b"[DONE]" in events
 
 
 def _has_content(chunk: dict[str, Any]) -> bool:
