@@ -9,7 +9,9 @@ one by one (concurrency 1), and the p50 latencies are compared.
 as in the gateway benchmark, the same mock upstream): per request, the event loop's CPU in
 the gateway's recording (``_finish``: building the trace and queueing it; the finish hooks),
 and the CPU of the whole process (writer thread included) with trace recording on and off,
-rounds alternating. ``--compare REV`` first measures a git revision the same way.
+rounds alternating. ``--compare REV`` first measures a git revision the same way. It needs a
+quiet machine: on a shared, loaded one the rounds' spread exceeds the difference measured
+(the trace writer's own CPU is measured steadily by ``benchmarks/trace_writer.py``).
 
     .venv/bin/python -m benchmarks.tracing_overhead --cpu [--compare REV]
 """

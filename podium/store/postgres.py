@@ -13,6 +13,7 @@ database, and tests take a schema of their own).
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from typing import TYPE_CHECKING, Any
@@ -63,6 +64,10 @@ def _row_factory(cursor: AsyncCursor[Any]) -> Any:
         return row
 
     return make
+
+
+def _trace_rows(records: list[TraceRecord]) -> list[list[Any]]:
+    return [trace_row(record) for record in records]
 
 
 def _record(row: Row) -> TraceRecord:
@@ -255,7 +260,9 @@ class PostgresStore:
     async def write_traces(self, records: list[TraceRecord], derive: Derive | None = None) -> None:
         from psycopg import AsyncRawCursor
 
-        rows = [trace_row(record) for record in records]
+        # Serialising rows and deriving totals are CPU work: a worker thread does them, so the
+        # event loop keeps serving requests meanwhile.
+        rows = await asyncio.to_thread(_trace_rows, records)
         async with (
             self._ready().connection() as connection,
             connection.transaction(),
@@ -273,8 +280,9 @@ class PostgresStore:
                     {r.trace_id: r for r in reversed(records) if r.trace_id in added_ids}.values()
                 )
             if derive is not None and added:
+                statements = await asyncio.to_thread(derive, added)
                 async with AsyncRawCursor(connection) as raw:
-                    for sql, params in derive(added):
+                    for sql, params in statements:
                         await raw.execute(self._number(sql), params)
 
     async def get_trace(self, trace_id: str) -> TraceRecord | None:
