@@ -34,11 +34,13 @@ log = logging.getLogger("podium.sessions")
 # max sessions, the session's member name in the index, the key prefix of sessions.
 PUT = """
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- Microseconds: turns written within one millisecond must still be ordered for eviction
+-- (equal scores would fall back to the members' hash order).
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local ttl = tonumber(ARGV[2])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
 redis.call('ZADD', KEYS[2], now, ARGV[4])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - ttl)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - ttl * 1000)
 local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[3])
 if over > 0 then
   local oldest = redis.call('ZPOPMIN', KEYS[2], over)
