@@ -169,16 +169,21 @@ def wrk(
     p50 = _ms(re.search(r"\s50%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"\s99%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
     requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    return WrkResult(rps, p50, p99, requests, wrk_errors(output))
+
+
+def wrk_errors(output: str) -> int:
+    """Non-2xx answers plus socket errors (connect, read, write, timeout) in wrk's summary."""
     errors = 0
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if non2xx:
         errors += int(non2xx.group(1))
-    socket_errors = re.search(
+    sockets = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
     )
-    if socket_errors:
-        errors += sum(int(n) for n in socket_errors.groups())
-    return WrkResult(rps, p50, p99, requests, errors)
+    if sockets:
+        errors += sum(int(n) for n in sockets.groups())
+    return errors
 
 
 @dataclass
@@ -482,15 +487,7 @@ def soak(target: Target, pid: int, seconds: int) -> dict[str, Any]:
     warm = [rss for at, rss in samples if at >= 60] or [rss for _, rss in samples]
     growth = (warm[-1] - warm[0]) / warm[0] if warm and warm[0] else 0.0
     requests = re.search(r"(\d+) requests in", output)
-    errors = 0
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    if non2xx:
-        errors += int(non2xx.group(1))
-    sockets = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
-    )
-    if sockets:
-        errors += sum(int(n) for n in sockets.groups())
+    errors = wrk_errors(output)
     return {
         "seconds": seconds,
         "samples": samples,
