@@ -211,6 +211,12 @@ async def test_podium_serve_with_two_processes_answers_their_sum(
     replica = Replica(config, tmp_path, processes=2)
     await replica.start(wait=120)  # two processes starting at once on a busy machine
     try:
+        # The port answers as soon as one process is up; the other may still be loading on a
+        # busy machine, and a process counts once it has joined (written its first snapshot).
+        for _ in range(1200):
+            if sample(await scrape(replica.url), "podium_server_processes") == 2:
+                break
+            await asyncio.sleep(0.1)
         # A connection per request, so both processes take requests.
         for _ in range(20):
             async with httpx.AsyncClient(base_url=replica.url) as http:
