@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from podium.policy.findings import Finding
-from podium.policy.ngrams import feature_indices
+from podium.policy.ngrams import distinct_indices
 
 MODEL_RESOURCE = "policy/injection.npz"
 
@@ -292,7 +292,7 @@ class Classifier:
         return cls(weights, bias, bits, threshold)
 
     def probability(self, text: str) -> float:
-        indices = feature_indices(text, self.bits)
+        indices = distinct_indices(text, self.bits)
         if indices.size == 0:
             return 1.0 / (1.0 + math.exp(-self.bias))
         logit = float(self.weights[indices].sum()) / math.sqrt(indices.size) + self.bias
