@@ -16,13 +16,14 @@ from podium.config import PodiumConfig, load_config
 from podium.engine import Engine
 from podium.executor import WorkflowExecutor
 from podium.gateway import Gateway
+from podium.gc_tuning import tune_collector
 from podium.hooks import Hook
 from podium.observe.recorder import TraceRecorder
 from podium.plugins import load_plugins
 from podium.policy.audit import AuditTrail
 from podium.policy.secrets import secret_sources
 from podium.providers.base import ProviderRegistry
-from podium.providers.http import HttpClients
+from podium.providers.egress import Egress
 from podium.routing.base import Router
 from podium.routing.chain import Routing, build_routing
 from podium.routing.direct import VIRTUAL_MODELS
@@ -38,7 +39,7 @@ class Podium:
 
     config: PodiumConfig
     app: App
-    http: HttpClients
+    http: Egress
     providers: ProviderRegistry
     pool: WorkerPool
     store: TraceStore
@@ -72,6 +73,7 @@ def create_podium(
     secrets: SecretSource | None = None,
     plugins: list[ModuleType] | None = None,
     start_workers: bool = True,
+    tune_gc: bool = False,
 ) -> Podium:
     data_dir = config.resolved_data_dir()
     # Provider keys: the environment, then the encrypted store when a master key is set.
@@ -84,7 +86,7 @@ def create_podium(
         register = getattr(module, "register_providers", None)
         if register is not None:
             register(providers)
-    http = HttpClients()
+    http = Egress()
     pool = WorkerPool(providers, http=http, secrets=secrets, data_dir=data_dir)
     pool.load(config.workers)
     store: TraceStore = create_store(config.store, data_dir)
@@ -136,6 +138,8 @@ def create_podium(
         recorder.start()
         if start_workers:
             await pool.start()
+        if tune_gc:  # last: everything start-up loaded is in the heap by now
+            tune_collector(config.server.gc)
 
     async def shutdown() -> None:
         await gateway.drain_background()
@@ -186,4 +190,4 @@ def create_app(config: PodiumConfig, **options: Any) -> App:
 
 def app_from_environment() -> App:
     """The ASGI factory ``podium serve`` hands to uvicorn (one per worker process)."""
-    return create_app(load_config(os.environ.get("PODIUM_CONFIG")))
+    return create_app(load_config(os.environ.get("PODIUM_CONFIG")), tune_gc=True)

@@ -15,7 +15,7 @@ from typing import Any
 from podium.breaker import Breaker, CircuitBreaker
 from podium.config import ConfigError, Price, WorkerConfig
 from podium.providers.base import Provider, ProviderContext, ProviderRegistry
-from podium.providers.http import HttpClients
+from podium.providers.egress import Egress
 from podium.secrets import SecretSource
 from podium.types import Usage
 
@@ -61,7 +61,7 @@ class WorkerPool:
         self,
         providers: ProviderRegistry,
         *,
-        http: HttpClients,
+        http: Egress,
         secrets: SecretSource,
         data_dir: Path,
         breakers: BreakerFactory | None = None,

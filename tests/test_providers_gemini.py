@@ -5,13 +5,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from podium.config import WorkerConfig
 from podium.errors import ProviderError
 from podium.providers.base import ProviderContext
+from podium.providers.egress import Egress
 from podium.providers.gemini import GeminiProvider, decode_response, gemini_schema
-from podium.providers.http import HttpClients
 from podium.secrets import EnvironmentSecrets
 from podium.testing.gemini_fake import FakeGemini
 from podium.types import (
@@ -52,12 +53,12 @@ async def fake() -> AsyncIterator[FakeGemini]:
 
 @pytest.fixture
 async def provider(fake: FakeGemini, tmp_path: Path) -> AsyncIterator[GeminiProvider]:
-    http = HttpClients()
+    http = Egress()
     yield make(fake.base_url, http, tmp_path)
     await http.aclose()
 
 
-def make(base_url: str, http: HttpClients, tmp_path: Path) -> GeminiProvider:
+def make(base_url: str, http: Egress, tmp_path: Path) -> GeminiProvider:
     config = WorkerConfig(
         name="gem",
         provider="gemini",
@@ -312,7 +313,7 @@ async def test_broken_stream_is_an_error(provider: GeminiProvider, fake: FakeGem
 
 async def test_wrong_key_never_leaks(fake: FakeGemini, tmp_path: Path) -> None:
     fake.behaviour.require_key = "another-key"
-    http = HttpClients()
+    http = Egress()
     try:
         with pytest.raises(ProviderError) as caught:
             await make(fake.base_url, http, tmp_path).complete(ask("x"))
@@ -324,17 +325,15 @@ async def test_wrong_key_never_leaks(fake: FakeGemini, tmp_path: Path) -> None:
 
 
 async def test_fake_refuses_what_gemini_refuses(fake: FakeGemini, tmp_path: Path) -> None:
-    http = HttpClients()
-    try:
-        session = http.session_for(fake.url)
-        async with session.post(
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
             f"{fake.base_url}/models/g:generateContent",
             json={"contents": [{"role": "assistant", "parts": [{"text": "x"}]}]},
             headers={"x-goog-api-key": KEY},
-        ) as response:
-            body = await response.json()
-    finally:
-        await http.aclose()
+        ) as response,
+    ):
+        body = await response.json()
     assert response.status == 400
     assert body["error"]["status"] == "INVALID_ARGUMENT" and body["error"]["code"] == 400
 

@@ -129,7 +129,7 @@ async def main_async(args: argparse.Namespace, upstream: int, data_dir: Path) ->
         rounds.append((time.process_time() - cpu0) / per_round)
     least, median = min(rounds), sorted(rounds)[len(rounds) // 2]
     print(
-        f"CPU per request (Podium + its aiohttp client): min {least * 1e6:.0f} us, "
+        f"CPU per request (Podium and its egress): min {least * 1e6:.0f} us, "
         f"median {median * 1e6:.0f} us over {args.rounds} rounds"
     )
     if args.stream:

@@ -307,7 +307,7 @@ def provider_problems(config: PodiumConfig, source: str = "configuration") -> li
     missing options such as a local model without its sha256 pin), without starting anything."""
     from podium.plugins import load_plugins
     from podium.providers.base import ProviderContext, ProviderRegistry
-    from podium.providers.http import HttpClients
+    from podium.providers.egress import Egress
     from podium.secrets import EnvironmentSecrets
 
     registry = ProviderRegistry()
@@ -315,7 +315,7 @@ def provider_problems(config: PodiumConfig, source: str = "configuration") -> li
         hook = getattr(module, "register_providers", None)
         if hook is not None:
             hook(registry)
-    http = HttpClients()  # sessions are created on first use only: nothing opens here
+    http = Egress()  # sessions are created on first use only: nothing opens here
     problems: list[str] = []
     for index, worker in enumerate(config.workers):
         try:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Protocol
 
 from podium.config import ConfigError, WorkerConfig
-from podium.providers.http import HttpClients
+from podium.providers.egress import Egress
 from podium.secrets import SecretSource
 from podium.types import ChatRequest, ChatResponse, EventStream, WireStream
 
@@ -40,7 +40,7 @@ class RelayingProvider(Provider, Protocol):
 @dataclass(frozen=True, slots=True)
 class ProviderContext:
     worker: WorkerConfig
-    http: HttpClients
+    http: Egress
     secrets: SecretSource
     data_dir: Path
 

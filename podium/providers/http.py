@@ -1,7 +1,5 @@
-"""Pooled egress over aiohttp: one session per upstream origin, timeouts, SSE reading.
-
-aiohttp rather than httpx because the egress client dominates a gateway's overhead (seven
-times the throughput on this kind of machine, see DESIGN.md).
+"""A worker's upstream over Podium's egress: POST JSON with the worker's timeouts, read the
+answer whole or as server-sent events, and turn every failure into a :class:`ProviderError`.
 """
 
 from __future__ import annotations
@@ -12,13 +10,12 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 
 from podium.config import Timeouts
 from podium.errors import ProviderError, provider_error_from_status
+from podium.providers.egress import Egress, EgressError, Origin, Response, request_head
 from podium.secrets import scrub
 
 # Upstream statuses that mean Podium's own credential or model name is wrong for a worker.
@@ -27,36 +24,6 @@ SAME_ANSWER_CODES = {
     403: "upstream_credential_refused",
     404: "upstream_model_not_found",
 }
-
-
-class HttpClients:
-    """One pooled ``aiohttp.ClientSession`` per upstream origin, created on first use."""
-
-    def __init__(self, *, limit_per_host: int = 256) -> None:
-        self._sessions: dict[str, aiohttp.ClientSession] = {}
-        self._limit_per_host = limit_per_host
-
-    def session_for(self, base_url: str) -> aiohttp.ClientSession:
-        parts = urlsplit(base_url)
-        origin = f"{parts.scheme}://{parts.netloc}"
-        session = self._sessions.get(origin)
-        if session is None or session.closed:
-            connector = aiohttp.TCPConnector(
-                limit=0, limit_per_host=self._limit_per_host, ttl_dns_cache=300
-            )
-            session = aiohttp.ClientSession(
-                connector=connector,
-                json_serialize=lambda obj: orjson.dumps(obj).decode(),
-                auto_decompress=True,
-                trust_env=False,  # egress goes only where a worker is configured to point
-            )
-            self._sessions[origin] = session
-        return session
-
-    async def aclose(self) -> None:
-        sessions, self._sessions = list(self._sessions.values()), {}
-        for session in sessions:
-            await session.close()
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -97,7 +64,7 @@ class Upstream:
 
     def __init__(
         self,
-        http: HttpClients,
+        http: Egress,
         *,
         worker: str,
         base_url: str,
@@ -111,12 +78,17 @@ class Upstream:
         self._retry_after_in_body = retry_after_in_body
         self.worker = worker
         self.base_url = base_url
-        self._headers = {"content-type": "application/json", **headers}
+        self._origin = Origin.parse(base_url)
+        self._headers = {
+            "Content-Type": "application/json",
+            "Accept-Encoding": "gzip, deflate",
+            "User-Agent": "podium",
+            **headers,
+        }
+        self._heads: dict[str, bytes] = {}  # request heads per path, built once
         self._timeouts = timeouts
         self._secrets = [secret for secret in secrets if secret]
-        self._client_timeout = aiohttp.ClientTimeout(
-            total=None, connect=timeouts.connect, sock_connect=timeouts.connect
-        )
+        request_head(self._origin, "POST", "/", self._headers)  # refuses a header that splits
 
     def _fail(self, status: int, body: bytes, retry_after: float | None) -> ProviderError:
         if status in (401, 403):
@@ -150,8 +122,16 @@ class Upstream:
             worker=self.worker,
         )
 
+    async def _send(self, path: str, payload: dict[str, Any]) -> Response:
+        head = self._heads.get(path)
+        if head is None:
+            head = self._heads[path] = request_head(self._origin, "POST", path, self._headers)
+        pool = self._http.pool_for(self._origin)
+        return await pool.request(
+            head, orjson.dumps(payload), connect_timeout=self._timeouts.connect
+        )
+
     async def post_json(self, path: str, payload: dict[str, Any]) -> Any:
-        session = self._http.session_for(self.base_url)
         now = asyncio.get_running_loop().time()
         total_deadline = now + self._timeouts.total
         head_deadline = now + self._timeouts.first_byte
@@ -160,26 +140,23 @@ class Upstream:
         head = head_deadline < total_deadline
         try:
             async with asyncio.timeout_at(min(head_deadline, total_deadline)) as bound:
-                response = await session.post(
-                    self.base_url + path,
-                    data=orjson.dumps(payload),
-                    headers=self._headers,
-                    timeout=self._client_timeout,
-                )
+                response = await self._send(path, payload)
                 if head:
                     head = False
                     bound.reschedule(total_deadline)
-                async with response:
+                try:
                     body = await response.read()
-                    if response.status >= 400:
-                        raise self._fail(
-                            response.status,
-                            body,
-                            parse_retry_after(response.headers.get("retry-after")),
-                        )
+                finally:
+                    response.close()
+                if response.status >= 400:
+                    raise self._fail(
+                        response.status,
+                        body,
+                        parse_retry_after(response.headers.get("retry-after")),
+                    )
         except TimeoutError:
             raise self._timed_out("no response head" if head else "total") from None
-        except aiohttp.ClientError as error:
+        except (EgressError, OSError) as error:
             raise self._unreachable(error) from None
         try:
             return orjson.loads(body)
@@ -196,24 +173,19 @@ class Upstream:
         """Open a streaming POST; yields its body. Errors before the body are
         :class:`ProviderError`; the body's reads are bounded by ``first_byte`` (the longest
         silence) and ``total``."""
-        session = self._http.session_for(self.base_url)
         try:
             async with asyncio.timeout(self._timeouts.first_byte):
-                response = await session.post(
-                    self.base_url + path,
-                    data=orjson.dumps(payload),
-                    headers=self._headers,
-                    timeout=self._client_timeout,
-                )
+                response = await self._send(path, payload)
         except TimeoutError:
             raise self._timed_out("no response head") from None
-        except aiohttp.ClientError as error:
+        except (EgressError, OSError) as error:
             raise self._unreachable(error) from None
-        async with response:
+        try:
             if response.status >= 400:
                 try:
-                    body = await response.read()
-                except aiohttp.ClientError:
+                    async with asyncio.timeout(self._timeouts.first_byte):
+                        body = await response.read()
+                except (TimeoutError, EgressError):
                     body = b""
                 raise self._fail(
                     response.status, body, parse_retry_after(response.headers.get("retry-after"))
@@ -224,6 +196,8 @@ class Upstream:
                 await stream.drain()
             finally:
                 stream.close()
+        finally:
+            response.close()
 
 
 class StreamBody:
@@ -233,10 +207,8 @@ class StreamBody:
     the whole call (``total``): a timer per read would cost more than the read on a busy
     stream. A stalled read fails with the worker's timeout error."""
 
-    def __init__(
-        self, response: aiohttp.ClientResponse, upstream: Upstream, timeouts: Timeouts
-    ) -> None:
-        self._content = response.content
+    def __init__(self, response: Response, upstream: Upstream, timeouts: Timeouts) -> None:
+        self._response = response
         self._upstream = upstream
         self._gap = timeouts.first_byte
         self._loop = asyncio.get_running_loop()
@@ -251,12 +223,12 @@ class StreamBody:
         now = self._loop.time()
         if now >= self._deadline:
             self._timer = None
-            self._content.set_exception(self._upstream._timed_out("total"))
+            self._response.fail(self._upstream._timed_out("total"))
             return
         since = self._waiting_since
         if since is not None and now - since >= self._gap:
             self._timer = None
-            self._content.set_exception(self._upstream._timed_out("stream stalled"))
+            self._response.fail(self._upstream._timed_out("stream stalled"))
             return
         wake = (since if since is not None else now) + self._gap
         self._timer = self._loop.call_at(min(wake, self._deadline), self._check)
@@ -265,8 +237,8 @@ class StreamBody:
         """The next block of the body (b"" at its end)."""
         self._waiting_since = self._loop.time()
         try:
-            return await self._content.readany()
-        except aiohttp.ClientError as error:
+            return await self._response.read_any()
+        except EgressError as error:
             raise self._upstream._unreachable(error) from None
         finally:
             self._waiting_since = None
@@ -275,14 +247,14 @@ class StreamBody:
         """Read the body to its end when a reader stopped at its end marker ([DONE]): the end
         is usually there already, and a connection whose body was not read to the end cannot
         go back to the pool (the next call would open a new one). Gives up after ``limit``."""
-        content = self._content
-        if content.is_eof():
+        response = self._response
+        if response.at_eof():
             return
         try:
             async with asyncio.timeout(limit):
-                while await content.readany():
+                while await response.read_any():
                     pass
-        except (TimeoutError, aiohttp.ClientError, ProviderError):
+        except (TimeoutError, EgressError, ProviderError):
             pass
 
     def close(self) -> None:
