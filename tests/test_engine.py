@@ -15,7 +15,7 @@ from podium.config import BreakerPolicy, WorkerConfig
 from podium.engine import Attempt, Engine
 from podium.errors import ProviderError
 from podium.providers.base import ProviderContext, ProviderRegistry
-from podium.providers.http import HttpClients
+from podium.providers.egress import Egress
 from podium.secrets import EnvironmentSecrets
 from podium.types import (
     ChatRequest,
@@ -107,7 +107,7 @@ class Harness:
         registry.register("scripted", factory)
         self.pool = WorkerPool(
             registry,
-            http=HttpClients(),
+            http=Egress(),
             secrets=EnvironmentSecrets({}),
             data_dir=tmp_path,
             breakers=lambda config: CircuitBreaker(config.breaker, clock=self.clock),

@@ -11,7 +11,7 @@ from podium.config import WorkerConfig
 from podium.errors import ProviderError
 from podium.providers.anthropic import AnthropicProvider
 from podium.providers.base import ProviderContext
-from podium.providers.http import HttpClients
+from podium.providers.egress import Egress
 from podium.secrets import EnvironmentSecrets
 from podium.testing.anthropic_fake import FakeAnthropic
 from podium.types import (
@@ -47,12 +47,12 @@ async def fake() -> AsyncIterator[FakeAnthropic]:
 
 @pytest.fixture
 async def provider(fake: FakeAnthropic, tmp_path: Path) -> AsyncIterator[AnthropicProvider]:
-    http = HttpClients()
+    http = Egress()
     yield make(fake.base_url, http, tmp_path)
     await http.aclose()
 
 
-def make(base_url: str, http: HttpClients, tmp_path: Path, **extra: Any) -> AnthropicProvider:
+def make(base_url: str, http: Egress, tmp_path: Path, **extra: Any) -> AnthropicProvider:
     config = WorkerConfig(
         name="claude",
         provider="anthropic",
@@ -289,7 +289,7 @@ async def test_broken_stream_is_an_error(provider: AnthropicProvider, fake: Fake
 
 async def test_wrong_key_never_leaks(fake: FakeAnthropic, tmp_path: Path) -> None:
     fake.behaviour.require_key = "something-else"
-    http = HttpClients()
+    http = Egress()
     try:
         provider = make(fake.base_url, http, tmp_path)
         with pytest.raises(ProviderError) as caught:
@@ -310,7 +310,7 @@ async def test_key_echoed_in_an_error_is_scrubbed(
 
 
 async def test_base_url_with_v1_suffix(fake: FakeAnthropic, tmp_path: Path) -> None:
-    http = HttpClients()
+    http = Egress()
     try:
         response = await make(f"{fake.base_url}/v1", http, tmp_path).complete(ask("hi"))
     finally:
