@@ -7,15 +7,17 @@ import asyncio
 import json
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from podium.cli import main
 from podium.routing.artifacts import ArtifactStore
-from podium.routing.training import iter_training_examples
+from podium.routing.training import examples_to_data, iter_training_examples
 from podium.store.sqlite import SQLiteStore
 from podium.store.traces import TraceRecord
 from tests.learned_helpers import easy_prompt, hard_prompt, write_csv
@@ -117,6 +119,23 @@ def test_train_calibrate_promote_and_roll_back_from_csv(tmp_path: Path) -> None:
     assert bad.exit_code != 0 and "no learned-router version 9" in bad.output
 
 
+def test_cross_validated_calibration_matches_the_best_worker_for_less(tmp_path: Path) -> None:
+    data = write_csv(tmp_path / "train.csv", rows=200)
+    out = str(tmp_path / "routers")
+    run("router", "train", "--data", str(data), "--calibration-folds", "5", "--out", out)
+    calibrated = run("router", "calibrate", "--match-best-worker", "--out", out)
+    assert "goal met (the best worker, strong:" in calibrated
+    store = ArtifactStore(Path(out))
+    model = store.load(store.get(1))
+    assert model.metadata["calibration_rows"] == 200  # every row, each by a model without it
+    info = model.policy.calibrated
+    strong = model.models.index("strong")
+    always_strong_cost = float(model.calibration["true_cost"][:, strong].mean())
+    assert info["expected_quality"] >= info["target_quality"]
+    assert info["expected_cost"] < 0.75 * always_strong_cost  # easy ones go to the cheap model
+    assert model.policy.lam > 0
+
+
 def test_bad_arguments_are_refused_clearly(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["router", "train", "--out", str(tmp_path)])
     assert result.exit_code != 0 and "--data" in result.output
@@ -134,6 +153,33 @@ def test_bad_arguments_are_refused_clearly(tmp_path: Path) -> None:
         ],
     )
     assert result.exit_code != 0 and "exactly one" in result.output
+    both = CliRunner().invoke(
+        main,
+        ["router", "calibrate", "--match-best-worker", "--target-quality", "0.5", "--out", "x"],
+    )
+    assert both.exit_code != 0 and "exactly one" in both.output
+
+
+async def test_traces_of_one_prompt_on_several_workers_share_a_row(tmp_path: Path) -> None:
+    db = tmp_path / "podium.db"
+    records = await seed_traces(db, 8)
+    store = SQLiteStore(db)
+    await store.open()
+    try:
+        examples = [e async for e in iter_training_examples(store)]
+    finally:
+        await store.close()
+    asked_twice = examples[0].prompt
+    examples += [
+        replace(examples[0], worker="strong", quality=1.0, trace_id="b"),
+        replace(examples[0], worker="strong", quality=0.0, trace_id="c"),
+    ]
+    data, _ = examples_to_data(examples)
+    assert len(data) == len(records) - 2  # one row per distinct prompt
+    row = data.prompts.index(asked_twice)
+    cells = dict(zip(data.models, data.quality[row], strict=True))
+    assert cells == {"cheap": examples[0].quality, "strong": 0.5}  # repeats are averaged
+    assert np.isnan(data.quality[data.prompts.index(examples[1].prompt)]).sum() == 1
 
 
 async def test_traces_with_quality_signals_become_training_examples(tmp_path: Path) -> None:

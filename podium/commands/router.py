@@ -155,6 +155,14 @@ def register(main: click.Group) -> None:
         type=float,
         help="Share of rows held out to measure and calibrate on.",
     )
+    @click.option(
+        "--calibration-folds",
+        default=0,
+        show_default=True,
+        type=click.IntRange(0),
+        help="Cross-validate instead of holding rows out: every row is predicted by a model "
+        "trained without it (2 or more folds; the saved model uses all rows).",
+    )
     @click.option("--promote", "promote_now", is_flag=True, help="Promote the new version.")
     @CONFIG_OPTION
     def train(
@@ -166,6 +174,7 @@ def register(main: click.Group) -> None:
         embeddings: bool,
         knn: bool,
         calibration_fraction: float,
+        calibration_folds: int,
         promote_now: bool,
         config_path: str | None,
     ) -> None:
@@ -217,6 +226,7 @@ def register(main: click.Group) -> None:
         model = train_with_calibration(
             data,
             fraction=calibration_fraction,
+            folds=calibration_folds,
             options=options,
             neighbour_embedder=neighbour_embedder,
             embedder=_embedder(embeddings),
@@ -248,12 +258,18 @@ def register(main: click.Group) -> None:
         type=click.FloatRange(min=0, min_open=True),
         help="The best quality whose mean cost per request stays under this (USD).",
     )
+    @click.option(
+        "--match-best-worker",
+        is_flag=True,
+        help="Reach the best single worker's quality on the calibration rows at the least cost.",
+    )
     @click.option("--out", type=click.Path(file_okay=False), help="Artifact directory.")
     @CONFIG_OPTION
     def calibrate_command(
         version_text: str | None,
         target_quality: float | None,
         max_cost_per_request: float | None,
+        match_best_worker: bool,
         out: str | None,
         config_path: str | None,
     ) -> None:
@@ -261,8 +277,12 @@ def register(main: click.Group) -> None:
         from podium.routing.artifacts import ArtifactError
         from podium.routing.calibrate import calibrate
 
-        if (target_quality is None) == (max_cost_per_request is None):
-            raise click.UsageError("give exactly one of --target-quality or --max-cost-per-request")
+        goals = (target_quality is not None, max_cost_per_request is not None, match_best_worker)
+        if sum(goals) != 1:
+            raise click.UsageError(
+                "give exactly one of --target-quality, --match-best-worker or "
+                "--max-cost-per-request"
+            )
         store = _artifacts(config_path, out)
         try:
             version = store.get(version_text) if version_text else store.versions()[-1]
@@ -272,13 +292,20 @@ def register(main: click.Group) -> None:
             ) from None
         model = store.load(version)
         try:
-            policy = calibrate(model, target_quality=target_quality, max_cost=max_cost_per_request)
+            policy = calibrate(
+                model,
+                target_quality=target_quality,
+                max_cost=max_cost_per_request,
+                match_best_worker=match_best_worker,
+            )
         except ValueError as error:
             raise click.ClickException(str(error)) from None
         model.policy = policy
         store.rewrite(version, model)
         info = policy.calibrated
         status = "met" if info["met"] else "NOT met (closest setting chosen)"
+        if "best_worker" in info:
+            status += f" (the best worker, {info['best_worker']}: {info['target_quality']:.3f})"
         click.echo(
             f"{version.name}: lambda={policy.lam:g}; on {info['rows']} held-out rows: quality "
             f"{info['expected_quality']:.3f} at ${info['expected_cost']:.6f}/request; goal {status}"

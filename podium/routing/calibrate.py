@@ -2,9 +2,12 @@
 
 ``train_with_calibration`` holds out a stable share of the rows (by a hash of the prompt, so
 the same prompt is always on the same side), trains on the rest, and stores the held-out
-predictions next to the truth in the artifact. ``calibrate`` then sweeps lambda over those
-rows and picks the cheapest setting that reaches a target quality, or the best one whose mean
-cost stays under a ceiling, like RouteLLM's threshold calibration.
+predictions next to the truth in the artifact. With ``folds`` it cross-validates instead: every
+row is predicted by a model that never saw it, and the stored model is trained on all rows, so
+small trace sets calibrate on all their questions. ``calibrate`` then sweeps lambda over those
+rows and picks the cheapest setting that reaches a target quality (a number, or the best single
+worker's quality on the same rows), or the best one whose mean cost stays under a ceiling,
+like RouteLLM's threshold calibration.
 """
 
 from __future__ import annotations
@@ -24,17 +27,21 @@ from podium.routing.learned import Policy, QualityCostModel, TrainOptions, choos
 FloatArray = npt.NDArray[np.float64]
 
 
-def calibration_rows(prompts: list[str], fraction: float) -> npt.NDArray[np.bool_]:
-    """True for the rows held out for calibration (a stable share of distinct prompts)."""
-    cut = int(fraction * 10_000)
+def _buckets(prompts: list[str]) -> npt.NDArray[np.int64]:
+    """A stable number in [0, 10000) per prompt (case and outer spaces ignored)."""
     return np.asarray(
         [
             int(hashlib.sha256(p.strip().lower().encode("utf-8")).hexdigest()[:8], 16) % 10_000
-            < cut
             for p in prompts
         ],
-        dtype=bool,
+        dtype=np.int64,
     )
+
+
+def calibration_rows(prompts: list[str], fraction: float) -> npt.NDArray[np.bool_]:
+    """True for the rows held out for calibration (a stable share of distinct prompts)."""
+    held: npt.NDArray[np.bool_] = _buckets(prompts) < int(fraction * 10_000)
+    return held
 
 
 def _metrics(pred: FloatArray, true: FloatArray) -> dict[str, float]:
@@ -51,12 +58,23 @@ def train_with_calibration(
     data: RoutingData,
     *,
     fraction: float = 0.15,
+    folds: int = 0,
     options: TrainOptions | None = None,
     embedder: Embedder | None = None,
     output_tokens: FloatArray | None = None,
     metadata: dict[str, Any] | None = None,
     neighbour_embedder: Embedder | None = None,
 ) -> QualityCostModel:
+    if folds >= 2 and len(data) >= folds:
+        return _train_cross_validated(
+            data,
+            folds,
+            options=options,
+            embedder=embedder,
+            output_tokens=output_tokens,
+            metadata=metadata,
+            neighbour_embedder=neighbour_embedder,
+        )
     held = calibration_rows(data.prompts, fraction) if fraction > 0 else np.zeros(len(data), bool)
     if held.all() or len(data) - int(held.sum()) < 2:
         held = np.zeros(len(data), dtype=bool)
@@ -89,6 +107,58 @@ def train_with_calibration(
     return model
 
 
+def _train_cross_validated(
+    data: RoutingData,
+    folds: int,
+    *,
+    options: TrainOptions | None,
+    embedder: Embedder | None,
+    output_tokens: FloatArray | None,
+    metadata: dict[str, Any] | None,
+    neighbour_embedder: Embedder | None,
+) -> QualityCostModel:
+    """The model on every row; as calibration, each row's predictions by the fold model that
+    left it out (folds by a hash of the prompt)."""
+
+    def train_on(part: RoutingData, extra: dict[str, Any]) -> QualityCostModel:
+        return fit(
+            part.prompts,
+            part.quality,
+            part.cost,
+            part.models,
+            options=options,
+            spec=FeatureSpec(),
+            embedder=embedder,
+            neighbour_embedder=neighbour_embedder,
+            output_tokens=output_tokens,
+            metadata={**(metadata or {}), **extra},
+        )
+
+    fold = _buckets(data.prompts) % folds
+    pred_q = np.full(data.quality.shape, np.nan)
+    pred_c = np.full(data.cost.shape, np.nan)
+    for k in range(folds):
+        out = np.flatnonzero(fold == k)
+        kept = np.flatnonzero(fold != k)
+        if not len(out) or len(kept) < 2:
+            continue
+        part = train_on(data.subset(kept), {})
+        prompts = [data.prompts[i] for i in out]
+        pred_q[out] = part.predict_quality(prompts, embedder or neighbour_embedder)
+        pred_c[out] = part.predict_cost(prompts)
+    model = train_on(data, {"train_rows": len(data), "calibration_folds": folds})
+    predicted = ~np.isnan(pred_q).any(axis=1)
+    model.calibration = {
+        "pred_quality": pred_q[predicted],
+        "pred_cost": pred_c[predicted],
+        "true_quality": data.quality[predicted],
+        "true_cost": data.cost[predicted],
+    }
+    model.metadata["calibration_rows"] = int(predicted.sum())
+    model.metadata["metrics"] = _metrics(pred_q[predicted], data.quality[predicted])
+    return model
+
+
 @dataclass(slots=True)
 class Setting:
     lam: float
@@ -117,16 +187,38 @@ def sweep(model: QualityCostModel) -> list[Setting]:
     return settings
 
 
+def best_worker(model: QualityCostModel) -> tuple[str, float]:
+    """The worker with the highest mean quality on the calibration rows, and that quality
+    (over the rows where every worker's outcome is known, when there are any)."""
+    true_q = model.calibration["true_quality"]
+    complete = ~np.isnan(true_q).any(axis=1)
+    means = np.nanmean(true_q[complete] if complete.any() else true_q, axis=0)
+    j = int(np.nanargmax(means))
+    return model.models[j], float(means[j])
+
+
 def calibrate(
     model: QualityCostModel,
     *,
     target_quality: float | None = None,
     max_cost: float | None = None,
+    match_best_worker: bool = False,
 ) -> Policy:
     """The policy that meets the target at the least cost, or the best under the cost cap.
-    When nothing meets it, the closest setting is chosen and ``calibrated.met`` is False."""
-    if (target_quality is None) == (max_cost is None):
-        raise ValueError("give exactly one of a target quality or a maximum cost per request")
+    ``match_best_worker`` sets the target to the best single worker's quality on the same
+    rows: routing must lose nothing against always asking that worker. When nothing meets
+    the target, the closest setting is chosen and ``calibrated.met`` is False."""
+    if sum((target_quality is not None, max_cost is not None, match_best_worker)) != 1:
+        raise ValueError(
+            "give exactly one of a target quality, the best worker's quality or a maximum "
+            "cost per request"
+        )
+    if not model.calibration:
+        raise ValueError("this artifact has no calibration rows (train with a calibration split)")
+    goal: dict[str, Any] = {}
+    if match_best_worker:
+        name, target_quality = best_worker(model)
+        goal = {"best_worker": name}
     settings = sweep(model)
     if target_quality is not None:
         meeting = [s for s in settings if s.quality >= target_quality]
@@ -135,7 +227,7 @@ def calibrate(
             if meeting
             else max(settings, key=lambda s: s.quality)
         )
-        goal: dict[str, Any] = {"target_quality": target_quality}
+        goal["target_quality"] = target_quality
     else:
         assert max_cost is not None
         meeting = [s for s in settings if s.cost <= max_cost]
@@ -144,7 +236,7 @@ def calibrate(
             if meeting
             else min(settings, key=lambda s: s.cost)
         )
-        goal = {"max_cost_per_request": max_cost}
+        goal["max_cost_per_request"] = max_cost
     return Policy(
         kind="tradeoff",
         lam=chosen.lam,

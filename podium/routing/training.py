@@ -4,8 +4,10 @@ A trace becomes an example when its prompt was captured (trace content capture o
 ended well, one worker answered it, and some quality signal exists for it: the ``feedback``
 table's ``score`` (0..1; from applications, people, contract evaluators, verifier steps and
 the judge, averaged per trace). Traces without a signal teach nothing about quality and are
-skipped. Examples join RouterBench-format rows as extra columns: one observed worker per row,
-the other workers' cells unknown (NaN), which the trainer masks out.
+skipped. Examples become RouterBench-format rows, one per distinct prompt: the traces of one
+prompt on several workers fill that row's cells (repeats averaged), so a held-out row shows what
+each worker did on the same question; the cells of workers never asked stay unknown (NaN),
+which the trainer masks out.
 """
 
 from __future__ import annotations
@@ -88,22 +90,32 @@ async def iter_training_examples(
 
 
 def examples_to_data(examples: Sequence[TrainingExample]) -> tuple[RoutingData, dict[str, float]]:
-    """Examples as RouterBench-shaped data (one observed cell per row), and each worker's mean
-    output tokens."""
+    """Examples as RouterBench-shaped data (one row per distinct prompt, first seen first),
+    and each worker's mean output tokens."""
     workers = sorted({e.worker for e in examples})
     column = {w: j for j, w in enumerate(workers)}
-    quality = np.full((len(examples), len(workers)), np.nan)
-    cost = np.full((len(examples), len(workers)), np.nan)
+    row: dict[str, int] = {}
+    first: list[TrainingExample] = []
+    for example in examples:
+        if example.prompt not in row:
+            row[example.prompt] = len(first)
+            first.append(example)
+    shape = (len(first), len(workers))
+    quality_sum, cost_sum, seen = np.zeros(shape), np.zeros(shape), np.zeros(shape)
     tokens: dict[str, list[int]] = {w: [] for w in workers}
-    for i, example in enumerate(examples):
-        j = column[example.worker]
-        quality[i, j] = example.quality
-        cost[i, j] = example.cost_usd
+    for example in examples:
+        i, j = row[example.prompt], column[example.worker]
+        quality_sum[i, j] += example.quality
+        cost_sum[i, j] += example.cost_usd
+        seen[i, j] += 1
         tokens[example.worker].append(example.output_tokens)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        quality = np.where(seen > 0, quality_sum / seen, np.nan)
+        cost = np.where(seen > 0, cost_sum / seen, np.nan)
     data = RoutingData(
-        sample_ids=[e.trace_id for e in examples],
-        prompts=[e.prompt for e in examples],
-        eval_names=["traces"] * len(examples),
+        sample_ids=[e.trace_id for e in first],
+        prompts=[e.prompt for e in first],
+        eval_names=["traces"] * len(first),
         models=workers,
         quality=quality,
         cost=cost,
