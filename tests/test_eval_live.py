@@ -25,6 +25,7 @@ from podium.eval.live import (
 from podium.eval.report import percentile, summarise, wilson
 from podium.eval.run import LiveOptions, evaluate, interleave
 from podium.eval.scoring import load_questions
+from podium.routing.artifacts import ArtifactStore
 from podium.testing.fakes import Behaviour
 from podium.testing.openai_fake import FakeOpenAI
 
@@ -129,7 +130,7 @@ def test_eval_config_gives_each_strategy_a_rule_and_keeps_the_users_rules(tmp_pa
 def test_wilson_interval_and_percentiles() -> None:
     low, high = wilson(8, 10)
     assert 0.49 < low < 0.5 and 0.94 < high < 0.95
-    assert wilson(0, 10)[0] == 0.0 and wilson(10, 10)[1] == pytest.approx(1.0)
+    assert all(wilson(0, n)[0] == 0.0 and wilson(n, n)[1] == 1.0 for n in range(1, 300))
     assert wilson(0, 0) == (0.0, 1.0)
     assert percentile([1, 2, 3, 4], 50) == 2.5 and percentile([], 95) == 0.0
 
@@ -290,6 +291,13 @@ async def test_feedback_loop_trains_the_router_from_traces(
     assert len(train_log) == 8 * 3 and all(r["trace_id"] for r in train_log)
     state = options.out / "state"
     assert list((state / "routers").glob("*.npz")), "a router version was written"
+    # its lambda was chosen on the train traces to match the best worker there
+    routers = ArtifactStore(state / "routers")
+    current = routers.current()
+    assert current is not None
+    calibrated = routers.load(current).policy.calibrated
+    assert calibrated["best_worker"] == "strong" and calibrated["target_quality"] == 1.0
+    assert calibrated["rows"] == 8  # every train question, predicted by a model without it
     summary = json.loads((options.out / "train.json").read_text())
     assert summary["strategies"]["single:strong"]["accuracy"] == 1.0
     # the trained router serves podium/auto on dev

@@ -526,26 +526,25 @@ def write_config(config: dict[str, Any], path: Path) -> None:
     )
 
 
-def train_router(config_path: Path) -> str:
-    """``podium router train --from-traces --promote`` on the evaluation's store."""
+def train_router(config_path: Path, folds: int = 5) -> str:
+    """``podium router train --from-traces --promote`` on the evaluation's store, with
+    cross-validated calibration rows, then ``podium router calibrate --match-best-worker``:
+    the cheapest lambda that loses nothing, on the train traces, against the best worker."""
     import subprocess
 
-    command = [
-        sys.executable,
-        "-c",
-        "from podium.cli import main; main()",
-        "router",
-        "train",
-        "--from-traces",
-        "--promote",
-        "--config",
-        str(config_path),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    output = (done.stdout + done.stderr).strip()
-    if done.returncode != 0:
-        raise RuntimeError(f"router training failed: {output}")
-    return output
+    def podium(*args: str) -> str:
+        command = [sys.executable, "-c", "from podium.cli import main; main()", *args]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        output = (done.stdout + done.stderr).strip()
+        if done.returncode != 0:
+            raise RuntimeError(f"router {args[1]} failed: {output}")
+        return output
+
+    config = ("--config", str(config_path))
+    trained = podium(
+        "router", "train", "--from-traces", "--calibration-folds", str(folds), "--promote", *config
+    )
+    return trained + "\n" + podium("router", "calibrate", "--match-best-worker", *config)
 
 
 def env_key(name: str | None) -> str | None:
