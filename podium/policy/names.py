@@ -74,6 +74,19 @@ TRIGGERS = frozenset(
 )
 
 
+def _case_forms(word: str) -> set[str]:
+    """Every string whose ``lower()`` is the lower-case ASCII ``word`` (each letter or its
+    capital; "k" also the Kelvin sign), so membership needs no ``lower()`` call."""
+    forms = {""}
+    for letter in word:
+        variants = {letter, letter.upper()} | ({"\u212a"} if letter == "k" else set())
+        forms = {form + variant for form in forms for variant in variants}
+    return forms
+
+
+_TRIGGER_FORMS = frozenset(form for trigger in TRIGGERS for form in _case_forms(trigger))
+
+
 # Capitalised words that start sentences and are never a name or an address on their own.
 COMMON = frozenset(
     {
@@ -214,16 +227,19 @@ def features(
     sentence start than a name."""
     word = words[index]
     lower = word.lower()
-    before = words[index - 1] if index > 0 else "<s>"
-    before2 = words[index - 2] if index > 1 else "<s>"
-    after = words[index + 1] if index + 1 < len(words) else "</s>"
-    after2 = words[index + 2] if index + 2 < len(words) else "</s>"
+    before = words[index - 1].lower() if index > 0 else "<s>"
+    before2 = words[index - 2].lower() if index > 1 else "<s>"
+    last = len(words) - 1
+    after = words[index + 1] if index < last else "</s>"
+    after_lower = after.lower()
+    after2 = words[index + 2].lower() if index + 1 < last else "</s>"
     word_shape = shape(word)
-    start = before in BOUNDARY or index == 0
+    after_shape = shape(after)
+    start = index == 0 or words[index - 1] in BOUNDARY
     usual = lower in common
     return [
         f"lex={usual}|{start}|{word_shape}",
-        f"lex_n={usual}|{after.lower() in common}",
+        f"lex_n={usual}|{after_lower in common}",
         "b",
         f"w={lower}",
         f"s3={lower[-3:]}",
@@ -232,19 +248,22 @@ def features(
         f"sh={word_shape}",
         f"len={min(len(word), 12)}",
         f"st={start}|{word_shape}",
-        f"pw={before.lower()}",
-        f"pw2={before2.lower()}",
-        f"nw={after.lower()}",
-        f"nw2={after2.lower()}",
-        f"psh={shape(before)}",
-        f"nsh={shape(after)}",
+        f"pw={before}",
+        f"pw2={before2}",
+        f"nw={after_lower}",
+        f"nw2={after2}",
+        f"psh={shape(words[index - 1]) if index > 0 else _START_SHAPE}",
+        f"nsh={after_shape}",
         f"pt={previous}",
         f"pt2={previous}|{previous2}",
         f"pt_sh={previous}|{word_shape}",
         f"pt_w={previous}|{lower}",
-        f"pw_w={before.lower()}|{lower}",
-        f"nsh_sh={word_shape}|{shape(after)}",
+        f"pw_w={before}|{lower}",
+        f"nsh_sh={word_shape}|{after_shape}",
     ]
+
+
+_START_SHAPE = shape("<s>")
 
 
 class NameTagger:
@@ -281,25 +300,27 @@ class NameTagger:
         """One label per token text. Most tokens are not candidates and never reach the model;
         the cheap cases of :func:`is_candidate` are inlined here, the tagger's hot loop."""
         out: list[str] = []
+        append = out.append
         previous = previous2 = "O"
+        before = ""
         for index, word in enumerate(words):
             if previous == "O":
                 first = word[0]
                 if first in _LOWER_ASCII:
-                    candidate = index > 0 and words[index - 1].lower() in TRIGGERS
+                    candidate = before in _TRIGGER_FORMS
                 elif first in _INERT_ASCII:
                     candidate = False
                 else:
-                    candidate = is_candidate(word, previous, words[index - 1] if index else "")
-            else:
-                candidate = True
-            label = (
-                self.predict(features(words, index, previous, previous2, self.common))
-                if candidate
-                else "O"
-            )
-            out.append(label)
+                    candidate = is_candidate(word, previous, before)
+                if not candidate:
+                    append("O")
+                    previous2 = "O"  # and previous stays "O"
+                    before = word
+                    continue
+            label = self.predict(features(words, index, previous, previous2, self.common))
+            append(label)
             previous2, previous = previous, label
+            before = word
         return out
 
     def inspect(self, text: str) -> list[Finding]:
