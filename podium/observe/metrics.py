@@ -151,12 +151,24 @@ def render(declared: dict[str, tuple[str, str]], snapshot: Snapshot) -> str:
     return "\n".join(lines) + "\n"
 
 
+KNOWN_SERIES = 4096  # label combinations remembered by the metrics hook
+
+
+@dataclass(slots=True, frozen=True)
+class _Series:
+    labels: Labels
+    requests: Labels
+    tokens_in: Labels
+    tokens_out: Labels
+
+
 class MetricsHook(Hook):
     """Counts every finished request from its trace (after the answer, off the hot path)."""
 
     def __init__(self, registry: Registry, cap: LabelCap) -> None:
         self.registry = registry
         self.cap = cap
+        self._known: dict[tuple[str | None, ...], _Series] = {}
         declare = registry.declare
         declare("podium_requests_total", "counter", "Requests answered, by outcome.")
         declare("podium_request_errors_total", "counter", "Requests that ended in an error.")
@@ -166,22 +178,37 @@ class MetricsHook(Hook):
         declare("podium_cost_usd_total", "counter", "Spend in US dollars.")
         declare("podium_worker_calls_total", "counter", "Calls to each worker, by outcome.")
 
-    def _labels(self, trace: TraceRecord) -> Labels:
-        cap = self.cap
-        return (
-            ("worker", cap("worker", trace.worker or "none")),
-            ("route", cap("route", trace.route)),
-            ("caller", cap("caller", trace.caller)),
-            ("contract", cap("contract", trace.contract or "none")),
-        )
+    def _series(self, trace: TraceRecord) -> _Series:
+        """The label sets of a trace's series. Capping is settled once per value (a kept value
+        stays kept, a capped one stays ``other``), so they are worked out once per combination."""
+        key = (trace.worker, trace.route, trace.caller, trace.contract, trace.status)
+        series = self._known.get(key)
+        if series is None:
+            if len(self._known) >= KNOWN_SERIES:
+                self._known.clear()  # bounded however many callers come and go
+            cap = self.cap
+            labels = (
+                ("worker", cap("worker", trace.worker or "none")),
+                ("route", cap("route", trace.route)),
+                ("caller", cap("caller", trace.caller)),
+                ("contract", cap("contract", trace.contract or "none")),
+            )
+            series = self._known[key] = _Series(
+                labels,
+                (*labels, ("status", trace.status)),
+                (*labels, ("direction", "input")),
+                (*labels, ("direction", "output")),
+            )
+        return series
 
     async def finish(self, trace: TraceRecord, context: RequestContext) -> None:
         self.count(trace)
 
     def count(self, trace: TraceRecord) -> None:
         registry = self.registry
-        labels = self._labels(trace)
-        registry.inc("podium_requests_total", (*labels, ("status", trace.status)))
+        series = self._series(trace)
+        labels = series.labels
+        registry.inc("podium_requests_total", series.requests)
         if trace.status == "error":
             kind = self.cap("error_kind", trace.error_kind or "unknown")
             registry.inc("podium_request_errors_total", (*labels, ("kind", kind)))
@@ -189,13 +216,9 @@ class MetricsHook(Hook):
         if trace.ttft_ms is not None:
             registry.observe("podium_time_to_first_token_seconds", labels, trace.ttft_ms / 1000)
         if trace.input_tokens:
-            registry.inc(
-                "podium_tokens_total", (*labels, ("direction", "input")), trace.input_tokens
-            )
+            registry.inc("podium_tokens_total", series.tokens_in, trace.input_tokens)
         if trace.output_tokens:
-            registry.inc(
-                "podium_tokens_total", (*labels, ("direction", "output")), trace.output_tokens
-            )
+            registry.inc("podium_tokens_total", series.tokens_out, trace.output_tokens)
         if trace.cost_usd:
             registry.inc("podium_cost_usd_total", labels, trace.cost_usd)
         for step in trace.steps:
