@@ -101,6 +101,24 @@ class WorkerConfig(Strict):
         return value.rstrip("/") if value else value
 
 
+class CollectorSettings(Strict):
+    """The server process's garbage collector (podium/gc_tuning.py)."""
+
+    # Move everything start-up loaded out of the collector's walks (it is still freed by
+    # reference counting): full collections then cost what the requests allocate, not the heap.
+    freeze_after_start: bool = True
+    # CPython's gc.set_threshold: allocations before a young collection, then young
+    # collections per middle one, middle per full one. None: CPython's defaults (700, 10, 10).
+    thresholds: tuple[int, int, int] | None = None
+
+    @field_validator("thresholds")
+    @classmethod
+    def _positive(cls, value: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+        if value is not None and min(value) < 1:
+            raise ValueError("every threshold must be at least 1")
+        return value
+
+
 class ServerConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(DEFAULT_PORT, ge=0, le=65535)
@@ -114,6 +132,7 @@ class ServerConfig(Strict):
     max_connections: int | None = Field(None, ge=1)
     # The environment variable holding the admin API's key; unset: loopback clients only.
     admin_key_env: str = Field("PODIUM_ADMIN_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    gc: CollectorSettings = Field(default_factory=CollectorSettings)
 
 
 class StoreConfig(Strict):
