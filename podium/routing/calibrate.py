@@ -197,6 +197,25 @@ def best_worker(model: QualityCostModel) -> tuple[str, float]:
     return model.models[j], float(means[j])
 
 
+def middle_lam(settings: list[Setting], chosen: Setting) -> float:
+    """The middle of the run of lambdas around ``chosen`` with the same outcome on the
+    calibration rows: the edge of that run is where a slightly different question tips the
+    choice, the middle is as far from both neighbouring outcomes as these rows allow."""
+    same = [s.quality == chosen.quality and s.cost == chosen.cost for s in settings]
+    at = next(i for i, s in enumerate(settings) if s is chosen)
+    first = last = at
+    while first > 0 and same[first - 1]:
+        first -= 1
+    while last + 1 < len(settings) and same[last + 1]:
+        last += 1
+    low, high = settings[first].lam, settings[last].lam
+    if low <= 0:
+        return 0.0  # the run reaches lambda 0: no trade-off is needed for this outcome
+    if last == len(settings) - 1:
+        return high  # the run goes on past the grid
+    return float(np.sqrt(low * high))
+
+
 def calibrate(
     model: QualityCostModel,
     *,
@@ -239,7 +258,7 @@ def calibrate(
         goal["max_cost_per_request"] = max_cost
     return Policy(
         kind="tradeoff",
-        lam=chosen.lam,
+        lam=middle_lam(settings, chosen),
         calibrated={
             **goal,
             "met": bool(meeting),
