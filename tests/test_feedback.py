@@ -309,3 +309,28 @@ async def test_no_judge_without_captured_content(gateway: Any, fake_openai: Fake
         await ask(running)
         await running.podium.gateway.drain_background()
     assert len(fake_openai.received) == 1  # only the request itself
+
+
+async def test_feedback_for_a_trace_not_yet_stored_is_accepted_and_unknown_ids_refused() -> None:
+    from podium.context import new_trace_id
+    from podium.observe.settings import FeedbackConfig
+
+    class NothingStoredYet:
+        rows: list[tuple[Any, ...]] = []  # noqa: RUF012
+
+        async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+            if "RETURNING" in sql:
+                return []  # the trace is not in the store
+            self.rows.append(params)
+            return []
+
+    db = NothingStoredYet()
+    feedback = Feedback(db, FeedbackConfig(), recent=2)
+    finished = [new_trace_id() for _ in range(5)]
+    for trace_id in finished:
+        feedback.saw_trace(trace_id, "mock", "direct")
+    assert await feedback.submit(make_signal(finished[-1], "user", True, source="app"))
+    assert not await feedback.submit(make_signal(new_trace_id(), "user", True, source="app"))
+    # Beyond the window and not in the store either: unknown, like any other id.
+    assert not await feedback.submit(make_signal(finished[0], "user", True, source="app"))
+    assert [(row[1], row[-4], row[-2]) for row in db.rows] == [(finished[-1], "mock", "direct")]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from podium.errors import PodiumError
+from podium.observe.recent import RecentTraces
 from podium.observe.settings import FeedbackConfig
 
 if TYPE_CHECKING:
@@ -198,7 +199,7 @@ class Feedback:
     """Stores signals. ``submit`` (the HTTP API) writes at once and says whether the trace
     exists; ``record`` (automatic signals) queues and returns at once."""
 
-    def __init__(self, db: Rows, config: FeedbackConfig, *, recent_limit: int = 50_000) -> None:
+    def __init__(self, db: Rows, config: FeedbackConfig, *, recent: int = 11_024) -> None:
         self._db = db
         self.config = config
         self.limits = TokenBuckets(config.rate_per_second, config.burst)
@@ -209,18 +210,16 @@ class Feedback:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         # Traces finished in this process but perhaps not yet flushed by the trace writer:
-        # feedback for them must not be refused as unknown.
-        self._recent: OrderedDict[str, tuple[str | None, str]] = OrderedDict()
-        self._recent_limit = recent_limit
+        # feedback for them must not be refused as unknown. ``recent``: how many to remember
+        # (the writer's backlog at most: its queue limit plus a batch).
+        self._recent = RecentTraces(recent)
         self.written = 0
         self.refused = 0
 
     # -- traces this process has seen -----------------------------------------------------------
 
     def saw_trace(self, trace_id: str, worker: str | None = None, route: str = "none") -> None:
-        self._recent[trace_id] = (worker, route)
-        if len(self._recent) > self._recent_limit:
-            self._recent.popitem(last=False)
+        self._recent.add(trace_id, worker, route)
 
     # -- the API path --------------------------------------------------------------------------
 
@@ -276,7 +275,7 @@ class Feedback:
     ) -> Signal:
         """Queue one automatic signal; raises PodiumError only for a value of the wrong type."""
         signal = make_signal(trace_id, name, value, source=source, comment=comment, scale=scale)
-        signal.worker, signal.route = self._recent.get(trace_id, (None, None))
+        signal.worker, signal.route = self._recent.get(trace_id) or (None, None)
         self._queue.append(signal)
         self._wake.set()
         return signal

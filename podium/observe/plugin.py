@@ -61,7 +61,10 @@ def register_app(podium: Podium) -> None:
     # Every batch the trace writer stores also updates the dashboard's rollup.
     podium.recorder.store = RollupStore(podium.recorder.store)
 
-    feedback = Feedback(rows, config.feedback)
+    # Remember as many finished traces as can be waiting for the trace writer: its queue
+    # limit and the batch it is writing. Older ones are in the store, which answers for them.
+    store = podium.config.store
+    feedback = Feedback(rows, config.feedback, recent=store.queue_limit + store.batch_size)
     podium.extras[EXTENSION_KEY] = feedback
     podium.hooks.append(SignalsHook(feedback))
     feedback_api.register(podium, feedback)
