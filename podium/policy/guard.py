@@ -295,7 +295,9 @@ class Classifier:
         indices = distinct_indices(text, self.bits)
         if indices.size == 0:
             return 1.0 / (1.0 + math.exp(-self.bias))
-        logit = float(self.weights[indices].sum()) / math.sqrt(indices.size) + self.bias
+        # take() and add.reduce: what ``weights[indices].sum()`` does, without the wrappers.
+        total = float(np.add.reduce(self.weights.take(indices)))
+        logit = total / math.sqrt(indices.size) + self.bias
         return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, logit))))
 
 
