@@ -37,6 +37,7 @@ BOUNDARY = frozenset({".", "\n", "!", "?", ":", ";", ">", '"', "("})
 # First characters for which is_candidate's answer is quick to give (after an "O" label).
 _LOWER_ASCII = frozenset(string.ascii_lowercase)
 _INERT_ASCII = frozenset(chr(code) for code in range(128) if not chr(code).isalnum())
+_QUIET_FIRST = _LOWER_ASCII | _INERT_ASCII
 
 
 class Token(NamedTuple):
@@ -218,6 +219,17 @@ def is_candidate(word: str, previous_label: str, previous_word: str) -> bool:
     return first.isalpha() and previous_word.lower() in TRIGGERS
 
 
+def _starts_entity(words: Sequence[str], index: int) -> bool:
+    """:func:`is_candidate` after an "O" label."""
+    word = words[index]
+    first = word[0]
+    if first in _LOWER_ASCII:
+        return index > 0 and words[index - 1] in _TRIGGER_FORMS
+    if first in _INERT_ASCII:
+        return False
+    return is_candidate(word, "O", words[index - 1] if index else "")
+
+
 def features(
     words: Sequence[str],
     index: int,
@@ -300,30 +312,33 @@ class NameTagger:
         return LABELS[scores.index(max(scores))]
 
     def labels(self, words: Sequence[str]) -> list[str]:
-        """One label per token text. Most tokens are not candidates and never reach the model;
-        the cheap cases of :func:`is_candidate` are inlined here, the tagger's hot loop."""
-        out: list[str] = []
-        append = out.append
-        previous = previous2 = "O"
-        before = ""
-        for index, word in enumerate(words):
-            if previous == "O":
-                first = word[0]
-                if first in _LOWER_ASCII:
-                    candidate = before in _TRIGGER_FORMS
-                elif first in _INERT_ASCII:
-                    candidate = False
-                else:
-                    candidate = is_candidate(word, previous, before)
-                if not candidate:
-                    append("O")
-                    previous2 = "O"  # and previous stays "O"
-                    before = word
-                    continue
-            label = self.predict(features(words, index, previous, previous2, self.common))
-            append(label)
-            previous2, previous = previous, label
-            before = word
+        """One label per token text. Most tokens are not candidates and never reach the model:
+        two comprehensions find the few that may start an entity after an "O" label (those
+        not starting with a lower-case ASCII letter or ASCII punctuation, and those right
+        after a trigger word), :func:`_starts_entity` decides, and only they and the runs
+        they start are read."""
+        out = ["O"] * len(words)
+        maybe = [index for index, word in enumerate(words) if word[0] not in _QUIET_FIRST]
+        if not _TRIGGER_FORMS.isdisjoint(words):
+            after = [index + 1 for index, word in enumerate(words) if word in _TRIGGER_FORMS]
+            maybe = sorted(set(maybe).union(after))
+        done = 0  # the tokens before this one are labelled
+        for index in maybe:
+            if index < done or index == len(words):
+                continue  # inside a run already labelled, or a trigger ends the text
+            previous = out[index - 1] if index else "O"
+            if previous == "O" and not _starts_entity(words, index):
+                continue
+            previous2 = out[index - 2] if index > 1 else "O"
+            # Every token after an entity is read too, until one is labelled "O".
+            while True:
+                label = self.predict(features(words, index, previous, previous2, self.common))
+                out[index] = label
+                index += 1
+                if label == "O" or index == len(words):
+                    break
+                previous2, previous = previous, label
+            done = index
         return out
 
     def inspect(self, text: str) -> list[Finding]:
