@@ -58,7 +58,7 @@ async def test_the_server_tunes_its_collector_at_start_up(
     config = make_config([worker("alpha", "openai", "http://127.0.0.1:9/v1")])
     await _start_and_stop(create_podium(config, tune_gc=True, start_workers=False))
     assert gc.get_freeze_count() > 0
-    assert gc.get_threshold() == config.server.gc.thresholds or config.server.gc.thresholds is None
+    assert gc.get_threshold() == config.server.gc.thresholds == (10_000, 10, 10)
 
 
 async def test_an_app_built_inside_another_program_leaves_its_collector_alone(
