@@ -7,13 +7,18 @@ The renderer only substitutes ``{{ input.path }}`` placeholders with values from
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError, ValidationError
 
 from podium.contracts.model import PLACEHOLDER
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
+
+# jsonschema is imported where a schema is first checked, not with this module: importing it
+# can take seconds (with optional format libraries installed it compiles their grammars), a
+# cost every CLI command and server process paid before it had any contract to check.
 
 MAX_ERRORS = 5
 
@@ -28,6 +33,9 @@ def json_path(parts: Iterable[Any]) -> str:
 
 def schema_problem(schema: dict[str, Any]) -> str | None:
     """Why ``schema`` is not a valid JSON Schema (checked against the meta-schema), or None."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as error:
@@ -47,6 +55,8 @@ class Checker:
     """One compiled schema; ``problems(value)`` lists the first few failures as 'path: reason'."""
 
     def __init__(self, schema: dict[str, Any]) -> None:
+        from jsonschema import Draft202012Validator
+
         self.schema = schema
         self._validator = Draft202012Validator(schema)
 
