@@ -22,7 +22,7 @@ from podium.eval.live import (
     plan_jobs,
     strategies_for,
 )
-from podium.eval.report import percentile, summarise, wilson
+from podium.eval.report import markdown, percentile, summarise, wilson
 from podium.eval.run import LiveOptions, evaluate, interleave
 from podium.eval.scoring import load_questions
 from podium.routing.artifacts import ArtifactStore
@@ -163,9 +163,35 @@ def test_summary_compares_strategies_on_the_questions_all_answered() -> None:
     assert result["n_questions"] == 2
     assert result["strategies"]["router"]["accuracy"] == 0.5
     targets = result["targets"]
-    assert targets["beats_best_single"] == {"met": True, "by": ["router"]}
+    assert targets["beats_best_single"] == {"met": True, "by": ["router"], "same_worker": []}
     assert targets["five_x_fewer_tokens_than_moa"]["met"] is True
     assert targets["five_x_fewer_tokens_than_moa"]["token_ratio"]["router"] == 6.0
+
+
+def test_a_router_that_always_picks_the_best_worker_does_not_beat_it() -> None:
+    def rec(strategy: str, qid: str, correct: bool) -> Record:
+        worker = "a" if strategy in ("single:a", "router") else "b"
+        return Record(
+            strategy, qid, "t", "mc", correct, True, cost_usd=1.0, calls=1, step_workers=[worker]
+        )
+
+    records = [
+        rec("single:a", "q1", True),
+        rec("single:a", "q2", False),  # the same worker, asked again, gets q2 right
+        rec("router", "q1", True),
+        rec("router", "q2", True),
+        rec("single:b", "q1", False),
+        rec("single:b", "q2", False),
+    ]
+    result = summarise(records, ["single:a", "single:b", "router"])
+    assert result["strategies"]["router"]["accuracy"] == 1.0
+    assert result["targets"]["beats_best_single"] == {
+        "met": False,
+        "by": [],
+        "same_worker": ["router"],
+    }
+    text = markdown(result, command="podium eval live")
+    assert "**not met** (router sent every call to that worker" in text
 
 
 def test_results_log_resumes_and_survives_a_cut_line(tmp_path: Path) -> None:

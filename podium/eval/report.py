@@ -122,19 +122,26 @@ def targets(summary: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "accuracy": best["accuracy"],
             "cost_per_question": best["cost_per_question"],
         }
+        # A strategy whose every call went to the best worker is that worker: whatever it
+        # differs by is the same model answering twice, not a gain.
+        worker = best_name.removeprefix("single:")
+        same = [n for n, s in podium.items() if set(s.get("worker_calls") or {}) == {worker}]
         meeting = [
             name
             for name, s in podium.items()
-            if (
-                s["accuracy"] >= best["accuracy"]
-                and s["cost_per_question"] < best["cost_per_question"]
-            )
-            or (
-                s["accuracy"] > best["accuracy"]
-                and s["cost_per_question"] <= best["cost_per_question"]
+            if name not in same
+            and (
+                (
+                    s["accuracy"] >= best["accuracy"]
+                    and s["cost_per_question"] < best["cost_per_question"]
+                )
+                or (
+                    s["accuracy"] > best["accuracy"]
+                    and s["cost_per_question"] <= best["cost_per_question"]
+                )
             )
         ]
-        found["beats_best_single"] = {"met": bool(meeting), "by": meeting}
+        found["beats_best_single"] = {"met": bool(meeting), "by": meeting, "same_worker": same}
     moa = summary.get("moa")
     if moa is not None:
         meeting = []
@@ -201,10 +208,17 @@ def markdown(result: dict[str, Any], *, command: str = "", notes: str = "") -> s
         best = found["best_single"]
         met = found["beats_best_single"]
         verdict = "met by " + ", ".join(met["by"]) if met["met"] else "not met"
+        same = met.get("same_worker") or []
+        aside = (
+            f" ({', '.join(same)} sent every call to that worker, so it does not count: any "
+            "difference is the same model answering twice)"
+            if same
+            else ""
+        )
         lines.append(
             f"- Best single worker: {best['strategy']} at {best['accuracy']:.3f}, "
             f"{_micro(best['cost_per_question'])}e-6 USD/question. A Podium strategy at least as "
-            f"accurate for less (or more accurate for no more): **{verdict}**."
+            f"accurate for less (or more accurate for no more): **{verdict}**{aside}."
         )
     if "five_x_fewer_tokens_than_moa" in found:
         moa = found["five_x_fewer_tokens_than_moa"]
