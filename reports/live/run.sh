@@ -1,5 +1,8 @@
 #!/bin/sh
 # The run behind this report (from the repository root; resumable: run it again to continue).
+# The train split goes through every worker first (60 questions per task, feedback posted
+# against each trace), the router is trained from those traces and its lambda calibrated on
+# them by 5-fold cross-validation; then every dev question goes through every strategy.
 set -e
 T=${TASKS:-../shared/data/tasks}
 exec podium eval live \
@@ -7,6 +10,6 @@ exec podium eval live \
   --tasks "$T/triviaqa_sm_sub/dev.jsonl" --tasks "$T/svamp/dev.jsonl" --limit 55 \
   --train-router "$T/arc_easy/train.jsonl" --train-router "$T/commonsense_qa/train.jsonl" \
   --train-router "$T/triviaqa_sm_sub/train.jsonl" --train-router "$T/svamp/train.jsonl" \
-  --train-limit 12 \
+  --train-limit 60 \
   --strategies single,router,cascade,workflow,moa,conductor \
-  --config reports/live/pool.yaml --concurrency 3 --out reports/live "$@"
+  --config reports/live/pool.yaml --concurrency 2 --out reports/live "$@"
