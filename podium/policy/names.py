@@ -37,7 +37,6 @@ BOUNDARY = frozenset({".", "\n", "!", "?", ":", ";", ">", '"', "("})
 # First characters for which is_candidate's answer is quick to give (after an "O" label).
 _LOWER_ASCII = frozenset(string.ascii_lowercase)
 _INERT_ASCII = frozenset(chr(code) for code in range(128) if not chr(code).isalnum())
-_QUIET_FIRST = _LOWER_ASCII | _INERT_ASCII
 
 
 class Token(NamedTuple):
@@ -76,19 +75,6 @@ TRIGGERS = frozenset(
         "dr",
     }
 )
-
-
-def _case_forms(word: str) -> set[str]:
-    """Every string whose ``lower()`` is the lower-case ASCII ``word`` (each letter or its
-    capital; "k" also the Kelvin sign), so membership needs no ``lower()`` call."""
-    forms = {""}
-    for letter in word:
-        variants = {letter, letter.upper()} | ({"\u212a"} if letter == "k" else set())
-        forms = {form + variant for form in forms for variant in variants}
-    return forms
-
-
-_TRIGGER_FORMS = frozenset(form for trigger in TRIGGERS for form in _case_forms(trigger))
 
 
 # Capitalised words that start sentences and are never a name or an address on their own.
@@ -219,17 +205,6 @@ def is_candidate(word: str, previous_label: str, previous_word: str) -> bool:
     return first.isalpha() and previous_word.lower() in TRIGGERS
 
 
-def _starts_entity(words: Sequence[str], index: int) -> bool:
-    """:func:`is_candidate` after an "O" label."""
-    word = words[index]
-    first = word[0]
-    if first in _LOWER_ASCII:
-        return index > 0 and words[index - 1] in _TRIGGER_FORMS
-    if first in _INERT_ASCII:
-        return False
-    return is_candidate(word, "O", words[index - 1] if index else "")
-
-
 def features(
     words: Sequence[str],
     index: int,
@@ -242,19 +217,16 @@ def features(
     sentence start than a name."""
     word = words[index]
     lower = word.lower()
-    before = words[index - 1].lower() if index > 0 else "<s>"
-    before2 = words[index - 2].lower() if index > 1 else "<s>"
-    last = len(words) - 1
-    after = words[index + 1] if index < last else "</s>"
-    after_lower = after.lower()
-    after2 = words[index + 2].lower() if index + 1 < last else "</s>"
+    before = words[index - 1] if index > 0 else "<s>"
+    before2 = words[index - 2] if index > 1 else "<s>"
+    after = words[index + 1] if index + 1 < len(words) else "</s>"
+    after2 = words[index + 2] if index + 2 < len(words) else "</s>"
     word_shape = shape(word)
-    after_shape = shape(after)
-    start = index == 0 or words[index - 1] in BOUNDARY
+    start = before in BOUNDARY or index == 0
     usual = lower in common
     return [
         f"lex={usual}|{start}|{word_shape}",
-        f"lex_n={usual}|{after_lower in common}",
+        f"lex_n={usual}|{after.lower() in common}",
         "b",
         f"w={lower}",
         f"s3={lower[-3:]}",
@@ -263,22 +235,19 @@ def features(
         f"sh={word_shape}",
         f"len={min(len(word), 12)}",
         f"st={start}|{word_shape}",
-        f"pw={before}",
-        f"pw2={before2}",
-        f"nw={after_lower}",
-        f"nw2={after2}",
-        f"psh={shape(words[index - 1]) if index > 0 else _START_SHAPE}",
-        f"nsh={after_shape}",
+        f"pw={before.lower()}",
+        f"pw2={before2.lower()}",
+        f"nw={after.lower()}",
+        f"nw2={after2.lower()}",
+        f"psh={shape(before)}",
+        f"nsh={shape(after)}",
         f"pt={previous}",
         f"pt2={previous}|{previous2}",
         f"pt_sh={previous}|{word_shape}",
         f"pt_w={previous}|{lower}",
-        f"pw_w={before}|{lower}",
-        f"nsh_sh={word_shape}|{after_shape}",
+        f"pw_w={before.lower()}|{lower}",
+        f"nsh_sh={word_shape}|{shape(after)}",
     ]
-
-
-_START_SHAPE = shape("<s>")
 
 
 class NameTagger:
@@ -312,33 +281,28 @@ class NameTagger:
         return LABELS[scores.index(max(scores))]
 
     def labels(self, words: Sequence[str]) -> list[str]:
-        """One label per token text. Most tokens are not candidates and never reach the model:
-        two comprehensions find the few that may start an entity after an "O" label (those
-        not starting with a lower-case ASCII letter or ASCII punctuation, and those right
-        after a trigger word), :func:`_starts_entity` decides, and only they and the runs
-        they start are read."""
-        out = ["O"] * len(words)
-        maybe = [index for index, word in enumerate(words) if word[0] not in _QUIET_FIRST]
-        if not _TRIGGER_FORMS.isdisjoint(words):
-            after = [index + 1 for index, word in enumerate(words) if word in _TRIGGER_FORMS]
-            maybe = sorted(set(maybe).union(after))
-        done = 0  # the tokens before this one are labelled
-        for index in maybe:
-            if index < done or index == len(words):
-                continue  # inside a run already labelled, or a trigger ends the text
-            previous = out[index - 1] if index else "O"
-            if previous == "O" and not _starts_entity(words, index):
-                continue
-            previous2 = out[index - 2] if index > 1 else "O"
-            # Every token after an entity is read too, until one is labelled "O".
-            while True:
-                label = self.predict(features(words, index, previous, previous2, self.common))
-                out[index] = label
-                index += 1
-                if label == "O" or index == len(words):
-                    break
-                previous2, previous = previous, label
-            done = index
+        """One label per token text. Most tokens are not candidates and never reach the model;
+        the cheap cases of :func:`is_candidate` are inlined here, the tagger's hot loop."""
+        out: list[str] = []
+        previous = previous2 = "O"
+        for index, word in enumerate(words):
+            if previous == "O":
+                first = word[0]
+                if first in _LOWER_ASCII:
+                    candidate = index > 0 and words[index - 1].lower() in TRIGGERS
+                elif first in _INERT_ASCII:
+                    candidate = False
+                else:
+                    candidate = is_candidate(word, previous, words[index - 1] if index else "")
+            else:
+                candidate = True
+            label = (
+                self.predict(features(words, index, previous, previous2, self.common))
+                if candidate
+                else "O"
+            )
+            out.append(label)
+            previous2, previous = previous, label
         return out
 
     def inspect(self, text: str) -> list[Finding]:
