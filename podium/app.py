@@ -86,7 +86,7 @@ def create_podium(
         register = getattr(module, "register_providers", None)
         if register is not None:
             register(providers)
-    http = Egress()
+    http = Egress(limit_per_origin=config.server.upstream_connections)
     pool = WorkerPool(providers, http=http, secrets=secrets, data_dir=data_dir)
     pool.load(config.workers)
     store: TraceStore = create_store(config.store, data_dir)

@@ -132,6 +132,10 @@ class ServerConfig(Strict):
     # idle timeout so the balancer closes first.
     keep_alive: int = Field(5, ge=1)
     max_connections: int | None = Field(None, ge=1)
+    # Open connections to each worker origin (scheme, host, port), per process; a call beyond
+    # it waits for one to come free. Every stream in flight holds one, so this bounds the
+    # streams a process relays at once from one upstream (each costs a file descriptor).
+    upstream_connections: int = Field(1024, ge=1)
     # The environment variable holding the admin API's key; unset: loopback clients only.
     admin_key_env: str = Field("PODIUM_ADMIN_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     gc: CollectorSettings = Field(default_factory=CollectorSettings)

@@ -346,3 +346,15 @@ async def test_https_verifies_the_server_certificate(tmp_path: Path) -> None:
                 await post(client, port, scheme="https")
     finally:
         server.close()
+
+
+async def test_the_server_setting_bounds_connections_per_origin(tmp_path: Path) -> None:
+    from podium.app import create_podium
+    from podium.config import parse_config
+
+    config = parse_config(
+        {"data_dir": str(tmp_path), "workers": [], "server": {"upstream_connections": 3}}
+    )
+    podium = create_podium(config)
+    origin = Origin.parse("http://127.0.0.1:9")
+    assert podium.http.pool_for(origin).limit == 3

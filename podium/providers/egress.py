@@ -351,6 +351,10 @@ class OriginPool:
         self._closed = False
 
     @property
+    def limit(self) -> int:
+        return self._limit
+
+    @property
     def open_connections(self) -> int:
         return len(self._open) + self._opening
 
@@ -445,7 +449,7 @@ class Egress:
     def __init__(
         self,
         *,
-        limit_per_origin: int = 256,
+        limit_per_origin: int = 1024,
         keep_idle: float = 15.0,
         tls: ssl.SSLContext | None = None,
     ) -> None:
