@@ -115,19 +115,19 @@ async def decide(
         if chosen is not None and not ask_all:
             break
         started = time.perf_counter()
-        verdict = Verdict(router=router.name, outcome="no_opinion")
+        outcome: Outcome = "no_opinion"
+        detail: str | None = None
         try:
             decision = await within(router.plan(request, context), budget_s)
         except TimeoutError:
-            verdict.outcome, decision = "timeout", None
-            verdict.detail = f"took longer than its budget of {budget_s * 1000:.0f} ms"
+            outcome, decision = "timeout", None
+            detail = f"took longer than its budget of {budget_s * 1000:.0f} ms"
         except PodiumError as error:
             if chosen is None:
                 raise  # a deliberate refusal (the named model is not eligible, say)
-            verdict.outcome, verdict.detail, decision = "refused", error.message, None
+            outcome, detail, decision = "refused", error.message, None
         except Exception as error:  # a broken router must not take the gateway down
-            verdict.outcome, verdict.detail, decision = "failed", f"failed ({_short(error)})", None
-        verdict.elapsed_ms = (time.perf_counter() - started) * 1000.0
+            outcome, detail, decision = "failed", f"failed ({_short(error)})", None
         if decision is not None:
             # Clearance is enforced here again, whatever the router said: every step and every
             # fallback must be an eligible worker.
@@ -135,16 +135,19 @@ async def decide(
             try:
                 decision.workflow.validate(allowed)
             except WorkflowError as error:
-                verdict.outcome, verdict.detail = "invalid", f"planned an invalid workflow: {error}"
+                outcome, detail = "invalid", f"planned an invalid workflow: {error}"
+                decision = None
             else:
-                verdict.outcome, verdict.decision = "decided", decision
-                verdict.detail = decision.reason
+                outcome, detail = "decided", decision.reason
         if trail is not None:
-            trail.append(verdict)
-        if verdict.outcome in ("failed", "timeout", "invalid") and chosen is None:
-            failures.append(f"router {router.name!r} {verdict.detail}")
-        if verdict.outcome == "decided" and chosen is None:
-            chosen = verdict.decision
+            # Only an explanation needs a verdict per router; a chat request asks for none.
+            elapsed_ms = (time.perf_counter() - started) * 1000.0
+            trail.append(Verdict(router.name, outcome, elapsed_ms, detail, decision))
+        if chosen is None:
+            if outcome in ("failed", "timeout", "invalid"):
+                failures.append(f"router {router.name!r} {detail}")
+            elif decision is not None:
+                chosen = decision
     if trail is not None and not ask_all:
         asked = {verdict.router for verdict in trail}
         trail.extend(Verdict(r.name, "not_asked") for r in routers if r.name not in asked)
