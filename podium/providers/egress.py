@@ -24,9 +24,10 @@ from urllib.parse import quote, urlsplit
 
 import httptools
 
-# Bytes an answer may buffer before reading from its socket pauses, and where it resumes.
-HIGH_WATER = 256 * 1024
-LOW_WATER = 64 * 1024
+# Bytes an answer may buffer before reading from its socket pauses (it resumes when the
+# reader takes them). Small: a client that stops reading its stream must cost little, and
+# model output arrives far slower than any reader takes it.
+HIGH_WATER = 64 * 1024
 
 
 class EgressError(Exception):
