@@ -358,3 +358,23 @@ async def test_the_server_setting_bounds_connections_per_origin(tmp_path: Path) 
     podium = create_podium(config)
     origin = Origin.parse("http://127.0.0.1:9")
     assert podium.http.pool_for(origin).limit == 3
+
+
+async def test_an_unsolicited_answer_on_an_idle_connection_retires_it() -> None:
+    async def then_timeout(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        await ok()(request, writer)
+        await asyncio.sleep(0.02)
+        # What some servers send an idle keep-alive connection before closing it.
+        writer.write(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.5)
+        return False
+
+    async with Scripted(then_timeout) as server, egress() as client:
+        assert await post(client, server.port) == b'{"ok":true}'
+        await asyncio.sleep(0.1)  # the 408 has arrived on the idle connection
+        pool = client.pool_for(Origin.parse(f"http://127.0.0.1:{server.port}"))
+        assert pool.idle_connections == 0
+        answers = await asyncio.gather(*(post(client, server.port) for _ in range(2)))
+    assert answers == [b'{"ok":true}'] * 2
+    assert server.connections == 3

@@ -211,6 +211,7 @@ class Connection(asyncio.Protocol):
         self._informational = False
         self._paused = False
         self._serial = 0  # exchanges begun: a late cancellation must not abort a later one
+        self._busy = False  # an exchange is under way: its answer has not all arrived
         self.lost = False
         self.idle_since = 0.0
 
@@ -220,6 +221,11 @@ class Connection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
+        if not self._busy:
+            # Bytes on an idle connection answer nothing we asked (a server's "408 Request
+            # Timeout" before it closes, say): the connection is not fit for another request.
+            self.abort()
+            return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError:
@@ -277,6 +283,7 @@ class Connection(asyncio.Protocol):
             return
         response._end()
         self.resume()
+        self._busy = False
         self._pool.release(self, reusable=self._parser.should_keep_alive())
 
     # -- used by the pool and the response -------------------------------------------------
@@ -285,6 +292,7 @@ class Connection(asyncio.Protocol):
         assert self._transport is not None
         waiter: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._head = waiter
+        self._busy = True
         self._serial += 1
         mine = self._serial
         self._transport.write(b"%s%d\r\n\r\n%s" % (head, len(body), body))
