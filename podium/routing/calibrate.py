@@ -54,6 +54,21 @@ def _metrics(pred: FloatArray, true: FloatArray) -> dict[str, float]:
     return {"brier": float(error.mean()), "brier_of_means": float(baseline.mean())}
 
 
+@dataclass(frozen=True, slots=True)
+class _Training:
+    """What every model fitted here shares, whichever rows it is fitted on."""
+
+    options: TrainOptions | None
+    embedder: Embedder | None
+    neighbour_embedder: Embedder | None
+    output_tokens: FloatArray | None
+
+    @property
+    def prompt_embedder(self) -> Embedder | None:
+        """What embeds prompts for the fitted models' predictions."""
+        return self.embedder or self.neighbour_embedder
+
+
 def train_with_calibration(
     data: RoutingData,
     *,
@@ -65,75 +80,59 @@ def train_with_calibration(
     metadata: dict[str, Any] | None = None,
     neighbour_embedder: Embedder | None = None,
 ) -> QualityCostModel:
+    training = _Training(options, embedder, neighbour_embedder, output_tokens)
     if folds >= 2 and len(data) >= folds:
-        return _train_cross_validated(
-            data,
-            folds,
-            options=options,
-            embedder=embedder,
-            output_tokens=output_tokens,
-            metadata=metadata,
-            neighbour_embedder=neighbour_embedder,
-        )
+        return _train_cross_validated(data, folds, training, metadata)
     held = calibration_rows(data.prompts, fraction) if fraction > 0 else np.zeros(len(data), bool)
     if held.all() or len(data) - int(held.sum()) < 2:
         held = np.zeros(len(data), dtype=bool)
     train = data.subset(np.flatnonzero(~held))
-    model = fit(
-        train.prompts,
-        train.quality,
-        train.cost,
-        train.models,
-        options=options,
-        spec=FeatureSpec(),
-        embedder=embedder,
-        neighbour_embedder=neighbour_embedder,
-        output_tokens=output_tokens,
-        metadata={
-            **(metadata or {}),
-            "train_rows": len(train),
-            "calibration_rows": int(held.sum()),
-        },
-    )
+    extra = {"train_rows": len(train), "calibration_rows": int(held.sum())}
+    model = _fit(train, training, {**(metadata or {}), **extra})
     if held.any():
         cal = data.subset(np.flatnonzero(held))
-        model.calibration = {
-            "pred_quality": model.predict_quality(cal.prompts, embedder or neighbour_embedder),
-            "pred_cost": model.predict_cost(cal.prompts),
-            "true_quality": cal.quality,
-            "true_cost": cal.cost,
-        }
-        model.metadata["metrics"] = _metrics(model.calibration["pred_quality"], cal.quality)
+        pred_q = model.predict_quality(cal.prompts, training.prompt_embedder)
+        _keep_calibration(model, pred_q, model.predict_cost(cal.prompts), cal.quality, cal.cost)
     return model
 
 
+def _fit(part: RoutingData, training: _Training, metadata: dict[str, Any]) -> QualityCostModel:
+    return fit(
+        part.prompts,
+        part.quality,
+        part.cost,
+        part.models,
+        options=training.options,
+        spec=FeatureSpec(),
+        embedder=training.embedder,
+        neighbour_embedder=training.neighbour_embedder,
+        output_tokens=training.output_tokens,
+        metadata=metadata,
+    )
+
+
+def _keep_calibration(
+    model: QualityCostModel,
+    pred_q: FloatArray,
+    pred_c: FloatArray,
+    true_q: FloatArray,
+    true_c: FloatArray,
+) -> None:
+    """Store held-out predictions next to the truth in the artifact, with their Brier scores."""
+    model.calibration = {
+        "pred_quality": pred_q,
+        "pred_cost": pred_c,
+        "true_quality": true_q,
+        "true_cost": true_c,
+    }
+    model.metadata["metrics"] = _metrics(pred_q, true_q)
+
+
 def _train_cross_validated(
-    data: RoutingData,
-    folds: int,
-    *,
-    options: TrainOptions | None,
-    embedder: Embedder | None,
-    output_tokens: FloatArray | None,
-    metadata: dict[str, Any] | None,
-    neighbour_embedder: Embedder | None,
+    data: RoutingData, folds: int, training: _Training, metadata: dict[str, Any] | None
 ) -> QualityCostModel:
     """The model on every row; as calibration, each row's predictions by the fold model that
     left it out (folds by a hash of the prompt)."""
-
-    def train_on(part: RoutingData, extra: dict[str, Any]) -> QualityCostModel:
-        return fit(
-            part.prompts,
-            part.quality,
-            part.cost,
-            part.models,
-            options=options,
-            spec=FeatureSpec(),
-            embedder=embedder,
-            neighbour_embedder=neighbour_embedder,
-            output_tokens=output_tokens,
-            metadata={**(metadata or {}), **extra},
-        )
-
     fold = _buckets(data.prompts) % folds
     pred_q = np.full(data.quality.shape, np.nan)
     pred_c = np.full(data.cost.shape, np.nan)
@@ -142,20 +141,23 @@ def _train_cross_validated(
         kept = np.flatnonzero(fold != k)
         if not len(out) or len(kept) < 2:
             continue
-        part = train_on(data.subset(kept), {})
+        part = _fit(data.subset(kept), training, {**(metadata or {})})
         prompts = [data.prompts[i] for i in out]
-        pred_q[out] = part.predict_quality(prompts, embedder or neighbour_embedder)
+        pred_q[out] = part.predict_quality(
+            prompts, training.embedder or training.neighbour_embedder
+        )
         pred_c[out] = part.predict_cost(prompts)
-    model = train_on(data, {"train_rows": len(data), "calibration_folds": folds})
+    extra = {"train_rows": len(data), "calibration_folds": folds}
+    model = _fit(data, training, {**(metadata or {}), **extra})
     predicted = ~np.isnan(pred_q).any(axis=1)
-    model.calibration = {
-        "pred_quality": pred_q[predicted],
-        "pred_cost": pred_c[predicted],
-        "true_quality": data.quality[predicted],
-        "true_cost": data.cost[predicted],
-    }
     model.metadata["calibration_rows"] = int(predicted.sum())
-    model.metadata["metrics"] = _metrics(pred_q[predicted], data.quality[predicted])
+    _keep_calibration(
+        model,
+        pred_q[predicted],
+        pred_c[predicted],
+        data.quality[predicted],
+        data.cost[predicted],
+    )
     return model
 
 
