@@ -113,7 +113,7 @@ class Response:
             try:
                 block = self._decoder.decompress(block)
             except zlib.error as error:
-                self._fail(EgressError(f"undecodable compressed answer ({error})"))
+                self.fail(EgressError(f"undecodable compressed answer ({error})"))
                 return
             if not block:
                 return
@@ -132,11 +132,6 @@ class Response:
         self._connection = None
         self._wake()
 
-    def _fail(self, error: BaseException) -> None:
-        if not self._complete and self._error is None:
-            self._error = error
-            self._wake()
-
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -145,9 +140,11 @@ class Response:
     # -- read by the caller ----------------------------------------------------------------
 
     def fail(self, error: BaseException) -> None:
-        """Make the reader's next read raise ``error`` (a watchdog's timeout, say); the
-        connection is closed when the response is."""
-        self._fail(error)
+        """Make the reader's next read raise ``error`` (the connection lost, a watchdog's
+        timeout); the connection is closed when the response is."""
+        if not self._complete and self._error is None:
+            self._error = error
+            self._wake()
 
     def at_eof(self) -> bool:
         return self._complete and not self._blocks
@@ -243,7 +240,7 @@ class Connection(asyncio.Protocol):
             if response.until_close and not self._informational:
                 response._end()
             else:
-                response._fail(EgressError("connection closed in the middle of the answer"))
+                response.fail(EgressError("connection closed in the middle of the answer"))
         self._pool.forget(self)
 
     # -- parser callbacks (httptools calls these by name) ----------------------------------
@@ -333,7 +330,7 @@ class Connection(asyncio.Protocol):
             head.set_exception(error)
         response, self._response = self._response, None
         if response is not None:
-            response._fail(error)
+            response.fail(error)
         self.abort()
 
 
