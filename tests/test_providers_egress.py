@@ -74,6 +74,18 @@ def ok(body: bytes = b'{"ok":true}', extra: bytes = b"") -> Answer:
     return answer
 
 
+def first_then(first: Answer, rest: Answer) -> Answer:
+    """``first`` for the server's first request, ``rest`` for every later one."""
+    answered = 0
+
+    async def answer(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        nonlocal answered
+        answered += 1
+        return await (first if answered == 1 else rest)(request, writer)
+
+    return answer
+
+
 @asynccontextmanager
 async def egress(**options: object) -> AsyncIterator[Egress]:
     client = Egress(**options)  # type: ignore[arg-type]
@@ -157,18 +169,12 @@ async def test_an_informational_answer_is_skipped() -> None:
 
 
 async def test_a_connection_lost_mid_answer_fails_the_read_and_is_not_reused() -> None:
-    calls = 0
-
     async def cut(request: bytes, writer: asyncio.StreamWriter) -> bool:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
-            await writer.drain()
-            return False
-        return await ok()(request, writer)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
+        await writer.drain()
+        return False
 
-    async with Scripted(cut) as server, egress() as client:
+    async with Scripted(first_then(cut, ok())) as server, egress() as client:
         with pytest.raises(EgressError, match="middle of the answer"):
             await post(client, server.port)
         assert await post(client, server.port) == b'{"ok":true}'
@@ -201,17 +207,11 @@ async def test_an_unasked_encoding_is_an_egress_error() -> None:
 
 
 async def test_a_caller_that_gives_up_never_reads_a_late_answer_as_the_next_one() -> None:
-    calls = 0
+    async def late(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(0.2)
+        return await ok(b"late")(request, writer)
 
-    async def slow_first(request: bytes, writer: asyncio.StreamWriter) -> bool:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            await asyncio.sleep(0.2)
-            return await ok(b"late")(request, writer)
-        return await ok(b"fresh")(request, writer)
-
-    async with Scripted(slow_first) as server, egress() as client:
+    async with Scripted(first_then(late, ok(b"fresh"))) as server, egress() as client:
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.05):
                 await post(client, server.port)
