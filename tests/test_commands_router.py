@@ -136,6 +136,61 @@ def test_cross_validated_calibration_matches_the_best_worker_for_less(tmp_path: 
     assert model.policy.lam > 0
 
 
+def write_examples(path: Path, rows: int) -> Path:
+    """Examples as `podium eval live` writes them: easy questions both workers get right, hard
+    ones only the strong worker gets right, and riddles nobody gets right."""
+    lines = []
+    for i in range(rows):
+        kind = ("easy", "hard", "riddle")[i % 3]
+        prompt = {
+            "easy": easy_prompt(i),
+            "hard": hard_prompt(i),
+            "riddle": f"Riddle {i}: which unnamed sailor wrote the lost logbook, and when?",
+        }[kind]
+        for worker, price in (("cheap", 0.00001), ("strong", 0.001)):
+            right = kind == "easy" or (kind == "hard" and worker == "strong")
+            lines.append(
+                {
+                    "prompt": prompt,
+                    "worker": worker,
+                    "quality": 1.0 if right else 0.0,
+                    "cost_usd": price,
+                    "output_tokens": 12,
+                }
+            )
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def test_examples_train_and_a_floor_sends_hopeless_questions_cheap(tmp_path: Path) -> None:
+    examples = write_examples(tmp_path / "train-examples.jsonl", rows=150)
+    out = str(tmp_path / "routers")
+    trained = run(
+        "router", "train", "--examples", str(examples), "--calibration-folds", "5", "--out", out
+    )
+    assert "training on 150 rows x 2 models" in trained
+    calibrated = run("router", "calibrate", "--match-best-worker", "--floor", "--out", out)
+    assert "floor=" in calibrated and "rows to the cheapest worker" in calibrated
+    assert "goal met" in calibrated
+    store = ArtifactStore(Path(out))
+    model = store.load(store.get(1))
+    assert model.output_tokens.tolist() == [12.0, 12.0]  # the examples' own output tokens
+    policy = model.policy
+    assert policy.floor > 0 and policy.calibrated["floor_rows"] >= 40  # most of the 50 riddles
+    assert policy.calibrated["expected_quality"] >= policy.calibrated["target_quality"]
+    assert f"floor={policy.floor:.3f}" in run("router", "versions", "--out", out)
+
+
+def test_a_file_that_is_not_examples_is_refused_with_its_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "hi", "worker": "cheap", "quality": 1}\n{"prompt": "no worker"}\n')
+    result = CliRunner().invoke(
+        main, ["router", "train", "--examples", str(bad), "--out", str(tmp_path / "r")]
+    )
+    assert result.exit_code != 0
+    assert "bad.jsonl:2: not a training example" in result.output
+
+
 def test_bad_arguments_are_refused_clearly(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["router", "train", "--out", str(tmp_path)])
     assert result.exit_code != 0 and "--data" in result.output

@@ -4,11 +4,13 @@ the traces, resumable results, failures recorded, and the feedback loop that tra
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -331,6 +333,40 @@ async def test_feedback_loop_trains_the_router_from_traces(
     assert router["n"] == 3
     records = [json.loads(x) for x in (options.out / "results.jsonl").read_text().splitlines()]
     assert all(r["route"].startswith("learned") for r in records), records
+
+
+async def test_a_fresh_state_trains_the_router_from_the_train_log_without_asking_again(
+    tmp_path: Path, upstreams: dict[str, FakeOpenAI]
+) -> None:
+    extra = [{"query": f"Question: more ({i})", "choices": ["w", "x"], "gold": 1} for i in range(5)]
+    options = LiveOptions(
+        tasks=[write_tasks(tmp_path, "choice", QUESTIONS)],
+        out=tmp_path / "out",
+        config=write_pool(tmp_path, upstreams),
+        strategies=["router"],
+        train_tasks=[write_tasks(tmp_path, "choice", QUESTIONS + extra, split="train")],
+    )
+    await evaluate(options)
+    first = ArtifactStore(options.out / "state" / "routers")
+    trained_on_traces = first.load(first.versions()[-1])
+    shutil.rmtree(options.out / "state")  # the traces and feedback are gone with it
+    (options.out / "results.jsonl").unlink()
+    asked = requests_made(upstreams)
+    result = await evaluate(options)
+    assert requests_made(upstreams) == asked + 3  # the three dev questions, no train question
+    routers = ArtifactStore(options.out / "state" / "routers")
+    current = routers.current()
+    assert current is not None
+    model = routers.load(current)
+    assert model.metadata["sources"] == ["train-examples.jsonl"]
+    # the same rows and outcomes as the traces gave, so the same calibration
+    assert model.policy.calibrated == trained_on_traces.policy.calibrated
+    assert "floor_rows" in model.policy.calibrated
+    assert np.array_equal(
+        np.sort(model.calibration["true_quality"], axis=0),
+        np.sort(trained_on_traces.calibration["true_quality"], axis=0),
+    )
+    assert result["strategies"]["router"]["n"] == 3
 
 
 def test_the_command_is_registered_beside_offline(tmp_path: Path) -> None:

@@ -1,10 +1,14 @@
-"""Choosing lambda on calibration rows: the chosen outcome is kept with a margin."""
+"""Choosing lambda and the floor on calibration rows: the chosen outcome is kept with a
+margin."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from podium.routing.calibrate import Setting, middle_lam
+from podium.routing.calibrate import Setting, calibrate, middle_lam
+from podium.routing.features import FeatureSpec
+from podium.routing.learned import QualityCostModel
 
 
 def settings(outcomes: list[tuple[float, float]]) -> list[Setting]:
@@ -26,3 +30,53 @@ def test_an_outcome_reached_at_lambda_zero_needs_no_trade_off() -> None:
 def test_an_outcome_that_lasts_past_the_grid_keeps_the_largest_lambda() -> None:
     grid = settings([(0.9, 5.0), (0.5, 1.0), (0.5, 1.0)])
     assert middle_lam(grid, grid[1]) == 10.0
+
+
+def calibrated_model(
+    pred: list[tuple[float, float]], true: list[tuple[float, float]]
+) -> QualityCostModel:
+    """A model whose calibration rows are these (cheap, strong) predictions and outcomes;
+    the cheap worker costs 1 a question, the strong one 10."""
+    rows = len(pred)
+    cost = np.tile([1.0, 10.0], (rows, 1))
+    return QualityCostModel(
+        models=["cheap", "strong"],
+        spec=FeatureSpec(),
+        weights=np.zeros((1, 2), dtype=np.float32),
+        cost_coef=np.zeros((2, 2)),
+        mean_quality=np.asarray(true, dtype=np.float64).mean(axis=0),
+        mean_cost=np.asarray([1.0, 10.0]),
+        output_tokens=np.zeros(2),
+        calibration={
+            "pred_quality": np.asarray(pred, dtype=np.float64),
+            "pred_cost": cost,
+            "true_quality": np.asarray(true, dtype=np.float64),
+            "true_cost": cost,
+        },
+    )
+
+
+def test_the_floor_sends_the_hopeless_questions_cheap_and_loses_nothing() -> None:
+    # solid: the strong worker is sure and right; long shots: it is unsure but right, and the
+    # cheap worker looks close, so lambda would give those away first; hopeless: both wrong
+    solid = [((0.2, 0.9), (0.0, 1.0))] * 4
+    long_shots = [((0.25, 0.45), (0.0, 1.0))] * 2
+    hopeless = [((0.0, 0.3), (0.0, 0.0)), ((0.0, 0.2), (0.0, 0.0)), ((0.0, 0.25), (0.0, 0.0))]
+    rows = solid + long_shots + hopeless
+    model = calibrated_model([p for p, _ in rows], [t for _, t in rows])
+    without = calibrate(model, match_best_worker=True)
+    assert without.floor == 0.0 and without.calibrated["expected_cost"] == 10.0
+    policy = calibrate(model, match_best_worker=True, floor=True)
+    assert 0.3 < policy.floor < 0.45  # between the last hopeless row and the first long shot
+    info = policy.calibrated
+    assert info["floor_rows"] == 3 and info["floor_met"]
+    assert info["expected_quality"] == pytest.approx(6 / 9)  # what always-strong scores
+    assert info["expected_cost"] == pytest.approx((6 * 10 + 3 * 1) / 9)
+
+
+def test_no_floor_when_every_question_sent_cheap_would_cost_quality() -> None:
+    rows = [((0.2, 0.9), (0.0, 1.0)), ((0.1, 0.3), (0.0, 1.0)), ((0.1, 0.6), (0.0, 1.0))]
+    model = calibrated_model([p for p, _ in rows], [t for _, t in rows])
+    policy = calibrate(model, match_best_worker=True, floor=True)
+    assert policy.floor == 0.0 and not policy.calibrated["floor_met"]
+    assert policy.calibrated["floor_rows"] == 0 and policy.calibrated["expected_quality"] == 1.0

@@ -104,6 +104,42 @@ def test_policies_choose_by_tradeoff_target_and_budget() -> None:
     assert choose(quality, cost, Policy("budget", budget_usd=0.0001))[0] == 0  # the cheapest
 
 
+def test_below_the_floor_every_policy_picks_the_cheapest() -> None:
+    quality = np.array([[0.5, 0.8, 0.9], [0.1, 0.2, 0.3]])  # the second row looks hopeless
+    cost = np.array([[0.001, 0.01, 0.1], [0.001, 0.01, 0.1]])
+    for policy in (
+        Policy("tradeoff", lam=0.0, floor=0.4),
+        Policy("target", target=0.75, floor=0.4),
+        Policy("budget", budget_usd=1.0, floor=0.4),
+    ):
+        picks = choose(quality, cost, policy)
+        assert picks[1] == 0, policy.kind  # every prediction < 0.4: the cheapest
+        assert picks[0] != 0, policy.kind  # above the floor the policy decides as before
+    assert list(choose(quality, cost, Policy("tradeoff"))) == [2, 2]  # no floor: the best
+
+
+async def test_the_floor_comes_from_the_artifact_or_podium_yaml_and_is_explained(
+    tmp_path: Path, trained: QualityCostModel
+) -> None:
+    store = ArtifactStore(tmp_path / "routers")
+    trained.policy = Policy("tradeoff", floor=0.99)  # no worker is ever that likely to be right
+    store.promote(store.save(trained).number)
+    try:
+        chain = routing(tmp_path)
+        decision = await chain.router("learned").plan(ask(hard_prompt(9)), context(chain))
+        assert decision is not None and decision.workflow.workers == ["cheap"]
+        assert "every worker's predicted quality < 0.99: the cheapest" in decision.reason
+        assert "'cheap'" in decision.reason
+        # podium.yaml overrides the artifact's floor, like lam
+        chain = routing(tmp_path, {"floor": 0})
+        decision = await chain.router("learned").plan(ask(hard_prompt(9)), context(chain))
+        assert decision is not None and decision.workflow.workers == ["strong"]
+        assert "the cheapest" not in decision.reason
+        assert QualityCostModel.load(store.get(1).path).policy.floor == 0.99
+    finally:
+        trained.policy = Policy()
+
+
 async def test_the_router_sends_easy_prompts_cheap_and_hard_ones_strong(
     tmp_path: Path, trained: QualityCostModel
 ) -> None:

@@ -105,6 +105,7 @@ def _describe(version: Any, current: Any) -> str:
         f"{mark} {version.name:<14} {inner.get('created_at', '?'):<21} "
         f"{len(meta.get('models', [])):>3} models  {inner.get('rows', '?'):>6} rows  {brier}  "
         f"policy {policy.get('kind')} lambda={policy.get('lam', 0):g}"
+        + (f" floor={policy['floor']:.3f}" if policy.get("floor") else "")
     )
 
 
@@ -125,6 +126,14 @@ def register(main: click.Group) -> None:
         help="Also learn from this gateway's traces that carry quality signals.",
     )
     @click.option("--since", help="With --from-traces: only traces newer than this (7d, ISO date).")
+    @click.option(
+        "--examples",
+        "example_files",
+        multiple=True,
+        type=click.Path(exists=True, dir_okay=False),
+        help="JSON lines of examples (prompt, worker, quality 0..1, cost_usd, output_tokens), "
+        "learned like traces; `podium eval live` writes them from its train log (repeatable).",
+    )
     @click.option(
         "--map",
         "maps",
@@ -169,6 +178,7 @@ def register(main: click.Group) -> None:
         data_files: tuple[str, ...],
         from_traces: bool,
         since: str | None,
+        example_files: tuple[str, ...],
         maps: tuple[str, ...],
         out: str | None,
         embeddings: bool,
@@ -183,10 +193,17 @@ def register(main: click.Group) -> None:
 
         from podium.eval.data import DataError, read_csv
         from podium.routing.calibrate import train_with_calibration
-        from podium.routing.training import examples_to_data, rename_models, union
+        from podium.routing.training import (
+            examples_to_data,
+            read_examples,
+            rename_models,
+            union,
+        )
 
-        if not data_files and not from_traces:
-            raise click.UsageError("give --data FILE.csv and/or --from-traces")
+        if not data_files and not from_traces and not example_files:
+            raise click.UsageError(
+                "give --data FILE.csv, --examples FILE.jsonl and/or --from-traces"
+            )
         if not 0 <= calibration_fraction < 1:
             raise click.BadParameter("must be in [0, 1)", param_hint="--calibration-fraction")
         mapping = _mapping(maps)
@@ -197,13 +214,19 @@ def register(main: click.Group) -> None:
             raise click.ClickException(str(error)) from None
         tokens: dict[str, float] = {}
         traces_used = 0
+        examples = []
         if from_traces:
             examples = asyncio.run(_trace_examples(config_path, _since(since)))
             traces_used = len(examples)
             click.echo(f"podium router: {traces_used} traces with quality signals", err=True)
-            if examples:
-                trace_data, tokens = examples_to_data(examples)
-                parts.append(trace_data)
+        try:
+            for name in example_files:
+                examples.extend(read_examples(Path(name)))
+        except ValueError as error:
+            raise click.ClickException(str(error)) from None
+        if examples:
+            trace_data, tokens = examples_to_data(examples)
+            parts.append(trace_data)
         if not parts or sum(len(p) for p in parts) < 2:
             raise click.ClickException(
                 "not enough training data (traces need a captured prompt and a feedback score)"
@@ -232,7 +255,8 @@ def register(main: click.Group) -> None:
             embedder=_embedder(embeddings),
             output_tokens=output_tokens,
             metadata={
-                "sources": [Path(f).name for f in data_files] + (["traces"] if from_traces else []),
+                "sources": [Path(f).name for f in (*data_files, *example_files)]
+                + (["traces"] if from_traces else []),
                 "traces": traces_used,
                 "since": since,
                 "rows": len(data),
@@ -263,6 +287,13 @@ def register(main: click.Group) -> None:
         is_flag=True,
         help="Reach the best single worker's quality on the calibration rows at the least cost.",
     )
+    @click.option(
+        "--floor",
+        is_flag=True,
+        help="Also pick a floor: questions where every worker's predicted quality is below it "
+        "go to the cheapest worker (the largest floor that keeps the goal's quality on the "
+        "calibration rows).",
+    )
     @click.option("--out", type=click.Path(file_okay=False), help="Artifact directory.")
     @CONFIG_OPTION
     def calibrate_command(
@@ -270,6 +301,7 @@ def register(main: click.Group) -> None:
         target_quality: float | None,
         max_cost_per_request: float | None,
         match_best_worker: bool,
+        floor: bool,
         out: str | None,
         config_path: str | None,
     ) -> None:
@@ -297,6 +329,7 @@ def register(main: click.Group) -> None:
                 target_quality=target_quality,
                 max_cost=max_cost_per_request,
                 match_best_worker=match_best_worker,
+                floor=floor,
             )
         except ValueError as error:
             raise click.ClickException(str(error)) from None
@@ -306,8 +339,14 @@ def register(main: click.Group) -> None:
         status = "met" if info["met"] else "NOT met (closest setting chosen)"
         if "best_worker" in info:
             status += f" (the best worker, {info['best_worker']}: {info['target_quality']:.3f})"
+        knobs = f"lambda={policy.lam:g}"
+        if floor:
+            knobs += (
+                f", floor={policy.floor:.3f} ({info['floor_rows']} of {info['rows']} rows to the "
+                "cheapest worker)"
+            )
         click.echo(
-            f"{version.name}: lambda={policy.lam:g}; on {info['rows']} held-out rows: quality "
+            f"{version.name}: {knobs}; on {info['rows']} held-out rows: quality "
             f"{info['expected_quality']:.3f} at ${info['expected_cost']:.6f}/request; goal {status}"
         )
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from podium.eval.sandbox import run_tests
 from podium.eval.scoring import Question, Score, extract_code, score_text
+from podium.routing.training import TrainingExample
 
 STRATEGY_MODELS = {
     "router": "podium/auto",
@@ -526,10 +527,31 @@ def write_config(config: dict[str, Any], path: Path) -> None:
     )
 
 
-def train_router(config_path: Path, folds: int = 5) -> str:
-    """``podium router train --from-traces --promote`` on the evaluation's store, with
-    cross-validated calibration rows, then ``podium router calibrate --match-best-worker``:
-    the cheapest lambda that loses nothing, on the train traces, against the best worker."""
+def log_examples(records: Sequence[Record], questions: Sequence[Question]) -> list[TrainingExample]:
+    """The train log as the router's training examples: per answer, the prompt the gateway
+    saw (its messages joined, as a trace captures it), the worker, whether it was right, its
+    cost and output tokens; what the traces and their feedback carried."""
+    prompts = {q.qid: "\n".join(m["content"] for m in messages_for(q)) for q in questions}
+    return [
+        TrainingExample(
+            trace_id=record.trace_id or f"{record.strategy}:{record.qid}",
+            created_at=record.created_at,
+            prompt=prompts[record.qid],
+            worker=record.worker,
+            quality=1.0 if record.correct else 0.0,
+            cost_usd=record.cost_usd,
+            output_tokens=record.output_tokens,
+        )
+        for record in records
+        if record.qid in prompts and record.worker and record.error is None
+    ]
+
+
+def train_router(config_path: Path, examples: Path | None = None, folds: int = 5) -> str:
+    """``podium router train --from-traces --promote`` on the evaluation's store (or from
+    ``examples`` instead), with cross-validated calibration rows, then ``podium router
+    calibrate --match-best-worker --floor``: the cheapest lambda that loses nothing, on the
+    train questions, against the best worker, and the largest floor that loses nothing more."""
     import subprocess
 
     def podium(*args: str) -> str:
@@ -541,10 +563,11 @@ def train_router(config_path: Path, folds: int = 5) -> str:
         return output
 
     config = ("--config", str(config_path))
+    source = ("--examples", str(examples)) if examples is not None else ("--from-traces",)
     trained = podium(
-        "router", "train", "--from-traces", "--calibration-folds", str(folds), "--promote", *config
+        "router", "train", *source, "--calibration-folds", str(folds), "--promote", *config
     )
-    return trained + "\n" + podium("router", "calibrate", "--match-best-worker", *config)
+    return trained + "\n" + podium("router", "calibrate", "--match-best-worker", "--floor", *config)
 
 
 def env_key(name: str | None) -> str | None:

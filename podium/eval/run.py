@@ -22,6 +22,7 @@ from podium.eval.live import (
     env_key,
     eval_config,
     link_models,
+    log_examples,
     plan_jobs,
     run_jobs,
     strategies_for,
@@ -29,6 +30,7 @@ from podium.eval.live import (
     write_config,
 )
 from podium.eval.scoring import Question, load_questions
+from podium.routing.training import write_examples
 
 DEFAULT_CONFIG = Path("examples/pool.yaml")
 
@@ -169,7 +171,10 @@ async def feedback_loop(
     config_path: Path | None,
 ) -> None:
     """Every train question through every single worker, correctness posted as feedback
-    against each trace; then the learned router is trained from those traces and reloaded."""
+    against each trace; then the learned router is trained from those traces and reloaded.
+    When the log already held every answer (nothing asked now, so the gateway's store may
+    be new and hold no feedback), the router trains from the log's examples instead: the
+    same outcomes the feedback carried, without asking the workers again."""
     log = ResultsLog(options.out / "train.jsonl")
     strategies = strategies_for([f"single:{w}" for w in workers], workers)
     jobs = plan_jobs(questions, strategies, log.done)
@@ -192,8 +197,13 @@ async def feedback_loop(
     print(f"podium eval live: {posted} feedback signals posted", file=sys.stderr, flush=True)
     if config_path is None:
         raise ValueError("training the router needs --config: the gateway's configuration")
+    examples = None
+    if not jobs:
+        examples = (options.state_dir or options.out / "state") / "train-examples.jsonl"
+        write_examples(examples, log_examples(log.records, questions))
+        print(f"podium eval live: the router trains from {log.path.name}", file=sys.stderr)
     await asyncio.sleep(1.5)  # the trace recorder writes in batches
-    output = await asyncio.to_thread(train_router, config_path)
+    output = await asyncio.to_thread(train_router, config_path, examples)
     print(output, file=sys.stderr, flush=True)
     response = await client.http.post("/admin/router/reload")
     print(

@@ -7,7 +7,8 @@ row is predicted by a model that never saw it, and the stored model is trained o
 small trace sets calibrate on all their questions. ``calibrate`` then sweeps lambda over those
 rows and picks the cheapest setting that reaches a target quality (a number, or the best single
 worker's quality on the same rows), or the best one whose mean cost stays under a ceiling,
-like RouteLLM's threshold calibration.
+like RouteLLM's threshold calibration. A floor can follow: the largest predicted quality below
+which sending the question to the cheapest worker still keeps that quality on those rows.
 """
 
 from __future__ import annotations
@@ -175,18 +176,24 @@ def sweep(model: QualityCostModel) -> list[Setting]:
     if not cal:
         raise ValueError("this artifact has no calibration rows (train with a calibration split)")
     pred_q, pred_c = cal["pred_quality"], cal["pred_cost"]
-    true_q, true_c = cal["true_quality"], cal["true_cost"]
-    rows = np.arange(pred_q.shape[0])
     settings: list[Setting] = []
     for lam in lambda_grid(model.mean_cost, count=120):
-        picks = choose(pred_q, pred_c, Policy("tradeoff", lam=lam))
-        q, c = true_q[rows, picks], true_c[rows, picks]
-        known = ~np.isnan(q)
-        if not known.any():
-            continue
-        cost = np.where(np.isnan(c), pred_c[rows, picks], c)
-        settings.append(Setting(lam, float(q[known].mean()), float(cost[known].mean())))
+        outcome = _outcome(cal, choose(pred_q, pred_c, Policy("tradeoff", lam=lam)))
+        if outcome is not None:
+            settings.append(Setting(lam, *outcome))
     return settings
+
+
+def _outcome(cal: dict[str, FloatArray], picks: npt.NDArray[np.intp]) -> tuple[float, float] | None:
+    """Mean true quality and cost of these picks over the rows whose pick has a known outcome
+    (a missing true cost is the predicted one)."""
+    rows = np.arange(picks.shape[0])
+    q, c = cal["true_quality"][rows, picks], cal["true_cost"][rows, picks]
+    known = ~np.isnan(q)
+    if not known.any():
+        return None
+    cost = np.where(np.isnan(c), cal["pred_cost"][rows, picks], c)
+    return float(q[known].mean()), float(cost[known].mean())
 
 
 def best_worker(model: QualityCostModel) -> tuple[str, float]:
@@ -224,11 +231,13 @@ def calibrate(
     target_quality: float | None = None,
     max_cost: float | None = None,
     match_best_worker: bool = False,
+    floor: bool = False,
 ) -> Policy:
     """The policy that meets the target at the least cost, or the best under the cost cap.
     ``match_best_worker`` sets the target to the best single worker's quality on the same
     rows: routing must lose nothing against always asking that worker. When nothing meets
-    the target, the closest setting is chosen and ``calibrated.met`` is False."""
+    the target, the closest setting is chosen and ``calibrated.met`` is False. ``floor``
+    then adds the largest floor (:func:`calibrate_floor`) that keeps that quality."""
     if sum((target_quality is not None, max_cost is not None, match_best_worker)) != 1:
         raise ValueError(
             "give exactly one of a target quality, the best worker's quality or a maximum "
@@ -258,7 +267,7 @@ def calibrate(
             else min(settings, key=lambda s: s.cost)
         )
         goal["max_cost_per_request"] = max_cost
-    return Policy(
+    policy = Policy(
         kind="tradeoff",
         lam=middle_lam(settings, chosen),
         calibrated={
@@ -268,4 +277,43 @@ def calibrate(
             "expected_cost": chosen.cost,
             "rows": int(model.calibration["pred_quality"].shape[0]),
         },
+    )
+    if floor:
+        keep = target_quality if target_quality is not None and meeting else chosen.quality
+        return calibrate_floor(model, policy, keep)
+    return policy
+
+
+def calibrate_floor(model: QualityCostModel, policy: Policy, keep_quality: float) -> Policy:
+    """``policy`` with the largest floor whose outcome on the calibration rows still reaches
+    ``keep_quality``: the questions where even the most promising worker looks hopeless go to
+    the cheapest. The floor sits halfway between the last row sent and the first kept, as far
+    from both as these rows allow; 0 when every floor loses quality."""
+    cal = model.calibration
+    pred_q, pred_c = cal["pred_quality"], cal["pred_cost"]
+    top = pred_q.max(axis=1)
+    own = choose(pred_q, pred_c, Policy(policy.kind, policy.lam, policy.target, policy.budget_usd))
+    cheapest = pred_c.argmin(axis=1)
+    levels = np.unique(top)
+    best = (0.0, _outcome(cal, own))
+    for floor in (levels[:-1] + levels[1:]) / 2:
+        outcome = _outcome(cal, np.where(top < floor, cheapest, own))
+        if outcome is not None and outcome[0] >= keep_quality - 1e-12:
+            best = (float(floor), outcome)
+    chosen, outcome = best
+    calibrated = dict(policy.calibrated)
+    calibrated.update(
+        floor_rows=int((top < chosen).sum()),
+        floor_kept_quality=keep_quality,
+        floor_met=chosen > 0,
+    )
+    if outcome is not None:
+        calibrated["expected_quality"], calibrated["expected_cost"] = outcome
+    return Policy(
+        policy.kind,
+        policy.lam,
+        policy.target,
+        policy.budget_usd,
+        floor=chosen,
+        calibrated=calibrated,
     )

@@ -54,19 +54,35 @@ class TrainOptions:
 class Policy:
     """How predictions become a choice. ``kind``: tradeoff (maximise quality - lambda x
     cost), target (the cheapest model whose predicted quality meets ``target``) or budget
-    (the best model whose predicted cost is within ``budget_usd``)."""
+    (the best model whose predicted cost is within ``budget_usd``). With any kind, a query
+    where every model's predicted quality is below ``floor`` goes to the cheapest model:
+    no answer is likely to be right, so none is worth paying more for."""
 
     kind: str = "tradeoff"
     lam: float = 0.0  # per USD
     target: float = 0.0
     budget_usd: float | None = None
+    floor: float = 0.0
     calibrated: dict[str, Any] = field(default_factory=dict)
+
+
+def below_floor(quality: FloatArray, policy: Policy) -> npt.NDArray[np.bool_]:
+    """Per row, whether every model's predicted quality is below the policy's floor."""
+    hopeless: npt.NDArray[np.bool_] = np.atleast_2d(quality).max(axis=1) < policy.floor
+    return hopeless
 
 
 def choose(quality: FloatArray, cost: FloatArray, policy: Policy) -> npt.NDArray[np.intp]:
     """Per row, the column the policy picks (vectorised over queries)."""
     if quality.ndim == 1:
         return choose(quality[None, :], cost[None, :], policy)
+    picked: npt.NDArray[np.intp] = np.where(
+        below_floor(quality, policy), cost.argmin(axis=1), _by_kind(quality, cost, policy)
+    )
+    return picked
+
+
+def _by_kind(quality: FloatArray, cost: FloatArray, policy: Policy) -> npt.NDArray[np.intp]:
     if policy.kind == "target":
         meets = quality >= policy.target
         masked = np.where(meets, cost, np.inf)

@@ -29,7 +29,7 @@ from podium.config import WorkerConfig
 from podium.routing.artifacts import ArtifactStore, Version
 from podium.routing.base import Candidate, Decision, RouteContext
 from podium.routing.features import Embedder
-from podium.routing.learned import Policy, QualityCostModel, choose
+from podium.routing.learned import Policy, QualityCostModel, below_floor, choose
 from podium.types import ChatRequest
 from podium.workers import estimate_tokens
 from podium.workflow import Workflow
@@ -48,6 +48,8 @@ class LearnedConfig(BaseModel):
     lam: float | None = Field(None, ge=0)
     target: float | None = Field(None, ge=0, le=1)
     budget_usd: float | None = Field(None, gt=0)
+    # below this predicted quality for every worker, the cheapest answers (any policy)
+    floor: float | None = Field(None, ge=0, le=1)
     model_map: dict[str, str] = Field(default_factory=dict)  # worker -> model in the data
     default_output_tokens: int = Field(256, ge=1)
     reload_seconds: float = Field(1.0, ge=0)
@@ -221,6 +223,7 @@ class LearnedRouter:
             lam=self.config.lam if self.config.lam is not None else base.lam,
             target=self.config.target if self.config.target is not None else base.target,
             budget_usd=self.config.budget_usd or base.budget_usd,
+            floor=self.config.floor if self.config.floor is not None else base.floor,
         )
         if context.budget_usd is not None:  # the request's own budget wins
             policy.kind, policy.budget_usd = "budget", context.budget_usd
@@ -244,7 +247,7 @@ class LearnedRouter:
         return Decision(
             workflow=Workflow.single(chosen.worker.name, fallbacks=fallbacks),
             router=self.name,
-            reason=explain(chosen, policy, self.handle.version),
+            reason=explain(chosen, estimates, policy, self.handle.version),
             candidates=[
                 Candidate(e.worker.name, scores[j], round(e.quality, 6), e.cost)
                 for j, e in sorted(enumerate(estimates), key=lambda item: -scores[item[0]])
@@ -252,9 +255,13 @@ class LearnedRouter:
         )
 
 
-def explain(chosen: Estimate, policy: Policy, version: str | None) -> str:
+def explain(
+    chosen: Estimate, estimates: Sequence[Estimate], policy: Policy, version: str | None
+) -> str:
     prior = "" if chosen.known else " (a prior: the model has no data for this worker yet)"
-    if policy.kind == "target":
+    if below_floor(np.asarray([[e.quality for e in estimates]]), policy)[0]:
+        rule = f"every worker's predicted quality < {policy.floor:.2f}: the cheapest"
+    elif policy.kind == "target":
         rule = f"the cheapest worker predicted to reach quality {policy.target:.2f}"
     elif policy.kind == "budget":
         rule = f"the best worker within ${policy.budget_usd:.6f} a request"

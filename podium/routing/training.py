@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -87,6 +88,41 @@ async def iter_training_examples(
         cursor = float(rows[-1]["created_at"])
         if len(rows) < PAGE:
             return
+
+
+def write_examples(path: Path, examples: Sequence[TrainingExample]) -> None:
+    """Examples as JSON lines (the file ``podium router train --examples`` reads)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = (orjson.dumps(asdict(example)).decode() for example in examples)
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+
+def read_examples(path: Path) -> list[TrainingExample]:
+    """Examples from JSON lines: prompt, worker and quality (0..1) are required; cost_usd,
+    output_tokens, trace_id and created_at are optional."""
+    found: list[TrainingExample] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = orjson.loads(line)
+            found.append(
+                TrainingExample(
+                    trace_id=str(item.get("trace_id") or f"{path.name}:{number}"),
+                    created_at=float(item.get("created_at") or 0.0),
+                    prompt=str(item["prompt"]),
+                    worker=str(item["worker"]),
+                    quality=float(np.clip(float(item["quality"]), 0.0, 1.0)),
+                    cost_usd=float(item.get("cost_usd") or 0.0),
+                    output_tokens=int(item.get("output_tokens") or 0),
+                )
+            )
+        except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
+            raise ValueError(
+                f"{path.name}:{number}: not a training example (a JSON object with prompt, "
+                "worker and quality)"
+            ) from None
+    return found
 
 
 def examples_to_data(examples: Sequence[TrainingExample]) -> tuple[RoutingData, dict[str, float]]:

@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import Field
 
 from podium.routing.base import Candidate, Decision, RouteContext
-from podium.routing.learned import Policy, choose
+from podium.routing.learned import Policy, below_floor, choose
 from podium.routing.learned_router import (
     Estimate,
     LearnedConfig,
@@ -141,7 +142,7 @@ class WorkflowRouter(LearnedRouter):
         return Decision(
             workflow=workflow,
             router=self.name,
-            reason=describe(chosen, runner_up, policy, self.handle.version),
+            reason=describe(chosen, runner_up, policy, self.handle.version, quality),
             candidates=[
                 Candidate(
                     e.worker.name, e.quality - policy.lam * e.cost, round(e.quality, 6), e.cost
@@ -151,7 +152,13 @@ class WorkflowRouter(LearnedRouter):
         )
 
 
-def describe(chosen: Option, runner_up: Option | None, policy: Policy, version: str | None) -> str:
+def describe(
+    chosen: Option,
+    runner_up: Option | None,
+    policy: Policy,
+    version: str | None,
+    quality: npt.NDArray[np.float64],
+) -> str:
     def text(option: Option) -> str:
         return (
             f"{option.template}({', '.join(option.workers)}) predicted quality "
@@ -161,6 +168,8 @@ def describe(chosen: Option, runner_up: Option | None, policy: Policy, version: 
     rule = {"target": f"target quality {policy.target:.2f}", "budget": "request budget"}.get(
         policy.kind, f"quality - {policy.lam:g} x cost"
     )
+    if below_floor(quality, policy)[0]:
+        rule = f"every option's predicted quality < {policy.floor:.2f}: the cheapest"
     reason = f"{version or 'learned'} by {rule}: {text(chosen)}"
     if runner_up is not None:
         reason += f"; next best {text(runner_up)}"
