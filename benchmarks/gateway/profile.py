@@ -83,9 +83,15 @@ async def main_async(args: argparse.Namespace, upstream: int, data_dir: Path) ->
     from podium.config import parse_config
     from podium.policy.keys import KeyStore, NewKey
 
-    config = parse_config(
-        podium_config(upstream, upstream, data_dir, governance=args.governance == "on")
-    )
+    raw = podium_config(upstream, upstream, data_dir, governance=args.governance == "on")
+    for setting in args.set:  # e.g. --set store.record_traces=false: what one part costs
+        dotted, _, value = setting.partition("=")
+        *parents, leaf = dotted.split(".")
+        node = raw
+        for name in parents:
+            node = node.setdefault(name, {})
+        node[leaf] = yaml.safe_load(value)
+    config = parse_config(raw)
     yaml.safe_dump  # noqa: B018 (imported for parity with the harness)
     podium = create_podium(config)
     app: Any = podium.app
@@ -159,6 +165,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--sort", default="cumulative")
     parser.add_argument("--top", type=int, default=45)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one setting of Podium's config (dotted key, YAML value)",
+    )
     args = parser.parse_args()
     port = free_port()
     mock = subprocess.Popen(

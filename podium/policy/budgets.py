@@ -133,11 +133,14 @@ class LimitsHook(Hook):
             )
         return error
 
-    def _unavailable(self, context: RequestContext) -> PodiumError | None:
+    def _unavailable(self, context: RequestContext, cause: LimitsUnavailable) -> PodiumError | None:
         """The error to raise when the limit store is down, or None to go on unmetered."""
         if self.settings.fail_mode == "open":
-            log.warning("limit store unreachable; letting key %s through", context.caller.key_id)
+            log.warning(
+                "limit store unreachable (%s); letting key %s through", cause, context.caller.key_id
+            )
             return None
+        log.warning("limit store unreachable (%s); refusing key %s", cause, context.caller.key_id)
         return self._refuse(
             context,
             PodiumError(
@@ -182,8 +185,8 @@ class LimitsHook(Hook):
                 wait = await self.backend.take_rate(
                     record.key_id, rpm=record.rpm, tpm=record.tpm, tokens=tokens
                 )
-            except LimitsUnavailable:
-                error = self._unavailable(context)
+            except LimitsUnavailable as cause:
+                error = self._unavailable(context, cause)
                 if error is not None:
                     raise error from None
                 return
@@ -225,8 +228,8 @@ class LimitsHook(Hook):
                 hold_seconds=self.settings.hold_seconds,
                 period_seconds=remaining,
             )
-        except LimitsUnavailable:
-            error = self._unavailable(context)
+        except LimitsUnavailable as cause:
+            error = self._unavailable(context, cause)
             if error is not None:
                 raise error from None
             return

@@ -27,7 +27,13 @@ def limit_backend(settings: LimitSettings) -> LimitBackend:
     if settings.backend == "redis":
         from podium.policy.redis_limits import RedisLimits
 
-        return RedisLimits(settings.url, prefix=settings.prefix, timeout=settings.timeout)
+        return RedisLimits(
+            settings.url,
+            prefix=settings.prefix,
+            timeout=settings.timeout,
+            max_connections=settings.max_connections,
+            queue_timeout=settings.queue_timeout,
+        )
     return MemoryLimits()
 
 

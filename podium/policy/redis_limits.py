@@ -12,6 +12,11 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from podium.policy.limits import BudgetVerdict, LimitsUnavailable
+from podium.state.redis_client import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_QUEUE_TIMEOUT,
+    pooled_redis,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -111,22 +116,30 @@ return {tostring(spent), tostring(held)}
 
 
 class RedisLimits:
-    def __init__(self, url: str, *, prefix: str = "podium:", timeout: float = 0.5) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "podium:",
+        timeout: float = 0.5,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        queue_timeout: float = DEFAULT_QUEUE_TIMEOUT,
+    ) -> None:
         self.url = url
         self.prefix = prefix
         self.timeout = timeout
+        self.max_connections = max_connections
+        self.queue_timeout = queue_timeout
         self._redis: Redis | None = None
         self._scripts: dict[str, Any] = {}
 
     async def start(self) -> None:
-        # Imported here: redis is an optional extra, needed only when this backend is chosen.
-        from redis.asyncio import Redis
-
-        self._redis = Redis.from_url(
+        self._redis = pooled_redis(
             self.url,
-            socket_timeout=self.timeout,
-            socket_connect_timeout=self.timeout,
-            decode_responses=True,
+            timeout=self.timeout,
+            max_connections=self.max_connections,
+            queue_timeout=self.queue_timeout,
+            name="podium-limits",
         )
         for name, source in (
             ("take", TAKE_RATE),
@@ -148,7 +161,8 @@ class RedisLimits:
         from redis.exceptions import RedisError
 
         try:
-            async with asyncio.timeout(self.timeout * 2):
+            # A backstop past the pool's own bounds (the queue, then a connect and a read).
+            async with asyncio.timeout(self.queue_timeout + self.timeout * 2):
                 return await self._scripts[script](keys=keys, args=args)
         except (RedisError, OSError, TimeoutError) as error:
             raise LimitsUnavailable(type(error).__name__) from None

@@ -36,6 +36,11 @@ class LimitSettings(_Strict):
     # A reservation never settled (a crashed request) is released after this many seconds.
     hold_seconds: float = Field(900.0, gt=0)
     timeout: float = Field(0.5, gt=0)  # seconds for one Redis call
+    # Connections to Redis per process. A burst of requests queues for a free one instead of
+    # opening hundreds at once; past ``queue_timeout`` seconds of waiting the store counts as
+    # unreachable (and ``fail_mode`` applies).
+    max_connections: int = Field(32, ge=1, le=10_000)
+    queue_timeout: float = Field(5.0, gt=0)
 
 
 class AuditSettings(_Strict):

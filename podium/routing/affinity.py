@@ -193,6 +193,7 @@ def session_map(config: AffinityConfig, parts: RouterParts) -> SessionMap:
             ttl=config.ttl_seconds,
             prefix=redis.prefix,
             timeout=redis.timeout,
+            max_connections=redis.max_connections,
         )
     return LocalSessions(config.max_sessions, config.ttl_seconds)
 

@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from podium.state.redis_client import DEFAULT_MAX_CONNECTIONS, pooled_redis
+
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
@@ -72,6 +74,7 @@ class RedisSessions:
         ttl: float,
         prefix: str = "podium:",
         timeout: float = 0.25,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
         retry_after: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -79,6 +82,7 @@ class RedisSessions:
         self.max_sessions = max_sessions
         self.ttl = ttl
         self.timeout = timeout
+        self.max_connections = max_connections
         self.retry_after = retry_after
         self.base = f"{prefix}{{sessions}}:"
         self.index = f"{self.base}lru"
@@ -101,14 +105,14 @@ class RedisSessions:
                     "routing without affinity"
                 )
         if self._redis is None:
-            # Imported here: redis is an optional extra, needed only when this is configured.
-            from redis.asyncio import Redis
-
-            self._redis = Redis.from_url(
+            self._redis = pooled_redis(
                 self.url,
-                socket_timeout=self.timeout,
-                socket_connect_timeout=self.timeout,
-                decode_responses=True,
+                timeout=self.timeout,
+                max_connections=self.max_connections,
+                # Affinity is a hint: a turn that cannot get a connection quickly is routed
+                # without it rather than delayed.
+                queue_timeout=self.timeout,
+                name="podium-sessions",
             )
             self._scripts = {
                 "put": self._redis.register_script(PUT),

@@ -17,6 +17,7 @@ class RedisSettings(BaseModel):
     url: str | None = None
     prefix: str = Field("podium:", min_length=1, max_length=64)
     timeout: float = Field(0.25, gt=0)  # seconds for one Redis call
+    max_connections: int = Field(32, ge=1, le=10_000)  # per process; callers beyond them wait
     # Share circuit-breaker openings and closings between replicas: one replica seeing a worker
     # fail opens its circuit everywhere, so the others stop sending it traffic too.
     breakers: bool = True
