@@ -1,8 +1,9 @@
 #!/bin/sh
 # The run behind this report (from the repository root; resumable: run it again to continue).
 # The train split goes through every worker first (60 questions per task, feedback posted
-# against each trace), the router is trained from those traces and its lambda calibrated on
-# them by 5-fold cross-validation; then every dev question goes through every strategy.
+# against each trace), the router is trained from those traces (from train.jsonl when every
+# train answer is already there) and its lambda and floor calibrated on them by 5-fold
+# cross-validation; then every dev question goes through every strategy.
 set -e
 T=${TASKS:-../shared/data/tasks}
 exec podium eval live \
