@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from podium.cache.settings import CacheSettings
 from podium.contracts.settings import ContractsConfig
 from podium.costs.config import CostsConfig
 from podium.observe.settings import ObserveConfig
@@ -180,6 +181,7 @@ class PodiumConfig(Strict):
     costs: CostsConfig = Field(default_factory=CostsConfig)  # price overrides, scenarios
     redis: RedisSettings = Field(default_factory=RedisSettings)  # state shared by replicas
     contracts: ContractsConfig = Field(default_factory=ContractsConfig)  # behaviour contracts
+    cache: CacheSettings = Field(default_factory=CacheSettings)  # the response cache
 
     @model_validator(mode="after")
     def _names_resolve(self) -> PodiumConfig:
@@ -195,6 +197,8 @@ class PodiumConfig(Strict):
         for alias, target in self.aliases.items():
             if target not in known:
                 raise ValueError(f"aliases.{alias}: points at unknown worker {target!r}")
+        if self.cache.backend == "redis" and (self.cache.url or self.redis.url) is None:
+            raise ValueError("cache.url: the redis backend needs cache.url or redis.url")
         return self
 
     def resolved_data_dir(self) -> Path:

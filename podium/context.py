@@ -51,6 +51,8 @@ class RequestContext:
     # request was not pseudonymised. Never logged, traced or sent to a worker.
     pseudonyms: dict[str, str] | None = None
     budget_usd: float | None = None  # the most this request may spend
+    # Headers a layer on the path adds to a successful answer (``x-podium-cache``, say).
+    response_headers: dict[str, str] = field(default_factory=dict)
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0

@@ -11,7 +11,9 @@ import json
 import re
 import time
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
+from podium.context import RequestContext
 from podium.engine import Attempt, Engine, MeteredRelay, MeteredStream
 from podium.types import (
     ChatRequest,
@@ -90,6 +92,31 @@ def step_request(request: ChatRequest, step: Step, outputs: list[StepOutput]) ->
     return replace(request, messages=messages)
 
 
+class Executor(Protocol):
+    """What the gateway runs a routed workflow with: :class:`WorkflowExecutor`, or a wrapper
+    around it (the response cache). ``context`` is the request's, for wrappers that act per
+    caller; the plain executor needs none."""
+
+    async def complete(
+        self,
+        request: ChatRequest,
+        workflow: Workflow,
+        run: Run,
+        *,
+        context: RequestContext | None = None,
+    ) -> ChatResponse: ...
+
+    async def stream(
+        self,
+        request: ChatRequest,
+        workflow: Workflow,
+        run: Run,
+        *,
+        relay: str | None = None,
+        context: RequestContext | None = None,
+    ) -> MeteredStream | MeteredRelay: ...
+
+
 class WorkflowExecutor:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -161,7 +188,14 @@ class WorkflowExecutor:
         run.escalated = draft is None
         return draft
 
-    async def complete(self, request: ChatRequest, workflow: Workflow, run: Run) -> ChatResponse:
+    async def complete(
+        self,
+        request: ChatRequest,
+        workflow: Workflow,
+        run: Run,
+        *,
+        context: RequestContext | None = None,
+    ) -> ChatResponse:
         await self._run_steps(request, workflow, run)
         index = len(workflow.steps) - 1
         draft = self._accept(workflow, run)
@@ -177,7 +211,13 @@ class WorkflowExecutor:
         return response
 
     async def stream(
-        self, request: ChatRequest, workflow: Workflow, run: Run, *, relay: str | None = None
+        self,
+        request: ChatRequest,
+        workflow: Workflow,
+        run: Run,
+        *,
+        relay: str | None = None,
+        context: RequestContext | None = None,
     ) -> MeteredStream | MeteredRelay:
         """The last step's stream, started. ``relay``: see :meth:`Engine.stream` (a cascade's
         accepted draft is replayed as events, never relayed)."""

@@ -11,7 +11,7 @@ from podium.config import WorkerConfig
 from podium.context import RequestContext
 from podium.engine import Attempt, MeteredRelay, MeteredStream
 from podium.errors import PodiumError
-from podium.executor import Run, WorkflowExecutor
+from podium.executor import Executor, Run
 from podium.hooks import Hook
 from podium.routing.base import Candidate, Decision, RouteContext, Router
 from podium.routing.chain import decide
@@ -52,6 +52,8 @@ class Outcome:
         headers["x-podium-cost-usd"] = (
             f"{total_cost(self.run.attempts):.8f}" if self.response is not None else STREAM_COST
         )
+        if context.response_headers:
+            headers.update(context.response_headers)
         return headers
 
 
@@ -129,7 +131,7 @@ class Gateway:
         self,
         pool: WorkerPool,
         routers: list[Router],
-        executor: WorkflowExecutor,
+        executor: Executor,
         *,
         hooks: list[Hook] | None = None,
         record: Callable[[TraceRecord], None] | None = None,
@@ -139,7 +141,7 @@ class Gateway:
     ) -> None:
         self.pool = pool
         self.routers = routers
-        self.executor = executor
+        self.executor: Executor = executor
         self.hooks: list[Hook] = hooks or []
         self._record = record
         self.router_timeout = router_timeout
@@ -237,7 +239,9 @@ class Gateway:
             enforce_clearance(decision, eligible)
             if request.stream:
                 return await self._stream(request, decision, run, context, stages, relay)
-            response = await self.executor.complete(request, decision.workflow, run)
+            response = await self.executor.complete(
+                request, decision.workflow, run, context=context
+            )
             for hook in stages.transform_response:
                 response = hook.transform_response(response, context)
             self._finish(request, decision, run, context, status=200, response=response)
@@ -261,7 +265,9 @@ class Gateway:
             self.capture_content or not _untouched(stages.transform_events, context)
         ):
             relay = None
-        metered = await self.executor.stream(request, decision.workflow, run, relay=relay)
+        metered = await self.executor.stream(
+            request, decision.workflow, run, relay=relay, context=context
+        )
         outcome = Outcome(decision=decision, run=run, worker=metered.worker.name)
         if isinstance(metered, MeteredRelay):
             # Nothing wraps a relayed stream: the trace is written as it ends, with no layer

@@ -26,6 +26,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "podium.api.anthropic",
     "podium.api.admin",
     "podium.state.plugin",
+    "podium.cache.plugin",
     "podium.policy.plugin",
     "podium.observe.plugin",
     "podium.policy.content",

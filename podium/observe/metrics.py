@@ -177,6 +177,11 @@ class MetricsHook(Hook):
         declare("podium_tokens_total", "counter", "Tokens, by direction (input, output).")
         declare("podium_cost_usd_total", "counter", "Spend in US dollars.")
         declare("podium_worker_calls_total", "counter", "Calls to each worker, by outcome.")
+        declare(
+            "podium_cache_total",
+            "counter",
+            "Response cache outcomes (hit, miss, stored, error), from each trace.",
+        )
 
     def _series(self, trace: TraceRecord) -> _Series:
         """The label sets of a trace's series. Capping is settled once per value (a kept value
@@ -221,7 +226,12 @@ class MetricsHook(Hook):
             registry.inc("podium_tokens_total", series.tokens_out, trace.output_tokens)
         if trace.cost_usd:
             registry.inc("podium_cost_usd_total", labels, trace.cost_usd)
+        for action in trace.policy_actions:
+            if action.startswith("cache:"):  # hit, miss, stored, error: a bounded set
+                registry.inc("podium_cache_total", (("result", action[6:]),))
         for step in trace.steps:
+            if step.get("role") == "cache":
+                continue  # answered from the response cache: no call to the worker
             worker = self.cap("worker", str(step.get("worker") or "none"))
             status = str(step.get("status") or "unknown")
             registry.inc("podium_worker_calls_total", (("worker", worker), ("status", status)))
