@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -251,6 +252,24 @@ async def test_traces_with_quality_signals_become_training_examples(tmp_path: Pa
     assert {e.worker for e in examples} == {"cheap", "strong"}
     assert all(0.0 <= e.quality <= 1.0 for e in examples)
     assert len(recent) == 22 - 11
+
+
+async def test_answers_from_the_response_cache_are_not_examples(tmp_path: Path) -> None:
+    db = tmp_path / "podium.db"
+    records = await seed_traces(db, 6)
+    store = SQLiteStore(db)
+    await store.open()
+    try:
+        cached = orjson.dumps([{"worker": "cheap", "status": "ok", "role": "cache"}]).decode()
+        await store.execute(
+            "UPDATE traces SET steps = ?, cost_usd = 0 WHERE trace_id = ?",
+            (cached, records[0].trace_id),
+        )
+        examples = [e async for e in iter_training_examples(store)]
+    finally:
+        await store.close()
+    assert records[0].trace_id not in {e.trace_id for e in examples}
+    assert len(examples) == 6 - 2 - 1
 
 
 def test_train_from_traces_then_shadow_on_live_traffic(config_file: Path) -> None:

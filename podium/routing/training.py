@@ -73,6 +73,8 @@ async def iter_training_examples(
             return
         for row in rows:
             steps = orjson.loads(row["steps"] or "[]")
+            if any(step.get("role") == "cache" for step in steps):
+                continue  # answered from the response cache: its cost (0) says nothing
             cost, single = _answer_cost(steps, row["worker"], float(row["cost_usd"] or 0.0))
             if single_worker_only and not single:
                 continue
