@@ -21,6 +21,7 @@ from podium.hooks import Hook
 from podium.observe.recorder import TraceRecorder
 from podium.plugins import load_plugins
 from podium.policy.audit import AuditTrail
+from podium.policy.audit_store import build_trail
 from podium.policy.secrets import secret_sources
 from podium.providers.base import ProviderRegistry
 from podium.providers.egress import Egress
@@ -124,7 +125,7 @@ def create_podium(
         secrets=secrets,
         plugins=modules,
         routing=routing,
-        audit=AuditTrail(config.access.audit_path(data_dir)),
+        audit=build_trail(config.access, store, data_dir),
     )
     app.state["podium"] = podium
     _routes(podium)

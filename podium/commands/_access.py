@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 
 from podium.config import ConfigError, PodiumConfig, load_config
-from podium.policy.audit import AuditLog
+from podium.policy.audit import AuditLog, Pending
+from podium.policy.audit_store import StoreAuditSink
 from podium.policy.keys import KeyStore
 from podium.store.postgres import PostgresStore
 from podium.store.sqlite import SQLiteStore
@@ -44,23 +46,60 @@ def store_path(config: PodiumConfig) -> Path:
     return Path(config.store.url.removeprefix("sqlite:///")).expanduser()
 
 
-def with_keys(config: PodiumConfig, action: Callable[[KeyStore], Awaitable[T]]) -> T:
+def with_store(
+    config: PodiumConfig, action: Callable[[SQLiteStore | PostgresStore], Awaitable[T]]
+) -> T:
+    """Run ``action`` on the configured store, opened (migrations run) and closed around it."""
+
     async def run() -> T:
         if config.store.kind == "sqlite":
             store: SQLiteStore | PostgresStore = SQLiteStore(store_path(config))
-        else:  # the shared store replicas use: keys made here are seen by all of them
+        else:  # the shared store replicas use: changes made here are seen by all of them
             assert config.store.url is not None
             store = PostgresStore(config.store.url, schema=config.store.pg_schema, max_size=1)
         await store.open()
         try:
-            return await action(KeyStore(store))
+            return await action(store)
         finally:
             await store.close()
 
     return asyncio.run(run())
 
 
-def audit_log(config: PodiumConfig) -> AuditLog:
+def with_keys(config: PodiumConfig, action: Callable[[KeyStore], Awaitable[T]]) -> T:
+    return with_store(config, lambda store: action(KeyStore(store)))
+
+
+class StoreAppender:
+    """The CLI's entries for the store backend: one chain per host, ``cli:<host>``; two
+    commands racing for a position re-chain and try again (the table refuses a fork)."""
+
+    def __init__(self, config: PodiumConfig) -> None:
+        self.config = config
+
+    def append(
+        self, actor: str, action: str, target: str, details: dict[str, Any] | None = None
+    ) -> None:
+        pending = [Pending(actor, action, target, details or {})]
+
+        async def write(store: SQLiteStore | PostgresStore) -> None:
+            sink = StoreAuditSink(store, f"cli:{socket.gethostname()}")
+            for attempt in range(5):
+                try:
+                    await sink.write(pending)
+                    return
+                except Exception:
+                    if attempt == 4:
+                        raise
+                    await asyncio.sleep(0.05 * (attempt + 1))
+
+        with_store(self.config, write)
+
+
+def audit_log(config: PodiumConfig) -> AuditLog | StoreAppender:
+    """Where the CLI appends its entries: the backend ``access.audit`` names."""
+    if config.access.audit.backend == "store":
+        return StoreAppender(config)
     return AuditLog(config.access.audit_path(config.resolved_data_dir()))
 
 

@@ -10,7 +10,9 @@ As with Certificate Transparency, the chain proves integrity relative to a head 
 
 Writers in several processes (server workers, the CLI) take an exclusive ``flock`` on the log
 for each append, so the chain never forks. The request path never waits on the disk:
-:meth:`AuditTrail.record` queues the entry and a background thread writes it.
+:meth:`AuditTrail.record` queues the entry and a background task hands batches to a sink, the
+file (:class:`FileSink`) or the store's table (podium/policy/audit_store.py), whose chains are
+built and checked by the same functions here.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -67,6 +69,25 @@ class Pending:
     target: str
     details: dict[str, Any] = field(default_factory=dict)
     time: float = field(default_factory=time.time)
+
+
+def chained(head: Head, pending: list[Pending]) -> list[dict[str, Any]]:
+    """``pending`` as entries that continue the chain ending at ``head``."""
+    entries: list[dict[str, Any]] = []
+    for item in pending:
+        entry: dict[str, Any] = {
+            "seq": head.seq + 1,
+            "time": round(item.time, 6),
+            "actor": item.actor,
+            "action": item.action,
+            "target": item.target,
+            "details": item.details,
+            "prev_hash": head.hash,
+        }
+        entry["hash"] = entry_hash(entry)
+        head = Head(seq=entry["seq"], hash=entry["hash"])
+        entries.append(entry)
+    return entries
 
 
 class AuditLog:
@@ -118,27 +139,11 @@ class AuditLog:
         if not pending:
             return []
         with self._locked() as handle:
-            head = self.head()
-            written: list[dict[str, Any]] = []
-            lines: list[bytes] = []
-            for item in pending:
-                entry: dict[str, Any] = {
-                    "seq": head.seq + 1,
-                    "time": round(item.time, 6),
-                    "actor": item.actor,
-                    "action": item.action,
-                    "target": item.target,
-                    "details": item.details,
-                    "prev_hash": head.hash,
-                }
-                entry["hash"] = entry_hash(entry)
-                head = Head(seq=entry["seq"], hash=entry["hash"])
-                lines.append(orjson.dumps(entry) + b"\n")
-                written.append(entry)
-            handle.write(b"".join(lines))
+            written = chained(self.head(), pending)
+            handle.write(b"".join(orjson.dumps(entry) + b"\n" for entry in written))
             handle.flush()
             os.fsync(handle.fileno())
-            self._write_head(head)
+            self._write_head(Head(seq=written[-1]["seq"], hash=written[-1]["hash"]))
         return written
 
     def append(
@@ -147,18 +152,85 @@ class AuditLog:
         return self.append_many([Pending(actor, action, target, details or {})])[0]
 
 
-class AuditTrail:
-    """The running gateway's audit API: ``record`` never blocks the event loop."""
+class AuditSink(Protocol):
+    """Where a trail's batches go. ``write`` raises when it stored nothing (the trail keeps the
+    batch and tries again); a batch is at most :data:`MAX_BATCH` entries."""
 
-    def __init__(self, path: Path) -> None:
+    async def write(self, batch: list[Pending]) -> None: ...
+
+    def write_blocking(self, batch: list[Pending]) -> bool:
+        """Write with no event loop running (a script); False when this sink cannot."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+MAX_BATCH = 100  # entries per write: one statement of 900 parameters for the store
+
+
+class FileSink:
+    """The file log, written on a thread of its own."""
+
+    def __init__(self, log: AuditLog) -> None:
+        self.log = log
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def write(self, batch: list[Pending]) -> None:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="podium-audit")
+        await asyncio.get_running_loop().run_in_executor(
+            self._executor, self.log.append_many, batch
+        )
+
+    def write_blocking(self, batch: list[Pending]) -> bool:
+        self.log.append_many(batch)
+        return True
+
+    async def aclose(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+
+class AuditTrail:
+    """The running gateway's audit API: ``record`` never blocks the event loop.
+
+    Entries go to ``sink`` (default: the file log at ``path``). A batch the sink refuses (the
+    store is down) stays queued and is tried again, backing off up to ``retry_max`` seconds.
+    Past ``queue_limit`` queued entries, and for whatever is still queued ``close_timeout``
+    seconds into :meth:`aclose`, the file log at ``path`` takes them instead, so an outage
+    loses nothing and never reaches a request.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        sink: AuditSink | None = None,
+        *,
+        retry_initial: float = 0.05,
+        retry_max: float = 30.0,
+        queue_limit: int = 100_000,
+        close_timeout: float = 5.0,
+    ) -> None:
         self.log = AuditLog(path)
+        self.sink: AuditSink = sink if sink is not None else FileSink(self.log)
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        self.queue_limit = queue_limit
+        self.close_timeout = close_timeout
+        self.fallen_back = 0  # entries written to the file log because the sink was down
         self._queue: list[Pending] = []
         self._writing: asyncio.Future[None] | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._wake = asyncio.Event()
+        self._closing = False
 
     @property
     def path(self) -> Path:
         return self.log.path
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
 
     def record(
         self, actor: str, action: str, target: str, details: dict[str, Any] | None = None
@@ -178,27 +250,70 @@ class AuditTrail:
 
     def _write_now(self) -> None:
         batch, self._queue = self._queue, []
-        self.log.append_many(batch)
+        if not self.sink.write_blocking(batch):
+            self._queue[0:0] = batch  # the next drain on an event loop writes them
 
     async def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="podium-audit")
+        delay = self.retry_initial
         while self._queue:
-            batch, self._queue = self._queue, []
+            # The batch leaves the queue once written: a failed or cancelled write keeps it.
+            batch = self._queue[:MAX_BATCH]
             try:
-                await loop.run_in_executor(self._executor, self.log.append_many, batch)
-            except OSError:
-                log.exception("could not write %d audit entries to %s", len(batch), self.path)
+                await self.sink.write(batch)
+            except Exception:  # the store or the disk said no: try again
+                if len(self._queue) > self.queue_limit:
+                    await self._fall_back(loop)
+                    continue
+                if self._closing:  # aclose waits close_timeout, then the file takes the rest
+                    delay = self.retry_initial
+                log.warning(
+                    "could not write %d audit entries (%d queued); retrying in %.2g s",
+                    len(batch),
+                    len(self._queue),
+                    delay,
+                    exc_info=True,
+                )
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+                delay = min(delay * 2, self.retry_max)
+            else:
+                del self._queue[: len(batch)]
+                delay = self.retry_initial
+
+    async def _fall_back(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch, self._queue = self._queue, []
+        if not batch:
+            return
+        try:
+            await loop.run_in_executor(None, self.log.append_many, batch)
+        except OSError:
+            log.exception(
+                "lost %d audit entries: neither the sink nor %s took them", len(batch), self.path
+            )
+            return
+        self.fallen_back += len(batch)
+        log.error(
+            "wrote %d audit entries to %s: the audit sink is unreachable", len(batch), self.path
+        )
 
     async def flush(self) -> None:
         while self._writing is not None and not self._writing.done():
             await asyncio.shield(self._writing)
 
     async def aclose(self) -> None:
-        await self.flush()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        self._closing = True
+        self._wake.set()  # a drain backing off retries now
+        writing = self._writing
+        if writing is not None and not writing.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(writing), self.close_timeout)
+            except TimeoutError:
+                writing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writing
+                await self._fall_back(asyncio.get_running_loop())
+        await self.sink.aclose()
 
 
 # -- verification ----------------------------------------------------------------------------------
@@ -209,10 +324,11 @@ class Problem:
     line: int
     seq: int | None
     message: str
+    unit: str = "line"  # the store's chains count rows
 
     def __str__(self) -> str:
-        where = f"line {self.line}" + (f" (entry {self.seq})" if self.seq is not None else "")
-        return f"{where}: {self.message}"
+        entry = f" (entry {self.seq})" if self.seq is not None else ""
+        return f"{self.unit} {self.line}{entry}: {self.message}"
 
 
 @dataclass(slots=True)
@@ -226,12 +342,16 @@ class Report:
         return not self.problems
 
 
-def _parse(raw: bytes) -> dict[str, Any] | str:
-    """The entry on one line, or what is wrong with the line."""
+def parse_entry(raw: bytes) -> dict[str, Any] | str:
+    """The entry in one line (or row), or what is wrong with it."""
     try:
         entry = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return "not a JSON entry (garbage, or a line cut short)"
+    return check_fields(entry)
+
+
+def check_fields(entry: object) -> dict[str, Any] | str:
     if not isinstance(entry, dict):
         return "not a JSON object"
     missing = [name for name in FIELDS if name not in entry]
@@ -245,11 +365,80 @@ def _parse(raw: bytes) -> dict[str, Any] | str:
     return entry
 
 
+def check_chain(
+    items: Iterable[dict[str, Any] | str], report: Report, *, unit: str = "line"
+) -> dict[int, str]:
+    """Check entries in the order they are stored (a string: what made one unreadable), adding
+    each problem to ``report``; returns every entry's hash by ``seq``, for the anchor check."""
+    expected_seq, previous = 1, GENESIS
+    hashes: dict[int, str] = {}
+    for number, parsed in enumerate(items, start=1):
+        if isinstance(parsed, str):
+            report.problems.append(Problem(number, None, parsed, unit))
+            continue
+        seq = parsed["seq"]
+        report.entries += 1
+        if entry_hash(parsed) != parsed["hash"]:
+            report.problems.append(
+                Problem(number, seq, "contents changed: the hash does not match the entry", unit)
+            )
+        if seq > expected_seq:
+            gap = f"{expected_seq}" if seq == expected_seq + 1 else f"{expected_seq}..{seq - 1}"
+            report.problems.append(
+                Problem(number, seq, f"entry {gap} missing before it (deleted or reordered)", unit)
+            )
+        elif seq < expected_seq:
+            report.problems.append(
+                Problem(number, seq, f"out of order: entry {expected_seq} was expected here", unit)
+            )
+        if parsed["prev_hash"] != previous:
+            report.problems.append(
+                Problem(
+                    number,
+                    seq,
+                    f"does not chain to the {unit} before it (an entry was inserted, deleted, "
+                    "edited or moved)",
+                    unit,
+                )
+            )
+        # Resynchronise on this entry so one damaged line is reported once, not forever after.
+        expected_seq, previous = seq + 1, parsed["hash"]
+        report.head = Head(seq=seq, hash=parsed["hash"])
+        hashes[seq] = parsed["hash"]
+    return hashes
+
+
+def check_anchor(
+    report: Report, hashes: dict[int, str], anchor: Head, *, last: int, unit: str = "line"
+) -> None:
+    """The chain must still hold the entry a head noted earlier (it may have grown since)."""
+    if anchor.seq <= 0:
+        return
+    if anchor.seq > report.head.seq:
+        report.problems.append(
+            Problem(
+                last,
+                report.head.seq,
+                f"the log ends at entry {report.head.seq} but its head records entry "
+                f"{anchor.seq}: entries were removed from the end",
+                unit,
+            )
+        )
+    elif hashes.get(anchor.seq) != anchor.hash:
+        report.problems.append(
+            Problem(
+                0,
+                anchor.seq,
+                f"the head records entry {anchor.seq} with hash {anchor.hash[:16]}..., "
+                "which the log does not hold: the log was rewritten",
+                unit,
+            )
+        )
+
+
 def verify(path: Path, *, expect: Head | None = None, use_head_file: bool = True) -> Report:
     """Check every entry of the log at ``path``; each problem names its line and entry."""
     report = Report()
-    expected_seq, previous = 1, GENESIS
-    hashes: dict[int, str] = {}
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -262,39 +451,7 @@ def verify(path: Path, *, expect: Head | None = None, use_head_file: bool = True
         report.problems.append(
             Problem(len(lines), None, "the last line has no newline: cut short while writing?")
         )
-    for number, raw in enumerate(lines, start=1):
-        parsed = _parse(raw)
-        if isinstance(parsed, str):
-            report.problems.append(Problem(number, None, parsed))
-            continue
-        seq = parsed["seq"]
-        report.entries += 1
-        if entry_hash(parsed) != parsed["hash"]:
-            report.problems.append(
-                Problem(number, seq, "contents changed: the hash does not match the entry")
-            )
-        if seq > expected_seq:
-            gap = f"{expected_seq}" if seq == expected_seq + 1 else f"{expected_seq}..{seq - 1}"
-            report.problems.append(
-                Problem(number, seq, f"entry {gap} missing before it (deleted or reordered)")
-            )
-        elif seq < expected_seq:
-            report.problems.append(
-                Problem(number, seq, f"out of order: entry {expected_seq} was expected here")
-            )
-        if parsed["prev_hash"] != previous:
-            report.problems.append(
-                Problem(
-                    number,
-                    seq,
-                    "does not chain to the line before it (an entry was inserted, deleted, "
-                    "edited or moved)",
-                )
-            )
-        # Resynchronise on this entry so one damaged line is reported once, not forever after.
-        expected_seq, previous = seq + 1, parsed["hash"]
-        report.head = Head(seq=seq, hash=parsed["hash"])
-        hashes[seq] = parsed["hash"]
+    hashes = check_chain((parse_entry(raw) for raw in lines), report)
     anchor = expect
     if anchor is None and use_head_file:
         head_path = path.with_name(path.name + ".head")
@@ -304,24 +461,6 @@ def verify(path: Path, *, expect: Head | None = None, use_head_file: bool = True
                 anchor = Head(seq=int(data["seq"]), hash=str(data["hash"]))
             except (ValueError, KeyError, TypeError):
                 report.problems.append(Problem(0, None, f"{head_path.name} is unreadable"))
-    if anchor is not None and anchor.seq > 0:
-        # The log may have grown since the head was noted; it must still hold that entry.
-        if anchor.seq > report.head.seq:
-            report.problems.append(
-                Problem(
-                    len(lines),
-                    report.head.seq,
-                    f"the log ends at entry {report.head.seq} but its head records entry "
-                    f"{anchor.seq}: entries were removed from the end",
-                )
-            )
-        elif hashes.get(anchor.seq) != anchor.hash:
-            report.problems.append(
-                Problem(
-                    0,
-                    anchor.seq,
-                    f"the head records entry {anchor.seq} with hash {anchor.hash[:16]}..., "
-                    "which the log does not hold: the log was rewritten",
-                )
-            )
+    if anchor is not None:
+        check_anchor(report, hashes, anchor, last=len(lines))
     return report

@@ -33,3 +33,25 @@ def create_keys(db: _Executor) -> None:
         """
     )
     db.execute("CREATE INDEX podium_keys_owner ON podium_keys (owner)")
+
+
+def create_audit(db: _Executor) -> None:
+    # One hash chain per writer (``chain``); the key refuses a second entry at a position, so
+    # two writers can never fork one chain and a rewrite cannot slip a row in beside another.
+    db.execute(
+        """
+        CREATE TABLE podium_audit (
+            chain TEXT NOT NULL,
+            seq BIGINT NOT NULL CHECK (seq >= 1),
+            created_at DOUBLE PRECISION NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            details TEXT NOT NULL DEFAULT '{}',
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            PRIMARY KEY (chain, seq)
+        )
+        """
+    )
+    db.execute("CREATE INDEX podium_audit_created_at ON podium_audit (created_at)")

@@ -12,6 +12,7 @@ from podium.api.http import Request, Response
 from podium.errors import PodiumError
 from podium.policy.access import AdminKeyAuth, AuthHook, admin_actor
 from podium.policy.audit import AuditTrail
+from podium.policy.audit_store import build_trail
 from podium.policy.budgets import LimitsHook
 from podium.policy.keys import KeyCache, KeyProblem, KeyStore, NewKey, SQLExecutor
 from podium.policy.limits import LimitBackend, MemoryLimits
@@ -40,8 +41,8 @@ def limit_backend(settings: LimitSettings) -> LimitBackend:
 def audit_trail(podium: Podium) -> AuditTrail:
     """The gateway's audit trail (create_podium makes one; a hand-built Podium gets one here)."""
     if podium.audit is None:
-        podium.audit = AuditTrail(
-            podium.config.access.audit_path(podium.config.resolved_data_dir())
+        podium.audit = build_trail(
+            podium.config.access, podium.store, podium.config.resolved_data_dir()
         )
         podium.app.on_shutdown.append(podium.audit.aclose)
     return podium.audit

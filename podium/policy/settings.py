@@ -44,6 +44,12 @@ class LimitSettings(_Strict):
 
 
 class AuditSettings(_Strict):
+    # file: a hash-chained JSONL file per machine; store: chains in the store's podium_audit
+    # table (one per server process), the file taking entries only while the store is down.
+    backend: Literal["file", "store"] = "file"
+    # The store backend's chain for this process; default <host>:<pid>:<start time>. Processes
+    # that share a name take turns on one chain (the database refuses a fork).
+    chain: str | None = Field(None, min_length=1, max_length=200)
     path: Path | None = None  # default: <data_dir>/audit.jsonl
     refusals: bool = True  # record refused requests (401/402/403/429) too
 

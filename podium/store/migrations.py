@@ -18,7 +18,7 @@ from podium.observe.migrations import (
     index_trace_routes,
 )
 from podium.observe.rollup import create_rollup
-from podium.policy.migrations import create_keys
+from podium.policy.migrations import create_audit, create_keys
 from podium.state.migrations import create_pool_state
 
 
@@ -84,4 +84,5 @@ MIGRATIONS: list[Migration] = [
     Migration("0005_drop_dashboard_index", drop_dashboard_index),
     Migration("0005_create_pool_state", create_pool_state),
     Migration("0006_feedback_worker_route", feedback_worker_route),
+    Migration("0007_create_audit", create_audit),
 ]
