@@ -17,6 +17,7 @@ import pytest
 
 from podium.app import Podium
 from podium.cache.store import MemoryCache
+from podium.config import ConfigError, parse_config
 from podium.context import RequestContext
 from podium.hooks import Hook
 from podium.policy.keys import KeyCache, NewKey
@@ -123,6 +124,19 @@ async def test_a_repeated_request_is_answered_from_the_cache(
     assert hit.cost_usd == 0.0 and hit.status == "ok" and hit.worker == "alpha"
     assert hit.output_tokens == miss.output_tokens
     assert [step["role"] for step in hit.steps] == ["cache"]
+
+
+async def test_metrics_count_hits_and_misses(gateway: Any, fake_openai: FakeOpenAI) -> None:
+    async with cached(gateway, fake_openai) as (running, _), sdk(running) as client:
+        for _ in range(3):
+            await ask(client)
+        await running.podium.gateway.drain_background()
+        async with httpx.AsyncClient(base_url=running.url) as http:
+            exposition = (await http.get("/metrics")).text
+    assert 'podium_cache_total{result="hit"} 2' in exposition
+    assert 'podium_cache_total{result="miss"} 1' in exposition
+    assert 'podium_cache_total{result="stored"} 1' in exposition
+    assert 'podium_worker_calls_total{worker="alpha",status="ok"} 1' in exposition
 
 
 async def test_the_cache_is_off_unless_enabled(gateway: Any, fake_openai: FakeOpenAI) -> None:
@@ -347,3 +361,22 @@ async def test_a_plain_http_client_sees_the_header(gateway: Any, fake_openai: Fa
             response = await http.post(f"{running.v1}/chat/completions", json=CHAT)
             statuses.append((response.status_code, response.headers["x-podium-cache"]))
     assert statuses == [(200, "miss"), (200, "hit")]
+
+
+# -- configuration ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cache", "needle"),
+    [
+        ({"backend": "redis"}, "cache.url: the redis backend needs cache.url or redis.url"),
+        ({"enabled": True, "ttl": 5}, "cache.ttl: Extra inputs are not permitted"),
+        ({"scope": "tenant"}, "cache.scope"),
+        ({"url": "http://redis:6379"}, "must start with redis://"),
+        ({"ttl_seconds": 0}, "cache.ttl_seconds"),
+    ],
+)
+def test_cache_settings_are_checked(cache: dict[str, Any], needle: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"cache": cache})
+    assert needle in str(caught.value)
