@@ -247,6 +247,38 @@ async def test_entries_still_queued_at_shutdown_go_to_the_file(tmp_path: Path) -
     assert report.ok and report.entries == 10 and trail.fallen_back == 10
 
 
+class LostReply:
+    """A store whose first INSERT commits but reports failure, as when the connection drops
+    between the commit and its acknowledgement."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.dropped = False
+
+    async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        rows = await self.store.execute(sql, params)
+        if sql.startswith("INSERT") and not self.dropped:
+            self.dropped = True
+            raise ConnectionError("server closed the connection unexpectedly")
+        return rows
+
+
+async def test_a_write_that_committed_but_reported_failure_is_not_repeated(
+    store: Store, tmp_path: Path
+) -> None:
+    flaky = LostReply(store)
+    trail = AuditTrail(tmp_path / "audit.jsonl", StoreAuditSink(flaky, "alpha"), retry_initial=0.01)
+    for index in range(5):
+        trail.record("gateway", "request.refused", f"trace-{index}", {})
+    await trail.flush()
+    trail.record("gateway", "request.refused", "trace-5", {})
+    await trail.aclose()
+    assert flaky.dropped
+    rows = await store.execute("SELECT target FROM podium_audit ORDER BY seq")
+    assert [row[0] for row in rows] == [f"trace-{index}" for index in range(6)]
+    assert (await verify_store(store)).ok
+
+
 @needs_postgres
 async def test_a_postgres_outage_loses_nothing(tmp_path: Path) -> None:
     schema = unique("podium_audit")

@@ -63,6 +63,7 @@ class StoreAuditSink:
         self.store = store
         self._chain = chain
         self._head: Head | None = None  # None: read it from the store before the next write
+        self._tried: tuple[list[Pending], Head] | None = None  # the write in flight, its head
 
     @property
     def chain(self) -> str:
@@ -72,13 +73,15 @@ class StoreAuditSink:
         return self._chain
 
     async def write(self, batch: list[Pending]) -> None:
-        if not batch:
-            return
         try:
             if self._head is None:
                 rows = await self.store.execute(_HEAD, (self.chain,))
                 self._head = Head(seq=int(rows[0][0]), hash=str(rows[0][1])) if rows else Head()
+                batch = self._unwritten(batch)
+            if not batch:
+                return
             entries = chained(self._head, batch)
+            self._tried = (batch, Head(seq=entries[-1]["seq"], hash=entries[-1]["hash"]))
             params: list[Any] = []
             for entry in entries:
                 params += [
@@ -100,7 +103,18 @@ class StoreAuditSink:
             # Unreachable, or another writer took these positions: re-read the head next time.
             self._head = None
             raise
-        self._head = Head(seq=entries[-1]["seq"], hash=entries[-1]["hash"])
+        self._head, self._tried = self._tried[1], None
+
+    def _unwritten(self, batch: list[Pending]) -> list[Pending]:
+        """``batch`` less what a write reported as failed did store after all (the connection
+        dropped after the commit): the chain's head is then exactly that write's last entry."""
+        if self._tried is None or self._head != self._tried[1]:
+            return batch
+        tried, self._tried = self._tried[0], None
+        done = len(tried)
+        if len(batch) >= done and all(a is b for a, b in zip(batch, tried, strict=False)):
+            return batch[done:]
+        return batch
 
     def write_blocking(self, batch: list[Pending]) -> bool:
         return False  # the store is async: the trail writes once an event loop runs
