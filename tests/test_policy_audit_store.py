@@ -35,6 +35,7 @@ from tests.shared_servers import (
     PG_PORT,
     PG_URL,
     Forwarder,
+    Replica,
     drop_schema,
     needs_postgres,
     unique,
@@ -356,6 +357,48 @@ async def test_two_processes_append_to_one_postgres_store(tmp_path: Path) -> Non
         await drop_schema(schema)
 
 
+@needs_postgres
+async def test_replicas_each_append_chains_of_their_own(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    schema = unique("podium_audit")
+    store = PostgresStore(PG_URL, schema=schema, max_size=2)
+    await store.open()  # migrate once before the replicas start
+    config = {
+        "workers": [worker("alpha", "openai", fake_openai.base_url)],
+        "store": {"kind": "postgres", "url": PG_URL, "pg_schema": schema},
+        "access": {"auth": {"required": True}, "audit": {"backend": "store"}},
+    }
+    replicas = [
+        Replica(
+            {**config, "data_dir": str(tmp_path / f"r{n}")}, tmp_path / f"r{n}", processes=n + 1
+        )
+        for n in range(2)
+    ]
+    try:
+        await asyncio.gather(*(replica.start() for replica in replicas))
+        chat = {"model": "alpha", "messages": [{"role": "user", "content": "hi"}]}
+        async with httpx.AsyncClient() as http:
+            for replica in replicas:
+                for _ in range(10):
+                    refused = await http.post(
+                        f"{replica.url}/v1/chat/completions",
+                        json=chat,
+                        headers={"authorization": "Bearer pk-forged"},
+                    )
+                    assert refused.status_code == 401
+        await asyncio.gather(*(replica.stop() for replica in replicas))  # shutdown flushes
+        result = await verify_store(store)
+        assert result.ok and result.entries == 20, result
+        assert len(result.chains) >= 2  # one per server process that took a request
+        for replica in replicas:
+            assert not (Path(replica.workdir) / "audit.jsonl").exists()
+    finally:
+        await asyncio.gather(*(replica.stop() for replica in replicas))
+        await store.close()
+        await drop_schema(schema)
+
+
 def _config(tmp_path: Path) -> Path:
     path = tmp_path / "podium.yaml"
     path.write_text(
@@ -379,6 +422,7 @@ def test_cli_heads_and_verify_exit_codes(tmp_path: Path) -> None:
     noted = load_heads(heads.output)
     (chain,) = noted
     assert chain.startswith("cli:") and noted[chain].seq == 1
+    assert runner.invoke(main, ["audit", "head", "--config", config]).exit_code == 1
     heads_file = tmp_path / "heads.json"
     heads_file.write_text(heads.output)
 

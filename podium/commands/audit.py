@@ -96,6 +96,10 @@ def register(main: click.Group) -> None:
     @click.option("--file", type=click.Path(dir_okay=False))
     def head(config_path: str | None, file: str | None) -> None:
         """Print SEQ:HASH of the last entry: note it somewhere the log's writer cannot edit."""
+        if file is None and load(config_path).access.audit.backend == "store":
+            raise click.ClickException(
+                "access.audit.backend is store: `podium audit heads` prints every chain's head"
+            )
         current = AuditLog(_path(config_path, file)).head()
         click.echo(f"{current.seq}:{current.hash}")
 
