@@ -60,8 +60,9 @@ async def test_a_resent_system_prompt_is_screened_once_with_the_same_result() ->
     detector = CountingDetector()
     no_pool: Any = None  # pseudonymise: never, so the pool is not consulted
     hook = DataPolicyHook(config.policy, no_pool, detector=detector)
-    first, second = RequestContext(ingress="openai", headers={}), RequestContext(
-        ingress="openai", headers={}
+    first, second = (
+        RequestContext(ingress="openai", headers={}),
+        RequestContext(ingress="openai", headers={}),
     )
     await hook.transform_request(chat("What are your opening hours?"), first)
     await hook.transform_request(chat("What are your opening hours?", "And on Sunday?"), second)

@@ -50,9 +50,7 @@ def reference(text: str, bits: int, max_chars: int = 20_000) -> npt.NDArray[np.i
     edges = np.diff(np.concatenate([[False], word, [False]]).astype(np.int8))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     if starts.size:
-        prefix = np.concatenate(
-            [np.zeros(1, np.uint64), np.cumsum(data * _INV[: data.shape[0]])]
-        )
+        prefix = np.concatenate([np.zeros(1, np.uint64), np.cumsum(data * _INV[: data.shape[0]])])
         words = (prefix[ends] - prefix[starts]) * _POW[ends - 1]
         pairs = words[:-1] * np.uint64(0x9E3779B97F4A7C15) ^ words[1:]
         parts += [words ^ np.uint64(0x5BD1E995), pairs]
