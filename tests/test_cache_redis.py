@@ -3,14 +3,17 @@ never refuses a request."""
 
 from __future__ import annotations
 
+import hashlib
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
 from podium.cache.executor import CachingExecutor
+from podium.cache.redis_store import CLEAR_BATCH, RedisCache
 from podium.testing.openai_fake import FakeOpenAI
 from tests.conftest import worker
 from tests.shared_servers import REDIS_URL, drop_redis_prefix, needs_redis, unique
@@ -83,3 +86,65 @@ async def test_unreachable_redis_is_a_miss_never_a_refusal(
         assert executor.errors >= 1 and executor.hits == 0
     assert answered == [(ANSWER, "miss"), (ANSWER, "miss")]
     assert len(fake_openai.received) == 2
+
+
+@needs_redis
+async def test_clearing_empties_every_replica_and_only_this_prefix(
+    gateway: Any, fake_openai: FakeOpenAI, prefix: str
+) -> None:
+    workers = [worker("alpha", "openai", fake_openai.base_url)]
+    cache = {"enabled": True, "backend": "redis", "url": REDIS_URL, "prefix": prefix}
+    # Another deployment whose prefix extends this one's: its names match <prefix>cache:* too.
+    other = {**cache, "prefix": prefix + "cache:"}
+    async with (
+        gateway(workers, cache=cache) as first,
+        gateway(workers, cache=cache) as second,
+        gateway(workers, cache=other) as neighbour,
+    ):
+        await ask(first.v1)
+        await ask(neighbour.v1)
+        async with httpx.AsyncClient(base_url=second.url) as http:
+            stats = (await http.get("/admin/cache")).json()
+            cleared = await http.delete("/admin/cache")
+        after = [await ask(first.v1), await ask(neighbour.v1)]
+    assert stats["backend"] == {"kind": "redis", "prefix": prefix}
+    assert cleared.status_code == 200
+    assert cleared.json() == {
+        "cleared": True,
+        "backend": "redis",
+        "removed": 1,
+        "process": None,
+        "shared": True,
+    }
+    assert after == [(ANSWER, "miss"), (ANSWER, "hit")]
+    assert len(fake_openai.received) == 3
+
+
+async def test_clearing_an_unreachable_redis_says_so(gateway: Any, fake_openai: FakeOpenAI) -> None:
+    with socket.socket() as probe:  # a port with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cache = {"enabled": True, "backend": "redis", "url": f"redis://127.0.0.1:{port}/0"}
+    workers = [worker("alpha", "openai", fake_openai.base_url)]
+    async with (
+        gateway(workers, cache=cache) as running,
+        httpx.AsyncClient(base_url=running.url) as http,
+    ):
+        refused = await http.delete("/admin/cache")
+    assert refused.status_code == 503
+    error = refused.json()["error"]
+    assert error["code"] == "cache_unavailable" and "could not be cleared" in error["message"]
+
+
+@needs_redis
+async def test_clearing_walks_every_batch(prefix: str) -> None:
+    backend = RedisCache(REDIS_URL, prefix=prefix, timeout=2.0)
+    try:
+        for index in range(3 * CLEAR_BATCH + 7):
+            await backend.put(hashlib.sha256(str(index).encode()).hexdigest(), "x", ttl=60)
+        await backend.put("not-a-sha256", "x", ttl=60)  # not an entry of ours: left alone
+        assert await backend.clear() == 3 * CLEAR_BATCH + 7
+        assert await backend.get("not-a-sha256") == "x"
+        assert await backend.clear() == 0
+    finally:
+        await backend.aclose()

@@ -1,20 +1,21 @@
-"""The response cache as a plugin: wraps the gateway's executor when ``cache.enabled``."""
+"""The response cache as a plugin: wraps the gateway's executor when ``cache.enabled`` and adds
+``/admin/cache``."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from podium.cache.admin import EXTENSION_KEY, register_routes
 from podium.cache.executor import CachingExecutor
 from podium.cache.store import MemoryCache, ResponseCache
 
 if TYPE_CHECKING:
     from podium.app import Podium
 
-EXTENSION_KEY = "cache"
-
 
 def register_app(podium: Podium) -> None:
     settings = podium.config.cache
+    register_routes(podium)  # also when off: /admin/cache then says so
     if not settings.enabled:
         return
     backend: ResponseCache

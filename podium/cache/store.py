@@ -27,6 +27,10 @@ class ResponseCache(Protocol):
 
     async def put(self, key: str, value: str, ttl: float) -> None: ...
 
+    async def clear(self) -> int:
+        """Drop every entry; how many went (raises CacheUnavailable when it cannot)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -72,9 +76,14 @@ class MemoryCache:
         while len(self._entries) > self.max_entries or self.total_bytes > self.max_total_bytes:
             self._drop(next(iter(self._entries)))
 
-    async def aclose(self) -> None:
+    async def clear(self) -> int:
+        removed = len(self._entries)
         self._entries.clear()
         self.total_bytes = 0
+        return removed
+
+    async def aclose(self) -> None:
+        await self.clear()
 
 
 def storable(response: ChatResponse) -> bool:

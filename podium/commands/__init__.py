@@ -8,6 +8,7 @@ import click
 
 COMMAND_MODULES: tuple[str, ...] = (
     "podium.commands.workers",
+    "podium.commands.cache",
     "podium.commands.route",
     "podium.commands.keys",
     "podium.commands.secrets",

@@ -178,7 +178,8 @@ class AdminKeyAuth:
         await self._authorize(request)
         if self.audit is not None and request.method != "GET":
             action, target = admin_action(request.method, request.path)
-            if not action.startswith("keys."):  # /admin/keys records its own outcomes
+            # /admin/keys and /admin/cache record their own outcomes
+            if not action.startswith(("keys.", "cache.")):
                 self.audit.record(
                     admin_actor(request),
                     action,
