@@ -27,7 +27,14 @@ from podium.context import RequestContext
 from podium.errors import PodiumError
 from podium.hooks import Hook
 from podium.policy.keys import KeyCache, KeyRecord, KeyUnavailable
-from podium.policy.limits import LimitBackend, LimitsUnavailable, Periods, to_nano, usd
+from podium.policy.limits import (
+    Closing,
+    LimitBackend,
+    LimitsUnavailable,
+    Periods,
+    to_nano,
+    usd,
+)
 from podium.policy.settings import LimitSettings
 from podium.routing.base import Decision
 from podium.store.traces import TraceRecord
@@ -254,18 +261,19 @@ class LimitsHook(Hook):
         opened = self._open.pop(context.trace_id, None)
         if opened is None:
             return
+        closing = Closing(
+            opened.key_id,
+            period=opened.period,
+            reservation=opened.reservation,
+            actual=to_nano(trace.cost_usd),
+            period_seconds=opened.period_seconds,
+            tpm=opened.tpm or 0,
+            token_delta=(
+                trace.input_tokens + trace.output_tokens - opened.tokens if opened.tokens else 0
+            ),
+        )
         try:
-            if opened.reservation is not None and opened.period is not None:
-                await self.backend.settle(
-                    opened.key_id,
-                    opened.period,
-                    reservation=opened.reservation,
-                    actual=to_nano(trace.cost_usd),
-                    period_seconds=opened.period_seconds,
-                )
-            if opened.tpm and opened.tokens:
-                delta = trace.input_tokens + trace.output_tokens - opened.tokens
-                await self.backend.adjust_tokens(opened.key_id, tpm=opened.tpm, delta=delta)
+            await self.backend.close(closing)
         except LimitsUnavailable:
             # The reservation expires on its own (hold_seconds); the real cost is lost.
             log.warning("could not settle %s for key %s", context.trace_id, opened.key_id)

@@ -79,6 +79,21 @@ class BudgetVerdict:
     held: int  # nano-USD reserved by requests in flight (before this one)
 
 
+@dataclass(slots=True, frozen=True)
+class Closing:
+    """What a finished request gives back to its key's limits, in one trip to the store: the
+    budget reservation settled at the real cost, and the token bucket corrected by the real
+    token count. Either part may be absent (``reservation`` None, ``tpm`` 0)."""
+
+    key_id: str
+    period: str | None = None
+    reservation: str | None = None
+    actual: int = 0  # nano-USD
+    period_seconds: float = 0.0
+    tpm: int = 0
+    token_delta: int = 0  # real tokens - tokens taken
+
+
 class LimitsUnavailable(Exception):
     """The shared limit store could not be reached."""
 
@@ -113,6 +128,9 @@ class LimitBackend(Protocol):
         self, key_id: str, period: str, *, reservation: str, actual: int, period_seconds: float
     ) -> None:
         """Release ``reservation`` and add the real cost to the period's spend."""
+
+    async def close(self, closing: Closing) -> None:
+        """:meth:`settle` and :meth:`adjust_tokens` for a finished request, together."""
 
     async def usage(self, key_id: str, period: str) -> tuple[int, int]:
         """(spent, held) in nano-USD."""
@@ -210,6 +228,18 @@ class MemoryLimits:
             return  # the period is over; its spend no longer matters
         current[1].held.pop(reservation, None)
         current[1].spent += actual
+
+    async def close(self, closing: Closing) -> None:
+        if closing.reservation is not None and closing.period is not None:
+            await self.settle(
+                closing.key_id,
+                closing.period,
+                reservation=closing.reservation,
+                actual=closing.actual,
+                period_seconds=closing.period_seconds,
+            )
+        if closing.tpm and closing.token_delta:
+            await self.adjust_tokens(closing.key_id, tpm=closing.tpm, delta=closing.token_delta)
 
     async def usage(self, key_id: str, period: str) -> tuple[int, int]:
         current = self._budgets.get(key_id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from podium.policy.limits import BudgetVerdict, LimitsUnavailable
+from podium.policy.limits import BudgetVerdict, Closing, LimitsUnavailable
 from podium.state.redis_client import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_QUEUE_TIMEOUT,
@@ -107,6 +107,32 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1
 """
 
+# A finished request: SETTLE (when ARGV[1], the reservation, is not empty) and ADJUST_TOKENS
+# (when ARGV[4], the TPM, is above 0) in one round trip. KEYS: spent, held, expiry, bucket.
+# ARGV: reservation, actual, key ttl seconds, tpm, delta. The {key} hash tag keeps all four in
+# one cluster slot.
+CLOSE = (
+    _NOW
+    + """
+if ARGV[1] ~= '' then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('INCRBY', KEYS[1], ARGV[2])
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+local cap = tonumber(ARGV[4])
+if cap > 0 then
+  local level = tonumber(redis.call('HGET', KEYS[4], 'tl') or cap)
+  local stamp = tonumber(redis.call('HGET', KEYS[4], 'ts') or now)
+  level = math.min(cap, level + math.max(0, now - stamp) * cap / 60)
+  level = math.max(-cap, math.min(cap, level - tonumber(ARGV[5])))
+  redis.call('HSET', KEYS[4], 'tl', tostring(level), 'ts', tostring(now))
+  redis.call('EXPIRE', KEYS[4], 180)
+end
+return 1
+"""
+)
+
 USAGE = """
 local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
 local held = 0
@@ -146,6 +172,7 @@ class RedisLimits:
             ("adjust", ADJUST_TOKENS),
             ("reserve", RESERVE),
             ("settle", SETTLE),
+            ("close", CLOSE),
             ("usage", USAGE),
         ):
             self._scripts[name] = self._redis.register_script(source)
@@ -207,6 +234,25 @@ class RedisLimits:
     ) -> None:
         ttl = int(period_seconds + 86_400)
         await self._run("settle", self._budget_keys(key_id, period), [reservation, actual, ttl])
+
+    async def close(self, closing: Closing) -> None:
+        settles = closing.reservation is not None and closing.period is not None
+        adjusts = bool(closing.tpm and closing.token_delta)
+        if not settles and not adjusts:
+            return
+        # Without a reservation the budget keys are only named (same slot), never touched.
+        period = closing.period if settles and closing.period is not None else "-"
+        await self._run(
+            "close",
+            [*self._budget_keys(closing.key_id, period), self._bucket(closing.key_id)],
+            [
+                closing.reservation if settles else "",
+                closing.actual,
+                int(closing.period_seconds + 86_400),
+                closing.tpm if adjusts else 0,
+                closing.token_delta,
+            ],
+        )
 
     async def usage(self, key_id: str, period: str) -> tuple[int, int]:
         spent, held = await self._run("usage", self._budget_keys(key_id, period), [])

@@ -1,0 +1,64 @@
+"""Closing a finished request on both limit backends: the reservation settled at the real cost
+and the token bucket corrected, in one call (one Redis round trip)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from podium.policy.limits import Closing, LimitBackend, MemoryLimits
+from podium.policy.redis_limits import RedisLimits
+from tests.shared_servers import REDIS_URL, drop_redis_prefix, needs_redis, unique
+
+RESERVE = {"budget": 1000, "hold_seconds": 60.0, "period_seconds": 3600.0}
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=needs_redis)])
+async def limits(request: pytest.FixtureRequest) -> AsyncIterator[LimitBackend]:
+    if request.param == "memory":
+        yield MemoryLimits()
+        return
+    prefix = unique("podium-test-close") + ":"
+    backend = RedisLimits(REDIS_URL, prefix=prefix)
+    try:
+        yield backend
+    finally:
+        await backend.aclose()
+        await drop_redis_prefix(prefix)
+
+
+async def test_close_settles_the_reservation_and_corrects_the_tokens(limits: LimitBackend) -> None:
+    assert await limits.take_rate("k", rpm=None, tpm=100, tokens=80) == 0
+    assert (await limits.reserve("k", "p", amount=600, reservation="r1", **RESERVE)).allowed
+    assert await limits.usage("k", "p") == (0, 600)
+
+    await limits.close(
+        Closing(
+            "k",
+            period="p",
+            reservation="r1",
+            actual=40,
+            period_seconds=3600.0,
+            tpm=100,
+            token_delta=-70,
+        )  # it cost 40 of the 600 held, and used 10 of the 80 tokens
+    )
+
+    assert await limits.usage("k", "p") == (40, 0)
+    assert await limits.take_rate("k", rpm=None, tpm=100, tokens=80) == 0  # room again
+
+
+async def test_close_with_only_tokens_leaves_the_budget_alone(limits: LimitBackend) -> None:
+    assert (await limits.reserve("k", "p", amount=600, reservation="r1", **RESERVE)).allowed
+    assert await limits.take_rate("k", rpm=None, tpm=100, tokens=80) == 0
+
+    await limits.close(Closing("k", tpm=100, token_delta=-70))
+
+    assert await limits.usage("k", "p") == (0, 600)  # still held: this was not its settlement
+    assert await limits.take_rate("k", rpm=None, tpm=100, tokens=80) == 0
+
+
+async def test_close_with_nothing_to_do_is_harmless(limits: LimitBackend) -> None:
+    await limits.close(Closing("k"))
+    assert await limits.usage("k", "p") == (0, 0)
