@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from podium.policy.redis_limits import RedisLimits
 from tests.shared_servers import REDIS_URL, drop_redis_prefix, needs_redis, unique
 
@@ -61,3 +63,21 @@ async def test_limits_answer_a_burst_of_512_requests_without_calling_redis_unrea
     finally:
         await limits.aclose()
         await drop_redis_prefix(prefix)
+
+
+def test_cooldown_leaves_redis_alone_for_a_while_after_a_failure() -> None:
+    from podium.state.redis_client import Cooldown
+
+    now = [100.0]
+    cooldown = Cooldown(1.0, clock=lambda: now[0])
+    assert cooldown.resting() is None  # nothing failed yet: ask Redis
+    cooldown.failed(ConnectionRefusedError())
+    now[0] = 100.4
+    assert cooldown.resting() == pytest.approx(0.4)
+    assert (cooldown.errors, cooldown.because) == (1, "ConnectionRefusedError")
+    now[0] = 101.0
+    assert cooldown.resting() is None  # the pause is over: the next call asks again
+    cooldown.failed(TimeoutError())
+    cooldown.recovered()  # that call succeeded after all
+    assert cooldown.resting() is None
+    assert cooldown.errors == 2

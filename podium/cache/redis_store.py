@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from podium.cache.store import CacheUnavailable
-from podium.state.redis_client import pooled_redis
+from podium.state.redis_client import Cooldown, pooled_redis
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -47,15 +47,19 @@ class RedisCache:
         self.base = f"{prefix}cache:"
         self.timeout = timeout
         self.max_connections = max_connections
-        self.retry_after = retry_after
-        self.errors = 0
-        self._clock = clock
+        self.cooldown = Cooldown(retry_after, clock)
         self._redis: Redis | None = None
-        self._down_since: float | None = None
+
+    @property
+    def errors(self) -> int:
+        return self.cooldown.errors
 
     def _client(self) -> Redis:
-        if self._down_since is not None and self._clock() - self._down_since < self.retry_after:
-            raise CacheUnavailable("Redis was unreachable a moment ago")
+        ago = self.cooldown.resting()
+        if ago is not None:
+            raise CacheUnavailable(
+                f"Redis unreachable {ago:.1f} s ago ({self.cooldown.because}); not asked again yet"
+            )
         if self._redis is None:
             self._redis = pooled_redis(
                 self.url,
@@ -68,9 +72,8 @@ class RedisCache:
         return self._redis
 
     def _failed(self, error: BaseException) -> CacheUnavailable:
-        self.errors += 1
-        self._down_since = self._clock()
-        return CacheUnavailable(f"Redis unreachable ({type(error).__name__})")
+        self.cooldown.failed(error)
+        return CacheUnavailable(f"Redis unreachable ({self.cooldown.because})")
 
     async def get(self, key: str) -> str | None:
         redis = self._client()
@@ -79,7 +82,7 @@ class RedisCache:
                 value = await redis.get(self.base + key)
         except Exception as error:
             raise self._failed(error) from None
-        self._down_since = None
+        self.cooldown.recovered()
         return str(value) if value is not None else None
 
     async def put(self, key: str, value: str, ttl: float) -> None:
@@ -89,7 +92,7 @@ class RedisCache:
                 await redis.set(self.base + key, value, px=max(1, int(ttl * 1000)))
         except Exception as error:
             raise self._failed(error) from None
-        self._down_since = None
+        self.cooldown.recovered()
 
     async def clear(self) -> int:
         pattern = GLOB_SPECIAL.sub(r"\\\1", self.base) + "*"

@@ -10,6 +10,8 @@ any load: callers beyond them queue for a free one.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -40,3 +42,31 @@ def pooled_redis(
         client_name=name,
     )
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
+
+
+class Cooldown:
+    """For the optional uses of Redis (session affinity, the response cache), where a failure
+    means going on without it: after one, Redis is left alone for ``seconds``, so a dead
+    server costs each request a clock read instead of a timeout."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self.errors = 0
+        self.because = ""  # the last failure's exception name
+        self._clock = clock
+        self._since: float | None = None
+
+    def resting(self) -> float | None:
+        """Seconds since the last failure, while Redis is still being left alone; else None."""
+        if self._since is None:
+            return None
+        ago = self._clock() - self._since
+        return ago if ago < self.seconds else None
+
+    def failed(self, error: BaseException) -> None:
+        self.errors += 1
+        self.because = type(error).__name__
+        self._since = self._clock()
+
+    def recovered(self) -> None:
+        self._since = None

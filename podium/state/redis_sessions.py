@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from podium.state.redis_client import DEFAULT_MAX_CONNECTIONS, pooled_redis
+from podium.state.redis_client import DEFAULT_MAX_CONNECTIONS, Cooldown, pooled_redis
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -83,27 +83,26 @@ class RedisSessions:
         self.ttl = ttl
         self.timeout = timeout
         self.max_connections = max_connections
-        self.retry_after = retry_after
+        self.cooldown = Cooldown(retry_after, clock)
         self.base = f"{prefix}{{sessions}}:"
         self.index = f"{self.base}lru"
-        self.errors = 0
-        self._clock = clock
         self._redis: Redis | None = None
         self._scripts: dict[str, Any] = {}
-        self._down_since: float | None = None
-        self._down_because = ""
+
+    @property
+    def errors(self) -> int:
+        return self.cooldown.errors
 
     def _member(self, key: str) -> str:
         return hashlib.blake2b(key.encode("utf-8", "replace"), digest_size=16).hexdigest()
 
     def _client(self) -> Redis:
-        if self._down_since is not None:
-            ago = self._clock() - self._down_since
-            if ago < self.retry_after:
-                raise SessionsUnavailable(
-                    f"Redis unreachable {ago:.1f} s ago ({self._down_because}); "
-                    "routing without affinity"
-                )
+        ago = self.cooldown.resting()
+        if ago is not None:
+            raise SessionsUnavailable(
+                f"Redis unreachable {ago:.1f} s ago ({self.cooldown.because}); "
+                "routing without affinity"
+            )
         if self._redis is None:
             self._redis = pooled_redis(
                 self.url,
@@ -121,11 +120,9 @@ class RedisSessions:
         return self._redis
 
     def _failed(self, error: BaseException) -> SessionsUnavailable:
-        self.errors += 1
-        self._down_since = self._clock()
-        self._down_because = type(error).__name__
+        self.cooldown.failed(error)
         return SessionsUnavailable(
-            f"Redis unreachable ({self._down_because}); routing without affinity"
+            f"Redis unreachable ({self.cooldown.because}); routing without affinity"
         )
 
     async def get(self, key: str) -> str | None:
@@ -141,7 +138,7 @@ class RedisSessions:
             raise
         except Exception as error:
             raise self._failed(error) from None
-        self._down_since = None
+        self.cooldown.recovered()
         return str(worker) if worker is not None else None
 
     async def put(self, key: str, worker: str) -> None:
@@ -166,7 +163,7 @@ class RedisSessions:
             self._failed(error)
             log.debug("could not write a session to Redis: %s", type(error).__name__)
             return
-        self._down_since = None
+        self.cooldown.recovered()
 
     async def aclose(self) -> None:
         redis, self._redis = self._redis, None
