@@ -35,16 +35,15 @@ def can_share_port(port: int) -> bool:
     return port != 0 and hasattr(socket, "SO_REUSEPORT")
 
 
-def bound_socket(host: str, port: int) -> socket.socket:
-    """A socket bound to ``host:port`` that other processes may bind too (``SO_REUSEPORT``).
-    Not listening yet: the kernel hands a connection only to a socket that listens, and the
-    server starts listening once the app has started, so no connection waits in the backlog
-    of a process that is still loading its models."""
+def listening_socket(host: str, port: int, backlog: int) -> socket.socket:
+    """A socket bound to ``host:port`` that other processes may bind too (``SO_REUSEPORT``)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
+    sock.listen(backlog)
+    sock.set_inheritable(True)
     return sock
 
 
@@ -54,7 +53,7 @@ def serve_one(host: str, port: int, options: dict[str, Any]) -> None:
 
     config = uvicorn.Config(host=host, port=port, **options)
     server = uvicorn.Server(config)
-    server.run(sockets=[bound_socket(host, port)])
+    server.run(sockets=[listening_socket(host, port, config.backlog)])
 
 
 @dataclass

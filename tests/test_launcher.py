@@ -23,12 +23,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def server_processes(parent: int, port: int) -> list[int]:
-    """The children of ``parent`` listening on ``port`` (the spawn start method adds a
-    resource tracker, and a server binds its socket before it listens)."""
+def server_processes(parent: int) -> list[int]:
     children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
-    listening = tcp_sockets(port, "0A")  # 0A: LISTEN
-    return [int(pid) for pid in children if socket_inodes(int(pid)) & listening.keys()]
+    # The spawn start method adds a resource tracker: the servers are the ones listening.
+    return [int(pid) for pid in children if socket_inodes(int(pid))]
 
 
 def socket_inodes(pid: int) -> set[str]:
@@ -43,8 +41,8 @@ def socket_inodes(pid: int) -> set[str]:
     return inodes
 
 
-def tcp_sockets(port: int, state: str) -> dict[str, int]:
-    """inode -> 1 for every TCP socket in ``state`` (kernel code) whose local port is ``port``."""
+def established_to(port: int) -> dict[str, int]:
+    """inode -> 1 for every established TCP connection whose local port is ``port``."""
     found: dict[str, int] = {}
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         if not Path(table).exists():
@@ -52,7 +50,7 @@ def tcp_sockets(port: int, state: str) -> dict[str, int]:
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
             local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            if local_port == port and fields[3] == state:
+            if local_port == port and fields[3] == "01":  # 01: ESTABLISHED
                 found[fields[9]] = 1
     return found
 
@@ -83,7 +81,7 @@ async def two_processes(tmp_path: Path) -> AsyncIterator[Replica]:
     # Both processes listening (a connection only reaches a process whose socket is bound).
     deadline = time.monotonic() + 60
     parent = replica.process.pid  # type: ignore[union-attr]
-    while len(server_processes(parent, replica.port)) < 2 and time.monotonic() < deadline:  # noqa: ASYNC110
+    while len(server_processes(parent)) < 2 and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.1)
     yield replica
     await replica.stop()
@@ -95,11 +93,8 @@ async def test_a_burst_of_connections_is_spread_over_both_processes(two_processe
     holding = asyncio.create_task(hold_connections(two_processes.url, 64, started))
     await started.wait()
     await asyncio.sleep(0.3)  # let both processes accept
-    established = tcp_sockets(two_processes.port, "01")  # 01: ESTABLISHED
-    per_process = [
-        len(socket_inodes(pid) & established.keys())
-        for pid in server_processes(parent, two_processes.port)
-    ]
+    established = established_to(two_processes.port)
+    per_process = [len(socket_inodes(pid) & established.keys()) for pid in server_processes(parent)]
     await holding
     assert len(per_process) == 2 and sum(per_process) == 64
     # A kernel hash over 64 connections: fewer than 16 on one side happens ~3 times in 10^5.
@@ -110,17 +105,17 @@ async def test_a_process_that_dies_is_replaced_and_the_port_keeps_answering(
     two_processes: Replica,
 ) -> None:
     parent = two_processes.process.pid  # type: ignore[union-attr]
-    first, second = server_processes(parent, two_processes.port)
+    first, second = server_processes(parent)
     os.kill(first, signal.SIGKILL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        now = server_processes(parent, two_processes.port)
+        now = server_processes(parent)
         if len(now) == 2 and first not in now:
             break
         await asyncio.sleep(0.2)
     else:
         pytest.fail(f"no replacement for process {first}: {two_processes.log()[-2000:]}")
-    assert second in server_processes(parent, two_processes.port)
+    assert second in server_processes(parent)
     async with aiohttp.ClientSession() as session:
         for _ in range(20):  # fresh connections, spread over both
             async with session.get(
@@ -131,6 +126,6 @@ async def test_a_process_that_dies_is_replaced_and_the_port_keeps_answering(
 
 async def test_sigterm_stops_every_process_gracefully(two_processes: Replica) -> None:
     parent = two_processes.process.pid  # type: ignore[union-attr]
-    children = server_processes(parent, two_processes.port)
+    children = server_processes(parent)
     assert await two_processes.stop(signal.SIGTERM) == 0
     assert all(gone(pid) for pid in children)
