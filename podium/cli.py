@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -57,8 +56,6 @@ def serve(
     """Run the gateway."""
     import uvicorn
 
-    from podium.launcher import Supervisor, can_share_port
-
     config = _load(config_path)
     # Provider options (a local model's pin, say) are checked by each provider: do it now, so
     # a mistake is one clear line here rather than a traceback from the server's start-up.
@@ -82,29 +79,23 @@ def serve(
             err=True,
         )
     click.echo(f"podium: serving on http://{host}:{port}/v1 with workers: {names}", err=True)
-    options: dict[str, Any] = {
-        "app": "podium.app:app_from_environment",
-        "factory": True,
-        "log_level": log_level,
-        "access_log": False,
-        "loop": "uvloop" if sys.platform != "win32" else "asyncio",
-        "http": "httptools",
-        "lifespan": "on",
-        "timeout_graceful_shutdown": 30,
-        "timeout_keep_alive": config.server.keep_alive,
-        "limit_concurrency": config.server.max_connections,
-    }
-    if processes > 1 and can_share_port(port):
-        # A socket per process, so the kernel spreads connections evenly (podium/launcher.py).
-        raise SystemExit(Supervisor(host, port, processes, options).run())
     uvicorn.run(
+        "podium.app:app_from_environment",
+        factory=True,
         host=host,
         port=port,
         workers=processes,
+        log_level=log_level,
+        access_log=False,
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        http="httptools",
+        lifespan="on",
+        timeout_graceful_shutdown=30,
         # A process still starting on a busy machine (loading models) can miss uvicorn's 5 s
         # health ping; the default would kill and restart it, over and over.
         timeout_worker_healthcheck=60,
-        **options,
+        timeout_keep_alive=config.server.keep_alive,
+        limit_concurrency=config.server.max_connections,
     )
 
 
