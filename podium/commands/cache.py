@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from podium.commands.workers import DEFAULT_URL, Admin
+from podium.commands.workers import Admin, gateway_options
 
 
 def _percent(part: int, whole: int) -> str:
@@ -40,18 +40,7 @@ def stats_lines(stats: dict[str, Any]) -> list[str]:
 
 def register(main: click.Group) -> None:
     @main.group(short_help="See or empty the response cache (stats, clear).")
-    @click.option(
-        "--url",
-        default=DEFAULT_URL,
-        show_default=True,
-        envvar="PODIUM_URL",
-        help="The running gateway ($PODIUM_URL).",
-    )
-    @click.option(
-        "--admin-key",
-        envvar="PODIUM_ADMIN_KEY",
-        help="Admin key ($PODIUM_ADMIN_KEY); not needed on loopback when the gateway has none.",
-    )
+    @gateway_options
     @click.pass_context
     def cache(context: click.Context, url: str, admin_key: str | None) -> None:
         """The response cache of a running gateway (`podium serve`).

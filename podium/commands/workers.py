@@ -11,8 +11,9 @@ import json
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 import click
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from podium.config import PodiumConfig
 
 DEFAULT_URL = "http://127.0.0.1:8400"
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Admin:
@@ -51,6 +53,23 @@ class Admin:
                 f"cannot reach Podium at {self.url} ({reason}). Is it running? Start it with "
                 "`podium serve`, or point at it with --url."
             ) from None
+
+
+def gateway_options(command: F) -> F:
+    """``--url`` and ``--admin-key``: how a command group reaches a running gateway's admin
+    API (the groups then build an :class:`Admin` from them)."""
+    command = click.option(
+        "--admin-key",
+        envvar="PODIUM_ADMIN_KEY",
+        help="Admin key ($PODIUM_ADMIN_KEY); not needed on loopback when the gateway has none.",
+    )(command)
+    return click.option(
+        "--url",
+        default=DEFAULT_URL,
+        show_default=True,
+        envvar="PODIUM_URL",
+        help="The running gateway ($PODIUM_URL).",
+    )(command)
 
 
 def _http_problem(error: urllib.error.HTTPError) -> str:
@@ -141,18 +160,7 @@ HEADER = ["NAME", "PROVIDER", "MODEL", "$IN/1M", "$OUT/1M", "CONTEXT", "CAPS", "
 
 def register(main: click.Group) -> None:
     @main.group(short_help="Manage the worker pool (ls, add, set, drain, rm).")
-    @click.option(
-        "--url",
-        default=DEFAULT_URL,
-        show_default=True,
-        envvar="PODIUM_URL",
-        help="The running gateway ($PODIUM_URL).",
-    )
-    @click.option(
-        "--admin-key",
-        envvar="PODIUM_ADMIN_KEY",
-        help="Admin key ($PODIUM_ADMIN_KEY); not needed on loopback when the gateway has none.",
-    )
+    @gateway_options
     @click.pass_context
     def workers(context: click.Context, url: str, admin_key: str | None) -> None:
         """Manage the worker pool of a running gateway.
