@@ -62,3 +62,15 @@ async def test_close_with_only_tokens_leaves_the_budget_alone(limits: LimitBacke
 async def test_close_with_nothing_to_do_is_harmless(limits: LimitBackend) -> None:
     await limits.close(Closing("k"))
     assert await limits.usage("k", "p") == (0, 0)
+
+
+async def test_settle_and_adjust_alone_do_their_half(limits: LimitBackend) -> None:
+    assert await limits.take_rate("k", rpm=None, tpm=100, tokens=80) == 0
+    assert (await limits.reserve("k", "p", amount=600, reservation="r1", **RESERVE)).allowed
+
+    await limits.settle("k", "p", reservation="r1", actual=40, period_seconds=3600.0)
+    assert await limits.usage("k", "p") == (40, 0)
+    assert await limits.take_rate("k", rpm=None, tpm=100, tokens=80) > 0  # tokens untouched
+
+    await limits.adjust_tokens("k", tpm=100, delta=-70)
+    assert await limits.take_rate("k", rpm=None, tpm=100, tokens=80) == 0

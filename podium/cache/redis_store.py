@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from podium.cache.store import CacheUnavailable
-from podium.state.redis_client import Cooldown, pooled_redis
+from podium.state.redis_client import DEFAULT_MAX_CONNECTIONS, Cooldown, pooled_redis
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -39,7 +39,7 @@ class RedisCache:
         *,
         prefix: str = "podium:",
         timeout: float = 0.25,
-        max_connections: int = 32,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
         retry_after: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

@@ -59,21 +59,6 @@ return tostring(wait)
 """
 )
 
-# KEYS[1]: bucket hash. ARGV: tpm, delta (real - taken).
-ADJUST_TOKENS = (
-    _NOW
-    + """
-local cap = tonumber(ARGV[1])
-local level = tonumber(redis.call('HGET', KEYS[1], 'tl') or cap)
-local stamp = tonumber(redis.call('HGET', KEYS[1], 'ts') or now)
-level = math.min(cap, level + math.max(0, now - stamp) * cap / 60)
-level = math.max(-cap, math.min(cap, level - tonumber(ARGV[2])))
-redis.call('HSET', KEYS[1], 'tl', tostring(level), 'ts', tostring(now))
-redis.call('EXPIRE', KEYS[1], 180)
-return 1
-"""
-)
-
 # KEYS: spent (integer nano-USD), held (hash id -> amount), expiry (zset id -> time).
 # ARGV: budget, amount, reservation id, hold seconds, key ttl seconds.
 RESERVE = (
@@ -98,19 +83,11 @@ return {1, tostring(spent), tostring(held)}
 """
 )
 
-# KEYS as RESERVE. ARGV: reservation id, actual nano-USD, key ttl seconds.
-SETTLE = """
-redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('INCRBY', KEYS[1], ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-return 1
-"""
-
-# A finished request: SETTLE (when ARGV[1], the reservation, is not empty) and ADJUST_TOKENS
-# (when ARGV[4], the TPM, is above 0) in one round trip. KEYS: spent, held, expiry, bucket.
-# ARGV: reservation, actual, key ttl seconds, tpm, delta. The {key} hash tag keeps all four in
-# one cluster slot.
+# A finished request, in one round trip: its reservation released and its real cost added to
+# the period's spend (when ARGV[1], the reservation, is not empty), and its token bucket
+# corrected by the real count (when ARGV[4], the TPM, is above 0). KEYS: spent, held, expiry,
+# bucket. ARGV: reservation, actual nano-USD, key ttl seconds, tpm, delta (real - taken). The
+# {key} hash tag keeps all four in one cluster slot.
 CLOSE = (
     _NOW
     + """
@@ -169,9 +146,7 @@ class RedisLimits:
         )
         for name, source in (
             ("take", TAKE_RATE),
-            ("adjust", ADJUST_TOKENS),
             ("reserve", RESERVE),
-            ("settle", SETTLE),
             ("close", CLOSE),
             ("usage", USAGE),
         ):
@@ -208,7 +183,7 @@ class RedisLimits:
         return float(wait)
 
     async def adjust_tokens(self, key_id: str, *, tpm: int, delta: int) -> None:
-        await self._run("adjust", [self._bucket(key_id)], [tpm, delta])
+        await self.close(Closing(key_id, tpm=tpm, token_delta=delta))
 
     async def reserve(
         self,
@@ -232,8 +207,15 @@ class RedisLimits:
     async def settle(
         self, key_id: str, period: str, *, reservation: str, actual: int, period_seconds: float
     ) -> None:
-        ttl = int(period_seconds + 86_400)
-        await self._run("settle", self._budget_keys(key_id, period), [reservation, actual, ttl])
+        await self.close(
+            Closing(
+                key_id,
+                period=period,
+                reservation=reservation,
+                actual=actual,
+                period_seconds=period_seconds,
+            )
+        )
 
     async def close(self, closing: Closing) -> None:
         settles = closing.reservation is not None and closing.period is not None
