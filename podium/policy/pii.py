@@ -94,15 +94,17 @@ def ssn_valid(digits: str) -> bool:
     return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
 
 
-_ASCII_DIGITS = "0123456789"
 _IBAN_HINT = re.compile(r"[A-Z]{2}\d\d")  # in every IBAN match; starts at a rare capital
 _IPV4_HINT = re.compile(r"\d\.\d")  # in every IPv4 match
+# An ASCII text's shape: capitals become "A", digits "0", small letters "a", the rest stays.
+# The hints above are then plain substrings of it (b"AA00", b"0.0"), which bytes.find scans
+# several times faster than the regular expressions, and the digits are counted in one call.
+_SHAPE = bytes.maketrans(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+    b"A" * 26 + b"a" * 26 + b"0" * 10,
+)
 _DOB_WORDS = ("born", "birth", "dob", "d.o", "do.b")
 _ID_WORDS = ("passport", "licen", "national id", "id card", "tax id", "medical record", "account")
-
-
-def _ascii_digits(text: str) -> int:
-    return sum(text.count(digit) for digit in _ASCII_DIGITS)
 
 
 class PatternDetector:
@@ -123,17 +125,18 @@ class PatternDetector:
             if any(char.isdigit() for char in text):
                 findings.extend(self._numbers(text))
                 findings.extend(self._ibans(text))
-                findings.extend(self._ips(text))
+                findings.extend(self._ips(text, ipv4=_IPV4_HINT.search(text) is not None))
                 findings.extend(self._labelled(text))
             return findings
-        digits = _ascii_digits(text)
+        shape = text.encode("ascii").translate(_SHAPE)
+        digits = shape.count(b"0")
         if not digits:
             return findings
         if digits >= 7:  # fewer cannot make a card, SSN or phone number
             findings.extend(self._numbers(text))
-        if _IBAN_HINT.search(text):
+        if b"AA00" in shape:
             findings.extend(self._ibans(text))
-        findings.extend(self._ips(text))
+        findings.extend(self._ips(text, ipv4=b"0.0" in shape))
         lowered = text.lower()
         if any(word in lowered for word in _DOB_WORDS):
             findings.extend(self._dates_of_birth(text))
@@ -187,8 +190,9 @@ class PatternDetector:
             if iban_valid(match.group(0)):
                 yield Finding(match.start(), match.end(), "IBAN", 1.0, "regex")
 
-    def _ips(self, text: str) -> Iterator[Finding]:
-        if _IPV4_HINT.search(text):
+    def _ips(self, text: str, *, ipv4: bool) -> Iterator[Finding]:
+        """``ipv4``: whether the text has digit-dot-digit, as every IPv4 address does."""
+        if ipv4:
             for match in IPV4.finditer(text):
                 yield Finding(match.start(), match.end(), "IP_ADDRESS", 1.0, "regex")
         if "::" in text or text.count(":") >= 5:
