@@ -211,6 +211,7 @@ def _printable_base64(blob: str) -> bool:
 _ODD_SYMBOLS = frozenset("[]{}()!`|\\*=<>~^_%$#@+")
 _FUSED_SYMBOLS = frozenset("[]{}!`|\\*~^%$#@")
 _DROP_ODD_SYMBOLS = {ord(symbol): None for symbol in _ODD_SYMBOLS}
+_ODD_BYTES = "".join(sorted(_ODD_SYMBOLS)).encode("ascii")
 _GLUED = re.compile(r"[a-z]{2}[A-Z][a-z]")
 # Every match of _GLUED contains one of this; starting at the rare capital, the scan is fast.
 _GLUED_HINT = re.compile(r"[A-Z](?<=[a-z]{2}[A-Z])[a-z]")
@@ -237,7 +238,11 @@ def gibberish_score(text: str) -> float:
     letters. 0 for ordinary prose, towards 1 for GCG-style token soup."""
     text = text[-4000:]
     # Fast exit: too few odd symbols and glued words anywhere for any window to score.
-    suspects = len(text) - len(text.translate(_DROP_ODD_SYMBOLS))
+    if text.isascii():  # bytes.translate deletes in C; str.translate looks up every character
+        raw = text.encode("ascii")
+        suspects = len(raw) - len(raw.translate(None, _ODD_BYTES))
+    else:
+        suspects = len(text) - len(text.translate(_DROP_ODD_SYMBOLS))
     if suspects < 5 and _GLUED_HINT.search(text) is not None:
         suspects += len(_GLUED.findall(text))
     if suspects < 5:
