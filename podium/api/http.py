@@ -267,7 +267,11 @@ class App:
                 PodiumError("api_error", "Podium failed to handle the request; see its log")
             )
         if isinstance(response, Response):
-            await send(_head(response.status, response.media_type, response.headers))
+            head = _head(response.status, response.media_type, response.headers)
+            if response.status not in (204, 304):  # which carry no body and no length
+                # A whole body states its length: otherwise the server frames it as chunks.
+                head["headers"].append((b"content-length", str(len(response.body)).encode()))
+            await send(head)
             await send({"type": "http.response.body", "body": response.body})
         else:
             await self._stream(response, receive, send)
