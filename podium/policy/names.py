@@ -32,7 +32,9 @@ _SHAPE_TABLE = str.maketrans(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
     "X" * 26 + "x" * 26 + "d" * 10,
 )
-_REPEAT = re.compile(r"(.)\1+")
+# The third and later characters of a run of one character (the shape keeps two). Deleting
+# them is the same as substituting r"\1\1" for r"(.)\1+", without expanding a template per run.
+_REPEAT_BEYOND_TWO = re.compile(r"(?<=(.))(?<=\1\1)\1+")
 BOUNDARY = frozenset({".", "\n", "!", "?", ":", ";", ">", '"', "("})
 # First characters for which is_candidate's answer is quick to give (after an "O" label).
 _LOWER_ASCII = frozenset(string.ascii_lowercase)
@@ -54,7 +56,7 @@ def tokenize(text: str) -> list[Token]:
 # 2^16 they held 12 MB that a long soak saw as growth.
 @lru_cache(maxsize=1 << 12)
 def shape(word: str) -> str:
-    return _REPEAT.sub(r"\1\1", word.translate(_SHAPE_TABLE))[:6]
+    return _REPEAT_BEYOND_TWO.sub("", word.translate(_SHAPE_TABLE))[:6]
 
 
 # Words after which a lower-case word may still be a name ("my name is lena andersson").
@@ -191,6 +193,92 @@ COMMON = frozenset(
 )
 
 
+def _letter(letter: str) -> str:
+    """A character class for the characters whose lower case is the ASCII ``letter`` (the
+    Kelvin sign is the one non-ASCII such character)."""
+    return "[" + letter + letter.upper() + ("\u212a" if letter == "k" else "") + "]"
+
+
+def _trigger_pattern(*, lowered: bool) -> re.Pattern[str]:
+    """Trigger words followed by a lower-case word: spelt with a class per letter, or, for text
+    already lower-cased (its length unchanged, so that offsets agree), as plain literals,
+    quicker to scan for; that one also matches before a word that was upper-case."""
+    words = sorted(TRIGGERS, key=len, reverse=True)
+    if lowered:
+        spelt = {word: re.escape(word) for word in words}
+    else:
+        spelt = {word: "".join(map(_letter, word)) for word in words}
+    return re.compile(
+        "(?:"
+        + "|".join(rf"{spelt[word]}(?<!\w{spelt[word]})(?<!\w['’]{spelt[word]})" for word in words)
+        + r")(?=[^\S\n]+[a-z])"
+    )
+
+
+def _capital_pattern() -> re.Pattern[str]:
+    """A token that may be a candidate for its first character (see _MAYBE_CAPITAL)."""
+    by_first: dict[str, list[str]] = {}
+    for form in sorted({f for word in COMMON for f in (word.capitalize(), word.upper())}):
+        by_first.setdefault(form[0], []).append(form[1:])
+    common = "|".join(
+        f"(?<={first})(?:" + "|".join(map(re.escape, sorted(ends, key=len, reverse=True))) + ")"
+        for first, ends in sorted(by_first.items())
+    )
+    return re.compile(
+        r"[^\x00-/:-@\[-\x7f\s‘’‚“”„–—…•·«»]"
+        r"(?:(?<=\W)|(?<!\w\w)(?<!\w['’]\w)(?!(?:" + common + r")(?!\w)(?!['’]\w))\w*(?:['’]\w+)*)"
+    )
+
+
+def _ascii_capital_pattern() -> re.Pattern[str]:
+    """_capital_pattern for ASCII text, to match at an A-Z or 0-9 that str.find found (a
+    regular expression's own scan costs far more per character)."""
+    by_first: dict[str, list[str]] = {}
+    for form in {f for word in COMMON for f in (word.capitalize(), word.upper())}:
+        by_first.setdefault(form[0], []).append(form[1:])
+    common = "|".join(
+        re.escape(first)
+        + "(?:"
+        + "|".join(map(re.escape, sorted(ends, key=len, reverse=True)))
+        + ")"
+        for first, ends in sorted(by_first.items())
+    )
+    return re.compile(r"(?<!\w)(?<!\w')(?!(?:" + common + r")(?!\w)(?!'\w))\w+(?:'\w+)*")
+
+
+# With the previous label "O", a token is a candidate only if it starts with a capital, a
+# digit or a non-ASCII letter, or is a lower-case word after a trigger word. These patterns
+# find such tokens in C, so that ordinary lower-case words never reach Python. They may find
+# more than is_candidate accepts (inspect checks each), never less.
+# Trigger words followed by a lower-case word: in the text, in the lower-cased text (when
+# lower-casing keeps the length, so offsets agree), and one pattern per trigger word for
+# lower-cased ASCII text ("with " to look for with str.find, then the pattern).
+_TRIGGER_BEFORE_LOWER = _trigger_pattern(lowered=False)
+_LOWERED_TRIGGER_BEFORE_LOWER = _trigger_pattern(lowered=True)
+_TRIGGER_PATTERNS = tuple(
+    (word + " ", re.compile(rf"{word}(?<!\w{word})(?<!\w['’]{word})(?=[^\S\n]+[a-z])"))
+    for word in sorted(TRIGGERS)
+)
+# ASCII bytes to b"C" where a capital token may start (A-Z, 0-9), b"S" for the spaces other
+# than " " and newlines, else b".".
+_ASCII_CLASSES = bytes(
+    ord("C")
+    if code < 128 and chr(code) in string.ascii_uppercase + string.digits
+    else ord("S")
+    if code < 128 and chr(code).isspace() and chr(code) not in " \n"
+    else ord(".")
+    for code in range(256)
+)
+# Tokens starting with a capital (other than COMMON words spelt "The" or "THE"), a digit or
+# any non-ASCII character but common punctuation (a few symbols are upper case: circled
+# letters); and, for ASCII text, such a token at a given position.
+_MAYBE_CAPITAL = _capital_pattern()
+_ASCII_CAPITAL = _ascii_capital_pattern()
+# The next two tokens from a position (forwards, or backwards in the reversed text).
+_TWO_TOKENS = re.compile(rf"[^\S\n]*({TOKEN.pattern})(?:[^\S\n]*({TOKEN.pattern}))?")
+_BEFORE_WINDOW = 64  # characters reversed at first to find the two tokens before
+
+
 def is_candidate(word: str, previous_label: str, previous_word: str) -> bool:
     """Whether the tagger reads this token at all. Entities start with a capital letter or a
     digit (or a non-ASCII letter); anything right after an entity or a trigger word may
@@ -250,10 +338,209 @@ def features(
     ]
 
 
+def _shape(word: str) -> str:
+    """shape(word), without the cache for numbers (the shape of n ASCII digits is "dd", or "d"
+    for one): one-off numbers would only push the words traffic repeats out of it."""
+    if word.isdigit() and word.isascii():
+        return "dd" if len(word) > 1 else "d"
+    return shape(word)
+
+
+# The five scores as one integer: label i's weight, scaled by 2**20 and rounded, plus a bias
+# that keeps it positive, in bits 64*i and up. Summing packed rows adds the five fields at
+# once (at most 22 rows, so no field overflows into the next), in C.
+_SCALE = 1 << 20
+_FIELD_BITS = 64
+_FIELD_MASK = (1 << _FIELD_BITS) - 1
+_BIAS = 1 << 40
+# The integer sums differ from the exact sums of the float weights by at most half a unit per
+# feature and score, and predict's float sums from those by far less than a unit: a lead of
+# more than this many units is a lead in predict's sums too. Closer calls go to predict.
+_CLEAR_LEAD = 2 * 22 + 2
+
+
+class _Packed(NamedTuple):
+    """The packed rows regrouped by what each feature's key is made of, so that _label looks
+    them up without building feature strings; features whose keys share all their parts are
+    summed ahead (integer sums do not depend on the order). Keys are strings and nested
+    dictionaries rather than tuples: no garbage-collected objects per lookup."""
+
+    # b, pt, pt2 and lex_n: by "previous|previous2", then 2 * usual + next word usual.
+    context: dict[str, tuple[int, int, int, int]]
+    # lex, sh, st and pt_sh: by previous label, then 2 * usual + start, then shape.
+    shaped: dict[str, tuple[dict[str, int], ...]]
+    word: dict[str, int]
+    suffix3: dict[str, int]
+    suffix2: dict[str, int]
+    prefix3: dict[str, int]
+    length: tuple[int, ...]
+    before: dict[str, int]
+    before2: dict[str, int]
+    after: dict[str, int]
+    after2: dict[str, int]
+    before_shape: dict[str, int]
+    after_shape: dict[str, int]
+    previous_word: dict[str, dict[str, int]]  # by previous label, then word
+    before_word: dict[str, dict[str, int]]  # by word before, then word
+    shape_after_shape: dict[str, dict[str, int]]  # by shape, then shape after
+
+
+def _pair(value: str) -> tuple[str, str]:
+    """Splits "a|b" where a and b are token texts (or shapes), which contain "|" only as the
+    whole text "|"."""
+    if value.startswith("||"):
+        return "|", value[2:]
+    first, _, second = value.partition("|")
+    return first, second
+
+
+def _pack(weights: dict[str, list[float]]) -> _Packed | None:
+    """The packed model, or None (always use predict) if a weight is too large to pack or
+    not finite, or a feature is not one _label builds."""
+    rows: dict[str, dict[str, int]] = {}
+    for feature, row in weights.items():
+        if len(row) != len(LABELS) or not all(abs(weight) < 1e4 for weight in row):
+            return None
+        value = 0
+        for index, weight in enumerate(row):
+            value |= (round(weight * _SCALE) + _BIAS) << (_FIELD_BITS * index)
+        template, _, key = feature.partition("=")
+        rows.setdefault(template, {})[key] = value
+    if not set(rows) <= set(_TEMPLATES):
+        return None
+    get = {template: rows.get(template, {}) for template in _TEMPLATES}
+    truth = {False: "False", True: "True"}
+    flags = ((False, False), (False, True), (True, False), (True, True))
+    context: dict[str, tuple[int, int, int, int]] = {}
+    for previous in LABELS:
+        for previous2 in LABELS:
+            fixed = (
+                get["b"].get("", 0)
+                + get["pt"].get(previous, 0)
+                + get["pt2"].get(f"{previous}|{previous2}", 0)
+            )
+            sums = [fixed + get["lex_n"].get(f"{truth[a]}|{truth[b]}", 0) for a, b in flags]
+            context[f"{previous}|{previous2}"] = (sums[0], sums[1], sums[2], sums[3])
+    shapes = set(get["sh"])
+    shapes.update(key.split("|", 2)[2] for key in get["lex"])
+    shapes.update(key.partition("|")[2] for key in get["st"])
+    shapes.update(key.partition("|")[2] for key in get["pt_sh"])
+    shaped: dict[str, tuple[dict[str, int], ...]] = {}
+    for previous in LABELS:
+        by_flags = []
+        for usual, start in flags:
+            by_shape = {}
+            for word_shape in shapes:
+                total = (
+                    get["lex"].get(f"{truth[usual]}|{truth[start]}|{word_shape}", 0)
+                    + get["sh"].get(word_shape, 0)
+                    + get["st"].get(f"{truth[start]}|{word_shape}", 0)
+                    + get["pt_sh"].get(f"{previous}|{word_shape}", 0)
+                )
+                if total:
+                    by_shape[word_shape] = total
+            by_flags.append(by_shape)
+        shaped[previous] = tuple(by_flags)
+
+    def nested(rows: dict[str, int], firsts: tuple[str, ...] = ()) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {first: {} for first in firsts}
+        for key, value in rows.items():
+            first, second = _pair(key)
+            out.setdefault(first, {})[second] = value
+        return out
+
+    return _Packed(
+        context=context,
+        shaped=shaped,
+        word=get["w"],
+        suffix3=get["s3"],
+        suffix2=get["s2"],
+        prefix3=get["p3"],
+        length=tuple(get["len"].get(str(length), 0) for length in range(13)),
+        before=get["pw"],
+        before2=get["pw2"],
+        after=get["nw"],
+        after2=get["nw2"],
+        before_shape=get["psh"],
+        after_shape=get["nsh"],
+        previous_word=nested(get["pt_w"], LABELS),
+        before_word=nested(get["pw_w"]),
+        shape_after_shape=nested(get["nsh_sh"]),
+    )
+
+
+_NONE: dict[str, int] = {}  # never written to
+_TEMPLATES = (
+    "lex",
+    "lex_n",
+    "b",
+    "w",
+    "s3",
+    "s2",
+    "p3",
+    "sh",
+    "len",
+    "st",
+    "pw",
+    "pw2",
+    "nw",
+    "nw2",
+    "psh",
+    "nsh",
+    "pt",
+    "pt2",
+    "pt_sh",
+    "pt_w",
+    "pw_w",
+    "nsh_sh",
+)
+
+
+def _triggers_before_lower(text: str, classes: bytes | None) -> list[tuple[int, int]]:
+    """The spans of trigger words followed by a lower-case word (and perhaps a few followed
+    by an upper-case one), in order. ``classes``: the text through _ASCII_CLASSES, if ASCII."""
+    lowered = text.lower()
+    if len(lowered) != len(text):  # a few characters lower-case to two: offsets would drift
+        return [found.span() for found in _TRIGGER_BEFORE_LOWER.finditer(text)]
+    if classes is None or b"S" in classes:
+        return [found.span() for found in _LOWERED_TRIGGER_BEFORE_LOWER.finditer(lowered)]
+    # ASCII text whose only spaces are " " and newlines: a trigger word counts only if a
+    # space follows it, so str.find (far quicker than a regular expression's scan) finds
+    # where each might be, and the pattern checks only there.
+    spans_found = []
+    for word, pattern in _TRIGGER_PATTERNS:
+        if word not in lowered:  # the usual case, and an operator is cheaper than a call
+            continue
+        index = lowered.find(word)
+        while index >= 0:
+            found = pattern.match(lowered, index)
+            if found is not None:
+                spans_found.append(found.span())
+            index = lowered.find(word, index + 1)
+    spans_found.sort()
+    return spans_found
+
+
+def _next_capital(text: str, classes: bytes | None, pos: int) -> tuple[int, int] | None:
+    """The span of the first token from ``pos`` that _MAYBE_CAPITAL finds. ``classes``: the
+    text through _ASCII_CLASSES, if ASCII."""
+    if classes is None:
+        found = _MAYBE_CAPITAL.search(text, pos)
+        return None if found is None else found.span()
+    index = classes.find(b"C", pos)
+    while index >= 0:
+        found = _ASCII_CAPITAL.match(text, index)
+        if found is not None:
+            return found.span()
+        index = classes.find(b"C", index + 1)
+    return None
+
+
 class NameTagger:
     def __init__(self, weights: dict[str, list[float]], common: frozenset[str] = frozenset()):
         self.weights = weights
         self.common = common
+        self._packed = _pack(weights)
 
     @classmethod
     def load(cls, path: Path | None = None) -> NameTagger:
@@ -281,35 +568,245 @@ class NameTagger:
         return LABELS[scores.index(max(scores))]
 
     def labels(self, words: Sequence[str]) -> list[str]:
-        """One label per token text. Most tokens are not candidates and never reach the model;
-        the cheap cases of :func:`is_candidate` are inlined here, the tagger's hot loop."""
+        """One label per token text: the reference form of what :meth:`inspect` computes
+        (training and tests label token lists)."""
         out: list[str] = []
         previous = previous2 = "O"
         for index, word in enumerate(words):
-            if previous == "O":
-                first = word[0]
-                if first in _LOWER_ASCII:
-                    candidate = index > 0 and words[index - 1].lower() in TRIGGERS
-                elif first in _INERT_ASCII:
-                    candidate = False
-                else:
-                    candidate = is_candidate(word, previous, words[index - 1] if index else "")
+            if previous != "O" or is_candidate(word, previous, words[index - 1] if index else ""):
+                label = self.predict(features(words, index, previous, previous2, self.common))
             else:
-                candidate = True
-            label = (
-                self.predict(features(words, index, previous, previous2, self.common))
-                if candidate
-                else "O"
-            )
+                label = "O"
             out.append(label)
             previous2, previous = previous, label
         return out
 
     def inspect(self, text: str) -> list[Finding]:
-        labels = self.labels(TOKEN.findall(text))
-        if all(kind not in labels for kind in EMITTED):
-            return []  # the common case: no token offsets needed
-        return list(spans(tokenize(text), labels))
+        """Findings for the runs of PERSON and ADDRESS tokens, exactly as tokenising the whole
+        text and calling :meth:`labels` would give, at a fraction of the cost: only the tokens
+        that may start an entity are found (in C), and from each the tagger walks forward for
+        as long as the labels ask it to. Ordinary lower-case words never reach Python."""
+        classes = text.encode().translate(_ASCII_CLASSES) if text.isascii() else None
+        triggers = _triggers_before_lower(text, classes)
+        findings: list[Finding] = []
+        next_trigger = 0
+        capital: tuple[int, int] | None = None
+        capitals_from = -1  # where ``capital`` was looked for; -1: not yet
+        pos = 0
+        while True:
+            while next_trigger < len(triggers) and triggers[next_trigger][0] < pos:
+                next_trigger += 1
+            if capitals_from < 0 or (capital is not None and capital[0] < pos):
+                capital = _next_capital(text, classes, pos)
+                capitals_from = pos
+            if next_trigger < len(triggers) and (
+                capital is None or triggers[next_trigger][0] <= capital[0]
+            ):
+                start, end = triggers[next_trigger]
+                next_trigger += 1
+                word = text[start:end]
+                # A capitalised trigger may be a candidate itself ("Mr"); a lower-case one
+                # was settled with the token before it.
+                if not (word[0].isupper() and word.lower() not in COMMON):
+                    following = TOKEN.search(text, end)
+                    if following is None or not is_candidate(following.group(), "O", word):
+                        continue  # an upper-case word: the capital scan finds it
+                    word = following.group()
+                    start, end = following.span()
+            elif capital is not None:
+                start, end = capital
+                word = text[start:end]
+                first = word[0]
+                if first.isupper():
+                    candidate = word.lower() not in COMMON
+                else:
+                    candidate = first.isdigit() or (first.isalpha() and not first.isascii())
+                if not candidate:
+                    pos = end
+                    continue
+            else:
+                return findings
+            pos = self._walk(text, word, start, end, findings)
+
+    def _walk(self, text: str, word: str, start: int, end: int, out: list[Finding]) -> int:
+        """Labels the candidate ``word`` (at ``start:end``, after an ``O`` token) and every
+        token after it up to the first that is labelled ``O`` and followed by a
+        non-candidate; appends the run's findings and returns where scanning resumes."""
+        # The two tokens before: the token pattern reads the same backwards.
+        size = len(text)
+        before = before2 = "<s>"
+        window = _BEFORE_WINDOW
+        while True:
+            behind = text[max(0, start - window) : start][::-1]
+            pair = _TWO_TOKENS.match(behind)
+            # Unless the window reaches the start of the text, the second token must end
+            # inside it, or it might go on beyond.
+            if start <= window or (
+                pair is not None and pair.group(2) is not None and pair.end() < len(behind)
+            ):
+                break
+            window *= 4
+        if pair is not None:
+            first, second = pair.groups()
+            before = first[::-1]
+            if second is not None:
+                before2 = second[::-1]
+        # The two tokens after; their spans are asked for only when the walk goes on.
+        ahead = _TWO_TOKENS.match(text, end)
+        if ahead is None:
+            after = after2 = "</s>"
+        else:
+            after, second = ahead.groups()
+            after2 = "</s>" if second is None else second
+        after_span: tuple[int, int] | None = None
+        after2_span = (-1, -1)
+        previous = previous2 = "O"
+        run: list[tuple[str, int, int, str]] = []
+        emitted = False
+        label = self._label
+        while True:
+            tag = label(word, before, before2, after, after2, previous, previous2)
+            run.append((word, start, end, tag))
+            if tag == "O":
+                # is_candidate(after, "O", word), its quick cases first.
+                first_character = after[0]
+                if first_character in _LOWER_ASCII:
+                    candidate = word.lower() in TRIGGERS
+                elif first_character in _INERT_ASCII:
+                    candidate = False  # "</s>" too: the end of the text
+                else:
+                    candidate = after != "</s>" and is_candidate(after, "O", word)
+            else:
+                emitted = emitted or tag in EMITTED
+                candidate = after != "</s>"
+            if not candidate:
+                break
+            if after_span is None:
+                assert ahead is not None
+                after_span = ahead.span(1)
+                after2_span = ahead.span(2) if after2 != "</s>" else (-1, -1)
+            before2, before, word = before, word, after
+            start, end = after_span
+            after, after_span = after2, after2_span
+            if after2 != "</s>":
+                following = TOKEN.search(text, after2_span[1])
+                if following is None:
+                    after2 = "</s>"
+                else:
+                    after2, after2_span = following.group(), following.span()
+            previous2, previous = previous, tag
+        if after == "</s>":
+            resume = size
+        elif after_span is not None:
+            resume = after_span[0]
+        else:
+            assert ahead is not None
+            resume = ahead.start(1)
+        if emitted:
+            tokens = [Token(entry[0], entry[1], entry[2]) for entry in run]
+            out.extend(spans(tokens, [entry[3] for entry in run]))
+        return resume
+
+    def _label(
+        self,
+        word: str,
+        before: str,
+        before2: str,
+        after: str,
+        after2: str,
+        previous: str,
+        previous2: str,
+    ) -> str:
+        """``predict(features(...))`` for one token, given its neighbours' texts: the same
+        features in the same order (so the same sums), built without a token list."""
+        common = self.common
+        lower = word.lower()
+        before_lower = before.lower()
+        after_lower = after.lower()
+        word_shape = _shape(word)
+        after_shape = shape(after)
+        before_shape = shape(before)
+        start = before in BOUNDARY or before == "<s>"
+        usual = lower in common
+        after_usual = after_lower in common
+        packed = self._packed
+        if packed is not None:
+            (
+                context,
+                shaped,
+                words,
+                suffixes3,
+                suffixes2,
+                prefixes3,
+                lengths,
+                befores,
+                befores2,
+                afters,
+                afters2,
+                before_shapes,
+                after_shapes,
+                previous_words,
+                before_words,
+                shapes_after_shapes,
+            ) = packed
+            # One integer addition per feature (or group of features); see _SCALE for why
+            # the winner is predict's whenever it leads by more than the rounding.
+            total = (
+                context[previous + "|" + previous2][2 * usual + after_usual]
+                + shaped[previous][2 * usual + start].get(word_shape, 0)
+                + words.get(lower, 0)
+                + suffixes3.get(lower[-3:], 0)
+                + suffixes2.get(lower[-2:], 0)
+                + prefixes3.get(lower[:3], 0)
+                + lengths[min(len(word), 12)]
+                + befores.get(before_lower, 0)
+                + befores2.get(before2.lower(), 0)
+                + afters.get(after_lower, 0)
+                + afters2.get(after2.lower(), 0)
+                + before_shapes.get(before_shape, 0)
+                + after_shapes.get(after_shape, 0)
+                + previous_words[previous].get(lower, 0)
+                + before_words.get(before_lower, _NONE).get(lower, 0)
+                + shapes_after_shapes.get(word_shape, _NONE).get(after_shape, 0)
+            )
+            # The best score, its label and the runner-up, without building containers.
+            best, second, index = total & _FIELD_MASK, -1, 0
+            for label_index in range(1, len(LABELS)):
+                total >>= _FIELD_BITS
+                score = total & _FIELD_MASK
+                if score > best:
+                    best, second, index = score, best, label_index
+                elif score > second:
+                    second = score
+            if best - second > _CLEAR_LEAD:
+                return LABELS[index]
+        # A close call (or no packed model): the float sums, exactly as predict adds them.
+        return self.predict(
+            [
+                f"lex={usual}|{start}|{word_shape}",
+                f"lex_n={usual}|{after_usual}",
+                "b",
+                "w=" + lower,
+                "s3=" + lower[-3:],
+                "s2=" + lower[-2:],
+                "p3=" + lower[:3],
+                "sh=" + word_shape,
+                f"len={min(len(word), 12)}",
+                f"st={start}|{word_shape}",
+                "pw=" + before_lower,
+                "pw2=" + before2.lower(),
+                "nw=" + after_lower,
+                "nw2=" + after2.lower(),
+                "psh=" + before_shape,
+                "nsh=" + after_shape,
+                "pt=" + previous,
+                f"pt2={previous}|{previous2}",
+                f"pt_sh={previous}|{word_shape}",
+                f"pt_w={previous}|{lower}",
+                f"pw_w={before_lower}|{lower}",
+                f"nsh_sh={word_shape}|{after_shape}",
+            ]
+        )
 
 
 def spans(tokens: list[Token], labels: list[str]) -> Iterator[Finding]:

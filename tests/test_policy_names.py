@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import pytest
+
+from podium.policy.names import TOKEN, NameTagger, spans, tokenize
+
+
+@pytest.fixture(scope="module")
+def tagger() -> NameTagger:
+    return NameTagger.load()
+
+
+def found(tagger: NameTagger, text: str) -> dict[str, str]:
+    return {text[f.start : f.end]: f.kind for f in tagger.inspect(text)}
+
+
+def test_names_and_addresses_in_sentences(tagger: NameTagger) -> None:
+    text = "My name is Lena Andersson and I live at 2450 Crown St, Springfield."
+    assert found(tagger, text) == {"Lena Andersson": "PERSON", "2450 Crown St": "ADDRESS"}
+    letter = "Hello, this is Dr. Kyle Kuefer. Please send it to 2450 Crown St Suite 12."
+    assert found(tagger, letter)["Kyle Kuefer"] == "PERSON"
+
+
+def test_a_lower_case_name_after_a_trigger_word(tagger: NameTagger) -> None:
+    assert found(tagger, "hi, my name is lena andersson") == {"lena andersson": "PERSON"}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        " \n\t",
+        "please summarise the attached text in three bullet points",
+        "order 1234 shipped in 2024 with 12 fixes",
+        "Hi, about my order 98765: the kettle arrived with a dented lid. Can I get a refund?",
+    ],
+)
+def test_nothing_in_ordinary_text_or_numbers_alone(tagger: NameTagger, text: str) -> None:
+    assert tagger.inspect(text) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "My name is Lena Andersson and I live at 2450 Crown St, Springfield.",
+        "Send the parcel to 17 Rue de Rivoli, Paris, attention Zoë Müller.",
+        "I’m writing for O'Brien and ms jane doe\nat 12b Baker Street, London NW1.",
+        "thanks dear mr smith, with love from THE DOE FAMILY; call me ANNA. İstanbul? ⓐⒶ",
+        "named called hi hello me with dr mrs lena 221B baker st\t\tmr  jones",
+    ],
+)
+def test_inspect_finds_what_labelling_every_token_finds(tagger: NameTagger, text: str) -> None:
+    """inspect skips the tokens that cannot start an entity; it must not change the result."""
+    labels = tagger.labels(TOKEN.findall(text))
+    assert tagger.inspect(text) == list(spans(tokenize(text), labels))
