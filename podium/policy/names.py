@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from podium.policy.findings import Finding
+from podium.policy.name_scores import PackedScores
 
 MODEL_RESOURCE = "policy/names.json.gz"
 LABELS = ("O", "PERSON", "ADDRESS", "ORG", "GPE")
@@ -346,156 +347,6 @@ def _shape(word: str) -> str:
     return shape(word)
 
 
-# The five scores as one integer: label i's weight, scaled by 2**20 and rounded, plus a bias
-# that keeps it positive, in bits 64*i and up. Summing packed rows adds the five fields at
-# once (at most 22 rows, so no field overflows into the next), in C.
-_SCALE = 1 << 20
-_FIELD_BITS = 64
-_FIELD_MASK = (1 << _FIELD_BITS) - 1
-_BIAS = 1 << 40
-# The integer sums differ from the exact sums of the float weights by at most half a unit per
-# feature and score, and predict's float sums from those by far less than a unit: a lead of
-# more than this many units is a lead in predict's sums too. Closer calls go to predict.
-_CLEAR_LEAD = 2 * 22 + 2
-
-
-class _Packed(NamedTuple):
-    """The packed rows regrouped by what each feature's key is made of, so that _label looks
-    them up without building feature strings; features whose keys share all their parts are
-    summed ahead (integer sums do not depend on the order). Keys are strings and nested
-    dictionaries rather than tuples: no garbage-collected objects per lookup."""
-
-    # b, pt, pt2 and lex_n: by "previous|previous2", then 2 * usual + next word usual.
-    context: dict[str, tuple[int, int, int, int]]
-    # lex, sh, st and pt_sh: by previous label, then 2 * usual + start, then shape.
-    shaped: dict[str, tuple[dict[str, int], ...]]
-    word: dict[str, int]
-    suffix3: dict[str, int]
-    suffix2: dict[str, int]
-    prefix3: dict[str, int]
-    length: tuple[int, ...]
-    before: dict[str, int]
-    before2: dict[str, int]
-    after: dict[str, int]
-    after2: dict[str, int]
-    before_shape: dict[str, int]
-    after_shape: dict[str, int]
-    previous_word: dict[str, dict[str, int]]  # by previous label, then word
-    before_word: dict[str, dict[str, int]]  # by word before, then word
-    shape_after_shape: dict[str, dict[str, int]]  # by shape, then shape after
-
-
-def _pair(value: str) -> tuple[str, str]:
-    """Splits "a|b" where a and b are token texts (or shapes), which contain "|" only as the
-    whole text "|"."""
-    if value.startswith("||"):
-        return "|", value[2:]
-    first, _, second = value.partition("|")
-    return first, second
-
-
-def _pack(weights: dict[str, list[float]]) -> _Packed | None:
-    """The packed model, or None (always use predict) if a weight is too large to pack or
-    not finite, or a feature is not one _label builds."""
-    rows: dict[str, dict[str, int]] = {}
-    for feature, row in weights.items():
-        if len(row) != len(LABELS) or not all(abs(weight) < 1e4 for weight in row):
-            return None
-        value = 0
-        for index, weight in enumerate(row):
-            value |= (round(weight * _SCALE) + _BIAS) << (_FIELD_BITS * index)
-        template, _, key = feature.partition("=")
-        rows.setdefault(template, {})[key] = value
-    if not set(rows) <= set(_TEMPLATES):
-        return None
-    get = {template: rows.get(template, {}) for template in _TEMPLATES}
-    truth = {False: "False", True: "True"}
-    flags = ((False, False), (False, True), (True, False), (True, True))
-    context: dict[str, tuple[int, int, int, int]] = {}
-    for previous in LABELS:
-        for previous2 in LABELS:
-            fixed = (
-                get["b"].get("", 0)
-                + get["pt"].get(previous, 0)
-                + get["pt2"].get(f"{previous}|{previous2}", 0)
-            )
-            sums = [fixed + get["lex_n"].get(f"{truth[a]}|{truth[b]}", 0) for a, b in flags]
-            context[f"{previous}|{previous2}"] = (sums[0], sums[1], sums[2], sums[3])
-    shapes = set(get["sh"])
-    shapes.update(key.split("|", 2)[2] for key in get["lex"])
-    shapes.update(key.partition("|")[2] for key in get["st"])
-    shapes.update(key.partition("|")[2] for key in get["pt_sh"])
-    shaped: dict[str, tuple[dict[str, int], ...]] = {}
-    for previous in LABELS:
-        by_flags = []
-        for usual, start in flags:
-            by_shape = {}
-            for word_shape in shapes:
-                total = (
-                    get["lex"].get(f"{truth[usual]}|{truth[start]}|{word_shape}", 0)
-                    + get["sh"].get(word_shape, 0)
-                    + get["st"].get(f"{truth[start]}|{word_shape}", 0)
-                    + get["pt_sh"].get(f"{previous}|{word_shape}", 0)
-                )
-                if total:
-                    by_shape[word_shape] = total
-            by_flags.append(by_shape)
-        shaped[previous] = tuple(by_flags)
-
-    def nested(rows: dict[str, int], firsts: tuple[str, ...] = ()) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {first: {} for first in firsts}
-        for key, value in rows.items():
-            first, second = _pair(key)
-            out.setdefault(first, {})[second] = value
-        return out
-
-    return _Packed(
-        context=context,
-        shaped=shaped,
-        word=get["w"],
-        suffix3=get["s3"],
-        suffix2=get["s2"],
-        prefix3=get["p3"],
-        length=tuple(get["len"].get(str(length), 0) for length in range(13)),
-        before=get["pw"],
-        before2=get["pw2"],
-        after=get["nw"],
-        after2=get["nw2"],
-        before_shape=get["psh"],
-        after_shape=get["nsh"],
-        previous_word=nested(get["pt_w"], LABELS),
-        before_word=nested(get["pw_w"]),
-        shape_after_shape=nested(get["nsh_sh"]),
-    )
-
-
-_NONE: dict[str, int] = {}  # never written to
-_TEMPLATES = (
-    "lex",
-    "lex_n",
-    "b",
-    "w",
-    "s3",
-    "s2",
-    "p3",
-    "sh",
-    "len",
-    "st",
-    "pw",
-    "pw2",
-    "nw",
-    "nw2",
-    "psh",
-    "nsh",
-    "pt",
-    "pt2",
-    "pt_sh",
-    "pt_w",
-    "pw_w",
-    "nsh_sh",
-)
-
-
 def _triggers_before_lower(text: str, classes: bytes | None) -> list[tuple[int, int]]:
     """The spans of trigger words followed by a lower-case word (and perhaps a few followed
     by an upper-case one), in order. ``classes``: the text through _ASCII_CLASSES, if ASCII."""
@@ -540,7 +391,7 @@ class NameTagger:
     def __init__(self, weights: dict[str, list[float]], common: frozenset[str] = frozenset()):
         self.weights = weights
         self.common = common
-        self._packed = _pack(weights)
+        self._packed = PackedScores.build(weights, LABELS)
 
     @classmethod
     def load(cls, path: Path | None = None) -> NameTagger:
@@ -731,55 +582,24 @@ class NameTagger:
         after_usual = after_lower in common
         packed = self._packed
         if packed is not None:
-            (
-                context,
-                shaped,
-                words,
-                suffixes3,
-                suffixes2,
-                prefixes3,
-                lengths,
-                befores,
-                befores2,
-                afters,
-                afters2,
-                before_shapes,
-                after_shapes,
-                previous_words,
-                before_words,
-                shapes_after_shapes,
-            ) = packed
-            # One integer addition per feature (or group of features); see _SCALE for why
-            # the winner is predict's whenever it leads by more than the rounding.
-            total = (
-                context[previous + "|" + previous2][2 * usual + after_usual]
-                + shaped[previous][2 * usual + start].get(word_shape, 0)
-                + words.get(lower, 0)
-                + suffixes3.get(lower[-3:], 0)
-                + suffixes2.get(lower[-2:], 0)
-                + prefixes3.get(lower[:3], 0)
-                + lengths[min(len(word), 12)]
-                + befores.get(before_lower, 0)
-                + befores2.get(before2.lower(), 0)
-                + afters.get(after_lower, 0)
-                + afters2.get(after2.lower(), 0)
-                + before_shapes.get(before_shape, 0)
-                + after_shapes.get(after_shape, 0)
-                + previous_words[previous].get(lower, 0)
-                + before_words.get(before_lower, _NONE).get(lower, 0)
-                + shapes_after_shapes.get(word_shape, _NONE).get(after_shape, 0)
+            winner = packed.winner(
+                lower,
+                len(word),
+                word_shape,
+                usual,
+                start,
+                before_lower,
+                before2.lower(),
+                after_lower,
+                after2.lower(),
+                before_shape,
+                after_shape,
+                after_usual,
+                previous,
+                previous2,
             )
-            # The best score, its label and the runner-up, without building containers.
-            best, second, index = total & _FIELD_MASK, -1, 0
-            for label_index in range(1, len(LABELS)):
-                total >>= _FIELD_BITS
-                score = total & _FIELD_MASK
-                if score > best:
-                    best, second, index = score, best, label_index
-                elif score > second:
-                    second = score
-            if best - second > _CLEAR_LEAD:
-                return LABELS[index]
+            if winner is not None:
+                return LABELS[winner]
         # A close call (or no packed model): the float sums, exactly as predict adds them.
         return self.predict(
             [
