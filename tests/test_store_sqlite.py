@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from podium.store.migrations import MIGRATIONS, Executor, Migration
-from podium.store.sqlite import SQLiteStore, apply_migrations
+from podium.store.sqlite import SQLiteStore, apply_migrations, insert_new_traces
 from podium.store.traces import COLUMNS, TraceRecord
 
 # What issue 2 asks every trace row to hold.
@@ -220,3 +220,26 @@ async def test_reopening_keeps_the_data_and_runs_no_migration(tmp_path: Path) ->
         assert rows[0][0] == len(MIGRATIONS)
     finally:
         await store.close()
+
+
+def test_a_batch_goes_in_a_few_statements_within_the_parameter_limit(tmp_path: Path) -> None:
+    """One step per row gave up the GIL once per row, and a busy event loop starved the writer:
+    a batch is a few multi-row statements instead, as many as SQLite's parameter limit needs."""
+    db = connect(tmp_path / "p.db")
+    apply_migrations(db)
+    statements: list[str] = []
+    db.set_trace_callback(statements.append)
+    try:
+        records = [trace(f"a{index}") for index in range(600)]
+        assert insert_new_traces(db, records) == records
+        inserts = [sql for sql in statements if sql.startswith("INSERT INTO traces")]
+        assert len(inserts) == 3  # 256 + 256 + 88 rows
+
+        statements.clear()
+        db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, len(COLUMNS) * 50)
+        records = [trace(f"b{index}") for index in range(120)]
+        assert insert_new_traces(db, records) == records
+        assert len([sql for sql in statements if sql.startswith("INSERT INTO traces")]) == 3
+        assert db.execute("SELECT COUNT(*) FROM traces").fetchone()[0] == 720
+    finally:
+        db.close()

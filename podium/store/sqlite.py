@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -65,11 +66,31 @@ def apply_migrations(db: sqlite3.Connection, migrations: list[Migration] = MIGRA
     return ran
 
 
+_ROW = f"({', '.join('?' for _ in COLUMNS)})"
 # ON CONFLICT names the key: OR IGNORE would also drop a row that breaks NOT NULL, silently.
-_INSERT_TRACE = (
-    f"INSERT INTO traces ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)}) "
-    "ON CONFLICT (trace_id) DO NOTHING"
-)
+_CONFLICT = " ON CONFLICT (trace_id) DO NOTHING"
+_INSERT_TRACE = f"INSERT INTO traces ({', '.join(COLUMNS)}) VALUES {_ROW}{_CONFLICT}"
+_ROWS_PER_STATEMENT = 256
+
+
+@lru_cache(maxsize=16)
+def _insert_traces(count: int) -> str:
+    return (
+        f"INSERT INTO traces ({', '.join(COLUMNS)}) VALUES {', '.join([_ROW] * count)}{_CONFLICT}"
+    )
+
+
+def _insert_all(db: sqlite3.Connection, rows: list[list[Any]]) -> None:
+    """The rows in as few statements as SQLite's parameter limit allows. executemany would
+    step once per row, and sqlite3 gives up the GIL around every step: with the event loop
+    busy, each step then waited for the GIL (up to the 5 ms switch interval), and a saturated
+    server wrote ~800 traces/s while answering ~1,800 requests/s."""
+    per_statement = min(
+        _ROWS_PER_STATEMENT, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(COLUMNS)
+    )
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        db.execute(_insert_traces(len(chunk)), [value for row in chunk for value in row])
 
 
 def insert_new_traces(db: sqlite3.Connection, records: list[TraceRecord]) -> list[TraceRecord]:
@@ -78,7 +99,7 @@ def insert_new_traces(db: sqlite3.Connection, records: list[TraceRecord]) -> lis
     rows = [trace_row(record) for record in records]
     db.execute("SAVEPOINT trace_batch")
     changes = db.total_changes
-    db.executemany(_INSERT_TRACE, rows)
+    _insert_all(db, rows)
     if db.total_changes - changes == len(rows):  # the usual case: every trace is new
         db.execute("RELEASE trace_batch")
         return records
