@@ -224,22 +224,34 @@ async def test_reopening_keeps_the_data_and_runs_no_migration(tmp_path: Path) ->
 
 def test_a_batch_goes_in_a_few_statements_within_the_parameter_limit(tmp_path: Path) -> None:
     """One step per row gave up the GIL once per row, and a busy event loop starved the writer:
-    a batch is a few multi-row statements instead, as many as SQLite's parameter limit needs."""
+    a batch is a few multi-row statements instead, of a few fixed sizes (each size is a
+    prepared statement the driver keeps), within SQLite's parameter limit."""
     db = connect(tmp_path / "p.db")
     apply_migrations(db)
     statements: list[str] = []
     db.set_trace_callback(statements.append)
+
+    def rows_per_insert() -> list[int]:
+        inserts = [sql for sql in statements if sql.startswith("INSERT INTO traces")]
+        statements.clear()
+        return [sql.count("), (") + 1 for sql in inserts]
+
     try:
         records = [trace(f"a{index}") for index in range(600)]
         assert insert_new_traces(db, records) == records
-        inserts = [sql for sql in statements if sql.startswith("INSERT INTO traces")]
-        assert len(inserts) == 3  # 256 + 256 + 88 rows
+        assert rows_per_insert() == [256, 256, 64, 16, 8]
+        sizes: set[int] = set()
+        for size in range(1, 300, 7):
+            batch = [trace(f"s{size}-{index}") for index in range(size)]
+            assert insert_new_traces(db, batch) == batch
+            sizes.update(rows_per_insert())
+        assert sizes <= {256, 128, 64, 32, 16, 8, 4, 2, 1}
 
-        statements.clear()
         db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, len(COLUMNS) * 50)
         records = [trace(f"b{index}") for index in range(120)]
         assert insert_new_traces(db, records) == records
-        assert len([sql for sql in statements if sql.startswith("INSERT INTO traces")]) == 3
-        assert db.execute("SELECT COUNT(*) FROM traces").fetchone()[0] == 720
+        assert rows_per_insert() == [32, 32, 32, 16, 8]
+        stored = db.execute("SELECT COUNT(*) FROM traces").fetchone()[0]
+        assert stored == 720 + sum(range(1, 300, 7))
     finally:
         db.close()
