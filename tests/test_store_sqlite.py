@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -255,3 +257,32 @@ def test_a_batch_goes_in_a_few_statements_within_the_parameter_limit(tmp_path: P
         assert stored == 720 + sum(range(1, 300, 7))
     finally:
         db.close()
+
+
+def _start_on(path: Path, ready: Any, ran: list[list[str]], failures: list[BaseException]) -> None:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA busy_timeout=5000")
+    try:
+        ready.wait()
+        ran.append(apply_migrations(db))
+    except BaseException as error:
+        failures.append(error)
+    finally:
+        db.close()
+
+
+def test_two_processes_starting_on_a_new_file_both_migrate_it_once(tmp_path: Path) -> None:
+    """`podium serve --workers 2` on a fresh data directory: both processes found the
+    migrations pending, and the second failed to start ("table traces already exists")."""
+    for attempt in range(20):
+        ready = threading.Barrier(2)
+        failures: list[BaseException] = []
+        ran: list[list[str]] = []
+        arguments = (tmp_path / f"p{attempt}.db", ready, ran, failures)
+        threads = [threading.Thread(target=_start_on, args=arguments) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []
+        assert sorted(name for names in ran for name in names) == sorted(m.name for m in MIGRATIONS)

@@ -31,11 +31,12 @@ T = TypeVar("T")
 
 
 @contextmanager
-def transaction(db: sqlite3.Connection) -> Iterator[None]:
+def transaction(db: sqlite3.Connection, *, immediate: bool = False) -> Iterator[None]:
     """One explicit transaction. The connection runs in autocommit mode (isolation_level=None),
     where ``with db:`` opens none, so without this every statement committed on its own: a
-    failed migration stayed half-applied and a batch of traces was written row by row."""
-    db.execute("BEGIN")
+    failed migration stayed half-applied and a batch of traces was written row by row.
+    ``immediate`` takes the write lock at the start rather than at the first write."""
+    db.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
     try:
         yield
     except BaseException:
@@ -55,7 +56,15 @@ def apply_migrations(db: sqlite3.Connection, migrations: list[Migration] = MIGRA
     for migration in migrations:
         if migration.name in done:
             continue
-        with transaction(db):  # each migration and its record commit together, or not at all
+        # Each migration and its record commit together, or not at all. Two processes starting
+        # on a new file both saw it pending: the write lock is taken first, and the record
+        # read again under it, so the second waits (busy_timeout) and then skips it.
+        with transaction(db, immediate=True):
+            recorded = db.execute(
+                "SELECT 1 FROM podium_migrations WHERE name = ?", (migration.name,)
+            ).fetchone()
+            if recorded is not None:
+                continue
             migration.apply(db)
             db.execute(
                 "INSERT INTO podium_migrations (name, applied_at) VALUES (?, ?)",
