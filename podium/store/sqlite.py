@@ -77,7 +77,6 @@ def apply_migrations(db: sqlite3.Connection, migrations: list[Migration] = MIGRA
 _ROW = f"({', '.join('?' for _ in COLUMNS)})"
 # ON CONFLICT names the key: OR IGNORE would also drop a row that breaks NOT NULL, silently.
 _CONFLICT = " ON CONFLICT (trace_id) DO NOTHING"
-_INSERT_TRACE = f"INSERT INTO traces ({', '.join(COLUMNS)}) VALUES {_ROW}{_CONFLICT}"
 # Rows per statement: powers of two, so a batch is a few statements drawn from nine texts,
 # each prepared once and then cached by sqlite3. (A text per batch size kept up to 128
 # prepared statements of up to 7,424 parameters each: a soak's memory grew 9 MB.)
@@ -121,7 +120,7 @@ def insert_new_traces(db: sqlite3.Connection, records: list[TraceRecord]) -> lis
     added = [
         record
         for record, row in zip(records, rows, strict=True)
-        if db.execute(_INSERT_TRACE, row).rowcount == 1
+        if db.execute(_INSERT_TRACES[1], row).rowcount == 1
     ]
     db.execute("RELEASE trace_batch")
     return added
