@@ -205,25 +205,37 @@ def _trigger_pattern(*, lowered: bool) -> re.Pattern[str]:
     already lower-cased (its length unchanged, so that offsets agree), as plain literals,
     quicker to scan for; that one also matches before a word that was upper-case."""
     words = sorted(TRIGGERS, key=len, reverse=True)
-    if lowered:
-        spelt = {word: re.escape(word) for word in words}
-    else:
-        spelt = {word: "".join(map(_letter, word)) for word in words}
+    spell = re.escape if lowered else (lambda word: "".join(map(_letter, word)))
     return re.compile(
-        "(?:"
-        + "|".join(rf"{spelt[word]}(?<!\w{spelt[word]})(?<!\w['’]{spelt[word]})" for word in words)
-        + r")(?=[^\S\n]+[a-z])"
+        "(?:" + "|".join(_whole_word(spell(word)) for word in words) + r")" + _BEFORE_LOWER
     )
+
+
+# Followed, on the same line, by a lower-case word.
+_BEFORE_LOWER = r"(?=[^\S\n]+[a-z])"
+
+
+def _whole_word(spelt: str) -> str:
+    """``spelt`` (a pattern) not as the end of a longer word, nor after an apostrophe."""
+    return rf"{spelt}(?<!\w{spelt})(?<!\w['’]{spelt})"
+
+
+def _common_by_first() -> list[tuple[str, list[str]]]:
+    """COMMON's capitalised and upper-case spellings grouped by first letter, in order, each
+    group's rests longest first (so an alternation tries "These" before "The")."""
+    by_first: dict[str, list[str]] = {}
+    for form in sorted({f for word in COMMON for f in (word.capitalize(), word.upper())}):
+        by_first.setdefault(form[0], []).append(form[1:])
+    return [
+        (first, sorted(ends, key=len, reverse=True)) for first, ends in sorted(by_first.items())
+    ]
 
 
 def _capital_pattern() -> re.Pattern[str]:
     """A token that may be a candidate for its first character (see _MAYBE_CAPITAL)."""
-    by_first: dict[str, list[str]] = {}
-    for form in sorted({f for word in COMMON for f in (word.capitalize(), word.upper())}):
-        by_first.setdefault(form[0], []).append(form[1:])
     common = "|".join(
-        f"(?<={first})(?:" + "|".join(map(re.escape, sorted(ends, key=len, reverse=True))) + ")"
-        for first, ends in sorted(by_first.items())
+        f"(?<={first})(?:" + "|".join(map(re.escape, ends)) + ")"
+        for first, ends in _common_by_first()
     )
     return re.compile(
         r"[^\x00-/:-@\[-\x7f\s‘’‚“”„–—…•·«»]"
@@ -234,15 +246,9 @@ def _capital_pattern() -> re.Pattern[str]:
 def _ascii_capital_pattern() -> re.Pattern[str]:
     """_capital_pattern for ASCII text, to match at an A-Z or 0-9 that str.find found (a
     regular expression's own scan costs far more per character)."""
-    by_first: dict[str, list[str]] = {}
-    for form in {f for word in COMMON for f in (word.capitalize(), word.upper())}:
-        by_first.setdefault(form[0], []).append(form[1:])
     common = "|".join(
-        re.escape(first)
-        + "(?:"
-        + "|".join(map(re.escape, sorted(ends, key=len, reverse=True)))
-        + ")"
-        for first, ends in sorted(by_first.items())
+        re.escape(first) + "(?:" + "|".join(map(re.escape, ends)) + ")"
+        for first, ends in _common_by_first()
     )
     return re.compile(r"(?<!\w)(?<!\w')(?!(?:" + common + r")(?!\w)(?!'\w))\w+(?:'\w+)*")
 
@@ -257,7 +263,7 @@ def _ascii_capital_pattern() -> re.Pattern[str]:
 _TRIGGER_BEFORE_LOWER = _trigger_pattern(lowered=False)
 _LOWERED_TRIGGER_BEFORE_LOWER = _trigger_pattern(lowered=True)
 _TRIGGER_PATTERNS = tuple(
-    (word + " ", re.compile(rf"{word}(?<!\w{word})(?<!\w['’]{word})(?=[^\S\n]+[a-z])"))
+    (word + " ", re.compile(_whole_word(re.escape(word)) + _BEFORE_LOWER))
     for word in sorted(TRIGGERS)
 )
 # ASCII bytes to b"C" where a capital token may start (A-Z, 0-9), b"S" for the spaces other
