@@ -27,7 +27,7 @@ from podium.types import (
     WireItem,
     WireUsage,
 )
-from podium.workers import Worker, WorkerPool, estimate_tokens
+from podium.workers import Worker, WorkerPool, estimate_tokens, tokens_for_length
 
 Sleep = Callable[[float], Awaitable[None]]
 T = TypeVar("T")
@@ -173,7 +173,7 @@ class Engine:
             attempt.ttft_ms = attempt.latency_ms
             if response.usage.total_tokens == 0:
                 response.usage = Usage(
-                    estimate_tokens(request.prompt_text()), estimate_tokens(response.text)
+                    tokens_for_length(request.prompt_length()), estimate_tokens(response.text)
                 )
             attempt.usage = response.usage
             attempt.cost_usd = worker.cost(response.usage)
@@ -304,7 +304,7 @@ class Metered(Generic[Item]):
         if usage is None or usage.total_tokens == 0:
             usage = Usage(0, (self.text_chars + 3) // 4)
         if usage.input_tokens == 0:  # the upstream did not say: estimate the prompt's side
-            prompt = estimate_tokens(self._request.prompt_text())
+            prompt = tokens_for_length(self._request.prompt_length())
             usage = Usage(prompt, usage.output_tokens, usage.cached_input_tokens)
         self.attempt.usage = usage
         self.attempt.cost_usd = self.worker.cost(usage)

@@ -52,7 +52,17 @@ class Message:
     is_error: bool = False  # a tool result that reports a failure
 
     def text(self) -> str:
-        return "".join(part.text for part in self.content if isinstance(part, TextPart))
+        content = self.content
+        if len(content) == 1 and type(content[0]) is TextPart:  # the usual case, ~5x faster
+            return content[0].text
+        return "".join(part.text for part in content if isinstance(part, TextPart))
+
+    def text_length(self) -> int:
+        """``len(self.text())``, without building the text."""
+        content = self.content
+        if len(content) == 1 and type(content[0]) is TextPart:
+            return len(content[0].text)
+        return sum(len(part.text) for part in self.content if isinstance(part, TextPart))
 
     def has_images(self) -> bool:
         return any(isinstance(part, ImagePart) for part in self.content)
@@ -103,6 +113,12 @@ class ChatRequest:
     def prompt_text(self) -> str:
         """Every message's text, joined: what routers and detectors read."""
         return "\n".join(message.text() for message in self.messages)
+
+    def prompt_length(self) -> int:
+        """``len(self.prompt_text())``, without building the text: what token estimates need."""
+        return sum(message.text_length() for message in self.messages) + max(
+            0, len(self.messages) - 1
+        )
 
     def last_user_text(self) -> str:
         for message in reversed(self.messages):

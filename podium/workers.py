@@ -33,7 +33,12 @@ def price_usage(price: Price, usage: Usage) -> float:
 
 def estimate_tokens(text: str) -> int:
     """A cheap token estimate (about four characters a token) for budgets and routing."""
-    return max(1, (len(text) + 3) // 4)
+    return tokens_for_length(len(text))
+
+
+def tokens_for_length(characters: int) -> int:
+    """:func:`estimate_tokens` for a text of this many characters."""
+    return max(1, (characters + 3) // 4)
 
 
 @dataclass(slots=True)

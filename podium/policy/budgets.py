@@ -39,7 +39,7 @@ from podium.policy.settings import LimitSettings
 from podium.routing.base import Decision
 from podium.store.traces import TraceRecord
 from podium.types import ChatRequest
-from podium.workers import WorkerPool, estimate_tokens
+from podium.workers import WorkerPool, estimate_tokens, tokens_for_length
 
 if TYPE_CHECKING:
     from podium.policy.audit import AuditTrail
@@ -50,7 +50,7 @@ MESSAGE_OVERHEAD_TOKENS = 4  # role markers and separators around each message
 
 
 def estimate_input_tokens(request: ChatRequest) -> int:
-    tokens = estimate_tokens(request.prompt_text()) + MESSAGE_OVERHEAD_TOKENS * len(
+    tokens = tokens_for_length(request.prompt_length()) + MESSAGE_OVERHEAD_TOKENS * len(
         request.messages
     )
     for tool in request.tools:

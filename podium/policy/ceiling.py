@@ -21,7 +21,7 @@ from podium.policy.classify import DataClasses
 from podium.policy.content_settings import CostGuardSettings
 from podium.routing.base import Decision
 from podium.types import ChatRequest, Usage
-from podium.workers import WorkerPool, estimate_tokens, price_usage
+from podium.workers import WorkerPool, price_usage, tokens_for_length
 from podium.workflow import Workflow
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ class CostGuardHook(Hook):
     async def decided(
         self, request: ChatRequest, decision: Decision, context: RequestContext
     ) -> None:
-        prompt_tokens = estimate_tokens(request.prompt_text())
+        prompt_tokens = tokens_for_length(request.prompt_length())
         planned = self.plan_cost(decision.workflow, request, prompt_tokens)
         options = self._cheapest(decision, request, prompt_tokens, context)
         ceiling = self.ceiling(context)
