@@ -18,6 +18,7 @@ import pytest
 from podium.app import Podium
 from podium.policy.keys import KeyCache, NewKey
 from podium.policy.limits import (
+    Closing,
     LimitBackend,
     MemoryLimits,
     Periods,
@@ -110,6 +111,39 @@ async def test_memory_buckets_refill_over_a_minute() -> None:
     assert await limits.take_rate("t", rpm=None, tpm=100, tokens=80) > 0
     await limits.adjust_tokens("t", tpm=100, delta=-70)  # it used only 10
     assert await limits.take_rate("t", rpm=None, tpm=100, tokens=80) == 0
+
+
+async def test_memory_rate_takes_from_both_buckets_or_neither() -> None:
+    now = [0.0]
+    limits = MemoryLimits(clock=lambda: now[0])
+    assert await limits.take_rate("k", rpm=3, tpm=100, tokens=60) == 0
+    # The tokens run short (40 left, 60 wanted): refused with the token bucket's wait, and
+    # the request bucket keeps its two requests.
+    assert await limits.take_rate("k", rpm=3, tpm=100, tokens=60) == pytest.approx(12.0)
+    assert await limits.take_rate("k", rpm=3, tpm=100, tokens=10) == 0
+    assert await limits.take_rate("k", rpm=3, tpm=100, tokens=10) == 0
+    # Now the requests run short (0 left) and the tokens do not (20 left): the request wait.
+    assert await limits.take_rate("k", rpm=3, tpm=100, tokens=10) == pytest.approx(20.0)
+    # Both short: the longer wait of the two.
+    assert await limits.take_rate("k", rpm=3, tpm=100, tokens=90) == pytest.approx(42.0)
+    # A request larger than the whole limit waits for a full bucket, not forever.
+    assert await limits.take_rate("big", rpm=None, tpm=100, tokens=500) == 0
+    assert await limits.take_rate("big", rpm=None, tpm=100, tokens=500) == pytest.approx(60.0)
+
+
+async def test_memory_close_settles_and_corrects_tokens() -> None:
+    limits = MemoryLimits(clock=lambda: 0.0)
+    args = {"budget": 100, "hold_seconds": 5.0, "period_seconds": 100.0}
+    assert (await limits.reserve("k", "p", amount=30, reservation="a", **args)).allowed
+    assert await limits.usage("k", "p") == (0, 30)
+    assert await limits.take_rate("k", rpm=None, tpm=100, tokens=90) == 0
+    await limits.close(
+        Closing("k", period="p", reservation="a", actual=12, tpm=100, token_delta=-80)
+    )
+    assert await limits.usage("k", "p") == (12, 0)
+    assert await limits.take_rate("k", rpm=None, tpm=100, tokens=90) == 0  # 10 used, not 90
+    await limits.close(Closing("k", period="old", reservation="a", actual=50))
+    assert await limits.usage("k", "p") == (12, 0)  # a past period's spend no longer counts
 
 
 async def test_memory_reservations_expire() -> None:

@@ -65,11 +65,18 @@ def output_tokens(request: ChatRequest, worker_max: int | None, default: int) ->
 
 
 def estimate_cost(
-    request: ChatRequest, decision: Decision, pool: WorkerPool, default_output: int
+    request: ChatRequest,
+    decision: Decision,
+    pool: WorkerPool,
+    default_output: int,
+    *,
+    prompt: int | None = None,
 ) -> float:
-    """The most the decided workflow should cost, in USD."""
+    """The most the decided workflow should cost, in USD. ``prompt``: the request's
+    :func:`estimate_input_tokens`, when already known."""
     steps = decision.workflow.steps
-    prompt = estimate_input_tokens(request)
+    if prompt is None:
+        prompt = estimate_input_tokens(request)
     produced = 0
     total = 0.0
     for index, step in enumerate(steps):
@@ -96,10 +103,13 @@ def estimate_cost(
 
 @dataclass(slots=True)
 class _Open:
-    key_id: str
+    record: KeyRecord  # as admitted: ``decided`` reserves against the same record
     started: float
     tokens: int = 0  # taken from the TPM bucket
-    tpm: int | None = None
+    # The request whose input ``prompt`` tokens were estimated at admission: ``decided`` uses
+    # the estimate again unless a hook replaced the request since (pseudonymised it, say).
+    request: ChatRequest | None = None
+    prompt: int = 0
     period: str | None = None
     reservation: str | None = None
     period_seconds: float = 0.0
@@ -160,12 +170,17 @@ class LimitsHook(Hook):
         )
 
     async def _record(self, context: RequestContext) -> KeyRecord | None:
-        if context.caller.key_id == "anonymous":
+        key_id = context.caller.key_id
+        if key_id == "anonymous":
             return None
-        try:
-            record = await self.keys.by_id(context.caller.key_id)
-        except KeyUnavailable:
-            return None
+        snapshot = self.keys.fresh()  # no await when the keys are fresh, as they mostly are
+        if snapshot is not None:
+            record = snapshot.by_id.get(key_id)
+        else:
+            try:
+                record = await self.keys.by_id(key_id)
+            except KeyUnavailable:
+                return None
         return record if record is not None and record.has_limits() else None
 
     def _sweep(self) -> None:
@@ -183,11 +198,11 @@ class LimitsHook(Hook):
         self._admitted += 1
         if self._admitted % 1024 == 0:
             self._sweep()
-        opened = _Open(key_id=record.key_id, started=self._clock(), tpm=record.tpm)
+        opened = _Open(record, self._clock())
         if record.rpm or record.tpm:
-            tokens = estimate_input_tokens(request) + output_tokens(
-                request, None, self.settings.default_output_tokens
-            )
+            prompt = estimate_input_tokens(request)
+            opened.request, opened.prompt = request, prompt
+            tokens = prompt + output_tokens(request, None, self.settings.default_output_tokens)
             try:
                 wait = await self.backend.take_rate(
                     record.key_id, rpm=record.rpm, tpm=record.tpm, tokens=tokens
@@ -219,10 +234,16 @@ class LimitsHook(Hook):
         opened = self._open.get(context.trace_id)
         if opened is None:
             return
-        record = await self._record(context)
-        if record is None or record.budget_usd is None:
+        record = opened.record
+        if record.budget_usd is None:
             return
-        estimate = estimate_cost(request, decision, self.pool, self.settings.default_output_tokens)
+        estimate = estimate_cost(
+            request,
+            decision,
+            self.pool,
+            self.settings.default_output_tokens,
+            prompt=opened.prompt if request is opened.request else None,
+        )
         period, remaining = self._periods.of(record.budget_period, self._clock())
         reservation = f"{context.trace_id}.{next(self._reservations)}"
         try:
@@ -262,12 +283,12 @@ class LimitsHook(Hook):
         if opened is None:
             return
         closing = Closing(
-            opened.key_id,
+            opened.record.key_id,
             period=opened.period,
             reservation=opened.reservation,
             actual=to_nano(trace.cost_usd),
             period_seconds=opened.period_seconds,
-            tpm=opened.tpm or 0,
+            tpm=opened.record.tpm or 0,
             token_delta=(
                 trace.input_tokens + trace.output_tokens - opened.tokens if opened.tokens else 0
             ),
@@ -276,4 +297,4 @@ class LimitsHook(Hook):
             await self.backend.close(closing)
         except LimitsUnavailable:
             # The reservation expires on its own (hold_seconds); the real cost is lost.
-            log.warning("could not settle %s for key %s", context.trace_id, opened.key_id)
+            log.warning("could not settle %s for key %s", context.trace_id, closing.key_id)

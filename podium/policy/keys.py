@@ -362,6 +362,15 @@ class KeyCache:
     def invalidate(self) -> None:
         self._snapshot = None
 
+    def fresh(self) -> Snapshot | None:
+        """The snapshot if it is within its TTL, else None (then :meth:`snapshot` reloads).
+        The request path asks this first: most requests need no reload, and a plain call
+        costs less than awaiting a coroutine (about 2k instructions a request per lookup)."""
+        current = self._snapshot
+        if current is not None and self._clock() - current.loaded_at < self.ttl:
+            return current
+        return None
+
     async def snapshot(self) -> Snapshot:
         current = self._snapshot
         now = self._clock()
@@ -427,12 +436,23 @@ class KeyCache:
         parsed = parse_key(presented)
         if parsed is None:
             return None, "malformed key"
-        snapshot = await self.snapshot()
+        return self._match(self.fresh() or await self.snapshot(), presented, parsed[1])
+
+    def find_in(self, snapshot: Snapshot, presented: str) -> tuple[KeyRecord | None, str]:
+        """:meth:`find` in a snapshot already at hand."""
+        parsed = parse_key(presented)
+        if parsed is None:
+            return None, "malformed key"
+        return self._match(snapshot, presented, parsed[1])
+
+    def _match(
+        self, snapshot: Snapshot, presented: str, key_id: str
+    ) -> tuple[KeyRecord | None, str]:
         digest = hash_key(presented)
         # A dictionary lookup by the hash: comparing hashes leaks nothing an attacker can use,
         # because they cannot choose inputs with a given hash prefix.
         record = snapshot.by_hash.get(digest)
-        if record is None or record.key_id != parsed[1]:
+        if record is None or record.key_id != key_id:
             return None, "unknown key"
         now = self._wall()
         if record.key_hash != digest and (
@@ -445,4 +465,4 @@ class KeyCache:
         return record, ""
 
     async def by_id(self, key_id: str) -> KeyRecord | None:
-        return (await self.snapshot()).by_id.get(key_id)
+        return (self.fresh() or await self.snapshot()).by_id.get(key_id)

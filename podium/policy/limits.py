@@ -79,11 +79,12 @@ class BudgetVerdict:
     held: int  # nano-USD reserved by requests in flight (before this one)
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Closing:
     """What a finished request gives back to its key's limits, in one trip to the store: the
     budget reservation settled at the real cost, and the token bucket corrected by the real
-    token count. Either part may be absent (``reservation`` None, ``tpm`` 0)."""
+    token count. Either part may be absent (``reservation`` None, ``tpm`` 0). Not frozen: a
+    frozen dataclass sets each field through object.__setattr__, 2k instructions a request."""
 
     key_id: str
     period: str | None = None
@@ -171,25 +172,30 @@ class MemoryLimits:
     async def take_rate(
         self, key_id: str, *, rpm: int | None, tpm: int | None, tokens: int
     ) -> float:
+        # The two buckets written out rather than looped over: this runs on every request.
         now = self._clock()
-        wants: list[tuple[_Bucket, float, int]] = []
-        for kind, capacity, need in (("r", rpm, 1), ("t", tpm, tokens)):
-            if capacity:
-                # A request larger than the whole limit waits for a full bucket, not forever.
-                wants.append(
-                    (self._bucket(key_id, kind, capacity, now), min(need, capacity), capacity)
-                )
-        wait = max(
-            ((need - bucket.level) * 60.0 / capacity for bucket, need, capacity in wants),
-            default=0.0,
-        )
+        requests = self._bucket(key_id, "r", rpm, now) if rpm else None
+        token_bucket = self._bucket(key_id, "t", tpm, now) if tpm else None
+        # A request larger than the whole limit waits for a full bucket, not forever.
+        need = min(tokens, tpm) if tpm else 0
+        wait = 0.0
+        if requests is not None and rpm:
+            wait = (min(1, rpm) - requests.level) * 60.0 / rpm
+        if token_bucket is not None and tpm:
+            token_wait = (need - token_bucket.level) * 60.0 / tpm
+            wait = token_wait if requests is None else max(wait, token_wait)
         if wait > 0:
             return wait
-        for bucket, taken, _ in wants:
-            bucket.level -= taken
+        if requests is not None and rpm:
+            requests.level -= min(1, rpm)
+        if token_bucket is not None:
+            token_bucket.level -= need
         return 0.0
 
     async def adjust_tokens(self, key_id: str, *, tpm: int, delta: int) -> None:
+        self._adjust_tokens(key_id, tpm, delta)
+
+    def _adjust_tokens(self, key_id: str, tpm: int, delta: int) -> None:
         bucket = self._bucket(key_id, "t", tpm, self._clock())
         bucket.level = max(-float(tpm), min(float(tpm), bucket.level - delta))
 
@@ -223,6 +229,9 @@ class MemoryLimits:
     async def settle(
         self, key_id: str, period: str, *, reservation: str, actual: int, period_seconds: float
     ) -> None:
+        self._settle(key_id, period, reservation, actual)
+
+    def _settle(self, key_id: str, period: str, reservation: str, actual: int) -> None:
         current = self._budgets.get(key_id)
         if current is None or current[0] != period:
             return  # the period is over; its spend no longer matters
@@ -230,16 +239,11 @@ class MemoryLimits:
         current[1].spent += actual
 
     async def close(self, closing: Closing) -> None:
+        # Plain calls, not awaits of settle and adjust_tokens: a coroutine each is most of it.
         if closing.reservation is not None and closing.period is not None:
-            await self.settle(
-                closing.key_id,
-                closing.period,
-                reservation=closing.reservation,
-                actual=closing.actual,
-                period_seconds=closing.period_seconds,
-            )
+            self._settle(closing.key_id, closing.period, closing.reservation, closing.actual)
         if closing.tpm and closing.token_delta:
-            await self.adjust_tokens(closing.key_id, tpm=closing.tpm, delta=closing.token_delta)
+            self._adjust_tokens(closing.key_id, closing.tpm, closing.token_delta)
 
     async def usage(self, key_id: str, period: str) -> tuple[int, int]:
         current = self._budgets.get(key_id)
