@@ -18,6 +18,7 @@ import ssl
 import time
 import zlib
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import quote, urlsplit
@@ -368,9 +369,19 @@ class OriginPool:
     def idle_connections(self) -> int:
         return len(self._idle)
 
-    async def request(self, head: bytes, body: bytes, *, connect_timeout: float) -> Response:
+    def request(self, head: bytes, body: bytes, *, connect_timeout: float) -> Awaitable[Response]:
         """Send ``head`` (from :func:`request_head`) and ``body``; the answer once its head is
         in. Raises :class:`EgressError` (or an ``OSError`` from connecting)."""
+        # A fresh idle connection is the usual case: the exchange is then awaited directly,
+        # without the two coroutines of waiting for a connection (~3k instructions a call).
+        if not self._closed and self._idle:
+            connection = self._idle[-1]
+            if not connection.lost and time.monotonic() - connection.idle_since < self._keep_idle:
+                self._idle.pop()
+                return connection.exchange(head, body)
+        return self._request(head, body, connect_timeout)
+
+    async def _request(self, head: bytes, body: bytes, connect_timeout: float) -> Response:
         connection = await self._acquire(connect_timeout)
         return await connection.exchange(head, body)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -122,42 +122,37 @@ class Upstream:
             worker=self.worker,
         )
 
-    async def _send(self, path: str, payload: dict[str, Any]) -> Response:
+    def _send(self, path: str, payload: dict[str, Any]) -> Awaitable[Response]:
         head = self._heads.get(path)
         if head is None:
             head = self._heads[path] = request_head(self._origin, "POST", path, self._headers)
         pool = self._http.pool_for(self._origin)
-        return await pool.request(
-            head, orjson.dumps(payload), connect_timeout=self._timeouts.connect
-        )
+        return pool.request(head, orjson.dumps(payload), connect_timeout=self._timeouts.connect)
 
     async def post_json(self, path: str, payload: dict[str, Any]) -> Any:
-        now = asyncio.get_running_loop().time()
-        total_deadline = now + self._timeouts.total
-        head_deadline = now + self._timeouts.first_byte
-        # Which bound is running: the response head's (when it is the nearer), then the whole
-        # call's. One timer, moved once the head is in: nested timeouts cost a timer each.
-        head = head_deadline < total_deadline
+        timer = CallTimer(self._timeouts)
         try:
-            async with asyncio.timeout_at(min(head_deadline, total_deadline)) as bound:
+            try:
                 response = await self._send(path, payload)
-                if head:
-                    head = False
-                    bound.reschedule(total_deadline)
+                timer.head_in = True
                 try:
                     body = await response.read()
                 finally:
                     response.close()
-                if response.status >= 400:
-                    raise self._fail(
-                        response.status,
-                        body,
-                        parse_retry_after(response.headers.get("retry-after")),
-                    )
+            finally:
+                expired = timer.stop()
+        except asyncio.CancelledError:
+            if expired:
+                raise self._timed_out(timer.bound) from None
+            raise
         except TimeoutError:
-            raise self._timed_out("no response head" if head else "total") from None
+            raise self._timed_out(timer.bound) from None
         except (EgressError, OSError) as error:
             raise self._unreachable(error) from None
+        if response.status >= 400:
+            raise self._fail(
+                response.status, body, parse_retry_after(response.headers.get("retry-after"))
+            )
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -198,6 +193,65 @@ class Upstream:
                 stream.close()
         finally:
             response.close()
+
+
+class CallTimer:
+    """Bounds one whole-answer call as ``asyncio.timeout_at`` would (the calling task is
+    cancelled; the caller turns that cancellation into its timeout error), with one timer for
+    both bounds: the response head's (``first_byte``) and the whole call's (``total``). The
+    timer is set for the nearer; when it fires after the head came in, it moves to the whole
+    call's. ``asyncio.timeout_at`` and its reschedule cost ~30k instructions a call (two
+    timers, two coroutines); this one timer ~7k."""
+
+    __slots__ = (
+        "_expired",
+        "_handle",
+        "_head_deadline",
+        "_loop",
+        "_task",
+        "_total_deadline",
+        "head_in",
+    )
+
+    def __init__(self, timeouts: Timeouts) -> None:
+        loop = self._loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
+        if task is None:
+            raise RuntimeError("an upstream call must run in a task")
+        self._task = task
+        now = loop.time()
+        self._head_deadline = now + timeouts.first_byte
+        self._total_deadline = now + timeouts.total
+        self.head_in = False  # set by the caller once the response head is in
+        self._expired = False
+        self._handle: asyncio.TimerHandle | None = loop.call_at(
+            min(self._head_deadline, self._total_deadline), self._fire
+        )
+
+    def _fire(self) -> None:
+        if self.head_in and self._loop.time() < self._total_deadline:
+            self._handle = self._loop.call_at(self._total_deadline, self._fire)
+            return
+        self._handle = None
+        self._expired = True
+        self._task.cancel()
+
+    @property
+    def bound(self) -> str:
+        """Which bound was running: the response head's while it was the nearer and the head
+        had not come in, else the whole call's."""
+        if not self.head_in and self._head_deadline < self._total_deadline:
+            return "no response head"
+        return "total"
+
+    def stop(self) -> bool:
+        """Stop the timer. True when it fired and its cancellation is the only one pending
+        (as ``asyncio.timeout`` decides): a CancelledError the call ended with is then the
+        timeout's."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        return self._expired and self._task.uncancel() == 0
 
 
 class StreamBody:
