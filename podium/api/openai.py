@@ -422,6 +422,8 @@ def plain_request(body: dict[str, Any]) -> ChatRequest | None:
         if role is None or type(content) is not str or not (name is None or type(name) is str):
             return None
         messages.append(Message(role, [TextPart(content)], name=name))  # type: ignore[arg-type]
+    if len(body) == 2:  # only the model and the messages: every other field is its default
+        return ChatRequest(model=model, messages=messages)
     stream = body.get("stream")
     temperature = body.get("temperature")
     top_p = body.get("top_p")

@@ -50,6 +50,18 @@ class OpenAIOptions(BaseModel):
 
 
 def encode_message(message: Message) -> dict[str, Any]:
+    content = message.content
+    if len(content) == 1 and type(content[0]) is TextPart and message.role != "tool":
+        # The usual message, one text part: what the general path below gives for it.
+        if message.tool_calls:
+            return _encode_message(message)
+        if message.name:
+            return {"role": message.role, "content": content[0].text, "name": message.name}
+        return {"role": message.role, "content": content[0].text}
+    return _encode_message(message)
+
+
+def _encode_message(message: Message) -> dict[str, Any]:
     if message.role == "tool":
         return {
             "role": "tool",
@@ -122,10 +134,14 @@ def encode_request(
             if fmt.strict is not None:
                 schema["strict"] = fmt.strict
             payload["response_format"] = {"type": "json_schema", "json_schema": schema}
-    for name in ("temperature", "top_p", "seed", "user"):
-        value = getattr(request, name)
-        if value is not None:
-            payload[name] = value
+    if request.temperature is not None:
+        payload["temperature"] = request.temperature
+    if request.top_p is not None:
+        payload["top_p"] = request.top_p
+    if request.seed is not None:
+        payload["seed"] = request.seed
+    if request.user is not None:
+        payload["user"] = request.user
     if request.max_tokens is not None:
         payload[options.max_tokens_field] = request.max_tokens
     if request.stop:
@@ -153,14 +169,19 @@ def decode_response(data: Any, worker: str) -> ChatResponse:
     try:
         choice = data["choices"][0]
         message = choice.get("message") or {}
-        calls = [
-            ToolCall(
-                id=call.get("id") or f"call_{uuid.uuid4().hex[:24]}",
-                name=call["function"]["name"],
-                arguments=call["function"].get("arguments") or "{}",
-            )
-            for call in message.get("tool_calls") or []
-        ]
+        wire_calls = message.get("tool_calls")
+        calls = (
+            [
+                ToolCall(
+                    id=call.get("id") or f"call_{uuid.uuid4().hex[:24]}",
+                    name=call["function"]["name"],
+                    arguments=call["function"].get("arguments") or "{}",
+                )
+                for call in wire_calls
+            ]
+            if wire_calls
+            else []
+        )
         return ChatResponse(
             id=str(data.get("id") or f"chatcmpl-{uuid.uuid4().hex}"),
             model=worker,

@@ -43,26 +43,28 @@ class DirectRouter:
                 f"no worker is cleared for data class {context.data_class!r} and this caller",
                 code="no_eligible_worker",
             )
-        if request.model in VIRTUAL_MODELS:
+        model = request.model
+        virtual = model in VIRTUAL_MODELS
+        if virtual:
             chosen = self._default if self._default in eligible else eligible[0]
-            reason = f"{request.model} goes to the default worker {chosen!r}"
+            reason = f"{model} goes to the default worker {chosen!r}"
         else:
-            named = self.resolve(request.model, context)
+            # A worker's own name is the usual request: found without resolve's lookup table.
+            named = model if model in eligible else self.resolve(model, context)
             if named is None:
                 return None
             if named not in eligible:
                 raise PodiumError(
                     "permission",
-                    f"model {request.model!r} is not available to this request "
+                    f"model {model!r} is not available to this request "
                     f"(data class {context.data_class!r}, caller scopes, or draining)",
                     code="model_not_eligible",
                 )
             chosen = named
-            reason = f"model {request.model!r} names worker {chosen!r}"
-        fallbacks = [name for name in eligible if name != chosen]
+            reason = f"model {model!r} names worker {chosen!r}"
         return Decision(
             workflow=Workflow.single(
-                chosen, fallbacks=fallbacks if request.model in VIRTUAL_MODELS else []
+                chosen, fallbacks=[name for name in eligible if name != chosen] if virtual else []
             ),
             router=self.name,
             reason=reason,
