@@ -82,6 +82,27 @@ def test_label_values_are_capped_into_other() -> None:
     assert sample(text, "podium_requests_total", caller="other") == 7
 
 
+def test_series_appear_once_counted_and_add_up() -> None:
+    registry = Registry()
+    hook = MetricsHook(registry, LabelCap(5))
+    hook.count(trace("t0", 0.0, "small", input_tokens=0, output_tokens=0, cost_usd=0.0))
+    text = registry.render()
+    assert "podium_tokens_total{" not in text  # nothing counted: no series at 0
+    assert "podium_cost_usd_total{" not in text
+    assert "podium_time_to_first_token_seconds_count" not in text
+    for i in range(1, 4):
+        hook.count(trace(f"t{i}", 0.0, "small", ttft_ms=100.0 * i))
+    text = registry.render()
+    assert sample(text, "podium_requests_total", worker="small", status="ok") == 4
+    assert sample(text, "podium_tokens_total", worker="small", direction="input") == 360
+    assert sample(text, "podium_cost_usd_total", worker="small") == pytest.approx(0.00126)
+    assert sample(text, "podium_time_to_first_token_seconds_sum", worker="small") == pytest.approx(
+        0.6
+    )
+    assert sample(text, "podium_request_duration_seconds_count", worker="small") == 4
+    assert sample(text, "podium_worker_calls_total", worker="small", status="ok") == 4
+
+
 def test_label_values_are_escaped() -> None:
     registry = Registry()
     MetricsHook(registry, LabelCap(5)).count(trace("t", 0.0, "small", caller='a"b\\c\nd'))
