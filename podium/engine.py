@@ -104,7 +104,8 @@ class Engine:
         self,
         workers: list[str],
         attempts: list[Attempt],
-        call: Callable[[Worker, Attempt, float], Awaitable[T]],
+        call: Callable[[Worker, Attempt, float, ChatRequest], Awaitable[T]],
+        request: ChatRequest,
         *,
         step: int,
         role: str,
@@ -120,7 +121,7 @@ class Engine:
                 started = time.perf_counter()
                 worker.in_flight += 1
                 try:
-                    result = await call(worker, attempt, started)
+                    result = await call(worker, attempt, started, request)
                 except ProviderError as error:
                     attempt.latency_ms = (time.perf_counter() - started) * 1000
                     attempt.status, attempt.error, attempt.error_kind = (
@@ -155,7 +156,7 @@ class Engine:
                 )
         raise self._exhausted(workers, last)
 
-    async def complete(
+    def complete(
         self,
         request: ChatRequest,
         workers: list[str],
@@ -163,23 +164,27 @@ class Engine:
         *,
         step: int = 0,
         role: str = "answer",
-    ) -> tuple[Worker, ChatResponse]:
-        async def call(
-            worker: Worker, attempt: Attempt, started: float
-        ) -> tuple[Worker, ChatResponse]:
-            response = await worker.provider.complete(request)
-            worker.breaker.record_success()
-            attempt.latency_ms = (time.perf_counter() - started) * 1000
-            attempt.ttft_ms = attempt.latency_ms
-            if response.usage.total_tokens == 0:
-                response.usage = Usage(
-                    tokens_for_length(request.prompt_length()), estimate_tokens(response.text)
-                )
-            attempt.usage = response.usage
-            attempt.cost_usd = worker.cost(response.usage)
-            return worker, response
+    ) -> Awaitable[tuple[Worker, ChatResponse]]:
+        # The search itself is what the caller awaits: a coroutine of this method's own and
+        # a closure per call cost ~2k instructions a request.
+        return self._first_success(
+            workers, attempts, self._complete_on, request, step=step, role=role
+        )
 
-        return await self._first_success(workers, attempts, call, step=step, role=role)
+    async def _complete_on(
+        self, worker: Worker, attempt: Attempt, started: float, request: ChatRequest
+    ) -> tuple[Worker, ChatResponse]:
+        response = await worker.provider.complete(request)
+        worker.breaker.record_success()
+        attempt.latency_ms = (time.perf_counter() - started) * 1000
+        attempt.ttft_ms = attempt.latency_ms
+        if response.usage.total_tokens == 0:
+            response.usage = Usage(
+                tokens_for_length(request.prompt_length()), estimate_tokens(response.text)
+            )
+        attempt.usage = response.usage
+        attempt.cost_usd = worker.cost(response.usage)
+        return worker, response
 
     async def stream(
         self,
@@ -197,7 +202,7 @@ class Engine:
         worker whose provider speaks that format relays (a :class:`MeteredRelay`)."""
 
         async def call(
-            worker: Worker, attempt: Attempt, started: float
+            worker: Worker, attempt: Attempt, started: float, request: ChatRequest
         ) -> MeteredStream | MeteredRelay:
             provider = worker.provider
             if relay is not None and getattr(provider, "wire", None) == relay:
@@ -210,7 +215,7 @@ class Engine:
             attempt.ttft_ms = (time.perf_counter() - started) * 1000
             return MeteredStream(worker, request, first, events, attempt, started)
 
-        return await self._first_success(workers, attempts, call, step=step, role=role)
+        return await self._first_success(workers, attempts, call, request, step=step, role=role)
 
 
 def abandon_probe(worker: Worker) -> None:

@@ -196,8 +196,9 @@ class WorkflowExecutor:
         *,
         context: RequestContext | None = None,
     ) -> ChatResponse:
-        await self._run_steps(request, workflow, run)
         index = len(workflow.steps) - 1
+        if index:  # a single step (most requests) has nothing to run before the last
+            await self._run_steps(request, workflow, run)
         draft = self._accept(workflow, run)
         if draft is not None:
             run.attempts.append(Attempt(draft.worker, step=index, role="accept"))
@@ -221,8 +222,9 @@ class WorkflowExecutor:
     ) -> MeteredStream | MeteredRelay:
         """The last step's stream, started. ``relay``: see :meth:`Engine.stream` (a cascade's
         accepted draft is replayed as events, never relayed)."""
-        await self._run_steps(request, workflow, run)
         index = len(workflow.steps) - 1
+        if index:
+            await self._run_steps(request, workflow, run)
         draft = self._accept(workflow, run)
         if draft is not None:
             worker = self.engine.pool.get(draft.worker)

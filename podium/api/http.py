@@ -82,14 +82,18 @@ class Request:
         return self._body
 
     async def json(self, limit: int) -> Any:
-        body = await self.body(limit)
-        if not body.strip():
-            raise PodiumError("invalid_request", "request body is empty; expected a JSON object")
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError as error:
-            reason = "not valid UTF-8" if "utf-8" in str(error).lower() else "not valid JSON"
-            raise PodiumError("invalid_request", f"request body is {reason}: {error}") from None
+        return parse_json(await self.body(limit))
+
+
+def parse_json(body: bytes) -> Any:
+    """A request body's JSON (what :meth:`Request.json` reads), or the error that says why not."""
+    if not body.strip():
+        raise PodiumError("invalid_request", "request body is empty; expected a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        reason = "not valid UTF-8" if "utf-8" in str(error).lower() else "not valid JSON"
+        raise PodiumError("invalid_request", f"request body is {reason}: {error}") from None
 
 
 @dataclass(slots=True)
@@ -214,12 +218,6 @@ class App:
                     return candidate, params, True
         return None, {}, path_known
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            await self._http(scope, receive, send)
-        elif scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
@@ -241,7 +239,12 @@ class App:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await self._lifespan(receive, send)
+            return
+        # A request is served in this coroutine, not one of its own: ~1k instructions fewer.
         route, params, path_known = self._match(
             scope["method"], scope["path"], scope.get("raw_path")
         )

@@ -146,7 +146,10 @@ async def decide(
         if decision is not None:
             # Clearance is enforced here again, whatever the router said: every step and every
             # fallback must be an eligible worker.
-            decision.workflow.fallbacks = [w for w in decision.workflow.fallbacks if w in allowed]
+            if decision.workflow.fallbacks:
+                decision.workflow.fallbacks = [
+                    w for w in decision.workflow.fallbacks if w in allowed
+                ]
             try:
                 decision.workflow.validate(allowed)
             except WorkflowError as error:
