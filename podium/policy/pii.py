@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator
 
 from podium.policy.findings import Finding
+from podium.policy.needles import Needles
 
 EMAIL = re.compile(
     r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}\b"
@@ -105,6 +106,9 @@ _SHAPE = bytes.maketrans(
 )
 _DOB_WORDS = ("born", "birth", "dob", "d.o", "do.b")
 _ID_WORDS = ("passport", "licen", "national id", "id card", "tax id", "medical record", "account")
+_LABEL_WORDS = Needles(_DOB_WORDS + _ID_WORDS)
+_DOB_BITS = _LABEL_WORDS.bits(_DOB_WORDS)
+_ID_BITS = _LABEL_WORDS.bits(_ID_WORDS)
 
 
 class PatternDetector:
@@ -137,10 +141,10 @@ class PatternDetector:
         if b"AA00" in shape:
             findings.extend(self._ibans(text))
         findings.extend(self._ips(text, ipv4=b"0.0" in shape))
-        lowered = text.lower()
-        if any(word in lowered for word in _DOB_WORDS):
+        labels = _LABEL_WORDS.found(text.lower())
+        if labels & _DOB_BITS:
             findings.extend(self._dates_of_birth(text))
-        if any(word in lowered for word in _ID_WORDS):
+        if labels & _ID_BITS:
             findings.extend(self._ids(text))
         return findings
 

@@ -1,0 +1,185 @@
+/* Which of a few fixed byte strings occur in a text, in one pass (podium/policy/needles.py
+ * is the Python side, and its fallback when this module was not built).
+ *
+ * The screens ask "does the text contain any of these words?" before they run a regular
+ * expression: about seventy words a message. Python's `in` scans the whole text once per
+ * word; here an Aho-Corasick automaton, compiled to a table of transitions, reads each byte
+ * once and says which words occurred, as the bits of one integer.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define CAPSULE_NAME "podium.policy._needles.Automaton"
+#define MAX_NEEDLES 64
+
+typedef struct {
+    uint8_t classes[256]; /* byte -> its column in the table; 0: a byte no needle has */
+    Py_ssize_t columns;
+    Py_ssize_t states;
+    int32_t *next;    /* states x columns: the state after reading a byte in a state */
+    uint64_t *output; /* per state: the needles that end there (or at one of its suffixes) */
+} Automaton;
+
+static void automaton_free(Automaton *automaton) {
+    if (automaton != NULL) {
+        PyMem_Free(automaton->next);
+        PyMem_Free(automaton->output);
+        PyMem_Free(automaton);
+    }
+}
+
+static void capsule_free(PyObject *capsule) {
+    automaton_free(PyCapsule_GetPointer(capsule, CAPSULE_NAME));
+}
+
+/* The trie of the needles, then the failure links in breadth-first order, folded into the
+ * table so that reading a byte is one lookup whatever happened before. */
+static int build(Automaton *automaton, PyObject *needles) {
+    Py_ssize_t count = PyTuple_GET_SIZE(needles);
+    Py_ssize_t total = 1;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *needle = PyTuple_GET_ITEM(needles, i);
+        if (!PyBytes_Check(needle)) {
+            PyErr_SetString(PyExc_TypeError, "needles must be bytes");
+            return -1;
+        }
+        total += PyBytes_GET_SIZE(needle);
+        for (Py_ssize_t k = 0; k < PyBytes_GET_SIZE(needle); k++) {
+            unsigned char byte = (unsigned char)PyBytes_AS_STRING(needle)[k];
+            if (automaton->classes[byte] == 0) {
+                automaton->classes[byte] = (uint8_t)++automaton->columns;
+            }
+        }
+    }
+    automaton->columns++; /* column 0: every byte that is in no needle */
+    if (total > (Py_ssize_t)(INT32_MAX / automaton->columns)) {
+        PyErr_SetString(PyExc_ValueError, "the needles are too long");
+        return -1;
+    }
+    Py_ssize_t columns = automaton->columns;
+    automaton->next = PyMem_Malloc((size_t)(total * columns) * sizeof(int32_t));
+    automaton->output = PyMem_Calloc((size_t)total, sizeof(uint64_t));
+    Py_ssize_t *fail = PyMem_Calloc((size_t)total, sizeof(Py_ssize_t));
+    Py_ssize_t *queue = PyMem_Malloc((size_t)total * sizeof(Py_ssize_t));
+    if (automaton->next == NULL || automaton->output == NULL || fail == NULL || queue == NULL) {
+        PyMem_Free(fail);
+        PyMem_Free(queue);
+        PyErr_NoMemory();
+        return -1;
+    }
+    int32_t *next = automaton->next;
+    for (Py_ssize_t k = 0; k < total * columns; k++) {
+        next[k] = -1;
+    }
+    Py_ssize_t states = 1;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *needle = PyTuple_GET_ITEM(needles, i);
+        Py_ssize_t state = 0;
+        for (Py_ssize_t k = 0; k < PyBytes_GET_SIZE(needle); k++) {
+            uint8_t column = automaton->classes[(unsigned char)PyBytes_AS_STRING(needle)[k]];
+            if (next[state * columns + column] < 0) {
+                next[state * columns + column] = (int32_t)states++;
+            }
+            state = next[state * columns + column];
+        }
+        automaton->output[state] |= UINT64_C(1) << i;
+    }
+    automaton->states = states;
+    Py_ssize_t head = 0, tail = 0;
+    for (Py_ssize_t column = 0; column < columns; column++) {
+        int32_t child = next[column];
+        if (child < 0) {
+            next[column] = 0;
+        } else {
+            fail[child] = 0;
+            queue[tail++] = child;
+        }
+    }
+    while (head < tail) {
+        Py_ssize_t state = queue[head++];
+        automaton->output[state] |= automaton->output[fail[state]];
+        for (Py_ssize_t column = 0; column < columns; column++) {
+            int32_t child = next[state * columns + column];
+            int32_t fallback = next[fail[state] * columns + column];
+            if (child < 0) {
+                next[state * columns + column] = fallback;
+            } else {
+                fail[child] = fallback;
+                queue[tail++] = child;
+            }
+        }
+    }
+    PyMem_Free(fail);
+    PyMem_Free(queue);
+    return 0;
+}
+
+static PyObject *compile(PyObject *module, PyObject *args) {
+    PyObject *needles;
+    if (!PyArg_ParseTuple(args, "O!:compile", &PyTuple_Type, &needles)) {
+        return NULL;
+    }
+    if (PyTuple_GET_SIZE(needles) > MAX_NEEDLES) {
+        PyErr_Format(PyExc_ValueError, "at most %d needles", MAX_NEEDLES);
+        return NULL;
+    }
+    Automaton *automaton = PyMem_Calloc(1, sizeof(Automaton));
+    if (automaton == NULL) {
+        return PyErr_NoMemory();
+    }
+    if (build(automaton, needles) < 0) {
+        automaton_free(automaton);
+        return NULL;
+    }
+    PyObject *capsule = PyCapsule_New(automaton, CAPSULE_NAME, capsule_free);
+    if (capsule == NULL) {
+        automaton_free(automaton);
+    }
+    return capsule;
+}
+
+static PyObject *found(PyObject *module, PyObject *args) {
+    PyObject *capsule;
+    Py_buffer text;
+    if (!PyArg_ParseTuple(args, "Oy*:found", &capsule, &text)) {
+        return NULL;
+    }
+    Automaton *automaton = PyCapsule_GetPointer(capsule, CAPSULE_NAME);
+    if (automaton == NULL) {
+        PyBuffer_Release(&text);
+        return NULL;
+    }
+    const unsigned char *data = text.buf;
+    const uint8_t *classes = automaton->classes;
+    const int32_t *next = automaton->next;
+    const uint64_t *output = automaton->output;
+    Py_ssize_t columns = automaton->columns;
+    uint64_t mask = output[0];
+    int32_t state = 0;
+    for (Py_ssize_t k = 0; k < text.len; k++) {
+        state = next[state * columns + classes[data[k]]];
+        mask |= output[state];
+    }
+    PyBuffer_Release(&text);
+    return PyLong_FromUnsignedLongLong(mask);
+}
+
+static PyMethodDef methods[] = {
+    {"compile", compile, METH_VARARGS,
+     "compile(needles: tuple[bytes, ...]) -> automaton: at most 64 needles."},
+    {"found", found, METH_VARARGS,
+     "found(automaton, text: bytes) -> int: bit i set when needle i occurs in text."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_needles",
+    .m_doc = "Which fixed byte strings occur in a text.",
+    .m_size = -1,
+    .m_methods = methods,
+};
+
+PyMODINIT_FUNC PyInit__needles(void) { return PyModule_Create(&module); }

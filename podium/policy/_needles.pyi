@@ -1,0 +1,6 @@
+from typing import NewType
+
+Automaton = NewType("Automaton", object)
+
+def compile(needles: tuple[bytes, ...], /) -> Automaton: ...
+def found(automaton: Automaton, text: bytes, /) -> int: ...
