@@ -12,6 +12,7 @@ import base64
 import binascii
 import math
 import re
+import string
 import unicodedata
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -147,6 +148,12 @@ _INVISIBLE = re.compile(
     "[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\U000e0000-\U000e007f]"
 )
 _BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4}){6,}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+# ASCII bytes to b"b" for the base64 alphabet, else b".": the shape _BASE64 needs 24 b"b" of.
+_BASE64_SHAPE = bytes(
+    ord("b") if chr(code).isascii() and (chr(code).isalnum() or chr(code) in "+/") else ord(".")
+    for code in range(256)
+)
+_BASE64_RUN = b"b" * 24
 _TOKEN = re.compile(r"\S+")
 _WORDISH = re.compile(r"[A-Za-z\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff]+")
 
@@ -189,6 +196,8 @@ def _dotless(text: str) -> bool:
 def encoded_payload(text: str) -> bool:
     """A base64 run that decodes to mostly printable text: a way to slip instructions past a
     keyword screen."""
+    if text.isascii() and _BASE64_RUN not in text.encode("ascii").translate(_BASE64_SHAPE):
+        return False  # no 24 base64 characters in a row: the usual case, decided in C
     # A run of 24 base64 characters lies inside one whitespace-free token.
     for token in text.split():
         if len(token) >= 24 and any(_printable_base64(m.group(0)) for m in _BASE64.finditer(token)):
@@ -214,6 +223,16 @@ _ODD_BYTES = "".join(sorted(_ODD_SYMBOLS)).encode("ascii")
 _GLUED = re.compile(r"[a-z]{2}[A-Z][a-z]")
 # Every match of _GLUED contains one of this; starting at the rare capital, the scan is fast.
 _GLUED_HINT = re.compile(r"[A-Z](?<=[a-z]{2}[A-Z])[a-z]")
+# ASCII bytes to b"A" for capitals, b"a" for small letters, else b".": in this shape _GLUED's
+# matches are exactly the places of b"aaAa".
+_CASE_SHAPE = bytes(
+    ord("A")
+    if chr(code) in string.ascii_uppercase
+    else ord("a")
+    if chr(code) in string.ascii_lowercase
+    else ord(".")
+    for code in range(256)
+)
 _LABEL = re.compile(r"[(\[]\w{1,3}[)\]][.:,]?")
 
 
@@ -240,9 +259,11 @@ def gibberish_score(text: str) -> float:
     if text.isascii():  # bytes.translate deletes in C; str.translate looks up every character
         raw = text.encode("ascii")
         suspects = len(raw) - len(raw.translate(None, _ODD_BYTES))
+        glued = suspects < 5 and b"aaAa" in raw.translate(_CASE_SHAPE)  # what _GLUED matches
     else:
         suspects = len(text) - len(text.translate(_DROP_ODD_SYMBOLS))
-    if suspects < 5 and _GLUED_HINT.search(text) is not None:
+        glued = suspects < 5 and _GLUED_HINT.search(text) is not None
+    if glued:
         suspects += len(_GLUED.findall(text))
     if suspects < 5:
         return 0.0
