@@ -140,29 +140,54 @@ static PyObject *compile(PyObject *module, PyObject *args) {
     return capsule;
 }
 
+/* The text as bytes to search: an ASCII str as it is stored (its characters are its UTF-8
+ * bytes), any other str as UTF-8 with lone surrogates kept, or any bytes-like object. */
+static int text_bytes(PyObject *text, Py_buffer *view, PyObject **encoded) {
+    *encoded = NULL;
+    if (PyUnicode_Check(text)) {
+        if (PyUnicode_IS_ASCII(text)) {
+            return PyBuffer_FillInfo(view, text, PyUnicode_1BYTE_DATA(text),
+                                     PyUnicode_GET_LENGTH(text), 1, PyBUF_SIMPLE);
+        }
+        *encoded = PyUnicode_AsEncodedString(text, "utf-8", "surrogatepass");
+        if (*encoded == NULL) {
+            return -1;
+        }
+        text = *encoded;
+    }
+    if (PyObject_GetBuffer(text, view, PyBUF_SIMPLE) < 0) {
+        Py_XDECREF(*encoded);
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *found(PyObject *module, PyObject *args) {
-    PyObject *capsule;
-    Py_buffer text;
-    if (!PyArg_ParseTuple(args, "Oy*:found", &capsule, &text)) {
+    PyObject *capsule, *text, *encoded;
+    if (!PyArg_ParseTuple(args, "OO:found", &capsule, &text)) {
         return NULL;
     }
     Automaton *automaton = PyCapsule_GetPointer(capsule, CAPSULE_NAME);
     if (automaton == NULL) {
-        PyBuffer_Release(&text);
         return NULL;
     }
-    const unsigned char *data = text.buf;
+    Py_buffer view;
+    if (text_bytes(text, &view, &encoded) < 0) {
+        return NULL;
+    }
+    const unsigned char *data = view.buf;
     const uint8_t *classes = automaton->classes;
     const int32_t *next = automaton->next;
     const uint64_t *output = automaton->output;
     Py_ssize_t columns = automaton->columns;
     uint64_t mask = output[0];
     int32_t state = 0;
-    for (Py_ssize_t k = 0; k < text.len; k++) {
+    for (Py_ssize_t k = 0; k < view.len; k++) {
         state = next[state * columns + classes[data[k]]];
         mask |= output[state];
     }
-    PyBuffer_Release(&text);
+    PyBuffer_Release(&view);
+    Py_XDECREF(encoded);
     return PyLong_FromUnsignedLongLong(mask);
 }
 
@@ -170,7 +195,7 @@ static PyMethodDef methods[] = {
     {"compile", compile, METH_VARARGS,
      "compile(needles: tuple[bytes, ...]) -> automaton: at most 64 needles."},
     {"found", found, METH_VARARGS,
-     "found(automaton, text: bytes) -> int: bit i set when needle i occurs in text."},
+     "found(automaton, text: str | bytes) -> int: bit i set when needle i occurs in text."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -370,9 +370,10 @@ def _triggers_before_lower(text: str, classes: bytes | None) -> list[tuple[int, 
     if not present:  # the usual case
         return []
     spans_found = []
-    for bit, (word, pattern) in enumerate(_TRIGGER_PATTERNS):
-        if not present >> bit & 1:
-            continue
+    while present:  # the words found, lowest bit first: usually one or two
+        bit = present & -present
+        present ^= bit
+        word, pattern = _TRIGGER_PATTERNS[bit.bit_length() - 1]
         index = lowered.find(word)
         while index >= 0:
             found = pattern.match(lowered, index)

@@ -14,6 +14,7 @@ surrogates are kept (``surrogatepass``) so that this holds for every ``str``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 
 MAX_WORDS = 64
@@ -34,12 +35,8 @@ class Needles:
             except ImportError:  # built without a C compiler
                 return
             automaton = _needles.compile(tuple(_utf8(word) for word in self.words))
-            search = _needles.found
-
-            def found(text: str) -> int:
-                return search(automaton, _utf8(text))
-
-            self.found = found
+            # The module reads an ASCII str in place and encodes any other one itself.
+            self.found = functools.partial(_needles.found, automaton)
             self.compiled = True
 
     def _found_by_scanning(self, text: str) -> int:
