@@ -127,6 +127,25 @@ async def test_traces_round_trip_with_every_field(tmp_path: Path) -> None:
         await store.close()
 
 
+async def test_empty_columns_are_stored_as_null(tmp_path: Path) -> None:
+    """The writer binds an empty column as NaN, which SQLite stores as NULL (cheaper to bind
+    than None): what is stored, and read back, is NULL and None all the same."""
+    store = SQLiteStore(tmp_path / "p.db")
+    await store.open()
+    try:
+        original = trace("t1", worker=None, ttft_ms=None, workers="")
+        await store.write_traces([original])
+        assert await store.get_trace("t1") == original
+        nullable = ("router", "rule", "reason", "worker", "ttft_ms", "error", "error_kind")
+        nullable += ("contract", "prompt", "answer")
+        types = await store.execute(
+            f"SELECT {', '.join(f'typeof({c})' for c in nullable)} FROM traces"
+        )
+        assert list(types[0]) == ["null"] * len(nullable)
+    finally:
+        await store.close()
+
+
 async def test_a_replayed_trace_is_stored_once_and_counted_once(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "p.db")
     await store.open()
