@@ -136,6 +136,22 @@ async def test_rotation_keeps_the_id_and_ends_the_old_secret(store: KeyStore) ->
     assert (await cache.find(newer))[0] is not None
 
 
+async def test_keys_seen_before_still_expire_within_one_snapshot(store: KeyStore) -> None:
+    wall = [time.time()]
+    cache = KeyCache(store, ttl=3600, wall=lambda: wall[0])
+    record, old = await store.create(NewKey(owner="team-a", expires_at=wall[0] + 100))
+    _, new = await store.rotate(record.key_id, grace_seconds=10)
+    for _ in range(2):  # the second time from the keys seen in this snapshot
+        assert (await cache.find(old))[0] is not None
+        assert (await cache.find(new))[0] is not None
+        assert cache.find_in(await cache.snapshot(), new + "x") == (None, "malformed key")
+    wall[0] += 11
+    assert await cache.find(old) == (None, "rotated key")
+    assert (await cache.find(new))[0] is not None
+    wall[0] += 100
+    assert await cache.find(new) == (None, "expired key")
+
+
 async def test_cache_reloads_once_for_many_concurrent_lookups(store: KeyStore) -> None:
     calls = 0
     original = store.all

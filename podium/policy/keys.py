@@ -333,6 +333,12 @@ class Snapshot:
     app_keys: int
     admin_keys: int
     loaded_at: float
+    # Keys presented since this snapshot was read that matched a record -> (the record, True
+    # unless it is the secret before a rotation). Checking a key's shape and hashing it are
+    # half of a request's key check (15k instructions); a key seen before skips both. Only
+    # matching keys are kept, so forged ones cannot grow it (at most two per record), and it
+    # goes with the snapshot, after ``ttl`` seconds at most.
+    seen: dict[str, tuple[KeyRecord, bool]] = field(default_factory=dict)
 
 
 class KeyUnavailable(Exception):
@@ -433,13 +439,15 @@ class KeyCache:
 
     async def find(self, presented: str) -> tuple[KeyRecord | None, str]:
         """The active record for ``presented`` and ``""``, or None and why it was refused."""
-        parsed = parse_key(presented)
-        if parsed is None:
+        if parse_key(presented) is None:  # refused before the store is asked
             return None, "malformed key"
-        return self._match(self.fresh() or await self.snapshot(), presented, parsed[1])
+        return self.find_in(self.fresh() or await self.snapshot(), presented)
 
     def find_in(self, snapshot: Snapshot, presented: str) -> tuple[KeyRecord | None, str]:
         """:meth:`find` in a snapshot already at hand."""
+        seen = snapshot.seen.get(presented)
+        if seen is not None:
+            return self._check(*seen)
         parsed = parse_key(presented)
         if parsed is None:
             return None, "malformed key"
@@ -454,8 +462,14 @@ class KeyCache:
         record = snapshot.by_hash.get(digest)
         if record is None or record.key_id != key_id:
             return None, "unknown key"
+        seen = snapshot.seen[presented] = (record, record.key_hash == digest)
+        return self._check(*seen)
+
+    def _check(self, record: KeyRecord, current: bool) -> tuple[KeyRecord | None, str]:
+        """The record, unless the key is a rotated-out secret past its grace, or the key is
+        revoked or expired (checked on every request: time moves within a snapshot)."""
         now = self._wall()
-        if record.key_hash != digest and (
+        if not current and (
             record.previous_expires_at is None or record.previous_expires_at <= now
         ):
             return None, "rotated key"

@@ -25,8 +25,15 @@ NANO = 1_000_000_000
 
 def to_nano(usd: float, *, up: bool = False) -> int:
     scaled = usd * NANO
+    if not up:
+        return round(scaled)
     # Rounded first so float noise (1.0000000000000002) does not round a reservation up.
-    return math.ceil(round(scaled, 3)) if up else round(scaled)
+    # round(scaled, 3) goes through decimal digits (3k instructions); it can only change
+    # the ceiling when ``scaled`` is within 0.0005 above a whole number, so it runs only then.
+    whole = math.floor(scaled)
+    if scaled - whole > 0.001:
+        return whole + 1
+    return math.ceil(round(scaled, 3))
 
 
 def usd(nano: int) -> float:
@@ -84,7 +91,7 @@ class Closing:
     """What a finished request gives back to its key's limits, in one trip to the store: the
     budget reservation settled at the real cost, and the token bucket corrected by the real
     token count. Either part may be absent (``reservation`` None, ``tpm`` 0). Not frozen: a
-    frozen dataclass sets each field through object.__setattr__, 2k instructions a request."""
+    frozen dataclass sets each field through object.__setattr__ (made on every request)."""
 
     key_id: str
     period: str | None = None
@@ -142,17 +149,42 @@ class _Bucket:
     level: float
     stamp: float
 
+    def refill(self, capacity: int, now: float) -> None:
+        # min(float(capacity), level) written out: the builtin costs more than the bucket.
+        level = self.level + (now - self.stamp) * capacity / 60.0
+        self.level = level if level < capacity else float(capacity)
+        self.stamp = now
+
 
 @dataclass(slots=True)
 class _Budget:
     spent: int = 0
     held: dict[str, tuple[int, float]] = field(default_factory=dict)  # id -> (amount, expiry)
+    # Kept with ``held`` so that a reservation neither sums nor scans it: the sum of its
+    # amounts, and a time no hold expires before (the earliest expiry, or earlier).
+    held_total: int = 0
+    next_expiry: float = math.inf
+
+    def release(self, reservation: str) -> None:
+        released = self.held.pop(reservation, None)
+        if released is not None:
+            self.held_total -= released[0]
+
+    def expire(self, now: float) -> None:
+        """Forget the holds that expired (requests that never settled)."""
+        for stale in [rid for rid, (_, expiry) in self.held.items() if expiry <= now]:
+            del self.held[stale]
+        self.held_total = sum(amount for amount, _ in self.held.values())
+        self.next_expiry = min((expiry for _, expiry in self.held.values()), default=math.inf)
 
 
 class MemoryLimits:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._buckets: dict[tuple[str, str], _Bucket] = {}
+        # Key id -> bucket, one table per kind: a string key is hashed once and kept, a
+        # (key, kind) tuple is hashed on every lookup.
+        self._requests: dict[str, _Bucket] = {}
+        self._tokens: dict[str, _Bucket] = {}
         self._budgets: dict[str, tuple[str, _Budget]] = {}  # key -> (period, state)
 
     async def start(self) -> None:
@@ -161,12 +193,12 @@ class MemoryLimits:
     async def aclose(self) -> None:
         return None
 
-    def _bucket(self, key_id: str, kind: str, capacity: int, now: float) -> _Bucket:
-        bucket = self._buckets.get((key_id, kind))
+    @staticmethod
+    def _bucket(buckets: dict[str, _Bucket], key_id: str, capacity: int, now: float) -> _Bucket:
+        bucket = buckets.get(key_id)
         if bucket is None:
-            bucket = self._buckets[(key_id, kind)] = _Bucket(float(capacity), now)
-        bucket.level = min(float(capacity), bucket.level + (now - bucket.stamp) * capacity / 60.0)
-        bucket.stamp = now
+            bucket = buckets[key_id] = _Bucket(float(capacity), now)
+        bucket.refill(capacity, now)
         return bucket
 
     async def take_rate(
@@ -174,20 +206,23 @@ class MemoryLimits:
     ) -> float:
         # The two buckets written out rather than looped over: this runs on every request.
         now = self._clock()
-        requests = self._bucket(key_id, "r", rpm, now) if rpm else None
-        token_bucket = self._bucket(key_id, "t", tpm, now) if tpm else None
-        # A request larger than the whole limit waits for a full bucket, not forever.
-        need = min(tokens, tpm) if tpm else 0
         wait = 0.0
-        if requests is not None and rpm:
-            wait = (min(1, rpm) - requests.level) * 60.0 / rpm
-        if token_bucket is not None and tpm:
+        requests = token_bucket = None
+        need = 0
+        if rpm:
+            requests = self._bucket(self._requests, key_id, rpm, now)
+            wait = (1 - requests.level) * 60.0 / rpm  # rpm >= 1: a request needs 1
+        if tpm:
+            token_bucket = self._bucket(self._tokens, key_id, tpm, now)
+            # A request larger than the whole limit waits for a full bucket, not forever.
+            need = tokens if tokens < tpm else tpm
             token_wait = (need - token_bucket.level) * 60.0 / tpm
-            wait = token_wait if requests is None else max(wait, token_wait)
+            if requests is None or token_wait > wait:
+                wait = token_wait
         if wait > 0:
             return wait
-        if requests is not None and rpm:
-            requests.level -= min(1, rpm)
+        if requests is not None:
+            requests.level -= 1
         if token_bucket is not None:
             token_bucket.level -= need
         return 0.0
@@ -196,8 +231,12 @@ class MemoryLimits:
         self._adjust_tokens(key_id, tpm, delta)
 
     def _adjust_tokens(self, key_id: str, tpm: int, delta: int) -> None:
-        bucket = self._bucket(key_id, "t", tpm, self._clock())
-        bucket.level = max(-float(tpm), min(float(tpm), bucket.level - delta))
+        bucket = self._bucket(self._tokens, key_id, tpm, self._clock())
+        # max(-float(tpm), min(float(tpm), level - delta)), written out
+        level = bucket.level - delta
+        if not level < tpm:
+            level = float(tpm)
+        bucket.level = level if level > -tpm else -float(tpm)
 
     def _budget(self, key_id: str, period: str) -> _Budget:
         current = self._budgets.get(key_id)
@@ -218,12 +257,17 @@ class MemoryLimits:
     ) -> BudgetVerdict:
         state = self._budget(key_id, period)
         now = self._clock()
-        for stale in [rid for rid, (_, expiry) in state.held.items() if expiry <= now]:
-            del state.held[stale]
-        held = sum(amount for amount, _ in state.held.values())
+        if now >= state.next_expiry:
+            state.expire(now)
+        held = state.held_total
         if state.spent + held + amount > budget:
             return BudgetVerdict(False, state.spent, held)
-        state.held[reservation] = (amount, now + hold_seconds)
+        state.release(reservation)  # the same id twice: the new hold replaces the old
+        expiry = now + hold_seconds
+        state.held[reservation] = (amount, expiry)
+        state.held_total += amount
+        if expiry < state.next_expiry:
+            state.next_expiry = expiry
         return BudgetVerdict(True, state.spent, held)
 
     async def settle(
@@ -235,7 +279,7 @@ class MemoryLimits:
         current = self._budgets.get(key_id)
         if current is None or current[0] != period:
             return  # the period is over; its spend no longer matters
-        current[1].held.pop(reservation, None)
+        current[1].release(reservation)
         current[1].spent += actual
 
     async def close(self, closing: Closing) -> None:
@@ -249,4 +293,4 @@ class MemoryLimits:
         current = self._budgets.get(key_id)
         if current is None or current[0] != period:
             return 0, 0
-        return current[1].spent, sum(amount for amount, _ in current[1].held.values())
+        return current[1].spent, current[1].held_total
