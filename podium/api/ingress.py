@@ -111,7 +111,7 @@ def chat_handler(
     *,
     max_body_bytes: int,
     context_factory: Callable[[str, dict[str, str]], RequestContext] = (
-        lambda name, headers: RequestContext(ingress=name, headers=headers)
+        lambda name, headers: RequestContext(name, headers)  # positional: ~1k instructions less
     ),
 ) -> Callable[[Request], Any]:
     relay = ingress if isinstance(ingress, RelayIngress) else None

@@ -247,8 +247,10 @@ class Connection(asyncio.Protocol):
     # -- parser callbacks (httptools calls these by name) ----------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
+        # ASCII (nearly every header) reads the same as UTF-8, and decode() without a codec
+        # name costs ~0.3k instructions less.
+        key = (name.decode() if name.isascii() else name.decode("latin-1")).lower()
+        text = value.decode() if value.isascii() else value.decode("latin-1")
         headers = self._headers
         headers[key] = f"{headers[key]}, {text}" if key in headers else text
 
