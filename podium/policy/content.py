@@ -70,13 +70,15 @@ class DataPolicyHook(Hook):
         self.detector = detector or PiiDetector(settings.pii.engines, types=settings.pii.types)
         self.audit = audit
         self.memo = TextMemo(self._findings, settings.screen_cache)
+        self._header = settings.header.lower()  # request headers arrive lower-cased
+        self._lowest_entry = f"class:{settings.lowest}"
 
     def _findings(self, text: str) -> tuple[Finding, ...]:
         return tuple(self.detector.inspect(text))
 
     def _declared(self, context: RequestContext) -> list[str]:
         declared: list[str] = []
-        header = context.headers.get(self.settings.header.lower())
+        header = context.headers.get(self._header)
         if header is not None:
             declared.append(self.classes.check(header, where=self.settings.header))
         from_key = context.caller.metadata.get("data_class")
@@ -114,13 +116,16 @@ class DataPolicyHook(Hook):
                 findings.extend(inspect(message.text()) if message.content else [])
                 for call in message.tool_calls:
                     findings.extend(inspect(call.arguments))
-        detected_class, kinds = self.classes.detected(findings)
-        if not findings:
-            detected_class = self.settings.lowest
-        context.data_class = self.classes.highest([*declared, detected_class])
-        context.policy_actions.append(
-            f"class:{context.data_class}" + (f" pii={','.join(kinds)}" if kinds else "")
-        )
+        if findings:
+            detected_class, kinds = self.classes.detected(findings)
+            context.data_class = self.classes.highest([*declared, detected_class])
+            context.policy_actions.append(f"class:{context.data_class} pii={','.join(kinds)}")
+        elif declared:
+            context.data_class = self.classes.highest(declared)
+            context.policy_actions.append(f"class:{context.data_class}")
+        else:  # the usual request: nothing declared, nothing found
+            context.data_class = self.settings.lowest
+            context.policy_actions.append(self._lowest_entry)
         if not self._wants_pseudonyms(context.data_class):
             return request
         vault = Vault()
