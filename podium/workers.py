@@ -31,6 +31,17 @@ def price_usage(price: Price, usage: Usage) -> float:
     ) / 1_000_000
 
 
+def price_tokens(price: Price, input_tokens: int, output_tokens: int) -> float:
+    """:func:`price_usage` of ``Usage(input_tokens, output_tokens)`` (no cached input; the
+    same arithmetic, so the same float), without making the Usage: estimates price several
+    workers a request."""
+    cached = input_tokens if input_tokens < 0 else 0  # min(0, input_tokens)
+    cached_rate = price.cached_input if price.cached_input is not None else price.input
+    return (
+        (input_tokens - cached) * price.input + cached * cached_rate + output_tokens * price.output
+    ) / 1_000_000
+
+
 def estimate_tokens(text: str) -> int:
     """A cheap token estimate (about four characters a token) for budgets and routing."""
     return tokens_for_length(len(text))
@@ -78,11 +89,15 @@ class WorkerPool:
         self._breakers: BreakerFactory = breakers or (lambda c: CircuitBreaker(c.breaker))
         self._workers: dict[str, Worker] = {}
         self._lock = asyncio.Lock()
+        # Counts changes (load, add, update, drain, remove): what is worked out from the pool
+        # per request can be kept until it moves.
+        self.version = 0
         # Called with a worker's name after each change at run time (add, update, drain,
         # remove): replicas publish their changes through these (podium/state/pool_sync.py).
         self.listeners: list[Callable[[str], None]] = []
 
     def _changed(self, name: str) -> None:
+        self.version += 1
         for listener in self.listeners:
             listener(name)
 
@@ -104,12 +119,14 @@ class WorkerPool:
         """Build the pool from configuration (no I/O: providers start in :meth:`start`)."""
         for config in configs:
             self._workers[config.name] = self._build(config)
+        self.version += 1
 
     async def start(self) -> None:
         await asyncio.gather(*(worker.provider.start() for worker in self._workers.values()))
 
     async def aclose(self) -> None:
         workers, self._workers = list(self._workers.values()), {}
+        self.version += 1
         for worker in workers:
             await worker.provider.aclose()
 

@@ -264,3 +264,53 @@ async def test_overspend_is_recorded_and_can_be_capped(make_config: Any) -> None
     await hook.decided(request, chosen, capped)
     assert chosen.workflow.workers == ["budget"]
     assert "downgraded" in chosen.reason
+
+
+async def test_cost_guard_sees_pool_changes_at_once(make_config: Any) -> None:
+    from podium.app import create_podium
+    from podium.context import RequestContext
+    from podium.errors import PodiumError
+    from podium.policy.ceiling import CostGuardHook
+    from podium.policy.classify import DataClasses
+    from podium.policy.content_settings import ContentPolicySettings, CostGuardSettings
+    from podium.routing.base import Candidate, Decision
+    from podium.types import ChatRequest, Message, TextPart
+    from podium.workflow import Workflow
+
+    config = make_config(
+        [
+            worker("premium", "openai", "http://127.0.0.1:9", price={"input": 1e4, "output": 4e4}),
+            worker("budget", "openai", "http://127.0.0.1:9", price={"input": 0.1, "output": 0.2}),
+        ]
+    )
+    podium = create_podium(config, start_workers=False)
+    hook = CostGuardHook(
+        CostGuardSettings(max_cost_usd=0.01),
+        podium.pool,
+        classes=DataClasses(ContentPolicySettings()),
+    )
+    request = ChatRequest(
+        model="premium", messages=[Message("user", [TextPart("hi")])], max_tokens=100
+    )
+
+    async def route() -> Decision:
+        # The router named only premium: budget comes in as a cleared serving worker.
+        chosen = Decision(
+            workflow=Workflow.single("premium"),
+            router="direct",
+            reason="named",
+            candidates=[Candidate("premium", 1.0)],
+        )
+        await hook.decided(request, chosen, RequestContext(ingress="openai", headers={}))
+        return chosen
+
+    assert (await route()).workflow.workers == ["budget"]
+    podium.pool.drain("budget")
+    with pytest.raises(PodiumError) as refused:
+        await route()  # nothing under the ceiling is serving any more
+    assert refused.value.code == "cost_ceiling"
+    podium.pool.drain("budget", False)
+    assert (await route()).workflow.workers == ["budget"]
+    await podium.pool.update("budget", {"price": {"input": 1e4, "output": 4e4}})
+    with pytest.raises(PodiumError):
+        await route()  # repriced above the ceiling
