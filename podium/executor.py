@@ -168,7 +168,10 @@ class WorkflowExecutor:
         self, request: ChatRequest, workflow: Workflow, run: Run
     ) -> tuple[ChatRequest, list[str]]:
         last = workflow.steps[-1]
-        return step_request(request, last, run.outputs), [last.worker, *workflow.fallbacks]
+        workers = [last.worker, *workflow.fallbacks]
+        if not run.outputs and not last.instruction:
+            return request, workers  # what step_request gives then, without its two calls
+        return step_request(request, last, run.outputs), workers
 
     def _draft_stands(self, workflow: Workflow, run: Run) -> StepOutput | None:
         """For a cascade (last step ``escalate``): the draft when it stands, else None."""

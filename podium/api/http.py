@@ -38,9 +38,13 @@ class Request:
         self.query_string: bytes = scope.get("query_string", b"")
         self.headers: dict[str, str] = {}
         size = 0
+        headers = self.headers
         for name, value in scope["headers"]:
             size += len(name) + len(value)
-            self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+            # ASCII (nearly every header) reads the same as UTF-8, and decode() without a
+            # codec name costs ~0.3k instructions less.
+            key = name.decode() if name.isascii() else name.decode("latin-1")
+            headers[key.lower()] = value.decode() if value.isascii() else value.decode("latin-1")
         if size > MAX_HEADER_BYTES:
             raise PodiumError("request_too_large", "request headers are too large", status=431)
         self.params: dict[str, str] = {}
