@@ -80,6 +80,33 @@ async def test_the_background_task_writes_in_batches(tmp_path: Path) -> None:
     assert store.batches[:2] == [10, 10]
 
 
+async def test_the_writer_waits_the_interval_and_retries_a_failed_store_no_faster(
+    tmp_path: Path,
+) -> None:
+    store = CountingStore(tmp_path / "p.db")
+    await store.open()
+    recorder = TraceRecorder(
+        store, spill_path=tmp_path / "spill.jsonl", batch_size=4, flush_interval=0.05
+    )
+    recorder.start()
+    recorder.record(trace("alone"))  # less than a batch: written when the interval ends
+    for _ in range(100):
+        if recorder.written:
+            break
+        await asyncio.sleep(0.01)
+    assert store.batches == [1]
+    store.down = True
+    for index in range(6):  # a full batch that cannot be written
+        recorder.record(trace(f"t{index}"))
+    failures = recorder.failures
+    await asyncio.sleep(0.3)
+    assert 1 <= recorder.failures - failures <= 8  # about one try per interval, not a spin
+    store.down = False
+    await recorder.close()
+    await store.close()
+    assert count_rows(tmp_path / "p.db") == 7
+
+
 async def test_nothing_is_lost_on_a_clean_shutdown(tmp_path: Path) -> None:
     store = CountingStore(tmp_path / "p.db")
     await store.open()

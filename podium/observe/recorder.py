@@ -46,7 +46,7 @@ class TraceRecorder:
         self.queue_limit = queue_limit
         self.close_timeout = close_timeout
         self._buffer: deque[TraceRecord] = deque()
-        self._wake = asyncio.Event()
+        self._waiting: asyncio.Future[None] | None = None  # the writer, between batches
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._replay_due = True  # at start: whatever an earlier run left on disk
@@ -64,7 +64,7 @@ class TraceRecorder:
         if len(self._buffer) > self.queue_limit:
             self._spill(self.batch_size)
         if len(self._buffer) >= self.batch_size:
-            self._wake.set()
+            self._wake()
 
     # -- the spill file --------------------------------------------------------------------------
 
@@ -142,12 +142,27 @@ class TraceRecorder:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
+        # A future and a timer rather than an Event under asyncio.timeout: the timer ends most
+        # waits, and the timeout did so by cancelling the task and turning the cancellation into
+        # a TimeoutError, ~45k instructions a batch.
+        loop = asyncio.get_running_loop()
+        flushed = True
         while not self._closing:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.flush_interval):
-                    await self._wake.wait()
-            self._wake.clear()
-            await self.flush()
+            # A full batch waiting is written at once, unless the store just failed: then the
+            # next try waits for the interval, or for the next trace queued.
+            if not flushed or len(self._buffer) < self.batch_size:
+                self._waiting = waiting = loop.create_future()
+                timer = loop.call_later(self.flush_interval, _settle, waiting)
+                try:
+                    await waiting
+                finally:
+                    timer.cancel()
+                    self._waiting = None
+            flushed = await self.flush()
+
+    def _wake(self) -> None:
+        if self._waiting is not None:
+            _settle(self._waiting)
 
     async def _write(self, batch: list[TraceRecord]) -> None:
         await self.store.write_traces(batch)
@@ -178,7 +193,7 @@ class TraceRecorder:
 
     async def close(self) -> None:
         self._closing = True
-        self._wake.set()
+        self._wake()
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -192,6 +207,11 @@ class TraceRecorder:
             flushed = False
         if not flushed:
             self._spill(len(self._buffer))  # nothing lost: written at the next start
+
+
+def _settle(waiting: asyncio.Future[None]) -> None:
+    if not waiting.done():
+        waiting.set_result(None)
 
 
 def _remove(handle: BinaryIO) -> None:
