@@ -108,6 +108,32 @@ async def test_pseudonymised_worker_never_sees_the_values_and_client_gets_them_b
     assert streamed == f"fake answer to: {prompt}"
 
 
+async def test_pseudonymising_follows_the_pool_as_workers_are_drained_and_restored(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    """``auto`` pseudonymises while some serving worker needs it: the answer per class is
+    kept between requests, and must change as soon as the pool does."""
+    card = "4111 1111 1111 1111"
+    inhouse = worker("inhouse", "openai", fake_openai.base_url, profile={"cleared": ["restricted"]})
+    async with (
+        gateway([pseudonymised_worker("vendor", fake_openai.base_url), inhouse]) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="unused") as client,
+    ):
+
+        async def sent_card() -> bool:
+            fake_openai.received.clear()
+            await client.chat.completions.create(
+                model="inhouse", messages=[{"role": "user", "content": f"my card is {card}"}]
+            )
+            return card in json.dumps([r.body for r in fake_openai.received])
+
+        assert not await sent_card()  # the vendor may serve this class: pseudonymised
+        running.podium.pool.drain("vendor")
+        assert await sent_card()  # only the in-house worker is left: no need
+        running.podium.pool.drain("vendor", False)
+        assert not await sent_card()
+
+
 async def test_tool_call_arguments_are_restored(gateway: Any, fake_openai: FakeOpenAI) -> None:
     fake_openai.behaviour.tool_call = ("send_mail", '{"to": "<EMAIL_1>"}')
     tools = [

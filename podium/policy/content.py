@@ -72,6 +72,8 @@ class DataPolicyHook(Hook):
         self.memo = TextMemo(self._findings, settings.screen_cache)
         self._header = settings.header.lower()  # request headers arrive lower-cased
         self._lowest_entry = f"class:{settings.lowest}"
+        self._pseudonyms_by_class: dict[str, bool] = {}
+        self._pseudonyms_version = -1
 
     def _findings(self, text: str) -> tuple[Finding, ...]:
         return tuple(self.detector.inspect(text))
@@ -95,10 +97,17 @@ class DataPolicyHook(Hook):
         if mode == "always":
             return True
         # auto: only when some serving worker is cleared for this class only pseudonymised.
-        return any(
-            self.classes.needs_pseudonyms(worker.config, data_class)
-            for worker in self.pool.serving()
-        )
+        # The answer per class holds until the pool changes (add, reprice, drain, remove).
+        if self._pseudonyms_version != self.pool.version:
+            self._pseudonyms_by_class.clear()
+            self._pseudonyms_version = self.pool.version
+        wanted = self._pseudonyms_by_class.get(data_class)
+        if wanted is None:
+            wanted = self._pseudonyms_by_class[data_class] = any(
+                self.classes.needs_pseudonyms(worker.config, data_class)
+                for worker in self.pool.serving()
+            )
+        return wanted
 
     async def transform_request(self, request: ChatRequest, context: RequestContext) -> ChatRequest:
         declared = self._declared(context)
