@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("podium.observe")
 
+# A tuple, not ``bool | int | float | str`` written in the call, which builds the union anew
+# for every step of every trace.
+VERDICT_TYPES = (bool, int, float, str)
+
 
 class SignalsHook(Hook):
     """Remembers finished traces (so feedback for one not yet flushed is accepted) and turns
@@ -32,7 +36,7 @@ class SignalsHook(Hook):
         self.feedback.saw_trace(trace.trace_id, trace.worker, trace.route)
         for step in trace.steps:
             verdict = step.get("verdict")
-            if isinstance(verdict, bool | int | float | str) and verdict is not None:
+            if verdict is not None and isinstance(verdict, VERDICT_TYPES):
                 try:
                     self.feedback.record(
                         trace.trace_id,

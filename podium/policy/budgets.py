@@ -77,12 +77,14 @@ def estimate_cost(
     steps = decision.workflow.steps
     if prompt is None:
         prompt = estimate_input_tokens(request)
+    last = len(steps) - 1
     produced = 0
     total = 0.0
     for index, step in enumerate(steps):
-        names = [step.worker]
-        if index == len(steps) - 1:
-            names += decision.workflow.fallbacks
+        names = (step.worker, *decision.workflow.fallbacks) if index == last else (step.worker,)
+        tokens_in = (
+            prompt + produced + (estimate_tokens(step.instruction) if step.instruction else 0)
+        )
         worst, worst_output = 0.0, 0
         for name in names:
             worker = pool.get(name)
@@ -90,9 +92,6 @@ def estimate_cost(
                 continue
             config = worker.config
             out = output_tokens(request, config.max_output_tokens, default_output)
-            tokens_in = (
-                prompt + produced + (estimate_tokens(step.instruction) if step.instruction else 0)
-            )
             cost = (tokens_in * config.price.input + out * config.price.output) / 1_000_000
             if cost >= worst:
                 worst, worst_output = cost, out

@@ -28,11 +28,14 @@ def to_nano(usd: float, *, up: bool = False) -> int:
     if not up:
         return round(scaled)
     # Rounded first so float noise (1.0000000000000002) does not round a reservation up.
-    # round(scaled, 3) goes through decimal digits (3k instructions); it can only change
-    # the ceiling when ``scaled`` is within 0.0005 above a whole number, so it runs only then.
+    # round(scaled, 3) goes through decimal digits (3k instructions), and its answer is plain
+    # away from the rounding boundary at 0.0005 above a whole number: it runs only near it.
     whole = math.floor(scaled)
-    if scaled - whole > 0.001:
+    fraction = scaled - whole
+    if fraction > 0.001:
         return whole + 1
+    if fraction < 0.0004:
+        return whole
     return math.ceil(round(scaled, 3))
 
 
