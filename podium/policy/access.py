@@ -42,8 +42,9 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
     authorization = headers.get("authorization")
     if authorization:
         scheme, _, token = authorization.strip().partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
+        token = token.strip()
+        if token and scheme.lower() == "bearer":
+            return token
         return authorization.strip()  # not a bearer token: checked, and refused, as a key
     api_key = headers.get("x-api-key")
     return api_key.strip() if api_key and api_key.strip() else None
