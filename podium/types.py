@@ -119,9 +119,10 @@ class ChatRequest:
 
     def prompt_length(self) -> int:
         """``len(self.prompt_text())``, without building the text: what token estimates need."""
-        return sum(message.text_length() for message in self.messages) + max(
-            0, len(self.messages) - 1
-        )
+        length = -1 if self.messages else 0  # the separators: one fewer than the messages
+        for message in self.messages:
+            length += message.text_length() + 1
+        return length
 
     def last_user_text(self) -> str:
         for message in reversed(self.messages):
