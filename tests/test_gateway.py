@@ -76,3 +76,46 @@ async def test_a_failing_hook_is_reported_and_the_request_still_answers(
         finally:
             loop.set_exception_handler(None)
     assert [str(report["exception"]) for report in reported] == ["hook broke"]
+
+
+class Kept(Hook):
+    def __init__(self) -> None:
+        self.traces: list[TraceRecord] = []
+
+    async def finish(self, trace: TraceRecord, context: RequestContext) -> None:
+        self.traces.append(trace)
+
+
+async def test_a_recorded_trace_carries_each_value_in_its_own_field(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    """The gateway builds the trace by position: every field is checked here by name."""
+    kept = Kept()
+    settings = {"observe": {"capture_content": True}}
+    async with gateway([worker("alpha", "openai", fake_openai.base_url)], **settings) as running:
+        running.podium.hooks.append(kept)
+        trace_id = await ask(running.url)
+        fake_openai.behaviour.fail(400, "no such thing")
+        async with httpx.AsyncClient(base_url=running.url) as http:
+            failed = await http.post("/v1/chat/completions", json=CHAT)
+    assert failed.status_code == 400
+    ok, error = kept.traces
+    assert ok.trace_id == trace_id and error.trace_id == failed.headers["x-podium-trace-id"]
+    assert 0 < ok.created_at < error.created_at and ok.ingress == "openai"
+    assert (ok.caller, ok.owner, ok.requested_model) == ("anonymous", "anonymous", "alpha")
+    assert (ok.route, ok.status, ok.http_status, ok.router) == ("direct", "ok", 200, "direct")
+    assert ok.rule is None and ok.reason and "alpha" in ok.reason
+    assert (ok.worker, ok.workers) == ("alpha", "alpha")
+    assert (ok.input_tokens, ok.output_tokens) == (1, 4)
+    assert ok.cost_usd == (1 * 1.0 + 4 * 2.0) / 1_000_000
+    assert ok.latency_ms > 0 and ok.ttft_ms is not None and 0 < ok.ttft_ms <= ok.latency_ms
+    assert (ok.error, ok.error_kind, ok.stream, ok.contract) == (None, None, False, None)
+    assert ok.data_class == "public"
+    assert [step["worker"] for step in ok.steps] == ["alpha"]
+    assert [candidate["worker"] for candidate in ok.candidates] == ["alpha"]
+    assert isinstance(ok.policy_actions, list)
+    assert (ok.prompt, ok.answer) == ("hi", "fake answer to: hi")
+    assert (error.status, error.http_status, error.worker) == ("error", 400, "alpha")
+    assert error.error is not None and "no such thing" in error.error
+    assert error.error_kind == "invalid_request"
+    assert error.answer is None and error.prompt == "hi"
