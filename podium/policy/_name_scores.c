@@ -54,9 +54,13 @@ static int add(Sums *sums, PyObject *row) {
     const unsigned char *bytes = (const unsigned char *)PyBytes_AS_STRING(row);
     for (Py_ssize_t label = 0; label < sums->labels; label++) {
         uint64_t field = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        memcpy(&field, bytes + 8 * label, 8); /* the row's byte order is the machine's */
+#else
         for (int k = 7; k >= 0; k--) {
             field = (field << 8) | bytes[8 * label + k];
         }
+#endif
         sums->sums[label] += field;
     }
     return 0;
