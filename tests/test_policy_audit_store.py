@@ -228,7 +228,7 @@ async def test_the_store_being_down_loses_nothing(tmp_path: Path) -> None:
     finally:
         await trail.aclose()
         await store.close()
-        broken._executor.shutdown()
+        await broken.close()
 
 
 async def test_entries_still_queued_at_shutdown_go_to_the_file(tmp_path: Path) -> None:
@@ -243,7 +243,7 @@ async def test_entries_still_queued_at_shutdown_go_to_the_file(tmp_path: Path) -
         trail.record("gateway", "keys.revoke", f"key:{index}", {})
     await asyncio.sleep(0.05)
     await trail.aclose()  # the store still says no when close_timeout is up
-    broken._executor.shutdown()
+    await broken.close()
     report = verify(trail.path)
     assert report.ok and report.entries == 10 and trail.fallen_back == 10
 
