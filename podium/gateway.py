@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import operator
-import types
-from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
 
 from podium.config import WorkerConfig
 from podium.context import RequestContext
@@ -15,6 +13,7 @@ from podium.engine import Attempt, MeteredRelay, MeteredStream
 from podium.errors import PodiumError
 from podium.executor import Executor, Run
 from podium.hooks import Hook
+from podium.resume import carry_on
 from podium.routing.base import Candidate, Decision, RouteContext, Router
 from podium.routing.chain import decide
 from podium.store.traces import TraceRecord
@@ -413,7 +412,7 @@ class Gateway:
                 {"message": "a finish hook failed", "exception": error}
             )
             return
-        task = asyncio.get_running_loop().create_task(_finish_later(hooks_run, waiting_on))
+        task = asyncio.get_running_loop().create_task(carry_on(hooks_run, waiting_on))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -426,30 +425,6 @@ class Gateway:
     async def drain_background(self) -> None:
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
-
-
-async def _finish_later(hooks_run: Coroutine[Any, Any, None], waiting_on: Any) -> None:
-    await _resume(hooks_run, waiting_on)
-
-
-@types.coroutine
-def _resume(coroutine: Coroutine[Any, Any, None], waiting_on: Any) -> Generator[Any, Any, None]:
-    """Go on with ``coroutine`` where its first ``send(None)`` left it, waiting on
-    ``waiting_on`` (what it yielded): the task running this waits for that, then passes every
-    result, error and cancellation through, as it would have to the coroutine itself."""
-    while True:
-        try:
-            result = yield waiting_on
-        except BaseException as error:
-            try:
-                waiting_on = coroutine.throw(error)
-            except StopIteration:
-                return
-        else:
-            try:
-                waiting_on = coroutine.send(result)
-            except StopIteration:
-                return
 
 
 def _stream_status(error: PodiumError | None, metered: MeteredStream | MeteredRelay) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Coroutine, Generator, Sequence
+from collections.abc import Awaitable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import CoroutineType, ModuleType
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from podium.config import ConfigError, PodiumConfig
 from podium.errors import PodiumError
+from podium.resume import Resume
 from podium.routing.base import Decision, RouteContext, Router
 from podium.routing.config import RoutingConfigError
 from podium.routing.direct import VIRTUAL_MODELS
@@ -49,32 +50,6 @@ class Verdict:
     decision: Decision | None = None
 
 
-class _Resume:
-    """Awaiting this carries on a coroutine that has already run up to its first wait."""
-
-    __slots__ = ("_coro", "_pending")
-
-    def __init__(self, coro: Coroutine[Any, Any, T], pending: Any) -> None:
-        self._coro = coro
-        self._pending = pending
-
-    def __await__(self) -> Generator[Any, Any, T]:
-        coro, pending = self._coro, self._pending
-        while True:
-            try:
-                sent = yield pending
-            except BaseException as error:  # cancellation (the budget) reaches the router
-                try:
-                    pending = coro.throw(error)
-                except StopIteration as done:
-                    return cast(T, done.value)
-            else:
-                try:
-                    pending = coro.send(sent)
-                except StopIteration as done:
-                    return cast(T, done.value)
-
-
 async def within(call: Awaitable[T], budget_s: float) -> T:
     """``await call`` within ``budget_s`` seconds. Most routers decide without ever waiting
     (rules, aliases, cached embeddings): their first step runs with no timer at all, since
@@ -88,7 +63,7 @@ async def within(call: Awaitable[T], budget_s: float) -> T:
     except StopIteration as done:
         return cast(T, done.value)
     async with asyncio.timeout_at(started + budget_s):
-        return await _Resume(call, pending)
+        return await Resume(call, pending)
 
 
 def _short(error: BaseException) -> str:
@@ -131,7 +106,7 @@ async def decide(
                     decision = done.value
                 else:
                     async with asyncio.timeout_at(begun + budget_s):
-                        decision = await _Resume(call, pending)
+                        decision = await Resume(call, pending)
             else:
                 decision = await within(call, budget_s)
         except TimeoutError:
