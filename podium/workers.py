@@ -22,20 +22,15 @@ from podium.types import Usage
 
 def price_usage(price: Price, usage: Usage) -> float:
     """USD for ``usage`` at ``price`` (per one million tokens)."""
-    cached = min(usage.cached_input_tokens, usage.input_tokens)
-    cached_rate = price.cached_input if price.cached_input is not None else price.input
-    return (
-        (usage.input_tokens - cached) * price.input
-        + cached * cached_rate
-        + usage.output_tokens * price.output
-    ) / 1_000_000
+    return price_tokens(price, usage.input_tokens, usage.output_tokens, usage.cached_input_tokens)
 
 
-def price_tokens(price: Price, input_tokens: int, output_tokens: int) -> float:
-    """:func:`price_usage` of ``Usage(input_tokens, output_tokens)`` (no cached input; the
-    same arithmetic, so the same float), without making the Usage: estimates price several
-    workers a request."""
-    cached = input_tokens if input_tokens < 0 else 0  # min(0, input_tokens)
+def price_tokens(
+    price: Price, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0
+) -> float:
+    """:func:`price_usage` without making a Usage: estimates price several workers a request."""
+    # min(cached_input_tokens, input_tokens), written out: the builtin costs more than this.
+    cached = cached_input_tokens if cached_input_tokens < input_tokens else input_tokens
     cached_rate = price.cached_input if price.cached_input is not None else price.input
     return (
         (input_tokens - cached) * price.input + cached * cached_rate + output_tokens * price.output

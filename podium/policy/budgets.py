@@ -172,14 +172,10 @@ class LimitsHook(Hook):
         key_id = context.caller.key_id
         if key_id == "anonymous":
             return None
-        snapshot = self.keys.fresh()  # no await when the keys are fresh, as they mostly are
-        if snapshot is not None:
-            record = snapshot.by_id.get(key_id)
-        else:
-            try:
-                record = await self.keys.by_id(key_id)
-            except KeyUnavailable:
-                return None
+        try:
+            record = await self.keys.by_id(key_id)
+        except KeyUnavailable:
+            return None
         return record if record is not None and record.has_limits() else None
 
     def _sweep(self) -> None:
