@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from podium.breaker import Breaker, CircuitBreaker
 from podium.config import ConfigError, Price, WorkerConfig
@@ -18,6 +18,9 @@ from podium.providers.base import Provider, ProviderContext, ProviderRegistry
 from podium.providers.egress import Egress
 from podium.secrets import SecretSource
 from podium.types import Usage
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 def price_usage(price: Price, usage: Usage) -> float:
@@ -66,6 +69,28 @@ class Worker:
 
 
 BreakerFactory = Callable[[WorkerConfig], Breaker]
+
+
+class PoolAnswers(Generic[K, V]):
+    """Answers worked out from the pool (which workers clear a class, say), kept per key until
+    the pool changes: ``WorkerPool.version`` moves with every load, add, update, drain and
+    remove. ``compute`` works out the answer for a key."""
+
+    def __init__(self, pool: WorkerPool, compute: Callable[[K], V]) -> None:
+        self._pool = pool
+        self._compute = compute
+        self._answers: dict[K, V] = {}
+        self._version = -1
+
+    def get(self, key: K) -> V:
+        if self._version != self._pool.version:
+            self._answers.clear()
+            self._version = self._pool.version
+        answers = self._answers
+        if key in answers:
+            return answers[key]
+        answer = answers[key] = self._compute(key)
+        return answer
 
 
 class WorkerPool:

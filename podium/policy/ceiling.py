@@ -21,7 +21,7 @@ from podium.policy.classify import DataClasses
 from podium.policy.content_settings import CostGuardSettings
 from podium.routing.base import Decision
 from podium.types import ChatRequest
-from podium.workers import WorkerPool, price_tokens, tokens_for_length
+from podium.workers import PoolAnswers, WorkerPool, price_tokens, tokens_for_length
 from podium.workflow import Workflow
 
 if TYPE_CHECKING:
@@ -41,8 +41,8 @@ class CostGuardHook(Hook):
         self.pool = pool
         self.classes = classes
         self.audit = audit
-        self._cleared_names: dict[tuple[str, bool], list[str]] = {}
-        self._cleared_version = -1
+        # The same few answers for every request until the pool changes: kept per class.
+        self._cleared_names = PoolAnswers(pool, self._serving_cleared)
 
     def estimate(self, worker: str, request: ChatRequest, prompt_tokens: int) -> float | None:
         found = self.pool.get(worker)
@@ -97,27 +97,21 @@ class CostGuardHook(Hook):
     def _cleared(self, context: RequestContext) -> list[str]:
         """Serving workers cleared for this request's class (the gateway re-checks any
         downgrade against the eligible set anyway)."""
-        classes = self.classes
-        if classes is None or any(
+        if self.classes is None or any(
             entry.startswith("injection:reroute") for entry in context.policy_actions
         ):
             return []
-        pseudonymised = context.pseudonyms is not None
-        # The same few answers for every request until the pool changes (add, reprice, drain):
-        # kept per class. With each worker priced once a request (``known``), the guard costs
-        # 29k instructions a request less.
-        if self._cleared_version != self.pool.version:
-            self._cleared_names.clear()
-            self._cleared_version = self.pool.version
-        key = (context.data_class, pseudonymised)
-        names = self._cleared_names.get(key)
-        if names is None:
-            names = self._cleared_names[key] = [
-                worker.name
-                for worker in self.pool.serving()
-                if classes.cleared(worker.config, context.data_class, pseudonymised=pseudonymised)
-            ]
-        return names
+        return self._cleared_names.get((context.data_class, context.pseudonyms is not None))
+
+    def _serving_cleared(self, key: tuple[str, bool]) -> list[str]:
+        data_class, pseudonymised = key
+        classes = self.classes
+        assert classes is not None  # asked only with classes (see _cleared)
+        return [
+            worker.name
+            for worker in self.pool.serving()
+            if classes.cleared(worker.config, data_class, pseudonymised=pseudonymised)
+        ]
 
     def _cheapest(
         self,

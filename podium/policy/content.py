@@ -24,7 +24,7 @@ from podium.policy.guard import InjectionScreen
 from podium.policy.memo import TextMemo
 from podium.policy.redact import Vault, pseudonymise_request, restore_events, restore_response
 from podium.types import ChatRequest, ChatResponse, EventStream
-from podium.workers import WorkerPool
+from podium.workers import PoolAnswers, WorkerPool
 
 if TYPE_CHECKING:
     from podium.app import Podium
@@ -72,8 +72,8 @@ class DataPolicyHook(Hook):
         self.memo = TextMemo(self._findings, settings.screen_cache)
         self._header = settings.header.lower()  # request headers arrive lower-cased
         self._lowest_entry = f"class:{settings.lowest}"
-        self._pseudonyms_by_class: dict[str, bool] = {}
-        self._pseudonyms_version = -1
+        # Per class, until the pool changes (add, reprice, drain, remove).
+        self._pseudonyms_wanted = PoolAnswers(pool, self._some_worker_needs_pseudonyms)
 
     def _findings(self, text: str) -> tuple[Finding, ...]:
         return tuple(self.detector.inspect(text))
@@ -97,17 +97,13 @@ class DataPolicyHook(Hook):
         if mode == "always":
             return True
         # auto: only when some serving worker is cleared for this class only pseudonymised.
-        # The answer per class holds until the pool changes (add, reprice, drain, remove).
-        if self._pseudonyms_version != self.pool.version:
-            self._pseudonyms_by_class.clear()
-            self._pseudonyms_version = self.pool.version
-        wanted = self._pseudonyms_by_class.get(data_class)
-        if wanted is None:
-            wanted = self._pseudonyms_by_class[data_class] = any(
-                self.classes.needs_pseudonyms(worker.config, data_class)
-                for worker in self.pool.serving()
-            )
-        return wanted
+        return self._pseudonyms_wanted.get(data_class)
+
+    def _some_worker_needs_pseudonyms(self, data_class: str) -> bool:
+        return any(
+            self.classes.needs_pseudonyms(worker.config, data_class)
+            for worker in self.pool.serving()
+        )
 
     async def transform_request(self, request: ChatRequest, context: RequestContext) -> ChatRequest:
         declared = self._declared(context)
