@@ -14,6 +14,34 @@ from podium.policy.names import BOUNDARY, LABELS, NameTagger, features, shape
 SENTENCE = "Dear Mr Lena Andersson , please ship it to 2450 Crown St in Springfield ."
 
 
+def winner_arguments(
+    tagger: NameTagger, words: list[str], index: int, previous: str, previous2: str
+) -> tuple[Any, ...]:
+    """What the tagger passes the scorer for ``words[index]``, its neighbours read from the
+    list (``<s>`` and ``</s>`` beyond its ends)."""
+    word = words[index]
+    before = words[index - 1] if index else "<s>"
+    before2 = words[index - 2] if index > 1 else "<s>"
+    after = words[index + 1] if index + 1 < len(words) else "</s>"
+    after2 = words[index + 2] if index + 2 < len(words) else "</s>"
+    return (
+        word.lower(),
+        len(word),
+        shape(word),
+        word.lower() in tagger.common,
+        before in BOUNDARY or index == 0,
+        before.lower(),
+        before2.lower(),
+        after.lower(),
+        after2.lower(),
+        shape(before),
+        shape(after),
+        after.lower() in tagger.common,
+        previous,
+        previous2,
+    )
+
+
 def test_the_packed_winner_is_the_float_weights_winner() -> None:
     tagger = NameTagger.load()
     packed = PackedScores.build(tagger.weights, LABELS)
@@ -22,26 +50,7 @@ def test_the_packed_winner_is_the_float_weights_winner() -> None:
     decided = 0
     for index, word in enumerate(words):
         for previous, previous2 in (("O", "O"), ("PERSON", "O"), ("ADDRESS", "ADDRESS")):
-            before = words[index - 1] if index else "<s>"
-            before2 = words[index - 2] if index > 1 else "<s>"
-            after = words[index + 1] if index + 1 < len(words) else "</s>"
-            after2 = words[index + 2] if index + 2 < len(words) else "</s>"
-            winner = packed.winner(
-                word.lower(),
-                len(word),
-                shape(word),
-                word.lower() in tagger.common,
-                before in BOUNDARY or index == 0,
-                before.lower(),
-                before2.lower(),
-                after.lower(),
-                after2.lower(),
-                shape(before),
-                shape(after),
-                after.lower() in tagger.common,
-                previous,
-                previous2,
-            )
+            winner = packed.winner(*winner_arguments(tagger, words, index, previous, previous2))
             expected = tagger.predict(features(words, index, previous, previous2, tagger.common))
             if winner is not None:
                 decided += 1
@@ -84,29 +93,10 @@ def test_the_compiled_winner_is_the_packed_winner_for_every_token_and_context() 
     compared = decided = 0
     for text in texts:
         words = text.split() or [""]
-        for index, word in enumerate(words):
+        for index in range(len(words)):
             for previous in LABELS:
                 previous2 = chooser.choice(LABELS)
-                before = words[index - 1] if index else "<s>"
-                before2 = words[index - 2] if index > 1 else "<s>"
-                after = words[index + 1] if index + 1 < len(words) else "</s>"
-                after2 = words[index + 2] if index + 2 < len(words) else "</s>"
-                arguments = (
-                    word.lower(),
-                    len(word),
-                    shape(word),
-                    word.lower() in tagger.common,
-                    before in BOUNDARY or index == 0,
-                    before.lower(),
-                    before2.lower(),
-                    after.lower(),
-                    after2.lower(),
-                    shape(before),
-                    shape(after),
-                    after.lower() in tagger.common,
-                    previous,
-                    previous2,
-                )
+                arguments = winner_arguments(tagger, words, index, previous, previous2)
                 expected = packed.winner(*arguments)
                 assert compiled(*arguments) == expected, (text, index, previous, previous2)
                 compared += 1
