@@ -16,7 +16,7 @@ from itertools import chain
 from operator import add
 from typing import Any, Protocol
 
-from podium.store.traces import Derive, TraceRecord, TraceStore
+from podium.store.traces import Derive, TraceRecord, TraceStore, fixed_size_chunks
 
 BUCKET = 300  # seconds per rollup row for totals
 LATENCY_BUCKET = 3600  # seconds per rollup row for latency histograms
@@ -193,13 +193,8 @@ _UPSERT_TEXTS = {
 
 def upsert_statements(rows: Sequence[Row]) -> list[tuple[str, tuple[Any, ...]]]:
     statements: list[tuple[str, tuple[Any, ...]]] = []
-    start = 0
-    for size in _UPSERT_CHUNKS:
-        while len(rows) - start >= size:
-            chunk = rows[start : start + size]
-            params = tuple(chain.from_iterable(chunk))
-            statements.append((_UPSERT_TEXTS[size], params))
-            start += size
+    for size, chunk in fixed_size_chunks(rows, _UPSERT_CHUNKS):
+        statements.append((_UPSERT_TEXTS[size], tuple(chain.from_iterable(chunk))))
     return statements
 
 

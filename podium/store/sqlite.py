@@ -25,6 +25,7 @@ from podium.store.traces import (
     JSON_COLUMNS,
     Derive,
     TraceRecord,
+    fixed_size_chunks,
     trace_listing,
     trace_row,
 )
@@ -126,14 +127,9 @@ def _insert_all(db: sqlite3.Connection, rows: list[list[Any]]) -> None:
     busy, each step then waited for the GIL (up to the 5 ms switch interval), and a saturated
     server wrote ~800 traces/s while answering ~1,800 requests/s."""
     limit = db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(COLUMNS)
-    start = 0
-    for count in _ROWS_PER_STATEMENT:
-        if count > limit and count > 1:
-            continue
-        while len(rows) - start >= count:
-            chunk = rows[start : start + count]
-            db.execute(_INSERT_TRACES[count], list(chain.from_iterable(chunk)))
-            start += count
+    sizes = [count for count in _ROWS_PER_STATEMENT if count <= limit or count == 1]
+    for count, chunk in fixed_size_chunks(rows, sizes):
+        db.execute(_INSERT_TRACES[count], list(chain.from_iterable(chunk)))
 
 
 def insert_new_traces(db: sqlite3.Connection, records: list[TraceRecord]) -> list[TraceRecord]:

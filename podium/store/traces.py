@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import orjson
+
+R = TypeVar("R")
 
 
 @dataclass(slots=True)
@@ -93,6 +95,17 @@ def trace_row(record: TraceRecord) -> list[Any]:
         row[position] = orjson.dumps(row[position]).decode()
     row[_STREAM_POSITION] = int(row[_STREAM_POSITION])
     return row
+
+
+def fixed_size_chunks(rows: Sequence[R], sizes: Sequence[int]) -> Iterator[tuple[int, Sequence[R]]]:
+    """``rows`` in consecutive chunks of the given sizes, largest first (``sizes`` descending,
+    ending with 1): a batch becomes a few statements drawn from a fixed set of texts, which the
+    driver prepares once each."""
+    start = 0
+    for size in sizes:
+        while len(rows) - start >= size:
+            yield size, rows[start : start + size]
+            start += size
 
 
 def trace_listing(
