@@ -111,13 +111,14 @@ def test_the_base64_shortcut_gives_the_answers_of_the_token_scan() -> None:
 def test_the_case_shape_finds_exactly_where_words_are_glued() -> None:
     import random
 
-    from podium.policy.guard import _CASE_SHAPE, _GLUED_HINT
+    from podium.policy.guard import _GLUED_HINT
+    from podium.policy.pii import ASCII_SHAPE
 
     chooser = random.Random(5)
     texts = ["".join(chooser.choice("abAB .1") for _ in range(12)) for _ in range(5000)]
     assert any(_GLUED_HINT.search(text) for text in texts)
     for text in texts:
-        shaped = text.encode("ascii").translate(_CASE_SHAPE)
+        shaped = text.encode("ascii").translate(ASCII_SHAPE)
         assert (b"aaAa" in shaped) == (_GLUED_HINT.search(text) is not None), text
 
 

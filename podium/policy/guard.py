@@ -12,7 +12,6 @@ import base64
 import binascii
 import math
 import re
-import string
 import unicodedata
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -25,6 +24,7 @@ import numpy.typing as npt
 from podium.policy.findings import Finding
 from podium.policy.needles import Needles
 from podium.policy.ngrams import weight_sum
+from podium.policy.pii import ASCII_SHAPE
 
 MODEL_RESOURCE = "policy/injection.npz"
 
@@ -223,16 +223,6 @@ _ODD_BYTES = "".join(sorted(_ODD_SYMBOLS)).encode("ascii")
 _GLUED = re.compile(r"[a-z]{2}[A-Z][a-z]")
 # Every match of _GLUED contains one of this; starting at the rare capital, the scan is fast.
 _GLUED_HINT = re.compile(r"[A-Z](?<=[a-z]{2}[A-Z])[a-z]")
-# ASCII bytes to b"A" for capitals, b"a" for small letters, else b".": in this shape _GLUED's
-# matches are exactly the places of b"aaAa".
-_CASE_SHAPE = bytes(
-    ord("A")
-    if chr(code) in string.ascii_uppercase
-    else ord("a")
-    if chr(code) in string.ascii_lowercase
-    else ord(".")
-    for code in range(256)
-)
 _LABEL = re.compile(r"[(\[]\w{1,3}[)\]][.:,]?")
 
 
@@ -259,7 +249,8 @@ def gibberish_score(text: str) -> float:
     if text.isascii():  # bytes.translate deletes in C; str.translate looks up every character
         raw = text.encode("ascii")
         suspects = len(raw) - len(raw.translate(None, _ODD_BYTES))
-        glued = suspects < 5 and b"aaAa" in raw.translate(_CASE_SHAPE)  # what _GLUED matches
+        # In the letters-and-digits shape, _GLUED's matches are exactly the places of b"aaAa".
+        glued = suspects < 5 and b"aaAa" in raw.translate(ASCII_SHAPE)
     else:
         suspects = len(text) - len(text.translate(_DROP_ODD_SYMBOLS))
         glued = suspects < 5 and _GLUED_HINT.search(text) is not None

@@ -100,7 +100,7 @@ _IPV4_HINT = re.compile(r"\d\.\d")  # in every IPv4 match
 # Every IBAN has two capitals and two digits in a row (b"AA00"), every IPv4 address
 # digit-dot-digit (b"0.0"): plain substrings of the shape, which bytes.find scans several
 # times faster than a regular expression, and the digits are counted in one call.
-_SHAPE = bytes.maketrans(
+ASCII_SHAPE = bytes.maketrans(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
     b"A" * 26 + b"a" * 26 + b"0" * 10,
 )
@@ -132,7 +132,7 @@ class PatternDetector:
                 findings.extend(self._ips(text, ipv4=_IPV4_HINT.search(text) is not None))
                 findings.extend(self._labelled(text))
             return findings
-        shape = text.encode("ascii").translate(_SHAPE)
+        shape = text.encode("ascii").translate(ASCII_SHAPE)
         digits = shape.count(b"0")
         if not digits:
             return findings
