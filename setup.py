@@ -1,6 +1,7 @@
 """Podium's compiled parts, all optional: the injection classifier's n-gram features
 (podium/policy/_ngrams.c), the screens' search for fixed words (podium/policy/_needles.c) and
-the name tagger's scores (podium/policy/_name_scores.c). Without a C compiler the build skips
+the name tagger (podium/policy/_name_scores.c: its scores, and the whole tagger for ASCII
+text). Without a C compiler the build skips
 them and Podium uses the Python implementations beside them (ngrams.py, needles.py,
 name_scores.py), which give the same results."""
 

@@ -8,8 +8,17 @@ from typing import Any
 
 import pytest
 
-from podium.policy.name_scores import PackedScores, compiled_winner
-from podium.policy.names import BOUNDARY, LABELS, NameTagger, features, shape
+from podium.policy.name_scores import PackedScores, compiled_tagger, compiled_winner
+from podium.policy.names import (
+    BOUNDARY,
+    COMMON,
+    EMITTED,
+    LABELS,
+    TRIGGERS,
+    NameTagger,
+    features,
+    shape,
+)
 
 SENTENCE = "Dear Mr Lena Andersson , please ship it to 2450 Crown St in Springfield ."
 
@@ -118,3 +127,40 @@ def test_the_compiled_winner_leaves_near_ties_and_refuses_what_the_packed_one_re
         packed.winner(*arguments, False, "NOT-A-LABEL", "O")
     with pytest.raises(KeyError):
         compiled(*arguments, False, "NOT-A-LABEL", "O")
+
+
+def test_the_compiled_tagger_leaves_close_calls_and_other_text_to_python() -> None:
+    compiled_module()
+    # "O" unless the word is Lena (a clear PERSON) or Anna (a near tie with "O").
+    weights = {
+        "b": [0.5, 0, 0, 0, 0],
+        "w=lena": [0, 0.9, 0, 0, 0],
+        "w=anna": [0, 0.5 + 1e-6, 0, 0, 0],
+    }
+    packed = PackedScores.build(weights, LABELS)
+    assert packed is not None
+    tag = compiled_tagger(packed, LABELS, frozenset(), COMMON, TRIGGERS, tuple(EMITTED))
+    assert tag is not None
+    assert tag("Call Lena today") == [(5, 9, LABELS.index("PERSON"))]
+    assert tag("Call Anna today") is None  # a near tie: the float weights decide
+    assert tag("Call Zoë today") is None  # not ASCII
+    assert tag("") == []
+    tagger = NameTagger(weights)  # PERSON by 1e-6 in the float sums, which decide here
+    for text in ("Call Anna today", "Call Lena today"):
+        assert [(f.start, f.end, f.kind) for f in tagger.inspect(text)] == [(5, 9, "PERSON")]
+
+
+def test_the_compiled_tagger_refuses_what_it_cannot_read() -> None:
+    module = compiled_module()
+    tagger = NameTagger.load()
+    assert tagger._packed is not None
+    tag = compiled_tagger(tagger._packed, LABELS, tagger.common, COMMON, TRIGGERS, ("PERSON",))
+    assert tag is not None
+    with pytest.raises(TypeError):
+        tag(b"bytes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        module.tag((), LABELS, frozenset(), COMMON, b" is ", 2, "Lena")
+    with pytest.raises(ValueError, match="too many trigger words"):
+        module.tag((), LABELS, frozenset(), COMMON, b" a" * 65, 2, "Lena")
+    # Only the labels asked for make findings.
+    assert tag("My name is Lena Andersson and I live at 2450 Crown St.") == [(11, 25, 1)]

@@ -18,3 +18,14 @@ def winner(
     previous2: str,
     /,
 ) -> int | None: ...
+
+def tag(
+    tables: tuple[Any, ...],
+    labels: tuple[str, ...],
+    common: frozenset[str],
+    sentence_words: frozenset[str],
+    triggers: bytes,
+    emitted: int,
+    text: str,
+    /,
+) -> list[tuple[int, int, int]] | None: ...

@@ -247,13 +247,8 @@ Winner = Callable[
 ]
 
 
-def compiled_winner(packed: PackedScores) -> Winner | None:
-    """:meth:`PackedScores.winner` computed by the optional C module
-    (``_name_scores.c``) over the same tables, or None when it was not built."""
-    try:
-        from podium.policy import _name_scores
-    except ImportError:  # built without a C compiler
-        return None
+def _compiled_tables(packed: PackedScores) -> tuple[Any, ...]:
+    """The packed tables as the C module reads them: each packed integer as its bytes."""
     width = 8 * packed.label_count
 
     def row(value: int) -> bytes:
@@ -269,7 +264,7 @@ def compiled_winner(packed: PackedScores) -> Winner | None:
     for key, sums in packed.context.items():
         previous, _, previous2 = key.partition("|")
         context.setdefault(previous, {})[previous2] = tuple(map(row, sums))
-    tables: tuple[Any, ...] = (
+    return (
         context,
         {key: tuple(map(rows, by_flags)) for key, by_flags in packed.shaped.items()},
         rows(packed.word),
@@ -288,4 +283,49 @@ def compiled_winner(packed: PackedScores) -> Winner | None:
         nested(packed.shape_after_shape),
         packed.label_count,
     )
-    return functools.partial(_name_scores.winner, tables)
+
+
+def compiled_winner(packed: PackedScores) -> Winner | None:
+    """:meth:`PackedScores.winner` computed by the optional C module
+    (``_name_scores.c``) over the same tables, or None when it was not built."""
+    try:
+        from podium.policy import _name_scores
+    except ImportError:  # built without a C compiler
+        return None
+    return functools.partial(_name_scores.winner, _compiled_tables(packed))
+
+
+# The runs of emitted labels in an ASCII text, as (start, end, label index); None for text the
+# C tagger leaves to the Python one (not ASCII, or a call too close for the packed scores).
+Tagger = Callable[[str], list[tuple[int, int, int]] | None]
+
+
+def compiled_tagger(
+    packed: PackedScores,
+    labels: Sequence[str],
+    common: frozenset[str],
+    sentence_words: frozenset[str],
+    triggers: frozenset[str],
+    emitted: Sequence[str],
+) -> Tagger | None:
+    """The whole tagger (names.NameTagger.labels over names.tokenize, then names.spans) for
+    ASCII text in the optional C module, or None when it was not built. ``common``: the
+    model's usual lower-case words; ``sentence_words``: names.COMMON; ``triggers``:
+    names.TRIGGERS; ``emitted``: the labels that make findings."""
+    try:
+        from podium.policy import _name_scores
+    except ImportError:  # built without a C compiler
+        return None
+    if any(not word.isascii() or " " in word for word in triggers):
+        return None  # the C module's trigger list is ASCII words between spaces
+    trigger_words = (" " + " ".join(sorted(triggers)) + " ").encode()
+    mask = sum(1 << index for index, label in enumerate(labels) if label in emitted)
+    return functools.partial(
+        _name_scores.tag,
+        _compiled_tables(packed),
+        tuple(labels),
+        common,
+        sentence_words,
+        trigger_words,
+        mask,
+    )

@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 from podium.policy.findings import Finding
-from podium.policy.name_scores import PackedScores, Winner, compiled_winner
+from podium.policy.name_scores import (
+    PackedScores,
+    Tagger,
+    Winner,
+    compiled_tagger,
+    compiled_winner,
+)
 from podium.policy.needles import Needles
 
 MODEL_RESOURCE = "policy/names.json.gz"
@@ -405,8 +411,12 @@ class NameTagger:
         self.common = common
         self._packed = PackedScores.build(weights, LABELS)
         self._winner: Winner | None = None
+        self._compiled: Tagger | None = None
         if self._packed is not None:
             self._winner = compiled_winner(self._packed) or self._packed.winner
+            self._compiled = compiled_tagger(
+                self._packed, LABELS, common, COMMON, TRIGGERS, tuple(EMITTED)
+            )
 
     @classmethod
     def load(cls, path: Path | None = None) -> NameTagger:
@@ -451,7 +461,15 @@ class NameTagger:
         """Findings for the runs of PERSON and ADDRESS tokens, exactly as tokenising the whole
         text and calling :meth:`labels` would give, at a fraction of the cost: only the tokens
         that may start an entity are found (in C), and from each the tagger walks forward for
-        as long as the labels ask it to. Ordinary lower-case words never reach Python."""
+        as long as the labels ask it to. Ordinary lower-case words never reach Python. ASCII
+        text goes to the C tagger when it was built, which leaves a close call to this one."""
+        if self._compiled is not None:
+            runs = self._compiled(text)
+            if runs is not None:
+                return [
+                    Finding(start, end, EMITTED[LABELS[label]], 0.8, "tagger")
+                    for start, end, label in runs
+                ]
         classes = text.encode().translate(_ASCII_CLASSES) if text.isascii() else None
         triggers = _triggers_before_lower(text, classes)
         findings: list[Finding] = []
