@@ -1,11 +1,16 @@
 /* The injection classifier's hashed n-gram features, compiled: the same indices as
  * podium/policy/ngrams.py computes with numpy (which stays as the reference and the
- * fallback when this module was not built), summed against the weights in one pass.
+ * fallback when this module was not built), summed against the weights.
  *
  * On a short prompt numpy's fixed cost per array operation (about thirty of them) is most of
- * the classifier's time; here a prompt costs one walk over its bytes. The input is the
- * prompt already lower-cased, cut and encoded by the caller: all the arithmetic below is on
- * unsigned integers, which wrap modulo 2**64 and 2**32 exactly as numpy's do.
+ * the classifier's time; here a prompt costs two walks: one over its bytes, writing every
+ * feature's index (repeats included), one over those indices, keeping the first of each. All
+ * the arithmetic is on unsigned integers, which wrap modulo 2**64 and 2**32 exactly as
+ * numpy's do.
+ *
+ * The input is the prompt as ngrams.prepared() makes it (lower-cased, cut, UTF-8), or an
+ * ASCII str, which is prepared here: its characters are its UTF-8 bytes, and lower-casing
+ * ASCII is a table lookup, so a short prompt costs no allocation at all.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -19,105 +24,190 @@
 #define MIX UINT32_C(0x2C1B3C6D)
 #define WORD_LIMIT 65536 /* bytes searched for words, as ngrams._LIMIT */
 #define MAX_BITS 24
+#define MAX_CHARS 20000 /* characters read, as ngrams.prepared's max_chars */
+/* At most three character n-grams per byte and two word features per byte. */
+#define MOST_SLOTS(size) ((size_t)(size) * 5 + 1)
+/* Prompts up to this many bytes need no allocation (buffers on the stack). */
+#define LOCAL_BYTES 1024
+#define LOCAL_SLOTS MOST_SLOTS(LOCAL_BYTES)
+#define LOCAL_BITS 16
 
 static const uint64_t ORDER_SALTS[3] = {0xA5A5, 4 * 0x9E37, 5 * 0x9E37};
 
-typedef struct {
-    uint64_t *seen;  /* one bit per index */
-    uint32_t mask;
-    const float *weights; /* NULL: only collect */
-    double total;
-    Py_ssize_t count;
-    uint32_t *indices; /* NULL: only sum */
-} Features;
+/* 1 for the bytes of a word, [a-z0-9'], as ngrams._WORD_BYTE: one lookup, where three range
+ * tests cost eight instructions a byte. */
+static const unsigned char WORD_BYTE[256] = {
+    ['\''] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+    ['8'] = 1, ['9'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
+    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
+    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1,
+};
 
-static inline int is_word_byte(unsigned char byte) {
-    return (byte >= 'a' && byte <= 'z') || (byte >= '0' && byte <= '9') || byte == '\'';
-}
-
-static inline void add(Features *features, uint64_t hash) {
+/* A 64-bit hash folded to 32 bits, mixed (the polynomial hash's low bits are weak) and
+ * masked to an index. */
+static inline uint32_t slot(uint64_t hash, uint32_t mask) {
     uint32_t mixed = (uint32_t)hash ^ (uint32_t)(hash >> 32);
     mixed ^= mixed >> 15;
     mixed *= MIX;
     mixed ^= mixed >> 12;
-    uint32_t index = mixed & features->mask;
-    uint64_t bit = UINT64_C(1) << (index & 63);
-    uint64_t *slot = &features->seen[index >> 6];
-    if (*slot & bit) {
-        return;
-    }
-    *slot |= bit;
-    if (features->weights != NULL) {
-        features->total += features->weights[index];
-    }
-    if (features->indices != NULL) {
-        features->indices[features->count] = index;
-    }
-    features->count++;
+    return mixed & mask;
 }
 
-static void walk(const unsigned char *data, Py_ssize_t size, Features *features) {
-    /* Character 3-, 4- and 5-grams: value(i, n) = value(i, n - 1) * P + byte(i + n - 1). */
-    for (Py_ssize_t i = 0; i + 3 <= size; i++) {
+/* Writes an index, and clears its word of the bitmap of seen indices: the bitmap then needs
+ * no zeroing beforehand (2**16 bits cost more than the rest of a short prompt), and every
+ * word of it that is read was written. */
+static inline void emit(uint32_t **next, uint64_t *seen, uint32_t index) {
+    *(*next)++ = index;
+    seen[index >> 6] = 0;
+}
+
+/* Every feature's index, repeats included, into `out` (room for MOST_SLOTS(size)), in the
+ * order the weights are summed: each position's 3-, 4- and 5-gram, then each run of
+ * [a-z0-9'] (within the first WORD_LIMIT bytes) and the pair it closes. Returns how many. */
+static Py_ssize_t slots(const unsigned char *data, Py_ssize_t size, uint32_t mask, uint32_t *out,
+                        uint64_t *seen) {
+    uint32_t *next = out;
+    /* value(i, n) = value(i, n - 1) * P + byte(i + n - 1). */
+    Py_ssize_t i = 0;
+    for (; i + 5 <= size; i++) {
         uint64_t value = ((uint64_t)data[i] * CHAR_PRIME + data[i + 1]) * CHAR_PRIME + data[i + 2];
-        add(features, value ^ ORDER_SALTS[0]);
+        emit(&next, seen, slot(value ^ ORDER_SALTS[0], mask));
+        value = value * CHAR_PRIME + data[i + 3];
+        emit(&next, seen, slot(value ^ ORDER_SALTS[1], mask));
+        value = value * CHAR_PRIME + data[i + 4];
+        emit(&next, seen, slot(value ^ ORDER_SALTS[2], mask));
+    }
+    for (; i + 3 <= size; i++) { /* the last two positions have no 5-gram, the last no 4-gram */
+        uint64_t value = ((uint64_t)data[i] * CHAR_PRIME + data[i + 1]) * CHAR_PRIME + data[i + 2];
+        emit(&next, seen, slot(value ^ ORDER_SALTS[0], mask));
         if (i + 4 <= size) {
             value = value * CHAR_PRIME + data[i + 3];
-            add(features, value ^ ORDER_SALTS[1]);
-            if (i + 5 <= size) {
-                value = value * CHAR_PRIME + data[i + 4];
-                add(features, value ^ ORDER_SALTS[2]);
-            }
+            emit(&next, seen, slot(value ^ ORDER_SALTS[1], mask));
         }
     }
-    /* Runs of [a-z0-9'] (within the first WORD_LIMIT bytes), each hashed as
-     * sum(byte[k] * P**(end - 1 - k)), then every neighbouring pair. */
+    /* Each word hashed as sum(byte[k] * P**(end - 1 - k)), then every neighbouring pair. */
     Py_ssize_t limit = size < WORD_LIMIT ? size : WORD_LIMIT;
     int have_previous = 0;
     uint64_t previous = 0;
     Py_ssize_t k = 0;
     while (k < limit) {
-        if (!is_word_byte(data[k])) {
+        if (!WORD_BYTE[data[k]]) {
             k++;
             continue;
         }
         uint64_t word = 0;
-        while (k < limit && is_word_byte(data[k])) {
+        do {
             word = word * WORD_PRIME + data[k];
             k++;
-        }
-        add(features, word ^ WORD_SALT);
+        } while (k < limit && WORD_BYTE[data[k]]);
+        emit(&next, seen, slot(word ^ WORD_SALT, mask));
         if (have_previous) {
-            add(features, previous * PAIR_PRIME ^ word);
+            emit(&next, seen, slot(previous * PAIR_PRIME ^ word, mask));
         }
         previous = word;
         have_previous = 1;
     }
+    return next - out;
 }
 
-static int prepare(Features *features, int bits) {
+/* 1 the first time `index` is given, else 0 (the words of `seen` were cleared by emit). */
+static inline int first_time(uint64_t *seen, uint32_t index) {
+    uint64_t word = seen[index >> 6];
+    if ((word >> (index & 63)) & 1) {
+        return 0;
+    }
+    seen[index >> 6] = word | UINT64_C(1) << (index & 63);
+    return 1;
+}
+
+/* The text to read, prepared (see the top of the file): `view` over a bytes-like object, or
+ * over `scratch` (or a new buffer in `*owned`) holding an ASCII str lower-cased and cut. */
+static int text_bytes(PyObject *text, Py_buffer *view, unsigned char *scratch,
+                      unsigned char **owned) {
+    *owned = NULL;
+    if (!PyUnicode_Check(text)) {
+        return PyObject_GetBuffer(text, view, PyBUF_SIMPLE);
+    }
+    if (!PyUnicode_IS_ASCII(text)) {
+        PyErr_SetString(PyExc_TypeError, "a str must be ASCII (prepare any other one first)");
+        return -1;
+    }
+    const unsigned char *chars = PyUnicode_1BYTE_DATA(text);
+    Py_ssize_t length = PyUnicode_GET_LENGTH(text);
+    Py_ssize_t half = MAX_CHARS / 2, size = length > MAX_CHARS ? 2 * half + 1 : length;
+    unsigned char *lowered = scratch;
+    if (size > LOCAL_BYTES) {
+        lowered = *owned = PyMem_Malloc((size_t)size);
+        if (lowered == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    if (length > MAX_CHARS) {
+        for (Py_ssize_t k = 0; k < half; k++) {
+            lowered[k] = (unsigned char)Py_TOLOWER(chars[k]);
+            lowered[half + 1 + k] = (unsigned char)Py_TOLOWER(chars[length - half + k]);
+        }
+        lowered[half] = ' ';
+    } else {
+        for (Py_ssize_t k = 0; k < length; k++) {
+            lowered[k] = (unsigned char)Py_TOLOWER(chars[k]);
+        }
+    }
+    return PyBuffer_FillInfo(view, NULL, lowered, size, 1, PyBUF_SIMPLE);
+}
+
+static void release_text(Py_buffer *view, unsigned char *owned) {
+    PyBuffer_Release(view);
+    PyMem_Free(owned);
+}
+
+/* Room for a text's feature indices and for the bitmap of the seen ones: on the stack when
+ * they fit there, else on the heap. */
+typedef struct {
+    uint32_t *slots;
+    uint64_t *seen;
+    void *heap;
+    uint32_t local_slots[LOCAL_SLOTS];
+    uint64_t local_seen[(1 << LOCAL_BITS) / 64];
+} Room;
+
+static int make_room(Room *room, Py_ssize_t size, int bits) {
     if (bits < 1 || bits > MAX_BITS) {
         PyErr_Format(PyExc_ValueError, "bits must be between 1 and %d", MAX_BITS);
         return -1;
     }
-    size_t words = ((size_t)1 << bits) / 64 + 1;
-    features->seen = PyMem_Calloc(words, sizeof(uint64_t));
-    if (features->seen == NULL) {
-        PyErr_NoMemory();
-        return -1;
+    size_t slots_wanted = MOST_SLOTS(size);
+    size_t words = (((size_t)1 << bits) + 63) / 64;
+    int small_text = slots_wanted <= LOCAL_SLOTS, small_map = bits <= LOCAL_BITS;
+    size_t heap = (small_text ? 0 : slots_wanted * sizeof(uint32_t)) +
+                  (small_map ? 0 : words * sizeof(uint64_t));
+    room->heap = NULL;
+    if (heap) {
+        room->heap = PyMem_Malloc(heap);
+        if (room->heap == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
     }
-    features->mask = (uint32_t)(((uint64_t)1 << bits) - 1);
-    features->total = 0.0;
-    features->count = 0;
-    features->weights = NULL;
-    features->indices = NULL;
+    /* The bitmap first: its words are 8-byte aligned at the start of the block. */
+    uint64_t *free_words = room->heap;
+    if (small_map) {
+        room->seen = room->local_seen;
+    } else {
+        room->seen = free_words;
+        free_words += words;
+    }
+    room->slots = small_text ? room->local_slots : (uint32_t *)free_words;
     return 0;
 }
 
 /* Called once a request: METH_FASTCALL, its three arguments read without a format string
  * (PyArg_ParseTuple cost ~1.5k instructions a call). */
 static PyObject *weight_sum(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    Py_buffer text, weights;
     if (nargs != 3) {
         PyErr_SetString(PyExc_TypeError, "weight_sum(encoded, bits, weights) takes 3 arguments");
         return NULL;
@@ -127,33 +217,43 @@ static PyObject *weight_sum(PyObject *module, PyObject *const *args, Py_ssize_t 
         return NULL;
     }
     int bits = wide_bits < 0 || wide_bits > MAX_BITS ? -1 : (int)wide_bits;
-    if (PyUnicode_Check(args[0])) { /* as "y*" refuses it */
-        PyErr_SetString(PyExc_TypeError, "weight_sum() argument 1 must be bytes-like, not str");
-        return NULL;
-    }
-    if (PyObject_GetBuffer(args[0], &text, PyBUF_SIMPLE) < 0) {
+    Py_buffer text, weights;
+    unsigned char scratch[LOCAL_BYTES], *owned;
+    if (text_bytes(args[0], &text, scratch, &owned) < 0) {
         return NULL;
     }
     if (PyObject_GetBuffer(args[2], &weights, PyBUF_SIMPLE) < 0) {
-        PyBuffer_Release(&text);
+        release_text(&text, owned);
         return NULL;
     }
     PyObject *result = NULL;
-    Features features;
-    if (prepare(&features, bits) < 0) {
+    Room room;
+    if (make_room(&room, text.len, bits) < 0) {
         goto done;
     }
     if (weights.len < (Py_ssize_t)(((size_t)1 << bits) * sizeof(float))) {
         PyErr_SetString(PyExc_ValueError, "the weights are fewer than 2**bits float32 values");
-        PyMem_Free(features.seen);
+        PyMem_Free(room.heap);
         goto done;
     }
-    features.weights = (const float *)weights.buf;
-    walk((const unsigned char *)text.buf, text.len, &features);
-    PyMem_Free(features.seen);
-    result = Py_BuildValue("(dn)", features.total, features.count);
+    const float *weight = (const float *)weights.buf;
+    uint32_t mask = (uint32_t)(((uint64_t)1 << bits) - 1);
+    Py_ssize_t found = slots((const unsigned char *)text.buf, text.len, mask, room.slots, room.seen);
+    /* In the order of first appearance, as the sum has always been taken: float rounding
+     * depends on the order, and a threshold compares the result. */
+    double total = 0.0;
+    Py_ssize_t count = 0;
+    for (Py_ssize_t k = 0; k < found; k++) {
+        uint32_t index = room.slots[k];
+        if (first_time(room.seen, index)) {
+            total += weight[index];
+            count++;
+        }
+    }
+    PyMem_Free(room.heap);
+    result = Py_BuildValue("(dn)", total, count);
 done:
-    PyBuffer_Release(&text);
+    release_text(&text, owned);
     PyBuffer_Release(&weights);
     return result;
 }
@@ -164,39 +264,42 @@ static int ascending(const void *left, const void *right) {
 }
 
 static PyObject *indices(PyObject *module, PyObject *args) {
-    Py_buffer text;
+    PyObject *encoded;
     int bits;
-    if (!PyArg_ParseTuple(args, "y*i:indices", &text, &bits)) {
+    if (!PyArg_ParseTuple(args, "Oi:indices", &encoded, &bits)) {
+        return NULL;
+    }
+    Py_buffer text;
+    unsigned char scratch[LOCAL_BYTES], *owned;
+    if (text_bytes(encoded, &text, scratch, &owned) < 0) {
         return NULL;
     }
     PyObject *result = NULL;
-    Features features;
-    if (prepare(&features, bits) < 0) {
+    Room room;
+    if (make_room(&room, text.len, bits) < 0) {
         goto done;
     }
-    /* At most three character n-grams per byte and two word features per byte. */
-    size_t most = (size_t)text.len * 5 + 1;
-    features.indices = PyMem_Malloc(most * sizeof(uint32_t));
-    if (features.indices == NULL) {
-        PyErr_NoMemory();
-        PyMem_Free(features.seen);
-        goto done;
+    uint32_t mask = (uint32_t)(((uint64_t)1 << bits) - 1);
+    Py_ssize_t found = slots((const unsigned char *)text.buf, text.len, mask, room.slots, room.seen);
+    Py_ssize_t count = 0;
+    for (Py_ssize_t k = 0; k < found; k++) {
+        if (first_time(room.seen, room.slots[k])) {
+            room.slots[count++] = room.slots[k];
+        }
     }
-    walk((const unsigned char *)text.buf, text.len, &features);
-    qsort(features.indices, (size_t)features.count, sizeof(uint32_t), ascending);
-    result = PyList_New(features.count);
-    for (Py_ssize_t i = 0; result != NULL && i < features.count; i++) {
-        PyObject *item = PyLong_FromUnsignedLong(features.indices[i]);
+    qsort(room.slots, (size_t)count, sizeof(uint32_t), ascending);
+    result = PyList_New(count);
+    for (Py_ssize_t k = 0; result != NULL && k < count; k++) {
+        PyObject *item = PyLong_FromUnsignedLong(room.slots[k]);
         if (item == NULL) {
             Py_CLEAR(result);
             break;
         }
-        PyList_SET_ITEM(result, i, item);
+        PyList_SET_ITEM(result, k, item);
     }
-    PyMem_Free(features.indices);
-    PyMem_Free(features.seen);
+    PyMem_Free(room.heap);
 done:
-    PyBuffer_Release(&text);
+    release_text(&text, owned);
     return result;
 }
 
