@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -111,15 +112,33 @@ def test_the_base64_shortcut_gives_the_answers_of_the_token_scan() -> None:
 def test_the_case_shape_finds_exactly_where_words_are_glued() -> None:
     import random
 
-    from podium.policy.guard import _GLUED_HINT
-    from podium.policy.pii import ASCII_SHAPE
+    from podium.policy.guard import _GLUED, _GLUED_BIT, _SUSPECTS
 
     chooser = random.Random(5)
     texts = ["".join(chooser.choice("abAB .1") for _ in range(12)) for _ in range(5000)]
-    assert any(_GLUED_HINT.search(text) for text in texts)
+    texts += ["".join(chooser.choice("abAB éÀ漢") for _ in range(12)) for _ in range(5000)]
+    assert any(_GLUED.search(text) for text in texts)
     for text in texts:
-        shaped = text.encode("ascii").translate(ASCII_SHAPE)
-        assert (b"aaAa" in shaped) == (_GLUED_HINT.search(text) is not None), text
+        assert bool(_SUSPECTS.found(text) & _GLUED_BIT) == (_GLUED.search(text) is not None), text
+
+
+def test_the_cheap_exits_find_what_the_scans_after_them_would() -> None:
+    import random
+
+    from podium.policy.guard import _BASE64, _BASE64_RUN, _GLUED_BIT, _ODD_SYMBOLS, _SUSPECTS
+
+    chooser = random.Random(6)
+    alphabet = "aB3+/=_(é漢\u200b "
+    texts = ["".join(chooser.choice(alphabet) for _ in range(chooser.randint(0, 60)))]
+    texts += ["".join(chooser.choice(alphabet) for _ in range(40)) for _ in range(3000)]
+    texts += ["x" * 24, "é" + "A" * 23 + "é", "é" + "A" * 24 + "é", "+" * 30]
+    for text in texts:
+        odd = any(char in _ODD_SYMBOLS for char in text)
+        assert bool(_SUSPECTS.found(text) & ~_GLUED_BIT) == odd, text
+        runs = any(len(token) >= 24 for token in re.findall("[A-Za-z0-9+/]+", text))
+        assert bool(_BASE64_RUN.found(text)) == runs, text
+        if not runs:
+            assert _BASE64.search(text) is None
 
 
 def test_cheap_exits_keep_the_answers() -> None:

@@ -54,6 +54,27 @@ def test_compiled_and_scanning_agree_on_random_text() -> None:
         assert fast.found(text) == slow.found(text) == scanned(words, text), repr(text)
 
 
+def test_words_are_found_in_the_shape_as_translate_and_in_would() -> None:
+    compiled()
+    chooser = random.Random(8)
+    shape = bytes.maketrans(b"abcABC", b"xxxYYY")
+    alphabet = "abcABCdé漢 \n\udcff"
+    words = ["xxY", "Yx", "d", "xé", "\xa9", "Y" * 5, "b", "é"]
+    fast, slow = Needles(words, shape=shape), Needles(words, shape=shape, compiled=False)
+    assert fast.compiled and not slow.compiled
+    for _ in range(3000):
+        text = "".join(chooser.choice(alphabet) for _ in range(chooser.randint(0, 30)))
+        shaped = text.encode("utf-8", "surrogatepass").translate(shape)
+        expected = sum(
+            1 << index
+            for index, word in enumerate(words)
+            if word.encode("utf-8", "surrogatepass") in shaped
+        )
+        assert fast.found(text) == slow.found(text) == expected, repr(text)
+    with pytest.raises(ValueError, match="256"):
+        Needles(words, shape=b"short")
+
+
 def test_the_injection_signal_words_are_found_as_in_does() -> None:
     compiled()
     words = list(SIGNAL_WORDS.words)
@@ -65,6 +86,8 @@ def test_the_injection_signal_words_are_found_as_in_does() -> None:
     ]
     for text in texts:
         assert SIGNAL_WORDS.found(text.lower()) == scanned(words, text.lower())
+        # ASCII capitals are lower-cased by the shape.
+        assert SIGNAL_WORDS.found(text) == scanned(words, text.lower())
 
 
 def test_an_empty_word_occurs_in_every_text_and_sets_are_bounded() -> None:
@@ -81,3 +104,5 @@ def test_the_compiled_module_refuses_what_is_not_an_automaton() -> None:
         needles.compile(("a", "b"))  # str, not bytes
     with pytest.raises(ValueError, match="PyCapsule"):
         needles.found(object(), b"text")
+    with pytest.raises(TypeError, match="256"):
+        needles.compile((b"a",), b"short")

@@ -5,6 +5,10 @@
  * expression: about seventy words a message. Python's `in` scans the whole text once per
  * word; here an Aho-Corasick automaton, compiled to a table of transitions, reads each byte
  * once and says which words occurred, as the bits of one integer.
+ *
+ * An automaton may read the text through a shape, a table of 256 bytes (as bytes.maketrans
+ * makes): the needles are then looked for in the text's bytes mapped through it, as if by
+ * bytes.translate. The table costs nothing a byte: it is folded into the byte classes.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -36,7 +40,7 @@ static void capsule_free(PyObject *capsule) {
 
 /* The trie of the needles, then the failure links in breadth-first order, folded into the
  * table so that reading a byte is one lookup whatever happened before. */
-static int build(Automaton *automaton, PyObject *needles) {
+static int build(Automaton *automaton, PyObject *needles, const unsigned char *shape) {
     Py_ssize_t count = PyTuple_GET_SIZE(needles);
     Py_ssize_t total = 1;
     for (Py_ssize_t i = 0; i < count; i++) {
@@ -113,12 +117,23 @@ static int build(Automaton *automaton, PyObject *needles) {
     }
     PyMem_Free(fail);
     PyMem_Free(queue);
+    if (shape != NULL) { /* a text byte's column is that of the byte the shape maps it to */
+        uint8_t by_needle_byte[256];
+        memcpy(by_needle_byte, automaton->classes, sizeof by_needle_byte);
+        for (int byte = 0; byte < 256; byte++) {
+            automaton->classes[byte] = by_needle_byte[shape[byte]];
+        }
+    }
     return 0;
 }
 
 static PyObject *compile(PyObject *module, PyObject *args) {
-    PyObject *needles;
-    if (!PyArg_ParseTuple(args, "O!:compile", &PyTuple_Type, &needles)) {
+    PyObject *needles, *shape = Py_None;
+    if (!PyArg_ParseTuple(args, "O!|O:compile", &PyTuple_Type, &needles, &shape)) {
+        return NULL;
+    }
+    if (shape != Py_None && !(PyBytes_Check(shape) && PyBytes_GET_SIZE(shape) == 256)) {
+        PyErr_SetString(PyExc_TypeError, "a shape is 256 bytes (as bytes.maketrans makes)");
         return NULL;
     }
     if (PyTuple_GET_SIZE(needles) > MAX_NEEDLES) {
@@ -129,7 +144,9 @@ static PyObject *compile(PyObject *module, PyObject *args) {
     if (automaton == NULL) {
         return PyErr_NoMemory();
     }
-    if (build(automaton, needles) < 0) {
+    const unsigned char *table =
+        shape == Py_None ? NULL : (const unsigned char *)PyBytes_AS_STRING(shape);
+    if (build(automaton, needles, table) < 0) {
         automaton_free(automaton);
         return NULL;
     }
@@ -184,6 +201,8 @@ static PyObject *found(PyObject *module, PyObject *const *args, Py_ssize_t nargs
     Py_ssize_t columns = automaton->columns;
     uint64_t mask = output[0];
     int32_t state = 0;
+    /* Unrolled: the loop's own test and increment are a quarter of its instructions. */
+#pragma GCC unroll 4
     for (Py_ssize_t k = 0; k < view.len; k++) {
         state = next[state * columns + classes[data[k]]];
         mask |= output[state];
@@ -195,7 +214,8 @@ static PyObject *found(PyObject *module, PyObject *const *args, Py_ssize_t nargs
 
 static PyMethodDef methods[] = {
     {"compile", compile, METH_VARARGS,
-     "compile(needles: tuple[bytes, ...]) -> automaton: at most 64 needles."},
+     "compile(needles: tuple[bytes, ...], shape: bytes | None = None) -> automaton: at most 64 "
+     "needles, looked for in the text's bytes mapped through the shape when one is given."},
     {"found", (PyCFunction)(void (*)(void))found, METH_FASTCALL,
      "found(automaton, text: str | bytes) -> int: bit i set when needle i occurs in text."},
     {NULL, NULL, 0, NULL},

@@ -12,6 +12,7 @@ import base64
 import binascii
 import math
 import re
+import string
 import unicodedata
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -140,20 +141,26 @@ SIGNALS: tuple[Signal, ...] = (
     ),
 )
 
-# Every word any signal needs, looked for in one pass.
-SIGNAL_WORDS = Needles(sorted({word for signal in SIGNALS for word in signal.needs}))
+# Every word any signal needs, looked for in one pass. The shape lower-cases ASCII capitals:
+# an ASCII text is searched as it is, with the same answers as its lower-cased copy, which
+# is then made only when some word occurs.
+SIGNAL_WORDS = Needles(
+    sorted({word for signal in SIGNALS for word in signal.needs}),
+    shape=bytes.maketrans(string.ascii_uppercase.encode(), string.ascii_lowercase.encode()),
+)
 _SIGNAL_BITS = tuple(SIGNAL_WORDS.bits(signal.needs) for signal in SIGNALS)
 
 _INVISIBLE = re.compile(
     "[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\U000e0000-\U000e007f]"
 )
 _BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4}){6,}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
-# ASCII bytes to b"b" for the base64 alphabet, else b".": the shape _BASE64 needs 24 b"b" of.
+# ASCII bytes to b"b" for the base64 alphabet, else b".": the shape _BASE64 needs 24 b"b" of
+# (UTF-8 bytes of other characters are all b".").
 _BASE64_SHAPE = bytes(
     ord("b") if chr(code).isascii() and (chr(code).isalnum() or chr(code) in "+/") else ord(".")
     for code in range(256)
 )
-_BASE64_RUN = b"b" * 24
+_BASE64_RUN = Needles(["b" * 24], shape=_BASE64_SHAPE)
 _TOKEN = re.compile(r"\S+")
 _WORDISH = re.compile(r"[A-Za-z\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff]+")
 
@@ -196,7 +203,7 @@ def _dotless(text: str) -> bool:
 def encoded_payload(text: str) -> bool:
     """A base64 run that decodes to mostly printable text: a way to slip instructions past a
     keyword screen."""
-    if text.isascii() and _BASE64_RUN not in text.encode("ascii").translate(_BASE64_SHAPE):
+    if not _BASE64_RUN.found(text):
         return False  # no 24 base64 characters in a row: the usual case, decided in C
     # A run of 24 base64 characters lies inside one whitespace-free token.
     for token in text.split():
@@ -221,8 +228,11 @@ _FUSED_SYMBOLS = frozenset("[]{}!`|\\*~^%$#@")
 _DROP_ODD_SYMBOLS = {ord(symbol): None for symbol in _ODD_SYMBOLS}
 _ODD_BYTES = "".join(sorted(_ODD_SYMBOLS)).encode("ascii")
 _GLUED = re.compile(r"[a-z]{2}[A-Z][a-z]")
-# Every match of _GLUED contains one of this; starting at the rare capital, the scan is fast.
-_GLUED_HINT = re.compile(r"[A-Z](?<=[a-z]{2}[A-Z])[a-z]")
+# What gibberish_score counts, looked for in one pass: the odd symbols (which ASCII_SHAPE
+# keeps as they are) and _GLUED's matches, which in ASCII_SHAPE are exactly the places of
+# "aaAa" (UTF-8 bytes of other characters are neither letters nor symbols there).
+_SUSPECTS = Needles(["aaAa", *sorted(_ODD_SYMBOLS)], shape=ASCII_SHAPE)
+_GLUED_BIT = _SUSPECTS.bits(["aaAa"])
 _LABEL = re.compile(r"[(\[]\w{1,3}[)\]][.:,]?")
 
 
@@ -246,15 +256,17 @@ def gibberish_score(text: str) -> float:
     letters. 0 for ordinary prose, towards 1 for GCG-style token soup."""
     text = text[-4000:]
     # Fast exit: too few odd symbols and glued words anywhere for any window to score.
-    if text.isascii():  # bytes.translate deletes in C; str.translate looks up every character
-        raw = text.encode("ascii")
-        suspects = len(raw) - len(raw.translate(None, _ODD_BYTES))
-        # In the letters-and-digits shape, _GLUED's matches are exactly the places of b"aaAa".
-        glued = suspects < 5 and b"aaAa" in raw.translate(ASCII_SHAPE)
-    else:
-        suspects = len(text) - len(text.translate(_DROP_ODD_SYMBOLS))
-        glued = suspects < 5 and _GLUED_HINT.search(text) is not None
-    if glued:
+    found = _SUSPECTS.found(text)
+    if not found:
+        return 0.0  # the usual case, decided in C
+    suspects = 0
+    if found & ~_GLUED_BIT:  # some odd symbol: count them
+        if text.isascii():  # bytes.translate deletes in C; str.translate looks up each character
+            raw = text.encode("ascii")
+            suspects = len(raw) - len(raw.translate(None, _ODD_BYTES))
+        else:
+            suspects = len(text) - len(text.translate(_DROP_ODD_SYMBOLS))
+    if suspects < 5 and found & _GLUED_BIT:
         suspects += len(_GLUED.findall(text))
     if suspects < 5:
         return 0.0
@@ -312,7 +324,10 @@ class Classifier:
         if count == 0:
             return 1.0 / (1.0 + math.exp(-self.bias))
         logit = total / math.sqrt(count) + self.bias
-        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, logit))))
+        # max(-30.0, min(30.0, logit)) spelled out: the builtins parse keyword arguments.
+        clipped = logit if logit < 30.0 else 30.0
+        clipped = clipped if clipped > -30.0 else -30.0
+        return 1.0 / (1.0 + math.exp(-clipped))
 
 
 class InjectionScreen:
@@ -335,45 +350,53 @@ class InjectionScreen:
     def classifier(self) -> Classifier:
         return self._classifier or Classifier.load()
 
-    @property
+    @cached_property
     def threshold(self) -> float:
         return self._threshold if self._threshold is not None else self.classifier.threshold
 
     def verdict(self, text: str) -> Verdict:
-        verdict = Verdict(score=0.0)
         if not text:
-            return verdict
+            return Verdict(score=0.0)
+        # Gathered in locals, the Verdict made once at the end (positional arguments: a
+        # dataclass made with keywords costs a thousand instructions more).
+        score = 0.0
+        signals: list[str] = []
         # ASCII text has no invisible characters, homoglyphs or dotless letters, and NFKC
         # leaves it as it is: the common case skips all three.
         ascii_only = text.isascii()
         visible = text if ascii_only else _INVISIBLE.sub("", text)
         normalised = visible if ascii_only else unicodedata.normalize("NFKC", visible)
-        lowered = normalised.lower()
-        found = SIGNAL_WORDS.found(lowered)
-        for signal, bits in zip(SIGNALS, _SIGNAL_BITS, strict=True):
-            if found & bits and signal.pattern.search(lowered) is not None:
-                verdict.signals.append(signal.name)
-                verdict.score = max(verdict.score, signal.weight)
+        if ascii_only:  # SIGNAL_WORDS' shape lower-cases it
+            found = SIGNAL_WORDS.found(normalised)
+            lowered = normalised.lower() if found else normalised
+        else:  # lower() maps a few other letters to ASCII ones ("İ" to "i" and a dot above)
+            lowered = normalised.lower()
+            found = SIGNAL_WORDS.found(lowered)
+        if found:
+            for signal, bits in zip(SIGNALS, _SIGNAL_BITS, strict=True):
+                if found & bits and signal.pattern.search(lowered) is not None:
+                    signals.append(signal.name)
+                    score = max(score, signal.weight)
         if len(visible) != len(text):
-            verdict.signals.append("invisible_characters")
-            verdict.score = max(verdict.score, 0.7)
+            signals.append("invisible_characters")
+            score = max(score, 0.7)
         if not ascii_only and (homoglyph_words(text) or _dotless(text)):
-            verdict.signals.append("homoglyph_smuggling")
-            verdict.score = max(verdict.score, 0.8)
+            signals.append("homoglyph_smuggling")
+            score = max(score, 0.8)
         if encoded_payload(text):
-            verdict.signals.append("encoded_payload")
-            verdict.score = max(verdict.score, 0.6)
+            signals.append("encoded_payload")
+            score = max(score, 0.6)
         gibberish = gibberish_score(text)
         if gibberish >= 0.5:
-            verdict.signals.append("adversarial_suffix")
-            verdict.score = max(verdict.score, gibberish)
+            signals.append("adversarial_suffix")
+            score = max(score, gibberish)
+        probability = 0.0
         if self.use_classifier:
             probability = self.classifier.probability(normalised)
-            verdict.classifier = probability
             if probability >= self.threshold:
-                verdict.signals.append("classifier")
-                verdict.score = max(verdict.score, probability)
-        return verdict
+                signals.append("classifier")
+                score = max(score, probability)
+        return Verdict(score, signals, probability)
 
     def inspect(self, text: str) -> list[Finding]:
         verdict = self.verdict(text)
