@@ -8,9 +8,10 @@
  * the arithmetic is on unsigned integers, which wrap modulo 2**64 and 2**32 exactly as
  * numpy's do.
  *
- * The input is the prompt as ngrams.prepared() makes it (lower-cased, cut, UTF-8), or an
- * ASCII str, which is prepared here: its characters are its UTF-8 bytes, and lower-casing
- * ASCII is a table lookup, so a short prompt costs no allocation at all.
+ * The input is the prompt as ngrams.prepared() makes it (lower-cased, cut, UTF-8), or a str,
+ * which is prepared here as prepared() would: an ASCII one without a copy of it as a Python
+ * object (its characters are its UTF-8 bytes, and lower-casing them is arithmetic), so a
+ * short prompt costs no allocation at all.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -123,17 +124,64 @@ static inline int first_time(uint64_t *seen, uint32_t index) {
     return 1;
 }
 
-/* The text to read, prepared (see the top of the file): `view` over a bytes-like object, or
- * over `scratch` (or a new buffer in `*owned`) holding an ASCII str lower-cased and cut. */
+/* ASCII lower-cased, as str.lower() does it (only A-Z change), eight bytes at a time. */
+static void lower_ascii(const unsigned char *from, unsigned char *to, Py_ssize_t length) {
+    const uint64_t ones = UINT64_C(0x0101010101010101);
+    Py_ssize_t k = 0;
+    for (; k + 8 <= length; k += 8) {
+        uint64_t chunk;
+        memcpy(&chunk, from + k, 8);
+        /* Every byte is below 0x80, so no sum carries into the next byte: adding 0x3F sets a
+         * byte's top bit when it is 'A' or above, adding 0x25 when it is above 'Z'. */
+        uint64_t capitals = (chunk + 0x3F * ones) & ~(chunk + 0x25 * ones) & 0x80 * ones;
+        chunk |= capitals >> 2; /* 0x20: the small letter */
+        memcpy(to + k, &chunk, 8);
+    }
+    for (; k < length; k++) {
+        to[k] = (unsigned char)Py_TOLOWER(from[k]);
+    }
+}
+
+/* Any other str as ngrams.prepared() makes it: lower-cased, cut to its first and last
+ * MAX_CHARS / 2 characters, as UTF-8 ("replace" for lone surrogates). */
+static PyObject *prepared(PyObject *text) {
+    PyObject *lowered = PyObject_CallMethod(text, "lower", NULL);
+    if (lowered == NULL) {
+        return NULL;
+    }
+    Py_ssize_t length = PyUnicode_GET_LENGTH(lowered), half = MAX_CHARS / 2;
+    if (length > MAX_CHARS) {
+        PyObject *head = PyUnicode_Substring(lowered, 0, half);
+        PyObject *tail = PyUnicode_Substring(lowered, length - half, length);
+        PyObject *cut = head && tail ? PyUnicode_FromFormat("%U %U", head, tail) : NULL;
+        Py_XDECREF(head);
+        Py_XDECREF(tail);
+        Py_SETREF(lowered, cut);
+        if (lowered == NULL) {
+            return NULL;
+        }
+    }
+    PyObject *encoded = PyUnicode_AsEncodedString(lowered, "utf-8", "replace");
+    Py_DECREF(lowered);
+    return encoded;
+}
+
+/* The text to read, prepared (see the top of the file): `view` over a bytes-like object, over
+ * `scratch` (or a new buffer in `*owned`) holding an ASCII str lower-cased and cut, or over
+ * the bytes (in `*encoded`) prepared from any other str. */
 static int text_bytes(PyObject *text, Py_buffer *view, unsigned char *scratch,
-                      unsigned char **owned) {
+                      unsigned char **owned, PyObject **encoded) {
     *owned = NULL;
+    *encoded = NULL;
     if (!PyUnicode_Check(text)) {
         return PyObject_GetBuffer(text, view, PyBUF_SIMPLE);
     }
     if (!PyUnicode_IS_ASCII(text)) {
-        PyErr_SetString(PyExc_TypeError, "a str must be ASCII (prepare any other one first)");
-        return -1;
+        *encoded = prepared(text);
+        if (*encoded == NULL) {
+            return -1;
+        }
+        return PyObject_GetBuffer(*encoded, view, PyBUF_SIMPLE);
     }
     const unsigned char *chars = PyUnicode_1BYTE_DATA(text);
     Py_ssize_t length = PyUnicode_GET_LENGTH(text);
@@ -147,22 +195,21 @@ static int text_bytes(PyObject *text, Py_buffer *view, unsigned char *scratch,
         }
     }
     if (length > MAX_CHARS) {
-        for (Py_ssize_t k = 0; k < half; k++) {
-            lowered[k] = (unsigned char)Py_TOLOWER(chars[k]);
-            lowered[half + 1 + k] = (unsigned char)Py_TOLOWER(chars[length - half + k]);
-        }
+        lower_ascii(chars, lowered, half);
         lowered[half] = ' ';
+        lower_ascii(chars + length - half, lowered + half + 1, half);
     } else {
-        for (Py_ssize_t k = 0; k < length; k++) {
-            lowered[k] = (unsigned char)Py_TOLOWER(chars[k]);
-        }
+        lower_ascii(chars, lowered, length);
     }
     return PyBuffer_FillInfo(view, NULL, lowered, size, 1, PyBUF_SIMPLE);
 }
 
-static void release_text(Py_buffer *view, unsigned char *owned) {
-    PyBuffer_Release(view);
+static void release_text(Py_buffer *view, unsigned char *owned, PyObject *encoded) {
+    if (view != NULL) {
+        PyBuffer_Release(view);
+    }
     PyMem_Free(owned);
+    Py_XDECREF(encoded);
 }
 
 /* Room for a text's feature indices and for the bitmap of the seen ones: on the stack when
@@ -219,11 +266,13 @@ static PyObject *weight_sum(PyObject *module, PyObject *const *args, Py_ssize_t 
     int bits = wide_bits < 0 || wide_bits > MAX_BITS ? -1 : (int)wide_bits;
     Py_buffer text, weights;
     unsigned char scratch[LOCAL_BYTES], *owned;
-    if (text_bytes(args[0], &text, scratch, &owned) < 0) {
+    PyObject *encoded;
+    if (text_bytes(args[0], &text, scratch, &owned, &encoded) < 0) {
+        release_text(NULL, owned, encoded);
         return NULL;
     }
     if (PyObject_GetBuffer(args[2], &weights, PyBUF_SIMPLE) < 0) {
-        release_text(&text, owned);
+        release_text(&text, owned, encoded);
         return NULL;
     }
     PyObject *result = NULL;
@@ -251,9 +300,18 @@ static PyObject *weight_sum(PyObject *module, PyObject *const *args, Py_ssize_t 
         }
     }
     PyMem_Free(room.heap);
-    result = Py_BuildValue("(dn)", total, count);
+    result = PyTuple_New(2); /* what Py_BuildValue("(dn)") makes, without its format */
+    PyObject *sum = PyFloat_FromDouble(total), *many = PyLong_FromSsize_t(count);
+    if (result == NULL || sum == NULL || many == NULL) {
+        Py_CLEAR(result);
+        Py_XDECREF(sum);
+        Py_XDECREF(many);
+    } else {
+        PyTuple_SET_ITEM(result, 0, sum);
+        PyTuple_SET_ITEM(result, 1, many);
+    }
 done:
-    release_text(&text, owned);
+    release_text(&text, owned, encoded);
     PyBuffer_Release(&weights);
     return result;
 }
@@ -271,7 +329,9 @@ static PyObject *indices(PyObject *module, PyObject *args) {
     }
     Py_buffer text;
     unsigned char scratch[LOCAL_BYTES], *owned;
-    if (text_bytes(encoded, &text, scratch, &owned) < 0) {
+    PyObject *prepared_text;
+    if (text_bytes(encoded, &text, scratch, &owned, &prepared_text) < 0) {
+        release_text(NULL, owned, prepared_text);
         return NULL;
     }
     PyObject *result = NULL;
@@ -299,7 +359,7 @@ static PyObject *indices(PyObject *module, PyObject *args) {
     }
     PyMem_Free(room.heap);
 done:
-    release_text(&text, owned);
+    release_text(&text, owned, prepared_text);
     return result;
 }
 

@@ -15,8 +15,8 @@ one XOR of two strided views.
 The classifier itself needs only the sum of the weights at those indices, and
 :data:`weight_sum` gives it: from ``podium/policy/_ngrams.c`` when the package was built
 with a C compiler (a walk over the bytes and one over their indices, more than ten times
-fewer instructions on a short prompt), else from the numpy code here. Both give the same indices; the test suite holds them
-to each other and to the first implementation.
+fewer instructions on a short prompt), else from the numpy code here. Both give the same
+indices; the test suite holds them to each other and to the first implementation.
 """
 
 from __future__ import annotations
@@ -151,15 +151,9 @@ def _compiled() -> WeightSum | None:
         from podium.policy import _ngrams
     except ImportError:  # built without a C compiler
         return None
-
-    def compiled_weight_sum(
-        text: str, bits: int, weights: npt.NDArray[np.float32]
-    ) -> tuple[float, int]:
-        # The module prepares an ASCII str itself, without a copy (its characters are its
-        # UTF-8 bytes, and lower-casing them is a table lookup).
-        return _ngrams.weight_sum(text if text.isascii() else prepared(text), bits, weights)
-
-    return compiled_weight_sum
+    # The module prepares a str itself, as prepared() does; an ASCII one without a copy (its
+    # characters are its UTF-8 bytes, and lower-casing them is arithmetic).
+    return _ngrams.weight_sum
 
 
 compiled_weight_sum = _compiled()
