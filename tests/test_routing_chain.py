@@ -10,7 +10,7 @@ import pytest
 from podium.config import ConfigError
 from podium.errors import PodiumError
 from podium.routing.base import Candidate, Decision, RouteContext
-from podium.routing.chain import Verdict
+from podium.routing.chain import Verdict, decide
 from podium.routing.registry import RouterParts, RouterRegistry
 from podium.testing.openai_fake import FakeOpenAI
 from podium.types import ChatRequest
@@ -268,3 +268,64 @@ def test_routers_from_the_entry_point_group_join_the_chain(
     workers = [{"name": n, "provider": "openai", "model": n, "base_url": "http://x"} for n in POOL]
     podium_ = create_podium(make_config(workers, routing={"chain": ["fixed", "direct"]}))
     assert [router.name for router in podium_.routers] == ["fixed", "direct"]
+
+
+class Counting:
+    """Decides only for the models it names in ``decides_for``; counts being asked."""
+
+    name = "counting"
+
+    def __init__(self, models: frozenset[str]) -> None:
+        self.decides_for = models
+        self.asked = 0
+
+    async def plan(self, request: ChatRequest, context: RouteContext) -> Decision | None:
+        self.asked += 1
+        if request.model not in self.decides_for:
+            return None
+        return Decision(Workflow.single("smollm2-135m"), router=self.name, reason="counted")
+
+
+async def test_a_router_is_not_asked_about_a_model_outside_its_decides_for() -> None:
+    routing = chain("direct")
+    counting = Counting(frozenset({"podium/auto"}))
+    routers = [counting, *routing.routers]
+    config = routing.parts.config
+
+    async def route(model: str, trail: list[Verdict] | None = None) -> Decision:
+        request = ask(model=model)
+        return await decide(
+            routers, request, context(config), budget_s=1.0, default_worker=None, trail=trail
+        )
+
+    assert ((await route("qwen2.5-coder-0.5b")).router, counting.asked) == ("direct", 0)
+    assert ((await route("podium/auto")).router, counting.asked) == ("counting", 1)
+    # An explanation still hears every router's verdict.
+    trail: list[Verdict] = []
+    await route("qwen2.5-coder-0.5b", trail)
+    assert [(v.router, v.outcome) for v in trail] == [
+        ("counting", "no_opinion"),
+        ("direct", "decided"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "routing",
+    [
+        {},  # the default chain: no rules, affinity for podium/auto, no semantic routes
+        {"affinity": {"enabled": False}},
+        {"rules": [{"name": "any", "worker": "smollm2-135m"}]},
+    ],
+)
+async def test_the_built_in_routers_decides_for_matches_what_they_plan(
+    routing: dict[str, Any],
+) -> None:
+    built = routing_for(routing)
+    config = built.parts.config
+    for router in built.routers:
+        decides_for = getattr(router, "decides_for", None)
+        if decides_for is None:
+            continue
+        for model in ("podium/auto", "smollm2-135m", "smollm2-135m-alias"):
+            if model not in decides_for:
+                assert await router.plan(ask(model=model), context(config)) is None

@@ -125,6 +125,8 @@ class AffinityRouter:
         self.sessions = sessions
         self.config = config
         self.models = frozenset(config.models)
+        # The models plan() may decide for (see Router): none while switched off.
+        self.decides_for = self.models if config.enabled else frozenset()
 
     async def plan(self, request: ChatRequest, context: RouteContext) -> Decision | None:
         if not self.config.enabled or request.model not in self.models:

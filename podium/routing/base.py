@@ -57,6 +57,10 @@ class Decision:
 
 
 class Router(Protocol):
+    """Optionally, a router sets ``decides_for``: a frozenset of the requested models it can
+    decide for (its ``plan`` answers None for any other), which lets the chain pass it over
+    for other models without asking. Absent or None: any model."""
+
     name: str
 
     async def plan(self, request: ChatRequest, context: RouteContext) -> Decision | None:

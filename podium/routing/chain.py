@@ -87,9 +87,17 @@ async def decide(
     failures: list[str] = []
     chosen: Decision | None = None
     loop = asyncio.get_running_loop()
+    model = request.model
     for router in routers:
         if chosen is not None and not ask_all:
             break
+        if trail is None:
+            # A router that names the models it can decide for (``decides_for``) would say
+            # "no opinion" about any other: not asked (a coroutine each, ~3k instructions),
+            # unless an explanation wants every router's verdict.
+            decides_for = getattr(router, "decides_for", None)
+            if decides_for is not None and model not in decides_for:
+                continue
         started = time.perf_counter() if trail is not None else 0.0
         outcome: Outcome = "no_opinion"
         detail: str | None = None

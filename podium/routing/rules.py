@@ -201,6 +201,8 @@ class RulesRouter:
 
     def __init__(self, rules: list[CompiledRule]) -> None:
         self.rules = rules
+        # No rules: no model it decides for (see Router). Rules may match any model.
+        self.decides_for: frozenset[str] | None = None if rules else frozenset()
 
     async def plan(self, request: ChatRequest, context: RouteContext) -> Decision | None:
         if not self.rules:

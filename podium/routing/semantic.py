@@ -71,6 +71,8 @@ class SemanticRouter:
         self.routes = routes
         self.max_chars = max_chars
         self.models = frozenset(models)
+        # The models plan() may decide for (see Router): none without routes.
+        self.decides_for = self.models if routes else frozenset()
         self.scoring = scoring
         self.margin = margin
         self._embedder = embedder
