@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -16,7 +18,11 @@ import openai
 import pytest
 
 from podium.app import Podium
-from podium.policy.keys import KeyCache, NewKey
+from podium.config import WorkerConfig, parse_config
+from podium.context import Caller, RequestContext
+from podium.errors import PodiumError
+from podium.policy.budgets import LimitsHook, estimate_cost
+from podium.policy.keys import KeyCache, KeyRecord, KeyStore, NewKey, Snapshot
 from podium.policy.limits import (
     Closing,
     LimitBackend,
@@ -26,8 +32,12 @@ from podium.policy.limits import (
     to_nano,
     usd,
 )
+from podium.policy.settings import LimitSettings
+from podium.routing.base import Decision
 from podium.testing.fakes import Behaviour
 from podium.testing.openai_fake import FakeOpenAI
+from podium.types import ChatRequest, Message, TextPart
+from podium.workflow import Workflow
 from tests.conftest import worker
 
 # $0.1 a token either way, so the numbers are easy to follow. The prompt "hi" is estimated at
@@ -154,6 +164,84 @@ async def test_memory_reservations_expire() -> None:
     assert not (await limits.reserve("k", "p", amount=8, reservation="b", **args)).allowed
     now[0] = 6.0  # "a" never settled (a crashed request): released after hold_seconds
     assert (await limits.reserve("k", "p", amount=8, reservation="c", **args)).allowed
+
+
+def test_a_lone_workers_estimate_is_the_general_loops() -> None:
+    # estimate_cost answers a one-worker plan without its loop over steps and fallbacks; an
+    # unknown fallback sends the same plan through the loop, where it adds nothing.
+    rng = random.Random(3)
+    for _ in range(300):
+        price = {"input": rng.choice([0.0, rng.uniform(0, 50)]), "output": rng.uniform(0, 80)}
+        extra: dict[str, Any] = {"price": price}
+        if rng.random() < 0.5:
+            extra["max_output_tokens"] = rng.randrange(1, 5000)
+        config = parse_config({"workers": [worker("alpha", "openai", "http://x", **extra)]})
+        pool: Any = OnePool(config.workers[0])
+        text = "x" * rng.randrange(0, 3000)
+        request = ChatRequest(
+            "alpha", [Message("user", [TextPart(text)])], max_tokens=rng.choice([None, 700])
+        )
+        for name in ("alpha", "gone"):
+            alone = estimate_cost(request, Decision(Workflow.single(name), "d", ""), pool, 1024)
+            looped = Decision(Workflow.single(name, ["unknown"]), "d", "")
+            assert repr(alone) == repr(estimate_cost(request, looped, pool, 1024))
+
+
+class AwaitedLimits(MemoryLimits):
+    """MemoryLimits reached only through its async methods: the limits hook calls exactly
+    MemoryLimits through its plain methods, and any other backend through awaits."""
+
+
+class OnePool:
+    """The one worker ``estimate_cost`` looks up."""
+
+    def __init__(self, config: WorkerConfig) -> None:
+        self.worker = SimpleNamespace(config=config)
+
+    def get(self, name: str) -> Any:
+        return self.worker if name == self.worker.config.name else None
+
+
+async def limited(limits_type: type[MemoryLimits]) -> list[Any]:
+    """What the limits hook says to 300 random requests of one key with a tight budget and
+    tight rates, some never finishing (their holds expire), and the usage after each."""
+    config = parse_config({"workers": [worker("alpha", "openai", "http://127.0.0.1:9")]})
+    record = KeyRecord("k1", "h", "team", budget_usd=0.05, rpm=30, tpm=3000)
+    rng = random.Random(7)
+    now = [1_700_000_000.0]
+    backend = limits_type(clock=lambda: now[0])
+    keys = KeyCache(KeyStore(None), ttl=1e12, clock=lambda: 0.0)  # type: ignore[arg-type]
+    keys._snapshot = Snapshot({}, {"k1": record}, 1, 0, 0.0)
+    pool: Any = OnePool(config.workers[0])
+    hook = LimitsHook(keys, backend, pool, LimitSettings(hold_seconds=30.0), clock=lambda: now[0])
+    said: list[Any] = []
+    for _ in range(300):
+        now[0] += rng.choice([0.0, 0.5, 2.0, 9.0])
+        text = "word " * rng.randrange(1, 400)
+        request = ChatRequest(
+            "alpha", [Message("user", [TextPart(text)])], max_tokens=rng.choice([None, 5, 200])
+        )
+        context = RequestContext("openai", {}, caller=Caller("k1"))
+        try:
+            await hook.admit(request, context)
+            await hook.decided(request, Decision(Workflow.single("alpha"), "direct", ""), context)
+        except PodiumError as refusal:
+            said.append((refusal.code, refusal.message.split(" ")[:4], refusal.retry_after))
+            continue
+        said.append(list(context.policy_actions))
+        if rng.random() < 0.9:  # else it never finishes
+            used = rng.randrange(0, 600)
+            trace: Any = SimpleNamespace(cost_usd=used * 3e-6, input_tokens=used, output_tokens=3)
+            await hook.finish(trace, context)
+        said.append(await backend.usage("k1", period_of("month", now[0])[0]))
+    return said
+
+
+async def test_the_hook_limits_the_same_through_plain_calls_as_through_awaits() -> None:
+    plain, awaited = await limited(MemoryLimits), await limited(AwaitedLimits)
+    assert plain == awaited
+    refused = {entry[0] for entry in plain if isinstance(entry, tuple) and len(entry) == 3}
+    assert refused == {"budget_exceeded", "rate_limit_exceeded"}
 
 
 # -- through the gateway ---------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from podium.policy.limits import (
     Closing,
     LimitBackend,
     LimitsUnavailable,
+    MemoryLimits,
     Periods,
     to_nano,
     usd,
@@ -77,6 +78,15 @@ def estimate_cost(
     steps = decision.workflow.steps
     if prompt is None:
         prompt = estimate_input_tokens(request)
+    if len(steps) == 1 and not decision.workflow.fallbacks and not steps[0].instruction:
+        # The usual plan, one worker and nothing else: the loop below, without its loop.
+        worker = pool.get(steps[0].worker)
+        if worker is None:
+            return 0.0
+        config = worker.config
+        out = output_tokens(request, config.max_output_tokens, default_output)
+        cost = (prompt * config.price.input + out * config.price.output) / 1_000_000
+        return 0.0 + cost if cost >= 0.0 else 0.0
     last = len(steps) - 1
     produced = 0
     total = 0.0
@@ -136,6 +146,10 @@ class LimitsHook(Hook):
         self._periods = Periods()
         # Reservation ids: unique per trace and, within this process, per reservation.
         self._reservations = itertools.count()
+        # This process's own limits are called as plain functions (they never wait): a
+        # coroutine and its await for each of the three calls a request makes cost more than
+        # the calls. Exactly MemoryLimits: a subclass may override the async methods.
+        self._memory = backend if type(backend) is MemoryLimits else None
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -205,15 +219,19 @@ class LimitsHook(Hook):
             prompt = estimate_input_tokens(request)
             opened.request, opened.prompt = request, prompt
             tokens = prompt + output_tokens(request, None, self.settings.default_output_tokens)
-            try:
-                wait = await self.backend.take_rate(
-                    record.key_id, rpm=record.rpm, tpm=record.tpm, tokens=tokens
-                )
-            except LimitsUnavailable as cause:
-                error = self._unavailable(context, cause)
-                if error is not None:
-                    raise error from None
-                return
+            memory = self._memory
+            if memory is not None:
+                wait = memory.take_now(record.key_id, record.rpm, record.tpm, tokens)
+            else:
+                try:
+                    wait = await self.backend.take_rate(
+                        record.key_id, rpm=record.rpm, tpm=record.tpm, tokens=tokens
+                    )
+                except LimitsUnavailable as cause:
+                    error = self._unavailable(context, cause)
+                    if error is not None:
+                        raise error from None
+                    return
             if wait > 0:
                 limits = [f"{record.rpm} requests"] if record.rpm else []
                 limits += [f"{record.tpm} tokens"] if record.tpm else []
@@ -248,21 +266,29 @@ class LimitsHook(Hook):
         )
         period, remaining = self._periods.of(record.budget_period, self._clock())
         reservation = f"{context.trace_id}.{next(self._reservations)}"
-        try:
-            verdict = await self.backend.reserve(
-                record.key_id,
-                period,
-                budget=to_nano(record.budget_usd),
-                amount=to_nano(estimate, up=True),
-                reservation=reservation,
-                hold_seconds=self.settings.hold_seconds,
-                period_seconds=remaining,
+        budget, amount = to_nano(record.budget_usd), to_nano(estimate, up=True)
+        memory = self._memory
+        if memory is not None:
+            hold_seconds = self.settings.hold_seconds
+            verdict = memory.reserve_now(
+                record.key_id, period, budget, amount, reservation, hold_seconds
             )
-        except LimitsUnavailable as cause:
-            error = self._unavailable(context, cause)
-            if error is not None:
-                raise error from None
-            return
+        else:
+            try:
+                verdict = await self.backend.reserve(
+                    record.key_id,
+                    period,
+                    budget=budget,
+                    amount=amount,
+                    reservation=reservation,
+                    hold_seconds=self.settings.hold_seconds,
+                    period_seconds=remaining,
+                )
+            except LimitsUnavailable as cause:
+                error = self._unavailable(context, cause)
+                if error is not None:
+                    raise error from None
+                return
         if not verdict.allowed:
             raise self._refuse(
                 context,
@@ -293,6 +319,10 @@ class LimitsHook(Hook):
             opened.record.tpm or 0,
             trace.input_tokens + trace.output_tokens - opened.tokens if opened.tokens else 0,
         )
+        memory = self._memory
+        if memory is not None:
+            memory.close_now(closing)
+            return
         try:
             await self.backend.close(closing)
         except LimitsUnavailable:

@@ -129,12 +129,10 @@ class KeyRecord:
         return self.budget_usd is not None or self.rpm is not None or self.tpm is not None
 
     def caller(self) -> Caller:
+        # By position (key_id, owner, scopes, metadata, is_admin): a keyword argument to a
+        # dataclass costs ~0.5k instructions, and this runs on every request.
         return Caller(
-            key_id=self.key_id,
-            owner=self.owner,
-            scopes=list(self.scopes),
-            metadata=dict(self.metadata),
-            is_admin=self.is_admin,
+            self.key_id, self.owner, list(self.scopes), dict(self.metadata), self.is_admin
         )
 
     def public(self, now: float | None = None) -> dict[str, Any]:
@@ -473,9 +471,11 @@ class KeyCache:
             record.previous_expires_at is None or record.previous_expires_at <= now
         ):
             return None, "rotated key"
-        state = record.state(now)
-        if state != "active":
-            return None, f"{state} key"
+        # record.state(now), written out: this runs on every request.
+        if record.revoked_at is not None:
+            return None, "revoked key"
+        if record.expires_at is not None and now >= record.expires_at:
+            return None, "expired key"
         return record, ""
 
     async def by_id(self, key_id: str) -> KeyRecord | None:

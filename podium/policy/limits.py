@@ -207,16 +207,34 @@ class MemoryLimits:
     async def take_rate(
         self, key_id: str, *, rpm: int | None, tpm: int | None, tokens: int
     ) -> float:
-        # The two buckets written out rather than looped over: this runs on every request.
+        return self.take_now(key_id, rpm, tpm, tokens)
+
+    # The plain methods below are the whole work of the async ones (which never wait): the
+    # limits hook calls them directly for this backend, without a coroutine per call.
+
+    def take_now(self, key_id: str, rpm: int | None, tpm: int | None, tokens: int) -> float:
+        """:meth:`take_rate`, as a plain call."""
+        # The two buckets written out rather than looped over, and refilled in place (as
+        # _Bucket.refill does): this runs on every request.
         now = self._clock()
         wait = 0.0
         requests = token_bucket = None
         need = 0
         if rpm:
-            requests = self._bucket(self._requests, key_id, rpm, now)
+            requests = self._requests.get(key_id)
+            if requests is None:
+                requests = self._requests[key_id] = _Bucket(float(rpm), now)
+            level = requests.level + (now - requests.stamp) * rpm / 60.0
+            requests.level = level if level < rpm else float(rpm)
+            requests.stamp = now
             wait = (1 - requests.level) * 60.0 / rpm  # rpm >= 1: a request needs 1
         if tpm:
-            token_bucket = self._bucket(self._tokens, key_id, tpm, now)
+            token_bucket = self._tokens.get(key_id)
+            if token_bucket is None:
+                token_bucket = self._tokens[key_id] = _Bucket(float(tpm), now)
+            level = token_bucket.level + (now - token_bucket.stamp) * tpm / 60.0
+            token_bucket.level = level if level < tpm else float(tpm)
+            token_bucket.stamp = now
             # A request larger than the whole limit waits for a full bucket, not forever.
             need = tokens if tokens < tpm else tpm
             token_wait = (need - token_bucket.level) * 60.0 / tpm
@@ -231,21 +249,16 @@ class MemoryLimits:
         return 0.0
 
     async def adjust_tokens(self, key_id: str, *, tpm: int, delta: int) -> None:
-        self._adjust_tokens(key_id, tpm, delta)
+        self.adjust_now(key_id, tpm, delta)
 
-    def _adjust_tokens(self, key_id: str, tpm: int, delta: int) -> None:
+    def adjust_now(self, key_id: str, tpm: int, delta: int) -> None:
+        """:meth:`adjust_tokens`, as a plain call."""
         bucket = self._bucket(self._tokens, key_id, tpm, self._clock())
         # max(-float(tpm), min(float(tpm), level - delta)), written out
         level = bucket.level - delta
         if not level < tpm:
             level = float(tpm)
         bucket.level = level if level > -tpm else -float(tpm)
-
-    def _budget(self, key_id: str, period: str) -> _Budget:
-        current = self._budgets.get(key_id)
-        if current is None or current[0] != period:
-            current = self._budgets[key_id] = (period, _Budget())
-        return current[1]
 
     async def reserve(
         self,
@@ -258,7 +271,22 @@ class MemoryLimits:
         hold_seconds: float,
         period_seconds: float,
     ) -> BudgetVerdict:
-        state = self._budget(key_id, period)
+        return self.reserve_now(key_id, period, budget, amount, reservation, hold_seconds)
+
+    def reserve_now(
+        self,
+        key_id: str,
+        period: str,
+        budget: int,
+        amount: int,
+        reservation: str,
+        hold_seconds: float,
+    ) -> BudgetVerdict:
+        """:meth:`reserve`, as a plain call."""
+        current = self._budgets.get(key_id)
+        if current is None or current[0] != period:
+            current = self._budgets[key_id] = (period, _Budget())
+        state = current[1]
         now = self._clock()
         if now >= state.next_expiry:
             state.expire(now)
@@ -276,9 +304,10 @@ class MemoryLimits:
     async def settle(
         self, key_id: str, period: str, *, reservation: str, actual: int, period_seconds: float
     ) -> None:
-        self._settle(key_id, period, reservation, actual)
+        self.settle_now(key_id, period, reservation, actual)
 
-    def _settle(self, key_id: str, period: str, reservation: str, actual: int) -> None:
+    def settle_now(self, key_id: str, period: str, reservation: str, actual: int) -> None:
+        """:meth:`settle`, as a plain call."""
         current = self._budgets.get(key_id)
         if current is None or current[0] != period:
             return  # the period is over; its spend no longer matters
@@ -286,11 +315,14 @@ class MemoryLimits:
         current[1].spent += actual
 
     async def close(self, closing: Closing) -> None:
-        # Plain calls, not awaits of settle and adjust_tokens: a coroutine each is most of it.
+        self.close_now(closing)
+
+    def close_now(self, closing: Closing) -> None:
+        """:meth:`close`, as a plain call."""
         if closing.reservation is not None and closing.period is not None:
-            self._settle(closing.key_id, closing.period, closing.reservation, closing.actual)
+            self.settle_now(closing.key_id, closing.period, closing.reservation, closing.actual)
         if closing.tpm and closing.token_delta:
-            self._adjust_tokens(closing.key_id, closing.tpm, closing.token_delta)
+            self.adjust_now(closing.key_id, closing.tpm, closing.token_delta)
 
     async def usage(self, key_id: str, period: str) -> tuple[int, int]:
         current = self._budgets.get(key_id)
