@@ -218,7 +218,9 @@ class LimitsHook(Hook):
         if record.rpm or record.tpm:
             prompt = estimate_input_tokens(request)
             opened.request, opened.prompt = request, prompt
-            tokens = prompt + output_tokens(request, None, self.settings.default_output_tokens)
+            # output_tokens(request, None, ...), written out: no worker is known yet.
+            most = request.max_tokens
+            tokens = prompt + (most if most is not None else self.settings.default_output_tokens)
             memory = self._memory
             if memory is not None:
                 wait = memory.take_now(record.key_id, record.rpm, record.tpm, tokens)
@@ -310,19 +312,23 @@ class LimitsHook(Hook):
         opened = self._open.pop(context.trace_id, None)
         if opened is None:
             return
+        record = opened.record
+        actual = to_nano(trace.cost_usd)
+        tpm = record.tpm or 0
+        delta = trace.input_tokens + trace.output_tokens - opened.tokens if opened.tokens else 0
+        memory = self._memory
+        if memory is not None:  # the Closing's fields, without building one
+            memory.close_now(record.key_id, opened.period, opened.reservation, actual, tpm, delta)
+            return
         closing = Closing(  # by position: keywords cost 2k instructions more
-            opened.record.key_id,
+            record.key_id,
             opened.period,
             opened.reservation,
-            to_nano(trace.cost_usd),
+            actual,
             opened.period_seconds,
-            opened.record.tpm or 0,
-            trace.input_tokens + trace.output_tokens - opened.tokens if opened.tokens else 0,
+            tpm,
+            delta,
         )
-        memory = self._memory
-        if memory is not None:
-            memory.close_now(closing)
-            return
         try:
             await self.backend.close(closing)
         except LimitsUnavailable:

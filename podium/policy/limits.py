@@ -149,14 +149,10 @@ class LimitBackend(Protocol):
 
 @dataclass(slots=True)
 class _Bucket:
+    # Refilled continuously over a minute up to the capacity, in place by MemoryLimits's
+    # methods (a method call for it cost more than its arithmetic).
     level: float
     stamp: float
-
-    def refill(self, capacity: int, now: float) -> None:
-        # min(float(capacity), level) written out: the builtin costs more than the bucket.
-        level = self.level + (now - self.stamp) * capacity / 60.0
-        self.level = level if level < capacity else float(capacity)
-        self.stamp = now
 
 
 @dataclass(slots=True)
@@ -167,11 +163,6 @@ class _Budget:
     # amounts, and a time no hold expires before (the earliest expiry, or earlier).
     held_total: int = 0
     next_expiry: float = math.inf
-
-    def release(self, reservation: str) -> None:
-        released = self.held.pop(reservation, None)
-        if released is not None:
-            self.held_total -= released[0]
 
     def expire(self, now: float) -> None:
         """Forget the holds that expired (requests that never settled)."""
@@ -195,14 +186,6 @@ class MemoryLimits:
 
     async def aclose(self) -> None:
         return None
-
-    @staticmethod
-    def _bucket(buckets: dict[str, _Bucket], key_id: str, capacity: int, now: float) -> _Bucket:
-        bucket = buckets.get(key_id)
-        if bucket is None:
-            bucket = buckets[key_id] = _Bucket(float(capacity), now)
-        bucket.refill(capacity, now)
-        return bucket
 
     async def take_rate(
         self, key_id: str, *, rpm: int | None, tpm: int | None, tokens: int
@@ -253,9 +236,15 @@ class MemoryLimits:
 
     def adjust_now(self, key_id: str, tpm: int, delta: int) -> None:
         """:meth:`adjust_tokens`, as a plain call."""
-        bucket = self._bucket(self._tokens, key_id, tpm, self._clock())
-        # max(-float(tpm), min(float(tpm), level - delta)), written out
-        level = bucket.level - delta
+        now = self._clock()
+        bucket = self._tokens.get(key_id)
+        if bucket is None:
+            bucket = self._tokens[key_id] = _Bucket(float(tpm), now)
+        # Refilled (as in take_now), then corrected: max(-float(tpm), min(float(tpm),
+        # level - delta)), written out
+        level = bucket.level + (now - bucket.stamp) * tpm / 60.0
+        bucket.stamp = now
+        level = (level if level < tpm else float(tpm)) - delta
         if not level < tpm:
             level = float(tpm)
         bucket.level = level if level > -tpm else -float(tpm)
@@ -293,7 +282,10 @@ class MemoryLimits:
         held = state.held_total
         if state.spent + held + amount > budget:
             return BudgetVerdict(False, state.spent, held)
-        state.release(reservation)  # the same id twice: the new hold replaces the old
+        # The same id twice: the new hold replaces the old.
+        released = state.held.pop(reservation, None)
+        if released is not None:
+            state.held_total -= released[0]
         expiry = now + hold_seconds
         state.held[reservation] = (amount, expiry)
         state.held_total += amount
@@ -311,18 +303,36 @@ class MemoryLimits:
         current = self._budgets.get(key_id)
         if current is None or current[0] != period:
             return  # the period is over; its spend no longer matters
-        current[1].release(reservation)
-        current[1].spent += actual
+        state = current[1]
+        released = state.held.pop(reservation, None)
+        if released is not None:
+            state.held_total -= released[0]
+        state.spent += actual
 
     async def close(self, closing: Closing) -> None:
-        self.close_now(closing)
+        self.close_now(
+            closing.key_id,
+            closing.period,
+            closing.reservation,
+            closing.actual,
+            closing.tpm,
+            closing.token_delta,
+        )
 
-    def close_now(self, closing: Closing) -> None:
-        """:meth:`close`, as a plain call."""
-        if closing.reservation is not None and closing.period is not None:
-            self.settle_now(closing.key_id, closing.period, closing.reservation, closing.actual)
-        if closing.tpm and closing.token_delta:
-            self.adjust_now(closing.key_id, closing.tpm, closing.token_delta)
+    def close_now(
+        self,
+        key_id: str,
+        period: str | None,
+        reservation: str | None,
+        actual: int,
+        tpm: int,
+        token_delta: int,
+    ) -> None:
+        """:meth:`close`, as a plain call, with the :class:`Closing`'s fields as arguments."""
+        if reservation is not None and period is not None:
+            self.settle_now(key_id, period, reservation, actual)
+        if tpm and token_delta:
+            self.adjust_now(key_id, tpm, token_delta)
 
     async def usage(self, key_id: str, period: str) -> tuple[int, int]:
         current = self._budgets.get(key_id)
