@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import operator
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, fields
 
@@ -115,8 +114,9 @@ class Stages:
             setattr(self, stage, [hook for hook in hooks if _overrides(hook, stage)])
 
     def current(self, hooks: list[Hook]) -> bool:
-        source = self.source
-        return len(source) == len(hooks) and all(map(operator.is_, source, hooks))
+        # List equality compares items by identity before __eq__ (which hooks leave as
+        # identity): the same hooks in the same order, in C rather than an all() over them.
+        return self.source == hooks
 
     admit: list[Hook]
     eligible: list[Hook]
@@ -156,7 +156,7 @@ class Gateway:
         """The hooks per point of the path; rebuilt when ``hooks`` changes (plugins add theirs
         after the gateway is built)."""
         stages = self._stages
-        if not stages.current(self.hooks):
+        if stages.source != self.hooks:  # not stages.current(self.hooks), without its call
             stages = self._stages = Stages(self.hooks)
         return stages
 

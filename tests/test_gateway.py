@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from podium.context import RequestContext
+from podium.gateway import Stages
 from podium.hooks import Hook
 from podium.store.traces import TraceRecord
 from podium.testing.openai_fake import FakeOpenAI
@@ -119,3 +120,13 @@ async def test_a_recorded_trace_carries_each_value_in_its_own_field(
     assert error.error is not None and "no such thing" in error.error
     assert error.error_kind == "invalid_request"
     assert error.answer is None and error.prompt == "hi"
+
+
+def test_stages_are_current_only_for_the_same_hooks_in_the_same_order() -> None:
+    first, second = Hook(), Hook()
+    stages = Stages([first, second])
+    assert stages.current([first, second])
+    assert not stages.current([second, first])
+    assert not stages.current([first, Hook()])  # another hook of the same kind
+    assert not stages.current([first])
+    assert not stages.current([first, second, first])
