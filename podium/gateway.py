@@ -75,10 +75,17 @@ def enforce_clearance(decision: Decision, eligible: list[WorkerConfig]) -> None:
 
 
 def total_cost(attempts: Sequence[Attempt]) -> float:
+    if len(attempts) == 1:  # the usual request: the sum without its generator
+        cost = attempts[0].cost_usd
+        if type(cost) is float:
+            return 0.0 + cost  # what sum() gives for one float (0.0 for -0.0)
     return sum(attempt.cost_usd for attempt in attempts)
 
 
 def total_usage(attempts: Sequence[Attempt]) -> Usage:
+    if len(attempts) == 1:  # Usage() + the one usage, in one step
+        one = attempts[0].usage
+        return Usage(one.input_tokens, one.output_tokens, one.cached_input_tokens)
     usage = Usage()
     for attempt in attempts:
         usage = usage + attempt.usage

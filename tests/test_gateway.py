@@ -4,15 +4,18 @@ in the background; a failing hook is reported and never fails the request."""
 from __future__ import annotations
 
 import asyncio
+import random
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 
 from podium.context import RequestContext
-from podium.gateway import Stages
+from podium.gateway import Stages, total_cost, total_usage
 from podium.hooks import Hook
 from podium.store.traces import TraceRecord
 from podium.testing.openai_fake import FakeOpenAI
+from podium.types import Usage
 from tests.conftest import worker
 
 CHAT: dict[str, Any] = {"model": "alpha", "messages": [{"role": "user", "content": "hi"}]}
@@ -130,3 +133,25 @@ def test_stages_are_current_only_for_the_same_hooks_in_the_same_order() -> None:
     assert not stages.current([first, Hook()])  # another hook of the same kind
     assert not stages.current([first])
     assert not stages.current([first, second, first])
+
+
+def test_totals_of_one_attempt_are_what_the_sums_give() -> None:
+    # total_cost and total_usage answer a lone attempt without their loops: the same value
+    # and type as sum() and Usage() + usage, -0.0, NaN and integers included.
+    rng = random.Random(5)
+    costs = [0.0, -0.0, 0, 1, 3.5e-9, 1e300, float("nan"), float("inf"), -2.5]
+    for _ in range(2000):
+        attempts: Any = [
+            SimpleNamespace(
+                cost_usd=rng.choice([*costs, rng.random()]),
+                usage=Usage(rng.randrange(9), rng.randrange(9), rng.randrange(3)),
+            )
+            for _ in range(rng.choice([0, 1, 1, 2, 3]))
+        ]
+        summed = sum(attempt.cost_usd for attempt in attempts)
+        assert repr(total_cost(attempts)) == repr(summed)
+        assert type(total_cost(attempts)) is type(summed)
+        usage = Usage()
+        for attempt in attempts:
+            usage = usage + attempt.usage
+        assert total_usage(attempts) == usage
