@@ -203,14 +203,16 @@ class Gateway:
     async def route(
         self, request: ChatRequest, context: RequestContext, eligible: list[WorkerConfig]
     ) -> Decision:
+        # By position (caller, eligible, headers, data_class, contract, budget_usd,
+        # session_id): a keyword argument to a dataclass costs ~0.5k instructions.
         route_context = RouteContext(
-            caller=context.caller,
-            eligible=eligible,
-            headers=context.headers,
-            data_class=context.data_class,
-            contract=context.contract,
-            budget_usd=context.budget_usd,
-            session_id=context.session_id,
+            context.caller,
+            eligible,
+            context.headers,
+            context.data_class,
+            context.contract,
+            context.budget_usd,
+            context.session_id,
         )
         if not eligible:
             raise PodiumError(
@@ -253,7 +255,7 @@ class Gateway:
             for hook in stages.transform_response:
                 response = hook.transform_response(response, context)
             self._finish(request, decision, run, context, status=200, response=response)
-            return Outcome(decision=decision, run=run, worker=response.model, response=response)
+            return Outcome(decision, run, response.model, response)  # by position, as above
         except PodiumError as error:
             self._finish(request, decision, run, context, status=error.status, error=error)
             raise
@@ -276,7 +278,7 @@ class Gateway:
         metered = await self.executor.stream(
             request, decision.workflow, run, relay=relay, context=context
         )
-        outcome = Outcome(decision=decision, run=run, worker=metered.worker.name)
+        outcome = Outcome(decision, run, metered.worker.name)  # by position, as above
         if isinstance(metered, MeteredRelay):
             # Nothing wraps a relayed stream: the trace is written as it ends, with no layer
             # of its own on every chunk.
