@@ -4,6 +4,7 @@ in the background; a failing hook is reported and never fails the request."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from types import SimpleNamespace
 from typing import Any
@@ -11,8 +12,9 @@ from typing import Any
 import httpx
 
 from podium.context import RequestContext
-from podium.gateway import Stages, total_cost, total_usage
+from podium.gateway import Stages, _candidate_dict, total_cost, total_usage
 from podium.hooks import Hook
+from podium.routing.base import Candidate
 from podium.store.traces import TraceRecord
 from podium.testing.openai_fake import FakeOpenAI
 from podium.types import Usage
@@ -155,3 +157,10 @@ def test_totals_of_one_attempt_are_what_the_sums_give() -> None:
         for attempt in attempts:
             usage = usage + attempt.usage
         assert total_usage(attempts) == usage
+
+
+def test_a_candidate_is_traced_as_dataclasses_asdict_gives_it() -> None:
+    candidate = Candidate("w1", 0.75, quality=0.5, cost_usd=0.001, label="route-a")
+    traced = _candidate_dict(candidate)
+    assert traced == dataclasses.asdict(candidate)
+    assert list(traced) == [field.name for field in dataclasses.fields(Candidate)]
