@@ -3,6 +3,8 @@ by their bucket's edge, counts as integers and sums as the traces add up."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from podium.observe.rollup import SEP, latency_edge, rollup_rows, upsert_statements
@@ -73,3 +75,17 @@ def test_upserts_carry_every_row_in_a_few_statements() -> None:
     assert [value for _, params in statements for value in params] == [
         value for row in rows for value in row
     ]
+
+
+def test_every_bucket_starts_where_the_time_divided_by_its_width_says() -> None:
+    """The hour and day buckets are derived from the five-minute one; they must be the floats
+    that flooring the trace's own time gives (rows written before are keyed by those)."""
+    rng = random.Random(5)
+    times = [rng.uniform(0, 4e9) for _ in range(2000)]
+    times += [float(int(t) // 300 * 300) + d for t in times[:500] for d in (0.0, -1e-6, 299.99)]
+    for created in times:
+        rows = rollup_rows([trace("t", created_at=created, latency_ms=5.0, ttft_ms=2.0)])
+        buckets = {dim: bucket for dim, bucket, _ in (row[:3] for row in rows)}
+        for dim, width in (("all", 300), ("all@1h", 3600), ("latency_ms", 3600)):
+            assert buckets[dim] == float(int(created // width) * width)
+        assert buckets["latency_ms@1d"] == float(int(created // 86400) * 86400)

@@ -109,27 +109,26 @@ def rollup_rows(records: Sequence[TraceRecord]) -> list[Row]:
     latency: dict[tuple[str, float, str, int | None], list[Any]] = {}
     log10, floor = math.log10, math.floor
     for trace in records:
-        created = trace.created_at
+        # A bucket's start is a whole number of seconds, so the coarser starts derived from it
+        # by ``b - b % width`` are exact: the same floats as ``float(int(t // width) * width)``
+        # from the time itself, for a third of the instructions.
+        bucket = float(int(trace.created_at // BUCKET) * BUCKET)
         worker = trace.worker or "(none)"
-        group_key = (
-            float(int(created // BUCKET) * BUCKET),
-            worker,
-            trace.caller,
-            trace.contract or "(none)",
-            trace.route,
-        )
+        cost, tokens_in, tokens_out = trace.cost_usd, trace.input_tokens, trace.output_tokens
+        group_key = (bucket, worker, trace.caller, trace.contract or "(none)", trace.route)
         group = groups.get(group_key)
         if group is None:
             group = groups[group_key] = [0, 0, 0.0, 0, 0, 0.0]
+        status = trace.status
         group[0] += 1
-        group[1] += trace.status == "error"
-        group[2] += trace.cost_usd
-        group[3] += trace.input_tokens
-        group[4] += trace.output_tokens
+        group[1] += status == "error"
+        group[2] += cost
+        group[3] += tokens_in
+        group[4] += tokens_out
         group[5] += trace.latency_ms
-        if trace.status != "ok":
+        if status != "ok":
             continue
-        hour = float(int(created // LATENCY_BUCKET) * LATENCY_BUCKET)
+        hour = bucket - bucket % LATENCY_BUCKET
         for kind, ms in (("latency_ms", trace.latency_ms), ("ttft_ms", trace.ttft_ms)):
             if ms is None:
                 continue
@@ -139,16 +138,16 @@ def rollup_rows(records: Sequence[TraceRecord]) -> list[Row]:
             if counts is None:
                 counts = latency[latency_key] = [0, 0, 0.0, 0, 0, 0.0]
             counts[0] += 1
-            counts[2] += trace.cost_usd
-            counts[3] += trace.input_tokens
-            counts[4] += trace.output_tokens
+            counts[2] += cost
+            counts[3] += tokens_in
+            counts[4] += tokens_out
 
     totals: dict[tuple[str, float, str], list[Any]] = {}
     get = totals.get
     for (bucket, worker, caller, contract, route), values in groups.items():
         keys = ("", worker, caller, contract, f"{route}{SEP}{worker}")
         for width, names in _TOTAL_NAMES:
-            tier_bucket = float(int(bucket // width) * width)
+            tier_bucket = bucket - bucket % width
             for name, key in zip(names, keys, strict=True):
                 total_key = (name, tier_bucket, key)
                 row = get(total_key)
@@ -159,7 +158,7 @@ def rollup_rows(records: Sequence[TraceRecord]) -> list[Row]:
     for (kind, hour, worker, step), values in latency.items():
         key = f"{worker}{SEP}{_edge_text(step)}"
         for width, kinds in _LATENCY_NAMES:
-            total_key = (kinds[kind], float(int(hour // width) * width), key)
+            total_key = (kinds[kind], hour - hour % width, key)
             row = get(total_key)
             if row is None:
                 totals[total_key] = values.copy()
