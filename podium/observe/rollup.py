@@ -26,10 +26,12 @@ TOTAL_TIERS = (("", BUCKET), ("@1h", 3600))
 LATENCY_TIERS = (("", LATENCY_BUCKET), ("@1d", 86400))
 SEP = "\x1f"  # joins the parts of a composite key (route, worker)
 DIMENSIONS = ("all", "worker", "caller", "contract", "route_worker")
-# Rows per statement: powers of two up to 512 (well under SQLite's variable limit), so a batch
-# is a few statements drawn from ten texts, each parsed once and then cached by the driver
-# (psycopg re-parsed every new text in Python: that was most of a batch's cost).
-_UPSERT_CHUNKS = (512, 256, 128, 64, 32, 16, 8, 4, 2, 1)
+# Rows per statement: every count up to 32 (a batch of a few traces makes ~15-30 rows, and each
+# statement more cost ~15k instructions in SQLite), then powers of two up to 512 (well under
+# SQLite's variable limit). A batch is a few statements drawn from 36 texts, each parsed once
+# and then cached by the driver (psycopg re-parsed every new text in Python: that was most of a
+# batch's cost).
+_UPSERT_CHUNKS = (512, 256, 128, 64, *range(32, 0, -1))
 
 
 class Executor(Protocol):
