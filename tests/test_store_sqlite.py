@@ -177,6 +177,8 @@ async def test_a_failing_derived_statement_undoes_its_batch(tmp_path: Path) -> N
         with pytest.raises(sqlite3.OperationalError):
             await store.write_traces([trace("t1")], lambda added: [("UPDATE nowhere", ())])
         assert await store.list_traces() == []  # so the retry counts it once, not never
+        await store.write_traces([trace("t1")])  # no transaction was left open
+        assert [stored.trace_id for stored in await store.list_traces()] == ["t1"]
     finally:
         await store.close()
 
