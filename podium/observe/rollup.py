@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from itertools import chain
 from operator import add
 from typing import Any, Protocol
 
-from podium.store.traces import Derive, TraceRecord, TraceStore, fixed_size_chunks
+from podium.store.traces import Derive, TraceRecord, TraceStore, flat
 
 BUCKET = 300  # seconds per rollup row for totals
 LATENCY_BUCKET = 3600  # seconds per rollup row for latency histograms
@@ -194,8 +193,13 @@ _UPSERT_TEXTS = {
 
 def upsert_statements(rows: Sequence[Row]) -> list[tuple[str, tuple[Any, ...]]]:
     statements: list[tuple[str, tuple[Any, ...]]] = []
-    for size, chunk in fixed_size_chunks(rows, _UPSERT_CHUNKS):
-        statements.append((_UPSERT_TEXTS[size], tuple(chain.from_iterable(chunk))))
+    start, count = 0, len(rows)
+    while start < count:
+        # The largest size in _UPSERT_CHUNKS that fits, worked out rather than searched for.
+        left = count - start
+        size = left if left <= 32 else min(1 << (left.bit_length() - 1), 512)
+        statements.append((_UPSERT_TEXTS[size], tuple(flat(rows[start : start + size]))))
+        start += size
     return statements
 
 

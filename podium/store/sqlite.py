@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
-from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,6 +25,7 @@ from podium.store.traces import (
     Derive,
     TraceRecord,
     fixed_size_chunks,
+    flat,
     trace_listing,
     trace_row,
 )
@@ -129,7 +129,7 @@ def _insert_all(db: sqlite3.Connection, rows: list[list[Any]]) -> None:
     limit = db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(COLUMNS)
     sizes = [count for count in _ROWS_PER_STATEMENT if count <= limit or count == 1]
     for count, chunk in fixed_size_chunks(rows, sizes):
-        db.execute(_INSERT_TRACES[count], list(chain.from_iterable(chunk)))
+        db.execute(_INSERT_TRACES[count], flat(chunk))
 
 
 def insert_new_traces(db: sqlite3.Connection, records: list[TraceRecord]) -> list[TraceRecord]:

@@ -108,6 +108,16 @@ def fixed_size_chunks(rows: Sequence[R], sizes: Sequence[int]) -> Iterator[tuple
             start += size
 
 
+def flat(rows: Sequence[Sequence[Any]]) -> list[Any]:
+    """The rows' values, one after another, as a statement's parameters: a list extended by
+    each row copies the row whole, where itertools.chain hands its values over one at a time
+    (a third of the instructions for a batch's rows)."""
+    values: list[Any] = []
+    for row in rows:
+        values += row
+    return values
+
+
 def trace_listing(
     *,
     limit: int,
