@@ -160,8 +160,9 @@ def _insert_new(db: sqlite3.Connection, records: list[TraceRecord]) -> list[Trac
 
 def write_batch(db: sqlite3.Connection, records: list[TraceRecord], derive: Derive | None) -> None:
     """Store a batch, and the statements ``derive`` makes of the traces it added, in one
-    transaction: the batch's savepoint, which outside a transaction begins one and commits it
-    when released. BEGIN and COMMIT around it were two statements more (~14k instructions)."""
+    transaction (``db`` is in none, as the store's own connection is between calls): the
+    batch's savepoint, which outside a transaction begins one and commits it when released.
+    BEGIN and COMMIT around it were two statements more (~14k instructions)."""
     db.execute("SAVEPOINT trace_batch")
     try:
         added = _insert_new(db, records)
