@@ -80,6 +80,56 @@ async def test_the_background_task_writes_in_batches(tmp_path: Path) -> None:
     assert store.batches[:2] == [10, 10]
 
 
+class HeldStore(CountingStore):
+    """Holds every write until ``go`` is set, as a store busy with a large batch does."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.go = asyncio.Event()
+
+    async def write_traces(self, records: list[TraceRecord], derive: Derive | None = None) -> None:
+        await self.go.wait()
+        await super().write_traces(records, derive)
+
+
+async def until(condition: Any) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+
+
+async def test_traces_queued_during_a_write_wait_for_a_full_batch_or_the_interval(
+    tmp_path: Path,
+) -> None:
+    store = HeldStore(tmp_path / "p.db")
+    await store.open()
+    recorder = TraceRecorder(
+        store, spill_path=tmp_path / "spill.jsonl", batch_size=4, flush_interval=0.3
+    )
+    recorder.start()
+    for index in range(4):
+        recorder.record(trace(f"a{index}"))
+    await asyncio.sleep(0.01)  # the full batch is being written
+    for index in range(2):
+        recorder.record(trace(f"b{index}"))
+    store.go.set()
+    await until(lambda: recorder.written >= 4)
+    await asyncio.sleep(0.05)
+    # Not written at once in a batch of two: they wait for two more, or for the interval.
+    assert store.batches == [4] and recorder.depth == 2
+    for index in range(2):
+        recorder.record(trace(f"c{index}"))
+    await until(lambda: recorder.written >= 8)
+    assert store.batches == [4, 4]
+    recorder.record(trace("d"))
+    await until(lambda: recorder.written >= 9)  # the interval ended
+    assert store.batches == [4, 4, 1]
+    await recorder.close()
+    await store.close()
+    assert count_rows(tmp_path / "p.db") == 9
+
+
 async def test_the_writer_waits_the_interval_and_retries_a_failed_store_no_faster(
     tmp_path: Path,
 ) -> None:

@@ -46,7 +46,8 @@ class TraceRecorder:
         self.queue_limit = queue_limit
         self.close_timeout = close_timeout
         self._buffer: deque[TraceRecord] = deque()
-        self._waiting: asyncio.Future[None] | None = None  # the writer, between batches
+        # The writer, between batches: True when the interval ended, False when woken.
+        self._waiting: asyncio.Future[bool] | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._replay_due = True  # at start: whatever an earlier run left on disk
@@ -150,19 +151,25 @@ class TraceRecorder:
         while not self._closing:
             # A full batch waiting is written at once, unless the store just failed: then the
             # next try waits for the interval, or for the next trace queued.
+            interval_ended = False
             if not flushed or len(self._buffer) < self.batch_size:
                 self._waiting = waiting = loop.create_future()
-                timer = loop.call_later(self.flush_interval, _settle, waiting)
+                timer = loop.call_later(self.flush_interval, _settle, waiting, True)
                 try:
-                    await waiting
+                    interval_ended = await waiting
                 finally:
                     timer.cancel()
                     self._waiting = None
-            flushed = await self.flush()
+            # Due: the full batches, and at the end of an interval everything queued. Traces
+            # queued while a batch is written wait for the next full batch or interval, rather
+            # than go at once in a batch of one or two (a busy writer wrote mostly those): each
+            # write costs a commit, its statements and the rollup's totals whatever its size.
+            depth = len(self._buffer)
+            flushed = await self.flush(depth if interval_ended else depth - depth % self.batch_size)
 
     def _wake(self) -> None:
         if self._waiting is not None:
-            _settle(self._waiting)
+            _settle(self._waiting, False)
 
     async def _write(self, batch: list[TraceRecord]) -> None:
         await self.store.write_traces(batch)
@@ -171,20 +178,32 @@ class TraceRecorder:
     async def _write_buffered(self, keep: int = 0) -> None:
         """Write batches from the buffer until at most ``keep`` traces are left in it."""
         while len(self._buffer) > keep:
-            batch = [self._buffer.popleft() for _ in range(min(self.batch_size, self.depth))]
-            try:
-                await self._write(batch)
-            except BaseException:
-                self._buffer.extendleft(reversed(batch))
-                raise
+            await self._write_oldest(self.batch_size)
 
-    async def flush(self) -> bool:
-        """Write everything buffered (and anything spilled). False if the store failed."""
+    async def _write_oldest(self, count: int) -> None:
+        """Write the oldest ``count`` traces (fewer if fewer are queued) in one batch."""
+        batch = [self._buffer.popleft() for _ in range(min(count, len(self._buffer)))]
         try:
-            await self._write_buffered()
+            await self._write(batch)
+        except BaseException:
+            self._buffer.extendleft(reversed(batch))
+            raise
+
+    async def flush(self, due: int | None = None) -> bool:
+        """Write everything buffered (or the oldest ``due`` traces, a batch at a time) and
+        anything spilled. False if the store failed."""
+        try:
+            if due is None:
+                await self._write_buffered()
+            else:
+                while due > 0 and self._buffer:
+                    size = min(due, self.batch_size)
+                    await self._write_oldest(size)
+                    due -= size
             if self._replay_due:
                 await self._replay_spills()
-                await self._write_buffered()
+                if due is None:  # else what came meanwhile is due at the next batch or interval
+                    await self._write_buffered()
         except Exception:
             self.failures += 1
             log.warning("trace store unavailable; %d traces buffered", len(self._buffer))
@@ -209,9 +228,9 @@ class TraceRecorder:
             self._spill(len(self._buffer))  # nothing lost: written at the next start
 
 
-def _settle(waiting: asyncio.Future[None]) -> None:
+def _settle(waiting: asyncio.Future[bool], interval_ended: bool) -> None:
     if not waiting.done():
-        waiting.set_result(None)
+        waiting.set_result(interval_ended)
 
 
 def _remove(handle: BinaryIO) -> None:
