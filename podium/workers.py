@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from podium.breaker import Breaker, CircuitBreaker
 from podium.config import ConfigError, Price, WorkerConfig
@@ -23,13 +23,38 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
+class Rates(Protocol):
+    """What pricing reads of a :class:`Price` (USD per one million tokens)."""
+
+    @property
+    def input(self) -> float: ...
+    @property
+    def output(self) -> float: ...
+    @property
+    def cached_input(self) -> float | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PlainRates:
+    """A :class:`Price`'s rates as a plain object: a pydantic model's attributes cost about
+    five times a slot's to read, and the cost guard prices several workers a request."""
+
+    input: float
+    output: float
+    cached_input: float | None
+
+    @classmethod
+    def of(cls, price: Price) -> PlainRates:
+        return cls(price.input, price.output, price.cached_input)
+
+
 def price_usage(price: Price, usage: Usage) -> float:
     """USD for ``usage`` at ``price`` (per one million tokens)."""
     return price_tokens(price, usage.input_tokens, usage.output_tokens, usage.cached_input_tokens)
 
 
 def price_tokens(
-    price: Price, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0
+    price: Rates, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0
 ) -> float:
     """:func:`price_usage` without making a Usage: estimates price several workers a request."""
     # min(cached_input_tokens, input_tokens), written out: the builtin costs more than this.

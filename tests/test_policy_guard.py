@@ -334,3 +334,93 @@ async def test_cost_guard_sees_pool_changes_at_once(make_config: Any) -> None:
     await podium.pool.update("budget", {"price": {"input": 1e4, "output": 4e4}})
     with pytest.raises(PodiumError):
         await route()  # repriced above the ceiling
+
+
+async def test_cost_guard_fast_path_agrees_with_the_full_check(make_config: Any) -> None:
+    """The one-step, no-ceiling shortcut in ``decided`` must end exactly where the full check
+    (``_judge``) ends: random pools with tied, free and cached prices, random plans, output
+    limits, ceilings and reroutes; same plan, reason, trace entries and errors."""
+    import copy
+    import random
+
+    from podium.app import create_podium
+    from podium.context import Caller, RequestContext
+    from podium.policy.ceiling import CostGuardHook
+    from podium.policy.classify import DataClasses
+    from podium.policy.content_settings import ContentPolicySettings, CostGuardSettings
+    from podium.routing.base import Candidate, Decision
+    from podium.types import ChatRequest, Message, TextPart
+    from podium.workers import tokens_for_length
+    from podium.workflow import Workflow
+
+    rng = random.Random(9)
+    prices = [0.0, 0.1, 1.0, 1.0, 3.0, 30.0]
+    names = ["a", "b", "c", "d"]
+    for _ in range(40):
+        workers = []
+        for name in names:
+            price: dict[str, float] = {"input": rng.choice(prices), "output": rng.choice(prices)}
+            if rng.random() < 0.3:
+                price["cached_input"] = rng.choice(prices)
+            extra: dict[str, Any] = {"price": price}
+            if rng.random() < 0.4:
+                extra["max_output_tokens"] = rng.choice([16, 512, 4096])
+            workers.append(worker(name, "openai", "http://127.0.0.1:9", **extra))
+        podium = create_podium(make_config(workers), start_workers=False)
+        if rng.random() < 0.3:
+            podium.pool.drain(rng.choice(names))
+        settings = CostGuardSettings(
+            max_cost_usd=rng.choice([None, None, 1e-4, 0.01]),
+            overspend_ratio=rng.choice([1.5, 10.0]),
+            cap_overspend=rng.random() < 0.5,
+        )
+        classes = DataClasses(ContentPolicySettings()) if rng.random() < 0.8 else None
+        hook = CostGuardHook(settings, podium.pool, classes=classes)
+        for _ in range(25):
+            text = "x" * rng.choice([1, 40, 2000, 40000])
+            request = ChatRequest(
+                "m", [Message("user", [TextPart(text)])], max_tokens=rng.choice([None, 8, 900])
+            )
+            pool_names = [*names, "ghost"]
+            steps = rng.choice([1, 1, 1, 2])
+            workflow = Workflow.single(rng.choice(pool_names), rng.sample(names, rng.randint(0, 2)))
+            if steps == 2:
+                workflow = Workflow(
+                    [*workflow.steps, *Workflow.single(rng.choice(names)).steps], "chain", []
+                )
+            candidates = [
+                Candidate(name, 1.0, rng.choice([None, 0.5, 0.9]))
+                for name in rng.sample(pool_names, rng.randint(0, 3))
+            ]
+            decision = Decision(workflow, "r", "why", candidates)
+            metadata = {"max_cost_usd": "0.001"} if rng.random() < 0.1 else {}
+            context = RequestContext("openai", {}, Caller(metadata=metadata))
+            if rng.random() < 0.1:
+                context.policy_actions.append("injection:reroute x")
+            twin_decision, twin_context = copy.deepcopy(decision), copy.deepcopy(context)
+            tokens = tokens_for_length(request.prompt_length())
+            judged = _judged(
+                hook, request, twin_decision, twin_context, tokens, hook.ceiling(twin_context)
+            )
+            assert _outcome(hook.decided(request, decision, context), decision, context) == (
+                _outcome(judged, twin_decision, twin_context)
+            )
+
+
+async def _judged(hook: Any, request: Any, decision: Any, context: Any, *args: Any) -> None:
+    hook._judge(request, decision, context, *args)
+
+
+def _outcome(coroutine: Any, decision: Any, context: Any) -> Any:
+    """Runs ``coroutine`` (which must not wait): its error, then the plan and trace entries."""
+    from podium.errors import PodiumError
+
+    error = None
+    try:
+        coroutine.send(None)
+        raise AssertionError("the cost guard waited")
+    except StopIteration:
+        pass
+    except PodiumError as refused:
+        error = (refused.code, str(refused))
+    return error, decision.workflow.workers, decision.reason, context.policy_actions

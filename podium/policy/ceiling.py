@@ -21,7 +21,7 @@ from podium.policy.classify import DataClasses
 from podium.policy.content_settings import CostGuardSettings
 from podium.routing.base import Decision
 from podium.types import ChatRequest
-from podium.workers import PoolAnswers, WorkerPool, price_tokens, tokens_for_length
+from podium.workers import PlainRates, PoolAnswers, WorkerPool, price_tokens, tokens_for_length
 from podium.workflow import Workflow
 
 if TYPE_CHECKING:
@@ -43,6 +43,8 @@ class CostGuardHook(Hook):
         self.audit = audit
         # The same few answers for every request until the pool changes: kept per class.
         self._cleared_names = PoolAnswers(pool, self._serving_cleared)
+        # Each worker's rates and output limit, read once per pool version (key: None).
+        self._rates = PoolAnswers(pool, self._pool_rates)
 
     def estimate(self, worker: str, request: ChatRequest, prompt_tokens: int) -> float | None:
         found = self.pool.get(worker)
@@ -97,10 +99,11 @@ class CostGuardHook(Hook):
     def _cleared(self, context: RequestContext) -> list[str]:
         """Serving workers cleared for this request's class (the gateway re-checks any
         downgrade against the eligible set anyway)."""
-        if self.classes is None or any(
-            entry.startswith("injection:reroute") for entry in context.policy_actions
-        ):
+        if self.classes is None:
             return []
+        for entry in context.policy_actions:  # a plain loop: any() over a generator costs more
+            if entry.startswith("injection:reroute"):
+                return []
         return self._cleared_names.get((context.data_class, context.pseudonyms is not None))
 
     def _serving_cleared(self, key: tuple[str, bool]) -> list[str]:
@@ -112,6 +115,45 @@ class CostGuardHook(Hook):
             for worker in self.pool.serving()
             if classes.cleared(worker.config, data_class, pseudonymised=pseudonymised)
         ]
+
+    def _pool_rates(self, _: None) -> dict[str, tuple[PlainRates, int | None]]:
+        return {
+            worker.name: (PlainRates.of(worker.config.price), worker.config.max_output_tokens)
+            for worker in self.pool
+        }
+
+    def _chosen_is_cheapest(
+        self, request: ChatRequest, decision: Decision, prompt_tokens: int, context: RequestContext
+    ) -> bool:
+        """For a one-step plan under no ceiling: is there nothing to do, because the plan costs
+        nothing or its worker is the cheapest option (what :meth:`_judge` would find)? False
+        also when unsure (a NaN price): then the full check decides."""
+        rates = self._rates.get(None)
+        chosen = decision.workflow.steps[0].worker
+        found = rates.get(chosen)
+        if found is None:
+            return True  # priced at nothing, as plan_cost prices an unknown worker
+        max_tokens = request.max_tokens
+        default_output = self.settings.output_tokens
+        price, limit = found
+        planned = price_tokens(price, prompt_tokens, max_tokens or limit or default_output)
+        if planned <= 0:
+            return True
+        if planned != planned:
+            return False
+        # The same names _cheapest prices; chosen is cheapest when no other sorts before it.
+        names = [c.worker for c in decision.candidates]
+        names += decision.workflow.fallbacks
+        names += self._cleared(context)
+        for name in names:
+            found = rates.get(name)
+            if found is None or name == chosen:
+                continue
+            price, limit = found
+            cost = price_tokens(price, prompt_tokens, max_tokens or limit or default_output)
+            if cost < planned or (cost == planned and name < chosen) or cost != cost:
+                return False
+        return True
 
     def _cheapest(
         self,
@@ -138,10 +180,28 @@ class CostGuardHook(Hook):
         self, request: ChatRequest, decision: Decision, context: RequestContext
     ) -> None:
         prompt_tokens = tokens_for_length(request.prompt_length())
+        ceiling = self.ceiling(context)
+        # The usual plan (one step, no ceiling, its worker the cheapest) needs no sorted
+        # options: a few prices compared, without the full check's lists and calls.
+        if (
+            ceiling is None
+            and len(decision.workflow.steps) == 1
+            and self._chosen_is_cheapest(request, decision, prompt_tokens, context)
+        ):
+            return
+        self._judge(request, decision, context, prompt_tokens, ceiling)
+
+    def _judge(
+        self,
+        request: ChatRequest,
+        decision: Decision,
+        context: RequestContext,
+        prompt_tokens: int,
+        ceiling: float | None,
+    ) -> None:
         known: dict[str, float | None] = {}  # each worker priced once for this request
         planned = self.plan_cost(decision.workflow, request, prompt_tokens, known)
         options = self._cheapest(decision, request, prompt_tokens, context, known)
-        ceiling = self.ceiling(context)
         if ceiling is not None and planned > ceiling:
             under = [(cost, name) for cost, name in options if cost <= ceiling]
             details: dict[str, Any] = {"estimated_usd": round(planned, 6), "ceiling_usd": ceiling}
