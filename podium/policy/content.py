@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from podium.app import Podium
 
 INJECTION_ACTIONS: tuple[InjectionAction, ...] = ("off", "flag", "block", "reroute")
+_UNTRUSTED_ROLES = ("user", "tool")  # what the injection screen reads
 
 
 class Audit(Protocol):
@@ -72,6 +73,9 @@ class DataPolicyHook(Hook):
         self.memo = TextMemo(self._findings, settings.screen_cache)
         self._header = settings.header.lower()  # request headers arrive lower-cased
         self._lowest_entry = f"class:{settings.lowest}"
+        # Read on every request: a pydantic model's attribute costs ~5x a plain one's.
+        self._pii_enabled = settings.pii.enabled
+        self._pseudonymise = settings.pii.pseudonymise
         # Per class, until the pool changes (add, reprice, drain, remove).
         self._pseudonyms_wanted = PoolAnswers(pool, self._some_worker_needs_pseudonyms)
 
@@ -91,7 +95,7 @@ class DataPolicyHook(Hook):
         return declared
 
     def _wants_pseudonyms(self, data_class: str) -> bool:
-        mode = self.settings.pii.pseudonymise
+        mode = self._pseudonymise
         if mode == "never":
             return False
         if mode == "always":
@@ -116,11 +120,13 @@ class DataPolicyHook(Hook):
             return cached
 
         findings: list[Finding] = []
-        if self.settings.pii.enabled:
+        if self._pii_enabled:
             for message in request.messages:
-                findings.extend(inspect(message.text()) if message.content else [])
-                for call in message.tool_calls:
-                    findings.extend(inspect(call.arguments))
+                if message.content:
+                    findings += inspect(message.text())
+                if message.tool_calls:
+                    for call in message.tool_calls:
+                        findings += inspect(call.arguments)
         if findings:
             detected_class, kinds = self.classes.detected(findings)
             context.data_class = self.classes.highest([*declared, detected_class])
@@ -199,6 +205,8 @@ class InjectionHook(Hook):
 
     def action(self, context: RequestContext) -> InjectionAction:
         chosen = context.caller.metadata.get("injection")
+        if chosen is None:  # the usual key: no setting of its own
+            return self.settings.action
         for action in INJECTION_ACTIONS:
             if chosen == action:
                 return action
@@ -208,9 +216,9 @@ class InjectionHook(Hook):
         action = self.action(context)
         if action == "off":
             return
-        untrusted = "\n".join(
-            message.text() for message in request.messages if message.role in ("user", "tool")
-        )
+        texts = [message.text() for message in request.messages if message.role in _UNTRUSTED_ROLES]
+        # One message (the usual request) is its own text: no join.
+        untrusted = texts[0] if len(texts) == 1 else "\n".join(texts)
         verdict = self.verdict(untrusted[-self.settings.max_chars :])
         if not verdict.flagged:
             return
@@ -232,7 +240,10 @@ class InjectionHook(Hook):
     def eligible(
         self, workers: list[WorkerConfig], request: ChatRequest, context: RequestContext
     ) -> list[WorkerConfig]:
-        if not any(entry.startswith("injection:reroute") for entry in context.policy_actions):
+        for entry in context.policy_actions:  # a plain loop: any() over a generator costs more
+            if entry.startswith("injection:reroute"):
+                break
+        else:
             return workers
         hardened = set(self.settings.hardened_workers)
         allowed = [worker for worker in workers if worker.name in hardened]

@@ -175,6 +175,8 @@ class PiiDetector:
         if not text:
             return []
         groups = [detector.inspect(text) for detector in self.detectors]
+        if not any(groups):
+            return []  # the usual text: nothing found, nothing to resolve, trim or drop
         findings = resolve(groups)
         out: list[Finding] = []
         for finding in findings:

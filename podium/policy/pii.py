@@ -111,6 +111,11 @@ _DOB_BITS = _LABEL_WORDS.bits(_DOB_WORDS)
 _ID_BITS = _LABEL_WORDS.bits(_ID_WORDS)
 
 
+def _may_hold_ipv6(text: str) -> bool:
+    """Whether the IPv6 pattern is worth running: a ``::`` or five colons."""
+    return "::" in text or text.count(":") >= 5
+
+
 class PatternDetector:
     """Every structured identifier in one pass per pattern. Cheap tests first: a text without
     ``@`` is never searched for e-mail addresses, one without digits for numbers, and an
@@ -140,7 +145,9 @@ class PatternDetector:
             findings.extend(self._numbers(text))
         if b"AA00" in shape:
             findings.extend(self._ibans(text))
-        findings.extend(self._ips(text, ipv4=b"0.0" in shape))
+        ipv4 = b"0.0" in shape
+        if ipv4 or _may_hold_ipv6(text):  # no generator for a text with neither
+            findings.extend(self._ips(text, ipv4=ipv4))
         labels = _LABEL_WORDS.found(text.lower())
         if labels & _DOB_BITS:
             findings.extend(self._dates_of_birth(text))
@@ -199,7 +206,7 @@ class PatternDetector:
         if ipv4:
             for match in IPV4.finditer(text):
                 yield Finding(match.start(), match.end(), "IP_ADDRESS", 1.0, "regex")
-        if "::" in text or text.count(":") >= 5:
+        if _may_hold_ipv6(text):
             for match in IPV6.finditer(text):
                 candidate = match.group(0)
                 if candidate.count(":") < 2 or len(candidate) < 3:
