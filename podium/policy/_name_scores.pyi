@@ -18,7 +18,6 @@ def winner(
     previous2: str,
     /,
 ) -> int | None: ...
-
 def tag(
     tables: tuple[Any, ...],
     labels: tuple[str, ...],
