@@ -4,12 +4,19 @@ the same fast mock upstream, in the same run, on this machine.
     .venv/bin/python -m benchmarks.gateway.run            # everything (about 6 minutes)
     .venv/bin/python -m benchmarks.gateway.run --quick    # shorter runs, for a smoke check
     .venv/bin/python -m benchmarks.gateway.run --soak 600 # add the 10-minute memory soak
+    .venv/bin/python -m benchmarks.gateway.run --interleave 5   # add 5 interleaved rounds
 
 Measures, per proxy: added latency p50/p99 at concurrency 1 (against the mock directly);
 maximum requests/s with an instant upstream; sustained requests/s with a 20 ms upstream at
 p99 < 1 s and < 0.1 % errors; concurrent streams (64 chunks, 20 ms apart) served without a
 stall; and, with --soak, RSS over time under load. Results go to benchmarks/results/gateway.json
 and benchmarks/results/gateway.md.
+
+Each proxy's rows are measured while it alone runs, one proxy after another, so minutes pass
+between the pass-through's maximum rate and Podium's; on a shared machine its speed drifts by
+more than the differences measured. ``--interleave N`` adds N rounds in which the
+pass-through and the single-process Podium servers, all started once, take turns at c=32:
+each round's ratio compares runs seconds apart, and the report gives their median.
 
 LiteLLM is installed into its own virtual environment (benchmarks/.venv-litellm) from the
 package registry on first use; `--no-litellm` skips it.
@@ -439,6 +446,44 @@ def measure(target: Target, direct: WrkResult, *, quick: bool, streams: int) -> 
     return result
 
 
+INTERLEAVED = ("pass-through", "Podium, governance off", "Podium, governance on")
+
+
+def interleave(
+    makers: dict[str, Any], rounds: int, seconds: int, wanted: set[str] | None
+) -> dict[str, Any]:
+    """Max requests/s at c=32 in ``rounds`` rounds, the servers taking turns (started once,
+    each warmed for 2 s first): per server every round's rate, and per round its ratio to the
+    pass-through's in the same round."""
+    names = [name for name in INTERLEAVED if wanted is None or name in wanted]
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    with contextlib.ExitStack() as stack:
+        targets = {name: stack.enter_context(makers[name]()) for name in names}
+        for target in targets.values():
+            wrk_target(target, slow=False, connections=32, seconds=2)
+        for number in range(rounds):
+            for name, target in targets.items():
+                print(f"interleaved round {number + 1}: {name} at c=32", file=sys.stderr)
+                rates[name].append(
+                    round(wrk_target(target, slow=False, connections=32, seconds=seconds).rps, 1)
+                )
+    out: dict[str, Any] = {"rounds": rounds, "seconds": seconds, "rps": rates}
+    base = rates.get("pass-through")
+    if base:
+        out["ratios"] = {
+            name: [round(rate / first, 3) for rate, first in zip(values, base, strict=True)]
+            for name, values in rates.items()
+            if name != "pass-through"
+        }
+    return out
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def rss_mb(pid: int) -> float:
     total = 0
     for child in [pid, *children(pid)]:
@@ -574,6 +619,26 @@ def report(results: dict[str, Any]) -> str:
         "compare with the two-process pass-through. Sustained: the highest rate among the "
         "concurrencies tried with p99 < 1 s and < 0.1% errors.",
     ]
+    if "interleaved" in results:
+        runs = results["interleaved"]
+        lines += [
+            "",
+            f"Interleaved ({runs['rounds']} rounds, each server {runs['seconds']} s at c=32 in "
+            "turn, started once): requests/s in each round, and the median of the rounds' "
+            "ratios to the pass-through's.",
+            "",
+            "| proxy | req/s by round | median req/s | median ratio (range) |",
+            "|---|---|---|---|",
+        ]
+        for name, rates in runs["rps"].items():
+            ratios = runs.get("ratios", {}).get(name)
+            spread = "1.00x"
+            if ratios:
+                spread = f"{_median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
+            lines.append(
+                f"| {name} | {', '.join(f'{rate:.0f}' for rate in rates)} | "
+                f"{_median(rates):.0f} | {spread} |"
+            )
     if "soak" in results:
         s = results["soak"]
         lines += [
@@ -596,6 +661,9 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=512)
     parser.add_argument("--soak", type=int, default=0, help="seconds of memory soak (600)")
     parser.add_argument("--only", help="proxy names to run, separated by |")
+    parser.add_argument(
+        "--interleave", type=int, default=0, metavar="N", help="rounds of interleaved c=32 runs"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     ensure_wrk()
@@ -643,6 +711,10 @@ def main() -> None:
                 results["proxies"][name] = measure(
                     target, d, quick=args.quick, streams=args.streams
                 )
+        if args.interleave:
+            results["interleaved"] = interleave(
+                dict(makers), args.interleave, 4 if args.quick else 10, wanted
+            )
         if args.soak:
             with podium_target("soak", fast, slow, workdir, governance=True) as target:
                 results["soak"] = soak(target, target.pid, args.soak)  # type: ignore[attr-defined]
