@@ -149,10 +149,21 @@ class LimitBackend(Protocol):
 
 @dataclass(slots=True)
 class _Bucket:
-    # Refilled continuously over a minute up to the capacity, in place by MemoryLimits's
-    # methods (a method call for it cost more than its arithmetic).
+    # Refilled continuously over a minute up to the capacity (_refilled).
     level: float
     stamp: float
+
+
+def _refilled(buckets: dict[str, _Bucket], key_id: str, capacity: int, now: float) -> _Bucket:
+    """The key's bucket (full when new), refilled up to ``now``."""
+    bucket = buckets.get(key_id)
+    if bucket is None:
+        bucket = buckets[key_id] = _Bucket(float(capacity), now)
+    # min(float(capacity), level) written out: the builtin costs more than the bucket.
+    level = bucket.level + (now - bucket.stamp) * capacity / 60.0
+    bucket.level = level if level < capacity else float(capacity)
+    bucket.stamp = now
+    return bucket
 
 
 @dataclass(slots=True)
@@ -197,27 +208,16 @@ class MemoryLimits:
 
     def take_now(self, key_id: str, rpm: int | None, tpm: int | None, tokens: int) -> float:
         """:meth:`take_rate`, as a plain call."""
-        # The two buckets written out rather than looped over, and refilled in place (as
-        # _Bucket.refill does): this runs on every request.
+        # The two buckets written out rather than looped over: this runs on every request.
         now = self._clock()
         wait = 0.0
         requests = token_bucket = None
         need = 0
         if rpm:
-            requests = self._requests.get(key_id)
-            if requests is None:
-                requests = self._requests[key_id] = _Bucket(float(rpm), now)
-            level = requests.level + (now - requests.stamp) * rpm / 60.0
-            requests.level = level if level < rpm else float(rpm)
-            requests.stamp = now
+            requests = _refilled(self._requests, key_id, rpm, now)
             wait = (1 - requests.level) * 60.0 / rpm  # rpm >= 1: a request needs 1
         if tpm:
-            token_bucket = self._tokens.get(key_id)
-            if token_bucket is None:
-                token_bucket = self._tokens[key_id] = _Bucket(float(tpm), now)
-            level = token_bucket.level + (now - token_bucket.stamp) * tpm / 60.0
-            token_bucket.level = level if level < tpm else float(tpm)
-            token_bucket.stamp = now
+            token_bucket = _refilled(self._tokens, key_id, tpm, now)
             # A request larger than the whole limit waits for a full bucket, not forever.
             need = tokens if tokens < tpm else tpm
             token_wait = (need - token_bucket.level) * 60.0 / tpm
@@ -236,15 +236,9 @@ class MemoryLimits:
 
     def adjust_now(self, key_id: str, tpm: int, delta: int) -> None:
         """:meth:`adjust_tokens`, as a plain call."""
-        now = self._clock()
-        bucket = self._tokens.get(key_id)
-        if bucket is None:
-            bucket = self._tokens[key_id] = _Bucket(float(tpm), now)
-        # Refilled (as in take_now), then corrected: max(-float(tpm), min(float(tpm),
-        # level - delta)), written out
-        level = bucket.level + (now - bucket.stamp) * tpm / 60.0
-        bucket.stamp = now
-        level = (level if level < tpm else float(tpm)) - delta
+        bucket = _refilled(self._tokens, key_id, tpm, self._clock())
+        # max(-float(tpm), min(float(tpm), level - delta)), written out
+        level = bucket.level - delta
         if not level < tpm:
             level = float(tpm)
         bucket.level = level if level > -tpm else -float(tpm)
