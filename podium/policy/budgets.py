@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from podium.config import WorkerConfig
 from podium.context import RequestContext
 from podium.errors import PodiumError
 from podium.hooks import Hook
@@ -65,6 +66,14 @@ def output_tokens(request: ChatRequest, worker_max: int | None, default: int) ->
     return worker_max or default
 
 
+def _step_cost(
+    config: WorkerConfig, tokens_in: int, request: ChatRequest, default_output: int
+) -> tuple[float, int]:
+    """USD for one step on this worker, at most, and the output tokens it may write."""
+    out = output_tokens(request, config.max_output_tokens, default_output)
+    return (tokens_in * config.price.input + out * config.price.output) / 1_000_000, out
+
+
 def estimate_cost(
     request: ChatRequest,
     decision: Decision,
@@ -83,9 +92,7 @@ def estimate_cost(
         worker = pool.get(steps[0].worker)
         if worker is None:
             return 0.0
-        config = worker.config
-        out = output_tokens(request, config.max_output_tokens, default_output)
-        cost = (prompt * config.price.input + out * config.price.output) / 1_000_000
+        cost = _step_cost(worker.config, prompt, request, default_output)[0]
         return 0.0 + cost if cost >= 0.0 else 0.0
     last = len(steps) - 1
     produced = 0
@@ -100,9 +107,7 @@ def estimate_cost(
             worker = pool.get(name)
             if worker is None:
                 continue
-            config = worker.config
-            out = output_tokens(request, config.max_output_tokens, default_output)
-            cost = (tokens_in * config.price.input + out * config.price.output) / 1_000_000
+            cost, out = _step_cost(worker.config, tokens_in, request, default_output)
             if cost >= worst:
                 worst, worst_output = cost, out
         total += worst
