@@ -164,7 +164,7 @@ class Gateway:
         """The hooks per point of the path; rebuilt when ``hooks`` changes (plugins add theirs
         after the gateway is built)."""
         stages = self._stages
-        if stages.source != self.hooks:  # not stages.current(self.hooks), without its call
+        if not stages.current(self.hooks):
             stages = self._stages = Stages(self.hooks)
         return stages
 
