@@ -369,6 +369,35 @@ async def test_a_fresh_state_trains_the_router_from_the_train_log_without_asking
     assert result["strategies"]["router"]["n"] == 3
 
 
+async def test_a_raised_train_limit_asks_only_the_new_questions_and_trains_on_all(
+    tmp_path: Path, upstreams: dict[str, FakeOpenAI], capsys: pytest.CaptureFixture[str]
+) -> None:
+    extra = [{"query": f"Question: more ({i})", "choices": ["w", "x"], "gold": 1} for i in range(5)]
+    options = LiveOptions(
+        tasks=[write_tasks(tmp_path, "choice", QUESTIONS)],
+        out=tmp_path / "out",
+        config=write_pool(tmp_path, upstreams),
+        strategies=["router"],
+        train_tasks=[write_tasks(tmp_path, "choice", QUESTIONS + extra, split="train")],
+        train_limit=5,
+        concurrency=2,
+    )
+    await evaluate(options)
+    assert "15 feedback signals posted" in capsys.readouterr().err  # 5 questions x 3 workers
+    (options.out / "results.jsonl").unlink()
+    asked = requests_made(upstreams)
+    await evaluate(replace(options, train_limit=8))
+    assert requests_made(upstreams) == asked + 3 * 3 + 3  # the new train questions, then dev
+    assert "9 feedback signals posted" in capsys.readouterr().err
+    routers = ArtifactStore(options.out / "state" / "routers")
+    current = routers.current()
+    assert current is not None
+    model = routers.load(current)
+    # the earlier run's answers count too: the router learns from the whole train log
+    assert model.metadata["sources"] == ["train-examples.jsonl"]
+    assert model.policy.calibrated["rows"] == 8
+
+
 def test_the_command_is_registered_beside_offline(tmp_path: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(main, ["eval", "--help"])

@@ -172,9 +172,9 @@ async def feedback_loop(
 ) -> None:
     """Every train question through every single worker, correctness posted as feedback
     against each trace; then the learned router is trained from those traces and reloaded.
-    When the log already held every answer (nothing asked now, so the gateway's store may
-    be new and hold no feedback), the router trains from the log's examples instead: the
-    same outcomes the feedback carried, without asking the workers again."""
+    When the log already held some answers (asked by an earlier run, whose feedback may be
+    in another store), the router trains from the whole log's examples instead: the same
+    outcomes the feedback carried, without asking the workers again."""
     log = ResultsLog(options.out / "train.jsonl")
     strategies = strategies_for([f"single:{w}" for w in workers], workers)
     jobs = plan_jobs(questions, strategies, log.done)
@@ -183,7 +183,8 @@ async def feedback_loop(
     async def post(record: Record) -> None:
         nonlocal posted
         if record.trace_id and record.error is None:
-            posted += int(await client.feedback(record.trace_id, record.correct))
+            stored = await client.feedback(record.trace_id, record.correct)
+            posted += stored  # after the await: `posted += await ...` reads posted before it
 
     await run_jobs(
         client,
@@ -198,7 +199,7 @@ async def feedback_loop(
     if config_path is None:
         raise ValueError("training the router needs --config: the gateway's configuration")
     examples = None
-    if not jobs:
+    if len(jobs) < len(questions) * len(strategies):
         examples = (options.state_dir or options.out / "state") / "train-examples.jsonl"
         write_examples(examples, log_examples(log.records, questions))
         print(f"podium eval live: the router trains from {log.path.name}", file=sys.stderr)
