@@ -102,21 +102,63 @@ def summarise(records: Sequence[Record], strategies: Sequence[str]) -> dict[str,
         result["strategies"][strategy] = strategy_summary(group)
     tasks = Counter(latest[(present[0], q)].task for q in common) if present else Counter()
     result["tasks"] = dict(sorted(tasks.items()))
-    result["targets"] = targets(result["strategies"])
+    best = best_single(result["strategies"])
+    decided = as_decided(latest, sorted(common), present, best) if best else {}
+    result["targets"] = targets(result["strategies"], decided)
     return result
 
 
-def targets(summary: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def best_single(summary: dict[str, dict[str, Any]]) -> str | None:
+    """The most accurate single worker (the cheaper on a tie)."""
+    singles = {k: v for k, v in summary.items() if k.startswith("single:")}
+    if not singles:
+        return None
+    return max(singles, key=lambda k: (singles[k]["accuracy"], -singles[k]["cost_per_question"]))
+
+
+def as_decided(
+    latest: dict[tuple[str, str], Record],
+    common: Sequence[str],
+    strategies: Sequence[str],
+    best: str,
+) -> dict[str, dict[str, Any]]:
+    """Each strategy's accuracy and cost with the best single worker's own answer standing in
+    wherever the strategy's whole answer was one call to that worker: the same model asked
+    twice differs by run-to-run noise (llama.cpp's batching), which is not the strategy's
+    doing. What is left is what its decisions changed."""
+    worker = best.removeprefix("single:")
+    decided: dict[str, dict[str, Any]] = {}
+    for name in strategies:
+        if name.startswith("single:") or not common:
+            continue
+        correct, cost, same = 0, 0.0, 0
+        for qid in common:
+            record = latest[(name, qid)]
+            if record.step_workers == [worker]:
+                record, same = latest[(best, qid)], same + 1
+            correct += record.correct
+            cost += record.cost_usd
+        decided[name] = {
+            "accuracy": correct / len(common),
+            "cost_per_question": cost / len(common),
+            "answered_by_best_alone": same,
+        }
+    return decided
+
+
+def targets(
+    summary: dict[str, dict[str, Any]], decided: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
     """Target 1: a Podium strategy at least as accurate as the best single worker at lower cost
     (or more accurate at no higher cost). Target 2: one with at least 5x fewer tokens per
-    question than Mixture-of-Agents at no lower accuracy."""
-    singles = {k: v for k, v in summary.items() if k.startswith("single:")}
+    question than Mixture-of-Agents at no lower accuracy. Both judge a strategy by its accuracy
+    and cost as decided (:func:`as_decided`)."""
     podium = {k: v for k, v in summary.items() if not k.startswith("single:") and k != "moa"}
+    judged = {name: decided.get(name, s) for name, s in podium.items()}
     found: dict[str, Any] = {}
-    if singles:
-        best_name, best = max(
-            singles.items(), key=lambda kv: (kv[1]["accuracy"], -kv[1]["cost_per_question"])
-        )
+    best_name = best_single(summary)
+    if best_name is not None:
+        best = summary[best_name]
         found["best_single"] = {
             "strategy": best_name,
             "accuracy": best["accuracy"],
@@ -128,7 +170,7 @@ def targets(summary: dict[str, dict[str, Any]]) -> dict[str, Any]:
         same = [n for n, s in podium.items() if set(s.get("worker_calls") or {}) == {worker}]
         meeting = [
             name
-            for name, s in podium.items()
+            for name, s in judged.items()
             if name not in same
             and (
                 (
@@ -141,7 +183,12 @@ def targets(summary: dict[str, dict[str, Any]]) -> dict[str, Any]:
                 )
             )
         ]
-        found["beats_best_single"] = {"met": bool(meeting), "by": meeting, "same_worker": same}
+        found["beats_best_single"] = {
+            "met": bool(meeting),
+            "by": meeting,
+            "same_worker": same,
+            "as_decided": decided,
+        }
     moa = summary.get("moa")
     if moa is not None:
         meeting = []
@@ -153,7 +200,7 @@ def targets(summary: dict[str, dict[str, Any]]) -> dict[str, Any]:
                 else math.inf
             )
             ratios[name] = ratio
-            if ratio >= 5 and s["accuracy"] >= moa["accuracy"]:
+            if ratio >= 5 and judged[name]["accuracy"] >= moa["accuracy"]:
                 meeting.append(name)
         found["five_x_fewer_tokens_than_moa"] = {
             "met": bool(meeting),
@@ -220,6 +267,18 @@ def markdown(result: dict[str, Any], *, command: str = "", notes: str = "") -> s
             f"{_micro(best['cost_per_question'])}e-6 USD/question. A Podium strategy at least as "
             f"accurate for less (or more accurate for no more): **{verdict}**{aside}."
         )
+        worker = best["strategy"].removeprefix("single:")
+        for name, d in (met.get("as_decided") or {}).items():
+            alone = d["answered_by_best_alone"]
+            if alone and name not in same:
+                asked = result["strategies"][name]
+                lines.append(
+                    f"  - {name} as decided: {d['accuracy']:.3f} at "
+                    f"{_micro(d['cost_per_question'])}e-6 USD/question ({asked['accuracy']:.3f} "
+                    f"as asked). On the {alone} questions it gave to {worker} alone, that "
+                    "worker's own single answers count: the same model asked twice differs only "
+                    "by run-to-run noise."
+                )
     if "five_x_fewer_tokens_than_moa" in found:
         moa = found["five_x_fewer_tokens_than_moa"]
         ratios = ", ".join(f"{k} {v:.1f}x" for k, v in moa["token_ratio"].items())
