@@ -444,6 +444,37 @@ def test_the_command_is_registered_beside_offline(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "unknown strategy" in bad.output
 
 
+def test_a_rewritten_report_names_the_command_that_asks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tasks = str(write_tasks(tmp_path, "choice", QUESTIONS))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.jsonl").write_text(
+        "".join(
+            json.dumps(
+                {
+                    "strategy": "single:a",
+                    "qid": q.qid,
+                    "task": q.task,
+                    "kind": q.kind,
+                    "correct": True,
+                    "parsed": True,
+                }
+            )
+            + "\n"
+            for q in load_questions(Path(tasks))
+        )
+    )
+    args = ["eval", "live", "--tasks", tasks, "--strategies", "single:a", "--workers", "a"]
+    args += ["--out", str(out), "--report-only"]
+    monkeypatch.setattr("sys.argv", ["podium", *args])
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    report = (out / "report.md").read_text()
+    assert f"--workers a --out {out}\n" in report and "--report-only" not in report
+
+
 def test_the_conductor_plan_can_be_bounded_for_slow_planners() -> None:
     from podium.routing.conductor import ConductorConfig, plan_schema
 

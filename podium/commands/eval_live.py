@@ -150,7 +150,9 @@ def register(main: click.Group) -> None:
             train_limit=train_limit,
             api_key_env=api_key_env,
             admin_key_env=admin_key_env,
-            command="podium " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+            # the command that asks, not the one that only rewrote the report
+            command="podium "
+            + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--report-only"),
             report_only=report_only,
         )
         try:
