@@ -372,9 +372,10 @@ async def test_feedback_loop_trains_the_router_from_traces(
     assert all(r["route"].startswith("learned") for r in records), records
 
 
-async def test_a_fresh_state_trains_the_router_from_the_train_log_without_asking_again(
-    tmp_path: Path, upstreams: dict[str, FakeOpenAI]
-) -> None:
+def routed_after_training(
+    tmp_path: Path, upstreams: dict[str, FakeOpenAI], **overrides: Any
+) -> LiveOptions:
+    """The router asked three dev questions after a feedback loop over eight train ones."""
     extra = [{"query": f"Question: more ({i})", "choices": ["w", "x"], "gold": 1} for i in range(5)]
     options = LiveOptions(
         tasks=[write_tasks(tmp_path, "choice", QUESTIONS)],
@@ -383,6 +384,13 @@ async def test_a_fresh_state_trains_the_router_from_the_train_log_without_asking
         strategies=["router"],
         train_tasks=[write_tasks(tmp_path, "choice", QUESTIONS + extra, split="train")],
     )
+    return replace(options, **overrides)
+
+
+async def test_a_fresh_state_trains_the_router_from_the_train_log_without_asking_again(
+    tmp_path: Path, upstreams: dict[str, FakeOpenAI]
+) -> None:
+    options = routed_after_training(tmp_path, upstreams)
     await evaluate(options)
     first = ArtifactStore(options.out / "state" / "routers")
     trained_on_traces = first.load(first.versions()[-1])
@@ -409,16 +417,7 @@ async def test_a_fresh_state_trains_the_router_from_the_train_log_without_asking
 async def test_a_raised_train_limit_asks_only_the_new_questions_and_trains_on_all(
     tmp_path: Path, upstreams: dict[str, FakeOpenAI], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    extra = [{"query": f"Question: more ({i})", "choices": ["w", "x"], "gold": 1} for i in range(5)]
-    options = LiveOptions(
-        tasks=[write_tasks(tmp_path, "choice", QUESTIONS)],
-        out=tmp_path / "out",
-        config=write_pool(tmp_path, upstreams),
-        strategies=["router"],
-        train_tasks=[write_tasks(tmp_path, "choice", QUESTIONS + extra, split="train")],
-        train_limit=5,
-        concurrency=2,
-    )
+    options = routed_after_training(tmp_path, upstreams, train_limit=5, concurrency=2)
     await evaluate(options)
     assert "15 feedback signals posted" in capsys.readouterr().err  # 5 questions x 3 workers
     (options.out / "results.jsonl").unlink()
