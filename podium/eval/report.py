@@ -1,6 +1,6 @@
 """The live evaluation's numbers: per strategy, accuracy with a Wilson 95% interval, tokens,
-worker calls, cost and latency per question, the workers used; the two targets checked; a
-Markdown report and a quality-vs-cost plot.
+worker calls, cost and latency per question, the workers used; the two targets checked (each
+strategy judged as decided: :func:`as_decided`); a Markdown report and a quality-vs-cost plot.
 
 Strategies are compared on the questions every one of them answered (a run stopped half way
 still compares like with like); ``n`` says how many.
