@@ -19,6 +19,7 @@ async def test_failing_code_fails_with_its_error() -> None:
     result = await run_tests("def add(a, b):\n    return a - b\n", TEST, "add")
     assert not result.passed and not result.timed_out
     assert "AssertionError" in result.output
+    assert 'File "solution.py"' in result.output and "podium-eval-" not in result.output
 
 
 async def test_syntax_errors_fail() -> None:

@@ -82,7 +82,8 @@ async def run_python(
             if process.returncode is None:
                 _kill_group(process.pid)
                 await process.wait()
-        text = out.decode("utf-8", "replace")[-OUTPUT_LIMIT:]
+        # the throwaway folder's name means nothing in a report: tracebacks name the file alone
+        text = out.decode("utf-8", "replace").replace(f"{folder}{os.sep}", "")[-OUTPUT_LIMIT:]
         return RunResult(process.returncode == 0, False, process.returncode, text)
 
 
