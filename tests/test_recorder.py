@@ -92,8 +92,8 @@ class HeldStore(CountingStore):
         await super().write_traces(records, derive)
 
 
-async def until(condition: Any) -> None:
-    for _ in range(500):
+async def until(condition: Any, tries: int = 500) -> None:
+    for _ in range(tries):
         if condition():
             return
         await asyncio.sleep(0.01)
@@ -140,10 +140,7 @@ async def test_the_writer_waits_the_interval_and_retries_a_failed_store_no_faste
     )
     recorder.start()
     recorder.record(trace("alone"))  # less than a batch: written when the interval ends
-    for _ in range(100):
-        if recorder.written:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: recorder.written, tries=100)
     assert store.batches == [1]
     store.down = True
     for index in range(6):  # a full batch that cannot be written
