@@ -175,6 +175,11 @@ class _Budget:
     held_total: int = 0
     next_expiry: float = math.inf
 
+    def release(self, reservation: str) -> None:
+        released = self.held.pop(reservation, None)
+        if released is not None:
+            self.held_total -= released[0]
+
     def expire(self, now: float) -> None:
         """Forget the holds that expired (requests that never settled)."""
         for stale in [rid for rid, (_, expiry) in self.held.items() if expiry <= now]:
@@ -276,10 +281,7 @@ class MemoryLimits:
         held = state.held_total
         if state.spent + held + amount > budget:
             return BudgetVerdict(False, state.spent, held)
-        # The same id twice: the new hold replaces the old.
-        released = state.held.pop(reservation, None)
-        if released is not None:
-            state.held_total -= released[0]
+        state.release(reservation)  # the same id twice: the new hold replaces the old
         expiry = now + hold_seconds
         state.held[reservation] = (amount, expiry)
         state.held_total += amount
@@ -298,9 +300,7 @@ class MemoryLimits:
         if current is None or current[0] != period:
             return  # the period is over; its spend no longer matters
         state = current[1]
-        released = state.held.pop(reservation, None)
-        if released is not None:
-            state.held_total -= released[0]
+        state.release(reservation)
         state.spent += actual
 
     async def close(self, closing: Closing) -> None:
