@@ -471,11 +471,9 @@ class KeyCache:
             record.previous_expires_at is None or record.previous_expires_at <= now
         ):
             return None, "rotated key"
-        # record.state(now), written out: this runs on every request.
-        if record.revoked_at is not None:
-            return None, "revoked key"
-        if record.expires_at is not None and now >= record.expires_at:
-            return None, "expired key"
+        state = record.state(now)
+        if state != "active":
+            return None, f"{state} key"
         return record, ""
 
     async def by_id(self, key_id: str) -> KeyRecord | None:
