@@ -28,6 +28,18 @@ if TYPE_CHECKING:
     from podium.policy.content import Audit
 
 
+REROUTED = "injection:reroute"  # the policy action the injection screen notes
+
+
+def rerouted_for_injection(context: RequestContext) -> bool:
+    """Whether the injection screen sent this request to the hardened workers."""
+    # A plain loop: any() over a generator costs more, and this runs on every request.
+    for entry in context.policy_actions:  # noqa: SIM110
+        if entry.startswith(REROUTED):
+            return True
+    return False
+
+
 class CostGuardHook(Hook):
     def __init__(
         self,
@@ -99,11 +111,8 @@ class CostGuardHook(Hook):
     def _cleared(self, context: RequestContext) -> list[str]:
         """Serving workers cleared for this request's class (the gateway re-checks any
         downgrade against the eligible set anyway)."""
-        if self.classes is None:
+        if self.classes is None or rerouted_for_injection(context):
             return []
-        for entry in context.policy_actions:  # a plain loop: any() over a generator costs more
-            if entry.startswith("injection:reroute"):
-                return []
         return self._cleared_names.get((context.data_class, context.pseudonyms is not None))
 
     def _serving_cleared(self, key: tuple[str, bool]) -> list[str]:

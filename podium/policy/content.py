@@ -15,7 +15,7 @@ from podium.config import WorkerConfig
 from podium.context import RequestContext
 from podium.errors import PodiumError
 from podium.hooks import Hook
-from podium.policy.ceiling import CostGuardHook
+from podium.policy.ceiling import REROUTED, CostGuardHook, rerouted_for_injection
 from podium.policy.classify import DataClasses
 from podium.policy.content_settings import ContentPolicySettings, InjectionAction
 from podium.policy.detect import PiiDetector
@@ -233,17 +233,14 @@ class InjectionHook(Hook):
                 code="prompt_injection",
             )
         if action == "reroute":
-            note(context, self.audit, "request.rerouted", f"injection:reroute {signals}", details)
+            note(context, self.audit, "request.rerouted", f"{REROUTED} {signals}", details)
             return
         note(context, None, "", f"injection:flag {signals}", details)
 
     def eligible(
         self, workers: list[WorkerConfig], request: ChatRequest, context: RequestContext
     ) -> list[WorkerConfig]:
-        for entry in context.policy_actions:  # a plain loop: any() over a generator costs more
-            if entry.startswith("injection:reroute"):
-                break
-        else:
+        if not rerouted_for_injection(context):
             return workers
         hardened = set(self.settings.hardened_workers)
         allowed = [worker for worker in workers if worker.name in hardened]
