@@ -68,10 +68,7 @@ async def test_the_background_task_writes_in_batches(tmp_path: Path) -> None:
     for index in range(25):
         recorder.record(trace(f"t{index}"))  # never waits for the disk
     # Full batches wake the writer at once (the 60 s interval is not what triggers it).
-    for _ in range(500):
-        if recorder.written >= 20:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: recorder.written >= 20)
     assert recorder.written >= 20 and all(size <= 10 for size in store.batches)
     assert recorder.depth <= 5
     await recorder.close()
