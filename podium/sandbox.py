@@ -1,0 +1,159 @@
+"""Running model-written Python in a subprocess that cannot run away or reach out.
+
+The evaluation runs code answers against their tests here, and the ``examples`` checker runs a
+draft against its prompt's docstring examples (:mod:`podium.providers.examples`).
+
+The program runs as ``python -I`` (isolated: no user site, no PYTHON* variables, no current
+directory on the path) in a fresh temporary directory with an empty environment, in its own
+process group, with resource limits set before it starts: address space, CPU seconds, file
+size, open files. A wall-clock timeout kills the whole group, so code that loops forever (or
+sleeps) is a failure, never a hung caller. It inherits none of the parent's secrets.
+
+With ``guard`` (the default), an audit hook (PEP 578) is installed before the program runs and
+refuses what a function answering a coding question never needs: sockets, starting processes,
+``ctypes``, signals to other processes, reading files outside Python's own installation and the
+temporary directory, and changing files outside it. That stops the obvious ways to read the
+gateway's configuration or reach the network; it is defence in depth, not a security boundary
+against deliberately hostile code (run the gateway in a container or a VM for that).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_TIMEOUT = 10.0
+MEMORY_BYTES = 1 << 30  # 1 GiB of address space
+FILE_BYTES = 16 << 20
+OUTPUT_LIMIT = 4000
+
+
+# Run by ``python -I -c`` in the sandbox's folder: install the audit hook, then run
+# solution.py as __main__. The hook's checks are plain string tests (it sees every event).
+GUARD = r"""
+import os, sys
+
+def _podium_guard():
+    here = os.getcwd() + os.sep
+    readable = tuple(
+        {os.path.realpath(p) + os.sep for p in (*sys.path, sys.prefix, sys.base_prefix,
+                                                 sys.exec_prefix, sys.base_exec_prefix) if p}
+    ) + (here, "/dev/null", "/dev/urandom")
+    modules = {"socket", "_socket", "ssl", "_ssl", "subprocess", "_posixsubprocess",
+               "multiprocessing", "_multiprocessing", "ctypes", "_ctypes", "pty", "mmap"}
+    refused = ("socket.", "subprocess.", "ctypes.", "os.exec", "os.spawn", "os.posix_spawn",
+               "os.fork", "os.forkpty", "os.system", "os.kill", "os.killpg", "os.chdir",
+               "os.fchdir", "resource.")
+    changes = {"os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.chmod", "os.chown",
+               "os.symlink", "os.link", "os.truncate", "os.utime", "shutil.rmtree",
+               "shutil.copyfile", "shutil.move"}
+    writing = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+    # the hook outlives the names deleted below: it keeps its own
+    realpath, isdir, fsdecode, sep, PathLike = (
+        os.path.realpath, os.path.isdir, os.fsdecode, os.sep, os.PathLike)
+
+    def where(path):
+        return realpath(fsdecode(path)) + (sep if isdir(path) else "")
+
+    def hook(event, args):
+        if event.startswith(refused):
+            raise PermissionError(f"sandbox: {event} is not allowed")
+        if event == "import" and args[0].partition(".")[0] in modules:
+            raise PermissionError(f"sandbox: importing {args[0]} is not allowed")
+        if event == "open":
+            path, mode, flags = args
+            if isinstance(path, int):
+                return
+            target = where(path)
+            if (mode and set(mode) & set("wax+")) or (flags or 0) & writing:
+                if not target.startswith(here):
+                    raise PermissionError("sandbox: writing outside the sandbox folder")
+            elif not target.startswith(readable):
+                raise PermissionError("sandbox: reading outside Python and the sandbox folder")
+        elif event in ("os.listdir", "os.scandir") and args and args[0] is not None:
+            if not isinstance(args[0], int) and not where(args[0]).startswith(readable):
+                raise PermissionError("sandbox: listing outside Python and the sandbox folder")
+        elif event in changes:
+            paths = [a for a in args if isinstance(a, (str, bytes, PathLike))]
+            if not all(where(p).startswith(here) for p in paths):
+                raise PermissionError(f"sandbox: {event} outside the sandbox folder")
+
+    sys.addaudithook(hook)
+
+_podium_guard()
+del _podium_guard
+with open("solution.py", encoding="utf-8") as _file:
+    _source = _file.read()
+_main = {"__name__": "__main__", "__builtins__": __builtins__, "__file__": "solution.py"}
+del _file, os, sys
+exec(compile(_source, "solution.py", "exec"), _main)
+"""
+
+
+@dataclass(slots=True)
+class RunResult:
+    passed: bool
+    timed_out: bool
+    returncode: int | None
+    output: str  # the tail of stdout+stderr, for the report
+
+
+def _limits(cpu_seconds: int, memory: int) -> None:  # pragma: no cover - runs in the child
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_BYTES, FILE_BYTES))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+async def run_python(
+    source: str, *, seconds: float = DEFAULT_TIMEOUT, memory: int = MEMORY_BYTES, guard: bool = True
+) -> RunResult:
+    """Run ``source`` as a script under the limits above, for at most ``seconds`` of wall
+    time; passed = exit status 0. ``guard=False`` leaves out the audit hook (for code that
+    may start processes)."""
+    cpu = max(1, int(seconds) + 1)
+    with tempfile.TemporaryDirectory(prefix="podium-sandbox-") as folder:
+        script = Path(folder) / "solution.py"
+        script.write_text(source, encoding="utf-8")
+        command = ["-c", GUARD] if guard else [str(script)]
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-I",
+            "-B",
+            *command,
+            cwd=folder,
+            env={"PATH": "/usr/bin:/bin", "HOME": folder, "TMPDIR": folder},
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # its own process group: a timeout kills its children too
+            preexec_fn=lambda: _limits(cpu, memory),
+        )
+        try:
+            out, _ = await asyncio.wait_for(process.communicate(), seconds)
+        except TimeoutError:
+            _kill_group(process.pid)
+            await process.wait()
+            return RunResult(False, True, None, f"killed after {seconds:g} s (time limit)")
+        finally:
+            if process.returncode is None:
+                _kill_group(process.pid)
+                await process.wait()
+        # the throwaway folder's name means nothing in a report: tracebacks name the file alone
+        text = out.decode("utf-8", "replace").replace(f"{folder}{os.sep}", "")[-OUTPUT_LIMIT:]
+        return RunResult(process.returncode == 0, False, process.returncode, text)
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
