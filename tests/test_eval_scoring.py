@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from podium.code_examples import answer_program
 from podium.eval.scoring import (
     TaskFileError,
     extract_choice,
-    extract_code,
     extract_number,
     load_questions,
     normalise,
@@ -150,9 +150,9 @@ def test_short_answers_match_aliases_after_normalising() -> None:
 def test_code_questions_keep_the_prompt_for_a_bare_body() -> None:
     question = question_from("human_eval", HUMAN_EVAL, "he:1")
     assert question.kind == "code" and question.entry_point == "add"
-    body = extract_code("```python\n    return a + b\n```", HUMAN_EVAL["prompt"], "add")
+    body = answer_program("```python\n    return a + b\n```", HUMAN_EVAL["prompt"], "add")
     assert body.startswith("def add") and "return a + b" in body
-    whole = extract_code(
+    whole = answer_program(
         "Here:\n```python\ndef add(a, b):\n    return a + b\n```\n", HUMAN_EVAL["prompt"], "add"
     )
     assert whole.rstrip().endswith("return a + b")

@@ -31,8 +31,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from podium.code_examples import answer_program
 from podium.eval.sandbox import run_tests
-from podium.eval.scoring import Question, Score, extract_code, score_text
+from podium.eval.scoring import Question, Score, score_text
 from podium.routing.training import TrainingExample
 
 STRATEGY_MODELS = {
@@ -141,7 +142,7 @@ async def score_answer(question: Question, text: str, code_timeout: float = 10.0
     assert question.entry_point is not None and question.code_prompt is not None
     if not text.strip():
         return Score(False, False, None, "empty answer")
-    code = extract_code(text, question.code_prompt, question.entry_point)
+    code = answer_program(text, question.code_prompt, question.entry_point)
     result = await run_tests(code, str(question.gold), question.entry_point, seconds=code_timeout)
     if result.timed_out:
         return Score(False, True, None, "timed out (killed)")

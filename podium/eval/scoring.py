@@ -9,7 +9,7 @@ kind of a question is read from its fields, so any file in those shapes works:
 - short answer (``context``, ``answer``, ``aliases``; triviaqa): normalised exact match or
   containment of the answer or an alias;
 - code (``prompt``, ``test``, ``entry_point``; human_eval): run against its tests in a
-  sandboxed subprocess (:mod:`podium.eval.sandbox`).
+  sandboxed subprocess (:mod:`podium.eval.sandbox`, :mod:`podium.sandbox`).
 
 Scoring never raises on what a model says: an answer that cannot be parsed scores 0 with
 ``parsed = False``.
@@ -279,17 +279,6 @@ def normalise(text: str) -> str:
     """Lower case, no punctuation, no articles, single spaces."""
     text = _ARTICLES.sub(" ", text.lower().translate(_PUNCT))
     return " ".join(text.split())
-
-
-def extract_code(text: str, code_prompt: str, entry_point: str) -> str:
-    """The program to test: the fenced block (or the whole reply); a body without its
-    ``def`` line is appended to the prompt."""
-    blocks = re.findall(r"```(?:python|py)?[ \t]*\n(.*?)(?:```|\Z)", text or "", re.DOTALL)
-    code = max(blocks, key=len) if blocks else (text or "")
-    if re.search(rf"^\s*def\s+{re.escape(entry_point)}\s*\(", code, re.MULTILINE):
-        # keep the prompt's imports and helper functions, then the model's definition
-        return f"{code_prompt.rstrip()}\n    pass\n\n\n{code}"
-    return code_prompt + code
 
 
 # -- scoring ------------------------------------------------------------------------------------

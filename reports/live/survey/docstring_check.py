@@ -16,8 +16,9 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from podium.eval.sandbox import run_python
-from podium.eval.scoring import Question, extract_code, load_questions
+from podium.code_examples import answer_program
+from podium.eval.scoring import Question, load_questions
+from podium.sandbox import run_python
 
 HERE = Path(__file__).parent
 TASK = Path("../shared/data/tasks/human_eval/train.jsonl")
@@ -56,7 +57,7 @@ async def main() -> None:
             continue
         question = questions[answer["qid"]]
         assert question.code_prompt is not None and question.entry_point is not None
-        code = extract_code(answer["answer"] or "", question.code_prompt, question.entry_point)
+        code = answer_program(answer["answer"] or "", question.code_prompt, question.entry_point)
         result = await run_python(code + CHECK.format(doc=docstring(question)), seconds=10)
         verdict = (
             "killed" if result.returncode is None else VERDICTS.get(result.returncode, "error")
