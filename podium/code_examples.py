@@ -1,10 +1,11 @@
 """Checking a code answer against the examples in its own prompt.
 
 A coding request often carries its own tests: the function's docstring shows calls and their
-results (``>>> add(2, 3)`` then ``5``). Running a drafted function against those examples
-tells a draft that is wrong from one that may be right, without asking a second model; the
-``examples`` checker (:mod:`podium.providers.examples`) does that for a cascade's check step.
-The evaluation reads code answers with the same helpers.
+results, as doctest examples (``>>> add(2, 3)`` then ``5``) or in prose (``add(2, 3) => 5``,
+``add(2, 3) == 5``, ``add(2, 3) should return 5.``). Running a drafted function against
+those examples tells a draft that is wrong from one that may be right, without asking a second
+model; the ``examples`` checker (:mod:`podium.providers.examples`) does that for a cascade's
+check step. The evaluation reads code answers with the same helpers.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from podium.sandbox import RunResult, run_python
 
@@ -27,16 +29,22 @@ _runner.run(_test, out=_sys.stdout.write)
 _sys.exit(3 if not _test.examples else (1 if _runner.failures else 0))
 """
 NO_EXAMPLES = 3
+# ``name(args) => result``, and the other ways docstrings write an example in prose.
+PROSE_EXAMPLE = re.compile(
+    r"^\s*(?P<call>[A-Za-z_]\w*\(.*\))\s*(?:=>|==|->|\u279e|\u2192|should\s+return|returns?)"
+    r"\s*(?P<result>.+?)\s*$"
+)
+BARE_WORDS = {"true": True, "false": False, "none": None, "null": None}
 
 
 @dataclass(frozen=True, slots=True)
 class ExampleFunction:
     """The function a prompt asks for: its source as given (signature and docstring, maybe
-    imports and helpers), its name, and its docstring with the ``>>>`` examples."""
+    imports and helpers), its name, and its docstring's examples as doctest text."""
 
     code_prompt: str
     name: str
-    docstring: str
+    examples: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,21 +78,106 @@ def _parsed(source: str) -> ast.Module | None:
     return None
 
 
+_UNREADABLE = object()
+
+
+def _literal(text: str) -> Any:
+    """A Python literal written in prose: ``16.`` (a sentence's full stop), ``true``."""
+    for candidate in (text[:-1], text) if text.endswith(".") else (text,):
+        try:
+            return ast.literal_eval(candidate)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            pass
+        word = candidate.strip().lower()
+        if word in BARE_WORDS:
+            return BARE_WORDS[word]
+    return _UNREADABLE
+
+
+def _literal_call(call: str, name: str) -> bool:
+    """Whether ``call`` calls ``name`` with literal arguments only (``is_happy(a)`` does not:
+    the prose meant a string)."""
+    try:
+        node = ast.parse(call, mode="eval").body
+    except SyntaxError:
+        return False
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+        return False
+    if node.func.id != name:
+        return False
+    try:
+        for argument in [*node.args, *(keyword.value for keyword in node.keywords)]:
+            ast.literal_eval(argument)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False
+    return True
+
+
+def _example(source: str, want: str, name: str, *, shown_text: bool) -> str | None:
+    """One example as doctest text, or None when it cannot be read. A literal result is
+    compared by value (``'21'`` equals ``"21"``); a comparison with no output shown
+    (``f(x) == 3``) must come out true. Any other result is compared as text where the
+    docstring shows output (``shown_text``), and left out of prose, which is too loose."""
+    if not want:
+        try:
+            node = ast.parse(source, mode="eval").body
+        except SyntaxError:
+            return None
+        if not (isinstance(node, ast.Compare) and len(node.ops) == 1):
+            return None
+        if not isinstance(node.ops[0], ast.Eq) or not _literal_call(ast.unparse(node.left), name):
+            return None
+        return f">>> {source}\nTrue"
+    if not _literal_call(source, name):
+        return None
+    expected = _literal(want)
+    if expected is _UNREADABLE:
+        return f">>> {source}\n{want}" if shown_text else None
+    return f">>> ({source}) == {expected!r}\nTrue"
+
+
+def doctest_examples(docstring: str, name: str) -> str:
+    """The docstring's examples of calls to ``name`` with literal arguments, as doctest text:
+    ``>>>`` lines with the output that follows them, and prose lines such as ``f(2) => 4``.
+    Lines are read one by one, whatever their indentation; an example that cannot be read is
+    left out (a check skips what it cannot run)."""
+    lines = [line.strip() for line in docstring.splitlines()]
+    examples: list[str] = []
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        index += 1
+        example: str | None = None
+        if line.startswith(">>>"):
+            shown: list[str] = []
+            while index < len(lines) and lines[index] and not lines[index].startswith(">>>"):
+                shown.append(lines[index])
+                index += 1
+            example = _example(line[3:].strip(), " ".join(shown), name, shown_text=True)
+        else:
+            found = PROSE_EXAMPLE.match(line)
+            if found is not None:
+                example = _example(found["call"], found["result"], name, shown_text=False)
+        if example is not None:
+            examples.append(example)
+    return "\n".join(examples)
+
+
 def find_examples(prompt: str) -> ExampleFunction | None:
     """The last function in the prompt (a fenced block, or the prompt itself) whose docstring
-    holds ``>>>`` examples; None when there is none."""
+    holds examples; None when there is none."""
     found: ExampleFunction | None = None
     for source in [*code_blocks(prompt), prompt]:
-        if ">>>" not in source:
+        if "def " not in source:
             continue
         tree = _parsed(source)
         if tree is None:
             continue
         for node in ast.walk(tree):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                doc = ast.get_docstring(node) or ""
-                if ">>>" in doc:
-                    found = ExampleFunction(source, node.name, doc)
+                examples = doctest_examples(ast.get_docstring(node) or "", node.name)
+                if examples:
+                    found = ExampleFunction(source, node.name, examples)
         if found is not None:
             return found
     return None
@@ -116,7 +209,5 @@ async def check_draft(prompt: str, draft: str, *, seconds: float) -> ExamplesVer
     if function is None:
         return ExamplesVerdict(False, "the request has no docstring examples to run")
     program = answer_program(draft, function.code_prompt, function.name)
-    result = await run_python(
-        program + RUN_EXAMPLES.format(doc=function.docstring), seconds=seconds
-    )
+    result = await run_python(program + RUN_EXAMPLES.format(doc=function.examples), seconds=seconds)
     return verdict_for(result)

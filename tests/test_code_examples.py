@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from podium.code_examples import answer_program, check_draft, find_examples
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from podium.code_examples import answer_program, check_draft, doctest_examples, find_examples
 
 PROMPT = '''from typing import List
 
@@ -26,10 +32,51 @@ WRONG = "```python\n    return sum(operations) < 0\n```"
 def test_the_function_with_examples_is_found_in_a_bare_prompt_or_a_fenced_block() -> None:
     bare = find_examples(PROMPT)
     assert bare is not None and bare.name == "below_zero"
-    assert ">>> below_zero([1, 2, 3])" in bare.docstring
+    assert bare.examples.startswith(">>> (below_zero([1, 2, 3])) == False\nTrue")
     fenced = find_examples(f"Complete this function:\n```python\n{PROMPT}```\nThanks.")
     assert fenced is not None and fenced.name == "below_zero"
     assert fenced.code_prompt.startswith("from typing import List")
+
+
+def test_examples_in_prose_become_doctest_examples_compared_by_value() -> None:
+    doc = (
+        "Whether x is a power of n.\n"
+        "For example:\n"
+        "    is_power(8, 2) => true\n"
+        "    is_power(3, 2) ==> false\n"
+        "    is_power(9, 3) should return True.\n"
+        "    is_power(16, 4) == True\n"
+        "    is_power(a, 2) => False\n"
+        "    other(1) => 2\n"
+        "    is_power(27, 3) \u279e True\n"
+    )
+    assert doctest_examples(doc, "is_power").splitlines() == [
+        ">>> (is_power(8, 2)) == True",
+        "True",
+        ">>> (is_power(9, 3)) == True",
+        "True",
+        ">>> (is_power(16, 4)) == True",
+        "True",
+        ">>> (is_power(27, 3)) == True",
+        "True",
+    ]
+
+
+def test_loose_doctest_lines_are_read_one_by_one() -> None:
+    doc = (
+        ">>> count([]) == 0\n"  # a comparison with no output shown must come out true
+        "  >>> shift(12, 1)\n"  # indented unlike the first line
+        '  "21"\n'  # a string shown in other quotes than repr's
+        ">>> big([1,\n"  # a call that does not fit on its line cannot be read
+        "... 2])\n"
+        ">>> count([1, 2])\n"
+        "[1,\n"
+        " 2]\n"  # output over two lines
+    )
+    assert doctest_examples(doc, "count") == ">>> count([]) == 0\nTrue\n" + (
+        ">>> (count([1, 2])) == [1, 2]\nTrue"
+    )
+    assert doctest_examples(doc, "shift") == ">>> (shift(12, 1)) == '21'\nTrue"
 
 
 def test_prompts_without_examples_have_none() -> None:
@@ -53,7 +100,7 @@ async def test_a_right_draft_passes_its_examples() -> None:
 async def test_a_wrong_draft_is_rejected_naming_the_failed_example() -> None:
     verdict = await check_draft(PROMPT, WRONG, seconds=10)
     assert not verdict.accept
-    assert verdict.reason == "failed: below_zero([1, 2, -4, 5])"
+    assert verdict.reason == "failed: (below_zero([1, 2, -4, 5])) == True"
 
 
 async def test_broken_looping_and_exampleless_drafts_are_rejected() -> None:
@@ -70,6 +117,32 @@ async def test_a_draft_that_reaches_out_fails_its_examples_at_the_guard() -> Non
     at_import = "```python\nimport socket\n\ndef below_zero(operations):\n    return False\n```"
     in_example = await check_draft(PROMPT, sneaky, seconds=10)
     at_start = await check_draft(PROMPT, at_import, seconds=10)
-    assert not in_example.accept and in_example.reason == "failed: below_zero([1, 2, 3])"
+    assert not in_example.accept and in_example.reason == "failed: (below_zero([1, 2, 3])) == False"
     assert not at_start.accept
     assert at_start.reason == "error: PermissionError: sandbox: importing socket is not allowed"
+
+
+HUMAN_EVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "tasks" / "human_eval"
+
+
+@pytest.mark.skipif(not HUMAN_EVAL.is_dir(), reason="the shared task data is not beside the repo")
+async def test_human_eval_reference_solutions_pass_their_own_examples() -> None:
+    rows = [
+        json.loads(line)
+        for split in ("train", "dev")
+        for line in (HUMAN_EVAL / f"{split}.jsonl").read_text().splitlines()
+    ]
+    with_examples = [row for row in rows if find_examples(row["prompt"]) is not None]
+    slots = asyncio.Semaphore(4)
+
+    async def check(row: dict[str, str]) -> bool:
+        async with slots:
+            draft = row["prompt"] + row["canonical_solution"]
+            return (await check_draft(row["prompt"], draft, seconds=20)).accept
+
+    verdicts = await asyncio.gather(*(check(row) for row in with_examples))
+    rejected = [
+        row["task_id"] for row, accept in zip(with_examples, verdicts, strict=True) if not accept
+    ]
+    assert (len(rows), len(with_examples)) == (136, 96)
+    assert rejected == ["HumanEval/116"]  # its docstring's first example is wrong
