@@ -173,6 +173,8 @@ def _routes(podium: Podium) -> None:
     async def models(_: Request) -> Response:
         listed: list[tuple[str, str]] = [(name, "podium") for name in VIRTUAL_MODELS]
         for worker in podium.pool.serving():
+            if worker.config.role == "check":
+                continue  # nobody can ask it for an answer
             listed.append((worker.name, worker.config.profile.vendor))
             listed.extend((alias, worker.config.profile.vendor) for alias in worker.config.aliases)
         listed.extend((alias, "podium") for alias in config.aliases)

@@ -92,6 +92,9 @@ class WorkerConfig(Strict):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     breaker: BreakerPolicy = Field(default_factory=BreakerPolicy)
     quality_prior: float | None = Field(None, ge=0, le=1)
+    # "check": the worker only judges drafts (a cascade's check step names it, e.g. the
+    # ``examples`` provider); no router chooses it to answer and no caller can name it.
+    role: Literal["answer", "check"] = "answer"
     options: dict[str, Any] = Field(default_factory=dict)  # validated by the provider plugin
 
     @field_validator("base_url")
@@ -192,11 +195,18 @@ class PodiumConfig(Strict):
         if duplicates:
             raise ValueError(f"workers: names must be unique; repeated: {', '.join(duplicates)}")
         known = set(names)
+        checkers = {worker.name for worker in self.workers if worker.role == "check"}
         if self.default_worker is not None and self.default_worker not in known:
             raise ValueError(f"default_worker: {self.default_worker!r} is not a configured worker")
+        if self.default_worker in checkers:
+            raise ValueError(f"default_worker: {self.default_worker!r} only checks (role: check)")
         for alias, target in self.aliases.items():
             if target not in known:
                 raise ValueError(f"aliases.{alias}: points at unknown worker {target!r}")
+            if target in checkers:
+                raise ValueError(f"aliases.{alias}: {target!r} only checks (role: check)")
+        if self.workers and len(checkers) == len(self.workers):
+            raise ValueError("workers: every worker only checks (role: check); none can answer")
         if self.cache.backend == "redis" and (self.cache.url or self.redis.url) is None:
             raise ValueError("cache.url: the redis backend needs cache.url or redis.url")
         return self
@@ -249,7 +259,7 @@ def parse_config(data: dict[str, Any], source: str = "configuration") -> PodiumC
     if not config.workers:
         config.workers = embedded_workers()
     if config.default_worker is None:
-        config.default_worker = config.workers[0].name
+        config.default_worker = next(w.name for w in config.workers if w.role == "answer")
     return config
 
 

@@ -180,7 +180,7 @@ class Engine:
         worker.breaker.record_success()
         attempt.latency_ms = (time.perf_counter() - started) * 1000
         attempt.ttft_ms = attempt.latency_ms
-        if response.usage.total_tokens == 0:
+        if response.usage.total_tokens == 0 and worker.uses_tokens:
             response.usage = Usage(
                 tokens_for_length(request.prompt_length()), estimate_tokens(response.text)
             )
@@ -308,11 +308,14 @@ class Metered(Generic[Item]):
         if self.worker.in_flight > 0 and self.attempt.latency_ms == 0.0:
             self.worker.in_flight -= 1
         usage = self.usage
-        if usage is None or usage.total_tokens == 0:
-            usage = Usage(0, (self.text_chars + 3) // 4)
-        if usage.input_tokens == 0:  # the upstream did not say: estimate the prompt's side
-            prompt = tokens_for_length(self._request.prompt_length())
-            usage = Usage(prompt, usage.output_tokens, usage.cached_input_tokens)
+        if self.worker.uses_tokens:
+            if usage is None or usage.total_tokens == 0:
+                usage = Usage(0, (self.text_chars + 3) // 4)
+            if usage.input_tokens == 0:  # the upstream did not say: estimate the prompt's side
+                prompt = tokens_for_length(self._request.prompt_length())
+                usage = Usage(prompt, usage.output_tokens, usage.cached_input_tokens)
+        elif usage is None:
+            usage = Usage()
         self.attempt.usage = usage
         self.attempt.cost_usd = self.worker.cost(usage)
         self.attempt.latency_ms = (time.perf_counter() - self._started) * 1000

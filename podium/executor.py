@@ -28,7 +28,7 @@ from podium.types import (
     Usage,
     UsageReport,
 )
-from podium.workflow import Step, Workflow
+from podium.workflow import Step, Workflow, output_note, subtask_note
 
 # A cascade's check step answers in this shape (constrained decoding where the worker has it).
 VERDICT_FORMAT = ResponseFormat(
@@ -83,11 +83,9 @@ def step_request(request: ChatRequest, step: Step, outputs: list[StepOutput]) ->
     seen = _visible(step, outputs)
     if not seen and not step.instruction:
         return request
-    notes: list[str] = []
-    for output in seen:
-        notes.append(f"[Step {output.index + 1} ({output.role}) output]\n{output.text}")
+    notes = [output_note(output.index, output.role, output.text) for output in seen]
     if step.instruction:
-        notes.append(f"[Your subtask]\n{step.instruction}")
+        notes.append(subtask_note(step.instruction))
     messages = [*request.messages, Message(role="user", content=[TextPart("\n\n".join(notes))])]
     return replace(request, messages=messages)
 

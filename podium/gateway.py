@@ -64,11 +64,12 @@ def enforce_clearance(decision: Decision, eligible: list[WorkerConfig]) -> None:
     """Whatever a router or a hook did to the plan, every step and every fallback must be a
     worker that policy cleared for this request; uncleared fallbacks are dropped, an
     uncleared step refuses the request."""
-    cleared = {worker.name for worker in eligible}
+    cleared = {worker.name for worker in eligible if worker.role == "answer"}
+    checkers = frozenset(worker.name for worker in eligible if worker.role == "check")
     if decision.workflow.fallbacks:  # most plans have none: no comprehension (a call) then
         decision.workflow.fallbacks = [w for w in decision.workflow.fallbacks if w in cleared]
     try:
-        decision.workflow.validate(cleared)
+        decision.workflow.validate(cleared, checkers)
     except WorkflowError as error:
         raise PodiumError(
             "permission", f"the routed plan broke clearance: {error}", code="not_cleared"

@@ -17,6 +17,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "podium.providers.anthropic",
     "podium.providers.gemini",
     "podium.providers.local",
+    "podium.providers.examples",
     "podium.routing.direct",
     "podium.routing.rules",
     "podium.routing.affinity",

@@ -92,6 +92,12 @@ class Worker:
     def cost(self, usage: Usage) -> float:
         return price_usage(self.config.price, usage)
 
+    @property
+    def uses_tokens(self) -> bool:
+        """False for a worker that only checks (a program, not a model): a usage of zero is
+        then the truth, not an upstream that did not say."""
+        return self.config.role == "answer"
+
 
 BreakerFactory = Callable[[WorkerConfig], Breaker]
 

@@ -3,10 +3,13 @@ list naming which earlier steps' outputs it sees."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
 MAX_STEPS = 5
+SUBTASK_HEADER = "[Your subtask]\n"
+_DRAFT_HEADER = re.compile(r"\[Step \d+ \(draft\) output\]\n")
 
 Access = Literal["all", "none"] | list[int]
 
@@ -29,11 +32,15 @@ class Workflow:
     template: str = "single"
     fallbacks: list[str] = field(default_factory=list)  # workers to try if the last step fails
 
-    def validate(self, eligible: set[str]) -> None:
+    def validate(self, eligible: set[str], checkers: frozenset[str] = frozenset()) -> None:
+        """Every step's worker is eligible; a check step may also name a worker that only
+        checks (``checkers``), and no other step may."""
         if not 1 <= len(self.steps) <= MAX_STEPS:
             raise WorkflowError(f"a workflow has 1 to {MAX_STEPS} steps, not {len(self.steps)}")
         for index, step in enumerate(self.steps):
             if step.worker not in eligible:
+                if step.role == "check" and step.worker in checkers:
+                    continue
                 raise WorkflowError(f"step {index}: worker {step.worker!r} is not eligible")
             if isinstance(step.access, list):
                 for seen in step.access:
@@ -56,3 +63,23 @@ class Workflow:
         step = Step(worker)
         step.role = "answer"
         return cls([step], "single", fallbacks or [])
+
+
+def output_note(index: int, role: str, text: str) -> str:
+    """How a step shows an earlier step's output to its worker (index from 0)."""
+    return f"[Step {index + 1} ({role}) output]\n{text}"
+
+
+def subtask_note(instruction: str) -> str:
+    return f"{SUBTASK_HEADER}{instruction}"
+
+
+def draft_in(note: str) -> str | None:
+    """The draft a check step was shown, read back from its note (see :func:`output_note`);
+    None when the note shows none."""
+    found = _DRAFT_HEADER.search(note)
+    if found is None:
+        return None
+    body = note[found.end() :]
+    shown, separator, _ = body.rpartition("\n\n" + SUBTASK_HEADER)
+    return shown if separator else body

@@ -216,7 +216,9 @@ class ContractRunner:
             profile = worker.profile
             estimate = attempt_cost(worker, prompt_tokens, contract)
             predicted = quality.get(worker.name)
-            if policy.vendors is not None and profile.vendor not in policy.vendors:
+            if worker.role == "check":
+                excluded[worker.name] = "it only checks drafts (role: check)"
+            elif policy.vendors is not None and profile.vendor not in policy.vendors:
                 excluded[worker.name] = f"vendor {profile.vendor!r} is not allowed"
             elif policy.regions is not None and profile.region not in policy.regions:
                 excluded[worker.name] = f"region {profile.region!r} is not allowed"

@@ -417,13 +417,15 @@ def describe_error(error: BaseException) -> str:
 
 
 def by_price(workers: Iterable[dict[str, Any]]) -> list[str]:
-    """Worker names, cheapest first (by input + output price)."""
+    """The names of the workers that answer (not those with ``role: check``), cheapest first
+    (by input + output price)."""
 
     def price(worker: dict[str, Any]) -> float:
         p = worker.get("price") or {}
         return float(p.get("input") or 0) + float(p.get("output") or 0)
 
-    return [str(w["name"]) for w in sorted(workers, key=price)]
+    answering = [w for w in workers if w.get("role", "answer") == "answer"]
+    return [str(w["name"]) for w in sorted(answering, key=price)]
 
 
 def strategy_routing(workers: Sequence[str]) -> dict[str, Any]:

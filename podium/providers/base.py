@@ -7,10 +7,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from pydantic import ValidationError
+
 from podium.config import ConfigError, WorkerConfig
 from podium.providers.egress import Egress
 from podium.secrets import SecretSource
 from podium.types import ChatRequest, ChatResponse, EventStream, WireStream
+
+
+def options_problems(error: ValidationError) -> str:
+    """Each bad option as ``options.<field>: why`` (never the value: it is the user's file)."""
+    problems = []
+    for item in error.errors():
+        message = item["msg"].removeprefix("Value error, ")
+        if item["loc"]:
+            message = f"options.{'.'.join(str(part) for part in item['loc'])}: {message}"
+        problems.append(message)
+    return "; ".join(problems)
 
 
 class Provider(Protocol):

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from podium.config import ConfigError, WorkerConfig
 from podium.errors import ProviderError
 from podium.modelfiles import ModelFileError, PinnedModel, catalogue, resolve, verify
-from podium.providers.base import ProviderContext, ProviderRegistry
+from podium.providers.base import ProviderContext, ProviderRegistry, options_problems
 from podium.providers.openai import OpenAIProvider
 from podium.types import ChatRequest, ChatResponse, EventStream
 
@@ -41,17 +41,6 @@ class LocalOptions(BaseModel):
         if self.path is not None and self.sha256 is None:
             raise ValueError("options.path needs options.sha256: local model files are pinned")
         return self
-
-
-def options_problems(error: ValidationError) -> str:
-    """Each bad option as ``options.<field>: why`` (never the value: it is the user's file)."""
-    problems = []
-    for item in error.errors():
-        message = item["msg"].removeprefix("Value error, ")
-        if item["loc"]:
-            message = f"options.{'.'.join(str(part) for part in item['loc'])}: {message}"
-        problems.append(message)
-    return "; ".join(problems)
 
 
 def _free_port() -> int:

@@ -25,9 +25,22 @@ class RouteContext:
     contract: str | None = None
     budget_usd: float | None = None
     session_id: str | None = None
+    # Cleared workers that only check drafts (``role: check``), taken out of ``eligible`` so
+    # that no router chooses one to answer; a workflow's check step may still name one.
+    checkers: tuple[WorkerConfig, ...] = ()
+
+    def __post_init__(self) -> None:
+        for worker in self.eligible:
+            if worker.role == "check":
+                self.checkers = tuple(w for w in self.eligible if w.role == "check")
+                self.eligible = [w for w in self.eligible if w.role != "check"]
+                return
 
     def eligible_names(self) -> set[str]:
         return {worker.name for worker in self.eligible}
+
+    def checker_names(self) -> frozenset[str]:
+        return frozenset(worker.name for worker in self.checkers)
 
 
 @dataclass(slots=True)

@@ -134,7 +134,7 @@ async def decide(
                     w for w in decision.workflow.fallbacks if w in allowed
                 ]
             try:
-                decision.workflow.validate(allowed)
+                decision.workflow.validate(allowed, context.checker_names())
             except WorkflowError as error:
                 outcome, detail = "invalid", f"planned an invalid workflow: {error}"
                 decision = None

@@ -79,6 +79,7 @@ class ResolvedTarget:
                 worker, fallbacks=[w for w in self.fallbacks if w in allowed]
             )
         else:
+            allowed |= context.checker_names()  # a template may give a checker a check step
             workers = [w for w in self.workers if w in allowed]
             if not workers:
                 return Skip(f"none of {', '.join(self.workers)} is eligible for this request")

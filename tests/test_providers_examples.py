@@ -1,0 +1,159 @@
+"""The ``examples`` checker: a cascade's check step that runs the draft against the docstring
+examples of the request, and a worker no router or caller can ask for an answer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import openai
+import pytest
+
+from podium.config import ConfigError, parse_config
+from podium.testing.fakes import Behaviour
+from podium.testing.openai_fake import FakeOpenAI
+from podium.workflow import Step, Workflow, WorkflowError
+from tests.conftest import worker
+from tests.test_code_examples import PROMPT, RIGHT, WRONG
+
+CHECKER = {
+    "name": "examples",
+    "provider": "examples",
+    "model": "docstring-examples",
+    "role": "check",
+    "price": {"input": 0.0, "output": 0.0},
+    "options": {"timeout_s": 10},
+}
+CODE_RULE = {
+    "name": "code-with-examples",
+    "match": {"model": ["podium/auto"], "regex": [r"(?m)^\s*>>> "]},
+    "workflow": {"template": "cascade", "workers": ["cheap", "strong", "examples"]},
+}
+
+
+async def ask(
+    gateway: Callable[..., Any], draft: str, prompt: str, *, stream: bool
+) -> tuple[str, dict[str, str], Any, FakeOpenAI]:
+    async with (
+        FakeOpenAI(Behaviour(reply=draft)) as cheap,
+        FakeOpenAI(Behaviour(reply="the strong answer")) as strong,
+    ):
+        workers = [
+            worker("cheap", "openai", cheap.base_url, price={"input": 0.1, "output": 0.1}),
+            worker("strong", "openai", strong.base_url, price={"input": 10.0, "output": 30.0}),
+            CHECKER,
+        ]
+        async with (
+            gateway(workers, routing={"rules": [CODE_RULE]}) as running,
+            openai.AsyncOpenAI(base_url=running.v1, api_key="unused", max_retries=0) as client,
+        ):
+            messages = [{"role": "user", "content": prompt}]
+            response = await client.chat.completions.with_raw_response.create(
+                model="podium/auto",
+                messages=messages,  # type: ignore[arg-type]
+                stream=stream,
+            )
+            if stream:
+                pieces = []
+                async for chunk in response.parse():  # type: ignore[union-attr]
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        pieces.append(chunk.choices[0].delta.content)
+                text = "".join(pieces)
+            else:
+                text = response.parse().choices[0].message.content or ""  # type: ignore[union-attr]
+            headers = dict(response.headers)
+            await running.podium.gateway.drain_background()
+            await running.podium.recorder.flush()
+            trace = await running.podium.store.get_trace(headers["x-podium-trace-id"])
+        return text, headers, trace, strong
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_draft_that_passes_its_examples_is_the_answer(
+    gateway: Callable[..., Any], stream: bool
+) -> None:
+    text, headers, trace, strong = await ask(gateway, RIGHT, PROMPT, stream=stream)
+    assert text == RIGHT and headers["x-podium-worker"] == "cheap"
+    assert not strong.received  # never escalated
+    steps = [(s["role"], s["worker"]) for s in trace.steps]
+    assert steps == [("draft", "cheap"), ("check", "examples"), ("accept", "cheap")]
+    check = trace.steps[1]
+    assert check["cost_usd"] == 0 and check["input_tokens"] == 0 and check["status"] == "ok"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_draft_that_fails_its_examples_escalates(
+    gateway: Callable[..., Any], stream: bool
+) -> None:
+    text, headers, trace, strong = await ask(gateway, WRONG, PROMPT, stream=stream)
+    assert text == "the strong answer" and headers["x-podium-worker"] == "strong"
+    assert len(strong.received) == 1
+    assert "sum(operations)" not in str(strong.received[0].body["messages"])  # not the draft
+    steps = [(s["role"], s["worker"]) for s in trace.steps]
+    assert steps == [("draft", "cheap"), ("check", "examples"), ("escalate", "strong")]
+
+
+async def test_requests_without_examples_are_not_sent_to_the_cascade(
+    gateway: Callable[..., Any],
+) -> None:
+    text, headers, trace, _ = await ask(gateway, "Paris.", "Capital of France?", stream=False)
+    assert text == "Paris." and headers["x-podium-worker"] == "cheap"
+    assert [s["role"] for s in trace.steps] == ["answer"]
+
+
+async def test_no_caller_and_no_router_can_ask_the_checker_for_an_answer(
+    gateway: Callable[..., Any],
+) -> None:
+    async with FakeOpenAI(Behaviour(reply="ok")) as only:
+        workers = [worker("answerer", "openai", only.base_url), CHECKER]
+        async with (
+            gateway(workers) as running,
+            openai.AsyncOpenAI(base_url=running.v1, api_key="unused", max_retries=0) as client,
+        ):
+            listed = [model.id for model in (await client.models.list()).data]
+            assert "examples" not in listed and "answerer" in listed
+            with pytest.raises(openai.NotFoundError):
+                await client.chat.completions.create(
+                    model="examples", messages=[{"role": "user", "content": "hi"}]
+                )
+            auto = await client.chat.completions.with_raw_response.create(
+                model="podium/auto", messages=[{"role": "user", "content": "hi"}]
+            )
+            assert auto.headers["x-podium-worker"] == "answerer"
+            assert running.podium.config.default_worker == "answerer"
+
+
+def test_only_a_check_step_may_name_a_checker() -> None:
+    check = Workflow([Step("a", role="draft"), Step("examples", role="check"), Step("b")])
+    check.validate({"a", "b"}, frozenset({"examples"}))
+    answer = Workflow([Step("examples", role="answer")])
+    with pytest.raises(WorkflowError, match="not eligible"):
+        answer.validate({"a", "b"}, frozenset({"examples"}))
+
+
+def test_the_checker_must_be_configured_to_only_check(make_config: Callable[..., Any]) -> None:
+    from podium.app import create_podium
+
+    as_answerer = {**CHECKER, "role": "answer"}
+    with pytest.raises(ConfigError, match="only checks drafts; give the worker role: check"):
+        create_podium(make_config([worker("a", "openai", "http://127.0.0.1:9"), as_answerer]))
+    bad_option = {**CHECKER, "options": {"timeout_s": 0}}
+    with pytest.raises(ConfigError, match=r"options\.timeout_s"):
+        create_podium(make_config([worker("a", "openai", "http://127.0.0.1:9"), bad_option]))
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"default_worker": "examples"}, "default_worker: 'examples' only checks"),
+        ({"aliases": {"judge": "examples"}}, "aliases.judge: 'examples' only checks"),
+    ],
+)
+def test_a_checker_cannot_be_the_default_or_an_alias(
+    settings: dict[str, Any], message: str
+) -> None:
+    workers = [worker("a", "openai", "http://127.0.0.1:9"), CHECKER]
+    with pytest.raises(ConfigError, match=message):
+        parse_config({"workers": workers, **settings})
+    with pytest.raises(ConfigError, match="none can answer"):
+        parse_config({"workers": [CHECKER]})
