@@ -35,6 +35,13 @@ PROSE_EXAMPLE = re.compile(
     r"\s*(?P<result>.+?)\s*$"
 )
 BARE_WORDS = {"true": True, "false": False, "none": None, "null": None}
+# Builtins an example may wrap the call in (``round(f(x), 2)``, ``sorted(f(x))``).
+SAFE_BUILTINS = frozenset(
+    {
+        *("abs", "all", "any", "bool", "dict", "float", "frozenset", "int", "len", "list"),
+        *("max", "min", "reversed", "round", "set", "sorted", "str", "sum", "tuple"),
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,23 +101,22 @@ def _literal(text: str) -> Any:
     return _UNREADABLE
 
 
-def _literal_call(call: str, name: str) -> bool:
-    """Whether ``call`` calls ``name`` with literal arguments only (``is_happy(a)`` does not:
-    the prose meant a string)."""
+def _call_source(call: str, name: str) -> str | None:
+    """``call`` as one clean expression (comments dropped) when it calls ``name`` on literals,
+    maybe inside builtins (``round(find_zero([1, 2]), 2)``), and names nothing else; else
+    None: ``is_happy(a)`` does not qualify (the prose meant a string)."""
     try:
-        node = ast.parse(call, mode="eval").body
+        tree = ast.parse(call, mode="eval")
     except SyntaxError:
-        return False
-    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
-        return False
-    if node.func.id != name:
-        return False
-    try:
-        for argument in [*node.args, *(keyword.value for keyword in node.keywords)]:
-            ast.literal_eval(argument)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return False
-    return True
+        return None
+    calls_it = False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            if node.id != name and node.id not in SAFE_BUILTINS:
+                return None
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            calls_it = calls_it or node.func.id == name
+    return ast.unparse(tree.body) if calls_it else None
 
 
 def _example(source: str, want: str, name: str, *, shown_text: bool) -> str | None:
@@ -123,17 +129,17 @@ def _example(source: str, want: str, name: str, *, shown_text: bool) -> str | No
             node = ast.parse(source, mode="eval").body
         except SyntaxError:
             return None
-        if not (isinstance(node, ast.Compare) and len(node.ops) == 1):
+        if not (isinstance(node, ast.Compare) and [type(op) for op in node.ops] == [ast.Eq]):
             return None
-        if not isinstance(node.ops[0], ast.Eq) or not _literal_call(ast.unparse(node.left), name):
-            return None
-        return f">>> {source}\nTrue"
-    if not _literal_call(source, name):
+        source, want = ast.unparse(node.left), ast.unparse(node.comparators[0])
+        shown_text = False
+    call = _call_source(source, name)
+    if call is None:
         return None
     expected = _literal(want)
     if expected is _UNREADABLE:
-        return f">>> {source}\n{want}" if shown_text else None
-    return f">>> ({source}) == {expected!r}\nTrue"
+        return f">>> {call}\n{want}" if shown_text else None
+    return f">>> ({call}) == {expected!r}\nTrue"
 
 
 def doctest_examples(docstring: str, name: str) -> str:
