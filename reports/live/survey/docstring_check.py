@@ -6,13 +6,17 @@ the docstring's examples, in doctest form or in prose, run in the sandbox), and 
 set against the task's hidden tests. Then the cascade it allows: the 0.5B drafts; the draft
 stands when its examples pass, else the 1.5B answers.
 
-Run from the repository root: ``python reports/live/survey/docstring_check.py``.
+Run from the repository root: ``python reports/live/survey/docstring_check.py`` (the survey's
+30 train questions), or with another run's answers, say the code run's dev questions:
+``python reports/live/survey/docstring_check.py reports/live/code/results.jsonl
+../shared/data/tasks/human_eval/dev.jsonl``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -20,13 +24,15 @@ from podium.code_examples import check_draft, find_examples
 from podium.eval.scoring import load_questions
 
 HERE = Path(__file__).parent
+RESULTS = HERE / "results.jsonl"
 TASK = Path("../shared/data/tasks/human_eval/train.jsonl")
 SMALL, LARGE = "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"
 
 
-async def main() -> None:
-    questions = {q.qid: q for q in load_questions(TASK, 30)}
-    answers = [json.loads(line) for line in (HERE / "results.jsonl").open()]
+async def main(results: Path, task: Path) -> None:
+    answers = [json.loads(line) for line in results.open()]
+    asked = {answer["qid"] for answer in answers}
+    questions = {q.qid: q for q in load_questions(task) if q.qid in asked}
     table: Counter[tuple[str, str, bool]] = Counter()
     seen: dict[tuple[str, str], tuple[bool, bool, float]] = {}
     for answer in answers:
@@ -60,4 +66,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    arguments = [Path(argument) for argument in sys.argv[1:3]]
+    asyncio.run(main(*arguments) if len(arguments) == 2 else main(RESULTS, TASK))
