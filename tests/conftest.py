@@ -52,6 +52,20 @@ def make_config(tmp_path: Path) -> Callable[..., PodiumConfig]:
     return make
 
 
+HUMAN_EVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "tasks" / "human_eval"
+
+
+def human_eval_rows() -> list[dict[str, str]]:
+    """Every human_eval problem of the shared data (train, then dev)."""
+    import json
+
+    return [
+        json.loads(line)
+        for split in ("train", "dev")
+        for line in (HUMAN_EVAL / f"{split}.jsonl").read_text().splitlines()
+    ]
+
+
 class Running:
     def __init__(self, podium: Podium, url: str) -> None:
         self.podium = podium
@@ -60,6 +74,27 @@ class Running:
     @property
     def v1(self) -> str:
         return f"{self.url}/v1"
+
+    async def ask(self, prompt: str, *, stream: bool) -> tuple[str, dict[str, str], Any]:
+        """One chat request to ``podium/auto`` through the OpenAI SDK: the answer's text (the
+        stream's pieces joined), the response headers and the stored trace."""
+        import openai
+
+        async with openai.AsyncOpenAI(base_url=self.v1, api_key="unused", max_retries=0) as sdk:
+            raw = await sdk.chat.completions.with_raw_response.create(
+                model="podium/auto",
+                messages=[{"role": "user", "content": prompt}],
+                stream=stream,
+            )
+            if stream:
+                pieces = [c.choices[0].delta.content or "" async for c in raw.parse() if c.choices]  # type: ignore[union-attr]
+                text = "".join(pieces)
+            else:
+                text = raw.parse().choices[0].message.content or ""  # type: ignore[union-attr]
+        headers = dict(raw.headers)
+        await self.podium.gateway.drain_background()
+        await self.podium.recorder.flush()
+        return text, headers, await self.podium.store.get_trace(headers["x-podium-trace-id"])
 
 
 @pytest.fixture

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
-from pathlib import Path
 
 import pytest
 
 from podium.code_examples import answer_program, check_draft, doctest_examples, find_examples
+from tests.conftest import HUMAN_EVAL, human_eval_rows
 
 PROMPT = '''from typing import List
 
@@ -126,16 +125,9 @@ async def test_a_draft_that_reaches_out_fails_its_examples_at_the_guard() -> Non
     assert at_start.reason == "error: PermissionError: sandbox: importing socket is not allowed"
 
 
-HUMAN_EVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "tasks" / "human_eval"
-
-
 @pytest.mark.skipif(not HUMAN_EVAL.is_dir(), reason="the shared task data is not beside the repo")
 async def test_human_eval_reference_solutions_pass_their_own_examples() -> None:
-    rows = [
-        json.loads(line)
-        for split in ("train", "dev")
-        for line in (HUMAN_EVAL / f"{split}.jsonl").read_text().splitlines()
-    ]
+    rows = human_eval_rows()
     with_examples = [row for row in rows if find_examples(row["prompt"]) is not None]
     slots = asyncio.Semaphore(4)
 

@@ -43,28 +43,8 @@ async def ask(
             worker("strong", "openai", strong.base_url, price={"input": 10.0, "output": 30.0}),
             CHECKER,
         ]
-        async with (
-            gateway(workers, routing={"rules": [CODE_RULE]}) as running,
-            openai.AsyncOpenAI(base_url=running.v1, api_key="unused", max_retries=0) as client,
-        ):
-            messages = [{"role": "user", "content": prompt}]
-            response = await client.chat.completions.with_raw_response.create(
-                model="podium/auto",
-                messages=messages,  # type: ignore[arg-type]
-                stream=stream,
-            )
-            if stream:
-                pieces = []
-                async for chunk in response.parse():  # type: ignore[union-attr]
-                    if chunk.choices and chunk.choices[0].delta.content:
-                        pieces.append(chunk.choices[0].delta.content)
-                text = "".join(pieces)
-            else:
-                text = response.parse().choices[0].message.content or ""  # type: ignore[union-attr]
-            headers = dict(response.headers)
-            await running.podium.gateway.drain_background()
-            await running.podium.recorder.flush()
-            trace = await running.podium.store.get_trace(headers["x-podium-trace-id"])
+        async with gateway(workers, routing={"rules": [CODE_RULE]}) as running:
+            text, headers, trace = await running.ask(prompt, stream=stream)
         return text, headers, trace, strong
 
 

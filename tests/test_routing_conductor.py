@@ -7,7 +7,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import openai
 import pytest
 
 from podium.routing.conductor import parse_plan
@@ -65,25 +64,10 @@ async def conduct(
             "timeout_ms": 20_000,
             "routers": {"conductor": {"planner": "planner", "notes": {"writer": "good prose"}}},
         }
-        async with (
-            gateway(workers, routing=routing, default_worker="writer") as running,
-            openai.AsyncOpenAI(base_url=running.v1, api_key="unused", max_retries=0) as client,
-        ):
-            raw = await client.chat.completions.with_raw_response.create(
-                model="podium/auto",
-                messages=[{"role": "user", "content": "why is the sky blue? answer briefly."}],
-                stream=stream,
+        async with gateway(workers, routing=routing, default_worker="writer") as running:
+            text, headers, trace = await running.ask(
+                "why is the sky blue? answer briefly.", stream=stream
             )
-            if stream:
-                text = "".join(
-                    [c.choices[0].delta.content or "" async for c in raw.parse() if c.choices]  # type: ignore[union-attr]
-                )
-            else:
-                text = raw.parse().choices[0].message.content or ""  # type: ignore[union-attr]
-            headers = dict(raw.headers)
-            await running.podium.gateway.drain_background()
-            await running.podium.recorder.flush()
-            trace = await running.podium.store.get_trace(headers["x-podium-trace-id"])
         return text, headers, trace, planner
 
 

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import openai
 import pytest
 
 from podium.config import parse_config
@@ -77,32 +76,8 @@ async def run_cascade(
                 }
             ]
         }
-        async with (
-            gateway(workers, routing=routing) as running,
-            openai.AsyncOpenAI(base_url=running.v1, api_key="unused", max_retries=0) as client,
-        ):
-            messages = [{"role": "user", "content": "What is 2 + 2?"}]
-            if stream:
-                response = await client.chat.completions.with_raw_response.create(
-                    model="podium/auto",
-                    messages=messages,
-                    stream=True,  # type: ignore[arg-type]
-                )
-                pieces = []
-                async for chunk in response.parse():
-                    if chunk.choices and chunk.choices[0].delta.content:
-                        pieces.append(chunk.choices[0].delta.content)
-                text = "".join(pieces)
-            else:
-                response = await client.chat.completions.with_raw_response.create(
-                    model="podium/auto",
-                    messages=messages,  # type: ignore[arg-type]
-                )
-                text = response.parse().choices[0].message.content or ""
-            headers = dict(response.headers)
-            await running.podium.gateway.drain_background()
-            await running.podium.recorder.flush()
-            trace = await running.podium.store.get_trace(headers["x-podium-trace-id"])
+        async with gateway(workers, routing=routing) as running:
+            text, headers, trace = await running.ask("What is 2 + 2?", stream=stream)
         return text, headers, trace, fakes
 
 

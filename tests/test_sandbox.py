@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
 from podium.eval.sandbox import program
 from podium.sandbox import run_python
-
-HUMAN_EVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "tasks" / "human_eval"
+from tests.conftest import HUMAN_EVAL, human_eval_rows
 
 
 async def test_a_sleeping_child_process_is_killed_with_its_group() -> None:
@@ -88,11 +84,7 @@ async def test_the_guard_lets_ordinary_code_work_in_its_folder() -> None:
 
 @pytest.mark.skipif(not HUMAN_EVAL.is_dir(), reason="the shared task data is not beside the repo")
 async def test_every_human_eval_reference_solution_passes_under_the_guard() -> None:
-    rows = [
-        json.loads(line)
-        for split in ("train", "dev")
-        for line in (HUMAN_EVAL / f"{split}.jsonl").read_text().splitlines()
-    ]
+    rows = human_eval_rows()
     source = "\n\n".join(
         program(row["prompt"] + row["canonical_solution"], row["test"], row["entry_point"])
         for row in rows
