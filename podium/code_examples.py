@@ -11,6 +11,7 @@ check step. The evaluation reads code answers with the same helpers.
 from __future__ import annotations
 
 import ast
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -19,16 +20,31 @@ from podium.sandbox import RunResult, run_python
 
 FENCED = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
 
-# Appended to the program under test; exit 0: every example passed, 1: one failed, 3: none.
+# Appended to the program under test: runs each example in order and stops at the first that
+# fails, saying how on a line of its own; when all pass, it says so last (a program that exits
+# early, before the examples ran, has not passed them).
+MARK = "@@podium-example "
 RUN_EXAMPLES = """
 
-import doctest as _doctest, sys as _sys
-_test = _doctest.DocTestParser().get_doctest({doc!r}, dict(globals()), "examples", None, 0)
-_runner = _doctest.DocTestRunner(optionflags=_doctest.NORMALIZE_WHITESPACE)
-_runner.run(_test, out=_sys.stdout.write)
-_sys.exit(3 if not _test.examples else (1 if _runner.failures else 0))
+import ast as _ast, json as _json, sys as _sys
+for _call, _expected, _by_value in _json.loads({examples!r}):
+    _failure = None
+    try:
+        _got = eval(_call)
+        _ok = (
+            bool(_got == _ast.literal_eval(_expected))
+            if _by_value
+            else " ".join(repr(_got).split()) == " ".join(_expected.split())
+        )
+        if not _ok:
+            _failure = dict(call=_call, expected=_expected, got=repr(_got)[:200])
+    except Exception as _error:
+        _failure = dict(call=_call, error=f"{{type(_error).__name__}}: {{_error}}"[:200])
+    if _failure is not None:
+        print("\\n" + {mark!r} + _json.dumps(_failure))
+        _sys.exit(1)
+print("\\n" + {mark!r} + "passed")
 """
-NO_EXAMPLES = 3
 # ``name(args) => result``, and the other ways docstrings write an example in prose.
 PROSE_EXAMPLE = re.compile(
     r"^\s*(?P<call>[A-Za-z_]\w*\(.*\))\s*(?:=>|==|->|\u279e|\u2192|should\s+return|returns?)"
@@ -45,13 +61,23 @@ SAFE_BUILTINS = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
+class Example:
+    """A call and what it should give: ``expected`` is a literal's repr, compared by value
+    (``by_value``), or the output a docstring shows, compared as text up to whitespace."""
+
+    call: str
+    expected: str
+    by_value: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class ExampleFunction:
     """The function a prompt asks for: its source as given (signature and docstring, maybe
-    imports and helpers), its name, and its docstring's examples as doctest text."""
+    imports and helpers), its name, and its docstring's examples."""
 
     code_prompt: str
     name: str
-    examples: str
+    examples: tuple[Example, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +145,8 @@ def _call_source(call: str, name: str) -> str | None:
     return ast.unparse(tree.body) if calls_it else None
 
 
-def _example(source: str, want: str, name: str, *, shown_text: bool) -> str | None:
-    """One example as doctest text, or None when it cannot be read. A literal result is
+def _example(source: str, want: str, name: str, *, shown_text: bool) -> Example | None:
+    """One example, or None when it cannot be read. A literal result is
     compared by value (``'21'`` equals ``"21"``); a comparison with no output shown
     (``f(x) == 3``) must come out true. Any other result is compared as text where the
     docstring shows output (``shown_text``), and left out of prose, which is too loose."""
@@ -138,22 +164,22 @@ def _example(source: str, want: str, name: str, *, shown_text: bool) -> str | No
         return None
     expected = _literal(want)
     if expected is _UNREADABLE:
-        return f">>> {call}\n{want}" if shown_text else None
-    return f">>> ({call}) == {expected!r}\nTrue"
+        return Example(call, want, by_value=False) if shown_text else None
+    return Example(call, repr(expected))
 
 
-def doctest_examples(docstring: str, name: str) -> str:
-    """The docstring's examples of calls to ``name`` with literal arguments, as doctest text:
-    ``>>>`` lines with the output that follows them, and prose lines such as ``f(2) => 4``.
-    Lines are read one by one, whatever their indentation; an example that cannot be read is
-    left out (a check skips what it cannot run)."""
+def read_examples(docstring: str, name: str) -> tuple[Example, ...]:
+    """The docstring's examples of calls to ``name`` with literal arguments: ``>>>`` lines
+    with the output that follows them, and prose lines such as ``f(2) => 4``. Lines are read
+    one by one, whatever their indentation; an example that cannot be read is left out (a
+    check skips what it cannot run)."""
     lines = [line.strip() for line in docstring.splitlines()]
-    examples: list[str] = []
+    examples: list[Example] = []
     index = 0
     while index < len(lines):
         line = lines[index]
         index += 1
-        example: str | None = None
+        example: Example | None = None
         if line.startswith(">>>"):
             shown: list[str] = []
             while index < len(lines) and lines[index] and not lines[index].startswith(">>>"):
@@ -166,7 +192,7 @@ def doctest_examples(docstring: str, name: str) -> str:
                 example = _example(found["call"], found["result"], name, shown_text=False)
         if example is not None:
             examples.append(example)
-    return "\n".join(examples)
+    return tuple(examples)
 
 
 def find_examples(prompt: str) -> ExampleFunction | None:
@@ -181,7 +207,7 @@ def find_examples(prompt: str) -> ExampleFunction | None:
             continue
         for node in ast.walk(tree):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                examples = doctest_examples(ast.get_docstring(node) or "", node.name)
+                examples = read_examples(ast.get_docstring(node) or "", node.name)
                 if examples:
                     found = ExampleFunction(source, node.name, examples)
         if found is not None:
@@ -189,23 +215,28 @@ def find_examples(prompt: str) -> ExampleFunction | None:
     return None
 
 
-def _failed_example(output: str) -> str:
-    """The first failing example's call, from doctest's report, for the verdict's reason."""
-    match = re.search(r"Failed example:\n\s+(.+)", output)
-    if match:
-        return f"failed: {match.group(1).strip()[:120]}"
+def _failure(output: str) -> str:
+    """Why the examples failed, for the verdict's reason (a repair step reads it): the first
+    failing example and what it gave, or the error that stopped the program."""
+    marked = output.rpartition(MARK)[2] if MARK in output else ""
+    try:
+        failed = json.loads(marked.splitlines()[0]) if marked else None
+    except ValueError:
+        failed = None
+    if isinstance(failed, dict):
+        if "error" in failed:
+            return f"{failed['call']} raised {failed['error']}"
+        return f"{failed['call']} gave {failed['got']}; expected {failed['expected']}"
     lines = [line for line in output.strip().splitlines() if line.strip()]
-    return f"error: {lines[-1][:160]}" if lines else "failed"
+    return f"the code did not run: {lines[-1][:200]}" if lines else "the code did not run"
 
 
-def verdict_for(result: RunResult) -> ExamplesVerdict:
+def verdict_for(result: RunResult, examples: int) -> ExamplesVerdict:
     if result.timed_out:
         return ExamplesVerdict(False, "the examples did not finish in time")
-    if result.returncode == 0:
-        return ExamplesVerdict(True, "every example in the docstring passed")
-    if result.returncode == NO_EXAMPLES:
-        return ExamplesVerdict(False, "no examples to run")
-    return ExamplesVerdict(False, _failed_example(result.output))
+    if result.returncode == 0 and f"{MARK}passed" in result.output:
+        return ExamplesVerdict(True, f"all {examples} examples in the docstring passed")
+    return ExamplesVerdict(False, _failure(result.output))
 
 
 async def check_draft(prompt: str, draft: str, *, seconds: float) -> ExamplesVerdict:
@@ -215,5 +246,8 @@ async def check_draft(prompt: str, draft: str, *, seconds: float) -> ExamplesVer
     if function is None:
         return ExamplesVerdict(False, "the request has no docstring examples to run")
     program = answer_program(draft, function.code_prompt, function.name)
-    result = await run_python(program + RUN_EXAMPLES.format(doc=function.examples), seconds=seconds)
-    return verdict_for(result)
+    examples = json.dumps([[e.call, e.expected, e.by_value] for e in function.examples])
+    runner = RUN_EXAMPLES.format(examples=examples, mark=MARK)
+    # as a module of its own: a demo under ``if __name__ == "__main__":`` does not run
+    result = await run_python(program + runner, seconds=seconds, module_name="solution")
+    return verdict_for(result, len(function.examples))

@@ -2,6 +2,11 @@
 
 A step sees the original request plus, as context, the outputs of the earlier steps its access
 list names, and its own subtask instruction.
+
+A ``check`` step judges the step it sees (the latest in its access list). When it accepts, and
+that output is complete, the workflow ends there and that output is the answer: a cascade's
+draft stands, or, in a cascade with repair, the stronger worker's answer does. When it
+rejects, the next steps run.
 """
 
 from __future__ import annotations
@@ -65,7 +70,7 @@ class Run:
     attempts: list[Attempt] = field(default_factory=list)
     outputs: list[StepOutput] = field(default_factory=list)
     responses: dict[int, ChatResponse] = field(default_factory=dict)  # steps before the last
-    escalated: bool | None = None  # a cascade: whether the stronger worker was called
+    accepted: StepOutput | None = None  # the output a check accepted: the workflow's answer
 
 
 def _visible(step: Step, outputs: list[StepOutput]) -> list[StepOutput]:
@@ -158,8 +163,13 @@ class WorkflowExecutor:
 
             results = await asyncio.gather(*(one(i) for i in group))
             for i, response, worker in sorted(results, key=lambda item: item[0]):
-                run.outputs.append(StepOutput(i, worker, workflow.steps[i].role, response.text))
+                output = StepOutput(i, worker, workflow.steps[i].role, response.text)
+                run.outputs.append(output)
                 run.responses[i] = response
+                if output.role == "check" and verdict_accepts(output.text):
+                    run.accepted = self._standing(workflow.steps[i], run)
+                    if run.accepted is not None:
+                        return  # the checked output is the answer: nothing after it runs
             index = group[-1] + 1
 
     def _last(
@@ -171,23 +181,25 @@ class WorkflowExecutor:
             return request, workers  # what step_request gives then, without its two calls
         return step_request(request, last, run.outputs), workers
 
-    def _draft_stands(self, workflow: Workflow, run: Run) -> StepOutput | None:
-        """For a cascade (last step ``escalate``): the draft when it stands, else None."""
-        draft = next((o for o in run.outputs if o.role == "draft"), None)
-        if draft is None or self.engine.pool.get(draft.worker) is None:
+    def _standing(self, check: Step, run: Run) -> StepOutput | None:
+        """The output a check step judged (the latest step it sees), if it is complete."""
+        seen = _visible(check, run.outputs)
+        if not seen:
             return None
-        response = run.responses.get(draft.index)
-        if response is None or not draft_looks_complete(response):
+        checked = seen[-1]
+        response = run.responses.get(checked.index)
+        if self.engine.pool.get(checked.worker) is None or response is None:
             return None
-        checks = [o for o in run.outputs if o.role == "check"]
-        return draft if all(verdict_accepts(check.text) for check in checks) else None
+        return checked if draft_looks_complete(response) else None
 
     def _accept(self, workflow: Workflow, run: Run) -> StepOutput | None:
-        if workflow.steps[-1].role != "escalate":
-            return None
-        draft = self._draft_stands(workflow, run)
-        run.escalated = draft is None
-        return draft
+        """The answer a check accepted, if any. A cascade without a check (its steps: draft,
+        escalate) keeps its draft when the draft looks complete."""
+        if run.accepted is not None or workflow.steps[-1].role != "escalate":
+            return run.accepted  # most requests: one step, nothing checked
+        if len(run.outputs) == 1 and run.outputs[0].role == "draft":
+            run.accepted = self._standing(Step(run.outputs[0].worker, access=[0]), run)
+        return run.accepted
 
     async def complete(
         self,

@@ -33,9 +33,10 @@ FILE_BYTES = 16 << 20
 OUTPUT_LIMIT = 4000
 
 
-# Run by ``python -I -c`` in the sandbox's folder: install the audit hook, then run
-# solution.py as __main__. The hook's checks are plain string tests (it sees every event).
-GUARD = r"""
+# Run by ``python -I -c LAUNCHER guard|open MODULE_NAME`` in the sandbox's folder: install the
+# audit hook (unless "open"), then run solution.py as a module of that name. The hook's checks
+# are plain string tests (it sees every event).
+LAUNCHER = r"""
 import os, sys
 
 def _podium_guard():
@@ -85,13 +86,16 @@ def _podium_guard():
 
     sys.addaudithook(hook)
 
-_podium_guard()
+_guarded, _name = sys.argv[1] == "guard", sys.argv[2]
+del sys.argv[1:]
+if _guarded:
+    _podium_guard()
 del _podium_guard
 with open("solution.py", encoding="utf-8") as _file:
     _source = _file.read()
-_main = {"__name__": "__main__", "__builtins__": __builtins__, "__file__": "solution.py"}
-del _file, os, sys
-exec(compile(_source, "solution.py", "exec"), _main)
+_module = {"__name__": _name, "__builtins__": __builtins__, "__file__": "solution.py"}
+del _file, _guarded, _name, os, sys
+exec(compile(_source, "solution.py", "exec"), _module)
 """
 
 
@@ -114,16 +118,22 @@ def _limits(cpu_seconds: int, memory: int) -> None:  # pragma: no cover - runs i
 
 
 async def run_python(
-    source: str, *, seconds: float = DEFAULT_TIMEOUT, memory: int = MEMORY_BYTES, guard: bool = True
+    source: str,
+    *,
+    seconds: float = DEFAULT_TIMEOUT,
+    memory: int = MEMORY_BYTES,
+    guard: bool = True,
+    module_name: str = "__main__",
 ) -> RunResult:
-    """Run ``source`` as a script under the limits above, for at most ``seconds`` of wall
-    time; passed = exit status 0. ``guard=False`` leaves out the audit hook (for code that
-    may start processes)."""
+    """Run ``source`` under the limits above, for at most ``seconds`` of wall time; passed =
+    exit status 0. ``guard=False`` leaves out the audit hook (for code that may start
+    processes). ``module_name`` other than ``__main__`` keeps the code's own
+    ``if __name__ == "__main__":`` block from running."""
     cpu = max(1, int(seconds) + 1)
     with tempfile.TemporaryDirectory(prefix="podium-sandbox-") as folder:
         script = Path(folder) / "solution.py"
         script.write_text(source, encoding="utf-8")
-        command = ["-c", GUARD] if guard else [str(script)]
+        command = ["-c", LAUNCHER, "guard" if guard else "open", module_name]
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-I",

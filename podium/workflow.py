@@ -9,7 +9,7 @@ from typing import Literal
 
 MAX_STEPS = 5
 SUBTASK_HEADER = "[Your subtask]\n"
-_DRAFT_HEADER = re.compile(r"\[Step \d+ \(draft\) output\]\n")
+_OUTPUT_HEADER = re.compile(r"\[Step \d+ \([a-z_]+\) output\]\n")
 
 Access = Literal["all", "none"] | list[int]
 
@@ -74,10 +74,10 @@ def subtask_note(instruction: str) -> str:
     return f"{SUBTASK_HEADER}{instruction}"
 
 
-def draft_in(note: str) -> str | None:
-    """The draft a check step was shown, read back from its note (see :func:`output_note`);
-    None when the note shows none."""
-    found = _DRAFT_HEADER.search(note)
+def checked_in(note: str) -> str | None:
+    """The output a check step was shown (a draft, or a stronger worker's answer), read back
+    from its note (see :func:`output_note`); None when the note shows none."""
+    found = _OUTPUT_HEADER.search(note)
     if found is None:
         return None
     body = note[found.end() :]

@@ -6,7 +6,13 @@ import asyncio
 
 import pytest
 
-from podium.code_examples import answer_program, check_draft, doctest_examples, find_examples
+from podium.code_examples import (
+    Example,
+    answer_program,
+    check_draft,
+    find_examples,
+    read_examples,
+)
 from tests.conftest import HUMAN_EVAL, human_eval_rows
 
 PROMPT = '''from typing import List
@@ -31,33 +37,33 @@ WRONG = "```python\n    return sum(operations) < 0\n```"
 def test_the_function_with_examples_is_found_in_a_bare_prompt_or_a_fenced_block() -> None:
     bare = find_examples(PROMPT)
     assert bare is not None and bare.name == "below_zero"
-    assert bare.examples.startswith(">>> (below_zero([1, 2, 3])) == False\nTrue")
+    assert bare.examples == (
+        Example("below_zero([1, 2, 3])", "False"),
+        Example("below_zero([1, 2, -4, 5])", "True"),
+    )
     fenced = find_examples(f"Complete this function:\n```python\n{PROMPT}```\nThanks.")
     assert fenced is not None and fenced.name == "below_zero"
     assert fenced.code_prompt.startswith("from typing import List")
 
 
-def test_examples_in_prose_become_doctest_examples_compared_by_value() -> None:
+def test_examples_in_prose_are_read_when_call_and_result_are_literals() -> None:
     doc = (
         "Whether x is a power of n.\n"
         "For example:\n"
         "    is_power(8, 2) => true\n"
         "    is_power(3, 2) ==> false\n"
         "    is_power(9, 3) should return True.\n"
-        "    is_power(16, 4) == True\n"
+        "    is_power(16, 4) == 1.5\n"
         "    is_power(a, 2) => False\n"
         "    other(1) => 2\n"
-        "    is_power(27, 3) \u279e True\n"
+        "    is_power(27, 3) \u279e 'yes'\n"
+        "    is_power(2, 2) => a power\n"
     )
-    assert doctest_examples(doc, "is_power").splitlines() == [
-        ">>> (is_power(8, 2)) == True",
-        "True",
-        ">>> (is_power(9, 3)) == True",
-        "True",
-        ">>> (is_power(16, 4)) == True",
-        "True",
-        ">>> (is_power(27, 3)) == True",
-        "True",
+    assert [(e.call, e.expected) for e in read_examples(doc, "is_power")] == [
+        ("is_power(8, 2)", "True"),
+        ("is_power(9, 3)", "True"),
+        ("is_power(16, 4)", "1.5"),
+        ("is_power(27, 3)", "'yes'"),
     ]
 
 
@@ -65,20 +71,26 @@ def test_loose_doctest_lines_are_read_one_by_one() -> None:
     doc = (
         ">>> count([]) == 0\n"  # a comparison with no output shown must come out true
         "  >>> shift(12, 1)\n"  # indented unlike the first line
-        '  "21"\n'  # a string shown in other quotes than repr's
+        '  "21"\n'  # a string shown in other quotes than repr's: compared by value
         ">>> big([1,\n"  # a call that does not fit on its line cannot be read
         "... 2])\n"
         ">>> count([1, 2])\n"
         "[1,\n"
         " 2]\n"  # output over two lines
+        ">>> count(range(3))\n"  # not a literal argument
+        "3\n"
+        ">>> count([3])\n"
+        "<Count 3>\n"  # output that is not a literal: compared as text
     )
-    assert doctest_examples(doc, "count") == ">>> (count([])) == 0\nTrue\n" + (
-        ">>> (count([1, 2])) == [1, 2]\nTrue"
+    assert read_examples(doc, "count") == (
+        Example("count([])", "0"),
+        Example("count([1, 2])", "[1, 2]"),
+        Example("count([3])", "<Count 3>", by_value=False),
     )
-    assert doctest_examples(doc, "shift") == ">>> (shift(12, 1)) == '21'\nTrue"
+    assert read_examples(doc, "shift") == (Example("shift(12, 1)", "'21'"),)
     wrapped = ">>> round(find_zero([1, 2]), 2) # f(x) = 1 + 2x\n-0.5\n>>> find_zero(xs)\n1.0"
-    assert doctest_examples(wrapped, "find_zero") == (
-        ">>> (round(find_zero([1, 2]), 2)) == -0.5\nTrue"  # the comment dropped, xs unknown
+    assert read_examples(wrapped, "find_zero") == (  # the comment dropped, xs unknown
+        Example("round(find_zero([1, 2]), 2)", "-0.5"),
     )
 
 
@@ -97,20 +109,27 @@ def test_a_whole_definition_keeps_the_prompts_imports_and_a_body_follows_the_pro
 
 async def test_a_right_draft_passes_its_examples() -> None:
     verdict = await check_draft(PROMPT, RIGHT, seconds=10)
-    assert verdict.accept and "passed" in verdict.reason
+    assert verdict.accept and verdict.reason == "all 2 examples in the docstring passed"
+
+
+async def test_a_demo_under_main_does_not_run_and_an_early_exit_does_not_pass() -> None:
+    demo = RIGHT.removesuffix("```") + "\nif __name__ == '__main__':\n    input()\n```"
+    leaving = "```python\nimport sys\nsys.exit(0)\n```"
+    assert (await check_draft(PROMPT, demo, seconds=10)).accept
+    assert not (await check_draft(PROMPT, leaving, seconds=10)).accept
 
 
 async def test_a_wrong_draft_is_rejected_naming_the_failed_example() -> None:
     verdict = await check_draft(PROMPT, WRONG, seconds=10)
     assert not verdict.accept
-    assert verdict.reason == "failed: (below_zero([1, 2, -4, 5])) == True"
+    assert verdict.reason == "below_zero([1, 2, -4, 5]) gave False; expected True"
 
 
 async def test_broken_looping_and_exampleless_drafts_are_rejected() -> None:
     broken = await check_draft(PROMPT, "```python\n    return (\n```", seconds=10)
     looping = await check_draft(PROMPT, "```python\n    while True:\n        pass\n```", seconds=1)
     no_examples = await check_draft("Write a haiku about autumn.", RIGHT, seconds=10)
-    assert not broken.accept and broken.reason.startswith("error: SyntaxError")
+    assert not broken.accept and broken.reason.startswith("the code did not run: SyntaxError")
     assert not looping.accept and looping.reason == "the examples did not finish in time"
     assert not no_examples.accept and "no docstring examples" in no_examples.reason
 
@@ -120,9 +139,14 @@ async def test_a_draft_that_reaches_out_fails_its_examples_at_the_guard() -> Non
     at_import = "```python\nimport socket\n\ndef below_zero(operations):\n    return False\n```"
     in_example = await check_draft(PROMPT, sneaky, seconds=10)
     at_start = await check_draft(PROMPT, at_import, seconds=10)
-    assert not in_example.accept and in_example.reason == "failed: (below_zero([1, 2, 3])) == False"
+    assert not in_example.accept
+    assert in_example.reason == (
+        "below_zero([1, 2, 3]) raised PermissionError: sandbox: importing socket is not allowed"
+    )
     assert not at_start.accept
-    assert at_start.reason == "error: PermissionError: sandbox: importing socket is not allowed"
+    assert at_start.reason == (
+        "the code did not run: PermissionError: sandbox: importing socket is not allowed"
+    )
 
 
 @pytest.mark.skipif(not HUMAN_EVAL.is_dir(), reason="the shared task data is not beside the repo")

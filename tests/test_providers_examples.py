@@ -32,18 +32,27 @@ CODE_RULE = {
 
 
 async def ask(
-    gateway: Callable[..., Any], draft: str, prompt: str, *, stream: bool
+    gateway: Callable[..., Any],
+    draft: str,
+    prompt: str,
+    *,
+    stream: bool,
+    strong_answer: str = "the strong answer",
+    repair: bool = False,
 ) -> tuple[str, dict[str, str], Any, FakeOpenAI]:
+    rule = CODE_RULE
+    if repair:
+        rule = {**CODE_RULE, "workflow": {**CODE_RULE["workflow"], "options": {"repair": True}}}
     async with (
         FakeOpenAI(Behaviour(reply=draft)) as cheap,
-        FakeOpenAI(Behaviour(reply="the strong answer")) as strong,
+        FakeOpenAI(Behaviour(reply=strong_answer)) as strong,
     ):
         workers = [
             worker("cheap", "openai", cheap.base_url, price={"input": 0.1, "output": 0.1}),
             worker("strong", "openai", strong.base_url, price={"input": 10.0, "output": 30.0}),
             CHECKER,
         ]
-        async with gateway(workers, routing={"rules": [CODE_RULE]}) as running:
+        async with gateway(workers, routing={"rules": [rule]}) as running:
             text, headers, trace = await running.ask(prompt, stream=stream)
         return text, headers, trace, strong
 
@@ -71,6 +80,40 @@ async def test_a_draft_that_fails_its_examples_escalates(
     assert "sum(operations)" not in str(strong.received[0].body["messages"])  # not the draft
     steps = [(s["role"], s["worker"]) for s in trace.steps]
     assert steps == [("draft", "cheap"), ("check", "examples"), ("escalate", "strong")]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_with_repair_a_strong_answer_that_passes_is_the_answer(
+    gateway: Callable[..., Any], stream: bool
+) -> None:
+    text, headers, trace, strong = await ask(
+        gateway, WRONG, PROMPT, stream=stream, strong_answer=RIGHT, repair=True
+    )
+    assert text == RIGHT and headers["x-podium-worker"] == "strong"
+    assert len(strong.received) == 1  # no repair needed
+    steps = [(s["role"], s["worker"]) for s in trace.steps]
+    assert steps == [
+        ("draft", "cheap"),
+        ("check", "examples"),
+        ("escalate", "strong"),
+        ("check", "examples"),
+        ("accept", "strong"),
+    ]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_with_repair_a_failing_strong_answer_is_answered_again_with_the_reason(
+    gateway: Callable[..., Any], stream: bool
+) -> None:
+    text, headers, trace, strong = await ask(
+        gateway, WRONG, PROMPT, stream=stream, strong_answer=WRONG, repair=True
+    )
+    assert text == WRONG and headers["x-podium-worker"] == "strong"
+    assert len(strong.received) == 2
+    repair_request = str(strong.received[1].body["messages"])
+    assert "sum(operations) < 0" in repair_request  # its own answer
+    assert "below_zero([1, 2, -4, 5]) gave False; expected True" in repair_request  # and why
+    assert [s["role"] for s in trace.steps] == ["draft", "check", "escalate", "check", "repair"]
 
 
 async def test_requests_without_examples_are_not_sent_to_the_cascade(

@@ -45,6 +45,17 @@ def test_template_shapes() -> None:
         "draft",
         "escalate",
     ]
+    repair = TEMPLATES["cascade"](["cheap", "strong", "checker"], {"repair": True})
+    assert [(s.role, s.worker) for s in repair.steps] == [
+        ("draft", "cheap"),
+        ("check", "checker"),
+        ("escalate", "strong"),
+        ("check", "checker"),
+        ("repair", "strong"),
+    ]
+    assert repair.steps[3].access == [2] and repair.steps[4].access == [2, 3]
+    with pytest.raises(WorkflowError, match="repair needs the check"):
+        TEMPLATES["cascade"](["a", "b"], {"repair": True, "verify": False})
     fan = TEMPLATES["fanout"](["a", "b", "c", "d", "s"], {})
     assert [s.role for s in fan.steps] == ["propose"] * 4 + ["synthesise"]
     assert len(TEMPLATES["fanout"](["a"], {"k": 3}).steps) == 4

@@ -91,3 +91,9 @@ async def test_every_human_eval_reference_solution_passes_under_the_guard() -> N
     )
     result = await run_python(source, seconds=60)
     assert len(rows) == 136 and result.passed, result.output
+
+
+async def test_the_code_can_run_as_a_module_of_another_name() -> None:
+    source = "print(__name__)\nif __name__ == '__main__':\n    raise SystemExit(5)\n"
+    as_main, as_module = await run_python(source), await run_python(source, module_name="solution")
+    assert as_main.returncode == 5 and as_module.passed and "solution" in as_module.output

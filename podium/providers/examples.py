@@ -27,7 +27,7 @@ from podium.config import ConfigError
 from podium.errors import ProviderError
 from podium.providers.base import ProviderContext, ProviderRegistry, options_problems
 from podium.types import ChatRequest, ChatResponse, EventStream, Finish, TextDelta, UsageReport
-from podium.workflow import draft_in
+from podium.workflow import checked_in
 
 
 class ExamplesOptions(BaseModel):
@@ -60,7 +60,7 @@ class ExamplesChecker:
     async def verdict(self, request: ChatRequest) -> ExamplesVerdict:
         if len(request.messages) < 2 or request.messages[-1].role != "user":
             raise self._not_a_check()
-        draft = draft_in(request.messages[-1].text())
+        draft = checked_in(request.messages[-1].text())
         prompt = ChatRequest(model=request.model, messages=request.messages[:-1]).last_user_text()
         if draft is None or not prompt:
             raise self._not_a_check()

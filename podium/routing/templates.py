@@ -4,7 +4,8 @@
 - ``cascade``: a cheap worker drafts, a checker judges the draft (JSON verdict, constrained
   decoding), and a stronger worker answers only when the check fails; otherwise the draft is
   the answer. Without a checker the executor judges the draft by its shape (empty, cut off,
-  a refusal).
+  a refusal). With ``repair``, the checker judges the stronger worker's answer too, and when
+  it fails, the stronger worker is shown its answer and the check's reason and answers again.
 - ``plan_solve``: one worker writes a plan, another follows it.
 - ``solve_verify``: one worker answers, another checks and corrects the answer.
 - ``fanout``: k workers answer independently (in parallel), a synthesiser merges them
@@ -36,6 +37,10 @@ VERIFY_INSTRUCTION = (
     "A draft answer to the request is shown above. Check it carefully; fix any mistake. Reply "
     "with the final answer only, as if answering the request directly."
 )
+REPAIR_INSTRUCTION = (
+    "Your answer above failed the check shown after it. Answer the request again, in full and "
+    "in the same form, with the mistake fixed."
+)
 SYNTHESISE_INSTRUCTION = (
     "Several independent answers to the request are shown above. Write the single best answer: "
     "keep what they agree on and what is right, drop mistakes. Reply with the answer only."
@@ -62,14 +67,24 @@ def single(workers: Sequence[str], options: Mapping[str, Any]) -> Workflow:
 
 def cascade(workers: Sequence[str], options: Mapping[str, Any]) -> Workflow:
     """Workers: cheap, strong[, checker]. ``options.verify`` (default true) adds the check
-    step; the checker defaults to the cheap worker."""
+    step; the checker defaults to the cheap worker. ``options.repair`` (default false) checks
+    the strong worker's answer too and lets it answer once more when that check fails (five
+    steps)."""
     _need("cascade", workers, 2)
     cheap, strong = workers[0], workers[1]
+    verify, repair = bool(options.get("verify", True)), bool(options.get("repair", False))
+    if repair and not verify:
+        raise WorkflowError("cascade: repair needs the check (verify: true)")
+    checker = workers[2] if len(workers) > 2 else cheap
     steps = [Step(worker=cheap, access="none", role="draft")]
-    if options.get("verify", True):
-        checker = workers[2] if len(workers) > 2 else cheap
+    if verify:
         steps.append(Step(worker=checker, instruction=CHECK_INSTRUCTION, access=[0], role="check"))
     steps.append(Step(worker=strong, access="none", role="escalate"))
+    if repair:
+        steps.append(Step(worker=checker, instruction=CHECK_INSTRUCTION, access=[2], role="check"))
+        steps.append(
+            Step(worker=strong, instruction=REPAIR_INSTRUCTION, access=[2, 3], role="repair")
+        )
     return Workflow(steps=steps, template="cascade", fallbacks=list(workers[3:]))
 
 
