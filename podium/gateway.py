@@ -65,7 +65,9 @@ def enforce_clearance(decision: Decision, eligible: list[WorkerConfig]) -> None:
     worker that policy cleared for this request; uncleared fallbacks are dropped, an
     uncleared step refuses the request."""
     cleared = {worker.name for worker in eligible if worker.role == "answer"}
-    checkers = frozenset(worker.name for worker in eligible if worker.role == "check")
+    checkers: frozenset[str] = frozenset()
+    if len(cleared) < len(eligible):  # only a pool with checkers pays for this
+        checkers = frozenset(worker.name for worker in eligible if worker.role == "check")
     if decision.workflow.fallbacks:  # most plans have none: no comprehension (a call) then
         decision.workflow.fallbacks = [w for w in decision.workflow.fallbacks if w in cleared]
     try:

@@ -180,3 +180,22 @@ def test_a_checker_cannot_be_the_default_or_an_alias(
         parse_config({"workers": workers, **settings})
     with pytest.raises(ConfigError, match="none can answer"):
         parse_config({"workers": [CHECKER]})
+
+
+async def test_a_cost_ceiling_never_downgrades_a_plan_to_the_checker(
+    gateway: Callable[..., Any],
+) -> None:
+    async with (
+        FakeOpenAI(Behaviour(reply=RIGHT)) as cheap,
+        FakeOpenAI(Behaviour(reply="the strong answer")) as strong,
+    ):
+        workers = [
+            worker("cheap", "openai", cheap.base_url, price={"input": 0.1, "output": 0.2}),
+            worker("strong", "openai", strong.base_url, price={"input": 100.0, "output": 400.0}),
+            CHECKER,
+        ]
+        settings = {"routing": {"rules": [CODE_RULE]}, "policy": {"cost": {"max_cost_usd": 0.01}}}
+        async with gateway(workers, **settings) as running:
+            text, headers, trace = await running.ask(PROMPT, stream=False)
+    assert headers["x-podium-worker"] == "cheap" and text == RIGHT
+    assert [(s["role"], s["worker"]) for s in trace.steps] == [("answer", "cheap")]

@@ -59,8 +59,10 @@ class CostGuardHook(Hook):
         self._rates = PoolAnswers(pool, self._pool_rates)
 
     def estimate(self, worker: str, request: ChatRequest, prompt_tokens: int) -> float | None:
+        """None for a worker it cannot price: unknown, or one that only checks drafts (a plan
+        prices it at nothing, and no downgrade may pick it)."""
         found = self.pool.get(worker)
-        if found is None:
+        if found is None or found.config.role != "answer":
             return None
         output = request.max_tokens or found.config.max_output_tokens or self.settings.output_tokens
         return price_tokens(found.config.price, prompt_tokens, output)
@@ -129,6 +131,7 @@ class CostGuardHook(Hook):
         return {
             worker.name: (PlainRates.of(worker.config.price), worker.config.max_output_tokens)
             for worker in self.pool
+            if worker.config.role == "answer"
         }
 
     def _chosen_is_cheapest(
