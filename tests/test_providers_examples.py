@@ -3,7 +3,9 @@ examples of the request, and a worker no router or caller can ask for an answer.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -199,3 +201,25 @@ async def test_a_cost_ceiling_never_downgrades_a_plan_to_the_checker(
             text, headers, trace = await running.ask(PROMPT, stream=False)
     assert headers["x-podium-worker"] == "cheap" and text == RIGHT
     assert [(s["role"], s["worker"]) for s in trace.steps] == [("answer", "cheap")]
+
+
+def test_the_route_command_shows_the_checker_apart(tmp_path: Path) -> None:
+    import yaml
+    from click.testing import CliRunner
+
+    from podium.cli import main
+
+    config = tmp_path / "podium.yaml"
+    workers = [worker("cheap", "openai", "http://127.0.0.1:9"), CHECKER]
+    workers.insert(1, worker("strong", "openai", "http://127.0.0.1:9"))
+    config.write_text(yaml.safe_dump({"workers": workers, "routing": {"rules": [CODE_RULE]}}))
+    runner = CliRunner()
+    explained = runner.invoke(main, ["route", PROMPT, "--config", str(config), "--explain"])
+    assert explained.exit_code == 0, explained.output
+    assert "eligible workers: cheap, strong (" in explained.output
+    assert "checkers (role: check, for check steps only): examples" in explained.output
+    assert "[draft] cheap; [check] examples; [escalate] strong" in explained.output
+    as_json = runner.invoke(main, ["route", "hi", "--config", str(config), "--json"])
+    data = json.loads(as_json.output)
+    assert (data["eligible"], data["checkers"]) == (["cheap", "strong"], ["examples"])
+    assert data["decision"]["workflow"]["steps"][0]["worker"] == "cheap"

@@ -76,9 +76,11 @@ def _explain(
         f"data class {context.data_class!r}",
         f"eligible workers: {', '.join(w.name for w in context.eligible) or 'none'} "
         "(offline: data-class clearance only; keys and policy hooks apply when serving)",
-        "",
-        "routers, in chain order (the first decision wins):",
     ]
+    if context.checkers:
+        checkers = ", ".join(w.name for w in context.checkers)
+        lines.append(f"checkers (role: check, for check steps only): {checkers}")
+    lines += ["", "routers, in chain order (the first decision wins):"]
     width = max([len(v.router) for v in trail] + [8])
     won = False
     for index, verdict in enumerate(trail, 1):
@@ -176,7 +178,8 @@ def register(main: click.Group) -> None:
         if as_json:
             payload = {
                 "model": request.model,
-                "eligible": [w.name for w in eligible],
+                "eligible": [w.name for w in context.eligible],
+                "checkers": [w.name for w in context.checkers],
                 "decision": describe_decision(decision),
                 "routers": [describe_verdict(v) for v in trail],
             }
