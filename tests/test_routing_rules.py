@@ -16,6 +16,8 @@ from podium.routing.registry import RouterRegistry
 from podium.workflow import Step, Workflow
 from tests.routing_helpers import ask, context, routing_for
 
+WITH_EXAMPLES = "def double(x):\n    '''Twice x.\n    double(2) => 4\n    '''\n"
+
 
 def rules(*entries: dict[str, Any], chain: list[str] | None = None) -> dict[str, Any]:
     return {"chain": chain or ["rules", "direct"], "rules": list(entries)}
@@ -44,6 +46,8 @@ async def decide(routing_section: dict[str, Any], request: Any, **ctx: Any) -> D
         ({"caller": {"tier": "gold"}}, {}, {"caller": Caller(metadata={"tier": "gold"})}),
         ({"keywords": ["代码"]}, {"text": "请帮我写代码"}, {}),
         ({"text": "all", "keywords": ["pirate"]}, {"system": "talk like a pirate"}, {}),
+        ({"code_examples": True}, {"text": WITH_EXAMPLES}, {}),
+        ({"code_examples": False}, {"text": "def f(x):\n    '''Double x.'''\n"}, {}),
     ],
 )
 async def test_each_condition_sends_matching_requests_to_the_rule_target(
@@ -68,6 +72,8 @@ async def test_each_condition_sends_matching_requests_to_the_rule_target(
         ({"headers": {"x-team": "^search$"}}, {}, {"headers": {"x-team": "research"}}),
         ({"caller": {"owner": "acme"}}, {}, {}),
         ({"keywords": ["sql"], "tools": True}, {"text": "sql"}, {}),  # every condition must hold
+        ({"code_examples": True}, {"text": "def f(x):\n    '''f(2) is 4, roughly'''\n"}, {}),
+        ({"code_examples": False}, {"text": WITH_EXAMPLES}, {}),
     ],
 )
 async def test_requests_that_miss_a_condition_fall_through(

@@ -73,6 +73,9 @@ class RuleMatch(_Strict):
     max_tokens: int | None = Field(None, ge=0)
     tools: bool | None = None  # True: the request offers tools; False: it offers none
     images: bool | None = None
+    # True: the last user message asks for a Python function whose docstring has examples the
+    # ``examples`` checker can run (podium/code_examples.py); False: it has none.
+    code_examples: bool | None = None
 
 
 class RuleConfig(Target):

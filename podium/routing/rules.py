@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from podium.code_examples import find_examples
 from podium.routing.base import Decision, RouteContext
 from podium.routing.config import RoutingConfigError, RuleConfig, RuleMatch
 from podium.routing.registry import RouterParts, RouterRegistry
@@ -32,13 +33,14 @@ def _clip(text: str) -> str:
 class RequestView:
     """Facts about one request, each computed at most once and only if some rule asks."""
 
-    __slots__ = ("_all", "_last", "_tokens", "request")
+    __slots__ = ("_all", "_examples", "_last", "_tokens", "request")
 
     def __init__(self, request: ChatRequest) -> None:
         self.request = request
         self._last: str | None = None
         self._all: str | None = None
         self._tokens: int | None = None
+        self._examples: bool | None = None
 
     def last_user(self) -> str:
         if self._last is None:
@@ -49,6 +51,13 @@ class RequestView:
         if self._all is None:
             self._all = _clip(self.request.prompt_text())
         return self._all
+
+    def has_code_examples(self) -> bool:
+        """Whether the last user message asks for a function with runnable docstring examples
+        (parsed once, and only when a rule gets this far)."""
+        if self._examples is None:
+            self._examples = find_examples(self.last_user()) is not None
+        return self._examples
 
     def tokens(self) -> int:
         """Estimated prompt tokens (about four characters a token), without joining texts."""
@@ -165,6 +174,10 @@ def compile_match(match: RuleMatch, owner: str) -> tuple[tuple[Check, ...], str]
 
         checks.append(any_regex)
         said.append(f"pattern [{', '.join(match.regex)}]")
+    if match.code_examples is not None:
+        wanted_examples = match.code_examples
+        checks.append(lambda view, _: view.has_code_examples() is wanted_examples)
+        said.append("code with examples" if wanted_examples else "no code examples")
     return tuple(checks), "; ".join(said) or "always"
 
 
