@@ -93,9 +93,12 @@ if _guarded:
 del _podium_guard
 with open("solution.py", encoding="utf-8") as _file:
     _source = _file.read()
-_module = {"__name__": _name, "__builtins__": __builtins__, "__file__": "solution.py"}
+# a real module in sys.modules, as a script has: dataclasses and pickle look their module up
+_module = type(sys)(_name)
+_module.__file__ = "solution.py"
+sys.modules[_name] = _module
 del _file, _guarded, _name, os, sys
-exec(compile(_source, "solution.py", "exec"), _module)
+exec(compile(_source, "solution.py", "exec"), _module.__dict__)
 """
 
 

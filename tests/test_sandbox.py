@@ -94,6 +94,14 @@ async def test_every_human_eval_reference_solution_passes_under_the_guard() -> N
 
 
 async def test_the_code_can_run_as_a_module_of_another_name() -> None:
-    source = "print(__name__)\nif __name__ == '__main__':\n    raise SystemExit(5)\n"
+    source = (
+        "from __future__ import annotations\n"
+        "import dataclasses, sys\n"
+        "@dataclasses.dataclass\n"  # looks its module up in sys.modules
+        "class Point:\n    x: int\n"
+        "print(__name__, sys.modules[__name__].Point(1))\n"
+        "if __name__ == '__main__':\n    raise SystemExit(5)\n"
+    )
     as_main, as_module = await run_python(source), await run_python(source, module_name="solution")
-    assert as_main.returncode == 5 and as_module.passed and "solution" in as_module.output
+    assert as_main.returncode == 5, as_main.output
+    assert as_module.passed and "solution Point(x=1)" in as_module.output, as_module.output
