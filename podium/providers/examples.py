@@ -3,10 +3,11 @@ model.
 
 A cascade's check step shows its worker the request and the draft
 (:func:`podium.executor.step_request`). This worker finds the function the request asks for,
-runs the draft against the ``>>>`` examples in that function's docstring in the sandbox
-(:mod:`podium.sandbox`), and answers the verdict the executor reads: ``{"verdict": "accept"}``
-when every example passes, otherwise ``{"verdict": "reject", "reason": ...}`` (no examples,
-a failed example, an error, a timeout), so the cascade escalates.
+runs the draft against the examples in that function's docstring (doctest or prose; see
+:mod:`podium.code_examples`) in the sandbox (:mod:`podium.sandbox`), and answers the verdict
+the executor reads: ``{"verdict": "accept"}`` when every example passes, otherwise
+``{"verdict": "reject", "reason": ...}`` (no examples, a failed example, an error, a
+timeout), so the cascade escalates.
 
 It runs code a model wrote, on the gateway's machine, and is off unless configured: a worker
 ``provider: examples`` with ``role: check`` (docs/routing.md, "Checking code by its examples").

@@ -15,6 +15,8 @@ from podium.context import Caller
 from podium.types import ChatRequest
 from podium.workflow import Workflow
 
+NO_CHECKERS: frozenset[str] = frozenset()
+
 
 @dataclass(slots=True)
 class RouteContext:
@@ -40,6 +42,8 @@ class RouteContext:
         return {worker.name for worker in self.eligible}
 
     def checker_names(self) -> frozenset[str]:
+        if not self.checkers:  # the usual pool: asked on every decision, so no set is built
+            return NO_CHECKERS
         return frozenset(worker.name for worker in self.checkers)
 
 
