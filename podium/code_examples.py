@@ -101,12 +101,17 @@ def answer_program(answer: str, code_prompt: str, entry_point: str) -> str:
     return code_prompt + code
 
 
+# Python's parser gives up on deeply nested input with MemoryError or RecursionError: a prompt
+# it cannot parse has no examples, whatever its shape.
+PARSE_ERRORS = (SyntaxError, ValueError, MemoryError, RecursionError)
+
+
 def _parsed(source: str) -> ast.Module | None:
     # A prompt usually stops after the docstring: the function has no body yet.
     for attempt in (source.rstrip() + "\n    pass\n", source):
         try:
             return ast.parse(attempt)
-        except (SyntaxError, ValueError):
+        except PARSE_ERRORS:
             continue
     return None
 
@@ -133,7 +138,7 @@ def _call_source(call: str, name: str) -> str | None:
     None: ``is_happy(a)`` does not qualify (the prose meant a string)."""
     try:
         tree = ast.parse(call, mode="eval")
-    except SyntaxError:
+    except PARSE_ERRORS:
         return None
     calls_it = False
     for node in ast.walk(tree):
@@ -153,7 +158,7 @@ def _example(source: str, want: str, name: str, *, shown_text: bool) -> Example 
     if not want:
         try:
             node = ast.parse(source, mode="eval").body
-        except SyntaxError:
+        except PARSE_ERRORS:
             return None
         if not (isinstance(node, ast.Compare) and [type(op) for op in node.ops] == [ast.Eq]):
             return None

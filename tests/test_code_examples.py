@@ -166,3 +166,9 @@ async def test_human_eval_reference_solutions_pass_their_own_examples() -> None:
     ]
     assert (len(rows), len(with_examples)) == (136, 97)
     assert rejected == ["HumanEval/116"]  # its docstring's first example is wrong
+
+
+def test_input_too_deep_for_the_parser_has_no_examples() -> None:
+    deep = "def f():\n    '''>>> f()\n    1\n    '''\nx = " + "-" * 100_000 + "1\n"
+    nested = "def f():\n    '''\n    f(" + "(" * 3000 + "1" + ")" * 3000 + ") => 1\n    '''\n"
+    assert find_examples(deep) is None and find_examples(nested) is None
