@@ -167,7 +167,8 @@ class WorkflowExecutor:
                 run.outputs.append(output)
                 run.responses[i] = response
                 if output.role == "check" and verdict_accepts(output.text):
-                    run.accepted = self._standing(workflow.steps[i], run)
+                    seen = _visible(workflow.steps[i], run.outputs)  # it judged the latest
+                    run.accepted = self._standing(seen[-1], run) if seen else None
                     if run.accepted is not None:
                         return  # the checked output is the answer: nothing after it runs
             index = group[-1] + 1
@@ -181,12 +182,8 @@ class WorkflowExecutor:
             return request, workers  # what step_request gives then, without its two calls
         return step_request(request, last, run.outputs), workers
 
-    def _standing(self, check: Step, run: Run) -> StepOutput | None:
-        """The output a check step judged (the latest step it sees), if it is complete."""
-        seen = _visible(check, run.outputs)
-        if not seen:
-            return None
-        checked = seen[-1]
+    def _standing(self, checked: StepOutput, run: Run) -> StepOutput | None:
+        """``checked`` when it can be the answer: complete, from a worker still in the pool."""
         response = run.responses.get(checked.index)
         if self.engine.pool.get(checked.worker) is None or response is None:
             return None
@@ -198,7 +195,7 @@ class WorkflowExecutor:
         if run.accepted is not None or workflow.steps[-1].role != "escalate":
             return run.accepted  # most requests: one step, nothing checked
         if len(run.outputs) == 1 and run.outputs[0].role == "draft":
-            run.accepted = self._standing(Step(run.outputs[0].worker, access=[0]), run)
+            run.accepted = self._standing(run.outputs[0], run)
         return run.accepted
 
     async def complete(
