@@ -124,7 +124,7 @@ def _literal(text: str) -> Any:
     for candidate in (text[:-1], text) if text.endswith(".") else (text,):
         try:
             return ast.literal_eval(candidate)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        except (*PARSE_ERRORS, TypeError):
             pass
         word = candidate.strip().lower()
         if word in BARE_WORDS:
