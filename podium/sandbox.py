@@ -9,17 +9,28 @@ process group, with resource limits set before it starts: address space, CPU sec
 size, open files. A wall-clock timeout kills the whole group, so code that loops forever (or
 sleeps) is a failure, never a hung caller. It inherits none of the parent's secrets.
 
-With ``guard`` (the default), an audit hook (PEP 578) is installed before the program runs and
-refuses what a function answering a coding question never needs: sockets, starting processes,
-``ctypes``, signals to other processes, reading files outside Python's own installation and the
-temporary directory, and changing files outside it. That stops the obvious ways to read the
-gateway's configuration or reach the network; it is defence in depth, not a security boundary
-against deliberately hostile code (run the gateway in a container or a VM for that).
+Two guards stand between the program and the machine, both on by default:
+
+- The kernel's limits (:mod:`podium.confinement`, Linux): Landlock lets it read only Python's
+  installation, the system's libraries and its own folder, change files only in its folder,
+  open no TCP connection and signal no process outside the sandbox; seccomp refuses sockets,
+  new processes and programs, ptrace, io_uring, namespaces and mounts. Nothing inside the
+  process can lift them, C code included. Where the kernel offers one and setting it fails, the
+  program does not run (exit status 125); where the kernel offers none, it is left out
+  (:func:`podium.confinement.offered` says what this machine sets).
+- An audit hook (PEP 578), installed before the program runs, refuses the same things at
+  Python's level, with a readable reason (``PermissionError: sandbox: ...``), and a few more:
+  importing ``ctypes``, ``mmap`` or ``subprocess``, changing directory.
+
+With both, code a model wrote cannot read the gateway's configuration, reach the network or
+start anything. The kernel shared with the gateway is still a boundary the code could attack
+through a kernel bug; where callers are hostile, run the gateway in a container or a VM too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import signal
 import sys
@@ -27,24 +38,26 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from podium import confinement
+
 DEFAULT_TIMEOUT = 10.0
 MEMORY_BYTES = 1 << 30  # 1 GiB of address space
 FILE_BYTES = 16 << 20
 OUTPUT_LIMIT = 4000
 
 
-# Run by ``python -I -c LAUNCHER guard|open MODULE_NAME`` in the sandbox's folder: install the
-# audit hook (unless "open"), then run solution.py as a module of that name. The hook's checks
-# are plain string tests (it sees every event).
+# Run by ``python -I -B -c LAUNCHER HOOK KERNEL MODULE_NAME`` in the sandbox's folder, after
+# podium/confinement.py's source (run_python joins the two): set the kernel's limits (KERNEL
+# "1"), install the audit hook (HOOK "1"), clear every name the launcher used, then run
+# solution.py as a module of that name. The hook's checks are plain string tests (it sees
+# every event).
 LAUNCHER = r"""
-import os, sys
+# the system's shared libraries (an extension module may load one) and the linker's cache
+SYSTEM_LIBRARIES = ("/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib",
+                    "/etc/ld.so.cache")
 
-def _podium_guard():
-    here = os.getcwd() + os.sep
-    readable = tuple(
-        {os.path.realpath(p) + os.sep for p in (*sys.path, sys.prefix, sys.base_prefix,
-                                                 sys.exec_prefix, sys.base_exec_prefix) if p}
-    ) + (here, "/dev/null", "/dev/urandom")
+
+def _podium_guard(here, readable):
     modules = {"socket", "_socket", "ssl", "_ssl", "subprocess", "_posixsubprocess",
                "multiprocessing", "_multiprocessing", "ctypes", "_ctypes", "pty", "mmap"}
     refused = ("socket.", "subprocess.", "ctypes.", "os.exec", "os.spawn", "os.posix_spawn",
@@ -54,7 +67,7 @@ def _podium_guard():
                "os.symlink", "os.link", "os.truncate", "os.utime", "shutil.rmtree",
                "shutil.copyfile", "shutil.move"}
     writing = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-    # the hook outlives the names deleted below: it keeps its own
+    # the hook outlives the names cleared below: it keeps its own
     realpath, isdir, fsdecode, sep, PathLike = (
         os.path.realpath, os.path.isdir, os.fsdecode, os.sep, os.PathLike)
 
@@ -86,19 +99,38 @@ def _podium_guard():
 
     sys.addaudithook(hook)
 
-_guarded, _name = sys.argv[1] == "guard", sys.argv[2]
-del sys.argv[1:]
-if _guarded:
-    _podium_guard()
-del _podium_guard
-with open("solution.py", encoding="utf-8") as _file:
-    _source = _file.read()
-# a real module in sys.modules, as a script has: dataclasses and pickle look their module up
-_module = type(sys)(_name)
-_module.__file__ = "solution.py"
-sys.modules[_name] = _module
-del _file, _guarded, _name, os, sys
-exec(compile(_source, "solution.py", "exec"), _module.__dict__)
+
+def _podium_launch():
+    hooked, limited, name = sys.argv[1] == "1", sys.argv[2] == "1", sys.argv[3]
+    del sys.argv[1:]
+    here = os.getcwd() + os.sep
+    python = {os.path.realpath(p) for p in (*sys.path, sys.prefix, sys.base_prefix,
+                                            sys.exec_prefix, sys.base_exec_prefix) if p}
+    if limited:
+        try:
+            restrict_files([*python, *SYSTEM_LIBRARIES], [here, "/dev/null"])
+            restrict_syscalls()
+        except OSError as error:
+            print(f"sandbox: the kernel's limits could not be set ({error})", file=sys.stderr)
+            raise SystemExit(125) from None
+    # the limits needed ctypes; the code gets it only by importing it, which the hook sees
+    for loaded in [m for m in sys.modules if m.partition(".")[0] in ("ctypes", "_ctypes")]:
+        del sys.modules[loaded]
+    if hooked:
+        _podium_guard(here, (*(p + os.sep for p in python), here, "/dev/null", "/dev/urandom"))
+    with open("solution.py", encoding="utf-8") as file:
+        source = file.read()
+    # a real module in sys.modules, as a script has: dataclasses and pickle look their module up
+    module = type(sys)(name)
+    module.__file__ = "solution.py"
+    sys.modules[name] = module
+    main = sys.modules["__main__"].__dict__
+    for used in [key for key in main if not key.startswith("__")]:
+        del main[used]
+    exec(compile(source, "solution.py", "exec"), module.__dict__)
+
+
+_podium_launch()
 """
 
 
@@ -125,18 +157,21 @@ async def run_python(
     *,
     seconds: float = DEFAULT_TIMEOUT,
     memory: int = MEMORY_BYTES,
-    guard: bool = True,
+    audit_hook: bool = True,
+    kernel_limits: bool = True,
     module_name: str = "__main__",
 ) -> RunResult:
     """Run ``source`` under the limits above, for at most ``seconds`` of wall time; passed =
-    exit status 0. ``guard=False`` leaves out the audit hook (for code that may start
-    processes). ``module_name`` other than ``__main__`` keeps the code's own
-    ``if __name__ == "__main__":`` block from running."""
+    exit status 0. ``audit_hook=False`` and ``kernel_limits=False`` leave those out (for
+    tests, and code that may start processes). ``module_name`` other than ``__main__`` keeps
+    the code's own ``if __name__ == "__main__":`` block from running."""
     cpu = max(1, int(seconds) + 1)
+    launcher = f"{inspect.getsource(confinement)}\n{LAUNCHER}"
     with tempfile.TemporaryDirectory(prefix="podium-sandbox-") as folder:
         script = Path(folder) / "solution.py"
         script.write_text(source, encoding="utf-8")
-        command = ["-c", LAUNCHER, "guard" if guard else "open", module_name]
+        flags = [str(int(audit_hook)), str(int(kernel_limits))]
+        command = ["-c", launcher, *flags, module_name]
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-I",

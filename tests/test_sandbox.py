@@ -14,7 +14,7 @@ async def test_a_sleeping_child_process_is_killed_with_its_group() -> None:
         "import subprocess, sys\n"
         "subprocess.run([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
     )
-    result = await run_python(source, seconds=1, guard=False)
+    result = await run_python(source, seconds=1, audit_hook=False, kernel_limits=False)
     assert result.timed_out
 
 
