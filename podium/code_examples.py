@@ -244,15 +244,24 @@ def verdict_for(result: RunResult, examples: int) -> ExamplesVerdict:
     return ExamplesVerdict(False, _failure(result.output))
 
 
+def check_program(prompt: str, draft: str) -> tuple[str, int] | None:
+    """The program that runs ``draft`` against ``prompt``'s docstring examples, and how many
+    examples it runs; None when the prompt has none."""
+    function = find_examples(prompt)
+    if function is None:
+        return None
+    program = answer_program(draft, function.code_prompt, function.name)
+    examples = json.dumps([[e.call, e.expected, e.by_value] for e in function.examples])
+    return program + RUN_EXAMPLES.format(examples=examples, mark=MARK), len(function.examples)
+
+
 async def check_draft(prompt: str, draft: str, *, seconds: float) -> ExamplesVerdict:
     """Run ``draft`` (a code answer to ``prompt``) against the prompt's docstring examples.
     Anything short of every example passing rejects, so a cascade escalates."""
-    function = find_examples(prompt)
-    if function is None:
+    found = check_program(prompt, draft)
+    if found is None:
         return ExamplesVerdict(False, "the request has no docstring examples to run")
-    program = answer_program(draft, function.code_prompt, function.name)
-    examples = json.dumps([[e.call, e.expected, e.by_value] for e in function.examples])
-    runner = RUN_EXAMPLES.format(examples=examples, mark=MARK)
+    program, examples = found
     # as a module of its own: a demo under ``if __name__ == "__main__":`` does not run
-    result = await run_python(program + runner, seconds=seconds, module_name="solution")
-    return verdict_for(result, len(function.examples))
+    result = await run_python(program, seconds=seconds, module_name="solution")
+    return verdict_for(result, examples)

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from podium import confinement
 from podium.code_examples import ExamplesVerdict, check_draft
 from podium.config import ConfigError
 from podium.errors import ProviderError
@@ -30,12 +32,19 @@ from podium.providers.base import ProviderContext, ProviderRegistry, options_pro
 from podium.types import ChatRequest, ChatResponse, EventStream, Finish, TextDelta, UsageReport
 from podium.workflow import checked_in
 
+log = logging.getLogger("podium.examples")
+# checked at start: if the sandbox cannot pass this here, it would reject every draft
+KNOWN_GOOD = ('def double(x):\n    """\n    >>> double(2)\n    4\n    """\n', "    return 2 * x\n")
+
 
 class ExamplesOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     timeout_s: float = Field(10.0, gt=0, le=120)  # wall time for one draft's examples
     concurrency: int = Field(2, ge=1, le=64)  # drafts checked at once; more wait their turn
+    # refuse to start where the kernel cannot set every limit (podium.confinement), rather
+    # than run drafts under whichever it offers
+    require_kernel_limits: bool = False
 
 
 class ExamplesChecker:
@@ -51,9 +60,28 @@ class ExamplesChecker:
         except ValidationError as error:
             raise ConfigError(f"worker {self.worker.name!r}: {options_problems(error)}") from None
         self._slots = asyncio.Semaphore(self.options.concurrency)
+        missing = [name for name in confinement.EVERY_LIMIT if name not in confinement.offered()]
+        if missing and self.options.require_kernel_limits:
+            raise ConfigError(
+                f"worker {self.worker.name!r}: require_kernel_limits is set, but this "
+                f"machine's kernel does not offer {', '.join(missing)}"
+            )
+        self.missing_limits = missing
 
     async def start(self) -> None:
-        return None
+        if self.missing_limits:
+            log.warning(
+                "worker %r runs drafts without %s: this kernel does not offer them "
+                "(the sandbox's audit hook still applies; docs/security.md)",
+                self.worker.name,
+                ", ".join(self.missing_limits),
+            )
+        verdict = await check_draft(*KNOWN_GOOD, seconds=self.options.timeout_s)
+        if not verdict.accept:
+            raise ConfigError(
+                f"worker {self.worker.name!r}: the sandbox cannot run code on this machine "
+                f"({verdict.reason})"
+            )
 
     async def aclose(self) -> None:
         return None
