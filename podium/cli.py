@@ -59,11 +59,14 @@ def serve(
     config = _load(config_path)
     # Provider options (a local model's pin, say) are checked by each provider: do it now, so
     # a mistake is one clear line here rather than a traceback from the server's start-up.
-    from podium.commands.workers import provider_problems
+    from podium.commands.workers import provider_findings
 
-    problems = provider_problems(config, config_path or os.environ.get("PODIUM_CONFIG", "config"))
+    source = config_path or os.environ.get("PODIUM_CONFIG", "config")
+    problems, warnings = provider_findings(config, source)
     if problems:
         raise click.ClickException("\n".join(problems))
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
     if config_path:
         os.environ["PODIUM_CONFIG"] = str(Path(config_path).resolve())
     host = host or config.server.host

@@ -121,6 +121,26 @@ def test_check_the_shipped_pool_example() -> None:
         assert name in result.output
 
 
+def test_check_warns_of_a_checker_without_the_kernels_limits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from podium import confinement
+
+    config = tmp_path / "podium.yaml"
+    config.write_text(
+        "workers:\n"
+        "  - {name: a, provider: openai, model: m, base_url: 'http://127.0.0.1:9/v1'}\n"
+        "  - {name: examples, provider: examples, model: docstring-examples, role: check}\n"
+    )
+    monkeypatch.setattr(confinement, "offered", lambda: ("landlock-files",))
+    result = CliRunner().invoke(main, ["workers", "check", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "warning: worker 'examples' runs drafts without landlock-tcp" in result.output
+    monkeypatch.setattr(confinement, "offered", lambda: confinement.EVERY_LIMIT)
+    result = CliRunner().invoke(main, ["workers", "check", "--config", str(config)])
+    assert result.exit_code == 0 and "warning" not in result.output, result.output
+
+
 @pytest.mark.parametrize(
     ("text", "needles"),
     [

@@ -313,8 +313,16 @@ def register(main: click.Group) -> None:
 def provider_problems(config: PodiumConfig, source: str = "configuration") -> list[str]:
     """What each worker's provider finds wrong with its settings (unknown provider, bad or
     missing options such as a local model without its sha256 pin), without starting anything."""
+    return provider_findings(config, source)[0]
+
+
+def provider_findings(
+    config: PodiumConfig, source: str = "configuration"
+) -> tuple[list[str], list[str]]:
+    """The problems of :func:`provider_problems`, and the warnings providers give
+    (:class:`podium.providers.base.CautionedProvider`)."""
     from podium.plugins import load_plugins
-    from podium.providers.base import ProviderContext, ProviderRegistry
+    from podium.providers.base import CautionedProvider, ProviderContext, ProviderRegistry
     from podium.providers.egress import Egress
     from podium.secrets import EnvironmentSecrets
 
@@ -325,9 +333,10 @@ def provider_problems(config: PodiumConfig, source: str = "configuration") -> li
             hook(registry)
     http = Egress()  # sessions are created on first use only: nothing opens here
     problems: list[str] = []
+    warnings: list[str] = []
     for index, worker in enumerate(config.workers):
         try:
-            registry.create(
+            provider = registry.create(
                 ProviderContext(
                     worker=worker,
                     http=http,
@@ -338,7 +347,10 @@ def provider_problems(config: PodiumConfig, source: str = "configuration") -> li
         except Exception as error:  # every provider reports its own option errors
             reason = _short(error).removeprefix(f"worker {worker.name!r}: ")
             problems.append(f"{source}: workers.{index} ({worker.name}): {reason}")
-    return problems
+            continue
+        if isinstance(provider, CautionedProvider):
+            warnings.extend(provider.warnings())
+    return problems, warnings
 
 
 def check_config(config_path: str | None) -> tuple[list[str], list[str], list[list[str]]]:
@@ -350,8 +362,7 @@ def check_config(config_path: str | None) -> tuple[list[str], list[str], list[li
         config = load_config(config_path)
     except ConfigError as error:
         return [str(error)], [], []
-    problems = provider_problems(config, config_path or "configuration")
-    warnings: list[str] = []
+    problems, warnings = provider_findings(config, config_path or "configuration")
     rows: list[list[str]] = []
     for worker in config.workers:
         key = "-"

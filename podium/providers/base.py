@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
@@ -38,6 +38,14 @@ class Provider(Protocol):
         """Get ready to serve (load a model, warm a connection). Called once at app start."""
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class CautionedProvider(Provider, Protocol):
+    """A provider with something its operator should know before it serves (a limit this
+    machine cannot set, say): ``podium workers check`` and ``podium serve`` print it."""
+
+    def warnings(self) -> list[str]: ...
 
 
 class RelayingProvider(Provider, Protocol):

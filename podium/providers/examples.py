@@ -68,14 +68,18 @@ class ExamplesChecker:
             )
         self.missing_limits = missing
 
+    def warnings(self) -> list[str]:
+        if not self.missing_limits:
+            return []
+        return [
+            f"worker {self.worker.name!r} runs drafts without {', '.join(self.missing_limits)}: "
+            "this kernel does not offer them (the sandbox's audit hook still applies; "
+            "docs/security.md)"
+        ]
+
     async def start(self) -> None:
-        if self.missing_limits:
-            log.warning(
-                "worker %r runs drafts without %s: this kernel does not offer them "
-                "(the sandbox's audit hook still applies; docs/security.md)",
-                self.worker.name,
-                ", ".join(self.missing_limits),
-            )
+        for warning in self.warnings():
+            log.warning("%s", warning)
         verdict = await check_draft(*KNOWN_GOOD, seconds=self.options.timeout_s)
         if not verdict.accept:
             raise ConfigError(
