@@ -92,8 +92,9 @@ class WorkerConfig(Strict):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     breaker: BreakerPolicy = Field(default_factory=BreakerPolicy)
     quality_prior: float | None = Field(None, ge=0, le=1)
-    # "check": the worker only judges drafts (a cascade's check step names it, e.g. the
-    # ``examples`` provider); no router chooses it to answer and no caller can name it.
+    # "check": the worker only judges or runs what an earlier step wrote (a cascade's check
+    # step names the ``examples`` provider, a program's run step the ``python`` one); no
+    # router chooses it to answer and no caller can name it.
     role: Literal["answer", "check"] = "answer"
     options: dict[str, Any] = Field(default_factory=dict)  # validated by the provider plugin
 

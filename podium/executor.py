@@ -53,6 +53,7 @@ REFUSAL = re.compile(
     r"^\s*(?:i'?m sorry|i cannot|i can'?t|i am unable|i'm unable|as an ai)\b", re.IGNORECASE
 )
 REPLAY_CHUNK = 48
+PROGRAM_TOKENS = 320  # a program step's output budget, whatever the caller's answer allows
 
 
 @dataclass(slots=True)
@@ -152,6 +153,14 @@ class WorkflowExecutor:
                         temperature=0.0,
                         max_tokens=min(sub.max_tokens or 128, 128),
                     )
+                elif step.role == "write":  # code, whatever form the caller's answer takes
+                    sub = replace(
+                        sub,
+                        response_format=None,
+                        tools=[],
+                        tool_choice=None,
+                        max_tokens=max(sub.max_tokens or 0, PROGRAM_TOKENS),
+                    )
                 worker, response = await self.engine.complete(
                     sub,
                     [step.worker],
@@ -171,6 +180,10 @@ class WorkflowExecutor:
                     run.accepted = self._standing(seen[-1], run) if seen else None
                     if run.accepted is not None:
                         return  # the checked output is the answer: nothing after it runs
+                elif output.role == "run":  # a program's output, unless it printed nothing
+                    run.accepted = self._standing(output, run)
+                    if run.accepted is not None:
+                        return
             index = group[-1] + 1
 
     def _last(

@@ -18,6 +18,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "podium.providers.gemini",
     "podium.providers.local",
     "podium.providers.examples",
+    "podium.providers.python_run",
     "podium.routing.direct",
     "podium.routing.rules",
     "podium.routing.affinity",

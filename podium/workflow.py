@@ -23,7 +23,11 @@ class Step:
     worker: str
     instruction: str = ""  # empty: answer the request itself
     access: Access = "all"
-    role: str = "solve"  # solve | plan | verify | propose | synthesise | answer
+    role: str = "solve"  # solve | plan | verify | propose | synthesise | answer | write | run
+
+
+# the steps a worker with ``role: check`` may fill: judging a draft, running a program
+TOOL_ROLES = ("check", "run")
 
 
 @dataclass(slots=True)
@@ -33,13 +37,13 @@ class Workflow:
     fallbacks: list[str] = field(default_factory=list)  # workers to try if the last step fails
 
     def validate(self, eligible: set[str], checkers: frozenset[str] = frozenset()) -> None:
-        """Every step's worker is eligible; a check step may also name a worker that only
-        checks (``checkers``), and no other step may."""
+        """Every step's worker is eligible; a check or run step may also name a worker that
+        only checks or runs (``checkers``), and no other step may."""
         if not 1 <= len(self.steps) <= MAX_STEPS:
             raise WorkflowError(f"a workflow has 1 to {MAX_STEPS} steps, not {len(self.steps)}")
         for index, step in enumerate(self.steps):
             if step.worker not in eligible:
-                if step.role == "check" and step.worker in checkers:
+                if step.role in TOOL_ROLES and step.worker in checkers:
                     continue
                 raise WorkflowError(f"step {index}: worker {step.worker!r} is not eligible")
             if isinstance(step.access, list):

@@ -75,7 +75,9 @@ class Running:
     def v1(self) -> str:
         return f"{self.url}/v1"
 
-    async def ask(self, prompt: str, *, stream: bool) -> tuple[str, dict[str, str], Any]:
+    async def ask(
+        self, prompt: str, *, stream: bool, max_tokens: int | None = None
+    ) -> tuple[str, dict[str, str], Any]:
         """One chat request to ``podium/auto`` through the OpenAI SDK: the answer's text (the
         stream's pieces joined), the response headers and the stored trace."""
         import openai
@@ -85,6 +87,7 @@ class Running:
                 model="podium/auto",
                 messages=[{"role": "user", "content": prompt}],
                 stream=stream,
+                max_tokens=openai.NOT_GIVEN if max_tokens is None else max_tokens,
             )
             if stream:
                 pieces = [c.choices[0].delta.content or "" async for c in raw.parse() if c.choices]  # type: ignore[union-attr]

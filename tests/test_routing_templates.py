@@ -19,7 +19,7 @@ from podium.routing.chain import build_routing
 from podium.routing.learned import fit
 from podium.routing.learned_router import Estimate
 from podium.routing.templates import TEMPLATES
-from podium.routing.workflow_router import WorkflowConfig, options_for
+from podium.routing.workflow_router import SCORED, WorkflowConfig, options_for
 from podium.testing.fakes import Behaviour
 from podium.testing.openai_fake import FakeOpenAI
 from podium.types import ChatRequest, Message, TextPart
@@ -150,9 +150,9 @@ def test_template_scores_follow_the_documented_formulas() -> None:
     assert cascade.quality == pytest.approx(1 - 0.4 * 0.1)  # a perfect check
     assert cascade.cost == pytest.approx(0.001 + 0.4 * 0.01)  # escalates only the bad drafts
     assert options[("single", ("strong",))].quality == 0.9
-    everything = WorkflowConfig(templates=list(TEMPLATES))
+    everything = WorkflowConfig(templates=list(SCORED))
     kinds = {o.template for o in options_for([cheap, strong], everything)}
-    assert kinds == set(TEMPLATES)
+    assert kinds == set(SCORED)
 
 
 async def test_the_workflow_router_picks_a_template_per_request(tmp_path: Path) -> None:
@@ -190,3 +190,12 @@ async def test_the_workflow_router_picks_a_template_per_request(tmp_path: Path) 
     )
     assert easy.workflow.workers[0] == "cheap"
     assert seen <= {"single", "cascade"}
+
+
+@pytest.mark.parametrize(("template", "why"), [("program", "needs a runner"), ("nope", "unknown")])
+def test_the_workflow_router_refuses_a_template_it_cannot_score(template: str, why: str) -> None:
+    from podium.routing.config import RoutingConfigError
+    from podium.routing.workflow_router import workflow_config
+
+    with pytest.raises(RoutingConfigError, match=f"'{template}' cannot be scored here \\({why}"):
+        workflow_config({"templates": ["single", template]})

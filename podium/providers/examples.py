@@ -111,7 +111,7 @@ class ExamplesChecker:
         body = {"verdict": "accept" if verdict.accept else "reject", "reason": verdict.reason}
         return ChatResponse(
             id=f"check-{uuid.uuid4().hex[:24]}",
-            model=self.worker.model,
+            model=self.worker.name,  # the name callers see, as every provider answers
             text=json.dumps(body),
             created=int(time.time()),
         )

@@ -10,6 +10,9 @@
 - ``solve_verify``: one worker answers, another checks and corrects the answer.
 - ``fanout``: k workers answer independently (in parallel), a synthesiser merges them
   (Mixture-of-Agents as a baseline).
+- ``program``: a worker writes Python that computes the answer, a runner (the ``python``
+  provider) runs it and its output is the answer; when the program fails or prints nothing,
+  a worker answers the request directly.
 
 Each builder takes the workers that fill its roles, in order, and options; it returns a
 :class:`Workflow`. They register in the router registry's template table, so rules and
@@ -40,6 +43,11 @@ VERIFY_INSTRUCTION = (
 REPAIR_INSTRUCTION = (
     "Your answer above failed the check shown after it. Answer the request again, in full and "
     "in the same form, with the mistake fixed."
+)
+PROGRAM_INSTRUCTION = (
+    "Do not answer directly. Write a short Python program that computes the answer to the "
+    "request above and prints only the answer, in the form the request asks for. Reply with "
+    "the code only."
 )
 SYNTHESISE_INSTRUCTION = (
     "Several independent answers to the request are shown above. Write the single best answer: "
@@ -136,12 +144,31 @@ def fanout(workers: Sequence[str], options: Mapping[str, Any]) -> Workflow:
     return Workflow(steps=steps, template="fanout")
 
 
+def program(workers: Sequence[str], options: Mapping[str, Any]) -> Workflow:
+    """Workers: writer, runner[, answerer] (the writer answers directly when no answerer is
+    given). The runner is a worker that runs what the writer wrote (``provider: python``,
+    ``role: check``)."""
+    _need("program", workers, 2)
+    writer, runner = workers[0], workers[1]
+    answerer = workers[2] if len(workers) > 2 else writer
+    return Workflow(
+        steps=[
+            Step(worker=writer, instruction=PROGRAM_INSTRUCTION, access="none", role="write"),
+            Step(worker=runner, access=[0], role="run"),
+            Step(worker=answerer, access="none", role="escalate"),
+        ],
+        template="program",
+        fallbacks=list(workers[3:]),
+    )
+
+
 TEMPLATES = {
     "single": single,
     "cascade": cascade,
     "plan_solve": plan_solve,
     "solve_verify": solve_verify,
     "fanout": fanout,
+    "program": program,
 }
 
 

@@ -39,6 +39,10 @@ from podium.routing.learned_router import (
 from podium.routing.templates import TEMPLATES
 from podium.types import ChatRequest
 
+# the templates this router can score from per-worker predictions (``program`` needs a runner,
+# which is no answering worker: rules name it)
+SCORED = ("single", "cascade", "plan_solve", "solve_verify", "fanout")
+
 
 class WorkflowConfig(LearnedConfig):
     """``routing.routers.workflow``: the learned router's settings plus the templates."""
@@ -180,11 +184,13 @@ def workflow_config(section: Any) -> WorkflowConfig:
     from podium.routing.learned_router import parse_section
 
     config: WorkflowConfig = parse_section(section, WorkflowConfig, "workflow")
-    unknown = [t for t in config.templates if t not in TEMPLATES]
+    unknown = [t for t in config.templates if t not in SCORED]
     if unknown:
         from podium.routing.config import RoutingConfigError
 
+        why = "needs a runner worker: name it in a rule" if unknown[0] in TEMPLATES else "unknown"
         raise RoutingConfigError(
-            f"workflow: unknown template {unknown[0]!r} (known: {', '.join(TEMPLATES)})"
+            f"workflow: template {unknown[0]!r} cannot be scored here ({why}; scored: "
+            f"{', '.join(SCORED)})"
         )
     return config
