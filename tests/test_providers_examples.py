@@ -248,7 +248,7 @@ async def test_without_the_kernels_limits_the_checker_says_so_at_start(
         gateway([worker("answerer", "openai", only.base_url), CHECKER]),
     ):
         pass
-    assert "'examples' runs drafts without landlock-signals, seccomp" in caplog.text
+    assert "'examples' runs model-written code without landlock-signals, seccomp" in caplog.text
 
 
 async def test_a_checker_whose_sandbox_cannot_run_code_stops_the_gateway_at_start(

@@ -14,28 +14,22 @@ tokens: it is off unless a worker ``provider: python`` with ``role: check`` is c
 from __future__ import annotations
 
 import ast
-import asyncio
-import time
-import uuid
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
 from podium.code_examples import code_blocks
-from podium.config import ConfigError
 from podium.errors import ProviderError
-from podium.providers.base import ProviderContext, ProviderRegistry, options_problems
+from podium.providers.base import ProviderRegistry
+from podium.providers.sandboxed import SandboxedWorker, SandboxOptions
 from podium.sandbox import run_python
-from podium.types import ChatRequest, ChatResponse, EventStream, Finish, TextDelta, UsageReport
+from podium.types import ChatRequest
 from podium.workflow import checked_in
 
 ANSWER_CHARS = 2000  # the tail of a longer output: a program should print its answer last
 
 
-class PythonRunOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PythonRunOptions(SandboxOptions):
     timeout_s: float = Field(5.0, gt=0, le=120)  # wall time for one program
-    concurrency: int = Field(2, ge=1, le=64)  # programs run at once; more wait their turn
 
 
 def program_in(reply: str) -> str:
@@ -51,27 +45,11 @@ def program_in(reply: str) -> str:
     return code if printing else f"print({code})"
 
 
-class PythonRunner:
-    def __init__(self, context: ProviderContext) -> None:
-        self.worker = context.worker
-        if self.worker.role != "check":
-            raise ConfigError(
-                f"worker {self.worker.name!r}: the python provider only runs programs an "
-                "earlier step wrote; give the worker role: check"
-            )
-        try:
-            self.options = PythonRunOptions.model_validate(self.worker.options)
-        except ValidationError as error:
-            raise ConfigError(f"worker {self.worker.name!r}: {options_problems(error)}") from None
-        self._slots = asyncio.Semaphore(self.options.concurrency)
+class PythonRunner(SandboxedWorker):
+    does = "runs programs an earlier step wrote"
+    options_type = PythonRunOptions
 
-    async def start(self) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
-
-    async def output(self, request: ChatRequest) -> str:
+    async def answer(self, request: ChatRequest) -> str:
         """What the program shown in the request prints; empty when it fails."""
         note = request.messages[-1].text() if request.messages else ""
         reply = checked_in(note) if len(request.messages) >= 2 else None
@@ -81,26 +59,15 @@ class PythonRunner:
                 "this worker only runs a program an earlier step wrote; the request shows none",
                 worker=self.worker.name,
             )
-        async with self._slots:
+        async with self.slots:
             result = await run_python(program_in(reply), seconds=self.options.timeout_s)
         return result.output.strip()[-ANSWER_CHARS:] if result.passed else ""
 
-    def _response(self, text: str) -> ChatResponse:
-        return ChatResponse(
-            id=f"run-{uuid.uuid4().hex[:24]}",
-            model=self.worker.name,  # the name callers see, as every provider answers
-            text=text,
-            created=int(time.time()),
+    async def self_test(self) -> str | None:
+        result = await run_python("print(6 * 7)", seconds=self.options.timeout_s)
+        return (
+            None if result.output.strip() == "42" else result.output.strip()[-200:] or "no output"
         )
-
-    async def complete(self, request: ChatRequest) -> ChatResponse:
-        return self._response(await self.output(request))
-
-    async def stream(self, request: ChatRequest) -> EventStream:
-        response = self._response(await self.output(request))
-        yield TextDelta(response.text)
-        yield Finish("stop")
-        yield UsageReport(response.usage)
 
 
 def register_providers(providers: ProviderRegistry) -> None:
