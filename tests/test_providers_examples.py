@@ -11,7 +11,6 @@ from typing import Any
 import openai
 import pytest
 
-from podium import confinement
 from podium.config import ConfigError, parse_config
 from podium.testing.fakes import Behaviour
 from podium.testing.openai_fake import FakeOpenAI
@@ -157,17 +156,6 @@ def test_only_a_check_step_may_name_a_checker() -> None:
         answer.validate({"a", "b"}, frozenset({"examples"}))
 
 
-def test_the_checker_must_be_configured_to_only_check(make_config: Callable[..., Any]) -> None:
-    from podium.app import create_podium
-
-    as_answerer = {**CHECKER, "role": "answer"}
-    with pytest.raises(ConfigError, match="only checks drafts; give the worker role: check"):
-        create_podium(make_config([worker("a", "openai", "http://127.0.0.1:9"), as_answerer]))
-    bad_option = {**CHECKER, "options": {"timeout_s": 0}}
-    with pytest.raises(ConfigError, match=r"options\.timeout_s"):
-        create_podium(make_config([worker("a", "openai", "http://127.0.0.1:9"), bad_option]))
-
-
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
@@ -224,44 +212,3 @@ def test_the_route_command_shows_the_checker_apart(tmp_path: Path) -> None:
     data = json.loads(as_json.output)
     assert (data["eligible"], data["checkers"]) == (["cheap", "strong"], ["examples"])
     assert data["decision"]["workflow"]["steps"][0]["worker"] == "cheap"
-
-
-def test_a_checker_that_requires_the_kernels_limits_refuses_a_machine_without_them(
-    make_config: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from podium.app import create_podium
-
-    strict = {**CHECKER, "options": {"require_kernel_limits": True}}
-    monkeypatch.setattr(confinement, "offered", lambda: ("landlock-files",))
-    with pytest.raises(ConfigError, match="does not offer landlock-tcp, landlock-signals, seccomp"):
-        create_podium(make_config([worker("a", "openai", "http://127.0.0.1:9"), strict]))
-    monkeypatch.setattr(confinement, "offered", lambda: confinement.EVERY_LIMIT)
-    create_podium(make_config([worker("a", "openai", "http://127.0.0.1:9"), strict]))
-
-
-async def test_without_the_kernels_limits_the_checker_says_so_at_start(
-    gateway: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.setattr(confinement, "offered", lambda: ("landlock-files", "landlock-tcp"))
-    async with (
-        FakeOpenAI(Behaviour(reply="ok")) as only,
-        gateway([worker("answerer", "openai", only.base_url), CHECKER]),
-    ):
-        pass
-    assert "'examples' runs model-written code without landlock-signals, seccomp" in caplog.text
-
-
-async def test_a_checker_whose_sandbox_cannot_run_code_stops_the_gateway_at_start(
-    make_config: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from podium import sandbox
-    from podium.app import create_podium
-
-    podium = create_podium(make_config([worker("a", "openai", "http://127.0.0.1:9"), CHECKER]))
-    checker = podium.pool.get("examples")
-    assert checker is not None
-    await checker.provider.start()  # this machine's sandbox runs code
-    # as where the kernel offers a limit that cannot be set: the launcher stops the code
-    monkeypatch.setattr(sandbox, "LAUNCHER", "raise SystemExit('sandbox: no limits here')")
-    with pytest.raises(ConfigError, match=r"cannot run code on this machine \(.*no limits here"):
-        await checker.provider.start()

@@ -10,7 +10,6 @@ from typing import Any
 import openai
 import pytest
 
-from podium.config import ConfigError
 from podium.executor import PROGRAM_TOKENS
 from podium.providers.python_run import program_in
 from podium.routing.templates import PROGRAM_INSTRUCTION, program
@@ -134,29 +133,3 @@ async def test_no_caller_can_ask_the_runner_for_an_answer(gateway: Callable[...,
                 await client.chat.completions.create(
                     model="python", messages=[{"role": "user", "content": "print(1)"}]
                 )
-
-
-def test_the_runner_must_be_configured_to_only_run(make_config: Callable[..., Any]) -> None:
-    from podium.app import create_podium
-
-    as_answerer = {**RUNNER, "role": "answer"}
-    with pytest.raises(ConfigError, match=r"only runs programs .* give the worker role: check"):
-        create_podium(make_config([worker("a", "openai", "http://127.0.0.1:9"), as_answerer]))
-    bad_option = {**RUNNER, "options": {"timeout_s": 0}}
-    with pytest.raises(ConfigError, match=r"options\.timeout_s"):
-        create_podium(make_config([worker("a", "openai", "http://127.0.0.1:9"), bad_option]))
-
-
-async def test_a_runner_whose_sandbox_cannot_run_code_stops_the_gateway_at_start(
-    make_config: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from podium import sandbox
-    from podium.app import create_podium
-
-    podium = create_podium(make_config([worker("a", "openai", "http://127.0.0.1:9"), RUNNER]))
-    runner = podium.pool.get("python")
-    assert runner is not None
-    await runner.provider.start()
-    monkeypatch.setattr(sandbox, "LAUNCHER", "raise SystemExit('sandbox: no limits here')")
-    with pytest.raises(ConfigError, match=r"cannot run code on this machine \(.*no limits here"):
-        await runner.provider.start()
