@@ -79,6 +79,7 @@ async def test_what_the_program_prints_is_the_answer(
         "```python\nx = 6 + 7\n```",  # prints nothing
         "```python\nwhile True:\n    pass\n```",  # never ends
         "```python\nimport socket\nsocket.create_connection(('127.0.0.1', 9))\n```",  # refused
+        "```python\nprint(open('/etc/hostname').read())\n```",  # outside its folder: refused
     ],
 )
 async def test_a_program_that_fails_hands_the_request_to_the_answerer(
