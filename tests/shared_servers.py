@@ -90,13 +90,21 @@ async def drop_redis_prefix(prefix: str) -> None:
 class Replica:
     """One ``podium serve`` process on a port of its own."""
 
-    def __init__(self, config: dict[str, Any], workdir: Path, *, processes: int = 1) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        workdir: Path,
+        *,
+        processes: int = 1,
+        log_level: str = "warning",
+    ) -> None:
         self.port = free_port()
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "podium.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.processes = processes
+        self.log_level = log_level
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -111,7 +119,7 @@ class Replica:
         self.process = subprocess.Popen(  # noqa: ASYNC220 (returns at once)
             [str(Path(sys.executable).with_name("podium")), "serve",
              "--config", str(self.config_path), "--port", str(self.port),
-             "--workers", str(self.processes), "--log-level", "warning"],
+             "--workers", str(self.processes), "--log-level", self.log_level],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )  # fmt: skip
         log.close()

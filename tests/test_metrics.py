@@ -229,7 +229,8 @@ async def test_podium_serve_with_two_processes_answers_their_sum(
         "workers": [worker("alpha", "openai", fake_openai.base_url)],
         "observe": {"metrics": {"snapshot_interval": 0.1}},  # shared: on, as --workers 2
     }
-    replica = Replica(config, tmp_path, processes=2)
+    # info: the log then says when uvicorn's supervisor replaces a process
+    replica = Replica(config, tmp_path, processes=2, log_level="info")
     await replica.start(wait=120)  # two processes starting at once on a busy machine
     try:
         # The port answers as soon as one process is up; the other may still be loading on a
@@ -238,6 +239,8 @@ async def test_podium_serve_with_two_processes_answers_their_sum(
             if sample(await scrape(replica.url), "podium_server_processes") == 2:
                 break
             await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"the second process never joined: {replica.log()[-2000:]}")
         # A connection per request, so both processes take requests.
         for _ in range(20):
             async with httpx.AsyncClient(base_url=replica.url) as http:
@@ -251,7 +254,9 @@ async def test_podium_serve_with_two_processes_answers_their_sum(
         for _ in range(10):  # whichever process answers, the same total
             text = await scrape(replica.url)
             seen.append(sample(text, "podium_requests_total", status="ok"))
-            assert sample(text, "podium_server_processes") == 2
+            # a process found dead here was killed by uvicorn's supervisor (its health check)
+            # or crashed: the log says which
+            assert sample(text, "podium_server_processes") == 2, replica.log()[-2000:]
         assert seen == sorted(seen) and seen[-1] == 20
     finally:
         await replica.stop()
