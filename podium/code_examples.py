@@ -90,12 +90,17 @@ def code_blocks(text: str) -> list[str]:
     return FENCED.findall(text or "")
 
 
+def reply_code(reply: str) -> str:
+    """The code of a model's reply: its longest fenced block, else the whole reply."""
+    blocks = code_blocks(reply)
+    return max(blocks, key=len) if blocks else (reply or "")
+
+
 def answer_program(answer: str, code_prompt: str, entry_point: str) -> str:
-    """The program a code answer stands for: its longest fenced block (or the whole reply);
-    a body without its ``def`` line is appended to the prompt, and a whole definition follows
-    the prompt's own imports and helpers."""
-    blocks = code_blocks(answer)
-    code = max(blocks, key=len) if blocks else (answer or "")
+    """The program a code answer stands for: its code (:func:`reply_code`); a body without its
+    ``def`` line is appended to the prompt, and a whole definition follows the prompt's own
+    imports and helpers."""
+    code = reply_code(answer)
     if re.search(rf"^\s*def\s+{re.escape(entry_point)}\s*\(", code, re.MULTILINE):
         return f"{code_prompt.rstrip()}\n    pass\n\n\n{code}"
     return code_prompt + code

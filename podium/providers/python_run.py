@@ -17,7 +17,7 @@ import ast
 
 from pydantic import Field
 
-from podium.code_examples import code_blocks
+from podium.code_examples import PARSE_ERRORS, reply_code
 from podium.errors import ProviderError
 from podium.providers.base import ProviderRegistry
 from podium.providers.sandboxed import SandboxedWorker, SandboxOptions
@@ -33,13 +33,12 @@ class PythonRunOptions(SandboxOptions):
 
 
 def program_in(reply: str) -> str:
-    """The code of a model's reply: its longest fenced block, else the whole reply; a bare
+    """The code of a model's reply (:func:`podium.code_examples.reply_code`); a bare
     expression is printed."""
-    blocks = code_blocks(reply)
-    code = (max(blocks, key=len) if blocks else reply).strip()
+    code = reply_code(reply).strip()
     try:
         expression = ast.parse(code, mode="eval").body
-    except (SyntaxError, ValueError, MemoryError, RecursionError):
+    except PARSE_ERRORS:
         return code
     printing = isinstance(expression, ast.Call) and getattr(expression.func, "id", "") == "print"
     return code if printing else f"print({code})"

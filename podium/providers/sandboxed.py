@@ -57,7 +57,8 @@ class SandboxedWorker:
         except ValidationError as error:
             raise ConfigError(f"worker {self.worker.name!r}: {options_problems(error)}") from None
         self.slots = asyncio.Semaphore(self.options.concurrency)
-        missing = [name for name in confinement.EVERY_LIMIT if name not in confinement.offered()]
+        offered = confinement.offered()
+        missing = [name for name in confinement.EVERY_LIMIT if name not in offered]
         if missing and self.options.require_kernel_limits:
             raise ConfigError(
                 f"worker {self.worker.name!r}: require_kernel_limits is set, but this "
