@@ -175,15 +175,11 @@ class WorkflowExecutor:
                 output = StepOutput(i, worker, workflow.steps[i].role, response.text)
                 run.outputs.append(output)
                 run.responses[i] = response
-                if output.role == "check" and verdict_accepts(output.text):
-                    seen = _visible(workflow.steps[i], run.outputs)  # it judged the latest
-                    run.accepted = self._standing(seen[-1], run) if seen else None
+                answer = _answer_from(workflow.steps[i], output, run.outputs)
+                if answer is not None:
+                    run.accepted = self._standing(answer, run)
                     if run.accepted is not None:
-                        return  # the checked output is the answer: nothing after it runs
-                elif output.role == "run":  # a program's output, unless it printed nothing
-                    run.accepted = self._standing(output, run)
-                    if run.accepted is not None:
-                        return
+                        return  # that output is the answer: nothing after it runs
             index = group[-1] + 1
 
     def _last(
@@ -267,6 +263,17 @@ class WorkflowExecutor:
             role=workflow.steps[-1].role,
             relay=relay,
         )
+
+
+def _answer_from(step: Step, output: StepOutput, outputs: list[StepOutput]) -> StepOutput | None:
+    """The output a step makes the answer, if complete: a check that accepts, the latest output
+    it judged; a run, its own output (a program's, unless it printed nothing)."""
+    if output.role == "run":
+        return output
+    if output.role == "check" and verdict_accepts(output.text):
+        seen = _visible(step, outputs)
+        return seen[-1] if seen else None
+    return None
 
 
 def verdict_accepts(text: str) -> bool:
