@@ -410,6 +410,7 @@ class Gateway:
             list(context.policy_actions),  # policy_actions
             request.prompt_text() if self.capture_content else None,  # prompt
             (response.text if response is not None else answer) if self.capture_content else None,
+            decision.workflow.key if decision else None,  # workflow
         )
         if self._record is not None:
             self._record(trace)

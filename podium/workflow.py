@@ -4,6 +4,7 @@ list naming which earlier steps' outputs it sees."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -35,6 +36,9 @@ class Workflow:
     steps: list[Step]
     template: str = "single"
     fallbacks: list[str] = field(default_factory=list)  # workers to try if the last step fails
+    # The workers the template was given, when it was built with its default options: with
+    # the template's name they say which workflow this is (``key``), so traces can measure it.
+    members: list[str] = field(default_factory=list)
 
     def validate(self, eligible: set[str], checkers: frozenset[str] = frozenset()) -> None:
         """Every step's worker is eligible; a check or run step may also name a worker that
@@ -60,6 +64,15 @@ class Workflow:
     def workers(self) -> list[str]:
         return [step.worker for step in self.steps]
 
+    @property
+    def key(self) -> str | None:
+        """``template(worker,...)`` for a templated workflow of more than one call, the name the
+        learned router knows it by once traces have measured it; None for a single call and for
+        a workflow no template built (a Conductor's plan) or built with options."""
+        if self.template == "single" or not self.members:
+            return None
+        return workflow_key(self.template, self.members)
+
     @classmethod
     def single(cls, worker: str, fallbacks: list[str] | None = None) -> Workflow:
         # Positional, the role set after: a keyword argument to a dataclass costs ~0.5k
@@ -67,6 +80,22 @@ class Workflow:
         step = Step(worker)
         step.role = "answer"
         return cls([step], "single", fallbacks or [])
+
+
+def workflow_key(template: str, members: Sequence[str]) -> str:
+    return f"{template}({','.join(members)})"
+
+
+_KEY = re.compile(r"([a-z][a-z0-9_]*)\(([^()]+)\)")
+
+
+def parse_workflow_key(name: str) -> tuple[str, list[str]] | None:
+    """The template and workers a ``template(worker,...)`` name stands for; None for any other
+    name (a worker's)."""
+    found = _KEY.fullmatch(name)
+    if found is None:
+        return None
+    return found[1], found[2].split(",")
 
 
 def output_note(index: int, role: str, text: str) -> str:

@@ -121,6 +121,7 @@ async def test_a_recorded_trace_carries_each_value_in_its_own_field(
     assert [candidate["worker"] for candidate in ok.candidates] == ["alpha"]
     assert isinstance(ok.policy_actions, list)
     assert (ok.prompt, ok.answer) == ("hi", "fake answer to: hi")
+    assert ok.workflow is None  # one call: the worker is what was measured
     assert (error.status, error.http_status, error.worker) == ("error", 400, "alpha")
     assert error.error is not None and "no such thing" in error.error
     assert error.error_kind == "invalid_request"

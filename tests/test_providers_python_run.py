@@ -63,6 +63,8 @@ async def test_what_the_program_prints_is_the_answer(
     assert not answerer.received
     steps = [(s["role"], s["worker"]) for s in trace.steps]
     assert steps == [("write", "writer"), ("run", "python"), ("accept", "python")]
+    # the trace names the workflow, so the learned router can learn what it achieves
+    assert trace.workflow == "program(writer,python,answerer)"
     run = trace.steps[1]
     assert run["input_tokens"] == 0 and run["cost_usd"] == 0
     assert trace.cost_usd == trace.steps[0]["cost_usd"] > 0  # the writer's call, all of it

@@ -97,11 +97,19 @@ async def test_traces_in_and_out(store: PostgresStore) -> None:
     await store.write_traces(
         [
             trace("t1", created_at=now - 10, caller="key-a"),
-            trace("t2", created_at=now - 5, caller="key-b", stream=True, ttft_ms=None),
+            trace(
+                "t2",
+                created_at=now - 5,
+                caller="key-b",
+                stream=True,
+                ttft_ms=None,
+                workflow="program(alpha,python)",
+            ),
         ]
     )
     got = await store.get_trace("t2")
     assert got is not None and got.stream is True and got.ttft_ms is None
+    assert got.workflow == "program(alpha,python)"
     assert got.steps == [{"worker": "alpha", "status": "ok"}]
     assert got.policy_actions == ["budget:reserved:0.01"]
     assert [t.trace_id for t in await store.list_traces()] == ["t2", "t1"]

@@ -119,6 +119,7 @@ async def test_traces_round_trip_with_every_field(tmp_path: Path) -> None:
             stream=True,
             candidates=[{"worker": "alpha", "score": 1.0}],
             policy_actions=["redacted:email"],
+            workflow="program(alpha,python)",
         )
         await store.write_traces([original])
         assert await store.get_trace("t1") == original

@@ -54,7 +54,10 @@ class TemplateRegistry:
             raise RoutingConfigError(
                 f"unknown workflow template {name!r} (known: {', '.join(self.names())})"
             )
-        return builder(workers, options)
+        workflow = builder(workers, options)
+        if not options:  # with options, the template name and workers do not say what it does
+            workflow.members = list(workers)
+        return workflow
 
 
 RouterFactory = Callable[[Any, "RouterParts"], Router]

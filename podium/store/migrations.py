@@ -74,6 +74,12 @@ def _create_traces(db: Executor) -> None:
     db.execute("CREATE INDEX traces_contract_time ON traces (contract, created_at)")
 
 
+def _trace_workflow(db: Executor) -> None:
+    # Which templated workflow answered (``program(a,b)``), so the learned router can learn a
+    # workflow's outcomes as it learns a worker's.
+    db.execute("ALTER TABLE traces ADD COLUMN workflow TEXT")
+
+
 MIGRATIONS: list[Migration] = [
     Migration("0001_create_traces", _create_traces),
     Migration("0002_create_feedback", create_feedback),
@@ -85,4 +91,5 @@ MIGRATIONS: list[Migration] = [
     Migration("0005_create_pool_state", create_pool_state),
     Migration("0006_feedback_worker_route", feedback_worker_route),
     Migration("0007_create_audit", create_audit),
+    Migration("0008_trace_workflow", _trace_workflow),
 ]

@@ -111,6 +111,7 @@ _COPY_TYPES: dict[str, str] = {
     "policy_actions": "text",
     "prompt": "text",
     "answer": "text",
+    "workflow": "text",
 }
 _STAGING = (
     "CREATE TEMPORARY TABLE IF NOT EXISTS traces_incoming ("

@@ -108,6 +108,7 @@ _NULLABLE = tuple(
         "contract",
         "prompt",
         "answer",
+        "workflow",
     )
 )
 

@@ -43,6 +43,7 @@ class TraceRecord:
     policy_actions: list[str] = field(default_factory=list)
     prompt: str | None = None  # kept only when trace content capture is on
     answer: str | None = None
+    workflow: str | None = None  # the workflow's key (``program(a,b)``) when a template built it
 
 
 COLUMNS: tuple[str, ...] = (
@@ -75,6 +76,7 @@ COLUMNS: tuple[str, ...] = (
     "policy_actions",
     "prompt",
     "answer",
+    "workflow",
 )
 JSON_COLUMNS = frozenset({"steps", "candidates", "policy_actions"})
 _COLUMN_VALUES = attrgetter(*COLUMNS)
