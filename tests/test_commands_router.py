@@ -272,6 +272,43 @@ async def test_answers_from_the_response_cache_are_not_examples(tmp_path: Path) 
     assert len(examples) == 6 - 2 - 1
 
 
+async def test_a_templated_workflow_is_learned_as_one_choice_at_its_whole_cost(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "podium.db"
+    records = await seed_traces(db, 6)
+    steps = [
+        {"step": 0, "role": "write", "worker": "cheap", "status": "ok", "cost_usd": 0.00001},
+        {"step": 1, "role": "run", "worker": "python", "status": "ok", "cost_usd": 0.0},
+        {"step": 2, "role": "escalate", "worker": "strong", "status": "ok", "cost_usd": 0.001},
+    ]
+    store = SQLiteStore(db)
+    await store.open()
+    try:
+        await store.execute(
+            "UPDATE traces SET steps = ?, cost_usd = ?, workers = ?, workflow = ? "
+            "WHERE trace_id = ?",
+            (
+                orjson.dumps(steps).decode(),
+                0.00101,
+                "cheap,python,strong",
+                "program(cheap,python,strong)",
+                records[0].trace_id,
+            ),
+        )
+        learned = [e async for e in iter_training_examples(store)]
+        workers_only = [e async for e in iter_training_examples(store, workflows=False)]
+    finally:
+        await store.close()
+    by_trace = {e.trace_id: e for e in learned}
+    workflow = by_trace[records[0].trace_id]
+    assert workflow.worker == "program(cheap,python,strong)"
+    assert workflow.cost_usd == pytest.approx(0.00101)  # every step's cost, not one worker's
+    # without workflows, a trace several workers answered teaches nothing about one of them
+    assert records[0].trace_id not in {e.trace_id for e in workers_only}
+    assert len(workers_only) == len(learned) - 1
+
+
 def test_train_from_traces_then_shadow_on_live_traffic(config_file: Path) -> None:
     config = yaml.safe_load(config_file.read_text())
     db = Path(config["data_dir"]) / "podium.db"

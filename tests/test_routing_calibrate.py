@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from podium.routing.calibrate import Setting, calibrate, middle_lam
+from podium.routing.calibrate import Setting, best_worker, calibrate, middle_lam
 from podium.routing.features import FeatureSpec
 from podium.routing.learned import QualityCostModel
 
@@ -80,3 +80,20 @@ def test_no_floor_when_every_question_sent_cheap_would_cost_quality() -> None:
     policy = calibrate(model, match_best_worker=True, floor=True)
     assert policy.floor == 0.0 and not policy.calibrated["floor_met"]
     assert policy.calibrated["floor_rows"] == 0 and policy.calibrated["expected_quality"] == 1.0
+
+
+def test_a_measured_workflow_is_no_worker_to_match() -> None:
+    # the workflow is right on every row, the strong worker on two of three: routing must
+    # lose nothing against always asking the strong worker, not against a workflow
+    rows = [((0.2, 0.9, 0.95), (0.0, 1.0, 1.0))] * 2 + [((0.2, 0.5, 0.95), (0.0, 0.0, 1.0))]
+    model = calibrated_model([p[:2] for p, _ in rows], [t[:2] for _, t in rows])
+    model.models.append("program(cheap,python)")
+    calibration = model.calibration
+    calibration["pred_quality"] = np.asarray([p for p, _ in rows])
+    calibration["true_quality"] = np.asarray([t for _, t in rows])
+    calibration["pred_cost"] = calibration["true_cost"] = np.tile([1.0, 10.0, 3.0], (3, 1))
+    assert best_worker(model) == ("strong", pytest.approx(2 / 3))
+    # the workflow may still be chosen: it reaches the target for less than the strong worker
+    policy = calibrate(model, match_best_worker=True)
+    assert policy.calibrated["best_worker"] == "strong"
+    assert policy.calibrated["expected_cost"] < 10.0

@@ -192,10 +192,12 @@ async def test_the_workflow_router_picks_a_template_per_request(tmp_path: Path) 
     assert seen <= {"single", "cascade"}
 
 
-@pytest.mark.parametrize(("template", "why"), [("program", "needs a runner"), ("nope", "unknown")])
+@pytest.mark.parametrize(("template", "why"), [("program", "it has no prior"), ("nope", "unknown")])
 def test_the_workflow_router_refuses_a_template_it_cannot_score(template: str, why: str) -> None:
     from podium.routing.config import RoutingConfigError
     from podium.routing.workflow_router import workflow_config
 
-    with pytest.raises(RoutingConfigError, match=f"'{template}' cannot be scored here \\({why}"):
+    with pytest.raises(
+        RoutingConfigError, match=f"'{template}' cannot be scored from priors \\({why}"
+    ):
         workflow_config({"templates": ["single", template]})

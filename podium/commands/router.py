@@ -82,14 +82,18 @@ def _embedder(enabled: bool) -> Any:
         raise click.ClickException(f"embeddings unavailable: {error}") from None
 
 
-async def _trace_examples(config_path: str | None, since: float | None) -> list[Any]:
+async def _trace_examples(
+    config_path: str | None, since: float | None, workflows: bool
+) -> list[Any]:
     from podium.routing.training import iter_training_examples
     from podium.store.sqlite import SQLiteStore
 
     store = SQLiteStore(store_path(load(config_path)))
     await store.open()
     try:
-        return [example async for example in iter_training_examples(store, since)]
+        return [
+            example async for example in iter_training_examples(store, since, workflows=workflows)
+        ]
     finally:
         await store.close()
 
@@ -172,6 +176,13 @@ def register(main: click.Group) -> None:
         help="Cross-validate instead of holding rows out: every row is predicted by a model "
         "trained without it (2 or more folds; the saved model uses all rows).",
     )
+    @click.option(
+        "--workflows/--no-workflows",
+        default=True,
+        show_default=True,
+        help="Learn templated workflows (program(a,b), cascade(a,b,c)) from their traces and "
+        "examples, so the learned router can choose them as it chooses workers.",
+    )
     @click.option("--promote", "promote_now", is_flag=True, help="Promote the new version.")
     @CONFIG_OPTION
     def train(
@@ -185,6 +196,7 @@ def register(main: click.Group) -> None:
         knn: bool,
         calibration_fraction: float,
         calibration_folds: int,
+        workflows: bool,
         promote_now: bool,
         config_path: str | None,
     ) -> None:
@@ -199,6 +211,7 @@ def register(main: click.Group) -> None:
             rename_models,
             union,
         )
+        from podium.workflow import parse_workflow_key
 
         if not data_files and not from_traces and not example_files:
             raise click.UsageError(
@@ -216,7 +229,7 @@ def register(main: click.Group) -> None:
         traces_used = 0
         examples = []
         if from_traces:
-            examples = asyncio.run(_trace_examples(config_path, _since(since)))
+            examples = asyncio.run(_trace_examples(config_path, _since(since), workflows))
             traces_used = len(examples)
             click.echo(f"podium router: {traces_used} traces with quality signals", err=True)
         try:
@@ -224,6 +237,8 @@ def register(main: click.Group) -> None:
                 examples.extend(read_examples(Path(name)))
         except ValueError as error:
             raise click.ClickException(str(error)) from None
+        if not workflows:
+            examples = [e for e in examples if parse_workflow_key(e.worker) is None]
         if examples:
             trace_data, tokens = examples_to_data(examples)
             parts.append(trace_data)

@@ -24,6 +24,7 @@ from podium.eval.data import RoutingData
 from podium.eval.offline import lambda_grid
 from podium.routing.features import Embedder, FeatureSpec
 from podium.routing.learned import Policy, QualityCostModel, TrainOptions, choose, fit
+from podium.workflow import parse_workflow_key
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -198,12 +199,19 @@ def _outcome(cal: dict[str, FloatArray], picks: npt.NDArray[np.intp]) -> tuple[f
 
 def best_worker(model: QualityCostModel) -> tuple[str, float]:
     """The worker with the highest mean quality on the calibration rows, and that quality
-    (over the rows where every worker's outcome is known, when there are any)."""
-    true_q = model.calibration["true_quality"]
+    (over the rows where every worker's outcome is known, when there are any); a workflow the
+    artifact measured is no worker to match."""
+    columns = worker_columns(model)
+    true_q = model.calibration["true_quality"][:, columns]
     complete = ~np.isnan(true_q).any(axis=1)
     means = np.nanmean(true_q[complete] if complete.any() else true_q, axis=0)
     j = int(np.nanargmax(means))
-    return model.models[j], float(means[j])
+    return model.models[columns[j]], float(means[j])
+
+
+def worker_columns(model: QualityCostModel) -> list[int]:
+    """The artifact's columns that are workers (not workflows it measured)."""
+    return [j for j, name in enumerate(model.models) if parse_workflow_key(name) is None]
 
 
 def middle_lam(settings: list[Setting], chosen: Setting) -> float:

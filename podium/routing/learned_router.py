@@ -11,6 +11,10 @@ Workers map to the artifact's models by name, by their ``model`` field, by an al
 (:meth:`QualityCostModel.prior_quality`). A configured price is the truth for cost: price x
 predicted tokens (input from the prompt, output from traces or ``default_output_tokens``);
 an unpriced worker that the data knows is costed by the data's own cost line.
+
+A column named ``template(worker,...)`` is a workflow the traces measured
+(``podium.routing.training``): it is one more candidate, by its own predicted quality and its
+data's cost, wherever its workers can run it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from podium.config import WorkerConfig
@@ -30,9 +35,10 @@ from podium.routing.artifacts import ArtifactStore, Version
 from podium.routing.base import Candidate, Decision, RouteContext
 from podium.routing.features import Embedder
 from podium.routing.learned import Policy, QualityCostModel, below_floor, choose
+from podium.routing.templates import TEMPLATES
 from podium.types import ChatRequest
 from podium.workers import estimate_tokens
-from podium.workflow import Workflow
+from podium.workflow import Workflow, WorkflowError, parse_workflow_key
 
 VIRTUAL_MODEL = "podium/auto"
 
@@ -73,10 +79,16 @@ def parse_section(section: Any, cls: type[BaseModel], name: str) -> Any:
 
 @dataclass(slots=True)
 class Estimate:
-    worker: WorkerConfig
+    worker: WorkerConfig  # for a workflow, its first step's
     quality: float
     cost: float
     known: bool  # False: the quality is a prior
+    workflow: Workflow | None = None  # a workflow the artifact measured, instead of one call
+
+    @property
+    def name(self) -> str:
+        key = self.workflow.key if self.workflow is not None else None
+        return key or self.worker.name
 
 
 class ModelHandle:
@@ -164,8 +176,13 @@ class WorkerScorer:
         return None
 
     def estimates(
-        self, request: ChatRequest, eligible: Sequence[WorkerConfig]
+        self,
+        request: ChatRequest,
+        eligible: Sequence[WorkerConfig],
+        checkers: frozenset[str] | None = None,
     ) -> tuple[list[Estimate], QualityCostModel]:
+        """Per eligible worker; with ``checkers`` (the cleared workers that only check or run),
+        also per workflow the artifact measured whose every step can run here."""
         model = self.handle.reload()
         if model is None:
             raise LookupError(self.handle.error or "no learned-router artifact")
@@ -193,7 +210,45 @@ class WorkerScorer:
                 )
             else:
                 out.append(Estimate(worker, float(quality[j]), cost, True))
+        if checkers is not None:
+            out.extend(measured_workflows(model, quality, data_cost, eligible, checkers))
         return out, model
+
+
+def measured_workflows(
+    model: QualityCostModel,
+    quality: npt.NDArray[np.float64],
+    data_cost: npt.NDArray[np.float64],
+    eligible: Sequence[WorkerConfig],
+    checkers: frozenset[str],
+) -> list[Estimate]:
+    """The artifact's workflow columns (``template(worker,...)``) that can run on this pool,
+    priced as the traces they were learned from cost."""
+    by_name = {worker.name: worker for worker in eligible}
+    found: list[Estimate] = []
+    for j, column in enumerate(model.models):
+        parsed = parse_workflow_key(column)
+        if parsed is None or parsed[0] not in TEMPLATES or parsed[1][0] not in by_name:
+            continue
+        template, members = parsed
+        try:
+            workflow = TEMPLATES[template](members, {})
+            workflow.validate(set(by_name), checkers)
+        except WorkflowError:
+            continue  # a member is not cleared for this request, or the template changed
+        workflow.members = members
+        found.append(
+            Estimate(by_name[members[0]], float(quality[j]), float(data_cost[j]), True, workflow)
+        )
+    return found
+
+
+def workflow_checkers(request: ChatRequest, context: RouteContext) -> frozenset[str] | None:
+    """The checkers a measured workflow may use for this request, or None when no workflow
+    may answer it: a tool call or a response format is one worker's answer to give."""
+    if request.tools or request.response_format is not None:
+        return None
+    return context.checker_names()
 
 
 def capable(request: ChatRequest, eligible: Sequence[WorkerConfig]) -> list[WorkerConfig]:
@@ -235,7 +290,9 @@ class LearnedRouter:
         workers = capable(request, context.eligible)
         if not workers:
             return None
-        estimates, model = self.scorer.estimates(request, workers)
+        estimates, model = self.scorer.estimates(
+            request, workers, workflow_checkers(request, context)
+        )
         policy = self.policy(model, context)
         quality = np.asarray([[e.quality for e in estimates]])
         cost = np.asarray([[e.cost for e in estimates]])
@@ -243,13 +300,29 @@ class LearnedRouter:
         scores = [e.quality - policy.lam * e.cost for e in estimates]
         order = sorted(range(len(estimates)), key=lambda j: -scores[j])
         chosen = estimates[pick]
-        fallbacks = [estimates[j].worker.name for j in order if j != pick]
+        last = chosen.workflow.steps[-1].worker if chosen.workflow else chosen.worker.name
+        fallbacks = [
+            estimates[j].worker.name
+            for j in order
+            if estimates[j].workflow is None and estimates[j].worker.name != last
+        ]
+        if chosen.workflow is None:
+            workflow = Workflow.single(chosen.worker.name, fallbacks=fallbacks)
+        else:
+            workflow = chosen.workflow
+            workflow.fallbacks = fallbacks
         return Decision(
-            workflow=Workflow.single(chosen.worker.name, fallbacks=fallbacks),
+            workflow=workflow,
             router=self.name,
             reason=explain(chosen, estimates, policy, self.handle.version),
             candidates=[
-                Candidate(e.worker.name, scores[j], round(e.quality, 6), e.cost)
+                Candidate(
+                    e.worker.name,
+                    scores[j],
+                    round(e.quality, 6),
+                    e.cost,
+                    e.name if e.workflow else None,
+                )
                 for j, e in sorted(enumerate(estimates), key=lambda item: -scores[item[0]])
             ],
         )
@@ -268,6 +341,6 @@ def explain(
     else:
         rule = f"the best quality - {policy.lam:g} x cost"
     return (
-        f"{version or 'learned'}: {rule}: {chosen.worker.name!r} with predicted quality "
+        f"{version or 'learned'}: {rule}: {chosen.name!r} with predicted quality "
         f"{chosen.quality:.2f}{prior} at ${chosen.cost:.6f}"
     )

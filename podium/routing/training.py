@@ -1,7 +1,10 @@
 """Training data for the learned router from Podium's own traces.
 
 A trace becomes an example when its prompt was captured (trace content capture on), it
-ended well, one worker answered it, and some quality signal exists for it: the ``feedback``
+ended well, one worker answered it or a template's workflow did (then the example is that
+workflow's, named ``template(worker,...)``, at the whole trace's cost, so the router learns
+what the workflow achieves as it learns what a worker does), and some quality signal exists
+for it: the ``feedback``
 table's ``score`` (0..1; from applications, people, contract evaluators, verifier steps and
 the judge, averaged per trace). Traces without a signal teach nothing about quality and are
 skipped. Examples become RouterBench-format rows, one per distinct prompt: the traces of one
@@ -25,7 +28,7 @@ from podium.eval.data import RoutingData
 
 PAGE = 1000
 FEEDBACK_SQL = (
-    "SELECT t.trace_id, t.created_at, t.prompt, t.worker, t.steps, t.output_tokens, "
+    "SELECT t.trace_id, t.created_at, t.prompt, t.worker, t.workflow, t.steps, t.output_tokens, "
     "t.cost_usd, q.quality FROM traces t JOIN ("
     "  SELECT trace_id, AVG(score) AS quality FROM feedback WHERE score IS NOT NULL "
     "  GROUP BY trace_id) q ON q.trace_id = t.trace_id "
@@ -58,9 +61,14 @@ def _answer_cost(steps: list[dict[str, Any]], worker: str, total: float) -> tupl
 
 
 async def iter_training_examples(
-    store: Rows, since: float | None = None, *, single_worker_only: bool = True
+    store: Rows,
+    since: float | None = None,
+    *,
+    single_worker_only: bool = True,
+    workflows: bool = True,
 ) -> AsyncIterator[TrainingExample]:
-    """Traces with a quality signal, oldest first, read a page at a time."""
+    """Traces with a quality signal, oldest first, read a page at a time; ``workflows``:
+    a templated workflow's trace is an example of that workflow."""
     cursor = since if since is not None else float("-inf")
     while True:
         try:
@@ -75,14 +83,18 @@ async def iter_training_examples(
             steps = orjson.loads(row["steps"] or "[]")
             if any(step.get("role") == "cache" for step in steps):
                 continue  # answered from the response cache: its cost (0) says nothing
-            cost, single = _answer_cost(steps, row["worker"], float(row["cost_usd"] or 0.0))
-            if single_worker_only and not single:
+            total = float(row["cost_usd"] or 0.0)
+            cost, single = _answer_cost(steps, row["worker"], total)
+            answered_by = row["worker"]
+            if workflows and row["workflow"]:
+                answered_by, cost = row["workflow"], total
+            elif single_worker_only and not single:
                 continue
             yield TrainingExample(
                 trace_id=row["trace_id"],
                 created_at=float(row["created_at"]),
                 prompt=row["prompt"],
-                worker=row["worker"],
+                worker=answered_by,
                 quality=float(np.clip(row["quality"], 0.0, 1.0)),
                 cost_usd=cost,
                 output_tokens=int(row["output_tokens"] or 0),

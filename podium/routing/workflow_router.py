@@ -13,8 +13,10 @@ With p_w the predicted probability that worker w answers well and c_w its predic
 - fanout(k proposers + synthesiser s): quality max p + g_fanout (1 - max p) (1 - prod(1-p_i)),
   cost sum c_i + (1 + k/2) c_s.
 
-The gains g and the reliability r are priors (configurable) until traces calibrate them; they
-keep the multi-step templates from looking better than they are.
+The gains g and the reliability r are priors (configurable); they keep the multi-step
+templates from looking better than they are. A workflow the artifact has measured (a column
+``template(worker,...)`` learned from its traces' outcomes, ``podium.routing.training``) is
+scored by its own predictions instead of these formulas, whatever its template.
 """
 
 from __future__ import annotations
@@ -35,12 +37,13 @@ from podium.routing.learned_router import (
     LearnedRouter,
     ModelHandle,
     capable,
+    workflow_checkers,
 )
 from podium.routing.templates import TEMPLATES
 from podium.types import ChatRequest
 
-# the templates this router can score from per-worker predictions (``program`` needs a runner,
-# which is no answering worker: rules name it)
+# the templates this router can score from per-worker predictions and priors (``program``'s
+# quality is no function of its writer's: it is scored once traces have measured it)
 SCORED = ("single", "cascade", "plan_solve", "solve_verify", "fanout")
 
 
@@ -123,19 +126,35 @@ class WorkflowRouter(LearnedRouter):
         workers = capable(request, context.eligible)
         if not workers:
             return None
-        estimates, model = self.scorer.estimates(request, workers)
+        checkers = workflow_checkers(request, context)
+        found, model = self.scorer.estimates(request, workers, checkers)
+        estimates = [e for e in found if e.workflow is None]
         policy = self.policy(model, context)
-        if request.tools:
-            # a tool call cannot be checked or merged as text: one worker answers
+        if checkers is None:
+            # a tool call or a response format cannot be checked or merged as text
             config = self.workflow_config.model_copy(update={"templates": ["single"]})
         else:
             config = self.workflow_config
-        options = options_for(estimates, config)
+        measured = {
+            (e.workflow.template, tuple(e.workflow.members)): Option(
+                e.workflow.template, e.workflow.members, e.quality, e.cost
+            )
+            for e in found
+            if e.workflow is not None
+        }
+        # a measured workflow's own predictions replace the priors' guess at it
+        options = [
+            o
+            for o in options_for(estimates, config)
+            if (o.template, tuple(o.workers)) not in measured
+        ]
+        options.extend(measured.values())
         quality = np.asarray([[o.quality for o in options]])
         cost = np.asarray([[o.cost for o in options]])
         pick = int(choose(quality, cost, policy)[0])
         chosen = options[pick]
         workflow = TEMPLATES[chosen.template](chosen.workers, {})
+        workflow.members = list(chosen.workers)
         if chosen.template == "single":
             ranked = sorted(estimates, key=lambda e: -(e.quality - policy.lam * e.cost))
             workflow.fallbacks = [
@@ -188,9 +207,13 @@ def workflow_config(section: Any) -> WorkflowConfig:
     if unknown:
         from podium.routing.config import RoutingConfigError
 
-        why = "needs a runner worker: name it in a rule" if unknown[0] in TEMPLATES else "unknown"
+        why = (
+            "it has no prior: the router scores it once traces have measured it"
+            if unknown[0] in TEMPLATES
+            else "unknown"
+        )
         raise RoutingConfigError(
-            f"workflow: template {unknown[0]!r} cannot be scored here ({why}; scored: "
-            f"{', '.join(SCORED)})"
+            f"workflow: template {unknown[0]!r} cannot be scored from priors ({why}; scored "
+            f"from priors: {', '.join(SCORED)})"
         )
     return config
