@@ -23,6 +23,7 @@ from podium.eval.live import (
     eval_config,
     plan_jobs,
     strategies_for,
+    workflow_rules,
 )
 from podium.eval.report import markdown, percentile, summarise, wilson
 from podium.eval.run import LiveOptions, evaluate, interleave
@@ -36,6 +37,7 @@ QUESTIONS = [
     for i in range(3)
 ]
 NUMERIC = [{"context": "What is 40 + 2?", "answer": "42"}]
+EXTRA = [{"query": f"Question: more ({i})", "choices": ["w", "x"], "gold": 1} for i in range(5)]
 
 
 @pytest.fixture
@@ -369,6 +371,41 @@ async def test_feedback_loop_trains_the_router_from_traces(
     assert router["n"] == 3
     records = [json.loads(x) for x in (options.out / "results.jsonl").read_text().splitlines()]
     assert all(r["route"].startswith("learned") for r in records), records
+
+
+async def test_a_train_workflow_is_asked_and_learned_beside_the_workers(
+    tmp_path: Path, upstreams: dict[str, FakeOpenAI]
+) -> None:
+    options = LiveOptions(
+        tasks=[write_tasks(tmp_path, "choice", QUESTIONS)],
+        out=tmp_path / "out",
+        config=write_pool(tmp_path, upstreams),
+        strategies=["router"],
+        train_tasks=[write_tasks(tmp_path, "choice", QUESTIONS + EXTRA, split="train")],
+        train_workflows=["plan_solve(cheap,strong)"],
+    )
+    await evaluate(options)
+    train_log = [json.loads(x) for x in (options.out / "train.jsonl").read_text().splitlines()]
+    asked = [r for r in train_log if r["strategy"] == "plan_solve(cheap,strong)"]
+    assert len(asked) == 8 and all(r["correct"] for r in asked)  # the strong worker solves
+    assert all(r["step_workers"] == ["cheap", "strong"] for r in asked)
+    routers = ArtifactStore(options.out / "state" / "routers")
+    current = routers.current()
+    assert current is not None
+    model = routers.load(current)
+    assert "plan_solve(cheap,strong)" in model.models  # learned from its traces' feedback
+    # as right as the strong worker, but a workflow is no worker for the router to match
+    assert model.policy.calibrated["best_worker"] == "strong"
+
+
+def test_a_workflow_strategy_is_one_header_rule() -> None:
+    (found,) = strategies_for(["program(a,run)"], ["a"])
+    assert (found.model, found.headers) == ("podium/auto", {"x-podium-strategy": "program(a,run)"})
+    (rule,) = workflow_rules(["program(a,run)"])
+    assert rule["workflow"] == {"template": "program", "workers": ["a", "run"]}
+    assert rule["match"]["headers"] == {"x-podium-strategy": r"^program\(a,run\)$"}
+    with pytest.raises(ValueError, match="template\\(worker"):
+        workflow_rules(["program"])
 
 
 def routed_after_training(

@@ -95,6 +95,13 @@ def register(main: click.Group) -> None:
     )
     @click.option("--train-limit", type=click.IntRange(1), help="Questions per train file.")
     @click.option(
+        "--train-workflow",
+        "train_workflows",
+        multiple=True,
+        help="A workflow the train split asks too, as TEMPLATE(WORKER,...) (repeatable, e.g. "
+        "'program(qwen2.5-coder-1.5b,python)'): the router learns when it pays.",
+    )
+    @click.option(
         "--report-only",
         is_flag=True,
         help="Only write the report from what results.jsonl in --out holds (asks nothing).",
@@ -120,6 +127,7 @@ def register(main: click.Group) -> None:
         code_timeout: float,
         train_tasks: tuple[Path, ...],
         train_limit: int | None,
+        train_workflows: tuple[str, ...],
         report_only: bool,
         api_key_env: str | None,
         admin_key_env: str,
@@ -128,12 +136,18 @@ def register(main: click.Group) -> None:
         from podium.eval.live import strategies_for
         from podium.eval.run import LiveOptions, evaluate
         from podium.eval.scoring import TaskFileError
+        from podium.workflow import parse_workflow_key
 
         names = _names(strategies)
         try:
             strategies_for(names, ["w"])
         except ValueError as error:
             raise click.BadParameter(str(error), param_hint="--strategies") from None
+        for key in train_workflows:
+            if parse_workflow_key(key) is None:
+                raise click.BadParameter(
+                    f"{key!r}: write TEMPLATE(WORKER,...)", param_hint="--train-workflow"
+                )
         options = LiveOptions(
             tasks=list(tasks),
             out=out,
@@ -148,6 +162,7 @@ def register(main: click.Group) -> None:
             code_timeout=code_timeout,
             train_tasks=list(train_tasks),
             train_limit=train_limit,
+            train_workflows=list(train_workflows),
             api_key_env=api_key_env,
             admin_key_env=admin_key_env,
             # the command that asks, not the one that only rewrote the report

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -35,6 +36,7 @@ from podium.code_examples import answer_program
 from podium.eval.sandbox import run_tests
 from podium.eval.scoring import Question, Score, score_text
 from podium.routing.training import TrainingExample
+from podium.workflow import parse_workflow_key
 
 STRATEGY_MODELS = {
     "router": "podium/auto",
@@ -66,9 +68,14 @@ def strategies_for(names: Sequence[str], workers: Sequence[str]) -> list[Strateg
             found.append(Strategy(name, name.removeprefix("single:")))
         elif name in STRATEGY_MODELS:
             found.append(Strategy(name, STRATEGY_MODELS[name], {STRATEGY_HEADER: name}))
+        elif parse_workflow_key(name) is not None:
+            # one templated workflow, always (a header rule of the evaluation's config)
+            found.append(Strategy(name, "podium/auto", {STRATEGY_HEADER: name}))
         else:
             known = ", ".join(ALL_STRATEGIES)
-            raise ValueError(f"unknown strategy {name!r} (known: {known}, single:<worker>)")
+            raise ValueError(
+                f"unknown strategy {name!r} (known: {known}, single:<worker>, template(worker,...))"
+            )
     return found
 
 
@@ -483,10 +490,34 @@ def strategy_routing(workers: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def eval_config(base: dict[str, Any], state_dir: Path) -> dict[str, Any]:
+def workflow_rules(keys: Sequence[str]) -> list[dict[str, Any]]:
+    """A rule per workflow strategy (``program(a,b)``): its header runs that workflow."""
+    rules = []
+    for index, key in enumerate(keys):
+        parsed = parse_workflow_key(key)
+        if parsed is None:
+            raise ValueError(f"{key!r} is not a workflow: write template(worker,...)")
+        template, members = parsed
+        rules.append(
+            {
+                "name": f"strategy-workflow-{index + 1}",
+                "workflow": {"template": template, "workers": members},
+                "match": {
+                    "model": ["podium/auto"],
+                    "headers": {STRATEGY_HEADER: f"^{re.escape(key)}$"},
+                },
+            }
+        )
+    return rules
+
+
+def eval_config(
+    base: dict[str, Any], state_dir: Path, workflows: Sequence[str] = ()
+) -> dict[str, Any]:
     """The configuration the evaluation serves: the user's workers and settings, its own data
     directory (traces, feedback and router artifacts apart from production), content capture
-    on (the learned router trains on prompts), and the strategy routing."""
+    on (the learned router trains on prompts), and the strategy routing (``workflows``: the
+    workflow strategies the train split asks too)."""
     config: dict[str, Any] = json.loads(json.dumps(base))  # a deep copy of plain YAML data
     workers = config.get("workers") or []
     if not workers:
@@ -498,6 +529,7 @@ def eval_config(base: dict[str, Any], state_dir: Path) -> dict[str, Any]:
     observe["capture_content"] = True
     routing = config.get("routing") or {}
     ours = strategy_routing(names)
+    ours["rules"].extend(workflow_rules(workflows))
     ours["rules"].extend(routing.get("rules") or [])
     for name, section in (routing.get("routers") or {}).items():
         # the user's settings for a router win over the evaluation's defaults
@@ -532,15 +564,16 @@ def write_config(config: dict[str, Any], path: Path) -> None:
 
 def log_examples(records: Sequence[Record], questions: Sequence[Question]) -> list[TrainingExample]:
     """The train log as the router's training examples: per answer, the prompt the gateway
-    saw (its messages joined, as a trace captures it), the worker, whether it was right, its
-    cost and output tokens; what the traces and their feedback carried."""
+    saw (its messages joined, as a trace captures it), the worker (or the workflow, for a
+    workflow strategy), whether it was right, its cost and output tokens; what the traces and
+    their feedback carried."""
     prompts = {q.qid: "\n".join(m["content"] for m in messages_for(q)) for q in questions}
     return [
         TrainingExample(
             trace_id=record.trace_id or f"{record.strategy}:{record.qid}",
             created_at=record.created_at,
             prompt=prompts[record.qid],
-            worker=record.worker,
+            worker=record.strategy if parse_workflow_key(record.strategy) else record.worker,
             quality=1.0 if record.correct else 0.0,
             cost_usd=record.cost_usd,
             output_tokens=record.output_tokens,

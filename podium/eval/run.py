@@ -52,6 +52,7 @@ class LiveOptions:
     code_timeout: float = 10.0
     train_tasks: list[Path] = field(default_factory=list)
     train_limit: int | None = None
+    train_workflows: list[str] = field(default_factory=list)  # program(a,b), ...
     api_key_env: str | None = None
     admin_key_env: str | None = "PODIUM_ADMIN_KEY"
     command: str = ""
@@ -89,7 +90,7 @@ def prepare_state(options: LiveOptions, source: Path) -> tuple[dict[str, Any], P
     """The evaluation's config (written to its state folder) and where it was written."""
     base = _read_yaml(source)
     state = (options.state_dir or options.out / "state").resolve()
-    config_data = eval_config(base, state)
+    config_data = eval_config(base, state, options.train_workflows)
     link_models(Path(str(base.get("data_dir") or ".podium")).expanduser(), state)
     config_path = state / "eval-config.yaml"
     write_config(config_data, config_path)
@@ -170,13 +171,14 @@ async def feedback_loop(
     options: LiveOptions,
     config_path: Path | None,
 ) -> None:
-    """Every train question through every single worker, correctness posted as feedback
-    against each trace; then the learned router is trained from those traces and reloaded.
+    """Every train question through every single worker (and every workflow of
+    ``--train-workflow``), correctness posted as feedback against each trace; then the learned
+    router is trained from those traces and reloaded.
     When the log already held some answers (asked by an earlier run, whose feedback may be
     in another store), the router trains from the whole log's examples instead: the same
     outcomes the feedback carried, without asking the workers again."""
     log = ResultsLog(options.out / "train.jsonl")
-    strategies = strategies_for([f"single:{w}" for w in workers], workers)
+    strategies = strategies_for([f"single:{w}" for w in workers] + options.train_workflows, workers)
     jobs = plan_jobs(questions, strategies, log.done)
     posted = 0
 
