@@ -92,6 +92,8 @@ _KEY = re.compile(r"([a-z][a-z0-9_]*)\(([^()]+)\)")
 def parse_workflow_key(name: str) -> tuple[str, list[str]] | None:
     """The template and workers a ``template(worker,...)`` name stands for; None for any other
     name (a worker's)."""
+    if not name.endswith(")"):  # every worker's name: asked per column on each decision
+        return None
     found = _KEY.fullmatch(name)
     if found is None:
         return None

@@ -57,6 +57,15 @@ def routing(tmp_path: Path, learned: dict[str, Any] | None = None, **extra: Any)
     return build_routing(config, load_plugins(third_party=False))
 
 
+def serving(
+    tmp_path: Path, model: QualityCostModel, learned: dict[str, Any] | None = None
+) -> Routing:
+    """The routing of a gateway whose promoted artifact is ``model``."""
+    store = ArtifactStore(tmp_path / "routers")
+    store.promote(store.save(model).number)
+    return routing(tmp_path, learned)
+
+
 def context(routing: Routing, budget: float | None = None) -> RouteContext:
     return RouteContext(
         caller=Caller(), eligible=list(routing.parts.config.workers), budget_usd=budget
@@ -144,9 +153,7 @@ async def test_the_floor_comes_from_the_artifact_or_podium_yaml_and_is_explained
 async def test_the_router_sends_easy_prompts_cheap_and_hard_ones_strong(
     tmp_path: Path, trained: QualityCostModel
 ) -> None:
-    store = ArtifactStore(tmp_path / "routers")
-    store.promote(store.save(trained).number)
-    chain = routing(tmp_path, {"lam": 10})
+    chain = serving(tmp_path, trained, {"lam": 10})
     learned = chain.router("learned")
     easy = await learned.plan(ask(easy_prompt(7)), context(chain))
     hard = await learned.plan(ask(hard_prompt(9)), context(chain))
@@ -303,9 +310,7 @@ def measured() -> QualityCostModel:
 async def test_a_measured_workflow_is_chosen_where_it_pays(
     tmp_path: Path, measured: QualityCostModel
 ) -> None:
-    store = ArtifactStore(tmp_path / "routers")
-    store.promote(store.save(measured).number)
-    chain = routing(tmp_path, {"lam": 30})
+    chain = serving(tmp_path, measured, {"lam": 30})
     learned = chain.router("learned")
     hard = await learned.plan(ask(hard_prompt(9)), context(chain))
     easy = await learned.plan(ask(easy_prompt(7)), context(chain))
@@ -324,9 +329,7 @@ async def test_a_measured_workflow_is_chosen_where_it_pays(
 async def test_a_measured_workflow_is_offered_only_where_it_can_run(
     tmp_path: Path, measured: QualityCostModel
 ) -> None:
-    store = ArtifactStore(tmp_path / "routers")
-    store.promote(store.save(measured).number)
-    chain = routing(tmp_path, {"lam": 30})
+    chain = serving(tmp_path, measured, {"lam": 30})
     learned = chain.router("learned")
     # a worker of the workflow is not cleared for this request: the workflow is no candidate
     cleared = [w for w in chain.parts.config.workers if w.name != "strong"]
@@ -343,9 +346,9 @@ async def test_a_measured_workflow_is_offered_only_where_it_can_run(
 async def test_the_workflow_router_scores_a_measured_workflow_by_its_measurements(
     tmp_path: Path, measured: QualityCostModel
 ) -> None:
-    store = ArtifactStore(tmp_path / "routers")
-    store.promote(store.save(measured).number)
-    chain = routing(tmp_path, {"type": "workflow", "templates": ["single", "cascade"], "lam": 30})
+    chain = serving(
+        tmp_path, measured, {"type": "workflow", "templates": ["single", "cascade"], "lam": 30}
+    )
     decision = await chain.router("learned").plan(ask(hard_prompt(9)), context(chain))
     assert decision is not None
     # the priors would put this cascade at ~0.74 (a weak draft, an imperfect check), below the
