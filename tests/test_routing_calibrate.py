@@ -97,3 +97,16 @@ def test_a_measured_workflow_is_no_worker_to_match() -> None:
     policy = calibrate(model, match_best_worker=True)
     assert policy.calibrated["best_worker"] == "strong"
     assert policy.calibrated["expected_cost"] < 10.0
+
+
+def test_an_unknown_outcome_counts_as_its_prediction_so_every_lambda_sees_every_row() -> None:
+    # the strong worker was asked the first two questions only (a workflow measured on a
+    # sample of the traffic is the common case); on the others its held-out prediction stands
+    known = [((0.2, 0.9), (0.0, 1.0)), ((0.2, 0.9), (0.0, 1.0))]
+    unasked = [((0.2, 0.6), (0.0, float("nan"))), ((0.2, 0.6), (0.0, float("nan")))]
+    rows = known + unasked
+    model = calibrated_model([p for p, _ in rows], [t for _, t in rows])
+    policy = calibrate(model, target_quality=0.7)
+    # always the strong worker: (1 + 1 + 0.6 + 0.6) / 4, not 1.0 over the two rows it knows
+    assert policy.calibrated["expected_quality"] == pytest.approx(0.8)
+    assert policy.calibrated["expected_cost"] == pytest.approx(10.0)

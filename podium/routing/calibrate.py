@@ -171,8 +171,8 @@ class Setting:
 
 
 def sweep(model: QualityCostModel) -> list[Setting]:
-    """Mean true quality and cost on the calibration rows, per lambda (rows whose pick has
-    no known outcome are left out of that lambda's means)."""
+    """Mean true quality and cost on the calibration rows, per lambda (where a pick's outcome
+    is unknown, its prediction stands in: :func:`_outcome`)."""
     cal = model.calibration
     if not cal:
         raise ValueError("this artifact has no calibration rows (train with a calibration split)")
@@ -186,15 +186,19 @@ def sweep(model: QualityCostModel) -> list[Setting]:
 
 
 def _outcome(cal: dict[str, FloatArray], picks: npt.NDArray[np.intp]) -> tuple[float, float] | None:
-    """Mean true quality and cost of these picks over the rows whose pick has a known outcome
-    (a missing true cost is the predicted one)."""
+    """Mean quality and cost of these picks over every calibration row. Where a pick's true
+    outcome is unknown (a worker not asked that question, a workflow measured on a sample of
+    the traffic), the held-out prediction for it stands in: leaving such rows out would
+    judge each lambda on other rows (the rows its own picks happen to know), so no two
+    settings would be compared on the same questions. None when no pick's outcome is known."""
     rows = np.arange(picks.shape[0])
     q, c = cal["true_quality"][rows, picks], cal["true_cost"][rows, picks]
-    known = ~np.isnan(q)
-    if not known.any():
+    unknown = np.isnan(q)
+    if unknown.all():
         return None
+    quality = np.where(unknown, cal["pred_quality"][rows, picks], q)
     cost = np.where(np.isnan(c), cal["pred_cost"][rows, picks], c)
-    return float(q[known].mean()), float(cost[known].mean())
+    return float(quality.mean()), float(cost.mean())
 
 
 def best_worker(model: QualityCostModel) -> tuple[str, float]:
