@@ -102,6 +102,12 @@ def register(main: click.Group) -> None:
         "'program(qwen2.5-coder-1.5b,python)'): the router learns when it pays.",
     )
     @click.option(
+        "--train-workflow-limit",
+        type=click.IntRange(1),
+        help="Train questions per file the workflows answer (default: as many as the workers): "
+        "a workflow measured on a sample, as on a sample of real traffic.",
+    )
+    @click.option(
         "--report-only",
         is_flag=True,
         help="Only write the report from what results.jsonl in --out holds (asks nothing).",
@@ -128,6 +134,7 @@ def register(main: click.Group) -> None:
         train_tasks: tuple[Path, ...],
         train_limit: int | None,
         train_workflows: tuple[str, ...],
+        train_workflow_limit: int | None,
         report_only: bool,
         api_key_env: str | None,
         admin_key_env: str,
@@ -163,6 +170,7 @@ def register(main: click.Group) -> None:
             train_tasks=list(train_tasks),
             train_limit=train_limit,
             train_workflows=list(train_workflows),
+            train_workflow_limit=train_workflow_limit,
             api_key_env=api_key_env,
             admin_key_env=admin_key_env,
             # the command that asks, not the one that only rewrote the report

@@ -53,6 +53,7 @@ class LiveOptions:
     train_tasks: list[Path] = field(default_factory=list)
     train_limit: int | None = None
     train_workflows: list[str] = field(default_factory=list)  # program(a,b), ...
+    train_workflow_limit: int | None = None  # train questions per file the workflows answer
     api_key_env: str | None = None
     admin_key_env: str | None = "PODIUM_ADMIN_KEY"
     command: str = ""
@@ -178,8 +179,25 @@ async def feedback_loop(
     in another store), the router trains from the whole log's examples instead: the same
     outcomes the feedback carried, without asking the workers again."""
     log = ResultsLog(options.out / "train.jsonl")
-    strategies = strategies_for([f"single:{w}" for w in workers] + options.train_workflows, workers)
-    jobs = plan_jobs(questions, strategies, log.done)
+    singles = strategies_for([f"single:{w}" for w in workers], workers)
+    flows = strategies_for(options.train_workflows, workers)
+    strategies = singles + flows
+    # the workflows may answer a sample (the first questions of each file), as a workflow
+    # would be tried on a sample of real traffic; the workers answer every question
+    limit = options.train_workflow_limit
+    sampled = {
+        q.qid for q in (questions if limit is None else load_all(options.train_tasks, limit))
+    }
+    jobs = [
+        job
+        for question in questions
+        for job in plan_jobs(
+            [question], singles + flows if question.qid in sampled else singles, log.done
+        )
+    ]
+    expected = len(questions) * len(singles) + len(sampled & {q.qid for q in questions}) * len(
+        flows
+    )
     posted = 0
 
     async def post(record: Record) -> None:
@@ -201,7 +219,7 @@ async def feedback_loop(
     if config_path is None:
         raise ValueError("training the router needs --config: the gateway's configuration")
     examples = None
-    if len(jobs) < len(questions) * len(strategies):
+    if len(jobs) < expected:
         examples = (options.state_dir or options.out / "state") / "train-examples.jsonl"
         write_examples(examples, log_examples(log.records, questions))
         print(f"podium eval live: the router trains from {log.path.name}", file=sys.stderr)
