@@ -39,22 +39,38 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared/data/routing/router
 TARGET_MS = 3.0
 
 
-VARIANTS = {  # label: (embeddings in the features, k-NN table over embeddings)
-    "hashed features": (False, False),
-    "hashed features + embeddings": (True, False),
-    "hashed features + k-NN over embeddings": (False, True),
+VARIANTS = {  # label: (embeddings in the features, k-NN table over embeddings, workflows)
+    "hashed features": (False, False, False),
+    "hashed features + 3 measured workflows": (False, False, True),
+    "hashed features + embeddings": (True, False, False),
+    "hashed features + k-NN over embeddings": (False, True, False),
 }
+# three workflow columns over the data's workers, for the latency of offering measured
+# workflows (their outcomes are borrowed from the strongest model's: only the timing counts)
+WORKFLOWS = ("cascade({0},{1})", "solve_verify({0},{1})", "plan_solve({0},{1})")
+
+
+def worker_name(model: str) -> str:
+    return model.replace("/", "-")
 
 
 def build(
-    data_path: Path, data_dir: Path, embeddings: bool, knn: bool = False
+    data_path: Path, data_dir: Path, embeddings: bool, knn: bool = False, workflows: bool = False
 ) -> tuple[PodiumConfig, dict[str, Router]]:
     data = read_csv(data_path)
+    models, quality, cost = list(data.models), data.quality, data.cost
+    if workflows:
+        strong = int(np.nanargmax(np.nanmean(quality, axis=0)))
+        cheap = int(np.nanargmin(np.nanmean(cost, axis=0)))
+        pair = (worker_name(models[cheap]), worker_name(models[strong]))
+        models += [key.format(*pair) for key in WORKFLOWS]
+        quality = np.hstack([quality] + [quality[:, [strong]]] * len(WORKFLOWS))
+        cost = np.hstack([cost] + [cost[:, [strong]] * 0.6] * len(WORKFLOWS))
     model = fit(
         data.prompts,
-        data.quality,
-        data.cost,
-        data.models,
+        quality,
+        cost,
+        models,
         options=knn_options() if knn else TrainOptions(),
         embedder=load_embedder() if embeddings else None,
         neighbour_embedder=load_embedder() if knn else None,
@@ -63,7 +79,7 @@ def build(
     store.promote(store.save(model).number)
     workers = [
         {
-            "name": name.replace("/", "-"),
+            "name": worker_name(name),
             "provider": "openai",
             "model": name,
             "base_url": "http://127.0.0.1:9",
@@ -125,9 +141,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         routers: dict[str, Router] = {}
         cfg: PodiumConfig | None = None
-        for label, (embeddings, knn) in VARIANTS.items():
+        for label, (embeddings, knn, workflows) in VARIANTS.items():
             folder = Path(tmp) / label.replace(" ", "_").replace("+", "and")
-            cfg, built = build(args.data, folder, embeddings, knn)
+            cfg, built = build(args.data, folder, embeddings, knn, workflows)
             routers.update({f"{kind} ({label})": router for kind, router in built.items()})
         assert cfg is not None
         timings, huge = asyncio.run(measure(routers, cfg, args.rounds, args.block))
@@ -163,7 +179,9 @@ def report(timings: dict[str, list[float]], huge: dict[str, list[float]], args: 
     lines += [
         "",
         "The workflow router runs the learned router's predictions and then scores single, "
-        "cascade and solve-verify plans over the eligible workers. A huge prompt is read as its "
+        "cascade and solve-verify plans over the eligible workers. With measured workflows, "
+        "the artifact has three more columns (`cascade(a,b)`, `solve_verify(a,b)`, "
+        "`plan_solve(a,b)`) that both routers offer as candidates. A huge prompt is read as its "
         "head and tail only (features), so its cost is bounded.",
         "",
         "Rerun: `.venv/bin/python -m benchmarks.routing_learned_latency --out "
