@@ -20,7 +20,7 @@ from podium.routing.chain import Routing, build_routing
 from podium.routing.features import FeatureSpec, Featurizer, hashed_chars, hashed_words
 from podium.routing.learned import Policy, QualityCostModel, choose, fit
 from podium.types import ChatRequest, Message, ResponseFormat, TextPart
-from tests.learned_helpers import easy_prompt, hard_prompt, write_csv
+from tests.learned_helpers import easy_prompt, hard_prompt, measured_cascade, write_csv
 
 
 def ask(text: str) -> ChatRequest:
@@ -291,20 +291,7 @@ async def test_the_admin_api_reloads_the_promoted_version_at_once(
 
 @pytest.fixture(scope="module")
 def measured() -> QualityCostModel:
-    """The synthetic workers plus a cascade the traces measured: as good as the strong
-    worker everywhere, at half its cost (the cheap draft is checked, and often stands)."""
-    import random
-
-    rng = random.Random(1)
-    models = ["cheap", "strong", "middling", "cascade(cheap,strong)"]
-    prompts, quality, cost = [], [], []
-    for i in range(240):
-        hard = i % 2 == 1
-        prompts.append(hard_prompt(i) if hard else easy_prompt(i))
-        chance = [0.1 if hard else 0.95, 0.95, 0.5, 0.95]
-        quality.append([1.0 if rng.random() < p else 0.0 for p in chance])
-        cost.append([0.0001, 0.01, 0.001, 0.005])
-    return fit(prompts, np.asarray(quality), np.asarray(cost), models)
+    return measured_cascade()
 
 
 async def test_a_measured_workflow_is_chosen_where_it_pays(

@@ -49,24 +49,24 @@ async def shadow_report(
         if decision is None:
             skipped += 1
             continue
-        chosen = decision.workflow.steps[-1].worker
-        by_worker = {c.worker: c for c in decision.candidates}
-        served = by_worker.get(trace.worker)
-        candidate = by_worker[chosen]
+        # a choice is a worker or a measured workflow (its candidate's label, its trace's key)
+        chosen = decision.workflow.key or decision.workflow.steps[-1].worker
+        by_choice = {c.label or c.worker: c for c in decision.candidates}
+        was = trace.workflow or trace.worker
+        served = by_choice.get(was)
+        candidate = by_choice[chosen]
         scored += 1
         totals["cand_q"] += candidate.quality or 0.0
         totals["cand_c"] += candidate.cost_usd or 0.0
         totals["served_q"] += (served.quality or 0.0) if served else 0.0
         totals["served_c"] += (served.cost_usd or 0.0) if served else trace.cost_usd
         totals["actual_c"] += trace.cost_usd
-        if chosen == trace.worker:
+        if chosen == was:
             agree += 1
         else:
-            changes[f"{trace.worker} -> {chosen}"] += 1
+            changes[f"{was} -> {chosen}"] += 1
             if len(examples) < 10:
-                examples.append(
-                    {"trace_id": trace.trace_id, "served": trace.worker, "candidate": chosen}
-                )
+                examples.append({"trace_id": trace.trace_id, "served": was, "candidate": chosen})
     n = max(scored, 1)
     return {
         "scored": scored,
