@@ -177,6 +177,7 @@
       ["when", new Date(trace.created_at * 1000).toLocaleString()], ["caller", trace.caller],
       ["model asked", trace.requested_model], ["route", trace.route], ["router", text(trace.router)],
       ["rule", text(trace.rule)], ["reason", text(trace.reason)], ["worker", text(trace.worker)],
+      ["workflow", text(trace.workflow)],
       ["status", `${trace.status} (${trace.http_status})${trace.error ? ": " + trace.error : ""}`],
       ["data class", trace.data_class], ["contract", text(trace.contract)],
       ["policy actions", trace.policy_actions.join(", ")],
