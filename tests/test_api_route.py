@@ -42,6 +42,7 @@ async def test_route_returns_the_decision_and_runs_nothing(
     assert decision["workflow"]["steps"] == [
         {"worker": POOL[2], "role": "answer", "instruction": "", "access": "all"}
     ]
+    assert decision["workflow"]["key"] is None  # one call: no workflow to name
     assert decision["candidates"][0] == {
         "worker": POOL[2],
         "score": decision["candidates"][0]["score"],

@@ -262,6 +262,7 @@ def describe_decision(decision: Decision) -> dict[str, Any]:
         "reason": decision.reason,
         "workflow": {
             "template": workflow.template,
+            "key": workflow.key,  # a templated workflow's name, as its trace will record it
             "steps": [
                 {
                     "worker": step.worker,
