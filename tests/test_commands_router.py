@@ -135,6 +135,13 @@ def test_cross_validated_calibration_matches_the_best_worker_for_less(tmp_path: 
     assert info["expected_quality"] >= info["target_quality"]
     assert info["expected_cost"] < 0.75 * always_strong_cost  # easy ones go to the cheap model
     assert model.policy.lam > 0
+    # or the best quality for no more than always asking the strong worker
+    within = run("router", "calibrate", "--within-best-worker-cost", "--out", out)
+    assert "goal met (within the best worker's cost, strong:" in within
+    info = store.load(store.get(1)).policy.calibrated
+    assert info["max_cost_per_request"] == pytest.approx(always_strong_cost)
+    assert info["expected_cost"] <= always_strong_cost
+    assert info["expected_quality"] >= info["best_worker_quality"]
 
 
 def write_examples(path: Path, rows: int) -> Path:

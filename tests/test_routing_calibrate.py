@@ -99,6 +99,27 @@ def test_a_measured_workflow_is_no_worker_to_match() -> None:
     assert policy.calibrated["expected_cost"] < 10.0
 
 
+def test_matching_the_best_worker_spends_a_gain_on_savings_and_its_cost_on_quality() -> None:
+    # the workflow is right everywhere at 3 a question, the strong worker on two of three at 10
+    # (the cheap worker looks close on the third question, where it is wrong)
+    rows = [((0.2, 0.9, 0.95), (0.0, 1.0, 1.0))] * 2 + [((0.6, 0.5, 0.95), (0.0, 0.0, 1.0))]
+    model = calibrated_model([p[:2] for p, _ in rows], [t[:2] for _, t in rows])
+    model.models.append("program(cheap,python)")
+    model.calibration["pred_quality"] = np.asarray([p for p, _ in rows])
+    model.calibration["true_quality"] = np.asarray([t for _, t in rows])
+    costs = np.tile([1.0, 10.0, 3.0], (3, 1))
+    model.calibration["pred_cost"] = model.calibration["true_cost"] = costs
+    matched = calibrate(model, match_best_worker=True).calibrated
+    within = calibrate(model, within_best_worker_cost=True).calibrated
+    # the strong worker's quality (2/3) at the least cost: the gain buys a cheap answer
+    assert matched["expected_quality"] == pytest.approx(2 / 3)
+    assert matched["expected_cost"] == pytest.approx((3 + 3 + 1) / 3)
+    # no more than the strong worker's cost (10): the gain is kept as quality
+    assert within["max_cost_per_request"] == pytest.approx(10.0)
+    assert within["best_worker"] == "strong" and within["met"]
+    assert within["expected_quality"] == pytest.approx(1.0)
+
+
 def test_an_unknown_outcome_counts_as_its_prediction_so_every_lambda_sees_every_row() -> None:
     # the strong worker was asked the first two questions only (a workflow measured on a
     # sample of the traffic is the common case); on the others its held-out prediction stands

@@ -102,6 +102,14 @@ def register(main: click.Group) -> None:
         "'program(qwen2.5-coder-1.5b,python)'): the router learns when it pays.",
     )
     @click.option(
+        "--calibration",
+        type=click.Choice(["match-best-worker", "within-best-worker-cost"]),
+        default="match-best-worker",
+        show_default=True,
+        help="What the trained router is calibrated to on the train split: the best worker's "
+        "accuracy at the least cost, or the best accuracy at no more than that worker's cost.",
+    )
+    @click.option(
         "--train-workflow-limit",
         type=click.IntRange(1),
         help="Train questions per file the workflows answer (default: as many as the workers): "
@@ -135,6 +143,7 @@ def register(main: click.Group) -> None:
         train_limit: int | None,
         train_workflows: tuple[str, ...],
         train_workflow_limit: int | None,
+        calibration: str,
         report_only: bool,
         api_key_env: str | None,
         admin_key_env: str,
@@ -171,6 +180,7 @@ def register(main: click.Group) -> None:
             train_limit=train_limit,
             train_workflows=list(train_workflows),
             train_workflow_limit=train_workflow_limit,
+            calibration=calibration,
             api_key_env=api_key_env,
             admin_key_env=admin_key_env,
             # the command that asks, not the one that only rewrote the report

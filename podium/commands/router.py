@@ -303,6 +303,12 @@ def register(main: click.Group) -> None:
         help="Reach the best single worker's quality on the calibration rows at the least cost.",
     )
     @click.option(
+        "--within-best-worker-cost",
+        is_flag=True,
+        help="The best quality whose mean cost stays within the best single worker's on the "
+        "calibration rows (no more than always asking it costs).",
+    )
+    @click.option(
         "--floor",
         is_flag=True,
         help="Also pick a floor: questions where every worker's predicted quality is below it "
@@ -316,6 +322,7 @@ def register(main: click.Group) -> None:
         target_quality: float | None,
         max_cost_per_request: float | None,
         match_best_worker: bool,
+        within_best_worker_cost: bool,
         floor: bool,
         out: str | None,
         config_path: str | None,
@@ -324,11 +331,16 @@ def register(main: click.Group) -> None:
         from podium.routing.artifacts import ArtifactError
         from podium.routing.calibrate import calibrate
 
-        goals = (target_quality is not None, max_cost_per_request is not None, match_best_worker)
+        goals = (
+            target_quality is not None,
+            max_cost_per_request is not None,
+            match_best_worker,
+            within_best_worker_cost,
+        )
         if sum(goals) != 1:
             raise click.UsageError(
-                "give exactly one of --target-quality, --match-best-worker or "
-                "--max-cost-per-request"
+                "give exactly one of --target-quality, --match-best-worker, "
+                "--max-cost-per-request or --within-best-worker-cost"
             )
         store = _artifacts(config_path, out)
         try:
@@ -344,6 +356,7 @@ def register(main: click.Group) -> None:
                 target_quality=target_quality,
                 max_cost=max_cost_per_request,
                 match_best_worker=match_best_worker,
+                within_best_worker_cost=within_best_worker_cost,
                 floor=floor,
             )
         except ValueError as error:
@@ -352,8 +365,13 @@ def register(main: click.Group) -> None:
         store.rewrite(version, model)
         info = policy.calibrated
         status = "met" if info["met"] else "NOT met (closest setting chosen)"
-        if "best_worker" in info:
+        if "target_quality" in info and "best_worker" in info:
             status += f" (the best worker, {info['best_worker']}: {info['target_quality']:.3f})"
+        elif "best_worker" in info:
+            status += (
+                f" (within the best worker's cost, {info['best_worker']}: "
+                f"${info['max_cost_per_request']:.6f}, quality {info['best_worker_quality']:.3f})"
+            )
         knobs = f"lambda={policy.lam:g}"
         if floor:
             knobs += (

@@ -583,11 +583,23 @@ def log_examples(records: Sequence[Record], questions: Sequence[Question]) -> li
     ]
 
 
-def train_router(config_path: Path, examples: Path | None = None, folds: int = 5) -> str:
+CALIBRATIONS = ("match-best-worker", "within-best-worker-cost")
+
+
+def train_router(
+    config_path: Path,
+    examples: Path | None = None,
+    folds: int = 5,
+    calibration: str = "match-best-worker",
+) -> str:
     """``podium router train --from-traces --promote`` on the evaluation's store (or from
     ``examples`` instead), with cross-validated calibration rows, then ``podium router
     calibrate --match-best-worker --floor``: the cheapest lambda that loses nothing, on the
-    train questions, against the best worker, and the largest floor that loses nothing more."""
+    train questions, against the best worker, and the largest floor that loses nothing more
+    (``calibration="within-best-worker-cost"``: the best lambda that costs no more than
+    that worker, and the largest floor that keeps its quality)."""
+    if calibration not in CALIBRATIONS:
+        raise ValueError(f"unknown calibration {calibration!r} (known: {', '.join(CALIBRATIONS)})")
     import subprocess
 
     def podium(*args: str) -> str:
@@ -603,7 +615,7 @@ def train_router(config_path: Path, examples: Path | None = None, folds: int = 5
     trained = podium(
         "router", "train", *source, "--calibration-folds", str(folds), "--promote", *config
     )
-    return trained + "\n" + podium("router", "calibrate", "--match-best-worker", "--floor", *config)
+    return trained + "\n" + podium("router", "calibrate", f"--{calibration}", "--floor", *config)
 
 
 def env_key(name: str | None) -> str | None:

@@ -54,6 +54,7 @@ class LiveOptions:
     train_limit: int | None = None
     train_workflows: list[str] = field(default_factory=list)  # program(a,b), ...
     train_workflow_limit: int | None = None  # train questions per file the workflows answer
+    calibration: str = "match-best-worker"  # or within-best-worker-cost
     api_key_env: str | None = None
     admin_key_env: str | None = "PODIUM_ADMIN_KEY"
     command: str = ""
@@ -224,7 +225,9 @@ async def feedback_loop(
         write_examples(examples, log_examples(log.records, questions))
         print(f"podium eval live: the router trains from {log.path.name}", file=sys.stderr)
     await asyncio.sleep(1.5)  # the trace recorder writes in batches
-    output = await asyncio.to_thread(train_router, config_path, examples)
+    output = await asyncio.to_thread(
+        train_router, config_path, examples, calibration=options.calibration
+    )
     print(output, file=sys.stderr, flush=True)
     response = await client.http.post("/admin/router/reload")
     print(

@@ -205,12 +205,21 @@ def best_worker(model: QualityCostModel) -> tuple[str, float]:
     """The worker with the highest mean quality on the calibration rows, and that quality
     (over the rows where every worker's outcome is known, when there are any); a workflow the
     artifact measured is no worker to match."""
+    name, quality, _ = _best_worker(model)
+    return name, quality
+
+
+def _best_worker(model: QualityCostModel) -> tuple[str, float, float]:
+    """``best_worker``, and that worker's mean cost on the same rows."""
     columns = worker_columns(model)
     true_q = model.calibration["true_quality"][:, columns]
     complete = ~np.isnan(true_q).any(axis=1)
-    means = np.nanmean(true_q[complete] if complete.any() else true_q, axis=0)
+    rows = complete if complete.any() else np.ones(len(true_q), dtype=bool)
+    means = np.nanmean(true_q[rows], axis=0)
     j = int(np.nanargmax(means))
-    return model.models[columns[j]], float(means[j])
+    cal_cost = model.calibration["true_cost"][rows, columns[j]]
+    cost = np.where(np.isnan(cal_cost), model.calibration["pred_cost"][rows, columns[j]], cal_cost)
+    return model.models[columns[j]], float(means[j]), float(cost.mean())
 
 
 def worker_columns(model: QualityCostModel) -> list[int]:
@@ -243,17 +252,21 @@ def calibrate(
     target_quality: float | None = None,
     max_cost: float | None = None,
     match_best_worker: bool = False,
+    within_best_worker_cost: bool = False,
     floor: bool = False,
 ) -> Policy:
     """The policy that meets the target at the least cost, or the best under the cost cap.
     ``match_best_worker`` sets the target to the best single worker's quality on the same
-    rows: routing must lose nothing against always asking that worker. When nothing meets
-    the target, the closest setting is chosen and ``calibrated.met`` is False. ``floor``
-    then adds the largest floor (:func:`calibrate_floor`) that keeps that quality."""
-    if sum((target_quality is not None, max_cost is not None, match_best_worker)) != 1:
+    rows: routing must lose nothing against always asking that worker.
+    ``within_best_worker_cost`` sets the cap to that worker's mean cost there instead: the
+    best routing that costs no more than always asking it (what a company pays now). When
+    nothing meets the goal, the closest setting is chosen and ``calibrated.met`` is False.
+    ``floor`` then adds the largest floor (:func:`calibrate_floor`) that keeps that quality."""
+    goals = (target_quality is not None, max_cost is not None, match_best_worker)
+    if sum((*goals, within_best_worker_cost)) != 1:
         raise ValueError(
-            "give exactly one of a target quality, the best worker's quality or a maximum "
-            "cost per request"
+            "give exactly one of a target quality, the best worker's quality, a maximum "
+            "cost per request or the best worker's cost"
         )
     if not model.calibration:
         raise ValueError("this artifact has no calibration rows (train with a calibration split)")
@@ -261,6 +274,9 @@ def calibrate(
     if match_best_worker:
         name, target_quality = best_worker(model)
         goal = {"best_worker": name}
+    if within_best_worker_cost:
+        name, quality, max_cost = _best_worker(model)
+        goal = {"best_worker": name, "best_worker_quality": quality}
     settings = sweep(model)
     if target_quality is not None:
         meeting = [s for s in settings if s.quality >= target_quality]
