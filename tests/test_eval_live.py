@@ -400,6 +400,21 @@ async def test_a_train_workflow_is_asked_and_learned_beside_the_workers(
     assert model.policy.calibrated["best_worker"] == "strong"
 
 
+async def test_a_workflow_can_be_asked_on_dev_as_a_strategy(
+    tmp_path: Path, upstreams: dict[str, FakeOpenAI]
+) -> None:
+    options = LiveOptions(
+        tasks=[write_tasks(tmp_path, "choice", QUESTIONS)],
+        out=tmp_path / "out",
+        config=write_pool(tmp_path, upstreams),
+        strategies=["plan_solve(cheap,strong)"],
+    )
+    result = await evaluate(options)
+    records = [json.loads(x) for x in (options.out / "results.jsonl").read_text().splitlines()]
+    assert [r["step_workers"] for r in records] == [["cheap", "strong"]] * 3
+    assert result["strategies"]["plan_solve(cheap,strong)"]["accuracy"] == 1.0
+
+
 def test_a_workflow_strategy_is_one_header_rule() -> None:
     (found,) = strategies_for(["program(a,run)"], ["a"])
     assert (found.model, found.headers) == ("podium/auto", {"x-podium-strategy": "program(a,run)"})

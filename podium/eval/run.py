@@ -31,6 +31,7 @@ from podium.eval.live import (
 )
 from podium.eval.scoring import Question, load_questions
 from podium.routing.training import write_examples
+from podium.workflow import parse_workflow_key
 
 DEFAULT_CONFIG = Path("examples/pool.yaml")
 
@@ -92,7 +93,9 @@ def prepare_state(options: LiveOptions, source: Path) -> tuple[dict[str, Any], P
     """The evaluation's config (written to its state folder) and where it was written."""
     base = _read_yaml(source)
     state = (options.state_dir or options.out / "state").resolve()
-    config_data = eval_config(base, state, options.train_workflows)
+    # every workflow strategy gets its header rule, asked on train or on dev
+    flows = [s for s in options.strategies if parse_workflow_key(s) is not None]
+    config_data = eval_config(base, state, list(dict.fromkeys(options.train_workflows + flows)))
     link_models(Path(str(base.get("data_dir") or ".podium")).expanduser(), state)
     config_path = state / "eval-config.yaml"
     write_config(config_data, config_path)

@@ -1,16 +1,15 @@
 """Training data for the learned router from Podium's own traces.
 
-A trace becomes an example when its prompt was captured (trace content capture on), it
-ended well, one worker answered it or a template's workflow did (then the example is that
+A trace becomes an example when its prompt was captured (trace content capture on), it ended
+well, one worker answered it or a template's workflow did (then the example is that
 workflow's, named ``template(worker,...)``, at the whole trace's cost, so the router learns
 what the workflow achieves as it learns what a worker does), and some quality signal exists
-for it: the ``feedback``
-table's ``score`` (0..1; from applications, people, contract evaluators, verifier steps and
-the judge, averaged per trace). Traces without a signal teach nothing about quality and are
-skipped. Examples become RouterBench-format rows, one per distinct prompt: the traces of one
-prompt on several workers fill that row's cells (repeats averaged), so a held-out row shows what
-each worker did on the same question; the cells of workers never asked stay unknown (NaN),
-which the trainer masks out.
+for it: the ``feedback`` table's ``score`` (0..1; from applications, people, contract
+evaluators, verifier steps and the judge, averaged per trace). Traces without a signal teach
+nothing about quality and are skipped. Examples become RouterBench-format rows, one per
+distinct prompt: the traces of one prompt on several workers fill that row's cells (repeats
+averaged), so a held-out row shows what each worker did on the same question; the cells of
+workers never asked stay unknown (NaN), which the trainer masks out.
 """
 
 from __future__ import annotations
