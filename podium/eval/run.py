@@ -192,16 +192,9 @@ async def feedback_loop(
     sampled = {
         q.qid for q in (questions if limit is None else load_all(options.train_tasks, limit))
     }
-    jobs = [
-        job
-        for question in questions
-        for job in plan_jobs(
-            [question], singles + flows if question.qid in sampled else singles, log.done
-        )
-    ]
-    expected = len(questions) * len(singles) + len(sampled & {q.qid for q in questions}) * len(
-        flows
-    )
+    asked = [(q, singles + flows if q.qid in sampled else singles) for q in questions]
+    jobs = [job for question, those in asked for job in plan_jobs([question], those, log.done)]
+    expected = sum(len(those) for _, those in asked)
     posted = 0
 
     async def post(record: Record) -> None:
