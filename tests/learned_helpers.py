@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import csv
 import random
+import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from podium.routing.learned import QualityCostModel, fit
+from podium.store.traces import TraceRecord
 
 MODELS = {"cheap": 0.0001, "strong": 0.01, "middling": 0.001}
 EASY_TOPICS = [
@@ -71,3 +74,27 @@ def measured_cascade() -> QualityCostModel:
         quality.append([1.0 if rng.random() < p else 0.0 for p in chance])
         cost.append([0.0001, 0.01, 0.001, 0.005])
     return fit(prompts, np.asarray(quality), np.asarray(cost), models)
+
+
+def served_trace(prompt: str, worker: str, when: float, **fields: Any) -> TraceRecord:
+    """A trace of ``worker`` answering ``prompt`` through the learned router."""
+    values: dict[str, Any] = {
+        "trace_id": uuid.uuid4().hex,
+        "created_at": when,
+        "ingress": "openai",
+        "caller": "anonymous",
+        "owner": "anonymous",
+        "requested_model": "podium/auto",
+        "route": "learned",
+        "status": "ok",
+        "http_status": 200,
+        "worker": worker,
+        "workers": worker,
+        "output_tokens": 40,
+        "cost_usd": 0.001 if worker == "strong" else 0.00001,
+        "steps": [
+            {"step": 0, "role": "answer", "worker": worker, "status": "ok", "cost_usd": 0.001}
+        ],
+        "prompt": prompt,
+    }
+    return TraceRecord(**{**values, **fields})

@@ -21,7 +21,7 @@ from podium.routing.artifacts import ArtifactStore
 from podium.routing.training import examples_to_data, iter_training_examples
 from podium.store.sqlite import SQLiteStore
 from podium.store.traces import TraceRecord
-from tests.learned_helpers import easy_prompt, hard_prompt, write_csv
+from tests.learned_helpers import easy_prompt, hard_prompt, served_trace, write_csv
 
 
 def run(*args: str) -> str:
@@ -41,26 +41,6 @@ def config_file(tmp_path: Path) -> Path:
     return path
 
 
-def trace(prompt: str, worker: str, when: float) -> TraceRecord:
-    return TraceRecord(
-        trace_id=uuid.uuid4().hex,
-        created_at=when,
-        ingress="openai",
-        caller="anonymous",
-        owner="anonymous",
-        requested_model="podium/auto",
-        route="learned",
-        status="ok",
-        http_status=200,
-        worker=worker,
-        workers=worker,
-        output_tokens=40,
-        cost_usd=0.001 if worker == "strong" else 0.00001,
-        steps=[{"step": 0, "role": "answer", "worker": worker, "status": "ok", "cost_usd": 0.001}],
-        prompt=prompt,
-    )
-
-
 async def seed_traces(db: Path, count: int, *, feedback: bool = True) -> list[TraceRecord]:
     store = SQLiteStore(db)
     await store.open()
@@ -70,7 +50,7 @@ async def seed_traces(db: Path, count: int, *, feedback: bool = True) -> list[Tr
         hard = i % 2 == 1
         worker = "cheap" if i % 4 < 2 else "strong"
         prompt = hard_prompt(i) if hard else easy_prompt(i)
-        records.append(trace(prompt, worker, now - 3600 + i))
+        records.append(served_trace(prompt, worker, now - 3600 + i))
     await store.write_traces(records)
     if feedback:
         for record in records[:-2]:  # the last two have no signal: they must be skipped

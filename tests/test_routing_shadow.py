@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from pathlib import Path
 
 from podium.config import parse_config
@@ -11,27 +10,7 @@ from podium.routing.artifacts import ArtifactStore
 from podium.routing.learned import Policy
 from podium.routing.shadow import shadow_report
 from podium.store.sqlite import SQLiteStore
-from podium.store.traces import TraceRecord
-from tests.learned_helpers import hard_prompt, measured_cascade
-
-
-def served(prompt: str, worker: str, workflow: str | None = None) -> TraceRecord:
-    return TraceRecord(
-        trace_id=uuid.uuid4().hex,
-        created_at=time.time(),
-        ingress="openai",
-        caller="anonymous",
-        owner="anonymous",
-        requested_model="podium/auto",
-        route="learned",
-        status="ok",
-        http_status=200,
-        worker=worker,
-        workers=worker,
-        cost_usd=0.01,
-        prompt=prompt,
-        workflow=workflow,
-    )
+from tests.learned_helpers import hard_prompt, measured_cascade, served_trace
 
 
 async def test_a_workflow_is_a_choice_of_its_own_on_both_sides(tmp_path: Path) -> None:
@@ -51,10 +30,10 @@ async def test_a_workflow_is_a_choice_of_its_own_on_both_sides(tmp_path: Path) -
     await store.open()
     await store.write_traces(
         [
-            served(hard_prompt(1), "strong"),
-            served(hard_prompt(3), "strong"),
+            served_trace(hard_prompt(1), "strong", time.time()),
+            served_trace(hard_prompt(3), "strong", time.time()),
             # the cascade answered this one: its last worker, but the workflow was the choice
-            served(hard_prompt(5), "strong", "cascade(cheap,strong)"),
+            served_trace(hard_prompt(5), "strong", time.time(), workflow="cascade(cheap,strong)"),
         ]
     )
     await store.close()

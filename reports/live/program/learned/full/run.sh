@@ -6,7 +6,7 @@
 # asked on train; the router is asked again on dev.
 set -e
 T=${TASKS:-../shared/data/tasks}
-OUT=reports/live/program/learned/full
+OUT=${OUT:-reports/live/program/learned/full}
 [ -f "$OUT/train.jsonl" ] || cat reports/live/train.jsonl reports/live/program/learned/train-workflow.jsonl > "$OUT/train.jsonl"
 [ -f "$OUT/results.jsonl" ] || grep -v '"strategy": "router"' reports/live/program/results.jsonl > "$OUT/results.jsonl"
 exec podium eval live \
