@@ -29,6 +29,7 @@ from podium.eval.report import markdown, percentile, summarise, wilson
 from podium.eval.run import LiveOptions, evaluate, interleave
 from podium.eval.scoring import load_questions
 from podium.routing.artifacts import ArtifactStore
+from podium.routing.learned import QualityCostModel
 from podium.testing.fakes import Behaviour
 from podium.testing.openai_fake import FakeOpenAI
 
@@ -358,10 +359,7 @@ async def test_feedback_loop_trains_the_router_from_traces(
     state = options.out / "state"
     assert list((state / "routers").glob("*.npz")), "a router version was written"
     # its lambda was chosen on the train traces to match the best worker there
-    routers = ArtifactStore(state / "routers")
-    current = routers.current()
-    assert current is not None
-    calibrated = routers.load(current).policy.calibrated
+    calibrated = router_in_service(options).policy.calibrated
     assert calibrated["best_worker"] == "strong" and calibrated["target_quality"] == 1.0
     assert calibrated["rows"] == 8  # every train question, predicted by a model without it
     summary = json.loads((options.out / "train.json").read_text())
@@ -373,15 +371,34 @@ async def test_feedback_loop_trains_the_router_from_traces(
     assert all(r["route"].startswith("learned") for r in records), records
 
 
-async def test_a_train_workflow_is_asked_and_learned_beside_the_workers(
-    tmp_path: Path, upstreams: dict[str, FakeOpenAI]
-) -> None:
+def routed_after_training(
+    tmp_path: Path, upstreams: dict[str, FakeOpenAI], **overrides: Any
+) -> LiveOptions:
+    """The router asked three dev questions after a feedback loop over eight train ones."""
     options = LiveOptions(
         tasks=[write_tasks(tmp_path, "choice", QUESTIONS)],
         out=tmp_path / "out",
         config=write_pool(tmp_path, upstreams),
         strategies=["router"],
         train_tasks=[write_tasks(tmp_path, "choice", QUESTIONS + EXTRA, split="train")],
+    )
+    return replace(options, **overrides)
+
+
+def router_in_service(options: LiveOptions) -> QualityCostModel:
+    """The learned-router version the evaluation's state promoted."""
+    routers = ArtifactStore(options.out / "state" / "routers")
+    current = routers.current()
+    assert current is not None
+    return routers.load(current)
+
+
+async def test_a_train_workflow_is_asked_and_learned_beside_the_workers(
+    tmp_path: Path, upstreams: dict[str, FakeOpenAI]
+) -> None:
+    options = routed_after_training(
+        tmp_path,
+        upstreams,
         train_workflows=["plan_solve(cheap,strong)"],
         train_workflow_limit=5,  # measured on a sample: the workers answer all eight
     )
@@ -391,10 +408,7 @@ async def test_a_train_workflow_is_asked_and_learned_beside_the_workers(
     assert len(asked) == 5 and all(r["correct"] for r in asked)  # the strong worker solves
     assert len(train_log) == 8 * 3 + 5
     assert all(r["step_workers"] == ["cheap", "strong"] for r in asked)
-    routers = ArtifactStore(options.out / "state" / "routers")
-    current = routers.current()
-    assert current is not None
-    model = routers.load(current)
+    model = router_in_service(options)
     assert "plan_solve(cheap,strong)" in model.models  # learned from its traces' feedback
     # as right as the strong worker, but a workflow is no worker for the router to match
     assert model.policy.calibrated["best_worker"] == "strong"
@@ -425,21 +439,6 @@ def test_a_workflow_strategy_is_one_header_rule() -> None:
         workflow_rules(["program"])
 
 
-def routed_after_training(
-    tmp_path: Path, upstreams: dict[str, FakeOpenAI], **overrides: Any
-) -> LiveOptions:
-    """The router asked three dev questions after a feedback loop over eight train ones."""
-    extra = [{"query": f"Question: more ({i})", "choices": ["w", "x"], "gold": 1} for i in range(5)]
-    options = LiveOptions(
-        tasks=[write_tasks(tmp_path, "choice", QUESTIONS)],
-        out=tmp_path / "out",
-        config=write_pool(tmp_path, upstreams),
-        strategies=["router"],
-        train_tasks=[write_tasks(tmp_path, "choice", QUESTIONS + extra, split="train")],
-    )
-    return replace(options, **overrides)
-
-
 async def test_a_fresh_state_trains_the_router_from_the_train_log_without_asking_again(
     tmp_path: Path, upstreams: dict[str, FakeOpenAI]
 ) -> None:
@@ -452,10 +451,7 @@ async def test_a_fresh_state_trains_the_router_from_the_train_log_without_asking
     asked = requests_made(upstreams)
     result = await evaluate(options)
     assert requests_made(upstreams) == asked + 3  # the three dev questions, no train question
-    routers = ArtifactStore(options.out / "state" / "routers")
-    current = routers.current()
-    assert current is not None
-    model = routers.load(current)
+    model = router_in_service(options)
     assert model.metadata["sources"] == ["train-examples.jsonl"]
     # the same rows and outcomes as the traces gave, so the same calibration
     assert model.policy.calibrated == trained_on_traces.policy.calibrated
@@ -478,10 +474,7 @@ async def test_a_raised_train_limit_asks_only_the_new_questions_and_trains_on_al
     await evaluate(replace(options, train_limit=8))
     assert requests_made(upstreams) == asked + 3 * 3 + 3  # the new train questions, then dev
     assert "9 feedback signals posted" in capsys.readouterr().err
-    routers = ArtifactStore(options.out / "state" / "routers")
-    current = routers.current()
-    assert current is not None
-    model = routers.load(current)
+    model = router_in_service(options)
     # the earlier run's answers count too: the router learns from the whole train log
     assert model.metadata["sources"] == ["train-examples.jsonl"]
     assert model.policy.calibrated["rows"] == 8
