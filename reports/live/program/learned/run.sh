@@ -7,11 +7,14 @@
 # workflow. The single-worker and Mixture-of-Agents rows are ../results.jsonl's, copied; the
 # workers' train answers are ../../train.jsonl's, copied (only the workflow is asked on train;
 # its answers are kept in train-workflow.jsonl).
+# full/run.sh and within-cost/run.sh run this script with another OUT, TRAIN_LIMIT and more
+# options.
 set -e
 T=${TASKS:-../shared/data/tasks}
-OUT=reports/live/program/learned
+HERE=reports/live/program/learned
+OUT=${OUT:-$HERE}
 # the workers' train answers, and the workflow's where an earlier run recorded them
-[ -f "$OUT/train.jsonl" ] || cat reports/live/train.jsonl $(ls "$OUT/train-workflow.jsonl" 2>/dev/null) > "$OUT/train.jsonl"
+[ -f "$OUT/train.jsonl" ] || cat reports/live/train.jsonl $(ls "$HERE/train-workflow.jsonl" 2>/dev/null) > "$OUT/train.jsonl"
 [ -f "$OUT/results.jsonl" ] || grep -v '"strategy": "router"' reports/live/program/results.jsonl > "$OUT/results.jsonl"
 exec podium eval live \
   --tasks "$T/arc_easy/dev.jsonl" --tasks "$T/commonsense_qa/dev.jsonl" \
@@ -19,7 +22,7 @@ exec podium eval live \
   --tasks "$T/human_eval/dev.jsonl" --limit 55 \
   --train-router "$T/arc_easy/train.jsonl" --train-router "$T/commonsense_qa/train.jsonl" \
   --train-router "$T/triviaqa_sm_sub/train.jsonl" --train-router "$T/svamp/train.jsonl" \
-  --train-limit 100 \
+  --train-limit "${TRAIN_LIMIT:-100}" \
   --train-workflow 'program(qwen2.5-coder-1.5b,python,qwen2.5-coder-1.5b)' \
   --strategies "${STRATEGIES:-single,router,moa}" \
-  --config "$OUT/pool.yaml" --concurrency 2 --out "$OUT" "$@"
+  --config "$HERE/pool.yaml" --concurrency 2 --out "$OUT" "$@"
