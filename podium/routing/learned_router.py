@@ -225,6 +225,7 @@ def measured_workflows(
     """The artifact's workflow columns (``template(worker,...)``) that can run on this pool,
     priced as the traces they were learned from cost."""
     by_name = {worker.name: worker for worker in eligible}
+    names = set(by_name)
     found: list[Estimate] = []
     for j, column in enumerate(model.models):
         parsed = parse_workflow_key(column)
@@ -233,7 +234,7 @@ def measured_workflows(
         template, members = parsed
         try:
             workflow = TEMPLATES[template](members, {})
-            workflow.validate(set(by_name), checkers)
+            workflow.validate(names, checkers)
         except WorkflowError:
             continue  # a member is not cleared for this request, or the template changed
         workflow.members = members
