@@ -47,14 +47,14 @@ def _handle(config: LearnedConfig, parts: RouterParts) -> ModelHandle:
 
 def learned_factory(section: Any, parts: RouterParts) -> Router:
     config: LearnedConfig = parse_section(section, LearnedConfig, "learned")
-    return LearnedRouter(config, _handle(config, parts))
+    return LearnedRouter(config, _handle(config, parts), templates=parts.templates)
 
 
 def workflow_factory(section: Any, parts: RouterParts) -> Router:
     from podium.routing.workflow_router import WorkflowRouter, workflow_config
 
     config = workflow_config(section)
-    return WorkflowRouter(config, _handle(config, parts))
+    return WorkflowRouter(config, _handle(config, parts), templates=parts.templates)
 
 
 def conductor_factory(section: Any, parts: RouterParts) -> Router:

@@ -35,7 +35,8 @@ from podium.routing.artifacts import ArtifactStore, Version
 from podium.routing.base import Candidate, Decision, RouteContext
 from podium.routing.features import Embedder
 from podium.routing.learned import Policy, QualityCostModel, below_floor, choose
-from podium.routing.templates import TEMPLATES
+from podium.routing.registry import TemplateRegistry
+from podium.routing.templates import register_templates
 from podium.types import ChatRequest
 from podium.workers import estimate_tokens
 from podium.workflow import Workflow, WorkflowError, parse_workflow_key
@@ -161,9 +162,16 @@ class ModelHandle:
 class WorkerScorer:
     """Per eligible worker: predicted quality and cost for one request."""
 
-    def __init__(self, config: LearnedConfig, handle: ModelHandle) -> None:
+    def __init__(
+        self,
+        config: LearnedConfig,
+        handle: ModelHandle,
+        templates: TemplateRegistry | None = None,
+    ) -> None:
+        """``templates``: what builds a measured workflow (default: the built-in templates)."""
         self.config = config
         self.handle = handle
+        self.templates = templates if templates is not None else builtin_templates()
 
     def column(self, model: QualityCostModel, worker: WorkerConfig) -> int | None:
         index = {name: j for j, name in enumerate(model.models)}
@@ -211,7 +219,9 @@ class WorkerScorer:
             else:
                 out.append(Estimate(worker, float(quality[j]), cost, True))
         if checkers is not None:
-            out.extend(measured_workflows(model, quality, data_cost, eligible, checkers))
+            out.extend(
+                measured_workflows(model, quality, data_cost, eligible, checkers, self.templates)
+            )
         return out, model
 
 
@@ -221,23 +231,23 @@ def measured_workflows(
     data_cost: npt.NDArray[np.float64],
     eligible: Sequence[WorkerConfig],
     checkers: frozenset[str],
+    templates: TemplateRegistry,
 ) -> list[Estimate]:
     """The artifact's workflow columns (``template(worker,...)``) that can run on this pool,
-    priced as the traces they were learned from cost."""
+    built by the gateway's templates and priced as the traces they were learned from cost."""
     by_name = {worker.name: worker for worker in eligible}
     names = set(by_name)
     found: list[Estimate] = []
     for j, column in enumerate(model.models):
         parsed = parse_workflow_key(column)
-        if parsed is None or parsed[0] not in TEMPLATES or parsed[1][0] not in by_name:
+        if parsed is None or parsed[0] not in templates or parsed[1][0] not in by_name:
             continue
         template, members = parsed
         try:
-            workflow = TEMPLATES[template](members, {})
+            workflow = templates.build(template, members, {})
             workflow.validate(names, checkers)
         except WorkflowError:
             continue  # a member is not cleared for this request, or the template changed
-        workflow.members = members
         found.append(
             Estimate(by_name[members[0]], float(quality[j]), float(data_cost[j]), True, workflow)
         )
@@ -250,6 +260,12 @@ def workflow_checkers(request: ChatRequest, context: RouteContext) -> frozenset[
     if request.tools or request.response_format is not None:
         return None
     return context.checker_names()
+
+
+def builtin_templates() -> TemplateRegistry:
+    registry = TemplateRegistry()
+    register_templates(registry)
+    return registry
 
 
 def capable(request: ChatRequest, eligible: Sequence[WorkerConfig]) -> list[WorkerConfig]:
@@ -266,11 +282,18 @@ def capable(request: ChatRequest, eligible: Sequence[WorkerConfig]) -> list[Work
 
 
 class LearnedRouter:
-    def __init__(self, config: LearnedConfig, handle: ModelHandle, name: str = "learned") -> None:
+    def __init__(
+        self,
+        config: LearnedConfig,
+        handle: ModelHandle,
+        name: str = "learned",
+        templates: TemplateRegistry | None = None,
+    ) -> None:
         self.name = name
         self.config = config
         self.handle = handle
-        self.scorer = WorkerScorer(config, handle)
+        self.scorer = WorkerScorer(config, handle, templates)
+        self.templates = self.scorer.templates
 
     def policy(self, model: QualityCostModel, context: RouteContext) -> Policy:
         base = model.policy

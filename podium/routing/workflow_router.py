@@ -39,6 +39,7 @@ from podium.routing.learned_router import (
     capable,
     workflow_checkers,
 )
+from podium.routing.registry import TemplateRegistry
 from podium.routing.templates import TEMPLATES
 from podium.types import ChatRequest
 
@@ -116,8 +117,14 @@ def options_for(estimates: list[Estimate], config: WorkflowConfig) -> list[Optio
 
 
 class WorkflowRouter(LearnedRouter):
-    def __init__(self, config: WorkflowConfig, handle: ModelHandle, name: str = "workflow") -> None:
-        super().__init__(config, handle, name)
+    def __init__(
+        self,
+        config: WorkflowConfig,
+        handle: ModelHandle,
+        name: str = "workflow",
+        templates: TemplateRegistry | None = None,
+    ) -> None:
+        super().__init__(config, handle, name, templates)
         self.workflow_config = config
 
     async def plan(self, request: ChatRequest, context: RouteContext) -> Decision | None:
@@ -153,8 +160,7 @@ class WorkflowRouter(LearnedRouter):
         cost = np.asarray([[o.cost for o in options]])
         pick = int(choose(quality, cost, policy)[0])
         chosen = options[pick]
-        workflow = TEMPLATES[chosen.template](chosen.workers, {})
-        workflow.members = list(chosen.workers)
+        workflow = self.templates.build(chosen.template, chosen.workers, {})
         if chosen.template == "single":
             ranked = sorted(estimates, key=lambda e: -(e.quality - policy.lam * e.cost))
             workflow.fallbacks = [
