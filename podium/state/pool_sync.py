@@ -127,11 +127,17 @@ class PoolSync:
                 state = State(str(config), bool(draining), bool(removed))
                 try:
                     await self._apply(str(name), state)
+                    applied += 1
+                    # Known as this replica now holds it, in its own canonical form, so the
+                    # pool listener's publish finds nothing new. A row written by another
+                    # Podium version (other defaults, fields) would otherwise be written back
+                    # in this one's form, and two versions would echo it between them forever.
+                    state = state_of(self.pool.get(str(name)), state) or state
                 except Exception as error:  # one bad row must not stop the others
                     log.warning("could not apply the shared change to worker %s: %s", name, error)
+                # a row that failed is not retried every round: it waits for its next version
                 self._versions[name] = int(version)
                 self._known[name] = state
-                applied += 1
         self.applied += applied
         return applied
 
