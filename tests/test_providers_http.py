@@ -5,6 +5,8 @@ outside that must stay a cancellation."""
 from __future__ import annotations
 
 import asyncio
+import datetime
+import email.utils
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -105,3 +107,85 @@ async def test_an_outer_timeout_nearer_than_the_calls_own_is_the_outer_ones() ->
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.1):
                 await call(port, Timeouts(first_byte=3, total=5))
+
+
+@asynccontextmanager
+async def canned_server(status: int, body: bytes, *headers: str) -> AsyncIterator[int]:
+    """Answers every request with ``status``, ``body`` and the given header lines."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            await reader.readexactly(length)
+            extra = "".join(f"{line}\r\n" for line in headers)
+            writer.write(
+                f"HTTP/1.1 {status} X\r\ncontent-length: {len(body)}\r\n{extra}\r\n".encode() + body
+            )
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+
+
+async def failure(status: int, body: bytes, *headers: str) -> ProviderError:
+    async with canned_server(status, body, *headers) as port:
+        with pytest.raises(ProviderError) as caught:
+            await call(port, Timeouts(connect=1.0, first_byte=2.0, total=2.0))
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("body", "shown"),
+    [
+        (b'{"error": {"message": "model is overloaded", "type": "x"}}', "model is overloaded"),
+        (b'[{"error": {"code": 503, "message": "backend busy", "status": "UNAVAILABLE"}}]',
+         "backend busy"),
+        (b'{"detail": "queue full"}', "queue full"),  # FastAPI-style servers (vLLM and others)
+        (b'{"error": "the model crashed"}', "the model crashed"),  # llama.cpp, Ollama
+        (b"<html>502 Bad Gateway</html>", "<html>502 Bad Gateway</html>"),  # a proxy in front
+        (b"", "no error message"),
+    ],
+)  # fmt: skip
+async def test_the_upstreams_own_message_is_kept_whatever_its_shape(
+    body: bytes, shown: str
+) -> None:
+    error = await failure(503, body)
+    assert error.retryable
+    assert error.message == f"worker 'slow' failed (upstream 503): {shown}"
+
+
+async def test_retry_after_in_seconds_or_as_an_http_date_is_read() -> None:
+    assert (await failure(429, b"{}", "retry-after: 7")).retry_after == 7.0
+    when = email.utils.format_datetime(
+        datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=30), usegmt=True
+    )
+    dated = await failure(429, b"{}", f"retry-after: {when}")
+    assert dated.retry_after is not None and 25.0 <= dated.retry_after <= 31.0
+    assert (await failure(429, b"{}", "retry-after: soon")).retry_after is None
+
+
+async def test_a_refused_credential_is_named_without_the_upstreams_text() -> None:
+    # the upstream's text may echo the key; the message never carries it
+    error = await failure(401, b'{"error": {"message": "Incorrect API key provided: sk-abc123"}}')
+    assert error.message == "worker 'slow' refused Podium's credential (upstream 401)"
+    assert "sk-abc123" not in str(error)
+
+
+async def test_a_success_with_a_body_that_is_not_json_is_a_retryable_upstream_error() -> None:
+    async with canned_server(200, b"<html>login</html>") as port:
+        with pytest.raises(ProviderError) as caught:
+            await call(port, Timeouts(connect=1.0, first_byte=2.0, total=2.0))
+    assert caught.value.retryable
+    assert caught.value.message == "worker 'slow' answered with invalid JSON"
