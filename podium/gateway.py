@@ -78,6 +78,37 @@ def enforce_clearance(decision: Decision, eligible: list[WorkerConfig]) -> None:
         ) from None
 
 
+def enforce_capabilities(
+    decision: Decision, request: ChatRequest, eligible: list[WorkerConfig]
+) -> None:
+    """A request with images goes only to workers that declare ``vision``: a fallback that
+    does not is dropped, and a step that does not refuses the request (400) before anything is
+    sent. Otherwise a text-only model fails upstream (llama.cpp answers 500), and a caller's
+    bad request would count against the worker's circuit breaker for everyone."""
+    if not request.has_images():
+        return
+    by_name = {worker.name: worker for worker in eligible}
+
+    def blind(name: str) -> bool:
+        worker = by_name.get(name)
+        return (
+            worker is not None and worker.role == "answer" and "vision" not in worker.capabilities
+        )
+
+    if decision.workflow.fallbacks:
+        decision.workflow.fallbacks = [w for w in decision.workflow.fallbacks if not blind(w)]
+    for step in decision.workflow.steps:
+        if blind(step.worker):
+            declared = ", ".join(by_name[step.worker].capabilities) or "none"
+            raise PodiumError(
+                "invalid_request",
+                f"worker {step.worker!r} does not accept images (its capabilities: {declared}); "
+                "send them to a worker with 'vision', or leave them out",
+                param="messages",
+                code="unsupported_input",
+            )
+
+
 def total_cost(attempts: Sequence[Attempt]) -> float:
     if len(attempts) == 1:  # the usual request: the sum without its generator
         cost = attempts[0].cost_usd
@@ -251,6 +282,7 @@ class Gateway:
             for hook in stages.decided:
                 await hook.decided(request, decision, context)
             enforce_clearance(decision, eligible)
+            enforce_capabilities(decision, request, eligible)
             if request.stream:
                 return await self._stream(request, decision, run, context, stages, relay)
             response = await self.executor.complete(

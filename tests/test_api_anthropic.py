@@ -209,9 +209,14 @@ async def test_stop_sequences_and_max_tokens_reach_the_worker(
     assert fake_openai.received[0].body["stop"] == ["END", "STOP"]
 
 
+SEEING = {"capabilities": ["streaming", "vision"]}
+
+
 async def test_image_blocks_translate(gateway: Any, fake_openai: FakeOpenAI) -> None:
     async with (
-        gateway([worker("alpha", "openai", fake_openai.base_url, profile=CLEARED)]) as running,
+        gateway(
+            [worker("alpha", "openai", fake_openai.base_url, profile=CLEARED, **SEEING)]
+        ) as running,
         client(running) as sdk,
     ):
         await sdk.messages.create(

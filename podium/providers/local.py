@@ -138,7 +138,15 @@ class LocalProvider:
                 )
             )
 
-    async def _ready(self) -> OpenAIProvider:
+    async def _ready(self, request: ChatRequest) -> OpenAIProvider:
+        if request.has_images():
+            # The models run here read text only (no multimodal projector is loaded); llama.cpp
+            # would answer 500, which counts against the worker. This is the caller's error.
+            raise ProviderError(
+                "invalid_request",
+                f"worker {self.worker.name!r} runs a text-only model and cannot read images",
+                worker=self.worker.name,
+            )
         if self._inner is None:
             try:
                 await self.start()
@@ -148,10 +156,10 @@ class LocalProvider:
         return self._inner
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
-        return await (await self._ready()).complete(request)
+        return await (await self._ready(request)).complete(request)
 
     async def stream(self, request: ChatRequest) -> EventStream:
-        inner = await self._ready()
+        inner = await self._ready(request)
         async for event in inner.stream(request):
             yield event
 

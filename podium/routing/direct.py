@@ -1,5 +1,6 @@
 """The plainest router: the requested model names a worker (or an alias of one); virtual
-models such as ``podium/auto`` go to the default worker."""
+models such as ``podium/auto`` go to the default worker (a request with images, to the first
+worker that reads them when the default does not)."""
 
 from __future__ import annotations
 
@@ -48,6 +49,13 @@ class DirectRouter:
         if virtual:
             chosen = self._default if self._default in eligible else eligible[0]
             reason = f"{model} goes to the default worker {chosen!r}"
+            if request.has_images():
+                seeing = [w.name for w in context.eligible if "vision" in w.capabilities]
+                if seeing and chosen not in seeing:
+                    reason = (
+                        f"{model} with images goes to {seeing[0]!r} ({chosen!r} reads no images)"
+                    )
+                    chosen = seeing[0]
         else:
             # A worker's own name is the usual request: found without resolve's lookup table.
             named = model if model in eligible else self.resolve(model, context)
