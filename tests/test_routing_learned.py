@@ -343,3 +343,19 @@ async def test_the_workflow_router_scores_a_measured_workflow_by_its_measurement
     assert decision.workflow.key == "cascade(cheap,strong)"
     found = re.search(r"cascade\(cheap, strong\) predicted quality (\d\.\d+)", decision.reason)
     assert found is not None and float(found[1]) > 0.85
+
+
+async def test_a_worker_whose_context_cannot_hold_the_prompt_is_not_a_candidate(
+    tmp_path: Path, trained: QualityCostModel
+) -> None:
+    chain = serving(tmp_path, trained, {"lam": 10})
+    learned = chain.router("learned")
+    prompt = hard_prompt(9) + " " + "background " * 2000  # ~22,000 characters
+    narrow = [
+        worker.model_copy(update={"context_window": 2048}) if worker.name == "strong" else worker
+        for worker in chain.parts.config.workers
+    ]
+    decision = await learned.plan(ask(prompt), RouteContext(caller=Caller(), eligible=narrow))
+    assert decision is not None
+    assert "strong" not in decision.workflow.workers + decision.workflow.fallbacks
+    assert {c.worker for c in decision.candidates} == {"cheap", "middling"}

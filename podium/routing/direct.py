@@ -1,6 +1,6 @@
 """The plainest router: the requested model names a worker (or an alias of one); virtual
-models such as ``podium/auto`` go to the default worker (a request with images, to the first
-worker that reads them when the default does not)."""
+models such as ``podium/auto`` go to the default worker, or to the first that can take the
+request when the default cannot (:mod:`podium.routing.fit`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from podium.errors import PodiumError
 from podium.routing.base import Candidate, Decision, RouteContext
+from podium.routing.fit import fits
 from podium.types import ChatRequest
 from podium.workflow import Workflow
 
@@ -49,13 +50,13 @@ class DirectRouter:
         if virtual:
             chosen = self._default if self._default in eligible else eligible[0]
             reason = f"{model} goes to the default worker {chosen!r}"
-            if request.has_images():
-                seeing = [w.name for w in context.eligible if "vision" in w.capabilities]
-                if seeing and chosen not in seeing:
-                    reason = (
-                        f"{model} with images goes to {seeing[0]!r} ({chosen!r} reads no images)"
-                    )
-                    chosen = seeing[0]
+            default = next(w for w in context.eligible if w.name == chosen)
+            if not fits(request, default):
+                # it reads no images, has no tools, or its context cannot hold this prompt
+                able = next((w.name for w in context.eligible if fits(request, w)), None)
+                if able is not None:  # else none can: the default's upstream will say why
+                    reason = f"{model} goes to {able!r}: the default {chosen!r} cannot take it"
+                    chosen = able
         else:
             # A worker's own name is the usual request: found without resolve's lookup table.
             named = model if model in eligible else self.resolve(model, context)

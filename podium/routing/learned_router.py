@@ -34,6 +34,7 @@ from podium.config import WorkerConfig
 from podium.routing.artifacts import ArtifactStore, Version
 from podium.routing.base import Candidate, Decision, RouteContext
 from podium.routing.features import Embedder
+from podium.routing.fit import fitting
 from podium.routing.learned import Policy, QualityCostModel, below_floor, choose
 from podium.routing.registry import TemplateRegistry
 from podium.routing.templates import register_templates
@@ -268,19 +269,6 @@ def builtin_templates() -> TemplateRegistry:
     return registry
 
 
-def capable(request: ChatRequest, eligible: Sequence[WorkerConfig]) -> list[WorkerConfig]:
-    """Workers that can take the request (tools, images); all of them if none can."""
-    needs: set[str] = set()
-    if request.tools:
-        needs.add("tools")
-    if request.has_images():
-        needs.add("vision")
-    if not needs:
-        return list(eligible)
-    able = [w for w in eligible if needs <= set(w.capabilities)]
-    return able or list(eligible)
-
-
 class LearnedRouter:
     def __init__(
         self,
@@ -311,7 +299,7 @@ class LearnedRouter:
     async def plan(self, request: ChatRequest, context: RouteContext) -> Decision | None:
         if request.model not in self.config.models:
             return None
-        workers = capable(request, context.eligible)
+        workers = fitting(request, context.eligible)
         if not workers:
             return None
         estimates, model = self.scorer.estimates(

@@ -30,13 +30,13 @@ import numpy.typing as npt
 from pydantic import Field
 
 from podium.routing.base import Candidate, Decision, RouteContext
+from podium.routing.fit import fitting
 from podium.routing.learned import Policy, below_floor, choose
 from podium.routing.learned_router import (
     Estimate,
     LearnedConfig,
     LearnedRouter,
     ModelHandle,
-    capable,
     workflow_checkers,
 )
 from podium.routing.registry import TemplateRegistry
@@ -130,7 +130,7 @@ class WorkflowRouter(LearnedRouter):
     async def plan(self, request: ChatRequest, context: RouteContext) -> Decision | None:
         if request.model not in self.config.models:
             return None
-        workers = capable(request, context.eligible)
+        workers = fitting(request, context.eligible)
         if not workers:
             return None
         checkers = workflow_checkers(request, context)

@@ -1,0 +1,52 @@
+"""Which workers can take a request at all: the capabilities it needs (``tools`` for tool
+definitions, ``vision`` for images) and a context window that holds its prompt.
+
+Routers that choose among workers (the learned and workflow routers, and ``podium/auto`` in
+the direct router) choose among these. When no worker fits, they keep them all: the upstream
+then says exactly what is wrong, and a worker is not ruled out by an estimate alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from podium.config import WorkerConfig
+from podium.types import ChatRequest
+
+# A prompt is too long for a worker only when it surely is: its characters over this many a
+# token (more than any tokenizer here averages on real text: about 4 for English, 3 for code)
+# still fill the window.
+MOST_CHARS_PER_TOKEN = 6
+
+
+def fewest_tokens(request: ChatRequest) -> int:
+    """A lower bound on the prompt's tokens, from its length."""
+    return request.prompt_length() // MOST_CHARS_PER_TOKEN
+
+
+def needs(request: ChatRequest) -> frozenset[str]:
+    """The capabilities a worker must declare to take this request."""
+    needed: set[str] = set()
+    if request.tools:
+        needed.add("tools")
+    if request.has_images():
+        needed.add("vision")
+    return frozenset(needed)
+
+
+def fits(request: ChatRequest, worker: WorkerConfig) -> bool:
+    return needs(request) <= set(worker.capabilities) and (
+        fewest_tokens(request) < worker.context_window
+    )
+
+
+def fitting(request: ChatRequest, eligible: Sequence[WorkerConfig]) -> list[WorkerConfig]:
+    """The eligible workers that can take the request; all of them if none can."""
+    needed = needs(request)
+    tokens = fewest_tokens(request)
+    able = [
+        worker
+        for worker in eligible
+        if needed <= set(worker.capabilities) and tokens < worker.context_window
+    ]
+    return able or list(eligible)
