@@ -1,14 +1,15 @@
 """A worker's upstream call (``Upstream.post_json``) against a server that answers late: the
 response head's bound, the whole call's bound after the head is in, and a cancellation from
-outside that must stay a cancellation."""
+outside that must stay a cancellation; and against one that answers with an error: what the
+caller reads of it."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime
 import email.utils
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import pytest
 
@@ -17,11 +18,12 @@ from podium.errors import ProviderError
 from podium.providers.egress import Egress
 from podium.providers.http import Upstream
 
+Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
 
 @asynccontextmanager
-async def late_server(head_after: float, body_after: float) -> AsyncIterator[int]:
-    """Answers every request with its head after ``head_after`` s, its body after
-    ``body_after`` s more."""
+async def raw_server(answer: Answer) -> AsyncIterator[int]:
+    """A loopback HTTP/1.1 server: reads each request whole, then lets ``answer`` write."""
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -32,13 +34,7 @@ async def late_server(head_after: float, body_after: float) -> AsyncIterator[int
                 if line.lower().startswith(b"content-length:")
             )
             await reader.readexactly(length)
-            await asyncio.sleep(head_after)
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\n")
-            await writer.drain()
-            await asyncio.sleep(body_after)
-            writer.write(b'{"ok":true}')
-            await writer.drain()
-            await reader.read()
+            await answer(reader, writer)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
@@ -49,6 +45,22 @@ async def late_server(head_after: float, body_after: float) -> AsyncIterator[int
         yield server.sockets[0].getsockname()[1]
     finally:
         server.close()
+
+
+def late_server(head_after: float, body_after: float) -> AbstractAsyncContextManager[int]:
+    """Answers every request with its head after ``head_after`` s, its body after
+    ``body_after`` s more."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(head_after)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(body_after)
+        writer.write(b'{"ok":true}')
+        await writer.drain()
+        await reader.read()
+
+    return raw_server(answer)
 
 
 async def call(port: int, timeouts: Timeouts) -> object:
@@ -109,34 +121,16 @@ async def test_an_outer_timeout_nearer_than_the_calls_own_is_the_outer_ones() ->
                 await call(port, Timeouts(first_byte=3, total=5))
 
 
-@asynccontextmanager
-async def canned_server(status: int, body: bytes, *headers: str) -> AsyncIterator[int]:
+def canned_server(status: int, body: bytes, *headers: str) -> AbstractAsyncContextManager[int]:
     """Answers every request with ``status``, ``body`` and the given header lines."""
 
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = next(
-                int(line.split(b":")[1])
-                for line in head.split(b"\r\n")
-                if line.lower().startswith(b"content-length:")
-            )
-            await reader.readexactly(length)
-            extra = "".join(f"{line}\r\n" for line in headers)
-            writer.write(
-                f"HTTP/1.1 {status} X\r\ncontent-length: {len(body)}\r\n{extra}\r\n".encode() + body
-            )
-            await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
+    async def answer(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        extra = "".join(f"{line}\r\n" for line in headers)
+        head = f"HTTP/1.1 {status} X\r\ncontent-length: {len(body)}\r\n{extra}\r\n"
+        writer.write(head.encode() + body)
+        await writer.drain()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
+    return raw_server(answer)
 
 
 async def failure(status: int, body: bytes, *headers: str) -> ProviderError:
