@@ -112,12 +112,21 @@ async def test_bad_route_requests_get_openai_errors(gateway: Any, fake_openai: F
         unknown = await client.post("/route", json={**chat("hi"), "model": "no-such-model"})
         provider = await client.post("/route", json={**chat("hi"), "api_base": "http://evil"})
         wrong_method = await client.get("/route")
+        image = [
+            {"type": "text", "text": "what is this?"},
+            {"type": "image_url", "image_url": {"url": "https://img.test/a.png"}},
+        ]
+        blind = await client.post(  # as the chat request would be: no worker here reads images
+            "/route", json={"model": POOL[0], "messages": [{"role": "user", "content": image}]}
+        )
+    assert blind.json()["error"]["code"] == "unsupported_input"
     for response, status in (
         (not_json, 400),
         (no_messages, 400),
         (unknown, 404),
         (provider, 400),
         (wrong_method, 405),
+        (blind, 400),
     ):
         assert response.status_code == status, response.text
         if status != 405:

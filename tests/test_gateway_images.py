@@ -120,6 +120,13 @@ async def test_a_worker_that_reads_no_images_is_refused_in_the_callers_format(
                 )
         with pytest.raises(anthropic.BadRequestError) as refused_too:
             await ask_anthropic(running, "text-only")
+        async with openai.AsyncOpenAI(base_url=running.v1, api_key="x", max_retries=0) as client:
+            with pytest.raises(openai.BadRequestError):  # streamed: refused before the stream
+                await client.chat.completions.create(
+                    model="text-only",
+                    messages=[{"role": "user", "content": openai_content(f"data:,{PIXEL}")}],
+                    stream=True,
+                )
         # nothing was sent, and the worker still serves everyone else
         assert fake_openai.received == []
         async with openai.AsyncOpenAI(base_url=running.v1, api_key="x", max_retries=0) as client:
@@ -136,7 +143,7 @@ async def test_a_worker_that_reads_no_images_is_refused_in_the_callers_format(
     assert "vision" in error["message"]
     assert refused_too.value.status_code == 400
     assert "does not accept images" in str(refused_too.value)
-    assert sum(1 for t in trace if t.http_status == 400) == 4  # each refusal is on record
+    assert sum(1 for t in trace if t.http_status == 400) == 5  # each refusal is on record
 
 
 async def test_podium_auto_sends_images_past_a_default_that_reads_none(

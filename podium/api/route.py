@@ -16,6 +16,7 @@ from podium.api.ingress import refuse_provider_fields
 from podium.api.openai import OpenAIIngress
 from podium.context import RequestContext
 from podium.errors import PodiumError
+from podium.gateway import enforce_capabilities, enforce_clearance
 from podium.routing.base import RouteContext
 from podium.routing.chain import Verdict, decide, describe_decision, describe_verdict
 
@@ -65,6 +66,9 @@ def register_app(podium: Podium) -> None:
             trail=trail,
             ask_all=http.query.get("explain", "").lower() in TRUE,
         )
+        # what a chat request would be refused after routing, this is refused too
+        enforce_clearance(decision, eligible)
+        enforce_capabilities(decision, request, eligible)
         payload: dict[str, Any] = {
             "object": "podium.route",
             "model": request.model,
