@@ -35,18 +35,14 @@ def needs(request: ChatRequest) -> frozenset[str]:
 
 
 def fits(request: ChatRequest, worker: WorkerConfig) -> bool:
-    return needs(request) <= set(worker.capabilities) and (
-        fewest_tokens(request) < worker.context_window
-    )
+    return _fits(worker, needs(request), fewest_tokens(request))
 
 
 def fitting(request: ChatRequest, eligible: Sequence[WorkerConfig]) -> list[WorkerConfig]:
     """The eligible workers that can take the request; all of them if none can."""
-    needed = needs(request)
-    tokens = fewest_tokens(request)
-    able = [
-        worker
-        for worker in eligible
-        if needed <= set(worker.capabilities) and tokens < worker.context_window
-    ]
-    return able or list(eligible)
+    needed, tokens = needs(request), fewest_tokens(request)
+    return [worker for worker in eligible if _fits(worker, needed, tokens)] or list(eligible)
+
+
+def _fits(worker: WorkerConfig, needed: frozenset[str], tokens: int) -> bool:
+    return needed <= set(worker.capabilities) and tokens < worker.context_window
