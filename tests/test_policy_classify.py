@@ -123,3 +123,87 @@ async def test_fallbacks_never_leave_the_cleared_set(gateway: Any, fake_openai: 
             )
     models = {r.body["model"] for r in fake_openai.received}
     assert models == {"onprem-model"}
+
+
+SEEING = {"capabilities": ["streaming", "vision"]}
+
+
+def with_image(text: str) -> list[dict[str, Any]]:
+    return [
+        {"type": "text", "text": text},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+    ]
+
+
+async def test_images_get_the_configured_class_floor_since_no_detector_reads_them(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    workers = [
+        worker("vendor", "openai", fake_openai.base_url, **profile(["internal"]), **SEEING),
+        worker("onprem", "openai", fake_openai.base_url, **profile(["restricted"]), **SEEING),
+    ]
+    async with (
+        gateway(workers, policy={"images_class": "confidential"}) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="unused", max_retries=0) as client,
+    ):
+        text = await client.chat.completions.with_raw_response.create(
+            model="podium/auto", messages=[{"role": "user", "content": "what is this?"}]
+        )
+        image = await client.chat.completions.with_raw_response.create(
+            model="podium/auto", messages=[{"role": "user", "content": with_image("what is this?")}]
+        )
+        # a worker cleared below the floor is not available to this request
+        with pytest.raises((openai.PermissionDeniedError, openai.NotFoundError)):
+            await client.chat.completions.create(
+                model="vendor", messages=[{"role": "user", "content": with_image("and this?")}]
+            )
+        await running.podium.recorder.flush()
+        trace = await running.podium.store.get_trace(image.headers["x-podium-trace-id"])
+    assert text.headers["x-podium-worker"] == "vendor"  # text alone: the lowest class
+    assert image.headers["x-podium-worker"] == "onprem"
+    assert trace is not None and "images:unscanned" in trace.policy_actions
+    assert "class:confidential" in trace.policy_actions
+
+
+async def test_without_a_floor_images_pass_on_their_texts_class_and_are_noted(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    async with (
+        gateway([worker("vendor", "openai", fake_openai.base_url, **SEEING)]) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="unused", max_retries=0) as client,
+    ):
+        raw = await client.chat.completions.with_raw_response.create(
+            model="vendor", messages=[{"role": "user", "content": with_image("what is this?")}]
+        )
+        await running.podium.recorder.flush()
+        trace = await running.podium.store.get_trace(raw.headers["x-podium-trace-id"])
+    assert trace is not None and "images:unscanned" in trace.policy_actions
+
+
+async def test_pseudonymised_clearance_does_not_cover_images(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    """Pseudonymisation replaces values in text; the image beside them goes as it came."""
+    vendor = worker(
+        "vendor", "openai", fake_openai.base_url, **profile(["public"], ["confidential"]), **SEEING
+    )
+    async with (
+        gateway([vendor]) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="unused", max_retries=0) as client,
+    ):
+        text_only = await client.chat.completions.create(
+            model="vendor",
+            messages=[{"role": "user", "content": "Is 219-09-9999 a valid SSN?"}],
+        )
+        assert text_only.choices[0].message.content  # pseudonymised, then sent
+        with pytest.raises(openai.PermissionDeniedError):
+            await client.chat.completions.create(
+                model="vendor",
+                messages=[{"role": "user", "content": with_image("Is 219-09-9999 on this card?")}],
+            )
+    assert len(fake_openai.received) == 1
+
+
+def test_an_unknown_images_class_is_a_config_error(make_config: Any) -> None:
+    with pytest.raises((ConfigError, ValueError), match="images_class"):
+        make_config([], policy={"images_class": "secret"})

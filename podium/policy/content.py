@@ -111,6 +111,11 @@ class DataPolicyHook(Hook):
 
     async def transform_request(self, request: ChatRequest, context: RequestContext) -> ChatRequest:
         declared = self._declared(context)
+        if request.has_images():
+            # No detector reads an image: say so in the trace, and apply the configured floor.
+            context.policy_actions.append("images:unscanned")
+            if self.settings.images_class is not None:
+                declared.append(self.settings.images_class)
         memo: dict[str, list[Finding]] = {}
 
         def inspect(text: str) -> list[Finding]:
@@ -157,7 +162,9 @@ class DataPolicyHook(Hook):
     def eligible(
         self, workers: list[WorkerConfig], request: ChatRequest, context: RequestContext
     ) -> list[WorkerConfig]:
-        pseudonymised = context.pseudonyms is not None
+        # Pseudonymisation replaces values in text; an image goes as it came, so a request with
+        # images is cleared by plain clearance only.
+        pseudonymised = context.pseudonyms is not None and not request.has_images()
         allowed = [
             worker
             for worker in workers

@@ -103,6 +103,9 @@ class ContentPolicySettings(_Strict):
         min_length=1,
     )
     default_class: str | None = None  # the lowest class when unset
+    # The detectors read text only: the class a request with images gets at least (unset: no
+    # floor, its text alone decides). Set it to fail closed on what no detector can read.
+    images_class: str | None = None
     header: str = "x-podium-data-class"
     pii: PiiSettings = Field(default_factory=PiiSettings)
     injection: InjectionSettings = Field(default_factory=InjectionSettings)
@@ -116,8 +119,10 @@ class ContentPolicySettings(_Strict):
         if len(set(self.classes)) != len(self.classes):
             raise ValueError("data classes must be unique")
         known = set(self.classes)
-        if self.default_class is not None and self.default_class not in known:
-            raise ValueError(f"default_class {self.default_class!r} is not one of {self.classes}")
+        for field in ("default_class", "images_class"):
+            value = getattr(self, field)
+            if value is not None and value not in known:
+                raise ValueError(f"{field} {value!r} is not one of {self.classes}")
         for kind, name in self.pii.classes.items():
             if name not in known:
                 raise ValueError(f"pii.classes.{kind}: {name!r} is not one of {self.classes}")
