@@ -237,6 +237,32 @@ async def test_cost_ceiling_downgrades_or_refuses(gateway: Any, fake_openai: Fak
     assert all(r.body["model"] == "budget-model" for r in fake_openai.received)
 
 
+async def test_a_downgrade_goes_only_to_a_worker_that_can_take_the_request(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    seeing = {"capabilities": ["streaming", "vision"]}
+    workers = [
+        worker("premium", "openai", fake_openai.base_url, price={"input": 100.0, "output": 400.0},
+               **seeing),
+        worker("budget", "openai", fake_openai.base_url, price={"input": 0.1, "output": 0.2}),
+        worker("budget-eye", "openai", fake_openai.base_url, price={"input": 0.5, "output": 1.0},
+               **seeing),
+    ]  # fmt: skip
+    image = [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": "https://img.test/a.png"}},
+    ]
+    async with (
+        gateway(workers, policy={"cost": {"max_cost_usd": 0.01}}) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="unused", max_retries=0) as client,
+    ):
+        raw = await client.chat.completions.with_raw_response.create(
+            model="premium", messages=[{"role": "user", "content": image}], max_tokens=100
+        )
+    # the cheapest worker reads no images: the downgrade skips it rather than break the request
+    assert raw.headers["x-podium-worker"] == "budget-eye"
+
+
 async def test_overspend_is_recorded_and_can_be_capped(make_config: Any) -> None:
     from podium.app import create_podium
     from podium.context import RequestContext

@@ -20,6 +20,7 @@ from podium.hooks import Hook
 from podium.policy.classify import DataClasses
 from podium.policy.content_settings import CostGuardSettings
 from podium.routing.base import Decision
+from podium.routing.fit import fits
 from podium.types import ChatRequest
 from podium.workers import PlainRates, PoolAnswers, WorkerPool, price_tokens, tokens_for_length
 from podium.workflow import Workflow
@@ -183,6 +184,10 @@ class CostGuardHook(Hook):
         )
         priced = []
         for name in names:
+            # a worker that cannot take the request (its images, tools or length) is no option
+            worker = self.pool.get(name)
+            if worker is not None and not fits(request, worker.config):
+                continue
             cost = self._estimate(name, request, prompt_tokens, known)
             if cost is not None:
                 priced.append((cost, name))
