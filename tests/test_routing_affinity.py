@@ -133,6 +133,35 @@ async def test_policy_failure_and_rules_move_a_session(
             podium.pool.drain(POOL[1], draining=False)
 
 
+async def test_a_conversation_that_outgrows_its_worker_moves(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    cleared = {"cleared": ["public", "internal", "confidential", "restricted"]}
+    workers = [
+        worker(POOL[0], "openai", fake_openai.base_url, profile=cleared, context_window=2048),
+        worker(POOL[2], "openai", fake_openai.base_url, profile=cleared, context_window=32768),
+    ]
+    routing = {"chain": ["affinity", "direct"]}
+    async with gateway(workers, routing=routing, default_worker=POOL[0]) as running:
+        session = {"x-podium-session": "long-talk"}
+        async with openai.AsyncOpenAI(
+            base_url=running.v1, api_key="unused", default_headers=session, max_retries=0
+        ) as client:
+            talk = [{"role": "user", "content": "Let us talk about the sea."}]
+            assert await _turn(client, talk) == (POOL[0], "direct")
+            await running.podium.gateway.drain_background()
+            talk.append({"role": "user", "content": "Go on."})
+            assert await _turn(client, talk) == (POOL[0], "affinity")
+            await running.podium.gateway.drain_background()
+            # a pasted document: the conversation no longer fits the small worker's window
+            talk.append({"role": "user", "content": "Summarise this: " + "waves " * 4000})
+            moved = await _turn(client, talk)
+            await running.podium.gateway.drain_background()
+            talk.append({"role": "user", "content": "Shorter, please."})
+            after = await _turn(client, talk)
+    assert moved == (POOL[2], "direct") and after == (POOL[2], "affinity")
+
+
 async def test_a_failing_worker_does_not_hold_its_session(
     gateway: Any, fake_openai: FakeOpenAI
 ) -> None:

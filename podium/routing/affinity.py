@@ -3,7 +3,9 @@
 Two halves share one bounded map (held by the Podium's routing parts, never module state):
 
 - :class:`AffinityRouter`, early in the chain, answers "the worker this session used" while that
-  worker is still eligible (policy moves a session as soon as it is not);
+  worker is still eligible (policy moves a session as soon as it is not) and can take the turn
+  (:mod:`podium.routing.fit`: a turn with images it cannot read, or a conversation grown past
+  its context window, moves too);
 - :class:`AffinityHook` learns, after each answer, which worker actually answered (after any
   fallback) and forgets a session whose turn failed, so a failing worker does not hold it.
 
@@ -32,6 +34,7 @@ from podium.context import RequestContext
 from podium.hooks import Hook
 from podium.routing.base import Candidate, Decision, RouteContext
 from podium.routing.config import AffinityConfig, RoutingConfigError
+from podium.routing.fit import fits
 from podium.routing.registry import RouterParts, RouterRegistry
 from podium.store.traces import TraceRecord
 from podium.types import ChatRequest
@@ -142,6 +145,11 @@ class AffinityRouter:
         if worker not in eligible:
             # Policy moved it: the next router chooses afresh, and the worker that answers
             # this turn holds the session from then on (the hook writes it).
+            return None
+        pinned = context.eligible[eligible.index(worker)]
+        if not fits(request, pinned) and any(fits(request, w) for w in context.eligible):
+            # This turn brings images or tools the worker cannot take, or the conversation has
+            # outgrown its context window: it moves as it would for policy.
             return None
         return Decision(
             workflow=Workflow.single(worker, fallbacks=[w for w in eligible if w != worker]),
