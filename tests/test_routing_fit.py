@@ -1,16 +1,21 @@
 """Which workers can take a request: the capabilities it needs and a context window that holds
-its prompt; ``podium/auto`` passes over a default that cannot take it."""
+its prompt; ``podium/auto`` passes over a default that cannot take it, and a rule or a route
+over a worker that surely cannot answer."""
 
 from __future__ import annotations
 
 from typing import Any
+
+import openai
 
 from podium.config import WorkerConfig
 from podium.context import Caller
 from podium.routing.base import RouteContext
 from podium.routing.direct import DirectRouter
 from podium.routing.fit import fewest_tokens, fits, fitting, needs
+from podium.testing.openai_fake import FakeOpenAI
 from podium.types import ChatRequest, ImagePart, Message, TextPart, Tool
+from tests.conftest import worker as conftest_worker
 
 
 def worker(name: str, window: int = 8192, *capabilities: str) -> WorkerConfig:
@@ -76,3 +81,37 @@ async def test_podium_auto_passes_over_a_default_that_cannot_take_the_request() 
     assert long.reason == "podium/auto goes to 'large': the default 'small' cannot take it"
     assert seeing is not None and seeing.workflow.workers == ["eye"]
     assert hopeless is not None and hopeless.workflow.workers == ["small"]  # none can: the default
+
+
+async def test_a_rule_or_route_passes_over_a_worker_that_surely_cannot_answer(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    workers = [
+        {**conftest_worker("small", "openai", fake_openai.base_url), "context_window": 1000},
+        {**conftest_worker("large", "openai", fake_openai.base_url), "context_window": 100_000},
+    ]
+    routing = {
+        "chain": ["rules", "direct"],
+        "rules": [
+            {"name": "to-small", "match": {"model": ["podium/auto"]}, "worker": "small"},
+            {"name": "to-large", "match": {"model": ["podium/auto"]}, "worker": "large"},
+        ],
+    }
+    async with (
+        gateway(workers, routing=routing) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="x", max_retries=0) as client,
+    ):
+        short = await client.chat.completions.with_raw_response.create(
+            model="podium/auto", messages=[{"role": "user", "content": "hi"}]
+        )
+        long = await client.chat.completions.with_raw_response.create(
+            model="podium/auto", messages=[{"role": "user", "content": "x" * 60_000}]
+        )
+        await running.podium.recorder.flush()
+        trace = await running.podium.store.get_trace(long.headers["x-podium-trace-id"])
+    assert short.headers["x-podium-worker"] == "small"
+    assert long.headers["x-podium-worker"] == "large"
+    assert trace is not None
+    assert "passed over: rule 'to-small': worker 'small' has a 1000-token context window" in (
+        trace.reason
+    )

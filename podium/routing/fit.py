@@ -4,6 +4,11 @@ definitions, ``vision`` for images) and a context window that holds its prompt.
 Routers that choose among workers (the learned and workflow routers, and ``podium/auto`` in
 the direct router) choose among these. When no worker fits, they keep them all: the upstream
 then says exactly what is wrong, and a worker is not ruled out by an estimate alone.
+
+A rule or a semantic route names its worker, so only a certain failure passes it over
+(:func:`cannot_take`): images for a worker without ``vision`` (the gateway refuses that
+anyway), or a prompt its context window surely cannot hold. Tools are not checked there: a
+rule that sends tool calls to a worker says that the worker takes them, declared or not.
 """
 
 from __future__ import annotations
@@ -46,3 +51,16 @@ def fitting(request: ChatRequest, eligible: Sequence[WorkerConfig]) -> list[Work
 
 def _fits(worker: WorkerConfig, needed: frozenset[str], tokens: int) -> bool:
     return needed <= set(worker.capabilities) and tokens < worker.context_window
+
+
+def cannot_take(request: ChatRequest, worker: WorkerConfig) -> str | None:
+    """Why ``worker`` certainly cannot answer the request, or None."""
+    if request.has_images() and "vision" not in worker.capabilities:
+        return f"worker {worker.name!r} reads no images"
+    tokens = fewest_tokens(request)
+    if tokens >= worker.context_window:
+        return (
+            f"worker {worker.name!r} has a {worker.context_window}-token context window; "
+            f"the prompt has at least {tokens} tokens"
+        )
+    return None

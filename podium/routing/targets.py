@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from podium.routing.base import Candidate, Decision, RouteContext, Router
 from podium.routing.config import RoutingConfigError, Target
+from podium.routing.fit import cannot_take
 from podium.routing.registry import RouterParts
 from podium.types import ChatRequest
 from podium.workflow import Workflow
@@ -75,6 +76,10 @@ class ResolvedTarget:
             worker = self.workers[0]
             if worker not in allowed:
                 return Skip(f"worker {worker!r} is not eligible for this request")
+            config = next(w for w in context.eligible if w.name == worker)
+            why = cannot_take(request, config)
+            if why is not None:
+                return Skip(why)
             workflow = Workflow.single(
                 worker, fallbacks=[w for w in self.fallbacks if w in allowed]
             )
