@@ -16,7 +16,10 @@ from podium.types import ChatRequest, ImagePart, Message, TextPart, Tool
 POOL = ["smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"]
 
 
-def pool_config(routing: dict[str, Any] | None = None, tmp: Path | None = None) -> PodiumConfig:
+def pool_config(
+    routing: dict[str, Any] | None = None, tmp: Path | None = None, **worker_fields: Any
+) -> PodiumConfig:
+    """The three-worker pool behind a dead port; ``worker_fields`` go into every worker."""
     workers = [
         {
             "name": name,
@@ -24,6 +27,7 @@ def pool_config(routing: dict[str, Any] | None = None, tmp: Path | None = None) 
             "model": f"{name}-model",
             "base_url": "http://127.0.0.1:9",
             "aliases": [f"{name}-alias"],
+            **worker_fields,
         }
         for name in POOL
     ]
@@ -34,9 +38,11 @@ def pool_config(routing: dict[str, Any] | None = None, tmp: Path | None = None) 
 
 
 def routing_for(
-    routing: dict[str, Any] | None = None, modules: list[ModuleType] | None = None
+    routing: dict[str, Any] | None = None,
+    modules: list[ModuleType] | None = None,
+    **worker_fields: Any,
 ) -> Routing:
-    config = pool_config(routing)
+    config = pool_config(routing, **worker_fields)
     return build_routing(config, load_plugins(third_party=False) + (modules or []))
 
 

@@ -23,8 +23,13 @@ def rules(*entries: dict[str, Any], chain: list[str] | None = None) -> dict[str,
     return {"chain": chain or ["rules", "direct"], "rules": list(entries)}
 
 
+# Workers that can take anything these tests send (images, a 1 MB prompt): what a rule matches
+# is under test here; a worker that cannot answer is passed over (tests/test_routing_fit.py).
+ABLE = {"capabilities": ["streaming", "tools", "vision"], "context_window": 1_000_000}
+
+
 async def decide(routing_section: dict[str, Any], request: Any, **ctx: Any) -> Decision:
-    routing = routing_for(routing_section)
+    routing = routing_for(routing_section, **ABLE)
     return await routing.decide(request, context(routing.parts.config, **ctx))
 
 
