@@ -218,7 +218,10 @@ def report(timings: dict[str, list[float]], huge: dict[str, list[float]], args: 
         "",
         "p99 on a shared 2-core machine mostly measures the scheduler; compare p50s. The whole "
         "chain is often faster than semantic alone because a rule (short prompts, tools, long "
-        "prompts) decides first for part of the mix.",
+        "prompts) decides first for part of the mix. The 1 MB prompt fits no worker here "
+        "(8,192-token context windows), so every rule's target is passed over and each "
+        "pattern reads the prompt's bounded window (16 KB head, 4 KB tail): the rules' worst "
+        "case.",
         "",
         "Rerun: `.venv/bin/python -m benchmarks.routing_latency --out "
         "benchmarks/results/routing_latency.md`",
