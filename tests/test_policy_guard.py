@@ -259,8 +259,16 @@ async def test_a_downgrade_goes_only_to_a_worker_that_can_take_the_request(
         raw = await client.chat.completions.with_raw_response.create(
             model="premium", messages=[{"role": "user", "content": image}], max_tokens=100
         )
+        tools = await client.chat.completions.with_raw_response.create(
+            model="premium",
+            messages=[{"role": "user", "content": "weather?"}],
+            tools=[{"type": "function", "function": {"name": "weather", "parameters": {}}}],
+            max_tokens=100,
+        )
     # the cheapest worker reads no images: the downgrade skips it rather than break the request
     assert raw.headers["x-podium-worker"] == "budget-eye"
+    # no worker here declares tools: that is no reason to refuse a downgrade
+    assert tools.headers["x-podium-worker"] == "budget"
 
 
 async def test_overspend_is_recorded_and_can_be_capped(make_config: Any) -> None:

@@ -20,7 +20,7 @@ from podium.hooks import Hook
 from podium.policy.classify import DataClasses
 from podium.policy.content_settings import CostGuardSettings
 from podium.routing.base import Decision
-from podium.routing.fit import fits
+from podium.routing.fit import cannot_take
 from podium.types import ChatRequest
 from podium.workers import PlainRates, PoolAnswers, WorkerPool, price_tokens, tokens_for_length
 from podium.workflow import Workflow
@@ -184,9 +184,10 @@ class CostGuardHook(Hook):
         )
         priced = []
         for name in names:
-            # a worker that cannot take the request (its images, tools or length) is no option
+            # a worker that surely cannot answer (images it cannot read, a prompt its context
+            # window cannot hold) is no option; tools are not judged by what a config declares
             worker = self.pool.get(name)
-            if worker is not None and not fits(request, worker.config):
+            if worker is not None and cannot_take(request, worker.config) is not None:
                 continue
             cost = self._estimate(name, request, prompt_tokens, known)
             if cost is not None:
