@@ -9,9 +9,13 @@ from typing import Any
 
 import pytest
 
-from podium.routing.conductor import parse_plan
+from podium.config import WorkerConfig
+from podium.context import Caller
+from podium.routing.base import RouteContext
+from podium.routing.conductor import parse_plan, unable
 from podium.testing.fakes import Behaviour
 from podium.testing.openai_fake import FakeOpenAI
+from podium.types import ChatRequest, ImagePart, Message, TextPart
 from podium.workflow import WorkflowError
 from tests.conftest import worker
 
@@ -145,3 +149,34 @@ async def test_the_embedded_smollm2_plans_and_the_decision_is_valid(
                 # On a starved CPU the planner can overrun the routing budget: the decision is
                 # still valid, and it says why the Conductor did not decide.
                 assert "conductor" in decision.reason
+
+
+def test_a_plan_giving_a_step_to_a_worker_that_cannot_answer_is_invalid() -> None:
+    pool = [
+        WorkerConfig.model_validate(
+            {
+                "name": name,
+                "provider": "openai",
+                "model": name,
+                "base_url": "http://127.0.0.1:9/v1",
+                "context_window": window,
+                "capabilities": ["streaming", *extra],
+            }
+        )
+        for name, window, extra in (("solver", 1000, ()), ("writer", 100_000, ("vision",)))
+    ]
+    context = RouteContext(caller=Caller(), eligible=pool)
+    workflow = parse_plan(VALID, {"solver", "writer"})
+    short = ChatRequest(model="podium/auto", messages=[Message("user", [TextPart("hi")])])
+    unable(workflow, short, context)  # both can answer: a valid plan
+    long = ChatRequest(model="podium/auto", messages=[Message("user", [TextPart("x" * 60_000)])])
+    with pytest.raises(WorkflowError, match="step 0: worker 'solver' has a 1000-token context"):
+        unable(workflow, long, context)
+    image = ChatRequest(
+        model="podium/auto",
+        messages=[
+            Message("user", [TextPart("hi"), ImagePart(data="AAAA", media_type="image/png")])
+        ],
+    )
+    with pytest.raises(WorkflowError, match="step 0: worker 'solver' reads no images"):
+        unable(workflow, image, context)

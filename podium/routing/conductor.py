@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from podium.routing.base import Candidate, Decision, RouteContext, Router
+from podium.routing.fit import cannot_take
 from podium.types import ChatRequest, Message, ResponseFormat, TextPart
 from podium.workflow import MAX_STEPS, Access, Step, Workflow, WorkflowError
 
@@ -131,6 +132,17 @@ def planner_request(
     )
 
 
+def unable(workflow: Workflow, request: ChatRequest, context: RouteContext) -> None:
+    """Refuse a plan that gives a step to a worker that surely cannot answer the request (its
+    images, its context window): the step would fail, so the plan is as invalid as one naming
+    an ineligible worker."""
+    configs = {worker.name: worker for worker in context.eligible}
+    for index, step in enumerate(workflow.steps):
+        why = cannot_take(request, configs[step.worker])
+        if why is not None:
+            raise WorkflowError(f"step {index}: {why}")
+
+
 def _access(value: Any, index: int) -> Access:
     if value in ("all", "none"):
         return "all" if value == "all" else "none"
@@ -207,6 +219,7 @@ class ConductorRouter:
                 role="plan",
             )
             workflow = parse_plan(response.text, eligible)
+            unable(workflow, request, context)
         except WorkflowError as error:
             return await self.fall_back(request, context, f"invalid plan: {error}", attempts)
         except Exception as error:  # the planner's failure must not fail the request
