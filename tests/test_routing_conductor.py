@@ -12,7 +12,7 @@ import pytest
 from podium.config import WorkerConfig
 from podium.context import Caller
 from podium.routing.base import RouteContext
-from podium.routing.conductor import parse_plan, unable
+from podium.routing.conductor import parse_plan, refuse_steps_that_cannot_answer
 from podium.testing.fakes import Behaviour
 from podium.testing.openai_fake import FakeOpenAI
 from podium.types import ChatRequest, ImagePart, Message, TextPart
@@ -168,10 +168,10 @@ def test_a_plan_giving_a_step_to_a_worker_that_cannot_answer_is_invalid() -> Non
     context = RouteContext(caller=Caller(), eligible=pool)
     workflow = parse_plan(VALID, {"solver", "writer"})
     short = ChatRequest(model="podium/auto", messages=[Message("user", [TextPart("hi")])])
-    unable(workflow, short, context)  # both can answer: a valid plan
+    refuse_steps_that_cannot_answer(workflow, short, context)  # both can answer: a valid plan
     long = ChatRequest(model="podium/auto", messages=[Message("user", [TextPart("x" * 60_000)])])
     with pytest.raises(WorkflowError, match="step 0: worker 'solver' has a 1000-token context"):
-        unable(workflow, long, context)
+        refuse_steps_that_cannot_answer(workflow, long, context)
     image = ChatRequest(
         model="podium/auto",
         messages=[
@@ -179,4 +179,4 @@ def test_a_plan_giving_a_step_to_a_worker_that_cannot_answer_is_invalid() -> Non
         ],
     )
     with pytest.raises(WorkflowError, match="step 0: worker 'solver' reads no images"):
-        unable(workflow, image, context)
+        refuse_steps_that_cannot_answer(workflow, image, context)

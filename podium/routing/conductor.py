@@ -132,7 +132,9 @@ def planner_request(
     )
 
 
-def unable(workflow: Workflow, request: ChatRequest, context: RouteContext) -> None:
+def refuse_steps_that_cannot_answer(
+    workflow: Workflow, request: ChatRequest, context: RouteContext
+) -> None:
     """Refuse a plan that gives a step to a worker that surely cannot answer the request (its
     images, its context window): the step would fail, so the plan is as invalid as one naming
     an ineligible worker."""
@@ -219,7 +221,7 @@ class ConductorRouter:
                 role="plan",
             )
             workflow = parse_plan(response.text, eligible)
-            unable(workflow, request, context)
+            refuse_steps_that_cannot_answer(workflow, request, context)
         except WorkflowError as error:
             return await self.fall_back(request, context, f"invalid plan: {error}", attempts)
         except Exception as error:  # the planner's failure must not fail the request
