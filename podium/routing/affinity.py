@@ -34,7 +34,7 @@ from podium.context import RequestContext
 from podium.hooks import Hook
 from podium.routing.base import Candidate, Decision, RouteContext
 from podium.routing.config import AffinityConfig, RoutingConfigError
-from podium.routing.fit import fits
+from podium.routing.fit import able, fits
 from podium.routing.registry import RouterParts, RouterRegistry
 from podium.store.traces import TraceRecord
 from podium.types import ChatRequest
@@ -147,7 +147,7 @@ class AffinityRouter:
             # this turn holds the session from then on (the hook writes it).
             return None
         pinned = context.eligible[eligible.index(worker)]
-        if not fits(request, pinned) and any(fits(request, w) for w in context.eligible):
+        if not fits(request, pinned) and able(request, context.eligible):
             # This turn brings images or tools the worker cannot take, or the conversation has
             # outgrown its context window: it moves as it would for policy.
             return None

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from podium.errors import PodiumError
 from podium.routing.base import Candidate, Decision, RouteContext
-from podium.routing.fit import fits
+from podium.routing.fit import able, fits
 from podium.types import ChatRequest
 from podium.workflow import Workflow
 
@@ -53,10 +53,12 @@ class DirectRouter:
             default = next(w for w in context.eligible if w.name == chosen)
             if not fits(request, default):
                 # it reads no images, has no tools, or its context cannot hold this prompt
-                able = next((w.name for w in context.eligible if fits(request, w)), None)
-                if able is not None:  # else none can: the default's upstream will say why
-                    reason = f"{model} goes to {able!r}: the default {chosen!r} cannot take it"
-                    chosen = able
+                others = able(request, context.eligible)
+                if others:  # else none can: the default's upstream will say why
+                    reason = (
+                        f"{model} goes to {others[0].name!r}: the default {chosen!r} cannot take it"
+                    )
+                    chosen = others[0].name
         else:
             # A worker's own name is the usual request: found without resolve's lookup table.
             named = model if model in eligible else self.resolve(model, context)

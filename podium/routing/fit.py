@@ -43,10 +43,15 @@ def fits(request: ChatRequest, worker: WorkerConfig) -> bool:
     return _fits(worker, needs(request), fewest_tokens(request))
 
 
+def able(request: ChatRequest, eligible: Sequence[WorkerConfig]) -> list[WorkerConfig]:
+    """The eligible workers that can take the request (perhaps none)."""
+    needed, tokens = needs(request), fewest_tokens(request)
+    return [worker for worker in eligible if _fits(worker, needed, tokens)]
+
+
 def fitting(request: ChatRequest, eligible: Sequence[WorkerConfig]) -> list[WorkerConfig]:
     """The eligible workers that can take the request; all of them if none can."""
-    needed, tokens = needs(request), fewest_tokens(request)
-    return [worker for worker in eligible if _fits(worker, needed, tokens)] or list(eligible)
+    return able(request, eligible) or list(eligible)
 
 
 def _fits(worker: WorkerConfig, needed: frozenset[str], tokens: int) -> bool:
