@@ -17,8 +17,9 @@ from podium.api.ingress import refuse_provider_fields
 from podium.api.openai import OpenAIIngress
 from podium.config import ConfigError
 from podium.context import RequestContext, new_trace_id
-from podium.contracts.loader import ContractError, load_contracts
-from podium.contracts.model import Contract
+from podium.contracts.hints import Hint, HintError, resolve_hint
+from podium.contracts.loader import ContractError, ContractSet, load_contracts
+from podium.contracts.model import Contract, RoutingHint
 from podium.contracts.runner import ContractCallError, ContractResult, ContractRunner
 from podium.contracts.shadow import ShadowRunner
 from podium.contracts.stats import CallLog, contract_stats
@@ -101,6 +102,26 @@ def _split(model: str) -> tuple[str, str | None]:
     return name, version or None
 
 
+def _hints(podium: Podium, contracts: ContractSet) -> dict[str, Hint]:
+    """Every contract version's routing hint, resolved now: one that names nothing stops
+    Podium from starting."""
+    hints: dict[str, Hint] = {}
+    for name in contracts.names():
+        for version in contracts.versions(name):
+            contract = contracts.by_name[name][version]
+            if contract.policy.routing == RoutingHint():
+                continue
+            if podium.routing is None:
+                raise ConfigError(f"contract {contract.key}: policy.routing needs a router chain")
+            try:
+                hint = resolve_hint(contract, podium.routing, podium.gateway)
+            except HintError as error:
+                raise ConfigError(str(error)) from None
+            if hint is not None:
+                hints[contract.key] = hint
+    return hints
+
+
 def register_app(podium: Podium) -> None:
     from podium.api.admin import admin_route
 
@@ -118,7 +139,7 @@ def register_app(podium: Podium) -> None:
                     classes.check(declared, where=f"contract {name}@{version} policy.data_class")
                 except PodiumError as error:
                     raise ConfigError(f"contracts: {error.message}") from None
-    runner = ContractRunner(podium, contracts)
+    runner = ContractRunner(podium, contracts, _hints(podium, contracts))
     podium.extras[EXTENSION_KEY] = runner
     calls = CallLog(podium.store)  # type: ignore[arg-type]
     shadow = ShadowRunner(runner, calls, config.contracts.shadow)

@@ -25,6 +25,7 @@ import orjson
 from podium.config import WorkerConfig
 from podium.context import RequestContext
 from podium.contracts.evaluate import Verdict, evaluate
+from podium.contracts.hints import Hint
 from podium.contracts.loader import ContractSet
 from podium.contracts.migrations import PASS_SIGNAL
 from podium.contracts.model import Contract
@@ -34,7 +35,6 @@ from podium.errors import PodiumError
 from podium.executor import VERDICT_FORMAT, Run
 from podium.gateway import enforce_clearance, total_cost
 from podium.routing.base import Candidate, Decision, RouteContext
-from podium.routing.chain import decide
 from podium.types import ChatRequest, ChatResponse, Message, ResponseFormat, TextPart
 from podium.workers import estimate_tokens
 from podium.workflow import Step, Workflow
@@ -150,9 +150,12 @@ def repair_request(request: ChatRequest, answer: str, problems: list[str]) -> Ch
 
 
 class ContractRunner:
-    def __init__(self, podium: Podium, contracts: ContractSet) -> None:
+    def __init__(
+        self, podium: Podium, contracts: ContractSet, hints: Mapping[str, Hint] | None = None
+    ) -> None:
         self.podium = podium
         self.contracts = contracts
+        self.hints = hints or {}  # by contract key; see podium/contracts/hints.py
         self.checkers: dict[str, tuple[Checker, Checker]] = {}
         # Called after every finished call (statistics, shadow runs): they must not block.
         self.listeners: list[Callable[[CallEvent], None]] = []
@@ -253,9 +256,13 @@ class ContractRunner:
         context: RequestContext,
         pool: Eligibility,
     ) -> Decision:
-        hint = contract.policy.routing
-        names = [w.name for w in pool.workers]
-        by_strength = sorted(pool.workers, key=lambda w: self.strength(w, pool.quality))
+        gateway = self.podium.gateway
+        hint = self.hints.get(contract.key)
+        if hint is None:
+            return await gateway.route(request, context, list(pool.workers))
+        weakest_first = [
+            w.name for w in sorted(pool.workers, key=lambda w: self.strength(w, pool.quality))
+        ]
         route_context = RouteContext(
             caller=context.caller,
             eligible=pool.workers,
@@ -265,43 +272,15 @@ class ContractRunner:
             budget_usd=context.budget_usd,
             session_id=context.session_id,
         )
-        routing = self.podium.routing
-        gateway = self.podium.gateway
-        if hint.workflow is not None and routing is not None:
-            chosen = [w for w in hint.workflow.workers if w in names] or [
-                w.name for w in by_strength
-            ]
-            workflow = routing.parts.templates.build(
-                hint.workflow.template, chosen, hint.workflow.options
-            )
-            return Decision(
-                workflow=workflow,
-                router="contract",
-                reason=f"contract {contract.key}: workflow template {hint.workflow.template!r}",
-            )
-        if hint.router is not None and routing is not None:
-            return await decide(
-                [routing.router(hint.router)],
-                request,
-                route_context,
-                budget_s=max(gateway.router_timeout, 1.0),
-                default_worker=gateway.default_worker,
-            )
-        if hint.rule is not None and routing is not None:
-            rules = getattr(routing.router("rules"), "rules", [])
-            for rule in rules:
-                if rule.name == hint.rule:
-                    outcome = await rule.target.decide(
-                        request,
-                        route_context,
-                        router="rules",
-                        rule=rule.name,
-                        reason=f"contract {contract.key} names rule {rule.name!r}",
-                    )
-                    if isinstance(outcome, Decision):
-                        return outcome
-                    break
-        return await gateway.route(request, context, list(pool.workers))
+        outcome = await hint.decide(request, route_context, weakest_first)
+        if isinstance(outcome, Decision):
+            return outcome
+        decision = await gateway.route(request, context, list(pool.workers))
+        decision.reason = (
+            f"contract {contract.key}: {hint.label} passed over ({outcome.reason}); "
+            f"{decision.reason}"
+        )
+        return decision
 
     # -- the call --------------------------------------------------------------------------------
 

@@ -54,7 +54,7 @@ class ResolvedTarget:
         context: RouteContext,
         *,
         router: str,
-        rule: str,
+        rule: str | None,
         reason: str,
         candidates: list[Candidate] | None = None,
     ) -> Decision | Skip | None:
