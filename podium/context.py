@@ -51,6 +51,9 @@ class RequestContext:
     # request was not pseudonymised. Never logged, traced or sent to a worker.
     pseudonyms: dict[str, str] | None = None
     budget_usd: float | None = None  # the most this request may spend
+    # Text Podium's configuration wrote, not the caller (a contract's preamble and output
+    # schema): the data policy neither classifies nor pseudonymises it.
+    operator_texts: frozenset[str] = frozenset()
     # Headers a layer on the path adds to a successful answer (``x-podium-cache``, say).
     response_headers: dict[str, str] = field(default_factory=dict)
 

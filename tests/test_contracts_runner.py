@@ -171,3 +171,28 @@ async def test_the_evaluator_verdict_is_a_quality_signal(tmp_path: Path) -> None
 
             examples = [e async for e in iter_training_examples(podium.store)]
             assert [(e.trace_id, e.worker, e.quality) for e in examples] == [(trace_id, "w1", 1.0)]
+
+
+async def test_the_contracts_own_preamble_is_not_classified_but_its_input_is(
+    tmp_path: Path,
+) -> None:
+    # The tagger reads "JSON Schema" in the preamble as a street address; that once made
+    # every contract call confidential.
+    write_contract(tmp_path / "contracts", TICKET)
+    async with (
+        FakeOpenAI(Behaviour(reply=GOOD)) as fake,
+        running(tmp_path, [fake_worker("w1", fake.base_url)]) as (podium, url),
+    ):
+        async with httpx.AsyncClient() as client:
+            plain, private = [
+                await client.post(f"{url}/v1/contracts/ticket", json={"input": {"text": t}})
+                for t in ("charged twice", "charged twice, write to ana@example.com")
+            ]
+        plain_trace = await trace_of(podium, plain.json()["trace_id"])
+        private_trace = await trace_of(podium, private.json()["trace_id"])
+        assert plain_trace.data_class == "public"
+        assert not any("pii=" in action for action in plain_trace.policy_actions)
+        assert private_trace.data_class == "confidential"
+        assert any("pii=EMAIL" in action for action in private_trace.policy_actions)
+        # The schema reached the worker as written.
+        assert "JSON Schema" in fake.received[0].body["messages"][0]["content"]

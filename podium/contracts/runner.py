@@ -387,7 +387,11 @@ class ContractRunner:
                 declare(context, contract.policy.data_class, where=f"contract {contract.key}")
             else:
                 context.data_class = contract.policy.data_class
-        return build_request(contract, data, f"contract/{contract.name}")
+        request = build_request(contract, data, f"contract/{contract.name}")
+        # The preamble is Podium's text and the contract's schema: "JSON Schema" read as a
+        # street address once made every contract call confidential.
+        context.operator_texts = frozenset({request.messages[0].text()})
+        return request
 
     async def _attempts(
         self,

@@ -116,7 +116,7 @@ class DataPolicyHook(Hook):
             context.policy_actions.append("images:unscanned")
             if self.settings.images_class is not None:
                 declared.append(self.settings.images_class)
-        memo: dict[str, list[Finding]] = {}
+        memo: dict[str, list[Finding]] = {text: [] for text in context.operator_texts}
 
         def inspect(text: str) -> list[Finding]:
             cached = memo.get(text)
