@@ -111,3 +111,32 @@ async def test_promote_makes_a_version_current(tmp_path: Path) -> None:
     assert listed.output.split("\n")[1].split()[:4] == ["ticket", "1,", "2", "2"]
     unknown = await podium("contracts", "promote", "ticket", "9", "--config", config)
     assert unknown.exit_code != 0
+
+
+async def test_a_judge_evaluator_asks_its_worker_and_reports_its_reason(tmp_path: Path) -> None:
+    judged = {
+        **TICKET,
+        "evaluator": {"kind": "judge", "worker": "judge", "criteria": "The team is right."},
+    }
+    write_contract(tmp_path / "contracts", judged)
+    rejection = '{"verdict": "reject", "reason": "billing is not a team for crashes"}'
+    async with (
+        FakeOpenAI(Behaviour(reply=GOOD)) as answers,
+        FakeOpenAI(Behaviour(reply=rejection)) as judge,
+    ):
+        workers = [fake_worker("a", answers.base_url), fake_worker("judge", judge.base_url)]
+        config = config_file(tmp_path, workers)
+        result = await podium(
+            "contracts", "test", "ticket", "--workers", "a", "--json", "--config", config
+        )
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.output[result.output.index("[") :])
+        assert report[0]["row"]["passed"] == "0/2"
+        assert "billing is not a team for crashes" in json.dumps(report)
+        # The judge saw the task, the output and the criteria, and could only accept or reject.
+        asked = judge.received[0].body
+        prompt = asked["messages"][0]["content"]
+        assert "I was charged twice" in prompt and '"team":"billing"' in prompt
+        assert "Criteria: The team is right." in prompt
+        schema = asked["response_format"]["json_schema"]["schema"]
+        assert schema["properties"]["verdict"]["enum"] == ["accept", "reject"]
