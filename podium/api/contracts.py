@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from podium.api.anthropic import AnthropicIngress
 from podium.api.http import AnyResponse, PlainErrors, Request, Response, StreamResponse
-from podium.api.ingress import refuse_provider_fields
+from podium.api.ingress import Ingress, refuse_provider_fields
 from podium.api.openai import OpenAIIngress
 from podium.config import ConfigError
 from podium.context import RequestContext, new_trace_id
@@ -208,7 +209,8 @@ def register_app(podium: Podium) -> None:
     podium.app.route("GET", "/v1/contracts/{name}", show, errors)
     admin_route(podium, "GET", "/admin/contracts/stats", stats)
     if len(contracts):
-        _wrap_openai(podium, runner)
+        _wrap_chat(podium, runner, "/v1/chat/completions", OpenAIIngress())
+        _wrap_chat(podium, runner, "/v1/messages", AnthropicIngress())
 
     async def startup() -> None:
         async def shutdown() -> None:  # runs before the store closes (see observe/plugin.py)
@@ -220,14 +222,13 @@ def register_app(podium: Podium) -> None:
     podium.app.on_startup.append(startup)
 
 
-def _wrap_openai(podium: Podium, runner: ContractRunner) -> None:
-    """``model: "contract/NAME"`` on /v1/chat/completions runs the contract; any other model
-    goes to the handler that was there."""
-    path = "/v1/chat/completions"
+def _wrap_chat(podium: Podium, runner: ContractRunner, path: str, ingress: Ingress) -> None:
+    """``model: "contract/NAME"`` on a chat endpoint (OpenAI's or Anthropic's) runs the
+    contract and answers in that endpoint's format; any other model goes to the handler that
+    was there."""
     inner = podium.app.handler("POST", path)
     if inner is None:
         return
-    ingress = OpenAIIngress()
     limit = podium.config.server.max_body_bytes
 
     async def handle(http: Request) -> AnyResponse:
@@ -253,7 +254,7 @@ def _wrap_openai(podium: Podium, runner: ContractRunner) -> None:
                 data,
                 version=version,
                 headers=http.headers,
-                ingress="openai",
+                ingress=ingress.name,
                 trace_id=trace_id,
             )
         except PodiumError as error:
@@ -271,7 +272,9 @@ def _wrap_openai(podium: Podium, runner: ContractRunner) -> None:
         outcome = Outcome(decision=result.decision, run=result.run, worker=result.worker)
         if not request.stream:
             return Response(ingress.encode_response(answer, outcome), 200, _headers(result))
-        context = RequestContext(ingress="openai", headers=http.headers, trace_id=result.trace_id)
+        context = RequestContext(
+            ingress=ingress.name, headers=http.headers, trace_id=result.trace_id
+        )
         events: AsyncIterator[Any] = replay(answer)
         outcome.stream = events
         return StreamResponse(
