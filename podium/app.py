@@ -89,6 +89,7 @@ def create_podium(
             register(providers)
     http = Egress(limit_per_origin=config.server.upstream_connections)
     pool = WorkerPool(providers, http=http, secrets=secrets, data_dir=data_dir)
+    pool.aliases = dict(config.aliases)
     pool.load(config.workers)
     store: TraceStore = create_store(config.store, data_dir)
     recorder = TraceRecorder(

@@ -206,6 +206,9 @@ class PodiumConfig(Strict):
                 raise ValueError(f"aliases.{alias}: points at unknown worker {target!r}")
             if target in checkers:
                 raise ValueError(f"aliases.{alias}: {target!r} only checks (role: check)")
+        clash = name_clash(self.workers, self.aliases)
+        if clash is not None:
+            raise ValueError(clash)
         if self.workers and len(checkers) == len(self.workers):
             raise ValueError("workers: every worker only checks (role: check); none can answer")
         if self.cache.backend == "redis" and (self.cache.url or self.redis.url) is None:
@@ -214,6 +217,30 @@ class PodiumConfig(Strict):
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()
+
+
+def name_clash(workers: list[WorkerConfig], aliases: dict[str, str] | None = None) -> str | None:
+    """Why a requested model name would mean two workers (an alias that is another worker's
+    name, or one alias of two workers), or None. Unchecked, the first match in resolution
+    order silently won."""
+    means: dict[str, tuple[str, str]] = {}  # model name -> (worker, where it was declared)
+
+    def claim(name: str, worker: str, where: str) -> str | None:
+        known = means.setdefault(name, (worker, where))
+        if known[0] != worker:
+            return f"{where}: {name!r} already means worker {known[0]!r} ({known[1]})"
+        return None
+
+    for worker in workers:
+        means[worker.name] = (worker.name, "its name")
+    for alias, target in (aliases or {}).items():
+        if why := claim(alias, target, f"aliases.{alias}"):
+            return why
+    for worker in workers:
+        for alias in worker.aliases:
+            if why := claim(alias, worker.name, f"workers.{worker.name}.aliases"):
+                return why
+    return None
 
 
 class ConfigError(Exception):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from podium.breaker import Breaker, CircuitBreaker
-from podium.config import ConfigError, Price, WorkerConfig
+from podium.config import ConfigError, Price, WorkerConfig, name_clash
 from podium.providers.base import Provider, ProviderContext, ProviderRegistry
 from podium.providers.egress import Egress
 from podium.secrets import SecretSource
@@ -124,6 +124,10 @@ class PoolAnswers(Generic[K, V]):
         return answer
 
 
+class NameClashError(ConfigError):
+    """A worker's name or alias would make a model name mean two workers."""
+
+
 class WorkerPool:
     def __init__(
         self,
@@ -141,6 +145,7 @@ class WorkerPool:
         self._breakers: BreakerFactory = breakers or (lambda c: CircuitBreaker(c.breaker))
         self._workers: dict[str, Worker] = {}
         self._lock = asyncio.Lock()
+        self.aliases: dict[str, str] = {}  # the configuration's own, checked against new names
         # Counts changes (load, add, update, drain, remove): what is worked out from the pool
         # per request can be kept until it moves.
         self.version = 0
@@ -205,10 +210,17 @@ class WorkerPool:
 
     # -- changes at run time -------------------------------------------------------------------
 
+    def _check_names(self, config: WorkerConfig) -> None:
+        others = [w.config for name, w in self._workers.items() if name != config.name]
+        clash = name_clash([*others, config], self.aliases)
+        if clash is not None:
+            raise NameClashError(clash)
+
     async def add(self, config: WorkerConfig, *, start: bool = True) -> Worker:
         async with self._lock:
             if config.name in self._workers:
                 raise ConfigError(f"worker {config.name!r} already exists")
+            self._check_names(config)
             worker = self._build(config)
             if start:
                 await worker.provider.start()
@@ -231,6 +243,7 @@ class WorkerPool:
                     merged[key] = value
             merged["name"] = name
             config = WorkerConfig.model_validate(merged)
+            self._check_names(config)
             connection = ("provider", "model", "base_url", "api_key_env", "options", "timeouts")
             if any(getattr(config, f) != getattr(current.config, f) for f in connection):
                 replacement = self._build(config)

@@ -111,6 +111,13 @@ async def test_add_reprice_drain_remove_without_restart(
             409,
             "already exists",
         ),
+        (
+            "POST",
+            "/admin/workers",
+            {"name": "x", "provider": "openai", "model": "m", "aliases": ["alpha"]},
+            409,
+            "'alpha' already means worker 'alpha' (its name)",
+        ),
         ("PATCH", "/admin/workers/alpha", {"price": {"input": -1}}, 422, "price.input"),
         ("PATCH", "/admin/workers/alpha", {"name": "other"}, 400, "renamed"),
         ("PATCH", "/admin/workers/ghost", {"price": {"input": 1}}, 404, "ghost"),

@@ -58,6 +58,20 @@ def load(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> str:
         (f"workers: [{WORKER}, {WORKER}]", ["workers: names must be unique; repeated: a"]),
         (f"workers: [{WORKER}]\naliases: {{fast: ghost}}", ["aliases.fast", "'ghost'"]),
         (f"workers: [{WORKER}]\ndefault_worker: ghost", ["default_worker", "'ghost'"]),
+        # A model name must mean one worker: resolution order used to pick one silently.
+        (
+            f"workers: [{WORKER[:-1]}, aliases: [b]}}, {WORKER.replace('a,', 'b,')}]",
+            ["workers.a.aliases: 'b' already means worker 'b' (its name)"],
+        ),
+        (
+            f"workers: [{WORKER[:-1]}, aliases: [fast]}}, {WORKER[:-1].replace('a,', 'b,')}, "
+            "aliases: [fast]}]",
+            ["workers.b.aliases: 'fast' already means worker 'a' (workers.a.aliases)"],
+        ),
+        (
+            f"workers: [{WORKER}, {WORKER.replace('a,', 'b,')}]\naliases: {{b: a}}",
+            ["aliases.b: 'b' already means worker 'b' (its name)"],
+        ),
         ("workers: {name: a}", ["workers", "valid list"]),
     ],
 )

@@ -8,11 +8,12 @@ import httpx
 import openai
 import pytest
 
+from podium.config import ConfigError
 from podium.routing.affinity import AffinityHook, LocalSessions, session_id, session_key
 from podium.state.redis_sessions import RedisSessions
 from podium.testing.openai_fake import FakeOpenAI
 from tests.conftest import worker
-from tests.routing_helpers import POOL, ask
+from tests.routing_helpers import POOL, ask, routing_for
 from tests.shared_servers import REDIS_URL, drop_redis_prefix, free_port, needs_redis, unique
 
 # A pool where the semantic router sends code to the 1.5B and chat to the 135M worker, so a
@@ -299,3 +300,13 @@ async def test_redis_down_routes_without_affinity_and_says_why(
     assert "router 'affinity' failed" in decision["reason"]
     assert "Redis unreachable" in decision["reason"]
     assert "routing without affinity" in decision["reason"]
+
+
+def test_a_bad_affinity_section_is_a_config_error_naming_the_field() -> None:
+    # Under routing.routers it was pydantic's own ValidationError, with its long-form text.
+    routing = {
+        "chain": ["sticky", "direct"],
+        "routers": {"sticky": {"type": "affinity", "ttl_seconds": -1}},
+    }
+    with pytest.raises(ConfigError, match="routing: affinity: ttl_seconds: Input should be"):
+        routing_for(routing)

@@ -4,12 +4,13 @@ falls back (saying why) when the plan is unusable."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from podium.config import WorkerConfig
+from podium.config import ConfigError, WorkerConfig
 from podium.context import Caller
 from podium.routing.base import RouteContext
 from podium.routing.conductor import parse_plan, refuse_steps_that_cannot_answer
@@ -18,6 +19,7 @@ from podium.testing.openai_fake import FakeOpenAI
 from podium.types import ChatRequest, ImagePart, Message, TextPart
 from podium.workflow import WorkflowError
 from tests.conftest import worker
+from tests.routing_helpers import routing_for
 
 VALID = json.dumps(
     {
@@ -180,3 +182,20 @@ def test_a_plan_giving_a_step_to_a_worker_that_cannot_answer_is_invalid() -> Non
     )
     with pytest.raises(WorkflowError, match="step 0: worker 'solver' reads no images"):
         refuse_steps_that_cannot_answer(workflow, image, context)
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"planner": "ghost"}, "conductor: planner 'ghost' is not a configured worker"),
+        ({"fallback": "ghost"}, "conductor: fallback: unknown router 'ghost'"),
+        ({"max_steps": 9}, "conductor: max_steps: "),
+    ],
+)
+def test_a_conductor_that_names_nothing_stops_podium_from_starting(
+    section: dict[str, Any], message: str
+) -> None:
+    # Before, these started: every plan fell back to the default worker, request by request.
+    routing = {"chain": ["conductor", "direct"], "routers": {"conductor": section}}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        routing_for(routing)

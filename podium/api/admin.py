@@ -40,7 +40,7 @@ from podium.config import ConfigError, WorkerConfig
 from podium.errors import PodiumError
 from podium.modelfiles import ModelFileError
 from podium.secrets import SecretSource
-from podium.workers import Worker
+from podium.workers import NameClashError, Worker
 
 if TYPE_CHECKING:
     from podium.app import Podium
@@ -205,6 +205,10 @@ def _unknown(name: str) -> PodiumError:
     return PodiumError("not_found", f"no worker named {name!r}", param="name", code="no_worker")
 
 
+def _clash(error: NameClashError) -> PodiumError:
+    return PodiumError("invalid_request", str(error), status=409, code="worker_name_clash")
+
+
 def _provider_problem(error: Exception, name: str) -> PodiumError:
     if isinstance(error, ValidationError):
         return validation_message(error, prefix="options.")
@@ -256,6 +260,8 @@ class WorkerAdmin:
             )
         try:
             worker = await self.pool.add(config)
+        except NameClashError as error:
+            raise _clash(error) from None
         except PodiumError:
             raise
         except Exception as error:
@@ -279,6 +285,8 @@ class WorkerAdmin:
             updated = await self.pool.update(worker.name, changes)
         except KeyError:
             raise _unknown(worker.name) from None
+        except NameClashError as error:
+            raise _clash(error) from None
         except ValidationError as error:
             raise validation_message(error) from None
         except PodiumError:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from podium.context import RequestContext
 from podium.hooks import Hook
 from podium.routing.base import Candidate, Decision, RouteContext
-from podium.routing.config import AffinityConfig, RoutingConfigError
+from podium.routing.config import AffinityConfig, RoutingConfigError, parse_section
 from podium.routing.fit import able, fits
 from podium.routing.registry import RouterParts, RouterRegistry
 from podium.store.traces import TraceRecord
@@ -209,13 +209,7 @@ def session_map(config: AffinityConfig, parts: RouterParts) -> SessionMap:
 
 
 def build_affinity(section: Any, parts: RouterParts) -> AffinityRouter:
-    config = (
-        section
-        if isinstance(section, AffinityConfig)
-        else AffinityConfig.model_validate(
-            {k: v for k, v in (section or {}).items() if k != "type"}
-        )
-    )
+    config = parse_section(section, AffinityConfig, "affinity")
     sessions = session_map(config, parts)
     parts.hooks.append(AffinityHook(sessions, config))
     return AffinityRouter(sessions, config)

@@ -7,9 +7,9 @@ and raise :class:`RoutingConfigError` naming the rule or route.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 DEFAULT_CHAIN = ["rules", "affinity", "semantic", "direct"]
 VIRTUAL_MODEL = "podium/auto"
@@ -21,6 +21,31 @@ class RoutingConfigError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+Section = TypeVar("Section", bound=BaseModel)
+
+
+def parse_section(section: Any, cls: type[Section], name: str) -> Section:
+    """A router's section as ``cls``; ``type`` (the router kind of a second instance under
+    ``routing.routers``) is not part of it. Raises :class:`RoutingConfigError` naming the
+    router and the field."""
+    if section is None:
+        return cls()
+    if isinstance(section, cls):
+        return section
+    if isinstance(section, BaseModel):
+        section = section.model_dump()
+    if isinstance(section, dict):
+        section = {key: value for key, value in section.items() if key != "type"}
+    try:
+        return cls.model_validate(section)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise RoutingConfigError(
+            f"{name}: {where}: {first['msg']}" if where else f"{name}: {first['msg']}"
+        ) from None
 
 
 class WorkflowTarget(_Strict):

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from podium.routing.artifacts import ArtifactStore
-from podium.routing.learned_router import LearnedConfig, LearnedRouter, ModelHandle, parse_section
+from podium.routing.config import RoutingConfigError, parse_section
+from podium.routing.learned_router import LearnedConfig, LearnedRouter, ModelHandle
 
 if TYPE_CHECKING:
     from podium.app import Podium
@@ -46,7 +47,7 @@ def _handle(config: LearnedConfig, parts: RouterParts) -> ModelHandle:
 
 
 def learned_factory(section: Any, parts: RouterParts) -> Router:
-    config: LearnedConfig = parse_section(section, LearnedConfig, "learned")
+    config = parse_section(section, LearnedConfig, "learned")
     return LearnedRouter(config, _handle(config, parts), templates=parts.templates)
 
 
@@ -60,7 +61,19 @@ def workflow_factory(section: Any, parts: RouterParts) -> Router:
 def conductor_factory(section: Any, parts: RouterParts) -> Router:
     from podium.routing.conductor import ConductorConfig, ConductorRouter
 
-    config: ConductorConfig = parse_section(section, ConductorConfig, "conductor")
+    config = parse_section(section, ConductorConfig, "conductor")
+    if config.planner is not None and config.planner not in parts.worker_names():
+        raise RoutingConfigError(
+            f"conductor: planner {config.planner!r} is not a configured worker"
+        )
+    if config.fallback:
+        # Built on first use (it may load an artifact), but a name that means nothing is a
+        # configuration error now, not a failed fallback on every unusable plan.
+        kind, _ = parts.section(config.fallback)
+        try:
+            parts.registry.factory(kind)
+        except RoutingConfigError as error:
+            raise RoutingConfigError(f"conductor: fallback: {error}") from None
 
     def fallback() -> Router | None:
         return parts.router(config.fallback) if config.fallback else None

@@ -24,11 +24,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from podium.config import WorkerConfig
 from podium.routing.artifacts import ArtifactStore, Version
@@ -62,21 +62,6 @@ class LearnedConfig(BaseModel):
     default_output_tokens: int = Field(256, ge=1)
     reload_seconds: float = Field(1.0, ge=0)
     models: list[str] = Field(default_factory=lambda: [VIRTUAL_MODEL])
-
-
-def parse_section(section: Any, cls: type[BaseModel], name: str) -> Any:
-    from podium.routing.config import RoutingConfigError
-
-    if section is None:
-        return cls()
-    if isinstance(section, BaseModel):
-        section = section.model_dump()
-    try:
-        return cls.model_validate(section)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise RoutingConfigError(f"{name}: {where}: {first['msg']}") from None
 
 
 @dataclass(slots=True)

@@ -20,7 +20,7 @@ import yaml
 from numpy.typing import NDArray
 
 from podium.routing.base import Candidate, Decision, RouteContext
-from podium.routing.config import RouteConfig, RoutingConfigError, SemanticConfig
+from podium.routing.config import RouteConfig, RoutingConfigError, SemanticConfig, parse_section
 from podium.routing.embeddings import Embedder, StaticEmbedder
 from podium.routing.registry import RouterParts, RouterRegistry
 from podium.routing.targets import ResolvedTarget, Skip
@@ -264,16 +264,7 @@ def route_set(config: SemanticConfig) -> list[RouteConfig]:
 def build_semantic(
     section: Any, parts: RouterParts, embedder: Embedder | None = None
 ) -> SemanticRouter:
-    try:
-        config = (
-            section
-            if isinstance(section, SemanticConfig)
-            else SemanticConfig.model_validate(
-                {k: v for k, v in (section or {}).items() if k != "type"}
-            )
-        )
-    except ValueError as error:
-        raise RoutingConfigError(f"semantic: {error}") from None
+    config = parse_section(section, SemanticConfig, "semantic")
     routes = route_set(config)
     compiled: list[CompiledRoute] = []
     utterances: list[str] = []

@@ -206,9 +206,9 @@ def describe(
 
 
 def workflow_config(section: Any) -> WorkflowConfig:
-    from podium.routing.learned_router import parse_section
+    from podium.routing.config import parse_section
 
-    config: WorkflowConfig = parse_section(section, WorkflowConfig, "workflow")
+    config = parse_section(section, WorkflowConfig, "workflow")
     unknown = [t for t in config.templates if t not in SCORED]
     if unknown:
         from podium.routing.config import RoutingConfigError
