@@ -194,8 +194,7 @@ class ContractRunner:
             return quality
         from podium.routing.learned_router import LearnedRouter
 
-        built: dict[str, Any] = getattr(routing.parts, "_built", {})
-        for router in [*routing.routers, *built.values()]:
+        for router in routing.every_router():
             if isinstance(router, LearnedRouter):
                 try:
                     estimates, _ = router.scorer.estimates(request, workers)

@@ -201,6 +201,11 @@ class Routing:
     def router(self, name: str) -> Router:
         return self.parts.router(name)
 
+    def every_router(self) -> list[Router]:
+        """The chain's routers and every router built for a rule, route or hint, each once."""
+        seen = {id(router) for router in self.routers}
+        return [*self.routers, *(r for r in self.parts.built().values() if id(r) not in seen)]
+
     async def decide(
         self,
         request: ChatRequest,

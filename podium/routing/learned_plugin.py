@@ -98,8 +98,7 @@ def register_app(podium: Podium) -> None:
     routing = getattr(podium, "routing", None)
     if routing is None:
         return
-    built: dict[str, Any] = getattr(routing.parts, "_built", {})
-    for router in [*routing.routers, *built.values()]:
+    for router in routing.every_router():
         if isinstance(router, ConductorRouter):
             router.bind(podium.engine)
 
