@@ -196,3 +196,37 @@ async def test_the_contracts_own_preamble_is_not_classified_but_its_input_is(
         assert any("pii=EMAIL" in action for action in private_trace.policy_actions)
         # The schema reached the worker as written.
         assert "JSON Schema" in fake.received[0].body["messages"][0]["content"]
+
+
+async def test_the_quality_floor_reads_the_learned_routers_prediction_for_the_input(
+    tmp_path: Path,
+) -> None:
+    from podium.routing.artifacts import ArtifactStore
+    from tests.learned_helpers import hard_prompt, measured_cascade
+
+    # The artifact's cheap worker is good on easy prompts only; its prior claims otherwise.
+    store = ArtifactStore(tmp_path / "data" / "routers")
+    store.promote(store.save(measured_cascade()).number)
+    contract = {
+        **TICKET,
+        "instructions": "{{ input.text }}",
+        "policy": {"quality_floor": 0.5},
+        "examples": [],
+    }
+    write_contract(tmp_path / "contracts", contract)
+    hard = {"input": {"text": hard_prompt(3)}}
+    async with FakeOpenAI(Behaviour(reply=GOOD)) as fake:
+        workers = [fake_worker("cheap", fake.base_url, quality_prior=0.99)]
+        for chain in (["learned", "direct"], ["direct"]):
+            async with (
+                running(tmp_path, workers, routing={"chain": chain}) as (_, url),
+                httpx.AsyncClient() as client,
+            ):
+                reply = await client.post(f"{url}/v1/contracts/ticket", json=hard)
+            if "learned" in chain:
+                assert reply.status_code == 422
+                assert "predicted quality 0.1" in reply.json()["error"]["message"]
+                assert "below the floor 0.5" in reply.json()["error"]["message"]
+            else:  # no learned router: the prior stands
+                assert reply.status_code == 200, reply.text
+        assert len(fake.received) == 1
