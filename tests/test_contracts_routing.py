@@ -195,3 +195,40 @@ def test_a_hint_that_names_nothing_usable_stops_podium_from_starting(
         build(tmp_path, workers, routing=routing)
     assert str(caught.value).startswith("contract ticket@1: policy.routing")
     assert named in str(caught.value)
+
+
+async def test_the_route_endpoint_explains_a_contract_call_without_running_it(
+    tmp_path: Path,
+) -> None:
+    policy = {"routing": {"rule": "never"}, "regions": ["eu"]}
+    routing = {"rules": [NEVER]}
+    strong = {"profile": US_ONLY}
+    async with pool(tmp_path, policy, strong=strong, routing=routing) as p:
+        async with httpx.AsyncClient() as client:
+            body = {
+                "model": "contract/ticket",
+                "messages": [{"role": "user", "content": '{"text": "charged twice"}'}],
+            }
+            reply = await client.post(f"{p.url}/v1/route", json=body)
+            assert reply.status_code == 200, reply.text
+            explained = reply.json()
+            assert explained["contract"] == "ticket@1"
+            assert explained["eligible"] == ["weak"]
+            assert explained["excluded"] == {"strong": "region 'us' is not allowed"}
+            assert explained["decision"]["workflow"]["steps"][0]["worker"] == "weak"
+            assert "rule 'never' passed over" in explained["decision"]["reason"]
+            assert explained["planned_cost_usd"] > 0
+            assert reply.headers["x-podium-route"] == explained["decision"]["route"]
+            # Its errors are the call's: an input the schema refuses, an unknown contract.
+            bad = await client.post(
+                f"{p.url}/v1/route",
+                json={**body, "messages": [{"role": "user", "content": '{"text": 3}'}]},
+            )
+            assert bad.status_code == 422
+            assert bad.json()["error"]["code"] == "contract_input_invalid"
+            unknown = await client.post(f"{p.url}/v1/route", json={**body, "model": "contract/x"})
+            assert unknown.status_code == 404
+            # Ordinary models still get the ordinary explanation.
+            plain = await client.post(f"{p.url}/v1/route", json={**body, "model": "weak"})
+            assert plain.status_code == 200 and "contract" not in plain.json()
+        assert p.weak.received == [] and p.strong.received == []

@@ -7,6 +7,7 @@ that cannot be used stops start-up with the file and the reason.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from podium.contracts.stats import CallLog, contract_stats
 from podium.errors import PodiumError
 from podium.executor import replay
 from podium.gateway import Outcome, total_usage
+from podium.routing.chain import describe_decision
 from podium.types import ChatResponse
 
 if TYPE_CHECKING:
@@ -211,6 +213,7 @@ def register_app(podium: Podium) -> None:
     if len(contracts):
         _wrap_chat(podium, runner, "/v1/chat/completions", OpenAIIngress())
         _wrap_chat(podium, runner, "/v1/messages", AnthropicIngress())
+        _wrap_route(podium, runner)
 
     async def startup() -> None:
         async def shutdown() -> None:  # runs before the store closes (see observe/plugin.py)
@@ -280,5 +283,51 @@ def _wrap_chat(podium: Podium, runner: ContractRunner, path: str, ingress: Ingre
         return StreamResponse(
             ingress.encode_stream(events, request, outcome, context), 200, _headers(result)
         )
+
+    podium.app.route("POST", path, handle, ingress)
+
+
+def _wrap_route(podium: Podium, runner: ContractRunner) -> None:
+    """``model: "contract/NAME"`` on ``POST /v1/route``: the decision a call with that chat
+    body would get (admission, the contract's policy, its routing hint), without running it."""
+    path = "/v1/route"
+    inner = podium.app.handler("POST", path)
+    if inner is None:
+        return
+    ingress = OpenAIIngress()
+    limit = podium.config.server.max_body_bytes
+
+    async def handle(http: Request) -> AnyResponse:
+        started = time.perf_counter()
+        raw = await http.body(limit)
+        if b'"contract/' not in raw:
+            return await inner(http)
+        body = await http.json(limit)
+        model = body.get("model") if isinstance(body, dict) else None
+        if not isinstance(model, str) or not model.startswith(PREFIX):
+            return await inner(http)
+        assert isinstance(body, dict)
+        refuse_provider_fields(body, http.headers)
+        request = ingress.parse({**body, "stream": False}, http.headers)
+        name, version = _split(model)
+        contract = runner.contract(name, version)
+        data = input_from_chat(contract, request.last_user_text())
+        contract, plan, context = await runner.explain(
+            name, data, version=version, headers=http.headers
+        )
+        decision = plan.decision
+        payload: dict[str, Any] = {
+            "object": "podium.route",
+            "model": model,
+            "contract": contract.key,
+            "trace_id": context.trace_id,
+            "data_class": context.data_class,
+            "eligible": [worker.name for worker in plan.pool.workers],
+            "excluded": plan.pool.excluded,
+            "decision": describe_decision(decision),
+            "planned_cost_usd": round(plan.cost(contract), 8),
+            "elapsed_ms": round((time.perf_counter() - started) * 1000.0, 3),
+        }
+        return Response.json(payload, headers={"x-podium-route": decision.route})
 
     podium.app.route("POST", path, handle, ingress)

@@ -112,6 +112,25 @@ class Eligibility:
     quality: dict[str, float] = field(default_factory=dict)  # predicted or prior quality
 
 
+@dataclass(slots=True)
+class Plan:
+    """A call's routing, decided and not yet run."""
+
+    request: ChatRequest  # as the routers saw it (model ``podium/auto``)
+    pool: Eligibility
+    decision: Decision
+
+    def cost(self, contract: Contract) -> float:
+        """The most the decided steps may cost, one attempt each."""
+        prompt_tokens = estimate_tokens(self.request.prompt_text())
+        by_name = {w.name: w for w in self.pool.workers}
+        return sum(
+            attempt_cost(by_name[s.worker], prompt_tokens, contract)
+            for s in self.decision.workflow.steps
+            if s.worker in by_name
+        )
+
+
 def attempt_cost(worker: WorkerConfig, prompt_tokens: int, contract: Contract) -> float:
     """The most one attempt may cost: the prompt and a full-length answer."""
     out = contract.policy.max_output_tokens
@@ -392,18 +411,31 @@ class ContractRunner:
         context.operator_texts = frozenset({request.messages[0].text()})
         return request
 
-    async def _attempts(
+    async def explain(
+        self,
+        name: str,
+        data: Any,
+        *,
+        version: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[Contract, Plan, RequestContext]:
+        """What a call would do, admitted and routed as a call is; nothing is sent or spent."""
+        context = RequestContext(ingress="route", headers=dict(headers or {}), contract=name)
+        contract = self.contract(name, version)
+        request = self._prepare(contract, data, context)
+        request = await self.podium.gateway.admit(request, context)
+        return contract, await self.plan(contract, request, context), context
+
+    async def plan(
         self,
         contract: Contract,
-        data: dict[str, Any],
         request: ChatRequest,
         context: RequestContext,
-        run: Run,
-        forced: list[str] | None,
-    ) -> ContractResult:
-        gateway = self.podium.gateway
-        policy = contract.policy
-        eligible = gateway.eligible(request, context)
+        forced: list[str] | None = None,
+    ) -> Plan:
+        """Who may answer a call that has been admitted, and the decision, without running
+        it (``POST /v1/route`` shows this); raises when the policy leaves no worker."""
+        eligible = self.podium.gateway.eligible(request, context)
         route_request = replace(request, model=ROUTE_MODEL)
         if forced:
             missing = [w for w in forced if w not in {e.name for e in eligible}]
@@ -435,21 +467,31 @@ class ContractRunner:
             )
         else:
             decision = await self._route(contract, route_request, context, pool)
-        decision.workflow.fallbacks = []  # escalation below is the fallback, attempt by attempt
+        decision.workflow.fallbacks = []  # escalation is the fallback, attempt by attempt
+        return Plan(route_request, pool, decision)
+
+    async def _attempts(
+        self,
+        contract: Contract,
+        data: dict[str, Any],
+        request: ChatRequest,
+        context: RequestContext,
+        run: Run,
+        forced: list[str] | None,
+    ) -> ContractResult:
+        gateway = self.podium.gateway
+        policy = contract.policy
+        planned = await self.plan(contract, request, context, forced)
+        route_request, pool, decision = planned.request, planned.pool, planned.decision
         for hook in gateway.hooks:
             await hook.decided(route_request, decision, context)
         enforce_clearance(decision, pool.workers)
-        prompt_tokens = estimate_tokens(route_request.prompt_text())
         by_name = {w.name: w for w in pool.workers}
-        planned = sum(
-            attempt_cost(by_name[s.worker], prompt_tokens, contract)
-            for s in decision.workflow.steps
-            if s.worker in by_name
-        )
-        if policy.max_cost_usd is not None and planned > policy.max_cost_usd:
+        cost = planned.cost(contract)
+        if policy.max_cost_usd is not None and cost > policy.max_cost_usd:
             raise PodiumError(
                 "unprocessable",
-                f"the routed plan for contract {contract.key} may cost ${planned:.6f}, above "
+                f"the routed plan for contract {contract.key} may cost ${cost:.6f}, above "
                 f"its maximum of ${policy.max_cost_usd} per call; nothing was sent",
                 code="contract_cost_exceeded",
             )
