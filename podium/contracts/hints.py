@@ -62,7 +62,7 @@ class RouterHint:
 
     def __init__(self, router: Router, gateway: Gateway) -> None:
         self.label = f"router {router.name!r}"
-        self._routers = [router, *gateway.routers]
+        self._routers = [router, *(r for r in gateway.routers if r is not router)]
         self._gateway = gateway
 
     async def decide(
