@@ -232,3 +232,20 @@ async def test_the_route_endpoint_explains_a_contract_call_without_running_it(
             plain = await client.post(f"{p.url}/v1/route", json={**body, "model": "weak"})
             assert plain.status_code == 200 and "contract" not in plain.json()
         assert p.weak.received == [] and p.strong.received == []
+
+
+def test_a_rule_matching_a_contract_that_is_not_loaded_stops_podium_from_starting(
+    tmp_path: Path,
+) -> None:
+    write_contract(tmp_path / "contracts", TICKET)
+    workers = [fake_worker("weak", "http://127.0.0.1:9")]
+    typo = {"name": "tickets", "match": {"contract": ["tickte"]}, "worker": "weak"}
+    with pytest.raises(ConfigError, match="rule 'tickets' matches contract 'tickte'"):
+        build(tmp_path, workers, routing={"rules": [typo]})
+    vip = {"type": "rules", "rules": [typo]}
+    with pytest.raises(
+        ConfigError, match=r"contract 'tickte', which is not loaded \(contracts: ticket\)"
+    ):
+        build(tmp_path, workers, routing={"routers": {"vip": vip}})
+    right = {**typo, "match": {"contract": ["ticket"]}}
+    build(tmp_path, workers, routing={"rules": [right]})

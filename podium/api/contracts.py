@@ -29,6 +29,7 @@ from podium.errors import PodiumError
 from podium.executor import replay
 from podium.gateway import Outcome, total_usage
 from podium.routing.chain import describe_decision
+from podium.routing.config import RuleConfig
 from podium.types import ChatResponse
 
 if TYPE_CHECKING:
@@ -105,6 +106,26 @@ def _split(model: str) -> tuple[str, str | None]:
     return name, version or None
 
 
+def _check_rules(podium: Podium, contracts: ContractSet) -> None:
+    """A rule that matches contract calls must name contracts that exist: a typo there would
+    never match, and the calls it meant would be routed by the rest of the chain."""
+    if podium.config.contracts.dir is None:
+        return  # contracts are off: no call can match, whatever the rule names
+    routing = podium.config.routing
+    rules = [*routing.rules]
+    for section in routing.routers.values():
+        if section.get("type") == "rules":
+            rules += [RuleConfig.model_validate(rule) for rule in section.get("rules", [])]
+    known = set(contracts.names())
+    for rule in rules:
+        for name in rule.match.contract or []:
+            if name not in known:
+                raise ConfigError(
+                    f"routing: rule {rule.name!r} matches contract {name!r}, which is not "
+                    f"loaded (contracts: {', '.join(sorted(known)) or 'none'})"
+                )
+
+
 def _hints(podium: Podium, contracts: ContractSet) -> dict[str, Hint]:
     """Every contract version's routing hint, resolved now: one that names nothing stops
     Podium from starting."""
@@ -142,6 +163,7 @@ def register_app(podium: Podium) -> None:
                     classes.check(declared, where=f"contract {name}@{version} policy.data_class")
                 except PodiumError as error:
                     raise ConfigError(f"contracts: {error.message}") from None
+    _check_rules(podium, contracts)
     runner = ContractRunner(podium, contracts, _hints(podium, contracts))
     podium.extras[EXTENSION_KEY] = runner
     calls = CallLog(podium.store)  # type: ignore[arg-type]
