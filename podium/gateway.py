@@ -231,6 +231,13 @@ class Gateway:
         self, request: ChatRequest, context: RequestContext, stages: Stages | None = None
     ) -> list[WorkerConfig]:
         workers = [worker.config for worker in self.pool.serving()]
+        if not workers:
+            # Every worker drained or removed: no class or key would help, so not a 403.
+            raise PodiumError(
+                "overloaded",
+                "no worker is taking requests: every worker is draining or has been removed",
+                code="no_serving_worker",
+            )
         for hook in (stages or self.stages).eligible:
             workers = hook.eligible(workers, request, context)
         return workers

@@ -72,6 +72,30 @@ async def test_add_reprice_drain_remove_without_restart(
         assert running.podium.pool.names() == ["alpha"]
 
 
+async def test_a_pool_with_every_worker_drained_answers_503_not_403(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    # It said "no worker is cleared for this request": a clearance problem, which it is not.
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        httpx.AsyncClient(base_url=running.url) as admin,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="unused", max_retries=0) as client,
+    ):
+        assert (await admin.post("/admin/workers/alpha/drain")).status_code == 200
+        with pytest.raises(openai.InternalServerError) as caught:
+            await client.chat.completions.create(
+                model="podium/auto", messages=[{"role": "user", "content": "hi"}]
+            )
+        assert caught.value.status_code == 503
+        assert caught.value.code == "no_serving_worker"
+        assert "every worker is draining" in caught.value.message
+        assert (await admin.post("/admin/workers/alpha/undrain")).status_code == 200
+        answer = await client.chat.completions.create(
+            model="podium/auto", messages=[{"role": "user", "content": "hi"}]
+        )
+        assert answer.choices[0].message.content
+
+
 @pytest.mark.parametrize(
     ("method", "path", "body", "status", "needle"),
     [
