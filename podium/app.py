@@ -184,8 +184,31 @@ def _routes(podium: Podium) -> None:
     async def health(_: Request) -> Response:
         return Response.json({"status": "ok", "workers": len(podium.pool.serving())})
 
+    async def ready(_: Request) -> Response:
+        """For a load balancer's readiness check: 503 when no worker can take a request now
+        (every answering worker drained, removed or behind an open circuit)."""
+        answering = [w for w in podium.pool if w.config.role != "check"]
+        serving = [w for w in answering if not w.draining]
+        available = [w for w in serving if w.breaker.state != "open"]
+        body: dict[str, Any] = {
+            "status": "ready" if available else "unavailable",
+            "workers": {
+                "answering": len(answering),
+                "serving": len(serving),
+                "available": len(available),
+            },
+        }
+        if not available:
+            body["reason"] = (
+                "every serving worker's circuit is open"
+                if serving
+                else "every worker is draining or has been removed"
+            )
+        return Response.json(body, status=200 if available else 503)
+
     app.route("GET", "/v1/models", models, openai)
     app.route("GET", "/health", health, app.fallback_errors)
+    app.route("GET", "/ready", ready, app.fallback_errors)
 
 
 def create_app(config: PodiumConfig, **options: Any) -> App:
