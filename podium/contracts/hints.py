@@ -39,20 +39,24 @@ class Hint(Protocol):
         ...
 
 
-class RuleHint:
-    """A rule of ``routing.rules``: its target, whatever its conditions."""
+class TargetHint:
+    """A rule's target (whatever the rule's conditions), or a workflow template over the
+    workers the contract names (those eligible, in order)."""
 
-    def __init__(self, contract: Contract, rule: str, target: ResolvedTarget) -> None:
-        self.label = f"rule {rule!r}"
-        self._rule = rule
+    def __init__(
+        self, label: str, target: ResolvedTarget, *, router: str, rule: str | None, reason: str
+    ) -> None:
+        self.label = label
         self._target = target
-        self._reason = f"contract {contract.key} names rule {rule!r}"
+        self._router = router
+        self._rule = rule
+        self._reason = reason
 
     async def decide(
         self, request: ChatRequest, context: RouteContext, weakest_first: Sequence[str]
     ) -> Decision | Skip:
         outcome = await self._target.decide(
-            request, context, router="rules", rule=self._rule, reason=self._reason
+            request, context, router=self._router, rule=self._rule, reason=self._reason
         )
         return Skip("its router had no opinion") if outcome is None else outcome
 
@@ -75,23 +79,6 @@ class RouterHint:
             budget_s=max(self._gateway.router_timeout, 1.0),
             default_worker=self._gateway.default_worker,
         )
-
-
-class NamedWorkflowHint:
-    """A workflow template over the workers the contract names (those eligible, in order)."""
-
-    def __init__(self, contract: Contract, target: ResolvedTarget) -> None:
-        self.label = target.label
-        self._target = target
-        self._reason = f"contract {contract.key}: {target.label}"
-
-    async def decide(
-        self, request: ChatRequest, context: RouteContext, weakest_first: Sequence[str]
-    ) -> Decision | Skip:
-        outcome = await self._target.decide(
-            request, context, router=ROUTER, rule=None, reason=self._reason
-        )
-        return Skip("its router had no opinion") if outcome is None else outcome
 
 
 class PoolWorkflowHint:
@@ -130,7 +117,13 @@ def resolve_hint(contract: Contract, routing: Routing, gateway: Gateway) -> Hint
                     f"{owner} names rule {hint.rule!r}, which routing.rules does not have "
                     f"(rules: {known})"
                 )
-            return RuleHint(contract, hint.rule, found.target)
+            return TargetHint(
+                f"rule {hint.rule!r}",
+                found.target,
+                router="rules",
+                rule=hint.rule,
+                reason=f"contract {contract.key} names rule {hint.rule!r}",
+            )
         if hint.router is not None:
             return RouterHint(routing.router(hint.router), gateway)
         if hint.workflow is None:
@@ -156,4 +149,10 @@ def resolve_hint(contract: Contract, routing: Routing, gateway: Gateway) -> Hint
                 f"{owner}: worker {name!r} only checks drafts (role: check), and a "
                 "contract's output is checked against its schema instead"
             )
-    return NamedWorkflowHint(contract, target)
+    return TargetHint(
+        target.label,
+        target,
+        router=ROUTER,
+        rule=None,
+        reason=f"contract {contract.key}: {target.label}",
+    )

@@ -35,9 +35,10 @@ from podium.errors import PodiumError
 from podium.executor import VERDICT_FORMAT, Run
 from podium.gateway import enforce_clearance, total_cost
 from podium.routing.base import Candidate, Decision, RouteContext
+from podium.routing.targets import Skip
 from podium.types import ChatRequest, ChatResponse, Message, ResponseFormat, TextPart
 from podium.workers import estimate_tokens
-from podium.workflow import Step, Workflow
+from podium.workflow import Step, Workflow, WorkflowError
 
 if TYPE_CHECKING:
     from podium.app import Podium
@@ -292,7 +293,14 @@ class ContractRunner:
         )
         outcome = await hint.decide(request, route_context, weakest_first)
         if isinstance(outcome, Decision):
-            return outcome
+            try:  # as the chain checks every router's plan
+                outcome.workflow.validate(
+                    route_context.eligible_names(), route_context.checker_names()
+                )
+            except WorkflowError as error:
+                outcome = Skip(f"it planned an invalid workflow: {error}")
+            else:
+                return outcome
         decision = await gateway.route(request, context, list(pool.workers))
         decision.reason = (
             f"contract {contract.key}: {hint.label} passed over ({outcome.reason}); "
