@@ -242,6 +242,73 @@ async def test_image_blocks_translate(gateway: Any, fake_openai: FakeOpenAI) -> 
     assert parts[2] == {"type": "text", "text": "what is this?"}
 
 
+async def test_text_documents_are_read_and_pdfs_refused(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url, profile=CLEARED)]) as running,
+        client(running, max_retries=0) as sdk,
+    ):
+        await sdk.messages.create(
+            model="alpha",
+            max_tokens=10,
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "document",
+                            "source": {
+                                "type": "text",
+                                "media_type": "text/plain",
+                                "data": "The sky is green.",
+                            },
+                            "title": "Notes",
+                            "context": "From the wiki",
+                            "citations": {"enabled": True},
+                        },
+                        {
+                            "type": "document",
+                            "source": {
+                                "type": "content",
+                                "content": [{"type": "text", "text": "Grass is blue."}],
+                            },
+                        },
+                        {"type": "text", "text": "What colour is the sky?"},
+                    ],
+                }
+            ],
+        )
+        sent = fake_openai.received[0].body["messages"][0]["content"]
+        assert sent == (
+            "Document: Notes\nFrom the wiki\n\nThe sky is green.\n\n"
+            "Grass is blue.\n\nWhat colour is the sky?"
+        )
+        with pytest.raises(anthropic.BadRequestError) as refused:
+            await sdk.messages.create(
+                model="alpha",
+                max_tokens=10,
+                messages=[
+                    {
+                        "role": "user",
+                        "content": [
+                            {
+                                "type": "document",
+                                "source": {
+                                    "type": "base64",
+                                    "media_type": "application/pdf",
+                                    "data": "JVBERi0xLjQ=",
+                                },
+                            },
+                            {"type": "text", "text": "Summarise"},
+                        ],
+                    }
+                ],
+            )
+        assert "documents are read as text only" in refused.value.message
+        assert len(fake_openai.received) == 1
+
+
 async def test_unknown_model_is_a_404_in_anthropic_format(
     gateway: Any, fake_openai: FakeOpenAI
 ) -> None:

@@ -15,7 +15,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from podium.api.http import Request, Response, retry_headers
 from podium.api.ingress import chat_handler, refuse_provider_fields
@@ -86,7 +86,20 @@ class ImageBlock(Wire):
     cache_control: CacheControl | None = None
 
 
+class DocumentBlock(Wire):
+    """A document. Plain-text and content sources are read as text, after the title and
+    context; a PDF or a file reference is refused (no detector or local worker reads one)."""
+
+    type: Literal["document"]
+    source: dict[str, Any]
+    title: str | None = None
+    context: str | None = None
+    citations: dict[str, Any] | None = None
+    cache_control: CacheControl | None = None
+
+
 ResultPart = Annotated[TextBlock | ImageBlock, Field(discriminator="type")]
+_RESULT_PARTS: TypeAdapter[list[TextBlock | ImageBlock]] = TypeAdapter(list[ResultPart])
 
 
 class ToolUseBlock(Wire):
@@ -116,7 +129,7 @@ class ThinkingBlock(Wire):
 
 
 Block = Annotated[
-    TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock | ThinkingBlock,
+    TextBlock | ImageBlock | DocumentBlock | ToolUseBlock | ToolResultBlock | ThinkingBlock,
     Field(discriminator="type"),
 ]
 
@@ -287,6 +300,48 @@ def _part(block: TextBlock | ImageBlock) -> ContentPart:
     return ImagePart(url=block.source.url)
 
 
+def _document(block: DocumentBlock, where: str) -> list[ContentPart]:
+    """The document as text parts: a heading of its title and context, then its text, kept
+    apart from the blocks around it (text parts are joined as they are)."""
+    source = block.source
+    kind = source.get("type")
+    content = source.get("content")
+    if kind == "text" and isinstance(source.get("data"), str):
+        body: list[ContentPart] = [TextPart(source["data"])]
+    elif kind == "content" and isinstance(content, str):
+        body = [TextPart(content)]
+    elif kind == "content" and isinstance(content, list):
+        try:
+            blocks = _RESULT_PARTS.validate_python(content)
+        except ValidationError as error:
+            first = error.errors()[0]
+            path = ".".join(str(p) for p in first["loc"])
+            raise PodiumError(
+                "invalid_request",
+                f"{where}.source.content.{path}: {first['msg']}",
+                param=f"{where}.source.content",
+            ) from None
+        body = [_part(item) for item in blocks]
+    elif kind in ("text", "content"):
+        raise PodiumError(
+            "invalid_request",
+            f"{where}.source: a {kind} source needs its {'data' if kind == 'text' else kind}",
+            param=f"{where}.source",
+        )
+    else:
+        raise PodiumError(
+            "invalid_request",
+            f"{where}: documents are read as text only (source type 'text' or 'content'), "
+            f"not {kind!r}; extract the text and send that",
+            param=f"{where}.source",
+            code="unsupported_input",
+        )
+    title = f"Document: {block.title}" if block.title else None
+    heading = "\n".join(line for line in (title, block.context) if line)
+    before = [TextPart(f"{heading}\n\n")] if heading else []
+    return [*before, *body, TextPart("\n\n")]
+
+
 def _system(system: str | list[TextBlock] | None) -> list[Message]:
     if system is None:
         return []
@@ -336,6 +391,8 @@ def _messages(wire: list[MessageIn]) -> list[Message]:
                 )
             elif isinstance(block, TextBlock | ImageBlock):
                 parts.append(_part(block))
+            elif isinstance(block, DocumentBlock):
+                parts += _document(block, f"messages.{index}.content")
             elif isinstance(block, ToolUseBlock):
                 raise PodiumError(
                     "invalid_request",
