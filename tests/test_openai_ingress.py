@@ -87,6 +87,20 @@ async def test_unknown_model_is_a_404_in_openai_format(
         ),
         (b"\xff\xfe\x00", 400, "UTF-8"),
         (b"[]", 400, "JSON object"),
+        # A part of a type no worker reads names the part and the types there are.
+        (
+            b'{"model": "alpha", "messages": [{"role": "user", "content": [{"type": "file", '
+            b'"file": {"file_data": "data:application/pdf;base64,JVBE"}}]}]}',
+            400,
+            "'messages[0].content[0]': Input tag 'file' found using 'type' does not match any "
+            "of the expected tags: 'text', 'image_url'",
+        ),
+        (
+            b'{"model": "alpha", "messages": [{"role": "user", "content": "x"}], '
+            b'"modalities": ["text", "audio"]}',
+            400,
+            "modalities",
+        ),
     ],
 )
 async def test_bad_input_is_a_clear_openai_error(
@@ -106,6 +120,24 @@ async def test_bad_input_is_a_clear_openai_error(
     assert needle in error["message"]
     assert error["type"] == "invalid_request_error"
     assert fake_openai.received == []
+
+
+async def test_newer_fields_that_change_nothing_here_are_accepted(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="unused", max_retries=0) as client,
+    ):
+        answer = await client.chat.completions.create(
+            model="alpha",
+            messages=[{"role": "user", "content": "hi"}],
+            modalities=["text"],
+            verbosity="low",
+            reasoning_effort="low",
+            prompt_cache_key="k",
+        )
+    assert answer.choices[0].message.content
 
 
 PLAIN_BODIES: list[dict[str, Any]] = [

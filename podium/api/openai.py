@@ -168,6 +168,8 @@ class ChatCompletionIn(Wire):
     service_tier: str | None = None
     logprobs: Literal[False] | None = None
     reasoning_effort: str | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+    modalities: list[Literal["text"]] | None = None  # text is all Podium's workers write
     prompt_cache_key: str | None = None
     safety_identifier: str | None = None
 
@@ -203,7 +205,11 @@ def _field_path(location: tuple[int | str, ...]) -> str:
 
 
 def validation_error(error: ValidationError) -> PodiumError:
-    first = error.errors()[0]
+    errors = error.errors()
+    # A content part of an unknown type fails both branches of ``str | list[part]``; the
+    # part's own error ("Input tag 'file' ... expected tags: 'text', 'image_url'") says why,
+    # the string branch's ("Input should be a valid string") does not.
+    first = next((e for e in errors if e["type"] == "union_tag_invalid"), errors[0])
     path = _field_path(tuple(first["loc"]))
     if first["type"] == "extra_forbidden":
         message = f"Unrecognized request argument supplied: {path}"
