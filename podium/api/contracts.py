@@ -247,6 +247,20 @@ def register_app(podium: Podium) -> None:
     podium.app.on_startup.append(startup)
 
 
+async def _contract_call(http: Request, limit: int) -> tuple[dict[str, Any], str] | None:
+    """The body and model of a request for ``contract/NAME``, else None. The body is kept by
+    the request, so another handler can read it again; a byte scan first keeps ordinary chat
+    requests from being parsed twice."""
+    if b'"contract/' not in await http.body(limit):
+        return None
+    body = await http.json(limit)
+    model = body.get("model") if isinstance(body, dict) else None
+    if not isinstance(body, dict) or not isinstance(model, str) or not model.startswith(PREFIX):
+        return None
+    refuse_provider_fields(body, http.headers)
+    return body, model
+
+
 def _wrap_chat(podium: Podium, runner: ContractRunner, path: str, ingress: Ingress) -> None:
     """``model: "contract/NAME"`` on a chat endpoint (OpenAI's or Anthropic's) runs the
     contract and answers in that endpoint's format; any other model goes to the handler that
@@ -257,17 +271,10 @@ def _wrap_chat(podium: Podium, runner: ContractRunner, path: str, ingress: Ingre
     limit = podium.config.server.max_body_bytes
 
     async def handle(http: Request) -> AnyResponse:
-        # The body is kept by the request, so the inner handler reads it again; a byte scan
-        # first keeps ordinary chat requests from being parsed twice.
-        raw = await http.body(limit)
-        if b'"contract/' not in raw:
+        called = await _contract_call(http, limit)
+        if called is None:
             return await inner(http)
-        body = await http.json(limit)
-        model = body.get("model") if isinstance(body, dict) else None
-        if not isinstance(model, str) or not model.startswith(PREFIX):
-            return await inner(http)
-        assert isinstance(body, dict)
-        refuse_provider_fields(body, http.headers)
+        body, model = called
         request = ingress.parse(body, http.headers)
         name, version = _split(model)
         trace_id = new_trace_id()
@@ -321,15 +328,10 @@ def _wrap_route(podium: Podium, runner: ContractRunner) -> None:
 
     async def handle(http: Request) -> AnyResponse:
         started = time.perf_counter()
-        raw = await http.body(limit)
-        if b'"contract/' not in raw:
+        called = await _contract_call(http, limit)
+        if called is None:
             return await inner(http)
-        body = await http.json(limit)
-        model = body.get("model") if isinstance(body, dict) else None
-        if not isinstance(model, str) or not model.startswith(PREFIX):
-            return await inner(http)
-        assert isinstance(body, dict)
-        refuse_provider_fields(body, http.headers)
+        body, model = called
         request = ingress.parse({**body, "stream": False}, http.headers)
         name, version = _split(model)
         contract = runner.contract(name, version)
