@@ -285,7 +285,7 @@ async def test_serve_with_two_processes_on_one_sqlite_file(
                 assert response.status == 200
             await asyncio.sleep(1.0)
             drained = await asyncio.gather(*(post(session, replica.url, None) for _ in range(10)))
-            assert {status for status, _ in drained} == {403}  # "not available: draining"
+            assert {status for status, _ in drained} == {503}  # no_serving_worker
     finally:
         await replica.stop()  # graceful: both processes flush their traces
     from podium.store.sqlite import SQLiteStore
