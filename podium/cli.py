@@ -67,6 +67,14 @@ def serve(
         raise click.ClickException("\n".join(problems))
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
+    # Rules, routers, contracts and policy are checked as the app is built: build it once
+    # here (a quarter of a second; nothing starts), so a mistake there is one clear line too.
+    from podium.app import create_podium
+
+    try:
+        create_podium(config, start_workers=False)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
     if config_path:
         os.environ["PODIUM_CONFIG"] = str(Path(config_path).resolve())
     host = host or config.server.host

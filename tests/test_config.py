@@ -145,3 +145,14 @@ def test_serve_refuses_a_bad_config_with_one_clear_message(tmp_path: Path) -> No
     path.write_text("workers: [{name: a, provider: openai}]")
     result = CliRunner().invoke(main, ["serve", "--config", str(path)])
     assert result.exit_code == 1 and "workers.0.model: Field required" in result.output
+
+    # Found only as the app is built (rules, routers, contracts, policy): it was a traceback
+    # from the server process, after "serving on ...".
+    path.write_text(
+        f"workers: [{WORKER}]\nrouting: {{rules: [{{name: r, match: {{regex: ['(']}}, "
+        "worker: a}]}"
+    )
+    result = CliRunner().invoke(main, ["serve", "--config", str(path)])
+    assert result.exit_code == 1
+    assert "rule 'r': regular expression '(' does not compile" in result.output
+    assert "Traceback" not in result.output and "serving on" not in result.output
