@@ -67,14 +67,12 @@ def serve(
         raise click.ClickException("\n".join(problems))
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
-    # Rules, routers, contracts and policy are checked as the app is built: build it once
-    # here (a quarter of a second; nothing starts), so a mistake there is one clear line too.
-    from podium.app import create_podium
+    # Rules, routers, contracts and policy are checked as the app is built: a mistake there
+    # is one clear line too, not a traceback from the server process.
+    from podium.commands.workers import build_problem
 
-    try:
-        create_podium(config, start_workers=False)
-    except ConfigError as error:
-        raise click.ClickException(str(error)) from None
+    if (problem := build_problem(config)) is not None:
+        raise click.ClickException(problem)
     if config_path:
         os.environ["PODIUM_CONFIG"] = str(Path(config_path).resolve())
     host = host or config.server.host

@@ -155,6 +155,17 @@ def test_check_warns_of_a_checker_without_the_kernels_limits(
             ["options.colour"],
         ),
         ("workers: [{name: a, provider: warp, model: m}]", ["unknown provider 'warp'"]),
+        # Found as the app is built: routing, contracts, policy.
+        (
+            "workers: [{name: a, provider: openai, model: m}]\n"
+            "routing: {rules: [{name: r, match: {regex: ['(']}, worker: a}]}",
+            ["rule 'r': regular expression '(' does not compile"],
+        ),
+        (
+            "workers: [{name: a, provider: openai, model: m}]\n"
+            "policy: {injection: {hardened_workers: [b]}}",
+            ["hardened_workers: 'b' is not a configured worker"],
+        ),
     ],
 )
 def test_check_names_what_is_wrong(tmp_path: Path, text: str, needles: list[str]) -> None:
