@@ -43,6 +43,21 @@ TICKET: dict[str, Any] = {
     "evaluator": {"kind": "exact", "fields": ["team"]},
 }
 GOOD = '{"team": "billing", "confidence": 0.8}'
+# The ticket contract taking one string (a chat message is its whole input), and taking two
+# required fields (a chat message must be a JSON object).
+ONE_STRING: dict[str, Any] = {
+    **TICKET,
+    "input_schema": {"type": "object", "properties": {"text": {"type": "string"}}},
+}
+TWO_FIELDS: dict[str, Any] = {
+    **TICKET,
+    "input_schema": {
+        "type": "object",
+        "properties": {"text": {"type": "string"}, "priority": {"type": "integer"}},
+        "required": ["text", "priority"],
+    },
+    "examples": [],
+}
 
 
 def write_contract(directory: Path, data: dict[str, Any], filename: str | None = None) -> Path:

@@ -10,12 +10,14 @@ import pytest
 
 from podium.testing.fakes import Behaviour
 from podium.testing.openai_fake import FakeOpenAI
-from tests.contract_helpers import GOOD, TICKET, fake_worker, running, write_contract
-
-ONE_STRING = {
-    **TICKET,
-    "input_schema": {"type": "object", "properties": {"text": {"type": "string"}}},
-}
+from tests.contract_helpers import (
+    GOOD,
+    ONE_STRING,
+    TWO_FIELDS,
+    fake_worker,
+    running,
+    write_contract,
+)
 
 
 async def test_a_contract_answers_as_a_chat_completion(tmp_path: Path) -> None:
@@ -53,16 +55,7 @@ async def test_a_contract_answers_as_a_chat_completion(tmp_path: Path) -> None:
 
 
 async def test_a_json_input_and_its_errors_in_openai_format(tmp_path: Path) -> None:
-    two_fields = {
-        **TICKET,
-        "input_schema": {
-            "type": "object",
-            "properties": {"text": {"type": "string"}, "priority": {"type": "integer"}},
-            "required": ["text", "priority"],
-        },
-        "examples": [],
-    }
-    write_contract(tmp_path / "contracts", two_fields)
+    write_contract(tmp_path / "contracts", TWO_FIELDS)
     async with FakeOpenAI(Behaviour(reply=GOOD)) as fake:
         workers = [fake_worker("w1", fake.base_url)]
         async with (
