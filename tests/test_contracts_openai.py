@@ -52,6 +52,9 @@ async def test_a_contract_answers_as_a_chat_completion(tmp_path: Path) -> None:
                 model="w1", messages=[{"role": "user", "content": "hello"}]
             )
             assert plain.choices[0].message.content == GOOD
+            # The model list offers the contract beside the workers.
+            listed = {model.id: model.owned_by async for model in client.models.list()}
+            assert listed["contract/ticket"] == "podium-contract" and "w1" in listed
 
 
 async def test_a_json_input_and_its_errors_in_openai_format(tmp_path: Path) -> None:
