@@ -222,3 +222,7 @@ def test_the_route_command_explains_offline(tmp_path: Path) -> None:
     assert [r["router"] for r in data["routers"]] == ["semantic", "direct"]
     unknown = runner.invoke(main, ["route", "hi", "--config", str(config), "--model", "nope"])
     assert unknown.exit_code == 1 and "does not exist" in unknown.output
+    contract = runner.invoke(
+        main, ["route", "hi", "--config", str(config), "--model", "contract/ticket"]
+    )
+    assert contract.exit_code == 1 and "POST /v1/route" in contract.output

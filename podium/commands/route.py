@@ -164,6 +164,12 @@ def register(main: click.Group) -> None:
         routing section; no worker is started and nothing is spent."""
         if prompt == "-":
             prompt = sys.stdin.read()
+        if model.startswith("contract/"):
+            raise click.ClickException(
+                "a contract call is routed by its policy and routing hint, which this offline "
+                "command does not load; ask a running gateway: POST /v1/route with "
+                f'{{"model": "{model}", "messages": [...]}}'
+            )
         config, routing = _routing(config_path)
         request = _request(prompt, model, system)
         eligible = [w for w in config.workers if data_class in w.profile.cleared]
