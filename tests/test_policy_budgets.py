@@ -289,11 +289,14 @@ async def test_budget_reserves_then_settles_and_refuses_with_402(
             first = await http.post("/chat/completions", json=CHAT, headers=headers)
             assert first.status_code == 200
             assert float(first.headers["x-podium-cost-usd"]) == pytest.approx(REAL_COST)
+            # Left should the request have cost its whole $1.00 reservation.
+            assert first.headers["x-podium-budget-remaining-usd"] == "0.600000"
             await running.podium.gateway.drain_background()
             assert await spent(running.podium, key_id, "day") == pytest.approx(REAL_COST)
             # $0.50 spent, $1.10 left: the next $1.00 reservation fits, the one after does not.
             second = await http.post("/chat/completions", json=CHAT, headers=headers)
             assert second.status_code == 200
+            assert second.headers["x-podium-budget-remaining-usd"] == "0.100000"
             await running.podium.gateway.drain_background()
             third = await http.post("/chat/completions", json=CHAT, headers=headers)
     assert third.status_code == 402

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from podium.policy.audit import AuditTrail
 
 log = logging.getLogger("podium.budgets")
+BUDGET_HEADER = "x-podium-budget-remaining-usd"
 
 MESSAGE_OVERHEAD_TOKENS = 4  # role markers and separators around each message
 
@@ -312,6 +313,9 @@ class LimitsHook(Hook):
             )
         opened.period, opened.reservation, opened.period_seconds = period, reservation, remaining
         context.policy_actions.append(f"budget:reserved:{estimate:.6f}")
+        # What is left should this request cost its whole reservation: a floor, not a guess.
+        left = budget - verdict.spent - verdict.held - amount
+        context.response_headers[BUDGET_HEADER] = f"{usd(left if left > 0 else 0):.6f}"
 
     async def finish(self, trace: TraceRecord, context: RequestContext) -> None:
         opened = self._open.pop(context.trace_id, None)
