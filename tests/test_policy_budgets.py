@@ -110,35 +110,37 @@ def test_remembered_periods_roll_over_like_period_of() -> None:
 async def test_memory_buckets_refill_over_a_minute() -> None:
     now = [0.0]
     limits = MemoryLimits(clock=lambda: now[0])
-    assert await limits.take_rate("k", rpm=2, tpm=None, tokens=0) == 0
-    assert await limits.take_rate("k", rpm=2, tpm=None, tokens=0) == 0
-    wait = await limits.take_rate("k", rpm=2, tpm=None, tokens=0)
+    assert (await limits.take_rate("k", rpm=2, tpm=None, tokens=0)).wait == 0
+    assert (await limits.take_rate("k", rpm=2, tpm=None, tokens=0)).wait == 0
+    wait = (await limits.take_rate("k", rpm=2, tpm=None, tokens=0)).wait
     assert wait == pytest.approx(30.0)
     now[0] = 30.0
-    assert await limits.take_rate("k", rpm=2, tpm=None, tokens=0) == 0
+    assert (await limits.take_rate("k", rpm=2, tpm=None, tokens=0)).wait == 0
     # Tokens: a request takes its estimate, and the real count corrects it afterwards.
-    assert await limits.take_rate("t", rpm=None, tpm=100, tokens=80) == 0
-    assert await limits.take_rate("t", rpm=None, tpm=100, tokens=80) > 0
+    assert (await limits.take_rate("t", rpm=None, tpm=100, tokens=80)).wait == 0
+    assert (await limits.take_rate("t", rpm=None, tpm=100, tokens=80)).wait > 0
     await limits.adjust_tokens("t", tpm=100, delta=-70)  # it used only 10
-    assert await limits.take_rate("t", rpm=None, tpm=100, tokens=80) == 0
+    assert (await limits.take_rate("t", rpm=None, tpm=100, tokens=80)).wait == 0
 
 
 async def test_memory_rate_takes_from_both_buckets_or_neither() -> None:
     now = [0.0]
     limits = MemoryLimits(clock=lambda: now[0])
-    assert await limits.take_rate("k", rpm=3, tpm=100, tokens=60) == 0
+    assert (await limits.take_rate("k", rpm=3, tpm=100, tokens=60)).wait == 0
     # The tokens run short (40 left, 60 wanted): refused with the token bucket's wait, and
     # the request bucket keeps its two requests.
-    assert await limits.take_rate("k", rpm=3, tpm=100, tokens=60) == pytest.approx(12.0)
-    assert await limits.take_rate("k", rpm=3, tpm=100, tokens=10) == 0
-    assert await limits.take_rate("k", rpm=3, tpm=100, tokens=10) == 0
+    assert (await limits.take_rate("k", rpm=3, tpm=100, tokens=60)).wait == pytest.approx(12.0)
+    assert (await limits.take_rate("k", rpm=3, tpm=100, tokens=10)).wait == 0
+    assert (await limits.take_rate("k", rpm=3, tpm=100, tokens=10)).wait == 0
     # Now the requests run short (0 left) and the tokens do not (20 left): the request wait.
-    assert await limits.take_rate("k", rpm=3, tpm=100, tokens=10) == pytest.approx(20.0)
+    assert (await limits.take_rate("k", rpm=3, tpm=100, tokens=10)).wait == pytest.approx(20.0)
     # Both short: the longer wait of the two.
-    assert await limits.take_rate("k", rpm=3, tpm=100, tokens=90) == pytest.approx(42.0)
+    assert (await limits.take_rate("k", rpm=3, tpm=100, tokens=90)).wait == pytest.approx(42.0)
     # A request larger than the whole limit waits for a full bucket, not forever.
-    assert await limits.take_rate("big", rpm=None, tpm=100, tokens=500) == 0
-    assert await limits.take_rate("big", rpm=None, tpm=100, tokens=500) == pytest.approx(60.0)
+    assert (await limits.take_rate("big", rpm=None, tpm=100, tokens=500)).wait == 0
+    assert (await limits.take_rate("big", rpm=None, tpm=100, tokens=500)).wait == pytest.approx(
+        60.0
+    )
 
 
 async def test_memory_close_settles_and_corrects_tokens() -> None:
@@ -146,12 +148,12 @@ async def test_memory_close_settles_and_corrects_tokens() -> None:
     args = {"budget": 100, "hold_seconds": 5.0, "period_seconds": 100.0}
     assert (await limits.reserve("k", "p", amount=30, reservation="a", **args)).allowed
     assert await limits.usage("k", "p") == (0, 30)
-    assert await limits.take_rate("k", rpm=None, tpm=100, tokens=90) == 0
+    assert (await limits.take_rate("k", rpm=None, tpm=100, tokens=90)).wait == 0
     await limits.close(
         Closing("k", period="p", reservation="a", actual=12, tpm=100, token_delta=-80)
     )
     assert await limits.usage("k", "p") == (12, 0)
-    assert await limits.take_rate("k", rpm=None, tpm=100, tokens=90) == 0  # 10 used, not 90
+    assert (await limits.take_rate("k", rpm=None, tpm=100, tokens=90)).wait == 0  # 10 used, not 90
     await limits.close(Closing("k", period="old", reservation="a", actual=50))
     assert await limits.usage("k", "p") == (12, 0)  # a past period's spend no longer counts
 
@@ -244,6 +246,27 @@ async def test_the_hook_limits_the_same_through_plain_calls_as_through_awaits() 
     assert refused == {"budget_exceeded", "rate_limit_exceeded"}
 
 
+def test_rate_headers_say_each_limit_what_is_left_and_when_it_is_full() -> None:
+    from podium.policy.budgets import rate_headers
+    from podium.policy.limits import RateTake
+
+    headers: dict[str, str] = {}
+    rate_headers(headers, 10, 100_000, RateTake(0.0, 4.6, 1000.0))
+    assert headers == {
+        "x-ratelimit-limit-requests": "10",
+        "x-ratelimit-remaining-requests": "4",
+        "x-ratelimit-reset-requests": "32.4s",
+        "x-ratelimit-limit-tokens": "100000",
+        "x-ratelimit-remaining-tokens": "1000",
+        "x-ratelimit-reset-tokens": "59.4s",
+    }
+    headers.clear()
+    rate_headers(headers, 1, None, RateTake(0.0, -0.5, None))  # overdrawn: nothing left
+    assert headers["x-ratelimit-remaining-requests"] == "0"
+    assert headers["x-ratelimit-reset-requests"] == "1m30s"
+    assert "x-ratelimit-limit-tokens" not in headers
+
+
 # -- through the gateway ---------------------------------------------------------------------------
 
 
@@ -254,10 +277,17 @@ async def test_rpm_limit_is_429_with_retry_after_before_any_upstream_call(
         _, key = await new_key(running.podium, rpm=2)
         async with httpx.AsyncClient(base_url=running.v1) as http:
             headers = {"authorization": f"Bearer {key}"}
+            left = []
             for _ in range(2):
                 ok = await http.post("/chat/completions", json=CHAT, headers=headers)
                 assert ok.status_code == 200
+                assert ok.headers["x-ratelimit-limit-requests"] == "2"
+                left.append(ok.headers["x-ratelimit-remaining-requests"])
+                assert "x-ratelimit-limit-tokens" not in ok.headers  # no tokens limit
             refused = await http.post("/chat/completions", json=CHAT, headers=headers)
+    # What the key's bucket holds after each request, and how long until it is full again.
+    assert left == ["1", "0"]
+    assert ok.headers["x-ratelimit-reset-requests"].startswith("59.")
     assert refused.status_code == 429
     assert int(refused.headers["retry-after"]) >= 1
     assert "2 requests per minute" in refused.json()["error"]["message"]
@@ -436,11 +466,27 @@ async def test_redis_rate_limit_holds_across_replicas(
         gateway(workers, access=redis_access) as first,
         gateway(workers, access=redis_access) as second,
     ):
-        _, key = await new_key(first.podium, rpm=3)
+        _, key = await new_key(first.podium, rpm=3, tpm=1000)
         second.podium.extras["keys"].invalidate()
         statuses = await race([first.podium, second.podium], [first.url, second.url], key, 8)
+        # The rate-limit headers read the shared buckets (the script returns their levels):
+        # a request through each replica leaves 4, then 3, of another key's 5.
+        _, other = await new_key(first.podium, rpm=5, tpm=1000)
+        second.podium.extras["keys"].invalidate()
+        left = []
+        async with httpx.AsyncClient() as http:
+            for replica in (first, second):
+                ok = await http.post(
+                    f"{replica.url}/v1/chat/completions",
+                    json=CHAT,
+                    headers={"authorization": f"Bearer {other}"},
+                )
+                left.append(ok.headers["x-ratelimit-remaining-requests"])
+        assert left == ["4", "3"]
+        assert ok.headers["x-ratelimit-limit-tokens"] == "1000"
+        assert 900 < int(ok.headers["x-ratelimit-remaining-tokens"]) < 1000
     assert statuses.count(200) == 3 and statuses.count(429) == 5
-    assert len(fake_openai.received) == 3
+    assert len(fake_openai.received) == 5  # the race's three and the other key's two
 
 
 @pytest.mark.parametrize(("mode", "status"), [("closed", 503), ("open", 200)])

@@ -29,7 +29,7 @@ async def limits(request: pytest.FixtureRequest) -> AsyncIterator[LimitBackend]:
 
 
 async def test_close_settles_the_reservation_and_corrects_the_tokens(limits: LimitBackend) -> None:
-    assert await limits.take_rate("k", rpm=None, tpm=100, tokens=80) == 0
+    assert (await limits.take_rate("k", rpm=None, tpm=100, tokens=80)).wait == 0
     assert (await limits.reserve("k", "p", amount=600, reservation="r1", **RESERVE)).allowed
     assert await limits.usage("k", "p") == (0, 600)
 
@@ -46,17 +46,17 @@ async def test_close_settles_the_reservation_and_corrects_the_tokens(limits: Lim
     )
 
     assert await limits.usage("k", "p") == (40, 0)
-    assert await limits.take_rate("k", rpm=None, tpm=100, tokens=80) == 0  # room again
+    assert (await limits.take_rate("k", rpm=None, tpm=100, tokens=80)).wait == 0  # room again
 
 
 async def test_close_with_only_tokens_leaves_the_budget_alone(limits: LimitBackend) -> None:
     assert (await limits.reserve("k", "p", amount=600, reservation="r1", **RESERVE)).allowed
-    assert await limits.take_rate("k", rpm=None, tpm=100, tokens=80) == 0
+    assert (await limits.take_rate("k", rpm=None, tpm=100, tokens=80)).wait == 0
 
     await limits.close(Closing("k", tpm=100, token_delta=-70))
 
     assert await limits.usage("k", "p") == (0, 600)  # still held: this was not its settlement
-    assert await limits.take_rate("k", rpm=None, tpm=100, tokens=80) == 0
+    assert (await limits.take_rate("k", rpm=None, tpm=100, tokens=80)).wait == 0
 
 
 async def test_close_with_nothing_to_do_is_harmless(limits: LimitBackend) -> None:
@@ -65,12 +65,12 @@ async def test_close_with_nothing_to_do_is_harmless(limits: LimitBackend) -> Non
 
 
 async def test_settle_and_adjust_alone_do_their_half(limits: LimitBackend) -> None:
-    assert await limits.take_rate("k", rpm=None, tpm=100, tokens=80) == 0
+    assert (await limits.take_rate("k", rpm=None, tpm=100, tokens=80)).wait == 0
     assert (await limits.reserve("k", "p", amount=600, reservation="r1", **RESERVE)).allowed
 
     await limits.settle("k", "p", reservation="r1", actual=40, period_seconds=3600.0)
     assert await limits.usage("k", "p") == (40, 0)
-    assert await limits.take_rate("k", rpm=None, tpm=100, tokens=80) > 0  # tokens untouched
+    assert (await limits.take_rate("k", rpm=None, tpm=100, tokens=80)).wait > 0  # tokens untouched
 
     await limits.adjust_tokens("k", tpm=100, delta=-70)
-    assert await limits.take_rate("k", rpm=None, tpm=100, tokens=80) == 0
+    assert (await limits.take_rate("k", rpm=None, tpm=100, tokens=80)).wait == 0

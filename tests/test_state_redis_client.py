@@ -59,7 +59,7 @@ async def test_limits_answer_a_burst_of_512_requests_without_calling_redis_unrea
                 group.create_task(limits.take_rate(f"key{n % 4}", rpm=10_000, tpm=None, tokens=10))
                 for n in range(512)
             ]
-        assert [call.result() for call in calls] == [0.0] * 512
+        assert [call.result().wait for call in calls] == [0.0] * 512
     finally:
         await limits.aclose()
         await drop_redis_prefix(prefix)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from podium.policy.limits import (
     LimitsUnavailable,
     MemoryLimits,
     Periods,
+    RateTake,
     to_nano,
     usd,
 )
@@ -128,6 +130,27 @@ class _Open:
     period: str | None = None
     reservation: str | None = None
     period_seconds: float = 0.0
+
+
+def rate_headers(headers: dict[str, str], rpm: int | None, tpm: int | None, take: RateTake) -> None:
+    """OpenAI's rate-limit headers for a key's own limits: each limit, what is left of it
+    after this request, and how long until the bucket is full again (``6m0s``, ``1.5s``)."""
+    for kind, limit, left in (
+        ("requests", rpm, take.requests_left),
+        ("tokens", tpm, take.tokens_left),
+    ):
+        if not limit or left is None:
+            continue
+        headers[f"x-ratelimit-limit-{kind}"] = str(limit)
+        headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, math.floor(left)))
+        headers[f"x-ratelimit-reset-{kind}"] = _duration((limit - left) * 60.0 / limit)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    minutes, rest = divmod(seconds, 60.0)
+    text = f"{rest:.3f}".rstrip("0").rstrip(".") + "s"
+    return f"{int(minutes)}m{text}" if minutes else text
 
 
 class LimitsHook(Hook):
@@ -229,10 +252,10 @@ class LimitsHook(Hook):
             tokens = prompt + (most if most is not None else self.settings.default_output_tokens)
             memory = self._memory
             if memory is not None:
-                wait = memory.take_now(record.key_id, record.rpm, record.tpm, tokens)
+                take = memory.take_now(record.key_id, record.rpm, record.tpm, tokens)
             else:
                 try:
-                    wait = await self.backend.take_rate(
+                    take = await self.backend.take_rate(
                         record.key_id, rpm=record.rpm, tpm=record.tpm, tokens=tokens
                     )
                 except LimitsUnavailable as cause:
@@ -240,6 +263,7 @@ class LimitsHook(Hook):
                     if error is not None:
                         raise error from None
                     return
+            wait = take.wait
             if wait > 0:
                 limits = [f"{record.rpm} requests"] if record.rpm else []
                 limits += [f"{record.tpm} tokens"] if record.tpm else []
@@ -254,6 +278,7 @@ class LimitsHook(Hook):
                     ),
                 )
             opened.tokens = tokens if record.tpm else 0
+            rate_headers(context.response_headers, record.rpm, record.tpm, take)
         self._open[context.trace_id] = opened
 
     async def decided(

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 NANO = 1_000_000_000
 
@@ -82,6 +82,15 @@ class Periods:
         return known[0], known[2] - now
 
 
+class RateTake(NamedTuple):
+    """What taking from a key's buckets gave: ``wait`` 0.0 when taken (otherwise the seconds
+    until there would be room), and what each bucket holds now (None: no such limit)."""
+
+    wait: float
+    requests_left: float | None = None
+    tokens_left: float | None = None
+
+
 @dataclass(slots=True)
 class BudgetVerdict:
     allowed: bool
@@ -116,9 +125,8 @@ class LimitBackend(Protocol):
 
     async def take_rate(
         self, key_id: str, *, rpm: int | None, tpm: int | None, tokens: int
-    ) -> float:
-        """Take one request and ``tokens`` from the key's buckets, or nothing: 0.0 when taken,
-        otherwise the seconds until there would be room."""
+    ) -> RateTake:
+        """Take one request and ``tokens`` from the key's buckets, or nothing."""
 
     async def adjust_tokens(self, key_id: str, *, tpm: int, delta: int) -> None:
         """Correct the token bucket once the real count is known (``delta`` = real - taken)."""
@@ -205,13 +213,13 @@ class MemoryLimits:
 
     async def take_rate(
         self, key_id: str, *, rpm: int | None, tpm: int | None, tokens: int
-    ) -> float:
+    ) -> RateTake:
         return self.take_now(key_id, rpm, tpm, tokens)
 
     # The plain methods below are the whole work of the async ones (which never wait): the
     # limits hook calls them directly for this backend, without a coroutine per call.
 
-    def take_now(self, key_id: str, rpm: int | None, tpm: int | None, tokens: int) -> float:
+    def take_now(self, key_id: str, rpm: int | None, tpm: int | None, tokens: int) -> RateTake:
         """:meth:`take_rate`, as a plain call."""
         # The two buckets written out rather than looped over: this runs on every request.
         now = self._clock()
@@ -229,12 +237,20 @@ class MemoryLimits:
             if requests is None or token_wait > wait:
                 wait = token_wait
         if wait > 0:
-            return wait
+            return RateTake(
+                wait,
+                None if requests is None else requests.level,
+                None if token_bucket is None else token_bucket.level,
+            )
         if requests is not None:
             requests.level -= 1
         if token_bucket is not None:
             token_bucket.level -= need
-        return 0.0
+        return RateTake(
+            0.0,
+            None if requests is None else requests.level,
+            None if token_bucket is None else token_bucket.level,
+        )
 
     async def adjust_tokens(self, key_id: str, *, tpm: int, delta: int) -> None:
         self.adjust_now(key_id, tpm, delta)

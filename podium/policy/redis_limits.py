@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from podium.policy.limits import BudgetVerdict, Closing, LimitsUnavailable
+from podium.policy.limits import BudgetVerdict, Closing, LimitsUnavailable, RateTake
 from podium.state.redis_client import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_QUEUE_TIMEOUT,
@@ -27,7 +27,7 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 """
 
 # KEYS[1]: the key's bucket hash. ARGV: rpm, tpm (0 = no limit), tokens. Returns the wait in
-# seconds as a string (0 when taken).
+# seconds (0 when taken) and each bucket's level after it ('' for no limit), as strings.
 TAKE_RATE = (
     _NOW
     + """
@@ -47,15 +47,17 @@ for i = 1, 2 do
     state[i] = {level, need}
   end
 end
+local left = {'', ''}
 for i = 1, 2 do
   if state[i] then
     local level = state[i][1]
     if wait == 0 then level = level - state[i][2] end
     redis.call('HSET', KEYS[1], names[i] .. 'l', tostring(level), names[i] .. 's', tostring(now))
+    left[i] = tostring(level)
   end
 end
 redis.call('EXPIRE', KEYS[1], 180)
-return tostring(wait)
+return {tostring(wait), left[1], left[2]}
 """
 )
 
@@ -178,9 +180,15 @@ class RedisLimits:
 
     async def take_rate(
         self, key_id: str, *, rpm: int | None, tpm: int | None, tokens: int
-    ) -> float:
-        wait = await self._run("take", [self._bucket(key_id)], [rpm or 0, tpm or 0, tokens])
-        return float(wait)
+    ) -> RateTake:
+        wait, requests, tokens_left = await self._run(
+            "take", [self._bucket(key_id)], [rpm or 0, tpm or 0, tokens]
+        )
+        return RateTake(
+            float(wait),
+            float(requests) if requests else None,
+            float(tokens_left) if tokens_left else None,
+        )
 
     async def adjust_tokens(self, key_id: str, *, tpm: int, delta: int) -> None:
         await self.close(Closing(key_id, tpm=tpm, token_delta=delta))
