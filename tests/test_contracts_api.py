@@ -100,11 +100,14 @@ async def test_keys_scoped_to_contracts(tmp_path: Path) -> None:
     async with FakeOpenAI(Behaviour(reply=GOOD)) as fake:
         workers = [fake_worker("w1", fake.base_url)]
         async with running(tmp_path, workers) as (podium, url), httpx.AsyncClient() as client:
-            _, key = await new_key(podium, scopes=["contract:tick*"])
+            _, key = await new_key(podium, scopes=["contract:tick*"], rpm=10, budget_usd=5.0)
             auth = {"authorization": f"Bearer {key}"}
             body = {"input": {"text": "x"}}
             allowed = await client.post(f"{url}/v1/contracts/ticket", json=body, headers=auth)
             assert allowed.status_code == 200, allowed.text
+            # The key's limits speak on a contract call as on a chat request.
+            assert allowed.headers["x-ratelimit-remaining-requests"] == "9"
+            assert 0 < float(allowed.headers["x-podium-budget-remaining-usd"]) < 5.0
             denied = await client.post(f"{url}/v1/contracts/other", json=body, headers=auth)
             assert denied.status_code == 403
             assert denied.json()["error"]["code"] == "scope_denied"

@@ -59,6 +59,7 @@ def runner_of(podium: Podium) -> ContractRunner | None:
 
 def _headers(result: ContractResult) -> dict[str, str]:
     return {
+        **result.headers,
         "x-podium-trace-id": result.trace_id,
         "x-podium-worker": result.worker,
         "x-podium-cost-usd": f"{result.cost_usd:.8f}",

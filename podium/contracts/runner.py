@@ -81,6 +81,8 @@ class ContractResult:
     decision: Decision
     run: Run
     verdict: Verdict | None = None
+    # Headers a layer on the path added (rate limits, budget left), for the caller's answer.
+    headers: dict[str, str] = field(default_factory=dict)
 
     def body(self) -> dict[str, Any]:
         return {
@@ -621,6 +623,7 @@ class ContractRunner:
             response=response,
             decision=decision,
             run=run,
+            headers=context.response_headers,
         )
 
     async def judge(
