@@ -47,6 +47,7 @@ class PodiumError(Exception):
         param: str | None = None,
         code: str | None = None,
         retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.kind: ErrorKind = kind
@@ -55,6 +56,8 @@ class PodiumError(Exception):
         self.param = param
         self.code = code
         self.retry_after: float | None = retry_after
+        # More response headers for the caller (a key's rate-limit state on a 429, say).
+        self.headers = headers
 
 
 class ProviderError(PodiumError):

@@ -290,6 +290,7 @@ async def test_rpm_limit_is_429_with_retry_after_before_any_upstream_call(
     assert ok.headers["x-ratelimit-reset-requests"].startswith("59.")
     assert refused.status_code == 429
     assert int(refused.headers["retry-after"]) >= 1
+    assert refused.headers["x-ratelimit-remaining-requests"] == "0"  # as OpenAI's 429s say
     assert "2 requests per minute" in refused.json()["error"]["message"]
     assert len(fake_openai.received) == 2
 

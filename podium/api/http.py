@@ -141,9 +141,11 @@ class PlainErrors:
 
 
 def _retry_headers(error: PodiumError) -> dict[str, str]:
-    if error.retry_after is None:
-        return {}
-    return {"retry-after": str(max(1, round(error.retry_after)))}
+    """``Retry-After``, and any headers the error carries for the caller."""
+    headers = dict(error.headers) if error.headers else {}
+    if error.retry_after is not None:
+        headers["retry-after"] = str(max(1, round(error.retry_after)))
+    return headers
 
 
 def retry_headers(error: PodiumError) -> dict[str, str]:

@@ -267,6 +267,8 @@ class LimitsHook(Hook):
             if wait > 0:
                 limits = [f"{record.rpm} requests"] if record.rpm else []
                 limits += [f"{record.tpm} tokens"] if record.tpm else []
+                state: dict[str, str] = {}
+                rate_headers(state, record.rpm, record.tpm, take)
                 raise self._refuse(
                     context,
                     PodiumError(
@@ -275,6 +277,7 @@ class LimitsHook(Hook):
                         f"per minute); retry after {wait:.1f} s",
                         code="rate_limit_exceeded",
                         retry_after=wait,
+                        headers=state,
                     ),
                 )
             opened.tokens = tokens if record.tpm else 0
