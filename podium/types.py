@@ -112,6 +112,10 @@ class ChatRequest:
     stream: bool = False
     include_usage: bool = False
     parallel_tool_calls: bool | None = None
+    # OpenAI reasoning models' knobs: passed on to workers whose options say they take them
+    # (``options.reasoning``), dropped for the rest.
+    reasoning_effort: str | None = None
+    verbosity: str | None = None
 
     def prompt_text(self) -> str:
         """Every message's text, joined: what routers and detectors read."""

@@ -122,22 +122,36 @@ async def test_bad_input_is_a_clear_openai_error(
     assert fake_openai.received == []
 
 
-async def test_newer_fields_that_change_nothing_here_are_accepted(
+async def test_reasoning_knobs_reach_only_workers_that_take_them(
     gateway: Any, fake_openai: FakeOpenAI
 ) -> None:
+    thinker = worker(
+        "thinker",
+        "openai",
+        fake_openai.base_url,
+        options={"reasoning": True, "max_tokens_field": "max_completion_tokens"},
+    )
     async with (
-        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        gateway([worker("alpha", "openai", fake_openai.base_url), thinker]) as running,
         openai.AsyncOpenAI(base_url=running.v1, api_key="unused", max_retries=0) as client,
     ):
-        answer = await client.chat.completions.create(
-            model="alpha",
-            messages=[{"role": "user", "content": "hi"}],
-            modalities=["text"],
-            verbosity="low",
-            reasoning_effort="low",
-            prompt_cache_key="k",
-        )
-    assert answer.choices[0].message.content
+        for model in ("thinker", "alpha"):
+            answer = await client.chat.completions.create(
+                model=model,
+                messages=[{"role": "user", "content": "hi"}],
+                reasoning_effort="high",
+                verbosity="low",
+                max_completion_tokens=50,
+                # Accepted, and they change nothing here.
+                modalities=["text"],
+                prompt_cache_key="k",
+            )
+            assert answer.choices[0].message.content
+    to_thinker, to_alpha = (received.body for received in fake_openai.received)
+    assert to_thinker["reasoning_effort"] == "high" and to_thinker["verbosity"] == "low"
+    assert to_thinker["max_completion_tokens"] == 50
+    # Most models refuse these fields: a worker that does not say it takes them never sees them.
+    assert "reasoning_effort" not in to_alpha and "verbosity" not in to_alpha
 
 
 PLAIN_BODIES: list[dict[str, Any]] = [

@@ -167,11 +167,13 @@ class ChatCompletionIn(Wire):
     store: bool | None = None
     service_tier: str | None = None
     logprobs: Literal[False] | None = None
-    reasoning_effort: str | None = None
-    verbosity: Literal["low", "medium", "high"] | None = None
     modalities: list[Literal["text"]] | None = None  # text is all Podium's workers write
     prompt_cache_key: str | None = None
     safety_identifier: str | None = None
+    # Passed on to workers whose options say they take them (``options.reasoning``), which
+    # judge the value; dropped for the rest.
+    reasoning_effort: str | None = Field(None, min_length=1, max_length=32)
+    verbosity: str | None = Field(None, min_length=1, max_length=32)
 
 
 def _field_path(location: tuple[int | str, ...]) -> str:
@@ -309,6 +311,8 @@ def to_canonical(wire: ChatCompletionIn) -> ChatRequest:
         stream=bool(wire.stream),
         include_usage=bool(wire.stream_options and wire.stream_options.include_usage),
         parallel_tool_calls=wire.parallel_tool_calls,
+        reasoning_effort=wire.reasoning_effort,
+        verbosity=wire.verbosity,
     )
 
 

@@ -45,6 +45,9 @@ class OpenAIOptions(BaseModel):
 
     # Newer OpenAI models reject ``max_tokens``; most compatible servers know only it.
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    # The model takes ``reasoning_effort`` and ``verbosity`` (OpenAI's o-series and GPT-5):
+    # a request's are passed on. Off by default: other models refuse them.
+    reasoning: bool = False
     organization: str | None = None
     extra_headers: dict[str, str] = {}
 
@@ -146,6 +149,11 @@ def encode_request(
         payload[options.max_tokens_field] = request.max_tokens
     if request.stop:
         payload["stop"] = request.stop
+    if options.reasoning:
+        if request.reasoning_effort is not None:
+            payload["reasoning_effort"] = request.reasoning_effort
+        if request.verbosity is not None:
+            payload["verbosity"] = request.verbosity
     if stream:
         payload["stream"] = True
         payload["stream_options"] = {"include_usage": True}  # needed to price the call
