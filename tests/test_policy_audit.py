@@ -152,6 +152,11 @@ def test_verify_command_exit_codes(tmp_path: Path) -> None:
     assert orjson.loads(as_json.stdout)["problems"][0]["line"] == 1
     head = runner.invoke(main, ["audit", "head", "--file", str(log.path)])
     assert head.output.startswith("5:")
+    missing = runner.invoke(main, ["audit", "verify", "--file", str(tmp_path / "none.jsonl")])
+    assert missing.exit_code == 1
+    assert (
+        missing.output.startswith("MISSING: no audit log at") and "TAMPERED" not in missing.output
+    )
 
 
 async def test_the_trail_writes_off_the_event_loop_in_order(tmp_path: Path) -> None:

@@ -69,6 +69,15 @@ def register(main: click.Group) -> None:
                 ) from None
         path = _path(config_path, file)
         report = verify(path, expect=anchor)
+        if not path.exists() and not as_json:
+            # Not "TAMPERED": nothing here says a log was ever written. Still exit 1, since a
+            # log that was there and is gone looks the same.
+            click.echo(
+                f"MISSING: no audit log at {path}: nothing to verify (check "
+                "access.audit.path, or pass --file); if Podium wrote one there, it was removed",
+                err=True,
+            )
+            raise SystemExit(1)
         if as_json:
             click.echo(json.dumps({"file": str(path), **_report_json(report)}, indent=2))
         elif report.ok:
