@@ -226,3 +226,10 @@ def test_the_route_command_explains_offline(tmp_path: Path) -> None:
         main, ["route", "hi", "--config", str(config), "--model", "contract/ticket"]
     )
     assert contract.exit_code == 1 and "POST /v1/route" in contract.output
+    unknown_class = runner.invoke(
+        main, ["route", "hi", "--config", str(config), "--data-class", "secretish"]
+    )
+    assert unknown_class.exit_code == 2
+    assert (
+        "unknown data class 'secretish' (policy.classes: public, internal" in unknown_class.output
+    )

@@ -171,6 +171,12 @@ def register(main: click.Group) -> None:
                 f'{{"model": "{model}", "messages": [...]}}'
             )
         config, routing = _routing(config_path)
+        if data_class not in config.policy.classes:
+            raise click.BadParameter(
+                f"unknown data class {data_class!r} (policy.classes: "
+                f"{', '.join(config.policy.classes)})",
+                param_hint="--data-class",
+            )
         request = _request(prompt, model, system)
         eligible = [w for w in config.workers if data_class in w.profile.cleared]
         context = RouteContext(
