@@ -309,6 +309,42 @@ async def test_text_documents_are_read_and_pdfs_refused(
         assert len(fake_openai.received) == 1
 
 
+@pytest.mark.parametrize(
+    ("extra", "effort"),
+    [
+        ({"thinking": {"type": "enabled", "budget_tokens": 10_000}}, "medium"),
+        ({"thinking": {"type": "enabled", "budget_tokens": 1_024}}, "low"),
+        ({"thinking": {"type": "disabled"}}, "low"),
+        ({"output_config": {"effort": "max"}}, "high"),
+        ({"thinking": {"type": "adaptive"}}, None),
+        ({}, None),
+    ],
+)
+async def test_thinking_sets_the_effort_of_workers_that_take_one(
+    gateway: Any, fake_openai: FakeOpenAI, extra: dict[str, Any], effort: str | None
+) -> None:
+    thinker = worker(
+        "thinker", "openai", fake_openai.base_url, profile=CLEARED, options={"reasoning": True}
+    )
+    async with (
+        gateway(
+            [thinker, worker("alpha", "openai", fake_openai.base_url, profile=CLEARED)]
+        ) as running,
+        httpx.AsyncClient() as http,
+    ):
+        for model in ("thinker", "alpha"):
+            body = {
+                "model": model,
+                "max_tokens": 20_000,
+                "messages": [{"role": "user", "content": "hi"}],
+            }
+            answer = await http.post(f"{running.url}/v1/messages", json={**body, **extra})
+            assert answer.status_code == 200, answer.text
+    to_thinker, to_alpha = (received.body for received in fake_openai.received)
+    assert to_thinker.get("reasoning_effort") == effort
+    assert "reasoning_effort" not in to_alpha
+
+
 async def test_unknown_model_is_a_404_in_anthropic_format(
     gateway: Any, fake_openai: FakeOpenAI
 ) -> None:

@@ -193,10 +193,34 @@ class OutputConfig(Wire):
 
 
 class ThinkingIn(BaseModel):
-    """Thinking settings are accepted and not acted on: the answer carries no thinking blocks."""
+    """Thinking settings: they set the reasoning effort of workers that take one (see
+    :func:`reasoning_effort`); the answer carries no thinking blocks."""
 
     model_config = ConfigDict(extra="allow")
     type: Literal["enabled", "disabled", "adaptive", "between_tools"]
+    budget_tokens: int | None = None
+
+
+# Anthropic's effort levels as the effort every OpenAI reasoning model takes.
+EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+
+
+def reasoning_effort(wire: MessagesIn) -> str | None:
+    """The reasoning effort an Anthropic request asks for, for workers that take one:
+    ``output_config.effort`` when given, else read from ``thinking`` (disabled: low; a
+    budget under 4k tokens: low, under 16k: medium, more: high)."""
+    effort = wire.output_config.effort if wire.output_config else None
+    if effort is not None:
+        return EFFORTS[effort]
+    thinking = wire.thinking
+    if thinking is None:
+        return None
+    if thinking.type == "disabled":
+        return "low"
+    budget = thinking.budget_tokens
+    if thinking.type != "enabled" or budget is None:
+        return None
+    return "low" if budget < 4096 else "medium" if budget < 16384 else "high"
 
 
 class MessagesIn(Wire):
@@ -458,6 +482,7 @@ def to_canonical(wire: MessagesIn) -> ChatRequest:
         stream=bool(wire.stream),
         include_usage=True,
         parallel_tool_calls=parallel,
+        reasoning_effort=reasoning_effort(wire),
     )
 
 
