@@ -206,6 +206,11 @@ class PodiumConfig(Strict):
                 raise ValueError(f"aliases.{alias}: points at unknown worker {target!r}")
             if target in checkers:
                 raise ValueError(f"aliases.{alias}: {target!r} only checks (role: check)")
+        for name in self.policy.injection.hardened_workers:
+            if name not in known:
+                raise ValueError(
+                    f"policy.injection.hardened_workers: {name!r} is not a configured worker"
+                )
         clash = name_clash(self.workers, self.aliases)
         if clash is not None:
             raise ValueError(clash)

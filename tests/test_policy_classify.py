@@ -53,14 +53,11 @@ def test_a_worker_naming_an_unknown_class_is_a_config_error(make_config: Any) ->
 
 def test_a_hardened_worker_that_is_not_configured_is_a_config_error(make_config: Any) -> None:
     # A typo here left the reroute with no worker: every flagged request was refused.
-    from podium.app import create_podium
-
-    config = make_config(
-        [worker("w", "openai", "http://x")],
-        policy={"injection": {"action": "reroute", "hardened_workers": ["hardend"]}},
-    )
     with pytest.raises(ConfigError, match="hardened_workers: 'hardend' is not a configured"):
-        create_podium(config, start_workers=False)
+        make_config(
+            [worker("w", "openai", "http://x")],
+            policy={"injection": {"action": "reroute", "hardened_workers": ["hardend"]}},
+        )
 
 
 async def test_pii_makes_a_request_confidential_and_no_cleared_worker_means_403(

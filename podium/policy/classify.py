@@ -84,16 +84,7 @@ class DataClasses:
         )
 
     def validate_workers(self, config: PodiumConfig) -> None:
-        """Every class a worker names must exist, and every hardened worker: a typo must not
-        silently clear nothing."""
-        names = {worker.name for worker in config.workers}
-        for name in config.policy.injection.hardened_workers:
-            if name not in names:
-                from podium.config import ConfigError
-
-                raise ConfigError(
-                    f"policy.injection.hardened_workers: {name!r} is not a configured worker"
-                )
+        """Every class a worker names must exist: a typo must not silently clear nothing."""
         for worker in config.workers:
             for name in [*worker.profile.cleared, *worker.profile.pseudonymised]:
                 if name not in self.rank:
