@@ -26,6 +26,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "podium.routing.learned_plugin",
     "podium.api.route",
     "podium.api.anthropic",
+    "podium.api.responses",
     "podium.api.admin",
     "podium.state.plugin",
     "podium.cache.plugin",

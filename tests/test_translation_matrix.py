@@ -1,4 +1,5 @@
-"""Every ingress (OpenAI Chat Completions, Anthropic Messages) against every egress (OpenAI,
+"""Every ingress (OpenAI Chat Completions, OpenAI Responses, Anthropic Messages) against every
+egress (OpenAI,
 Anthropic, Gemini, the embedded local model): text, streaming, tool calls, stop reasons and
 usage, each seen through the official SDK of the caller's format."""
 
@@ -213,11 +214,97 @@ class AnthropicCaller:
         ]
 
 
+class ResponsesCaller:
+    """OpenAI's Responses API, as a client that keeps no state (``store=False``) sends it."""
+
+    def __init__(self, client: openai.AsyncOpenAI) -> None:
+        self.client = client
+
+    async def ask(
+        self,
+        prompt: str,
+        *,
+        stream: bool,
+        max_tokens: int = 200,
+        tools: bool = False,
+        history: list[Any] | None = None,
+    ) -> Answer:
+        extra: dict[str, Any] = {}
+        if tools:
+            extra["tools"] = [
+                {
+                    "type": "function",
+                    "name": "get_weather",
+                    "description": "Weather",
+                    "parameters": SCHEMA,
+                    "strict": False,
+                }
+            ]
+        items = history or [{"role": "user", "content": prompt}]
+        answer = Answer()
+        if stream:
+            # The raw events, not the SDK's stream helper: an answer cut short ends with
+            # ``response.incomplete``, which the helper's final response does not take.
+            events = await self.client.responses.create(
+                model="w",
+                input=items,
+                max_output_tokens=max_tokens,
+                store=False,
+                stream=True,
+                **extra,
+            )
+            final = None
+            async for event in events:
+                answer.events.append(event.type)
+                if event.type in ("response.completed", "response.incomplete"):
+                    final = event.response
+            assert final is not None and answer.events[-1] == f"response.{final.status}"
+            response = final
+        else:
+            response = await self.client.responses.create(
+                model="w", input=items, max_output_tokens=max_tokens, store=False, **extra
+            )
+        assert response.id.startswith("resp_") and response.object == "response"
+        answer.text = response.output_text
+        answer.calls = [
+            (item.call_id, item.name, json.loads(item.arguments))
+            for item in response.output
+            if item.type == "function_call"
+        ]
+        if response.status == "incomplete":
+            assert response.incomplete_details is not None
+            assert response.incomplete_details.reason == "max_output_tokens"
+            answer.stop = "length"
+        else:
+            assert response.status == "completed"
+            answer.stop = "tool_calls" if answer.calls else "stop"
+        assert response.usage is not None
+        answer.input_tokens = response.usage.input_tokens
+        answer.output_tokens = response.usage.output_tokens
+        return answer
+
+    def tool_history(self, prompt: str, answer: Answer, result: str) -> list[Any]:
+        call_id, name, arguments = answer.calls[0]
+        return [
+            {"role": "user", "content": prompt},
+            {
+                "type": "function_call",
+                "call_id": call_id,
+                "name": name,
+                "arguments": json.dumps(arguments),
+            },
+            {"type": "function_call_output", "call_id": call_id, "output": result},
+        ]
+
+
 @asynccontextmanager
 async def caller(ingress: str, running: Any) -> AsyncIterator[Caller]:
     if ingress == "openai":
         async with openai.AsyncOpenAI(base_url=running.v1, api_key="x", max_retries=0) as client:
             yield OpenAICaller(client)
+    elif ingress == "responses":
+        async with openai.AsyncOpenAI(base_url=running.v1, api_key="x", max_retries=0) as client:
+            yield ResponsesCaller(client)
     else:
         async with anthropic.AsyncAnthropic(
             base_url=running.url, api_key="x", max_retries=0
@@ -246,7 +333,7 @@ async def cell(gateway: Any, ingress: str, egress: str) -> AsyncIterator[tuple[C
         yield client, fake
 
 
-INGRESSES = ["openai", "anthropic"]
+INGRESSES = ["openai", "responses", "anthropic"]
 EGRESSES = ["openai", "anthropic", "gemini"]
 matrix = pytest.mark.parametrize(
     ("ingress", "egress"), [(i, e) for i in INGRESSES for e in EGRESSES]

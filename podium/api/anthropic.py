@@ -569,7 +569,9 @@ class AnthropicIngress:
     def render_error(self, error: PodiumError) -> Response:
         return Response.json(error_body(error), error_status(error), retry_headers(error))
 
-    def encode_response(self, response: ChatResponse, outcome: Outcome) -> bytes:
+    def encode_response(
+        self, response: ChatResponse, request: ChatRequest, outcome: Outcome
+    ) -> bytes:
         content: list[dict[str, Any]] = []
         if response.text:
             content.append({"type": "text", "text": response.text})

@@ -17,6 +17,7 @@ from podium.api.anthropic import AnthropicIngress
 from podium.api.http import AnyResponse, PlainErrors, Request, Response, StreamResponse
 from podium.api.ingress import Ingress, refuse_provider_fields
 from podium.api.openai import OpenAIIngress
+from podium.api.responses import ResponsesIngress
 from podium.config import ConfigError
 from podium.context import RequestContext, new_trace_id
 from podium.contracts.hints import Hint, HintError, resolve_hint
@@ -236,6 +237,7 @@ def register_app(podium: Podium) -> None:
     if len(contracts):
         _wrap_chat(podium, runner, "/v1/chat/completions", OpenAIIngress())
         _wrap_chat(podium, runner, "/v1/messages", AnthropicIngress())
+        _wrap_chat(podium, runner, "/v1/responses", ResponsesIngress())
         _wrap_route(podium, runner)
         _wrap_models(podium, contracts)
 
@@ -305,7 +307,9 @@ def _wrap_chat(podium: Podium, runner: ContractRunner, path: str, ingress: Ingre
         )
         outcome = Outcome(decision=result.decision, run=result.run, worker=result.worker)
         if not request.stream:
-            return Response(ingress.encode_response(answer, outcome), 200, _headers(result))
+            return Response(
+                ingress.encode_response(answer, request, outcome), 200, _headers(result)
+            )
         context = RequestContext(
             ingress=ingress.name, headers=http.headers, trace_id=result.trace_id
         )

@@ -74,7 +74,9 @@ class Ingress(Protocol):
     def parse(self, body: Any, headers: dict[str, str]) -> ChatRequest:
         """The canonical request, or PodiumError("invalid_request", ...) naming the field."""
 
-    def encode_response(self, response: ChatResponse, outcome: Outcome) -> bytes: ...
+    def encode_response(
+        self, response: ChatResponse, request: ChatRequest, outcome: Outcome
+    ) -> bytes: ...
 
     def encode_stream(
         self,
@@ -140,7 +142,9 @@ def chat_handler(
             return response
         headers = outcome.headers(context)
         if outcome.response is not None:
-            return Response(ingress.encode_response(outcome.response, outcome), 200, headers)
+            return Response(
+                ingress.encode_response(outcome.response, request, outcome), 200, headers
+            )
         if outcome.relay is not None and relay is not None:
             chunks = relay.relay_stream(outcome.relay, request, outcome, context)
         else:

@@ -510,7 +510,9 @@ class OpenAIIngress:
     def render_error(self, error: PodiumError) -> Response:
         return Response.json(error_body(error), error.status, retry_headers(error))
 
-    def encode_response(self, response: ChatResponse, outcome: Outcome) -> bytes:
+    def encode_response(
+        self, response: ChatResponse, request: ChatRequest, outcome: Outcome
+    ) -> bytes:
         message: dict[str, Any] = {
             "role": "assistant",
             "content": response.text or None,

@@ -1,0 +1,385 @@
+"""OpenAI Responses ingress: ``POST /v1/responses``, the API OpenAI's newer SDK helpers, agents
+and coding tools call by default.
+
+Podium answers it statelessly: every request carries its whole conversation in ``input``, as
+clients do with ``store: false``. Podium keeps no responses, so ``previous_response_id``, item
+references and ``GET /v1/responses/{id}`` are refused with a message that says what to send
+instead, rather than answered from a conversation Podium does not have. The request side is
+:mod:`podium.api.responses_request`; this module writes the answers, whole or streamed.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from podium.api.http import Request, Response, retry_headers
+from podium.api.ingress import chat_handler, refuse_provider_fields
+from podium.api.openai import error_body
+from podium.api.responses_request import NO_STORE, ResponsesRequest, parse
+from podium.context import RequestContext
+from podium.errors import PodiumError
+from podium.gateway import Outcome, total_cost
+from podium.types import (
+    ChatRequest,
+    ChatResponse,
+    Finish,
+    FinishReason,
+    JSONObject,
+    StreamEvent,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    UsageReport,
+)
+from podium.workers import estimate_tokens
+
+if TYPE_CHECKING:
+    from podium.app import Podium
+
+
+def usage_object(usage: Usage, cost: float) -> JSONObject:
+    return {
+        "input_tokens": usage.input_tokens,
+        "input_tokens_details": {"cached_tokens": usage.cached_input_tokens},
+        "output_tokens": usage.output_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": usage.total_tokens,
+        "cost_usd": cost,
+    }
+
+
+# How an answer ended, as a Response's status and ``incomplete_details.reason``.
+ENDINGS: dict[FinishReason, tuple[str, str | None]] = {
+    "stop": ("completed", None),
+    "tool_calls": ("completed", None),
+    "length": ("incomplete", "max_output_tokens"),
+    "content_filter": ("incomplete", "content_filter"),
+    "error": ("failed", None),
+}
+
+
+def response_object(
+    request: ChatRequest,
+    *,
+    response_id: str,
+    model: str,
+    created_at: int,
+    status: str,
+    output: list[JSONObject],
+    usage: JSONObject | None = None,
+    incomplete: str | None = None,
+    error: JSONObject | None = None,
+) -> JSONObject:
+    echo = request.echo if isinstance(request, ResponsesRequest) else {}
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": created_at,
+        "status": status,
+        "background": False,
+        "error": error,
+        "incomplete_details": {"reason": incomplete} if incomplete else None,
+        "model": model,
+        "output": output,
+        **echo,
+        "usage": usage,
+    }
+
+
+def message_item(item_id: str, text: str, status: str) -> JSONObject:
+    return {
+        "id": item_id,
+        "type": "message",
+        "status": status,
+        "role": "assistant",
+        "content": [_text_part(text)],
+    }
+
+
+def _text_part(text: str) -> JSONObject:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def call_item(call: ToolCall, status: str) -> JSONObject:
+    return {
+        "id": f"fc_{call.id}",
+        "type": "function_call",
+        "status": status,
+        "call_id": call.id,
+        "name": call.name,
+        "arguments": call.arguments,
+    }
+
+
+def _response_id(raw: str) -> str:
+    return raw if raw.startswith("resp_") else f"resp_{raw.removeprefix('chatcmpl-')}"
+
+
+def _settled(usage: Usage | None, outcome: Outcome) -> Usage:
+    attempts = outcome.run.attempts
+    return usage or (attempts[-1].usage if attempts else Usage())
+
+
+class _StreamWriter:
+    """The Responses stream's events for one answer: each output item opened when its first
+    piece arrives, every item closed at the end, and a sequence number on every event."""
+
+    def __init__(self, request: ChatRequest, response_id: str, model: str) -> None:
+        self.request = request
+        self.response_id = response_id
+        self.model = model
+        self.created_at = int(time.time())
+        self.sequence = 0
+        self.items: list[JSONObject] = []  # the output so far, in order
+        self.texts: dict[int, list[str]] = {}  # output index -> a message's text pieces
+        self.calls: dict[int, int] = {}  # tool call index -> output index
+        self.message: int | None = None  # the output index of the message, once open
+
+    def event(self, kind: str, **fields: Any) -> bytes:
+        data = {"type": kind, **fields, "sequence_number": self.sequence}
+        self.sequence += 1
+        return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+    def lifecycle(self, kind: str, status: str, **fields: Any) -> bytes:
+        body = response_object(
+            self.request,
+            response_id=self.response_id,
+            model=self.model,
+            created_at=self.created_at,
+            status=status,
+            output=self.items if status != "in_progress" else [],
+            **fields,
+        )
+        return self.event(kind, response=body)
+
+    def _open_message(self) -> list[bytes]:
+        index = self.message = len(self.items)
+        item = message_item(f"msg_{self.response_id.removeprefix('resp_')}", "", "in_progress")
+        item["content"] = []
+        self.items.append(item)
+        self.texts[index] = []
+        return [
+            self.event("response.output_item.added", output_index=index, item=dict(item)),
+            self.event(
+                "response.content_part.added",
+                item_id=item["id"],
+                output_index=index,
+                content_index=0,
+                part=_text_part(""),
+            ),
+        ]
+
+    def text(self, delta: str) -> list[bytes]:
+        out = self._open_message() if self.message is None else []
+        index = self.message
+        assert index is not None
+        self.texts[index].append(delta)
+        out.append(
+            self.event(
+                "response.output_text.delta",
+                item_id=self.items[index]["id"],
+                output_index=index,
+                content_index=0,
+                delta=delta,
+                logprobs=[],
+            )
+        )
+        return out
+
+    def tool(self, delta: ToolCallDelta) -> list[bytes]:
+        out: list[bytes] = []
+        index = self.calls.get(delta.index)
+        if index is None:
+            call_id = delta.id or f"call_{uuid.uuid4().hex[:24]}"
+            item = call_item(ToolCall(call_id, delta.name or "", ""), "in_progress")
+            index = self.calls[delta.index] = len(self.items)
+            self.items.append(item)
+            out.append(self.event("response.output_item.added", output_index=index, item=item))
+            item = dict(item)  # the event holds its own copy; arguments grow on the item
+            self.items[index] = item
+        item = self.items[index]
+        if delta.name and not item["name"]:
+            item["name"] = delta.name
+        if delta.arguments:
+            item["arguments"] += delta.arguments
+            out.append(
+                self.event(
+                    "response.function_call_arguments.delta",
+                    item_id=item["id"],
+                    output_index=index,
+                    delta=delta.arguments,
+                )
+            )
+        return out
+
+    def finish(self, reason: FinishReason, usage: Usage, cost: float) -> list[bytes]:
+        status, incomplete = ENDINGS[reason]
+        out = self._open_message() if not self.items else []  # an empty answer: one message
+        item_status = "incomplete" if status == "incomplete" else "completed"
+        for index, item in enumerate(self.items):
+            if item["type"] == "message":
+                text = "".join(self.texts[index])
+                done = message_item(item["id"], text, item_status)
+                out.append(
+                    self.event(
+                        "response.output_text.done",
+                        item_id=item["id"],
+                        output_index=index,
+                        content_index=0,
+                        text=text,
+                        logprobs=[],
+                    )
+                )
+                out.append(
+                    self.event(
+                        "response.content_part.done",
+                        item_id=item["id"],
+                        output_index=index,
+                        content_index=0,
+                        part=_text_part(text),
+                    )
+                )
+            else:
+                done = {**item, "status": "completed"}
+                out.append(
+                    self.event(
+                        "response.function_call_arguments.done",
+                        item_id=item["id"],
+                        output_index=index,
+                        name=item["name"],
+                        arguments=item["arguments"],
+                    )
+                )
+            self.items[index] = done
+            out.append(self.event("response.output_item.done", output_index=index, item=done))
+        kind = "response.completed" if status == "completed" else "response.incomplete"
+        out.append(
+            self.lifecycle(kind, status, usage=usage_object(usage, cost), incomplete=incomplete)
+        )
+        return out
+
+    def failed(self, error: PodiumError) -> list[bytes]:
+        body = error_body(error)["error"]
+        code = body["code"] or body["type"]
+        return [
+            self.event("error", code=code, message=error.message, param=error.param),
+            self.lifecycle(
+                "response.failed", "failed", error={"code": code, "message": error.message}
+            ),
+        ]
+
+
+class ResponsesIngress:
+    name = "responses"
+
+    def parse(self, body: Any, headers: dict[str, str]) -> ChatRequest:
+        return parse(body)
+
+    def render_error(self, error: PodiumError) -> Response:
+        return Response.json(error_body(error), error.status, retry_headers(error))
+
+    def encode_response(
+        self, response: ChatResponse, request: ChatRequest, outcome: Outcome
+    ) -> bytes:
+        status, incomplete = ENDINGS[response.finish_reason]
+        response_id = _response_id(response.id)
+        output: list[JSONObject] = []
+        if response.text or not response.tool_calls:
+            item_status = "incomplete" if status == "incomplete" else "completed"
+            item_id = f"msg_{response_id.removeprefix('resp_')}"
+            output.append(message_item(item_id, response.text, item_status))
+        output.extend(call_item(call, "completed") for call in response.tool_calls)
+        return orjson.dumps(
+            response_object(
+                request,
+                response_id=response_id,
+                model=response.model,
+                created_at=response.created or int(time.time()),
+                status=status,
+                output=output,
+                usage=usage_object(response.usage, total_cost(outcome.run.attempts)),
+                incomplete=incomplete,
+            )
+        )
+
+    async def encode_stream(
+        self,
+        events: AsyncIterator[StreamEvent],
+        request: ChatRequest,
+        outcome: Outcome,
+        context: RequestContext,
+    ) -> AsyncIterator[bytes]:
+        writer = _StreamWriter(request, f"resp_{context.trace_id}", outcome.worker)
+        yield writer.lifecycle("response.created", "in_progress")
+        yield writer.lifecycle("response.in_progress", "in_progress")
+        usage: Usage | None = None
+        finish: FinishReason = "stop"
+        try:
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    if event.text:
+                        for chunk in writer.text(event.text):
+                            yield chunk
+                elif isinstance(event, ToolCallDelta):
+                    for chunk in writer.tool(event):
+                        yield chunk
+                elif isinstance(event, Finish):
+                    finish = event.reason
+                elif isinstance(event, UsageReport):
+                    usage = event.usage
+        except PodiumError as error:
+            for chunk in writer.failed(error):
+                yield chunk
+            return
+        cost = total_cost(outcome.run.attempts)
+        for chunk in writer.finish(finish, _settled(usage, outcome), cost):
+            yield chunk
+
+
+def _count_input_tokens(body: Any) -> int:
+    request = parse({**body, "model": body.get("model") or "-"} if isinstance(body, dict) else body)
+    text = [message.text() for message in request.messages]
+    text.extend(orjson.dumps(tool.parameters).decode() + tool.name for tool in request.tools)
+    text.extend(call.arguments for message in request.messages for call in message.tool_calls)
+    return estimate_tokens("\n".join(text))
+
+
+def register_app(podium: Podium) -> None:
+    ingress = ResponsesIngress()
+    limit = podium.config.server.max_body_bytes
+    podium.app.route(
+        "POST",
+        "/v1/responses",
+        chat_handler(ingress, podium.gateway, max_body_bytes=limit),
+        ingress,
+    )
+
+    async def input_tokens(http: Request) -> Response:
+        body = await http.json(limit)
+        if not isinstance(body, dict):
+            raise PodiumError("invalid_request", "request body must be a JSON object")
+        refuse_provider_fields(body, http.headers)
+        # An estimate (about four characters a token): workers differ in tokenizer.
+        count = _count_input_tokens(body)
+        return Response.json({"object": "response.input_tokens", "input_tokens": count})
+
+    async def stored(http: Request) -> Response:
+        raise PodiumError(
+            "not_found",
+            f"No response with id {http.params['response_id']!r}: {NO_STORE} (each "
+            "request carries its whole conversation in 'input').",
+            param="response_id",
+            code="response_not_found",
+        )
+
+    podium.app.route("POST", "/v1/responses/input_tokens", input_tokens, ingress)
+    podium.app.route("GET", "/v1/responses/{response_id}", stored, ingress)
+    podium.app.route("DELETE", "/v1/responses/{response_id}", stored, ingress)
+    podium.app.route("GET", "/v1/responses/{response_id}/input_items", stored, ingress)
+    podium.app.route("POST", "/v1/responses/{response_id}/cancel", stored, ingress)

@@ -1,0 +1,451 @@
+"""The OpenAI Responses API's request, read into the canonical :class:`ChatRequest`.
+
+``instructions`` becomes a system message, ``developer`` messages system ones, and
+``function_call`` / ``function_call_output`` items the assistant's tool calls and their
+results, so any worker can answer, whatever wire format it speaks. What needs state Podium
+does not keep (a stored response, conversation or prompt) and tools OpenAI runs on its own
+servers are refused by name, saying what to send instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
+
+from podium.api.openai import Wire
+from podium.errors import PodiumError
+from podium.types import (
+    ChatRequest,
+    ContentPart,
+    ImagePart,
+    JSONObject,
+    Message,
+    ResponseFormat,
+    TextPart,
+    Tool,
+    ToolCall,
+    ToolChoice,
+)
+
+
+class InputText(Wire):
+    type: Literal["input_text"]
+    text: str
+
+
+class InputImage(Wire):
+    type: Literal["input_image"]
+    image_url: str | None = None
+    file_id: str | None = None
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class OutputText(Wire):
+    type: Literal["output_text"]
+    text: str
+    annotations: list[Any] | None = None
+    logprobs: list[Any] | None = None
+
+
+class Refusal(Wire):
+    type: Literal["refusal"]
+    refusal: str
+
+
+Part = Annotated[InputText | InputImage | OutputText | Refusal, Field(discriminator="type")]
+
+
+class MessageItem(Wire):
+    type: Literal["message"] = "message"
+    role: Literal["user", "system", "developer", "assistant"]
+    content: str | list[Part]
+    id: str | None = None
+    status: str | None = None
+    phase: str | None = None
+
+
+class FunctionCallItem(Wire):
+    type: Literal["function_call"]
+    call_id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    arguments: str
+    id: str | None = None
+    status: str | None = None
+
+
+class FunctionCallOutputItem(Wire):
+    type: Literal["function_call_output"]
+    call_id: str = Field(min_length=1)
+    output: str | list[InputText]
+    id: str | None = None
+    status: str | None = None
+
+
+class ReasoningItem(BaseModel):
+    """A reasoning model's earlier reasoning, sent back by clients that keep no state. Only
+    the model that wrote it can read it, so Podium drops it."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["reasoning"]
+
+
+def _item_type(value: Any) -> str:
+    if isinstance(value, dict):
+        kind = value.get("type", "message")  # an easy input message has no type
+        return kind if isinstance(kind, str) else "message"
+    return str(getattr(value, "type", "message"))
+
+
+Item = Annotated[
+    Annotated[MessageItem, Tag("message")]
+    | Annotated[FunctionCallItem, Tag("function_call")]
+    | Annotated[FunctionCallOutputItem, Tag("function_call_output")]
+    | Annotated[ReasoningItem, Tag("reasoning")],
+    Discriminator(_item_type),
+]
+
+
+class FunctionTool(Wire):
+    type: Literal["function"]
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class FunctionChoice(Wire):
+    type: Literal["function"]
+    name: str
+
+
+class TextFormat(Wire):
+    type: Literal["text"]
+
+
+class JSONObjectFormat(Wire):
+    type: Literal["json_object"]
+
+
+class JSONSchemaFormat(Wire):
+    type: Literal["json_schema"]
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    schema_: dict[str, Any] = Field(alias="schema")
+    description: str | None = None
+    strict: bool | None = None
+
+
+class TextConfig(Wire):
+    format: (
+        Annotated[TextFormat | JSONObjectFormat | JSONSchemaFormat, Field(discriminator="type")]
+        | None
+    ) = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+
+
+class ReasoningConfig(Wire):
+    effort: str | None = Field(None, min_length=1, max_length=32)
+    summary: str | None = None
+    generate_summary: str | None = None
+
+
+class StreamOptions(Wire):
+    include_obfuscation: bool | None = None
+
+
+class ResponsesIn(Wire):
+    model: str = Field(min_length=1, max_length=256)
+    input: str | list[Item]
+    instructions: str | None = None
+    tools: list[FunctionTool] | None = None
+    tool_choice: Literal["auto", "none", "required"] | FunctionChoice | None = None
+    parallel_tool_calls: bool | None = None
+    text: TextConfig | None = None
+    reasoning: ReasoningConfig | None = None
+    max_output_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    metadata: dict[str, str] | None = None
+    user: str | None = None
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    # Accepted for compatibility; they do not change how Podium routes or answers.
+    store: bool | None = None
+    safety_identifier: str | None = None
+    prompt_cache_key: str | None = None
+    prompt_cache_retention: str | None = None
+    service_tier: str | None = None
+    truncation: Literal["auto", "disabled"] | None = None
+    include: list[str] | None = None
+    max_tool_calls: int | None = Field(None, ge=1)
+    background: Literal[False] | None = None
+    top_logprobs: Literal[0] | None = None
+
+
+# Fields that need what Podium does not keep: a stored response, conversation or prompt.
+STATEFUL_FIELDS = {
+    "previous_response_id": "send the whole conversation in 'input' instead",
+    "conversation": "send the whole conversation in 'input' instead",
+    "prompt": "send the prompt's text in 'instructions' and 'input' instead",
+}
+NO_STORE = "Podium keeps no responses"
+
+# Tool types OpenAI runs on its own servers: no worker here can run them.
+HOSTED_TOOLS = frozenset(
+    {"web_search", "web_search_preview", "file_search", "code_interpreter", "computer_use",
+     "computer_use_preview", "image_generation", "mcp", "local_shell", "shell", "apply_patch",
+     "custom"}
+)  # fmt: skip
+
+# Pydantic names a union's branch in an error's location, after the field or list index that
+# holds the union: the tag of a discriminated union, or a type for the others.
+_TAGS = frozenset(
+    {"message", "function_call", "function_call_output", "reasoning", "input_text",
+     "input_image", "output_text", "refusal", "text", "json_object", "json_schema", "function",
+     "FunctionChoice"}
+)  # fmt: skip
+_UNION_FIELDS = frozenset({"input", "content", "output", "format", "tool_choice"})
+
+
+def _path(location: tuple[int | str, ...]) -> str:
+    path = ""
+    previous: int | str = ""
+    for index, part in enumerate(location):
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif "[" in part or part in ("str", "int", "float", "bool"):
+            pass  # a type's name: ``str``, ``list[...]``, ``literal[...]``
+        elif (
+            part in _TAGS
+            and index < len(location) - 1
+            and (isinstance(previous, int) or previous in _UNION_FIELDS)
+        ):
+            pass  # a branch of the union the previous part holds
+        else:
+            path += f".{part}" if path else part
+        previous = part
+    return path
+
+
+def validation_error(error: ValidationError) -> PodiumError:
+    errors = error.errors()
+    # An item or part of an unknown type fails every branch; its own error ("Input tag
+    # 'input_file' ... expected tags: ...") says why, the string branch's does not.
+    # Otherwise the deepest failure is the one about what the caller meant.
+    deepest = max(errors, key=lambda item: len(item["loc"]))
+    first = next((e for e in errors if e["type"] == "union_tag_invalid"), deepest)
+    path = _path(tuple(first["loc"]))
+    if first["type"] == "extra_forbidden":
+        message = f"Unknown parameter: '{path}'."
+    elif first["type"] == "missing":
+        message = f"Missing required parameter: '{path}'."
+    elif first["type"] == "union_tag_invalid":
+        ctx = first.get("ctx") or {}
+        message = (
+            f"Invalid value for '{path}': type {ctx.get('tag')!r} is not supported "
+            f"(supported: {ctx.get('expected_tags')})."
+        )
+    else:
+        message = f"Invalid value for '{path}': {first['msg']}."
+    return PodiumError("invalid_request", message, param=path or None)
+
+
+def _refuse_what_podium_cannot_serve(body: dict[str, Any]) -> None:
+    """Stored state and hosted tools, refused by name before the body is validated, so the
+    caller learns what to do instead of reading a schema error."""
+    for name, instead in STATEFUL_FIELDS.items():
+        if body.get(name) is not None:
+            raise PodiumError(
+                "invalid_request",
+                f"'{name}' is not supported: {NO_STORE}; {instead}.",
+                param=name,
+                code="unsupported_parameter",
+            )
+    items = body.get("input")
+    if isinstance(items, list):
+        for index, item in enumerate(items):
+            if isinstance(item, dict) and item.get("type") == "item_reference":
+                raise PodiumError(
+                    "invalid_request",
+                    f"input[{index}] is an item reference: {NO_STORE}; send the item itself.",
+                    param=f"input[{index}]",
+                    code="unsupported_parameter",
+                )
+    tools = body.get("tools")
+    if isinstance(tools, list):
+        for index, tool in enumerate(tools):
+            kind = tool.get("type") if isinstance(tool, dict) else None
+            if isinstance(kind, str) and kind != "function":
+                hosted = " is a tool OpenAI runs on its own servers" if _hosted(kind) else ""
+                raise PodiumError(
+                    "invalid_request",
+                    f"tools[{index}]: type {kind!r}{hosted}; Podium's workers call only "
+                    "function tools.",
+                    param=f"tools[{index}].type",
+                    code="unsupported_tool",
+                )
+
+
+def _hosted(kind: str) -> bool:
+    return kind in HOSTED_TOOLS or kind.startswith(("web_search", "computer_use"))
+
+
+def _parts(content: str | list[Any], role: str, where: str) -> list[ContentPart]:
+    if isinstance(content, str):
+        return [TextPart(content)]
+    parts: list[ContentPart] = []
+    for index, part in enumerate(content):
+        if isinstance(part, InputText | OutputText):
+            parts.append(TextPart(part.text))
+        elif isinstance(part, Refusal):
+            parts.append(TextPart(part.refusal))
+        elif role != "user":
+            raise PodiumError(
+                "invalid_request",
+                f"Invalid value for '{where}[{index}]': only user messages may hold images.",
+                param=f"{where}[{index}]",
+            )
+        elif part.image_url is None:
+            raise PodiumError(
+                "invalid_request",
+                f"Invalid value for '{where}[{index}]': give the image by 'image_url' (a URL or "
+                f"a data: URL); {NO_STORE} and no uploaded files, so 'file_id' cannot name one.",
+                param=f"{where}[{index}]",
+                code="unsupported_input",
+            )
+        else:
+            parts.append(_image(part))
+    return parts
+
+
+def _image(part: InputImage) -> ImagePart:
+    url = part.image_url or ""
+    if url.startswith("data:") and ";base64," in url:
+        head, data = url[5:].split(";base64,", 1)
+        return ImagePart(data=data, media_type=head, detail=part.detail)
+    return ImagePart(url=url, detail=part.detail)
+
+
+def _messages(wire: ResponsesIn) -> list[Message]:
+    messages: list[Message] = []
+    if wire.instructions:
+        messages.append(Message("system", [TextPart(wire.instructions)]))
+    if isinstance(wire.input, str):
+        messages.append(Message("user", [TextPart(wire.input)]))
+        return messages
+    for index, item in enumerate(wire.input):
+        if isinstance(item, MessageItem):
+            role = "system" if item.role == "developer" else item.role
+            content = _parts(item.content, item.role, f"input[{index}].content")
+            messages.append(Message(role, content))
+        elif isinstance(item, FunctionCallItem):
+            call = ToolCall(item.call_id, item.name, item.arguments)
+            last = messages[-1] if messages else None
+            if last is not None and last.role == "assistant":
+                last.tool_calls.append(call)  # one turn's calls, in one assistant message
+            else:
+                messages.append(Message("assistant", [], tool_calls=[call]))
+        elif isinstance(item, FunctionCallOutputItem):
+            output = item.output
+            text = output if isinstance(output, str) else "".join(p.text for p in output)
+            messages.append(Message("tool", [TextPart(text)], tool_call_id=item.call_id))
+    return messages
+
+
+def _response_format(text: TextConfig | None) -> ResponseFormat | None:
+    fmt = text.format if text is not None else None
+    if fmt is None:
+        return None
+    if isinstance(fmt, JSONSchemaFormat):
+        return ResponseFormat("json_schema", fmt.schema_, fmt.name, fmt.strict)
+    return ResponseFormat(fmt.type)
+
+
+@dataclass(slots=True)
+class ResponsesRequest(ChatRequest):
+    """The canonical request, and the request fields a Response object repeats back."""
+
+    echo: JSONObject = field(default_factory=dict)
+
+
+def to_canonical(wire: ResponsesIn) -> ResponsesRequest:
+    messages = _messages(wire)
+    if not any(message.role != "system" for message in messages):
+        raise PodiumError(
+            "invalid_request",
+            "Invalid value for 'input': it holds no message or tool output to answer.",
+            param="input",
+        )
+    tool_choice: ToolChoice | None = None
+    if isinstance(wire.tool_choice, str):
+        tool_choice = ToolChoice(mode=wire.tool_choice)
+    elif wire.tool_choice is not None:
+        tool_choice = ToolChoice(mode="tool", name=wire.tool_choice.name)
+    return ResponsesRequest(
+        model=wire.model,
+        messages=messages,
+        tools=[
+            Tool(t.name, t.description, t.parameters or {"type": "object", "properties": {}})
+            for t in wire.tools or []
+        ],
+        tool_choice=tool_choice,
+        response_format=_response_format(wire.text),
+        temperature=wire.temperature,
+        top_p=wire.top_p,
+        max_tokens=wire.max_output_tokens,
+        user=wire.user,
+        metadata=wire.metadata or {},
+        stream=bool(wire.stream),
+        include_usage=True,  # a Response always reports its usage
+        parallel_tool_calls=wire.parallel_tool_calls,
+        reasoning_effort=wire.reasoning.effort if wire.reasoning else None,
+        verbosity=wire.text.verbosity if wire.text else None,
+        echo=_echo(wire),
+    )
+
+
+def _echo(wire: ResponsesIn) -> JSONObject:
+    """The request's settings as a Response object states them (OpenAI's defaults filled in)."""
+    text: JSONObject = {"format": {"type": "text"}}
+    if wire.text is not None:
+        text = wire.text.model_dump(by_alias=True, exclude_none=True) or text
+        text.setdefault("format", {"type": "text"})
+    tool_choice: Any = wire.tool_choice or "auto"
+    if not isinstance(tool_choice, str):
+        tool_choice = tool_choice.model_dump()
+    return {
+        "instructions": wire.instructions,
+        "max_output_tokens": wire.max_output_tokens,
+        "metadata": wire.metadata or {},
+        "parallel_tool_calls": True
+        if wire.parallel_tool_calls is None
+        else wire.parallel_tool_calls,
+        "previous_response_id": None,
+        "reasoning": {
+            "effort": wire.reasoning.effort if wire.reasoning else None,
+            "summary": wire.reasoning.summary if wire.reasoning else None,
+        },
+        "store": False,  # Podium keeps no responses, whatever was asked
+        "temperature": 1.0 if wire.temperature is None else wire.temperature,
+        "text": text,
+        "tool_choice": tool_choice,
+        "tools": [tool.model_dump(exclude_none=True) for tool in wire.tools or []],
+        "top_p": 1.0 if wire.top_p is None else wire.top_p,
+        "truncation": wire.truncation or "disabled",
+        "user": wire.user,
+        "safety_identifier": wire.safety_identifier,
+        "prompt_cache_key": wire.prompt_cache_key,
+        "service_tier": "default",
+    }
+
+
+def parse(body: Any) -> ResponsesRequest:
+    if not isinstance(body, dict):
+        raise PodiumError("invalid_request", "request body must be a JSON object")
+    _refuse_what_podium_cannot_serve(body)
+    try:
+        wire = ResponsesIn.model_validate(body)
+    except ValidationError as error:
+        raise validation_error(error) from None
+    return to_canonical(wire)
