@@ -134,9 +134,16 @@ async def test_a_caller_without_a_key_hears_401_before_anything_about_its_body(
         for raw in (b"{not json", b'{"model": "alpha"}', b'{"model": "alpha", "api_key": "x"}'):
             response = await client.post("/v1/chat/completions", content=raw, headers=bad)
             assert openai_error(response, 401)["type"] == "authentication_error"
-            response = await client.post("/v1/messages", content=raw, headers=bad)
-            assert response.status_code == 401
-            assert response.json()["error"]["type"] == "authentication_error"  # Anthropic's shape
+            response = await client.post("/v1/responses", content=raw, headers=bad)
+            assert openai_error(response, 401)["type"] == "authentication_error"
+            for path in ("/v1/messages", "/v1/messages/count_tokens"):
+                response = await client.post(path, content=raw, headers=bad)
+                assert response.status_code == 401
+                assert response.json()["error"]["type"] == "authentication_error"  # Anthropic's
+            response = await client.post("/v1/responses/input_tokens", content=raw, headers=bad)
+            assert openai_error(response, 401)["type"] == "authentication_error"
+        response = await client.get("/v1/responses/resp_1")
+        assert openai_error(response, 401)["type"] == "authentication_error"
         big = chat(messages=[{"role": "user", "content": "x" * 10_000}])
         response = await client.post("/v1/chat/completions", json=big)
         openai_error(response, 401)
@@ -144,6 +151,18 @@ async def test_a_caller_without_a_key_hears_401_before_anything_about_its_body(
         keyed = {**bad, "authorization": f"Bearer {key}"}
         response = await client.post("/v1/chat/completions", content=b"{not json", headers=keyed)
         assert "not valid JSON" in openai_error(response, 400)["message"]
+        counted = await client.post(
+            "/v1/responses/input_tokens", json={"input": "hello"}, headers=keyed
+        )
+        assert counted.status_code == 200 and counted.json()["input_tokens"] > 0
+        counted = await client.post(
+            "/v1/messages/count_tokens",
+            json={"model": "alpha", "messages": [{"role": "user", "content": "hello"}]},
+            headers={"x-api-key": key},
+        )
+        assert counted.status_code == 200 and counted.json()["input_tokens"] > 0
+        response = await client.get("/v1/responses/resp_1", headers=keyed)
+        assert openai_error(response, 404)["code"] == "response_not_found"
     assert fake_openai.received == []
 
 

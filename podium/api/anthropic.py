@@ -754,6 +754,8 @@ def register_app(podium: Podium) -> None:
     )
 
     async def count_tokens(http: Request) -> Response:
+        # A caller without a valid key hears 401, as on /v1/messages, before its body is read.
+        await podium.gateway.authenticate(RequestContext(ingress.name, http.headers))
         body = await http.json(limit)
         if not isinstance(body, dict):
             raise PodiumError("invalid_request", "request body must be a JSON object")

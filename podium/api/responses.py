@@ -361,6 +361,7 @@ def register_app(podium: Podium) -> None:
     )
 
     async def input_tokens(http: Request) -> Response:
+        await podium.gateway.authenticate(RequestContext(ingress.name, http.headers))
         body = await http.json(limit)
         if not isinstance(body, dict):
             raise PodiumError("invalid_request", "request body must be a JSON object")
@@ -370,6 +371,7 @@ def register_app(podium: Podium) -> None:
         return Response.json({"object": "response.input_tokens", "input_tokens": count})
 
     async def stored(http: Request) -> Response:
+        await podium.gateway.authenticate(RequestContext(ingress.name, http.headers))
         raise PodiumError(
             "not_found",
             f"No response with id {http.params['response_id']!r}: {NO_STORE} (each "
