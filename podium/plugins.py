@@ -14,6 +14,7 @@ from types import ModuleType
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "podium.providers.openai",
+    "podium.providers.openai_responses",
     "podium.providers.anthropic",
     "podium.providers.gemini",
     "podium.providers.local",

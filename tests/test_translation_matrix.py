@@ -314,6 +314,7 @@ async def caller(ingress: str, running: Any) -> AsyncIterator[Caller]:
 
 FAKES: dict[str, Callable[[], FakeUpstream]] = {
     "openai": FakeOpenAI,
+    "openai-responses": FakeOpenAI,  # the same fake server: it speaks both of OpenAI's APIs
     "anthropic": FakeAnthropic,
     "gemini": FakeGemini,
 }
@@ -334,7 +335,7 @@ async def cell(gateway: Any, ingress: str, egress: str) -> AsyncIterator[tuple[C
 
 
 INGRESSES = ["openai", "responses", "anthropic"]
-EGRESSES = ["openai", "anthropic", "gemini"]
+EGRESSES = ["openai", "openai-responses", "anthropic", "gemini"]
 matrix = pytest.mark.parametrize(
     ("ingress", "egress"), [(i, e) for i in INGRESSES for e in EGRESSES]
 )
@@ -374,12 +375,15 @@ async def test_tool_call_round_trip(gateway: Any, ingress: str, egress: str) -> 
 
 @matrix
 async def test_max_tokens_is_a_length_stop(gateway: Any, ingress: str, egress: str) -> None:
-    async with cell(gateway, ingress, egress) as (client, _):
+    story = " ".join(f"w{n}" for n in range(30))
+    async with cell(gateway, ingress, egress) as (client, fake):
+        # 16: the smallest limit the Responses API takes (a smaller one is sent as 16).
+        fake.behaviour.reply = story
         for stream in (False, True):
-            answer = await client.ask("tell me a long story", stream=stream, max_tokens=2)
+            answer = await client.ask("tell me a long story", stream=stream, max_tokens=16)
             assert answer.stop == "length"
-            assert answer.text == "fake answer"
-            assert answer.output_tokens == 2
+            assert answer.text == " ".join(story.split()[:16])
+            assert answer.output_tokens == 16
 
 
 # -- the embedded local model ----------------------------------------------------------------

@@ -158,8 +158,15 @@ class FakeUpstream:
     def error_response(self, status: int, message: str) -> web.Response:
         raise NotImplementedError
 
-    async def paced(self, response: web.StreamResponse, events: list[bytes]) -> None:
-        """Write ``events`` with the configured pacing, breaking or stalling when told to."""
+    async def paced(
+        self,
+        response: web.StreamResponse,
+        events: list[bytes],
+        *,
+        error_event: bytes | None = None,
+    ) -> None:
+        """Write ``events`` with the configured pacing, breaking or stalling when told to.
+        ``error_event`` is the in-stream error, when this endpoint's differs from the fake's."""
         self.open_streams += 1
         try:
             for index, event in enumerate(events):
@@ -180,7 +187,7 @@ class FakeUpstream:
                 if self.behaviour.error_stream_after is not None and (
                     index >= self.behaviour.error_stream_after
                 ):
-                    await response.write(self.stream_error_event())
+                    await response.write(error_event or self.stream_error_event())
                     return
                 await response.write(event)
                 if self.behaviour.chunk_delay:

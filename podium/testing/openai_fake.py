@@ -1,5 +1,6 @@
-"""A fake OpenAI Chat Completions server: the documented response, chunk, usage and error
-shapes, with the knobs of :class:`~podium.testing.fakes.Behaviour`."""
+"""A fake OpenAI server: Chat Completions' documented response, chunk, usage and error shapes,
+with the knobs of :class:`~podium.testing.fakes.Behaviour`, and the Responses API
+(:mod:`podium.testing.responses_fake`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from podium.testing.fakes import FakeUpstream, Json, echo, words
+from podium.testing.responses_fake import respond
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -37,6 +39,7 @@ def prompt_of(body: Json) -> str:
 class FakeOpenAI(FakeUpstream):
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_post("/v1/responses", self.responses)
         app.router.add_get("/v1/models", self.models)
 
     @property
@@ -56,6 +59,9 @@ class FakeOpenAI(FakeUpstream):
             }
         }
         return web.json_response(body, status=status)
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        return await respond(self, request)
 
     async def models(self, request: web.Request) -> web.Response:
         return web.json_response(
