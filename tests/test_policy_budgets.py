@@ -267,6 +267,48 @@ def test_rate_headers_say_each_limit_what_is_left_and_when_it_is_full() -> None:
     assert "x-ratelimit-limit-tokens" not in headers
 
 
+def test_anthropic_callers_hear_anthropics_rate_limit_headers() -> None:
+    from podium.policy.budgets import rate_headers
+    from podium.policy.limits import RateTake
+
+    headers: dict[str, str] = {}
+    now = 1_796_601_600.0  # 2026-12-07T00:00:00Z
+    rate_headers(headers, 10, 100_000, RateTake(0.0, 4.6, 1000.0), ingress="anthropic", now=now)
+    assert headers == {
+        "anthropic-ratelimit-requests-limit": "10",
+        "anthropic-ratelimit-requests-remaining": "4",
+        "anthropic-ratelimit-requests-reset": "2026-12-07T00:00:33Z",  # full in 32.4 s
+        "anthropic-ratelimit-tokens-limit": "100000",
+        "anthropic-ratelimit-tokens-remaining": "1000",
+        "anthropic-ratelimit-tokens-reset": "2026-12-07T00:01:00Z",
+    }
+
+
+async def test_the_anthropic_sdk_reads_the_limits_on_answers_and_on_its_429(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    import anthropic
+
+    async with gateway([worker("alpha", "openai", fake_openai.base_url)]) as running:
+        _, key = await new_key(running.podium, rpm=1)
+        async with anthropic.AsyncAnthropic(
+            base_url=running.url, api_key=key, max_retries=0
+        ) as client:
+            message = {"role": "user", "content": "hello"}
+            raw = await client.messages.with_raw_response.create(
+                model="alpha", max_tokens=20, messages=[message]
+            )
+            with pytest.raises(anthropic.RateLimitError) as refused:
+                await client.messages.create(model="alpha", max_tokens=20, messages=[message])
+    assert raw.headers["anthropic-ratelimit-requests-limit"] == "1"
+    assert raw.headers["anthropic-ratelimit-requests-remaining"] == "0"
+    assert raw.headers["anthropic-ratelimit-requests-reset"].endswith("Z")
+    assert "x-ratelimit-limit-requests" not in raw.headers  # OpenAI's names are for OpenAI's
+    denied = refused.value.response.headers
+    assert denied["anthropic-ratelimit-requests-remaining"] == "0"
+    assert int(denied["retry-after"]) >= 1
+
+
 # -- through the gateway ---------------------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from podium.config import WorkerConfig
@@ -132,18 +133,37 @@ class _Open:
     period_seconds: float = 0.0
 
 
-def rate_headers(headers: dict[str, str], rpm: int | None, tpm: int | None, take: RateTake) -> None:
-    """OpenAI's rate-limit headers for a key's own limits: each limit, what is left of it
-    after this request, and how long until the bucket is full again (``6m0s``, ``1.5s``)."""
+def rate_headers(
+    headers: dict[str, str],
+    rpm: int | None,
+    tpm: int | None,
+    take: RateTake,
+    *,
+    ingress: str = "openai",
+    now: float = 0.0,
+) -> None:
+    """The rate-limit headers of the caller's own API for a key's limits: each limit, what is
+    left of it after this request, and when the bucket is full again. OpenAI says when as a
+    duration (``6m0s``, ``1.5s``); Anthropic (``anthropic-ratelimit-*``) as an RFC 3339 time,
+    from ``now``."""
+    anthropic = ingress == "anthropic"
     for kind, limit, left in (
         ("requests", rpm, take.requests_left),
         ("tokens", tpm, take.tokens_left),
     ):
         if not limit or left is None:
             continue
-        headers[f"x-ratelimit-limit-{kind}"] = str(limit)
-        headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, math.floor(left)))
-        headers[f"x-ratelimit-reset-{kind}"] = _duration((limit - left) * 60.0 / limit)
+        full_in = max(0.0, (limit - left) * 60.0 / limit)
+        remaining = str(max(0, math.floor(left)))
+        if anthropic:
+            reset = datetime.fromtimestamp(math.ceil(now + full_in), UTC)
+            headers[f"anthropic-ratelimit-{kind}-limit"] = str(limit)
+            headers[f"anthropic-ratelimit-{kind}-remaining"] = remaining
+            headers[f"anthropic-ratelimit-{kind}-reset"] = reset.strftime("%Y-%m-%dT%H:%M:%SZ")
+        else:
+            headers[f"x-ratelimit-limit-{kind}"] = str(limit)
+            headers[f"x-ratelimit-remaining-{kind}"] = remaining
+            headers[f"x-ratelimit-reset-{kind}"] = _duration(full_in)
 
 
 def _duration(seconds: float) -> str:
@@ -268,7 +288,14 @@ class LimitsHook(Hook):
                 limits = [f"{record.rpm} requests"] if record.rpm else []
                 limits += [f"{record.tpm} tokens"] if record.tpm else []
                 state: dict[str, str] = {}
-                rate_headers(state, record.rpm, record.tpm, take)
+                rate_headers(
+                    state,
+                    record.rpm,
+                    record.tpm,
+                    take,
+                    ingress=context.ingress,
+                    now=opened.started,
+                )
                 raise self._refuse(
                     context,
                     PodiumError(
@@ -281,7 +308,14 @@ class LimitsHook(Hook):
                     ),
                 )
             opened.tokens = tokens if record.tpm else 0
-            rate_headers(context.response_headers, record.rpm, record.tpm, take)
+            rate_headers(
+                context.response_headers,
+                record.rpm,
+                record.tpm,
+                take,
+                ingress=context.ingress,
+                now=opened.started,
+            )
         self._open[context.trace_id] = opened
 
     async def decided(
