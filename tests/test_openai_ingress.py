@@ -6,6 +6,8 @@ import httpx
 import openai
 import pytest
 
+from podium.testing.anthropic_fake import FakeAnthropic
+from podium.testing.gemini_fake import FakeGemini
 from podium.testing.openai_fake import FakeOpenAI
 from tests.conftest import worker
 
@@ -228,3 +230,38 @@ def test_the_plain_reader_leaves_every_bad_body_to_the_validated_path(
     with pytest.raises(PodiumError) as refused:
         OpenAIIngress().parse(body, {})
     assert refused.value.status == 400
+
+
+async def test_a_reasoning_effort_reaches_anthropic_and_gemini_reasoning_workers(
+    gateway: Any, fake_anthropic: FakeAnthropic, fake_gemini: FakeGemini
+) -> None:
+    reasoning = {"reasoning": True}
+    workers = [
+        worker("claude", "anthropic", fake_anthropic.base_url, options=reasoning),
+        worker("claude-plain", "anthropic", fake_anthropic.base_url),
+        worker("gemini", "gemini", fake_gemini.base_url, options=reasoning),
+        worker("gemini-plain", "gemini", fake_gemini.base_url),
+    ]
+    async with (
+        gateway(workers) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="unused", max_retries=0) as client,
+    ):
+        for model, effort in [
+            ("claude", "minimal"),
+            ("claude", "high"),
+            ("claude-plain", "high"),
+            ("gemini", "minimal"),
+            ("gemini", "xhigh"),
+            ("gemini-plain", "high"),
+        ]:
+            await client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": "hi"}], reasoning_effort=effort
+            )
+    to_claude = [received.body.get("output_config") for received in fake_anthropic.received]
+    # Anthropic has no "minimal": the least effort it knows.
+    assert to_claude == [{"effort": "low"}, {"effort": "high"}, None]
+    to_gemini = [
+        (received.body.get("generationConfig") or {}).get("thinkingConfig")
+        for received in fake_gemini.received
+    ]
+    assert to_gemini == [{"thinkingLevel": "MINIMAL"}, {"thinkingLevel": "XHIGH"}, None]

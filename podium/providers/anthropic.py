@@ -71,7 +71,15 @@ class AnthropicOptions(BaseModel):
     beta: list[str] = []  # anthropic-beta feature flags
     # Anthropic requires max_tokens; used when neither the request nor the worker sets one.
     default_max_tokens: int = Field(4096, ge=1)
+    # The model takes an effort (``output_config.effort``: Claude Opus 4.5 and later): a
+    # request's reasoning effort is passed on. Off by default: other models refuse it.
+    reasoning: bool = False
     extra_headers: dict[str, str] = {}
+
+
+# OpenAI's reasoning efforts as Anthropic's (which has no ``minimal`` or ``none``); Anthropic's
+# own values, which the Anthropic ingress passes on as they are, are unchanged.
+EFFORTS = {"none": "low", "minimal": "low"}
 
 
 @dataclass(slots=True)
@@ -226,6 +234,9 @@ def encode_request(
         payload["stop_sequences"] = request.stop
     if request.user:
         payload["metadata"] = {"user_id": request.user}
+    if options.reasoning and request.reasoning_effort is not None:
+        effort = request.reasoning_effort.lower()
+        payload["output_config"] = {"effort": EFFORTS.get(effort, effort)}
     if stream:
         payload["stream"] = True
     return payload, json_mode

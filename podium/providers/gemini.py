@@ -99,7 +99,23 @@ class GeminiOptions(BaseModel):
 
     safety_settings: list[dict[str, str]] = []  # passed through as ``safetySettings``
     thinking_budget: int | None = Field(None, ge=-1)
+    # The model takes a thinking level (Gemini 3 and later): a request's reasoning effort is
+    # passed on as ``thinkingConfig.thinkingLevel``. A fixed ``thinking_budget`` wins.
+    reasoning: bool = False
     extra_headers: dict[str, str] = {}
+
+
+# OpenAI's reasoning efforts (and Anthropic's, which the Anthropic ingress passes on as they
+# are) as Gemini's thinking levels.
+THINKING_LEVELS = {
+    "none": "MINIMAL",
+    "minimal": "MINIMAL",
+    "low": "LOW",
+    "medium": "MEDIUM",
+    "high": "HIGH",
+    "xhigh": "XHIGH",
+    "max": "XHIGH",
+}
 
 
 def gemini_schema(schema: Any) -> Any:
@@ -241,6 +257,10 @@ def encode_request(
             generation["responseSchema"] = gemini_schema(fmt.schema)
     if options.thinking_budget is not None:
         generation["thinkingConfig"] = {"thinkingBudget": options.thinking_budget}
+    elif options.reasoning and request.reasoning_effort is not None:
+        effort = request.reasoning_effort
+        level = THINKING_LEVELS.get(effort.lower(), effort.upper())  # others: Gemini judges
+        generation["thinkingConfig"] = {"thinkingLevel": level}
     if generation:
         payload["generationConfig"] = generation
     if options.safety_settings:

@@ -53,8 +53,15 @@ def prompt_of(body: Json) -> str:
     return "\n".join(texts)
 
 
+EFFORTS = ("low", "medium", "high", "xhigh", "max")
+
+
 def check_messages(body: Json) -> str | None:
     """What the real API would refuse in ``body``, or None."""
+    effort = (body.get("output_config") or {}).get("effort")
+    if effort is not None and effort not in EFFORTS:
+        allowed = ", ".join(f"'{value}'" for value in EFFORTS)
+        return f"output_config.effort: Input should be {allowed}"
     if not isinstance(body.get("model"), str) or not body["model"]:
         return "model: Field required"
     if not isinstance(body.get("max_tokens"), int):
