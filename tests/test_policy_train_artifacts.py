@@ -66,4 +66,11 @@ def test_the_shipped_injection_classifier_is_what_train_guard_makes(
     rebuilt, shipped = np.load(out), np.load(SHIPPED / "injection.npz")
     assert sorted(rebuilt.files) == sorted(shipped.files)
     for name in shipped.files:
-        assert np.array_equal(rebuilt[name], shipped[name]), name
+        made, kept = rebuilt[name], shipped[name]
+        if kept.dtype.kind == "f":
+            # The same up to the last few bits, which numpy's release and the machine's float
+            # arithmetic may move (the threshold once moved by 4 units in the last place).
+            few_ulps = 16 * float(np.finfo(kept.dtype).eps)
+            np.testing.assert_allclose(made, kept, rtol=few_ulps, atol=0, err_msg=name)
+        else:
+            assert np.array_equal(made, kept), name
