@@ -11,6 +11,7 @@ from typing import Any
 from podium.api.admin import AdminAuth
 from podium.api.http import App, Request, Response
 from podium.api.ingress import chat_handler
+from podium.api.models import ModelSource
 from podium.api.openai import OpenAIIngress
 from podium.config import PodiumConfig, load_config
 from podium.engine import Engine
@@ -27,7 +28,6 @@ from podium.providers.base import ProviderRegistry
 from podium.providers.egress import Egress
 from podium.routing.base import Router
 from podium.routing.chain import Routing, build_routing
-from podium.routing.direct import VIRTUAL_MODELS
 from podium.secrets import SecretSource
 from podium.store.factory import create_store
 from podium.store.traces import TraceStore
@@ -55,6 +55,8 @@ class Podium:
     routing: Routing | None = None
     # Who may use /admin/...; None until the admin plugin installs its default (see api/admin.py).
     admin_auth: AdminAuth | None = None
+    # Models a plugin adds to GET /v1/models (contracts add ``contract/NAME``): api/models.py.
+    model_sources: list[ModelSource] = field(default_factory=list)
     # The tamper-evident log: ``podium.audit.record(actor, action, target, details)`` for every
     # admin action and every request refused, redacted or rerouted (podium/policy/audit.py).
     audit: AuditTrail | None = None
@@ -171,16 +173,6 @@ def _routes(podium: Podium) -> None:
         "POST", "/v1/chat/completions", chat_handler(openai, gateway, max_body_bytes=limit), openai
     )
 
-    async def models(_: Request) -> Response:
-        listed: list[tuple[str, str]] = [(name, "podium") for name in VIRTUAL_MODELS]
-        for worker in podium.pool.serving():
-            if worker.config.role == "check":
-                continue  # nobody can ask it for an answer
-            listed.append((worker.name, worker.config.profile.vendor))
-            listed.extend((alias, worker.config.profile.vendor) for alias in worker.config.aliases)
-        listed.extend((alias, "podium") for alias in config.aliases)
-        return Response(openai.models(list(dict.fromkeys(listed))))
-
     async def health(_: Request) -> Response:
         return Response.json({"status": "ok", "workers": len(podium.pool.serving())})
 
@@ -206,7 +198,6 @@ def _routes(podium: Podium) -> None:
             )
         return Response.json(body, status=200 if available else 503)
 
-    app.route("GET", "/v1/models", models, openai)
     app.route("GET", "/health", health, app.fallback_errors)
     app.route("GET", "/ready", ready, app.fallback_errors)
 

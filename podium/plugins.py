@@ -25,6 +25,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "podium.routing.affinity",
     "podium.routing.semantic",
     "podium.routing.learned_plugin",
+    "podium.api.models",
     "podium.api.route",
     "podium.api.anthropic",
     "podium.api.responses",

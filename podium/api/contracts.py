@@ -16,6 +16,7 @@ import orjson
 from podium.api.anthropic import AnthropicIngress
 from podium.api.http import AnyResponse, PlainErrors, Request, Response, StreamResponse
 from podium.api.ingress import Ingress, refuse_provider_fields
+from podium.api.models import ListedModel
 from podium.api.openai import OpenAIIngress
 from podium.api.responses import ResponsesIngress
 from podium.config import ConfigError
@@ -239,7 +240,11 @@ def register_app(podium: Podium) -> None:
         _wrap_chat(podium, runner, "/v1/messages", AnthropicIngress())
         _wrap_chat(podium, runner, "/v1/responses", ResponsesIngress())
         _wrap_route(podium, runner)
-        _wrap_models(podium, contracts)
+        podium.model_sources.append(
+            lambda: [
+                ListedModel(f"{PREFIX}{name}", "podium-contract") for name in contracts.names()
+            ]
+        )
 
     async def startup() -> None:
         async def shutdown() -> None:  # runs before the store closes (see observe/plugin.py)
@@ -361,26 +366,3 @@ def _wrap_route(podium: Podium, runner: ContractRunner) -> None:
         return Response.json(payload, headers={"x-podium-route": decision.route})
 
     podium.app.route("POST", path, handle, ingress)
-
-
-def _wrap_models(podium: Podium, contracts: ContractSet) -> None:
-    """``GET /v1/models`` lists every contract as ``contract/NAME`` too, so clients that pick
-    a model from the list (or check a name against it) can call one."""
-    inner = podium.app.handler("GET", "/v1/models")
-    if inner is None:
-        return
-    listed = [
-        {"id": f"{PREFIX}{name}", "object": "model", "created": 0, "owned_by": "podium-contract"}
-        for name in contracts.names()
-    ]
-
-    async def handle(http: Request) -> AnyResponse:
-        response = await inner(http)
-        if not isinstance(response, Response) or response.status != 200:
-            return response
-        body = orjson.loads(response.body)
-        body["data"] = [*body["data"], *listed]
-        response.body = orjson.dumps(body)
-        return response
-
-    podium.app.route("GET", "/v1/models", handle, OpenAIIngress())

@@ -619,14 +619,3 @@ class OpenAIIngress:
                 settled = attempts[-1].usage if attempts else Usage()
                 yield _usage_chunk(_chunk_head(outcome, context), settled, cost)
         yield DONE
-
-    def models(self, names: list[tuple[str, str]]) -> bytes:
-        return orjson.dumps(
-            {
-                "object": "list",
-                "data": [
-                    {"id": name, "object": "model", "created": 0, "owned_by": owner}
-                    for name, owner in names
-                ],
-            }
-        )
