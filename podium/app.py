@@ -179,7 +179,7 @@ def _routes(podium: Podium) -> None:
     async def ready(_: Request) -> Response:
         """For a load balancer's readiness check: 503 when no worker can take a request now
         (every answering worker drained, removed or behind an open circuit)."""
-        answering = [w for w in podium.pool if w.config.role != "check"]
+        answering = [w for w in podium.pool if w.config.role == "answer"]
         serving = [w for w in answering if not w.draining]
         available = [w for w in serving if w.breaker.state != "open"]
         body: dict[str, Any] = {

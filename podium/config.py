@@ -94,8 +94,9 @@ class WorkerConfig(Strict):
     quality_prior: float | None = Field(None, ge=0, le=1)
     # "check": the worker only judges or runs what an earlier step wrote (a cascade's check
     # step names the ``examples`` provider, a program's run step the ``python`` one); no
-    # router chooses it to answer and no caller can name it.
-    role: Literal["answer", "check"] = "answer"
+    # router chooses it to answer and no caller can name it. "embed": the worker only embeds
+    # text, on POST /v1/embeddings; chat requests never reach it.
+    role: Literal["answer", "check", "embed"] = "answer"
     options: dict[str, Any] = Field(default_factory=dict)  # validated by the provider plugin
 
     @field_validator("base_url")
@@ -201,6 +202,9 @@ class PodiumConfig(Strict):
             raise ValueError(f"default_worker: {self.default_worker!r} is not a configured worker")
         if self.default_worker in checkers:
             raise ValueError(f"default_worker: {self.default_worker!r} only checks (role: check)")
+        embedders = {worker.name for worker in self.workers if worker.role == "embed"}
+        if self.default_worker in embedders:
+            raise ValueError(f"default_worker: {self.default_worker!r} only embeds (role: embed)")
         for alias, target in self.aliases.items():
             if target not in known:
                 raise ValueError(f"aliases.{alias}: points at unknown worker {target!r}")
@@ -214,8 +218,10 @@ class PodiumConfig(Strict):
         clash = name_clash(self.workers, self.aliases)
         if clash is not None:
             raise ValueError(clash)
-        if self.workers and len(checkers) == len(self.workers):
-            raise ValueError("workers: every worker only checks (role: check); none can answer")
+        if self.workers and not any(worker.role == "answer" for worker in self.workers):
+            raise ValueError(
+                "workers: none can answer (every worker has role: check or role: embed)"
+            )
         if self.cache.backend == "redis" and (self.cache.url or self.redis.url) is None:
             raise ValueError("cache.url: the redis backend needs cache.url or redis.url")
         return self

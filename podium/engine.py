@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar, cast
 
 from podium.errors import PodiumError, ProviderError
-from podium.providers.base import RelayingProvider
+from podium.providers.base import EmbeddingProvider, RelayingProvider
 from podium.types import (
     ChatRequest,
     ChatResponse,
+    Embeddings,
+    EmbedRequest,
     StreamEvent,
     TextDelta,
     ToolCallDelta,
@@ -218,6 +220,37 @@ class Engine:
             return MeteredStream(worker, request, first, events, attempt, started)
 
         return await self._first_success(workers, attempts, call, request, step=step, role=role)
+
+    def embed(
+        self, request: EmbedRequest, worker: str, attempts: list[Attempt]
+    ) -> Awaitable[tuple[Worker, Embeddings]]:
+        """Embed on ``worker`` alone, with its retries and breaker. No fallback: another
+        model's vectors live in another space, and would not match the ones already stored."""
+
+        async def call(
+            worker: Worker, attempt: Attempt, started: float, _: ChatRequest
+        ) -> tuple[Worker, Embeddings]:
+            provider = worker.provider
+            if not isinstance(provider, EmbeddingProvider):
+                raise ProviderError(
+                    "invalid_request",
+                    f"worker {worker.name!r} cannot embed text: its provider "
+                    f"({worker.config.provider}) has no embeddings",
+                    worker=worker.name,
+                    code="unsupported_worker",
+                )
+            embeddings = await provider.embed(request)
+            worker.breaker.record_success()
+            attempt.latency_ms = (time.perf_counter() - started) * 1000
+            if embeddings.usage.input_tokens == 0:
+                characters = sum(len(text) for text in request.inputs)
+                embeddings.usage = Usage(tokens_for_length(characters), 0)
+            attempt.usage = embeddings.usage
+            attempt.cost_usd = worker.cost(embeddings.usage)
+            return worker, embeddings
+
+        stand_in = ChatRequest(request.model, [])
+        return self._first_success([worker], attempts, call, stand_in, step=0, role="embed")
 
 
 def abandon_probe(worker: Worker) -> None:

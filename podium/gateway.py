@@ -230,7 +230,8 @@ class Gateway:
     def eligible(
         self, request: ChatRequest, context: RequestContext, stages: Stages | None = None
     ) -> list[WorkerConfig]:
-        workers = [worker.config for worker in self.pool.serving()]
+        # Embedding workers answer POST /v1/embeddings only (podium/embedding.py).
+        workers = [worker.config for worker in self.pool.serving() if worker.config.role != "embed"]
         if not workers:
             # Every worker drained or removed: no class or key would help, so not a 403.
             raise PodiumError(
@@ -264,12 +265,31 @@ class Gateway:
             )
         # The chain re-checks clearance on every decision, skips routers that fail, overrun
         # their budget or plan outside the eligible workers, and falls back to the default.
-        return await decide(
-            self.routers,
-            request,
-            route_context,
-            budget_s=self.router_timeout,
-            default_worker=self.default_worker,
+        try:
+            return await decide(
+                self.routers,
+                request,
+                route_context,
+                budget_s=self.router_timeout,
+                default_worker=self.default_worker,
+            )
+        except PodiumError as error:
+            if error.code == "model_not_found" and self._embeds(request.model):
+                raise PodiumError(
+                    "invalid_request",
+                    f"the model {request.model!r} embeds text; send it to POST /v1/embeddings",
+                    param="model",
+                    code="embedding_model",
+                ) from None
+            raise
+
+    def _embeds(self, model: str) -> bool:
+        """Whether ``model`` names an embedding worker (by name or alias)."""
+        target = self.pool.aliases.get(model, model)
+        return any(
+            worker.config.role == "embed"
+            and (worker.name == target or model in worker.config.aliases)
+            for worker in self.pool
         )
 
     async def handle(
@@ -297,10 +317,10 @@ class Gateway:
             )
             for hook in stages.transform_response:
                 response = hook.transform_response(response, context)
-            self._finish(request, decision, run, context, status=200, response=response)
+            self.finish(request, decision, run, context, status=200, response=response)
             return Outcome(decision, run, response.model, response)  # by position, as above
         except PodiumError as error:
-            self._finish(request, decision, run, context, status=error.status, error=error)
+            self.finish(request, decision, run, context, status=error.status, error=error)
             raise
 
     async def _stream(
@@ -327,7 +347,7 @@ class Gateway:
             # of its own on every chunk.
             def ended(error: PodiumError | None) -> None:
                 status = _stream_status(error, metered)
-                self._finish(request, decision, run, context, status=status, error=error)
+                self.finish(request, decision, run, context, status=status, error=error)
 
             metered.on_end = ended
             outcome.relay = metered.events()
@@ -363,7 +383,7 @@ class Gateway:
             error = failure
             raise
         finally:
-            self._finish(
+            self.finish(
                 request,
                 decision,
                 run,
@@ -388,9 +408,9 @@ class Gateway:
     ) -> None:
         """Write the trace (and run the finish hooks) for a request answered outside
         :meth:`handle`: contract calls run several attempts under one trace."""
-        self._finish(request, decision, run, context, status=status, response=response, error=error)
+        self.finish(request, decision, run, context, status=status, response=response, error=error)
 
-    def _finish(
+    def finish(
         self,
         request: ChatRequest,
         decision: Decision | None,
@@ -402,6 +422,8 @@ class Gateway:
         error: PodiumError | None = None,
         answer: str | None = None,
     ) -> None:
+        """Record the request's trace and run the ``finish`` hooks (settle budgets, count
+        metrics), whatever the outcome; other paths (embeddings) end here too."""
         attempts = run.attempts
         usage = total_usage(attempts)
         # One loop for the last attempt that answered and the workers tried (in order, once

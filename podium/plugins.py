@@ -29,6 +29,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "podium.api.route",
     "podium.api.anthropic",
     "podium.api.responses",
+    "podium.api.embeddings",
     "podium.api.admin",
     "podium.state.plugin",
     "podium.cache.plugin",

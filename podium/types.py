@@ -171,6 +171,25 @@ class ChatResponse:
     stop_sequence: str | None = None  # which stop sequence ended the answer, when known
 
 
+# -- embeddings --------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class EmbedRequest:
+    """Texts to embed, in order. ``dimensions`` asks a model that can shorten its vectors."""
+
+    model: str
+    inputs: list[str]
+    dimensions: int | None = None
+    user: str | None = None
+
+
+@dataclass(slots=True)
+class Embeddings:
+    vectors: list[list[float]]  # one per input, in the inputs' order
+    usage: Usage = field(default_factory=Usage)
+
+
 # -- streaming ---------------------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from podium.breaker import Breaker, CircuitBreaker
 from podium.config import ConfigError, Price, WorkerConfig, name_clash
-from podium.providers.base import Provider, ProviderContext, ProviderRegistry
+from podium.providers.base import EmbeddingProvider, Provider, ProviderContext, ProviderRegistry
 from podium.providers.egress import Egress
 from podium.secrets import SecretSource
 from podium.types import Usage
@@ -170,6 +170,12 @@ class WorkerPool:
                 worker=config, http=self._http, secrets=self._secrets, data_dir=self._data_dir
             )
         )
+        if config.role == "embed" and not isinstance(provider, EmbeddingProvider):
+            raise ConfigError(
+                f"worker {config.name!r} has role: embed, but its provider "
+                f"({config.provider}) cannot embed text; use an OpenAI-compatible one "
+                "(provider: openai, vllm, ollama, openai-compatible)"
+            )
         return Worker(config=config, provider=provider, breaker=self._breakers(config))
 
     def load(self, configs: list[WorkerConfig]) -> None:

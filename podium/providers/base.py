@@ -12,7 +12,14 @@ from pydantic import ValidationError
 from podium.config import ConfigError, WorkerConfig
 from podium.providers.egress import Egress
 from podium.secrets import SecretSource
-from podium.types import ChatRequest, ChatResponse, EventStream, WireStream
+from podium.types import (
+    ChatRequest,
+    ChatResponse,
+    Embeddings,
+    EmbedRequest,
+    EventStream,
+    WireStream,
+)
 
 
 def options_problems(error: ValidationError) -> str:
@@ -46,6 +53,14 @@ class CautionedProvider(Provider, Protocol):
     machine cannot set, say): ``podium workers check`` and ``podium serve`` print it."""
 
     def warnings(self) -> list[str]: ...
+
+
+@runtime_checkable
+class EmbeddingProvider(Protocol):
+    """A provider whose upstream also embeds text, for workers with ``role: embed``."""
+
+    async def embed(self, request: EmbedRequest) -> Embeddings:
+        """The vectors, in the inputs' order; the worker's own model name goes upstream."""
 
 
 class RelayingProvider(Provider, Protocol):

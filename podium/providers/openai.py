@@ -16,6 +16,8 @@ from podium.providers.openai_relay import relay_chunks
 from podium.types import (
     ChatRequest,
     ChatResponse,
+    Embeddings,
+    EmbedRequest,
     EventStream,
     Finish,
     FinishReason,
@@ -285,8 +287,41 @@ class OpenAIProvider:
         opening = self.upstream.open_stream("/chat/completions", payload)
         return relay_chunks(opening, self.worker, decode_usage)
 
+    async def embed(self, request: EmbedRequest) -> Embeddings:
+        payload: dict[str, Any] = {
+            "model": self.model,
+            "input": request.inputs,
+            "encoding_format": "float",
+        }
+        if request.dimensions is not None:
+            payload["dimensions"] = request.dimensions
+        if request.user is not None:
+            payload["user"] = request.user
+        data = await self.upstream.post_json("/embeddings", payload)
+        return decode_embeddings(data, self.worker, len(request.inputs))
+
     async def aclose(self) -> None:
         return None
+
+
+def decode_embeddings(data: Any, worker: str, count: int) -> Embeddings:
+    """The vectors of an embeddings answer, put back in the inputs' order by ``index``."""
+    try:
+        rows = sorted(data["data"], key=lambda row: int(row["index"]))
+        vectors = [[float(value) for value in row["embedding"]] for row in rows]
+        usage = data.get("usage") or {}
+        tokens = int(usage.get("prompt_tokens") or usage.get("total_tokens") or 0)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        vectors, tokens = [], 0
+    if len(vectors) != count:
+        raise ProviderError(
+            "upstream",
+            f"worker {worker!r} answered in an unexpected shape ({len(vectors)} vectors for "
+            f"{count} inputs)",
+            retryable=True,
+            worker=worker,
+        )
+    return Embeddings(vectors, Usage(tokens, 0))
 
 
 def register_providers(providers: ProviderRegistry) -> None:

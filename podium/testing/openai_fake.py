@@ -4,7 +4,11 @@ with the knobs of :class:`~podium.testing.fakes.Behaviour`, and the Responses AP
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import math
+import struct
 import time
 import uuid
 from typing import Any
@@ -36,10 +40,19 @@ def prompt_of(body: Json) -> str:
     return "\n".join(texts)
 
 
+def fake_vector(text: str, size: int) -> list[float]:
+    """A unit vector that depends only on ``text``: the same text, the same vector."""
+    digest = hashlib.sha256(text.encode()).digest()
+    raw = [digest[i % len(digest)] - 127.5 for i in range(size)]
+    norm = math.sqrt(sum(value * value for value in raw)) or 1.0
+    return [value / norm for value in raw]
+
+
 class FakeOpenAI(FakeUpstream):
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/v1/responses", self.responses)
+        app.router.add_post("/v1/embeddings", self.embeddings)
         app.router.add_get("/v1/models", self.models)
 
     @property
@@ -62,6 +75,43 @@ class FakeOpenAI(FakeUpstream):
 
     async def responses(self, request: web.Request) -> web.StreamResponse:
         return await respond(self, request)
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        """Deterministic unit vectors (from each text's hash), in the API's shape; the API's
+        400s for a missing model or input, an empty string and a bad encoding format."""
+        body, failure = await self.admit(request)
+        if failure is not None:
+            return failure
+        assert body is not None
+        if not body.get("model"):
+            return self.error_response(400, "you must provide a model parameter")
+        inputs = body.get("input")
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if not isinstance(inputs, list) or not inputs:
+            return self.error_response(400, "'$.input' is invalid. Please check the API reference")
+        if any(isinstance(text, str) and not text for text in inputs):
+            return self.error_response(400, "'$.input' is invalid. Please check the API reference")
+        encoding = body.get("encoding_format", "float")
+        if encoding not in ("float", "base64"):
+            return self.error_response(400, f"Invalid value for 'encoding_format': {encoding!r}")
+        size = int(body.get("dimensions") or 8)
+        rows = []
+        for index, text in enumerate(inputs):
+            vector = fake_vector(json.dumps(text), size)
+            embedding: Any = vector
+            if encoding == "base64":
+                embedding = base64.b64encode(struct.pack(f"<{size}f", *vector)).decode()
+            rows.append({"object": "embedding", "index": index, "embedding": embedding})
+        tokens = sum(words(text) if isinstance(text, str) else len(text) for text in inputs)
+        return web.json_response(
+            {
+                "object": "list",
+                "data": rows,
+                "model": body["model"],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
 
     async def models(self, request: web.Request) -> web.Response:
         return web.json_response(
