@@ -238,6 +238,31 @@ def decode_chunk(data: Any) -> list[Any]:
     return events
 
 
+def openai_upstream(
+    context: ProviderContext,
+    default_base_url: str,
+    extra_headers: dict[str, str],
+    organization: str | None,
+) -> Upstream:
+    """The worker's OpenAI upstream: its key as a bearer token, its organization, its
+    headers."""
+    worker = context.worker
+    key = context.secrets.get(worker.api_key_env) if worker.api_key_env else None
+    headers = dict(extra_headers)
+    if key:
+        headers["authorization"] = f"Bearer {key}"
+    if organization:
+        headers["openai-organization"] = organization
+    return Upstream(
+        context.http,
+        worker=worker.name,
+        base_url=worker.base_url or default_base_url,
+        headers=headers,
+        timeouts=worker.timeouts,
+        secrets=[key],
+    )
+
+
 class OpenAIProvider:
     wire = "openai"  # an OpenAI client's stream can be relayed as the upstream sent it
 
@@ -246,19 +271,8 @@ class OpenAIProvider:
         self.options = OpenAIOptions.model_validate(worker.options)
         self.worker = worker.name
         self.model = worker.model
-        key = context.secrets.get(worker.api_key_env) if worker.api_key_env else None
-        headers = dict(self.options.extra_headers)
-        if key:
-            headers["authorization"] = f"Bearer {key}"
-        if self.options.organization:
-            headers["openai-organization"] = self.options.organization
-        self.upstream = Upstream(
-            context.http,
-            worker=worker.name,
-            base_url=worker.base_url or default_base_url,
-            headers=headers,
-            timeouts=worker.timeouts,
-            secrets=[key],
+        self.upstream = openai_upstream(
+            context, default_base_url, self.options.extra_headers, self.options.organization
         )
 
     async def start(self) -> None:

@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict
 
 from podium.errors import ProviderError, provider_error_from_status
 from podium.providers.base import ProviderContext, ProviderRegistry
-from podium.providers.http import Upstream, sse_json
+from podium.providers.http import sse_json
+from podium.providers.openai import openai_upstream
 from podium.types import (
     ChatRequest,
     ChatResponse,
@@ -310,19 +311,8 @@ class OpenAIResponsesProvider:
         self.options = ResponsesOptions.model_validate(worker.options)
         self.worker = worker.name
         self.model = worker.model
-        key = context.secrets.get(worker.api_key_env) if worker.api_key_env else None
-        headers = dict(self.options.extra_headers)
-        if key:
-            headers["authorization"] = f"Bearer {key}"
-        if self.options.organization:
-            headers["openai-organization"] = self.options.organization
-        self.upstream = Upstream(
-            context.http,
-            worker=worker.name,
-            base_url=worker.base_url or DEFAULT_BASE_URL,
-            headers=headers,
-            timeouts=worker.timeouts,
-            secrets=[key],
+        self.upstream = openai_upstream(
+            context, DEFAULT_BASE_URL, self.options.extra_headers, self.options.organization
         )
 
     async def start(self) -> None:
