@@ -222,11 +222,20 @@ class WorkerPool:
         if clash is not None:
             raise NameClashError(clash)
 
-    async def add(self, config: WorkerConfig, *, start: bool = True) -> Worker:
+    async def add(
+        self,
+        config: WorkerConfig,
+        *,
+        start: bool = True,
+        check: Callable[[WorkerConfig], None] | None = None,
+    ) -> Worker:
+        """``check`` may refuse the new worker (by raising) before anything is built."""
         async with self._lock:
             if config.name in self._workers:
                 raise ConfigError(f"worker {config.name!r} already exists")
             self._check_names(config)
+            if check is not None:
+                check(config)
             worker = self._build(config)
             if start:
                 await worker.provider.start()
@@ -234,9 +243,16 @@ class WorkerPool:
         self._changed(config.name)
         return worker
 
-    async def update(self, name: str, changes: dict[str, Any]) -> Worker:
-        """Apply ``changes`` (validated as a whole new config). Prices, profile and limits
-        change in place; a change of provider, model, URL or key makes a new provider."""
+    async def update(
+        self,
+        name: str,
+        changes: dict[str, Any],
+        *,
+        check: Callable[[WorkerConfig], None] | None = None,
+    ) -> Worker:
+        """Apply ``changes`` (validated as a whole new config, which ``check`` may refuse).
+        Prices, profile and limits change in place; a change of provider, model, URL or key
+        makes a new provider."""
         async with self._lock:
             current = self._workers.get(name)
             if current is None:
@@ -250,6 +266,8 @@ class WorkerPool:
             merged["name"] = name
             config = WorkerConfig.model_validate(merged)
             self._check_names(config)
+            if check is not None:
+                check(config)
             connection = ("provider", "model", "base_url", "api_key_env", "options", "timeouts")
             if any(getattr(config, f) != getattr(current.config, f) for f in connection):
                 replacement = self._build(config)

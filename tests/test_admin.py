@@ -267,3 +267,35 @@ async def test_names_with_a_slash_are_addressable(gateway: Any, fake_openai: Fak
         assert (await admin.post(f"{path}/drain")).json()["health"]["draining"] is True
         assert (await admin.delete(path)).status_code == 200
         assert running.podium.pool.names() == []
+
+
+async def test_a_key_goes_only_to_the_hosts_the_startup_config_sends_it_to(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    keyed = worker("alpha", "openai", fake_openai.base_url, api_key_env="OPENAI_KEY")
+    elsewhere = "http://127.0.0.1:9/v1"  # any host podium.yaml does not pair the key with
+    async with (
+        gateway([keyed]) as running,
+        httpx.AsyncClient(base_url=running.url) as admin,
+    ):
+        stolen = await admin.post(
+            "/admin/workers", json=worker("beta", "openai", elsewhere, api_key_env="OPENAI_KEY")
+        )
+        redirected = await admin.patch("/admin/workers/alpha", json={"base_url": elsewhere})
+        same_host = await admin.post(
+            "/admin/workers",
+            json=worker("gamma", "openai", fake_openai.base_url, api_key_env="OPENAI_KEY"),
+        )
+        vendor_api = worker("delta", "openai", fake_openai.base_url, api_key_env="OTHER_KEY")
+        del vendor_api["base_url"]  # the provider's own API
+        vendor = await admin.post("/admin/workers", json=vendor_api)
+        keyless = await admin.post("/admin/workers", json=worker("epsilon", "openai", elsewhere))
+        alpha = (await admin.get("/admin/workers/alpha")).json()
+    for refused in (stolen, redirected):
+        assert refused.status_code == 403, refused.text
+        error = refused.json()["error"]
+        assert error["code"] == "credential_host_refused" and error["param"] == "base_url"
+        assert "127.0.0.1:9" in error["message"] and "podium.yaml" in error["message"]
+    assert alpha["base_url"] == fake_openai.base_url  # unchanged
+    assert [r.status_code for r in (same_host, vendor, keyless)] == [201, 201, 201]
+    assert fake_openai.received == []

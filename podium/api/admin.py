@@ -39,6 +39,7 @@ from podium.api.http import Handler, PlainErrors, Request, Response
 from podium.config import ConfigError, WorkerConfig
 from podium.errors import PodiumError
 from podium.modelfiles import ModelFileError
+from podium.policy.credentials import CredentialHosts
 from podium.secrets import SecretSource
 from podium.workers import NameClashError, Worker
 
@@ -230,6 +231,8 @@ class WorkerAdmin:
         self.podium = podium
         self.pool = podium.pool
         self._closing: set[asyncio.Task[None]] = set()
+        # Keys go only where podium.yaml sends them (podium/policy/credentials.py).
+        self.credentials = CredentialHosts(podium.config.workers)
 
     def _worker(self, request: Request) -> Worker:
         name = request.params["name"]
@@ -259,7 +262,7 @@ class WorkerAdmin:
                 code="worker_exists",
             )
         try:
-            worker = await self.pool.add(config)
+            worker = await self.pool.add(config, check=self.credentials.check)
         except NameClashError as error:
             raise _clash(error) from None
         except PodiumError:
@@ -282,7 +285,7 @@ class WorkerAdmin:
                 param="name",
             )
         try:
-            updated = await self.pool.update(worker.name, changes)
+            updated = await self.pool.update(worker.name, changes, check=self.credentials.check)
         except KeyError:
             raise _unknown(worker.name) from None
         except NameClashError as error:
