@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -299,3 +300,12 @@ async def test_a_key_goes_only_to_the_hosts_the_startup_config_sends_it_to(
     assert alpha["base_url"] == fake_openai.base_url  # unchanged
     assert [r.status_code for r in (same_host, vendor, keyless)] == [201, 201, 201]
     assert fake_openai.received == []
+    audit = running.podium.audit
+    assert audit is not None
+    await audit.flush()
+    entries = [json.loads(line) for line in audit.path.read_text(encoding="utf-8").splitlines()]
+    refusals = [e for e in entries if e["action"] == "workers.refused"]
+    assert [(e["target"], e["details"]["host"]) for e in refusals] == [
+        ("workers:beta", "127.0.0.1:9"),
+        ("workers:alpha", "127.0.0.1:9"),
+    ]

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
@@ -39,7 +40,8 @@ from podium.api.http import Handler, PlainErrors, Request, Response
 from podium.config import ConfigError, WorkerConfig
 from podium.errors import PodiumError
 from podium.modelfiles import ModelFileError
-from podium.policy.credentials import CredentialHosts
+from podium.policy.access import admin_actor
+from podium.policy.credentials import CredentialHosts, destination
 from podium.secrets import SecretSource
 from podium.workers import NameClashError, Worker
 
@@ -234,6 +236,29 @@ class WorkerAdmin:
         # Keys go only where podium.yaml sends them (podium/policy/credentials.py).
         self.credentials = CredentialHosts(podium.config.workers)
 
+    def _credential_check(self, request: Request) -> Callable[[WorkerConfig], None]:
+        """The credential binding, with a refusal written to the audit log: an attempt to
+        send a key elsewhere is worth a security review."""
+
+        def check(config: WorkerConfig) -> None:
+            try:
+                self.credentials.check(config)
+            except PodiumError as refusal:
+                if self.podium.audit is not None:
+                    self.podium.audit.record(
+                        admin_actor(request),
+                        "workers.refused",
+                        f"workers:{config.name}",
+                        {
+                            "code": refusal.code,
+                            "api_key_env": config.api_key_env,
+                            "host": destination(config),
+                        },
+                    )
+                raise
+
+        return check
+
     def _worker(self, request: Request) -> Worker:
         name = request.params["name"]
         worker = self.pool.get(name)
@@ -262,7 +287,7 @@ class WorkerAdmin:
                 code="worker_exists",
             )
         try:
-            worker = await self.pool.add(config, check=self.credentials.check)
+            worker = await self.pool.add(config, check=self._credential_check(request))
         except NameClashError as error:
             raise _clash(error) from None
         except PodiumError:
@@ -285,7 +310,9 @@ class WorkerAdmin:
                 param="name",
             )
         try:
-            updated = await self.pool.update(worker.name, changes, check=self.credentials.check)
+            updated = await self.pool.update(
+                worker.name, changes, check=self._credential_check(request)
+            )
         except KeyError:
             raise _unknown(worker.name) from None
         except NameClashError as error:
