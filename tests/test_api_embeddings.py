@@ -15,7 +15,9 @@ import pytest
 from podium.app import create_podium
 from podium.config import ConfigError, parse_config
 from podium.policy.keys import KeyStore, NewKey
-from podium.testing.openai_fake import FakeOpenAI, fake_vector
+from podium.testing.fakes import fake_vector
+from podium.testing.gemini_fake import FakeGemini
+from podium.testing.openai_fake import FakeOpenAI
 from tests.conftest import worker
 
 EVERY_CLASS = {"cleared": ["public", "internal", "confidential", "restricted"]}
@@ -209,3 +211,26 @@ async def test_ready_counts_only_workers_that_answer_chat(
         async with httpx.AsyncClient(base_url=served.url) as http:
             ready = await http.get("/ready")
     assert ready.status_code == 503  # the embedders answer no chat request
+
+
+async def test_a_gemini_embedder_answers_with_an_estimated_token_count(
+    gateway: Any, fake_gemini: FakeGemini
+) -> None:
+    workers = [
+        worker("chat", "gemini", fake_gemini.base_url),
+        {**embedder("gecko", fake_gemini.base_url), "provider": "gemini", "profile": EVERY_CLASS},
+    ]
+    async with gateway(workers) as served, client_for(served.url) as client:
+        answer = await client.embeddings.create(
+            model="gecko", input=["first text here", "second"], dimensions=6
+        )
+    assert [len(row.embedding) for row in answer.data] == [6, 6]
+    assert answer.data[1].embedding == pytest.approx(fake_vector('"second"', 6), abs=1e-6)
+    assert answer.usage.prompt_tokens > 0  # Gemini reports none: Podium's estimate
+    sent = fake_gemini.received[0]
+    assert sent.path.endswith("/models/gecko-model:batchEmbedContents")
+    assert sent.body["requests"][0] == {
+        "model": "models/gecko-model",
+        "outputDimensionality": 6,
+        "content": {"parts": [{"text": "first text here"}]},
+    }

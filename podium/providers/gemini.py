@@ -22,6 +22,8 @@ from podium.providers.http import Upstream, sse_json
 from podium.types import (
     ChatRequest,
     ChatResponse,
+    Embeddings,
+    EmbedRequest,
     EventStream,
     Finish,
     FinishReason,
@@ -457,6 +459,30 @@ class GeminiProvider:
             )
         for event in decoder.finish():
             yield event
+
+    async def embed(self, request: EmbedRequest) -> Embeddings:
+        """``:batchEmbedContents``, one request per text. Gemini reports no token count for
+        embeddings: the engine estimates it."""
+        one: dict[str, Any] = {"model": f"models/{self.model}"}
+        if request.dimensions is not None:
+            one["outputDimensionality"] = request.dimensions
+        payload = {
+            "requests": [{**one, "content": {"parts": [{"text": text}]}} for text in request.inputs]
+        }
+        data = await self.upstream.post_json(f"/models/{self.model}:batchEmbedContents", payload)
+        try:
+            vectors = [[float(v) for v in row["values"]] for row in data["embeddings"]]
+        except (KeyError, TypeError, ValueError):
+            vectors = []
+        if len(vectors) != len(request.inputs):
+            raise ProviderError(
+                "upstream",
+                f"worker {self.worker!r} answered in an unexpected shape ({len(vectors)} "
+                f"vectors for {len(request.inputs)} inputs)",
+                retryable=True,
+                worker=self.worker,
+            )
+        return Embeddings(vectors)
 
     async def aclose(self) -> None:
         return None

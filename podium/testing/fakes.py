@@ -4,6 +4,8 @@ a record of what it received. Each vendor module adds only its wire format."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import math
 import re
 from collections import deque
 from dataclasses import dataclass, field
@@ -211,3 +213,11 @@ class FakeUpstream:
     def pieces(self, text: str) -> list[str]:
         size = max(1, self.behaviour.chunk_size)
         return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+def fake_vector(text: str, size: int) -> list[float]:
+    """A unit vector that depends only on ``text``: the same text, the same vector."""
+    digest = hashlib.sha256(text.encode()).digest()
+    raw = [digest[i % len(digest)] - 127.5 for i in range(size)]
+    norm = math.sqrt(sum(value * value for value in raw)) or 1.0
+    return [value / norm for value in raw]

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from podium.testing.fakes import Failure, FakeUpstream, Json, echo, words
+from podium.testing.fakes import Failure, FakeUpstream, Json, echo, fake_vector, words
 
 STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
@@ -179,8 +179,36 @@ class FakeGemini(FakeUpstream):
             return json.dumps({"answer": echo(prompt_of(body))}), []
         return echo(prompt_of(body)), []
 
+    async def embed(self, request: web.Request, model: str) -> web.Response:
+        """``:batchEmbedContents``: a deterministic unit vector per text, and the API's 400s
+        for a request whose model differs from the URL's or whose content has no text."""
+        body, failure = await self.admit(request)
+        if failure is not None:
+            return failure
+        assert body is not None
+        requests = body.get("requests")
+        if not isinstance(requests, list) or not requests:
+            return self.error_response(400, "* BatchEmbedContentsRequest.requests: required")
+        vectors = []
+        for index, one in enumerate(requests):
+            if one.get("model") != f"models/{model}":
+                return self.error_response(
+                    400,
+                    f"Model name in requests[{index}] must match the model in the URL "
+                    f"(models/{model})",
+                )
+            parts = (one.get("content") or {}).get("parts") or []
+            text = "".join(str(part.get("text", "")) for part in parts)
+            if not text:
+                return self.error_response(400, f"* requests[{index}].content: text is empty")
+            size = int(one.get("outputDimensionality") or 8)
+            vectors.append({"values": fake_vector(json.dumps(text), size)})
+        return web.json_response({"embeddings": vectors})
+
     async def generate(self, request: web.Request) -> web.StreamResponse:
         model, _, method = request.match_info["target"].partition(":")
+        if method == "batchEmbedContents":
+            return await self.embed(request, model)
         if method not in ("generateContent", "streamGenerateContent"):
             return self.error_response(404, f"method {method!r} is not found")
         streaming = method == "streamGenerateContent"

@@ -5,9 +5,7 @@ with the knobs of :class:`~podium.testing.fakes.Behaviour`, and the Responses AP
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import math
 import struct
 import time
 import uuid
@@ -15,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from podium.testing.fakes import FakeUpstream, Json, echo, words
+from podium.testing.fakes import FakeUpstream, Json, echo, fake_vector, words
 from podium.testing.responses_fake import respond
 
 ERROR_TYPES = {
@@ -38,14 +36,6 @@ def prompt_of(body: Json) -> str:
         elif isinstance(content, list):
             texts.extend(part.get("text", "") for part in content if isinstance(part, dict))
     return "\n".join(texts)
-
-
-def fake_vector(text: str, size: int) -> list[float]:
-    """A unit vector that depends only on ``text``: the same text, the same vector."""
-    digest = hashlib.sha256(text.encode()).digest()
-    raw = [digest[i % len(digest)] - 127.5 for i in range(size)]
-    norm = math.sqrt(sum(value * value for value in raw)) or 1.0
-    return [value / norm for value in raw]
 
 
 class FakeOpenAI(FakeUpstream):
