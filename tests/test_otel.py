@@ -57,6 +57,24 @@ async def test_a_request_becomes_genai_spans(gateway: Any, fake_openai: FakeOpen
     assert root.start_time <= call.start_time <= call.end_time <= root.end_time
 
 
+async def test_an_embedding_request_is_an_embeddings_operation(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    embedder = worker("vectors", "openai", fake_openai.base_url, role="embed")
+    async with gateway([worker("alpha", "openai", fake_openai.base_url), embedder]) as running:
+        exporter = memory_hook(running.podium)
+        async with openai.AsyncOpenAI(base_url=running.v1, api_key="x") as client:
+            await client.embeddings.create(model="vectors", input="a short text")
+        await running.podium.gateway.drain_background()
+    spans = {span.kind: span for span in exporter.get_finished_spans()}
+    root, call = spans[SpanKind.SERVER], spans[SpanKind.CLIENT]
+    assert root.name == "embeddings vectors" and call.name == "embeddings vectors-model"
+    assert root.attributes is not None and call.attributes is not None
+    assert root.attributes["gen_ai.operation.name"] == "embeddings"
+    assert call.attributes["gen_ai.operation.name"] == "embeddings"
+    assert call.attributes["gen_ai.usage.input_tokens"] > 0
+
+
 async def test_failures_carry_error_type(gateway: Any, fake_openai: FakeOpenAI) -> None:
     fake_openai.behaviour.fail(400, "bad request upstream")
     async with gateway([worker("alpha", "openai", fake_openai.base_url)]) as running:

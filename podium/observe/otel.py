@@ -34,6 +34,10 @@ def provider_for(config: OTelConfig) -> TracerProvider:
     return provider
 
 
+# The GenAI semantic conventions' operation per ingress; every other ingress is a chat.
+OPERATIONS = {"embeddings": "embeddings"}
+
+
 class OTelHook(Hook):
     def __init__(
         self, provider: TracerProvider, workers: Callable[[str], WorkerConfig | None]
@@ -48,12 +52,13 @@ class OTelHook(Hook):
     def emit(self, trace: TraceRecord) -> None:
         start = int(trace.created_at * 1e9)
         end = start + int(trace.latency_ms * NS)
+        operation = OPERATIONS.get(trace.ingress, "chat")
         root = self.tracer.start_span(
-            f"chat {trace.requested_model}",
+            f"{operation} {trace.requested_model}",
             kind=SpanKind.SERVER,
             start_time=start,
             attributes={
-                "gen_ai.operation.name": "chat",
+                "gen_ai.operation.name": operation,
                 "gen_ai.request.model": trace.requested_model,
                 "podium.trace_id": trace.trace_id,
                 "podium.route": trace.route,
@@ -78,7 +83,7 @@ class OTelHook(Hook):
             worker = self._workers(name)
             latency = int(float(step.get("latency_ms") or 0.0) * NS)
             attributes: dict[str, str | int | float] = {
-                "gen_ai.operation.name": "chat",
+                "gen_ai.operation.name": operation,
                 "gen_ai.request.model": worker.model if worker else name,
                 "gen_ai.response.model": worker.model if worker else name,
                 "gen_ai.usage.input_tokens": int(step.get("input_tokens") or 0),
@@ -97,7 +102,7 @@ class OTelHook(Hook):
                     if parts.port:
                         attributes["server.port"] = parts.port
             span = self.tracer.start_span(
-                f"chat {attributes['gen_ai.request.model']}",
+                f"{operation} {attributes['gen_ai.request.model']}",
                 context=parent,
                 kind=SpanKind.CLIENT,
                 start_time=offset,
