@@ -268,7 +268,15 @@ def _describe(error: ValidationError, source: str) -> str:
 
 
 def embedded_workers() -> list[WorkerConfig]:
-    """The zero-set-up pool: SmolLM2-135M-Instruct running inside Podium."""
+    """The zero-set-up pool: SmolLM2-135M-Instruct running inside Podium, and the static
+    MiniLM embedding model Podium ships (for POST /v1/embeddings)."""
+    on_premises = DataProfile(
+        vendor="podium-local",
+        region="on-premises",
+        retention_days=0,
+        trains_on_data=False,
+        cleared=["public", "internal", "confidential", "restricted"],
+    )
     return [
         WorkerConfig(
             name="smollm2-135m",
@@ -278,15 +286,19 @@ def embedded_workers() -> list[WorkerConfig]:
             price=Price(input=0.0, output=0.0),
             context_window=2048,
             capabilities=["streaming", "json"],
-            profile=DataProfile(
-                vendor="podium-local",
-                region="on-premises",
-                retention_days=0,
-                trains_on_data=False,
-                cleared=["public", "internal", "confidential", "restricted"],
-            ),
+            profile=on_premises,
             options={"model": "smollm2-135m"},
-        )
+        ),
+        WorkerConfig(
+            name="minilm-static",
+            provider="static",
+            model="minilm-l6-static256",
+            role="embed",
+            price=Price(input=0.0, output=0.0),
+            context_window=512,
+            capabilities=[],
+            profile=on_premises,
+        ),
     ]
 
 

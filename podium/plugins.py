@@ -20,6 +20,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "podium.providers.local",
     "podium.providers.examples",
     "podium.providers.python_run",
+    "podium.providers.static_embeddings",
     "podium.routing.direct",
     "podium.routing.rules",
     "podium.routing.affinity",

@@ -174,7 +174,7 @@ class WorkerPool:
             raise ConfigError(
                 f"worker {config.name!r} has role: embed, but its provider "
                 f"({config.provider}) cannot embed text; use an OpenAI-compatible one "
-                "(provider: openai, vllm, ollama, openai-compatible) or gemini"
+                "(provider: openai, vllm, ollama, openai-compatible), gemini or static"
             )
         return Worker(config=config, provider=provider, breaker=self._breakers(config))
 

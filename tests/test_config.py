@@ -111,9 +111,10 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
 
 def test_no_workers_gives_the_embedded_pool() -> None:
     config = parse_config({})
-    assert [worker.name for worker in config.workers] == ["smollm2-135m"]
+    assert [worker.name for worker in config.workers] == ["smollm2-135m", "minilm-static"]
     assert config.default_worker == "smollm2-135m"
     assert config.workers[0].provider == "local"
+    assert (config.workers[1].provider, config.workers[1].role) == ("static", "embed")
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ PODIUM = Path(sys.executable).with_name("podium")
 
 async def test_smollm2_answers_through_the_openai_sdk(tmp_path: Path) -> None:
     config = parse_config({"data_dir": str(tmp_path / "data")})  # no workers: the embedded pool
-    assert [worker.name for worker in config.workers] == ["smollm2-135m"]
+    assert [worker.name for worker in config.workers] == ["smollm2-135m", "minilm-static"]
     podium = create_podium(config)
     async with (
         serve(podium.app) as url,
@@ -63,7 +63,16 @@ async def test_smollm2_answers_through_the_openai_sdk(tmp_path: Path) -> None:
         assert usage is not None and usage.completion_tokens > 0
 
         models = [model.id async for model in client.models.list()]
-        assert {"podium/auto", "smollm2-135m"} <= set(models)
+        assert {"podium/auto", "smollm2-135m", "minilm-static"} <= set(models)
+
+        # The embedded embedding model answers too, with the OpenAI SDK's base64 vectors.
+        vectors = await client.embeddings.create(
+            model="minilm-static", input=["a cat sat on the mat", "a kitten sat on a rug"]
+        )
+        first, second = (row.embedding for row in vectors.data)
+        assert len(first) == 256 and vectors.usage.prompt_tokens > 0
+        assert sum(a * a for a in first) == pytest.approx(1.0, abs=1e-4)
+        assert sum(a * b for a, b in zip(first, second, strict=True)) > 0.5  # alike texts
 
 
 # -- podium serve as a process -------------------------------------------------------------------

@@ -85,9 +85,17 @@ def test_bom_command_writes_a_file(tmp_path: Path) -> None:
         main, ["bom", "--out", str(out)], env={"PODIUM_DATA_DIR": str(tmp_path)}
     )
     assert result.exit_code == 0, result.output
-    assert "1 model(s), CycloneDX 1.6" in result.output
+    assert "2 model(s), CycloneDX 1.6" in result.output  # the embedded chat and embedding models
+    models = json.loads(out.read_text())["components"]
+    tasks = {
+        m["name"]: m["modelCard"]["modelParameters"]["task"] for m in models if "modelCard" in m
+    }
+    assert tasks == {
+        "SmolLM2-135M-Instruct": "text-generation",
+        "minilm-l6-static256": "feature-extraction",
+    }
     document = json.loads(out.read_text())
     assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(out.read_text()) is None
     kinds = [c["type"] for c in document["components"]]
-    assert kinds.count("machine-learning-model") == 1  # the embedded SmolLM2 worker
+    assert kinds.count("machine-learning-model") == 2  # SmolLM2 and the static MiniLM
     assert any(c.get("purl", "").startswith("pkg:pypi/aiohttp@") for c in document["components"])

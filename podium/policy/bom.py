@@ -95,10 +95,15 @@ def model_component(worker: WorkerConfig) -> dict[str, Any]:
         _property("data.cleared_classes", profile.cleared),
     ]
     component["properties"] = properties + handling
+    embeds = worker.role == "embed"
     component["modelCard"] = {
-        "modelParameters": {"task": "text-generation"},
+        "modelParameters": {"task": "feature-extraction" if embeds else "text-generation"},
         "considerations": {
-            "useCases": ["chat completion through the Podium gateway"],
+            "useCases": [
+                "text embeddings through the Podium gateway"
+                if embeds
+                else "chat completion through the Podium gateway"
+            ],
             "technicalLimitations": [f"context window {worker.context_window} tokens"],
         },
         "properties": handling,
