@@ -157,3 +157,14 @@ def test_serve_refuses_a_bad_config_with_one_clear_message(tmp_path: Path) -> No
     assert result.exit_code == 1
     assert "rule 'r': regular expression '(' does not compile" in result.output
     assert "Traceback" not in result.output and "serving on" not in result.output
+
+
+def test_the_vendor_example_builds_a_gateway(tmp_path: Path) -> None:
+    from podium.app import create_podium
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "vendors.yaml"
+    config = load_config(example, env={"PODIUM_DATA_DIR": str(tmp_path)})
+    podium = create_podium(config)
+    roles = {worker.name: worker.config.role for worker in podium.pool}
+    assert roles["gpt-5"] == "answer" and roles["text-embedding-3-small"] == "embed"
+    assert podium.pool.get("gpt-5") is not None
