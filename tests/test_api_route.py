@@ -62,6 +62,27 @@ async def test_route_returns_the_decision_and_runs_nothing(
     assert fake_openai.received == []  # nothing was run, nothing spent
 
 
+async def test_a_responses_api_body_is_routed_as_its_chat_twin(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    weather = {"type": "function", "name": "weather", "parameters": {"type": "object"}}
+    async with (
+        gateway(pool(fake_openai), routing=ROUTING) as running,
+        httpx.AsyncClient(base_url=running.v1) as client,
+    ):
+        math = await client.post(
+            "/route", json={"model": "podium/auto", "input": "What is 17 times 23?"}
+        )
+        tools = await client.post(
+            "/route", json={"model": "podium/auto", "input": "hi", "tools": [weather]}
+        )
+        bad = await client.post("/route", json={"model": "podium/auto", "input": []})
+    assert math.json()["decision"]["route"] == "semantic:math"
+    assert tools.json()["decision"]["route"] == "rules:tools"
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "input"
+    assert fake_openai.received == []
+
+
 async def test_explain_asks_every_router(gateway: Any, fake_openai: FakeOpenAI) -> None:
     async with (
         gateway(pool(fake_openai), routing=ROUTING) as running,

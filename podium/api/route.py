@@ -1,4 +1,5 @@
-"""``POST /v1/route``: the routing decision for an OpenAI-style chat body, without running it.
+"""``POST /v1/route``: the routing decision for an OpenAI-style chat body (or a Responses API
+body: ``input`` instead of ``messages``), without running it.
 
 The request goes through the same admission (keys, data classes) and the same router chain as a
 chat request, so the answer is the decision that request would get; nothing is sent to a worker
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from podium.api.http import Request, Response
 from podium.api.ingress import refuse_provider_fields
 from podium.api.openai import OpenAIIngress
+from podium.api.responses import ResponsesIngress
 from podium.context import RequestContext
 from podium.errors import PodiumError
 from podium.gateway import enforce_capabilities, enforce_clearance
@@ -28,6 +30,7 @@ TRUE = frozenset({"1", "true", "yes", "on"})
 
 def register_app(podium: Podium) -> None:
     ingress = OpenAIIngress()
+    responses = ResponsesIngress()
     gateway = podium.gateway
     limit = podium.config.server.max_body_bytes
 
@@ -38,7 +41,8 @@ def register_app(podium: Podium) -> None:
             raise PodiumError("invalid_request", "request body must be a JSON object")
         refuse_provider_fields(body, http.headers)
         body = {**body, "stream": False}  # nothing runs, so nothing streams
-        request = ingress.parse(body, http.headers)
+        reader = responses if "input" in body and "messages" not in body else ingress
+        request = reader.parse(body, http.headers)
         context = RequestContext(ingress="route", headers=http.headers)
         request = await gateway.admit(request, context)
         eligible = gateway.eligible(request, context)
