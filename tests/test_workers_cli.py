@@ -193,3 +193,16 @@ def test_help_reads_well() -> None:
     names = {line.split()[0] for line in listed}
     assert names >= {"ls", "add", "set", "drain", "undrain", "rm", "check"}
     assert not any(line.endswith("...") for line in listed)
+
+
+def test_workers_that_do_not_answer_chat_say_so(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from podium.cli import main
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "vendors.yaml"
+    result = CliRunner().invoke(main, ["workers", "check", "--config", str(example)])
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line for line in result.output.splitlines() if line.strip()}
+    assert "embed only" in rows["text-embedding-3-small"]
+    assert "only" not in rows["gpt-4o-mini"]

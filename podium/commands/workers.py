@@ -11,7 +11,7 @@ import json
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
@@ -132,6 +132,12 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _caps(capabilities: Sequence[str], role: str) -> str:
+    """The capabilities, led by the role when the worker does not answer chat."""
+    shown = [f"{role} only"] if role != "answer" else []
+    return ",".join([*shown, *capabilities])
+
+
 def worker_rows(workers: list[dict[str, Any]]) -> list[list[str]]:
     rows = []
     for worker in workers:
@@ -146,7 +152,7 @@ def worker_rows(workers: list[dict[str, Any]]) -> list[list[str]]:
                 _price(price.get("input")),
                 _price(price.get("output")),
                 str(worker.get("context_window", "")),
-                ",".join(worker.get("capabilities") or []),
+                _caps(worker.get("capabilities") or [], str(worker.get("role") or "answer")),
                 state,
                 str(health.get("circuit", "-")),
                 str(health.get("in_flight", "-")),
@@ -404,7 +410,7 @@ def check_config(config_path: str | None) -> tuple[list[str], list[str], list[li
                 _price(worker.price.input),
                 _price(worker.price.output),
                 str(worker.context_window),
-                ",".join(worker.capabilities),
+                _caps(worker.capabilities, worker.role),
                 key,
             ]
         )
