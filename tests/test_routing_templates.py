@@ -201,3 +201,15 @@ def test_the_workflow_router_refuses_a_template_it_cannot_score(template: str, w
         RoutingConfigError, match=f"'{template}' cannot be scored from priors \\({why}"
     ):
         workflow_config({"templates": ["single", template]})
+
+
+def test_a_cascade_draft_may_carry_its_own_subtask() -> None:
+    from podium.routing.templates import cascade
+    from podium.workflow import WorkflowError
+
+    terse = "Reply with the code only."
+    workflow = cascade(["cheap", "strong", "judge"], {"draft_instruction": terse})
+    assert (workflow.steps[0].role, workflow.steps[0].instruction) == ("draft", terse)
+    assert workflow.steps[2].instruction == ""  # the escalation answers the request as asked
+    with pytest.raises(WorkflowError, match="draft_instruction must be text"):
+        cascade(["cheap", "strong"], {"draft_instruction": 3})

@@ -77,14 +77,18 @@ def cascade(workers: Sequence[str], options: Mapping[str, Any]) -> Workflow:
     """Workers: cheap, strong[, checker]. ``options.verify`` (default true) adds the check
     step; the checker defaults to the cheap worker. ``options.repair`` (default false) checks
     the strong worker's answer too and lets it answer once more when that check fails (five
-    steps)."""
+    steps). ``options.draft_instruction`` is a subtask for the draft (a form that costs fewer
+    tokens, say); an accepted draft is the answer."""
     _need("cascade", workers, 2)
     cheap, strong = workers[0], workers[1]
     verify, repair = bool(options.get("verify", True)), bool(options.get("repair", False))
     if repair and not verify:
         raise WorkflowError("cascade: repair needs the check (verify: true)")
+    draft_instruction = options.get("draft_instruction", "")
+    if not isinstance(draft_instruction, str):
+        raise WorkflowError("cascade: draft_instruction must be text")
     checker = workers[2] if len(workers) > 2 else cheap
-    steps = [Step(worker=cheap, access="none", role="draft")]
+    steps = [Step(worker=cheap, instruction=draft_instruction, access="none", role="draft")]
     if verify:
         steps.append(Step(worker=checker, instruction=CHECK_INSTRUCTION, access=[0], role="check"))
     steps.append(Step(worker=strong, access="none", role="escalate"))
