@@ -72,11 +72,12 @@ class EmbeddingPath:
             return cheapest, f"{request.model} goes to the cheapest cleared embedding worker"
         named = self.resolve(request.model, embedders)
         if named is None:
-            known = ", ".join(worker.name for worker in embedders) or "none is configured"
+            # No names in the message: a key's scopes may hide some (GET /v1/models shows the
+            # ones this caller may use).
             raise PodiumError(
                 "not_found",
-                f"the model {request.model!r} is not an embedding model here (embedding "
-                f"workers: {known})",
+                f"the model {request.model!r} is not an embedding model here (GET /v1/models "
+                "lists the models you may use)",
                 param="model",
                 code="model_not_found",
             )

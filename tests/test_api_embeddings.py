@@ -90,6 +90,7 @@ async def test_podium_auto_takes_the_cheapest_embedder_and_chat_never_does(
     assert "POST /v1/embeddings" in wrong_door.value.message
     assert wrong_door.value.code == "embedding_model"
     assert "not an embedding model" in not_embedder.value.message
+    assert "small" not in not_embedder.value.message  # names no worker the key may not see
     assert [r.path for r in fake_openai.received] == ["/v1/embeddings", "/v1/chat/completions"]
 
 
