@@ -22,6 +22,7 @@ from podium.gateway import Gateway, total_cost
 from podium.routing.base import Candidate, Decision
 from podium.routing.direct import VIRTUAL_MODELS
 from podium.types import ChatRequest, Embeddings, EmbedRequest, Message, TextPart
+from podium.workers import embedder_named
 from podium.workflow import Workflow
 
 ROUTER = "embeddings"
@@ -46,21 +47,12 @@ class EmbedOutcome:
 
 
 class EmbeddingPath:
-    def __init__(self, gateway: Gateway, engine: Engine, aliases: dict[str, str]) -> None:
+    def __init__(self, gateway: Gateway, engine: Engine) -> None:
         self.gateway = gateway
         self.engine = engine
-        self.aliases = aliases
 
     def embedders(self) -> list[WorkerConfig]:
         return [w.config for w in self.gateway.pool.serving() if w.config.role == "embed"]
-
-    def resolve(self, model: str, embedders: list[WorkerConfig]) -> WorkerConfig | None:
-        """The embedding worker ``model`` names, by name or alias; None if none does."""
-        target = self.aliases.get(model, model)
-        for worker in embedders:
-            if worker.name == target or model in worker.aliases:
-                return worker
-        return None
 
     def choose(
         self, request: EmbedRequest, embedders: list[WorkerConfig], cleared: list[WorkerConfig]
@@ -70,7 +62,7 @@ class EmbeddingPath:
                 raise _not_cleared()
             cheapest = min(cleared, key=lambda worker: worker.price.input)
             return cheapest, f"{request.model} goes to the cheapest cleared embedding worker"
-        named = self.resolve(request.model, embedders)
+        named = embedder_named(request.model, embedders, self.gateway.pool.aliases)
         if named is None:
             # No names in the message: a key's scopes may hide some (GET /v1/models shows the
             # ones this caller may use).

@@ -25,7 +25,7 @@ from podium.types import (
     Usage,
     WireItem,
 )
-from podium.workers import WorkerPool
+from podium.workers import WorkerPool, embedder_named
 from podium.workflow import WorkflowError
 
 
@@ -285,12 +285,8 @@ class Gateway:
 
     def _embeds(self, model: str) -> bool:
         """Whether ``model`` names an embedding worker (by name or alias)."""
-        target = self.pool.aliases.get(model, model)
-        return any(
-            worker.config.role == "embed"
-            and (worker.name == target or model in worker.config.aliases)
-            for worker in self.pool
-        )
+        configs = (worker.config for worker in self.pool)
+        return embedder_named(model, configs, self.pool.aliases) is not None
 
     async def handle(
         self, request: ChatRequest, context: RequestContext, *, relay: str | None = None

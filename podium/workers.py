@@ -7,7 +7,7 @@ The pool changes at run time: add, reprice, drain and remove go through
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -122,6 +122,18 @@ class PoolAnswers(Generic[K, V]):
             return answers[key]
         answer = answers[key] = self._compute(key)
         return answer
+
+
+def embedder_named(
+    model: str, workers: Iterable[WorkerConfig], aliases: Mapping[str, str]
+) -> WorkerConfig | None:
+    """The embedding worker (``role: embed``) that ``model`` names, by its name, one of its
+    aliases or a configured alias; None if none does."""
+    target = aliases.get(model, model)
+    for worker in workers:
+        if worker.role == "embed" and (worker.name == target or model in worker.aliases):
+            return worker
+    return None
 
 
 class NameClashError(ConfigError):

@@ -89,7 +89,7 @@ def answer(vectors: list[list[float]], encoding: str, worker: str, usage: JSONOb
 def register_app(podium: Podium) -> None:
     errors = OpenAIIngress()
     limit = podium.config.server.max_body_bytes
-    path = EmbeddingPath(podium.gateway, podium.engine, podium.config.aliases)
+    path = EmbeddingPath(podium.gateway, podium.engine)
 
     async def embeddings(http: Request) -> Response:
         context = RequestContext("embeddings", http.headers)
