@@ -69,11 +69,10 @@ class StaticEmbeddingProvider:
             )
         texts = request.inputs
         if len(texts) > LOOP_BATCH:
-            vectors = await asyncio.to_thread(embedder.encode, texts)
+            vectors, counts = await asyncio.to_thread(embedder.encode_counted, texts)
         else:
-            vectors = embedder.encode(texts)
-        tokens = sum(len(embedder.token_ids(text)) for text in texts)
-        return Embeddings(vectors.tolist(), Usage(tokens, 0))
+            vectors, counts = embedder.encode_counted(texts)
+        return Embeddings(vectors.tolist(), Usage(sum(counts), 0))
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         raise self._only_embeds()

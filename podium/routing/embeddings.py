@@ -135,9 +135,14 @@ class StaticEmbedder:
         return ids
 
     def encode(self, texts: Sequence[str]) -> Vectors:
+        return self.encode_counted(texts)[0]
+
+    def encode_counted(self, texts: Sequence[str]) -> tuple[Vectors, list[int]]:
+        """The rows, and how many tokens of each text they were made from."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        counts: list[int] = []
         if not texts:
-            return out
+            return out, counts
         encodings = self._tokenizer.encode_batch(
             [text[: self._max_chars] for text in texts], add_special_tokens=False
         )
@@ -145,11 +150,12 @@ class StaticEmbedder:
             ids = encoding.ids[: self._max_tokens]
             if self._unk is not None:
                 ids = [token for token in ids if token != self._unk]
+            counts.append(len(ids))
             if ids:
                 out[row] = self._vectors.take(ids, axis=0).mean(axis=0)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         np.divide(out, norms, out=out, where=norms > 0)
-        return out
+        return out, counts
 
     def encode_one(self, text: str) -> NDArray[np.float32]:
         """One text's row: the per-request path, without batch overhead."""
