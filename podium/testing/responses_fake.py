@@ -112,7 +112,9 @@ async def respond(fake: FakeOpenAI, request: web.Request) -> web.StreamResponse:
         return web.json_response(answer.response(final=True))
     response = web.StreamResponse(headers={"content-type": "text/event-stream"})
     await response.prepare(request)
-    await fake.paced(response, answer.events(fake.pieces), error_event=answer.error_event())
+    events = answer.events(fake.pieces)
+    failing_at = fake.behaviour.error_stream_after or 0
+    await fake.paced(response, events, error_event=answer.error_event(failing_at))
     return response
 
 
@@ -213,7 +215,9 @@ class Answer:
         self.sequence += 1
         return f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode()
 
-    def error_event(self) -> bytes:
+    def error_event(self, sequence: int) -> bytes:
+        """The in-stream error, numbered as the event it takes the place of."""
+        self.sequence = sequence
         return self.event(
             "error", code="server_error", message="The server had an error.", param=None
         )
