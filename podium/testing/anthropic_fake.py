@@ -4,7 +4,9 @@ retry-after and 529 overloaded, with the knobs of :class:`~podium.testing.fakes.
 
 It also checks what the real API checks and a translator most easily gets wrong: the
 ``anthropic-version`` and ``x-api-key`` headers, ``max_tokens``, strictly alternating roles, and
-tool results that answer the previous turn's tool_use ids and come first in their turn.
+tool results that answer the previous turn's tool_use ids and come first in their turn. And it
+keeps a prompt cache (:mod:`podium.testing.prompt_cache`): ``cache_control`` breakpoints read
+and write it, and ``usage`` says how much, as the real API's does.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
-from podium.testing.fakes import FakeUpstream, Json, echo, words
+from podium.testing.fakes import Behaviour, FakeUpstream, Json, echo, words
+from podium.testing.prompt_cache import CacheRefusal, PromptCache
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -105,6 +108,12 @@ def check_messages(body: Json) -> str | None:
 
 
 class FakeAnthropic(FakeUpstream):
+    def __init__(
+        self, behaviour: Behaviour | None = None, *, prompt_cache: PromptCache | None = None
+    ) -> None:
+        super().__init__(behaviour)
+        self.prompt_cache = prompt_cache or PromptCache()
+
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self.messages)
 
@@ -165,6 +174,10 @@ class FakeAnthropic(FakeUpstream):
         problem = check_messages(body)
         if problem is not None:
             return self.error_response(400, problem)
+        try:
+            cached = self.prompt_cache.use(body)
+        except CacheRefusal as refusal:
+            return self.error_response(400, str(refusal))
         text, calls = self.answer(body)
         stop_reason, stop_sequence = ("tool_use" if calls else "end_turn"), None
         for sequence in body.get("stop_sequences") or []:
@@ -177,11 +190,22 @@ class FakeAnthropic(FakeUpstream):
         limit = int(body["max_tokens"])
         if text and words(text) > limit:
             text, stop_reason, stop_sequence = " ".join(text.split()[:limit]), "max_tokens", None
+        system = body.get("system") or ""
+        if isinstance(system, list):
+            system = "\n".join(str(block.get("text", "")) for block in system)
+        prompt = words(prompt_of(body)) + (words(system) if system else 0)
+        read = min(cached.read, prompt)
+        written = min(cached.written, prompt - read)
+        hour = min(cached.written_1h, written)
         usage = {
-            "input_tokens": words(prompt_of(body) + str(body.get("system") or "")),
+            "input_tokens": prompt - read - written,
             "output_tokens": words(text) if text else 5,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
+            "cache_creation_input_tokens": written,
+            "cache_read_input_tokens": read,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": written - hour,
+                "ephemeral_1h_input_tokens": hour,
+            },
         }
         message: Json = {
             "id": f"msg_{uuid.uuid4().hex[:24]}",
