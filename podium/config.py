@@ -38,6 +38,10 @@ class Price(Strict):
     input: float = Field(0.0, ge=0)
     output: float = Field(0.0, ge=0)
     cached_input: float | None = Field(None, ge=0)
+    # Input written to the upstream's prompt cache, for 5 minutes and for 1 hour. Unset, they
+    # are 1.25x and 2x ``input``, as Anthropic (the one vendor that reports writes) charges.
+    cache_write: float | None = Field(None, ge=0)
+    cache_write_1h: float | None = Field(None, ge=0)
 
 
 class DataProfile(Strict):

@@ -11,7 +11,7 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar, cast
 
 from podium.errors import PodiumError, ProviderError
@@ -346,7 +346,7 @@ class Metered(Generic[Item]):
                 usage = Usage(0, (self.text_chars + 3) // 4)
             if usage.input_tokens == 0:  # the upstream did not say: estimate the prompt's side
                 prompt = tokens_for_length(self._request.prompt_length())
-                usage = Usage(prompt, usage.output_tokens, usage.cached_input_tokens)
+                usage = replace(usage, input_tokens=prompt)
         elif usage is None:
             usage = Usage()
         self.attempt.usage = usage

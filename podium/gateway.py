@@ -120,7 +120,13 @@ def total_cost(attempts: Sequence[Attempt]) -> float:
 def total_usage(attempts: Sequence[Attempt]) -> Usage:
     if len(attempts) == 1:  # Usage() + the one usage, in one step
         one = attempts[0].usage
-        return Usage(one.input_tokens, one.output_tokens, one.cached_input_tokens)
+        return Usage(
+            one.input_tokens,
+            one.output_tokens,
+            one.cached_input_tokens,
+            one.cache_write_tokens,
+            one.cache_write_1h_tokens,
+        )
     usage = Usage()
     for attempt in attempts:
         usage = usage + attempt.usage

@@ -15,11 +15,15 @@ from typing import Any, Literal, TypeAlias
 Role: TypeAlias = Literal["system", "user", "assistant", "tool"]
 FinishReason: TypeAlias = Literal["stop", "length", "tool_calls", "content_filter", "error"]
 JSONObject: TypeAlias = dict[str, Any]
+# A prompt-cache breakpoint: the prefix up to and including the marked item may be cached by
+# the upstream for this long (Anthropic's ``cache_control``; other upstreams cache on their own).
+CacheTTL: TypeAlias = Literal["5m", "1h"]
 
 
 @dataclass(slots=True)
 class TextPart:
     text: str
+    cache: CacheTTL | None = None
 
 
 @dataclass(slots=True)
@@ -30,6 +34,7 @@ class ImagePart:
     data: str | None = None
     media_type: str | None = None
     detail: str | None = None
+    cache: CacheTTL | None = None
 
 
 ContentPart: TypeAlias = TextPart | ImagePart
@@ -50,6 +55,8 @@ class Message:
     tool_call_id: str | None = None
     name: str | None = None
     is_error: bool = False  # a tool result that reports a failure
+    # A breakpoint after the whole message: its tool calls, or a tool result's content.
+    cache: CacheTTL | None = None
 
     def text(self) -> str:
         content = self.content
@@ -76,6 +83,7 @@ class Tool:
     name: str
     description: str | None = None
     parameters: JSONObject = field(default_factory=lambda: {"type": "object", "properties": {}})
+    cache: CacheTTL | None = None
 
 
 @dataclass(slots=True)
@@ -116,6 +124,8 @@ class ChatRequest:
     # (``options.reasoning``), dropped for the rest.
     reasoning_effort: str | None = None
     verbosity: str | None = None
+    # Cache the prompt up to its last cacheable item (Anthropic's top-level ``cache_control``).
+    cache: CacheTTL | None = None
 
     def prompt_text(self) -> str:
         """Every message's text, joined: what routers and detectors read."""
@@ -143,19 +153,32 @@ class ChatRequest:
 
 @dataclass(slots=True)
 class Usage:
+    """Token counts. ``input_tokens`` counts every input token; of them,
+    ``cached_input_tokens`` were read from the upstream's prompt cache and
+    ``cache_write_tokens`` (5 minutes) and ``cache_write_1h_tokens`` (1 hour) written to it,
+    which some vendors (Anthropic) charge above the input price."""
+
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+    @property
+    def cache_written_tokens(self) -> int:
+        return self.cache_write_tokens + self.cache_write_1h_tokens
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
             self.cached_input_tokens + other.cached_input_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
+            self.cache_write_1h_tokens + other.cache_write_1h_tokens,
         )
 
 

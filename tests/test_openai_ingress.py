@@ -265,3 +265,47 @@ async def test_a_reasoning_effort_reaches_anthropic_and_gemini_reasoning_workers
         for received in fake_gemini.received
     ]
     assert to_gemini == [{"thinkingLevel": "MINIMAL"}, {"thinkingLevel": "XHIGH"}, None]
+
+
+async def test_cache_control_on_content_parts_reaches_an_anthropic_worker(
+    gateway: Any, fake_anthropic: FakeAnthropic
+) -> None:
+    """OpenAI-compatible gateways take Anthropic's ``cache_control`` on content parts; so does
+    Podium, and the reads come back where OpenAI reports cached tokens."""
+    manual = " ".join(["clause"] * 1100)
+    messages: Any = [
+        {
+            "role": "system",
+            "content": [
+                {"type": "text", "text": manual, "cache_control": {"type": "ephemeral"}},
+                {"type": "text", "text": "Answer briefly."},
+            ],
+        },
+        {"role": "user", "content": "what applies?"},
+    ]
+    pool = [worker("claude", "anthropic", fake_anthropic.base_url)]
+    async with (
+        gateway(pool) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="unused") as client,
+    ):
+        first = await client.chat.completions.create(model="claude", messages=messages)
+        second = await client.chat.completions.create(model="claude", messages=messages)
+        with pytest.raises(openai.BadRequestError) as bad:
+            await client.chat.completions.create(
+                model="claude",
+                messages=[
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": "hi", "cache_control": {"type": "forever"}}  # type: ignore[typeddict-unknown-key]
+                        ],
+                    }
+                ],
+            )
+    system = fake_anthropic.received[0].body["system"]
+    assert system[0] == {"type": "text", "text": manual, "cache_control": {"type": "ephemeral"}}
+    assert first.usage is not None and first.usage.prompt_tokens_details is not None
+    assert first.usage.prompt_tokens_details.cache_write_tokens == 1100
+    assert second.usage is not None and second.usage.prompt_tokens_details is not None
+    assert second.usage.prompt_tokens_details.cached_tokens == 1100
+    assert bad.value.body["param"] == "messages[0].content[0].cache_control.type"  # type: ignore[index]

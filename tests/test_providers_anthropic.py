@@ -343,3 +343,152 @@ async def test_the_official_sdk_reads_the_fake(fake: FakeAnthropic) -> None:
     assert streamed.stop_reason == "tool_use"
     assert streamed.content[0].type == "tool_use" and streamed.content[0].input == {"city": "Rome"}
     assert caught.value.response.headers["retry-after"] == "2"
+
+
+# -- prompt caching ---------------------------------------------------------------------------
+
+LONG = " ".join(["policy"] * 1100)  # over the fake's 1,024-token minimum
+EPHEMERAL = {"type": "ephemeral"}
+
+
+def cached_system(*extra: Message) -> ChatRequest:
+    system = Message("system", [TextPart(LONG, "5m"), TextPart("\n\n"), TextPart("today: Monday")])
+    return ChatRequest(model="claude", messages=[system, *extra])
+
+
+async def test_breakpoints_reach_every_block_they_were_on(
+    provider: AnthropicProvider, fake: FakeAnthropic
+) -> None:
+    call = ToolCall("toolu_1", "get_weather", '{"city": "Oslo"}')
+    request = ChatRequest(
+        model="claude",
+        messages=[
+            Message("user", [TextPart("look"), ImagePart(url="https://x/y.png", cache="5m")]),
+            Message("assistant", [TextPart("checking")], tool_calls=[call], cache="5m"),
+            Message("tool", [TextPart("sunny")], tool_call_id="toolu_1", cache="5m"),
+        ],
+        tools=[Tool("get_weather", None, WEATHER.parameters, "1h")],
+    )
+    await provider.complete(request)
+    body = fake.received[0].body
+    assert body["tools"][0]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
+    user, assistant, result = body["messages"]
+    assert "cache_control" not in user["content"][0]
+    assert user["content"][1]["cache_control"] == EPHEMERAL
+    assert "cache_control" not in assistant["content"][0]
+    assert assistant["content"][-1]["type"] == "tool_use"
+    assert assistant["content"][-1]["cache_control"] == EPHEMERAL
+    assert result["content"][0]["type"] == "tool_result"
+    assert result["content"][0]["cache_control"] == EPHEMERAL
+    assert "cache_control" not in body
+
+
+async def test_a_marked_system_prompt_is_sent_as_blocks_cut_at_the_mark(
+    provider: AnthropicProvider, fake: FakeAnthropic
+) -> None:
+    await provider.complete(cached_system(Message("user", [TextPart("hi")])))
+    system = fake.received[0].body["system"]
+    assert system == [
+        {"type": "text", "text": LONG, "cache_control": EPHEMERAL},
+        {"type": "text", "text": "\n\ntoday: Monday"},
+    ]
+
+
+async def test_an_unmarked_system_prompt_stays_a_string(
+    provider: AnthropicProvider, fake: FakeAnthropic
+) -> None:
+    request = ChatRequest(
+        model="claude",
+        messages=[
+            Message("system", [TextPart("one")]),
+            Message("system", [TextPart("two")]),
+            Message("user", [TextPart("hi")]),
+        ],
+    )
+    await provider.complete(request)
+    assert fake.received[0].body["system"] == "one\n\ntwo"
+
+
+async def test_a_json_instruction_goes_after_the_cached_system_prefix(
+    provider: AnthropicProvider, fake: FakeAnthropic
+) -> None:
+    request = cached_system(Message("user", [TextPart("hi")]))
+    request.response_format = ResponseFormat("json_object")
+    await provider.complete(request)
+    system = fake.received[0].body["system"]
+    assert system[0]["cache_control"] == EPHEMERAL
+    assert "JSON" in system[-1]["text"] and "cache_control" not in system[-1]
+
+
+async def test_usage_counts_cache_writes_then_reads(
+    provider: AnthropicProvider, fake: FakeAnthropic
+) -> None:
+    first = await provider.complete(cached_system(Message("user", [TextPart("hi")])))
+    second = await provider.complete(cached_system(Message("user", [TextPart("and now?")])))
+    assert first.usage.cache_write_tokens == 1100 and first.usage.cached_input_tokens == 0
+    assert second.usage.cached_input_tokens == 1100 and second.usage.cache_written_tokens == 0
+    # The canonical input count holds reads and writes; Anthropic's own leaves them out.
+    assert first.usage.input_tokens > 1100 and second.usage.input_tokens > 1100
+
+
+async def test_streamed_usage_counts_cache_reads(
+    provider: AnthropicProvider, fake: FakeAnthropic
+) -> None:
+    await provider.complete(cached_system(Message("user", [TextPart("hi")])))
+    request = cached_system(Message("user", [TextPart("again")]))
+    request.stream = True
+    events = [event async for event in provider.stream(request)]
+    usage = next(e for e in events if isinstance(e, UsageReport)).usage
+    assert usage.cached_input_tokens == 1100 and usage.output_tokens > 1
+
+
+async def test_an_hour_breakpoint_is_counted_as_an_hour_write(
+    provider: AnthropicProvider, fake: FakeAnthropic
+) -> None:
+    request = ChatRequest(model="claude", messages=[Message("user", [TextPart(LONG, "1h")])])
+    response = await provider.complete(request)
+    assert response.usage.cache_write_1h_tokens == 1100
+    assert response.usage.cache_write_tokens == 0
+
+
+async def test_request_level_cache_is_sent_as_top_level_cache_control(
+    provider: AnthropicProvider, fake: FakeAnthropic
+) -> None:
+    response = await provider.complete(ask(LONG, cache="1h"))
+    assert fake.received[0].body["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
+    assert response.usage.cache_write_1h_tokens == 1100
+
+
+async def test_worker_prompt_cache_marks_requests_that_mark_nothing(
+    fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    http = Egress()
+    provider = make(fake.base_url, http, tmp_path, options={"prompt_cache": "5m"})
+    try:
+        await provider.complete(ask(LONG))
+        second = await provider.complete(ask(LONG))
+        await provider.complete(cached_system(Message("user", [TextPart("hi")])))
+    finally:
+        await http.aclose()
+    assert fake.received[0].body["cache_control"] == EPHEMERAL
+    assert second.usage.cached_input_tokens == 1100
+    # A request with breakpoints of its own keeps them and gets no automatic one.
+    assert "cache_control" not in fake.received[2].body
+
+
+async def test_without_the_option_nothing_is_cached(
+    provider: AnthropicProvider, fake: FakeAnthropic
+) -> None:
+    await provider.complete(ask(LONG))
+    second = await provider.complete(ask(LONG))
+    assert "cache_control" not in fake.received[0].body
+    assert second.usage.cached_input_tokens == 0 and second.usage.cache_written_tokens == 0
+
+
+async def test_too_many_breakpoints_are_the_upstreams_400(
+    provider: AnthropicProvider, fake: FakeAnthropic
+) -> None:
+    parts: list[Any] = [TextPart(f"part {index}", "5m") for index in range(5)]
+    with pytest.raises(ProviderError) as caught:
+        await provider.complete(ChatRequest(model="claude", messages=[Message("user", parts)]))
+    assert caught.value.status == 400 and "maximum of 4" in caught.value.message

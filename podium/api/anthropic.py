@@ -23,6 +23,7 @@ from podium.context import RequestContext
 from podium.errors import ErrorKind, PodiumError
 from podium.gateway import Outcome, total_cost
 from podium.types import (
+    CacheTTL,
     ChatRequest,
     ChatResponse,
     ContentPart,
@@ -60,6 +61,18 @@ class Wire(BaseModel):
 class CacheControl(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: Literal["ephemeral"]
+    ttl: Literal["5m", "1h"] | None = None
+
+
+# Anthropic's limit on cache breakpoints in one request.
+MAX_CACHE_BREAKPOINTS = 4
+
+
+def _ttl(control: CacheControl | None) -> CacheTTL | None:
+    """A block's cache breakpoint as the canonical TTL (Anthropic's default is 5 minutes)."""
+    if control is None:
+        return None
+    return control.ttl or "5m"
 
 
 class TextBlock(Wire):
@@ -239,9 +252,10 @@ class MessagesIn(Wire):
     tool_choice: ToolChoiceIn | None = None
     output_config: OutputConfig | None = None
     thinking: ThinkingIn | None = None
+    # Caches the prompt up to its last cacheable block (passed on to Anthropic workers).
+    cache_control: CacheControl | None = None
     # Accepted and not acted on: they steer Anthropic's own infrastructure.
     service_tier: Literal["auto", "standard_only"] | None = None
-    cache_control: CacheControl | None = None
     inference_geo: str | None = None
     speed: Literal["standard", "fast"] | None = None
     diagnostics: dict[str, Any] | None = None
@@ -317,11 +331,12 @@ def _result_parts(content: str | list[TextBlock | ImageBlock] | None) -> list[Co
 
 
 def _part(block: TextBlock | ImageBlock) -> ContentPart:
+    cache = _ttl(block.cache_control)
     if isinstance(block, TextBlock):
-        return TextPart(block.text)
+        return TextPart(block.text, cache)
     if isinstance(block.source, Base64Source):
-        return ImagePart(data=block.source.data, media_type=block.source.media_type)
-    return ImagePart(url=block.source.url)
+        return ImagePart(data=block.source.data, media_type=block.source.media_type, cache=cache)
+    return ImagePart(url=block.source.url, cache=cache)
 
 
 def _document(block: DocumentBlock, where: str) -> list[ContentPart]:
@@ -363,12 +378,21 @@ def _document(block: DocumentBlock, where: str) -> list[ContentPart]:
     title = f"Document: {block.title}" if block.title else None
     heading = "\n".join(line for line in (title, block.context) if line)
     before = [TextPart(f"{heading}\n\n")] if heading else []
-    return [*before, *body, TextPart("\n\n")]
+    return [*before, *body, TextPart("\n\n", _ttl(block.cache_control))]
 
 
 def _system(system: str | list[TextBlock] | None) -> list[Message]:
     if system is None:
         return []
+    if isinstance(system, list) and any(block.cache_control for block in system):
+        # Kept as parts, so a breakpoint stays where the caller put it; the separators are
+        # parts of their own (a marked block's text is cached exactly as it was sent).
+        parts: list[ContentPart] = []
+        for block in system:
+            if parts:
+                parts.append(TextPart("\n\n"))
+            parts.append(TextPart(block.text, _ttl(block.cache_control)))
+        return [Message("system", parts)]
     text = system if isinstance(system, str) else "\n\n".join(block.text for block in system)
     return [Message("system", [TextPart(text)])] if text else []
 
@@ -384,11 +408,14 @@ def _messages(wire: list[MessageIn]) -> list[Message]:
         if message.role == "assistant":
             parts: list[ContentPart] = []
             calls: list[ToolCall] = []
+            cache: CacheTTL | None = None
             for block in blocks:
                 if isinstance(block, TextBlock):
-                    parts.append(TextPart(block.text))
+                    parts.append(_part(block))
                 elif isinstance(block, ToolUseBlock):
                     calls.append(ToolCall(block.id, block.name, orjson.dumps(block.input).decode()))
+                    # A call has no part of its own: its breakpoint ends the message.
+                    cache = _ttl(block.cache_control) or cache
                 elif isinstance(block, ThinkingBlock):
                     continue
                 else:
@@ -398,7 +425,7 @@ def _messages(wire: list[MessageIn]) -> list[Message]:
                         f"tool_use blocks, not {block.type}",
                         param=f"messages.{index}.content",
                     )
-            messages.append(Message("assistant", parts, tool_calls=calls))
+            messages.append(Message("assistant", parts, tool_calls=calls, cache=cache))
             continue
         parts = []
         for block in blocks:
@@ -411,6 +438,7 @@ def _messages(wire: list[MessageIn]) -> list[Message]:
                         _result_parts(block.content),
                         tool_call_id=block.tool_use_id,
                         is_error=bool(block.is_error),
+                        cache=_ttl(block.cache_control),
                     )
                 )
             elif isinstance(block, TextBlock | ImageBlock):
@@ -463,7 +491,27 @@ def check_version(headers: dict[str, str]) -> str:
     return version
 
 
+def _count_breakpoints(wire: MessagesIn) -> int:
+    blocks: list[Any] = [*(wire.tools or [])]
+    if isinstance(wire.system, list):
+        blocks += wire.system
+    for message in wire.messages:
+        if isinstance(message.content, list):
+            blocks += message.content
+            for block in message.content:
+                if isinstance(block, ToolResultBlock) and isinstance(block.content, list):
+                    blocks += block.content
+    return sum(1 for block in blocks if getattr(block, "cache_control", None) is not None)
+
+
 def to_canonical(wire: MessagesIn) -> ChatRequest:
+    breakpoints = _count_breakpoints(wire)
+    if breakpoints > MAX_CACHE_BREAKPOINTS:
+        raise PodiumError(
+            "invalid_request",
+            f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. "
+            f"Found {breakpoints}.",
+        )
     choice, parallel = _tool_choice(wire.tool_choice)
     output = wire.output_config.format if wire.output_config else None
     return ChatRequest(
@@ -472,7 +520,10 @@ def to_canonical(wire: MessagesIn) -> ChatRequest:
         else None,
         model=wire.model,
         messages=_system(wire.system) + _messages(wire.messages),
-        tools=[Tool(t.name, t.description, t.input_schema) for t in wire.tools or []],
+        tools=[
+            Tool(t.name, t.description, t.input_schema, _ttl(t.cache_control))
+            for t in wire.tools or []
+        ],
         tool_choice=choice,
         temperature=wire.temperature,
         top_p=wire.top_p,
@@ -483,6 +534,7 @@ def to_canonical(wire: MessagesIn) -> ChatRequest:
         include_usage=True,
         parallel_tool_calls=parallel,
         reasoning_effort=reasoning_effort(wire),
+        cache=_ttl(wire.cache_control),
     )
 
 
@@ -537,13 +589,20 @@ def tool_input(arguments: str) -> dict[str, Any]:
 
 
 def usage_body(usage: Usage) -> dict[str, Any]:
-    """Anthropic counts cache reads apart from ``input_tokens``; the canonical count holds both."""
+    """Anthropic counts cache reads and writes apart from ``input_tokens``; the canonical count
+    holds all three."""
     cached = min(usage.cached_input_tokens, usage.input_tokens)
+    written = min(usage.cache_written_tokens, usage.input_tokens - cached)
+    hour = min(usage.cache_write_1h_tokens, written)
     return {
-        "input_tokens": usage.input_tokens - cached,
+        "input_tokens": usage.input_tokens - cached - written,
         "output_tokens": usage.output_tokens,
-        "cache_creation_input_tokens": 0,
+        "cache_creation_input_tokens": written,
         "cache_read_input_tokens": cached,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": written - hour,
+            "ephemeral_1h_input_tokens": hour,
+        },
     }
 
 

@@ -14,6 +14,7 @@ from podium.context import RequestContext
 from podium.errors import ErrorKind, PodiumError
 from podium.gateway import Outcome, total_cost
 from podium.types import (
+    CacheTTL,
     ChatRequest,
     ChatResponse,
     ContentPart,
@@ -39,9 +40,18 @@ class Wire(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class CacheControlIn(Wire):
+    """A prompt-cache breakpoint on a content part, as OpenAI-compatible gateways take it for
+    Anthropic models (OpenAI's own API has none: it caches unasked)."""
+
+    type: Literal["ephemeral"]
+    ttl: Literal["5m", "1h"] | None = None
+
+
 class TextContent(Wire):
     type: Literal["text"]
     text: str
+    cache_control: CacheControlIn | None = None
 
 
 class ImageURL(Wire):
@@ -52,6 +62,7 @@ class ImageURL(Wire):
 class ImageContent(Wire):
     type: Literal["image_url"]
     image_url: ImageURL
+    cache_control: CacheControlIn | None = None
 
 
 class RefusalContent(Wire):
@@ -211,7 +222,12 @@ def validation_error(error: ValidationError) -> PodiumError:
     # A content part of an unknown type fails both branches of ``str | list[part]``; the
     # part's own error ("Input tag 'file' ... expected tags: 'text', 'image_url'") says why,
     # the string branch's ("Input should be a valid string") does not.
-    first = next((e for e in errors if e["type"] == "union_tag_invalid"), errors[0])
+    # Otherwise the deepest failure: a bad field inside a content part fails the string branch
+    # too ("Input should be a valid string"), and the part's own error is the one to report.
+    first = next(
+        (e for e in errors if e["type"] == "union_tag_invalid"),
+        max(errors, key=lambda e: len(e["loc"])),
+    )
     path = _field_path(tuple(first["loc"]))
     if first["type"] == "extra_forbidden":
         message = f"Unrecognized request argument supplied: {path}"
@@ -222,6 +238,10 @@ def validation_error(error: ValidationError) -> PodiumError:
     return PodiumError("invalid_request", message, param=path or None)
 
 
+def _ttl(control: CacheControlIn | None) -> CacheTTL | None:
+    return None if control is None else control.ttl or "5m"
+
+
 def _text(content: str | list[TextContent] | list[Any] | None) -> list[ContentPart]:
     if content is None:
         return []
@@ -230,16 +250,17 @@ def _text(content: str | list[TextContent] | list[Any] | None) -> list[ContentPa
     parts: list[ContentPart] = []
     for part in content:
         if isinstance(part, TextContent):
-            parts.append(TextPart(part.text))
+            parts.append(TextPart(part.text, _ttl(part.cache_control)))
         elif isinstance(part, RefusalContent):
             parts.append(TextPart(part.refusal))
         elif isinstance(part, ImageContent):
             url = part.image_url.url
+            detail, cache = part.image_url.detail, _ttl(part.cache_control)
             if url.startswith("data:") and ";base64," in url:
                 head, data = url[5:].split(";base64,", 1)
-                parts.append(ImagePart(data=data, media_type=head, detail=part.image_url.detail))
+                parts.append(ImagePart(data=data, media_type=head, detail=detail, cache=cache))
             else:
-                parts.append(ImagePart(url=url, detail=part.image_url.detail))
+                parts.append(ImagePart(url=url, detail=detail, cache=cache))
     return parts
 
 
@@ -344,11 +365,14 @@ def error_body(error: PodiumError) -> dict[str, Any]:
 
 
 def _usage(usage: Usage) -> dict[str, Any]:
+    details: dict[str, int] = {"cached_tokens": usage.cached_input_tokens}
+    if usage.cache_written_tokens:  # an upstream that charges for writes (Anthropic) wrote some
+        details["cache_write_tokens"] = usage.cache_written_tokens
     return {
         "prompt_tokens": usage.input_tokens,
         "completion_tokens": usage.output_tokens,
         "total_tokens": usage.total_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
+        "prompt_tokens_details": details,
     }
 
 

@@ -99,7 +99,7 @@ def pseudonymise_request(
                 findings = inspect(part.text)
                 if findings:
                     kinds.extend(f.kind for f in findings)
-                    part = TextPart(vault.replace(part.text, findings))
+                    part = replace(part, text=vault.replace(part.text, findings))
                     changed = True
             parts.append(part)
         calls = []

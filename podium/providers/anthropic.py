@@ -18,6 +18,7 @@ from podium.errors import ProviderError, provider_error_from_status
 from podium.providers.base import ProviderContext, ProviderRegistry
 from podium.providers.http import Upstream, sse_json
 from podium.types import (
+    CacheTTL,
     ChatRequest,
     ChatResponse,
     EventStream,
@@ -75,6 +76,10 @@ class AnthropicOptions(BaseModel):
     # request's reasoning effort is passed on. Off by default: other models refuse it.
     reasoning: bool = False
     extra_headers: dict[str, str] = {}
+    # Cache every prompt that marks no breakpoint of its own up to its last block, for this
+    # long (Anthropic's top-level ``cache_control``): what OpenAI does unasked. Off by default:
+    # a write costs 1.25x (5m) or 2x (1h) the input price and pays only when the prefix recurs.
+    prompt_cache: CacheTTL | None = None
 
 
 # OpenAI's reasoning efforts as Anthropic's (which has no ``minimal`` or ``none``); Anthropic's
@@ -89,17 +94,26 @@ class JsonMode:
     tool: str | None = None
 
 
+def cache_control(ttl: CacheTTL) -> dict[str, str]:
+    return {"type": "ephemeral"} if ttl == "5m" else {"type": "ephemeral", "ttl": ttl}
+
+
+def _marked(block: dict[str, Any], ttl: CacheTTL | None) -> dict[str, Any]:
+    if ttl is not None:
+        block["cache_control"] = cache_control(ttl)
+    return block
+
+
 def _image(part: ImagePart) -> dict[str, Any]:
     if part.url is not None:
-        return {"type": "image", "source": {"type": "url", "url": part.url}}
-    return {
-        "type": "image",
-        "source": {
+        source = {"type": "url", "url": part.url}
+    else:
+        source = {
             "type": "base64",
             "media_type": part.media_type or "image/png",
             "data": part.data or "",
-        },
-    }
+        }
+    return _marked({"type": "image", "source": source}, part.cache)
 
 
 def _content(message: Message) -> list[dict[str, Any]]:
@@ -107,7 +121,9 @@ def _content(message: Message) -> list[dict[str, Any]]:
     for part in message.content:
         if isinstance(part, TextPart):
             if part.text:  # Anthropic refuses empty text blocks
-                blocks.append({"type": "text", "text": part.text})
+                blocks.append(_marked({"type": "text", "text": part.text}, part.cache))
+            elif part.cache is not None and blocks:  # the breakpoint moves to the block before
+                _marked(blocks[-1], part.cache)
         else:
             blocks.append(_image(part))
     return blocks
@@ -130,7 +146,7 @@ def _blocks(message: Message) -> tuple[str, list[dict[str, Any]]]:
         }
         if message.is_error:
             result["is_error"] = True
-        return "user", [result]
+        return "user", [_marked(result, message.cache)]
     blocks = _content(message)
     if message.role == "assistant":
         blocks.extend(
@@ -142,19 +158,43 @@ def _blocks(message: Message) -> tuple[str, list[dict[str, Any]]]:
             }
             for call in message.tool_calls
         )
+        if blocks:
+            _marked(blocks[-1], message.cache)
     return ("assistant" if message.role == "assistant" else "user"), blocks
 
 
-def encode_messages(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
+def _system_blocks(parts: list[TextPart]) -> list[dict[str, Any]]:
+    """The system prompt as text blocks cut at each breakpoint: the text up to a marked part is
+    one block carrying its mark, and what follows the last mark is one more block."""
+    blocks: list[dict[str, Any]] = []
+    pending: list[str] = []
+    for part in parts:
+        pending.append(part.text)
+        if part.cache is not None and "".join(pending):
+            blocks.append(_marked({"type": "text", "text": "".join(pending)}, part.cache))
+            pending = []
+    if "".join(pending):
+        blocks.append({"type": "text", "text": "".join(pending)})
+    return blocks
+
+
+def encode_messages(
+    messages: list[Message],
+) -> tuple[str | list[dict[str, Any]], list[dict[str, Any]]]:
     """The system prompt and the alternating turns Anthropic requires: system messages go to the
-    top-level ``system``; consecutive same-role turns (several tool results, a tool result and the
-    user's next words) merge into one, tool results first."""
-    system: list[str] = []
+    top-level ``system`` (a string, or text blocks when it holds cache breakpoints);
+    consecutive same-role turns (several tool results, a tool result and the user's next words)
+    merge into one, tool results first."""
+    system: list[TextPart] = []
     turns: list[dict[str, Any]] = []
     for message in messages:
         if message.role == "system":
             if message.text():
-                system.append(message.text())
+                if system:
+                    system.append(TextPart("\n\n"))
+                system.extend(part for part in message.content if isinstance(part, TextPart))
+                if message.cache is not None:
+                    system.append(TextPart("", message.cache))
             continue
         role, blocks = _blocks(message)
         if not blocks:
@@ -166,7 +206,9 @@ def encode_messages(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]
             turns[-1]["content"] = results + others
         else:
             turns.append({"role": role, "content": blocks})
-    return "\n\n".join(system), turns
+    if any(part.cache is not None for part in system):
+        return _system_blocks(system), turns
+    return "".join(part.text for part in system), turns
 
 
 def encode_request(
@@ -184,11 +226,14 @@ def encode_request(
         "messages": turns,
     }
     tools = [
-        {
-            "name": tool.name,
-            **({"description": tool.description} if tool.description else {}),
-            "input_schema": tool.parameters,
-        }
+        _marked(
+            {
+                "name": tool.name,
+                **({"description": tool.description} if tool.description else {}),
+                "input_schema": tool.parameters,
+            },
+            tool.cache,
+        )
         for tool in request.tools
     ]
     choice: dict[str, Any] | None = None
@@ -216,7 +261,10 @@ def encode_request(
         instruction = JSON_INSTRUCTION
         if fmt.type == "json_schema" and fmt.schema:
             instruction += " It must match this JSON schema: " + orjson.dumps(fmt.schema).decode()
-        system = f"{system}\n\n{instruction}" if system else instruction
+        if isinstance(system, list):  # after the last breakpoint, so the cached prefix holds
+            system = [*system, {"type": "text", "text": instruction}]
+        else:
+            system = f"{system}\n\n{instruction}" if system else instruction
     if request.parallel_tool_calls is False and tools:
         choice = {**(choice or {"type": "auto"}), "disable_parallel_tool_use": True}
     if tools:
@@ -237,22 +285,42 @@ def encode_request(
     if options.reasoning and request.reasoning_effort is not None:
         effort = request.reasoning_effort.lower()
         payload["output_config"] = {"effort": EFFORTS.get(effort, effort)}
+    automatic = request.cache or (None if has_breakpoints(request) else options.prompt_cache)
+    if automatic is not None:
+        payload["cache_control"] = cache_control(automatic)
     if stream:
         payload["stream"] = True
     return payload, json_mode
 
 
+def has_breakpoints(request: ChatRequest) -> bool:
+    """Whether the request marks a cache breakpoint of its own anywhere."""
+    if any(tool.cache is not None for tool in request.tools):
+        return True
+    for message in request.messages:
+        if message.cache is not None or any(part.cache is not None for part in message.content):
+            return True
+    return False
+
+
 def decode_usage(data: Any) -> Usage:
     """Anthropic's ``input_tokens`` leave out cache reads and writes; the canonical count of
-    input tokens holds all of them, ``cached_input_tokens`` the reads."""
+    input tokens holds all of them, ``cached_input_tokens`` the reads and the
+    ``cache_write_*`` fields the writes, by the cache's lifetime (``cache_creation`` splits
+    them; without it, every write is a 5-minute one)."""
     if not isinstance(data, dict):
         return Usage()
     read = int(data.get("cache_read_input_tokens") or 0)
     written = int(data.get("cache_creation_input_tokens") or 0)
+    split = data.get("cache_creation")
+    hour = int(split.get("ephemeral_1h_input_tokens") or 0) if isinstance(split, dict) else 0
+    hour = min(hour, written)
     return Usage(
         input_tokens=int(data.get("input_tokens") or 0) + read + written,
         output_tokens=int(data.get("output_tokens") or 0),
         cached_input_tokens=read,
+        cache_write_tokens=written - hour,
+        cache_write_1h_tokens=hour,
     )
 
 
@@ -299,6 +367,7 @@ class StreamDecoder:
         self.worker = worker
         self.json_mode = json_mode
         self.usage = Usage()
+        self.counts: dict[str, Any] = {}  # the usage fields reported so far
         self.tools: dict[int, int] = {}  # content block index -> tool call index
         self.json_blocks: set[int] = set()
         self.done = False
@@ -306,7 +375,7 @@ class StreamDecoder:
     def decode(self, event: Any) -> list[StreamEvent]:
         kind = event.get("type")
         if kind == "message_start":
-            self.usage = decode_usage((event.get("message") or {}).get("usage"))
+            self._count((event.get("message") or {}).get("usage"))
         elif kind == "content_block_start":
             return self._start(int(event.get("index") or 0), event.get("content_block") or {})
         elif kind == "content_block_delta":
@@ -326,6 +395,13 @@ class StreamDecoder:
                 worker=self.worker,
             )
         return []  # ping, content_block_stop, and event types added after this was written
+
+    def _count(self, usage: Any) -> None:
+        """Take the counts an event reports: message_delta's are cumulative (output only, or
+        every field in newer API versions) and replace message_start's."""
+        if isinstance(usage, dict):
+            self.counts.update((key, value) for key, value in usage.items() if value is not None)
+            self.usage = decode_usage(self.counts)
 
     def _start(self, index: int, block: dict[str, Any]) -> list[StreamEvent]:
         if block.get("type") == "text":
@@ -359,14 +435,7 @@ class StreamDecoder:
         return []  # thinking and signature deltas are not part of the answer
 
     def _message_delta(self, event: dict[str, Any]) -> list[StreamEvent]:
-        usage = event.get("usage") or {}
-        self.usage.output_tokens = int(usage.get("output_tokens") or self.usage.output_tokens)
-        if usage.get("input_tokens") is not None:
-            self.usage = Usage(
-                decode_usage(usage).input_tokens,
-                self.usage.output_tokens,
-                int(usage.get("cache_read_input_tokens") or self.usage.cached_input_tokens),
-            )
+        self._count(event.get("usage"))
         delta = event.get("delta") or {}
         raw = delta.get("stop_reason")
         if not raw:
