@@ -546,6 +546,17 @@ def _candidate_dict(candidate: Candidate) -> dict[str, object]:
 
 
 def _attempt_dict(attempt: Attempt) -> dict[str, object]:
+    usage = attempt.usage
+    step = _step_dict(attempt)
+    # The upstream's prompt cache, when it used one: kept out of the common step's dict.
+    if usage.cached_input_tokens:
+        step["cache_read_tokens"] = usage.cached_input_tokens
+    if usage.cache_write_tokens or usage.cache_write_1h_tokens:
+        step["cache_write_tokens"] = usage.cache_write_tokens + usage.cache_write_1h_tokens
+    return step
+
+
+def _step_dict(attempt: Attempt) -> dict[str, object]:
     return {
         "step": attempt.step,
         "role": attempt.role,

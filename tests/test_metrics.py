@@ -9,12 +9,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
 
 from podium.observe.metrics import LabelCap, MetricsHook, Registry
 from podium.observe.metrics_shared import SharedMetrics
+from podium.testing.anthropic_fake import FakeAnthropic
 from podium.testing.openai_fake import FakeOpenAI
 from tests.conftest import worker
 from tests.shared_servers import Replica
@@ -260,3 +262,25 @@ async def test_podium_serve_with_two_processes_answers_their_sum(
         assert seen == sorted(seen) and seen[-1] == 20
     finally:
         await replica.stop()
+
+
+async def test_prompt_cache_reads_and_writes_are_counted_by_worker(
+    gateway: Any, fake_anthropic: FakeAnthropic
+) -> None:
+    manual = " ".join(["clause"] * 1100)
+    system: Any = [{"type": "text", "text": manual, "cache_control": {"type": "ephemeral"}}]
+    async with gateway([worker("claude", "anthropic", fake_anthropic.base_url)]) as running:
+        async with anthropic.AsyncAnthropic(base_url=running.url, api_key="x") as client:
+            for question in ("one", "two", "three"):
+                await client.messages.create(
+                    model="claude",
+                    max_tokens=20,
+                    system=system,
+                    messages=[{"role": "user", "content": question}],
+                )
+        await running.podium.gateway.drain_background()
+        async with httpx.AsyncClient(base_url=running.url) as http:
+            text = (await http.get("/metrics")).text
+    counted = "podium_prompt_cache_tokens_total"
+    assert sample(text, counted, worker="claude", kind="write") == 1100
+    assert sample(text, counted, worker="claude", kind="read") == 2200

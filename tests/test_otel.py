@@ -7,6 +7,7 @@ import subprocess
 import sys
 from typing import Any
 
+import anthropic
 import openai
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -14,6 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from podium.observe.otel import OTelHook
+from podium.testing.anthropic_fake import FakeAnthropic
 from podium.testing.openai_fake import FakeOpenAI
 from tests.conftest import worker
 
@@ -116,3 +118,28 @@ def test_no_opentelemetry_import_without_an_exporter(tmp_path: Any) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert result.stdout.strip() == "[]", result.stdout
+
+
+async def test_prompt_cache_counts_are_genai_usage_attributes(
+    gateway: Any, fake_anthropic: FakeAnthropic
+) -> None:
+    manual = " ".join(["clause"] * 1100)
+    system: Any = [{"type": "text", "text": manual, "cache_control": {"type": "ephemeral"}}]
+    async with gateway([worker("claude", "anthropic", fake_anthropic.base_url)]) as running:
+        exporter = memory_hook(running.podium)
+        async with anthropic.AsyncAnthropic(base_url=running.url, api_key="x") as client:
+            for question in ("one", "two"):
+                await client.messages.create(
+                    model="claude",
+                    max_tokens=20,
+                    system=system,
+                    messages=[{"role": "user", "content": question}],
+                )
+        await running.podium.gateway.drain_background()
+    calls = [span for span in exporter.get_finished_spans() if span.kind == SpanKind.CLIENT]
+    written, read = (span.attributes for span in calls)
+    assert written is not None and read is not None
+    assert written["gen_ai.usage.cache_creation.input_tokens"] == 1100
+    assert "gen_ai.usage.cache_read.input_tokens" not in written
+    assert read["gen_ai.usage.cache_read.input_tokens"] == 1100
+    assert read["gen_ai.usage.input_tokens"] == 1101  # the reads are part of the input

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from podium.context import RequestContext
 from podium.hooks import Hook
@@ -211,6 +212,11 @@ class MetricsHook(Hook):
         declare("podium_time_to_first_token_seconds", "histogram", "Time to the first token.")
         declare("podium_tokens_total", "counter", "Tokens, by direction (input, output).")
         declare("podium_cost_usd_total", "counter", "Spend in US dollars.")
+        declare(
+            "podium_prompt_cache_tokens_total",
+            "counter",
+            "Input tokens the upstream read from (read) or wrote to (write) its prompt cache.",
+        )
         declare("podium_worker_calls_total", "counter", "Calls to each worker, by outcome.")
         declare(
             "podium_cache_total",
@@ -309,6 +315,16 @@ class MetricsHook(Hook):
             if step.get("role") == "cache":
                 continue  # answered from the response cache: no call to the worker
             self._worker_calls(step.get("worker"), step.get("status")).value += 1.0
+            if "cache_read_tokens" in step or "cache_write_tokens" in step:
+                self._prompt_cache(step)
+
+    def _prompt_cache(self, step: dict[str, Any]) -> None:
+        worker = ("worker", self.cap("worker", str(step.get("worker") or "none")))
+        for key, kind in (("cache_read_tokens", "read"), ("cache_write_tokens", "write")):
+            tokens = step.get(key)
+            if tokens:
+                labels = (worker, ("kind", kind))
+                self.registry.inc("podium_prompt_cache_tokens_total", labels, float(tokens))
 
 
 def breaker_gauges(

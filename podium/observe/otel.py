@@ -36,6 +36,12 @@ def provider_for(config: OTelConfig) -> TracerProvider:
 
 # The GenAI semantic conventions' operation per ingress; every other ingress is a chat.
 OPERATIONS = {"embeddings": "embeddings"}
+# A step's prompt-cache counts (present when the upstream cached) as GenAI attributes; both
+# are part of gen_ai.usage.input_tokens, as the conventions ask.
+CACHE_ATTRIBUTES = (
+    ("cache_read_tokens", "gen_ai.usage.cache_read.input_tokens"),
+    ("cache_write_tokens", "gen_ai.usage.cache_creation.input_tokens"),
+)
 
 
 class OTelHook(Hook):
@@ -93,6 +99,9 @@ class OTelHook(Hook):
                 "podium.step.role": str(step.get("role") or "answer"),
                 "podium.cost_usd": float(step.get("cost_usd") or 0.0),
             }
+            for key, attribute in CACHE_ATTRIBUTES:
+                if step.get(key):
+                    attributes[attribute] = int(step[key])
             if worker is not None:
                 attributes["gen_ai.provider.name"] = worker.provider
                 attributes["gen_ai.system"] = worker.provider
