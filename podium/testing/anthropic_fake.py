@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from podium.testing.fakes import Behaviour, FakeUpstream, Json, echo, words
-from podium.testing.prompt_cache import CacheRefusal, PromptCache
+from podium.testing.prompt_cache import CacheRefusal, PromptCache, anthropic_blocks
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -175,7 +175,7 @@ class FakeAnthropic(FakeUpstream):
         if problem is not None:
             return self.error_response(400, problem)
         try:
-            cached = self.prompt_cache.use(body)
+            cached = self.prompt_cache.use(anthropic_blocks(body))
         except CacheRefusal as refusal:
             return self.error_response(400, str(refusal))
         text, calls = self.answer(body)
@@ -195,8 +195,8 @@ class FakeAnthropic(FakeUpstream):
             system = "\n".join(str(block.get("text", "")) for block in system)
         prompt = words(prompt_of(body)) + (words(system) if system else 0)
         read = min(cached.read, prompt)
-        written = min(cached.written, prompt - read)
-        hour = min(cached.written_1h, written)
+        written = min(cached.total_written, prompt - read)
+        hour = min(cached.written_long, written)
         usage = {
             "input_tokens": prompt - read - written,
             "output_tokens": words(text) if text else 5,

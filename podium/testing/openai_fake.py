@@ -13,7 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
-from podium.testing.fakes import FakeUpstream, Json, echo, fake_vector, words
+from podium.testing.fakes import Behaviour, FakeUpstream, Json, echo, fake_vector, words
+from podium.testing.prompt_cache import CacheRefusal, Prefix, PromptCache, openai_chat_blocks
 from podium.testing.responses_fake import respond
 
 ERROR_TYPES = {
@@ -39,6 +40,32 @@ def prompt_of(body: Json) -> str:
 
 
 class FakeOpenAI(FakeUpstream):
+    """``prompt_cache`` turns on OpenAI's prompt cache (GPT-5.6 and later: breakpoints, and
+    writes reported); without one the fake caches nothing, as older models report."""
+
+    def __init__(
+        self, behaviour: Behaviour | None = None, *, prompt_cache: PromptCache | None = None
+    ) -> None:
+        super().__init__(behaviour)
+        self.prompt_cache = prompt_cache
+
+    def cache_details(self, prefix: Prefix, prompt_tokens: int) -> Json:
+        """``cached_tokens`` and, with a cache, ``cache_write_tokens`` and their split."""
+        if self.prompt_cache is None:
+            return {"cached_tokens": 0}
+        use = self.prompt_cache.use(prefix)
+        read = min(use.read, prompt_tokens)
+        written = min(use.total_written, prompt_tokens - read)
+        long = min(use.written_long, written)
+        return {
+            "cached_tokens": read,
+            "cache_write_tokens": written,
+            "cache_write_tokens_details": {
+                "ttl_30m_tokens": written - long,
+                "ttl_12h_tokens": long,
+            },
+        }
+
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/v1/responses", self.responses)
@@ -135,18 +162,24 @@ class FakeOpenAI(FakeUpstream):
         assert body is not None
         if not isinstance(body.get("messages"), list) or not body.get("model"):
             return self.error_response(400, "messages and model are required")
+        prompt_tokens = words(prompt_of(body))
+        try:
+            details = self.cache_details(openai_chat_blocks(body), prompt_tokens)
+        except CacheRefusal as refusal:
+            return self.error_response(400, str(refusal))
+        details.pop("cache_write_tokens_details", None)  # Chat Completions reports the total
         text, calls = self.answer(body)
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         finish = "tool_calls" if calls else "stop"
         if limit is not None and words(text) > limit:
             text = " ".join(text.split()[:limit])
             finish = "length"
-        prompt_tokens, completion_tokens = words(prompt_of(body)), words(text) if text else 5
+        completion_tokens = words(text) if text else 5
         usage = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": 0},
+            "prompt_tokens_details": details,
         }
         ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if not body.get("stream"):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from podium.testing.fakes import Json, words
+from podium.testing.prompt_cache import CacheRefusal, responses_blocks
 
 if TYPE_CHECKING:
     from podium.testing.openai_fake import FakeOpenAI
@@ -23,7 +24,8 @@ KNOWN_FIELDS = frozenset(
     {"model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "text",
      "reasoning", "max_output_tokens", "temperature", "top_p", "metadata", "user", "stream",
      "stream_options", "store", "include", "truncation", "safety_identifier",
-     "prompt_cache_key", "prompt_cache_retention", "service_tier", "background",
+     "prompt_cache_key", "prompt_cache_options", "prompt_cache_retention", "service_tier",
+     "background",
      "max_tool_calls", "top_logprobs", "previous_response_id", "conversation", "prompt"}
 )  # fmt: skip
 MIN_OUTPUT_TOKENS = 16
@@ -106,8 +108,12 @@ async def respond(fake: FakeOpenAI, request: web.Request) -> web.StreamResponse:
         text = " ".join(text.split()[:limit])
         status, incomplete = "incomplete", {"reason": "max_output_tokens"}
     input_tokens = words("\n".join(_texts(view["messages"])))
+    try:
+        details = fake.cache_details(responses_blocks(body), input_tokens)
+    except CacheRefusal as refused_cache:
+        return invalid(str(refused_cache), "prompt_cache_options")
     output_tokens = words(text) if text else 5
-    answer = Answer(body, status, incomplete, text, calls, input_tokens, output_tokens)
+    answer = Answer(body, status, incomplete, text, calls, input_tokens, output_tokens, details)
     if not body.get("stream"):
         return web.json_response(answer.response(final=True))
     response = web.StreamResponse(headers={"content-type": "text/event-stream"})
@@ -141,6 +147,7 @@ class Answer:
         calls: list[Json],
         input_tokens: int,
         output_tokens: int,
+        details: Json,
     ) -> None:
         self.body = body
         self.status = status
@@ -151,7 +158,7 @@ class Answer:
         self.created_at = int(time.time())
         self.usage = {
             "input_tokens": input_tokens,
-            "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens_details": {"cache_write_tokens": 0, **details},
             "output_tokens": output_tokens,
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": input_tokens + output_tokens,
