@@ -38,10 +38,11 @@ class Price(Strict):
     input: float = Field(0.0, ge=0)
     output: float = Field(0.0, ge=0)
     cached_input: float | None = Field(None, ge=0)
-    # Input written to the upstream's prompt cache, for 5 minutes and for 1 hour. Unset, they
-    # are 1.25x and 2x ``input``, as Anthropic (the one vendor that reports writes) charges.
+    # Input written to the upstream's prompt cache, for the standard lifetime (Anthropic's 5
+    # minutes, OpenAI's 30) and the long one (an hour; 12 hours). Unset, they are 1.25x and 2x
+    # ``input``, Anthropic's rates (OpenAI's standard write is 1.25x too).
     cache_write: float | None = Field(None, ge=0)
-    cache_write_1h: float | None = Field(None, ge=0)
+    cache_write_long: float | None = Field(None, ge=0)
 
 
 class DataProfile(Strict):

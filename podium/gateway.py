@@ -125,7 +125,7 @@ def total_usage(attempts: Sequence[Attempt]) -> Usage:
             one.output_tokens,
             one.cached_input_tokens,
             one.cache_write_tokens,
-            one.cache_write_1h_tokens,
+            one.cache_write_long_tokens,
         )
     usage = Usage()
     for attempt in attempts:
@@ -551,8 +551,8 @@ def _attempt_dict(attempt: Attempt) -> dict[str, object]:
     # The upstream's prompt cache, when it used one: kept out of the common step's dict.
     if usage.cached_input_tokens:
         step["cache_read_tokens"] = usage.cached_input_tokens
-    if usage.cache_write_tokens or usage.cache_write_1h_tokens:
-        step["cache_write_tokens"] = usage.cache_write_tokens + usage.cache_write_1h_tokens
+    if usage.cache_write_tokens or usage.cache_write_long_tokens:
+        step["cache_write_tokens"] = usage.cache_write_tokens + usage.cache_write_long_tokens
     return step
 
 

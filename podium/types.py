@@ -16,8 +16,19 @@ Role: TypeAlias = Literal["system", "user", "assistant", "tool"]
 FinishReason: TypeAlias = Literal["stop", "length", "tool_calls", "content_filter", "error"]
 JSONObject: TypeAlias = dict[str, Any]
 # A prompt-cache breakpoint: the prefix up to and including the marked item may be cached by
-# the upstream for this long (Anthropic's ``cache_control``; other upstreams cache on their own).
-CacheTTL: TypeAlias = Literal["5m", "1h"]
+# the upstream for at least this long (Anthropic's ``cache_control`` offers 5m and 1h, OpenAI's
+# ``prompt_cache_breakpoint`` 30m and 12h; each egress takes the nearest its upstream offers).
+CacheTTL: TypeAlias = Literal["5m", "30m", "1h", "12h"]
+CACHE_SECONDS: dict[str, int] = {"5m": 300, "30m": 1800, "1h": 3600, "12h": 43200}
+
+
+def nearest_lifetime(ttl: CacheTTL, offered: tuple[CacheTTL, ...]) -> CacheTTL:
+    """The shortest lifetime ``offered`` that lasts at least ``ttl``, else the longest."""
+    ranked = sorted(offered, key=CACHE_SECONDS.__getitem__)
+    for lifetime in ranked:
+        if CACHE_SECONDS[lifetime] >= CACHE_SECONDS[ttl]:
+            return lifetime
+    return ranked[-1]
 
 
 @dataclass(slots=True)
@@ -124,8 +135,14 @@ class ChatRequest:
     # (``options.reasoning``), dropped for the rest.
     reasoning_effort: str | None = None
     verbosity: str | None = None
-    # Cache the prompt up to its last cacheable item (Anthropic's top-level ``cache_control``).
+    # Prompt caching. ``cache``: cache the prompt up to its last item too (Anthropic's top-level
+    # ``cache_control``, OpenAI's implicit breakpoint); ``cache_explicit``: only at the marked
+    # breakpoints (OpenAI's ``mode: explicit``); ``cache_key`` and ``cache_retention``: OpenAI's
+    # ``prompt_cache_key`` and ``prompt_cache_retention``, for workers that take them.
     cache: CacheTTL | None = None
+    cache_explicit: bool = False
+    cache_key: str | None = None
+    cache_retention: str | None = None
 
     def prompt_text(self) -> str:
         """Every message's text, joined: what routers and detectors read."""
@@ -155,14 +172,15 @@ class ChatRequest:
 class Usage:
     """Token counts. ``input_tokens`` counts every input token; of them,
     ``cached_input_tokens`` were read from the upstream's prompt cache and
-    ``cache_write_tokens`` (5 minutes) and ``cache_write_1h_tokens`` (1 hour) written to it,
-    which some vendors (Anthropic) charge above the input price."""
+    ``cache_write_tokens`` (the standard lifetime: Anthropic's 5 minutes, OpenAI's 30) and
+    ``cache_write_long_tokens`` (Anthropic's hour, OpenAI's 12 hours) written to it, which
+    vendors charge above the input price."""
 
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
-    cache_write_1h_tokens: int = 0
+    cache_write_long_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -170,7 +188,7 @@ class Usage:
 
     @property
     def cache_written_tokens(self) -> int:
-        return self.cache_write_tokens + self.cache_write_1h_tokens
+        return self.cache_write_tokens + self.cache_write_long_tokens
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -178,7 +196,7 @@ class Usage:
             self.output_tokens + other.output_tokens,
             self.cached_input_tokens + other.cached_input_tokens,
             self.cache_write_tokens + other.cache_write_tokens,
-            self.cache_write_1h_tokens + other.cache_write_1h_tokens,
+            self.cache_write_long_tokens + other.cache_write_long_tokens,
         )
 
 

@@ -51,13 +51,13 @@ class PlainRates:
 # What a prompt-cache write costs, as a multiple of the input price, when a price leaves it
 # unset: Anthropic's rates for its 5-minute and 1-hour caches.
 CACHE_WRITE_RATE = 1.25
-CACHE_WRITE_1H_RATE = 2.0
+CACHE_WRITE_LONG_RATE = 2.0
 
 
 def price_usage(price: Price, usage: Usage) -> float:
     """USD for ``usage`` at ``price`` (per one million tokens)."""
     usd = price_tokens(price, usage.input_tokens, usage.output_tokens, usage.cached_input_tokens)
-    if usage.cache_write_tokens or usage.cache_write_1h_tokens:
+    if usage.cache_write_tokens or usage.cache_write_long_tokens:
         usd += cache_write_premium(price, usage)
     return usd
 
@@ -66,13 +66,13 @@ def cache_write_premium(price: Price, usage: Usage) -> float:
     """What writing to the prompt cache costs above the input price the writes already paid."""
     five = price.cache_write if price.cache_write is not None else price.input * CACHE_WRITE_RATE
     hour = (
-        price.cache_write_1h
-        if price.cache_write_1h is not None
-        else price.input * CACHE_WRITE_1H_RATE
+        price.cache_write_long
+        if price.cache_write_long is not None
+        else price.input * CACHE_WRITE_LONG_RATE
     )
     return (
         usage.cache_write_tokens * (five - price.input)
-        + usage.cache_write_1h_tokens * (hour - price.input)
+        + usage.cache_write_long_tokens * (hour - price.input)
     ) / 1_000_000
 
 

@@ -27,7 +27,7 @@ async def test_list_shows_config_and_health(gateway: Any, fake_openai: FakeOpenA
         "output": 2.0,
         "cached_input": None,
         "cache_write": None,
-        "cache_write_1h": None,
+        "cache_write_long": None,
     }
     assert listed[0]["health"] == {"circuit": "closed", "draining": False, "in_flight": 0}
 

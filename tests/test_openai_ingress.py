@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -9,6 +10,7 @@ import pytest
 from podium.testing.anthropic_fake import FakeAnthropic
 from podium.testing.gemini_fake import FakeGemini
 from podium.testing.openai_fake import FakeOpenAI
+from podium.testing.prompt_cache import PromptCache
 from tests.conftest import worker
 
 
@@ -309,3 +311,170 @@ async def test_cache_control_on_content_parts_reaches_an_anthropic_worker(
     assert second.usage is not None and second.usage.prompt_tokens_details is not None
     assert second.usage.prompt_tokens_details.cached_tokens == 1100
     assert bad.value.body["param"] == "messages[0].content[0].cache_control.type"  # type: ignore[index]
+
+
+# -- OpenAI's own prompt-cache fields ---------------------------------------------------------
+
+MANUAL = " ".join(["clause"] * 1100)
+BREAKPOINT = {"mode": "explicit"}
+
+
+@pytest.fixture
+async def caching_openai() -> AsyncIterator[FakeOpenAI]:
+    """An OpenAI server with GPT-5.6's prompt cache: breakpoints taken, writes reported."""
+    async with FakeOpenAI(prompt_cache=PromptCache()) as fake:
+        yield fake  # type: ignore[misc]
+
+
+def cached_messages(question: str) -> Any:
+    return [
+        {
+            "role": "system",
+            "content": [{"type": "text", "text": MANUAL, "prompt_cache_breakpoint": BREAKPOINT}],
+        },
+        {"role": "user", "content": question},
+    ]
+
+
+async def test_openai_breakpoints_options_key_and_retention_reach_openai(
+    gateway: Any, caching_openai: FakeOpenAI
+) -> None:
+    pool = [
+        worker(
+            "gpt",
+            "openai",
+            caching_openai.base_url,
+            price={"input": 2.5, "output": 15.0, "cached_input": 0.25},
+            options={"prompt_cache": True},
+        )
+    ]
+    async with (
+        gateway(pool) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="unused") as client,
+    ):
+        answers = []
+        for question in ("first question", "second question"):
+            raw = await client.chat.completions.with_raw_response.create(
+                model="gpt",
+                messages=cached_messages(question),
+                prompt_cache_options={"mode": "explicit"},
+                prompt_cache_key="tenant-7",
+                prompt_cache_retention="24h",
+            )
+            answers.append((raw.parse(), float(raw.headers["x-podium-cost-usd"])))
+    sent = caching_openai.received[0].body
+    assert sent["messages"][0]["content"] == [
+        {"type": "text", "text": MANUAL, "prompt_cache_breakpoint": BREAKPOINT}
+    ]
+    assert sent["prompt_cache_options"] == {"mode": "explicit"}
+    assert sent["prompt_cache_key"] == "tenant-7" and sent["prompt_cache_retention"] == "24h"
+    (first, first_cost), (second, second_cost) = answers
+    assert first.usage is not None and first.usage.prompt_tokens_details is not None
+    assert first.usage.prompt_tokens_details.cache_write_tokens == 1100
+    assert second.usage is not None and second.usage.prompt_tokens_details is not None
+    assert second.usage.prompt_tokens_details.cached_tokens == 1100
+    output = first.usage.completion_tokens * 15.0
+    assert first_cost == pytest.approx((2 * 2.5 + 1100 * 2.5 * 1.25 + output) / 1e6)
+    output = second.usage.completion_tokens * 15.0
+    assert second_cost == pytest.approx((2 * 2.5 + 1100 * 0.25 + output) / 1e6)
+
+
+async def test_compatible_servers_get_no_cache_fields(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    """vLLM, Ollama and llama.cpp know none of OpenAI's cache fields: a worker that is not
+    OpenAI's own API is sent none unless its options say it takes them."""
+    async with (
+        gateway([worker("local", "openai", fake_openai.base_url)]) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="unused") as client,
+    ):
+        await client.chat.completions.create(
+            model="local",
+            messages=cached_messages("hi"),
+            prompt_cache_options={"mode": "implicit"},
+            prompt_cache_key="tenant-7",
+        )
+    sent = fake_openai.received[0].body
+    assert sent["messages"][0] == {"role": "system", "content": MANUAL}
+    assert not {"prompt_cache_options", "prompt_cache_key", "prompt_cache_retention"} & set(sent)
+
+
+async def test_an_openai_breakpoint_reaches_anthropic_at_the_nearest_lifetime(
+    gateway: Any, fake_anthropic: FakeAnthropic
+) -> None:
+    async with (
+        gateway([worker("claude", "anthropic", fake_anthropic.base_url)]) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="unused") as client,
+    ):
+        completion = await client.chat.completions.create(
+            model="claude", messages=cached_messages("hi")
+        )
+    # 30 minutes at least: Anthropic's hour, its shortest lifetime that lasts that long.
+    system = fake_anthropic.received[0].body["system"]
+    assert system[0]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
+    assert completion.usage is not None and completion.usage.prompt_tokens_details is not None
+    assert completion.usage.prompt_tokens_details.cache_write_tokens == 1100
+
+
+async def test_an_anthropic_breakpoint_reaches_openai_as_its_own(
+    gateway: Any, caching_openai: FakeOpenAI
+) -> None:
+    import anthropic
+
+    pool = [worker("gpt", "openai", caching_openai.base_url, options={"prompt_cache": True})]
+    system: Any = [{"type": "text", "text": MANUAL, "cache_control": {"type": "ephemeral"}}]
+    async with (
+        gateway(pool) as running,
+        anthropic.AsyncAnthropic(base_url=running.url, api_key="x") as client,
+    ):
+        replies = [
+            await client.messages.create(
+                model="gpt",
+                max_tokens=50,
+                system=system,
+                messages=[{"role": "user", "content": "hi"}],
+            )
+            for _ in range(2)
+        ]
+    sent = caching_openai.received[0].body["messages"][0]
+    assert sent["content"] == [
+        {"type": "text", "text": MANUAL, "prompt_cache_breakpoint": BREAKPOINT}
+    ]
+    assert replies[0].usage.cache_creation_input_tokens == 1101  # implicit: the whole prompt
+    assert replies[1].usage.cache_read_input_tokens == 1101
+
+
+async def test_malformed_cache_fields_are_refused_by_name(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url)]) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="unused") as client,
+    ):
+        with pytest.raises(openai.BadRequestError) as bad_mode:
+            await client.chat.completions.create(
+                model="alpha",
+                messages=[{"role": "user", "content": "hi"}],
+                prompt_cache_options={"mode": "sometimes"},  # type: ignore[typeddict-item]
+            )
+        with pytest.raises(openai.BadRequestError) as bad_ttl:
+            await client.chat.completions.create(
+                model="alpha",
+                messages=[
+                    {
+                        "role": "user",
+                        "content": [
+                            {
+                                "type": "text",
+                                "text": "hi",
+                                "prompt_cache_breakpoint": {"mode": "explicit", "ttl": "2d"},  # type: ignore[typeddict-item]
+                            }
+                        ],
+                    }
+                ],
+            )
+    assert bad_mode.value.body["param"] == "prompt_cache_options.mode"  # type: ignore[index]
+    assert bad_ttl.value.body["param"] == (  # type: ignore[index]
+        "messages[0].content[0].prompt_cache_breakpoint.ttl"
+    )
+    assert fake_openai.received == []

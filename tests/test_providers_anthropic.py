@@ -447,7 +447,7 @@ async def test_an_hour_breakpoint_is_counted_as_an_hour_write(
 ) -> None:
     request = ChatRequest(model="claude", messages=[Message("user", [TextPart(LONG, "1h")])])
     response = await provider.complete(request)
-    assert response.usage.cache_write_1h_tokens == 1100
+    assert response.usage.cache_write_long_tokens == 1100
     assert response.usage.cache_write_tokens == 0
 
 
@@ -456,7 +456,7 @@ async def test_request_level_cache_is_sent_as_top_level_cache_control(
 ) -> None:
     response = await provider.complete(ask(LONG, cache="1h"))
     assert fake.received[0].body["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
-    assert response.usage.cache_write_1h_tokens == 1100
+    assert response.usage.cache_write_long_tokens == 1100
 
 
 async def test_worker_prompt_cache_marks_requests_that_mark_nothing(

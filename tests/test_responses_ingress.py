@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from podium.testing.anthropic_fake import FakeAnthropic
 from podium.testing.fakes import Behaviour
 from podium.testing.openai_fake import FakeOpenAI
+from podium.testing.prompt_cache import PromptCache
 from tests.conftest import worker
 from tests.contract_helpers import GOOD, ONE_STRING, fake_worker, running, write_contract
 from tests.test_bad_input import INJECTION, corpus
@@ -500,3 +501,59 @@ async def test_hostile_text_anywhere_in_a_request_is_never_a_server_error(
         outcomes = await asyncio.gather(*(probe(text) for text in payloads))
     assert all(status < 500 for statuses in outcomes for status in statuses)
     assert sum(1 for statuses in outcomes if statuses[0] == 200) > len(payloads) // 2
+
+
+# -- prompt caching ---------------------------------------------------------------------------
+
+
+async def test_breakpoints_and_cache_options_reach_a_responses_worker(gateway: Any) -> None:
+    manual = " ".join(["clause"] * 1100)
+    hours = {"mode": "explicit", "ttl": "12h"}
+    async with FakeOpenAI(prompt_cache=PromptCache()) as fake:
+        pool = [
+            worker(
+                "gpt",
+                "openai-responses",
+                fake.base_url,
+                price={"input": 2.5, "output": 15.0, "cached_input": 0.25},
+                options={"prompt_cache": True},
+            )
+        ]
+        async with gateway(pool) as server, client_for(server.url) as client:
+            responses = []
+            for question in ("first", "second"):
+                raw = await client.responses.with_raw_response.create(
+                    model="gpt",
+                    input=[
+                        {
+                            "role": "user",
+                            "content": [
+                                {
+                                    "type": "input_text",
+                                    "text": manual,
+                                    "prompt_cache_breakpoint": hours,  # type: ignore[typeddict-item]
+                                },
+                                {"type": "input_text", "text": question},
+                            ],
+                        }
+                    ],
+                    prompt_cache_options={"mode": "explicit", "ttl": "12h"},
+                    prompt_cache_key="tenant-7",
+                )
+                responses.append((raw.parse(), float(raw.headers["x-podium-cost-usd"])))
+            with pytest.raises(openai.BadRequestError) as prewarm:
+                await client.responses.create(
+                    model="gpt", input="hi", prompt_cache_options={"prewarm": True}
+                )
+    sent = fake.received[0].body
+    assert sent["input"][0]["content"][0]["prompt_cache_breakpoint"] == hours
+    assert sent["prompt_cache_options"] == {"mode": "explicit"}
+    assert sent["prompt_cache_key"] == "tenant-7"
+    (first, first_cost), (second, _) = responses
+    assert first.usage is not None and second.usage is not None
+    assert first.usage.input_tokens_details.cache_write_tokens == 1100
+    assert second.usage.input_tokens_details.cached_tokens == 1100
+    # A 12-hour write is a long one: 2x the input price unless the worker's price says.
+    output = first.usage.output_tokens * 15.0
+    assert first_cost == pytest.approx((1 * 2.5 + 1100 * 5.0 + output) / 1e6)
+    assert prewarm.value.body["param"] == "prompt_cache_options.prewarm"  # type: ignore[index]

@@ -28,3 +28,14 @@ def test_prompt_length_is_the_length_of_the_prompt_text_without_building_it() ->
     ]
     for case in cases:
         assert case.prompt_length() == len(case.prompt_text())
+
+
+def test_a_breakpoint_takes_the_shortest_lifetime_that_lasts_long_enough() -> None:
+    from podium.types import nearest_lifetime
+
+    anthropic, openai = ("5m", "1h"), ("30m", "12h")
+    assert nearest_lifetime("5m", anthropic) == "5m"
+    assert nearest_lifetime("30m", anthropic) == "1h"
+    assert nearest_lifetime("12h", anthropic) == "1h"  # none lasts so long: the longest
+    assert nearest_lifetime("5m", openai) == "30m"
+    assert nearest_lifetime("1h", openai) == "12h"

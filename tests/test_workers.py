@@ -22,14 +22,14 @@ def test_cache_reads_are_priced_at_the_cached_price() -> None:
 
 def test_cache_writes_default_to_anthropics_premiums() -> None:
     five = Usage(1000, 0, cache_write_tokens=800)
-    hour = Usage(1000, 0, cache_write_1h_tokens=800)
+    hour = Usage(1000, 0, cache_write_long_tokens=800)
     assert price_usage(PRICE, five) == pytest.approx((200 * 3 + 800 * 3.75) / 1e6)
     assert price_usage(PRICE, hour) == pytest.approx((200 * 3 + 800 * 6.0) / 1e6)
 
 
 def test_configured_write_prices_replace_the_defaults() -> None:
-    price = Price(input=3.0, output=15.0, cache_write=3.0, cache_write_1h=4.5)
-    usage = Usage(1000, 0, cache_write_tokens=500, cache_write_1h_tokens=300)
+    price = Price(input=3.0, output=15.0, cache_write=3.0, cache_write_long=4.5)
+    usage = Usage(1000, 0, cache_write_tokens=500, cache_write_long_tokens=300)
     assert price_usage(price, usage) == pytest.approx((200 * 3 + 500 * 3.0 + 300 * 4.5) / 1e6)
 
 

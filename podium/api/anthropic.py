@@ -593,7 +593,7 @@ def usage_body(usage: Usage) -> dict[str, Any]:
     holds all three."""
     cached = min(usage.cached_input_tokens, usage.input_tokens)
     written = min(usage.cache_written_tokens, usage.input_tokens - cached)
-    hour = min(usage.cache_write_1h_tokens, written)
+    hour = min(usage.cache_write_long_tokens, written)
     return {
         "input_tokens": usage.input_tokens - cached - written,
         "output_tokens": usage.output_tokens,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal, Protocol, cast
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -40,9 +40,21 @@ class Wire(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class BreakpointIn(Wire):
+    """OpenAI's prompt-cache breakpoint on a content part (GPT-5.6 and later)."""
+
+    mode: Literal["explicit"]
+    ttl: Literal["30m", "12h"] | None = None
+
+
+class CacheOptionsIn(Wire):
+    mode: Literal["implicit", "explicit"] | None = None
+    ttl: Literal["30m"] | None = None
+
+
 class CacheControlIn(Wire):
-    """A prompt-cache breakpoint on a content part, as OpenAI-compatible gateways take it for
-    Anthropic models (OpenAI's own API has none: it caches unasked)."""
+    """Anthropic's breakpoint on a content part, as OpenAI-compatible gateways take it for
+    Anthropic models."""
 
     type: Literal["ephemeral"]
     ttl: Literal["5m", "1h"] | None = None
@@ -51,6 +63,7 @@ class CacheControlIn(Wire):
 class TextContent(Wire):
     type: Literal["text"]
     text: str
+    prompt_cache_breakpoint: BreakpointIn | None = None
     cache_control: CacheControlIn | None = None
 
 
@@ -62,6 +75,7 @@ class ImageURL(Wire):
 class ImageContent(Wire):
     type: Literal["image_url"]
     image_url: ImageURL
+    prompt_cache_breakpoint: BreakpointIn | None = None
     cache_control: CacheControlIn | None = None
 
 
@@ -179,7 +193,10 @@ class ChatCompletionIn(Wire):
     service_tier: str | None = None
     logprobs: Literal[False] | None = None
     modalities: list[Literal["text"]] | None = None  # text is all Podium's workers write
-    prompt_cache_key: str | None = None
+    # Prompt caching: passed on to workers that take them (docs/wire-formats.md).
+    prompt_cache_key: str | None = Field(None, max_length=1024)
+    prompt_cache_options: CacheOptionsIn | None = None
+    prompt_cache_retention: Literal["in_memory", "24h"] | None = None
     safety_identifier: str | None = None
     # Passed on to workers whose options say they take them (``options.reasoning``), which
     # judge the value; dropped for the rest.
@@ -238,8 +255,13 @@ def validation_error(error: ValidationError) -> PodiumError:
     return PodiumError("invalid_request", message, param=path or None)
 
 
-def _ttl(control: CacheControlIn | None) -> CacheTTL | None:
-    return None if control is None else control.ttl or "5m"
+def _ttl(part: TextContent | ImageContent) -> CacheTTL | None:
+    """A part's breakpoint: OpenAI's own (30 minutes unless it says), else Anthropic's."""
+    if part.prompt_cache_breakpoint is not None:
+        return part.prompt_cache_breakpoint.ttl or "30m"
+    if part.cache_control is not None:
+        return part.cache_control.ttl or "5m"
+    return None
 
 
 def _text(content: str | list[TextContent] | list[Any] | None) -> list[ContentPart]:
@@ -250,12 +272,12 @@ def _text(content: str | list[TextContent] | list[Any] | None) -> list[ContentPa
     parts: list[ContentPart] = []
     for part in content:
         if isinstance(part, TextContent):
-            parts.append(TextPart(part.text, _ttl(part.cache_control)))
+            parts.append(TextPart(part.text, _ttl(part)))
         elif isinstance(part, RefusalContent):
             parts.append(TextPart(part.refusal))
         elif isinstance(part, ImageContent):
             url = part.image_url.url
-            detail, cache = part.image_url.detail, _ttl(part.cache_control)
+            detail, cache = part.image_url.detail, _ttl(part)
             if url.startswith("data:") and ";base64," in url:
                 head, data = url[5:].split(";base64,", 1)
                 parts.append(ImagePart(data=data, media_type=head, detail=detail, cache=cache))
@@ -334,7 +356,32 @@ def to_canonical(wire: ChatCompletionIn) -> ChatRequest:
         parallel_tool_calls=wire.parallel_tool_calls,
         reasoning_effort=wire.reasoning_effort,
         verbosity=wire.verbosity,
+        **cache_fields(
+            wire.prompt_cache_options, wire.prompt_cache_key, wire.prompt_cache_retention
+        ),
     )
+
+
+class CacheOptions(Protocol):
+    """Chat Completions' and the Responses API's ``prompt_cache_options``, as read here."""
+
+    @property
+    def mode(self) -> Literal["implicit", "explicit"] | None: ...
+    @property
+    def ttl(self) -> Literal["30m", "12h"] | None: ...
+
+
+def cache_fields(
+    options: CacheOptions | None, key: str | None, retention: str | None
+) -> dict[str, Any]:
+    """The canonical request's prompt-cache fields from OpenAI's: options given in ``implicit``
+    mode ask for the implicit breakpoint (its lifetime: 30 minutes unless they say)."""
+    fields: dict[str, Any] = {"cache_key": key, "cache_retention": retention}
+    if options is not None and options.mode == "explicit":
+        fields["cache_explicit"] = True
+    elif options is not None:
+        fields["cache"] = options.ttl or "30m"
+    return fields
 
 
 ERROR_TYPES: dict[ErrorKind, str] = {

@@ -14,9 +14,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
-from podium.api.openai import Wire
+from podium.api.openai import BreakpointIn, Wire, cache_fields
 from podium.errors import PodiumError
 from podium.types import (
+    CacheTTL,
     ChatRequest,
     ContentPart,
     ImagePart,
@@ -33,6 +34,7 @@ from podium.types import (
 class InputText(Wire):
     type: Literal["input_text"]
     text: str
+    prompt_cache_breakpoint: BreakpointIn | None = None
 
 
 class InputImage(Wire):
@@ -40,6 +42,14 @@ class InputImage(Wire):
     image_url: str | None = None
     file_id: str | None = None
     detail: Literal["auto", "low", "high"] | None = None
+    prompt_cache_breakpoint: BreakpointIn | None = None
+
+
+class CacheOptionsIn(Wire):
+    mode: Literal["implicit", "explicit"] | None = None
+    ttl: Literal["30m", "12h"] | None = None
+    comparison_response_id: str | None = None  # diagnostics of a stored response: none here
+    prewarm: Literal[False] | None = None  # a call that answers nothing: not through Podium
 
 
 class OutputText(Wire):
@@ -170,11 +180,13 @@ class ResponsesIn(Wire):
     user: str | None = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
+    # Prompt caching: passed on to workers that take them (docs/wire-formats.md).
+    prompt_cache_key: str | None = Field(None, max_length=1024)
+    prompt_cache_options: CacheOptionsIn | None = None
+    prompt_cache_retention: Literal["in_memory", "24h"] | None = None
     # Accepted for compatibility; they do not change how Podium routes or answers.
     store: bool | None = None
     safety_identifier: str | None = None
-    prompt_cache_key: str | None = None
-    prompt_cache_retention: str | None = None
     service_tier: str | None = None
     truncation: Literal["auto", "disabled"] | None = None
     include: list[str] | None = None
@@ -291,12 +303,16 @@ def _hosted(kind: str) -> bool:
     return kind in HOSTED_TOOLS or kind.startswith(("web_search", "computer_use"))
 
 
-def _parts(content: str | list[Any], role: str, where: str) -> list[ContentPart]:
+def _parts(
+    content: str | list[Any], role: str, where: str, lifetime: CacheTTL
+) -> list[ContentPart]:
     if isinstance(content, str):
         return [TextPart(content)]
     parts: list[ContentPart] = []
     for index, part in enumerate(content):
-        if isinstance(part, InputText | OutputText):
+        if isinstance(part, InputText):
+            parts.append(TextPart(part.text, _breakpoint(part, lifetime)))
+        elif isinstance(part, OutputText):
             parts.append(TextPart(part.text))
         elif isinstance(part, Refusal):
             parts.append(TextPart(part.refusal))
@@ -315,19 +331,27 @@ def _parts(content: str | list[Any], role: str, where: str) -> list[ContentPart]
                 code="unsupported_input",
             )
         else:
-            parts.append(_image(part))
+            parts.append(_image(part, _breakpoint(part, lifetime)))
     return parts
 
 
-def _image(part: InputImage) -> ImagePart:
+def _breakpoint(part: InputText | InputImage, lifetime: CacheTTL) -> CacheTTL | None:
+    """A part's breakpoint, for its own lifetime or the request's (``lifetime``)."""
+    mark = part.prompt_cache_breakpoint
+    return None if mark is None else mark.ttl or lifetime
+
+
+def _image(part: InputImage, cache: CacheTTL | None) -> ImagePart:
     url = part.image_url or ""
     if url.startswith("data:") and ";base64," in url:
         head, data = url[5:].split(";base64,", 1)
-        return ImagePart(data=data, media_type=head, detail=part.detail)
-    return ImagePart(url=url, detail=part.detail)
+        return ImagePart(data=data, media_type=head, detail=part.detail, cache=cache)
+    return ImagePart(url=url, detail=part.detail, cache=cache)
 
 
 def _messages(wire: ResponsesIn) -> list[Message]:
+    options = wire.prompt_cache_options
+    lifetime: CacheTTL = (options.ttl if options else None) or "30m"
     messages: list[Message] = []
     if wire.instructions:
         messages.append(Message("system", [TextPart(wire.instructions)]))
@@ -337,7 +361,7 @@ def _messages(wire: ResponsesIn) -> list[Message]:
     for index, item in enumerate(wire.input):
         if isinstance(item, MessageItem):
             role = "system" if item.role == "developer" else item.role
-            content = _parts(item.content, item.role, f"input[{index}].content")
+            content = _parts(item.content, item.role, f"input[{index}].content", lifetime)
             messages.append(Message(role, content))
         elif isinstance(item, FunctionCallItem):
             call = ToolCall(item.call_id, item.name, item.arguments)
@@ -402,6 +426,9 @@ def to_canonical(wire: ResponsesIn) -> ResponsesRequest:
         reasoning_effort=wire.reasoning.effort if wire.reasoning else None,
         verbosity=wire.text.verbosity if wire.text else None,
         echo=_echo(wire),
+        **cache_fields(
+            wire.prompt_cache_options, wire.prompt_cache_key, wire.prompt_cache_retention
+        ),
     )
 
 

@@ -33,6 +33,7 @@ from podium.types import (
     ToolCallDelta,
     Usage,
     UsageReport,
+    nearest_lifetime,
 )
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -94,8 +95,13 @@ class JsonMode:
     tool: str | None = None
 
 
+# The lifetimes Anthropic's cache offers; another vendor's breakpoint takes the nearest.
+LIFETIMES: tuple[CacheTTL, ...] = ("5m", "1h")
+
+
 def cache_control(ttl: CacheTTL) -> dict[str, str]:
-    return {"type": "ephemeral"} if ttl == "5m" else {"type": "ephemeral", "ttl": ttl}
+    lifetime = nearest_lifetime(ttl, LIFETIMES)
+    return {"type": "ephemeral"} if lifetime == "5m" else {"type": "ephemeral", "ttl": lifetime}
 
 
 def _marked(block: dict[str, Any], ttl: CacheTTL | None) -> dict[str, Any]:
@@ -285,7 +291,8 @@ def encode_request(
     if options.reasoning and request.reasoning_effort is not None:
         effort = request.reasoning_effort.lower()
         payload["output_config"] = {"effort": EFFORTS.get(effort, effort)}
-    automatic = request.cache or (None if has_breakpoints(request) else options.prompt_cache)
+    marked = request.cache_explicit or has_breakpoints(request)
+    automatic = request.cache or (None if marked else options.prompt_cache)
     if automatic is not None:
         payload["cache_control"] = cache_control(automatic)
     if stream:
@@ -320,7 +327,7 @@ def decode_usage(data: Any) -> Usage:
         output_tokens=int(data.get("output_tokens") or 0),
         cached_input_tokens=read,
         cache_write_tokens=written - hour,
-        cache_write_1h_tokens=hour,
+        cache_write_long_tokens=hour,
     )
 
 

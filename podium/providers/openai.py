@@ -12,6 +12,13 @@ from pydantic import BaseModel, ConfigDict
 from podium.errors import ProviderError
 from podium.providers.base import ProviderContext, ProviderRegistry
 from podium.providers.http import Upstream, sse_json
+from podium.providers.openai_cache import (
+    is_marked,
+    marked_parts,
+    request_fields,
+    takes_cache_fields,
+    with_writes,
+)
 from podium.providers.openai_relay import relay_chunks
 from podium.types import (
     ChatRequest,
@@ -50,6 +57,9 @@ class OpenAIOptions(BaseModel):
     # The model takes ``reasoning_effort`` and ``verbosity`` (OpenAI's o-series and GPT-5):
     # a request's are passed on. Off by default: other models refuse them.
     reasoning: bool = False
+    # Send OpenAI's prompt-cache fields (breakpoints, prompt_cache_options, _key, _retention):
+    # by default when the base URL is OpenAI's own API; compatible servers know none of them.
+    prompt_cache: bool | None = None
     organization: str | None = None
     extra_headers: dict[str, str] = {}
 
@@ -75,17 +85,7 @@ def _encode_message(message: Message) -> dict[str, Any]:
         }
     encoded: dict[str, Any] = {"role": message.role}
     if message.has_images():
-        parts: list[dict[str, Any]] = []
-        for part in message.content:
-            if isinstance(part, TextPart):
-                parts.append({"type": "text", "text": part.text})
-            else:
-                url = part.url or f"data:{part.media_type or 'image/png'};base64,{part.data}"
-                image: dict[str, Any] = {"url": url}
-                if part.detail:
-                    image["detail"] = part.detail
-                parts.append({"type": "image_url", "image_url": image})
-        encoded["content"] = parts
+        encoded["content"] = _parts(message)
     else:
         encoded["content"] = message.text() if (message.content or not message.tool_calls) else None
     if message.name:
@@ -109,6 +109,8 @@ def encode_request(
         "model": model,
         "messages": [encode_message(message) for message in request.messages],
     }
+    if options.prompt_cache:
+        _add_cache_fields(payload, request)
     if request.tools:
         payload["tools"] = [
             {
@@ -162,17 +164,41 @@ def encode_request(
     return payload
 
 
+def _add_cache_fields(payload: dict[str, Any], request: ChatRequest) -> None:
+    messages = payload["messages"]
+    for index, message in enumerate(request.messages):
+        if is_marked(message):
+            messages[index]["content"] = marked_parts(_parts(message), message)
+    payload.update(request_fields(request))
+
+
+def _parts(message: Message) -> list[dict[str, Any]]:
+    """Every content part as its own block, where a breakpoint can go."""
+    parts: list[dict[str, Any]] = []
+    for part in message.content:
+        if isinstance(part, TextPart):
+            parts.append({"type": "text", "text": part.text})
+        else:
+            url = part.url or f"data:{part.media_type or 'image/png'};base64,{part.data}"
+            image: dict[str, Any] = {"url": url}
+            if part.detail:
+                image["detail"] = part.detail
+            parts.append({"type": "image_url", "image_url": image})
+    return parts
+
+
 def decode_usage(data: Any) -> Usage:
     if not isinstance(data, dict):
         return Usage()
     details = data.get("prompt_tokens_details")
     # Positional (input, output, cached): a keyword argument to a dataclass costs ~0.5k
     # instructions more a call.
-    return Usage(
+    usage = Usage(
         int(data.get("prompt_tokens") or 0),
         int(data.get("completion_tokens") or 0),
         int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
     )
+    return with_writes(usage, details)
 
 
 def decode_response(data: Any, worker: str) -> ChatResponse:
@@ -268,7 +294,9 @@ class OpenAIProvider:
 
     def __init__(self, context: ProviderContext, *, default_base_url: str = DEFAULT_BASE_URL):
         worker = context.worker
-        self.options = OpenAIOptions.model_validate(worker.options)
+        options = OpenAIOptions.model_validate(worker.options)
+        caches = takes_cache_fields(options.prompt_cache, worker.base_url or default_base_url)
+        self.options = options.model_copy(update={"prompt_cache": caches})
         self.worker = worker.name
         self.model = worker.model
         self.upstream = openai_upstream(

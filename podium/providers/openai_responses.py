@@ -19,6 +19,13 @@ from podium.errors import ProviderError, provider_error_from_status
 from podium.providers.base import ProviderContext, ProviderRegistry
 from podium.providers.http import sse_json
 from podium.providers.openai import openai_upstream
+from podium.providers.openai_cache import (
+    is_marked,
+    marked_parts,
+    request_fields,
+    takes_cache_fields,
+    with_writes,
+)
 from podium.types import (
     ChatRequest,
     ChatResponse,
@@ -55,6 +62,9 @@ class ResponsesOptions(BaseModel):
     reasoning: bool = False
     # Let OpenAI keep each response (``store: true``). Podium never reads one back.
     store: bool = False
+    # Send OpenAI's prompt-cache fields, as for provider openai (by default when the base URL
+    # is OpenAI's own API).
+    prompt_cache: bool | None = None
     organization: str | None = None
     extra_headers: dict[str, str] = {}
 
@@ -62,6 +72,10 @@ class ResponsesOptions(BaseModel):
 def _content(message: Message) -> str | list[JSONObject]:
     if not message.has_images():
         return message.text()
+    return _parts(message)
+
+
+def _parts(message: Message) -> list[JSONObject]:
     parts: list[JSONObject] = []
     for part in message.content:
         if isinstance(part, TextPart):
@@ -79,12 +93,30 @@ def _image(part: ImagePart) -> JSONObject:
     return image
 
 
-def encode_input(messages: list[Message]) -> tuple[str | None, list[JSONObject]]:
-    """The leading system messages as ``instructions``, the rest as input items."""
+def encode_input(
+    messages: list[Message], *, breakpoints: bool = False
+) -> tuple[str | None, list[JSONObject]]:
+    """The leading system messages as ``instructions``, the rest as input items. With
+    ``breakpoints``, a marked message's parts carry them: such a system message is a
+    ``system`` item (``instructions`` is a plain string), a tool output a list of parts."""
     leading: list[str] = []
     items: list[JSONObject] = []
     for message in messages:
-        if message.role == "system":
+        marked = breakpoints and is_marked(message)
+        if marked and message.role in ("system", "user", "tool"):
+            parts = marked_parts(_parts(message), message)
+            if message.role == "tool":
+                items.append(
+                    {
+                        "type": "function_call_output",
+                        "call_id": message.tool_call_id or "",
+                        "output": parts,
+                    }
+                )
+            else:  # after any instructions, as it would have been
+                role = "user" if message.role == "user" else "system" if not items else "developer"
+                items.append({"role": role, "content": parts})
+        elif message.role == "system":
             if not items:
                 leading.append(message.text())
             else:
@@ -117,8 +149,10 @@ def encode_input(messages: list[Message]) -> tuple[str | None, list[JSONObject]]
 def encode_request(
     request: ChatRequest, model: str, options: ResponsesOptions, *, stream: bool
 ) -> JSONObject:
-    instructions, items = encode_input(request.messages)
+    instructions, items = encode_input(request.messages, breakpoints=bool(options.prompt_cache))
     payload: JSONObject = {"model": model, "input": items, "store": options.store}
+    if options.prompt_cache:
+        payload.update(request_fields(request))
     if instructions is not None:
         payload["instructions"] = instructions
     if request.tools:
@@ -178,11 +212,12 @@ def decode_usage(data: Any) -> Usage:
     if not isinstance(data, dict):
         return Usage()
     details = data.get("input_tokens_details")
-    return Usage(
+    usage = Usage(
         int(data.get("input_tokens") or 0),
         int(data.get("output_tokens") or 0),
         int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
     )
+    return with_writes(usage, details)
 
 
 def _finish(response: JSONObject, calls: bool) -> FinishReason:
@@ -308,7 +343,9 @@ class StreamDecoder:
 class OpenAIResponsesProvider:
     def __init__(self, context: ProviderContext) -> None:
         worker = context.worker
-        self.options = ResponsesOptions.model_validate(worker.options)
+        options = ResponsesOptions.model_validate(worker.options)
+        caches = takes_cache_fields(options.prompt_cache, worker.base_url or DEFAULT_BASE_URL)
+        self.options = options.model_copy(update={"prompt_cache": caches})
         self.worker = worker.name
         self.model = worker.model
         self.upstream = openai_upstream(
