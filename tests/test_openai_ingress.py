@@ -478,3 +478,22 @@ async def test_malformed_cache_fields_are_refused_by_name(
         "messages[0].content[0].prompt_cache_breakpoint.ttl"
     )
     assert fake_openai.received == []
+
+
+async def test_openai_breakpoints_beyond_anthropics_limit_do_not_fail_the_request(
+    gateway: Any, fake_anthropic: FakeAnthropic
+) -> None:
+    parts: Any = [
+        {"type": "text", "text": f"section {n}", "prompt_cache_breakpoint": BREAKPOINT}
+        for n in range(6)
+    ]
+    async with (
+        gateway([worker("claude", "anthropic", fake_anthropic.base_url)]) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="unused") as client,
+    ):
+        completion = await client.chat.completions.create(
+            model="claude", messages=[{"role": "user", "content": parts}]
+        )
+    assert completion.choices[0].message.content
+    blocks = fake_anthropic.received[0].body["messages"][0]["content"]
+    assert sum("cache_control" in block for block in blocks) == 4

@@ -485,10 +485,24 @@ async def test_without_the_option_nothing_is_cached(
     assert second.usage.cached_input_tokens == 0 and second.usage.cache_written_tokens == 0
 
 
-async def test_too_many_breakpoints_are_the_upstreams_400(
+async def test_more_breakpoints_than_anthropic_takes_keep_the_latest_four(
     provider: AnthropicProvider, fake: FakeAnthropic
 ) -> None:
-    parts: list[Any] = [TextPart(f"part {index}", "5m") for index in range(5)]
-    with pytest.raises(ProviderError) as caught:
-        await provider.complete(ChatRequest(model="claude", messages=[Message("user", parts)]))
-    assert caught.value.status == 400 and "maximum of 4" in caught.value.message
+    """A client of another format may mark more (OpenAI writes the latest four and passes over
+    the rest): Anthropic would refuse the request, so the earliest marks are dropped."""
+    parts: list[Any] = [TextPart(f"part {index}", "5m") for index in range(6)]
+    await provider.complete(ChatRequest(model="claude", messages=[Message("user", parts)]))
+    blocks = fake.received[0].body["messages"][0]["content"]
+    assert ["cache_control" in block for block in blocks] == [False, False] + [True] * 4
+
+
+async def test_an_earlier_breakpoint_lasts_as_long_as_a_later_one(
+    provider: AnthropicProvider, fake: FakeAnthropic
+) -> None:
+    """Anthropic refuses an hour's breakpoint after a 5-minute one; lifetimes are minimums,
+    so the earlier one is made to last the hour."""
+    parts: list[Any] = [TextPart("one", "5m"), TextPart("two", "12h"), TextPart("three", "5m")]
+    await provider.complete(ChatRequest(model="claude", messages=[Message("user", parts)]))
+    blocks = fake.received[0].body["messages"][0]["content"]
+    hour = {"type": "ephemeral", "ttl": "1h"}
+    assert [block["cache_control"] for block in blocks] == [hour, hour, EPHEMERAL]

@@ -97,6 +97,7 @@ class JsonMode:
 
 # The lifetimes Anthropic's cache offers; another vendor's breakpoint takes the nearest.
 LIFETIMES: tuple[CacheTTL, ...] = ("5m", "1h")
+MAX_BREAKPOINTS = 4
 
 
 def cache_control(ttl: CacheTTL) -> dict[str, str]:
@@ -291,13 +292,39 @@ def encode_request(
     if options.reasoning and request.reasoning_effort is not None:
         effort = request.reasoning_effort.lower()
         payload["output_config"] = {"effort": EFFORTS.get(effort, effort)}
-    marked = request.cache_explicit or has_breakpoints(request)
-    automatic = request.cache or (None if marked else options.prompt_cache)
+    marked = has_breakpoints(request)
+    if marked:
+        fit_breakpoints(payload)
+    automatic = request.cache or (
+        None if marked or request.cache_explicit else options.prompt_cache
+    )
     if automatic is not None:
         payload["cache_control"] = cache_control(automatic)
     if stream:
         payload["stream"] = True
     return payload, json_mode
+
+
+def fit_breakpoints(payload: dict[str, Any]) -> None:
+    """Make the breakpoints ones Anthropic takes: at most four, and none lasting an hour after
+    one lasting five minutes. A client of another format may send more (OpenAI writes the
+    latest four and passes over the rest, so do we) or mix lifetimes (a lifetime is a minimum,
+    so an earlier breakpoint is made to last as long as a later one)."""
+    system = payload.get("system")
+    blocks: list[dict[str, Any]] = [*payload.get("tools", [])]
+    blocks += system if isinstance(system, list) else []
+    for turn in payload["messages"]:
+        for block in turn["content"]:
+            blocks.append(block)
+            if block.get("type") == "tool_result" and isinstance(block.get("content"), list):
+                blocks += block["content"]
+    marked = [block for block in blocks if "cache_control" in block]
+    for block in marked[:-MAX_BREAKPOINTS]:
+        del block["cache_control"]
+    marked = marked[-MAX_BREAKPOINTS:]
+    hours = [index for index, block in enumerate(marked) if block["cache_control"].get("ttl")]
+    for block in marked[: hours[-1] if hours else 0]:
+        block["cache_control"] = cache_control("1h")
 
 
 def has_breakpoints(request: ChatRequest) -> bool:
