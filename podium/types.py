@@ -9,7 +9,7 @@ those two layers knows any vendor's wire format.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeAlias
 
 Role: TypeAlias = Literal["system", "user", "assistant", "tool"]
@@ -166,6 +166,34 @@ class ChatRequest:
             if message.has_images():
                 return True
         return False
+
+
+def has_breakpoints(request: ChatRequest) -> bool:
+    """Whether the request marks a prompt-cache breakpoint of its own anywhere."""
+    for tool in request.tools:
+        if tool.cache is not None:
+            return True
+    for message in request.messages:
+        if message.cache is not None:
+            return True
+        for part in message.content:
+            if part.cache is not None:
+                return True
+    return False
+
+
+def without_breakpoints(request: ChatRequest) -> ChatRequest:
+    """A copy of the request with no prompt-cache breakpoint on any part, message or tool."""
+    messages = [
+        replace(
+            message,
+            cache=None,
+            content=[replace(part, cache=None) for part in message.content],
+        )
+        for message in request.messages
+    ]
+    tools = [replace(tool, cache=None) for tool in request.tools]
+    return replace(request, messages=messages, tools=tools)
 
 
 @dataclass(slots=True)

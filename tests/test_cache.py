@@ -126,6 +126,36 @@ async def test_a_repeated_request_is_answered_from_the_cache(
     assert [step["role"] for step in hit.steps] == ["cache"]
 
 
+async def test_prompt_cache_hints_do_not_split_the_response_cache(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    """Breakpoints, cache options and cache keys change what the upstream's prompt cache
+    keeps, not the answer: the same question with and without them is one entry."""
+    marked = [
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "text",
+                    "text": "hi there",
+                    "prompt_cache_breakpoint": {"mode": "explicit"},
+                }
+            ],
+        }
+    ]
+    async with cached(gateway, fake_openai) as (running, _), sdk(running) as client:
+        _, first, _ = await ask(client)
+        _, second, _ = await ask(
+            client,
+            messages=marked,
+            prompt_cache_key="tenant-7",
+            prompt_cache_options={"mode": "explicit"},
+        )
+    assert first["x-podium-cache"] == "miss"
+    assert second["x-podium-cache"] == "hit"
+    assert len(fake_openai.received) == 1
+
+
 async def test_metrics_count_hits_and_misses(gateway: Any, fake_openai: FakeOpenAI) -> None:
     async with cached(gateway, fake_openai) as (running, _), sdk(running) as client:
         for _ in range(3):

@@ -34,7 +34,14 @@ from podium.cache.store import (
 from podium.context import RequestContext
 from podium.engine import Attempt, MeteredRelay, MeteredStream
 from podium.executor import Executor, Run, replay
-from podium.types import ChatRequest, ChatResponse, StreamEvent, collect
+from podium.types import (
+    ChatRequest,
+    ChatResponse,
+    StreamEvent,
+    collect,
+    has_breakpoints,
+    without_breakpoints,
+)
 from podium.workers import Worker, WorkerPool
 from podium.workflow import Workflow
 
@@ -90,9 +97,22 @@ class CachingExecutor:
         return "global"
 
     def key(self, request: ChatRequest, workflow: Workflow, context: RequestContext) -> str:
-        # The requested model name is left out: the workflow says who answers. Streaming and
-        # metadata change how the answer travels or is labelled, not what it is.
-        canonical = replace(request, model="", stream=False, include_usage=False, metadata={})
+        # The requested model name is left out: the workflow says who answers. Streaming,
+        # metadata and prompt-cache hints change how the answer travels, is labelled or is
+        # paid for, not what it is.
+        canonical = replace(
+            request,
+            model="",
+            stream=False,
+            include_usage=False,
+            metadata={},
+            cache=None,
+            cache_explicit=False,
+            cache_key=None,
+            cache_retention=None,
+        )
+        if has_breakpoints(request):
+            canonical = without_breakpoints(canonical)
         names = dict.fromkeys([*workflow.workers, *workflow.fallbacks])
         workers = []
         for name in names:

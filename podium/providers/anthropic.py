@@ -33,6 +33,7 @@ from podium.types import (
     ToolCallDelta,
     Usage,
     UsageReport,
+    has_breakpoints,
     nearest_lifetime,
 )
 
@@ -325,16 +326,6 @@ def fit_breakpoints(payload: dict[str, Any]) -> None:
     hours = [index for index, block in enumerate(marked) if block["cache_control"].get("ttl")]
     for block in marked[: hours[-1] if hours else 0]:
         block["cache_control"] = cache_control("1h")
-
-
-def has_breakpoints(request: ChatRequest) -> bool:
-    """Whether the request marks a cache breakpoint of its own anywhere."""
-    if any(tool.cache is not None for tool in request.tools):
-        return True
-    for message in request.messages:
-        if message.cache is not None or any(part.cache is not None for part in message.content):
-            return True
-    return False
 
 
 def decode_usage(data: Any) -> Usage:
