@@ -239,7 +239,7 @@ def reasoning_effort(wire: MessagesIn) -> str | None:
 class MessagesIn(Wire):
     model: str = Field(min_length=1, max_length=256)
     messages: list[MessageIn] = Field(min_length=1)
-    # Anthropic allows 0 (warm the prompt cache, generate nothing); Podium has no cache to warm.
+    # Anthropic allows 0 (warm the prompt cache, generate nothing); not passed on (docs).
     max_tokens: int = Field(ge=1)
     system: str | list[TextBlock] | None = None
     stop_sequences: list[str] | None = None
