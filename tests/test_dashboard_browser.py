@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import httpx
 import openai
 import pytest
 
+from podium.testing.anthropic_fake import FakeAnthropic
 from podium.testing.openai_fake import FakeOpenAI
 from tests.conftest import worker
 
@@ -60,11 +63,38 @@ async def send_traffic(running: Any) -> list[str]:
     return trace_ids
 
 
+@asynccontextmanager
+async def dashboard_page(url: str, errors: list[str]) -> AsyncIterator[Any]:
+    """The dashboard open in headless Chromium; console and page errors go to ``errors``."""
+    from playwright.async_api import async_playwright
+
+    with tempfile.TemporaryDirectory() as profile:
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch_persistent_context(
+                profile,
+                executable_path=CHROMIUM or "/usr/bin/chromium",
+                args=ARGS,
+                headless=True,
+                viewport={"width": 1400, "height": 1000},
+            )
+            try:
+                page = browser.pages[0] if browser.pages else await browser.new_page()
+                page.on(
+                    "console",
+                    lambda message: (
+                        errors.append(message.text) if message.type == "error" else None
+                    ),
+                )
+                page.on("pageerror", lambda error: errors.append(str(error)))
+                await page.goto(f"{url}/dashboard")
+                yield page
+            finally:
+                await browser.close()
+
+
 async def test_dashboard_renders_traffic_and_opens_a_trace(
     gateway: Any, fake_openai: FakeOpenAI
 ) -> None:
-    from playwright.async_api import async_playwright
-
     workers = [
         worker("alpha", "openai", fake_openai.base_url),
         worker("beta", "openai", fake_openai.base_url, price={"input": 10.0, "output": 30.0}),
@@ -72,51 +102,70 @@ async def test_dashboard_renders_traffic_and_opens_a_trace(
     async with gateway(workers) as running:
         trace_ids = await send_traffic(running)
         errors: list[str] = []
-        with tempfile.TemporaryDirectory() as profile:
-            async with async_playwright() as playwright:
-                browser = await playwright.chromium.launch_persistent_context(
-                    profile,
-                    executable_path=CHROMIUM or "/usr/bin/chromium",
-                    args=ARGS,
-                    headless=True,
-                    viewport={"width": 1400, "height": 1000},
+        async with dashboard_page(running.url, errors) as page:
+            await page.wait_for_selector("#traces tbody tr[data-trace]")
+            await page.wait_for_selector("#spend-chart svg rect")
+
+            tiles = await page.inner_text("#tiles")
+            assert "6" in tiles  # requests
+            spend = await page.inner_text("#spend-chart")
+            assert "alpha" in spend and "beta" in spend
+            bars = await page.locator("#spend-chart svg rect[data-key='beta']").count()
+            assert bars >= 1
+            routing = await page.inner_text("#routing-chart")
+            assert "direct → alpha" in routing and "4 (67%)" in routing
+            quality = await page.inner_text("#quality-chart")
+            assert "alpha · direct" in quality and "beta · direct" in quality
+            latency = await page.inner_text("#latency-chart")
+            assert "p50" in latency and "alpha" in latency
+            rows = await page.locator("#traces tbody tr[data-trace]").count()
+            assert rows == len(trace_ids)
+
+            await page.locator(f"#traces tr[data-trace='{trace_ids[0]}']").click()
+            await page.wait_for_selector("#detail table")
+            detail = await page.inner_text("#detail")
+            assert trace_ids[0] in detail
+            assert "Workflow steps" in detail and "beta" in detail
+            assert "Decision: candidates" in detail
+            if SCREENSHOT:
+                await page.screenshot(path=SCREENSHOT, full_page=True)
+        assert errors == []
+
+
+async def test_a_step_shows_what_the_upstream_read_from_its_prompt_cache(
+    gateway: Any, fake_anthropic: FakeAnthropic
+) -> None:
+    import anthropic
+
+    system: Any = [
+        {
+            "type": "text",
+            "text": " ".join(["clause"] * 1100),
+            "cache_control": {"type": "ephemeral"},
+        }
+    ]
+    async with gateway([worker("claude", "anthropic", fake_anthropic.base_url)]) as running:
+        trace_ids = []
+        async with anthropic.AsyncAnthropic(base_url=running.url, api_key="x") as client:
+            for question in ("one", "two"):
+                raw = await client.messages.with_raw_response.create(
+                    model="claude",
+                    max_tokens=20,
+                    system=system,
+                    messages=[{"role": "user", "content": question}],
                 )
-                try:
-                    page = browser.pages[0] if browser.pages else await browser.new_page()
-                    page.on(
-                        "console",
-                        lambda message: (
-                            errors.append(message.text) if message.type == "error" else None
-                        ),
-                    )
-                    page.on("pageerror", lambda error: errors.append(str(error)))
-                    await page.goto(f"{running.url}/dashboard")
-                    await page.wait_for_selector("#traces tbody tr[data-trace]")
-                    await page.wait_for_selector("#spend-chart svg rect")
-
-                    tiles = await page.inner_text("#tiles")
-                    assert "6" in tiles  # requests
-                    spend = await page.inner_text("#spend-chart")
-                    assert "alpha" in spend and "beta" in spend
-                    bars = await page.locator("#spend-chart svg rect[data-key='beta']").count()
-                    assert bars >= 1
-                    routing = await page.inner_text("#routing-chart")
-                    assert "direct → alpha" in routing and "4 (67%)" in routing
-                    quality = await page.inner_text("#quality-chart")
-                    assert "alpha · direct" in quality and "beta · direct" in quality
-                    latency = await page.inner_text("#latency-chart")
-                    assert "p50" in latency and "alpha" in latency
-                    rows = await page.locator("#traces tbody tr[data-trace]").count()
-                    assert rows == len(trace_ids)
-
-                    await page.locator(f"#traces tr[data-trace='{trace_ids[0]}']").click()
-                    await page.wait_for_selector("#detail table")
-                    detail = await page.inner_text("#detail")
-                    assert trace_ids[0] in detail
-                    assert "Workflow steps" in detail and "beta" in detail
-                    assert "Decision: candidates" in detail
-                    if SCREENSHOT:
-                        await page.screenshot(path=SCREENSHOT, full_page=True)
-                finally:
-                    await browser.close()
+                trace_ids.append(raw.headers["x-podium-trace-id"])
+        await running.podium.recorder.flush()
+        errors: list[str] = []
+        async with dashboard_page(running.url, errors) as page:
+            written, read = trace_ids
+            await page.wait_for_selector(f"#traces tr[data-trace='{read}']")
+            await page.locator(f"#traces tr[data-trace='{written}']").click()
+            await page.wait_for_selector("#detail table")
+            assert "1,101 (1,100 written)" in await page.inner_text("#detail")
+            await page.locator(f"#traces tr[data-trace='{read}']").click()
+            await page.wait_for_function(
+                f"document.querySelector('#detail').innerText.includes('{read}')"
+            )
+            assert "1,101 (1,100 cached)" in await page.inner_text("#detail")
         assert errors == []

@@ -16,6 +16,13 @@
   const int = (v) => (v === null || v === undefined ? "–" : Math.round(v).toLocaleString("en-US"));
   const pct = (v) => (v === null || v === undefined ? "–" : (v * 100).toFixed(0) + "%");
   const text = (v) => (v === null || v === undefined ? "" : String(v));
+  // A step's input tokens the upstream read from or wrote to its prompt cache (part of them).
+  const cacheNote = (s) => {
+    const parts = [];
+    if (s.cache_read_tokens) parts.push(`${int(s.cache_read_tokens)} cached`);
+    if (s.cache_write_tokens) parts.push(`${int(s.cache_write_tokens)} written`);
+    return parts.length ? ` (${parts.join(", ")})` : "";
+  };
 
   function timeLabel(seconds) {
     const span = RANGES[$("range").value];
@@ -198,7 +205,7 @@
       trace.candidates.map((c) => [c.worker + (c.worker === trace.worker ? " ✓" : ""), c.score.toFixed(3), c.quality === null ? "–" : pct(c.quality), c.cost_usd === null ? "–" : usd(c.cost_usd)]), [1, 2, 3]));
     detail.appendChild(h3("Workflow steps"));
     detail.appendChild(table(["step", "role", "worker", "outcome", "tokens in", "tokens out", "cost", "latency"],
-      trace.steps.map((s) => [s.step + 1, s.role, s.worker, s.status + (s.error ? ": " + s.error : ""), int(s.input_tokens), int(s.output_tokens), usd(s.cost_usd), ms(s.latency_ms)]), [4, 5, 6, 7]));
+      trace.steps.map((s) => [s.step + 1, s.role, s.worker, s.status + (s.error ? ": " + s.error : ""), int(s.input_tokens) + cacheNote(s), int(s.output_tokens), usd(s.cost_usd), ms(s.latency_ms)]), [4, 5, 6, 7]));
     detail.appendChild(h3("Quality signals"));
     detail.appendChild(signals.length
       ? table(["source", "name", "value", "score", "comment"], signals.map((s) => [s.source, s.name, s.label ?? text(s.value), s.score === null ? "–" : pct(s.score), text(s.comment)]), [3])
