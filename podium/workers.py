@@ -17,7 +17,7 @@ from podium.config import ConfigError, Price, WorkerConfig, name_clash
 from podium.providers.base import EmbeddingProvider, Provider, ProviderContext, ProviderRegistry
 from podium.providers.egress import Egress
 from podium.secrets import SecretSource
-from podium.types import Usage
+from podium.types import ChatRequest, Usage
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -86,6 +86,23 @@ def price_tokens(
     return (
         (input_tokens - cached) * price.input + cached * cached_rate + output_tokens * price.output
     ) / 1_000_000
+
+
+MESSAGE_OVERHEAD_TOKENS = 4  # role markers and separators around each message
+
+
+def estimate_input_tokens(request: ChatRequest) -> int:
+    """A request's input, estimated as :func:`estimate_tokens` does: every message's text and
+    tool calls, a few tokens of role markers each, and every tool's definition. Budgets
+    reserve by it, and the token-counting endpoints answer with it."""
+    messages = request.messages
+    tokens = tokens_for_length(request.prompt_length()) + MESSAGE_OVERHEAD_TOKENS * len(messages)
+    for message in messages:
+        for call in message.tool_calls:
+            tokens += tokens_for_length(len(call.name) + len(call.arguments))
+    for tool in request.tools:
+        tokens += estimate_tokens(f"{tool.name} {tool.description or ''} {tool.parameters}")
+    return tokens
 
 
 def estimate_tokens(text: str) -> int:

@@ -557,3 +557,53 @@ async def test_breakpoints_and_cache_options_reach_a_responses_worker(gateway: A
     output = first.usage.output_tokens * 15.0
     assert first_cost == pytest.approx((1 * 2.5 + 1100 * 5.0 + output) / 1e6)
     assert prewarm.value.body["param"] == "prompt_cache_options.prewarm"  # type: ignore[index]
+
+
+async def test_both_token_counting_endpoints_estimate_alike(gateway: Any) -> None:
+    """The Responses API's input_tokens and Anthropic's count_tokens count the same way, tool
+    calls included."""
+    import anthropic
+
+    arguments = {"path": "a.txt", "text": "x" * 4000}
+    async with (
+        FakeOpenAI() as fake,
+        gateway([worker("alpha", "openai", fake.base_url)]) as served,
+    ):
+        async with httpx.AsyncClient(base_url=served.url) as client:
+            counted = await client.post(
+                "/v1/responses/input_tokens",
+                json={
+                    "input": [
+                        {"role": "user", "content": "write the file"},
+                        {
+                            "type": "function_call",
+                            "call_id": "c1",
+                            "name": "write_file",
+                            "arguments": json.dumps(arguments),
+                        },
+                        {"type": "function_call_output", "call_id": "c1", "output": "done"},
+                    ]
+                },
+            )
+        async with anthropic.AsyncAnthropic(base_url=served.url, api_key="x") as sdk:
+            messages: Any = [
+                {"role": "user", "content": "write the file"},
+                {
+                    "role": "assistant",
+                    "content": [
+                        {
+                            "type": "tool_use",
+                            "id": "c1",
+                            "name": "write_file",
+                            "input": arguments,
+                        }
+                    ],
+                },
+                {
+                    "role": "user",
+                    "content": [{"type": "tool_result", "tool_use_id": "c1", "content": "done"}],
+                },
+            ]
+            anthropic_count = await sdk.messages.count_tokens(model="alpha", messages=messages)
+    assert counted.json()["input_tokens"] > 1000
+    assert abs(counted.json()["input_tokens"] - anthropic_count.input_tokens) <= 2

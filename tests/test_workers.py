@@ -37,3 +37,19 @@ def test_reads_writes_and_the_rest_add_up_in_one_call() -> None:
     usage = Usage(2000, 10, cached_input_tokens=1000, cache_write_tokens=600)
     expected = (400 * 3 + 1000 * 0.3 + 600 * 3.75 + 10 * 15) / 1e6
     assert price_usage(PRICE, usage) == pytest.approx(expected)
+
+
+def test_the_input_estimate_counts_tool_calls_and_tool_definitions() -> None:
+    from podium.types import ChatRequest, Message, TextPart, Tool, ToolCall
+    from podium.workers import estimate_input_tokens
+
+    question = Message("user", [TextPart("write the file")])
+    plain = ChatRequest("m", [question])
+    written = "x" * 4000
+    call = ToolCall("call_1", "write_file", '{"path": "a.txt", "text": "' + written + '"}')
+    with_call = ChatRequest("m", [question, Message("assistant", [], tool_calls=[call])])
+    tool = Tool("write_file", "Write a file", {"type": "object", "properties": {}})
+    with_tool = ChatRequest("m", [question], tools=[tool])
+    # a large tool call counts (about four characters a token), as a tool's definition does
+    assert estimate_input_tokens(with_call) > estimate_input_tokens(plain) + 1000
+    assert estimate_input_tokens(with_tool) > estimate_input_tokens(plain)

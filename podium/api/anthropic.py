@@ -42,7 +42,7 @@ from podium.types import (
     Usage,
     UsageReport,
 )
-from podium.workers import estimate_tokens
+from podium.workers import estimate_input_tokens
 
 if TYPE_CHECKING:
     from podium.app import Podium
@@ -667,7 +667,7 @@ class AnthropicIngress:
     ) -> AsyncIterator[bytes]:
         # Input tokens are only known once the worker reports usage (OpenAI-style upstreams
         # report at the end), so message_start carries an estimate and message_delta the count.
-        estimated = Usage(estimate_tokens(request.prompt_text()), 0)
+        estimated = Usage(estimate_input_tokens(request), 0)
         yield _sse(
             "message_start",
             {
@@ -800,9 +800,12 @@ def _count_tokens(body: Any, headers: dict[str, str]) -> int:
         wire = CountTokensIn.model_validate(body)
     except ValidationError as error:
         raise validation_error(error) from None
-    text = [message.text() for message in _system(wire.system) + _messages(wire.messages)]
-    text.extend(orjson.dumps(tool.model_dump()).decode() for tool in wire.tools or [])
-    return estimate_tokens("\n".join(text))
+    request = ChatRequest(
+        model=wire.model,
+        messages=_system(wire.system) + _messages(wire.messages),
+        tools=[Tool(t.name, t.description, t.input_schema) for t in wire.tools or []],
+    )
+    return estimate_input_tokens(request)
 
 
 def register_app(podium: Podium) -> None:

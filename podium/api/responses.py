@@ -37,7 +37,7 @@ from podium.types import (
     Usage,
     UsageReport,
 )
-from podium.workers import estimate_tokens
+from podium.workers import estimate_input_tokens
 
 if TYPE_CHECKING:
     from podium.app import Podium
@@ -347,10 +347,7 @@ class ResponsesIngress:
 
 def _count_input_tokens(body: Any) -> int:
     request = parse({**body, "model": body.get("model") or "-"} if isinstance(body, dict) else body)
-    text = [message.text() for message in request.messages]
-    text.extend(orjson.dumps(tool.parameters).decode() + tool.name for tool in request.tools)
-    text.extend(call.arguments for message in request.messages for call in message.tool_calls)
-    return estimate_tokens("\n".join(text))
+    return estimate_input_tokens(request)
 
 
 def register_app(podium: Podium) -> None:

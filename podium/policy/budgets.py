@@ -44,24 +44,13 @@ from podium.policy.settings import LimitSettings
 from podium.routing.base import Decision
 from podium.store.traces import TraceRecord
 from podium.types import ChatRequest
-from podium.workers import WorkerPool, estimate_tokens, tokens_for_length
+from podium.workers import WorkerPool, estimate_input_tokens, estimate_tokens
 
 if TYPE_CHECKING:
     from podium.policy.audit import AuditTrail
 
 log = logging.getLogger("podium.budgets")
 BUDGET_HEADER = "x-podium-budget-remaining-usd"
-
-MESSAGE_OVERHEAD_TOKENS = 4  # role markers and separators around each message
-
-
-def estimate_input_tokens(request: ChatRequest) -> int:
-    tokens = tokens_for_length(request.prompt_length()) + MESSAGE_OVERHEAD_TOKENS * len(
-        request.messages
-    )
-    for tool in request.tools:
-        tokens += estimate_tokens(f"{tool.name} {tool.description or ''} {tool.parameters}")
-    return tokens
 
 
 def output_tokens(request: ChatRequest, worker_max: int | None, default: int) -> int:
