@@ -70,6 +70,15 @@ def test_every_turn_of_a_conversation_has_the_same_session() -> None:
     assert session_id(ask(metadata={"conversation_id": "c9"}), {}, "x") == "c9"
 
 
+def test_a_prompt_cache_key_names_the_session() -> None:
+    """Requests sharing OpenAI's prompt_cache_key share a prefix, whatever their openings'
+    hashes say: kept on one worker, they share its cache."""
+    first, second = ask("question one"), ask("question two")
+    first.cache_key = second.cache_key = "tenant-7"
+    assert session_id(first, {}, "x") == session_id(second, {}, "x") == "c-tenant-7"
+    assert session_id(first, {"x": "explicit"}, "x") == "explicit"  # the header still wins
+
+
 async def _turn(
     client: openai.AsyncOpenAI, messages: list[dict[str, str]], **extra: Any
 ) -> tuple[str, str]:

@@ -11,9 +11,10 @@ Two halves share one bounded map (held by the Podium's routing parts, never modu
 
 A rule that fires before the affinity router moves the session: the hook records its worker.
 The session key is, in order: ``RequestContext.session_id``, the ``x-podium-session`` header,
-``metadata.session_id`` (or ``session`` / ``conversation_id``), else a hash of the caller, the
-``user`` field and the conversation's opening (system messages and the first user message),
-which every later turn of the same conversation repeats.
+``metadata.session_id`` (or ``session`` / ``conversation_id``), OpenAI's ``prompt_cache_key``
+(which clients set to keep requests that share a prefix on one cache), else a hash of the
+caller, the ``user`` field and the conversation's opening (system messages and the first user
+message), which every later turn of the same conversation repeats.
 
 Where the map lives is a :class:`SessionMap`: :class:`LocalSessions` keeps it in the process (the
 zero-set-up default); with ``redis.url`` set (and ``redis.sessions``), every process and replica
@@ -107,6 +108,10 @@ def session_id(request: ChatRequest, headers: dict[str, str], header: str) -> st
         value = request.metadata.get(key)
         if value:
             return str(value)[:256]
+    if request.cache_key:
+        # Requests that share a prompt-cache key share a prefix: on one worker, they share
+        # its cache too.
+        return "c-" + request.cache_key[:256]
     digest = hashlib.blake2b(digest_size=16)
     digest.update((request.user or "").encode("utf-8", "replace"))
     for message in request.messages:
