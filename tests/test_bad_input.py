@@ -26,6 +26,7 @@ from tests.conftest import worker
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 INJECTION = SHARED_DATA / "security" / "injection"
 HELLO = [{"role": "user", "content": "hello"}]
+MARKED = {"type": "text", "text": "hello"}  # a content part, to hang bad cache marks on
 
 
 @pytest.fixture
@@ -77,6 +78,22 @@ def chat(**fields: Any) -> dict[str, Any]:
         (chat(best_of=2), "best_of"),
         ({"model": 12, "messages": HELLO}, "model"),
         ({"model": "alpha", "messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+        (chat(prompt_cache_key=["not", "a", "string"]), "prompt_cache_key"),
+        (chat(prompt_cache_key="k" * 2000), "prompt_cache_key"),
+        (chat(prompt_cache_options={"mode": "always"}), "prompt_cache_options.mode"),
+        (chat(prompt_cache_options={"ttl": "12h"}), "prompt_cache_options.ttl"),  # chat: 30m
+        (chat(prompt_cache_options="explicit"), "prompt_cache_options"),
+        (chat(prompt_cache_retention="forever"), "prompt_cache_retention"),
+        (
+            chat(messages=[{"role": "user", "content": [MARKED | {"prompt_cache_breakpoint": 1}]}]),
+            "messages[0].content[0].prompt_cache_breakpoint",
+        ),
+        (
+            chat(
+                messages=[{"role": "user", "content": [MARKED | {"cache_control": {"type": "x"}}]}]
+            ),
+            "messages[0].content[0].cache_control.type",
+        ),
     ],
 )
 async def test_invalid_requests_are_400_naming_the_field(
@@ -392,6 +409,10 @@ async def test_injection_corpora_never_cause_a_server_error(
             results.append(("headers", as_headers.status_code))
             as_model = await client.post("/v1/chat/completions", json=chat(model=text))
             results.append(("model", as_model.status_code))
+            as_cache_key = await client.post(
+                "/v1/chat/completions", json=chat(prompt_cache_key=text[:1000])
+            )
+            results.append(("prompt_cache_key", as_cache_key.status_code))
             as_worker = await client.get("/admin/workers/" + quote(text[:200], safe=""))
             results.append(("admin path", as_worker.status_code))
             return results
