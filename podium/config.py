@@ -32,6 +32,18 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class PriceTier(Strict):
+    """The rates of a request whose input passes ``above`` tokens (all of its tokens, as
+    Anthropic and Google bill long prompts); unset rates are the base price's."""
+
+    above: int = Field(ge=1)
+    input: float | None = Field(None, ge=0)
+    output: float | None = Field(None, ge=0)
+    cached_input: float | None = Field(None, ge=0)
+    cache_write: float | None = Field(None, ge=0)
+    cache_write_long: float | None = Field(None, ge=0)
+
+
 class Price(Strict):
     """USD per one million tokens."""
 
@@ -43,6 +55,26 @@ class Price(Strict):
     # ``input``, Anthropic's rates (OpenAI's standard write is 1.25x too).
     cache_write: float | None = Field(None, ge=0)
     cache_write_long: float | None = Field(None, ge=0)
+    # Long-prompt rates (Claude's and Gemini Pro's above 200k input tokens), by threshold.
+    tiers: list[PriceTier] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _ascending(self) -> Price:
+        thresholds = [tier.above for tier in self.tiers]
+        if thresholds != sorted(set(thresholds)):
+            raise ValueError("tiers must have distinct 'above' thresholds in ascending order")
+        return self
+
+    def at(self, input_tokens: int) -> Price:
+        """The price of a request of this many input tokens: the highest tier it passes."""
+        chosen: PriceTier | None = None
+        for tier in self.tiers:
+            if input_tokens > tier.above:
+                chosen = tier
+        if chosen is None:
+            return self
+        rates = chosen.model_dump(exclude={"above"}, exclude_none=True)
+        return self.model_copy(update={**rates, "tiers": []})
 
 
 class DataProfile(Strict):

@@ -7,7 +7,7 @@ The pool changes at run time: add, reprice, drain and remove go through
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -32,6 +32,9 @@ class Rates(Protocol):
     def output(self) -> float: ...
     @property
     def cached_input(self) -> float | None: ...
+    @property
+    def tiers(self) -> Sequence[object]: ...
+    def at(self, input_tokens: int) -> Rates: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +45,19 @@ class PlainRates:
     input: float
     output: float
     cached_input: float | None
+    tiers: tuple[tuple[int, PlainRates], ...] = ()  # (above, rates), ascending
 
     @classmethod
     def of(cls, price: Price) -> PlainRates:
-        return cls(price.input, price.output, price.cached_input)
+        tiers = tuple((tier.above, cls.of(price.at(tier.above + 1))) for tier in price.tiers)
+        return cls(price.input, price.output, price.cached_input, tiers)
+
+    def at(self, input_tokens: int) -> PlainRates:
+        chosen = self
+        for above, rates in self.tiers:
+            if input_tokens > above:
+                chosen = rates
+        return chosen
 
 
 # What a prompt-cache write costs, as a multiple of the input price, when a price leaves it
@@ -55,7 +67,9 @@ CACHE_WRITE_LONG_RATE = 2.0
 
 
 def price_usage(price: Price, usage: Usage) -> float:
-    """USD for ``usage`` at ``price`` (per one million tokens)."""
+    """USD for ``usage`` at ``price`` (per one million tokens; a long prompt at its tier's)."""
+    if price.tiers:
+        price = price.at(usage.input_tokens)
     usd = price_tokens(price, usage.input_tokens, usage.output_tokens, usage.cached_input_tokens)
     if usage.cache_write_tokens or usage.cache_write_long_tokens:
         usd += cache_write_premium(price, usage)
@@ -80,6 +94,8 @@ def price_tokens(
     price: Rates, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0
 ) -> float:
     """:func:`price_usage` without making a Usage: estimates price several workers a request."""
+    if price.tiers:
+        price = price.at(input_tokens)
     # min(cached_input_tokens, input_tokens), written out: the builtin costs more than this.
     cached = cached_input_tokens if cached_input_tokens < input_tokens else input_tokens
     cached_rate = price.cached_input if price.cached_input is not None else price.input

@@ -90,3 +90,35 @@ async def test_errors_carry_the_trace_id(gateway: Any, fake_openai: FakeOpenAI) 
         trace = await running.podium.store.get_trace(response.headers["x-podium-trace-id"])
     assert response.status_code == 404
     assert trace is not None and trace.http_status == 404 and trace.status == "error"
+
+
+async def test_a_long_prompt_is_charged_at_its_workers_long_context_rates(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    """A worker priced like Claude or Gemini Pro, whose rates step up past a prompt length:
+    a request over it is charged at the higher rates, as the vendor bills it."""
+    tiered = {
+        "input": 3.0,
+        "output": 15.0,
+        "tiers": [{"above": 1000, "input": 6.0, "output": 22.5}],
+    }
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url, price=tiered)]) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="x") as client,
+    ):
+        costs = []
+        for words in (500, 1500):
+            raw = await client.chat.completions.with_raw_response.create(
+                model="alpha", messages=[{"role": "user", "content": "word " * words}]
+            )
+            usage = raw.parse().usage
+            assert usage is not None
+            costs.append((usage, float(raw.headers["x-podium-cost-usd"])))
+    (short, short_cost), (long, long_cost) = costs
+    assert short_cost == pytest.approx(
+        (short.prompt_tokens * 3 + short.completion_tokens * 15) / 1e6
+    )
+    assert long.prompt_tokens > 1000
+    assert long_cost == pytest.approx(
+        (long.prompt_tokens * 6 + long.completion_tokens * 22.5) / 1e6
+    )

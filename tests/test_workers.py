@@ -53,3 +53,43 @@ def test_the_input_estimate_counts_tool_calls_and_tool_definitions() -> None:
     # a large tool call counts (about four characters a token), as a tool's definition does
     assert estimate_input_tokens(with_call) > estimate_input_tokens(plain) + 1000
     assert estimate_input_tokens(with_tool) > estimate_input_tokens(plain)
+
+
+TIERED = Price(
+    input=3.0,
+    output=15.0,
+    cached_input=0.3,
+    tiers=[{"above": 200_000, "input": 6.0, "output": 22.5, "cached_input": 0.6}],  # type: ignore[list-item]
+)
+
+
+def test_a_long_prompt_is_priced_whole_at_its_tier() -> None:
+    short = Usage(200_000, 1000)
+    long = Usage(200_001, 1000, cached_input_tokens=100_000)
+    assert price_usage(TIERED, short) == pytest.approx((200_000 * 3 + 1000 * 15) / 1e6)
+    expected = (100_001 * 6 + 100_000 * 0.6 + 1000 * 22.5) / 1e6
+    assert price_usage(TIERED, long) == pytest.approx(expected)
+
+
+def test_a_tier_leaves_unset_rates_at_the_base_price() -> None:
+    price = Price(input=1.25, output=10.0, tiers=[{"above": 100, "input": 2.5}])  # type: ignore[list-item]
+    assert price_usage(price, Usage(1000, 1000)) == pytest.approx((1000 * 2.5 + 1000 * 10) / 1e6)
+    # writes follow the tier's input price when the tier sets none of its own
+    written = Usage(1000, 0, cache_write_tokens=1000)
+    assert price_usage(price, written) == pytest.approx(1000 * 2.5 * 1.25 / 1e6)
+
+
+def test_estimates_use_the_tier_too() -> None:
+    from podium.workers import PlainRates, price_tokens
+
+    rates = PlainRates.of(TIERED)
+    assert price_tokens(rates, 300_000, 0) == pytest.approx(300_000 * 6 / 1e6)
+    assert price_tokens(rates, 1000, 0) == pytest.approx(1000 * 3 / 1e6)
+    assert price_tokens(TIERED, 300_000, 0) == price_tokens(rates, 300_000, 0)
+
+
+def test_tiers_must_ascend() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="ascending"):
+        Price(input=1.0, tiers=[{"above": 500}, {"above": 100}])  # type: ignore[list-item]

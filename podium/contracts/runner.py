@@ -37,7 +37,7 @@ from podium.gateway import enforce_clearance, total_cost
 from podium.routing.base import Candidate, Decision, RouteContext
 from podium.routing.targets import Skip
 from podium.types import ChatRequest, ChatResponse, Message, ResponseFormat, TextPart
-from podium.workers import estimate_tokens
+from podium.workers import estimate_tokens, price_tokens
 from podium.workflow import Step, Workflow, WorkflowError
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ def attempt_cost(worker: WorkerConfig, prompt_tokens: int, contract: Contract) -
     out = contract.policy.max_output_tokens
     if worker.max_output_tokens is not None:
         out = min(out, worker.max_output_tokens)
-    return (prompt_tokens * worker.price.input + out * worker.price.output) / 1_000_000
+    return price_tokens(worker.price, prompt_tokens, out)
 
 
 def build_request(contract: Contract, data: dict[str, Any], model: str) -> ChatRequest:

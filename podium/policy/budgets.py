@@ -44,7 +44,7 @@ from podium.policy.settings import LimitSettings
 from podium.routing.base import Decision
 from podium.store.traces import TraceRecord
 from podium.types import ChatRequest
-from podium.workers import WorkerPool, estimate_input_tokens, estimate_tokens
+from podium.workers import WorkerPool, estimate_input_tokens, estimate_tokens, price_tokens
 
 if TYPE_CHECKING:
     from podium.policy.audit import AuditTrail
@@ -64,7 +64,7 @@ def _step_cost(
 ) -> tuple[float, int]:
     """USD for one step on this worker, at most, and the output tokens it may write."""
     out = output_tokens(request, config.max_output_tokens, default_output)
-    return (tokens_in * config.price.input + out * config.price.output) / 1_000_000, out
+    return price_tokens(config.price, tokens_in, out), out
 
 
 def estimate_cost(
