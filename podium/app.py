@@ -112,6 +112,7 @@ def create_podium(
         router_timeout=routing.timeout,
         default_worker=config.default_worker,
         record=recorder.record if config.store.record_traces else None,
+        request_timeout=config.server.request_timeout,
     )
     app = App()
     podium = Podium(

@@ -181,6 +181,10 @@ class ServerConfig(Strict):
     upstream_connections: int = Field(1024, ge=1)
     # The environment variable holding the admin API's key; unset: loopback clients only.
     admin_key_env: str = Field("PODIUM_ADMIN_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    # Seconds a request may take to start its answer (routing, retries, fallbacks, a
+    # workflow's earlier steps) when the client does not say (podium/deadline.py); None: as
+    # long as the workers' own time limits allow.
+    request_timeout: float | None = Field(None, gt=0)
     gc: CollectorSettings = Field(default_factory=CollectorSettings)
 
 

@@ -111,10 +111,13 @@ class Engine:
         *,
         step: int,
         role: str,
+        deadline: float | None = None,
     ) -> T:
         """Try ``call`` on each worker in turn, retrying retryable failures with backoff while
         the worker's breaker allows; the first success wins. A non-retryable error is the
-        caller's own and ends the search at once."""
+        caller's own and ends the search at once. ``deadline`` (``time.perf_counter``'s clock,
+        :mod:`podium.deadline`): no attempt starts or back-off ends past it, and an attempt
+        still waiting for its answer then is given up."""
         last: ProviderError | None = None
         for worker in self._candidates(workers, attempts):
             retry = 0
@@ -123,9 +126,27 @@ class Engine:
                 attempt = Attempt(worker.name)
                 attempt.step, attempt.role = step, role
                 started = time.perf_counter()
+                bound = None if deadline is None else _bound(worker, deadline, last)
                 worker.in_flight += 1
                 try:
-                    result = await call(worker, attempt, started, request)
+                    if bound is None:
+                        result = await call(worker, attempt, started, request)
+                    else:
+                        async with asyncio.timeout(bound):
+                            result = await call(worker, attempt, started, request)
+                except TimeoutError:
+                    # Only the deadline's own timer raises this here: providers turn their
+                    # timeouts into ProviderError. The worker was not at fault: no breaker
+                    # failure, and no other worker is tried, since the caller has given up.
+                    abandon_probe(worker)
+                    attempt.latency_ms = (time.perf_counter() - started) * 1000
+                    attempt.status, attempt.error, attempt.error_kind = (
+                        "error",
+                        "the request's deadline passed",
+                        "timeout",
+                    )
+                    attempts.append(attempt)
+                    raise _late(last) from None
                 except ProviderError as error:
                     attempt.latency_ms = (time.perf_counter() - started) * 1000
                     attempt.status, attempt.error, attempt.error_kind = (
@@ -140,8 +161,10 @@ class Engine:
                     worker.breaker.record_failure()
                     last = error
                     delay = self._backoff(worker, retry, error)
-                    if delay is None:
-                        break
+                    if delay is None or (
+                        deadline is not None and time.perf_counter() + delay >= deadline
+                    ):
+                        break  # the next worker, now, rather than a wait past the deadline
                     retry += 1
                     await self._sleep(delay)
                     continue
@@ -168,11 +191,18 @@ class Engine:
         *,
         step: int = 0,
         role: str = "answer",
+        deadline: float | None = None,
     ) -> Awaitable[tuple[Worker, ChatResponse]]:
         # The search itself is what the caller awaits: a coroutine of this method's own and
         # a closure per call cost ~2k instructions a request.
         return self._first_success(
-            workers, attempts, self._complete_on, request, step=step, role=role
+            workers,
+            attempts,
+            self._complete_on,
+            request,
+            step=step,
+            role=role,
+            deadline=deadline,
         )
 
     async def _complete_on(
@@ -199,6 +229,7 @@ class Engine:
         step: int = 0,
         role: str = "answer",
         relay: str | None = None,
+        deadline: float | None = None,
     ) -> MeteredStream | MeteredRelay:
         """Open a stream on the first worker that produces a first event. Waiting for that
         first event counts as work in flight, so a drain waits for it too. ``relay`` names the
@@ -219,7 +250,9 @@ class Engine:
             attempt.ttft_ms = (time.perf_counter() - started) * 1000
             return MeteredStream(worker, request, first, events, attempt, started)
 
-        return await self._first_success(workers, attempts, call, request, step=step, role=role)
+        return await self._first_success(
+            workers, attempts, call, request, step=step, role=role, deadline=deadline
+        )
 
     def embed(
         self, request: EmbedRequest, worker: str, attempts: list[Attempt]
@@ -251,6 +284,25 @@ class Engine:
 
         stand_in = ChatRequest(request.model, [])
         return self._first_success([worker], attempts, call, stand_in, step=0, role="embed")
+
+
+def _bound(worker: Worker, deadline: float, last: ProviderError | None) -> float | None:
+    """Seconds an attempt on ``worker`` may take before the deadline, or None when the worker's
+    own time limit ends it first (no timer of ours needed). Past the deadline: the error."""
+    left = deadline - time.perf_counter()
+    if left <= 0:
+        raise _late(last)
+    return None if left >= worker.config.timeouts.total else left
+
+
+def _late(last: ProviderError | None) -> ProviderError:
+    detail = f"; the last attempt's error: {last.message}" if last is not None else ""
+    return ProviderError(
+        "timeout",
+        "the request's deadline passed before a worker answered (x-podium-timeout, or the "
+        f"client's own timeout){detail}",
+        retryable=False,
+    )
 
 
 def abandon_probe(worker: Worker) -> None:

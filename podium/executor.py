@@ -72,6 +72,7 @@ class Run:
     outputs: list[StepOutput] = field(default_factory=list)
     responses: dict[int, ChatResponse] = field(default_factory=dict)  # steps before the last
     accepted: StepOutput | None = None  # the output a check accepted: the workflow's answer
+    deadline: float | None = None  # perf_counter time an answer must start by (podium.deadline)
 
 
 def _visible(step: Step, outputs: list[StepOutput]) -> list[StepOutput]:
@@ -167,6 +168,7 @@ class WorkflowExecutor:
                     run.attempts,
                     step=i,
                     role=step.role,
+                    deadline=run.deadline,
                 )
                 return i, response, worker.name
 
@@ -225,7 +227,12 @@ class WorkflowExecutor:
             return run.responses[draft.index]
         final_request, workers = self._last(request, workflow, run)
         worker, response = await self.engine.complete(
-            final_request, workers, run.attempts, step=index, role=workflow.steps[-1].role
+            final_request,
+            workers,
+            run.attempts,
+            step=index,
+            role=workflow.steps[-1].role,
+            deadline=run.deadline,
         )
         run.outputs.append(StepOutput(index, worker.name, workflow.steps[-1].role, response.text))
         return response
@@ -262,6 +269,7 @@ class WorkflowExecutor:
             step=index,
             role=workflow.steps[-1].role,
             relay=relay,
+            deadline=run.deadline,
         )
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from podium.config import WorkerConfig
 from podium.context import RequestContext
+from podium.deadline import deadline, request_seconds
 from podium.engine import Attempt, MeteredRelay, MeteredStream
 from podium.errors import PodiumError
 from podium.executor import Executor, Run
@@ -187,6 +188,7 @@ class Gateway:
         router_timeout: float = 0.25,
         default_worker: str | None = None,
         capture_content: bool = False,
+        request_timeout: float | None = None,
     ) -> None:
         self.pool = pool
         self.routers = routers
@@ -196,6 +198,7 @@ class Gateway:
         self.router_timeout = router_timeout
         self.default_worker = default_worker  # answers when every router failed
         self.capture_content = capture_content
+        self.request_timeout = request_timeout  # when the client names no deadline
         self._background: set[asyncio.Task[None]] = set()
         self._stages = Stages(self.hooks)
 
@@ -305,6 +308,9 @@ class Gateway:
         stages = self.stages
         try:
             request = await self.admit(request, context, stages)
+            # After admission: a caller without a valid key hears that first.
+            seconds = request_seconds(context.headers, self.request_timeout)
+            run.deadline = deadline(seconds, since=context.started)
             eligible = self.eligible(request, context, stages)
             decision = await self.route(request, context, list(eligible))
             run.attempts.extend(decision.attempts)  # a planner's call is part of the cost
