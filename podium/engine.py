@@ -288,11 +288,15 @@ class Engine:
 
 def _bound(worker: Worker, deadline: float, last: ProviderError | None) -> float | None:
     """Seconds an attempt on ``worker`` may take before the deadline, or None when the worker's
-    own time limit ends it first (no timer of ours needed). Past the deadline: the error."""
+    own time limits end it first (no timer of ours needed: the SDKs' default of 600 s is
+    longer than the default limits). Past the deadline: the error."""
     left = deadline - time.perf_counter()
     if left <= 0:
         raise _late(last)
-    return None if left >= worker.config.timeouts.total else left
+    timeouts = worker.config.timeouts
+    # An answer starts within the connect, the response head and the first line's gap.
+    own = timeouts.connect + 2 * timeouts.first_byte
+    return None if left >= own else left
 
 
 def _late(last: ProviderError | None) -> ProviderError:
