@@ -414,6 +414,8 @@ def describe_error(error: BaseException) -> str:
             message = error.response.json()["error"]["message"]
         except Exception:
             message = error.response.text[:200]
+        if error.status_code == 504:  # Podium gave up at the client's deadline, or a worker's
+            return f"timeout: {message}"
         return f"http {error.status_code}: {message}"
     if isinstance(error, openai.APIConnectionError):
         return f"connection failed: {error}"
