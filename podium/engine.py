@@ -127,18 +127,22 @@ class Engine:
                 attempt.step, attempt.role = step, role
                 started = time.perf_counter()
                 bound = None if deadline is None else _bound(worker, deadline, last)
+                timer: asyncio.Timeout | None = None
                 worker.in_flight += 1
                 try:
                     if bound is None:
                         result = await call(worker, attempt, started, request)
                     else:
-                        async with asyncio.timeout(bound):
+                        async with asyncio.timeout(bound) as timer:
                             result = await call(worker, attempt, started, request)
                 except TimeoutError:
-                    # Only the deadline's own timer raises this here: providers turn their
-                    # timeouts into ProviderError. The worker was not at fault: no breaker
-                    # failure, and no other worker is tried, since the caller has given up.
+                    # Providers raise their own timeouts as ProviderError; one that is not the
+                    # deadline timer's goes on up, as any other exception would.
                     abandon_probe(worker)
+                    if timer is None or not timer.expired():
+                        raise
+                    # The deadline's: the worker was not at fault, so no breaker failure, and
+                    # no other worker is tried, since the caller has given up.
                     attempt.latency_ms = (time.perf_counter() - started) * 1000
                     attempt.status, attempt.error, attempt.error_kind = (
                         "error",
