@@ -88,6 +88,15 @@ class Message:
                 return True
         return False
 
+    def has_breakpoint(self) -> bool:
+        """Whether the message, or any part of it, marks a prompt-cache breakpoint."""
+        if self.cache is not None:
+            return True
+        for part in self.content:  # noqa: SIM110 (as above)
+            if part.cache is not None:
+                return True
+        return False
+
 
 @dataclass(slots=True)
 class Tool:
@@ -173,12 +182,9 @@ def has_breakpoints(request: ChatRequest) -> bool:
     for tool in request.tools:
         if tool.cache is not None:
             return True
-    for message in request.messages:
-        if message.cache is not None:
+    for message in request.messages:  # noqa: SIM110 (as in Message.has_images)
+        if message.has_breakpoint():
             return True
-        for part in message.content:
-            if part.cache is not None:
-                return True
     return False
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -38,6 +38,9 @@ _VERSION_SHAPE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 class Wire(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+W = TypeVar("W", bound=BaseModel)
 
 
 class CacheControl(BaseModel):
@@ -486,6 +489,10 @@ def _count_breakpoints(wire: MessagesIn) -> int:
     return sum(1 for block in blocks if getattr(block, "cache_control", None) is not None)
 
 
+def _tools(tools: list[ToolDef] | None) -> list[Tool]:
+    return [Tool(t.name, t.description, t.input_schema, _ttl(t.cache_control)) for t in tools or []]
+
+
 def to_canonical(wire: MessagesIn) -> ChatRequest:
     breakpoints = _count_breakpoints(wire)
     if breakpoints > MAX_CACHE_BREAKPOINTS:
@@ -502,10 +509,7 @@ def to_canonical(wire: MessagesIn) -> ChatRequest:
         else None,
         model=wire.model,
         messages=_system(wire.system) + _messages(wire.messages),
-        tools=[
-            Tool(t.name, t.description, t.input_schema, _ttl(t.cache_control))
-            for t in wire.tools or []
-        ],
+        tools=_tools(wire.tools),
         tool_choice=choice,
         temperature=wire.temperature,
         top_p=wire.top_p,
@@ -520,26 +524,26 @@ def to_canonical(wire: MessagesIn) -> ChatRequest:
     )
 
 
-def count_input_tokens(body: Any, headers: dict[str, str]) -> int:
-    """``POST /v1/messages/count_tokens``: Podium's estimate of the request's input."""
+def _read(model: type[W], body: Any, headers: dict[str, str]) -> W:
+    """The body as ``model``, after its ``anthropic-version``; refusals in Anthropic's words."""
     check_version(headers)
     try:
-        wire = CountTokensIn.model_validate(body)
+        return model.model_validate(body)
     except ValidationError as error:
         raise validation_error(error) from None
+
+
+def count_input_tokens(body: Any, headers: dict[str, str]) -> int:
+    """``POST /v1/messages/count_tokens``: Podium's estimate of the request's input."""
+    wire = _read(CountTokensIn, body, headers)
     request = ChatRequest(
         model=wire.model,
         messages=_system(wire.system) + _messages(wire.messages),
-        tools=[Tool(t.name, t.description, t.input_schema) for t in wire.tools or []],
+        tools=_tools(wire.tools),
     )
     return estimate_input_tokens(request)
 
 
 def parse_messages(body: Any, headers: dict[str, str]) -> ChatRequest:
     """``POST /v1/messages``'s body (and its ``anthropic-version``) as the canonical request."""
-    check_version(headers)
-    try:
-        wire = MessagesIn.model_validate(body)
-    except ValidationError as error:
-        raise validation_error(error) from None
-    return to_canonical(wire)
+    return to_canonical(_read(MessagesIn, body, headers))

@@ -13,7 +13,6 @@ from podium.errors import ProviderError
 from podium.providers.base import ProviderContext, ProviderRegistry
 from podium.providers.http import Upstream, sse_json
 from podium.providers.openai_cache import (
-    is_marked,
     marked_parts,
     request_fields,
     takes_cache_fields,
@@ -167,7 +166,7 @@ def encode_request(
 def _add_cache_fields(payload: dict[str, Any], request: ChatRequest) -> None:
     messages = payload["messages"]
     for index, message in enumerate(request.messages):
-        if is_marked(message):
+        if message.has_breakpoint():
             messages[index]["content"] = marked_parts(_parts(message), message)
     payload.update(request_fields(request))
 

@@ -34,15 +34,6 @@ def breakpoint_field(ttl: CacheTTL) -> JSONObject:
     return {"mode": "explicit"} if lifetime == "30m" else {"mode": "explicit", "ttl": lifetime}
 
 
-def is_marked(message: Message) -> bool:
-    if message.cache is not None:
-        return True
-    for part in message.content:  # noqa: SIM110 (a plain loop is faster than any() here)
-        if part.cache is not None:
-            return True
-    return False
-
-
 def marked_parts(parts: list[JSONObject], message: Message) -> list[JSONObject]:
     """``parts`` (one per content part of ``message``, in order) with their breakpoints; a
     breakpoint on the whole message goes on its last part."""

@@ -20,7 +20,6 @@ from podium.providers.base import ProviderContext, ProviderRegistry
 from podium.providers.http import sse_json
 from podium.providers.openai import openai_upstream
 from podium.providers.openai_cache import (
-    is_marked,
     marked_parts,
     request_fields,
     takes_cache_fields,
@@ -102,7 +101,7 @@ def encode_input(
     leading: list[str] = []
     items: list[JSONObject] = []
     for message in messages:
-        marked = breakpoints and is_marked(message)
+        marked = breakpoints and message.has_breakpoint()
         if marked and message.role in ("system", "user", "tool"):
             parts = marked_parts(_parts(message), message)
             if message.role == "tool":
