@@ -32,6 +32,27 @@ async def fake_gemini() -> AsyncIterator[FakeGemini]:
         yield fake  # type: ignore[misc]
 
 
+async def ask_behind_a_cached_system_prompt(url: str, *questions: str) -> list[str]:
+    """Ask worker ``claude`` each question, one at a time through the Anthropic SDK, behind one
+    1,100-token system prompt marked for caching (past the fake's 1,024-token minimum): the
+    first writes it, the rest read it. The trace id of each answer."""
+    import anthropic
+
+    manual = " ".join(["clause"] * 1100)
+    system: Any = [{"type": "text", "text": manual, "cache_control": {"type": "ephemeral"}}]
+    trace_ids = []
+    async with anthropic.AsyncAnthropic(base_url=url, api_key="x") as client:
+        for question in questions:
+            raw = await client.messages.with_raw_response.create(
+                model="claude",
+                max_tokens=20,
+                system=system,
+                messages=[{"role": "user", "content": question}],
+            )
+            trace_ids.append(raw.headers["x-podium-trace-id"])
+    return trace_ids
+
+
 def worker(name: str, provider: str, base_url: str, **extra: Any) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "name": name,

@@ -17,7 +17,7 @@ import pytest
 
 from podium.testing.anthropic_fake import FakeAnthropic
 from podium.testing.openai_fake import FakeOpenAI
-from tests.conftest import worker
+from tests.conftest import ask_behind_a_cached_system_prompt, worker
 
 CHROMIUM = next(
     (
@@ -135,26 +135,8 @@ async def test_dashboard_renders_traffic_and_opens_a_trace(
 async def test_a_step_shows_what_the_upstream_read_from_its_prompt_cache(
     gateway: Any, fake_anthropic: FakeAnthropic
 ) -> None:
-    import anthropic
-
-    system: Any = [
-        {
-            "type": "text",
-            "text": " ".join(["clause"] * 1100),
-            "cache_control": {"type": "ephemeral"},
-        }
-    ]
     async with gateway([worker("claude", "anthropic", fake_anthropic.base_url)]) as running:
-        trace_ids = []
-        async with anthropic.AsyncAnthropic(base_url=running.url, api_key="x") as client:
-            for question in ("one", "two"):
-                raw = await client.messages.with_raw_response.create(
-                    model="claude",
-                    max_tokens=20,
-                    system=system,
-                    messages=[{"role": "user", "content": question}],
-                )
-                trace_ids.append(raw.headers["x-podium-trace-id"])
+        trace_ids = await ask_behind_a_cached_system_prompt(running.url, "one", "two")
         await running.podium.recorder.flush()
         errors: list[str] = []
         async with dashboard_page(running.url, errors) as page:

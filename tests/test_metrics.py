@@ -9,7 +9,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import anthropic
 import httpx
 import openai
 import pytest
@@ -18,7 +17,7 @@ from podium.observe.metrics import LabelCap, MetricsHook, Registry
 from podium.observe.metrics_shared import SharedMetrics
 from podium.testing.anthropic_fake import FakeAnthropic
 from podium.testing.openai_fake import FakeOpenAI
-from tests.conftest import worker
+from tests.conftest import ask_behind_a_cached_system_prompt, worker
 from tests.shared_servers import Replica
 from tests.test_commands_traces import trace
 
@@ -267,17 +266,8 @@ async def test_podium_serve_with_two_processes_answers_their_sum(
 async def test_prompt_cache_reads_and_writes_are_counted_by_worker(
     gateway: Any, fake_anthropic: FakeAnthropic
 ) -> None:
-    manual = " ".join(["clause"] * 1100)
-    system: Any = [{"type": "text", "text": manual, "cache_control": {"type": "ephemeral"}}]
     async with gateway([worker("claude", "anthropic", fake_anthropic.base_url)]) as running:
-        async with anthropic.AsyncAnthropic(base_url=running.url, api_key="x") as client:
-            for question in ("one", "two", "three"):
-                await client.messages.create(
-                    model="claude",
-                    max_tokens=20,
-                    system=system,
-                    messages=[{"role": "user", "content": question}],
-                )
+        await ask_behind_a_cached_system_prompt(running.url, "one", "two", "three")
         await running.podium.gateway.drain_background()
         async with httpx.AsyncClient(base_url=running.url) as http:
             text = (await http.get("/metrics")).text

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from typing import Any
 
-import anthropic
 import openai
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -17,7 +16,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from podium.observe.otel import OTelHook
 from podium.testing.anthropic_fake import FakeAnthropic
 from podium.testing.openai_fake import FakeOpenAI
-from tests.conftest import worker
+from tests.conftest import ask_behind_a_cached_system_prompt, worker
 
 
 def memory_hook(podium: Any) -> InMemorySpanExporter:
@@ -123,18 +122,9 @@ def test_no_opentelemetry_import_without_an_exporter(tmp_path: Any) -> None:
 async def test_prompt_cache_counts_are_genai_usage_attributes(
     gateway: Any, fake_anthropic: FakeAnthropic
 ) -> None:
-    manual = " ".join(["clause"] * 1100)
-    system: Any = [{"type": "text", "text": manual, "cache_control": {"type": "ephemeral"}}]
     async with gateway([worker("claude", "anthropic", fake_anthropic.base_url)]) as running:
         exporter = memory_hook(running.podium)
-        async with anthropic.AsyncAnthropic(base_url=running.url, api_key="x") as client:
-            for question in ("one", "two"):
-                await client.messages.create(
-                    model="claude",
-                    max_tokens=20,
-                    system=system,
-                    messages=[{"role": "user", "content": question}],
-                )
+        await ask_behind_a_cached_system_prompt(running.url, "one", "two")
         await running.podium.gateway.drain_background()
     calls = [span for span in exporter.get_finished_spans() if span.kind == SpanKind.CLIENT]
     written, read = (span.attributes for span in calls)
