@@ -19,6 +19,7 @@ from podium.costs.config import CostsConfig
 from podium.observe.settings import ObserveConfig
 from podium.policy.content_settings import ContentPolicySettings
 from podium.policy.settings import AccessSettings
+from podium.responses.settings import ResponsesSettings
 from podium.routing.config import RoutingConfig
 from podium.state.settings import RedisSettings
 
@@ -228,6 +229,7 @@ class PodiumConfig(Strict):
     redis: RedisSettings = Field(default_factory=RedisSettings)  # state shared by replicas
     contracts: ContractsConfig = Field(default_factory=ContractsConfig)  # behaviour contracts
     cache: CacheSettings = Field(default_factory=CacheSettings)  # the response cache
+    responses: ResponsesSettings = Field(default_factory=ResponsesSettings)  # stored responses
 
     @model_validator(mode="after")
     def _names_resolve(self) -> PodiumConfig:

@@ -57,7 +57,7 @@ async def test_an_answer_with_podium_headers_usage_and_cost(
     assert response.id.startswith("resp_") and response.object == "response"
     assert [item.type for item in response.output] == ["message"]
     assert response.instructions == "Answer briefly." and response.metadata == {"team": "search"}
-    assert response.store is False  # Podium keeps no responses
+    assert response.store is True  # kept: responses.store is on unless configured off
     assert response.usage is not None and response.usage.output_tokens > 0
     assert response.usage.total_tokens == (
         response.usage.input_tokens + response.usage.output_tokens
@@ -310,7 +310,7 @@ async def test_a_stream_that_fails_midway_ends_with_response_failed(gateway: Any
         (
             {"model": "alpha", "input": "x", "previous_response_id": "resp_1"},
             "previous_response_id",
-            "Podium keeps no responses",
+            "Previous response with id 'resp_1' not found",
         ),
         (
             {"model": "alpha", "input": "x", "conversation": "conv_1"},
@@ -407,18 +407,28 @@ async def test_an_unknown_model_is_the_sdks_not_found_error(
     assert "nope" in caught.value.message
 
 
-async def test_stored_responses_are_not_found_and_say_why(
+async def test_with_storing_off_nothing_is_kept_and_the_errors_say_why(
     gateway: Any, fake_openai: FakeOpenAI
 ) -> None:
     async with (
-        gateway([worker("alpha", "openai", fake_openai.base_url)]) as served,
+        gateway(
+            [worker("alpha", "openai", fake_openai.base_url)], responses={"store": False}
+        ) as served,
         client_for(served.url) as client,
     ):
+        answer = await client.responses.create(model="alpha", input="hi", store=True)
+        assert answer.store is False
         with pytest.raises(openai.NotFoundError) as retrieved:
-            await client.responses.retrieve("resp_123")
+            await client.responses.retrieve(answer.id)
         with pytest.raises(openai.NotFoundError):
-            await client.responses.delete("resp_123")
-    assert "Podium keeps no responses" in retrieved.value.message
+            await client.responses.delete(answer.id)
+        with pytest.raises(openai.BadRequestError) as continued:
+            await client.responses.create(
+                model="alpha", input="and then?", previous_response_id=answer.id
+            )
+    assert "keeps no responses" in retrieved.value.message
+    assert "keeps no responses" in continued.value.message
+    assert continued.value.body["param"] == "previous_response_id"  # type: ignore[index]
 
 
 async def test_input_tokens_are_counted_without_a_call(

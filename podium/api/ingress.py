@@ -107,6 +107,24 @@ class RelayIngress(Ingress, Protocol):
         end marker); a PodiumError mid-stream becomes the format's error event."""
 
 
+@runtime_checkable
+class StatefulIngress(Ingress, Protocol):
+    """An ingress whose requests can refer to what it keeps (a stored conversation), and which
+    keeps what it answers: the Responses API's ``previous_response_id`` and ``store``."""
+
+    async def resolve(self, request: ChatRequest, context: RequestContext) -> ChatRequest:
+        """The request with what it refers to filled in, before the gateway admits it."""
+
+    async def encode_kept(
+        self,
+        response: ChatResponse,
+        request: ChatRequest,
+        outcome: Outcome,
+        context: RequestContext,
+    ) -> bytes:
+        """``encode_response``, keeping the answer first when the request asks."""
+
+
 def chat_handler(
     ingress: Ingress,
     gateway: Gateway,
@@ -118,6 +136,7 @@ def chat_handler(
 ) -> Callable[[Request], Any]:
     relay = ingress if isinstance(ingress, RelayIngress) else None
     wire = relay.wire if relay is not None else None
+    stateful = ingress if isinstance(ingress, StatefulIngress) else None
 
     async def handle(http: Request) -> AnyResponse:
         context = context_factory(ingress.name, http.headers)
@@ -135,6 +154,8 @@ def chat_handler(
             await gateway.authenticate(context, model if isinstance(model, str) else None)
             raise
         try:
+            if stateful is not None:
+                request = await stateful.resolve(request, context)
             outcome = await gateway.handle(request, context, relay=wire)
         except PodiumError as error:
             response = ingress.render_error(error)
@@ -142,9 +163,11 @@ def chat_handler(
             return response
         headers = outcome.headers(context)
         if outcome.response is not None:
-            return Response(
-                ingress.encode_response(outcome.response, request, outcome), 200, headers
-            )
+            if stateful is not None:
+                payload = await stateful.encode_kept(outcome.response, request, outcome, context)
+            else:
+                payload = ingress.encode_response(outcome.response, request, outcome)
+            return Response(payload, 200, headers)
         if outcome.relay is not None and relay is not None:
             chunks = relay.relay_stream(outcome.relay, request, outcome, context)
         else:

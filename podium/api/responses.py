@@ -1,11 +1,11 @@
 """OpenAI Responses ingress: ``POST /v1/responses``, the API OpenAI's newer SDK helpers, agents
 and coding tools call by default.
 
-Podium answers it statelessly: every request carries its whole conversation in ``input``, as
-clients do with ``store: false``. Podium keeps no responses, so ``previous_response_id``, item
-references and ``GET /v1/responses/{id}`` are refused with a message that says what to send
-instead, rather than answered from a conversation Podium does not have. The request side is
-:mod:`podium.api.responses_request`; this module writes the answers, whole or streamed.
+This module writes the answers, whole or streamed; the request side is
+:mod:`podium.api.responses_request`. Responses are kept, and continued by
+``previous_response_id``, by the ingress in :mod:`podium.api.responses_stored`; with
+``responses.store: false`` this one answers alone: every request then carries its whole
+conversation in ``input``, and what needs a kept response is refused, saying so.
 """
 
 from __future__ import annotations
@@ -221,7 +221,11 @@ class _StreamWriter:
             )
         return out
 
-    def finish(self, reason: FinishReason, usage: Usage, cost: float) -> list[bytes]:
+    def finish(
+        self, reason: FinishReason, usage: Usage, cost: float
+    ) -> tuple[list[bytes], str, JSONObject]:
+        """The events that close every item, and the last event's kind and Response object,
+        which the caller sends once it has kept the response (when it keeps it)."""
         status, incomplete = ENDINGS[reason]
         out = self._open_message() if not self.items else []  # an empty answer: one message
         item_status = "incomplete" if status == "incomplete" else "completed"
@@ -262,10 +266,17 @@ class _StreamWriter:
             self.items[index] = done
             out.append(self.event("response.output_item.done", output_index=index, item=done))
         kind = "response.completed" if status == "completed" else "response.incomplete"
-        out.append(
-            self.lifecycle(kind, status, usage=usage_object(usage, cost), incomplete=incomplete)
+        body = response_object(
+            self.request,
+            response_id=self.response_id,
+            model=self.model,
+            created_at=self.created_at,
+            status=status,
+            output=self.items,
+            usage=usage_object(usage, cost),
+            incomplete=incomplete,
         )
-        return out
+        return out, kind, body
 
     def failed(self, error: PodiumError) -> list[bytes]:
         body = error_body(error)["error"]
@@ -279,10 +290,21 @@ class _StreamWriter:
 
 
 class ResponsesIngress:
+    """Answers without keeping anything (``responses.store: false``)."""
+
     name = "responses"
 
     def parse(self, body: Any, headers: dict[str, str]) -> ChatRequest:
-        return parse(body)
+        request = parse(body)
+        if request.previous_response_id is not None:
+            raise PodiumError(
+                "invalid_request",
+                f"'previous_response_id' cannot be continued: {NO_STORE}; send the whole "
+                "conversation in 'input' instead.",
+                param="previous_response_id",
+                code="unsupported_parameter",
+            )
+        return request
 
     def render_error(self, error: PodiumError) -> Response:
         return Response.json(error_body(error), error.status, retry_headers(error))
@@ -290,26 +312,34 @@ class ResponsesIngress:
     def encode_response(
         self, response: ChatResponse, request: ChatRequest, outcome: Outcome
     ) -> bytes:
+        return orjson.dumps(self.body(response, request, outcome, _response_id(response.id)))
+
+    def body(
+        self, response: ChatResponse, request: ChatRequest, outcome: Outcome, response_id: str
+    ) -> JSONObject:
         status, incomplete = ENDINGS[response.finish_reason]
-        response_id = _response_id(response.id)
         output: list[JSONObject] = []
         if response.text or not response.tool_calls:
             item_status = "incomplete" if status == "incomplete" else "completed"
             item_id = f"msg_{response_id.removeprefix('resp_')}"
             output.append(message_item(item_id, response.text, item_status))
         output.extend(call_item(call, "completed") for call in response.tool_calls)
-        return orjson.dumps(
-            response_object(
-                request,
-                response_id=response_id,
-                model=response.model,
-                created_at=response.created or int(time.time()),
-                status=status,
-                output=output,
-                usage=usage_object(response.usage, total_cost(outcome.run.attempts)),
-                incomplete=incomplete,
-            )
+        return response_object(
+            request,
+            response_id=response_id,
+            model=response.model,
+            created_at=response.created or int(time.time()),
+            status=status,
+            output=output,
+            usage=usage_object(response.usage, total_cost(outcome.run.attempts)),
+            incomplete=incomplete,
         )
+
+    async def completed(
+        self, body: JSONObject, request: ChatRequest, context: RequestContext
+    ) -> None:
+        """A streamed answer's final Response object, before its last event is sent: nothing
+        to do here; the ingress that keeps responses keeps it."""
 
     async def encode_stream(
         self,
@@ -341,18 +371,32 @@ class ResponsesIngress:
                 yield chunk
             return
         cost = total_cost(outcome.run.attempts)
-        for chunk in writer.finish(finish, _settled(usage, outcome), cost):
+        chunks, kind, body = writer.finish(finish, _settled(usage, outcome), cost)
+        for chunk in chunks:
             yield chunk
-
-
-def _count_input_tokens(body: Any) -> int:
-    request = parse({**body, "model": body.get("model") or "-"} if isinstance(body, dict) else body)
-    return estimate_input_tokens(request)
+        await self.completed(body, request, context)
+        yield writer.event(kind, response=body)
 
 
 def register_app(podium: Podium) -> None:
-    ingress = ResponsesIngress()
+    # Imported here: the storing ingress builds on this module's.
+    from podium.api.responses_stored import StoringResponsesIngress, register_routes
+    from podium.responses.store import ResponseStore, SQLExecutor
+
+    settings = podium.config.responses
     limit = podium.config.server.max_body_bytes
+    ingress: ResponsesIngress
+    keeper: StoringResponsesIngress | None = None
+    if settings.store and isinstance(podium.store, SQLExecutor):
+        responses = ResponseStore(podium.store, settings)
+        ingress = keeper = StoringResponsesIngress(podium.gateway, responses)
+        register_routes(podium, keeper)
+        podium.extras["responses"] = responses
+        podium.app.on_startup.append(responses.start)
+        podium.app.on_shutdown.append(responses.close)
+    else:
+        ingress = ResponsesIngress()
+        _refuse_stored_routes(podium, ingress)
     podium.app.route(
         "POST",
         "/v1/responses",
@@ -361,15 +405,23 @@ def register_app(podium: Podium) -> None:
     )
 
     async def input_tokens(http: Request) -> Response:
-        await podium.gateway.authenticate(RequestContext(ingress.name, http.headers))
+        context = RequestContext(ingress.name, http.headers)
+        await podium.gateway.authenticate(context)
         body = await http.json(limit)
         if not isinstance(body, dict):
             raise PodiumError("invalid_request", "request body must be a JSON object")
         refuse_provider_fields(body, http.headers)
         # An estimate (about four characters a token): workers differ in tokenizer.
-        count = _count_input_tokens(body)
+        request = ingress.parse({**body, "model": body.get("model") or "-"}, http.headers)
+        if keeper is not None:
+            request = await keeper.resolve(request, context)
+        count = estimate_input_tokens(request)
         return Response.json({"object": "response.input_tokens", "input_tokens": count})
 
+    podium.app.route("POST", "/v1/responses/input_tokens", input_tokens, ingress)
+
+
+def _refuse_stored_routes(podium: Podium, ingress: ResponsesIngress) -> None:
     async def stored(http: Request) -> Response:
         await podium.gateway.authenticate(RequestContext(ingress.name, http.headers))
         raise PodiumError(
@@ -380,7 +432,6 @@ def register_app(podium: Podium) -> None:
             code="response_not_found",
         )
 
-    podium.app.route("POST", "/v1/responses/input_tokens", input_tokens, ingress)
     podium.app.route("GET", "/v1/responses/{response_id}", stored, ingress)
     podium.app.route("DELETE", "/v1/responses/{response_id}", stored, ingress)
     podium.app.route("GET", "/v1/responses/{response_id}/input_items", stored, ingress)

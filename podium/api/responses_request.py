@@ -2,9 +2,10 @@
 
 ``instructions`` becomes a system message, ``developer`` messages system ones, and
 ``function_call`` / ``function_call_output`` items the assistant's tool calls and their
-results, so any worker can answer, whatever wire format it speaks. What needs state Podium
-does not keep (a stored response, conversation or prompt) and tools OpenAI runs on its own
-servers are refused by name, saying what to send instead.
+results, so any worker can answer, whatever wire format it speaks. ``previous_response_id`` is
+read here and resolved by the ingress that keeps responses (podium/api/responses_stored.py).
+What needs state Podium does not keep (a conversation object, a stored prompt) and tools OpenAI
+runs on its own servers are refused by name, saying what to send instead.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError
 
 from podium.api.openai import BreakpointIn, Wire, cache_fields
 from podium.errors import PodiumError
@@ -167,7 +168,8 @@ class StreamOptions(Wire):
 class ResponsesIn(Wire):
     model: str = Field(min_length=1, max_length=256)
     input: str | list[Item]
-    instructions: str | None = None
+    instructions: str | None = None  # not carried over to a response that continues this one
+    previous_response_id: str | None = Field(None, min_length=1, max_length=256)
     tools: list[FunctionTool] | None = None
     tool_choice: Literal["auto", "none", "required"] | FunctionChoice | None = None
     parallel_tool_calls: bool | None = None
@@ -184,8 +186,8 @@ class ResponsesIn(Wire):
     prompt_cache_key: str | None = Field(None, max_length=1024)
     prompt_cache_options: CacheOptionsIn | None = None
     prompt_cache_retention: Literal["in_memory", "24h"] | None = None
+    store: bool | None = None  # keep the response (unless podium.yaml says responses.store: false)
     # Accepted for compatibility; they do not change how Podium routes or answers.
-    store: bool | None = None
     safety_identifier: str | None = None
     service_tier: str | None = None
     truncation: Literal["auto", "disabled"] | None = None
@@ -195,13 +197,17 @@ class ResponsesIn(Wire):
     top_logprobs: Literal[0] | None = None
 
 
-# Fields that need what Podium does not keep: a stored response, conversation or prompt.
+# Fields that need what Podium does not keep: a conversation object or a stored prompt.
 STATEFUL_FIELDS = {
-    "previous_response_id": "send the whole conversation in 'input' instead",
-    "conversation": "send the whole conversation in 'input' instead",
-    "prompt": "send the prompt's text in 'instructions' and 'input' instead",
+    "conversation": (
+        "Podium keeps no conversation objects; continue a stored response with "
+        "'previous_response_id', or send the whole conversation in 'input'"
+    ),
+    "prompt": (
+        "Podium keeps no stored prompts; send the prompt's text in 'instructions' and 'input'"
+    ),
 }
-NO_STORE = "Podium keeps no responses"
+NO_STORE = "this gateway keeps no responses (responses.store is off in its configuration)"
 
 # Tool types OpenAI runs on its own servers: no worker here can run them.
 HOSTED_TOOLS = frozenset(
@@ -270,7 +276,7 @@ def _refuse_what_podium_cannot_serve(body: dict[str, Any]) -> None:
         if body.get(name) is not None:
             raise PodiumError(
                 "invalid_request",
-                f"'{name}' is not supported: {NO_STORE}; {instead}.",
+                f"'{name}' is not supported: {instead}.",
                 param=name,
                 code="unsupported_parameter",
             )
@@ -280,7 +286,8 @@ def _refuse_what_podium_cannot_serve(body: dict[str, Any]) -> None:
             if isinstance(item, dict) and item.get("type") == "item_reference":
                 raise PodiumError(
                     "invalid_request",
-                    f"input[{index}] is an item reference: {NO_STORE}; send the item itself.",
+                    f"input[{index}] is an item reference, which Podium does not resolve; "
+                    "send the item itself, or continue its response by 'previous_response_id'.",
                     param=f"input[{index}]",
                     code="unsupported_parameter",
                 )
@@ -326,7 +333,7 @@ def _parts(
             raise PodiumError(
                 "invalid_request",
                 f"Invalid value for '{where}[{index}]': give the image by 'image_url' (a URL or "
-                f"a data: URL); {NO_STORE} and no uploaded files, so 'file_id' cannot name one.",
+                "a data: URL); Podium keeps no uploaded files, so 'file_id' cannot name one.",
                 param=f"{where}[{index}]",
                 code="unsupported_input",
             )
@@ -358,10 +365,29 @@ def _messages(wire: ResponsesIn) -> list[Message]:
     if isinstance(wire.input, str):
         messages.append(Message("user", [TextPart(wire.input)]))
         return messages
-    for index, item in enumerate(wire.input):
+    messages += item_messages(wire.input, lifetime)
+    return messages
+
+
+_ITEMS: TypeAdapter[list[Item]] = TypeAdapter(list[Item])
+
+
+def history_messages(items: list[JSONObject], lifetime: CacheTTL = "30m") -> list[Message]:
+    """The messages of a stored conversation's items (each turn's input, then its output)."""
+    try:
+        return item_messages(_ITEMS.validate_python(items), lifetime, where="history")
+    except ValidationError as error:
+        raise PodiumError(
+            "api_error", "a stored response could not be read back; it may predate this version"
+        ) from error
+
+
+def item_messages(items: list[Any], lifetime: CacheTTL, where: str = "input") -> list[Message]:
+    messages: list[Message] = []
+    for index, item in enumerate(items):
         if isinstance(item, MessageItem):
             role = "system" if item.role == "developer" else item.role
-            content = _parts(item.content, item.role, f"input[{index}].content", lifetime)
+            content = _parts(item.content, item.role, f"{where}[{index}].content", lifetime)
             messages.append(Message(role, content))
         elif isinstance(item, FunctionCallItem):
             call = ToolCall(item.call_id, item.name, item.arguments)
@@ -391,6 +417,10 @@ class ResponsesRequest(ChatRequest):
     """The canonical request, and the request fields a Response object repeats back."""
 
     echo: JSONObject = field(default_factory=dict)
+    previous_response_id: str | None = None
+    store: bool = True  # the client's wish; kept only where responses.store is on
+    raw_input: str | list[Any] = ""  # ``input`` as sent, kept as the client sent it
+    response_id: str | None = None  # set by the ingress that keeps responses
 
 
 def to_canonical(wire: ResponsesIn) -> ResponsesRequest:
@@ -426,6 +456,8 @@ def to_canonical(wire: ResponsesIn) -> ResponsesRequest:
         reasoning_effort=wire.reasoning.effort if wire.reasoning else None,
         verbosity=wire.text.verbosity if wire.text else None,
         echo=_echo(wire),
+        previous_response_id=wire.previous_response_id,
+        store=wire.store is not False,
         **cache_fields(
             wire.prompt_cache_options, wire.prompt_cache_key, wire.prompt_cache_retention
         ),
@@ -448,12 +480,12 @@ def _echo(wire: ResponsesIn) -> JSONObject:
         "parallel_tool_calls": True
         if wire.parallel_tool_calls is None
         else wire.parallel_tool_calls,
-        "previous_response_id": None,
+        "previous_response_id": wire.previous_response_id,
         "reasoning": {
             "effort": wire.reasoning.effort if wire.reasoning else None,
             "summary": wire.reasoning.summary if wire.reasoning else None,
         },
-        "store": False,  # Podium keeps no responses, whatever was asked
+        "store": False,  # true only once a response has been kept
         "temperature": 1.0 if wire.temperature is None else wire.temperature,
         "text": text,
         "tool_choice": tool_choice,
@@ -475,4 +507,6 @@ def parse(body: Any) -> ResponsesRequest:
         wire = ResponsesIn.model_validate(body)
     except ValidationError as error:
         raise validation_error(error) from None
-    return to_canonical(wire)
+    request = to_canonical(wire)
+    request.raw_input = body["input"]
+    return request

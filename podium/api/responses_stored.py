@@ -1,0 +1,259 @@
+"""The Responses ingress that keeps responses: ``store`` (true unless a request says false, as at
+OpenAI), ``previous_response_id``, and ``GET`` / ``DELETE /v1/responses/{id}`` with
+``/input_items``.
+
+A request that continues a response is expanded here, once its caller is known and before the
+gateway admits it: every earlier turn's input and output come first, then its own input. Rate
+limits, budgets, the data policy and routing then see the whole conversation, as they would
+had the client sent it in ``input``. ``instructions`` are not carried over (OpenAI's rule): a
+request states its own. What is kept is what the client sent and received, never a worker's
+pseudonymised view; it belongs to the key's owner, whose keys alone can read or continue it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from podium.api.http import Request, Response
+from podium.api.responses import ResponsesIngress
+from podium.api.responses_request import ResponsesRequest, history_messages, parse
+from podium.context import RequestContext
+from podium.errors import PodiumError
+from podium.gateway import Gateway, Outcome
+from podium.responses.store import ResponseStore, StoredResponse
+from podium.types import ChatRequest, ChatResponse, JSONObject
+
+if TYPE_CHECKING:
+    from podium.app import Podium
+
+log = logging.getLogger("podium.responses")
+
+_ID_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
+
+
+def _new_id(kind: str) -> str:
+    return f"{_ID_PREFIXES.get(kind, 'item')}_{uuid.uuid4().hex}"
+
+
+def input_items(raw: str | list[Any]) -> list[JSONObject]:
+    """``input`` as the items a stored response lists: every item with an id and a status, and a
+    message's text as content parts (``input_text``, or ``output_text`` for the assistant)."""
+    if isinstance(raw, str):
+        raw = [{"role": "user", "content": raw}]
+    items: list[JSONObject] = []
+    for given in raw:
+        item = dict(given)
+        kind = item.setdefault("type", "message")
+        if kind == "message" and isinstance(item.get("content"), str):
+            part = "output_text" if item.get("role") == "assistant" else "input_text"
+            item["content"] = [{"type": part, "text": item["content"]}]
+        if kind != "reasoning":
+            item.setdefault("status", "completed")
+        if not item.get("id"):
+            item["id"] = _new_id(kind)
+        items.append(item)
+    return items
+
+
+def _missing(response_id: str) -> PodiumError:
+    return PodiumError(
+        "not_found",
+        f"Response with id '{response_id}' not found.",
+        param="response_id",
+        code="response_not_found",
+    )
+
+
+class StoringResponsesIngress(ResponsesIngress):
+    def __init__(self, gateway: Gateway, responses: ResponseStore) -> None:
+        self.gateway = gateway
+        self.responses = responses
+
+    def parse(self, body: Any, headers: dict[str, str]) -> ChatRequest:
+        return parse(body)
+
+    async def resolve(self, request: ChatRequest, context: RequestContext) -> ChatRequest:
+        assert isinstance(request, ResponsesRequest)
+        request.response_id = f"resp_{context.trace_id}"
+        previous = request.previous_response_id
+        if previous is None:
+            return request
+        # The owner decides whose responses may be continued: ask who is calling first.
+        await self.gateway.authenticate(context, request.model)
+        await self.expand(request, previous, context.caller.owner)
+        return request
+
+    async def expand(self, request: ResponsesRequest, previous: str, owner: str) -> None:
+        """Put the stored conversation ``previous`` ends before the request's own input."""
+        chain = await self.responses.chain(owner, previous)
+        if not chain:
+            raise PodiumError(
+                "invalid_request",
+                f"Previous response with id '{previous}' not found.",
+                param="previous_response_id",
+                code="previous_response_not_found",
+            )
+        limit = self.responses.settings.max_chain
+        if len(chain) > limit:
+            raise PodiumError(
+                "invalid_request",
+                f"Previous response with id '{previous}' ends a conversation of more than "
+                f"{limit} responses, the most this gateway continues (responses.max_chain); "
+                "start a new one, sending what it needs in 'input'.",
+                param="previous_response_id",
+                code="conversation_too_long",
+            )
+        gone = chain[-1].previous_response_id
+        if gone is not None:
+            raise PodiumError(
+                "invalid_request",
+                f"Previous response with id '{previous}' continues response '{gone}', which "
+                "was deleted or has expired, so its conversation cannot be continued.",
+                param="previous_response_id",
+                code="previous_response_not_found",
+            )
+        history = [item for turn in reversed(chain) for item in turn.items()]
+        messages = request.messages
+        system = 1 if messages and request.echo.get("instructions") else 0
+        request.messages = [*messages[:system], *history_messages(history), *messages[system:]]
+
+    async def encode_kept(
+        self,
+        response: ChatResponse,
+        request: ChatRequest,
+        outcome: Outcome,
+        context: RequestContext,
+    ) -> bytes:
+        assert isinstance(request, ResponsesRequest) and request.response_id is not None
+        body = self.body(response, request, outcome, request.response_id)
+        await self.completed(body, request, context)
+        return orjson.dumps(body)
+
+    async def completed(
+        self, body: JSONObject, request: ChatRequest, context: RequestContext
+    ) -> None:
+        """Keep the answer the client is about to receive, before it receives it, so the next
+        request can continue it at once (on any replica sharing the store)."""
+        assert isinstance(request, ResponsesRequest)
+        if not request.store or body.get("status") == "failed":
+            return
+        body["store"] = True
+        stored = StoredResponse(
+            body["id"], request.previous_response_id, input_items(request.raw_input), body
+        )
+        try:
+            await self.responses.save(context.caller.owner, context.trace_id, stored)
+        except Exception:
+            # The answer is paid for: send it, saying it was not kept, rather than lose it.
+            log.exception("could not keep response %s", body["id"])
+            body["store"] = False
+
+
+def register_routes(podium: Podium, ingress: StoringResponsesIngress) -> None:
+    """``GET`` / ``DELETE /v1/responses/{id}``, its ``/input_items`` and ``/cancel``."""
+    gateway, responses = podium.gateway, ingress.responses
+
+    async def owner_of(http: Request) -> str:
+        context = RequestContext(ingress.name, http.headers)
+        await gateway.authenticate(context)
+        return context.caller.owner
+
+    async def kept(http: Request) -> tuple[str, StoredResponse]:
+        owner = await owner_of(http)
+        response_id = http.params["response_id"]
+        stored = await responses.get(owner, response_id)
+        if stored is None:
+            raise _missing(response_id)
+        return owner, stored
+
+    async def retrieve(http: Request) -> Response:
+        _, stored = await kept(http)
+        if http.query.get("stream") in ("true", "1"):
+            raise PodiumError(
+                "invalid_request",
+                "Only a response created with background=true can be streamed again; Podium "
+                "answers every request as it comes, so read this one whole (stream=false).",
+                param="stream",
+            )
+        return Response.json(stored.response)
+
+    async def delete(http: Request) -> Response:
+        owner = await owner_of(http)
+        response_id = http.params["response_id"]
+        if not await responses.delete(owner, response_id):
+            raise _missing(response_id)
+        return Response.json({"id": response_id, "object": "response", "deleted": True})
+
+    async def cancel(http: Request) -> Response:
+        await kept(http)
+        raise PodiumError(
+            "invalid_request",
+            "Only a response created with background=true can be cancelled; this one has "
+            "finished already (Podium answers every request as it comes).",
+            param="response_id",
+        )
+
+    async def list_input_items(http: Request) -> Response:
+        owner, stored = await kept(http)
+        items = stored.input_items
+        if stored.previous_response_id is not None:
+            chain = await responses.chain(owner, stored.previous_response_id)
+            history = [item for turn in reversed(chain) for item in turn.items()]
+            items = [*history, *items]
+        return Response.json(page(items, http.query))
+
+    podium.app.route("GET", "/v1/responses/{response_id}", retrieve, ingress)
+    podium.app.route("DELETE", "/v1/responses/{response_id}", delete, ingress)
+    podium.app.route("GET", "/v1/responses/{response_id}/input_items", list_input_items, ingress)
+    podium.app.route("POST", "/v1/responses/{response_id}/cancel", cancel, ingress)
+
+
+def page(items: list[JSONObject], query: dict[str, str]) -> JSONObject:
+    """One page of a list, as OpenAI's cursor pages are: ``order`` (``desc`` by default: the
+    newest item first), ``limit`` (1 to 100, default 20), and ``after`` / ``before`` item ids."""
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise PodiumError(
+            "invalid_request", "Invalid value for 'order': use 'asc' or 'desc'.", param="order"
+        )
+    raw_limit = query.get("limit", "20")
+    try:
+        limit = int(raw_limit)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 100:
+        raise PodiumError(
+            "invalid_request",
+            f"Invalid value for 'limit': {raw_limit[:32]!r}; give a whole number from 1 to 100.",
+            param="limit",
+        )
+    ordered = items if order == "asc" else items[::-1]
+    ids = [item.get("id") for item in ordered]
+    start, end = 0, len(ordered)
+    for cursor, move in (("after", 1), ("before", 0)):
+        value = query.get(cursor)
+        if value is None:
+            continue
+        if value not in ids:
+            raise PodiumError(
+                "invalid_request",
+                f"Invalid value for '{cursor}': no item with id {value[:64]!r} in this list.",
+                param=cursor,
+            )
+        if move:
+            start = ids.index(value) + 1
+        else:
+            end = ids.index(value)
+    window = ordered[start:end]
+    data = window[:limit] if "before" not in query else window[-limit:]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": len(window) > len(data),
+    }

@@ -1,0 +1,30 @@
+"""The responses table, appended to podium.store.migrations (stdlib only: the store imports
+this module)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Executor(Protocol):
+    def execute(self, sql: str) -> object: ...
+
+
+def create_responses(db: Executor) -> None:
+    # One row per stored response: this request's own input items and the Response object the
+    # client received, both as JSON. A conversation is the chain of previous_response_id.
+    db.execute(
+        """
+        CREATE TABLE responses (
+            response_id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            expires_at DOUBLE PRECISION,
+            previous_response_id TEXT,
+            trace_id TEXT NOT NULL,
+            input_items TEXT NOT NULL,
+            response TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX responses_expires_at ON responses (expires_at)")

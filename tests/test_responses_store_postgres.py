@@ -1,0 +1,70 @@
+"""Stored responses on PostgreSQL: two gateways sharing one database answer one conversation,
+each turn on either, and the expiry sweep runs there as on SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import openai
+import pytest
+
+from podium.app import create_podium
+from podium.config import PodiumConfig
+from podium.responses.store import ResponseStore
+from podium.testing.openai_fake import FakeOpenAI
+from podium.testing.server import serve
+from tests.conftest import worker
+from tests.shared_servers import PG_URL, drop_schema, needs_postgres, unique
+
+pytestmark = needs_postgres
+
+
+@pytest.fixture
+async def schema() -> AsyncIterator[str]:
+    name = unique("responses")
+    yield name
+    await drop_schema(name)
+
+
+async def test_a_conversation_crosses_gateways_that_share_postgres(
+    schema: str, make_config: Callable[..., PodiumConfig], fake_openai: FakeOpenAI
+) -> None:
+    config = make_config(
+        [worker("alpha", "openai", fake_openai.base_url)],
+        store={"kind": "postgres", "url": PG_URL, "pg_schema": schema},
+    )
+    first, second = create_podium(config), create_podium(config)
+    async with serve(first.app) as one, serve(second.app) as two:
+        sdk = [
+            openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+            for url in (one, two)
+        ]
+        previous: Any = openai.omit
+        answers = []
+        for turn in range(4):  # one, two, one, two
+            answer = await sdk[turn % 2].responses.create(
+                model="alpha", input=f"turn {turn}", previous_response_id=previous
+            )
+            answers.append(answer)
+            previous = answer.id
+        items = [item async for item in sdk[0].responses.input_items.list(previous, order="asc")]
+        await sdk[1].responses.delete(answers[0].id)
+        with pytest.raises(openai.BadRequestError) as broken:
+            await sdk[0].responses.create(
+                model="alpha", input="again", previous_response_id=previous
+            )
+        store = first.extras["responses"]
+        assert isinstance(store, ResponseStore)
+        store._clock = lambda: 4e9  # long past every response's 30 days
+        swept = await store.sweep(batch=2)
+        for client in sdk:
+            await client.close()
+    texts = [item.content[0].text for item in items]  # type: ignore[union-attr]
+    assert texts == [
+        "turn 0", "fake answer to: turn 0", "turn 1", "fake answer to: turn 1",
+        "turn 2", "fake answer to: turn 2", "turn 3",
+    ]  # fmt: skip
+    assert [m["content"] for m in fake_openai.received[3].body["messages"]] == texts
+    assert "deleted or has expired" in broken.value.message
+    assert swept == 3
