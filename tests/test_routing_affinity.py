@@ -111,6 +111,31 @@ async def test_a_conversation_stays_on_its_first_worker(
     assert alone == ("smollm2-135m", "semantic:chat")  # a new conversation routes afresh
 
 
+async def test_a_responses_conversation_continued_by_id_stays_on_its_worker(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    """The stored turns are put back before routing, so the conversation opens as it did."""
+    async with (
+        gateway(pool_workers(fake_openai), routing=ROUTING) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="unused") as client,
+    ):
+        first = await client.responses.with_raw_response.create(
+            model="podium/auto",
+            instructions="Be brief.",
+            input="Write a Python function that parses JSON",
+        )
+        await running.podium.gateway.drain_background()
+        second = await client.responses.with_raw_response.create(
+            model="podium/auto",
+            instructions="Be brief.",
+            input="hey, how are you today?",
+            previous_response_id=first.parse().id,
+        )
+    assert first.headers["x-podium-route"] == "semantic:code"
+    assert second.headers["x-podium-route"] == "affinity"
+    assert second.headers["x-podium-worker"] == first.headers["x-podium-worker"]
+
+
 async def test_policy_failure_and_rules_move_a_session(
     gateway: Any, fake_openai: FakeOpenAI
 ) -> None:
