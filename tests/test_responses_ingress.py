@@ -313,9 +313,14 @@ async def test_a_stream_that_fails_midway_ends_with_response_failed(gateway: Any
             "Previous response with id 'resp_1' not found",
         ),
         (
-            {"model": "alpha", "input": "x", "conversation": "conv_1"},
+            {"model": "alpha", "input": "x", "conversation": "c", "previous_response_id": "r"},
             "conversation",
-            "whole conversation",
+            "cannot be used together",
+        ),
+        (
+            {"model": "alpha", "input": "x", "prompt": {"id": "pmpt_1"}},
+            "prompt",
+            "no stored prompts",
         ),
         (
             {"model": "alpha", "input": [{"type": "item_reference", "id": "msg_1"}]},

@@ -68,3 +68,36 @@ async def test_a_conversation_crosses_gateways_that_share_postgres(
     assert [m["content"] for m in fake_openai.received[3].body["messages"]] == texts
     assert "deleted or has expired" in broken.value.message
     assert swept == 3
+
+
+async def test_a_conversation_object_is_shared_by_gateways_on_postgres(
+    schema: str, make_config: Callable[..., PodiumConfig], fake_openai: FakeOpenAI
+) -> None:
+    config = make_config(
+        [worker("alpha", "openai", fake_openai.base_url)],
+        store={"kind": "postgres", "url": PG_URL, "pg_schema": schema},
+    )
+    first, second = create_podium(config), create_podium(config)
+    async with serve(first.app) as one, serve(second.app) as two:
+        sdk = [
+            openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+            for url in (one, two)
+        ]
+        conversation = await sdk[0].conversations.create(metadata={"team": "a"})
+        for turn in range(3):
+            await sdk[turn % 2].responses.create(
+                model="alpha", input=f"turn {turn}", conversation=conversation.id
+            )
+        items = [
+            item async for item in sdk[1].conversations.items.list(conversation.id, order="asc")
+        ]
+        await sdk[1].conversations.items.delete(items[0].id, conversation_id=conversation.id)
+        left = [item async for item in sdk[0].conversations.items.list(conversation.id)]
+        deleted = await sdk[0].conversations.delete(conversation.id)
+        for client in sdk:
+            await client.close()
+    assert [item.content[0].text for item in items] == [  # type: ignore[union-attr]
+        "turn 0", "fake answer to: turn 0", "turn 1", "fake answer to: turn 1",
+        "turn 2", "fake answer to: turn 2",
+    ]  # fmt: skip
+    assert len(left) == 5 and deleted.deleted is True

@@ -296,14 +296,18 @@ class ResponsesIngress:
 
     def parse(self, body: Any, headers: dict[str, str]) -> ChatRequest:
         request = parse(body)
-        if request.previous_response_id is not None:
-            raise PodiumError(
-                "invalid_request",
-                f"'previous_response_id' cannot be continued: {NO_STORE}; send the whole "
-                "conversation in 'input' instead.",
-                param="previous_response_id",
-                code="unsupported_parameter",
-            )
+        for name, value in (
+            ("previous_response_id", request.previous_response_id),
+            ("conversation", request.conversation_id),
+        ):
+            if value is not None:
+                raise PodiumError(
+                    "invalid_request",
+                    f"'{name}' cannot be continued: {NO_STORE}; send the whole conversation "
+                    "in 'input' instead.",
+                    param=name,
+                    code="unsupported_parameter",
+                )
         return request
 
     def render_error(self, error: PodiumError) -> Response:
@@ -380,7 +384,9 @@ class ResponsesIngress:
 
 def register_app(podium: Podium) -> None:
     # Imported here: the storing ingress builds on this module's.
+    from podium.api import conversations
     from podium.api.responses_stored import StoringResponsesIngress, register_routes
+    from podium.responses.conversations import ConversationStore
     from podium.responses.store import ResponseStore, SQLExecutor
 
     settings = podium.config.responses
@@ -389,8 +395,11 @@ def register_app(podium: Podium) -> None:
     keeper: StoringResponsesIngress | None = None
     if settings.store and isinstance(podium.store, SQLExecutor):
         responses = ResponseStore(podium.store, settings)
-        ingress = keeper = StoringResponsesIngress(podium.gateway, responses)
+        ingress = keeper = StoringResponsesIngress(
+            podium.gateway, responses, ConversationStore(podium.store)
+        )
         register_routes(podium, keeper)
+        conversations.register_routes(podium, keeper)
         podium.extras["responses"] = responses
         podium.app.on_startup.append(responses.start)
         podium.app.on_shutdown.append(responses.close)
@@ -432,7 +441,21 @@ def _refuse_stored_routes(podium: Podium, ingress: ResponsesIngress) -> None:
             code="response_not_found",
         )
 
-    podium.app.route("GET", "/v1/responses/{response_id}", stored, ingress)
-    podium.app.route("DELETE", "/v1/responses/{response_id}", stored, ingress)
-    podium.app.route("GET", "/v1/responses/{response_id}/input_items", stored, ingress)
-    podium.app.route("POST", "/v1/responses/{response_id}/cancel", stored, ingress)
+    async def conversations(http: Request) -> Response:
+        await podium.gateway.authenticate(RequestContext(ingress.name, http.headers))
+        raise PodiumError(
+            "not_found",
+            f"Conversations are not available: {NO_STORE}.",
+            code="conversations_disabled",
+        )
+
+    route = podium.app.route
+    route("GET", "/v1/responses/{response_id}", stored, ingress)
+    route("DELETE", "/v1/responses/{response_id}", stored, ingress)
+    route("GET", "/v1/responses/{response_id}/input_items", stored, ingress)
+    route("POST", "/v1/responses/{response_id}/cancel", stored, ingress)
+    route("POST", "/v1/conversations", conversations, ingress)
+    for method in ("GET", "POST", "DELETE"):
+        route(method, "/v1/conversations/{conversation_id}", conversations, ingress)
+        route(method, "/v1/conversations/{conversation_id}/items", conversations, ingress)
+        route(method, "/v1/conversations/{conversation_id}/items/{item_id}", conversations, ingress)

@@ -165,11 +165,18 @@ class StreamOptions(Wire):
     include_obfuscation: bool | None = None
 
 
+class ConversationRef(Wire):
+    id: str = Field(min_length=1, max_length=256)
+
+
 class ResponsesIn(Wire):
     model: str = Field(min_length=1, max_length=256)
     input: str | list[Item]
     instructions: str | None = None  # not carried over to a response that continues this one
     previous_response_id: str | None = Field(None, min_length=1, max_length=256)
+    conversation: Annotated[str, Field(min_length=1, max_length=256)] | ConversationRef | None = (
+        None
+    )
     tools: list[FunctionTool] | None = None
     tool_choice: Literal["auto", "none", "required"] | FunctionChoice | None = None
     parallel_tool_calls: bool | None = None
@@ -197,17 +204,15 @@ class ResponsesIn(Wire):
     top_logprobs: Literal[0] | None = None
 
 
-# Fields that need what Podium does not keep: a conversation object or a stored prompt.
+# Fields that need what Podium does not keep: a stored prompt.
 STATEFUL_FIELDS = {
-    "conversation": (
-        "Podium keeps no conversation objects; continue a stored response with "
-        "'previous_response_id', or send the whole conversation in 'input'"
-    ),
     "prompt": (
         "Podium keeps no stored prompts; send the prompt's text in 'instructions' and 'input'"
     ),
 }
-NO_STORE = "this gateway keeps no responses (responses.store is off in its configuration)"
+NO_STORE = (
+    "this gateway keeps no responses or conversations (responses.store is off in its configuration)"
+)
 
 # Tool types OpenAI runs on its own servers: no worker here can run them.
 HOSTED_TOOLS = frozenset(
@@ -418,6 +423,7 @@ class ResponsesRequest(ChatRequest):
 
     echo: JSONObject = field(default_factory=dict)
     previous_response_id: str | None = None
+    conversation_id: str | None = None
     store: bool = True  # the client's wish; kept only where responses.store is on
     raw_input: str | list[Any] = ""  # ``input`` as sent, kept as the client sent it
     response_id: str | None = None  # set by the ingress that keeps responses
@@ -457,11 +463,26 @@ def to_canonical(wire: ResponsesIn) -> ResponsesRequest:
         verbosity=wire.text.verbosity if wire.text else None,
         echo=_echo(wire),
         previous_response_id=wire.previous_response_id,
+        conversation_id=_conversation_id(wire),
         store=wire.store is not False,
         **cache_fields(
             wire.prompt_cache_options, wire.prompt_cache_key, wire.prompt_cache_retention
         ),
     )
+
+
+def _conversation_id(wire: ResponsesIn) -> str | None:
+    conversation = wire.conversation
+    if conversation is None:
+        return None
+    if wire.previous_response_id is not None:
+        raise PodiumError(
+            "invalid_request",
+            "'previous_response_id' and 'conversation' cannot be used together: a response "
+            "continues either a stored response or a conversation.",
+            param="conversation",
+        )
+    return conversation if isinstance(conversation, str) else conversation.id
 
 
 def _echo(wire: ResponsesIn) -> JSONObject:
@@ -481,6 +502,7 @@ def _echo(wire: ResponsesIn) -> JSONObject:
         if wire.parallel_tool_calls is None
         else wire.parallel_tool_calls,
         "previous_response_id": wire.previous_response_id,
+        "conversation": {"id": _conversation_id(wire)} if wire.conversation else None,
         "reasoning": {
             "effort": wire.reasoning.effort if wire.reasoning else None,
             "summary": wire.reasoning.summary if wire.reasoning else None,

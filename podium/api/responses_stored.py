@@ -1,9 +1,9 @@
 """The Responses ingress that keeps responses: ``store`` (true unless a request says false, as at
-OpenAI), ``previous_response_id``, and ``GET`` / ``DELETE /v1/responses/{id}`` with
-``/input_items``.
+OpenAI), ``previous_response_id``, ``conversation`` (podium/api/conversations.py), and ``GET`` /
+``DELETE /v1/responses/{id}`` with ``/input_items``.
 
-A request that continues a response is expanded here, once its caller is known and before the
-gateway admits it: every earlier turn's input and output come first, then its own input. Rate
+A request that continues a response or a conversation is expanded here, once its caller is
+known and before the gateway admits it: every earlier item comes first, then its own input. Rate
 limits, budgets, the data policy and routing then see the whole conversation, as they would
 had the client sent it in ``input``. ``instructions`` are not carried over (OpenAI's rule): a
 request states its own. What is kept is what the client sent and received, never a worker's
@@ -24,6 +24,7 @@ from podium.api.responses_request import ResponsesRequest, history_messages, par
 from podium.context import RequestContext
 from podium.errors import PodiumError
 from podium.gateway import Gateway, Outcome
+from podium.responses.conversations import ConversationStore
 from podium.responses.store import ResponseStore, StoredResponse
 from podium.types import ChatRequest, ChatResponse, JSONObject
 
@@ -69,9 +70,12 @@ def _missing(response_id: str) -> PodiumError:
 
 
 class StoringResponsesIngress(ResponsesIngress):
-    def __init__(self, gateway: Gateway, responses: ResponseStore) -> None:
+    def __init__(
+        self, gateway: Gateway, responses: ResponseStore, conversations: ConversationStore
+    ) -> None:
         self.gateway = gateway
         self.responses = responses
+        self.conversations = conversations
 
     def parse(self, body: Any, headers: dict[str, str]) -> ChatRequest:
         return parse(body)
@@ -79,16 +83,31 @@ class StoringResponsesIngress(ResponsesIngress):
     async def resolve(self, request: ChatRequest, context: RequestContext) -> ChatRequest:
         assert isinstance(request, ResponsesRequest)
         request.response_id = f"resp_{context.trace_id}"
-        previous = request.previous_response_id
-        if previous is None:
+        previous, conversation = request.previous_response_id, request.conversation_id
+        if previous is None and conversation is None:
             return request
         # The owner decides whose responses may be continued: ask who is calling first.
         await self.gateway.authenticate(context, request.model)
-        await self.expand(request, previous, context.caller.owner)
+        owner = context.caller.owner
+        if previous is not None:
+            history = await self.history(previous, owner)
+        else:
+            assert conversation is not None
+            if await self.conversations.get(owner, conversation) is None:
+                raise PodiumError(
+                    "not_found",
+                    f"Conversation with id '{conversation}' not found.",
+                    param="conversation",
+                    code="conversation_not_found",
+                )
+            history = await self.conversations.items(conversation)
+        messages = request.messages
+        system = 1 if messages and request.echo.get("instructions") else 0
+        request.messages = [*messages[:system], *history_messages(history), *messages[system:]]
         return request
 
-    async def expand(self, request: ResponsesRequest, previous: str, owner: str) -> None:
-        """Put the stored conversation ``previous`` ends before the request's own input."""
+    async def history(self, previous: str, owner: str) -> list[JSONObject]:
+        """The items of the stored conversation ``previous`` ends, oldest first."""
         chain = await self.responses.chain(owner, previous)
         if not chain:
             raise PodiumError(
@@ -116,10 +135,7 @@ class StoringResponsesIngress(ResponsesIngress):
                 param="previous_response_id",
                 code="previous_response_not_found",
             )
-        history = [item for turn in reversed(chain) for item in turn.items()]
-        messages = request.messages
-        system = 1 if messages and request.echo.get("instructions") else 0
-        request.messages = [*messages[:system], *history_messages(history), *messages[system:]]
+        return [item for turn in reversed(chain) for item in turn.items()]
 
     async def encode_kept(
         self,
@@ -136,15 +152,24 @@ class StoringResponsesIngress(ResponsesIngress):
     async def completed(
         self, body: JSONObject, request: ChatRequest, context: RequestContext
     ) -> None:
-        """Keep the answer the client is about to receive, before it receives it, so the next
-        request can continue it at once (on any replica sharing the store)."""
+        """Keep the answer the client is about to receive, and add it to its conversation,
+        before it receives it, so the next request can continue it at once (on any replica
+        sharing the store)."""
         assert isinstance(request, ResponsesRequest)
-        if not request.store or body.get("status") == "failed":
+        conversation = request.conversation_id
+        if body.get("status") == "failed" or not (request.store or conversation):
+            return
+        given = input_items(request.raw_input)
+        if conversation is not None:
+            try:
+                await self.conversations.append(conversation, [*given, *body["output"]])
+            except Exception:
+                # The answer is paid for: send it; the conversation misses this turn.
+                log.exception("could not add response %s to %s", body["id"], conversation)
+        if not request.store:
             return
         body["store"] = True
-        stored = StoredResponse(
-            body["id"], request.previous_response_id, input_items(request.raw_input), body
-        )
+        stored = StoredResponse(body["id"], request.previous_response_id, given, body)
         try:
             await self.responses.save(context.caller.owner, context.trace_id, stored)
         except Exception:

@@ -28,3 +28,32 @@ def create_responses(db: Executor) -> None:
         """
     )
     db.execute("CREATE INDEX responses_expires_at ON responses (expires_at)")
+
+
+def create_conversations(db: Executor) -> None:
+    # A conversation and its items, in order (seq). Items are Responses items as JSON; an id
+    # may repeat (a client's own ids), so the key is the order, not the id.
+    db.execute(
+        """
+        CREATE TABLE conversations (
+            conversation_id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            metadata TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE conversation_items (
+            conversation_id TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            item_id TEXT NOT NULL,
+            item TEXT NOT NULL,
+            PRIMARY KEY (conversation_id, seq)
+        )
+        """
+    )
+    db.execute(
+        "CREATE INDEX conversation_items_id ON conversation_items (conversation_id, item_id)"
+    )

@@ -19,7 +19,7 @@ from podium.observe.migrations import (
 )
 from podium.observe.rollup import create_rollup
 from podium.policy.migrations import create_audit, create_keys
-from podium.responses.migrations import create_responses
+from podium.responses.migrations import create_conversations, create_responses
 from podium.state.migrations import create_pool_state
 
 
@@ -94,4 +94,5 @@ MIGRATIONS: list[Migration] = [
     Migration("0007_create_audit", create_audit),
     Migration("0008_trace_workflow", _trace_workflow),
     Migration("0009_create_responses", create_responses),
+    Migration("0010_create_conversations", create_conversations),
 ]
