@@ -136,6 +136,31 @@ async def test_a_responses_conversation_continued_by_id_stays_on_its_worker(
     assert second.headers["x-podium-worker"] == first.headers["x-podium-worker"]
 
 
+async def test_the_turns_of_a_conversation_object_stay_on_one_worker(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    """The conversation names the session, so turns with other instructions stay too."""
+    async with (
+        gateway(pool_workers(fake_openai), routing=ROUTING) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="unused") as client,
+    ):
+        conversation = await client.conversations.create()
+        routes = []
+        for instructions, text in (
+            ("Be brief.", "Write a Python function that parses JSON"),
+            ("Be chatty.", "hey, how are you today?"),
+        ):
+            raw = await client.responses.with_raw_response.create(
+                model="podium/auto",
+                instructions=instructions,
+                input=text,
+                conversation=conversation.id,
+            )
+            await running.podium.gateway.drain_background()
+            routes.append((raw.headers["x-podium-worker"], raw.headers["x-podium-route"]))
+    assert routes == [("qwen2.5-coder-1.5b", "semantic:code"), ("qwen2.5-coder-1.5b", "affinity")]
+
+
 async def test_policy_failure_and_rules_move_a_session(
     gateway: Any, fake_openai: FakeOpenAI
 ) -> None:

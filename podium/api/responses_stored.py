@@ -101,6 +101,8 @@ class StoringResponsesIngress(ResponsesIngress):
                     code="conversation_not_found",
                 )
             history = await self.conversations.items(conversation)
+            # Its turns stay on one worker (session affinity), whatever each one's instructions.
+            context.session_id = context.session_id or f"conv-{conversation}"
         messages = request.messages
         system = 1 if messages and request.echo.get("instructions") else 0
         request.messages = [*messages[:system], *history_messages(history), *messages[system:]]

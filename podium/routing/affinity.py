@@ -10,7 +10,8 @@ Two halves share one bounded map (held by the Podium's routing parts, never modu
   fallback) and forgets a session whose turn failed, so a failing worker does not hold it.
 
 A rule that fires before the affinity router moves the session: the hook records its worker.
-The session key is, in order: ``RequestContext.session_id``, the ``x-podium-session`` header,
+The session key is, in order: ``RequestContext.session_id`` (a Responses ``conversation`` sets
+it), the ``x-podium-session`` header,
 ``metadata.session_id`` (or ``session`` / ``conversation_id``), OpenAI's ``prompt_cache_key``
 (which clients set to keep requests that share a prefix on one cache), else a hash of the
 caller, the ``user`` field and the conversation's opening (system messages and the first user
