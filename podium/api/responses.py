@@ -388,9 +388,11 @@ def register_app(podium: Podium) -> None:
     from podium.api.responses_stored import StoringResponsesIngress, register_routes
     from podium.responses.conversations import ConversationStore
     from podium.responses.store import ResponseStore, SQLExecutor
+    from podium.responses.truncation import TruncationHook
 
     settings = podium.config.responses
     limit = podium.config.server.max_body_bytes
+    podium.gateway.hooks.append(TruncationHook(podium.pool))
     ingress: ResponsesIngress
     keeper: StoringResponsesIngress | None = None
     if settings.store and isinstance(podium.store, SQLExecutor):

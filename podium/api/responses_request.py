@@ -194,10 +194,11 @@ class ResponsesIn(Wire):
     prompt_cache_options: CacheOptionsIn | None = None
     prompt_cache_retention: Literal["in_memory", "24h"] | None = None
     store: bool | None = None  # keep the response (unless podium.yaml says responses.store: false)
+    # "auto": the oldest items go when the conversation outgrows the worker's context window.
+    truncation: Literal["auto", "disabled"] | None = None
     # Accepted for compatibility; they do not change how Podium routes or answers.
     safety_identifier: str | None = None
     service_tier: str | None = None
-    truncation: Literal["auto", "disabled"] | None = None
     include: list[str] | None = None
     max_tool_calls: int | None = Field(None, ge=1)
     background: Literal[False] | None = None
@@ -424,6 +425,7 @@ class ResponsesRequest(ChatRequest):
     echo: JSONObject = field(default_factory=dict)
     previous_response_id: str | None = None
     conversation_id: str | None = None
+    truncate: bool = False  # truncation "auto": podium/responses/truncation.py
     store: bool = True  # the client's wish; kept only where responses.store is on
     raw_input: str | list[Any] = ""  # ``input`` as sent, kept as the client sent it
     response_id: str | None = None  # set by the ingress that keeps responses
@@ -464,6 +466,7 @@ def to_canonical(wire: ResponsesIn) -> ResponsesRequest:
         echo=_echo(wire),
         previous_response_id=wire.previous_response_id,
         conversation_id=_conversation_id(wire),
+        truncate=wire.truncation == "auto",
         store=wire.store is not False,
         **cache_fields(
             wire.prompt_cache_options, wire.prompt_cache_key, wire.prompt_cache_retention
