@@ -54,6 +54,10 @@ async def test_a_conversation_continues_by_previous_response_id(
         third = await client.responses.create(
             model="alpha", input="Thanks.", previous_response_id=second.id
         )
+        async with httpx.AsyncClient(base_url=served.url) as http:
+            metrics = (await http.get("/metrics")).text
+    assert "podium_responses_kept_total 3" in metrics
+    assert "podium_responses_continued_total 2" in metrics
     assert first.store is True and second.previous_response_id == first.id
     # Every earlier turn's input and output, then the new input; only the request's own
     # instructions (OpenAI's rule: they are not carried over).
@@ -361,8 +365,11 @@ async def test_an_answer_the_store_cannot_keep_is_still_sent_saying_so(
         answer = await client.responses.create(model="alpha", input="paid for")
         stream = await client.responses.create(model="alpha", input="streamed", stream=True)
         events = [event async for event in stream]
+        async with httpx.AsyncClient(base_url=served.url) as http:
+            metrics = (await http.get("/metrics")).text
     assert answer.output_text == "fake answer to: paid for" and answer.store is False
     assert events[-1].type == "response.completed" and events[-1].response.store is False
+    assert "podium_responses_keep_failures_total 2" in metrics
 
 
 async def test_cancel_and_streaming_again_are_refused_for_a_finished_response(

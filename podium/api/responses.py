@@ -403,6 +403,7 @@ def register_app(podium: Podium) -> None:
         register_routes(podium, keeper)
         conversations.register_routes(podium, keeper)
         podium.extras["responses"] = responses
+        podium.extras["responses_counts"] = keeper.counts
         podium.app.on_startup.append(responses.start)
         podium.app.on_shutdown.append(responses.close)
     else:

@@ -25,7 +25,7 @@ from podium.context import RequestContext
 from podium.errors import PodiumError
 from podium.gateway import Gateway, Outcome
 from podium.responses.conversations import ConversationStore
-from podium.responses.store import ResponseStore, StoredResponse
+from podium.responses.store import KeptCounts, ResponseStore, StoredResponse
 from podium.types import ChatRequest, ChatResponse, JSONObject
 
 if TYPE_CHECKING:
@@ -76,6 +76,7 @@ class StoringResponsesIngress(ResponsesIngress):
         self.gateway = gateway
         self.responses = responses
         self.conversations = conversations
+        self.counts = KeptCounts()
 
     def parse(self, body: Any, headers: dict[str, str]) -> ChatRequest:
         return parse(body)
@@ -103,6 +104,7 @@ class StoringResponsesIngress(ResponsesIngress):
             history = await self.conversations.items(conversation)
             # Its turns stay on one worker (session affinity), whatever each one's instructions.
             context.session_id = context.session_id or f"conv-{conversation}"
+        self.counts.continued += 1
         messages = request.messages
         system = 1 if messages and request.echo.get("instructions") else 0
         request.messages = [*messages[:system], *history_messages(history), *messages[system:]]
@@ -167,6 +169,7 @@ class StoringResponsesIngress(ResponsesIngress):
                 await self.conversations.append(conversation, [*given, *body["output"]])
             except Exception:
                 # The answer is paid for: send it; the conversation misses this turn.
+                self.counts.keep_failures += 1
                 log.exception("could not add response %s to %s", body["id"], conversation)
         if not request.store:
             return
@@ -176,8 +179,11 @@ class StoringResponsesIngress(ResponsesIngress):
             await self.responses.save(context.caller.owner, context.trace_id, stored)
         except Exception:
             # The answer is paid for: send it, saying it was not kept, rather than lose it.
+            self.counts.keep_failures += 1
             log.exception("could not keep response %s", body["id"])
             body["store"] = False
+        else:
+            self.counts.kept += 1
 
 
 def register_routes(podium: Podium, ingress: StoringResponsesIngress) -> None:

@@ -146,6 +146,17 @@ def _gauges(podium: Podium, registry: Registry, feedback: Feedback) -> None:
     declare("podium_traces_spilled_total", "counter", "Traces spilled to disk (store down).")
     declare("podium_feedback_queue_depth", "gauge", "Automatic signals waiting to be stored.")
     declare("podium_feedback_refused_total", "counter", "Feedback refused with 429.")
+    declare("podium_responses_kept_total", "counter", "Responses API answers stored.")
+    declare(
+        "podium_responses_keep_failures_total",
+        "counter",
+        "Answers or conversation turns the store could not take (sent anyway).",
+    )
+    declare(
+        "podium_responses_continued_total",
+        "counter",
+        "Requests that read a stored response chain or conversation back.",
+    )
 
     registry.collectors.append(
         breaker_gauges(lambda: [(w.name, w.breaker.state) for w in podium.pool])
@@ -164,6 +175,13 @@ def _gauges(podium: Podium, registry: Registry, feedback: Feedback) -> None:
             ("podium_feedback_queue_depth", (), float(feedback.depth)),
             ("podium_feedback_refused_total", (), float(feedback.refused)),
         ]
+        kept = podium.extras.get("responses_counts")  # None: responses.store is off
+        if kept is not None:
+            out += [
+                ("podium_responses_kept_total", (), float(kept.kept)),
+                ("podium_responses_keep_failures_total", (), float(kept.keep_failures)),
+                ("podium_responses_continued_total", (), float(kept.continued)),
+            ]
         return out
 
     registry.collectors.append(collect)

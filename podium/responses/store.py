@@ -41,6 +41,15 @@ class StoredResponse:
         return [*self.input_items, *(output if isinstance(output, list) else [])]
 
 
+@dataclass(slots=True)
+class KeptCounts:
+    """What /metrics reports of stored responses and conversations (this process's)."""
+
+    kept: int = 0  # responses stored
+    keep_failures: int = 0  # responses or conversation turns the store could not take
+    continued: int = 0  # requests that read a stored conversation back
+
+
 _COLUMNS = "response_id, previous_response_id, input_items, response"
 
 # The chain from one response back to the first, newest first, in one statement. The depth
