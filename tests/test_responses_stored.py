@@ -439,3 +439,43 @@ async def test_hostile_ids_are_not_found_never_a_server_error(
         still = await http.get(f"/v1/responses/{kept_one.json()['id']}")
     assert statuses <= {400, 404, 405}
     assert still.status_code == 200
+
+
+async def test_an_admin_erases_everything_kept_for_one_owner(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    async with gateway(
+        [worker("alpha", "openai", fake_openai.base_url)], access={"auth": {"required": True}}
+    ) as served:
+        keys = KeyStore(served.podium.store)
+        _, alice_key = await keys.create(NewKey(owner="team-a"))
+        _, bob_key = await keys.create(NewKey(owner="team-b"))
+        alice = openai.AsyncOpenAI(base_url=f"{served.url}/v1", api_key=alice_key, max_retries=0)
+        bob = openai.AsyncOpenAI(base_url=f"{served.url}/v1", api_key=bob_key, max_retries=0)
+        async with alice, bob, httpx.AsyncClient(base_url=served.url) as admin:
+            first = await alice.responses.create(model="alpha", input="one")
+            await alice.responses.create(model="alpha", input="two", previous_response_id=first.id)
+            conversation = await alice.conversations.create(
+                items=[{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]
+            )
+            kept = await bob.responses.create(model="alpha", input="bob's")
+            # Keys cannot erase; the admin API can (loopback here: no admin key is set).
+            refused = await admin.delete(
+                "/admin/stored/team-a", headers={"authorization": f"Bearer {alice_key}"}
+            )
+            erased = await admin.delete("/admin/stored/team-a")
+            with pytest.raises(openai.NotFoundError):
+                await alice.responses.retrieve(first.id)
+            with pytest.raises(openai.NotFoundError):
+                await alice.conversations.retrieve(conversation.id)
+            still = await bob.responses.retrieve(kept.id)
+        assert served.podium.audit is not None
+        await served.podium.audit.flush()
+        entries = [json.loads(line) for line in served.podium.audit.path.read_text().splitlines()]
+    assert refused.status_code == 403
+    assert erased.json() == {
+        "owner": "team-a",
+        "deleted": {"responses": 2, "conversations": 1, "items": 2},
+    }
+    assert still.id == kept.id
+    assert next(e for e in entries if e["action"] == "stored.erase")["target"] == "owner:team-a"

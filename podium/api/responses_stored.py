@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from podium.api.admin import admin_route
 from podium.api.http import Request, Response
 from podium.api.responses import ResponsesIngress
 from podium.api.responses_request import ResponsesRequest, history_messages, parse
 from podium.context import RequestContext
 from podium.errors import PodiumError
 from podium.gateway import Gateway, Outcome
+from podium.policy.access import admin_actor
 from podium.responses.conversations import ConversationStore
 from podium.responses.store import KeptCounts, ResponseStore, StoredResponse
 from podium.types import ChatRequest, ChatResponse, JSONObject
@@ -239,6 +241,17 @@ def register_routes(podium: Podium, ingress: StoringResponsesIngress) -> None:
             items = [*history, *items]
         return Response.json(page(items, http.query))
 
+    async def erase(http: Request) -> Response:
+        """Everything kept for one owner, gone: their responses, conversations and items."""
+        owner = http.params["owner"]
+        responses_deleted = await responses.erase(owner)
+        conversations, items = await ingress.conversations.erase(owner)
+        erased = {"responses": responses_deleted, "conversations": conversations, "items": items}
+        if podium.audit is not None:
+            podium.audit.record(admin_actor(http), "stored.erase", f"owner:{owner}", erased)
+        return Response.json({"owner": owner, "deleted": erased})
+
+    admin_route(podium, "DELETE", "/admin/stored/{owner}", erase)
     podium.app.route("GET", "/v1/responses/{response_id}", retrieve, ingress)
     podium.app.route("DELETE", "/v1/responses/{response_id}", delete, ingress)
     podium.app.route("GET", "/v1/responses/{response_id}/input_items", list_input_items, ingress)

@@ -90,6 +90,18 @@ class ConversationStore:
         )
         return True
 
+    async def erase(self, owner: str) -> tuple[int, int]:
+        """Delete every conversation ``owner`` has and their items; returns how many of each."""
+        items = await self.db.execute(
+            "DELETE FROM conversation_items WHERE conversation_id IN "
+            "(SELECT conversation_id FROM conversations WHERE owner = ?) RETURNING 1",
+            (owner,),
+        )
+        conversations = await self.db.execute(
+            "DELETE FROM conversations WHERE owner = ? RETURNING 1", (owner,)
+        )
+        return len(conversations), len(items)
+
     async def append(self, conversation_id: str, items: list[JSONObject]) -> None:
         """Add ``items`` at the end, in order (the caller has checked the owner)."""
         if not items:

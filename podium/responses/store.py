@@ -119,6 +119,11 @@ class ResponseStore:
         )
         return bool(rows)
 
+    async def erase(self, owner: str) -> int:
+        """Delete every response ``owner`` keeps; returns how many."""
+        rows = await self.db.execute("DELETE FROM responses WHERE owner = ? RETURNING 1", (owner,))
+        return len(rows)
+
     async def chain(self, owner: str, response_id: str) -> list[StoredResponse]:
         """``response_id`` and the responses it continues, newest first: at most
         ``max_chain + 1`` of them, and fewer when one earlier in the chain is gone (the last
