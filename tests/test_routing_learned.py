@@ -222,6 +222,38 @@ async def test_a_worker_the_model_never_saw_gets_a_prior(
     assert min(trained.mean_quality) - 1e-5 <= mystery.quality <= max(trained.mean_quality) + 1e-5
 
 
+async def test_a_long_prompt_is_priced_at_its_tier(
+    tmp_path: Path, trained: QualityCostModel
+) -> None:
+    """Two newcomers at one base price; one bills prompts past 1,000 tokens at 10x."""
+    store = ArtifactStore(tmp_path / "routers")
+    store.promote(store.save(trained).number)
+    flat = {
+        "name": "flat",
+        "provider": "openai",
+        "model": "flat",
+        "base_url": "http://127.0.0.1:9",
+        "price": {"input": 1.0, "output": 1.0},
+    }
+    tiered = {
+        **flat,
+        "name": "tiered",
+        "model": "tiered",
+        "price": {"input": 1.0, "output": 1.0, "tiers": [{"above": 1000, "input": 10.0}]},
+    }
+    chain = routing(tmp_path, more_workers=[flat, tiered])
+    router = chain.router("learned")
+
+    async def costs(text: str) -> dict[str, float]:
+        decision = await router.plan(ask(text), context(chain))
+        assert decision is not None
+        return {c.worker: c.cost_usd or 0.0 for c in decision.candidates}
+
+    short, long = await costs("a short question"), await costs("word " * 2000)
+    assert short["tiered"] == pytest.approx(short["flat"])
+    assert long["tiered"] > 5 * long["flat"]
+
+
 @pytest.mark.parametrize(
     "text",
     [

@@ -188,7 +188,7 @@ class WorkerScorer:
         out: list[Estimate] = []
         for worker in eligible:
             j = self.column(model, worker)
-            price = worker.price
+            price = worker.price.at(tokens_in)  # a long prompt pays its tier's rates
             if price.input > 0 or price.output > 0 or j is None:
                 tokens_out = float(self.config.default_output_tokens)
                 if j is not None and model.output_tokens[j] > 0:
