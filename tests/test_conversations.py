@@ -3,6 +3,7 @@ delete, items in pages, and responses given ``conversation`` that read it and ex
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import httpx
@@ -252,3 +253,39 @@ async def test_an_injection_planted_in_stored_state_is_screened_when_it_is_read_
             await client.responses.create(model="alpha", input=attack, previous_response_id=kept.id)
     assert "prompt-injection screen" in through_conversation.value.message
     assert [r.body["messages"][-1]["content"] for r in fake_openai.received] == ["hello"]
+
+
+async def test_hostile_conversation_ids_are_not_found_never_a_server_error(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    from urllib.parse import quote
+
+    from tests.test_bad_input import corpus
+
+    ids = [text[:200] for text in itertools.islice(corpus(), 20)]
+    ids += ["' OR '1'='1", "conv_x'; DROP TABLE conversations; --", "conv_" + "9" * 5000]
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url)]) as served,
+        httpx.AsyncClient(base_url=served.url) as http,
+    ):
+        mine = (await http.post("/v1/conversations", json={})).json()["id"]
+        answers: list[httpx.Response] = []
+        for hostile in ids:
+            escaped = quote(hostile, safe="")
+            for method, path in (
+                ("GET", f"/v1/conversations/{escaped}"),
+                ("DELETE", f"/v1/conversations/{escaped}"),
+                ("GET", f"/v1/conversations/{escaped}/items"),
+                ("GET", f"/v1/conversations/{mine}/items/{escaped}"),
+                ("DELETE", f"/v1/conversations/{mine}/items/{escaped}"),
+            ):
+                answers.append(await http.request(method, path))
+            answers.append(
+                await http.post(
+                    "/v1/responses", json={"model": "alpha", "input": "x", "conversation": hostile}
+                )
+            )
+        still = await http.get(f"/v1/conversations/{mine}")
+    assert {answer.status_code for answer in answers} <= {400, 404}
+    assert all(len(answer.json()["error"]["message"]) < 400 for answer in answers)
+    assert still.status_code == 200

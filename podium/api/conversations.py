@@ -50,7 +50,7 @@ class ItemsIn(Wire):
 def missing(conversation_id: str) -> PodiumError:
     return PodiumError(
         "not_found",
-        f"Conversation with id '{conversation_id}' not found.",
+        f"Conversation with id '{conversation_id[:128]}' not found.",
         param="conversation_id",
         code="conversation_not_found",
     )

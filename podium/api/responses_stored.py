@@ -65,7 +65,7 @@ def input_items(raw: str | list[Any]) -> list[JSONObject]:
 def _missing(response_id: str) -> PodiumError:
     return PodiumError(
         "not_found",
-        f"Response with id '{response_id}' not found.",
+        f"Response with id '{response_id[:128]}' not found.",  # an id from the path: any size
         param="response_id",
         code="response_not_found",
     )
