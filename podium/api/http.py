@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, unquote
 
 import orjson
 
+from podium.api.websocket import SocketHandler, WebSocket
 from podium.errors import PodiumError
 
 log = logging.getLogger("podium.http")
@@ -187,6 +188,11 @@ class App:
         self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
         self.fallback_errors: ErrorRenderer = PlainErrors()
         self.state: dict[str, Any] = {}
+        self._sockets: dict[str, SocketHandler] = {}
+
+    def websocket(self, path: str, handler: SocketHandler) -> None:
+        """Serve WebSocket connections to ``path`` (an exact path)."""
+        self._sockets[path] = handler
 
     def route(self, method: str, path: str, handler: Handler, errors: ErrorRenderer) -> None:
         route = Route(method, path, handler, errors, tuple(path.strip("/").split("/")))
@@ -256,6 +262,8 @@ class App:
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
                 await self._lifespan(receive, send)
+            elif scope["type"] == "websocket":
+                await self._socket(scope, receive, send)
             return
         # A request is served in this coroutine, not one of its own: ~1k instructions fewer.
         route, params, path_known = self._match(
@@ -292,6 +300,20 @@ class App:
             await send({"type": "http.response.body", "body": response.body})
         else:
             await self._stream(response, receive, send)
+
+    async def _socket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        socket = WebSocket(scope, receive, send)
+        handler = self._sockets.get(scope["path"])
+        if handler is None:
+            await socket.refuse(f"no WebSocket endpoint at {scope['path']}")
+            return
+        try:
+            await handler(socket)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("WebSocket handler failed on %s", scope["path"])
+            await socket.close(1011, "Podium failed to handle the connection; see its log")
 
     async def _stream(self, response: StreamResponse, receive: Receive, send: Send) -> None:
         headers = {"cache-control": "no-cache", "x-accel-buffering": "no", **response.headers}

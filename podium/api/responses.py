@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -129,11 +129,22 @@ def _settled(usage: Usage | None, outcome: Outcome) -> Usage:
     return usage or (attempts[-1].usage if attempts else Usage())
 
 
-class _StreamWriter:
+Frame = Callable[[str, JSONObject], bytes]
+
+
+def sse(kind: str, data: JSONObject) -> bytes:
+    """One event as Server-Sent Events frame it (``POST /v1/responses`` with ``stream``)."""
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+class StreamWriter:
     """The Responses stream's events for one answer: each output item opened when its first
     piece arrives, every item closed at the end, and a sequence number on every event."""
 
-    def __init__(self, request: ChatRequest, response_id: str, model: str) -> None:
+    def __init__(
+        self, request: ChatRequest, response_id: str, model: str, frame: Frame = sse
+    ) -> None:
+        self.frame = frame
         self.request = request
         self.response_id = response_id
         self.model = model
@@ -147,10 +158,11 @@ class _StreamWriter:
     def event(self, kind: str, **fields: Any) -> bytes:
         data = {"type": kind, **fields, "sequence_number": self.sequence}
         self.sequence += 1
-        return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+        return self.frame(kind, data)
 
-    def lifecycle(self, kind: str, status: str, **fields: Any) -> bytes:
-        body = response_object(
+    def body(self, status: str, **fields: Any) -> JSONObject:
+        """The Response object as it stands: no output while it is in progress."""
+        return response_object(
             self.request,
             response_id=self.response_id,
             model=self.model,
@@ -159,7 +171,9 @@ class _StreamWriter:
             output=self.items if status != "in_progress" else [],
             **fields,
         )
-        return self.event(kind, response=body)
+
+    def lifecycle(self, kind: str, status: str, **fields: Any) -> bytes:
+        return self.event(kind, response=self.body(status, **fields))
 
     def _open_message(self) -> list[bytes]:
         index = self.message = len(self.items)
@@ -266,16 +280,7 @@ class _StreamWriter:
             self.items[index] = done
             out.append(self.event("response.output_item.done", output_index=index, item=done))
         kind = "response.completed" if status == "completed" else "response.incomplete"
-        body = response_object(
-            self.request,
-            response_id=self.response_id,
-            model=self.model,
-            created_at=self.created_at,
-            status=status,
-            output=self.items,
-            usage=usage_object(usage, cost),
-            incomplete=incomplete,
-        )
+        body = self.body(status, usage=usage_object(usage, cost), incomplete=incomplete)
         return out, kind, body
 
     def failed(self, error: PodiumError) -> list[bytes]:
@@ -345,14 +350,26 @@ class ResponsesIngress:
         """A streamed answer's final Response object, before its last event is sent: nothing
         to do here; the ingress that keeps responses keeps it."""
 
-    async def encode_stream(
+    def encode_stream(
         self,
         events: AsyncIterator[StreamEvent],
         request: ChatRequest,
         outcome: Outcome,
         context: RequestContext,
     ) -> AsyncIterator[bytes]:
-        writer = _StreamWriter(request, f"resp_{context.trace_id}", outcome.worker)
+        return self.stream_events(events, request, outcome, context, sse)
+
+    async def stream_events(
+        self,
+        events: AsyncIterator[StreamEvent],
+        request: ChatRequest,
+        outcome: Outcome,
+        context: RequestContext,
+        frame: Frame,
+    ) -> AsyncIterator[bytes]:
+        """The stream's events, each framed by ``frame``: SSE over HTTP, one message each over
+        a WebSocket (podium/api/responses_socket.py)."""
+        writer = StreamWriter(request, f"resp_{context.trace_id}", outcome.worker, frame)
         yield writer.lifecycle("response.created", "in_progress")
         yield writer.lifecycle("response.in_progress", "in_progress")
         usage: Usage | None = None
@@ -385,6 +402,7 @@ class ResponsesIngress:
 def register_app(podium: Podium) -> None:
     # Imported here: the storing ingress builds on this module's.
     from podium.api import conversations
+    from podium.api.responses_socket import ResponsesSocket
     from podium.api.responses_stored import StoringResponsesIngress, register_routes
     from podium.responses.conversations import ConversationStore
     from podium.responses.store import ResponseStore, SQLExecutor
@@ -415,6 +433,7 @@ def register_app(podium: Podium) -> None:
         chat_handler(ingress, podium.gateway, max_body_bytes=limit),
         ingress,
     )
+    podium.app.websocket("/v1/responses", ResponsesSocket(podium.gateway, ingress).serve)
 
     async def input_tokens(http: Request) -> Response:
         context = RequestContext(ingress.name, http.headers)
