@@ -87,7 +87,9 @@ class ResponsesSocket:
             not isinstance(stream_id, str) or not STREAM_ID.fullmatch(stream_id)
         ):
             message = "'stream_id' is 1 to 256 letters, digits, '_', '-' or '.'"
-            await self.error(socket, None, PodiumError("invalid_request", message, param="stream_id"))
+            await self.error(
+                socket, None, PodiumError("invalid_request", message, param="stream_id")
+            )
             return
         kind = event.get("type")
         if kind == "response.steer":
@@ -95,7 +97,9 @@ class ResponsesSocket:
         elif kind != "response.create":
             shown = str(kind)[:64]
             message = f"unknown event type {shown!r}; send 'response.create'"
-            await self.error(socket, stream_id, PodiumError("invalid_request", message, param="type"))
+            await self.error(
+                socket, stream_id, PodiumError("invalid_request", message, param="type")
+            )
         else:
             lane = lanes.get(stream_id)
             if lane is None:
