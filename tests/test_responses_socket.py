@@ -281,3 +281,39 @@ async def test_a_client_that_leaves_stops_its_answer(gateway: Any, fake_openai: 
         alpha = served.podium.pool.get("alpha")
         assert alpha is not None and alpha.in_flight == 0
     assert fake_openai.cancelled_streams == 1 and fake_openai.completed_streams == 0
+
+
+async def test_a_connection_is_bounded_in_lanes_and_message_size(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    async with (
+        gateway(
+            [worker("alpha", "openai", fake_openai.base_url)],
+            server={"max_body_bytes": 4096},
+        ) as served,
+        client_for(served.url) as client,
+        client.responses.connect() as connection,
+    ):
+        raw = connection._connection
+        await raw.send(
+            json.dumps({"type": "response.create", "model": "alpha", "input": "x" * 5000})
+        )
+        too_big = json.loads(await raw.recv())
+        for lane in range(65):
+            await raw.send(
+                json.dumps(
+                    {
+                        "type": "response.create",
+                        "model": "alpha",
+                        "input": "note",
+                        "generate": False,
+                        "stream_id": f"lane-{lane}",
+                    }
+                )
+            )
+        replies = [json.loads(await raw.recv()) for _ in range(64 * 2 + 1)]
+    assert too_big["type"] == "error" and too_big["code"] == "request_too_large"
+    refused = [reply for reply in replies if reply["type"] == "error"]
+    assert [reply["stream_id"] for reply in refused] == ["lane-64"]
+    assert "at most 64 lanes" in refused[0]["message"]
+    assert fake_openai.received == []

@@ -433,7 +433,8 @@ def register_app(podium: Podium) -> None:
         chat_handler(ingress, podium.gateway, max_body_bytes=limit),
         ingress,
     )
-    podium.app.websocket("/v1/responses", ResponsesSocket(podium.gateway, ingress).serve)
+    socket = ResponsesSocket(podium.gateway, ingress, max_message_bytes=limit)
+    podium.app.websocket("/v1/responses", socket.serve)
 
     async def input_tokens(http: Request) -> Response:
         context = RequestContext(ingress.name, http.headers)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -33,8 +34,11 @@ from podium.errors import PodiumError
 from podium.gateway import Gateway
 from podium.types import JSONObject, Usage
 
+log = logging.getLogger("podium.responses")
+
 STREAM_ID = re.compile(r"[A-Za-z0-9_.-]{1,256}")
 MAX_WAITING = 64  # responses a lane may have queued behind the one it is answering
+MAX_LANES = 64  # lanes one connection may open
 SOCKET_ONLY = ("type", "stream_id", "generate")
 
 
@@ -52,9 +56,10 @@ def framing(stream_id: str | None) -> Frame:
 
 
 class ResponsesSocket:
-    def __init__(self, gateway: Gateway, ingress: ResponsesIngress) -> None:
+    def __init__(self, gateway: Gateway, ingress: ResponsesIngress, max_message_bytes: int) -> None:
         self.gateway = gateway
         self.ingress = ingress
+        self.max_message_bytes = max_message_bytes
         self.keeper = ingress if isinstance(ingress, StoringResponsesIngress) else None
 
     async def serve(self, socket: WebSocket) -> None:
@@ -74,6 +79,10 @@ class ResponsesSocket:
             await asyncio.gather(*(lane.task for lane in lanes.values()), return_exceptions=True)
 
     async def dispatch(self, socket: WebSocket, text: str, lanes: dict[str | None, Lane]) -> None:
+        if len(text) > self.max_message_bytes:  # characters: at least as many bytes
+            message = f"message larger than this gateway takes ({self.max_message_bytes} bytes)"
+            await self.error(socket, None, PodiumError("request_too_large", message))
+            return
         try:
             event = orjson.loads(text)
         except orjson.JSONDecodeError:
@@ -102,6 +111,10 @@ class ResponsesSocket:
             )
         else:
             lane = lanes.get(stream_id)
+            if lane is None and len(lanes) >= MAX_LANES:
+                message = f"a connection may open at most {MAX_LANES} lanes"
+                await self.error(socket, stream_id, PodiumError("rate_limit", message))
+                return
             if lane is None:
                 queue: asyncio.Queue[JSONObject] = asyncio.Queue(MAX_WAITING)
                 task = asyncio.get_running_loop().create_task(self.lane(socket, stream_id, queue))
@@ -117,7 +130,13 @@ class ResponsesSocket:
     ) -> None:
         while True:
             event = await queue.get()
-            await self.answer(socket, stream_id, event)
+            try:
+                await self.answer(socket, stream_id, event)
+            except Exception:
+                # The lane lives on for the requests behind this one.
+                log.exception("WebSocket answer failed")
+                failed = PodiumError("api_error", "Podium failed to answer; see its log")
+                await self.error(socket, stream_id, failed)
 
     async def answer(self, socket: WebSocket, stream_id: str | None, event: JSONObject) -> None:
         body = {key: value for key, value in event.items() if key not in SOCKET_ONLY}
