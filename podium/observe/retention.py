@@ -3,16 +3,12 @@ batches on a timer, so the trace writer never waits long behind a big delete."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 from podium.observe.settings import RetentionConfig
-
-log = logging.getLogger("podium.retention")
+from podium.periodic import Periodic
 
 
 class Rows(Protocol):
@@ -57,7 +53,7 @@ class Retention:
     def __init__(self, db: Rows, config: RetentionConfig) -> None:
         self.db = db
         self.config = config
-        self._task: asyncio.Task[None] | None = None
+        self._timer = Periodic(self._sweep, config.interval_seconds, name="retention sweep")
 
     async def run_once(self, now: float | None = None) -> dict[str, int]:
         if self.config.days is None:
@@ -65,27 +61,13 @@ class Retention:
         cutoff = (time.time() if now is None else now) - self.config.days * 86400
         return await sweep(self.db, cutoff, self.config.batch)
 
-    def start(self) -> None:
-        if self.config.days is not None and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop())
+    async def _sweep(self) -> dict[str, int] | None:
+        deleted = await self.run_once()
+        return deleted if any(deleted.values()) else None  # logged only when it deleted
 
-    async def _loop(self) -> None:
-        # The first sweep waits a little: start-up (and the store opening) comes first.
-        delay = min(60.0, self.config.interval_seconds)
-        while True:
-            await asyncio.sleep(delay)
-            delay = self.config.interval_seconds
-            try:
-                deleted = await self.run_once()
-            except Exception:
-                log.exception("retention sweep failed; will try again")
-                continue
-            if any(deleted.values()):
-                log.info("retention deleted %s", deleted)
+    def start(self) -> None:
+        if self.config.days is not None:
+            self._timer.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._timer.close()

@@ -7,9 +7,6 @@ response past its retention is gone for reads at once and deleted by the next sw
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,10 +14,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
+from podium.periodic import Periodic
 from podium.responses.settings import ResponsesSettings
 from podium.types import JSONObject
-
-log = logging.getLogger("podium.responses")
 
 
 @runtime_checkable
@@ -82,7 +78,9 @@ class ResponseStore:
         self.db = db
         self.settings = settings
         self._clock = clock
-        self._task: asyncio.Task[None] | None = None
+        self._timer = Periodic(
+            self.sweep, settings.sweep_interval_seconds, name="stored-response sweep"
+        )
 
     async def save(self, owner: str, trace_id: str, stored: StoredResponse) -> None:
         now = self._clock()
@@ -148,25 +146,8 @@ class ResponseStore:
                 return deleted
 
     async def start(self) -> None:
-        if self.settings.retention_days is not None and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._sweeping())
-
-    async def _sweeping(self) -> None:
-        delay = min(60.0, self.settings.sweep_interval_seconds)  # start-up comes first
-        while True:
-            await asyncio.sleep(delay)
-            delay = self.settings.sweep_interval_seconds
-            try:
-                deleted = await self.sweep()
-            except Exception:
-                log.exception("stored-response sweep failed; will try again")
-                continue
-            if deleted:
-                log.info("deleted %d expired stored responses", deleted)
+        if self.settings.retention_days is not None:
+            self._timer.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._timer.close()
