@@ -311,6 +311,8 @@ class App:
             await handler(socket)
         except asyncio.CancelledError:
             raise
+        except ConnectionError:
+            pass  # the client left during the handshake, or the connection broke
         except Exception:
             log.exception("WebSocket handler failed on %s", scope["path"])
             await socket.close(1011, "Podium failed to handle the connection; see its log")
