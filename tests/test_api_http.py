@@ -5,8 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosedError, InvalidStatus
 
+from podium.api.http import App
+from podium.api.websocket import WebSocket
 from podium.testing.openai_fake import FakeOpenAI
+from podium.testing.server import serve
 from tests.conftest import worker
 
 HELLO = [{"role": "user", "content": "hello"}]
@@ -40,16 +46,8 @@ async def test_whole_answers_state_their_length_and_streams_are_chunked(
 
 
 async def test_websockets_reach_only_their_endpoints_and_a_failing_handler_closes_cleanly(
-    caplog: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    import pytest
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosedError, InvalidStatus
-
-    from podium.api.http import App
-    from podium.api.websocket import WebSocket
-    from podium.testing.server import serve
-
     app = App()
 
     async def echo(socket: WebSocket) -> None:
