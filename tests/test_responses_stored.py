@@ -479,3 +479,30 @@ async def test_an_admin_erases_everything_kept_for_one_owner(
     }
     assert still.id == kept.id
     assert next(e for e in entries if e["action"] == "stored.erase")["target"] == "owner:team-a"
+
+
+async def test_with_a_master_key_what_is_kept_is_sealed_at_rest(
+    gateway: Any, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PODIUM_MASTER_KEY", "m" * 43)
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url)]) as served,
+        client_for(served.url) as client,
+    ):
+        first = await client.responses.create(model="alpha", input="the launch code is 7")
+        second = await client.responses.create(
+            model="alpha", input="repeat it", previous_response_id=first.id
+        )
+        conversation = await client.conversations.create(
+            items=[{"role": "user", "content": "the vault is blue"}]
+        )
+        items = [item async for item in client.conversations.items.list(conversation.id)]
+        rows = await served.podium.store.execute(
+            "SELECT input_items, response FROM responses UNION ALL "
+            "SELECT item, item FROM conversation_items"
+        )
+    at_rest = json.dumps([list(row) for row in rows])
+    assert "launch code" not in at_rest and "vault" not in at_rest
+    assert ("user", "the launch code is 7") in sent_messages(fake_openai)
+    assert second.previous_response_id == first.id
+    assert items[0].content[0].text == "the vault is blue"  # type: ignore[union-attr]

@@ -404,6 +404,7 @@ def register_app(podium: Podium) -> None:
     from podium.api import conversations
     from podium.api.responses_socket import ResponsesSocket
     from podium.api.responses_stored import StoringResponsesIngress, register_routes
+    from podium.policy.sealing import sealer_for
     from podium.responses.conversations import ConversationStore
     from podium.responses.store import ResponseStore, SQLExecutor
     from podium.responses.truncation import TruncationHook
@@ -414,10 +415,12 @@ def register_app(podium: Podium) -> None:
     ingress: ResponsesIngress
     keeper: StoringResponsesIngress | None = None
     if settings.store and isinstance(podium.store, SQLExecutor):
-        responses = ResponseStore(podium.store, settings)
-        ingress = keeper = StoringResponsesIngress(
-            podium.gateway, responses, ConversationStore(podium.store)
-        )
+        # Sealed at rest with the deployment's master key, when it has one.
+        master = podium.secrets.get(podium.config.access.secrets.master_key_env)
+        sealer = sealer_for(master, "stored-content")
+        responses = ResponseStore(podium.store, settings, sealer=sealer)
+        conversations_kept = ConversationStore(podium.store, sealer=sealer)
+        ingress = keeper = StoringResponsesIngress(podium.gateway, responses, conversations_kept)
         register_routes(podium, keeper)
         conversations.register_routes(podium, keeper)
         podium.extras["responses"] = responses

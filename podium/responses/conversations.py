@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from podium.policy.sealing import Sealer, Unsealed
 from podium.responses.store import SQLExecutor
 from podium.types import JSONObject
 
@@ -40,8 +41,15 @@ def new_conversation_id() -> str:
 
 
 class ConversationStore:
-    def __init__(self, db: SQLExecutor, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        db: SQLExecutor,
+        *,
+        sealer: Sealer | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.db = db
+        self.sealer = sealer or Unsealed()
         self._clock = clock
 
     async def create(self, owner: str, metadata: dict[str, str]) -> Conversation:
@@ -112,7 +120,8 @@ class ConversationStore:
         rows = ", ".join("(?, ?, ?, ?)" for _ in items)
         params: list[object] = []
         for offset, item in enumerate(items):
-            params += [conversation_id, start + offset, item["id"], orjson.dumps(item).decode()]
+            sealed = self.sealer.seal(orjson.dumps(item), conversation_id)
+            params += [conversation_id, start + offset, item["id"], sealed]
         await self.db.execute(
             f"INSERT INTO conversation_items (conversation_id, seq, item_id, item) VALUES {rows}",
             tuple(params),
@@ -123,7 +132,7 @@ class ConversationStore:
             "SELECT item FROM conversation_items WHERE conversation_id = ? ORDER BY seq",
             (conversation_id,),
         )
-        return [orjson.loads(row[0]) for row in rows]
+        return [orjson.loads(self.sealer.open(row[0], conversation_id)) for row in rows]
 
     async def item(self, conversation_id: str, item_id: str) -> JSONObject | None:
         rows = await self.db.execute(
@@ -131,7 +140,7 @@ class ConversationStore:
             "ORDER BY seq LIMIT 1",
             (conversation_id, item_id),
         )
-        return orjson.loads(rows[0][0]) if rows else None
+        return orjson.loads(self.sealer.open(rows[0][0], conversation_id)) if rows else None
 
     async def delete_item(self, conversation_id: str, item_id: str) -> bool:
         rows = await self.db.execute(

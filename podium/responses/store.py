@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 import orjson
 
 from podium.periodic import Periodic
+from podium.policy.sealing import Sealer, Unsealed
 from podium.responses.settings import ResponsesSettings
 from podium.types import JSONObject
 
@@ -63,20 +64,18 @@ SELECT {_COLUMNS} FROM chain ORDER BY depth
 """
 
 
-def _stored(row: Any) -> StoredResponse:
-    return StoredResponse(row[0], row[1], orjson.loads(row[2]), orjson.loads(row[3]))
-
-
 class ResponseStore:
     def __init__(
         self,
         db: SQLExecutor,
         settings: ResponsesSettings,
         *,
+        sealer: Sealer | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.db = db
         self.settings = settings
+        self.sealer = sealer or Unsealed()
         self._clock = clock
         self._timer = Periodic(
             self.sweep, settings.sweep_interval_seconds, name="stored-response sweep"
@@ -96,9 +95,18 @@ class ResponseStore:
                 None if days is None else now + days * 86400,
                 stored.previous_response_id,
                 trace_id,
-                orjson.dumps(stored.input_items).decode(),
-                orjson.dumps(stored.response).decode(),
+                self.sealer.seal(orjson.dumps(stored.input_items), stored.response_id),
+                self.sealer.seal(orjson.dumps(stored.response), stored.response_id),
             ),
+        )
+
+    def _stored(self, row: Any) -> StoredResponse:
+        response_id, sealer = row[0], self.sealer
+        return StoredResponse(
+            response_id,
+            row[1],
+            orjson.loads(sealer.open(row[2], response_id)),
+            orjson.loads(sealer.open(row[3], response_id)),
         )
 
     async def get(self, owner: str, response_id: str) -> StoredResponse | None:
@@ -107,7 +115,7 @@ class ResponseStore:
             "AND (expires_at IS NULL OR expires_at > ?)",
             (response_id, owner, self._clock()),
         )
-        return _stored(rows[0]) if rows else None
+        return self._stored(rows[0]) if rows else None
 
     async def delete(self, owner: str, response_id: str) -> bool:
         rows = await self.db.execute(
@@ -130,7 +138,7 @@ class ResponseStore:
         rows = await self.db.execute(
             _CHAIN, (response_id, owner, now, owner, now, self.settings.max_chain)
         )
-        return [_stored(row) for row in rows]
+        return [self._stored(row) for row in rows]
 
     async def sweep(self, batch: int = 5000) -> int:
         """Delete expired responses, a batch per statement; returns how many."""
