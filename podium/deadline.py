@@ -19,6 +19,7 @@ from podium.errors import PodiumError
 
 HEADER = "x-podium-timeout"
 SDK_HEADERS = ("x-stainless-read-timeout", "x-stainless-timeout")
+DEADLINE_HEADERS = (HEADER, *SDK_HEADERS)  # a request naming none has only the default
 MARGIN_SHARE = 0.1  # of the wait, kept back for the error to reach the client...
 MAX_MARGIN = 1.0  # ...but at most a second
 

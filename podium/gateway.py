@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from podium.config import WorkerConfig
 from podium.context import RequestContext
-from podium.deadline import deadline, request_seconds
+from podium.deadline import DEADLINE_HEADERS, deadline, request_seconds
 from podium.engine import Attempt, MeteredRelay, MeteredStream
 from podium.errors import PodiumError
 from podium.executor import Executor, Run
@@ -176,6 +176,23 @@ class Stages:
     finish: list[Hook]
 
 
+class ExtraHooks:
+    """Hooks an ingress adds for its own requests, after the gateway's (the Responses API's
+    ``truncation``): requests of other ingresses do not pay for them."""
+
+    def __init__(self, hooks: list[Hook]) -> None:
+        self.hooks = hooks
+        self._base: list[Hook] = []
+        self._stages: Stages | None = None
+
+    def stages(self, base: list[Hook]) -> Stages:
+        stages = self._stages
+        if stages is None or self._base != base:  # identity first: cheap when unchanged
+            self._base = list(base)
+            stages = self._stages = Stages([*base, *self.hooks])
+        return stages
+
+
 class Gateway:
     def __init__(
         self,
@@ -298,19 +315,29 @@ class Gateway:
         return embedder_named(model, configs, self.pool.aliases) is not None
 
     async def handle(
-        self, request: ChatRequest, context: RequestContext, *, relay: str | None = None
+        self,
+        request: ChatRequest,
+        context: RequestContext,
+        *,
+        relay: str | None = None,
+        extra: ExtraHooks | None = None,
     ) -> Outcome:
         """Admit, route and start answering. Streams come back started (first event in hand).
         ``relay`` names the caller's wire format when its ingress can pass a provider's own
-        stream bytes on (see :class:`podium.providers.base.RelayingProvider`)."""
+        stream bytes on (see :class:`podium.providers.base.RelayingProvider`); ``extra``, the
+        hooks its ingress adds."""
         decision: Decision | None = None
         run = Run()
-        stages = self.stages
+        stages = self.stages if extra is None else extra.stages(self.hooks)
         try:
             request = await self.admit(request, context, stages)
             # After admission: a caller without a valid key hears that first.
-            seconds = request_seconds(context.headers, self.request_timeout)
-            run.deadline = deadline(seconds, since=context.started)
+            # Most requests without an SDK name no deadline: one probe instead of two calls.
+            if self.request_timeout is not None or not context.headers.keys().isdisjoint(
+                DEADLINE_HEADERS
+            ):
+                seconds = request_seconds(context.headers, self.request_timeout)
+                run.deadline = deadline(seconds, since=context.started)
             eligible = self.eligible(request, context, stages)
             decision = await self.route(request, context, list(eligible))
             run.attempts.extend(decision.attempts)  # a planner's call is part of the cost

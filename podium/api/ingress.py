@@ -8,7 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 from podium.api.http import AnyResponse, Request, Response, StreamResponse, parse_json
 from podium.context import RequestContext
 from podium.errors import PodiumError
-from podium.gateway import Gateway, Outcome
+from podium.gateway import ExtraHooks, Gateway, Outcome
 from podium.types import ChatRequest, ChatResponse, StreamEvent, WireItem
 
 # Fields that would let a caller choose the upstream host or credential. Podium refuses them
@@ -133,6 +133,7 @@ def chat_handler(
     context_factory: Callable[[str, dict[str, str]], RequestContext] = (
         lambda name, headers: RequestContext(name, headers)  # positional: ~1k instructions less
     ),
+    extra: ExtraHooks | None = None,
 ) -> Callable[[Request], Any]:
     relay = ingress if isinstance(ingress, RelayIngress) else None
     wire = relay.wire if relay is not None else None
@@ -156,7 +157,7 @@ def chat_handler(
         try:
             if stateful is not None:
                 request = await stateful.resolve(request, context)
-            outcome = await gateway.handle(request, context, relay=wire)
+            outcome = await gateway.handle(request, context, relay=wire, extra=extra)
         except PodiumError as error:
             response = ingress.render_error(error)
             response.headers.setdefault("x-podium-trace-id", context.trace_id)

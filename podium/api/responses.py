@@ -23,7 +23,7 @@ from podium.api.openai import error_body
 from podium.api.responses_request import NO_STORE, ResponsesRequest, parse
 from podium.context import RequestContext
 from podium.errors import PodiumError
-from podium.gateway import Outcome, total_cost
+from podium.gateway import ExtraHooks, Outcome, total_cost
 from podium.types import (
     ChatRequest,
     ChatResponse,
@@ -411,7 +411,8 @@ def register_app(podium: Podium) -> None:
 
     settings = podium.config.responses
     limit = podium.config.server.max_body_bytes
-    podium.gateway.hooks.append(TruncationHook(podium.pool))
+    # Only Responses requests pay for their truncation hook.
+    extra = ExtraHooks([TruncationHook(podium.pool)])
     ingress: ResponsesIngress
     keeper: StoringResponsesIngress | None = None
     if settings.store and isinstance(podium.store, SQLExecutor):
@@ -433,10 +434,10 @@ def register_app(podium: Podium) -> None:
     podium.app.route(
         "POST",
         "/v1/responses",
-        chat_handler(ingress, podium.gateway, max_body_bytes=limit),
+        chat_handler(ingress, podium.gateway, max_body_bytes=limit, extra=extra),
         ingress,
     )
-    socket = ResponsesSocket(podium.gateway, ingress, max_message_bytes=limit)
+    socket = ResponsesSocket(podium.gateway, ingress, max_message_bytes=limit, extra=extra)
     podium.app.websocket("/v1/responses", socket.serve)
 
     async def input_tokens(http: Request) -> Response:

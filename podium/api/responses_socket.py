@@ -31,7 +31,7 @@ from podium.api.responses_stored import StoringResponsesIngress
 from podium.api.websocket import WebSocket
 from podium.context import RequestContext
 from podium.errors import PodiumError
-from podium.gateway import Gateway
+from podium.gateway import ExtraHooks, Gateway
 from podium.types import JSONObject, Usage
 
 log = logging.getLogger("podium.responses")
@@ -56,10 +56,17 @@ def framing(stream_id: str | None) -> Frame:
 
 
 class ResponsesSocket:
-    def __init__(self, gateway: Gateway, ingress: ResponsesIngress, max_message_bytes: int) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        ingress: ResponsesIngress,
+        max_message_bytes: int,
+        extra: ExtraHooks | None = None,
+    ) -> None:
         self.gateway = gateway
         self.ingress = ingress
         self.max_message_bytes = max_message_bytes
+        self.extra = extra
         self.keeper = ingress if isinstance(ingress, StoringResponsesIngress) else None
 
     async def serve(self, socket: WebSocket) -> None:
@@ -153,7 +160,7 @@ class ResponsesSocket:
                 for message in await self.prepare(request, context, frame):
                     await socket.send_text(message.decode())
                 return
-            outcome = await self.gateway.handle(request, context)
+            outcome = await self.gateway.handle(request, context, extra=self.extra)
         except PodiumError as error:
             await self.error(socket, stream_id, error)
             return
