@@ -76,7 +76,13 @@ def instructions(args: tuple[str, ...], requests: int) -> int:
     ]
     # OpenBLAS's idle threads spin for a while after numpy's start-up work, and valgrind counts
     # that spinning (it moved a count by +-50k per request); the request path calls no BLAS.
-    environment = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    # A fixed hash seed: with a random one, dict and type-cache layouts moved one commit's count
+    # by up to 3.4k a request between runs (about 0.3k with it fixed).
+    environment = {
+        **os.environ,
+        "OPENBLAS_NUM_THREADS": "1",
+        "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "0"),
+    }
     done = subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, check=True, env=environment
     )
