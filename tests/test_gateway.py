@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from podium.context import RequestContext
-from podium.gateway import Stages, _candidate_dict, total_cost, total_usage
+from podium.gateway import ExtraHooks, Stages, _candidate_dict, total_cost, total_usage
 from podium.hooks import Hook
 from podium.routing.base import Candidate
 from podium.store.traces import TraceRecord
@@ -165,3 +165,18 @@ def test_a_candidate_is_traced_as_dataclasses_asdict_gives_it() -> None:
     traced = _candidate_dict(candidate)
     assert traced == dataclasses.asdict(candidate)
     assert list(traced) == [field.name for field in dataclasses.fields(Candidate)]
+
+
+def test_an_ingress_s_extra_hooks_come_after_the_gateway_s_and_follow_its_changes() -> None:
+    class Deciding(Hook):
+        async def decided(self, request: Any, decision: Any, context: Any) -> None:
+            return None
+
+    first, second, extra = Deciding(), Deciding(), Deciding()
+    extras = ExtraHooks([extra])
+    base = [first]
+    stages = extras.stages(base)
+    assert stages.decided == [first, extra] and stages.admit == []
+    assert extras.stages(base) is stages  # unchanged: built once
+    base.append(second)  # a plugin adds a hook after start-up
+    assert extras.stages(base).decided == [first, second, extra]
