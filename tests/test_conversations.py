@@ -10,12 +10,11 @@ import httpx
 import openai
 import pytest
 
-from podium.policy.keys import KeyStore, NewKey
 from podium.testing.fakes import Behaviour
 from podium.testing.openai_fake import FakeOpenAI
 from tests.conftest import worker
 from tests.test_responses_ingress import TOOLS, WEATHER, client_for
-from tests.test_responses_stored import sent_messages
+from tests.test_responses_stored import clients_of_two_owners, sent_messages
 
 
 def texts(items: list[Any]) -> list[str]:
@@ -154,11 +153,7 @@ async def test_conversations_belong_to_their_owner(gateway: Any, fake_openai: Fa
     async with gateway(
         [worker("alpha", "openai", fake_openai.base_url)], access={"auth": {"required": True}}
     ) as served:
-        keys = KeyStore(served.podium.store)
-        _, alice_key = await keys.create(NewKey(owner="team-a"))
-        _, bob_key = await keys.create(NewKey(owner="team-b"))
-        alice = openai.AsyncOpenAI(base_url=f"{served.url}/v1", api_key=alice_key, max_retries=0)
-        bob = openai.AsyncOpenAI(base_url=f"{served.url}/v1", api_key=bob_key, max_retries=0)
+        alice, bob = await clients_of_two_owners(served)
         async with alice, bob:
             conversation = await alice.conversations.create(
                 items=[{"role": "user", "content": "our plans"}]

@@ -4,12 +4,13 @@ each turn on either, and the expiry sweep runs there as on SQLite."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import openai
 import pytest
 
-from podium.app import create_podium
+from podium.app import Podium, create_podium
 from podium.config import PodiumConfig
 from podium.responses.store import ResponseStore
 from podium.testing.openai_fake import FakeOpenAI
@@ -27,19 +28,32 @@ async def schema() -> AsyncIterator[str]:
     await drop_schema(name)
 
 
-async def test_a_conversation_crosses_gateways_that_share_postgres(
-    schema: str, make_config: Callable[..., PodiumConfig], fake_openai: FakeOpenAI
-) -> None:
+@asynccontextmanager
+async def two_gateways(
+    schema: str, make_config: Callable[..., PodiumConfig], fake: FakeOpenAI
+) -> AsyncIterator[tuple[list[Podium], list[openai.AsyncOpenAI]]]:
+    """Two gateways on one PostgreSQL schema, and an SDK client for each."""
     config = make_config(
-        [worker("alpha", "openai", fake_openai.base_url)],
+        [worker("alpha", "openai", fake.base_url)],
         store={"kind": "postgres", "url": PG_URL, "pg_schema": schema},
     )
-    first, second = create_podium(config), create_podium(config)
-    async with serve(first.app) as one, serve(second.app) as two:
+    podiums = [create_podium(config), create_podium(config)]
+    async with serve(podiums[0].app) as one, serve(podiums[1].app) as two:
         sdk = [
             openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
             for url in (one, two)
         ]
+        try:
+            yield podiums, sdk
+        finally:
+            for client in sdk:
+                await client.close()
+
+
+async def test_a_conversation_crosses_gateways_that_share_postgres(
+    schema: str, make_config: Callable[..., PodiumConfig], fake_openai: FakeOpenAI
+) -> None:
+    async with two_gateways(schema, make_config, fake_openai) as (podiums, sdk):
         previous: Any = openai.omit
         answers = []
         for turn in range(4):  # one, two, one, two
@@ -54,12 +68,10 @@ async def test_a_conversation_crosses_gateways_that_share_postgres(
             await sdk[0].responses.create(
                 model="alpha", input="again", previous_response_id=previous
             )
-        store = first.extras["responses"]
+        store = podiums[0].extras["responses"]
         assert isinstance(store, ResponseStore)
         store._clock = lambda: 4e9  # long past every response's 30 days
         swept = await store.sweep(batch=2)
-        for client in sdk:
-            await client.close()
     texts = [item.content[0].text for item in items]  # type: ignore[union-attr]
     assert texts == [
         "turn 0", "fake answer to: turn 0", "turn 1", "fake answer to: turn 1",
@@ -73,16 +85,7 @@ async def test_a_conversation_crosses_gateways_that_share_postgres(
 async def test_a_conversation_object_is_shared_by_gateways_on_postgres(
     schema: str, make_config: Callable[..., PodiumConfig], fake_openai: FakeOpenAI
 ) -> None:
-    config = make_config(
-        [worker("alpha", "openai", fake_openai.base_url)],
-        store={"kind": "postgres", "url": PG_URL, "pg_schema": schema},
-    )
-    first, second = create_podium(config), create_podium(config)
-    async with serve(first.app) as one, serve(second.app) as two:
-        sdk = [
-            openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
-            for url in (one, two)
-        ]
+    async with two_gateways(schema, make_config, fake_openai) as (_, sdk):
         conversation = await sdk[0].conversations.create(metadata={"team": "a"})
         for turn in range(3):
             await sdk[turn % 2].responses.create(
@@ -94,8 +97,6 @@ async def test_a_conversation_object_is_shared_by_gateways_on_postgres(
         await sdk[1].conversations.items.delete(items[0].id, conversation_id=conversation.id)
         left = [item async for item in sdk[0].conversations.items.list(conversation.id)]
         deleted = await sdk[0].conversations.delete(conversation.id)
-        for client in sdk:
-            await client.close()
     assert [item.content[0].text for item in items] == [  # type: ignore[union-attr]
         "turn 0", "fake answer to: turn 0", "turn 1", "fake answer to: turn 1",
         "turn 2", "fake answer to: turn 2",

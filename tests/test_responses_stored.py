@@ -29,6 +29,16 @@ def sent_messages(fake: FakeOpenAI, index: int = -1) -> list[tuple[str, str]]:
     ]
 
 
+async def clients_of_two_owners(served: Any) -> tuple[openai.AsyncOpenAI, openai.AsyncOpenAI]:
+    """SDK clients with keys of two owners, "team-a" and "team-b" (close them after)."""
+    keys = KeyStore(served.podium.store)
+    clients = []
+    for owner in ("team-a", "team-b"):
+        _, key = await keys.create(NewKey(owner=owner))
+        clients.append(openai.AsyncOpenAI(base_url=f"{served.url}/v1", api_key=key, max_retries=0))
+    return clients[0], clients[1]
+
+
 def kept(served: Any) -> ResponseStore:
     store = served.podium.extras["responses"]
     assert isinstance(store, ResponseStore)
@@ -447,11 +457,7 @@ async def test_an_admin_erases_everything_kept_for_one_owner(
     async with gateway(
         [worker("alpha", "openai", fake_openai.base_url)], access={"auth": {"required": True}}
     ) as served:
-        keys = KeyStore(served.podium.store)
-        _, alice_key = await keys.create(NewKey(owner="team-a"))
-        _, bob_key = await keys.create(NewKey(owner="team-b"))
-        alice = openai.AsyncOpenAI(base_url=f"{served.url}/v1", api_key=alice_key, max_retries=0)
-        bob = openai.AsyncOpenAI(base_url=f"{served.url}/v1", api_key=bob_key, max_retries=0)
+        alice, bob = await clients_of_two_owners(served)
         async with alice, bob, httpx.AsyncClient(base_url=served.url) as admin:
             first = await alice.responses.create(model="alpha", input="one")
             await alice.responses.create(model="alpha", input="two", previous_response_id=first.id)
@@ -461,7 +467,7 @@ async def test_an_admin_erases_everything_kept_for_one_owner(
             kept = await bob.responses.create(model="alpha", input="bob's")
             # Keys cannot erase; the admin API can (loopback here: no admin key is set).
             refused = await admin.delete(
-                "/admin/stored/team-a", headers={"authorization": f"Bearer {alice_key}"}
+                "/admin/stored/team-a", headers={"authorization": f"Bearer {alice.api_key}"}
             )
             erased = await admin.delete("/admin/stored/team-a")
             with pytest.raises(openai.NotFoundError):
