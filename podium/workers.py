@@ -68,21 +68,12 @@ CACHE_WRITE_LONG_RATE = 2.0
 
 def price_usage(price: Price, usage: Usage) -> float:
     """USD for ``usage`` at ``price`` (per one million tokens; a long prompt at its tier's)."""
-    input_tokens = usage.input_tokens
-    if price.tiers:
-        price = price.at(input_tokens)
-    # price_tokens written out: it would read the price's tiers a second time, and every read
-    # of a pydantic model's field goes through its __getattr__ hook (~400 instructions).
-    cached = usage.cached_input_tokens
-    if cached > input_tokens:
-        cached = input_tokens
-    cached_rate = price.cached_input if price.cached_input is not None else price.input
-    usd = (
-        (input_tokens - cached) * price.input
-        + cached * cached_rate
-        + usage.output_tokens * price.output
-    ) / 1_000_000
+    usd = price_tokens(price, usage.input_tokens, usage.output_tokens, usage.cached_input_tokens)
     if usage.cache_write_tokens or usage.cache_write_long_tokens:
+        # The tier is read again only here: every read of a pydantic model's field goes
+        # through its __getattr__ hook (~400 instructions), and most calls write no cache.
+        if price.tiers:
+            price = price.at(usage.input_tokens)
         usd += cache_write_premium(price, usage)
     return usd
 
