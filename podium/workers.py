@@ -17,7 +17,7 @@ from podium.config import ConfigError, Price, WorkerConfig, name_clash
 from podium.providers.base import EmbeddingProvider, Provider, ProviderContext, ProviderRegistry
 from podium.providers.egress import Egress
 from podium.secrets import SecretSource
-from podium.types import ChatRequest, Usage
+from podium.types import ChatRequest, Message, Tool, Usage
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -118,9 +118,24 @@ def estimate_input_tokens(request: ChatRequest) -> int:
     for message in messages:
         for call in message.tool_calls:
             tokens += tokens_for_length(len(call.name) + len(call.arguments))
-    for tool in request.tools:
-        tokens += estimate_tokens(f"{tool.name} {tool.description or ''} {tool.parameters}")
+    if request.tools:
+        tokens += estimate_tool_tokens(request.tools)
     return tokens
+
+
+def estimate_message_tokens(message: Message) -> int:
+    """One message's share of :func:`estimate_input_tokens` (its text rounded on its own)."""
+    tokens = tokens_for_length(message.text_length()) + MESSAGE_OVERHEAD_TOKENS
+    for call in message.tool_calls:
+        tokens += tokens_for_length(len(call.name) + len(call.arguments))
+    return tokens
+
+
+def estimate_tool_tokens(tools: Iterable[Tool]) -> int:
+    """What the tools' definitions add to a request's input."""
+    return sum(
+        estimate_tokens(f"{tool.name} {tool.description or ''} {tool.parameters}") for tool in tools
+    )
 
 
 def estimate_tokens(text: str) -> int:

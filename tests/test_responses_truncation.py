@@ -7,9 +7,10 @@ from typing import Any
 
 import openai
 
-from podium.responses.truncation import message_tokens, truncate
+from podium.responses.truncation import truncate
 from podium.testing.openai_fake import FakeOpenAI
 from podium.types import Message, TextPart, ToolCall
+from podium.workers import estimate_message_tokens
 from tests.conftest import worker
 from tests.test_responses_ingress import client_for
 from tests.test_responses_stored import sent_messages
@@ -48,7 +49,7 @@ def test_no_tool_result_is_left_without_its_call() -> None:
         text("assistant", "done"),
         text("user", "next"),
     ]
-    budget = message_tokens(messages[-1]) + message_tokens(messages[-2]) + 1
+    budget = estimate_message_tokens(messages[-1]) + estimate_message_tokens(messages[-2]) + 1
     kept, dropped = truncate(messages, budget)
     assert [m.role for m in kept] == ["user"] and dropped == 4
 

@@ -16,24 +16,17 @@ from podium.context import RequestContext
 from podium.hooks import Hook
 from podium.routing.base import Decision
 from podium.types import ChatRequest, Message
-from podium.workers import MESSAGE_OVERHEAD_TOKENS, WorkerPool, tokens_for_length
+from podium.workers import WorkerPool, estimate_message_tokens, estimate_tool_tokens
 from podium.workflow import TOOL_ROLES
 
 DEFAULT_ANSWER_TOKENS = 1024  # room kept for the answer when the request sets no limit
 MARGIN = 0.9  # the estimate may undercount a tokenizer's tokens; aim this far below the window
 
 
-def message_tokens(message: Message) -> int:
-    tokens = tokens_for_length(message.text_length()) + MESSAGE_OVERHEAD_TOKENS
-    for call in message.tool_calls:
-        tokens += tokens_for_length(len(call.name) + len(call.arguments))
-    return tokens
-
-
 def truncate(messages: list[Message], budget: int) -> tuple[list[Message], int]:
     """``messages`` with the oldest non-system ones dropped until their estimate is within
     ``budget``; and how many were dropped."""
-    costs = [message_tokens(message) for message in messages]
+    costs = [estimate_message_tokens(message) for message in messages]
     total = sum(costs)
     if total <= budget:
         return messages, 0
@@ -74,10 +67,7 @@ class TruncationHook(Hook):
             return
         answer = request.max_tokens or DEFAULT_ANSWER_TOKENS
         budget = int(min(windows) * MARGIN) - answer
-        tools = sum(
-            tokens_for_length(len(f"{t.name} {t.description or ''} {t.parameters}"))
-            for t in request.tools
-        )
-        request.messages, dropped = truncate(request.messages, budget - tools)
+        budget -= estimate_tool_tokens(request.tools)
+        request.messages, dropped = truncate(request.messages, budget)
         if dropped:
             context.policy_actions.append(f"truncated:{dropped}")
