@@ -14,7 +14,12 @@ from pydantic import Field, StringConstraints, ValidationError
 from podium.api.http import Request, Response
 from podium.api.openai import Wire
 from podium.api.responses_request import Item, validation_error
-from podium.api.responses_stored import StoringResponsesIngress, input_items, page
+from podium.api.responses_stored import (
+    StoringResponsesIngress,
+    conversation_not_found,
+    input_items,
+    page,
+)
 from podium.context import RequestContext
 from podium.errors import PodiumError
 from podium.responses.conversations import Conversation
@@ -48,12 +53,7 @@ class ItemsIn(Wire):
 
 
 def missing(conversation_id: str) -> PodiumError:
-    return PodiumError(
-        "not_found",
-        f"Conversation with id '{conversation_id[:128]}' not found.",
-        param="conversation_id",
-        code="conversation_not_found",
-    )
+    return conversation_not_found(conversation_id, param="conversation_id")
 
 
 def register_routes(podium: Podium, ingress: StoringResponsesIngress) -> None:

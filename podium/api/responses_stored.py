@@ -27,7 +27,12 @@ from podium.errors import PodiumError
 from podium.gateway import Gateway, Outcome
 from podium.policy.access import admin_actor
 from podium.responses.conversations import ConversationStore
-from podium.responses.store import KeptCounts, ResponseStore, StoredResponse
+from podium.responses.store import (
+    KeptCounts,
+    ResponseStore,
+    StoredResponse,
+    conversation_items,
+)
 from podium.types import ChatRequest, ChatResponse, JSONObject
 
 if TYPE_CHECKING:
@@ -60,6 +65,15 @@ def input_items(raw: str | list[Any]) -> list[JSONObject]:
             item["id"] = _new_id(kind)
         items.append(item)
     return items
+
+
+def conversation_not_found(conversation_id: str, *, param: str) -> PodiumError:
+    return PodiumError(
+        "not_found",
+        f"Conversation with id '{conversation_id[:128]}' not found.",
+        param=param,
+        code="conversation_not_found",
+    )
 
 
 def _missing(response_id: str) -> PodiumError:
@@ -97,12 +111,7 @@ class StoringResponsesIngress(ResponsesIngress):
         else:
             assert conversation is not None
             if await self.conversations.get(owner, conversation) is None:
-                raise PodiumError(
-                    "not_found",
-                    f"Conversation with id '{conversation}' not found.",
-                    param="conversation",
-                    code="conversation_not_found",
-                )
+                raise conversation_not_found(conversation, param="conversation")
             history = await self.conversations.items(conversation)
             # Its turns stay on one worker (session affinity), whatever each one's instructions.
             context.session_id = context.session_id or f"conv-{conversation}"
@@ -141,7 +150,7 @@ class StoringResponsesIngress(ResponsesIngress):
                 param="previous_response_id",
                 code="previous_response_not_found",
             )
-        return [item for turn in reversed(chain) for item in turn.items()]
+        return conversation_items(chain)
 
     async def encode_kept(
         self,
@@ -237,8 +246,7 @@ def register_routes(podium: Podium, ingress: StoringResponsesIngress) -> None:
         items = stored.input_items
         if stored.previous_response_id is not None:
             chain = await responses.chain(owner, stored.previous_response_id)
-            history = [item for turn in reversed(chain) for item in turn.items()]
-            items = [*history, *items]
+            items = [*conversation_items(chain), *items]
         return Response.json(page(items, http.query))
 
     async def erase(http: Request) -> Response:

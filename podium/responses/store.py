@@ -47,6 +47,12 @@ class KeptCounts:
     continued: int = 0  # requests that read a stored conversation back
 
 
+def conversation_items(chain: list[StoredResponse]) -> list[JSONObject]:
+    """The items of a chain (newest first, as :meth:`ResponseStore.chain` gives it), oldest
+    turn first: each turn's input, then its output."""
+    return [item for turn in reversed(chain) for item in turn.items()]
+
+
 _COLUMNS = "response_id, previous_response_id, input_items, response"
 
 # The chain from one response back to the first, newest first, in one statement. The depth
