@@ -442,7 +442,8 @@ class Gateway:
         error: PodiumError | None = None,
     ) -> None:
         """Write the trace (and run the finish hooks) for a request answered outside
-        :meth:`handle`: contract calls run several attempts under one trace."""
+        :meth:`handle`: contract calls run several attempts under one trace, and the judge's
+        grading calls are Podium's own requests."""
         self.finish(request, decision, run, context, status=status, response=response, error=error)
 
     def finish(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -13,6 +14,8 @@ from podium.app import Podium
 from podium.errors import PodiumError
 from podium.observe.feedback import Feedback, TokenBuckets, feedback_of, make_signal, record
 from podium.policy.keys import KeyCache, NewKey
+from podium.store.traces import TraceRecord
+from podium.testing.fakes import words
 from podium.testing.openai_fake import FakeOpenAI
 from tests.conftest import worker
 
@@ -297,6 +300,96 @@ async def test_the_judge_grades_a_sample_off_the_hot_path(
     assert rows == [("judge", "judge", "number", 4.0, None, 0.75, "judge", None)]
     assert "[Question]\nhello" in judge_prompt and "[Answer]\n4" in judge_prompt
     assert parse_grade("Grade: 5.") == 5 and parse_grade("none") is None
+
+
+JUDGED = {"observe": {"capture_content": True, "judge": {"worker": "judge", "sample_rate": 1.0}}}
+
+
+async def judged(running: Any, **headers: str) -> tuple[str, list[TraceRecord]]:
+    """Ask once, let the judge grade the answer, and read back the judge's own traces."""
+    from podium.observe.judge import JudgeHook
+
+    trace_id = await ask(running, **headers)
+    await running.podium.gateway.drain_background()
+    judge = next(h for h in running.podium.hooks if isinstance(h, JudgeHook))
+    await judge.close()
+    await running.podium.recorder.flush()
+    return trace_id, await running.podium.store.list_traces(caller="podium:judge")
+
+
+async def test_the_judges_own_call_is_traced_and_counted_in_spend(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.behaviour.reply = "4"
+    workers = [
+        worker("alpha", "openai", fake_openai.base_url),
+        worker("judge", "openai", fake_openai.base_url, price={"input": 3.0, "output": 15.0}),
+    ]
+    async with gateway(workers, **JUDGED) as running:
+        trace_id, traces = await judged(running)
+        async with httpx.AsyncClient(base_url=running.url) as http:
+            metrics = (await http.get("/metrics")).text
+            spend = (await http.get("/admin/stats/spend", params={"by": "caller"})).json()
+        judge_prompt = fake_openai.received[-1].body["messages"][0]["content"]
+    [trace] = traces
+    assert (trace.ingress, trace.caller, trace.owner) == ("judge", "podium:judge", "podium")
+    assert (trace.worker, trace.route, trace.status) == ("judge", "judge", "ok")
+    assert trace.reason == f"grades trace {trace_id}"  # which answer it graded
+    assert (trace.input_tokens, trace.output_tokens) == (words(judge_prompt), 1)
+    # Priced at the judge worker's own prices, per million tokens.
+    assert trace.cost_usd == pytest.approx((trace.input_tokens * 3.0 + 15.0) / 1e6)
+    assert trace.latency_ms > 0 and trace.answer == "4"
+    assert [step["role"] for step in trace.steps] == ["judge"]
+    labels = 'worker="judge",route="judge",caller="podium:judge",contract="none"'
+    assert f"podium_cost_usd_total{{{labels}}} {trace.cost_usd!r}" in metrics
+    assert f'podium_tokens_total{{{labels},direction="output"}} 1' in metrics
+    callers = {series["key"] for series in spend["data"]["series"]}
+    assert "podium:judge" in callers
+
+
+async def test_a_failed_judge_call_leaves_an_error_trace(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    async with FakeOpenAI() as judge_upstream:
+        judge_upstream.behaviour.fail(500, "the judge is down")
+        workers = [
+            worker("alpha", "openai", fake_openai.base_url),
+            worker("judge", "openai", judge_upstream.base_url, retry={"attempts": 0}),
+        ]
+        async with gateway(workers, **JUDGED) as running:
+            trace_id, traces = await judged(running)
+            rows = await stored(running.podium, trace_id)
+    [trace] = traces
+    assert (trace.worker, trace.status, trace.http_status) == ("judge", "error", 502)
+    assert trace.error_kind == "upstream" and "the judge is down" in (trace.error or "")
+    assert trace.reason == f"grades trace {trace_id}"
+    assert (trace.input_tokens, trace.output_tokens, trace.cost_usd) == (0, 0, 0.0)
+    assert rows == []  # no grade stored for the answer it was to judge
+
+
+async def test_the_judge_costs_the_applications_key_nothing(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    from podium.policy.limits import period_of, usd
+
+    fake_openai.behaviour.reply = "4"
+    workers = [
+        worker("alpha", "openai", fake_openai.base_url),
+        worker("judge", "openai", fake_openai.base_url),
+    ]
+    async with gateway(workers, **JUDGED) as running:
+        cache = running.podium.extras["keys"]
+        assert isinstance(cache, KeyCache)
+        record_, key = await cache.store.create(NewKey(owner="team-a", budget_usd=10.0))
+        cache.invalidate()
+        trace_id, traces = await judged(running, key=key)
+        answered = await running.podium.store.get_trace(trace_id)
+        period, _ = period_of(record_.budget_period, time.time())
+        settled, held = await running.podium.extras["limits"].usage(record_.key_id, period)
+    assert answered is not None and answered.caller == record_.key_id
+    [trace] = traces
+    assert trace.cost_usd > 0  # the judge did spend, on its own account
+    assert (usd(settled), held) == (pytest.approx(answered.cost_usd), 0)
 
 
 async def test_no_judge_without_captured_content(gateway: Any, fake_openai: FakeOpenAI) -> None:

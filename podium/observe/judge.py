@@ -1,6 +1,11 @@
 """The optional judge: a worker that grades a sample of answers 1-5, after the response has
 gone, off the hot path. It needs the question and the answer, so it only runs when trace
 content capture is on. Its grade is stored as a ``judge`` signal (score = (grade - 1) / 4).
+
+Each grading call is a request of Podium's own: it is recorded as a trace (ingress ``judge``,
+caller ``podium:judge``, its reason naming the graded trace) through the gateway, so its tokens
+and cost reach the store, the dashboard's rollup, ``/metrics`` and cost reports like any other
+request's. It passes no key's admission, so no application's budget is charged for it.
 """
 
 from __future__ import annotations
@@ -10,14 +15,22 @@ import logging
 import random
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from podium.context import RequestContext
-from podium.engine import Attempt, Engine
+from podium.context import Caller, RequestContext
+from podium.engine import Engine
+from podium.errors import PodiumError
+from podium.executor import Run
 from podium.hooks import Hook
 from podium.observe.feedback import Feedback
 from podium.observe.settings import JudgeConfig
+from podium.routing.base import Decision
 from podium.store.traces import TraceRecord
-from podium.types import ChatRequest, Message, TextPart
+from podium.types import ChatRequest, ChatResponse, Message, TextPart
+from podium.workflow import Workflow
+
+if TYPE_CHECKING:
+    from podium.gateway import Gateway
 
 log = logging.getLogger("podium.judge")
 
@@ -28,6 +41,11 @@ PROMPT = (
 )
 MAX_CHARS = 8000  # of the question and of the answer each, sent to the judge
 _GRADE = re.compile(r"[1-5]")
+# Who the judge's own traces say called: no key id looks like this (keys are 10 hex digits),
+# so spend by caller shows the judge apart from every application.
+INGRESS = "judge"
+KEY_ID = "podium:judge"
+OWNER = "podium"
 
 
 def parse_grade(text: str) -> int | None:
@@ -39,6 +57,7 @@ class JudgeHook(Hook):
     def __init__(
         self,
         engine: Engine,
+        gateway: Gateway,
         feedback: Feedback,
         config: JudgeConfig,
         *,
@@ -46,6 +65,7 @@ class JudgeHook(Hook):
     ) -> None:
         assert config.worker is not None
         self.engine = engine
+        self.gateway = gateway
         self.feedback = feedback
         self.worker = config.worker
         self.config = config
@@ -80,11 +100,8 @@ class JudgeHook(Hook):
             max_tokens=4,
             temperature=0.0,
         )
-        attempts: list[Attempt] = []
-        try:
-            _, response = await self.engine.complete(request, [self.worker], attempts, role="judge")
-        except Exception as error:
-            log.warning("judge %s failed on trace %s: %s", self.worker, trace.trace_id, error)
+        response = await self._call(request, trace)
+        if response is None:
             return None
         grade = parse_grade(response.text)
         if grade is None:
@@ -95,6 +112,37 @@ class JudgeHook(Hook):
         )
         self.judged += 1
         return grade
+
+    async def _call(self, request: ChatRequest, judged: TraceRecord) -> ChatResponse | None:
+        """The judge's answer, or None if the call failed; traced either way."""
+        context = RequestContext(
+            ingress=INGRESS,
+            headers={},
+            caller=Caller(key_id=KEY_ID, owner=OWNER, scopes=[]),
+            data_class=judged.data_class,  # what the judge was shown is the judged request's
+        )
+        decision = Decision(
+            Workflow.single(self.worker), router="judge", reason=f"grades trace {judged.trace_id}"
+        )
+        run = Run()
+        try:
+            _, response = await self.engine.complete(
+                request, [self.worker], run.attempts, role="judge"
+            )
+        except Exception as error:
+            log.warning("judge %s failed on trace %s: %s", self.worker, judged.trace_id, error)
+            failure = (
+                error
+                if isinstance(error, PodiumError)
+                # Not a message of its own: an unexpected error's text may carry anything.
+                else PodiumError("api_error", f"the judge's call failed: {type(error).__name__}")
+            )
+            self.gateway.record(
+                request, decision, run, context, status=failure.status, error=failure
+            )
+            return None
+        self.gateway.record(request, decision, run, context, status=200, response=response)
+        return response
 
     async def close(self) -> None:
         while self._tasks:

@@ -102,7 +102,7 @@ def register_app(podium: Podium) -> None:
     if config.judge.worker:
         from podium.observe.judge import JudgeHook
 
-        judge = JudgeHook(podium.engine, feedback, config.judge)
+        judge = JudgeHook(podium.engine, podium.gateway, feedback, config.judge)
         podium.hooks.append(judge)
         closers.append(judge.close)
 
@@ -117,7 +117,8 @@ def register_app(podium: Podium) -> None:
         # first and writes queued signals while the store is still open.
         async def shutdown() -> None:
             await podium.gateway.drain_background()
-            for close in closers:
+            # Last registered, first closed: the judge's last calls still emit their spans.
+            for close in reversed(closers):
                 result = close()
                 if result is not None:
                     await result
