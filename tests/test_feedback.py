@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -20,12 +21,19 @@ from podium.testing.openai_fake import FakeOpenAI
 from tests.conftest import worker
 
 
-async def ask(running: Any, model: str = "alpha", **headers: str) -> str:
+async def ask(
+    running: Any,
+    model: str = "alpha",
+    content: str = "hello",
+    data_class: str | None = None,
+    **headers: str,
+) -> str:
+    declared = {"x-podium-data-class": data_class} if data_class else None
     async with openai.AsyncOpenAI(
         base_url=running.v1, api_key=headers.pop("key", "unused"), max_retries=0
     ) as client:
         raw = await client.chat.completions.with_raw_response.create(
-            model=model, messages=[{"role": "user", "content": "hello"}]
+            model=model, messages=[{"role": "user", "content": content}], extra_headers=declared
         )
     return str(raw.headers["x-podium-trace-id"])
 
@@ -305,11 +313,11 @@ async def test_the_judge_grades_a_sample_off_the_hot_path(
 JUDGED = {"observe": {"capture_content": True, "judge": {"worker": "judge", "sample_rate": 1.0}}}
 
 
-async def judged(running: Any, **headers: str) -> tuple[str, list[TraceRecord]]:
+async def judged(running: Any, **asked: str) -> tuple[str, list[TraceRecord]]:
     """Ask once, let the judge grade the answer, and read back the judge's own traces."""
     from podium.observe.judge import JudgeHook
 
-    trace_id = await ask(running, **headers)
+    trace_id = await ask(running, **asked)
     await running.podium.gateway.drain_background()
     judge = next(h for h in running.podium.hooks if isinstance(h, JudgeHook))
     await judge.close()
@@ -390,6 +398,71 @@ async def test_the_judge_costs_the_applications_key_nothing(
     [trace] = traces
     assert trace.cost_usd > 0  # the judge did spend, on its own account
     assert (usd(settled), held) == (pytest.approx(answered.cost_usd), 0)
+
+
+async def test_the_judge_is_sent_no_data_class_it_is_not_cleared_for(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    """An on-premises worker may answer a confidential request; a judge cleared for public
+    data only must not be shown it. A public request is still judged."""
+    from podium.observe.judge import JudgeHook
+
+    async with FakeOpenAI() as judge_upstream:
+        judge_upstream.behaviour.reply = "4"
+        workers = [
+            worker("alpha", "openai", fake_openai.base_url, profile={"cleared": ["confidential"]}),
+            worker("judge", "openai", judge_upstream.base_url),  # cleared for public only
+        ]
+        async with gateway(workers, **JUDGED) as running:
+            secret_id, traces = await judged(running, data_class="confidential")
+            secret_rows = await stored(running.podium, secret_id)
+            assert judge_upstream.received == [] and traces == [] and secret_rows == []
+            public_id, traces = await judged(running)
+            public_rows = await stored(running.podium, public_id)
+            judge = next(h for h in running.podium.hooks if isinstance(h, JudgeHook))
+    assert len(judge_upstream.received) == 1
+    [trace] = traces
+    assert trace.reason == f"grades trace {public_id}" and trace.data_class == "public"
+    assert public_rows == [("judge", "judge", "number", 4.0, None, 0.75, "judge", None)]
+    assert (judge.judged, judge.not_cleared) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("judge_profile", "sent"),
+    [
+        ({"cleared": ["public"]}, False),
+        # Cleared once pseudonymised is not enough: the captured answer has the values back.
+        ({"cleared": ["public"], "pseudonymised": ["confidential"]}, False),
+        ({"cleared": ["confidential"]}, True),
+    ],
+)
+async def test_the_judge_sees_pseudonymised_requests_only_if_plainly_cleared(
+    gateway: Any, fake_openai: FakeOpenAI, judge_profile: dict[str, Any], sent: bool
+) -> None:
+    email = "jane.doe@example.com"
+    async with FakeOpenAI() as judge_upstream:
+        judge_upstream.behaviour.reply = "4"
+        vendor = {"cleared": ["public"], "pseudonymised": ["confidential"]}
+        workers = [
+            worker("alpha", "openai", fake_openai.base_url, profile=vendor),
+            worker("judge", "openai", judge_upstream.base_url, profile=judge_profile),
+        ]
+        async with gateway(workers, **JUDGED) as running:
+            trace_id, traces = await judged(running, content=f"Please email {email}")
+            answered = await running.podium.store.get_trace(trace_id)
+            rows = await stored(running.podium, trace_id)
+    assert answered is not None and answered.data_class == "confidential"
+    assert email not in json.dumps(fake_openai.received[0].body)  # the vendor saw <EMAIL_1>
+    if not sent:
+        assert judge_upstream.received == [] and traces == [] and rows == []
+        return
+    # What a plainly cleared judge is shown: the question as the worker saw it, and the
+    # answer as the caller got it, values restored.
+    judge_prompt = judge_upstream.received[0].body["messages"][0]["content"]
+    assert "[Question]\nPlease email <EMAIL_1>" in judge_prompt
+    assert f"[Answer]\nfake answer to: Please email {email}" in judge_prompt
+    assert [trace.data_class for trace in traces] == ["confidential"]
+    assert [row[3] for row in rows] == [4.0]
 
 
 async def test_no_judge_without_captured_content(gateway: Any, fake_openai: FakeOpenAI) -> None:

@@ -6,6 +6,12 @@ Each grading call is a request of Podium's own: it is recorded as a trace (ingre
 caller ``podium:judge``, its reason naming the graded trace) through the gateway, so its tokens
 and cost reach the store, the dashboard's rollup, ``/metrics`` and cost reports like any other
 request's. It passes no key's admission, so no application's budget is charged for it.
+
+The judge sees only what its worker is cleared for, by the data policy's own rule
+(:meth:`podium.policy.classify.DataClasses.cleared`): a trace whose data class the judge worker
+is not cleared for, plainly, is not sent (counted in ``not_cleared``). Plain clearance, never
+"cleared once pseudonymised": the captured question is the pseudonymised text the worker saw,
+but the captured answer has the original values put back, so the judge would see them.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from podium.workflow import Workflow
 
 if TYPE_CHECKING:
     from podium.gateway import Gateway
+    from podium.policy.classify import DataClasses
 
 log = logging.getLogger("podium.judge")
 
@@ -61,18 +68,24 @@ class JudgeHook(Hook):
         feedback: Feedback,
         config: JudgeConfig,
         *,
+        classes: Callable[[], DataClasses | None],
         sample: Callable[[], float] = random.random,
     ) -> None:
+        """``classes`` gives the data policy's classes, or None when the policy is off (and
+        the gateway clears every worker for everything); asked when needed, as the policy
+        registers after the observability plugin."""
         assert config.worker is not None
         self.engine = engine
         self.gateway = gateway
         self.feedback = feedback
         self.worker = config.worker
         self.config = config
+        self._classes = classes
         self._sample = sample
         self._tasks: set[asyncio.Task[int | None]] = set()
         self.judged = 0
         self.skipped = 0
+        self.not_cleared = 0  # sampled, but the judge may not see their data class
 
     async def finish(self, trace: TraceRecord, context: RequestContext) -> None:
         if (
@@ -83,12 +96,33 @@ class JudgeHook(Hook):
             or self._sample() >= self.config.sample_rate
         ):
             return
+        if not self.cleared(trace):
+            self.not_cleared += 1
+            # Never the content: the trace id and its class say enough.
+            log.debug(
+                "judge %s is not cleared for data class %s: trace %s not judged",
+                self.worker,
+                trace.data_class,
+                trace.trace_id,
+            )
+            return
         if len(self._tasks) >= self.config.max_pending:
             self.skipped += 1  # the judge is a sample: dropping one under load loses nothing
             return
         task = asyncio.get_running_loop().create_task(self.judge(trace))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def cleared(self, trace: TraceRecord) -> bool:
+        """Whether the judge worker may see this trace's question and answer."""
+        classes = self._classes()
+        if classes is None:
+            return True  # no data policy: the gateway clears no worker by class either
+        judge = self.gateway.pool.get(self.worker)
+        if judge is None:
+            return False  # not in the pool (removed): no profile to clear it by
+        # Plainly cleared: the captured answer carries the values pseudonymisation hid.
+        return classes.cleared(judge.config, trace.data_class, pseudonymised=False)
 
     async def judge(self, trace: TraceRecord) -> int | None:
         prompt = PROMPT.format(

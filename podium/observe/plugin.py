@@ -102,7 +102,14 @@ def register_app(podium: Podium) -> None:
     if config.judge.worker:
         from podium.observe.judge import JudgeHook
 
-        judge = JudgeHook(podium.engine, podium.gateway, feedback, config.judge)
+        judge = JudgeHook(
+            podium.engine,
+            podium.gateway,
+            feedback,
+            config.judge,
+            # The data policy registers after this plugin: its classes are read when needed.
+            classes=lambda: podium.extras.get("data_classes"),
+        )
         podium.hooks.append(judge)
         closers.append(judge.close)
 
