@@ -155,8 +155,10 @@ def create_podium(
         await pool.aclose()
         await http.aclose()
 
-    app.on_startup.append(startup)
-    app.on_shutdown.append(shutdown)
+    # The core opens first and closes last (shutdown hooks run in reverse): what plugins run
+    # (background responses, feedback, state sync) can still write to the store as they stop.
+    app.on_startup.insert(0, startup)
+    app.on_shutdown.insert(0, shutdown)
     return podium
 
 
