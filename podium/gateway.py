@@ -177,11 +177,13 @@ class Stages:
 
 
 class ExtraHooks:
-    """Hooks an ingress adds for its own requests, after the gateway's (the Responses API's
-    ``truncation``): requests of other ingresses do not pay for them."""
+    """Hooks an ingress adds for its own requests: requests of other ingresses do not pay for
+    them. ``before`` ones act ahead of the gateway's at each point (the Responses API's
+    ``truncation``, so budgets and the cost guard price what is sent); the others after."""
 
-    def __init__(self, hooks: list[Hook]) -> None:
+    def __init__(self, hooks: list[Hook], *, before: list[Hook] | None = None) -> None:
         self.hooks = hooks
+        self.before = before or []
         self._base: list[Hook] = []
         self._stages: Stages | None = None
 
@@ -189,7 +191,7 @@ class ExtraHooks:
         stages = self._stages
         if stages is None or self._base != base:  # identity first: cheap when unchanged
             self._base = list(base)
-            stages = self._stages = Stages([*base, *self.hooks])
+            stages = self._stages = Stages([*self.before, *base, *self.hooks])
         return stages
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import openai
+import pytest
 
+from podium.policy.keys import KeyStore, NewKey
 from podium.responses.truncation import truncate
 from podium.testing.openai_fake import FakeOpenAI
 from podium.types import Message, TextPart, ToolCall
@@ -86,3 +88,46 @@ async def test_a_kept_conversation_past_the_window_is_cut_to_fit(
     # Without truncation, the whole conversation goes (and the upstream decides).
     assert len(sent_messages(fake_openai, -1)) == 13
     assert trace is not None and f"truncated:{13 - len(sent)}" in trace.policy_actions
+
+
+async def test_a_budget_prices_the_conversation_as_cut(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    # Dear tokens (1,000 USD a million), so the conversation's size decides what fits.
+    small = worker(
+        "alpha",
+        "openai",
+        fake_openai.base_url,
+        context_window=2048,
+        price={"input": 1000.0, "output": 1000.0},
+    )
+    async with gateway([small], access={"auth": {"required": True}}) as served:
+        keys = KeyStore(served.podium.store)
+        _, unlimited = await keys.create(NewKey(owner="team"))
+        _, limited = await keys.create(NewKey(owner="team", budget_usd=2.5))
+        async with (
+            openai.AsyncOpenAI(base_url=served.v1, api_key=unlimited, max_retries=0) as talk,
+            openai.AsyncOpenAI(base_url=served.v1, api_key=limited, max_retries=0) as ask,
+        ):
+            previous: Any = openai.omit
+            for turn in range(12):  # ~3,000 tokens in all: ~3 USD to send whole
+                answer = await talk.responses.create(
+                    model="alpha",
+                    input=f"turn {turn}: {PARAGRAPH}",
+                    previous_response_id=previous,
+                    max_output_tokens=10,
+                )
+                previous = answer.id
+            with pytest.raises(openai.APIStatusError) as whole:
+                await ask.responses.create(
+                    model="alpha", input="?", previous_response_id=previous, max_output_tokens=10
+                )
+            cut = await ask.responses.create(
+                model="alpha",
+                input="?",
+                previous_response_id=previous,
+                max_output_tokens=10,
+                truncation="auto",
+            )
+    assert whole.value.status_code == 402
+    assert cut.status == "completed"

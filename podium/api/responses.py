@@ -412,7 +412,7 @@ def register_app(podium: Podium) -> None:
     settings = podium.config.responses
     limit = podium.config.server.max_body_bytes
     # Only Responses requests pay for their truncation hook.
-    extra = ExtraHooks([TruncationHook(podium.pool)])
+    extra = ExtraHooks([], before=[TruncationHook(podium.pool)])
     ingress: ResponsesIngress
     keeper: StoringResponsesIngress | None = None
     if settings.store and isinstance(podium.store, SQLExecutor):

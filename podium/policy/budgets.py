@@ -43,7 +43,7 @@ from podium.policy.limits import (
 from podium.policy.settings import LimitSettings
 from podium.routing.base import Decision
 from podium.store.traces import TraceRecord
-from podium.types import ChatRequest
+from podium.types import ChatRequest, Message
 from podium.workers import WorkerPool, estimate_input_tokens, estimate_tokens, price_tokens
 
 if TYPE_CHECKING:
@@ -114,8 +114,10 @@ class _Open:
     started: float
     tokens: int = 0  # taken from the TPM bucket
     # The request whose input ``prompt`` tokens were estimated at admission: ``decided`` uses
-    # the estimate again unless a hook replaced the request since (pseudonymised it, say).
+    # the estimate again unless a hook replaced the request since (pseudonymised it, say) or
+    # its messages (truncated them).
     request: ChatRequest | None = None
+    messages: list[Message] | None = None
     prompt: int = 0
     period: str | None = None
     reservation: str | None = None
@@ -255,7 +257,7 @@ class LimitsHook(Hook):
         opened = _Open(record, self._clock())
         if record.rpm or record.tpm:
             prompt = estimate_input_tokens(request)
-            opened.request, opened.prompt = request, prompt
+            opened.request, opened.messages, opened.prompt = request, request.messages, prompt
             # output_tokens(request, None, ...), written out: no worker is known yet.
             most = request.max_tokens
             tokens = prompt + (most if most is not None else self.settings.default_output_tokens)
@@ -321,7 +323,9 @@ class LimitsHook(Hook):
             decision,
             self.pool,
             self.settings.default_output_tokens,
-            prompt=opened.prompt if request is opened.request else None,
+            prompt=opened.prompt
+            if request is opened.request and request.messages is opened.messages
+            else None,
         )
         period, remaining = self._periods.of(record.budget_period, self._clock())
         reservation = f"{context.trace_id}.{next(self._reservations)}"
