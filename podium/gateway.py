@@ -323,11 +323,13 @@ class Gateway:
         *,
         relay: str | None = None,
         extra: ExtraHooks | None = None,
+        routed: Callable[[], None] | None = None,
     ) -> Outcome:
         """Admit, route and start answering. Streams come back started (first event in hand).
         ``relay`` names the caller's wire format when its ingress can pass a provider's own
         stream bytes on (see :class:`podium.providers.base.RelayingProvider`); ``extra``, the
-        hooks its ingress adds."""
+        hooks its ingress adds; ``routed`` is called once the request is admitted, routed and
+        cleared, before any worker is asked (a background response is answered then)."""
         decision: Decision | None = None
         run = Run()
         stages = self.stages if extra is None else extra.stages(self.hooks)
@@ -347,6 +349,8 @@ class Gateway:
                 await hook.decided(request, decision, context)
             enforce_clearance(decision, eligible)
             enforce_capabilities(decision, request, eligible)
+            if routed is not None:
+                routed()
             if request.stream:
                 return await self._stream(request, decision, run, context, stages, relay)
             response = await self.executor.complete(

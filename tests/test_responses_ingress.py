@@ -306,7 +306,11 @@ async def test_a_stream_that_fails_midway_ends_with_response_failed(gateway: Any
         ({"model": "alpha", "input": "x", "bogus": 1}, "bogus", "Unknown parameter"),
         ({"model": "alpha", "input": "x", "temperature": 9}, "temperature", "less than"),
         ({"model": "alpha", "input": "x", "max_output_tokens": 0}, "max_output_tokens", ""),
-        ({"model": "alpha", "input": "x", "background": True}, "background", ""),
+        (
+            {"model": "alpha", "input": "x", "background": True, "store": False},
+            "background",
+            "must be stored",
+        ),
         (
             {"model": "alpha", "input": "x", "previous_response_id": "resp_1"},
             "previous_response_id",
@@ -431,7 +435,10 @@ async def test_with_storing_off_nothing_is_kept_and_the_errors_say_why(
             await client.responses.create(
                 model="alpha", input="and then?", previous_response_id=answer.id
             )
+        with pytest.raises(openai.BadRequestError) as background:
+            await client.responses.create(model="alpha", input="hi", background=True)
     assert "keeps no responses" in retrieved.value.message
+    assert "keeps no responses" in background.value.message
     assert "keeps no responses" in continued.value.message
     assert continued.value.body["param"] == "previous_response_id"  # type: ignore[index]
 

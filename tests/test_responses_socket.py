@@ -203,6 +203,9 @@ async def test_bad_messages_get_error_events_and_the_connection_goes_on(
                     "previous_response_id": "resp_gone",
                 }
             ),
+            json.dumps(
+                {"type": "response.create", "model": "alpha", "input": "x", "background": True}
+            ),
         ):
             await raw.send(message)
             errors.append(json.loads(await raw.recv()))
@@ -218,6 +221,7 @@ async def test_bad_messages_get_error_events_and_the_connection_goes_on(
         "model",
         "api_base",
         "previous_response_id",
+        "background",
     ]
     assert all("Traceback" not in error["message"] for error in errors)
     assert after[-1].response.output_text == "fake answer to: still here"

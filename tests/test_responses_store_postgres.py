@@ -3,6 +3,7 @@ each turn on either, and the expiry sweep runs there as on SQLite."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -30,12 +31,13 @@ async def schema() -> AsyncIterator[str]:
 
 @asynccontextmanager
 async def two_gateways(
-    schema: str, make_config: Callable[..., PodiumConfig], fake: FakeOpenAI
+    schema: str, make_config: Callable[..., PodiumConfig], fake: FakeOpenAI, **settings: Any
 ) -> AsyncIterator[tuple[list[Podium], list[openai.AsyncOpenAI]]]:
     """Two gateways on one PostgreSQL schema, and an SDK client for each."""
     config = make_config(
         [worker("alpha", "openai", fake.base_url)],
         store={"kind": "postgres", "url": PG_URL, "pg_schema": schema},
+        **settings,
     )
     podiums = [create_podium(config), create_podium(config)]
     async with serve(podiums[0].app) as one, serve(podiums[1].app) as two:
@@ -102,3 +104,48 @@ async def test_a_conversation_object_is_shared_by_gateways_on_postgres(
         "turn 2", "fake answer to: turn 2",
     ]  # fmt: skip
     assert len(left) == 5 and deleted.deleted is True
+
+
+async def test_a_background_response_is_followed_and_cancelled_from_the_other_gateway(
+    schema: str, make_config: Callable[..., PodiumConfig], fake_openai: FakeOpenAI
+) -> None:
+    gate = fake_openai.behaviour.gate = asyncio.Event()
+    fake_openai.behaviour.gate_after = 3
+    fake_openai.behaviour.reply = "one two three four five six"
+    quick = {"background_poll_seconds": 0.01, "background_stale_seconds": 1}
+    async with two_gateways(schema, make_config, fake_openai, responses=quick) as (_, sdk):
+        stream = await sdk[0].responses.create(
+            model="alpha", input="Count.", background=True, stream=True
+        )
+        seen = []
+        async for event in stream:
+            seen.append(event)
+            if event.type == "response.in_progress":
+                break
+        await stream.close()  # the client leaves the first gateway ...
+        response_id = seen[0].response.id
+        # ... and picks its stream up on the second, which reads the events the first writes.
+        follower = await sdk[1].responses.retrieve(
+            response_id, stream=True, starting_after=seen[-1].sequence_number
+        )
+        gate.set()
+        rest = [event async for event in follower]
+        assert rest[0].sequence_number == seen[-1].sequence_number + 1
+        assert [event.sequence_number for event in rest] == list(
+            range(rest[0].sequence_number, rest[-1].sequence_number + 1)
+        )
+        assert rest[-1].type == "response.completed"
+        assert rest[-1].response.output_text == "one two three four five six"
+
+        fake_openai.behaviour.gate = asyncio.Event()  # the next one runs until cancelled
+        running = await sdk[0].responses.create(
+            model="alpha", input="Count on.", background=True, stream=True
+        )
+        async for event in running:
+            if event.type == "response.in_progress":
+                break
+        await running.close()
+        cancelled = await asyncio.wait_for(sdk[1].responses.cancel(event.response.id), 10)
+        assert cancelled.status == "cancelled"
+        assert (await sdk[0].responses.retrieve(event.response.id)).status == "cancelled"
+        fake_openai.behaviour.gate.set()

@@ -124,6 +124,15 @@ class StatefulIngress(Ingress, Protocol):
     ) -> bytes:
         """``encode_response``, keeping the answer first when the request asks."""
 
+    def detaches(self, request: ChatRequest) -> bool:
+        """Whether ``request`` is answered off the request that asked (``background``)."""
+
+    async def detach(
+        self, request: ChatRequest, context: RequestContext, extra: ExtraHooks | None
+    ) -> AnyResponse:
+        """Answer the caller as soon as the gateway has admitted and routed the request (a
+        refusal is still this request's error), and let it answer on its own."""
+
 
 def chat_handler(
     ingress: Ingress,
@@ -157,6 +166,8 @@ def chat_handler(
         try:
             if stateful is not None:
                 request = await stateful.resolve(request, context)
+                if stateful.detaches(request):
+                    return await stateful.detach(request, context, extra)
             outcome = await gateway.handle(request, context, relay=wire, extra=extra)
         except PodiumError as error:
             response = ingress.render_error(error)

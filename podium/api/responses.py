@@ -313,6 +313,14 @@ class ResponsesIngress:
                     param=name,
                     code="unsupported_parameter",
                 )
+        if request.background:
+            raise PodiumError(
+                "invalid_request",
+                f"'background' responses are read back by id when done, but {NO_STORE}; "
+                "ask without 'background' and wait for the answer.",
+                param="background",
+                code="unsupported_parameter",
+            )
         return request
 
     def render_error(self, error: PodiumError) -> Response:
@@ -426,7 +434,10 @@ def register_app(podium: Podium) -> None:
         conversations.register_routes(podium, keeper)
         podium.extras["responses"] = responses
         podium.extras["responses_counts"] = keeper.counts
+        podium.extras["responses_runs"] = keeper.runs
         podium.app.on_startup.append(responses.start)
+        # Background responses end (or are stopped) before the store closes.
+        podium.app.on_shutdown.append(keeper.runs.close)
         podium.app.on_shutdown.append(responses.close)
     else:
         ingress = ResponsesIngress()

@@ -201,7 +201,7 @@ class ResponsesIn(Wire):
     service_tier: str | None = None
     include: list[str] | None = None
     max_tool_calls: int | None = Field(None, ge=1)
-    background: Literal[False] | None = None
+    background: bool | None = None  # answered off the request: podium/responses/background.py
     top_logprobs: Literal[0] | None = None
 
 
@@ -428,6 +428,7 @@ class ResponsesRequest(ChatRequest):
     truncate: bool = False  # truncation "auto": podium/responses/truncation.py
     store: bool = True  # the client's wish; kept only where responses.store is on
     raw_input: str | list[Any] = ""  # ``input`` as sent, kept as the client sent it
+    background: bool = False  # answered off the request that asked, and kept from its start
     response_id: str | None = None  # set by the ingress that keeps responses
 
 
@@ -468,10 +469,23 @@ def to_canonical(wire: ResponsesIn) -> ResponsesRequest:
         conversation_id=_conversation_id(wire),
         truncate=wire.truncation == "auto",
         store=wire.store is not False,
+        background=_background(wire),
         **cache_fields(
             wire.prompt_cache_options, wire.prompt_cache_key, wire.prompt_cache_retention
         ),
     )
+
+
+def _background(wire: ResponsesIn) -> bool:
+    if wire.background and wire.store is False:
+        raise PodiumError(
+            "invalid_request",
+            "A background response must be stored: it is read back by its id when done. "
+            "Leave 'store' out (true by default) or set it to true.",
+            param="background",
+            code="unsupported_parameter",
+        )
+    return bool(wire.background)
 
 
 def _conversation_id(wire: ResponsesIn) -> str | None:
@@ -511,6 +525,7 @@ def _echo(wire: ResponsesIn) -> JSONObject:
             "summary": wire.reasoning.summary if wire.reasoning else None,
         },
         "store": False,  # true only once a response has been kept
+        "background": bool(wire.background),
         "temperature": 1.0 if wire.temperature is None else wire.temperature,
         "text": text,
         "tool_choice": tool_choice,

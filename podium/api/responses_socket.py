@@ -154,6 +154,14 @@ class ResponsesSocket:
         try:
             refuse_provider_fields(body, headers)
             request = self.ingress.parse(body, headers)
+            if self.keeper is not None and self.keeper.detaches(request):
+                raise PodiumError(
+                    "invalid_request",
+                    "'background' responses are not run over a WebSocket: its answer is the "
+                    "connection's. Send it to POST /v1/responses instead.",
+                    param="background",
+                    code="unsupported_parameter",
+                )
             if self.keeper is not None:
                 request = await self.keeper.resolve(request, context)
             if event.get("generate") is False:

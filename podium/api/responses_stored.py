@@ -12,22 +12,29 @@ pseudonymised view; it belongs to the key's owner, whose keys alone can read or 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from podium.api.admin import admin_route
-from podium.api.http import Request, Response
-from podium.api.responses import ResponsesIngress
+from podium.api.http import AnyResponse, Request, Response, StreamResponse
+from podium.api.responses import ResponsesIngress, response_object
 from podium.api.responses_request import ResponsesRequest, history_messages, parse
 from podium.context import RequestContext
+from podium.deadline import DEADLINE_HEADERS
 from podium.errors import PodiumError
-from podium.gateway import Gateway, Outcome
+from podium.gateway import ExtraHooks, Gateway, Outcome
 from podium.policy.access import admin_actor
+from podium.responses.background import BackgroundRun, BackgroundRuns
 from podium.responses.conversations import ConversationStore
 from podium.responses.store import (
+    Event,
     KeptCounts,
     ResponseStore,
     StoredResponse,
@@ -85,13 +92,23 @@ def _missing(response_id: str) -> PodiumError:
     )
 
 
+async def sse_events(events: AsyncIterator[Event]) -> AsyncIterator[bytes]:
+    async for kind, data in events:
+        yield b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n"
+
+
 class StoringResponsesIngress(ResponsesIngress):
     def __init__(
-        self, gateway: Gateway, responses: ResponseStore, conversations: ConversationStore
+        self,
+        gateway: Gateway,
+        responses: ResponseStore,
+        conversations: ConversationStore,
+        runs: BackgroundRuns | None = None,
     ) -> None:
         self.gateway = gateway
         self.responses = responses
         self.conversations = conversations
+        self.runs = runs or BackgroundRuns(responses, responses.settings)
         self.counts = KeptCounts()
 
     def parse(self, body: Any, headers: dict[str, str]) -> ChatRequest:
@@ -130,6 +147,14 @@ class StoringResponsesIngress(ResponsesIngress):
                 f"Previous response with id '{previous}' not found.",
                 param="previous_response_id",
                 code="previous_response_not_found",
+            )
+        if (await self.runs.current(owner, chain[0])).running:
+            raise PodiumError(
+                "invalid_request",
+                f"Previous response with id '{previous}' is still running in the background; "
+                "continue it once it has finished (poll GET /v1/responses/{id}) or cancel it.",
+                param="previous_response_id",
+                code="previous_response_in_progress",
             )
         limit = self.responses.settings.max_chain
         if len(chain) > limit:
@@ -185,6 +210,8 @@ class StoringResponsesIngress(ResponsesIngress):
         if not request.store:
             return
         body["store"] = True
+        if request.background:
+            return  # kept as it started; BackgroundRuns keeps how it ends
         stored = StoredResponse(body["id"], request.previous_response_id, given, body)
         try:
             await self.responses.save(context.caller.owner, context.trace_id, stored)
@@ -196,10 +223,109 @@ class StoringResponsesIngress(ResponsesIngress):
         else:
             self.counts.kept += 1
 
+    # -- background responses --------------------------------------------------------------------
+
+    def detaches(self, request: ChatRequest) -> bool:
+        return isinstance(request, ResponsesRequest) and request.background
+
+    async def detach(
+        self, request: ChatRequest, context: RequestContext, extra: ExtraHooks | None
+    ) -> AnyResponse:
+        assert isinstance(request, ResponsesRequest) and request.response_id is not None
+        self.runs.ensure_room()
+        # The client's timeout bounds its own request, not the answer it leaves running.
+        for name in DEADLINE_HEADERS:
+            context.headers.pop(name, None)
+        routed = asyncio.Event()
+        handling = asyncio.ensure_future(
+            self.gateway.handle(request, context, extra=extra, routed=routed.set)
+        )
+        decided = asyncio.ensure_future(routed.wait())
+        try:
+            await asyncio.wait((decided, handling), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            handling.cancel()  # the caller left before its request was routed
+            raise
+        finally:
+            decided.cancel()
+        if not routed.is_set():
+            # Its refusal, raised here; or an answer that needed no routing (a cached one),
+            # which the run below hands on as it is.
+            handling.result()
+        owner = context.caller.owner
+        body = response_object(
+            request,
+            response_id=request.response_id,
+            model=request.model,
+            created_at=int(time.time()),
+            status="in_progress",
+            output=[],
+        )
+        body["store"] = True
+        run = self.runs.open(request.response_id, owner, body)
+        stored = StoredResponse(
+            run.response_id,
+            request.previous_response_id,
+            input_items(request.raw_input),
+            body,
+            heartbeat_at=time.time(),
+            streamed=request.stream,
+        )
+        # Once routed it runs, whether or not its caller stays to hear so.
+        await asyncio.shield(self._start(run, stored, handling, request, context))
+        headers = {"x-podium-trace-id": context.trace_id}
+        if request.stream:
+            events = self.runs.follow(owner, run.response_id, -1)
+            return StreamResponse(sse_events(events), 200, headers)
+        return Response(orjson.dumps(body), 200, headers)
+
+    async def _start(
+        self,
+        run: BackgroundRun,
+        stored: StoredResponse,
+        handling: asyncio.Future[Outcome],
+        request: ResponsesRequest,
+        context: RequestContext,
+    ) -> None:
+        """Keep the response as it starts, then let it run; if it cannot be kept, stop it."""
+        try:
+            await self.responses.save(run.owner, context.trace_id, stored)
+        except Exception as error:
+            handling.cancel()
+            self.runs.discard(run)
+            self.counts.keep_failures += 1
+            log.exception("could not keep background response %s", run.response_id)
+            raise PodiumError(
+                "overloaded",
+                "The background response could not be kept, so it was not started; try again, "
+                "or ask without 'background'.",
+                code="store_unavailable",
+            ) from error
+        self.runs.launch(run, self._answer(handling, request, context, run))
+
+    async def _answer(
+        self,
+        handling: asyncio.Future[Outcome],
+        request: ResponsesRequest,
+        context: RequestContext,
+        run: BackgroundRun,
+    ) -> JSONObject | None:
+        outcome = await handling
+        if outcome.response is not None:
+            body = self.body(outcome.response, request, outcome, run.response_id)
+            await self.completed(body, request, context)
+            return body
+        assert outcome.stream is not None
+        events = self.stream_events(outcome.stream, request, outcome, context, run.frame)
+        async with contextlib.aclosing(events) as frames:  # type: ignore[type-var]
+            async for _ in frames:
+                pass  # each event went to the run as it was framed
+        return run.final
+
 
 def register_routes(podium: Podium, ingress: StoringResponsesIngress) -> None:
     """``GET`` / ``DELETE /v1/responses/{id}``, its ``/input_items`` and ``/cancel``."""
-    gateway, responses = podium.gateway, ingress.responses
+    gateway, responses, runs = podium.gateway, ingress.responses, ingress.runs
 
     async def owner_of(http: Request) -> str:
         context = RequestContext(ingress.name, http.headers)
@@ -214,16 +340,24 @@ def register_routes(podium: Podium, ingress: StoringResponsesIngress) -> None:
             raise _missing(response_id)
         return owner, stored
 
-    async def retrieve(http: Request) -> Response:
-        _, stored = await kept(http)
-        if http.query.get("stream") in ("true", "1"):
+    async def kept_now(http: Request) -> tuple[str, StoredResponse]:
+        owner, stored = await kept(http)
+        return owner, await runs.current(owner, stored)
+
+    async def retrieve(http: Request) -> AnyResponse:
+        owner, stored = await kept_now(http)
+        if http.query.get("stream") not in ("true", "1"):
+            return Response.json(stored.response)
+        after = starting_after(http.query.get("starting_after"))
+        if not stored.streamed:
             raise PodiumError(
                 "invalid_request",
-                "Only a response created with background=true can be streamed again; Podium "
-                "answers every request as it comes, so read this one whole (stream=false).",
+                "Only a response created with background=true and stream=true can be streamed "
+                "again; read this one whole (stream=false).",
                 param="stream",
             )
-        return Response.json(stored.response)
+        events = runs.follow(owner, stored.response_id, after)
+        return StreamResponse(sse_events(events), 200, {})
 
     async def delete(http: Request) -> Response:
         owner = await owner_of(http)
@@ -233,13 +367,17 @@ def register_routes(podium: Podium, ingress: StoringResponsesIngress) -> None:
         return Response.json({"id": response_id, "object": "response", "deleted": True})
 
     async def cancel(http: Request) -> Response:
-        await kept(http)
-        raise PodiumError(
-            "invalid_request",
-            "Only a response created with background=true can be cancelled; this one has "
-            "finished already (Podium answers every request as it comes).",
-            param="response_id",
-        )
+        owner, stored = await kept_now(http)
+        if not stored.response.get("background"):
+            raise PodiumError(
+                "invalid_request",
+                "Only a response created with background=true can be cancelled; this one "
+                "finished as it was answered.",
+                param="response_id",
+            )
+        if not stored.running:
+            return Response.json(stored.response)  # as OpenAI: cancelling again changes nothing
+        return Response.json(await runs.cancel(owner, stored))
 
     async def list_input_items(http: Request) -> Response:
         owner, stored = await kept(http)
@@ -264,6 +402,25 @@ def register_routes(podium: Podium, ingress: StoringResponsesIngress) -> None:
     podium.app.route("DELETE", "/v1/responses/{response_id}", delete, ingress)
     podium.app.route("GET", "/v1/responses/{response_id}/input_items", list_input_items, ingress)
     podium.app.route("POST", "/v1/responses/{response_id}/cancel", cancel, ingress)
+
+
+def starting_after(raw: str | None) -> int:
+    """The ``starting_after`` of a stream picked up again: a sequence number (-1: from the
+    start, the default)."""
+    if raw is None:
+        return -1
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -2
+    if value < -1:
+        raise PodiumError(
+            "invalid_request",
+            f"Invalid value for 'starting_after': {raw[:32]!r}; give the sequence number of the "
+            "last event received (a whole number, 0 or more).",
+            param="starting_after",
+        )
+    return value
 
 
 def page(items: list[JSONObject], query: dict[str, str]) -> JSONObject:

@@ -165,6 +165,12 @@ def _gauges(podium: Podium, registry: Registry, feedback: Feedback) -> None:
         "counter",
         "Requests that read a stored response chain or conversation back.",
     )
+    declare("podium_responses_background_total", "counter", "Background responses started.")
+    declare(
+        "podium_responses_background_running",
+        "gauge",
+        "Background responses this process is running.",
+    )
 
     registry.collectors.append(
         breaker_gauges(lambda: [(w.name, w.breaker.state) for w in podium.pool])
@@ -189,6 +195,12 @@ def _gauges(podium: Podium, registry: Registry, feedback: Feedback) -> None:
                 ("podium_responses_kept_total", (), float(kept.kept)),
                 ("podium_responses_keep_failures_total", (), float(kept.keep_failures)),
                 ("podium_responses_continued_total", (), float(kept.continued)),
+            ]
+        runs = podium.extras.get("responses_runs")
+        if runs is not None:
+            out += [
+                ("podium_responses_background_total", (), float(runs.started)),
+                ("podium_responses_background_running", (), float(len(runs.runs))),
             ]
         return out
 

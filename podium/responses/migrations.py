@@ -57,3 +57,24 @@ def create_conversations(db: Executor) -> None:
     db.execute(
         "CREATE INDEX conversation_items_id ON conversation_items (conversation_id, item_id)"
     )
+
+
+def background_responses(db: Executor) -> None:
+    # A background response is kept from its start. heartbeat_at is set while a replica runs
+    # it (NULL once it has finished); cancel_requested is how another replica asks that one to
+    # stop. The events of one created with ``stream`` (streamed = 1) are kept, in order, so a
+    # client can pick its stream up again.
+    db.execute("ALTER TABLE responses ADD COLUMN heartbeat_at DOUBLE PRECISION")
+    db.execute("ALTER TABLE responses ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE responses ADD COLUMN streamed INTEGER NOT NULL DEFAULT 0")
+    db.execute(
+        """
+        CREATE TABLE response_events (
+            response_id TEXT NOT NULL,
+            sequence BIGINT NOT NULL,
+            kind TEXT NOT NULL,
+            data TEXT NOT NULL,
+            PRIMARY KEY (response_id, sequence)
+        )
+        """
+    )

@@ -16,3 +16,14 @@ class ResponsesSettings(BaseModel):
     # The most stored responses one ``previous_response_id`` may chain back through.
     max_chain: int = Field(1000, ge=1, le=100_000)
     sweep_interval_seconds: float = Field(3600.0, gt=0)  # how often expired ones are deleted
+    # Background responses (``background: true``): at most this many run at once in one
+    # process; beyond it a request is refused (429) rather than queued without bound.
+    max_background: int = Field(256, ge=1)
+    # How often a running one's new stream events are written, and a client following it on
+    # another replica reads them.
+    background_poll_seconds: float = Field(0.1, gt=0, le=5)
+    # A running one whose replica has said nothing for this long (it stopped) is reported as
+    # failed. The replica says so every tenth of it.
+    background_stale_seconds: float = Field(30.0, ge=1)
+    # At shutdown, how long running ones may take to finish before they are stopped (failed).
+    background_shutdown_seconds: float = Field(30.0, ge=0)

@@ -19,6 +19,8 @@ from podium.policy.sealing import Sealer, Unsealed
 from podium.responses.settings import ResponsesSettings
 from podium.types import JSONObject
 
+Event = tuple[str, bytes]  # a stream event: its type, and its JSON
+
 
 @runtime_checkable
 class SQLExecutor(Protocol):
@@ -31,6 +33,14 @@ class StoredResponse:
     previous_response_id: str | None
     input_items: list[JSONObject]  # this request's own input, each item with its id
     response: JSONObject  # the Response object as the client received it
+    # When the replica running a background response last said it still runs it; None once
+    # it has finished (and for every response answered as it came).
+    heartbeat_at: float | None = None
+    streamed: bool = False  # a background response created with ``stream``: its events are kept
+
+    @property
+    def running(self) -> bool:
+        return self.heartbeat_at is not None
 
     def items(self) -> list[JSONObject]:
         """What this turn added to the conversation: its input, then its output."""
@@ -53,7 +63,7 @@ def conversation_items(chain: list[StoredResponse]) -> list[JSONObject]:
     return [item for turn in reversed(chain) for item in turn.items()]
 
 
-_COLUMNS = "response_id, previous_response_id, input_items, response"
+_COLUMNS = "response_id, previous_response_id, input_items, response, heartbeat_at, streamed"
 
 # The chain from one response back to the first, newest first, in one statement. The depth
 # bound stops it one row past ``max_chain``, so a chain too long is seen without reading it all.
@@ -62,7 +72,8 @@ WITH RECURSIVE chain ({_COLUMNS}, depth) AS (
     SELECT {_COLUMNS}, 0 FROM responses
     WHERE response_id = ? AND owner = ? AND (expires_at IS NULL OR expires_at > ?)
     UNION ALL
-    SELECT r.response_id, r.previous_response_id, r.input_items, r.response, chain.depth + 1
+    SELECT r.response_id, r.previous_response_id, r.input_items, r.response, r.heartbeat_at,
+        r.streamed, chain.depth + 1
     FROM responses r JOIN chain ON r.response_id = chain.previous_response_id
     WHERE r.owner = ? AND (r.expires_at IS NULL OR r.expires_at > ?) AND chain.depth < ?
 )
@@ -88,12 +99,13 @@ class ResponseStore:
         )
 
     async def save(self, owner: str, trace_id: str, stored: StoredResponse) -> None:
+        """Keep ``stored``; a background response is kept as it starts, ``running``."""
         now = self._clock()
         days = self.settings.retention_days
         await self.db.execute(
             "INSERT INTO responses (response_id, owner, created_at, expires_at, "
-            "previous_response_id, trace_id, input_items, response) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "previous_response_id, trace_id, input_items, response, heartbeat_at, streamed) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 stored.response_id,
                 owner,
@@ -103,8 +115,79 @@ class ResponseStore:
                 trace_id,
                 self.sealer.seal(orjson.dumps(stored.input_items), stored.response_id),
                 self.sealer.seal(orjson.dumps(stored.response), stored.response_id),
+                now if stored.running else None,
+                int(stored.streamed),
             ),
         )
+
+    async def finish(self, response_id: str, response: JSONObject) -> None:
+        """A background response's final Response object; it runs no longer."""
+        await self.db.execute(
+            "UPDATE responses SET response = ?, heartbeat_at = NULL WHERE response_id = ?",
+            (self.sealer.seal(orjson.dumps(response), response_id), response_id),
+        )
+
+    async def beat(self, response_ids: Sequence[str]) -> tuple[set[str], set[str]]:
+        """Say these background responses still run: returns those another replica asked to
+        cancel, and those deleted meanwhile."""
+        if not response_ids:
+            return set(), set()
+        marks = ", ".join("?" * len(response_ids))
+        rows = await self.db.execute(
+            f"UPDATE responses SET heartbeat_at = ? WHERE response_id IN ({marks}) "
+            "AND heartbeat_at IS NOT NULL RETURNING response_id, cancel_requested",
+            (self._clock(), *response_ids),
+        )
+        cancel = {row[0] for row in rows if row[1]}
+        return cancel, set(response_ids) - {row[0] for row in rows}
+
+    async def request_cancel(self, owner: str, response_id: str) -> bool:
+        """Ask the replica running a background response to stop it; False if none runs it."""
+        rows = await self.db.execute(
+            "UPDATE responses SET cancel_requested = 1 WHERE response_id = ? AND owner = ? "
+            "AND heartbeat_at IS NOT NULL RETURNING 1",
+            (response_id, owner),
+        )
+        return bool(rows)
+
+    async def settle_stale(
+        self, response_id: str, response: JSONObject, silent_since: float
+    ) -> bool:
+        """End a background response whose replica has said nothing since ``silent_since``
+        (it stopped) with ``response``; False if it has finished or spoke since."""
+        rows = await self.db.execute(
+            "UPDATE responses SET response = ?, heartbeat_at = NULL WHERE response_id = ? "
+            "AND heartbeat_at < ? RETURNING 1",
+            (self.sealer.seal(orjson.dumps(response), response_id), response_id, silent_since),
+        )
+        return bool(rows)
+
+    async def add_events(self, response_id: str, first: int, events: Sequence[Event]) -> None:
+        """A streamed background response's events from sequence number ``first`` on."""
+        if not events:
+            return
+        rows = ", ".join(["(?, ?, ?, ?)"] * len(events))
+        params: list[Any] = []
+        for offset, (kind, data) in enumerate(events):
+            sequence = first + offset
+            sealed = self.sealer.seal(data, f"{response_id}#{sequence}")
+            params.extend((response_id, sequence, kind, sealed))
+        await self.db.execute(
+            f"INSERT INTO response_events (response_id, sequence, kind, data) VALUES {rows}",
+            tuple(params),
+        )
+
+    async def events_after(self, response_id: str, after: int) -> list[tuple[int, Event]]:
+        """The events kept for ``response_id`` (whose owner the caller checked) after sequence
+        number ``after``, in order."""
+        rows = await self.db.execute(
+            "SELECT sequence, kind, data FROM response_events WHERE response_id = ? "
+            "AND sequence > ? ORDER BY sequence",
+            (response_id, after),
+        )
+        return [
+            (row[0], (row[1], self.sealer.open(row[2], f"{response_id}#{row[0]}"))) for row in rows
+        ]
 
     def _stored(self, row: Any) -> StoredResponse:
         response_id, sealer = row[0], self.sealer
@@ -113,6 +196,8 @@ class ResponseStore:
             row[1],
             orjson.loads(sealer.open(row[2], response_id)),
             orjson.loads(sealer.open(row[3], response_id)),
+            row[4],
+            bool(row[5]),
         )
 
     async def get(self, owner: str, response_id: str) -> StoredResponse | None:
@@ -129,10 +214,19 @@ class ResponseStore:
             "AND (expires_at IS NULL OR expires_at > ?) RETURNING 1",
             (response_id, owner, self._clock()),
         )
+        if rows:
+            await self.db.execute(
+                "DELETE FROM response_events WHERE response_id = ?", (response_id,)
+            )
         return bool(rows)
 
     async def erase(self, owner: str) -> int:
         """Delete every response ``owner`` keeps; returns how many."""
+        await self.db.execute(
+            "DELETE FROM response_events WHERE response_id IN "
+            "(SELECT response_id FROM responses WHERE owner = ?)",
+            (owner,),
+        )
         rows = await self.db.execute("DELETE FROM responses WHERE owner = ? RETURNING 1", (owner,))
         return len(rows)
 
@@ -157,7 +251,13 @@ class ResponseStore:
             )
             deleted += len(rows)
             if len(rows) < batch:
-                return deleted
+                break
+        # Events outlive their response only here: it expired, or was deleted while it ran.
+        await self.db.execute(
+            "DELETE FROM response_events WHERE NOT EXISTS (SELECT 1 FROM responses "
+            "WHERE responses.response_id = response_events.response_id)"
+        )
+        return deleted
 
     async def start(self) -> None:
         if self.settings.retention_days is not None:

@@ -19,7 +19,11 @@ from podium.observe.migrations import (
 )
 from podium.observe.rollup import create_rollup
 from podium.policy.migrations import create_audit, create_keys
-from podium.responses.migrations import create_conversations, create_responses
+from podium.responses.migrations import (
+    background_responses,
+    create_conversations,
+    create_responses,
+)
 from podium.state.migrations import create_pool_state
 
 
@@ -95,4 +99,5 @@ MIGRATIONS: list[Migration] = [
     Migration("0008_trace_workflow", _trace_workflow),
     Migration("0009_create_responses", create_responses),
     Migration("0010_create_conversations", create_conversations),
+    Migration("0011_background_responses", background_responses),
 ]

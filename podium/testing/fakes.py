@@ -43,6 +43,7 @@ class Behaviour:
     echo_key: bool = False  # put the credential it received into its error messages, as some do
     gate: asyncio.Event | None = None  # when given, streams wait for it before event gate_after
     gate_after: int = 1
+    hold: asyncio.Event | None = None  # when given, every request waits for it before its head
 
     def fail(
         self,
@@ -125,6 +126,8 @@ class FakeUpstream:
         self.received.append(Received(request.path, dict(request.headers), body))
         if self.behaviour.latency:
             await asyncio.sleep(self.behaviour.latency)
+        if self.behaviour.hold is not None:
+            await self.behaviour.hold.wait()
         if self.behaviour.require_key is not None and not self.key_ok(request):
             return body, self.error_response(401, self.with_key("invalid credential", request))
         if self.behaviour.failures:
