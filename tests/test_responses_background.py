@@ -17,11 +17,9 @@ from podium.responses.background import BackgroundRuns
 from podium.responses.store import ResponseStore
 from podium.testing.openai_fake import FakeOpenAI
 from tests.conftest import worker
+from tests.test_gateway_images import PIXEL
 from tests.test_responses_ingress import client_for
 from tests.test_responses_stored import clients_of_two_owners, kept
-
-
-PIXEL = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8/5+hHgAHggJ/PchI7wAAAABJRU5ErkJggg=="
 
 
 def runs_of(served: Any) -> BackgroundRuns:
@@ -79,7 +77,14 @@ async def test_a_refused_background_request_is_its_own_error_and_nothing_is_kept
         with pytest.raises(openai.BadRequestError) as blind:
             await client.responses.create(
                 model="alpha",
-                input=[{"role": "user", "content": [{"type": "input_image", "image_url": PIXEL}]}],
+                input=[
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "input_image", "image_url": f"data:image/png;base64,{PIXEL}"}
+                        ],
+                    }
+                ],
                 background=True,
             )
         assert blind.value.code == "unsupported_input"
