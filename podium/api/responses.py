@@ -24,6 +24,7 @@ from podium.api.responses_request import NO_STORE, ResponsesRequest, parse
 from podium.context import RequestContext
 from podium.errors import PodiumError
 from podium.gateway import ExtraHooks, Outcome, total_cost
+from podium.responses.compaction import Compactions
 from podium.types import (
     ChatRequest,
     ChatResponse,
@@ -298,9 +299,12 @@ class ResponsesIngress:
     """Answers without keeping anything (``responses.store: false``)."""
 
     name = "responses"
+    compactions: Compactions | None = (
+        None  # reads compaction items (podium/api/responses_compact.py)
+    )
 
     def parse(self, body: Any, headers: dict[str, str]) -> ChatRequest:
-        request = parse(body)
+        request = parse(body, self.compactions)
         for name, value in (
             ("previous_response_id", request.previous_response_id),
             ("conversation", request.conversation_id),
@@ -410,6 +414,7 @@ class ResponsesIngress:
 def register_app(podium: Podium) -> None:
     # Imported here: the storing ingress builds on this module's.
     from podium.api import conversations
+    from podium.api.responses_compact import CompactionOwners, register_compact
     from podium.api.responses_socket import ResponsesSocket
     from podium.api.responses_stored import StoringResponsesIngress, register_routes
     from podium.policy.sealing import sealer_for
@@ -420,12 +425,13 @@ def register_app(podium: Podium) -> None:
     settings = podium.config.responses
     limit = podium.config.server.max_body_bytes
     # Only Responses requests pay for their truncation hook.
-    extra = ExtraHooks([], before=[TruncationHook(podium.pool)])
+    extra = ExtraHooks([CompactionOwners()], before=[TruncationHook(podium.pool)])
     ingress: ResponsesIngress
     keeper: StoringResponsesIngress | None = None
+    # Sealed at rest with the deployment's master key, when it has one.
+    master = podium.secrets.get(podium.config.access.secrets.master_key_env)
+    compactions = Compactions(sealer_for(master, "compaction"))
     if settings.store and isinstance(podium.store, SQLExecutor):
-        # Sealed at rest with the deployment's master key, when it has one.
-        master = podium.secrets.get(podium.config.access.secrets.master_key_env)
         sealer = sealer_for(master, "stored-content")
         responses = ResponseStore(podium.store, settings, sealer=sealer)
         conversations_kept = ConversationStore(podium.store, sealer=sealer)
@@ -442,6 +448,8 @@ def register_app(podium: Podium) -> None:
     else:
         ingress = ResponsesIngress()
         _refuse_stored_routes(podium, ingress)
+    ingress.compactions = compactions
+    register_compact(podium, ingress, keeper, compactions, extra)
     podium.app.route(
         "POST",
         "/v1/responses",

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapt
 
 from podium.api.openai import BreakpointIn, Wire, cache_fields
 from podium.errors import PodiumError
+from podium.responses.compaction import CompactionReader, Compactions
 from podium.types import (
     CacheTTL,
     ChatRequest,
@@ -102,6 +103,15 @@ class ReasoningItem(BaseModel):
     type: Literal["reasoning"]
 
 
+class CompactionItem(Wire):
+    """A summary ``POST /v1/responses/compact`` wrote (podium/responses/compaction.py)."""
+
+    type: Literal["compaction"]
+    encrypted_content: str = Field(min_length=1, max_length=4_000_000)
+    id: str | None = None
+    created_by: str | None = None
+
+
 def _item_type(value: Any) -> str:
     if isinstance(value, dict):
         kind = value.get("type", "message")  # an easy input message has no type
@@ -113,7 +123,8 @@ Item = Annotated[
     Annotated[MessageItem, Tag("message")]
     | Annotated[FunctionCallItem, Tag("function_call")]
     | Annotated[FunctionCallOutputItem, Tag("function_call_output")]
-    | Annotated[ReasoningItem, Tag("reasoning")],
+    | Annotated[ReasoningItem, Tag("reasoning")]
+    | Annotated[CompactionItem, Tag("compaction")],
     Discriminator(_item_type),
 ]
 
@@ -225,7 +236,7 @@ HOSTED_TOOLS = frozenset(
 # Pydantic names a union's branch in an error's location, after the field or list index that
 # holds the union: the tag of a discriminated union, or a type for the others.
 _TAGS = frozenset(
-    {"message", "function_call", "function_call_output", "reasoning", "input_text",
+    {"message", "function_call", "function_call_output", "reasoning", "compaction", "input_text",
      "input_image", "output_text", "refusal", "text", "json_object", "json_schema", "function",
      "FunctionChoice"}
 )  # fmt: skip
@@ -362,7 +373,7 @@ def _image(part: InputImage, cache: CacheTTL | None) -> ImagePart:
     return ImagePart(url=url, detail=part.detail, cache=cache)
 
 
-def _messages(wire: ResponsesIn) -> list[Message]:
+def _messages(wire: ResponsesIn, reader: CompactionReader | None) -> list[Message]:
     options = wire.prompt_cache_options
     lifetime: CacheTTL = (options.ttl if options else None) or "30m"
     messages: list[Message] = []
@@ -371,24 +382,32 @@ def _messages(wire: ResponsesIn) -> list[Message]:
     if isinstance(wire.input, str):
         messages.append(Message("user", [TextPart(wire.input)]))
         return messages
-    messages += item_messages(wire.input, lifetime)
+    messages += item_messages(wire.input, lifetime, reader=reader)
     return messages
 
 
 _ITEMS: TypeAdapter[list[Item]] = TypeAdapter(list[Item])
 
 
-def history_messages(items: list[JSONObject], lifetime: CacheTTL = "30m") -> list[Message]:
+def history_messages(
+    items: list[JSONObject], compactions: Compactions | None = None, lifetime: CacheTTL = "30m"
+) -> list[Message]:
     """The messages of a stored conversation's items (each turn's input, then its output)."""
+    reader = compactions.reader() if compactions is not None else None
     try:
-        return item_messages(_ITEMS.validate_python(items), lifetime, where="history")
+        return item_messages(_ITEMS.validate_python(items), lifetime, "history", reader)
     except ValidationError as error:
         raise PodiumError(
             "api_error", "a stored response could not be read back; it may predate this version"
         ) from error
 
 
-def item_messages(items: list[Any], lifetime: CacheTTL, where: str = "input") -> list[Message]:
+def item_messages(
+    items: list[Any],
+    lifetime: CacheTTL,
+    where: str = "input",
+    reader: CompactionReader | None = None,
+) -> list[Message]:
     messages: list[Message] = []
     for index, item in enumerate(items):
         if isinstance(item, MessageItem):
@@ -406,6 +425,17 @@ def item_messages(items: list[Any], lifetime: CacheTTL, where: str = "input") ->
             output = item.output
             text = output if isinstance(output, str) else "".join(p.text for p in output)
             messages.append(Message("tool", [TextPart(text)], tool_call_id=item.call_id))
+        elif isinstance(item, CompactionItem):
+            param = f"{where}[{index}].encrypted_content"
+            if reader is None:
+                raise PodiumError(
+                    "invalid_request",
+                    f"'{param}': this gateway reads no compaction items.",
+                    param=param,
+                    code="invalid_compaction",
+                )
+            summary = reader.open(item.encrypted_content, param)
+            messages.append(Message("assistant", [TextPart(summary)]))
     return messages
 
 
@@ -429,11 +459,15 @@ class ResponsesRequest(ChatRequest):
     store: bool = True  # the client's wish; kept only where responses.store is on
     raw_input: str | list[Any] = ""  # ``input`` as sent, kept as the client sent it
     background: bool = False  # answered off the request that asked, and kept from its start
+    # Whose compaction items the input holds: only their owner may send them (checked once the
+    # caller is known, podium/api/responses_compact.py).
+    compaction_owners: frozenset[str] = frozenset()
     response_id: str | None = None  # set by the ingress that keeps responses
 
 
-def to_canonical(wire: ResponsesIn) -> ResponsesRequest:
-    messages = _messages(wire)
+def to_canonical(wire: ResponsesIn, compactions: Compactions | None = None) -> ResponsesRequest:
+    reader = compactions.reader() if compactions is not None else None
+    messages = _messages(wire, reader)
     if not any(message.role != "system" for message in messages):
         raise PodiumError(
             "invalid_request",
@@ -470,6 +504,7 @@ def to_canonical(wire: ResponsesIn) -> ResponsesRequest:
         truncate=wire.truncation == "auto",
         store=wire.store is not False,
         background=_background(wire),
+        compaction_owners=frozenset(reader.owners) if reader is not None else frozenset(),
         **cache_fields(
             wire.prompt_cache_options, wire.prompt_cache_key, wire.prompt_cache_retention
         ),
@@ -539,7 +574,7 @@ def _echo(wire: ResponsesIn) -> JSONObject:
     }
 
 
-def parse(body: Any) -> ResponsesRequest:
+def parse(body: Any, compactions: Compactions | None = None) -> ResponsesRequest:
     if not isinstance(body, dict):
         raise PodiumError("invalid_request", "request body must be a JSON object")
     _refuse_what_podium_cannot_serve(body)
@@ -547,6 +582,6 @@ def parse(body: Any) -> ResponsesRequest:
         wire = ResponsesIn.model_validate(body)
     except ValidationError as error:
         raise validation_error(error) from None
-    request = to_canonical(wire)
+    request = to_canonical(wire, compactions)
     request.raw_input = body["input"]
     return request

@@ -112,7 +112,7 @@ class StoringResponsesIngress(ResponsesIngress):
         self.counts = KeptCounts()
 
     def parse(self, body: Any, headers: dict[str, str]) -> ChatRequest:
-        return parse(body)
+        return parse(body, self.compactions)
 
     async def resolve(self, request: ChatRequest, context: RequestContext) -> ChatRequest:
         assert isinstance(request, ResponsesRequest)
@@ -135,7 +135,8 @@ class StoringResponsesIngress(ResponsesIngress):
         self.counts.continued += 1
         messages = request.messages
         system = 1 if messages and request.echo.get("instructions") else 0
-        request.messages = [*messages[:system], *history_messages(history), *messages[system:]]
+        earlier = history_messages(history, self.compactions)
+        request.messages = [*messages[:system], *earlier, *messages[system:]]
         return request
 
     async def history(self, previous: str, owner: str) -> list[JSONObject]:
