@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from podium.batches.settings import BatchSettings
 from podium.cache.settings import CacheSettings
 from podium.contracts.settings import ContractsConfig
 from podium.costs.config import CostsConfig
@@ -230,6 +231,7 @@ class PodiumConfig(Strict):
     contracts: ContractsConfig = Field(default_factory=ContractsConfig)  # behaviour contracts
     cache: CacheSettings = Field(default_factory=CacheSettings)  # the response cache
     responses: ResponsesSettings = Field(default_factory=ResponsesSettings)  # stored responses
+    batches: BatchSettings = Field(default_factory=BatchSettings)  # message batches
 
     @model_validator(mode="after")
     def _names_resolve(self) -> PodiumConfig:

@@ -56,6 +56,9 @@ class RequestContext:
     operator_texts: frozenset[str] = frozenset()
     # Headers a layer on the path adds to a successful answer (``x-podium-cache``, say).
     response_headers: dict[str, str] = field(default_factory=dict)
+    # Set by Podium alone, never from a request: the key a request runs under when no key came
+    # with it (a batch's requests run under the key that created the batch).
+    on_behalf_of: str | None = None
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0

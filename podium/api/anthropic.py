@@ -1,5 +1,5 @@
 """Anthropic Messages ingress: ``POST /v1/messages`` (streaming and not) and
-``POST /v1/messages/count_tokens``.
+``POST /v1/messages/count_tokens``; the Message Batches API is podium/api/anthropic_batches.py.
 
 The request is parsed into the canonical :class:`~podium.types.ChatRequest` and answered by
 whichever worker the router picks; the answer is encoded back as Anthropic's documented
@@ -305,3 +305,7 @@ def register_app(podium: Podium) -> None:
         return Response.json({"input_tokens": count_input_tokens(body, http.headers)})
 
     podium.app.route("POST", "/v1/messages/count_tokens", count_tokens, ingress)
+    # Imported here: the batches build on this module's ingress.
+    from podium.api.anthropic_batches import register_batches
+
+    register_batches(podium, ingress)

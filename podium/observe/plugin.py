@@ -167,6 +167,11 @@ def _gauges(podium: Podium, registry: Registry, feedback: Feedback) -> None:
     )
     declare("podium_responses_background_total", "counter", "Background responses started.")
     declare(
+        "podium_batch_requests_answered_total",
+        "counter",
+        "Requests of message batches this process has answered (any result).",
+    )
+    declare(
         "podium_responses_background_running",
         "gauge",
         "Background responses this process is running.",
@@ -196,6 +201,9 @@ def _gauges(podium: Podium, registry: Registry, feedback: Feedback) -> None:
                 ("podium_responses_keep_failures_total", (), float(kept.keep_failures)),
                 ("podium_responses_continued_total", (), float(kept.continued)),
             ]
+        batches = podium.extras.get("batch_runner")  # None: batches are off
+        if batches is not None:
+            out.append(("podium_batch_requests_answered_total", (), float(batches.answered)))
         runs = podium.extras.get("responses_runs")
         if runs is not None:
             out += [

@@ -14,11 +14,12 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from podium.config import WorkerConfig
-from podium.context import RequestContext
+from podium.context import Caller, RequestContext
 from podium.errors import PodiumError
 from podium.hooks import Hook
 from podium.policy.keys import (
     KeyCache,
+    KeyRecord,
     KeyUnavailable,
     looks_like_podium_key,
     parse_key,
@@ -95,22 +96,35 @@ class AuthHook(Hook):
             try:
                 snapshot = await self.keys.snapshot()
             except KeyUnavailable:
-                if presented is None and self.settings.required is False:
+                delegated = context.on_behalf_of is not None
+                if presented is None and not delegated and self.settings.required is False:
                     return
                 raise self._refuse(context, _store_down(), "unknown") from None
         required = self.settings.required
         if required is None:
             required = snapshot.app_keys > 0
-        if presented is None or (not required and not looks_like_podium_key(presented)):
+        record: KeyRecord | None
+        if presented is None and context.on_behalf_of is not None:
+            # Checked as at the time it was given: revoked or expired since, it is refused.
+            key_id = context.on_behalf_of
+            found = snapshot.by_id.get(key_id)
+            if found is None and key_id == Caller().key_id and not required:  # made by nobody
+                return
+            record, why = self.keys.check(found) if found is not None else (None, "unknown key")
+            if record is None:
+                why = f"the key {key_id} that created this work is now a {why}"
+                raise self._refuse(context, _unauthorized(why), f"key:{key_id}")
+        elif presented is None or (not required and not looks_like_podium_key(presented)):
             # Open mode accepts any placeholder a client SDK insists on sending ("unused").
             if required:
                 raise self._refuse(context, _unauthorized("no key given"), "anonymous")
             return
-        record, why = self.keys.find_in(snapshot, presented)
-        if record is None:
-            parsed = parse_key(presented)
-            actor = f"key:{parsed[1]}" if parsed else "unknown"
-            raise self._refuse(context, _unauthorized(why), actor)
+        else:
+            record, why = self.keys.find_in(snapshot, presented)
+            if record is None:
+                parsed = parse_key(presented)
+                actor = f"key:{parsed[1]}" if parsed else "unknown"
+                raise self._refuse(context, _unauthorized(why), actor)
         if record.is_admin:
             raise self._refuse(
                 context,

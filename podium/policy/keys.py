@@ -463,6 +463,10 @@ class KeyCache:
         seen = snapshot.seen[presented] = (record, record.key_hash == digest)
         return self._check(*seen)
 
+    def check(self, record: KeyRecord) -> tuple[KeyRecord | None, str]:
+        """The record if its key is active now (not revoked or expired), found by its id."""
+        return self._check(record, True)
+
     def _check(self, record: KeyRecord, current: bool) -> tuple[KeyRecord | None, str]:
         """The record, unless the key is a rotated-out secret past its grace, or the key is
         revoked or expired (checked on every request: time moves within a snapshot)."""

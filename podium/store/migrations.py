@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from podium.batches.migrations import create_batches
 from podium.contracts.migrations import create_contract_calls
 from podium.observe.migrations import (
     create_feedback,
@@ -100,4 +101,5 @@ MIGRATIONS: list[Migration] = [
     Migration("0009_create_responses", create_responses),
     Migration("0010_create_conversations", create_conversations),
     Migration("0011_background_responses", background_responses),
+    Migration("0012_create_batches", create_batches),
 ]

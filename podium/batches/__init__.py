@@ -1,0 +1,1 @@
+"""Message batches: many requests answered off the request that sent them."""

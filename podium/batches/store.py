@@ -1,0 +1,269 @@
+"""Batches and their requests in the store (SQLite or PostgreSQL, the same SQL).
+
+A batch belongs to the owner of the key that created it: every read, cancel and delete is
+filtered by owner. Requests and results are sealed at rest like stored responses
+(podium/policy/sealing.py), each bound to its batch and place.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from podium.batches.settings import BatchSettings
+from podium.policy.sealing import Sealer, Unsealed
+from podium.responses.store import SQLExecutor
+from podium.types import JSONObject
+
+ResultType = Literal["succeeded", "errored", "canceled", "expired"]
+RESULT_TYPES: tuple[ResultType, ...] = ("succeeded", "errored", "canceled", "expired")
+
+
+@dataclass(slots=True)
+class Batch:
+    batch_id: str
+    owner: str
+    key_id: str  # whose key the requests run under
+    created_at: float
+    expires_at: float  # requests not answered by then expire
+    delete_after: float  # results are kept until then
+    ended_at: float | None
+    cancel_initiated_at: float | None
+    counts: dict[str, int]  # processing, and each result type
+
+    @property
+    def status(self) -> str:
+        if self.ended_at is not None:
+            return "ended"
+        return "canceling" if self.cancel_initiated_at is not None else "in_progress"
+
+
+def _zero_counts() -> dict[str, int]:
+    return {name: 0 for name in ("processing", *RESULT_TYPES)}
+
+
+@dataclass(slots=True)
+class BatchRequest:
+    seq: int
+    custom_id: str
+    params: JSONObject
+
+
+_BATCH = (
+    "b.batch_id, b.owner, b.key_id, b.created_at, b.expires_at, b.delete_after, b.ended_at, "
+    "b.cancel_initiated_at"
+)
+# Each batch with its requests counted by result (NULL: still processing), in one statement.
+_COUNTED = f"""
+SELECT {_BATCH}, r.result_type, count(r.seq)
+FROM batches b LEFT JOIN batch_requests r ON r.batch_id = b.batch_id
+WHERE {{where}}
+GROUP BY {_BATCH}, r.result_type
+ORDER BY b.created_at DESC, b.batch_id
+"""
+
+
+class BatchStore:
+    def __init__(
+        self,
+        db: SQLExecutor,
+        settings: BatchSettings,
+        *,
+        sealer: Sealer | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.sealer = sealer or Unsealed()
+        self._clock = clock
+
+    async def create(
+        self, batch_id: str, owner: str, key_id: str, requests: Sequence[tuple[str, JSONObject]]
+    ) -> Batch:
+        now = self._clock()
+        expires = now + self.settings.window_hours * 3600
+        delete_after = now + self.settings.retention_days * 86400
+        await self.db.execute(
+            "INSERT INTO batches (batch_id, owner, key_id, created_at, expires_at, "
+            "delete_after) VALUES (?, ?, ?, ?, ?, ?)",
+            (batch_id, owner, key_id, now, expires, delete_after),
+        )
+        chunk = 500  # rows per statement: well under either database's parameter limit
+        for start in range(0, len(requests), chunk):
+            rows = requests[start : start + chunk]
+            params: list[Any] = []
+            for offset, (custom_id, body) in enumerate(rows):
+                seq = start + offset
+                sealed = self.sealer.seal(orjson.dumps(body), f"{batch_id}#{seq}")
+                params.extend((batch_id, seq, custom_id, sealed))
+            marks = ", ".join(["(?, ?, ?, ?)"] * len(rows))
+            await self.db.execute(
+                f"INSERT INTO batch_requests (batch_id, seq, custom_id, params) VALUES {marks}",
+                tuple(params),
+            )
+        counts = _zero_counts()
+        counts["processing"] = len(requests)
+        return Batch(batch_id, owner, key_id, now, expires, delete_after, None, None, counts)
+
+    async def _counted(self, where: str, params: tuple[Any, ...]) -> list[Batch]:
+        rows = await self.db.execute(_COUNTED.format(where=where), params)
+        batches: dict[str, Batch] = {}
+        for row in rows:
+            batch = batches.get(row[0])
+            if batch is None:
+                batch = batches[row[0]] = Batch(
+                    row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], _zero_counts()
+                )
+            batch.counts[row[8] or "processing"] += row[9]
+        return list(batches.values())
+
+    async def get(self, owner: str, batch_id: str) -> Batch | None:
+        found = await self._counted(
+            "b.batch_id = ? AND b.owner = ? AND b.delete_after > ?",
+            (batch_id, owner, self._clock()),
+        )
+        return found[0] if found else None
+
+    async def page(
+        self, owner: str, limit: int, *, after: str | None = None, before: str | None = None
+    ) -> list[Batch]:
+        """The owner's batches, newest first: ``limit`` of them after (older than) or before
+        (newer than) the batch with the id given."""
+        where, params = "b.owner = ? AND b.delete_after > ?", [owner, self._clock()]
+        for cursor, compare in ((after, "<"), (before, ">")):
+            if cursor is not None:
+                where += (
+                    f" AND b.created_at {compare} (SELECT created_at FROM batches "
+                    "WHERE batch_id = ? AND owner = ?)"
+                )
+                params += [cursor, owner]
+        ids = await self.db.execute(
+            f"SELECT b.batch_id FROM batches b WHERE {where} ORDER BY b.created_at "
+            f"{'ASC' if before is not None and after is None else 'DESC'} LIMIT ?",
+            (*params, limit),
+        )
+        if not ids:
+            return []
+        marks = ", ".join("?" * len(ids))
+        return await self._counted(f"b.batch_id IN ({marks})", tuple(row[0] for row in ids))
+
+    async def cancel(self, owner: str, batch_id: str) -> bool:
+        rows = await self.db.execute(
+            "UPDATE batches SET cancel_initiated_at = ? WHERE batch_id = ? AND owner = ? "
+            "AND ended_at IS NULL AND cancel_initiated_at IS NULL RETURNING 1",
+            (self._clock(), batch_id, owner),
+        )
+        return bool(rows)
+
+    async def delete(self, owner: str, batch_id: str) -> bool | None:
+        """Delete an ended batch and its results: None when it is still running."""
+        rows = await self.db.execute(
+            "DELETE FROM batches WHERE batch_id = ? AND owner = ? AND ended_at IS NOT NULL "
+            "RETURNING 1",
+            (batch_id, owner),
+        )
+        if not rows:
+            return None if await self.get(owner, batch_id) is not None else False
+        await self.db.execute("DELETE FROM batch_requests WHERE batch_id = ?", (batch_id,))
+        return True
+
+    async def results(self, batch_id: str) -> list[tuple[str, ResultType, JSONObject | None]]:
+        """An ended batch's results in the order of its requests (its owner checked first)."""
+        rows = await self.db.execute(
+            "SELECT seq, custom_id, result_type, result FROM batch_requests "
+            "WHERE batch_id = ? ORDER BY seq",
+            (batch_id,),
+        )
+        return [
+            (
+                row[1],
+                row[2],
+                orjson.loads(self.sealer.open(row[3], f"{batch_id}#{row[0]}!"))
+                if row[3] is not None
+                else None,
+            )
+            for row in rows
+        ]
+
+    # -- running --------------------------------------------------------------------------------
+
+    async def claim(self, runner: str) -> Batch | None:
+        """Hold the oldest batch that needs running and nobody holds (or whose holder's lease
+        lapsed), for ``lease_seconds``."""
+        now = self._clock()
+        rows = await self.db.execute(
+            "UPDATE batches SET leased_by = ?, leased_until = ? WHERE batch_id = ("
+            "SELECT batch_id FROM batches WHERE ended_at IS NULL "
+            "AND (leased_until IS NULL OR leased_until < ?) ORDER BY created_at LIMIT 1) "
+            "AND ended_at IS NULL AND (leased_until IS NULL OR leased_until < ?) "
+            "RETURNING batch_id, owner",
+            (runner, now + self.settings.lease_seconds, now, now),
+        )
+        if not rows:
+            return None
+        return await self.get(rows[0][1], rows[0][0])
+
+    async def renew(self, batch_id: str, runner: str) -> tuple[bool, bool]:
+        """Hold the batch a while longer: (still ours, cancel asked)."""
+        rows = await self.db.execute(
+            "UPDATE batches SET leased_until = ? WHERE batch_id = ? AND leased_by = ? "
+            "AND ended_at IS NULL RETURNING cancel_initiated_at",
+            (self._clock() + self.settings.lease_seconds, batch_id, runner),
+        )
+        return bool(rows), bool(rows) and rows[0][0] is not None
+
+    async def pending(self, batch_id: str, limit: int) -> list[BatchRequest]:
+        rows = await self.db.execute(
+            "SELECT seq, custom_id, params FROM batch_requests WHERE batch_id = ? "
+            "AND result_type IS NULL ORDER BY seq LIMIT ?",
+            (batch_id, limit),
+        )
+        return [
+            BatchRequest(
+                row[0], row[1], orjson.loads(self.sealer.open(row[2], f"{batch_id}#{row[0]}"))
+            )
+            for row in rows
+        ]
+
+    async def answer(
+        self, batch_id: str, seq: int, result_type: ResultType, result: JSONObject | None
+    ) -> None:
+        sealed = (
+            None if result is None else self.sealer.seal(orjson.dumps(result), f"{batch_id}#{seq}!")
+        )
+        await self.db.execute(
+            "UPDATE batch_requests SET result_type = ?, result = ? WHERE batch_id = ? "
+            "AND seq = ? AND result_type IS NULL",
+            (result_type, sealed, batch_id, seq),
+        )
+
+    async def end(self, batch_id: str, rest: ResultType | None = None) -> None:
+        """End a batch; requests still unanswered get ``rest`` (canceled or expired)."""
+        if rest is not None:
+            await self.db.execute(
+                "UPDATE batch_requests SET result_type = ? WHERE batch_id = ? "
+                "AND result_type IS NULL",
+                (rest, batch_id),
+            )
+        await self.db.execute(
+            "UPDATE batches SET ended_at = ?, leased_by = NULL, leased_until = NULL "
+            "WHERE batch_id = ? AND ended_at IS NULL",
+            (self._clock(), batch_id),
+        )
+
+    async def sweep(self) -> int:
+        """Delete batches past their retention, with their requests; returns how many."""
+        now = self._clock()
+        await self.db.execute(
+            "DELETE FROM batch_requests WHERE batch_id IN "
+            "(SELECT batch_id FROM batches WHERE delete_after <= ?)",
+            (now,),
+        )
+        rows = await self.db.execute(
+            "DELETE FROM batches WHERE delete_after <= ? RETURNING 1", (now,)
+        )
+        return len(rows)
