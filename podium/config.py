@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from podium.batches.settings import BatchSettings
 from podium.cache.settings import CacheSettings
 from podium.contracts.settings import ContractsConfig
-from podium.costs.config import CostsConfig
+from podium.costs.config import CostsConfig, check_ascending, reached
 from podium.observe.settings import ObserveConfig
 from podium.policy.content_settings import ContentPolicySettings
 from podium.policy.settings import AccessSettings
@@ -62,17 +62,12 @@ class Price(Strict):
 
     @model_validator(mode="after")
     def _ascending(self) -> Price:
-        thresholds = [tier.above for tier in self.tiers]
-        if thresholds != sorted(set(thresholds)):
-            raise ValueError("tiers must have distinct 'above' thresholds in ascending order")
+        check_ascending([tier.above for tier in self.tiers])
         return self
 
     def at(self, input_tokens: int) -> Price:
         """The price of a request of this many input tokens: the highest tier it passes."""
-        chosen: PriceTier | None = None
-        for tier in self.tiers:
-            if input_tokens > tier.above:
-                chosen = tier
+        chosen = reached(self.tiers, input_tokens)
         if chosen is None:
             return self
         rates = chosen.model_dump(exclude={"above"}, exclude_none=True)

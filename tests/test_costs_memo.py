@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from podium.cli import main
 from podium.config import parse_config
-from podium.costs.memo import config_snippet, recommended
+from podium.costs.memo import config_snippet, proposed_workers, recommended
 from podium.costs.prices import packaged_table
 from podium.costs.project import project
 from podium.costs.sources import load_workloads
@@ -157,3 +157,31 @@ def test_diagnose_takes_another_scenario(tmp_path: Path, scenario: str) -> None:
     )
     assert result.exit_code == 0, result.output
     assert f"Annual, {scenario}" in out.read_text(encoding="utf-8")
+
+
+def test_proposed_workers_keep_long_prompt_tiers(tmp_path: Path) -> None:
+    table = packaged_table()
+    (worker,) = proposed_workers([table.models["claude-sonnet-4.5"]], table)
+    assert worker["price"]["tiers"] == [
+        {"above": 200_000, "input": 6.0, "output": 22.5, "cached_input": 0.6}
+    ]
+    config = parse_config({"data_dir": str(tmp_path), "workers": [worker]})
+    assert config.workers[0].price.at(300_000).output == 22.5  # billed as listed
+
+
+def test_memo_shows_the_share_of_long_prompts(tmp_path: Path) -> None:
+    usage = tmp_path / "usage.csv"
+    usage.write_text(
+        "timestamp,model,num_model_requests,input_tokens,output_tokens,feature\n"
+        "1788220800,gemini-2.5-pro,9,90000,4500,review\n"
+        "1788224400,gemini-2.5-pro,1,400000,500,review\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "memo.md"
+    result = CliRunner().invoke(
+        main,
+        ["diagnose", "--usage", str(usage), "--out", str(out), "--no-charts", "--period-days", "1"],
+    )
+    assert result.exit_code == 0, result.output
+    memo = out.read_text(encoding="utf-8")
+    assert "49,000 / 500 (10% >200k)" in memo  # a mean of 49k, yet a tenth past 200k

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from podium.cli import main
 from podium.config import parse_config
 from podium.costs.prices import PriceError, load_prices, packaged_table
+from podium.workers import price_tokens
 
 
 def test_packaged_table_has_a_date_and_a_source_for_every_entry() -> None:
@@ -173,3 +177,135 @@ def test_stale_table_warns_with_its_age() -> None:
     assert table.staleness_warning(fresh) is None
     warning = table.staleness_warning(old)
     assert warning is not None and "200 days old" in warning
+
+
+def test_a_long_prompt_costs_the_tier_rate_and_a_short_one_the_base_rate() -> None:
+    sonnet = packaged_table().lookup("claude-sonnet-4.5")
+    assert sonnet is not None and sonnet.tiers
+    # Past 200k input tokens every token of the request is billed at $6 / $22.50.
+    assert sonnet.cost(300_000, 2_000) == pytest.approx((300_000 * 6.0 + 2_000 * 22.5) / 1e6)
+    assert sonnet.cost(100_000, 2_000) == pytest.approx((100_000 * 3.0 + 2_000 * 15.0) / 1e6)
+    assert sonnet.cost(200_000, 0) == pytest.approx(200_000 * 3.0 / 1e6)  # not past it
+    # Cache reads of a long prompt pay the tier's cache-read rate.
+    assert sonnet.cost(300_000, 0, 100_000) == pytest.approx((200_000 * 6.0 + 100_000 * 0.60) / 1e6)
+    gemini = packaged_table().lookup("gemini-2.5-pro")
+    assert gemini is not None
+    assert gemini.cost(250_000, 1_000) == pytest.approx((250_000 * 2.5 + 1_000 * 15.0) / 1e6)
+
+
+def test_a_scenario_scales_the_long_prompt_tiers_too() -> None:
+    table = packaged_table()
+    cheaper = table.with_scenario(table.scenario("claude-sonnet-4.5=-50%"))
+    sonnet = cheaper.models["claude-sonnet-4.5"]
+    tier = sonnet.tiers[0]
+    assert (tier.above, tier.input, tier.output) == (200_000, 3.0, 11.25)
+    assert tier.cached_input == pytest.approx(0.30)
+    before = table.models["claude-sonnet-4.5"].cost(300_000, 2_000)
+    assert sonnet.cost(300_000, 2_000) == pytest.approx(before / 2)
+    assert table.models["claude-sonnet-4.5"].tiers[0].input == 6.0  # the original is untouched
+
+
+def test_a_workers_tiers_price_a_projection_as_the_gateway_bills(tmp_path: Path) -> None:
+    config = parse_config(
+        {
+            "data_dir": str(tmp_path),
+            "workers": [
+                {
+                    "name": "house-sonnet",
+                    "provider": "anthropic",
+                    "model": "claude-sonnet-4-5",
+                    "price": {
+                        "input": 2.4,
+                        "output": 12.0,
+                        "cached_input": 0.24,
+                        # Two tiers, the first leaving cached input at the base rate.
+                        "tiers": [
+                            {"above": 200_000, "input": 4.8, "output": 18.0},
+                            {"above": 500_000, "input": 7.2, "output": 24.0, "cached_input": 0.7},
+                        ],
+                    },
+                }
+            ],
+        }
+    )
+    worker = config.workers[0]
+    price = load_prices([], config).models["house-sonnet"]
+    assert [(tier.above, tier.cached_input) for tier in price.tiers] == [
+        (200_000, 0.24),
+        (500_000, 0.7),
+    ]
+    for tokens in (1_000, 200_000, 200_001, 450_000, 500_000, 700_000):
+        billed = price_tokens(worker.price, tokens, 3_000, tokens // 4)
+        assert price.cost(tokens, 3_000, tokens // 4) == pytest.approx(billed), tokens
+
+
+def test_a_prices_file_can_give_tiers(tmp_path: Path) -> None:
+    prices = tmp_path / "prices.yaml"
+    prices.write_text(
+        "models:\n"
+        "  gpt-4.1: {tiers: [{above: 128000, input: 4.0}]}\n"
+        "  acme-long: {vendor: acme, input: 1.0, output: 2.0,\n"
+        "              tiers: [{above: 100000, output: 3}]}\n",
+        encoding="utf-8",
+    )
+    table = load_prices([prices])
+    tier = table.models["gpt-4.1"].tiers[0]
+    # Rates the file leaves out are the model's base rates.
+    assert (tier.above, tier.input, tier.output, tier.cached_input) == (128_000, 4.0, 8.0, 0.5)
+    assert table.models["acme-long"].tiers[0].output == 3.0
+    assert table.models["acme-long"].tiers[0].input == 1.0
+    assert table.thresholds() == (100_000, 128_000, 200_000)
+    # An override that does not name tiers keeps the listed ones.
+    again = tmp_path / "again.yaml"
+    again.write_text("models:\n  claude-sonnet-4.5: {input: 2.5}\n", encoding="utf-8")
+    sonnet = load_prices([again]).models["claude-sonnet-4.5"]
+    assert sonnet.input == 2.5 and sonnet.tiers[0].input == 6.0
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        (
+            "models:\n  gpt-4o: {tiers: [{above: 200000, input: 5}, {above: 100000, input: 4}]}\n",
+            "ascending",
+        ),
+        ("models:\n  gpt-4o: {tiers: [{above: 1000}, {above: 1000}]}\n", "distinct"),
+        ("models:\n  gpt-4o: {tiers: [{above: 0, input: 5}]}\n", "models.gpt-4o.tiers.0.above"),
+        ("models:\n  gpt-4o: {tiers: [{input: 5}]}\n", "models.gpt-4o.tiers.0.above"),
+        ("models:\n  gpt-4o: {tiers: [{above: 1000, input: -1}]}\n", "tiers.0.input"),
+    ],
+)
+def test_bad_tiers_are_clear_errors(tmp_path: Path, text: str, needle: str) -> None:
+    prices = tmp_path / "prices.yaml"
+    prices.write_text(text, encoding="utf-8")
+    with pytest.raises(PriceError, match=needle) as caught:
+        load_prices([prices])
+    assert str(prices) in str(caught.value)
+
+
+def test_cli_prices_shows_long_prompt_rates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PODIUM_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)  # no ambient ./podium.yaml
+    config = tmp_path / "podium.yaml"
+    config.write_text(
+        "workers:\n"
+        "  - name: house-gemini\n"
+        "    provider: gemini\n"
+        "    model: gemini-2.5-pro\n"
+        "    price:\n"
+        "      {input: 1.0, output: 8.0, tiers: [{above: 200000, input: 2.0, output: 12.0}]}\n",
+        encoding="utf-8",
+    )
+    text = CliRunner().invoke(main, ["costs", "prices", "--config", str(config)])
+    assert text.exit_code == 0, text.output
+    lines = {line.split()[0]: line for line in text.output.splitlines() if line.strip()}
+    assert "6 / 22.5 above 200k" in lines["claude-sonnet-4.5"]
+    assert "2.5 / 15 above 200k" in lines["gemini-2.5-pro"]
+    assert "2 / 12 above 200k" in lines["house-gemini"]
+    assert "above" not in lines["gpt-5"]
+    raw = CliRunner().invoke(main, ["costs", "prices", "--json", "--scenario", "vendor-shock"])
+    assert raw.exit_code == 0, raw.output
+    tiers = json.loads(raw.output)["models"]["claude-sonnet-4.5"]["tiers"]
+    assert tiers == [{"above": 200_000, "input": 6.0, "output": 22.5, "cached_input": 0.6}]

@@ -7,14 +7,17 @@ import pytest
 from click.testing import CliRunner
 
 from podium.cli import main
-from podium.costs.prices import PriceError, packaged_table
+from podium.config import parse_config
+from podium.costs.prices import PriceError, load_prices, packaged_table
 from podium.costs.project import (
     ASSUMED_LEARNED_FRACTION,
+    cheapest,
     configured_rules,
     project,
     read_offline_report,
 )
-from podium.costs.workloads import read_workload_file
+from podium.costs.workloads import Workload, read_workload_file
+from podium.workers import price_tokens
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "costs"
 
@@ -287,3 +290,74 @@ def test_offline_point_is_the_cheapest_that_keeps_95_percent_of_quality(tmp_path
     point = read_offline_report(path)
     assert point.cost_fraction == pytest.approx(0.5)
     assert point.quality_ratio == pytest.approx(0.876 / 0.9)
+
+
+LONG_AND_SHORT = (
+    "workloads:\n"
+    "  - {name: contract-review, requests_per_day: 40, input_tokens: 300000,\n"
+    "     output_tokens: 2000, quality: high}\n"
+    "  - {name: chat, requests_per_day: 400, input_tokens: 3000, output_tokens: 300,\n"
+    "     quality: high}\n"
+)
+
+
+def test_long_prompts_on_a_tiered_worker_cost_the_tier_rate(tmp_path: Path) -> None:
+    path = tmp_path / "w.yaml"
+    path.write_text(LONG_AND_SHORT, encoding="utf-8")
+    config = parse_config(
+        {
+            "data_dir": str(tmp_path),
+            "workers": [
+                {
+                    "name": "house-sonnet",
+                    "provider": "anthropic",
+                    "model": "claude-sonnet-4-5",
+                    "price": {
+                        "input": 3.0,
+                        "output": 15.0,
+                        "tiers": [{"above": 200_000, "input": 6.0, "output": 22.5}],
+                    },
+                }
+            ],
+        }
+    )
+    table = load_prices([], config)
+    result = project(read_workload_file(path), table, frontier="house-sonnet")
+    single = result.get("single-vendor")
+    assert single is not None
+    worker = config.workers[0]
+    # What the gateway would bill for each request, a year of them.
+    long_year = 40 * 365 * price_tokens(worker.price, 300_000, 2_000)
+    short_year = 400 * 365 * price_tokens(worker.price, 3_000, 300)
+    assert single.priced.by_workload["contract-review"] == pytest.approx(long_year)
+    assert long_year == pytest.approx(40 * 365 * (300_000 * 6.0 + 2_000 * 22.5) / 1e6)
+    assert single.priced.by_workload["chat"] == pytest.approx(short_year)
+    assert short_year == pytest.approx(400 * 365 * (3_000 * 3.0 + 300 * 15.0) / 1e6)
+
+
+def test_cli_projects_long_prompts_at_the_tier_and_scenarios_scale_it(tmp_path: Path) -> None:
+    path = tmp_path / "w.yaml"
+    path.write_text(LONG_AND_SHORT, encoding="utf-8")
+    args = ["costs", "project", "--workload", str(path), "--frontier", "claude-sonnet-4.5"]
+    long_year = 40 * 365 * (300_000 * 6.0 + 2_000 * 22.5) / 1e6  # $6 / $22.50 past 200k
+    text = CliRunner().invoke(main, args)
+    assert text.exit_code == 0, text.output
+    row = next(line for line in text.output.splitlines() if line.startswith("contract-review"))
+    assert f"${long_year:,.0f} claude-sonnet-4.5" in row
+    raw = CliRunner().invoke(main, [*args, "--json"])
+    single = next(a for a in json.loads(raw.output)["architectures"] if a["key"] == "single-vendor")
+    assert single["by_workload"]["contract-review"] == pytest.approx(long_year)
+    halved = CliRunner().invoke(main, [*args, "--json", "--scenario", "claude-sonnet-4.5=-50%"])
+    assert halved.exit_code == 0, halved.output
+    single = next(
+        a for a in json.loads(halved.output)["architectures"] if a["key"] == "single-vendor"
+    )
+    assert single["by_workload"]["contract-review"] == pytest.approx(long_year / 2)
+
+
+def test_per_workload_weighs_long_prompts_at_their_tier() -> None:
+    table = packaged_table()
+    long = Workload("long", 10, 300_000, 2_000, quality=0.9, max_input_tokens=300_000)
+    chosen = cheapest([table.models["gpt-5"], table.models["gemini-2.5-pro"]], long)
+    # The same base price; past 200k tokens Gemini 2.5 Pro costs twice as much input.
+    assert chosen is not None and chosen.model == "gpt-5"

@@ -7,6 +7,7 @@ import pytest
 
 from podium.costs.prices import packaged_table
 from podium.costs.project import project
+from podium.costs.render import projection_json
 from podium.costs.sources import load_workloads
 from podium.costs.usage import UsageError, read_usage, usage_workloads
 
@@ -206,3 +207,33 @@ def test_bad_jsonl_lines_are_rejected_with_their_line(tmp_path: Path) -> None:
     )
     log = read_usage(path)
     assert log.rejected == [(2, "not valid JSON")]
+
+
+def test_usage_with_a_few_long_prompts_is_priced_at_their_tier(tmp_path: Path) -> None:
+    """Per-request rows and a bucketed row (by its own average) each reach their own tier."""
+    path = _csv(
+        tmp_path,
+        "timestamp,model,num_model_requests,input_tokens,output_tokens,feature\n"
+        f"{START},gemini-2.5-pro,18,180000,9000,review\n"  # 18 requests of 10k
+        f"{START},gemini-2.5-pro,1,250000,500,review\n"
+        f"{START},gemini-2.5-pro,1,350000,500,review\n",
+    )
+    workloads = load_workloads(path, packaged_table(), period_days=1.0)
+    (review,) = workloads.workloads
+    assert review.input_tokens == pytest.approx(39_000)  # the mean is far below 200k
+    assert review.above(200_000) == pytest.approx(0.1)
+    gemini = packaged_table().models["gemini-2.5-pro"]
+    billed = 18 * gemini.cost(10_000, 500) + gemini.cost(250_000, 500) + gemini.cost(350_000, 500)
+    assert billed == pytest.approx(
+        (180_000 * 1.25 + 9_000 * 10.0 + 600_000 * 2.5 + 1_000 * 15.0) / 1e6
+    )
+    result = project(workloads, packaged_table())
+    as_run = result.get("as-run")
+    assert as_run is not None
+    assert as_run.priced.observed_usd == pytest.approx(billed)
+    # The JSON says how the requests were split.
+    bands = projection_json(result)["workloads"]["items"][0]["size_bands"]
+    assert [(band["above"], band["share"]) for band in bands] == [
+        (0, pytest.approx(0.9)),
+        (200_000, pytest.approx(0.1)),
+    ]

@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 
 from podium.costs.prices import packaged_table
+from podium.costs.project import project
+from podium.costs.render import projection_text
 from podium.costs.sources import detect, load_workloads
 from podium.costs.workloads import (
     WorkloadError,
@@ -137,3 +139,42 @@ def test_traces_become_workloads_with_the_worker_mix_per_attempt() -> None:
 def test_no_traces_is_a_clear_error() -> None:
     with pytest.raises(WorkloadError, match="no traces"):
         workloads_from_traces([])
+
+
+def test_traces_keep_long_prompts_apart_so_the_tier_prices_them() -> None:
+    table = packaged_table()
+    sizes = [20_000] * 9 + [400_000]  # a mean of 58k hides one prompt past 200k
+    records = [
+        _trace(
+            n, "app", [{"worker": "claude-sonnet-4.5", "input_tokens": size, "output_tokens": 1000}]
+        )
+        for n, size in enumerate(sizes)
+    ]
+    workloads = workloads_from_traces(
+        records, group_by="caller", period_days=1.0, thresholds=table.thresholds()
+    )
+    (workload,) = workloads.workloads
+    assert workload.input_tokens == pytest.approx(58_000)
+    assert workload.above(200_000) == pytest.approx(0.1)
+    sonnet = table.models["claude-sonnet-4.5"]
+    billed = sum(sonnet.cost(size, 1000) for size in sizes)  # each request at its own tier
+    result = project(workloads, table)
+    as_run = result.get("as-run")
+    assert as_run is not None
+    assert as_run.priced.observed_usd == pytest.approx(billed)
+    assert as_run.priced.annual_usd == pytest.approx(billed * 365)
+    single = result.get("single-vendor")
+    assert single is not None and single.title.endswith("(claude-sonnet-4.5)")
+    assert single.priced.observed_usd == pytest.approx(billed)
+    # At the mean alone, the long prompt would have been priced at the base rate.
+    assert sonnet.cost(58_000, 1000) * 10 < billed
+    assert "58,000/1,000 (10% >200k)" in projection_text(result)
+
+
+def test_without_thresholds_traces_are_priced_at_their_means() -> None:
+    records = [
+        _trace(n, "app", [{"worker": "w", "input_tokens": size, "output_tokens": 10}])
+        for n, size in enumerate([1_000, 300_000])
+    ]
+    (workload,) = workloads_from_traces(records, group_by="caller").workloads
+    assert workload.bands == () and workload.current[0].bands == ()

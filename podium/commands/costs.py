@@ -169,6 +169,7 @@ def register(main: click.Group) -> None:
     ) -> None:
         """The price table in use (USD per 1M tokens), its date and sources."""
         from podium.costs.prices import PriceError, load_prices
+        from podium.costs.render import long_prompt_rates
         from podium.costs.render import table as render_table
 
         try:
@@ -188,6 +189,15 @@ def register(main: click.Group) -> None:
                         "input": p.input,
                         "output": p.output,
                         "cached_input": p.cached_input,
+                        "tiers": [
+                            {
+                                "above": tier.above,
+                                "input": tier.input,
+                                "output": tier.output,
+                                "cached_input": tier.cached_input,
+                            }
+                            for tier in p.tiers
+                        ],
                         "grade": p.grade,
                         "kind": p.kind,
                         "source": p.source,
@@ -206,6 +216,7 @@ def register(main: click.Group) -> None:
                 f"{p.input:.3f}",
                 f"{p.output:.3f}",
                 "" if p.cached_input is None else f"{p.cached_input:.3f}",
+                long_prompt_rates(p),
                 p.grade or "?",
                 p.kind,
             ]
@@ -213,7 +224,7 @@ def register(main: click.Group) -> None:
         ]
         click.echo(
             render_table(
-                ["Model", "Vendor", "Input", "Output", "Cached", "Grade", "Kind"],
+                ["Model", "Vendor", "Input", "Output", "Cached", "Long prompts", "Grade", "Kind"],
                 rows,
                 right={2, 3, 4},
             )
@@ -222,6 +233,11 @@ def register(main: click.Group) -> None:
             f"\nUSD per 1M tokens; list prices as of {loaded.as_of}; "
             f"from {', '.join(loaded.layers)}"
         )
+        if any(p.tiers for p in entries):
+            click.echo(
+                "Long prompts: input / output rates for every token of a request whose input "
+                "passes the threshold"
+            )
         if warning := loaded.staleness_warning():
             click.echo(f"warning: {warning}", err=True)
 

@@ -6,7 +6,8 @@ Imports only pydantic and the standard library: podium.config imports this modul
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -44,8 +45,44 @@ def parse_change(value: object) -> float:
     return change
 
 
+class Tier(Protocol):
+    @property
+    def above(self) -> int: ...
+
+
+TierT = TypeVar("TierT", bound=Tier)
+
+
+def reached(tiers: Iterable[TierT], input_tokens: float) -> TierT | None:
+    """The highest of ``tiers`` (ascending by ``above``) a request of this many input tokens
+    passes, or None below them all. The one rule for long-prompt rates: the gateway's
+    ``Price.at`` and the projections' ``ModelPrice.cost`` both choose by it."""
+    chosen: TierT | None = None
+    for tier in tiers:
+        if input_tokens > tier.above:
+            chosen = tier
+    return chosen
+
+
+def check_ascending(thresholds: Sequence[int]) -> None:
+    """A tier list must be unambiguous: distinct ``above`` thresholds, lowest first."""
+    if list(thresholds) != sorted(set(thresholds)):
+        raise ValueError("tiers must have distinct 'above' thresholds in ascending order")
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class TierEntry(Strict):
+    """Long-prompt rates in a price entry: every token of a request whose input passes
+    ``above`` tokens is billed at them (as Anthropic and Google bill long prompts); an unset
+    rate is the entry's base rate."""
+
+    above: int = Field(ge=1)
+    input: float | None = Field(None, ge=0)
+    output: float | None = Field(None, ge=0)
+    cached_input: float | None = Field(None, ge=0)
 
 
 class PriceEntry(Strict):
@@ -66,6 +103,14 @@ class PriceEntry(Strict):
     api_model: str | None = None  # the id the vendor's API expects, when not the key
     source: str | None = None
     as_of: str | None = None
+    tiers: list[TierEntry] | None = None  # given, it replaces the model's tiers
+
+    @field_validator("tiers")
+    @classmethod
+    def _ascending(cls, tiers: list[TierEntry] | None) -> list[TierEntry] | None:
+        if tiers:
+            check_ascending([tier.above for tier in tiers])
+        return tiers
 
 
 class VendorEntry(Strict):

@@ -25,7 +25,7 @@ from podium.costs.document import (
 )
 from podium.costs.prices import ModelPrice, PriceTable
 from podium.costs.project import CONFIDENTIAL_CLASSES, Architecture, Projection, cheapest
-from podium.costs.render import usd
+from podium.costs.render import tokens_in_out, usd
 from podium.costs.workloads import Workload
 
 SMALL_SPEND_USD = 25_000
@@ -174,9 +174,19 @@ def proposed_workers(models: list[ModelPrice], table: PriceTable) -> list[dict[s
             entry["base_url"] = vendor.base_url
         if vendor.api_key_env:
             entry["api_key_env"] = vendor.api_key_env
-        priced: dict[str, float] = {"input": price.input, "output": price.output}
+        priced: dict[str, Any] = {"input": price.input, "output": price.output}
         if price.cached_input is not None:
             priced["cached_input"] = price.cached_input
+        if price.tiers:  # long prompts are billed at these; a worker without them under-counts
+            priced["tiers"] = [
+                {
+                    "above": tier.above,
+                    "input": tier.input,
+                    "output": tier.output,
+                    **({} if tier.cached_input is None else {"cached_input": tier.cached_input}),
+                }
+                for tier in price.tiers
+            ]
         entry["price"] = priced
         if price.context:
             entry["context_window"] = price.context
@@ -324,7 +334,7 @@ def _spend(now: Projection) -> list[Block]:
             [
                 name,
                 f"{workload.requests_per_day:,.0f}",
-                f"{workload.input_tokens:,.0f} / {workload.output_tokens:,.0f}",
+                tokens_in_out(workload, now.table, " / "),
                 ", ".join(workload.current_models()) or "(none given)",
                 usd(amount),
                 _pct(amount, total),
@@ -336,7 +346,7 @@ def _spend(now: Projection) -> list[Block]:
             [
                 name,
                 f"{workload.requests_per_day:,.0f}",
-                f"{workload.input_tokens:,.0f} / {workload.output_tokens:,.0f}",
+                tokens_in_out(workload, now.table, " / "),
                 ", ".join(workload.current_models()),
                 "not priced",
                 "",

@@ -15,10 +15,17 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import ValidationError
 
-from podium.costs.config import CostsConfig, PriceEntry, PriceFile, ScenarioEntry, parse_change
+from podium.costs.config import (
+    CostsConfig,
+    PriceEntry,
+    PriceFile,
+    ScenarioEntry,
+    parse_change,
+    reached,
+)
 
 if TYPE_CHECKING:
-    from podium.config import PodiumConfig, WorkerConfig
+    from podium.config import PodiumConfig, Price, WorkerConfig
 
 GRADES: dict[str, int] = {"low": 1, "medium": 2, "high": 3}
 STALE_AFTER_DAYS = 90
@@ -26,6 +33,23 @@ STALE_AFTER_DAYS = 90
 
 class PriceError(Exception):
     """A prices file or scenario that cannot be used; the message says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class PriceTierRate:
+    """The rates (USD per one million tokens) of every token of a request whose input passes
+    ``above`` tokens, resolved: a rate the source left unset is already the base rate."""
+
+    above: int
+    input: float
+    output: float
+    cached_input: float | None = None
+
+    def scaled(self, factor: float) -> PriceTierRate:
+        cached = None if self.cached_input is None else self.cached_input * factor
+        return dataclasses.replace(
+            self, input=self.input * factor, output=self.output * factor, cached_input=cached
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +70,7 @@ class ModelPrice:
     source: str = ""
     as_of: str | None = None
     worker: bool = False  # a worker configured in podium.yaml, priced as configured
+    tiers: tuple[PriceTierRate, ...] = ()  # long-prompt rates, ascending by ``above``
 
     @property
     def rank(self) -> int:
@@ -59,13 +84,16 @@ class ModelPrice:
         *,
         batch_share: float = 0.0,
     ) -> float:
-        """USD for one request of these (average) sizes; ``batch_share`` of it via batch."""
+        """USD for one request of these (average) sizes; ``batch_share`` of it via batch. A
+        request whose input passes a tier's threshold pays that tier's rates on every token,
+        as the gateway bills it (``Price.at``)."""
+        rates: ModelPrice | PriceTierRate = reached(self.tiers, input_tokens) or self
         cached = min(max(cached_tokens, 0.0), input_tokens)
-        cached_rate = self.cached_input if self.cached_input is not None else self.input
+        cached_rate = rates.cached_input if rates.cached_input is not None else rates.input
         usd = (
-            (input_tokens - cached) * self.input
+            (input_tokens - cached) * rates.input
             + cached * cached_rate
-            + output_tokens * self.output
+            + output_tokens * rates.output
         ) / 1_000_000
         if batch_share and self.batch is not None:
             usd *= 1 - batch_share + batch_share * self.batch
@@ -74,7 +102,11 @@ class ModelPrice:
     def scaled(self, factor: float) -> ModelPrice:
         cached = None if self.cached_input is None else self.cached_input * factor
         return dataclasses.replace(
-            self, input=self.input * factor, output=self.output * factor, cached_input=cached
+            self,
+            input=self.input * factor,
+            output=self.output * factor,
+            cached_input=cached,
+            tiers=tuple(tier.scaled(factor) for tier in self.tiers),
         )
 
 
@@ -162,6 +194,11 @@ class PriceTable:
 
     def vendor(self, name: str) -> VendorInfo:
         return self.vendors.get(name, VendorInfo(name))
+
+    def thresholds(self) -> tuple[int, ...]:
+        """Every long-prompt threshold in the table, ascending: where a workload's requests
+        must be kept apart by size to be priced as billed."""
+        return tuple(sorted({tier.above for price in self.models.values() for tier in price.tiers}))
 
     def age_days(self, today: dt.date | None = None) -> int | None:
         if not self.as_of:
@@ -262,7 +299,21 @@ def _entry(model: str, entry: PriceEntry, base: ModelPrice | None, source: str) 
         changes["tasks"] = tuple(entry.tasks)
     if entry.aliases is not None:
         changes["aliases"] = tuple(entry.aliases)
-    return dataclasses.replace(base, **changes)
+    price = dataclasses.replace(base, **changes)
+    if entry.tiers is None:
+        return price
+    # Resolved against this entry's base rates, so a tier states what a long prompt pays
+    # whatever later layers do to the base price.
+    tiers = tuple(
+        PriceTierRate(
+            above=tier.above,
+            input=price.input if tier.input is None else tier.input,
+            output=price.output if tier.output is None else tier.output,
+            cached_input=price.cached_input if tier.cached_input is None else tier.cached_input,
+        )
+        for tier in entry.tiers
+    )
+    return dataclasses.replace(price, tiers=tiers)
 
 
 def apply_file(table: PriceTable, data: PriceFile, source: str) -> None:
@@ -355,7 +406,14 @@ def worker_price(worker: WorkerConfig, table: PriceTable) -> ModelPrice:
         source=f"podium.yaml worker {worker.name}",
         worker=True,
         as_of=dt.date.today().isoformat(),
+        tiers=tuple(_tier_rate(worker.price, tier.above) for tier in worker.price.tiers),
     )
+
+
+def _tier_rate(price: Price, above: int) -> PriceTierRate:
+    # Price.at fills the tier's unset rates from the base price, as the gateway bills them.
+    rates = price.at(above + 1)
+    return PriceTierRate(above, rates.input, rates.output, rates.cached_input)
 
 
 def load_prices(

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from podium.costs.prices import GRADES, ModelPrice, PriceError, PriceTable, Scenario
-from podium.costs.workloads import Workload, WorkloadSet
+from podium.costs.workloads import SizeBand, Workload, WorkloadSet
 
 SENSITIVITY = 0.30
 ASSUMED_LEARNED_FRACTION = 0.40
@@ -43,6 +43,41 @@ class Call:
     output_tokens: float
     cached_tokens: float = 0.0
     batch_share: float = 0.0
+    bands: tuple[SizeBand, ...] = ()  # the calls by size; empty, all at the sizes above
+
+    def cost(self, price: ModelPrice) -> float:
+        """USD for one such call at ``price``."""
+        return sized_cost(
+            price,
+            self.input_tokens,
+            self.output_tokens,
+            self.cached_tokens,
+            self.bands,
+            batch_share=self.batch_share,
+        )
+
+
+def sized_cost(
+    price: ModelPrice,
+    input_tokens: float,
+    output_tokens: float,
+    cached_tokens: float = 0.0,
+    bands: tuple[SizeBand, ...] = (),
+    *,
+    batch_share: float = 0.0,
+) -> float:
+    """USD for one request of these mean sizes, or of this mix of size bands: each band at
+    the tier its own prompts reach, since a long prompt's tier applies to that request
+    alone and a mean across a threshold would price every request on one side of it."""
+    if not bands:
+        return price.cost(input_tokens, output_tokens, cached_tokens, batch_share=batch_share)
+    return sum(
+        band.share
+        * price.cost(
+            band.input_tokens, band.output_tokens, band.cached_tokens, batch_share=batch_share
+        )
+        for band in bands
+    )
 
 
 @dataclass(slots=True)
@@ -126,12 +161,7 @@ def price_plan(plan: list[Assignment], workloads: WorkloadSet, table: PriceTable
             if price is None:
                 unpriced[call.model] += requests * call.per_request
                 continue
-            one = call.per_request * price.cost(
-                call.input_tokens,
-                call.output_tokens,
-                call.cached_tokens,
-                batch_share=call.batch_share,
-            )
+            one = call.per_request * call.cost(price)
             annual += one * requests
             by_workload[workload.name] += one * requests
             by_model[price.model] += one * requests
@@ -151,6 +181,7 @@ def _single(workload: Workload, model: str) -> list[Call]:
             workload.output_tokens,
             workload.cached_tokens,
             workload.batch_share,
+            workload.bands,
         )
     ]
 
@@ -182,7 +213,13 @@ def cheapest(candidates: Iterable[ModelPrice], workload: Workload) -> ModelPrice
     return min(
         fitting,
         key=lambda price: (
-            price.cost(workload.input_tokens, workload.output_tokens, workload.cached_tokens),
+            sized_cost(
+                price,
+                workload.input_tokens,
+                workload.output_tokens,
+                workload.cached_tokens,
+                workload.bands,
+            ),
             price.model,
         ),
     )
@@ -210,9 +247,16 @@ def choose_frontier(table: PriceTable, workloads: WorkloadSet, explicit: str | N
         for use in workload.current:
             price = table.lookup(use.model)
             if price is not None and use.calls:
-                spend[price.vendor] += price.cost(
-                    use.input_tokens / use.calls, use.output_tokens / use.calls
-                ) * (use.calls / workload.basis * workload.requests_per_day)
+                one = sized_cost(
+                    price,
+                    use.input_tokens / use.calls,
+                    use.output_tokens / use.calls,
+                    0.0,
+                    use.bands,
+                )
+                spend[price.vendor] += one * (
+                    use.calls / workload.basis * workload.requests_per_day
+                )
     flagships = [p for p in table.models.values() if p.flagship and p.grade == "high"]
     for vendor in sorted(spend, key=lambda name: -spend[name]):
         for price in flagships:
@@ -239,6 +283,7 @@ def as_run(workloads: WorkloadSet) -> list[Assignment] | None:
                 use.output_tokens / use.calls,
                 use.cached_tokens / use.calls,
                 use.batch_calls / use.calls,
+                use.bands,
             )
             for use in workload.current
             if use.calls > 0
@@ -395,6 +440,7 @@ def learned(workloads: WorkloadSet, frontier: ModelPrice, point: LearnedPoint) -
                 workload.output_tokens,
                 workload.cached_tokens,
                 workload.batch_share,
+                workload.bands,
             )
         ]
         plan.append(Assignment(workload.name, calls, rule=f"{point.cost_fraction:.0%} of frontier"))

@@ -4,9 +4,50 @@ from __future__ import annotations
 
 from typing import Any
 
+from podium.costs.prices import ModelPrice, PriceTable
 from podium.costs.project import Architecture, Projection
+from podium.costs.workloads import Workload
 
 KINDS = {"workloads": "workloads file", "usage": "usage export", "traces": "trace store"}
+
+
+def short_tokens(count: int) -> str:
+    """``200k`` for 200,000; exact counts that are not whole thousands stay exact."""
+    return f"{count // 1000}k" if count % 1000 == 0 else f"{count:,}"
+
+
+def _rate(value: float) -> str:
+    return f"{value:g}"
+
+
+def long_prompt_rates(price: ModelPrice) -> str:
+    """``6 / 22.5 above 200k``: input / output USD per 1M tokens of each long-prompt tier."""
+    return ", ".join(
+        f"{_rate(tier.input)} / {_rate(tier.output)} above {short_tokens(tier.above)}"
+        for tier in price.tiers
+    )
+
+
+def long_prompts(workload: Workload, table: PriceTable) -> str:
+    """``10% >200k``: the share of a workload's requests past a long-prompt threshold of the
+    table, where some are and some are not, so a mean under a threshold does not hide the
+    requests priced above it (and one over it does not hide those below)."""
+    parts: list[str] = []
+    higher = 0.0  # the share past the next threshold up: a lower one with the same says nothing
+    for threshold in reversed(table.thresholds()):
+        share = workload.above(threshold)
+        if 0 < share < 1 and share != higher:
+            # Never "0%" or "100%" for a share that is neither: rounding would hide it.
+            shown = "<1%" if share < 0.01 else ">99%" if share > 0.99 else f"{share:.0%}"
+            parts.insert(0, f"{shown} >{short_tokens(threshold)}")
+        higher = share
+    return ", ".join(parts)
+
+
+def tokens_in_out(workload: Workload, table: PriceTable, separator: str = "/") -> str:
+    text = f"{workload.input_tokens:,.0f}{separator}{workload.output_tokens:,.0f}"
+    long = long_prompts(workload, table)
+    return f"{text} ({long})" if long else text
 
 
 def usd(value: float | None) -> str:
@@ -102,7 +143,7 @@ def projection_text(projection: Projection) -> str:
         row = [
             workload.name,
             f"{workload.requests_per_day:,.0f}",
-            f"{workload.input_tokens:,.0f}/{workload.output_tokens:,.0f}",
+            tokens_in_out(workload, prices),
             workload.need,
             workload.data_class,
         ]
@@ -156,6 +197,16 @@ def projection_json(projection: Projection) -> dict[str, Any]:
                     "input_tokens": w.input_tokens,
                     "output_tokens": w.output_tokens,
                     "cached_tokens": w.cached_tokens,
+                    "size_bands": [
+                        {
+                            "above": band.above,
+                            "share": band.share,
+                            "input_tokens": band.input_tokens,
+                            "output_tokens": band.output_tokens,
+                            "cached_tokens": band.cached_tokens,
+                        }
+                        for band in w.bands
+                    ],
                     "quality_need": w.need,
                     "quality_source": w.quality_source,
                     "data_class": w.data_class,

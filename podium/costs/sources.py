@@ -61,11 +61,20 @@ def load_workloads(
         db = path / "podium.db" if path.is_dir() else path
         records = read_traces(db, since=since, until=until)
         return workloads_from_traces(
-            records, source=str(path), group_by=group_by, period_days=period_days
+            records,
+            source=str(path),
+            group_by=group_by,
+            period_days=period_days,
+            thresholds=table.thresholds(),
         )
 
     def grade_of(model: str) -> str | None:
         price = table.lookup(model)
         return price.grade if price else None
 
-    return usage_workloads(read_usage(path), grade_of=grade_of, period_days=period_days)
+    return usage_workloads(
+        read_usage(path),
+        grade_of=grade_of,
+        period_days=period_days,
+        thresholds=table.thresholds(),
+    )

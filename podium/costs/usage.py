@@ -12,7 +12,7 @@ import csv
 import datetime as dt
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from podium.costs.workloads import (
     MAX_OUTPUT_TOKENS,
     QUALITY_LEVELS,
     TASK_NEED,
+    BandTally,
     ModelUse,
     Workload,
     WorkloadError,
@@ -424,10 +425,15 @@ GradeOf = Callable[[str], str | None]
 
 
 def usage_workloads(
-    log: UsageLog, *, grade_of: GradeOf | None = None, period_days: float | None = None
+    log: UsageLog,
+    *,
+    grade_of: GradeOf | None = None,
+    period_days: float | None = None,
+    thresholds: Sequence[int] = (),
 ) -> WorkloadSet:
     """One workload per feature/workload column value; without one, per kind of task the
-    prompts look like; without prompts, per model."""
+    prompts look like; without prompts, per model. Requests are kept apart by size band
+    between the long-prompt ``thresholds`` (a bucketed row by its own average)."""
     rows = log.rows
     period = period_days if period_days is not None else _period_days(rows, log.source)
     warnings = list(log.warnings)
@@ -448,7 +454,10 @@ def usage_workloads(
     groups: dict[str, list[UsageRow]] = defaultdict(list)
     for row in rows:
         groups[key(row)].append(row)
-    workloads = [_workload(name, group, period, grade_of) for name, group in sorted(groups.items())]
+    workloads = [
+        _workload(name, group, period, grade_of, thresholds)
+        for name, group in sorted(groups.items())
+    ]
     return WorkloadSet(
         workloads=workloads,
         source=log.source,
@@ -460,8 +469,16 @@ def usage_workloads(
     )
 
 
-def _workload(name: str, rows: list[UsageRow], period: float, grade_of: GradeOf | None) -> Workload:
+def _workload(
+    name: str,
+    rows: list[UsageRow],
+    period: float,
+    grade_of: GradeOf | None,
+    thresholds: Sequence[int] = (),
+) -> Workload:
     uses: dict[str, ModelUse] = {}
+    tallies: dict[str, BandTally] = {}
+    sizes = BandTally(thresholds)
     features: set[str] = set()
     prompts: list[str] = []
     classes: set[str] = set()
@@ -471,6 +488,10 @@ def _workload(name: str, rows: list[UsageRow], period: float, grade_of: GradeOf 
         use.input_tokens += row.input_tokens
         use.output_tokens += row.output_tokens
         use.cached_tokens += row.cached_tokens
+        sizes.add(row.requests, row.input_tokens, row.output_tokens, row.cached_tokens)
+        tallies.setdefault(row.model, BandTally(thresholds)).add(
+            row.requests, row.input_tokens, row.output_tokens, row.cached_tokens
+        )
         if "batch" in row.features:
             use.batch_calls += row.requests
         features |= row.features
@@ -478,6 +499,8 @@ def _workload(name: str, rows: list[UsageRow], period: float, grade_of: GradeOf 
             prompts.append(row.prompt)
         if row.data_class:
             classes.add(row.data_class)
+    for model, tally in tallies.items():
+        uses[model].bands = tally.bands()
     requests = sum(use.calls for use in uses.values())
     task = infer_task(prompts, name)
     need = TASK_NEED.get(task, "medium")
@@ -509,4 +532,5 @@ def _workload(name: str, rows: list[UsageRow], period: float, grade_of: GradeOf 
         observed_requests=requests,
         max_input_tokens=max(row.input_tokens / row.requests for row in rows),
         batch_share=sum(use.batch_calls for use in uses.values()) / requests,
+        bands=sizes.bands(),
     )

@@ -4,10 +4,11 @@ Podium's own traces (here)."""
 
 from __future__ import annotations
 
+import bisect
 import re
 import sqlite3
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +35,58 @@ def need_grade(quality: float) -> str:
     return "high" if quality >= 0.85 else "medium" if quality >= 0.7 else "low"
 
 
+@dataclass(frozen=True, slots=True)
+class SizeBand:
+    """The requests whose prompts lie between two long-prompt thresholds of the price table
+    (past ``above``, not past the next): a tier prices a whole request by its own input, so
+    requests on either side of a threshold are priced apart, not at their common mean."""
+
+    above: int  # 0 for the band below every threshold
+    share: float  # of the requests (or of one model's calls)
+    input_tokens: float  # mean per request in the band
+    output_tokens: float
+    cached_tokens: float = 0.0
+
+
+@dataclass(slots=True)
+class BandTally:
+    """Requests and token totals per size band, as requests are read; ``bands()`` gives the
+    mix. Without thresholds it keeps nothing, and the means are all there is."""
+
+    thresholds: Sequence[int] = ()
+    totals: dict[int, list[float]] = field(default_factory=dict)  # band -> [n, in, out, cached]
+
+    def add(
+        self, requests: float, input_tokens: float, output_tokens: float, cached: float = 0.0
+    ) -> None:
+        """``requests`` requests of one size (a usage row may total several) and their tokens."""
+        if not self.thresholds or requests <= 0:
+            return
+        band = bisect.bisect_left(self.thresholds, input_tokens / requests)  # thresholds passed
+        total = self.totals.setdefault(band, [0.0, 0.0, 0.0, 0.0])
+        total[0] += requests
+        total[1] += input_tokens
+        total[2] += output_tokens
+        total[3] += cached
+
+    def bands(self) -> tuple[SizeBand, ...]:
+        """Empty when every request falls in one band: its mean is then in that band too, and
+        prices exactly as the requests do."""
+        if len(self.totals) < 2:
+            return ()
+        count = sum(total[0] for total in self.totals.values())
+        return tuple(
+            SizeBand(
+                above=self.thresholds[band - 1] if band else 0,
+                share=n / count,
+                input_tokens=tokens_in / n,
+                output_tokens=tokens_out / n,
+                cached_tokens=cached / n,
+            )
+            for band, (n, tokens_in, tokens_out, cached) in sorted(self.totals.items())
+        )
+
+
 @dataclass(slots=True)
 class ModelUse:
     """What one model did for a workload: totals over the workload's ``basis`` requests."""
@@ -44,6 +97,7 @@ class ModelUse:
     output_tokens: float
     cached_tokens: float = 0.0
     batch_calls: float = 0.0
+    bands: tuple[SizeBand, ...] = ()  # its calls by size, when they straddle a threshold
 
 
 @dataclass(slots=True)
@@ -66,10 +120,20 @@ class Workload:
     max_input_tokens: float = 0.0
     batch_share: float = 0.0
     description: str = ""
+    # Its requests by size when they straddle a long-prompt threshold (usage and traces);
+    # empty, every request is priced at the mean sizes above.
+    bands: tuple[SizeBand, ...] = ()
 
     @property
     def need(self) -> str:
         return need_grade(self.quality)
+
+    def above(self, threshold: int) -> float:
+        """The share of its requests whose prompts pass ``threshold`` tokens, as far as known:
+        from its size bands, else from its mean."""
+        if self.bands:
+            return sum(band.share for band in self.bands if band.above >= threshold)
+        return 1.0 if self.input_tokens > threshold else 0.0
 
     def current_models(self) -> list[str]:
         return [use.model for use in self.current]
@@ -333,9 +397,11 @@ def workloads_from_traces(
     source: str = "podium traces",
     group_by: GroupBy = "auto",
     period_days: float | None = None,
+    thresholds: Sequence[int] = (),
 ) -> WorkloadSet:
     """One workload per contract (or caller, route or requested model), with the mix of
-    workers that actually answered it, from each attempt's own tokens."""
+    workers that actually answered it, from each attempt's own tokens; requests (and each
+    worker's calls) by size band between the long-prompt ``thresholds``."""
     if not records:
         raise WorkloadError(f"{source}: no traces in the chosen window")
     key = _group_key(group_by, records)
@@ -355,7 +421,10 @@ def workloads_from_traces(
     workloads = []
     for name, group in sorted(groups.items()):
         uses: dict[str, ModelUse] = {}
+        tallies: dict[str, BandTally] = {}
+        sizes = BandTally(thresholds)
         for record in group:
+            sizes.add(1.0, record.input_tokens, record.output_tokens)
             steps = record.steps or [
                 {
                     "worker": record.worker,
@@ -373,6 +442,11 @@ def workloads_from_traces(
                 use.calls += 1
                 use.input_tokens += tokens_in
                 use.output_tokens += tokens_out
+                tallies.setdefault(str(worker), BandTally(thresholds)).add(
+                    1.0, tokens_in, tokens_out
+                )
+        for worker, tally in tallies.items():
+            uses[worker].bands = tally.bands()
         count = float(len(group))
         classes = {record.data_class for record in group}
         prompts = [record.prompt for record in group if record.prompt][:5]
@@ -391,6 +465,7 @@ def workloads_from_traces(
                 basis=count,
                 observed_requests=count,
                 max_input_tokens=max(record.input_tokens for record in group),
+                bands=sizes.bands(),
             )
         )
     return WorkloadSet(
