@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from podium.config import WorkerConfig
-from podium.context import RequestContext
+from podium.context import Caller, RequestContext
 from podium.deadline import DEADLINE_HEADERS, deadline, request_seconds
 from podium.engine import Attempt, MeteredRelay, MeteredStream
 from podium.errors import PodiumError
@@ -244,6 +244,13 @@ class Gateway:
             except PodiumError as refusal:
                 if model is not None or refusal.code != "scope_denied":
                     raise
+
+    async def caller(self, ingress: str, headers: dict[str, str]) -> Caller:
+        """Who is calling (or their 401 / 403), for the routes that read or change what a
+        caller keeps: stored responses, conversations, batches."""
+        context = RequestContext(ingress, headers)
+        await self.authenticate(context)
+        return context.caller
 
     async def admit(
         self, request: ChatRequest, context: RequestContext, stages: Stages | None = None

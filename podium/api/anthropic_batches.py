@@ -171,9 +171,7 @@ def register_batches(podium: Podium, ingress: AnthropicIngress) -> None:
     gateway = podium.gateway
 
     async def owner_of(http: Request) -> str:
-        context = RequestContext(ingress.name, http.headers)
-        await gateway.authenticate(context)
-        return context.caller.owner
+        return (await gateway.caller(ingress.name, http.headers)).owner
 
     async def found(http: Request) -> tuple[str, Batch]:
         owner = await owner_of(http)
@@ -184,12 +182,10 @@ def register_batches(podium: Podium, ingress: AnthropicIngress) -> None:
         return owner, batch
 
     async def create(http: Request) -> Response:
-        context = RequestContext(ingress.name, http.headers)
-        await gateway.authenticate(context)
+        caller = await gateway.caller(ingress.name, http.headers)
         body = parse_json(await http.body(settings.max_body_bytes))
         requests = requests_of(body, settings.max_requests)
         batch_id = f"msgbatch_{uuid.uuid4().hex}"
-        caller = context.caller
         batch = await store.create(batch_id, caller.owner, caller.key_id, requests)
         runner.wake()
         return Response.json(batch_object(batch, base_url(http)))

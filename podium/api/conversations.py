@@ -20,7 +20,6 @@ from podium.api.responses_stored import (
     input_items,
     page,
 )
-from podium.context import RequestContext
 from podium.errors import PodiumError
 from podium.responses.conversations import Conversation
 
@@ -61,9 +60,7 @@ def register_routes(podium: Podium, ingress: StoringResponsesIngress) -> None:
     limit = podium.config.server.max_body_bytes
 
     async def owner_of(http: Request) -> str:
-        context = RequestContext(ingress.name, http.headers)
-        await podium.gateway.authenticate(context)
-        return context.caller.owner
+        return (await podium.gateway.caller(ingress.name, http.headers)).owner
 
     async def read(http: Request, model: type[Wire]) -> tuple[Any, Any]:
         body = await http.json(limit)

@@ -329,9 +329,7 @@ def register_routes(podium: Podium, ingress: StoringResponsesIngress) -> None:
     gateway, responses, runs = podium.gateway, ingress.responses, ingress.runs
 
     async def owner_of(http: Request) -> str:
-        context = RequestContext(ingress.name, http.headers)
-        await gateway.authenticate(context)
-        return context.caller.owner
+        return (await gateway.caller(ingress.name, http.headers)).owner
 
     async def kept(http: Request) -> tuple[str, StoredResponse]:
         owner = await owner_of(http)
