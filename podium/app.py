@@ -13,6 +13,7 @@ from podium.api.http import App, Request, Response
 from podium.api.ingress import chat_handler
 from podium.api.models import ModelSource
 from podium.api.openai import OpenAIIngress
+from podium.batches.endpoints import batch_endpoints
 from podium.config import PodiumConfig, load_config
 from podium.engine import Engine
 from podium.executor import WorkflowExecutor
@@ -174,6 +175,12 @@ def _routes(podium: Podium) -> None:
     limit = config.server.max_body_bytes
     app.route(
         "POST", "/v1/chat/completions", chat_handler(openai, gateway, max_body_bytes=limit), openai
+    )
+    batch_endpoints(podium).add(
+        "/v1/chat/completions",
+        lambda contexts: chat_handler(
+            openai, gateway, max_body_bytes=limit, context_factory=contexts
+        ),
     )
 
     async def health(_: Request) -> Response:

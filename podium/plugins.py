@@ -31,6 +31,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "podium.api.anthropic",
     "podium.api.responses",
     "podium.api.embeddings",
+    "podium.api.openai_batches",
     "podium.api.admin",
     "podium.state.plugin",
     "podium.cache.plugin",

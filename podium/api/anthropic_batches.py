@@ -21,13 +21,10 @@ import orjson
 from podium.api.anthropic import AnthropicIngress, error_body
 from podium.api.http import Request, Response, StreamResponse, parse_json
 from podium.api.ingress import refuse_provider_fields
-from podium.batches.runner import BatchRunner
-from podium.batches.store import Batch, BatchRequest, BatchStore, ResultType
+from podium.batches.service import batch_service
+from podium.batches.store import Batch, BatchRequest, ResultType
 from podium.context import RequestContext
 from podium.errors import PodiumError
-from podium.periodic import Periodic
-from podium.policy.sealing import sealer_for
-from podium.responses.store import SQLExecutor
 from podium.types import JSONObject
 
 if TYPE_CHECKING:
@@ -147,27 +144,12 @@ class BatchAnswers:
 
 
 def register_batches(podium: Podium, ingress: AnthropicIngress) -> None:
-    settings = podium.config.batches
-    if not settings.enabled or not isinstance(podium.store, SQLExecutor):
+    service = batch_service(podium)
+    if service is None:
         return
-    master = podium.secrets.get(podium.config.access.secrets.master_key_env)
-    store = BatchStore(podium.store, settings, sealer=sealer_for(master, "batches"))
-    runner = BatchRunner(store, BatchAnswers(podium.gateway, ingress))
-    podium.extras["batches"] = store
-    podium.extras["batch_runner"] = runner
-
-    async def start() -> None:
-        runner.start()
-        sweep.start()
-
-    sweep = Periodic(store.sweep, 3600.0, name="batch sweep")  # results past retention
-
-    async def stop() -> None:
-        await runner.close()
-        await sweep.close()
-
-    podium.app.on_startup.append(start)
-    podium.app.on_shutdown.append(stop)
+    settings = podium.config.batches
+    store, runner = service.store, service.runner
+    runner.answers["message"] = BatchAnswers(podium.gateway, ingress)
     gateway = podium.gateway
 
     async def owner_of(http: Request) -> str:

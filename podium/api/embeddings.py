@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationError
 
-from podium.api.http import Request, Response
+from podium.api.http import Handler, Request, Response
 from podium.api.ingress import refuse_provider_fields
 from podium.api.openai import OpenAIIngress, Wire, validation_error
+from podium.batches.endpoints import ContextFactory, batch_endpoints
 from podium.context import RequestContext
 from podium.embedding import EmbeddingPath
 from podium.errors import PodiumError
@@ -21,6 +22,7 @@ from podium.types import EmbedRequest, JSONObject
 
 if TYPE_CHECKING:
     from podium.app import Podium
+    from podium.gateway import Gateway
 
 MAX_INPUTS = 2048  # OpenAI's limit for one request
 
@@ -86,13 +88,15 @@ def answer(vectors: list[list[float]], encoding: str, worker: str, usage: JSONOb
     }
 
 
-def register_app(podium: Podium) -> None:
+def embeddings_handler(
+    gateway: Gateway, path: EmbeddingPath, limit: int, contexts: ContextFactory
+) -> Handler:
+    """The handler of ``POST /v1/embeddings``, its contexts made by ``contexts`` (a batch's
+    requests run under the key that created the batch: podium/batches/endpoints.py)."""
     errors = OpenAIIngress()
-    limit = podium.config.server.max_body_bytes
-    path = EmbeddingPath(podium.gateway, podium.engine)
 
     async def embeddings(http: Request) -> Response:
-        context = RequestContext("embeddings", http.headers)
+        context = contexts("embeddings", http.headers)
         try:
             body = await http.json(limit)
             if isinstance(body, dict):
@@ -100,7 +104,7 @@ def register_app(podium: Podium) -> None:
             request, encoding = parse(body)
         except PodiumError:
             # As on the chat endpoints: who is calling is answered before what they sent.
-            await podium.gateway.authenticate(context)
+            await gateway.authenticate(context)
             raise
         try:
             outcome = await path.embed(request, context)
@@ -117,4 +121,15 @@ def register_app(podium: Podium) -> None:
         body = answer(outcome.embeddings.vectors, encoding, outcome.worker, usage)
         return Response.json(body, headers=outcome.headers(context))
 
-    podium.app.route("POST", "/v1/embeddings", embeddings, errors)
+    return embeddings
+
+
+def register_app(podium: Podium) -> None:
+    limit = podium.config.server.max_body_bytes
+    path = EmbeddingPath(podium.gateway, podium.engine)
+    handler = embeddings_handler(podium.gateway, path, limit, RequestContext)
+    podium.app.route("POST", "/v1/embeddings", handler, OpenAIIngress())
+    batch_endpoints(podium).add(
+        "/v1/embeddings",
+        lambda contexts: embeddings_handler(podium.gateway, path, limit, contexts),
+    )

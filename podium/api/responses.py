@@ -21,6 +21,7 @@ from podium.api.http import Request, Response, retry_headers
 from podium.api.ingress import chat_handler, refuse_provider_fields
 from podium.api.openai import error_body
 from podium.api.responses_request import NO_STORE, ResponsesRequest, parse
+from podium.batches.endpoints import batch_endpoints
 from podium.context import RequestContext
 from podium.errors import PodiumError
 from podium.gateway import ExtraHooks, Outcome, total_cost
@@ -455,6 +456,12 @@ def register_app(podium: Podium) -> None:
         "/v1/responses",
         chat_handler(ingress, podium.gateway, max_body_bytes=limit, extra=extra),
         ingress,
+    )
+    batch_endpoints(podium).add(
+        "/v1/responses",
+        lambda contexts: chat_handler(
+            ingress, podium.gateway, max_body_bytes=limit, context_factory=contexts, extra=extra
+        ),
     )
     socket = ResponsesSocket(podium.gateway, ingress, max_message_bytes=limit, extra=extra)
     podium.app.websocket("/v1/responses", socket.serve)

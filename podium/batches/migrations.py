@@ -44,3 +44,36 @@ def create_batches(db: Executor) -> None:
         )
         """
     )
+
+
+def batch_kinds(db: Executor) -> None:
+    # Which API a batch belongs to ('message': Anthropic's; 'openai': OpenAI's), so each lists
+    # its own; and what that API keeps about the batch besides its requests (OpenAI's endpoint,
+    # input file, window and metadata), as sealed JSON.
+    db.execute("ALTER TABLE batches ADD COLUMN kind TEXT NOT NULL DEFAULT 'message'")
+    db.execute("ALTER TABLE batches ADD COLUMN details TEXT")
+    # When files were made from an ended batch's results (OpenAI's output and error files):
+    # made once, so a file its owner deleted is not made again.
+    db.execute("ALTER TABLE batches ADD COLUMN files_at DOUBLE PRECISION")
+    db.execute("CREATE INDEX batches_owner_kind ON batches (owner, kind, created_at)")
+
+
+def create_files(db: Executor) -> None:
+    # Files uploaded for batches (OpenAI's Files API) and those made from a batch's results
+    # (batch_id set: its output or error file). content is sealed, bound to the file id.
+    db.execute(
+        """
+        CREATE TABLE files (
+            file_id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            purpose TEXT NOT NULL,
+            filename TEXT NOT NULL,
+            bytes BIGINT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL,
+            batch_id TEXT,
+            content TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX files_owner ON files (owner, created_at)")

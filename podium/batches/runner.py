@@ -27,13 +27,15 @@ class BatchRunner:
     def __init__(
         self,
         store: BatchStore,
-        answer: Answer,
+        answers: dict[str, Answer] | None = None,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.settings = store.settings
-        self.answer = answer
+        # Each API that makes batches says how its requests are answered (by Batch.kind): one
+        # runner, so ``concurrency`` bounds them all together.
+        self.answers: dict[str, Answer] = dict(answers or {})
         self.name = f"runner-{uuid.uuid4().hex[:12]}"  # this process, as its leases say
         self.answered = 0  # requests, for /metrics
         self._clock = clock
@@ -91,10 +93,11 @@ class BatchRunner:
         """Answer ``requests``, ``concurrency`` at once, keeping each result; stop them all
         when a renewal finds the batch canceled (returns "canceled") or no longer ours."""
         slots = asyncio.Semaphore(self.settings.concurrency)
+        answer = self.answers[batch.kind]
 
         async def one(request: BatchRequest) -> None:
             async with slots:
-                result_type, result = await self.answer(batch, request)
+                result_type, result = await answer(batch, request)
                 await self.store.answer(batch.batch_id, request.seq, result_type, result)
                 self.answered += 1
 

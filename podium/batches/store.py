@@ -34,6 +34,9 @@ class Batch:
     ended_at: float | None
     cancel_initiated_at: float | None
     counts: dict[str, int]  # processing, and each result type
+    kind: str = "message"  # which API made it: each lists and reads only its own
+    details: JSONObject | None = None  # what that API keeps about it besides its requests
+    files_at: float | None = None  # when files were made from its results (OpenAI's)
 
     @property
     def status(self) -> str:
@@ -55,7 +58,7 @@ class BatchRequest:
 
 _BATCH = (
     "b.batch_id, b.owner, b.key_id, b.created_at, b.expires_at, b.delete_after, b.ended_at, "
-    "b.cancel_initiated_at"
+    "b.cancel_initiated_at, b.kind, b.details, b.files_at"
 )
 # Each batch with its requests counted by result (NULL: still processing), in one statement.
 _COUNTED = f"""
@@ -82,15 +85,27 @@ class BatchStore:
         self._clock = clock
 
     async def create(
-        self, batch_id: str, owner: str, key_id: str, requests: Sequence[tuple[str, JSONObject]]
+        self,
+        batch_id: str,
+        owner: str,
+        key_id: str,
+        requests: Sequence[tuple[str, JSONObject]],
+        *,
+        kind: str = "message",
+        details: JSONObject | None = None,
     ) -> Batch:
         now = self._clock()
         expires = now + self.settings.window_hours * 3600
         delete_after = now + self.settings.retention_days * 86400
+        sealed_details = (
+            None
+            if details is None
+            else self.sealer.seal(orjson.dumps(details), f"{batch_id}$details")
+        )
         await self.db.execute(
             "INSERT INTO batches (batch_id, owner, key_id, created_at, expires_at, "
-            "delete_after) VALUES (?, ?, ?, ?, ?, ?)",
-            (batch_id, owner, key_id, now, expires, delete_after),
+            "delete_after, kind, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (batch_id, owner, key_id, now, expires, delete_after, kind, sealed_details),
         )
         chunk = 500  # rows per statement: well under either database's parameter limit
         for start in range(0, len(requests), chunk):
@@ -107,7 +122,9 @@ class BatchStore:
             )
         counts = _zero_counts()
         counts["processing"] = len(requests)
-        return Batch(batch_id, owner, key_id, now, expires, delete_after, None, None, counts)
+        return Batch(
+            batch_id, owner, key_id, now, expires, delete_after, None, None, counts, kind, details
+        )
 
     async def _counted(self, where: str, params: tuple[Any, ...]) -> list[Batch]:
         rows = await self.db.execute(_COUNTED.format(where=where), params)
@@ -115,25 +132,48 @@ class BatchStore:
         for row in rows:
             batch = batches.get(row[0])
             if batch is None:
-                batch = batches[row[0]] = Batch(
-                    row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], _zero_counts()
+                details = (
+                    None
+                    if row[9] is None
+                    else orjson.loads(self.sealer.open(row[9], f"{row[0]}$details"))
                 )
-            batch.counts[row[8] or "processing"] += row[9]
+                batch = batches[row[0]] = Batch(
+                    row[0],
+                    row[1],
+                    row[2],
+                    row[3],
+                    row[4],
+                    row[5],
+                    row[6],
+                    row[7],
+                    _zero_counts(),
+                    row[8],
+                    details,
+                    row[10],
+                )
+            batch.counts[row[11] or "processing"] += row[12]
         return list(batches.values())
 
-    async def get(self, owner: str, batch_id: str) -> Batch | None:
+    async def get(self, owner: str, batch_id: str, kind: str = "message") -> Batch | None:
         found = await self._counted(
-            "b.batch_id = ? AND b.owner = ? AND b.delete_after > ?",
-            (batch_id, owner, self._clock()),
+            "b.batch_id = ? AND b.owner = ? AND b.kind = ? AND b.delete_after > ?",
+            (batch_id, owner, kind, self._clock()),
         )
         return found[0] if found else None
 
     async def page(
-        self, owner: str, limit: int, *, after: str | None = None, before: str | None = None
+        self,
+        owner: str,
+        limit: int,
+        *,
+        after: str | None = None,
+        before: str | None = None,
+        kind: str = "message",
     ) -> list[Batch]:
-        """The owner's batches, newest first: ``limit`` of them after (older than) or before
-        (newer than) the batch with the id given."""
-        where, params = "b.owner = ? AND b.delete_after > ?", [owner, self._clock()]
+        """The owner's batches of ``kind``, newest first: ``limit`` of them after (older than)
+        or before (newer than) the batch with the id given."""
+        where = "b.owner = ? AND b.kind = ? AND b.delete_after > ?"
+        params: list[Any] = [owner, kind, self._clock()]
         for cursor, compare in ((after, "<"), (before, ">")):
             if cursor is not None:
                 where += (
@@ -151,23 +191,23 @@ class BatchStore:
         marks = ", ".join("?" * len(ids))
         return await self._counted(f"b.batch_id IN ({marks})", tuple(row[0] for row in ids))
 
-    async def cancel(self, owner: str, batch_id: str) -> bool:
+    async def cancel(self, owner: str, batch_id: str, kind: str = "message") -> bool:
         rows = await self.db.execute(
             "UPDATE batches SET cancel_initiated_at = ? WHERE batch_id = ? AND owner = ? "
-            "AND ended_at IS NULL AND cancel_initiated_at IS NULL RETURNING 1",
-            (self._clock(), batch_id, owner),
+            "AND kind = ? AND ended_at IS NULL AND cancel_initiated_at IS NULL RETURNING 1",
+            (self._clock(), batch_id, owner, kind),
         )
         return bool(rows)
 
-    async def delete(self, owner: str, batch_id: str) -> bool | None:
+    async def delete(self, owner: str, batch_id: str, kind: str = "message") -> bool | None:
         """Delete an ended batch and its results: None when it is still running."""
         rows = await self.db.execute(
-            "DELETE FROM batches WHERE batch_id = ? AND owner = ? AND ended_at IS NOT NULL "
-            "RETURNING 1",
-            (batch_id, owner),
+            "DELETE FROM batches WHERE batch_id = ? AND owner = ? AND kind = ? "
+            "AND ended_at IS NOT NULL RETURNING 1",
+            (batch_id, owner, kind),
         )
         if not rows:
-            return None if await self.get(owner, batch_id) is not None else False
+            return None if await self.get(owner, batch_id, kind) is not None else False
         await self.db.execute("DELETE FROM batch_requests WHERE batch_id = ?", (batch_id,))
         return True
 
@@ -200,12 +240,12 @@ class BatchStore:
             "SELECT batch_id FROM batches WHERE ended_at IS NULL "
             "AND (leased_until IS NULL OR leased_until < ?) ORDER BY created_at LIMIT 1) "
             "AND ended_at IS NULL AND (leased_until IS NULL OR leased_until < ?) "
-            "RETURNING batch_id, owner",
+            "RETURNING batch_id, owner, kind",
             (runner, now + self.settings.lease_seconds, now, now),
         )
         if not rows:
             return None
-        return await self.get(rows[0][1], rows[0][0])
+        return await self.get(rows[0][1], rows[0][0], rows[0][2])
 
     async def renew(self, batch_id: str, runner: str) -> tuple[bool, bool]:
         """Hold the batch a while longer: (still ours, cancel asked)."""
@@ -252,6 +292,13 @@ class BatchStore:
         await self.db.execute(
             "UPDATE batches SET ended_at = ?, leased_by = NULL, leased_until = NULL "
             "WHERE batch_id = ? AND ended_at IS NULL",
+            (self._clock(), batch_id),
+        )
+
+    async def files_made(self, batch_id: str) -> None:
+        """Remember that files were made from an ended batch's results."""
+        await self.db.execute(
+            "UPDATE batches SET files_at = ? WHERE batch_id = ? AND files_at IS NULL",
             (self._clock(), batch_id),
         )
 

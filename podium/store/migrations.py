@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from podium.batches.migrations import create_batches
+from podium.batches.migrations import batch_kinds, create_batches, create_files
 from podium.contracts.migrations import create_contract_calls
 from podium.observe.migrations import (
     create_feedback,
@@ -102,4 +102,6 @@ MIGRATIONS: list[Migration] = [
     Migration("0010_create_conversations", create_conversations),
     Migration("0011_background_responses", background_responses),
     Migration("0012_create_batches", create_batches),
+    Migration("0013_batch_kinds", batch_kinds),
+    Migration("0014_create_files", create_files),
 ]

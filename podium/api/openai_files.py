@@ -1,0 +1,163 @@
+"""OpenAI's Files API, only what batches need (``client.files``): upload a batch's JSON lines
+(``purpose: batch``), list, read, read back and delete files; a batch's output and error files
+are read here too. A file is its owner's alone: another caller hears 404, as for a file that
+does not exist.
+"""
+
+from __future__ import annotations
+
+import uuid
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from typing import TYPE_CHECKING
+
+from podium.api.http import Request, Response
+from podium.api.openai import OpenAIIngress
+from podium.batches.files import FileStore, StoredFile
+from podium.errors import PodiumError
+from podium.types import JSONObject
+
+if TYPE_CHECKING:
+    from podium.app import Podium
+
+PURPOSES = ("batch",)  # what may be uploaded: Podium keeps files for batches only
+
+
+def file_object(stored: StoredFile) -> JSONObject:
+    return {
+        "id": stored.file_id,
+        "object": "file",
+        "bytes": stored.bytes,
+        "created_at": int(stored.created_at),
+        "expires_at": int(stored.expires_at),
+        "filename": stored.filename,
+        "purpose": stored.purpose,
+        "status": "processed",
+        "status_details": None,
+    }
+
+
+def form_fields(content_type: str, body: bytes) -> dict[str, tuple[str | None, bytes]]:
+    """A multipart/form-data body's fields: name -> (file name, content). Read by the standard
+    library's MIME parser, given the request's Content-Type as the message's header."""
+    if not content_type.lower().startswith("multipart/form-data") or "boundary=" not in (
+        content_type.lower()
+    ):
+        raise PodiumError(
+            "invalid_request",
+            "send the file as multipart/form-data with the fields 'file' and 'purpose'",
+        )
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1")
+    message = BytesParser(policy=policy.HTTP).parsebytes(head + body)
+    if not isinstance(message, EmailMessage) or not message.is_multipart():
+        raise PodiumError("invalid_request", "the multipart/form-data body could not be read")
+    fields: dict[str, tuple[str | None, bytes]] = {}
+    for part in message.iter_parts():
+        if not isinstance(part, EmailMessage):
+            continue
+        name = part.get_param("name", header="content-disposition")
+        if isinstance(name, str):
+            payload = part.get_payload(decode=True)
+            fields[name] = (part.get_filename(), payload if isinstance(payload, bytes) else b"")
+    return fields
+
+
+def register_files(podium: Podium, files: FileStore) -> None:
+    """The /v1/files routes; an upload is at most ``batches.max_body_bytes``."""
+    errors = OpenAIIngress()
+    gateway = podium.gateway
+    limit = podium.config.batches.max_body_bytes
+    route = podium.app.route
+
+    async def owner_of(http: Request) -> str:
+        return (await gateway.caller(errors.name, http.headers)).owner
+
+    async def found(http: Request) -> tuple[str, StoredFile]:
+        owner = await owner_of(http)
+        file_id = http.params["file_id"]
+        stored = await files.get(owner, file_id)
+        if stored is None:
+            raise PodiumError("not_found", f"No such File object: {file_id[:128]}", param="id")
+        return owner, stored
+
+    async def upload(http: Request) -> Response:
+        caller = await gateway.caller(errors.name, http.headers)
+        body = await http.body(limit)
+        fields = form_fields(http.headers.get("content-type", ""), body)
+        purpose = fields.get("purpose", (None, b""))[1].decode("utf-8", "replace").strip()
+        if purpose not in PURPOSES:
+            raise PodiumError(
+                "invalid_request",
+                f"purpose: {purpose or 'nothing'!r} is not accepted here; Podium keeps files "
+                "for batches only: give purpose 'batch'",
+                param="purpose",
+            )
+        if "file" not in fields:
+            raise PodiumError("invalid_request", "file: give the file to upload", param="file")
+        filename, content = fields["file"]
+        try:
+            content.decode("utf-8")
+        except UnicodeDecodeError:
+            raise PodiumError(
+                "invalid_request",
+                "file: a batch's file is JSON lines, in UTF-8; this file is not UTF-8 text",
+                param="file",
+            ) from None
+        file_id = f"file-{uuid.uuid4().hex}"
+        stored = await files.create(
+            file_id, caller.owner, purpose, (filename or "upload.jsonl")[:256], content
+        )
+        return Response.json(file_object(stored))
+
+    async def listing(http: Request) -> Response:
+        owner = await owner_of(http)
+        query = http.query
+        raw = query.get("limit", "10000")
+        limit_of_page = int(raw) if raw.isdigit() else 0
+        if not 1 <= limit_of_page <= 10000:
+            raise PodiumError(
+                "invalid_request", "limit: give a whole number from 1 to 10000", param="limit"
+            )
+        order = query.get("order", "desc")
+        if order not in ("asc", "desc"):
+            raise PodiumError("invalid_request", "order: give 'asc' or 'desc'", param="order")
+        page = await files.page(
+            owner,
+            limit_of_page + 1,
+            after=query.get("after"),
+            ascending=order == "asc",
+            purpose=query.get("purpose"),
+        )
+        data = [file_object(stored) for stored in page[:limit_of_page]]
+        return Response.json(
+            {
+                "object": "list",
+                "data": data,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+                "has_more": len(page) > limit_of_page,
+            }
+        )
+
+    async def retrieve(http: Request) -> Response:
+        _, stored = await found(http)
+        return Response.json(file_object(stored))
+
+    async def content(http: Request) -> Response:
+        owner, stored = await found(http)
+        raw = await files.content(owner, stored.file_id)
+        if raw is None:  # deleted between the two reads
+            raise PodiumError("not_found", f"No such File object: {stored.file_id}", param="id")
+        return Response(raw, 200, {}, "application/octet-stream")
+
+    async def delete(http: Request) -> Response:
+        owner, stored = await found(http)
+        deleted = await files.delete(owner, stored.file_id)
+        return Response.json({"id": stored.file_id, "object": "file", "deleted": deleted})
+
+    route("POST", "/v1/files", upload, errors)
+    route("GET", "/v1/files", listing, errors)
+    route("GET", "/v1/files/{file_id}", retrieve, errors)
+    route("DELETE", "/v1/files/{file_id}", delete, errors)
+    route("GET", "/v1/files/{file_id}/content", content, errors)

@@ -1,0 +1,134 @@
+"""Files kept for batches (OpenAI's Files API, only what batches need): the JSON lines a batch
+is created from, and the output and error files made from a batch's results.
+
+A file belongs to the owner of the key that uploaded it (or whose batch made it): every read
+and delete is filtered by owner. Its content is sealed at rest like a batch's requests
+(podium/policy/sealing.py), bound to the file's id, and it is deleted ``batches.retention_days``
+after it was made.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from podium.batches.settings import BatchSettings
+from podium.policy.sealing import Sealer, Unsealed
+from podium.responses.store import SQLExecutor
+
+
+@dataclass(slots=True)
+class StoredFile:
+    file_id: str
+    owner: str
+    purpose: str
+    filename: str
+    bytes: int
+    created_at: float
+    expires_at: float
+    batch_id: str | None  # the batch whose results it holds, for an output or error file
+
+
+_FILE = "file_id, owner, purpose, filename, bytes, created_at, expires_at, batch_id"
+
+
+class FileStore:
+    def __init__(
+        self,
+        db: SQLExecutor,
+        settings: BatchSettings,
+        *,
+        sealer: Sealer | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.sealer = sealer or Unsealed()
+        self._clock = clock
+
+    async def create(
+        self,
+        file_id: str,
+        owner: str,
+        purpose: str,
+        filename: str,
+        content: bytes,
+        *,
+        batch_id: str | None = None,
+    ) -> StoredFile:
+        """Keep a file. A file made from a batch has an id of its own that replicas agree on:
+        two that make it at once keep the first (ON CONFLICT DO NOTHING)."""
+        now = self._clock()
+        expires = now + self.settings.retention_days * 86400
+        sealed = self.sealer.seal(content, file_id)
+        await self.db.execute(
+            f"INSERT INTO files ({_FILE}, content) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (file_id) DO NOTHING",
+            (file_id, owner, purpose, filename, len(content), now, expires, batch_id, sealed),
+        )
+        return StoredFile(file_id, owner, purpose, filename, len(content), now, expires, batch_id)
+
+    async def get(self, owner: str, file_id: str) -> StoredFile | None:
+        rows = await self.db.execute(
+            f"SELECT {_FILE} FROM files WHERE file_id = ? AND owner = ? AND expires_at > ?",
+            (file_id, owner, self._clock()),
+        )
+        return StoredFile(*rows[0]) if rows else None
+
+    async def content(self, owner: str, file_id: str) -> bytes | None:
+        rows = await self.db.execute(
+            "SELECT content FROM files WHERE file_id = ? AND owner = ? AND expires_at > ?",
+            (file_id, owner, self._clock()),
+        )
+        return self.sealer.open(rows[0][0], file_id) if rows else None
+
+    async def page(
+        self,
+        owner: str,
+        limit: int,
+        *,
+        after: str | None = None,
+        ascending: bool = False,
+        purpose: str | None = None,
+    ) -> list[StoredFile]:
+        """The owner's files by creation, ``limit`` of them past the file ``after``."""
+        where = "owner = ? AND expires_at > ?"
+        params: list[Any] = [owner, self._clock()]
+        if purpose is not None:
+            where += " AND purpose = ?"
+            params.append(purpose)
+        compare, order = (">", "ASC") if ascending else ("<", "DESC")
+        if after is not None:
+            # Ties in created_at are ordered by id, so a page never skips or repeats a file.
+            where += (
+                f" AND (created_at, file_id) {compare} (SELECT created_at, file_id FROM files "
+                "WHERE file_id = ? AND owner = ?)"
+            )
+            params += [after, owner]
+        rows = await self.db.execute(
+            f"SELECT {_FILE} FROM files WHERE {where} "
+            f"ORDER BY created_at {order}, file_id {order} LIMIT ?",
+            (*params, limit),
+        )
+        return [StoredFile(*row) for row in rows]
+
+    async def delete(self, owner: str, file_id: str) -> bool:
+        rows = await self.db.execute(
+            "DELETE FROM files WHERE file_id = ? AND owner = ? RETURNING 1", (file_id, owner)
+        )
+        return bool(rows)
+
+    async def made_from(self, batch_id: str) -> list[StoredFile]:
+        """The files already made from a batch's results (its output and error files)."""
+        rows = await self.db.execute(
+            f"SELECT {_FILE} FROM files WHERE batch_id = ? ORDER BY file_id", (batch_id,)
+        )
+        return [StoredFile(*row) for row in rows]
+
+    async def sweep(self) -> int:
+        rows = await self.db.execute(
+            "DELETE FROM files WHERE expires_at <= ? RETURNING 1", (self._clock(),)
+        )
+        return len(rows)
