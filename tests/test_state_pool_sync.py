@@ -19,8 +19,8 @@ import openai
 import orjson
 import pytest
 
-from podium.policy.keys import SQLExecutor
 from podium.state.pool_sync import PoolSync
+from podium.store.tables import SQLExecutor
 from podium.testing.openai_fake import FakeOpenAI
 from tests.conftest import Running, worker
 

@@ -420,8 +420,9 @@ def register_app(podium: Podium) -> None:
     from podium.api.responses_stored import StoringResponsesIngress, register_routes
     from podium.policy.sealing import sealer_for
     from podium.responses.conversations import ConversationStore
-    from podium.responses.store import ResponseStore, SQLExecutor
+    from podium.responses.store import ResponseStore
     from podium.responses.truncation import TruncationHook
+    from podium.store.tables import SQLExecutor
 
     settings = podium.config.responses
     limit = podium.config.server.max_body_bytes

@@ -9,14 +9,11 @@ after it was made.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from podium.batches.settings import BatchSettings
-from podium.policy.sealing import Sealer, Unsealed
-from podium.responses.store import SQLExecutor
+from podium.store.tables import SealedTables
 
 
 @dataclass(slots=True)
@@ -34,20 +31,7 @@ class StoredFile:
 _FILE = "file_id, owner, purpose, filename, bytes, created_at, expires_at, batch_id"
 
 
-class FileStore:
-    def __init__(
-        self,
-        db: SQLExecutor,
-        settings: BatchSettings,
-        *,
-        sealer: Sealer | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.db = db
-        self.settings = settings
-        self.sealer = sealer or Unsealed()
-        self._clock = clock
-
+class FileStore(SealedTables[BatchSettings]):
     async def create(
         self,
         file_id: str,

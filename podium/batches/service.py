@@ -12,7 +12,7 @@ from podium.batches.runner import BatchRunner
 from podium.batches.store import BatchStore
 from podium.periodic import Periodic
 from podium.policy.sealing import sealer_for
-from podium.responses.store import SQLExecutor
+from podium.store.tables import SQLExecutor
 
 if TYPE_CHECKING:
     from podium.app import Podium

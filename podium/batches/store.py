@@ -7,16 +7,14 @@ filtered by owner. Requests and results are sealed at rest like stored responses
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
 
 from podium.batches.settings import BatchSettings
-from podium.policy.sealing import Sealer, Unsealed
-from podium.responses.store import SQLExecutor
+from podium.store.tables import SealedTables
 from podium.types import JSONObject
 
 ResultType = Literal["succeeded", "errored", "canceled", "expired"]
@@ -70,20 +68,7 @@ ORDER BY b.created_at DESC, b.batch_id
 """
 
 
-class BatchStore:
-    def __init__(
-        self,
-        db: SQLExecutor,
-        settings: BatchSettings,
-        *,
-        sealer: Sealer | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.db = db
-        self.settings = settings
-        self.sealer = sealer or Unsealed()
-        self._clock = clock
-
+class BatchStore(SealedTables[BatchSettings]):
     async def create(
         self,
         batch_id: str,

@@ -35,7 +35,7 @@ from podium.policy.audit import (
     check_chain,
     check_fields,
 )
-from podium.policy.keys import SQLExecutor
+from podium.store.tables import SQLExecutor
 
 if TYPE_CHECKING:
     from podium.policy.settings import AccessSettings

@@ -24,11 +24,12 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal
 
 import orjson
 
 from podium.context import Caller
+from podium.store.tables import SQLExecutor
 
 APP_PREFIX = "pk"
 ADMIN_PREFIX = "pa"
@@ -156,14 +157,6 @@ class KeyRecord:
 
 
 # -- the store -------------------------------------------------------------------------------------
-
-
-@runtime_checkable
-class SQLExecutor(Protocol):
-    """A store that runs one parameterised statement (``?`` placeholders) and returns rows
-    indexable by position: SQLiteStore, or any store that translates placeholders."""
-
-    async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Sequence[Any]: ...
 
 
 _COLUMNS = (

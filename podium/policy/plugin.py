@@ -14,9 +14,10 @@ from podium.policy.access import AdminKeyAuth, AuthHook, admin_actor
 from podium.policy.audit import AuditTrail
 from podium.policy.audit_store import build_trail
 from podium.policy.budgets import LimitsHook
-from podium.policy.keys import KeyCache, KeyProblem, KeyStore, NewKey, SQLExecutor
+from podium.policy.keys import KeyCache, KeyProblem, KeyStore, NewKey
 from podium.policy.limits import LimitBackend, MemoryLimits
 from podium.policy.settings import LimitSettings
+from podium.store.tables import SQLExecutor
 
 if TYPE_CHECKING:
     from podium.app import Podium

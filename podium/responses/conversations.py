@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import orjson
 
 from podium.policy.sealing import Sealer, Unsealed
-from podium.responses.store import SQLExecutor
+from podium.store.tables import SQLExecutor
 from podium.types import JSONObject
 
 

@@ -10,21 +10,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import orjson
 
 from podium.periodic import Periodic
-from podium.policy.sealing import Sealer, Unsealed
+from podium.policy.sealing import Sealer
 from podium.responses.settings import ResponsesSettings
+from podium.store.tables import SealedTables, SQLExecutor
 from podium.types import JSONObject
 
 Event = tuple[str, bytes]  # a stream event: its type, and its JSON
-
-
-@runtime_checkable
-class SQLExecutor(Protocol):
-    async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Sequence[Any]: ...
 
 
 @dataclass(slots=True)
@@ -81,7 +77,7 @@ SELECT {_COLUMNS} FROM chain ORDER BY depth
 """
 
 
-class ResponseStore:
+class ResponseStore(SealedTables[ResponsesSettings]):
     def __init__(
         self,
         db: SQLExecutor,
@@ -90,10 +86,7 @@ class ResponseStore:
         sealer: Sealer | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.db = db
-        self.settings = settings
-        self.sealer = sealer or Unsealed()
-        self._clock = clock
+        super().__init__(db, settings, sealer=sealer, clock=clock)
         self._timer = Periodic(
             self.sweep, settings.sweep_interval_seconds, name="stored-response sweep"
         )

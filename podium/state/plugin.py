@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from podium.policy.keys import SQLExecutor
 from podium.state.pool_sync import PoolSync
 from podium.state.redis_breakers import SharedBreakers
+from podium.store.tables import SQLExecutor
 
 if TYPE_CHECKING:
     from podium.app import Podium
