@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from podium.api.anthropic import AnthropicIngress, error_body
-from podium.api.http import Request, Response, StreamResponse, parse_json
+from podium.api.http import Request, Response, StreamResponse, list_page, parse_json
 from podium.api.ingress import refuse_provider_fields
 from podium.batches.service import batch_service
 from podium.batches.store import Batch, BatchRequest, ResultType
@@ -183,14 +183,7 @@ def register_batches(podium: Podium, ingress: AnthropicIngress) -> None:
         more = len(batches) > limit
         batches = batches[:limit] if before is None else batches[-limit:]
         data = [batch_object(batch, base_url(http)) for batch in batches]
-        return Response.json(
-            {
-                "data": data,
-                "has_more": more,
-                "first_id": data[0]["id"] if data else None,
-                "last_id": data[-1]["id"] if data else None,
-            }
-        )
+        return Response.json(list_page(data, more))
 
     async def retrieve(http: Request) -> Response:
         _, batch = await found(http)

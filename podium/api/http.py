@@ -122,6 +122,19 @@ class StreamResponse:
 
 
 AnyResponse = Response | StreamResponse
+
+
+def list_page(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
+    """One page of a list, as OpenAI's and Anthropic's list routes answer: the items, the ids
+    of the first and last, and whether more follow (OpenAI's also say ``object: list``)."""
+    return {
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": has_more,
+    }
+
+
 Handler = Callable[[Request], Awaitable[AnyResponse]]
 
 

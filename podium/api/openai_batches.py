@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import orjson
 from pydantic import Field, ValidationError
 
-from podium.api.http import Request, Response, parse_json
+from podium.api.http import Request, Response, list_page, parse_json
 from podium.api.openai import OpenAIIngress, Wire, validation_error
 from podium.api.openai_files import register_files
 from podium.batches.endpoints import BatchEndpoints, batch_endpoints, posted
@@ -323,15 +323,7 @@ def register_app(podium: Podium) -> None:
         page = await store.page(owner, limit_of_page + 1, after=http.query.get("after"), kind=KIND)
         batches = [await with_files(batch, store, files) for batch in page[:limit_of_page]]
         data = [batch_object(batch) for batch in batches]
-        return Response.json(
-            {
-                "object": "list",
-                "data": data,
-                "first_id": data[0]["id"] if data else None,
-                "last_id": data[-1]["id"] if data else None,
-                "has_more": len(page) > limit_of_page,
-            }
-        )
+        return Response.json({"object": "list", **list_page(data, len(page) > limit_of_page)})
 
     async def retrieve(http: Request) -> Response:
         return Response.json(batch_object(await found(http)))

@@ -12,7 +12,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from typing import TYPE_CHECKING
 
-from podium.api.http import Request, Response
+from podium.api.http import Request, Response, list_page
 from podium.api.openai import OpenAIIngress
 from podium.batches.files import FileStore, StoredFile
 from podium.errors import PodiumError
@@ -130,15 +130,7 @@ def register_files(podium: Podium, files: FileStore) -> None:
             purpose=query.get("purpose"),
         )
         data = [file_object(stored) for stored in page[:limit_of_page]]
-        return Response.json(
-            {
-                "object": "list",
-                "data": data,
-                "first_id": data[0]["id"] if data else None,
-                "last_id": data[-1]["id"] if data else None,
-                "has_more": len(page) > limit_of_page,
-            }
-        )
+        return Response.json({"object": "list", **list_page(data, len(page) > limit_of_page)})
 
     async def retrieve(http: Request) -> Response:
         _, stored = await found(http)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from podium.api.admin import admin_route
-from podium.api.http import AnyResponse, Request, Response, StreamResponse
+from podium.api.http import AnyResponse, Request, Response, StreamResponse, list_page
 from podium.api.responses import ResponsesIngress, response_object
 from podium.api.responses_request import ResponsesRequest, history_messages, parse
 from podium.context import RequestContext
@@ -460,10 +460,4 @@ def page(items: list[JSONObject], query: dict[str, str]) -> JSONObject:
             end = ids.index(value)
     window = ordered[start:end]
     data = window[:limit] if "before" not in query else window[-limit:]
-    return {
-        "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-        "has_more": len(window) > len(data),
-    }
+    return {"object": "list", **list_page(data, len(window) > len(data))}
