@@ -17,6 +17,7 @@ import orjson
 from podium.api.anthropic_request import count_input_tokens, parse_messages
 from podium.api.http import Request, Response, retry_headers
 from podium.api.ingress import chat_handler, refuse_provider_fields
+from podium.batches.endpoints import batch_endpoints
 from podium.context import RequestContext
 from podium.errors import ErrorKind, PodiumError
 from podium.gateway import Outcome, total_cost
@@ -292,6 +293,12 @@ def register_app(podium: Podium) -> None:
     limit = podium.config.server.max_body_bytes
     podium.app.route(
         "POST", "/v1/messages", chat_handler(ingress, podium.gateway, max_body_bytes=limit), ingress
+    )
+    batch_endpoints(podium).add(
+        "/v1/messages",
+        lambda contexts: chat_handler(
+            ingress, podium.gateway, max_body_bytes=limit, context_factory=contexts
+        ),
     )
 
     async def count_tokens(http: Request) -> Response:

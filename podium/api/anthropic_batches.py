@@ -11,6 +11,7 @@ As at Anthropic, a request's own problems (a bad ``params``, a refusal, a failed
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -18,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from podium.api.anthropic import AnthropicIngress, error_body
+from podium.api.anthropic import AnthropicIngress
 from podium.api.http import Request, Response, StreamResponse, list_page, parse_json
-from podium.api.ingress import refuse_provider_fields
+from podium.batches.endpoints import BatchEndpoints, batch_endpoints, posted
 from podium.batches.service import batch_service
 from podium.batches.store import Batch, BatchRequest, ResultType
 from podium.context import RequestContext
@@ -29,8 +30,10 @@ from podium.types import JSONObject
 
 if TYPE_CHECKING:
     from podium.app import Podium
-    from podium.gateway import Gateway
 
+log = logging.getLogger("podium.batches")
+
+MESSAGES = "/v1/messages"  # the endpoint a batch's requests are answered by
 CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 
@@ -111,36 +114,42 @@ def requests_of(body: Any, limit: int) -> list[tuple[str, JSONObject]]:
 
 
 class BatchAnswers:
-    """Answers one request of a batch, as ``POST /v1/messages`` would, under the batch's key."""
+    """Answers one request of a batch by the handler of ``POST /v1/messages`` (so a contract
+    model is answered as there too), under the batch's key."""
 
-    def __init__(self, gateway: Gateway, ingress: AnthropicIngress) -> None:
-        self.gateway = gateway
+    def __init__(self, endpoints: BatchEndpoints, ingress: AnthropicIngress) -> None:
+        self.endpoints = endpoints
         self.ingress = ingress
 
     async def __call__(self, batch: Batch, item: BatchRequest) -> tuple[ResultType, JSONObject]:
-        context = RequestContext(self.ingress.name, {})
-        context.on_behalf_of = batch.key_id
+        def delegated(ingress: str, headers: dict[str, str]) -> RequestContext:
+            context = RequestContext(ingress, headers)
+            context.on_behalf_of = batch.key_id
+            return context
+
+        handler = self.endpoints.handler(MESSAGES, delegated)
         try:
-            params = item.params
-            if params.get("stream"):
+            if handler is None:  # the Anthropic plugin registers it with these routes
+                raise PodiumError("api_error", f"{MESSAGES} is not answered in batches here")
+            if item.params.get("stream"):
                 raise PodiumError(
                     "invalid_request", "stream: a batch's requests are answered whole"
                 )
-            refuse_provider_fields(params, {})
-            try:
-                request = self.ingress.parse(params, {})
-            except PodiumError:
-                await self.gateway.authenticate(context)  # a revoked key hears that first
-                raise
-            outcome = await self.gateway.handle(request, context)
-            assert outcome.response is not None  # asked whole
-            message = orjson.loads(self.ingress.encode_response(outcome.response, request, outcome))
-            return "succeeded", {"type": "succeeded", "message": message}
+            response = await handler(posted(MESSAGES, item.params))
         except PodiumError as error:
-            return "errored", {"type": "errored", "error": error_body(error)}
+            response = self.ingress.render_error(error)
         except Exception:  # one request's fault never stops the batch
+            log.exception("a request of batch %s failed", batch.batch_id)
             failed = PodiumError("api_error", "Podium failed to answer this request; see its log")
-            return "errored", {"type": "errored", "error": error_body(failed)}
+            response = self.ingress.render_error(failed)
+        if not isinstance(response, Response):  # a stream, which the check above refuses
+            response = self.ingress.render_error(
+                PodiumError("api_error", "the endpoint answered with a stream")
+            )
+        body = orjson.loads(response.body)
+        if response.status < 300:
+            return "succeeded", {"type": "succeeded", "message": body}
+        return "errored", {"type": "errored", "error": body}
 
 
 def register_batches(podium: Podium, ingress: AnthropicIngress) -> None:
@@ -149,7 +158,7 @@ def register_batches(podium: Podium, ingress: AnthropicIngress) -> None:
         return
     settings = podium.config.batches
     store, runner = service.store, service.runner
-    runner.answers["message"] = BatchAnswers(podium.gateway, ingress)
+    runner.answers["message"] = BatchAnswers(batch_endpoints(podium), ingress)
     gateway = podium.gateway
 
     async def owner_of(http: Request) -> str:

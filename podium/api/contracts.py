@@ -14,11 +14,19 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from podium.api.anthropic import AnthropicIngress
-from podium.api.http import AnyResponse, PlainErrors, Request, Response, StreamResponse
+from podium.api.http import (
+    AnyResponse,
+    Handler,
+    PlainErrors,
+    Request,
+    Response,
+    StreamResponse,
+)
 from podium.api.ingress import Ingress, refuse_provider_fields
 from podium.api.models import ListedModel
 from podium.api.openai import OpenAIIngress
 from podium.api.responses import ResponsesIngress
+from podium.batches.endpoints import ContextFactory, batch_endpoints
 from podium.config import ConfigError
 from podium.context import RequestContext, new_trace_id
 from podium.contracts.hints import Hint, HintError, resolve_hint
@@ -273,12 +281,26 @@ async def _contract_call(http: Request, limit: int) -> tuple[dict[str, Any], str
 def _wrap_chat(podium: Podium, runner: ContractRunner, path: str, ingress: Ingress) -> None:
     """``model: "contract/NAME"`` on a chat endpoint (OpenAI's or Anthropic's) runs the
     contract and answers in that endpoint's format; any other model goes to the handler that
-    was there."""
+    was there. The same for the endpoint's requests in batches (podium/batches/endpoints.py),
+    run under the key that created the batch."""
     inner = podium.app.handler("POST", path)
     if inner is None:
         return
     limit = podium.config.server.max_body_bytes
+    podium.app.route("POST", path, _contract_chat(inner, runner, ingress, limit), ingress)
+    batch_endpoints(podium).wrap(
+        path,
+        lambda handler, contexts: _contract_chat(handler, runner, ingress, limit, contexts),
+    )
 
+
+def _contract_chat(
+    inner: Handler,
+    runner: ContractRunner,
+    ingress: Ingress,
+    limit: int,
+    contexts: ContextFactory | None = None,
+) -> Handler:
     async def handle(http: Request) -> AnyResponse:
         called = await _contract_call(http, limit)
         if called is None:
@@ -287,6 +309,8 @@ def _wrap_chat(podium: Podium, runner: ContractRunner, path: str, ingress: Ingre
         request = ingress.parse(body, http.headers)
         name, version = _split(model)
         trace_id = new_trace_id()
+        # A batch's request carries no key: it runs under the batch's.
+        delegated = contexts(ingress.name, http.headers).on_behalf_of if contexts else None
         try:
             contract = runner.contract(name, version)
             data = input_from_chat(contract, request.last_user_text())
@@ -297,6 +321,7 @@ def _wrap_chat(podium: Podium, runner: ContractRunner, path: str, ingress: Ingre
                 headers=http.headers,
                 ingress=ingress.name,
                 trace_id=trace_id,
+                on_behalf_of=delegated,
             )
         except PodiumError as error:
             response = ingress.render_error(error)
@@ -324,7 +349,7 @@ def _wrap_chat(podium: Podium, runner: ContractRunner, path: str, ingress: Ingre
             ingress.encode_stream(events, request, outcome, context), 200, _headers(result)
         )
 
-    podium.app.route("POST", path, handle, ingress)
+    return handle
 
 
 def _wrap_route(podium: Podium, runner: ContractRunner) -> None:

@@ -31,6 +31,13 @@ class BatchEndpoints:
     def add(self, url: str, factory: HandlerFactory) -> None:
         self._factories[url] = factory
 
+    def wrap(self, url: str, around: Callable[[Handler, ContextFactory], Handler]) -> None:
+        """Put ``around`` about the handlers ``url``'s factory builds (a contract call on a
+        chat endpoint, say), as a plugin wraps the route itself."""
+        factory = self._factories.get(url)
+        if factory is not None:
+            self._factories[url] = lambda contexts: around(factory(contexts), contexts)
+
     def urls(self) -> list[str]:
         return sorted(self._factories)
 

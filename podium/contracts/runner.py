@@ -324,8 +324,11 @@ class ContractRunner:
         mode: str = "live",
         trace_id: str | None = None,
         notify: bool = True,
+        on_behalf_of: str | None = None,
     ) -> ContractResult:
+        """``on_behalf_of``: the key a call without one of its own runs under (a batch's)."""
         context = RequestContext(ingress=ingress, headers=dict(headers or {}), contract=name)
+        context.on_behalf_of = on_behalf_of
         if trace_id is not None:
             context.trace_id = trace_id
         request = ChatRequest(model=f"contract/{name}", messages=[])
