@@ -133,6 +133,7 @@ async def test_requests_run_under_the_creating_key_and_stop_when_it_is_revoked(
         rows = await served.podium.store.execute(
             "SELECT result_type, count(*) FROM batch_requests GROUP BY result_type"
         )
+        kept = await store.results(created.id)
     # The first ran as the key; the rest were refused as a revoked key's would be.
     assert [tuple(row) for row in callers] == [
         (record.key_id, "ok"),
@@ -140,6 +141,9 @@ async def test_requests_run_under_the_creating_key_and_stop_when_it_is_revoked(
         ("anonymous", "error"),
     ]
     assert dict((row[0], row[1]) for row in rows) == {"succeeded": 1, "errored": 2}
+    refused = kept[-1][2]
+    assert refused is not None and refused["error"]["error"]["type"] == "authentication_error"
+    assert "can no longer be used (revoked key)" in refused["error"]["error"]["message"]
 
 
 async def test_cancel_stops_a_batch_and_what_was_not_answered_is_canceled(

@@ -112,7 +112,7 @@ class AuthHook(Hook):
                 return
             record, why = self.keys.check(found) if found is not None else (None, "unknown key")
             if record is None:
-                why = f"the key {key_id} that created this work is now a {why}"
+                why = f"the key {key_id} that created this work can no longer be used ({why})"
                 raise self._refuse(context, _unauthorized(why), f"key:{key_id}")
         elif presented is None or (not required and not looks_like_podium_key(presented)):
             # Open mode accepts any placeholder a client SDK insists on sending ("unused").
