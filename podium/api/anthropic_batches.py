@@ -11,7 +11,6 @@ As at Anthropic, a request's own problems (a bad ``params``, a refusal, a failed
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -21,17 +20,15 @@ import orjson
 
 from podium.api.anthropic import AnthropicIngress
 from podium.api.http import Request, Response, StreamResponse, list_page, parse_json
-from podium.batches.endpoints import BatchEndpoints, batch_endpoints, posted
+from podium.batches.endpoints import BatchEndpoints, batch_endpoints
 from podium.batches.service import batch_service
 from podium.batches.store import Batch, BatchRequest, ResultType
-from podium.context import RequestContext
 from podium.errors import PodiumError
 from podium.types import JSONObject
 
 if TYPE_CHECKING:
     from podium.app import Podium
 
-log = logging.getLogger("podium.batches")
 
 MESSAGES = "/v1/messages"  # the endpoint a batch's requests are answered by
 CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -122,30 +119,14 @@ class BatchAnswers:
         self.ingress = ingress
 
     async def __call__(self, batch: Batch, item: BatchRequest) -> tuple[ResultType, JSONObject]:
-        def delegated(ingress: str, headers: dict[str, str]) -> RequestContext:
-            context = RequestContext(ingress, headers)
-            context.on_behalf_of = batch.key_id
-            return context
-
-        handler = self.endpoints.handler(MESSAGES, delegated)
-        try:
-            if handler is None:  # the Anthropic plugin registers it with these routes
-                raise PodiumError("api_error", f"{MESSAGES} is not answered in batches here")
-            if item.params.get("stream"):
-                raise PodiumError(
-                    "invalid_request", "stream: a batch's requests are answered whole"
-                )
-            response = await handler(posted(MESSAGES, item.params))
-        except PodiumError as error:
-            response = self.ingress.render_error(error)
-        except Exception:  # one request's fault never stops the batch
-            log.exception("a request of batch %s failed", batch.batch_id)
-            failed = PodiumError("api_error", "Podium failed to answer this request; see its log")
-            response = self.ingress.render_error(failed)
-        if not isinstance(response, Response):  # a stream, which the check above refuses
-            response = self.ingress.render_error(
-                PodiumError("api_error", "the endpoint answered with a stream")
-            )
+        response = await self.endpoints.answer(
+            MESSAGES,
+            item.params,
+            key_id=batch.key_id,
+            batch_id=batch.batch_id,
+            refuse=("stream",),
+            render=self.ingress.render_error,
+        )
         body = orjson.loads(response.body)
         if response.status < 300:
             return "succeeded", {"type": "succeeded", "message": body}

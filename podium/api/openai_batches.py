@@ -12,7 +12,6 @@ is never ``validating`` or ``failed`` here: it starts ``in_progress``. A request
 
 from __future__ import annotations
 
-import logging
 import uuid
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -22,18 +21,16 @@ from pydantic import Field, ValidationError
 from podium.api.http import Request, Response, list_page, parse_json
 from podium.api.openai import OpenAIIngress, Wire, validation_error
 from podium.api.openai_files import register_files
-from podium.batches.endpoints import BatchEndpoints, batch_endpoints, posted
+from podium.batches.endpoints import BatchEndpoints, batch_endpoints
 from podium.batches.files import FileStore
 from podium.batches.service import batch_service
 from podium.batches.store import Batch, BatchRequest, BatchStore, ResultType
-from podium.context import RequestContext
 from podium.errors import PodiumError
 from podium.types import JSONObject
 
 if TYPE_CHECKING:
     from podium.app import Podium
 
-log = logging.getLogger("podium.batches")
 
 KIND = "openai"  # Batch.kind of the batches this API makes
 # Why a request that was never answered is in the error file.
@@ -174,34 +171,14 @@ class OpenAIBatchAnswers:
         self.errors = OpenAIIngress()
 
     async def __call__(self, batch: Batch, item: BatchRequest) -> tuple[ResultType, JSONObject]:
-        endpoint = str((batch.details or {}).get("endpoint"))
-
-        def delegated(ingress: str, headers: dict[str, str]) -> RequestContext:
-            context = RequestContext(ingress, headers)
-            context.on_behalf_of = batch.key_id
-            return context
-
-        handler = self.endpoints.handler(endpoint, delegated)
-        try:
-            if handler is None:  # a replica without that endpoint: cannot happen in one release
-                raise PodiumError("api_error", f"{endpoint} is not answered in batches here")
-            for field in ("stream", "background"):
-                if item.params.get(field):
-                    raise PodiumError(
-                        "invalid_request",
-                        f"{field}: a batch's requests are answered whole, here and now",
-                        param=field,
-                    )
-            response = await handler(posted(endpoint, item.params))
-        except PodiumError as error:
-            response = self.errors.render_error(error)
-        except Exception:  # one request's fault never stops the batch
-            log.exception("a request of batch %s failed", batch.batch_id)
-            failed = PodiumError("api_error", "Podium failed to answer this request; see its log")
-            response = self.errors.render_error(failed)
-        if not isinstance(response, Response):  # a stream, which the check above refuses
-            failed = PodiumError("api_error", "the endpoint answered with a stream")
-            response = self.errors.render_error(failed)
+        response = await self.endpoints.answer(
+            str((batch.details or {}).get("endpoint")),
+            item.params,
+            key_id=batch.key_id,
+            batch_id=batch.batch_id,
+            refuse=("stream", "background"),
+            render=self.errors.render_error,
+        )
         result = {
             "status_code": response.status,
             "request_id": response.headers.get("x-podium-trace-id") or f"req_{uuid.uuid4().hex}",

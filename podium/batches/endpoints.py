@@ -1,20 +1,26 @@
-"""The endpoints an OpenAI batch may name (``/v1/chat/completions``, ...), each added by the
-module that serves it, as the handler of its route built around a context of the batch's
-choosing: a batch's request is then answered by the very code that answers the endpoint (its
-admission, budgets, policy, routing and trace), only under the key that created the batch."""
+"""The endpoints a batch's requests go to (``/v1/chat/completions``, ``/v1/messages``, ...),
+each added by the module that serves it, as the handler of its route built around a context
+of the batch's choosing: a batch's request is then answered by the very code that answers the
+endpoint (its admission, budgets, policy, routing and trace), only under the key that created
+the batch."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import orjson
 
-from podium.api.http import Handler, Request
+from podium.api.http import Handler, Request, Response
 from podium.context import RequestContext
+from podium.errors import PodiumError
+from podium.types import JSONObject
 
 if TYPE_CHECKING:
     from podium.app import Podium
+
+log = logging.getLogger("podium.batches")
 
 # Makes a request's context from the ingress's name and the request's headers.
 ContextFactory = Callable[[str, dict[str, str]], RequestContext]
@@ -44,6 +50,48 @@ class BatchEndpoints:
     def handler(self, url: str, contexts: ContextFactory) -> Handler | None:
         factory = self._factories.get(url)
         return factory(contexts) if factory is not None else None
+
+    async def answer(
+        self,
+        url: str,
+        params: JSONObject,
+        *,
+        key_id: str,
+        batch_id: str,
+        refuse: Iterable[str],
+        render: Callable[[PodiumError], Response],
+    ) -> Response:
+        """What ``url``'s handler answers ``params`` under the key ``key_id``, whole: any
+        failure is rendered by ``render`` (the API's error format), never raised, so one
+        request's fault never stops its batch. Fields in ``refuse`` (``stream``) are 400s."""
+
+        def delegated(ingress: str, headers: dict[str, str]) -> RequestContext:
+            context = RequestContext(ingress, headers)
+            context.on_behalf_of = key_id
+            return context
+
+        handler = self.handler(url, delegated)
+        try:
+            if handler is None:  # a replica without that endpoint: cannot happen in one release
+                raise PodiumError("api_error", f"{url} is not answered in batches here")
+            for field in refuse:
+                if params.get(field):
+                    raise PodiumError(
+                        "invalid_request",
+                        f"{field}: a batch's requests are answered whole, here and now",
+                        param=field,
+                    )
+            response = await handler(posted(url, params))
+        except PodiumError as error:
+            return render(error)
+        except Exception:
+            log.exception("a request of batch %s failed", batch_id)
+            return render(
+                PodiumError("api_error", "Podium failed to answer this request; see its log")
+            )
+        if not isinstance(response, Response):  # a stream, which ``refuse`` keeps out
+            return render(PodiumError("api_error", "the endpoint answered with a stream"))
+        return response
 
 
 def batch_endpoints(podium: Podium) -> BatchEndpoints:
