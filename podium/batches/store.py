@@ -64,7 +64,7 @@ SELECT {_BATCH}, r.result_type, count(r.seq)
 FROM batches b LEFT JOIN batch_requests r ON r.batch_id = b.batch_id
 WHERE {{where}}
 GROUP BY {_BATCH}, r.result_type
-ORDER BY b.created_at DESC, b.batch_id
+ORDER BY b.created_at DESC, b.batch_id DESC
 """
 
 
@@ -161,14 +161,16 @@ class BatchStore(SealedTables[BatchSettings]):
         params: list[Any] = [owner, kind, self._clock()]
         for cursor, compare in ((after, "<"), (before, ">")):
             if cursor is not None:
+                # Ties in created_at are ordered by id, so a page never skips or repeats one.
                 where += (
-                    f" AND b.created_at {compare} (SELECT created_at FROM batches "
-                    "WHERE batch_id = ? AND owner = ?)"
+                    f" AND (b.created_at, b.batch_id) {compare} (SELECT created_at, batch_id "
+                    "FROM batches WHERE batch_id = ? AND owner = ?)"
                 )
                 params += [cursor, owner]
+        order = "ASC" if before is not None and after is None else "DESC"
         ids = await self.db.execute(
-            f"SELECT b.batch_id FROM batches b WHERE {where} ORDER BY b.created_at "
-            f"{'ASC' if before is not None and after is None else 'DESC'} LIMIT ?",
+            f"SELECT b.batch_id FROM batches b WHERE {where} "
+            f"ORDER BY b.created_at {order}, b.batch_id {order} LIMIT ?",
             (*params, limit),
         )
         if not ids:
