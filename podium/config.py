@@ -110,6 +110,21 @@ def _streaming_only() -> list[Capability]:
     return ["streaming"]
 
 
+class WorkerLimits(Strict):
+    """How much of the worker Podium may use (podium/capacity.py). Unset: no limit."""
+
+    concurrency: int | None = Field(None, ge=1)  # calls in flight at once, per process
+    rpm: int | None = Field(None, ge=1)  # requests a minute
+    tpm: int | None = Field(None, ge=1)  # tokens a minute (prompt and answer)
+    # How long a call waits for room once every other worker it may go to is full too (a full
+    # worker is passed over at once while another has room); background work (batches,
+    # background responses, the judge) waits longer, since nobody watches it.
+    queue_seconds: float = Field(10.0, ge=0, le=600)
+    background_queue_seconds: float = Field(300.0, ge=0, le=3600)
+    # The most of each limit background work may hold, so it never starves interactive calls.
+    background_share: float = Field(0.5, gt=0, le=1)
+
+
 class WorkerConfig(Strict):
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
     provider: str
@@ -125,6 +140,7 @@ class WorkerConfig(Strict):
     timeouts: Timeouts = Field(default_factory=Timeouts)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     breaker: BreakerPolicy = Field(default_factory=BreakerPolicy)
+    limits: WorkerLimits = Field(default_factory=WorkerLimits)
     quality_prior: float | None = Field(None, ge=0, le=1)
     # "check": the worker only judges or runs what an earlier step wrote (a cascade's check
     # step names the ``examples`` provider, a program's run step the ``python`` one); no

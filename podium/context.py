@@ -5,6 +5,29 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Literal, TypeAlias
+
+from podium.errors import PodiumError
+
+# Who waits for an answer (RequestContext.priority; podium/capacity.py).
+Priority: TypeAlias = Literal["interactive", "background"]
+# A caller may mark its own requests as background work; Podium marks batches and background
+# responses so itself.
+PRIORITY_HEADER = "x-podium-priority"
+
+
+def priority_asked(value: str) -> Priority:
+    """The priority a request's ``x-podium-priority`` header asks for."""
+    if value == "background":
+        return "background"
+    if value == "interactive":
+        return "interactive"
+    raise PodiumError(
+        "invalid_request",
+        f"{PRIORITY_HEADER}: give 'interactive' (the default) or 'background' (work nobody "
+        "waits on as it runs, which yields the workers to interactive calls)",
+        param=PRIORITY_HEADER,
+    )
 
 
 @dataclass(slots=True)
@@ -59,6 +82,10 @@ class RequestContext:
     # Set by Podium alone, never from a request: the key a request runs under when no key came
     # with it (a batch's requests run under the key that created the batch).
     on_behalf_of: str | None = None
+    # Who waits for the answer: "background" for work nobody watches as it happens (batches,
+    # background responses, a caller's ``x-podium-priority: background``), which yields the
+    # workers' limits to interactive calls (podium/capacity.py).
+    priority: Priority = "interactive"
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0

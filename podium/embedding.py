@@ -100,7 +100,9 @@ class EmbeddingPath:
             # What policy left of the texts (pseudonymised, where it asked for that).
             texts = [message.text() for message in stand_in.messages]
             sent = EmbedRequest(request.model, texts, request.dimensions, request.user)
-            _, embeddings = await self.engine.embed(sent, worker.name, run.attempts)
+            _, embeddings = await self.engine.embed(
+                sent, worker.name, run.attempts, priority=context.priority
+            )
         except PodiumError as error:
             gateway.finish(stand_in, decision, run, context, status=error.status, error=error)
             raise

@@ -8,12 +8,15 @@ the client holds the bytes and a failure ends the stream with an error.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar, cast
 
+from podium.capacity import AtCapacity, Slot
+from podium.context import Priority
 from podium.errors import PodiumError, ProviderError
 from podium.providers.base import EmbeddingProvider, RelayingProvider
 from podium.types import (
@@ -38,6 +41,8 @@ Item = TypeVar("Item")
 # Failures that move on to the next worker at once: the same worker would answer the same way
 # (its key refused, its model unknown upstream), so retrying it only adds latency.
 NOT_WORTH_REPEATING = frozenset({"upstream_credential_refused", "upstream_model_not_found"})
+# The answer a call is assumed to take from a token limit when neither it nor its worker says.
+DEFAULT_ANSWER_TOKENS = 1024
 
 
 @dataclass(slots=True)
@@ -92,9 +97,19 @@ class Engine:
         return delay * (0.5 + self._jitter())
 
     @staticmethod
-    def _exhausted(workers: list[str], last: PodiumError | None) -> PodiumError:
+    def _exhausted(
+        workers: list[str], last: PodiumError | None, full: AtCapacity | None
+    ) -> PodiumError:
         if last is not None:
             return last
+        if full is not None:
+            return ProviderError(
+                "overloaded",
+                f"every worker that may answer is at capacity ({full}); try again in a moment",
+                retryable=True,
+                retry_after=max(1.0, math.ceil(full.wait)),
+                code="workers_at_capacity",
+            )
         return ProviderError(
             "overloaded",
             f"no worker could take the request (tried: {', '.join(workers) or 'none'}; "
@@ -112,29 +127,80 @@ class Engine:
         step: int,
         role: str,
         deadline: float | None = None,
+        priority: Priority = "interactive",
     ) -> T:
         """Try ``call`` on each worker in turn, retrying retryable failures with backoff while
         the worker's breaker allows; the first success wins. A non-retryable error is the
         caller's own and ends the search at once. ``deadline`` (``time.perf_counter``'s clock,
         :mod:`podium.deadline`): no attempt starts or back-off ends past it, and an attempt
-        still waiting for its answer then is given up."""
+        still waiting for its answer then is given up. A worker without room for the call
+        (its ``limits``, :mod:`podium.capacity`) is passed over at once for the next, and
+        asked again once the others have been tried, then waiting its turn for room."""
         last: ProviderError | None = None
-        for worker in self._candidates(workers, attempts):
+        full: AtCapacity | None = None  # the worker at capacity that frees up soonest
+        candidates = self._candidates(workers, attempts)
+        patient: set[str] = set()  # full workers asked again, this time waiting for room
+        # The list grows as it is walked: a full worker comes again at its end.
+        for worker in candidates:
             retry = 0
-            while worker.breaker.allow():
+            waits = worker.name in patient
+            rested = False  # this retry has waited out the upstream's 429 pause itself
+            while True:
+                slot: Slot | None = None
+                capacity = worker.capacity
+                if capacity.limited or (capacity.resting_until and not rested):
+                    try:
+                        slot = await capacity.acquire(
+                            priority,
+                            _tokens_asked(worker, request),
+                            deadline,
+                            wait=waits,
+                            rested=rested,
+                        )
+                    except AtCapacity as busy:
+                        if full is None or busy.wait < full.wait:
+                            full = busy
+                        if not waits and capacity.patience(priority) > 0:
+                            patient.add(worker.name)
+                            candidates.append(worker)
+                        attempts.append(
+                            Attempt(
+                                worker.name,
+                                status="skipped",
+                                error=str(busy),
+                                error_kind="at_capacity",
+                                step=step,
+                                role=role,
+                            )
+                        )
+                        break
+                if not worker.breaker.allow():
+                    if slot is not None:
+                        slot.release()
+                    attempts.append(
+                        Attempt(
+                            worker.name,
+                            status="skipped",
+                            error="circuit open",
+                            step=step,
+                            role=role,
+                        )
+                    )
+                    break
                 # Set after: a keyword argument to a dataclass costs ~0.5k instructions.
                 attempt = Attempt(worker.name)
                 attempt.step, attempt.role = step, role
                 started = time.perf_counter()
                 bound = None if deadline is None else _bound(worker, deadline, last)
                 timer: asyncio.Timeout | None = None
+                answered: T | None = None
                 worker.in_flight += 1
                 try:
                     if bound is None:
-                        result = await call(worker, attempt, started, request)
+                        answered = result = await call(worker, attempt, started, request)
                     else:
                         async with asyncio.timeout(bound) as timer:
-                            result = await call(worker, attempt, started, request)
+                            answered = result = await call(worker, attempt, started, request)
                 except TimeoutError:
                     # Providers raise their own timeouts as ProviderError; one that is not the
                     # deadline timer's goes on up, as any other exception would.
@@ -163,6 +229,10 @@ class Engine:
                         worker.breaker.record_success()  # the worker answered; the input was bad
                         raise
                     worker.breaker.record_failure()
+                    pause = error.retry_after if error.kind == "rate_limit" else None
+                    if pause:
+                        capacity.rest(pause)  # other calls wait or go elsewhere meanwhile
+                    rested = bool(pause)
                     last = error
                     delay = self._backoff(worker, retry, error)
                     if delay is None or (
@@ -177,15 +247,14 @@ class Engine:
                     raise
                 finally:
                     worker.in_flight -= 1
+                    if slot is not None:
+                        if isinstance(answered, Metered):
+                            answered.slot = slot  # a stream holds its room until it ends
+                        else:
+                            slot.release(attempt.usage.total_tokens or None)
                 attempts.append(attempt)
                 return result
-            else:
-                attempts.append(
-                    Attempt(
-                        worker.name, status="skipped", error="circuit open", step=step, role=role
-                    )
-                )
-        raise self._exhausted(workers, last)
+        raise self._exhausted(workers, last, full)
 
     def complete(
         self,
@@ -196,6 +265,7 @@ class Engine:
         step: int = 0,
         role: str = "answer",
         deadline: float | None = None,
+        priority: Priority = "interactive",
     ) -> Awaitable[tuple[Worker, ChatResponse]]:
         # The search itself is what the caller awaits: a coroutine of this method's own and
         # a closure per call cost ~2k instructions a request.
@@ -207,6 +277,7 @@ class Engine:
             step=step,
             role=role,
             deadline=deadline,
+            priority=priority,
         )
 
     async def _complete_on(
@@ -234,6 +305,7 @@ class Engine:
         role: str = "answer",
         relay: str | None = None,
         deadline: float | None = None,
+        priority: Priority = "interactive",
     ) -> MeteredStream | MeteredRelay:
         """Open a stream on the first worker that produces a first event. Waiting for that
         first event counts as work in flight, so a drain waits for it too. ``relay`` names the
@@ -255,11 +327,23 @@ class Engine:
             return MeteredStream(worker, request, first, events, attempt, started)
 
         return await self._first_success(
-            workers, attempts, call, request, step=step, role=role, deadline=deadline
+            workers,
+            attempts,
+            call,
+            request,
+            step=step,
+            role=role,
+            deadline=deadline,
+            priority=priority,
         )
 
     def embed(
-        self, request: EmbedRequest, worker: str, attempts: list[Attempt]
+        self,
+        request: EmbedRequest,
+        worker: str,
+        attempts: list[Attempt],
+        *,
+        priority: Priority = "interactive",
     ) -> Awaitable[tuple[Worker, Embeddings]]:
         """Embed on ``worker`` alone, with its retries and breaker. No fallback: another
         model's vectors live in another space, and would not match the ones already stored."""
@@ -286,8 +370,13 @@ class Engine:
             attempt.cost_usd = worker.cost(embeddings.usage)
             return worker, embeddings
 
-        stand_in = ChatRequest(request.model, [])
-        return self._first_success([worker], attempts, call, stand_in, step=0, role="embed")
+        # What a token limit is charged: the texts, as a prompt of no messages and an "answer"
+        # of their estimated length.
+        characters = sum(len(text) for text in request.inputs)
+        stand_in = ChatRequest(request.model, [], max_tokens=tokens_for_length(characters))
+        return self._first_success(
+            [worker], attempts, call, stand_in, step=0, role="embed", priority=priority
+        )
 
 
 def _bound(worker: Worker, deadline: float, last: ProviderError | None) -> float | None:
@@ -311,6 +400,13 @@ def _late(last: ProviderError | None) -> ProviderError:
         f"client's own timeout){detail}",
         retryable=False,
     )
+
+
+def _tokens_asked(worker: Worker, request: ChatRequest) -> int:
+    """What a call may use of a worker's tokens a minute: its prompt, estimated, and the most
+    it may answer (corrected to the real count when it ends)."""
+    answer = request.max_tokens or worker.config.max_output_tokens or DEFAULT_ANSWER_TOKENS
+    return tokens_for_length(request.prompt_length()) + answer
 
 
 def abandon_probe(worker: Worker) -> None:
@@ -357,6 +453,7 @@ class Metered(Generic[Item]):
         # ended it (None when it finished or the client left): writes the trace of a stream
         # nothing else wraps.
         self.on_end: Callable[[PodiumError | None], None] | None = None
+        self.slot: Slot | None = None  # room held on a worker with limits, until the end
         worker.in_flight += 1
 
     def _observe(self, item: object) -> None:
@@ -412,6 +509,8 @@ class Metered(Generic[Item]):
         self.attempt.usage = usage
         self.attempt.cost_usd = self.worker.cost(usage)
         self.attempt.latency_ms = (time.perf_counter() - self._started) * 1000
+        if self.slot is not None:
+            self.slot.release(usage.total_tokens)
 
 
 class MeteredStream(Metered[StreamEvent]):

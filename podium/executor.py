@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from podium.context import RequestContext
+from podium.context import Priority, RequestContext
 from podium.engine import Attempt, Engine, MeteredRelay, MeteredStream
 from podium.types import (
     ChatRequest,
@@ -73,6 +73,7 @@ class Run:
     responses: dict[int, ChatResponse] = field(default_factory=dict)  # steps before the last
     accepted: StepOutput | None = None  # the output a check accepted: the workflow's answer
     deadline: float | None = None  # perf_counter time an answer must start by (podium.deadline)
+    priority: Priority = "interactive"  # the request's (RequestContext.priority)
 
 
 def _visible(step: Step, outputs: list[StepOutput]) -> list[StepOutput]:
@@ -169,6 +170,7 @@ class WorkflowExecutor:
                     step=i,
                     role=step.role,
                     deadline=run.deadline,
+                    priority=run.priority,
                 )
                 return i, response, worker.name
 
@@ -233,6 +235,7 @@ class WorkflowExecutor:
             step=index,
             role=workflow.steps[-1].role,
             deadline=run.deadline,
+            priority=run.priority,
         )
         run.outputs.append(StepOutput(index, worker.name, workflow.steps[-1].role, response.text))
         return response
@@ -270,6 +273,7 @@ class WorkflowExecutor:
             role=workflow.steps[-1].role,
             relay=relay,
             deadline=run.deadline,
+            priority=run.priority,
         )
 
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from podium.config import WorkerConfig
-from podium.context import Caller, RequestContext
+from podium.context import PRIORITY_HEADER, Caller, RequestContext, priority_asked
 from podium.deadline import DEADLINE_HEADERS, deadline, request_seconds
 from podium.engine import Attempt, MeteredRelay, MeteredStream
 from podium.errors import PodiumError
@@ -256,6 +256,8 @@ class Gateway:
         self, request: ChatRequest, context: RequestContext, stages: Stages | None = None
     ) -> ChatRequest:
         stages = stages or self.stages
+        if PRIORITY_HEADER in context.headers:
+            context.priority = priority_asked(context.headers[PRIORITY_HEADER])
         for hook in stages.admit:
             await hook.admit(request, context)
         for hook in stages.transform_request:
@@ -342,6 +344,7 @@ class Gateway:
         stages = self.stages if extra is None else extra.stages(self.hooks)
         try:
             request = await self.admit(request, context, stages)
+            run.priority = context.priority
             # After admission: a caller without a valid key hears that first.
             # Most requests without an SDK name no deadline: one probe instead of two calls.
             if self.request_timeout is not None or not context.headers.keys().isdisjoint(

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from podium.breaker import Breaker, CircuitBreaker
+from podium.capacity import Capacity, RateBuckets
 from podium.config import ConfigError, Price, WorkerConfig, name_clash
+from podium.policy.limits import MemoryLimits
 from podium.providers.base import EmbeddingProvider, Provider, ProviderContext, ProviderRegistry
 from podium.providers.egress import Egress
 from podium.secrets import SecretSource
@@ -157,6 +159,11 @@ class Worker:
     draining: bool = False
     in_flight: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    capacity: Capacity = field(init=False)
+    buckets: RateBuckets | None = None  # the per-minute buckets (the pool's, shared)
+
+    def __post_init__(self) -> None:
+        self.capacity = Capacity(self.config.name, self.config.limits, self.buckets)
 
     @property
     def name(self) -> str:
@@ -228,6 +235,7 @@ class WorkerPool:
         self._secrets = secrets
         self._data_dir = data_dir
         self._breakers: BreakerFactory = breakers or (lambda c: CircuitBreaker(c.breaker))
+        self._buckets: RateBuckets = MemoryLimits()
         self._workers: dict[str, Worker] = {}
         self._lock = asyncio.Lock()
         self.aliases: dict[str, str] = {}  # the configuration's own, checked against new names
@@ -242,6 +250,13 @@ class WorkerPool:
         self.version += 1
         for listener in self.listeners:
             listener(name)
+
+    def set_rate_buckets(self, buckets: RateBuckets) -> None:
+        """Where workers' per-minute limits are counted (the key limits' store, shared by
+        replicas when it is Redis), for every worker, now and later."""
+        self._buckets = buckets
+        for worker in self._workers.values():
+            worker.buckets = worker.capacity.buckets = buckets
 
     def set_breaker_factory(self, breakers: BreakerFactory) -> None:
         """Breakers for workers built from now on (and existing ones, rebuilt here)."""
@@ -261,7 +276,12 @@ class WorkerPool:
                 f"({config.provider}) cannot embed text; use an OpenAI-compatible one "
                 "(provider: openai, vllm, ollama, openai-compatible), gemini or static"
             )
-        return Worker(config=config, provider=provider, breaker=self._breakers(config))
+        return Worker(
+            config=config,
+            provider=provider,
+            breaker=self._breakers(config),
+            buckets=self._buckets,
+        )
 
     def load(self, configs: list[WorkerConfig]) -> None:
         """Build the pool from configuration (no I/O: providers start in :meth:`start`)."""
@@ -363,6 +383,8 @@ class WorkerPool:
                 updated = replacement
             else:
                 current.config = config
+                if config.limits != current.capacity.limits:
+                    current.capacity.reconfigure(config.limits)
                 updated = current
         self._changed(name)
         return updated

@@ -554,16 +554,22 @@ async def test_upstream_errors_reach_the_caller_in_anthropic_format(
     async with gateway([gem]) as running, httpx.AsyncClient() as http:
         fake_gemini.behaviour.fail(400, f"Invalid argument near {key}")
         bad = await http.post(f"{running.url}/v1/messages", json={**GOOD, "model": "gem"})
+        fine = await http.post(f"{running.url}/v1/messages", json={**GOOD, "model": "gem"})
         fake_gemini.behaviour.fail(429, "Resource has been exhausted", retry_after=30)
         limited = await http.post(f"{running.url}/v1/messages", json={**GOOD, "model": "gem"})
-        fine = await http.post(f"{running.url}/v1/messages", json={**GOOD, "model": "gem"})
+        # The pause the upstream asked for is kept here: the next call is not sent.
+        resting = await http.post(f"{running.url}/v1/messages", json={**GOOD, "model": "gem"})
     assert bad.status_code == 400
     assert bad.json()["error"]["type"] == "invalid_request_error"
+    assert fine.status_code == 200 and fine.json()["content"][0]["text"] == "fake answer to: x"
     assert limited.status_code == 429
     assert limited.json()["error"]["type"] == "rate_limit_error"
     assert limited.headers["retry-after"] == "30"
-    assert fine.status_code == 200 and fine.json()["content"][0]["text"] == "fake answer to: x"
-    for response in (bad, limited, fine):
+    assert resting.status_code == 529
+    assert resting.json()["error"]["type"] == "overloaded_error"
+    assert 25 <= int(resting.headers["retry-after"]) <= 30
+    assert len(fake_gemini.received) == 3
+    for response in (bad, limited, fine, resting):
         assert key not in response.text and key[:8] not in response.text
 
 

@@ -309,8 +309,8 @@ def _contract_chat(
         request = ingress.parse(body, http.headers)
         name, version = _split(model)
         trace_id = new_trace_id()
-        # A batch's request carries no key: it runs under the batch's.
-        delegated = contexts(ingress.name, http.headers).on_behalf_of if contexts else None
+        # A batch's request carries no key: it runs under the batch's, in the background.
+        delegated = contexts(ingress.name, http.headers) if contexts else None
         try:
             contract = runner.contract(name, version)
             data = input_from_chat(contract, request.last_user_text())
@@ -321,7 +321,8 @@ def _contract_chat(
                 headers=http.headers,
                 ingress=ingress.name,
                 trace_id=trace_id,
-                on_behalf_of=delegated,
+                on_behalf_of=None if delegated is None else delegated.on_behalf_of,
+                priority="interactive" if delegated is None else delegated.priority,
             )
         except PodiumError as error:
             response = ingress.render_error(error)

@@ -234,9 +234,11 @@ class StoringResponsesIngress(ResponsesIngress):
     ) -> AnyResponse:
         assert isinstance(request, ResponsesRequest) and request.response_id is not None
         self.runs.ensure_room()
-        # The client's timeout bounds its own request, not the answer it leaves running.
+        # The client's timeout bounds its own request, not the answer it leaves running, and
+        # nobody waits on it as it runs: it yields the workers to interactive calls.
         for name in DEADLINE_HEADERS:
             context.headers.pop(name, None)
+        context.priority = "background"
         routed = asyncio.Event()
         handling = asyncio.ensure_future(
             self.gateway.handle(request, context, extra=extra, routed=routed.set)

@@ -68,6 +68,7 @@ class BatchEndpoints:
         def delegated(ingress: str, headers: dict[str, str]) -> RequestContext:
             context = RequestContext(ingress, headers)
             context.on_behalf_of = key_id
+            context.priority = "background"  # nobody waits on it: interactive calls go first
             return context
 
         handler = self.handler(url, delegated)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from podium.config import WorkerConfig
-from podium.context import RequestContext
+from podium.context import Priority, RequestContext
 from podium.contracts.evaluate import Verdict, evaluate
 from podium.contracts.hints import Hint
 from podium.contracts.loader import ContractSet
@@ -325,10 +325,13 @@ class ContractRunner:
         trace_id: str | None = None,
         notify: bool = True,
         on_behalf_of: str | None = None,
+        priority: Priority = "interactive",
     ) -> ContractResult:
-        """``on_behalf_of``: the key a call without one of its own runs under (a batch's)."""
+        """``on_behalf_of``: the key a call without one of its own runs under (a batch's);
+        ``priority``, who waits for it (:attr:`RequestContext.priority`)."""
         context = RequestContext(ingress=ingress, headers=dict(headers or {}), contract=name)
         context.on_behalf_of = on_behalf_of
+        context.priority = priority
         if trace_id is not None:
             context.trace_id = trace_id
         request = ChatRequest(model=f"contract/{name}", messages=[])
@@ -339,6 +342,7 @@ class ContractRunner:
             contract = self.contract(name, version)
             request = self._prepare(contract, data, context)
             request = await self.podium.gateway.admit(request, context)
+            run.priority = context.priority
             result = await self._attempts(contract, data, request, context, run, workers)
             decision = result.decision
         except PodiumError as error:

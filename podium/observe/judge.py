@@ -161,7 +161,7 @@ class JudgeHook(Hook):
         run = Run()
         try:
             _, response = await self.engine.complete(
-                request, [self.worker], run.attempts, role="judge"
+                request, [self.worker], run.attempts, role="judge", priority="background"
             )
         except Exception as error:
             log.warning("judge %s failed on trace %s: %s", self.worker, judged.trace_id, error)

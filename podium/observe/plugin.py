@@ -149,6 +149,21 @@ def _gauges(podium: Podium, registry: Registry, feedback: Feedback) -> None:
     declare = registry.declare
     declare("podium_circuit_breaker_state", "gauge", "1 for the state each worker's breaker is in.")
     declare("podium_worker_in_flight", "gauge", "Calls in flight per worker.")
+    declare(
+        "podium_worker_capacity_refused_total",
+        "counter",
+        "Calls a worker had no room for within their wait (its limits, or an upstream 429).",
+    )
+    declare(
+        "podium_worker_capacity_waited_total",
+        "counter",
+        "Calls that waited for room on a worker (its limits, or an upstream 429).",
+    )
+    declare(
+        "podium_worker_slots_in_use",
+        "gauge",
+        "Slots of a worker's limits.concurrency held, per priority.",
+    )
     declare("podium_trace_queue_depth", "gauge", "Traces waiting for the trace writer.")
     declare("podium_traces_written_total", "counter", "Traces the writer has stored.")
     declare("podium_traces_spilled_total", "counter", "Traces spilled to disk (store down).")
@@ -187,6 +202,28 @@ def _gauges(podium: Podium, registry: Registry, feedback: Feedback) -> None:
             ("podium_worker_in_flight", (("worker", w.name),), float(w.in_flight))
             for w in podium.pool
         ]
+        for w in podium.pool:
+            room, worker = w.capacity, (("worker", w.name),)
+            if not room.limited and not room.refused and not room.waited:
+                continue  # a worker without limits that never rested: nothing to say
+            out += [
+                ("podium_worker_capacity_refused_total", worker, float(room.refused)),
+                ("podium_worker_capacity_waited_total", worker, float(room.waited)),
+            ]
+            if room.slots is not None:
+                background = room.background_in_use
+                out += [
+                    (
+                        "podium_worker_slots_in_use",
+                        (*worker, ("priority", "interactive")),
+                        float(room.in_use - background),
+                    ),
+                    (
+                        "podium_worker_slots_in_use",
+                        (*worker, ("priority", "background")),
+                        float(background),
+                    ),
+                ]
         out += [
             ("podium_trace_queue_depth", (), float(recorder.depth)),
             ("podium_traces_written_total", (), float(recorder.written)),

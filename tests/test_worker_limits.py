@@ -1,0 +1,315 @@
+"""A worker's ``limits`` through the gateway and the official SDKs: a full worker's call goes to
+the next worker the decision allows, or is a 503 with Retry-After; an upstream's 429 pause is
+kept by the calls that follow; batches and background callers leave interactive calls their
+share; the limits change at run time and show in /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from podium.app import create_podium
+from podium.config import PodiumConfig
+from podium.testing.openai_fake import FakeOpenAI
+from podium.testing.server import serve
+from tests.conftest import worker
+from tests.shared_servers import REDIS_URL, drop_redis_prefix, needs_redis, unique
+
+HELD = 10.0  # seconds a held upstream is given to be asked, before a test fails
+
+
+def sdk(url: str, **headers: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(
+        base_url=f"{url}/v1", api_key="unused", max_retries=0, default_headers=headers
+    )
+
+
+async def asked(fake: FakeOpenAI, count: int) -> None:
+    """Wait until the upstream has received ``count`` requests."""
+    for _ in range(int(HELD / 0.01)):
+        if len(fake.received) >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the upstream was asked {len(fake.received)} times, not {count}")
+
+
+def ask(client: openai.AsyncOpenAI, model: str = "alpha") -> asyncio.Future[Any]:
+    return asyncio.ensure_future(
+        client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hi"}])
+    )
+
+
+async def test_a_full_worker_turns_the_next_call_away_with_503_and_retry_after(
+    gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.behaviour.hold = asyncio.Event()
+    limits = {"concurrency": 1, "queue_seconds": 0}
+    limited = worker("alpha", "openai", fake_openai.base_url, limits=limits)
+    async with gateway([limited]) as served, sdk(served.url) as client:
+        first = ask(client)
+        await asked(fake_openai, 1)
+        with pytest.raises(openai.APIStatusError) as caught:
+            await client.chat.completions.create(
+                model="alpha", messages=[{"role": "user", "content": "Hi"}]
+            )
+        assert caught.value.status_code == 503
+        body: Any = caught.value.body
+        assert body["code"] == "workers_at_capacity"
+        assert "all 1 slots busy" in body["message"]
+        assert caught.value.response.headers["retry-after"] == "1"
+        assert len(fake_openai.received) == 1  # the upstream was never asked
+        fake_openai.behaviour.hold.set()
+        assert (await first).choices[0].message.content
+
+
+async def test_a_call_waits_for_room_within_queue_seconds(
+    gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.behaviour.hold = asyncio.Event()
+    limits = {"concurrency": 1, "queue_seconds": 30}
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url, limits=limits)]) as served,
+        sdk(served.url) as client,
+    ):
+        first, second = ask(client), ask(client)
+        await asked(fake_openai, 1)
+        await asyncio.sleep(0.1)
+        assert len(fake_openai.received) == 1 and not second.done()
+        fake_openai.behaviour.hold.set()
+        await first
+        await second
+        assert len(fake_openai.received) == 2
+
+
+async def test_a_full_worker_hands_the_call_to_the_next_one_routing_allows(
+    gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.behaviour.hold = asyncio.Event()
+    async with FakeOpenAI() as other:
+        workers = [
+            worker("alpha", "openai", fake_openai.base_url, limits={"concurrency": 1}),
+            worker("beta", "openai", other.base_url),
+        ]
+        async with (
+            gateway(workers, default_worker="alpha") as served,
+            sdk(served.url) as client,
+        ):
+            first = ask(client, "podium/auto")
+            await asked(fake_openai, 1)
+            second = await client.chat.completions.with_raw_response.create(
+                model="podium/auto", messages=[{"role": "user", "content": "Hi"}]
+            )
+            assert second.headers["x-podium-worker"] == "beta"
+            fake_openai.behaviour.hold.set()
+            await first
+    assert len(fake_openai.received) == 1 and len(other.received) == 1
+
+
+async def test_an_upstream_429_pause_is_kept_by_the_calls_that_follow(
+    gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.behaviour.fail(429, "Rate limit reached", retry_after=60)
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url)]) as served,
+        sdk(served.url) as client,
+    ):
+        with pytest.raises(openai.RateLimitError):
+            await client.chat.completions.create(
+                model="alpha", messages=[{"role": "user", "content": "Hi"}]
+            )
+        with pytest.raises(openai.APIStatusError) as caught:
+            await client.chat.completions.create(
+                model="alpha", messages=[{"role": "user", "content": "Hi"}]
+            )
+    assert caught.value.status_code == 503
+    assert "asked for a pause" in str(caught.value)
+    assert 55 <= int(caught.value.response.headers["retry-after"]) <= 60
+    assert len(fake_openai.received) == 1  # the second call did not add to the upstream's load
+
+
+async def test_a_batch_leaves_interactive_calls_their_share_of_the_slots(
+    gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.behaviour.hold = asyncio.Event()
+    limits = {"concurrency": 2, "background_share": 0.5}
+    async with (
+        gateway(
+            [worker("alpha", "openai", fake_openai.base_url, limits=limits)],
+            batches={"poll_seconds": 0.02},
+        ) as served,
+        anthropic.AsyncAnthropic(base_url=served.url, api_key="unused", max_retries=0) as batches,
+        sdk(served.url) as client,
+    ):
+        params = {
+            "model": "alpha",
+            "max_tokens": 16,
+            "messages": [{"role": "user", "content": "x"}],
+        }
+        batch = await batches.messages.batches.create(
+            requests=[{"custom_id": f"r{i}", "params": params} for i in range(4)]
+        )
+        await asked(fake_openai, 1)
+        await asyncio.sleep(0.2)
+        assert len(fake_openai.received) == 1  # the batch holds its one slot of two
+        person = ask(client)
+        await asked(fake_openai, 2)  # the interactive call has the other at once
+        async with httpx.AsyncClient() as http:
+            metrics = (await http.get(f"{served.url}/metrics")).text
+        assert 'podium_worker_slots_in_use{worker="alpha",priority="background"} 1' in metrics
+        assert 'podium_worker_slots_in_use{worker="alpha",priority="interactive"} 1' in metrics
+        fake_openai.behaviour.hold.set()
+        await person
+        for _ in range(500):
+            status = await batches.messages.batches.retrieve(batch.id)
+            if status.processing_status == "ended":
+                break
+            await asyncio.sleep(0.02)
+        assert status.request_counts.succeeded == 4
+
+
+async def test_a_caller_may_mark_its_own_calls_as_background(
+    gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.behaviour.hold = asyncio.Event()
+    limits = {"concurrency": 2, "background_share": 0.5, "background_queue_seconds": 0}
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url, limits=limits)]) as served,
+        sdk(served.url, **{"x-podium-priority": "background"}) as background,
+        sdk(served.url) as client,
+    ):
+        first = ask(background)
+        await asked(fake_openai, 1)
+        with pytest.raises(openai.APIStatusError) as caught:
+            await background.chat.completions.create(
+                model="alpha", messages=[{"role": "user", "content": "Hi"}]
+            )
+        assert caught.value.status_code == 503
+        person = ask(client)
+        await asked(fake_openai, 2)
+        fake_openai.behaviour.hold.set()
+        await first
+        await person
+
+
+async def test_an_unknown_priority_is_a_400_naming_the_header(
+    gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url)]) as served,
+        sdk(served.url, **{"x-podium-priority": "urgent"}) as client,
+    ):
+        with pytest.raises(openai.BadRequestError) as caught:
+            await client.chat.completions.create(
+                model="alpha", messages=[{"role": "user", "content": "Hi"}]
+            )
+    assert "x-podium-priority" in str(caught.value)
+    assert not fake_openai.received
+
+
+async def test_limits_change_at_run_time_through_the_admin_api(
+    gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.behaviour.hold = asyncio.Event()
+    limited = worker("alpha", "openai", fake_openai.base_url, limits={"concurrency": 1})
+    async with gateway([limited]) as served, sdk(served.url) as client:
+        first = ask(client)
+        await asked(fake_openai, 1)
+        async with httpx.AsyncClient(base_url=served.url) as admin:
+            changed = await admin.patch("/admin/workers/alpha", json={"limits": {"concurrency": 2}})
+            assert changed.status_code == 200, changed.text
+        second = ask(client)
+        await asked(fake_openai, 2)
+        fake_openai.behaviour.hold.set()
+        await first
+        await second
+
+
+async def test_streams_hold_their_slot_until_they_end(
+    gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    # Held after its first words: Podium passes a stream on from its first content.
+    fake_openai.behaviour.gate, fake_openai.behaviour.gate_after = asyncio.Event(), 3
+    limits = {"concurrency": 1, "queue_seconds": 0}
+    limited = worker("alpha", "openai", fake_openai.base_url, limits=limits)
+    async with gateway([limited]) as served, sdk(served.url) as client:
+        stream = await client.chat.completions.create(
+            model="alpha", messages=[{"role": "user", "content": "Hi there"}], stream=True
+        )
+        chunks = aiter(stream)
+        await anext(chunks)
+        with pytest.raises(openai.APIStatusError) as caught:
+            await client.chat.completions.create(
+                model="alpha", messages=[{"role": "user", "content": "Hi"}]
+            )
+        assert caught.value.status_code == 503
+        fake_openai.behaviour.gate.set()
+        async for _ in chunks:
+            pass
+        answer = await client.chat.completions.create(
+            model="alpha", messages=[{"role": "user", "content": "Hi"}]
+        )
+        assert answer.choices[0].message.content
+
+
+@needs_redis
+async def test_requests_a_minute_are_counted_across_replicas_sharing_redis(
+    make_config: Callable[..., PodiumConfig], fake_openai: FakeOpenAI
+) -> None:
+    prefix = unique("podium-test-worker-limits") + ":"
+    config = make_config(
+        [worker("alpha", "openai", fake_openai.base_url, limits={"rpm": 1})],
+        access={"limits": {"backend": "redis", "url": REDIS_URL, "prefix": prefix}},
+    )
+    one, two = create_podium(config), create_podium(config)
+    try:
+        async with (
+            serve(one.app) as first_url,
+            serve(two.app) as second_url,
+            sdk(first_url) as first,
+            sdk(second_url) as second,
+        ):
+            await first.chat.completions.create(
+                model="alpha", messages=[{"role": "user", "content": "Hi"}]
+            )
+            with pytest.raises(openai.APIStatusError) as caught:
+                await second.chat.completions.create(
+                    model="alpha", messages=[{"role": "user", "content": "Hi"}]
+                )
+    finally:
+        await drop_redis_prefix(prefix)
+    assert caught.value.status_code == 503
+    assert "rpm 1 reached" in str(caught.value)
+    assert len(fake_openai.received) == 1
+
+
+async def test_a_full_worker_is_waited_for_only_when_no_other_has_room(
+    gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.behaviour.hold = asyncio.Event()
+    limits = {"concurrency": 1, "queue_seconds": 30}
+    async with FakeOpenAI() as other:
+        other.behaviour.hold = fake_openai.behaviour.hold
+        workers = [
+            worker("alpha", "openai", fake_openai.base_url, limits=limits),
+            worker("beta", "openai", other.base_url, limits=limits),
+        ]
+        async with (
+            gateway(workers, default_worker="alpha") as served,
+            sdk(served.url) as client,
+        ):
+            first = ask(client, "podium/auto")
+            await asked(fake_openai, 1)
+            second = ask(client, "podium/auto")  # alpha is full: beta, at once
+            await asked(other, 1)
+            third = ask(client, "podium/auto")  # both full: it waits for alpha, the first
+            await asyncio.sleep(0.2)
+            assert len(fake_openai.received) + len(other.received) == 2
+            fake_openai.behaviour.hold.set()
+            answers = await asyncio.gather(first, second, third)
+    assert [answer.model for answer in answers] == ["alpha", "beta", "alpha"]
