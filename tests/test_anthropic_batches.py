@@ -305,3 +305,19 @@ async def test_a_batch_whose_replica_stopped_is_taken_over_by_another(
         await drop_schema(schema)
     assert done.counts["succeeded"] == 3
     assert second.answered == 3 and first.answered == 0
+
+
+async def test_a_request_that_finds_every_worker_busy_is_asked_again_not_failed(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.behaviour.fail(503, "Engine overloaded")
+    alpha = worker("alpha", "openai", fake_openai.base_url, retry={"attempts": 0})
+    async with gateway([alpha], batches=QUICK) as served, sdk(served.url) as client:
+        created = await client.messages.batches.create(
+            requests=[{"custom_id": "patient", "params": ask("Hello")}]
+        )
+        batch = await ended(client, created.id)
+        answered = await results(client, created.id)
+    assert batch.request_counts.succeeded == 1
+    assert answered["patient"].type == "succeeded"
+    assert len(fake_openai.received) == 2  # busy once, then answered

@@ -126,6 +126,7 @@ class BatchAnswers:
             batch_id=batch.batch_id,
             refuse=("stream",),
             render=self.ingress.render_error,
+            until=batch.expires_at,
         )
         body = orjson.loads(response.body)
         if response.status < 300:

@@ -178,6 +178,7 @@ class OpenAIBatchAnswers:
             batch_id=batch.batch_id,
             refuse=("stream", "background"),
             render=self.errors.render_error,
+            until=batch.expires_at,
         )
         result = {
             "status_code": response.status,

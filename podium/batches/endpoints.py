@@ -6,8 +6,10 @@ the batch."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING
 
 import orjson
@@ -30,9 +32,22 @@ HandlerFactory = Callable[[ContextFactory], Handler]
 KEY = "batch_endpoints"
 
 
+# Answers a batch's request may be asked again for, after their Retry-After: no room on any
+# worker (503, 529 on /v1/messages) or a rate limit (429), never a refusal of the request.
+BUSY = frozenset({429, 503, 529})
+LONGEST_PAUSE = 60.0  # seconds between two tries of one request, whatever Retry-After says
+
+
 class BatchEndpoints:
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self._factories: dict[str, HandlerFactory] = {}
+        self._clock = clock
+        self._sleep = sleep
 
     def add(self, url: str, factory: HandlerFactory) -> None:
         self._factories[url] = factory
@@ -60,10 +75,33 @@ class BatchEndpoints:
         batch_id: str,
         refuse: Iterable[str],
         render: Callable[[PodiumError], Response],
+        until: float | None = None,
     ) -> Response:
         """What ``url``'s handler answers ``params`` under the key ``key_id``, whole: any
         failure is rendered by ``render`` (the API's error format), never raised, so one
-        request's fault never stops its batch. Fields in ``refuse`` (``stream``) are 400s."""
+        request's fault never stops its batch. Fields in ``refuse`` (``stream``) are 400s.
+        A busy answer (every worker full, a rate limit) is asked again after its
+        Retry-After, until ``until`` (the batch's window, a ``time.time``): a batch waits for
+        room rather than fail."""
+        while True:
+            response = await self._answer_once(
+                url, params, key_id=key_id, batch_id=batch_id, refuse=refuse, render=render
+            )
+            pause = _pause(response)
+            if pause is None or until is None or self._clock() + pause >= until:
+                return response
+            await self._sleep(pause)
+
+    async def _answer_once(
+        self,
+        url: str,
+        params: JSONObject,
+        *,
+        key_id: str,
+        batch_id: str,
+        refuse: Iterable[str],
+        render: Callable[[PodiumError], Response],
+    ) -> Response:
 
         def delegated(ingress: str, headers: dict[str, str]) -> RequestContext:
             context = RequestContext(ingress, headers)
@@ -93,6 +131,17 @@ class BatchEndpoints:
         if not isinstance(response, Response):  # a stream, which ``refuse`` keeps out
             return render(PodiumError("api_error", "the endpoint answered with a stream"))
         return response
+
+
+def _pause(response: Response) -> float | None:
+    """Seconds to wait before asking again, for a busy answer; None for any other."""
+    if response.status not in BUSY:
+        return None
+    try:
+        seconds = float(response.headers.get("retry-after", "1"))
+    except ValueError:
+        seconds = 1.0
+    return min(max(seconds, 0.1), LONGEST_PAUSE)
 
 
 def batch_endpoints(podium: Podium) -> BatchEndpoints:
