@@ -116,6 +116,10 @@ class Capacity:
         self.limited = bool(concurrency or limits.rpm or limits.tpm)
         self._hand_on()
 
+    def resting_for(self) -> float:
+        """Seconds left of the upstream's pause (0.0: none)."""
+        return max(0.0, self.resting_until - self._clock()) if self.resting_until else 0.0
+
     def rest(self, seconds: float) -> None:
         """The upstream answered 429 and asked for ``seconds``: no call of this process goes
         to the worker before then (each would only be told the same)."""

@@ -30,7 +30,14 @@ async def test_list_shows_config_and_health(gateway: Any, fake_openai: FakeOpenA
         "cache_write_long": None,
         "tiers": [],
     }
-    assert listed[0]["health"] == {"circuit": "closed", "draining": False, "in_flight": 0}
+    assert listed[0]["health"] == {
+        "circuit": "closed",
+        "draining": False,
+        "in_flight": 0,
+        "slots": None,
+        "background_in_use": 0,
+        "resting_seconds": 0.0,
+    }
 
 
 async def test_add_reprice_drain_remove_without_restart(

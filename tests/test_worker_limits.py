@@ -127,6 +127,9 @@ async def test_an_upstream_429_pause_is_kept_by_the_calls_that_follow(
             await client.chat.completions.create(
                 model="alpha", messages=[{"role": "user", "content": "Hi"}]
             )
+        async with httpx.AsyncClient(base_url=served.url) as admin:
+            health = (await admin.get("/admin/workers/alpha")).json()["health"]
+    assert 50 < health["resting_seconds"] <= 60
     assert caught.value.status_code == 503
     assert "asked for a pause" in str(caught.value)
     assert 55 <= int(caught.value.response.headers["retry-after"]) <= 60

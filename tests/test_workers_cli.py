@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from podium.cli import main
+from podium.commands.workers import worker_rows
 from podium.testing.openai_fake import FakeOpenAI
 from tests.conftest import worker
 
@@ -206,3 +207,23 @@ def test_workers_that_do_not_answer_chat_say_so(tmp_path: Path) -> None:
     rows = {line.split()[0]: line for line in result.output.splitlines() if line.strip()}
     assert "embed only" in rows["text-embedding-3-small"]
     assert "only" not in rows["gpt-4o-mini"]
+
+
+def test_ls_shows_a_workers_slots_and_an_upstreams_pause() -> None:
+    [row] = worker_rows(
+        [
+            {
+                "name": "alpha",
+                "provider": "openai",
+                "model": "m",
+                "price": {"input": 1, "output": 2},
+                "health": {
+                    "circuit": "closed",
+                    "in_flight": 3,
+                    "slots": 8,
+                    "resting_seconds": 12.5,
+                },
+            }
+        ]
+    )
+    assert row[-3:] == ["serving, resting 12.5s", "closed", "3/8"]

@@ -196,10 +196,16 @@ def _redacted_options(options: dict[str, Any]) -> dict[str, Any]:
 def describe(worker: Worker) -> dict[str, Any]:
     data = worker.config.model_dump(mode="json")
     data["options"] = _redacted_options(data.get("options") or {})
+    room = worker.capacity
     data["health"] = {
         "circuit": worker.breaker.state,
         "draining": worker.draining,
         "in_flight": worker.in_flight,
+        # Its limits' slots (None: no concurrency limit) and those background work holds.
+        "slots": room.slots,
+        "background_in_use": room.background_in_use,
+        # Seconds left of an upstream 429's pause (0: none).
+        "resting_seconds": round(room.resting_for(), 1),
     }
     return data
 

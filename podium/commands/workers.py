@@ -143,6 +143,11 @@ def worker_rows(workers: list[dict[str, Any]]) -> list[list[str]]:
     for worker in workers:
         health = worker.get("health") or {}
         state = "draining" if health.get("draining") else "serving"
+        if health.get("resting_seconds"):  # an upstream 429 asked for a pause
+            state += f", resting {health['resting_seconds']:g}s"
+        load = str(health.get("in_flight", "-"))
+        if health.get("slots"):
+            load += f"/{health['slots']}"
         price = worker.get("price") or {}
         rows.append(
             [
@@ -155,7 +160,7 @@ def worker_rows(workers: list[dict[str, Any]]) -> list[list[str]]:
                 _caps(worker.get("capabilities") or [], str(worker.get("role") or "answer")),
                 state,
                 str(health.get("circuit", "-")),
-                str(health.get("in_flight", "-")),
+                load,
             ]
         )
     return rows
