@@ -200,6 +200,31 @@ async def test_a_caller_may_mark_its_own_calls_as_background(
         await person
 
 
+async def test_openai_flex_processing_is_background_work(
+    gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.behaviour.hold = asyncio.Event()
+    limits = {"concurrency": 2, "background_queue_seconds": 0}
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url, limits=limits)]) as served,
+        sdk(served.url) as client,
+    ):
+        flex = asyncio.ensure_future(
+            client.responses.create(model="alpha", input="Hi", service_tier="flex")
+        )
+        await asked(fake_openai, 1)
+        with pytest.raises(openai.APIStatusError) as caught:
+            await client.chat.completions.create(
+                model="alpha", messages=[{"role": "user", "content": "Hi"}], service_tier="flex"
+            )
+        assert caught.value.status_code == 503  # background work's one slot is taken
+        person = ask(client)
+        await asked(fake_openai, 2)
+        fake_openai.behaviour.hold.set()
+        assert (await flex).service_tier == "flex"
+        await person
+
+
 async def test_an_unknown_priority_is_a_400_naming_the_header(
     gateway: Callable[..., Any], fake_openai: FakeOpenAI
 ) -> None:

@@ -157,6 +157,8 @@ def chat_handler(
                 raise PodiumError("invalid_request", "request body must be a JSON object")
             refuse_provider_fields(body, http.headers)
             request = ingress.parse(body, http.headers)
+            if body.get("service_tier") == "flex":  # OpenAI's tier for work that can wait
+                context.priority = "background"
         except PodiumError:
             # Who is calling is answered before what they sent: a caller without a valid key
             # hears so (401/403) even when its body is bad too. Only refused requests pay.

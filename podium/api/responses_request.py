@@ -207,7 +207,8 @@ class ResponsesIn(Wire):
     store: bool | None = None  # keep the response (unless podium.yaml says responses.store: false)
     # "auto": the oldest items go when the conversation outgrows the worker's context window.
     truncation: Literal["auto", "disabled"] | None = None
-    # Accepted for compatibility; they do not change how Podium routes or answers.
+    # Accepted for compatibility; they do not change how Podium routes or answers, but for
+    # ``service_tier: "flex"``: background priority (podium/capacity.py), said in the answer.
     safety_identifier: str | None = None
     service_tier: str | None = None
     include: list[str] | None = None
@@ -570,7 +571,7 @@ def _echo(wire: ResponsesIn) -> JSONObject:
         "user": wire.user,
         "safety_identifier": wire.safety_identifier,
         "prompt_cache_key": wire.prompt_cache_key,
-        "service_tier": "default",
+        "service_tier": "flex" if wire.service_tier == "flex" else "default",
     }
 
 
