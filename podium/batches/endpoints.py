@@ -83,25 +83,6 @@ class BatchEndpoints:
         A busy answer (every worker full, a rate limit) is asked again after its
         Retry-After, until ``until`` (the batch's window, a ``time.time``): a batch waits for
         room rather than fail."""
-        while True:
-            response = await self._answer_once(
-                url, params, key_id=key_id, batch_id=batch_id, refuse=refuse, render=render
-            )
-            pause = _pause(response)
-            if pause is None or until is None or self._clock() + pause >= until:
-                return response
-            await self._sleep(pause)
-
-    async def _answer_once(
-        self,
-        url: str,
-        params: JSONObject,
-        *,
-        key_id: str,
-        batch_id: str,
-        refuse: Iterable[str],
-        render: Callable[[PodiumError], Response],
-    ) -> Response:
 
         def delegated(ingress: str, headers: dict[str, str]) -> RequestContext:
             context = RequestContext(ingress, headers)
@@ -110,27 +91,33 @@ class BatchEndpoints:
             return context
 
         handler = self.handler(url, delegated)
-        try:
-            if handler is None:  # a replica without that endpoint: cannot happen in one release
-                raise PodiumError("api_error", f"{url} is not answered in batches here")
-            for field in refuse:
-                if params.get(field):
-                    raise PodiumError(
+        if handler is None:  # a replica without that endpoint: cannot happen in one release
+            return render(PodiumError("api_error", f"{url} is not answered in batches here"))
+        for field in refuse:
+            if params.get(field):
+                return render(
+                    PodiumError(
                         "invalid_request",
                         f"{field}: a batch's requests are answered whole, here and now",
                         param=field,
                     )
-            response = await handler(posted(url, params))
-        except PodiumError as error:
-            return render(error)
-        except Exception:
-            log.exception("a request of batch %s failed", batch_id)
-            return render(
-                PodiumError("api_error", "Podium failed to answer this request; see its log")
-            )
-        if not isinstance(response, Response):  # a stream, which ``refuse`` keeps out
-            return render(PodiumError("api_error", "the endpoint answered with a stream"))
-        return response
+                )
+        while True:
+            try:
+                response = await handler(posted(url, params))
+            except PodiumError as error:
+                response = render(error)
+            except Exception:
+                log.exception("a request of batch %s failed", batch_id)
+                return render(
+                    PodiumError("api_error", "Podium failed to answer this request; see its log")
+                )
+            if not isinstance(response, Response):  # a stream, which ``refuse`` keeps out
+                return render(PodiumError("api_error", "the endpoint answered with a stream"))
+            pause = _pause(response)
+            if pause is None or until is None or self._clock() + pause >= until:
+                return response
+            await self._sleep(pause)
 
 
 def _pause(response: Response) -> float | None:
