@@ -139,11 +139,11 @@ class Engine:
         last: ProviderError | None = None
         full: AtCapacity | None = None  # the worker at capacity that frees up soonest
         candidates = self._candidates(workers, attempts)
-        patient: set[str] = set()  # full workers asked again, this time waiting for room
+        first_pass = len(candidates)  # past it, the full workers asked again, waiting for room
         # The list grows as it is walked: a full worker comes again at its end.
-        for worker in candidates:
+        for index, worker in enumerate(candidates):
             retry = 0
-            waits = worker.name in patient
+            waits = index >= first_pass
             rested = False  # this retry has waited out the upstream's 429 pause itself
             while True:
                 slot: Slot | None = None
@@ -161,7 +161,6 @@ class Engine:
                         if full is None or busy.wait < full.wait:
                             full = busy
                         if not waits and capacity.patience(priority) > 0:
-                            patient.add(worker.name)
                             candidates.append(worker)
                         attempts.append(
                             Attempt(
