@@ -37,6 +37,8 @@ async def test_list_shows_config_and_health(gateway: Any, fake_openai: FakeOpenA
         "slots": None,
         "background_in_use": 0,
         "resting_seconds": 0.0,
+        "waited": 0,
+        "turned_away": 0,
     }
 
 

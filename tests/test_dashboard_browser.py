@@ -97,7 +97,13 @@ async def test_dashboard_renders_traffic_and_opens_a_trace(
 ) -> None:
     workers = [
         worker("alpha", "openai", fake_openai.base_url),
-        worker("beta", "openai", fake_openai.base_url, price={"input": 10.0, "output": 30.0}),
+        worker(
+            "beta",
+            "openai",
+            fake_openai.base_url,
+            price={"input": 10.0, "output": 30.0},
+            limits={"concurrency": 4, "rpm": 600},
+        ),
     ]
     async with gateway(workers) as running:
         trace_ids = await send_traffic(running)
@@ -120,6 +126,9 @@ async def test_dashboard_renders_traffic_and_opens_a_trace(
             assert "p50" in latency and "alpha" in latency
             rows = await page.locator("#traces tbody tr[data-trace]").count()
             assert rows == len(trace_ids)
+            pool = await page.inner_text("#workers")
+            assert "alpha" in pool and "serving" in pool and "closed" in pool
+            assert "0 / 4" in pool and "4 at once, 600 rpm" in pool
 
             await page.locator(f"#traces tr[data-trace='{trace_ids[0]}']").click()
             await page.wait_for_selector("#detail table")

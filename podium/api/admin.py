@@ -206,6 +206,9 @@ def describe(worker: Worker) -> dict[str, Any]:
         "background_in_use": room.background_in_use,
         # Seconds left of an upstream 429's pause (0: none).
         "resting_seconds": round(room.resting_for(), 1),
+        # Calls since start that waited for room, and that found none in time.
+        "waited": room.waited,
+        "turned_away": room.refused,
     }
     return data
 

@@ -219,11 +219,31 @@
     detail.scrollIntoView({ behavior: "instant", block: "start" });
   }
 
+  // The pool as it stands (not the range): state, load against its limits, the calls turned away.
+  async function loadWorkers() {
+    const { workers } = await get("/admin/workers");
+    const limits = (l) => [
+      l.concurrency ? `${l.concurrency} at once` : "",
+      l.rpm ? `${int(l.rpm)} rpm` : "",
+      l.tpm ? `${int(l.tpm)} tpm` : "",
+    ].filter(Boolean).join(", ") || "none";
+    const rows = workers.map((w) => {
+      const h = w.health;
+      let state = h.draining ? "draining" : "serving";
+      if (h.resting_seconds) state += `, resting ${h.resting_seconds} s (upstream 429)`;
+      const load = h.slots ? `${h.in_flight} / ${h.slots}` + (h.background_in_use ? ` (${h.background_in_use} background)` : "") : String(h.in_flight);
+      return [w.name, w.role === "answer" ? w.provider : `${w.provider} (${w.role})`, state, h.circuit, load, limits(w.limits), `${int(h.waited)} / ${int(h.turned_away)}`];
+    });
+    const holder = $("workers");
+    holder.innerHTML = "";
+    holder.appendChild(table(["worker", "provider", "state", "circuit", "in flight", "limits", "waited / turned away"], rows, [4, 6]));
+  }
+
   async function refresh() {
     const r = range();
     try {
       if (!state.baseline) await loadMeta();
-      await Promise.all([loadOverview(r), loadSpend(r), loadMix(r), loadTraces(r)]);
+      await Promise.all([loadOverview(r), loadSpend(r), loadMix(r), loadTraces(r), loadWorkers()]);
       $("login").hidden = true;
     } catch (error) {
       $("note").textContent = error.message;
