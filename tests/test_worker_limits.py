@@ -16,6 +16,7 @@ import pytest
 
 from podium.app import create_podium
 from podium.config import PodiumConfig
+from podium.policy.keys import KeyStore, NewKey
 from podium.testing.openai_fake import FakeOpenAI
 from podium.testing.server import serve
 from tests.conftest import worker
@@ -223,6 +224,33 @@ async def test_openai_flex_processing_is_background_work(
         fake_openai.behaviour.hold.set()
         assert (await flex).service_tier == "flex"
         await person
+
+
+async def test_a_key_may_be_marked_for_background_work(
+    gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.behaviour.hold = asyncio.Event()
+    limits = {"concurrency": 2, "background_queue_seconds": 0}
+    async with gateway([worker("alpha", "openai", fake_openai.base_url, limits=limits)]) as served:
+        keys = KeyStore(served.podium.store)
+        _, nightly = await keys.create(NewKey(owner="etl", metadata={"priority": "background"}))
+        _, person = await keys.create(NewKey(owner="app"))
+        async with (
+            openai.AsyncOpenAI(base_url=f"{served.url}/v1", api_key=nightly, max_retries=0) as etl,
+            openai.AsyncOpenAI(base_url=f"{served.url}/v1", api_key=person, max_retries=0) as app,
+        ):
+            first = ask(etl)
+            await asked(fake_openai, 1)
+            with pytest.raises(openai.APIStatusError) as caught:
+                await etl.chat.completions.create(
+                    model="alpha", messages=[{"role": "user", "content": "Hi"}]
+                )
+            assert caught.value.status_code == 503  # the key's work has its one slot
+            second = ask(app)
+            await asked(fake_openai, 2)
+            fake_openai.behaviour.hold.set()
+            await first
+            await second
 
 
 async def test_an_unknown_priority_is_a_400_naming_the_header(

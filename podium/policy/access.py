@@ -136,6 +136,8 @@ class AuthHook(Hook):
                 f"key:{record.key_id}",
             )
         context.caller = record.caller()
+        if record.metadata and record.metadata.get("priority") == "background":
+            context.priority = "background"  # a key for work nobody waits on (podium/capacity.py)
         if "*" in record.scopes:
             return  # allowed everything: no scope to check
         for kind, name in (
