@@ -55,6 +55,10 @@ async def test_ls_add_set_drain_rm_against_a_running_gateway(
         repriced = await podium(*url, "set", "beta", "--output-price", "4", "price.input=1.5")
         assert repriced.exit_code == 0, repriced.output
         assert beta.config.price.input == 1.5 and beta.config.price.output == 4
+        limited = await podium(*url, "set", "beta", "limits.concurrency=3", "limits.rpm=600")
+        assert limited.exit_code == 0, limited.output
+        assert beta.capacity.slots == 3 and beta.capacity.limits.rpm == 600
+        assert "0/3" in (await podium(*url, "ls")).output
 
         assert (await podium(*url, "drain", "beta")).exit_code == 0
         assert "draining" in (await podium(*url, "ls")).output
