@@ -25,9 +25,15 @@ from podium.config import PodiumConfig, parse_config
 ROOT = Path(__file__).resolve().parent.parent
 
 
-async def call(app: Any, body: dict[str, Any]) -> tuple[int, bytes]:
-    """One ``POST /v1/responses`` through the ASGI app: its status and whole body (a streamed
-    answer's SSE read to its end)."""
+async def call(
+    app: Any,
+    body: dict[str, Any],
+    *,
+    path: str = "/v1/responses",
+    headers: dict[str, str] | None = None,
+) -> tuple[int, bytes]:
+    """One ``POST path`` through the ASGI app: its status and whole body (a streamed answer's
+    SSE read to its end)."""
     raw = orjson.dumps(body)
     scope = {
         "type": "http",
@@ -35,11 +41,14 @@ async def call(app: Any, body: dict[str, Any]) -> tuple[int, bytes]:
         "http_version": "1.1",
         "method": "POST",
         "scheme": "http",
-        "path": "/v1/responses",
-        "raw_path": b"/v1/responses",
+        "path": path,
+        "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"content-type", b"application/json")],
+        "headers": [
+            (b"content-type", b"application/json"),
+            *((name.encode(), value.encode()) for name, value in (headers or {}).items()),
+        ],
         "client": ("127.0.0.1", 5000),
         "server": ("127.0.0.1", 8400),
     }
@@ -74,9 +83,9 @@ async def post(app: Any, body: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
-def mock_config(upstream: int, data_dir: Path) -> PodiumConfig:
+def mock_config(upstream: int, data_dir: Path, **worker: Any) -> PodiumConfig:
     """Podium's embedded defaults (SQLite store, content policy on, traces recorded) with one
-    worker, the mock upstream."""
+    worker, the mock upstream (and ``worker``'s fields, such as its ``limits``)."""
     return parse_config(
         {
             "data_dir": str(data_dir),
@@ -87,6 +96,7 @@ def mock_config(upstream: int, data_dir: Path) -> PodiumConfig:
                     "model": "mock",
                     "base_url": f"http://127.0.0.1:{upstream}/v1",
                     "price": {"input": 1.0, "output": 2.0},
+                    **worker,
                 }
             ],
         }

@@ -3,7 +3,8 @@
 A bare asyncio protocol on uvloop with httptools parsing: it must be much faster than anything
 it measures. ``POST /v1/chat/completions`` answers a canned completion after ``--delay-ms``;
 with ``"stream": true`` it sends ``--chunks`` SSE chunks ``--chunk-ms`` apart, then usage and
-``[DONE]``.
+``[DONE]``. ``--slots N`` makes it a server of N slots (a GPU server's batch): N requests are
+answered at once, the rest wait in line, first come first served.
 
     python -m benchmarks.gateway.mock_upstream --port 9100 --delay-ms 20
 """
@@ -66,8 +67,11 @@ USAGE_CHUNK = (
 
 
 class Mock(asyncio.Protocol):
-    def __init__(self, delay: float, chunks: int, chunk_delay: float) -> None:
+    def __init__(
+        self, delay: float, chunks: int, chunk_delay: float, slots: asyncio.Semaphore | None
+    ) -> None:
         self.delay, self.chunks, self.chunk_delay = delay, chunks, chunk_delay
+        self.slots = slots
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.body: list[bytes] = []
@@ -96,6 +100,13 @@ class Mock(asyncio.Protocol):
         asyncio.get_running_loop().create_task(self.respond(stream, keep_alive))
 
     async def respond(self, stream: bool, keep_alive: bool) -> None:
+        if self.slots is None:
+            await self._respond(stream, keep_alive)
+            return
+        async with self.slots:
+            await self._respond(stream, keep_alive)
+
+    async def _respond(self, stream: bool, keep_alive: bool) -> None:
         transport = self.transport
         if transport is None:
             return
@@ -131,10 +142,13 @@ class Mock(asyncio.Protocol):
             transport.close()
 
 
-async def run(host: str, port: int, delay: float, chunks: int, chunk_delay: float) -> None:
+async def run(
+    host: str, port: int, delay: float, chunks: int, chunk_delay: float, slots: int = 0
+) -> None:
     loop = asyncio.get_running_loop()
+    shared = asyncio.Semaphore(slots) if slots else None
     server = await loop.create_server(
-        lambda: Mock(delay, chunks, chunk_delay), host, port, backlog=4096
+        lambda: Mock(delay, chunks, chunk_delay, shared), host, port, backlog=4096
     )
     async with server:
         await server.serve_forever()
@@ -147,8 +161,18 @@ def main() -> None:
     parser.add_argument("--delay-ms", type=float, default=0.0)
     parser.add_argument("--chunks", type=int, default=64)
     parser.add_argument("--chunk-ms", type=float, default=20.0)
+    parser.add_argument("--slots", type=int, default=0, help="answer at most N at once")
     args = parser.parse_args()
-    uvloop.run(run(args.host, args.port, args.delay_ms / 1000, args.chunks, args.chunk_ms / 1000))
+    uvloop.run(
+        run(
+            args.host,
+            args.port,
+            args.delay_ms / 1000,
+            args.chunks,
+            args.chunk_ms / 1000,
+            args.slots,
+        )
+    )
 
 
 if __name__ == "__main__":
