@@ -150,18 +150,24 @@ class Capacity:
         give_up = now + self.patience(priority) if wait else now
         if deadline is not None and deadline < give_up:
             give_up = deadline
-        if self.resting_until and not rested:
-            await self._rested(now, give_up)
-        if not self.limited:
-            return None
-        counted = self.slots is not None
-        if counted:
-            await self._take_slot(priority, give_up)
-        slot = Slot(self, priority, tokens, counted)
         try:
-            await self._take_rate(slot, give_up)
-        except BaseException:
-            slot.release()
+            if self.resting_until and not rested:
+                await self._rested(now, give_up)
+            if not self.limited:
+                return None
+            counted = self.slots is not None
+            if counted:
+                await self._take_slot(priority, give_up)
+            slot = Slot(self, priority, tokens, counted)
+            try:
+                await self._take_rate(slot, give_up)
+            except BaseException:
+                slot.release()
+                raise
+        except AtCapacity:
+            # Turned away for good; a first look that may come back and wait is not counted.
+            if wait or not self.patience(priority):
+                self.refused += 1
             raise
         return slot
 
@@ -171,7 +177,6 @@ class Capacity:
             self.resting_until = 0.0
             return
         if until > give_up:
-            self.refused += 1
             raise AtCapacity(self.worker, "the upstream asked for a pause (429)", until - now)
         self.waited += 1
         await self._sleep(until - now)
@@ -197,7 +202,6 @@ class Capacity:
             return
         left = give_up - self._clock()
         if left <= 0:
-            self.refused += 1
             raise AtCapacity(self.worker, f"all {self.slots} slots busy", 1.0)
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         queue.append(turn)
@@ -211,7 +215,6 @@ class Capacity:
             else:
                 turn.cancel()
             if isinstance(error, TimeoutError):
-                self.refused += 1
                 raise AtCapacity(self.worker, f"all {self.slots} slots busy", 1.0) from None
             raise
         finally:
@@ -270,7 +273,6 @@ class Capacity:
                     break
                 now = self._clock()
                 if now + taken.wait > give_up:
-                    self.refused += 1
                     requests_short = taken.requests_left is not None and taken.requests_left < 1
                     limit = f"rpm {key_rpm}" if requests_short else f"tpm {key_tpm}"
                     if key != self._key:

@@ -57,6 +57,7 @@ async def test_past_its_concurrency_a_call_is_turned_away_when_it_may_not_wait()
     await taken(patient)
     with pytest.raises(AtCapacity):
         await patient.acquire("interactive", 10, wait=False)
+    assert patient.refused == 0  # a first look: the call comes back to wait its turn
     first.release()
     assert await room.acquire("interactive", 10) is not None
 

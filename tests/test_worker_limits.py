@@ -369,3 +369,41 @@ async def test_a_full_worker_is_waited_for_only_when_no_other_has_room(
             fake_openai.behaviour.hold.set()
             answers = await asyncio.gather(first, second, third)
     assert [answer.model for answer in answers] == ["alpha", "beta", "alpha"]
+
+
+async def test_no_slot_is_lost_to_clients_that_leave_at_any_moment(
+    gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.behaviour.latency = 0.02
+    fake_openai.behaviour.chunk_delay = 0.005
+    limits = {"concurrency": 3, "queue_seconds": 5}
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url, limits=limits)]) as served,
+        sdk(served.url) as client,
+    ):
+
+        async def one(stream: bool) -> None:
+            messages = [{"role": "user", "content": "Tell me a long story " * 5}]
+            if stream:
+                chunks = await client.chat.completions.create(
+                    model="alpha", messages=messages, stream=True
+                )
+                async for _ in chunks:
+                    pass
+            else:
+                await client.chat.completions.create(model="alpha", messages=messages)
+
+        calls = [asyncio.ensure_future(one(stream=n % 2 == 0)) for n in range(40)]
+        for n, call in enumerate(calls):  # every third client leaves, at a different moment
+            if n % 3 == 0:
+                asyncio.get_running_loop().call_later(0.01 * n, call.cancel)
+        await asyncio.gather(*calls, return_exceptions=True)
+        alpha = served.podium.pool.get("alpha")
+        for _ in range(200):  # the server notices the last departures
+            if alpha.capacity.in_use == 0 and alpha.in_flight == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert alpha.capacity.in_use == 0 and alpha.in_flight == 0
+        assert alpha.capacity.refused == 0
+        await one(stream=True)
+        await one(stream=False)
