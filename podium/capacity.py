@@ -8,9 +8,10 @@ turned away: the engine tries the next worker the decision allows. Interactive c
 served before background ones, and background work may hold at most ``background_share`` of
 the slots and of each per-minute limit, so a batch never starves the traffic people wait on.
 
-Slots are counted per process (each replica holds its own). The per-minute buckets are the
-ones the key limits use (:mod:`podium.policy.limits`), so with ``access.limits.backend:
-redis`` a worker's quota is shared by every replica, as the vendor counts it.
+Slots, and the per-minute buckets (the ones the key limits use, :mod:`podium.policy.limits`),
+are counted in this process; with ``access.limits.backend: redis`` they are counted in Redis
+too, so every replica draws on one quota, as the vendor counts it or the server serves it. A
+shared slot is leased: one whose replica stopped without giving it back lapses.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import asyncio
 import logging
 import math
 import time
+import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol
 
 from podium.config import WorkerLimits
 from podium.context import Priority
@@ -30,6 +32,8 @@ from podium.policy.limits import MemoryLimits, RateTake
 log = logging.getLogger("podium.capacity")
 
 Sleep = Callable[[float], Awaitable[None]]
+SHARED_LEASE = 30.0  # seconds a shared slot outlives a replica that stopped without giving it back
+SHARED_POLL = (0.02, 0.25)  # the first and the longest pause between looks for a shared slot
 
 
 class RateBuckets(Protocol):
@@ -38,6 +42,24 @@ class RateBuckets(Protocol):
     ) -> RateTake: ...
 
     async def adjust_tokens(self, key_id: str, *, tpm: int, delta: int) -> None: ...
+
+
+class SharedSlots(Protocol):
+    """A worker's slots counted across replicas (``RedisLimits``, podium/policy/redis_limits)."""
+
+    async def take_slot(
+        self,
+        worker_key: str,
+        holder: str,
+        *,
+        limit: int,
+        background_limit: int | None,
+        lease: float,
+    ) -> bool: ...
+
+    async def renew_slots(self, worker_key: str, holders: list[str], lease: float) -> None: ...
+
+    async def give_slot(self, worker_key: str, holder: str) -> None: ...
 
 
 class AtCapacity(Exception):
@@ -54,13 +76,14 @@ class Slot:
     """Room taken on a worker for one call: give it back with :meth:`release` when the answer
     ends, with the tokens it really used (the token bucket was charged an estimate)."""
 
-    __slots__ = ("capacity", "counted", "priority", "released", "tokens")
+    __slots__ = ("capacity", "counted", "holder", "priority", "released", "tokens")
 
     def __init__(self, capacity: Capacity, priority: Priority, tokens: int, counted: bool) -> None:
         self.capacity = capacity
         self.priority = priority
         self.tokens = tokens
         self.counted = counted  # holds one of the worker's slots
+        self.holder: str | None = None  # its name among the replicas' shared slots, if any
         self.released = False
 
     def release(self, used_tokens: int | None = None) -> None:
@@ -77,11 +100,18 @@ class Capacity:
         limits: WorkerLimits,
         buckets: RateBuckets | None = None,
         *,
+        shared: SharedSlots | None = None,
         clock: Callable[[], float] = time.perf_counter,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.worker = worker
         self.buckets: RateBuckets = buckets or MemoryLimits(clock)
+        self.shared = shared  # the replicas' count of the slots, when they share one
+        self.lease = SHARED_LEASE
+        self._holders: dict[str, Priority] = {}  # this process's shared slots, to renew
+        self._replica = uuid.uuid4().hex[:12]
+        self._taken = 0  # shared slots taken so far: each holder's name is unique
+        self._renewer: asyncio.Task[None] | None = None
         self._clock = clock
         self._sleep = sleep
         self.resting_until = 0.0  # perf_counter time before which the upstream asked not to call
@@ -95,8 +125,8 @@ class Capacity:
         }
         self._key = f"worker/{worker}"
         self._background_key = f"worker/{worker}/background"
-        self._corrections: set[asyncio.Task[None]] = set()
-        self._unchecked = False  # the buckets' store failed: said once, until it answers again
+        self._tasks: set[asyncio.Task[None]] = set()  # store updates sent off the call's path
+        self._unchecked = False  # the shared store failed: said once, until it answers again
         self.reconfigure(limits)
 
     def reconfigure(self, limits: WorkerLimits) -> None:
@@ -160,6 +190,8 @@ class Capacity:
                 await self._take_slot(priority, give_up)
             slot = Slot(self, priority, tokens, counted)
             try:
+                if counted and self.shared is not None:
+                    await self._take_shared(slot, give_up)
                 await self._take_rate(slot, give_up)
             except BaseException:
                 slot.release()
@@ -237,6 +269,53 @@ class Capacity:
                     self._occupy(priority)
                     turn.set_result(None)
 
+    async def _take_shared(self, slot: Slot, give_up: float) -> None:
+        """One of the slots the replicas share, looking again now and then until ``give_up``
+        (this process's own slot is held meanwhile, so its callers keep their order)."""
+        assert self.shared is not None and self.slots is not None
+        self._taken += 1
+        holder = f"{self._replica}-{self._taken}"
+        background = self.background_slots if slot.priority == "background" else None
+        pause, waited = SHARED_POLL[0], False
+        while True:
+            try:
+                taken = await self.shared.take_slot(
+                    self._key,
+                    holder,
+                    limit=self.slots,
+                    background_limit=background,
+                    lease=self.lease,
+                )
+            except Exception as error:  # the store is down: this process's own count holds
+                self._store_failed(error)
+                return
+            self._store_answered()
+            if taken:
+                break
+            left = give_up - self._clock()
+            if left <= 0:
+                raise AtCapacity(self.worker, f"all {self.slots} slots busy across replicas", 1.0)
+            if not waited:
+                waited = True
+                self.waited += 1
+            await self._sleep(min(pause, left))
+            pause = min(pause * 2, SHARED_POLL[1])
+        slot.holder = holder
+        self._holders[holder] = slot.priority
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.get_running_loop().create_task(self._renew())
+
+    async def _renew(self) -> None:
+        """Renew this process's shared slots' leases while it holds any."""
+        while self._holders:
+            await asyncio.sleep(self.lease / 3)
+            holders = list(self._holders)
+            if holders and self.shared is not None:
+                try:
+                    await self.shared.renew_slots(self._key, holders, self.lease)
+                except Exception as error:
+                    self._store_failed(error)
+
     async def _take_rate(self, slot: Slot, give_up: float) -> None:
         rpm, tpm = self.limits.rpm, self.limits.tpm
         if not rpm and not tpm:
@@ -262,13 +341,9 @@ class Capacity:
                         key, rpm=key_rpm, tpm=key_tpm, tokens=slot.tokens
                     )
                 except Exception as error:  # a shared store that is down: the upstream counts
-                    if not self._unchecked:
-                        self._unchecked = True
-                        log.warning("worker %s: rate limits not checked (%s)", self.worker, error)
+                    self._store_failed(error)
                     return
-                if self._unchecked:
-                    self._unchecked = False
-                    log.warning("worker %s: rate limits checked again", self.worker)
+                self._store_answered()
                 if taken.wait <= 0:
                     break
                 now = self._clock()
@@ -281,9 +356,22 @@ class Capacity:
                 self.waited += 1
                 await self._sleep(taken.wait)
 
+    def _store_failed(self, error: Exception) -> None:
+        if not self._unchecked:
+            self._unchecked = True
+            log.warning("worker %s: shared limits not checked (%s)", self.worker, error)
+
+    def _store_answered(self) -> None:
+        if self._unchecked:
+            self._unchecked = False
+            log.warning("worker %s: shared limits checked again", self.worker)
+
     def _give_back(self, slot: Slot, used_tokens: int | None) -> None:
         if slot.counted:
             self._free(slot.priority)
+        if slot.holder is not None and self.shared is not None:
+            self._holders.pop(slot.holder, None)
+            self._send(self.shared.give_slot(self._key, slot.holder))
         tpm = self.limits.tpm
         if tpm and used_tokens is not None and used_tokens != slot.tokens:
             delta = used_tokens - slot.tokens
@@ -303,16 +391,19 @@ class Capacity:
         if isinstance(self.buckets, MemoryLimits):
             self.buckets.adjust_now(key, tpm, delta)
             return
-        try:
-            task = asyncio.get_running_loop().create_task(
-                self.buckets.adjust_tokens(key, tpm=tpm, delta=delta)
-            )
-        except RuntimeError:
-            return  # no loop (shutting down): the bucket refills by itself within the minute
-        self._corrections.add(task)
-        task.add_done_callback(self._corrected)
+        self._send(self.buckets.adjust_tokens(key, tpm=tpm, delta=delta))
 
-    def _corrected(self, task: asyncio.Task[None]) -> None:
-        self._corrections.discard(task)
+    def _send(self, update: Coroutine[Any, Any, None]) -> None:
+        """Tell the shared store, off the call's path (release never waits)."""
+        try:
+            task = asyncio.get_running_loop().create_task(update)
+        except RuntimeError:
+            update.close()
+            return  # no loop (shutting down): leases lapse and buckets refill by themselves
+        self._tasks.add(task)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.warning("worker %s: tokens not corrected (%s)", self.worker, task.exception())
+            log.warning("worker %s: shared limits not updated (%s)", self.worker, task.exception())

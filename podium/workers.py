@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from podium.breaker import Breaker, CircuitBreaker
-from podium.capacity import Capacity, RateBuckets
+from podium.capacity import Capacity, RateBuckets, SharedSlots
 from podium.config import ConfigError, Price, WorkerConfig, name_clash
 from podium.policy.limits import MemoryLimits
 from podium.providers.base import EmbeddingProvider, Provider, ProviderContext, ProviderRegistry
@@ -236,6 +236,7 @@ class WorkerPool:
         self._data_dir = data_dir
         self._breakers: BreakerFactory = breakers or (lambda c: CircuitBreaker(c.breaker))
         self._buckets: RateBuckets = MemoryLimits()
+        self._shared: SharedSlots | None = None
         self._workers: dict[str, Worker] = {}
         self._lock = asyncio.Lock()
         self.aliases: dict[str, str] = {}  # the configuration's own, checked against new names
@@ -258,6 +259,13 @@ class WorkerPool:
         for worker in self._workers.values():
             worker.buckets = worker.capacity.buckets = buckets
 
+    def set_shared_slots(self, shared: SharedSlots) -> None:
+        """Count workers' ``limits.concurrency`` across the replicas too (in Redis), for every
+        worker, now and later."""
+        self._shared = shared
+        for worker in self._workers.values():
+            worker.capacity.shared = shared
+
     def set_breaker_factory(self, breakers: BreakerFactory) -> None:
         """Breakers for workers built from now on (and existing ones, rebuilt here)."""
         self._breakers = breakers
@@ -276,12 +284,14 @@ class WorkerPool:
                 f"({config.provider}) cannot embed text; use an OpenAI-compatible one "
                 "(provider: openai, vllm, ollama, openai-compatible), gemini or static"
             )
-        return Worker(
+        worker = Worker(
             config=config,
             provider=provider,
             breaker=self._breakers(config),
             buckets=self._buckets,
         )
+        worker.capacity.shared = self._shared
+        return worker
 
     def load(self, configs: list[WorkerConfig]) -> None:
         """Build the pool from configuration (no I/O: providers start in :meth:`start`)."""

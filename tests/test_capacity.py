@@ -221,3 +221,102 @@ async def test_a_shared_store_that_fails_does_not_stop_calls() -> None:
     room = Capacity("alpha", WorkerLimits(rpm=1), Down(), clock=clock, sleep=clock.sleep)
     assert await room.acquire("interactive", 10) is not None
     assert await room.acquire("interactive", 10) is not None
+
+
+class Shared:
+    """The replicas' count of a worker's slots, as RedisLimits keeps it, without the leases."""
+
+    def __init__(self) -> None:
+        self.holders: dict[str, set[str]] = {}
+        self.background: dict[str, set[str]] = {}
+        self.down = False
+        self.renewed: list[list[str]] = []
+
+    async def take_slot(
+        self,
+        worker_key: str,
+        holder: str,
+        *,
+        limit: int,
+        background_limit: int | None,
+        lease: float,
+    ) -> bool:
+        if self.down:
+            raise ConnectionError("redis unreachable")
+        held = self.holders.setdefault(worker_key, set())
+        background = self.background.setdefault(worker_key, set())
+        if len(held) >= limit:
+            return False
+        if background_limit is not None:
+            if len(background) >= background_limit:
+                return False
+            background.add(holder)
+        held.add(holder)
+        return True
+
+    async def renew_slots(self, worker_key: str, holders: list[str], lease: float) -> None:
+        self.renewed.append(holders)
+
+    async def give_slot(self, worker_key: str, holder: str) -> None:
+        self.holders.get(worker_key, set()).discard(holder)
+        self.background.get(worker_key, set()).discard(holder)
+
+
+def replica(shared: Shared, **limits: Any) -> Capacity:
+    clock = Clock()
+    return Capacity("alpha", WorkerLimits(**limits), shared=shared, clock=clock, sleep=clock.sleep)
+
+
+async def test_replicas_sharing_a_store_share_the_slots() -> None:
+    shared = Shared()
+    one, two = replica(shared, concurrency=1), replica(shared, concurrency=1, queue_seconds=0)
+    held = await taken(one)
+    with pytest.raises(AtCapacity, match="all 1 slots busy across replicas"):
+        await two.acquire("interactive", 10)
+    assert two.in_use == 0  # its own slot was given back with the refusal
+    held.release()
+    await asyncio.sleep(0)  # the store hears of it off the call's path
+    assert await two.acquire("interactive", 10) is not None
+
+
+async def test_a_replica_waits_for_a_shared_slot_within_its_patience() -> None:
+    shared = Shared()
+    one = replica(shared, concurrency=1)
+    # On the real clock: it looks again every few tens of milliseconds.
+    two = Capacity("alpha", WorkerLimits(concurrency=1, queue_seconds=5), shared=shared)
+    held = await taken(one)
+    waiting = asyncio.ensure_future(two.acquire("interactive", 10))
+    await asyncio.sleep(0.01)
+    assert not waiting.done() and two.waited == 1
+    held.release()
+    assert await asyncio.wait_for(waiting, 5) is not None
+
+
+async def test_background_work_holds_its_share_of_the_shared_slots() -> None:
+    shared = Shared()
+    limits = {"concurrency": 2, "background_queue_seconds": 0}
+    one, two = replica(shared, **limits), replica(shared, **limits)
+    await taken(one, "background")
+    with pytest.raises(AtCapacity, match="across replicas"):
+        await two.acquire("background", 10)
+    assert await two.acquire("interactive", 10) is not None
+
+
+async def test_when_the_store_is_down_each_replica_counts_its_own() -> None:
+    shared = Shared()
+    shared.down = True
+    one, two = replica(shared, concurrency=1), replica(shared, concurrency=1)
+    assert await one.acquire("interactive", 10) is not None
+    assert await two.acquire("interactive", 10) is not None
+
+
+async def test_shared_slots_are_renewed_while_held_and_no_longer() -> None:
+    shared = Shared()
+    room = replica(shared, concurrency=2)
+    room.lease = 0.06
+    held = await taken(room)
+    await asyncio.sleep(0.05)
+    assert shared.renewed and shared.renewed[-1] == [held.holder]
+    held.release()
+    await asyncio.sleep(0.05)
+    assert room._renewer is not None and room._renewer.done()

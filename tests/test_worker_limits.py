@@ -6,6 +6,7 @@ share; the limits change at run time and show in /metrics."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -407,3 +408,48 @@ async def test_no_slot_is_lost_to_clients_that_leave_at_any_moment(
         assert alpha.capacity.refused == 0
         await one(stream=True)
         await one(stream=False)
+
+
+@needs_redis
+async def test_a_workers_slots_are_counted_across_replicas_sharing_redis(
+    make_config: Callable[..., PodiumConfig], fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.behaviour.hold = asyncio.Event()
+    prefix = unique("podium-test-worker-slots") + ":"
+    config = make_config(
+        [worker("alpha", "openai", fake_openai.base_url, limits={"concurrency": 1})],
+        access={"limits": {"backend": "redis", "url": REDIS_URL, "prefix": prefix}},
+    )
+    one, two = create_podium(config), create_podium(config)
+    try:
+        async with (
+            serve(one.app) as first_url,
+            serve(two.app) as second_url,
+            sdk(first_url) as first,
+            sdk(second_url) as second,
+        ):
+            for podium in (one, two):  # leases short enough to lapse unless renewed
+                podium.pool.get("alpha").capacity.lease = 0.3  # type: ignore[union-attr]
+            held = ask(first)
+            await asked(fake_openai, 1)
+            await asyncio.sleep(0.6)  # two leases: only renewal keeps the slot held
+            started = time.perf_counter()
+            with pytest.raises(openai.APIStatusError) as caught:
+                await second.chat.completions.create(
+                    model="alpha",
+                    messages=[{"role": "user", "content": "Hi"}],
+                    extra_headers={"x-podium-timeout": "1"},
+                )
+            waited = time.perf_counter() - started
+            fake_openai.behaviour.hold.set()
+            await held
+            answered = await second.chat.completions.create(
+                model="alpha", messages=[{"role": "user", "content": "Hi"}]
+            )
+    finally:
+        await drop_redis_prefix(prefix)
+    assert caught.value.status_code == 503
+    assert "all 1 slots busy across replicas" in str(caught.value)
+    assert waited >= 0.5  # it waited its turn (queue_seconds, within its deadline)
+    assert answered.choices[0].message.content
+    assert len(fake_openai.received) == 2

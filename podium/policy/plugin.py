@@ -66,9 +66,14 @@ def register_app(podium: Podium) -> None:
     ]
     podium.extras["keys"] = cache
     podium.extras["limits"] = backend
-    # Workers' requests and tokens a minute are counted where keys' are: with Redis, a
-    # worker's quota is shared by every replica, as its vendor counts it.
+    # Workers' requests and tokens a minute are counted where keys' are, and with Redis their
+    # slots too: a worker's quota is shared by every replica, as its vendor counts it.
     podium.pool.set_rate_buckets(backend)
+    if settings.limits.backend == "redis":
+        from podium.policy.redis_limits import RedisLimits
+
+        assert isinstance(backend, RedisLimits)
+        podium.pool.set_shared_slots(backend)
     podium.admin_auth = AdminKeyAuth(
         cache,
         podium.admin_auth or KeyOrLoopbackAuth(podium.secrets, podium.config.server.admin_key_env),

@@ -112,6 +112,46 @@ return 1
 """
 )
 
+# A worker's slots shared by replicas (podium/capacity.py). KEYS[1]: the holders of its slots,
+# KEYS[2]: those of them that are background work (zsets: holder -> lease expiry). ARGV: holder,
+# lease seconds, limit, background (1 or 0), background limit. Returns 1 when taken. A holder
+# whose replica stopped drops out when its lease lapses.
+TAKE_SLOT = (
+    _NOW
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+local background = ARGV[4] == '1'
+if background and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then return 0 end
+local lease = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
+if background then redis.call('ZADD', KEYS[2], now + lease, ARGV[1]) end
+for i = 1, 2 do redis.call('EXPIRE', KEYS[i], math.ceil(lease * 2)) end
+return 1
+"""
+)
+
+# KEYS: the two holder sets of one worker. ARGV: lease seconds, then the holders to renew (each
+# renewed in the sets that hold it: XX never adds one given back meanwhile).
+RENEW_SLOTS = (
+    _NOW
+    + """
+local lease = tonumber(ARGV[1])
+for i = 2, #ARGV do
+  for k = 1, 2 do redis.call('ZADD', KEYS[k], 'XX', now + lease, ARGV[i]) end
+end
+for k = 1, 2 do redis.call('EXPIRE', KEYS[k], math.ceil(lease * 2)) end
+return 1
+"""
+)
+
+GIVE_SLOT = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+"""
+
 USAGE = """
 local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
 local held = 0
@@ -151,6 +191,9 @@ class RedisLimits:
             ("reserve", RESERVE),
             ("close", CLOSE),
             ("usage", USAGE),
+            ("take_slot", TAKE_SLOT),
+            ("renew_slots", RENEW_SLOTS),
+            ("give_slot", GIVE_SLOT),
         ):
             self._scripts[name] = self._redis.register_script(source)
 
@@ -247,3 +290,32 @@ class RedisLimits:
     async def usage(self, key_id: str, period: str) -> tuple[int, int]:
         spent, held = await self._run("usage", self._budget_keys(key_id, period), [])
         return int(float(spent)), int(float(held))
+
+    # -- a worker's slots, shared by replicas (podium/capacity.py) -------------------------------
+
+    def _slots(self, worker_key: str) -> list[str]:
+        return [f"{self.prefix}slots:{{{worker_key}}}", f"{self.prefix}slots:{{{worker_key}}}:bg"]
+
+    async def take_slot(
+        self,
+        worker_key: str,
+        holder: str,
+        *,
+        limit: int,
+        background_limit: int | None,
+        lease: float,
+    ) -> bool:
+        background = background_limit is not None
+        taken = await self._run(
+            "take_slot",
+            self._slots(worker_key),
+            [holder, lease, limit, 1 if background else 0, background_limit or 0],
+        )
+        return bool(int(taken))
+
+    async def renew_slots(self, worker_key: str, holders: list[str], lease: float) -> None:
+        if holders:
+            await self._run("renew_slots", self._slots(worker_key), [lease, *holders])
+
+    async def give_slot(self, worker_key: str, holder: str) -> None:
+        await self._run("give_slot", self._slots(worker_key), [holder])
