@@ -113,7 +113,8 @@ def _streaming_only() -> list[Capability]:
 class WorkerLimits(Strict):
     """How much of the worker Podium may use (podium/capacity.py). Unset: no limit."""
 
-    concurrency: int | None = Field(None, ge=1)  # calls in flight at once, per process
+    # Calls in flight at once; with the Redis limits backend, across replicas (as rpm and tpm).
+    concurrency: int | None = Field(None, ge=1)
     rpm: int | None = Field(None, ge=1)  # requests a minute
     tpm: int | None = Field(None, ge=1)  # tokens a minute (prompt and answer)
     # How long a call waits for room once every other worker it may go to is full too (a full
