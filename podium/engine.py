@@ -59,6 +59,7 @@ class Attempt:
     cost_usd: float = 0.0
     step: int = 0
     role: str = "answer"
+    queued_ms: float = 0.0  # waited for room on the worker (its limits) before it was sent
 
 
 class Engine:
@@ -147,8 +148,10 @@ class Engine:
             rested = False  # this retry has waited out the upstream's 429 pause itself
             while True:
                 slot: Slot | None = None
+                queued = 0.0  # seconds this attempt waited for room on the worker
                 capacity = worker.capacity
                 if capacity.limited or (capacity.resting_until and not rested):
+                    asked = time.perf_counter()
                     try:
                         slot = await capacity.acquire(
                             priority,
@@ -173,6 +176,7 @@ class Engine:
                             )
                         )
                         break
+                    queued = time.perf_counter() - asked
                 if not worker.breaker.allow():
                     if slot is not None:
                         slot.release()
@@ -189,6 +193,8 @@ class Engine:
                 # Set after: a keyword argument to a dataclass costs ~0.5k instructions.
                 attempt = Attempt(worker.name)
                 attempt.step, attempt.role = step, role
+                if queued > 0.001:
+                    attempt.queued_ms = queued * 1000
                 started = time.perf_counter()
                 bound = None if deadline is None else _bound(worker, deadline, last)
                 timer: asyncio.Timeout | None = None

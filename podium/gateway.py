@@ -603,6 +603,8 @@ def _attempt_dict(attempt: Attempt) -> dict[str, object]:
         step["cache_read_tokens"] = usage.cached_input_tokens
     if usage.cache_write_tokens or usage.cache_write_long_tokens:
         step["cache_write_tokens"] = usage.cache_write_tokens + usage.cache_write_long_tokens
+    if attempt.queued_ms:  # it waited for room on its worker (limits): kept out like the cache
+        step["queued_ms"] = round(attempt.queued_ms, 3)
     return step
 
 

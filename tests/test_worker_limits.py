@@ -79,14 +79,26 @@ async def test_a_call_waits_for_room_within_queue_seconds(
         gateway([worker("alpha", "openai", fake_openai.base_url, limits=limits)]) as served,
         sdk(served.url) as client,
     ):
-        first, second = ask(client), ask(client)
+        first = ask(client)
         await asked(fake_openai, 1)
-        await asyncio.sleep(0.1)
+        second = asyncio.ensure_future(
+            client.chat.completions.with_raw_response.create(
+                model="alpha", messages=[{"role": "user", "content": "Hi"}]
+            )
+        )
+        await asyncio.sleep(0.2)
         assert len(fake_openai.received) == 1 and not second.done()
         fake_openai.behaviour.hold.set()
         await first
-        await second
+        raw = await second
         assert len(fake_openai.received) == 2
+        await served.podium.recorder.flush()
+        trace = await served.podium.store.get_trace(raw.headers["x-podium-trace-id"])
+    # The trace says how long it waited: a first look, passed over, then its turn.
+    assert trace is not None
+    [looked, sent] = trace.steps
+    assert looked["status"] == "skipped" and looked["error_kind"] == "at_capacity"
+    assert sent["status"] == "ok" and sent["queued_ms"] >= 150
 
 
 async def test_a_full_worker_hands_the_call_to_the_next_one_routing_allows(

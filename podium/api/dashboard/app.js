@@ -205,7 +205,7 @@
       trace.candidates.map((c) => [c.worker + (c.worker === trace.worker ? " ✓" : ""), c.score.toFixed(3), c.quality === null ? "–" : pct(c.quality), c.cost_usd === null ? "–" : usd(c.cost_usd)]), [1, 2, 3]));
     detail.appendChild(h3("Workflow steps"));
     detail.appendChild(table(["step", "role", "worker", "outcome", "tokens in", "tokens out", "cost", "latency"],
-      trace.steps.map((s) => [s.step + 1, s.role, s.worker, s.status + (s.error ? ": " + s.error : ""), int(s.input_tokens) + cacheNote(s), int(s.output_tokens), usd(s.cost_usd), ms(s.latency_ms)]), [4, 5, 6, 7]));
+      trace.steps.map((s) => [s.step + 1, s.role, s.worker, s.status + (s.error ? ": " + s.error : ""), int(s.input_tokens) + cacheNote(s), int(s.output_tokens), usd(s.cost_usd), ms(s.latency_ms) + (s.queued_ms ? ` (after ${ms(s.queued_ms)} waiting for room)` : "")]), [4, 5, 6, 7]));
     detail.appendChild(h3("Quality signals"));
     detail.appendChild(signals.length
       ? table(["source", "name", "value", "score", "comment"], signals.map((s) => [s.source, s.name, s.label ?? text(s.value), s.score === null ? "–" : pct(s.score), text(s.comment)]), [3])
