@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anthropic
@@ -15,7 +16,7 @@ import httpx
 import openai
 import pytest
 
-from podium.app import create_podium
+from podium.app import Podium, create_podium
 from podium.config import PodiumConfig
 from podium.policy.keys import KeyStore, NewKey
 from podium.testing.openai_fake import FakeOpenAI
@@ -326,32 +327,42 @@ async def test_streams_hold_their_slot_until_they_end(
         assert answer.choices[0].message.content
 
 
+@asynccontextmanager
+async def two_replicas(
+    make_config: Callable[..., PodiumConfig], fake: FakeOpenAI, limits: dict[str, Any]
+) -> AsyncIterator[tuple[list[Podium], list[openai.AsyncOpenAI]]]:
+    """Two gateways whose limits are kept in Redis (a prefix of their own), one worker with
+    ``limits``, and an SDK client for each."""
+    prefix = unique("podium-test-worker-limits") + ":"
+    config = make_config(
+        [worker("alpha", "openai", fake.base_url, limits=limits)],
+        access={"limits": {"backend": "redis", "url": REDIS_URL, "prefix": prefix}},
+    )
+    podiums = [create_podium(config), create_podium(config)]
+    try:
+        async with (
+            serve(podiums[0].app) as first_url,
+            serve(podiums[1].app) as second_url,
+            sdk(first_url) as first,
+            sdk(second_url) as second,
+        ):
+            yield podiums, [first, second]
+    finally:
+        await drop_redis_prefix(prefix)
+
+
 @needs_redis
 async def test_requests_a_minute_are_counted_across_replicas_sharing_redis(
     make_config: Callable[..., PodiumConfig], fake_openai: FakeOpenAI
 ) -> None:
-    prefix = unique("podium-test-worker-limits") + ":"
-    config = make_config(
-        [worker("alpha", "openai", fake_openai.base_url, limits={"rpm": 1})],
-        access={"limits": {"backend": "redis", "url": REDIS_URL, "prefix": prefix}},
-    )
-    one, two = create_podium(config), create_podium(config)
-    try:
-        async with (
-            serve(one.app) as first_url,
-            serve(two.app) as second_url,
-            sdk(first_url) as first,
-            sdk(second_url) as second,
-        ):
-            await first.chat.completions.create(
+    async with two_replicas(make_config, fake_openai, {"rpm": 1}) as (_, (first, second)):
+        await first.chat.completions.create(
+            model="alpha", messages=[{"role": "user", "content": "Hi"}]
+        )
+        with pytest.raises(openai.APIStatusError) as caught:
+            await second.chat.completions.create(
                 model="alpha", messages=[{"role": "user", "content": "Hi"}]
             )
-            with pytest.raises(openai.APIStatusError) as caught:
-                await second.chat.completions.create(
-                    model="alpha", messages=[{"role": "user", "content": "Hi"}]
-                )
-    finally:
-        await drop_redis_prefix(prefix)
     assert caught.value.status_code == 503
     assert "rpm 1 reached" in str(caught.value)
     assert len(fake_openai.received) == 1
@@ -427,39 +438,26 @@ async def test_a_workers_slots_are_counted_across_replicas_sharing_redis(
     make_config: Callable[..., PodiumConfig], fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.behaviour.hold = asyncio.Event()
-    prefix = unique("podium-test-worker-slots") + ":"
-    config = make_config(
-        [worker("alpha", "openai", fake_openai.base_url, limits={"concurrency": 1})],
-        access={"limits": {"backend": "redis", "url": REDIS_URL, "prefix": prefix}},
-    )
-    one, two = create_podium(config), create_podium(config)
-    try:
-        async with (
-            serve(one.app) as first_url,
-            serve(two.app) as second_url,
-            sdk(first_url) as first,
-            sdk(second_url) as second,
-        ):
-            for podium in (one, two):  # leases short enough to lapse unless renewed
-                podium.pool.get("alpha").capacity.lease = 0.3  # type: ignore[union-attr]
-            held = ask(first)
-            await asked(fake_openai, 1)
-            await asyncio.sleep(0.6)  # two leases: only renewal keeps the slot held
-            started = time.perf_counter()
-            with pytest.raises(openai.APIStatusError) as caught:
-                await second.chat.completions.create(
-                    model="alpha",
-                    messages=[{"role": "user", "content": "Hi"}],
-                    extra_headers={"x-podium-timeout": "1"},
-                )
-            waited = time.perf_counter() - started
-            fake_openai.behaviour.hold.set()
-            await held
-            answered = await second.chat.completions.create(
-                model="alpha", messages=[{"role": "user", "content": "Hi"}]
+    limits = {"concurrency": 1}
+    async with two_replicas(make_config, fake_openai, limits) as (podiums, (first, second)):
+        for podium in podiums:  # leases short enough to lapse unless renewed
+            podium.pool.get("alpha").capacity.lease = 0.3  # type: ignore[union-attr]
+        held = ask(first)
+        await asked(fake_openai, 1)
+        await asyncio.sleep(0.6)  # two leases: only renewal keeps the slot held
+        started = time.perf_counter()
+        with pytest.raises(openai.APIStatusError) as caught:
+            await second.chat.completions.create(
+                model="alpha",
+                messages=[{"role": "user", "content": "Hi"}],
+                extra_headers={"x-podium-timeout": "1"},
             )
-    finally:
-        await drop_redis_prefix(prefix)
+        waited = time.perf_counter() - started
+        fake_openai.behaviour.hold.set()
+        await held
+        answered = await second.chat.completions.create(
+            model="alpha", messages=[{"role": "user", "content": "Hi"}]
+        )
     assert caught.value.status_code == 503
     assert "all 1 slots busy across replicas" in str(caught.value)
     assert waited >= 0.5  # it waited its turn (queue_seconds, within its deadline)
