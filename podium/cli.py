@@ -84,7 +84,8 @@ def serve(
     if processes > 1 and config.access.limits.backend == "memory":
         click.echo(
             f"podium: warning: {processes} processes with access.limits.backend: memory: rate "
-            "limits and budgets are counted per process; use the redis backend to share them",
+            "limits, budgets and workers' limits are counted per process; use the redis "
+            "backend to share them",
             err=True,
         )
     click.echo(f"podium: serving on http://{host}:{port}/v1 with workers: {names}", err=True)
