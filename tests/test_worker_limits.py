@@ -144,11 +144,17 @@ async def test_an_upstream_429_pause_is_kept_by_the_calls_that_follow(
             )
         async with httpx.AsyncClient(base_url=served.url) as admin:
             health = (await admin.get("/admin/workers/alpha")).json()["health"]
+            # The operator knows better: undrain ends the pause, and the worker is asked again.
+            resumed = (await admin.post("/admin/workers/alpha/undrain")).json()["health"]
+        again = await client.chat.completions.create(
+            model="alpha", messages=[{"role": "user", "content": "Hi"}]
+        )
+    assert resumed["resting_seconds"] == 0 and again.choices[0].message.content
     assert 50 < health["resting_seconds"] <= 60
     assert caught.value.status_code == 503
     assert "asked for a pause" in str(caught.value)
     assert 55 <= int(caught.value.response.headers["retry-after"]) <= 60
-    assert len(fake_openai.received) == 1  # the second call did not add to the upstream's load
+    assert len(fake_openai.received) == 2  # the 429 and the call after undrain, not the one between
 
 
 async def test_a_batch_leaves_interactive_calls_their_share_of_the_slots(

@@ -338,7 +338,11 @@ class WorkerAdmin:
         return Response.json(describe(self.pool.drain(self._worker(request).name, True)))
 
     async def undrain(self, request: Request) -> Response:
-        return Response.json(describe(self.pool.drain(self._worker(request).name, False)))
+        worker = self.pool.drain(self._worker(request).name, False)
+        # "Serve it again, now": also ends a pause an upstream 429 asked for (a daily quota's
+        # Retry-After may last hours, and the operator may know better).
+        worker.capacity.resting_until = 0.0
+        return Response.json(describe(worker))
 
     async def remove(self, request: Request) -> Response:
         worker = self._worker(request)

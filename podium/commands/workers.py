@@ -289,7 +289,7 @@ def register(main: click.Group) -> None:
     @click.argument("name")
     @click.pass_obj
     def undrain(admin: Admin, name: str) -> None:
-        """Send new requests to a drained worker again."""
+        """Send new requests to a drained worker again (and end an upstream 429's pause)."""
         admin.call("POST", _path(name, "undrain"))
         click.echo(f"serving {name}")
 
