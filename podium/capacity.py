@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from podium.config import WorkerLimits
 from podium.context import Priority
 from podium.policy.limits import MemoryLimits, RateTake
+from podium.providers.quota import VendorQuota
 
 log = logging.getLogger("podium.capacity")
 
@@ -115,6 +116,10 @@ class Capacity:
         self._clock = clock
         self._sleep = sleep
         self.resting_until = 0.0  # perf_counter time before which the upstream asked not to call
+        self.resting_why = ""
+        # What the vendor last said is left of its quota (podium/providers/quota.py), and when.
+        self.vendor: VendorQuota | None = None
+        self.vendor_seen = 0.0
         self.in_use = 0
         self.background_in_use = 0
         self.refused = 0  # calls turned away, for /metrics
@@ -150,12 +155,31 @@ class Capacity:
         """Seconds left of the upstream's pause (0.0: none)."""
         return max(0.0, self.resting_until - self._clock()) if self.resting_until else 0.0
 
-    def rest(self, seconds: float) -> None:
-        """The upstream answered 429 and asked for ``seconds``: no call of this process goes
-        to the worker before then (each would only be told the same)."""
+    def rest(self, seconds: float, why: str = "the upstream asked for a pause (429)") -> None:
+        """The upstream answered 429 and asked for ``seconds`` (or said its quota is used up
+        for that long): no call of this process goes to the worker before then (each would
+        only be told 429)."""
         until = self._clock() + seconds
         if until > self.resting_until:
             self.resting_until = until
+            self.resting_why = why
+
+    def observe(self, quota: VendorQuota) -> None:
+        """The vendor's word on what is left of its quota, with an answer: kept for the admin
+        API, and a limit with nothing left pauses the worker until it resets, as a 429 would."""
+        self.vendor, self.vendor_seen = quota, self._clock()
+        exhausted = quota.exhausted_for()
+        if exhausted is not None and exhausted > 0:
+            self.rest(exhausted, "the vendor says its quota is used up until it resets")
+
+    def vendor_state(self) -> dict[str, float | int | None]:
+        """The vendor's last word on its quota, as the admin API shows it."""
+        assert self.vendor is not None
+        return {
+            "requests_remaining": self.vendor.requests_remaining,
+            "tokens_remaining": self.vendor.tokens_remaining,
+            "seconds_ago": round(self._clock() - self.vendor_seen, 1),
+        }
 
     def patience(self, priority: Priority) -> float:
         """Seconds a call of ``priority`` may wait for room here."""
@@ -209,7 +233,7 @@ class Capacity:
             self.resting_until = 0.0
             return
         if until > give_up:
-            raise AtCapacity(self.worker, "the upstream asked for a pause (429)", until - now)
+            raise AtCapacity(self.worker, self.resting_why, until - now)
         self.waited += 1
         await self._sleep(until - now)
 

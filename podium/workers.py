@@ -159,11 +159,12 @@ class Worker:
     draining: bool = False
     in_flight: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
-    capacity: Capacity = field(init=False)
-    buckets: RateBuckets | None = None  # the per-minute buckets (the pool's, shared)
+    # Built from the config when not given (the pool gives one its provider reports to).
+    capacity: Capacity = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        self.capacity = Capacity(self.config.name, self.config.limits, self.buckets)
+        if self.capacity is None:
+            self.capacity = Capacity(self.config.name, self.config.limits)
 
     @property
     def name(self) -> str:
@@ -257,7 +258,7 @@ class WorkerPool:
         replicas when it is Redis), for every worker, now and later."""
         self._buckets = buckets
         for worker in self._workers.values():
-            worker.buckets = worker.capacity.buckets = buckets
+            worker.capacity.buckets = buckets
 
     def set_shared_slots(self, shared: SharedSlots) -> None:
         """Count workers' ``limits.concurrency`` across the replicas too (in Redis), for every
@@ -273,9 +274,14 @@ class WorkerPool:
             worker.breaker = breakers(worker.config)
 
     def _build(self, config: WorkerConfig) -> Worker:
+        capacity = Capacity(config.name, config.limits, self._buckets, shared=self._shared)
         provider = self._providers.create(
             ProviderContext(
-                worker=config, http=self._http, secrets=self._secrets, data_dir=self._data_dir
+                worker=config,
+                http=self._http,
+                secrets=self._secrets,
+                data_dir=self._data_dir,
+                quota=capacity.observe,
             )
         )
         if config.role == "embed" and not isinstance(provider, EmbeddingProvider):
@@ -284,14 +290,9 @@ class WorkerPool:
                 f"({config.provider}) cannot embed text; use an OpenAI-compatible one "
                 "(provider: openai, vllm, ollama, openai-compatible), gemini or static"
             )
-        worker = Worker(
-            config=config,
-            provider=provider,
-            breaker=self._breakers(config),
-            buckets=self._buckets,
+        return Worker(
+            config=config, provider=provider, breaker=self._breakers(config), capacity=capacity
         )
-        worker.capacity.shared = self._shared
-        return worker
 
     def load(self, configs: list[WorkerConfig]) -> None:
         """Build the pool from configuration (no I/O: providers start in :meth:`start`)."""

@@ -39,6 +39,7 @@ async def test_list_shows_config_and_health(gateway: Any, fake_openai: FakeOpenA
         "resting_seconds": 0.0,
         "waited": 0,
         "turned_away": 0,
+        "vendor_quota": None,
     }
 
 

@@ -16,6 +16,7 @@ import openai
 import pytest
 
 from podium.testing.anthropic_fake import FakeAnthropic
+from podium.testing.fakes import Quota
 from podium.testing.openai_fake import FakeOpenAI
 from tests.conftest import ask_behind_a_cached_system_prompt, worker
 
@@ -105,6 +106,7 @@ async def test_dashboard_renders_traffic_and_opens_a_trace(
             limits={"concurrency": 4, "rpm": 600},
         ),
     ]
+    fake_openai.behaviour.quota = Quota()
     async with gateway(workers) as running:
         trace_ids = await send_traffic(running)
         errors: list[str] = []
@@ -129,6 +131,7 @@ async def test_dashboard_renders_traffic_and_opens_a_trace(
             pool = await page.inner_text("#workers")
             assert "alpha" in pool and "serving" in pool and "closed" in pool
             assert "0 / 4" in pool and "4 at once, 600 rpm" in pool
+            assert "the vendor says 499 requests, 29,000 tokens left" in pool
 
             await page.locator(f"#traces tr[data-trace='{trace_ids[0]}']").click()
             await page.wait_for_selector("#detail table")

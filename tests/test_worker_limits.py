@@ -19,6 +19,8 @@ import pytest
 from podium.app import Podium, create_podium
 from podium.config import PodiumConfig
 from podium.policy.keys import KeyStore, NewKey
+from podium.testing.anthropic_fake import FakeAnthropic
+from podium.testing.fakes import Quota
 from podium.testing.openai_fake import FakeOpenAI
 from podium.testing.server import serve
 from tests.conftest import worker
@@ -469,3 +471,36 @@ async def test_a_workers_slots_are_counted_across_replicas_sharing_redis(
     assert waited >= 0.5  # it waited its turn (queue_seconds, within its deadline)
     assert answered.choices[0].message.content
     assert len(fake_openai.received) == 2
+
+
+async def test_a_quota_the_vendor_says_is_used_up_pauses_the_worker_until_it_resets(
+    gateway: Callable[..., Any], fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic
+) -> None:
+    for fake in (fake_openai, fake_anthropic):
+        fake.behaviour.quota = Quota(requests_remaining=0, requests_reset=30)
+    workers = [
+        worker("gpt", "openai", fake_openai.base_url),
+        worker("claude", "anthropic", fake_anthropic.base_url),
+    ]
+    async with (
+        gateway(workers) as served,
+        sdk(served.url) as client,
+        httpx.AsyncClient(base_url=served.url) as admin,
+    ):
+        for model, fake in (("gpt", fake_openai), ("claude", fake_anthropic)):
+            # The answer that used the last request says so: the next call is not sent.
+            await client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": "Hi"}]
+            )
+            with pytest.raises(openai.APIStatusError) as caught:
+                await client.chat.completions.create(
+                    model=model, messages=[{"role": "user", "content": "Hi"}]
+                )
+            assert caught.value.status_code == 503
+            assert "quota is used up until it resets" in str(caught.value)
+            assert 25 <= int(caught.value.response.headers["retry-after"]) <= 30
+            assert len(fake.received) == 1
+            health = (await admin.get(f"/admin/workers/{model}")).json()["health"]
+            assert health["vendor_quota"]["requests_remaining"] == 0
+            assert health["vendor_quota"]["tokens_remaining"] == 29_000
+            assert 25 < health["resting_seconds"] <= 30

@@ -209,6 +209,8 @@ def describe(worker: Worker) -> dict[str, Any]:
         # Calls since start that waited for room, and that found none in time.
         "waited": room.waited,
         "turned_away": room.refused,
+        # What the vendor last said is left of its quota (its rate-limit headers), if it did.
+        "vendor_quota": None if room.vendor is None else room.vendor_state(),
     }
     return data
 

@@ -493,6 +493,7 @@ class AnthropicProvider:
             headers=headers,
             timeouts=worker.timeouts,
             secrets=[key],
+            quota=context.quota,
         )
 
     def _payload(self, request: ChatRequest, *, stream: bool) -> tuple[dict[str, Any], JsonMode]:

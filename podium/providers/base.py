@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from podium.config import ConfigError, WorkerConfig
 from podium.providers.egress import Egress
+from podium.providers.quota import QuotaObserver
 from podium.secrets import SecretSource
 from podium.types import (
     ChatRequest,
@@ -79,6 +80,8 @@ class ProviderContext:
     http: Egress
     secrets: SecretSource
     data_dir: Path
+    # Told what the vendor says is left of the worker's quota (podium/providers/quota.py).
+    quota: QuotaObserver | None = None
 
 
 ProviderFactory = Callable[[ProviderContext], Provider]

@@ -16,6 +16,7 @@ import orjson
 from podium.config import Timeouts
 from podium.errors import ProviderError, provider_error_from_status
 from podium.providers.egress import Egress, EgressError, Origin, Response, request_head
+from podium.providers.quota import QuotaObserver, quota_from_headers
 from podium.secrets import scrub
 
 # Upstream statuses that mean Podium's own credential or model name is wrong for a worker.
@@ -72,8 +73,10 @@ class Upstream:
         timeouts: Timeouts,
         secrets: Iterable[str | None] = (),
         retry_after_in_body: Callable[[bytes], float | None] | None = None,
+        quota: QuotaObserver | None = None,
     ) -> None:
         self._http = http
+        self._quota = quota
         # Some vendors (Gemini) say when to retry in the error body rather than a header.
         self._retry_after_in_body = retry_after_in_body
         self.worker = worker
@@ -104,6 +107,13 @@ class Upstream:
         # Another worker may well succeed, but asking this one again cannot (see the engine).
         error.code = SAME_ANSWER_CODES.get(status, error.code)
         return error
+
+    def _observe(self, headers: dict[str, str]) -> None:
+        """Pass on what the vendor says is left of the quota, if it says."""
+        assert self._quota is not None
+        quota = quota_from_headers(headers, time.time())
+        if quota is not None:
+            self._quota(quota)
 
     def _unreachable(self, error: BaseException) -> ProviderError:
         detail = scrub(type(error).__name__ + (f": {error}" if str(error) else ""), self._secrets)
@@ -149,6 +159,8 @@ class Upstream:
             raise self._timed_out(timer.bound) from None
         except (EgressError, OSError) as error:
             raise self._unreachable(error) from None
+        if self._quota is not None:
+            self._observe(response.headers)
         if response.status >= 400:
             raise self._fail(
                 response.status, body, parse_retry_after(response.headers.get("retry-after"))
@@ -175,6 +187,8 @@ class Upstream:
             raise self._timed_out("no response head") from None
         except (EgressError, OSError) as error:
             raise self._unreachable(error) from None
+        if self._quota is not None:
+            self._observe(response.headers)
         try:
             if response.status >= 400:
                 try:

@@ -285,6 +285,7 @@ def openai_upstream(
         headers=headers,
         timeouts=worker.timeouts,
         secrets=[key],
+        quota=context.quota,
     )
 
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 
-from podium.testing.fakes import Behaviour, FakeUpstream, Json, echo, words
+from podium.testing.fakes import Behaviour, FakeUpstream, Json, Quota, echo, words
 from podium.testing.prompt_cache import CacheRefusal, PromptCache, anthropic_blocks
 
 ERROR_TYPES = {
@@ -113,6 +114,20 @@ class FakeAnthropic(FakeUpstream):
     ) -> None:
         super().__init__(behaviour)
         self.prompt_cache = prompt_cache or PromptCache()
+
+    def quota_headers(self, quota: Quota) -> dict[str, str]:
+        # Anthropic's: limits, what is left, and the moment (RFC 3339) each is full again.
+        def moment(seconds: float) -> str:
+            return (datetime.now(UTC) + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+        return {
+            "anthropic-ratelimit-requests-limit": str(quota.requests_limit),
+            "anthropic-ratelimit-requests-remaining": str(quota.requests_remaining),
+            "anthropic-ratelimit-requests-reset": moment(quota.requests_reset),
+            "anthropic-ratelimit-tokens-limit": str(quota.tokens_limit),
+            "anthropic-ratelimit-tokens-remaining": str(quota.tokens_remaining),
+            "anthropic-ratelimit-tokens-reset": moment(quota.tokens_reset),
+        }
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self.messages)

@@ -26,6 +26,27 @@ class Failure:
     retry_after: float | None = None
 
 
+def go_duration(seconds: float) -> str:
+    """A duration as OpenAI writes its resets: "20ms", "1.5s", "6m0s"."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    minutes, rest = divmod(seconds, 60.0)
+    text = f"{rest:.3f}".rstrip("0").rstrip(".") + "s"
+    return f"{int(minutes)}m{text}" if minutes else text
+
+
+@dataclass
+class Quota:
+    """A vendor's rate limits as its answers state them (each fake in its own headers)."""
+
+    requests_limit: int = 500
+    requests_remaining: int = 499
+    requests_reset: float = 0.12  # seconds until the requests bucket is full again
+    tokens_limit: int = 30_000
+    tokens_remaining: int = 29_000
+    tokens_reset: float = 2.0
+
+
 @dataclass
 class Behaviour:
     """Knobs a test turns. ``failures`` are served first, one per request, in order."""
@@ -44,6 +65,7 @@ class Behaviour:
     gate: asyncio.Event | None = None  # when given, streams wait for it before event gate_after
     gate_after: int = 1
     hold: asyncio.Event | None = None  # when given, every request waits for it before its head
+    quota: Quota | None = None  # when given, every answer states it, as the vendor's headers do
 
     def fail(
         self,
@@ -90,6 +112,14 @@ class FakeUpstream:
     def routes(self, app: web.Application) -> None:
         raise NotImplementedError
 
+    def quota_headers(self, quota: Quota) -> dict[str, str]:
+        """The vendor's rate-limit headers stating ``quota`` (none for a vendor without)."""
+        return {}
+
+    async def _state_quota(self, request: web.Request, response: web.StreamResponse) -> None:
+        if self.behaviour.quota is not None:
+            response.headers.update(self.quota_headers(self.behaviour.quota))
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
@@ -97,6 +127,7 @@ class FakeUpstream:
     async def start(self) -> FakeUpstream:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         self.routes(app)
+        app.on_response_prepare.append(self._state_quota)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)

@@ -13,7 +13,16 @@ from typing import Any
 
 from aiohttp import web
 
-from podium.testing.fakes import Behaviour, FakeUpstream, Json, echo, fake_vector, words
+from podium.testing.fakes import (
+    Behaviour,
+    FakeUpstream,
+    Json,
+    Quota,
+    echo,
+    fake_vector,
+    go_duration,
+    words,
+)
 from podium.testing.prompt_cache import CacheRefusal, Prefix, PromptCache, openai_chat_blocks
 from podium.testing.responses_fake import respond
 
@@ -64,6 +73,17 @@ class FakeOpenAI(FakeUpstream):
                 "ttl_30m_tokens": written - long,
                 "ttl_12h_tokens": long,
             },
+        }
+
+    def quota_headers(self, quota: Quota) -> dict[str, str]:
+        # OpenAI's: limits, what is left, and durations until each bucket is full ("6m0s").
+        return {
+            "x-ratelimit-limit-requests": str(quota.requests_limit),
+            "x-ratelimit-remaining-requests": str(quota.requests_remaining),
+            "x-ratelimit-reset-requests": go_duration(quota.requests_reset),
+            "x-ratelimit-limit-tokens": str(quota.tokens_limit),
+            "x-ratelimit-remaining-tokens": str(quota.tokens_remaining),
+            "x-ratelimit-reset-tokens": go_duration(quota.tokens_reset),
         }
 
     def routes(self, app: web.Application) -> None:

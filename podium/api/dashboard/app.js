@@ -232,7 +232,9 @@
       let state = h.draining ? "draining" : "serving";
       if (h.resting_seconds) state += `, resting ${h.resting_seconds} s (upstream 429)`;
       const load = h.slots ? `${h.in_flight} / ${h.slots}` + (h.background_in_use ? ` (${h.background_in_use} background)` : "") : String(h.in_flight);
-      return [w.name, w.role === "answer" ? w.provider : `${w.provider} (${w.role})`, state, h.circuit, load, limits(w.limits), `${int(h.waited)} / ${int(h.turned_away)}`];
+      const q = h.vendor_quota;
+      const vendor = q ? `; the vendor says ${int(q.requests_remaining)} requests, ${int(q.tokens_remaining)} tokens left` : "";
+      return [w.name, w.role === "answer" ? w.provider : `${w.provider} (${w.role})`, state, h.circuit, load, limits(w.limits) + vendor, `${int(h.waited)} / ${int(h.turned_away)}`];
     });
     const holder = $("workers");
     holder.innerHTML = "";

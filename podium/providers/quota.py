@@ -1,0 +1,96 @@
+"""What a vendor says of a worker's quota with every answer: OpenAI's ``x-ratelimit-*`` and
+Anthropic's ``anthropic-ratelimit-*`` headers, read into one shape. A quota that reaches zero
+pauses the worker until it resets (podium/capacity.py), so the next call is not sent only to be
+told 429; the admin API shows what is left.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+# "6m0s", "1s", "20ms", "1h2m3.5s": OpenAI's reset durations.
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+@dataclass(frozen=True, slots=True)
+class VendorQuota:
+    """What is left of the vendor's limits (None: not said), and the seconds until each is
+    full again."""
+
+    requests_remaining: int | None = None
+    requests_reset: float | None = None
+    tokens_remaining: int | None = None
+    tokens_reset: float | None = None
+
+    def exhausted_for(self) -> float | None:
+        """Seconds until a call may be sent again, when a limit has nothing left; else None."""
+        waits = [
+            reset
+            for remaining, reset in (
+                (self.requests_remaining, self.requests_reset),
+                (self.tokens_remaining, self.tokens_reset),
+            )
+            if remaining is not None and remaining <= 0 and reset is not None
+        ]
+        return max(waits) if waits else None
+
+
+QuotaObserver = Callable[[VendorQuota], None]
+
+
+def duration_seconds(text: str) -> float | None:
+    """OpenAI's reset duration ("6m0s", "20ms") in seconds; None when it is not one."""
+    parts = _DURATION.findall(text)
+    if not parts or "".join(number + unit for number, unit in parts) != text.strip():
+        return None
+    return sum(float(number) * _SECONDS[unit] for number, unit in parts)
+
+
+def _until(text: str, now: float) -> float | None:
+    """Anthropic's reset time (RFC 3339) as seconds from ``now``."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return max(0.0, moment.timestamp() - now)
+
+
+def _int(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(float(text))
+    except ValueError:
+        return None
+
+
+def quota_from_headers(headers: Mapping[str, str], now: float) -> VendorQuota | None:
+    """The quota an answer's headers (lower-case names) state, or None when they state none.
+    ``now`` is the wall clock, for Anthropic's reset times."""
+    remaining = headers.get("x-ratelimit-remaining-requests")
+    tokens = headers.get("x-ratelimit-remaining-tokens")
+    if remaining is not None or tokens is not None:
+        reset_requests = headers.get("x-ratelimit-reset-requests")
+        reset_tokens = headers.get("x-ratelimit-reset-tokens")
+        return VendorQuota(
+            _int(remaining),
+            None if reset_requests is None else duration_seconds(reset_requests),
+            _int(tokens),
+            None if reset_tokens is None else duration_seconds(reset_tokens),
+        )
+    remaining = headers.get("anthropic-ratelimit-requests-remaining")
+    tokens = headers.get("anthropic-ratelimit-tokens-remaining")
+    if remaining is not None or tokens is not None:
+        reset_requests = headers.get("anthropic-ratelimit-requests-reset")
+        reset_tokens = headers.get("anthropic-ratelimit-tokens-reset")
+        return VendorQuota(
+            _int(remaining),
+            None if reset_requests is None else _until(reset_requests, now),
+            _int(tokens),
+            None if reset_tokens is None else _until(reset_tokens, now),
+        )
+    return None

@@ -1,0 +1,76 @@
+"""Reading what vendors say of a worker's quota: OpenAI's ``x-ratelimit-*`` durations and
+Anthropic's ``anthropic-ratelimit-*`` moments, into one shape; nothing from other headers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from podium.providers.quota import VendorQuota, duration_seconds, quota_from_headers
+
+NOW = datetime(2026, 12, 7, 12, 0, 0, tzinfo=UTC).timestamp()
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("1s", 1.0), ("20ms", 0.02), ("6m0s", 360.0), ("1h2m3.5s", 3723.5), ("0s", 0.0)],
+)
+def test_openai_durations(text: str, seconds: float) -> None:
+    assert duration_seconds(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "soon", "5", "1x", "1s and more"])
+def test_what_is_not_a_duration(text: str) -> None:
+    assert duration_seconds(text) is None
+
+
+def test_openai_headers() -> None:
+    quota = quota_from_headers(
+        {
+            "x-ratelimit-limit-requests": "500",
+            "x-ratelimit-remaining-requests": "0",
+            "x-ratelimit-reset-requests": "120ms",
+            "x-ratelimit-limit-tokens": "30000",
+            "x-ratelimit-remaining-tokens": "29000",
+            "x-ratelimit-reset-tokens": "2s",
+        },
+        NOW,
+    )
+    assert quota == VendorQuota(0, 0.12, 29000, 2.0)
+    assert quota.exhausted_for() == pytest.approx(0.12)
+
+
+def test_anthropic_headers() -> None:
+    quota = quota_from_headers(
+        {
+            "anthropic-ratelimit-requests-remaining": "49",
+            "anthropic-ratelimit-requests-reset": "2026-12-07T12:00:01Z",
+            "anthropic-ratelimit-tokens-remaining": "0",
+            "anthropic-ratelimit-tokens-reset": "2026-12-07T12:00:30Z",
+        },
+        NOW,
+    )
+    assert quota == VendorQuota(49, 1.0, 0, 30.0)
+    assert quota.exhausted_for() == 30.0
+
+
+def test_a_quota_with_something_left_pauses_nothing() -> None:
+    assert VendorQuota(3, 1.0, 100, 1.0).exhausted_for() is None
+    assert VendorQuota(0, None).exhausted_for() is None  # no reset said: nothing to wait for
+
+
+def test_answers_without_quota_headers_say_nothing() -> None:
+    assert quota_from_headers({"content-type": "application/json"}, NOW) is None
+
+
+def test_garbled_values_are_unknown_not_errors() -> None:
+    quota = quota_from_headers(
+        {"x-ratelimit-remaining-requests": "many", "x-ratelimit-reset-requests": "later"}, NOW
+    )
+    assert quota == VendorQuota(None, None, None, None)
+    anthropic = quota_from_headers(
+        {"anthropic-ratelimit-requests-remaining": "0", "anthropic-ratelimit-requests-reset": "?"},
+        NOW,
+    )
+    assert anthropic == VendorQuota(0, None, None, None)
