@@ -12,6 +12,10 @@ from podium.providers.quota import VendorQuota, duration_seconds, quota_from_hea
 NOW = datetime(2026, 12, 7, 12, 0, 0, tzinfo=UTC).timestamp()
 
 
+def clock() -> float:
+    return NOW
+
+
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [("1s", 1.0), ("20ms", 0.02), ("6m0s", 360.0), ("1h2m3.5s", 3723.5), ("0s", 0.0)],
@@ -35,7 +39,7 @@ def test_openai_headers() -> None:
             "x-ratelimit-remaining-tokens": "29000",
             "x-ratelimit-reset-tokens": "2s",
         },
-        NOW,
+        clock,
     )
     assert quota == VendorQuota(0, 0.12, 29000, 2.0)
     assert quota.exhausted_for() == pytest.approx(0.12)
@@ -49,7 +53,7 @@ def test_anthropic_headers() -> None:
             "anthropic-ratelimit-tokens-remaining": "0",
             "anthropic-ratelimit-tokens-reset": "2026-12-07T12:00:30Z",
         },
-        NOW,
+        clock,
     )
     assert quota == VendorQuota(49, 1.0, 0, 30.0)
     assert quota.exhausted_for() == 30.0
@@ -61,16 +65,16 @@ def test_a_quota_with_something_left_pauses_nothing() -> None:
 
 
 def test_answers_without_quota_headers_say_nothing() -> None:
-    assert quota_from_headers({"content-type": "application/json"}, NOW) is None
+    assert quota_from_headers({"content-type": "application/json"}, clock) is None
 
 
 def test_garbled_values_are_unknown_not_errors() -> None:
     quota = quota_from_headers(
-        {"x-ratelimit-remaining-requests": "many", "x-ratelimit-reset-requests": "later"}, NOW
+        {"x-ratelimit-remaining-requests": "many", "x-ratelimit-reset-requests": "later"}, clock
     )
     assert quota == VendorQuota(None, None, None, None)
     anthropic = quota_from_headers(
         {"anthropic-ratelimit-requests-remaining": "0", "anthropic-ratelimit-requests-reset": "?"},
-        NOW,
+        clock,
     )
     assert anthropic == VendorQuota(0, None, None, None)

@@ -111,7 +111,7 @@ class Upstream:
     def _observe(self, headers: dict[str, str]) -> None:
         """Pass on what the vendor says is left of the quota, if it says."""
         assert self._quota is not None
-        quota = quota_from_headers(headers, time.time())
+        quota = quota_from_headers(headers)
         if quota is not None:
             self._quota(quota)
 

@@ -7,6 +7,7 @@ told 429; the admin API shows what is left.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -68,9 +69,11 @@ def _int(text: str | None) -> int | None:
         return None
 
 
-def quota_from_headers(headers: Mapping[str, str], now: float) -> VendorQuota | None:
+def quota_from_headers(
+    headers: Mapping[str, str], clock: Callable[[], float] = time.time
+) -> VendorQuota | None:
     """The quota an answer's headers (lower-case names) state, or None when they state none.
-    ``now`` is the wall clock, for Anthropic's reset times."""
+    ``clock`` is the wall clock, read only for Anthropic's reset moments."""
     remaining = headers.get("x-ratelimit-remaining-requests")
     tokens = headers.get("x-ratelimit-remaining-tokens")
     if remaining is not None or tokens is not None:
@@ -85,6 +88,7 @@ def quota_from_headers(headers: Mapping[str, str], now: float) -> VendorQuota | 
     remaining = headers.get("anthropic-ratelimit-requests-remaining")
     tokens = headers.get("anthropic-ratelimit-tokens-remaining")
     if remaining is not None or tokens is not None:
+        now = clock()
         reset_requests = headers.get("anthropic-ratelimit-requests-reset")
         reset_tokens = headers.get("anthropic-ratelimit-tokens-reset")
         return VendorQuota(
