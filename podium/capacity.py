@@ -170,7 +170,7 @@ class Capacity:
         self.vendor, self.vendor_seen = quota, self._clock()
         exhausted = quota.exhausted_for()
         if exhausted is not None and exhausted > 0:
-            self.rest(exhausted, "the vendor says its quota is used up until it resets")
+            self.rest(exhausted, "the vendor says its quota is used up for now")
 
     def vendor_state(self) -> dict[str, float | int | None]:
         """The vendor's last word on its quota, as the admin API shows it."""

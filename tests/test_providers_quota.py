@@ -41,8 +41,9 @@ def test_openai_headers() -> None:
         },
         clock,
     )
-    assert quota == VendorQuota(0, 0.12, 29000, 2.0)
-    assert quota.exhausted_for() == pytest.approx(0.12)
+    assert quota == VendorQuota(0, 0.12, 29000, 2.0, 500, 30000)
+    # The bucket refills evenly: one request is back in a 500th of its reset.
+    assert quota.exhausted_for() == pytest.approx(0.12 / 500)
 
 
 def test_anthropic_headers() -> None:
@@ -56,7 +57,15 @@ def test_anthropic_headers() -> None:
         clock,
     )
     assert quota == VendorQuota(49, 1.0, 0, 30.0)
-    assert quota.exhausted_for() == 30.0
+    assert quota.exhausted_for() == 30.0  # the limit's size not said: the whole reset
+
+
+def test_an_exhausted_token_limit_waits_for_a_calls_worth() -> None:
+    assert VendorQuota(
+        tokens_remaining=0, tokens_reset=60.0, tokens_limit=10_240
+    ).exhausted_for() == (pytest.approx(6.0))
+    small = VendorQuota(tokens_remaining=0, tokens_reset=60.0, tokens_limit=500)
+    assert small.exhausted_for() == 60.0  # a call's worth is more than the whole limit
 
 
 def test_a_quota_with_something_left_pauses_nothing() -> None:

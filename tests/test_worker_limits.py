@@ -477,7 +477,8 @@ async def test_a_quota_the_vendor_says_is_used_up_pauses_the_worker_until_it_res
     gateway: Callable[..., Any], fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic
 ) -> None:
     for fake in (fake_openai, fake_anthropic):
-        fake.behaviour.quota = Quota(requests_remaining=0, requests_reset=30)
+        # An account of one request a minute: the one left is back when the minute is over.
+        fake.behaviour.quota = Quota(requests_limit=1, requests_remaining=0, requests_reset=30)
     workers = [
         worker("gpt", "openai", fake_openai.base_url),
         worker("claude", "anthropic", fake_anthropic.base_url),
@@ -497,7 +498,7 @@ async def test_a_quota_the_vendor_says_is_used_up_pauses_the_worker_until_it_res
                     model=model, messages=[{"role": "user", "content": "Hi"}]
                 )
             assert caught.value.status_code == 503
-            assert "quota is used up until it resets" in str(caught.value)
+            assert "the vendor says its quota is used up for now" in str(caught.value)
             assert 25 <= int(caught.value.response.headers["retry-after"]) <= 30
             assert len(fake.received) == 1
             health = (await admin.get(f"/admin/workers/{model}")).json()["health"]

@@ -1,7 +1,7 @@
 """What a vendor says of a worker's quota with every answer: OpenAI's ``x-ratelimit-*`` and
 Anthropic's ``anthropic-ratelimit-*`` headers, read into one shape. A quota that reaches zero
-pauses the worker until it resets (podium/capacity.py), so the next call is not sent only to be
-told 429; the admin API shows what is left.
+pauses the worker until a call's worth is back (podium/capacity.py), so the next call is not
+sent only to be told 429; the admin API shows what is left.
 """
 
 from __future__ import annotations
@@ -17,23 +17,33 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
+# What a call is taken to need of a token limit when it is exhausted: the pause lasts until
+# about this much is back (a call that needs more is told 429, with its own Retry-After).
+CALL_TOKENS = 1024
+
+
 @dataclass(frozen=True, slots=True)
 class VendorQuota:
-    """What is left of the vendor's limits (None: not said), and the seconds until each is
-    full again."""
+    """What is left of the vendor's limits (None: not said), each limit's size, and the
+    seconds until each is full again."""
 
     requests_remaining: int | None = None
     requests_reset: float | None = None
     tokens_remaining: int | None = None
     tokens_reset: float | None = None
+    requests_limit: int | None = None
+    tokens_limit: int | None = None
 
     def exhausted_for(self) -> float | None:
-        """Seconds until a call may be sent again, when a limit has nothing left; else None."""
+        """Seconds until a call may be sent again, when a limit has nothing left; else None.
+        The vendors' limits refill evenly until full at their reset, so the wait is until a
+        call's worth is back (a request; ``CALL_TOKENS`` tokens), or the whole reset when the
+        limit's size is not said."""
         waits = [
-            reset
-            for remaining, reset in (
-                (self.requests_remaining, self.requests_reset),
-                (self.tokens_remaining, self.tokens_reset),
+            reset if not limit else reset * min(1.0, need / limit)
+            for remaining, reset, limit, need in (
+                (self.requests_remaining, self.requests_reset, self.requests_limit, 1),
+                (self.tokens_remaining, self.tokens_reset, self.tokens_limit, CALL_TOKENS),
             )
             if remaining is not None and remaining <= 0 and reset is not None
         ]
@@ -84,6 +94,8 @@ def quota_from_headers(
             None if reset_requests is None else duration_seconds(reset_requests),
             _int(tokens),
             None if reset_tokens is None else duration_seconds(reset_tokens),
+            _int(headers.get("x-ratelimit-limit-requests")),
+            _int(headers.get("x-ratelimit-limit-tokens")),
         )
     remaining = headers.get("anthropic-ratelimit-requests-remaining")
     tokens = headers.get("anthropic-ratelimit-tokens-remaining")
@@ -96,5 +108,7 @@ def quota_from_headers(
             None if reset_requests is None else _until(reset_requests, now),
             _int(tokens),
             None if reset_tokens is None else _until(reset_tokens, now),
+            _int(headers.get("anthropic-ratelimit-requests-limit")),
+            _int(headers.get("anthropic-ratelimit-tokens-limit")),
         )
     return None
