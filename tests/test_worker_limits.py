@@ -19,6 +19,7 @@ import pytest
 from podium.app import Podium, create_podium
 from podium.config import PodiumConfig
 from podium.policy.keys import KeyStore, NewKey
+from podium.providers.http import UNSTATED_ANSWERS
 from podium.testing.anthropic_fake import FakeAnthropic
 from podium.testing.fakes import Quota
 from podium.testing.openai_fake import FakeOpenAI
@@ -505,3 +506,23 @@ async def test_a_quota_the_vendor_says_is_used_up_pauses_the_worker_until_it_res
             assert health["vendor_quota"]["requests_remaining"] == 0
             assert health["vendor_quota"]["tokens_remaining"] == 29_000
             assert 25 < health["resting_seconds"] <= 30
+
+
+async def test_a_server_that_never_states_a_quota_is_no_longer_read_for_one(
+    gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url)]) as served,
+        sdk(served.url) as client,
+        httpx.AsyncClient(base_url=served.url) as admin,
+    ):
+        for _ in range(UNSTATED_ANSWERS):  # a vLLM server, say: no rate-limit headers
+            await client.chat.completions.create(
+                model="alpha", messages=[{"role": "user", "content": "Hi"}]
+            )
+        fake_openai.behaviour.quota = Quota()
+        await client.chat.completions.create(
+            model="alpha", messages=[{"role": "user", "content": "Hi"}]
+        )
+        health = (await admin.get("/admin/workers/alpha")).json()["health"]
+    assert health["vendor_quota"] is None

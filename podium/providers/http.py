@@ -59,6 +59,10 @@ def error_message(body: bytes) -> str:
     return body[:500].decode("utf-8", "replace")
 
 
+# Answers without a word on the quota after which a worker's are no longer read for one.
+UNSTATED_ANSWERS = 16
+
+
 class Upstream:
     """POSTs JSON to one worker's upstream with its timeouts, mapping every failure to a
     :class:`ProviderError` whose message names the worker and never carries its key."""
@@ -77,6 +81,7 @@ class Upstream:
     ) -> None:
         self._http = http
         self._quota = quota
+        self._unstated = 0  # answers in a row that stated no quota, while none ever has
         # Some vendors (Gemini) say when to retry in the error body rather than a header.
         self._retry_after_in_body = retry_after_in_body
         self.worker = worker
@@ -109,11 +114,17 @@ class Upstream:
         return error
 
     def _observe(self, headers: dict[str, str]) -> None:
-        """Pass on what the vendor says is left of the quota, if it says."""
+        """Pass on what the vendor says is left of the quota, if it says. A server that has
+        not said in its first answers never will (vLLM, llama.cpp): it is not asked again."""
         assert self._quota is not None
         quota = quota_from_headers(headers)
         if quota is not None:
+            self._unstated = -1  # this vendor states its quota: always read it
             self._quota(quota)
+        elif self._unstated >= 0:
+            self._unstated += 1
+            if self._unstated >= UNSTATED_ANSWERS:
+                self._quota = None
 
     def _unreachable(self, error: BaseException) -> ProviderError:
         detail = scrub(type(error).__name__ + (f": {error}" if str(error) else ""), self._secrets)
