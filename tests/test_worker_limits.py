@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -200,61 +200,74 @@ async def test_a_batch_leaves_interactive_calls_their_share_of_the_slots(
         assert status.request_counts.succeeded == 4
 
 
+# Two slots, background work's share one of them, and no wait for background work.
+SHARED_BY_TWO = {"concurrency": 2, "background_queue_seconds": 0}
+
+
+def chat(client: openai.AsyncOpenAI, **params: Any) -> Callable[[], Awaitable[Any]]:
+    return lambda: client.chat.completions.create(
+        model="alpha", messages=[{"role": "user", "content": "Hi"}], **params
+    )
+
+
+async def background_holds_its_share(
+    fake: FakeOpenAI,
+    background: Callable[[], Awaitable[Any]],
+    interactive: Callable[[], Awaitable[Any]],
+) -> Any:
+    """On a worker of SHARED_BY_TWO with its upstream held: a first background call takes
+    background work's one slot, a second is turned away (503), and an interactive call has the
+    other slot at once. The first background call's answer."""
+    first = asyncio.ensure_future(background())
+    await asked(fake, 1)
+    with pytest.raises(openai.APIStatusError) as caught:
+        await background()
+    assert caught.value.status_code == 503
+    person = asyncio.ensure_future(interactive())
+    await asked(fake, 2)
+    assert fake.behaviour.hold is not None
+    fake.behaviour.hold.set()
+    await person
+    return await first
+
+
 async def test_a_caller_may_mark_its_own_calls_as_background(
     gateway: Callable[..., Any], fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.behaviour.hold = asyncio.Event()
-    limits = {"concurrency": 2, "background_share": 0.5, "background_queue_seconds": 0}
+    alpha = worker("alpha", "openai", fake_openai.base_url, limits=SHARED_BY_TWO)
     async with (
-        gateway([worker("alpha", "openai", fake_openai.base_url, limits=limits)]) as served,
+        gateway([alpha]) as served,
         sdk(served.url, **{"x-podium-priority": "background"}) as background,
         sdk(served.url) as client,
     ):
-        first = ask(background)
-        await asked(fake_openai, 1)
-        with pytest.raises(openai.APIStatusError) as caught:
-            await background.chat.completions.create(
-                model="alpha", messages=[{"role": "user", "content": "Hi"}]
-            )
-        assert caught.value.status_code == 503
-        person = ask(client)
-        await asked(fake_openai, 2)
-        fake_openai.behaviour.hold.set()
-        await first
-        await person
+        await background_holds_its_share(fake_openai, chat(background), chat(client))
 
 
 async def test_openai_flex_processing_is_background_work(
     gateway: Callable[..., Any], fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.behaviour.hold = asyncio.Event()
-    limits = {"concurrency": 2, "background_queue_seconds": 0}
-    async with (
-        gateway([worker("alpha", "openai", fake_openai.base_url, limits=limits)]) as served,
-        sdk(served.url) as client,
-    ):
-        flex = asyncio.ensure_future(
-            client.responses.create(model="alpha", input="Hi", service_tier="flex")
+    alpha = worker("alpha", "openai", fake_openai.base_url, limits=SHARED_BY_TWO)
+    async with gateway([alpha]) as served, sdk(served.url) as client:
+        flexible = iter(
+            [
+                lambda: client.responses.create(model="alpha", input="Hi", service_tier="flex"),
+                chat(client, service_tier="flex"),
+            ]
         )
-        await asked(fake_openai, 1)
-        with pytest.raises(openai.APIStatusError) as caught:
-            await client.chat.completions.create(
-                model="alpha", messages=[{"role": "user", "content": "Hi"}], service_tier="flex"
-            )
-        assert caught.value.status_code == 503  # background work's one slot is taken
-        person = ask(client)
-        await asked(fake_openai, 2)
-        fake_openai.behaviour.hold.set()
-        assert (await flex).service_tier == "flex"
-        await person
+        first = await background_holds_its_share(
+            fake_openai, lambda: next(flexible)(), chat(client)
+        )
+    assert first.service_tier == "flex"
 
 
 async def test_a_key_may_be_marked_for_background_work(
     gateway: Callable[..., Any], fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.behaviour.hold = asyncio.Event()
-    limits = {"concurrency": 2, "background_queue_seconds": 0}
-    async with gateway([worker("alpha", "openai", fake_openai.base_url, limits=limits)]) as served:
+    alpha = worker("alpha", "openai", fake_openai.base_url, limits=SHARED_BY_TWO)
+    async with gateway([alpha]) as served:
         keys = KeyStore(served.podium.store)
         _, nightly = await keys.create(NewKey(owner="etl", metadata={"priority": "background"}))
         _, person = await keys.create(NewKey(owner="app"))
@@ -262,18 +275,7 @@ async def test_a_key_may_be_marked_for_background_work(
             openai.AsyncOpenAI(base_url=f"{served.url}/v1", api_key=nightly, max_retries=0) as etl,
             openai.AsyncOpenAI(base_url=f"{served.url}/v1", api_key=person, max_retries=0) as app,
         ):
-            first = ask(etl)
-            await asked(fake_openai, 1)
-            with pytest.raises(openai.APIStatusError) as caught:
-                await etl.chat.completions.create(
-                    model="alpha", messages=[{"role": "user", "content": "Hi"}]
-                )
-            assert caught.value.status_code == 503  # the key's work has its one slot
-            second = ask(app)
-            await asked(fake_openai, 2)
-            fake_openai.behaviour.hold.set()
-            await first
-            await second
+            await background_holds_its_share(fake_openai, chat(etl), chat(app))
 
 
 async def test_an_unknown_priority_is_a_400_naming_the_header(
