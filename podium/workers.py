@@ -156,15 +156,10 @@ class Worker:
     config: WorkerConfig
     provider: Provider
     breaker: Breaker
+    capacity: Capacity  # its limits' room; its provider reports the vendor's quota to it
     draining: bool = False
     in_flight: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
-    # Built from the config when not given (the pool gives one its provider reports to).
-    capacity: Capacity = field(default=None)  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        if self.capacity is None:
-            self.capacity = Capacity(self.config.name, self.config.limits)
 
     @property
     def name(self) -> str:
