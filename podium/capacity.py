@@ -140,12 +140,7 @@ class Capacity:
         self.limits = limits
         concurrency = limits.concurrency
         self.slots = concurrency
-        # At least one slot for background work, whatever the share, so it is never shut out.
-        self.background_slots = (
-            None
-            if concurrency is None
-            else max(1, math.floor(concurrency * limits.background_share))
-        )
+        self.background_slots = self._share(concurrency)
         # Whether any limit is set: the engine asks nothing of an unlimited worker that is not
         # resting (two attribute reads a call).
         self.limited = bool(concurrency or limits.rpm or limits.tpm)
@@ -341,24 +336,9 @@ class Capacity:
                     self._store_failed(error)
 
     async def _take_rate(self, slot: Slot, give_up: float) -> None:
-        rpm, tpm = self.limits.rpm, self.limits.tpm
-        if not rpm and not tpm:
+        if not self.limits.rpm and not self.limits.tpm:
             return
-        keys = [(self._key, rpm, tpm)]
-        if slot.priority == "background" and self.limits.background_share < 1:
-            # Background work takes from a smaller bucket too, so it leaves the rest of each
-            # minute to interactive calls. Taken first: when the worker's own bucket then has
-            # no room, the background bucket stays charged (errs on the side of waiting).
-            share = self.limits.background_share
-            keys.insert(
-                0,
-                (
-                    self._background_key,
-                    None if rpm is None else max(1, int(rpm * share)),
-                    None if tpm is None else max(1, int(tpm * share)),
-                ),
-            )
-        for key, key_rpm, key_tpm in keys:
+        for key, key_rpm, key_tpm in self._buckets_for(slot.priority):
             while True:
                 try:
                     taken = await self.buckets.take_rate(
@@ -396,18 +376,27 @@ class Capacity:
         if slot.holder is not None and self.shared is not None:
             self._holders.pop(slot.holder, None)
             self._send(self.shared.give_slot(self._key, slot.holder))
-        tpm = self.limits.tpm
-        if tpm and used_tokens is not None and used_tokens != slot.tokens:
-            delta = used_tokens - slot.tokens
-            keys = [self._key]
-            if slot.priority == "background" and self.limits.background_share < 1:
-                keys.append(self._background_key)
-            for key in keys:
-                self._correct(key, tpm if key == self._key else self._background_tpm(), delta)
+        if self.limits.tpm and used_tokens is not None and used_tokens != slot.tokens:
+            for key, _, tpm in self._buckets_for(slot.priority):
+                if tpm:
+                    self._correct(key, tpm, used_tokens - slot.tokens)
 
-    def _background_tpm(self) -> int:
-        assert self.limits.tpm is not None
-        return max(1, int(self.limits.tpm * self.limits.background_share))
+    def _share(self, limit: int | None) -> int | None:
+        """Background work's part of ``limit``: at least one, so it is never shut out."""
+        if limit is None:
+            return None
+        return max(1, math.floor(limit * self.limits.background_share))
+
+    def _buckets_for(self, priority: Priority) -> list[tuple[str, int | None, int | None]]:
+        """The per-minute buckets a call draws on, as (key, rpm, tpm): the worker's, and for
+        background work a smaller one too, of its share, so it leaves the rest of each minute
+        to interactive calls. That one comes first: when the worker's own bucket then has no
+        room, the background bucket stays charged (errs on the side of waiting)."""
+        rpm, tpm = self.limits.rpm, self.limits.tpm
+        buckets = [(self._key, rpm, tpm)]
+        if priority == "background" and self.limits.background_share < 1:
+            buckets.insert(0, (self._background_key, self._share(rpm), self._share(tpm)))
+        return buckets
 
     def _correct(self, key: str, tpm: int, delta: int) -> None:
         """Charge the token bucket what the call really used. In this process's buckets that
