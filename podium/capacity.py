@@ -12,6 +12,9 @@ Slots, and the per-minute buckets (the ones the key limits use, :mod:`podium.pol
 are counted in this process; with ``access.limits.backend: redis`` they are counted in Redis
 too, so every replica draws on one quota, as the vendor counts it or the server serves it. A
 shared slot is leased: one whose replica stopped without giving it back lapses.
+
+With ``limits.adaptive`` the concurrency is learned from how fast the worker answers
+(:mod:`podium.adaptive`) instead of declared.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
+from podium.adaptive import AdaptiveLimit
 from podium.config import WorkerLimits
 from podium.context import Priority
 from podium.policy.limits import MemoryLimits, RateTake
@@ -77,7 +81,17 @@ class Slot:
     """Room taken on a worker for one call: give it back with :meth:`release` when the answer
     ends, with the tokens it really used (the token bucket was charged an estimate)."""
 
-    __slots__ = ("capacity", "counted", "holder", "priority", "released", "tokens")
+    __slots__ = (
+        "busy",
+        "capacity",
+        "counted",
+        "epoch",
+        "holder",
+        "priority",
+        "released",
+        "sent",
+        "tokens",
+    )
 
     def __init__(self, capacity: Capacity, priority: Priority, tokens: int, counted: bool) -> None:
         self.capacity = capacity
@@ -86,12 +100,26 @@ class Slot:
         self.counted = counted  # holds one of the worker's slots
         self.holder: str | None = None  # its name among the replicas' shared slots, if any
         self.released = False
+        # For a learned limit: whether the call found the limit reached, the limit's epoch
+        # then, and when it was sent.
+        self.busy = False
+        self.epoch = 0
+        self.sent = 0.0
 
-    def release(self, used_tokens: int | None = None) -> None:
+    def release(
+        self,
+        used_tokens: int | None = None,
+        *,
+        answer_tokens: int | None = None,
+        overloaded: bool = False,
+    ) -> None:
+        """Give the room back. ``answer_tokens``: the call was answered, with that many
+        tokens; ``overloaded``: the upstream said it is overloaded or did not answer in time.
+        Either one teaches a learned limit (``limits.adaptive``)."""
         if self.released:
             return
         self.released = True
-        self.capacity._give_back(self, used_tokens)
+        self.capacity._give_back(self, used_tokens, answer_tokens, overloaded)
 
 
 class Capacity:
@@ -132,6 +160,7 @@ class Capacity:
         self._background_key = f"worker/{worker}/background"
         self._tasks: set[asyncio.Task[None]] = set()  # store updates sent off the call's path
         self._unchecked = False  # the shared store failed: said once, until it answers again
+        self.adaptive: AdaptiveLimit | None = None  # the concurrency, when it is learned
         self.reconfigure(limits)
 
     def reconfigure(self, limits: WorkerLimits) -> None:
@@ -139,8 +168,15 @@ class Capacity:
         given any room the change made."""
         self.limits = limits
         concurrency = limits.concurrency
-        self.slots = concurrency
-        self.background_slots = self._share(concurrency)
+        if limits.adaptive is None:
+            self.adaptive = None
+        elif self.adaptive is None:
+            self.adaptive = AdaptiveLimit(limits.adaptive)
+        else:
+            self.adaptive.retune(limits.adaptive)
+        if self.adaptive is not None:
+            concurrency = self.adaptive.limit
+        self._set_slots(concurrency)
         # Whether any limit is set: the engine asks nothing of an unlimited worker that is not
         # resting (two attribute reads a call).
         self.limited = bool(concurrency or limits.rpm or limits.tpm)
@@ -205,8 +241,7 @@ class Capacity:
             if not self.limited:
                 return None
             counted = self.slots is not None
-            if counted:
-                await self._take_slot(priority, give_up)
+            busy = await self._take_slot(priority, give_up) if counted else False
             slot = Slot(self, priority, tokens, counted)
             try:
                 if counted and self.shared is not None:
@@ -215,6 +250,8 @@ class Capacity:
             except BaseException:
                 slot.release()
                 raise
+            if self.adaptive is not None:
+                slot.busy, slot.epoch, slot.sent = busy, self.adaptive.epoch, self._clock()
         except AtCapacity:
             # Turned away for good; a first look that may come back and wait is not counted.
             if wait or not self.patience(priority):
@@ -244,13 +281,14 @@ class Capacity:
         if priority == "background":
             self.background_in_use += 1
 
-    async def _take_slot(self, priority: Priority, give_up: float) -> None:
+    async def _take_slot(self, priority: Priority, give_up: float) -> bool:
+        """One of this process's slots; True when it was the last free one or a wait."""
         queue = self._queues[priority]
         # Interactive calls go before any background one that waits; each kind in turn.
         ahead = queue or (priority == "background" and self._queues["interactive"])
         if not ahead and self._room(priority):
             self._occupy(priority)
-            return
+            return self.in_use == self.slots
         left = give_up - self._clock()
         if left <= 0:
             raise AtCapacity(self.worker, f"all {self.slots} slots busy", 1.0)
@@ -271,6 +309,7 @@ class Capacity:
         finally:
             if turn in queue:
                 queue.remove(turn)
+        return True
 
     def _free(self, priority: Priority) -> None:
         self.in_use -= 1
@@ -370,7 +409,22 @@ class Capacity:
             self._unchecked = False
             log.warning("worker %s: shared limits checked again", self.worker)
 
-    def _give_back(self, slot: Slot, used_tokens: int | None) -> None:
+    def _give_back(
+        self, slot: Slot, used_tokens: int | None, answer_tokens: int | None, overloaded: bool
+    ) -> None:
+        adaptive = self.adaptive
+        if adaptive is not None and slot.counted:
+            if overloaded:
+                changed = adaptive.overloaded(slot.epoch)
+            elif answer_tokens is not None:
+                seconds = self._clock() - slot.sent
+                changed = adaptive.answered(
+                    seconds, answer_tokens, busy=slot.busy, epoch=slot.epoch
+                )
+            else:
+                changed = False
+            if changed:
+                self._set_slots(adaptive.limit)  # _free below hands on any room it made
         if slot.counted:
             self._free(slot.priority)
         if slot.holder is not None and self.shared is not None:
@@ -380,6 +434,10 @@ class Capacity:
             for key, _, tpm in self._buckets_for(slot.priority):
                 if tpm:
                     self._correct(key, tpm, used_tokens - slot.tokens)
+
+    def _set_slots(self, concurrency: int | None) -> None:
+        self.slots = concurrency
+        self.background_slots = self._share(concurrency)
 
     def _share(self, limit: int | None) -> int | None:
         """Background work's part of ``limit``: at least one, so it is never shut out."""

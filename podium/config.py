@@ -110,11 +110,30 @@ def _streaming_only() -> list[Capability]:
     return ["streaming"]
 
 
+class AdaptiveConcurrency(Strict):
+    """The calls in flight at once, learned from how fast the worker answers
+    (podium/adaptive.py), for a server whose capacity nobody wrote down."""
+
+    min: int = Field(1, ge=1)
+    max: int = Field(64, ge=1)
+    # How much slower than its best the worker may answer (seconds per answer token) before
+    # fewer calls are let in at once.
+    tolerance: float = Field(2.0, gt=1, le=10)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AdaptiveConcurrency:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        return self
+
+
 class WorkerLimits(Strict):
     """How much of the worker Podium may use (podium/capacity.py). Unset: no limit."""
 
     # Calls in flight at once; with the Redis limits backend, across replicas (as rpm and tpm).
     concurrency: int | None = Field(None, ge=1)
+    # Instead of ``concurrency``: learn it (``adaptive: {}`` or ``true`` for the defaults).
+    adaptive: AdaptiveConcurrency | None = None
     rpm: int | None = Field(None, ge=1)  # requests a minute
     tpm: int | None = Field(None, ge=1)  # tokens a minute (prompt and answer)
     # How long a call waits for room once every other worker it may go to is full too (a full
@@ -124,6 +143,22 @@ class WorkerLimits(Strict):
     background_queue_seconds: float = Field(300.0, ge=0, le=3600)
     # The most of each limit background work may hold, so it never starves interactive calls.
     background_share: float = Field(0.5, gt=0, le=1)
+
+    @field_validator("adaptive", mode="before")
+    @classmethod
+    def _adaptive_shorthand(cls, value: object) -> object:
+        if value is True:
+            return {}
+        return None if value is False else value
+
+    @model_validator(mode="after")
+    def _one_concurrency(self) -> WorkerLimits:
+        if self.concurrency is not None and self.adaptive is not None:
+            raise ValueError(
+                "set concurrency or adaptive, not both (to learn it instead, set concurrency "
+                "to null)"
+            )
+        return self
 
 
 class WorkerConfig(Strict):

@@ -41,6 +41,9 @@ Item = TypeVar("Item")
 # Failures that move on to the next worker at once: the same worker would answer the same way
 # (its key refused, its model unknown upstream), so retrying it only adds latency.
 NOT_WORTH_REPEATING = frozenset({"upstream_credential_refused", "upstream_model_not_found"})
+# Failures that say the worker has more than it can take (429, 503/529, its own timeout): a
+# learned concurrency limit comes down (podium/adaptive.py).
+OVERLOAD_KINDS = frozenset({"rate_limit", "overloaded", "timeout"})
 # The answer a call is assumed to take from a token limit when neither it nor its worker says.
 DEFAULT_ANSWER_TOKENS = 1024
 
@@ -199,6 +202,7 @@ class Engine:
                 bound = None if deadline is None else _bound(worker, deadline, last)
                 timer: asyncio.Timeout | None = None
                 answered: T | None = None
+                overloaded = False  # the upstream said so, or did not answer in time
                 worker.in_flight += 1
                 try:
                     if bound is None:
@@ -234,6 +238,7 @@ class Engine:
                         worker.breaker.record_success()  # the worker answered; the input was bad
                         raise
                     worker.breaker.record_failure()
+                    overloaded = error.kind in OVERLOAD_KINDS
                     pause = error.retry_after if error.kind == "rate_limit" else None
                     if pause:
                         capacity.rest(pause)  # other calls wait or go elsewhere meanwhile
@@ -255,8 +260,14 @@ class Engine:
                     if slot is not None:
                         if isinstance(answered, Metered):
                             answered.slot = slot  # a stream holds its room until it ends
+                        elif answered is not None:
+                            usage = attempt.usage
+                            slot.release(
+                                usage.total_tokens or None,
+                                answer_tokens=usage.output_tokens or None,
+                            )
                         else:
-                            slot.release(attempt.usage.total_tokens or None)
+                            slot.release(overloaded=overloaded)
                 attempts.append(attempt)
                 return result
         raise self._exhausted(workers, last, full)
@@ -515,7 +526,11 @@ class Metered(Generic[Item]):
         self.attempt.cost_usd = self.worker.cost(usage)
         self.attempt.latency_ms = (time.perf_counter() - self._started) * 1000
         if self.slot is not None:
-            self.slot.release(usage.total_tokens)
+            self.slot.release(
+                usage.total_tokens,
+                answer_tokens=(usage.output_tokens or None) if self.finished else None,
+                overloaded=self.attempt.error_kind in OVERLOAD_KINDS,
+            )
 
 
 class MeteredStream(Metered[StreamEvent]):

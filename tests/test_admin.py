@@ -40,6 +40,7 @@ async def test_list_shows_config_and_health(gateway: Any, fake_openai: FakeOpenA
         "waited": 0,
         "turned_away": 0,
         "vendor_quota": None,
+        "adaptive": None,
     }
 
 

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
+from podium.adaptive import AdaptiveLimit
 from podium.api.http import Handler, PlainErrors, Request, Response
 from podium.config import ConfigError, WorkerConfig
 from podium.errors import PodiumError
@@ -211,8 +212,21 @@ def describe(worker: Worker) -> dict[str, Any]:
         "turned_away": room.refused,
         # What the vendor last said is left of its quota (its rate-limit headers), if it did.
         "vendor_quota": None if room.vendor is None else room.vendor_state(),
+        # A learned concurrency limit (``limits.adaptive``): where it stands and why.
+        "adaptive": None if room.adaptive is None else _adaptive_state(room.adaptive),
     }
     return data
+
+
+def _adaptive_state(adaptive: AdaptiveLimit) -> dict[str, Any]:
+    best = adaptive.best
+    return {
+        "limit": adaptive.limit,
+        # The quickest the worker has lately answered, in milliseconds per answer token.
+        "best_ms_per_token": None if best is None else round(best * 1000, 3),
+        "raised": adaptive.raised,
+        "lowered": adaptive.lowered,
+    }
 
 
 def _unknown(name: str) -> PodiumError:

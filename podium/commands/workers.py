@@ -148,6 +148,8 @@ def worker_rows(workers: list[dict[str, Any]]) -> list[list[str]]:
         load = str(health.get("in_flight", "-"))
         if health.get("slots"):
             load += f"/{health['slots']}"
+            if health.get("adaptive"):
+                load += " (learned)"
         price = worker.get("price") or {}
         rows.append(
             [

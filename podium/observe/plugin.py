@@ -160,6 +160,11 @@ def _gauges(podium: Podium, registry: Registry, feedback: Feedback) -> None:
         "Calls that waited for room on a worker (its limits, or an upstream 429).",
     )
     declare(
+        "podium_worker_slots",
+        "gauge",
+        "A worker's concurrency limit: its limits.concurrency, or the one learned (adaptive).",
+    )
+    declare(
         "podium_worker_slots_in_use",
         "gauge",
         "Slots of a worker's limits.concurrency held, per priority.",
@@ -213,6 +218,7 @@ def _gauges(podium: Podium, registry: Registry, feedback: Feedback) -> None:
             if room.slots is not None:
                 background = room.background_in_use
                 out += [
+                    ("podium_worker_slots", worker, float(room.slots)),
                     (
                         "podium_worker_slots_in_use",
                         (*worker, ("priority", "interactive")),

@@ -52,6 +52,9 @@ class Behaviour:
     """Knobs a test turns. ``failures`` are served first, one per request, in order."""
 
     latency: float = 0.0  # before the response head
+    # When given, the server works on this many requests at once and queues the rest, as
+    # llama.cpp's slots or vLLM's batch do: ``latency`` is then each request's own work.
+    parallel: int | None = None
     chunk_delay: float = 0.0  # between stream events
     failures: deque[Failure] = field(default_factory=deque)
     reply: str | None = None  # fixed answer text; default: a deterministic echo
@@ -106,6 +109,9 @@ class FakeUpstream:
         self.cancelled_streams = 0
         self.completed_streams = 0
         self.gated_streams = 0  # streams that reached the gate (see Behaviour.gate)
+        self.waiting = 0  # requests queued inside the server (see Behaviour.parallel)
+        self.most_waiting = 0
+        self._working: asyncio.Semaphore | None = None
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -156,7 +162,7 @@ class FakeUpstream:
             return None, self.error_response(400, "invalid JSON body")
         self.received.append(Received(request.path, dict(request.headers), body))
         if self.behaviour.latency:
-            await asyncio.sleep(self.behaviour.latency)
+            await self._work(self.behaviour.latency)
         if self.behaviour.hold is not None:
             await self.behaviour.hold.wait()
         if self.behaviour.require_key is not None and not self.key_ok(request):
@@ -164,6 +170,27 @@ class FakeUpstream:
         if self.behaviour.failures:
             return body, self.failure_response(self.behaviour.failures.popleft())
         return body, None
+
+    async def _work(self, seconds: float) -> None:
+        parallel = self.behaviour.parallel
+        if parallel is None:
+            await asyncio.sleep(seconds)
+            return
+        if self._working is None:
+            self._working = asyncio.Semaphore(parallel)
+        if self._working.locked():
+            self.waiting += 1
+            self.most_waiting = max(self.most_waiting, self.waiting)
+            try:
+                await self._working.acquire()
+            finally:
+                self.waiting -= 1
+        else:
+            await self._working.acquire()
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self._working.release()
 
     def failure_response(self, failure: Failure) -> web.Response:
         """A scripted failure in the vendor's shape; by default Retry-After is a header."""

@@ -224,6 +224,7 @@
     const { workers } = await get("/admin/workers");
     const limits = (l) => [
       l.concurrency ? `${l.concurrency} at once` : "",
+      l.adaptive ? `${l.adaptive.min} to ${l.adaptive.max} at once, learned` : "",
       l.rpm ? `${int(l.rpm)} rpm` : "",
       l.tpm ? `${int(l.tpm)} tpm` : "",
     ].filter(Boolean).join(", ") || "none";
