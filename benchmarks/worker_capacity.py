@@ -22,7 +22,13 @@ the worker, each run ``--repeats`` (3) times in alternating order:
   background ones;
 - ``concurrency 4, share 1``: Podium holds what the server cannot take; interactive calls are
   served first from its queue, but background work may hold every slot;
-- ``concurrency 4, share 0.5`` (the default share): background work holds at most 2 slots.
+- ``concurrency 4, share 0.5`` (the default share): background work holds at most 2 slots;
+- ``adaptive``, ``adaptive, share 1``, ``adaptive, tolerance 1.5``: the concurrency learned
+  from how fast the server answers (``limits: {adaptive: {}}``, podium/adaptive.py), nobody
+  having told Podium it has 4 slots; the limit it stands at when each run ends is reported.
+
+Every run starts with ``--warmup`` (3) seconds of the background clients alone, in which the
+server's line fills and a learned limit finds its level.
 
     .venv/bin/python -m benchmarks.worker_capacity [--rounds 15] [--requests 300] \\
         [--out benchmarks/results/worker_capacity.md]
@@ -55,8 +61,13 @@ CPU_KINDS: dict[str, dict[str, Any]] = {
     "no limits": {},
     "concurrency": {"concurrency": 64},
     "concurrency, rpm, tpm": {"concurrency": 64, "rpm": 10**8, "tpm": 10**10},
+    "adaptive": {"adaptive": {}},
 }
-CPU_PAIRS = {"concurrency": "no limits", "concurrency, rpm, tpm": "no limits"}
+CPU_PAIRS = {
+    "concurrency": "no limits",
+    "concurrency, rpm, tpm": "no limits",
+    "adaptive": "no limits",
+}
 BACKGROUND = {"x-podium-priority": "background"}
 
 
@@ -88,7 +99,12 @@ async def measure_cpu(upstream: int, base: Path, rounds: int, requests: int) -> 
 
 
 async def flood_run(
-    upstream: int, data_dir: Path, limits: dict[str, Any], flood: int, probes: int
+    upstream: int,
+    data_dir: Path,
+    limits: dict[str, Any],
+    flood: int,
+    probes: int,
+    warmup: float,
 ) -> dict[str, float]:
     podium = create_podium(mock_config(upstream, data_dir, limits=limits))
     await lifespan(podium.app, "startup")
@@ -102,7 +118,7 @@ async def flood_run(
             answered += 1
 
     workers = [asyncio.ensure_future(background()) for _ in range(flood)]
-    await asyncio.sleep(1.0)  # the server's line fills
+    await asyncio.sleep(warmup)  # the server's line fills; a learned limit finds its level
     latencies: list[float] = []
     counted_from, started = answered, time.perf_counter()
     for _ in range(probes):
@@ -111,6 +127,8 @@ async def flood_run(
         latencies.append((time.perf_counter() - sent) * 1000)
         await asyncio.sleep(max(0.0, 0.1 - (time.perf_counter() - sent)))
     throughput = (answered - counted_from) / (time.perf_counter() - started)
+    mock = podium.pool.get("mock")
+    slots = None if mock is None else mock.capacity.slots
     stop.set()
     await asyncio.gather(*workers)
     await podium.gateway.drain_background()
@@ -121,6 +139,7 @@ async def flood_run(
         "p95": latencies[max(0, round(0.95 * len(latencies)) - 1)],
         "max": latencies[-1],
         "throughput": throughput,
+        "slots": float(slots or 0),
     }
 
 
@@ -128,19 +147,23 @@ FLOOD_KINDS: dict[str, dict[str, Any]] = {
     "no limits": {},
     "concurrency 4, share 1": {"concurrency": 4, "background_share": 1.0},
     "concurrency 4, share 0.5": {"concurrency": 4},
+    "adaptive, share 1": {"adaptive": {}, "background_share": 1.0},
+    "adaptive": {"adaptive": {}},
+    "adaptive, tolerance 1.5": {"adaptive": {"tolerance": 1.5}},
 }
 
 
 async def measure_flood(
-    upstream: int, base: Path, flood: int, probes: int, repeats: int
+    upstream: int, base: Path, args: argparse.Namespace
 ) -> dict[str, list[dict[str, float]]]:
     results: dict[str, list[dict[str, float]]] = {kind: [] for kind in FLOOD_KINDS}
-    for repeat in range(repeats):
+    for repeat in range(args.repeats):
         order = list(FLOOD_KINDS) if repeat % 2 == 0 else list(reversed(FLOOD_KINDS))
         for kind in order:
             data_dir = base / f"flood{repeat}-{len(results[kind])}-{kind.replace(' ', '_')}"
+            limits = FLOOD_KINDS[kind]
             results[kind].append(
-                await flood_run(upstream, data_dir, FLOOD_KINDS[kind], flood, probes)
+                await flood_run(upstream, data_dir, limits, args.flood, args.probes, args.warmup)
             )
     return results
 
@@ -155,7 +178,8 @@ def report(
         "",
         "`.venv/bin/python -m benchmarks.worker_capacity "
         f"--rounds {args.rounds} --requests {args.requests} --flood {args.flood} "
-        f"--probes {args.probes} --repeats {args.repeats}` (see the module's docstring).",
+        f"--probes {args.probes} --repeats {args.repeats} --warmup {args.warmup:g}` (see the "
+        "module's docstring).",
         "",
         "## CPU per request",
         "",
@@ -169,20 +193,23 @@ def report(
         "## Interactive calls beside a batch",
         "",
         f"A server of {args.slots} slots, {args.delay_ms:g} ms an answer; {args.flood} "
-        f"background clients asking without pause; {args.probes} interactive questions, one "
-        f"every 100 ms. Each configuration run {args.repeats} times; the median run's figures "
-        "(by p95), and the range of p95 over the runs.",
+        f"background clients asking without pause ({args.warmup:g} s alone first); "
+        f"{args.probes} interactive questions, one every 100 ms. Each configuration run "
+        f"{args.repeats} times; the median run's figures (by p95), and the range of p95 over "
+        "the runs. Concurrency: the limit at the end of each run.",
         "",
         "| worker limits | interactive p50 ms | p95 ms | max ms | p95 range, ms | "
-        "background answers/s |",
-        "|---|---:|---:|---:|---|---:|",
+        "background answers/s | concurrency |",
+        "|---|---:|---:|---:|---|---:|---|",
     ]
     for kind, runs in flood.items():
         ranked = sorted(runs, key=lambda run: run["p95"])
         middle = ranked[len(ranked) // 2]
+        learned = ", ".join(f"{run['slots']:.0f}" for run in runs)
         lines.append(
             f"| {kind} | {middle['p50']:.0f} | {middle['p95']:.0f} | {middle['max']:.0f} | "
-            f"{ranked[0]['p95']:.0f}-{ranked[-1]['p95']:.0f} | {middle['throughput']:.1f} |"
+            f"{ranked[0]['p95']:.0f}-{ranked[-1]['p95']:.0f} | {middle['throughput']:.1f} | "
+            f"{learned if any(run['slots'] for run in runs) else '-'} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -196,6 +223,7 @@ def main() -> None:
     parser.add_argument("--flood", type=int, default=24)
     parser.add_argument("--probes", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
@@ -203,7 +231,7 @@ def main() -> None:
         with mock_upstream() as fast:
             cpu = asyncio.run(measure_cpu(fast, base, args.rounds, args.requests))
         with mock_upstream("--slots", str(args.slots), "--delay-ms", str(args.delay_ms)) as slow:
-            flood = asyncio.run(measure_flood(slow, base, args.flood, args.probes, args.repeats))
+            flood = asyncio.run(measure_flood(slow, base, args))
     text = report(cpu, flood, args)
     print(text)
     if args.out is not None:
