@@ -14,7 +14,8 @@ too, so every replica draws on one quota, as the vendor counts it or the server 
 shared slot is leased: one whose replica stopped without giving it back lapses.
 
 With ``limits.adaptive`` the concurrency is learned from how fast the worker answers
-(:mod:`podium.adaptive`) instead of declared.
+(:mod:`podium.adaptive`) instead of declared; background work may then hold all of it while
+no interactive call asks, since a limit can only be learned with the worker at it.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ log = logging.getLogger("podium.capacity")
 Sleep = Callable[[float], Awaitable[None]]
 SHARED_LEASE = 30.0  # seconds a shared slot outlives a replica that stopped without giving it back
 SHARED_POLL = (0.02, 0.25)  # the first and the longest pause between looks for a shared slot
+# Seconds without an interactive call after which background work may use the whole of a
+# learned limit: the limit can only be learned with the worker at it.
+INTERACTIVE_IDLE = 5.0
 
 
 class RateBuckets(Protocol):
@@ -161,6 +165,7 @@ class Capacity:
         self._tasks: set[asyncio.Task[None]] = set()  # store updates sent off the call's path
         self._unchecked = False  # the shared store failed: said once, until it answers again
         self.adaptive: AdaptiveLimit | None = None  # the concurrency, when it is learned
+        self._interactive_at = -math.inf  # when an interactive call last asked for room
         self.reconfigure(limits)
 
     def reconfigure(self, limits: WorkerLimits) -> None:
@@ -232,6 +237,8 @@ class Capacity:
         (nothing to give back). Raises :class:`AtCapacity` when there is no room in time.
         ``rested``: the call is a retry that has already waited out the upstream's pause."""
         now = self._clock()
+        if priority == "interactive":
+            self._interactive_at = now
         give_up = now + self.patience(priority) if wait else now
         if deadline is not None and deadline < give_up:
             give_up = deadline
@@ -274,7 +281,15 @@ class Capacity:
             return True  # the limit was lifted while calls waited
         if self.in_use >= self.slots:
             return False
-        return priority == "interactive" or self.background_in_use < self.background_slots
+        return priority == "interactive" or self.background_in_use < self._background_limit()
+
+    def _background_limit(self) -> int:
+        """The slots background work may hold: its share, or with a learned limit and no
+        interactive call for ``INTERACTIVE_IDLE`` seconds, all of them (the first interactive
+        call then waits for one background answer at most, and the share holds again)."""
+        assert self.slots is not None and self.background_slots is not None
+        idle = self.adaptive is not None and self._clock() - self._interactive_at > INTERACTIVE_IDLE
+        return self.slots if idle else self.background_slots
 
     def _occupy(self, priority: Priority) -> None:
         self.in_use += 1
@@ -282,7 +297,9 @@ class Capacity:
             self.background_in_use += 1
 
     async def _take_slot(self, priority: Priority, give_up: float) -> bool:
-        """One of this process's slots; True when it was the last free one or a wait."""
+        """One of this process's slots. True when the call found the whole limit reached:
+        it took the last free slot, or waited while every slot was held (what teaches a
+        learned limit that the limit, not the traffic, is what holds calls back)."""
         queue = self._queues[priority]
         # Interactive calls go before any background one that waits; each kind in turn.
         ahead = queue or (priority == "background" and self._queues["interactive"])
@@ -292,6 +309,7 @@ class Capacity:
         left = give_up - self._clock()
         if left <= 0:
             raise AtCapacity(self.worker, f"all {self.slots} slots busy", 1.0)
+        full = self.slots is not None and self.in_use >= self.slots
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         queue.append(turn)
         self.waited += 1
@@ -309,7 +327,7 @@ class Capacity:
         finally:
             if turn in queue:
                 queue.remove(turn)
-        return True
+        return full
 
     def _free(self, priority: Priority) -> None:
         self.in_use -= 1
@@ -333,7 +351,7 @@ class Capacity:
         assert self.shared is not None and self.slots is not None
         self._taken += 1
         holder = f"{self._replica}-{self._taken}"
-        background = self.background_slots if slot.priority == "background" else None
+        background = self._background_limit() if slot.priority == "background" else None
         pause, waited = SHARED_POLL[0], False
         while True:
             try:

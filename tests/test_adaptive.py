@@ -253,3 +253,52 @@ async def test_a_limit_is_switched_to_learned_at_run_time_and_shown_as_learned(
     assert health["slots"] == 3 and health["adaptive"]["limit"] == 3
     assert health["adaptive"]["best_ms_per_token"] is None  # nothing measured yet
     assert worker_rows(listed)[0][-1] == "0/3 (learned)"
+
+
+async def test_with_no_interactive_call_background_work_may_use_the_whole_learned_limit() -> None:
+    """A limit can only be learned with the worker at it, so background work borrows the
+    interactive share while nobody asks; the first interactive call takes it back."""
+    now = [0.0]
+    limits = WorkerLimits(adaptive=AdaptiveConcurrency(min=4))
+    room = Capacity("alpha", limits, clock=lambda: now[0])
+    assert room.slots == 4 and room.background_slots == 2
+    now[0] += 6  # no interactive call yet: all four slots, the last one found the limit
+    batch = [await room.acquire("background", 10) for _ in range(4)]
+    assert room.background_in_use == 4 and batch[-1] is not None and batch[-1].busy
+    person = asyncio.ensure_future(room.acquire("interactive", 10))
+    await asyncio.sleep(0)
+    assert not person.done()  # waits for one background answer, first in line
+    more_batch = asyncio.ensure_future(room.acquire("background", 10))
+    await asyncio.sleep(0)
+    assert batch[0] is not None
+    batch[0].release()
+    assert await person is not None
+    # Now the share holds again: background work gets back to its two slots, no more.
+    for slot in batch[1:3]:
+        assert slot is not None
+        slot.release()
+    assert await more_batch is not None
+    last_batch = asyncio.ensure_future(room.acquire("background", 10))
+    await asyncio.sleep(0)
+    assert room.in_use == 3 and room.background_in_use == 2 and not last_batch.done()
+    batch[3].release()  # type: ignore[union-attr]
+    assert await last_batch is not None and room.background_in_use == 2
+
+
+async def test_a_call_held_back_by_its_share_does_not_raise_the_learned_limit() -> None:
+    now = [0.0]
+    room = Capacity(
+        "alpha", WorkerLimits(adaptive=AdaptiveConcurrency(min=4)), clock=lambda: now[0]
+    )
+    person = await room.acquire("interactive", 10)  # someone is asking: the share holds
+    batch = [await room.acquire("background", 10) for _ in range(2)]
+    held = asyncio.ensure_future(room.acquire("background", 10))
+    await asyncio.sleep(0)
+    assert room.in_use == 3 and not held.done()
+    assert batch[0] is not None
+    batch[0].release(19, answer_tokens=9)
+    slot = await held
+    assert slot is not None and not slot.busy  # it waited for its share, not for the limit
+    for taken in (person, batch[1], slot):
+        assert taken is not None
+        taken.release()
