@@ -330,3 +330,33 @@ async def test_a_batch_whose_replica_stopped_is_taken_over_by_another(
     assert batch.status == "completed"
     assert [row["custom_id"] for row in output] == ["q0", "q1", "q2"]
     assert second.answered == 3 and first.answered == 0
+
+
+async def test_output_expires_after_keeps_the_output_and_error_files_for_that_long(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.behaviour.fail(400, "a bad request")
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url)], batches=QUICK) as served,
+        sdk(served.url) as client,
+    ):
+        created = await submit(
+            client,
+            jsonl(line("bad", chat("one")), line("good", chat("two"))),
+            output_expires_after={"anchor": "created_at", "seconds": 7200},
+        )
+        done = await ended(client, created.id)
+        output = await client.files.retrieve(done.output_file_id)
+        errors = await client.files.retrieve(done.error_file_id)
+        plain = await ended(client, (await submit(client, jsonl(line("x", chat("three"))))).id)
+        kept = await client.files.retrieve(plain.output_file_id)
+        with pytest.raises(openai.BadRequestError) as caught:
+            await submit(
+                client,
+                jsonl(line("y", chat("four"))),
+                output_expires_after={"anchor": "created_at", "seconds": 60},
+            )
+    assert output.expires_at == output.created_at + 7200
+    assert errors.expires_at == errors.created_at + 7200
+    assert kept.expires_at is not None and kept.expires_at - kept.created_at > 28 * 86400
+    assert "output_expires_after.seconds" in str(caught.value)

@@ -119,3 +119,40 @@ async def test_a_file_that_is_not_text_is_refused(gateway: Any, fake_openai: Fak
     ):
         with pytest.raises(openai.BadRequestError, match="UTF-8"):
             await client.files.create(file=("x.jsonl", b"\xff\xfe\x00"), purpose="batch")
+
+
+async def test_expires_after_keeps_a_file_for_less_than_the_retention_and_never_more(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    async with (
+        gateway(
+            [worker("alpha", "openai", fake_openai.base_url)], batches={"retention_days": 7}
+        ) as served,
+        sdk(served.url) as client,
+    ):
+        hour = await client.files.create(
+            file=("a.jsonl", LINES),
+            purpose="batch",
+            expires_after={"anchor": "created_at", "seconds": 3600},
+        )
+        month = await client.files.create(
+            file=("b.jsonl", LINES),
+            purpose="batch",
+            expires_after={"anchor": "created_at", "seconds": 2_592_000},
+        )
+        refused = []
+        for expiry in (
+            {"anchor": "created_at", "seconds": 60},
+            {"anchor": "last_active_at", "seconds": 3600},
+        ):
+            with pytest.raises(openai.BadRequestError) as caught:
+                await client.files.create(
+                    file=("c.jsonl", LINES),
+                    purpose="batch",
+                    expires_after=expiry,  # type: ignore[arg-type]
+                )
+            refused.append(caught.value)
+    assert hour.expires_at == hour.created_at + 3600
+    assert month.expires_at == month.created_at + 7 * 86400  # the deployment keeps files 7 days
+    assert [error.param for error in refused] == ["expires_after.seconds", "expires_after.anchor"]
+    assert "from 3600 (an hour) to 2592000 (30 days)" in refused[0].message

@@ -20,7 +20,7 @@ from pydantic import Field, ValidationError
 
 from podium.api.http import Request, Response, list_page, parse_json
 from podium.api.openai import OpenAIIngress, Wire, validation_error
-from podium.api.openai_files import register_files
+from podium.api.openai_files import ExpiresAfter, register_files
 from podium.batches.endpoints import BatchEndpoints, batch_endpoints
 from podium.batches.files import FileStore
 from podium.batches.service import batch_service
@@ -45,6 +45,7 @@ class BatchIn(Wire):
     endpoint: str
     completion_window: Literal["24h"]
     metadata: dict[str, str] | None = Field(None, max_length=16)
+    output_expires_after: ExpiresAfter | None = None  # how long the output and error files last
 
 
 def _seconds(moment: float | None) -> int | None:
@@ -214,6 +215,7 @@ async def with_files(batch: Batch, store: BatchStore, files: FileStore) -> Batch
         line.update(response=result, error={"code": code, "message": message})
         errors.append(orjson.dumps(line))
     output_id, error_id = file_ids(batch.batch_id)
+    seconds = (batch.details or {}).get("output_seconds")  # the batch's output_expires_after
     for file_id, lines, name in ((output_id, output, "output"), (error_id, errors, "errors")):
         if lines:
             await files.create(
@@ -223,6 +225,7 @@ async def with_files(batch: Batch, store: BatchStore, files: FileStore) -> Batch
                 f"{batch.batch_id}_{name}.jsonl",
                 b"\n".join(lines) + b"\n",
                 batch_id=batch.batch_id,
+                expires_in=None if seconds is None else float(seconds),
             )
     await store.files_made(batch.batch_id)
     return await store.get(batch.owner, batch.batch_id, KIND) or batch
@@ -283,6 +286,8 @@ def register_app(podium: Podium) -> None:
             "completion_window": wire.completion_window,
             "metadata": wire.metadata,
         }
+        if wire.output_expires_after is not None:
+            details["output_seconds"] = wire.output_expires_after.seconds
         batch_id = f"batch_{uuid.uuid4().hex}"
         batch = await store.create(
             batch_id, caller.owner, caller.key_id, requests, kind=KIND, details=details

@@ -1,7 +1,7 @@
 """OpenAI's Files API, only what batches need (``client.files``): upload a batch's JSON lines
 (``purpose: batch``), list, read, read back and delete files; a batch's output and error files
 are read here too. A file is its owner's alone: another caller hears 404, as for a file that
-does not exist.
+does not exist. ``expires_after`` keeps a file for less than ``batches.retention_days``.
 """
 
 from __future__ import annotations
@@ -10,10 +10,12 @@ import uuid
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
 
 from podium.api.http import Request, Response, list_page
-from podium.api.openai import OpenAIIngress
+from podium.api.openai import OpenAIIngress, Wire
 from podium.batches.files import FileStore, StoredFile
 from podium.errors import PodiumError
 from podium.types import JSONObject
@@ -22,6 +24,39 @@ if TYPE_CHECKING:
     from podium.app import Podium
 
 PURPOSES = ("batch",)  # what may be uploaded: Podium keeps files for batches only
+EXPIRY_SECONDS = (3600, 2_592_000)  # what OpenAI allows: an hour to 30 days
+
+
+class ExpiresAfter(Wire):
+    """When a file expires: ``seconds`` after it was made (the only anchor OpenAI has)."""
+
+    anchor: Literal["created_at"]
+    seconds: int = Field(ge=EXPIRY_SECONDS[0], le=EXPIRY_SECONDS[1])
+
+
+def expiry_of(fields: dict[str, tuple[str | None, bytes]]) -> int | None:
+    """An upload's ``expires_after``, sent as the form fields ``expires_after[anchor]`` and
+    ``expires_after[seconds]`` (as the SDKs and curl's ``-F`` send it): its seconds."""
+    anchor = fields.get("expires_after[anchor]")
+    seconds = fields.get("expires_after[seconds]")
+    if anchor is None and seconds is None:
+        return None
+    if anchor is None or anchor[1].decode("utf-8", "replace").strip() != "created_at":
+        raise PodiumError(
+            "invalid_request",
+            "expires_after[anchor]: give 'created_at', the only anchor there is",
+            param="expires_after.anchor",
+        )
+    raw = b"" if seconds is None else seconds[1].strip()
+    low, high = EXPIRY_SECONDS
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise PodiumError(
+            "invalid_request",
+            f"expires_after[seconds]: give a whole number of seconds from {low} (an hour) to "
+            f"{high} (30 days)",
+            param="expires_after.seconds",
+        )
+    return int(raw)
 
 
 def file_object(stored: StoredFile) -> JSONObject:
@@ -104,9 +139,15 @@ def register_files(podium: Podium, files: FileStore) -> None:
                 "file: a batch's file is JSON lines, in UTF-8; this file is not UTF-8 text",
                 param="file",
             ) from None
+        expires_in = expiry_of(fields)
         file_id = f"file-{uuid.uuid4().hex}"
         stored = await files.create(
-            file_id, caller.owner, purpose, (filename or "upload.jsonl")[:256], content
+            file_id,
+            caller.owner,
+            purpose,
+            (filename or "upload.jsonl")[:256],
+            content,
+            expires_in=expires_in,
         )
         return Response.json(file_object(stored))
 

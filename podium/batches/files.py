@@ -41,11 +41,14 @@ class FileStore(SealedTables[BatchSettings]):
         content: bytes,
         *,
         batch_id: str | None = None,
+        expires_in: float | None = None,
     ) -> StoredFile:
-        """Keep a file. A file made from a batch has an id of its own that replicas agree on:
-        two that make it at once keep the first (ON CONFLICT DO NOTHING)."""
+        """Keep a file, for ``expires_in`` seconds when its owner asked for less than the
+        deployment's ``retention_days``. A file made from a batch has an id of its own that
+        replicas agree on: two that make it at once keep the first (ON CONFLICT DO NOTHING)."""
         now = self._clock()
-        expires = now + self.settings.retention_days * 86400
+        kept = self.settings.retention_days * 86400
+        expires = now + (kept if expires_in is None else min(kept, expires_in))
         sealed = self.sealer.seal(content, file_id)
         await self.db.execute(
             f"INSERT INTO files ({_FILE}, content) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
