@@ -360,3 +360,28 @@ async def test_output_expires_after_keeps_the_output_and_error_files_for_that_lo
     assert errors.expires_at == errors.created_at + 7200
     assert kept.expires_at is not None and kept.expires_at - kept.created_at > 28 * 86400
     assert "output_expires_after.seconds" in str(caught.value)
+
+
+async def test_an_ended_batch_says_its_model_and_the_tokens_its_answers_used(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    workers = [
+        worker("alpha", "openai", fake_openai.base_url),
+        worker("beta", "openai", fake_openai.base_url),
+    ]
+    async with gateway(workers, batches=QUICK) as served, sdk(served.url) as client:
+        one_model = await submit(client, jsonl(line("a", chat("one")), line("b", chat("two"))))
+        done = await ended(client, one_model.id)
+        answers = await read_lines(client, done.output_file_id)
+        mixed = await submit(
+            client, jsonl(line("c", chat("three")), line("d", chat("four", model="beta")))
+        )
+        mixed_done = await ended(client, mixed.id)
+    assert one_model.model == "alpha"
+    usages = [answer["response"]["body"]["usage"] for answer in answers]
+    assert done.usage is not None
+    assert done.usage.input_tokens == sum(u["prompt_tokens"] for u in usages) > 0
+    assert done.usage.output_tokens == sum(u["completion_tokens"] for u in usages) > 0
+    assert done.usage.total_tokens == done.usage.input_tokens + done.usage.output_tokens
+    assert done.usage.input_tokens_details.cached_tokens == 0
+    assert mixed_done.model is None and mixed_done.usage is not None

@@ -98,7 +98,45 @@ def batch_object(batch: Batch) -> JSONObject:
         "cancelled_at": _seconds(ended) if status == "cancelled" else None,
         "request_counts": {"total": sum(counts.values()), "completed": completed, "failed": failed},
         "metadata": details.get("metadata"),
+        "model": details.get("model"),
+        "usage": details.get("usage"),  # once ended: the tokens of its answered requests
     }
+
+
+def usage_of(bodies: list[JSONObject]) -> JSONObject:
+    """The tokens of a batch's answers, in the shape of OpenAI's batch ``usage``: each answer's
+    usage read in its endpoint's own names (Chat Completions' and embeddings' ``prompt_`` and
+    ``completion_tokens``, the Responses API's ``input_`` and ``output_tokens``)."""
+    prompt = completion = cached = reasoning = 0
+    for body in bodies:
+        usage = body.get("usage")
+        if not isinstance(usage, dict):
+            continue
+        prompt += _count(usage, "prompt_tokens", "input_tokens")
+        completion += _count(usage, "completion_tokens", "output_tokens")
+        cached += _count(
+            usage.get("prompt_tokens_details") or usage.get("input_tokens_details") or {},
+            "cached_tokens",
+        )
+        reasoning += _count(
+            usage.get("completion_tokens_details") or usage.get("output_tokens_details") or {},
+            "reasoning_tokens",
+        )
+    return {
+        "input_tokens": prompt,
+        "input_tokens_details": {"cached_tokens": cached},
+        "output_tokens": completion,
+        "output_tokens_details": {"reasoning_tokens": reasoning},
+        "total_tokens": prompt + completion,
+    }
+
+
+def _count(usage: Any, *names: str) -> int:
+    for name in names:
+        value = usage.get(name) if isinstance(usage, dict) else None
+        if isinstance(value, int):
+            return value
+    return 0
 
 
 def _bad_line(number: int, why: str) -> PodiumError:
@@ -200,11 +238,14 @@ async def with_files(batch: Batch, store: BatchStore, files: FileStore) -> Batch
         return batch
     output: list[bytes] = []
     errors: list[bytes] = []
+    answered: list[JSONObject] = []  # the bodies of the answers, for the batch's usage
     tail = batch.batch_id.removeprefix("batch_")
     for seq, (custom_id, result_type, result) in enumerate(await store.results(batch.batch_id)):
         line: JSONObject = {"id": f"batch_req_{tail}_{seq}", "custom_id": custom_id}
         if result_type == "succeeded":
             output.append(orjson.dumps({**line, "response": result, "error": None}))
+            if result is not None and isinstance(result.get("body"), dict):
+                answered.append(result["body"])
             continue
         if result is None:
             code, message = UNANSWERED[result_type]
@@ -227,7 +268,8 @@ async def with_files(batch: Batch, store: BatchStore, files: FileStore) -> Batch
                 batch_id=batch.batch_id,
                 expires_in=None if seconds is None else float(seconds),
             )
-    await store.files_made(batch.batch_id)
+    details = {**(batch.details or {}), "usage": usage_of(answered)}
+    await store.files_made(batch.batch_id, details)
     return await store.get(batch.owner, batch.batch_id, KIND) or batch
 
 
@@ -288,6 +330,9 @@ def register_app(podium: Podium) -> None:
         }
         if wire.output_expires_after is not None:
             details["output_seconds"] = wire.output_expires_after.seconds
+        named = {body.get("model") for _, body in requests}
+        if len(named) == 1 and isinstance(model := named.pop(), str):
+            details["model"] = model  # one model for the whole batch, as OpenAI's batches have
         batch_id = f"batch_{uuid.uuid4().hex}"
         batch = await store.create(
             batch_id, caller.owner, caller.key_id, requests, kind=KIND, details=details

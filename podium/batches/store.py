@@ -282,11 +282,19 @@ class BatchStore(SealedTables[BatchSettings]):
             (self._clock(), batch_id),
         )
 
-    async def files_made(self, batch_id: str) -> None:
-        """Remember that files were made from an ended batch's results."""
+    async def files_made(self, batch_id: str, details: JSONObject | None = None) -> None:
+        """Remember that files were made from an ended batch's results, and what its API
+        keeps about it now (``details``, when given: what the results added up to)."""
+        if details is None:
+            await self.db.execute(
+                "UPDATE batches SET files_at = ? WHERE batch_id = ? AND files_at IS NULL",
+                (self._clock(), batch_id),
+            )
+            return
+        sealed = self.sealer.seal(orjson.dumps(details), f"{batch_id}$details")
         await self.db.execute(
-            "UPDATE batches SET files_at = ? WHERE batch_id = ? AND files_at IS NULL",
-            (self._clock(), batch_id),
+            "UPDATE batches SET files_at = ?, details = ? WHERE batch_id = ? AND files_at IS NULL",
+            (self._clock(), sealed, batch_id),
         )
 
     async def sweep(self) -> int:
