@@ -54,7 +54,10 @@ class RateBuckets(Protocol):
 
 
 class SharedSlots(Protocol):
-    """A worker's slots counted across replicas (``RedisLimits``, podium/policy/redis_limits)."""
+    """A worker's slots counted across replicas (``RedisLimits``, podium/policy/redis_limits).
+    An interactive ``holder`` turned away by :meth:`take_slot` is marked as waiting until it
+    takes a slot, is given back (:meth:`give_slot`) or stops looking, and background work is
+    turned away meanwhile."""
 
     async def take_slot(
         self,
@@ -353,29 +356,38 @@ class Capacity:
         holder = f"{self._replica}-{self._taken}"
         background = self._background_limit() if slot.priority == "background" else None
         pause, waited = SHARED_POLL[0], False
-        while True:
-            try:
-                taken = await self.shared.take_slot(
-                    self._key,
-                    holder,
-                    limit=self.slots,
-                    background_limit=background,
-                    lease=self.lease,
-                )
-            except Exception as error:  # the store is down: this process's own count holds
-                self._store_failed(error)
-                return
-            self._store_answered()
-            if taken:
-                break
-            left = give_up - self._clock()
-            if left <= 0:
-                raise AtCapacity(self.worker, f"all {self.slots} slots busy across replicas", 1.0)
-            if not waited:
-                waited = True
-                self.waited += 1
-            await self._sleep(min(pause, left))
-            pause = min(pause * 2, SHARED_POLL[1])
+        try:
+            while True:
+                try:
+                    taken = await self.shared.take_slot(
+                        self._key,
+                        holder,
+                        limit=self.slots,
+                        background_limit=background,
+                        lease=self.lease,
+                    )
+                except Exception as error:  # the store is down: this process's count holds
+                    self._store_failed(error)
+                    return
+                self._store_answered()
+                if taken:
+                    break
+                left = give_up - self._clock()
+                if left <= 0:
+                    raise AtCapacity(
+                        self.worker, f"all {self.slots} slots busy across replicas", 1.0
+                    )
+                if not waited:
+                    waited = True
+                    self.waited += 1
+                await self._sleep(min(pause, left))
+                pause = min(pause * 2, SHARED_POLL[1])
+        except BaseException:
+            if waited and background is None:
+                # Turned away or gone: its mark as an interactive caller waiting goes too, so
+                # background work on the other replicas is not held up for nobody.
+                self._send(self.shared.give_slot(self._key, holder))
+            raise
         slot.holder = holder
         self._holders[holder] = slot.priority
         if self._renewer is None or self._renewer.done():

@@ -224,11 +224,14 @@ async def test_a_shared_store_that_fails_does_not_stop_calls() -> None:
 
 
 class Shared:
-    """The replicas' count of a worker's slots, as RedisLimits keeps it, without the leases."""
+    """The replicas' count of a worker's slots, as RedisLimits keeps it, without the leases:
+    an interactive caller turned away is marked as waiting, and background work is turned away
+    while one is."""
 
     def __init__(self) -> None:
         self.holders: dict[str, set[str]] = {}
         self.background: dict[str, set[str]] = {}
+        self.waiting: dict[str, set[str]] = {}
         self.down = False
         self.renewed: list[list[str]] = []
 
@@ -245,12 +248,18 @@ class Shared:
             raise ConnectionError("redis unreachable")
         held = self.holders.setdefault(worker_key, set())
         background = self.background.setdefault(worker_key, set())
+        waiting = self.waiting.setdefault(worker_key, set())
+        if background_limit is not None and waiting:
+            return False
         if len(held) >= limit:
+            if background_limit is None:
+                waiting.add(holder)
             return False
         if background_limit is not None:
             if len(background) >= background_limit:
                 return False
             background.add(holder)
+        waiting.discard(holder)
         held.add(holder)
         return True
 
@@ -258,8 +267,8 @@ class Shared:
         self.renewed.append(holders)
 
     async def give_slot(self, worker_key: str, holder: str) -> None:
-        self.holders.get(worker_key, set()).discard(holder)
-        self.background.get(worker_key, set()).discard(holder)
+        for kept in (self.holders, self.background, self.waiting):
+            kept.get(worker_key, set()).discard(holder)
 
 
 def replica(shared: Shared, **limits: Any) -> Capacity:
@@ -290,6 +299,41 @@ async def test_a_replica_waits_for_a_shared_slot_within_its_patience() -> None:
     assert not waiting.done() and two.waited == 1
     held.release()
     assert await asyncio.wait_for(waiting, 5) is not None
+
+
+async def test_an_interactive_caller_on_one_replica_goes_before_background_work_on_another() -> (
+    None
+):
+    shared = Shared()
+    held = await taken(replica(shared, concurrency=1))
+    # On the real clock: each looks again every few tens of milliseconds.
+    people = Capacity("alpha", WorkerLimits(concurrency=1, queue_seconds=5), shared=shared)
+    batch = Capacity(
+        "alpha", WorkerLimits(concurrency=1, background_queue_seconds=5), shared=shared
+    )
+    person = asyncio.ensure_future(people.acquire("interactive", 10))
+    await asyncio.sleep(0.01)  # it has looked, found the slot held, and is marked as waiting
+    job = asyncio.ensure_future(batch.acquire("background", 10))
+    await asyncio.sleep(0.05)
+    held.release()
+    slot = await asyncio.wait_for(person, 5)
+    await asyncio.sleep(0.3)  # the batch looked again meanwhile: the slot is the person's
+    assert slot is not None and not job.done()
+    slot.release()
+    assert await asyncio.wait_for(job, 5) is not None
+
+
+async def test_an_interactive_caller_that_gives_up_no_longer_holds_up_background_work() -> None:
+    shared = Shared()
+    held = await taken(replica(shared, concurrency=1))
+    impatient = Capacity("alpha", WorkerLimits(concurrency=1, queue_seconds=0.05), shared=shared)
+    with pytest.raises(AtCapacity):
+        await impatient.acquire("interactive", 10)
+    await asyncio.sleep(0)  # the store hears of it off the call's path
+    assert shared.waiting["worker/alpha"] == set()
+    held.release()
+    await asyncio.sleep(0)
+    assert await replica(shared, concurrency=1).acquire("background", 10) is not None
 
 
 async def test_background_work_holds_its_share_of_the_shared_slots() -> None:

@@ -3,6 +3,7 @@ and the token bucket corrected, in one call (one Redis round trip)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -74,3 +75,58 @@ async def test_settle_and_adjust_alone_do_their_half(limits: LimitBackend) -> No
 
     await limits.adjust_tokens("k", tpm=100, delta=-70)
     assert (await limits.take_rate("k", rpm=None, tpm=100, tokens=80)).wait == 0
+
+
+@pytest.fixture
+async def redis_limits() -> AsyncIterator[RedisLimits]:
+    prefix = unique("podium-test-slots") + ":"
+    backend = RedisLimits(REDIS_URL, prefix=prefix)
+    try:
+        yield backend
+    finally:
+        await backend.aclose()
+        await drop_redis_prefix(prefix)
+
+
+async def take(
+    limits: RedisLimits, holder: str, *, background: bool = False, limit: int = 1
+) -> bool:
+    return await limits.take_slot(
+        "worker/alpha",
+        holder,
+        limit=limit,
+        background_limit=limit if background else None,
+        lease=30,
+    )
+
+
+@needs_redis
+async def test_background_work_waits_while_an_interactive_caller_on_any_replica_does(
+    redis_limits: RedisLimits,
+) -> None:
+    assert await take(redis_limits, "one-1")
+    assert not await take(redis_limits, "two-1")  # turned away, and marked as waiting
+    await redis_limits.give_slot("worker/alpha", "one-1")
+    # The slot is free, but an interactive caller is waiting for it: not for background work.
+    assert not await take(redis_limits, "three-1", background=True)
+    assert await take(redis_limits, "two-1")  # its next look takes it, and its mark goes
+    await redis_limits.give_slot("worker/alpha", "two-1")
+    assert await take(redis_limits, "three-1", background=True)
+
+
+@needs_redis
+async def test_a_waiting_mark_lapses_when_its_caller_stops_looking(
+    redis_limits: RedisLimits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("podium.policy.redis_limits.WAITING_MARK", 0.2)
+    assert await take(redis_limits, "one-1")
+    assert not await take(redis_limits, "two-1")
+    await redis_limits.give_slot("worker/alpha", "one-1")
+    assert not await take(redis_limits, "three-1", background=True)
+    await asyncio.sleep(0.3)  # the interactive caller went away without a word
+    assert await take(redis_limits, "three-1", background=True)
+    # A caller that gives up says so: its mark goes at once.
+    assert not await take(redis_limits, "four-1")
+    await redis_limits.give_slot("worker/alpha", "four-1")
+    await redis_limits.give_slot("worker/alpha", "three-1")
+    assert await take(redis_limits, "five-1", background=True)

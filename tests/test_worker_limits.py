@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import anthropic
@@ -338,26 +338,38 @@ async def test_streams_hold_their_slot_until_they_end(
         assert answer.choices[0].message.content
 
 
+async def looking_for_room(podium: Podium, worker_name: str = "alpha") -> None:
+    """Wait until a call on ``podium`` waits for room on the worker."""
+    capacity = podium.pool.get(worker_name).capacity  # type: ignore[union-attr]
+    for _ in range(int(HELD / 0.01)):
+        if capacity.waited:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("no call waited for room")
+
+
 @asynccontextmanager
-async def two_replicas(
-    make_config: Callable[..., PodiumConfig], fake: FakeOpenAI, limits: dict[str, Any]
+async def replicas(
+    make_config: Callable[..., PodiumConfig],
+    fake: FakeOpenAI,
+    limits: dict[str, Any],
+    count: int = 2,
 ) -> AsyncIterator[tuple[list[Podium], list[openai.AsyncOpenAI]]]:
-    """Two gateways whose limits are kept in Redis (a prefix of their own), one worker with
-    ``limits``, and an SDK client for each."""
+    """``count`` gateways whose limits are kept in Redis (a prefix of their own), one
+    worker with ``limits``, and an SDK client for each."""
     prefix = unique("podium-test-worker-limits") + ":"
     config = make_config(
         [worker("alpha", "openai", fake.base_url, limits=limits)],
         access={"limits": {"backend": "redis", "url": REDIS_URL, "prefix": prefix}},
     )
-    podiums = [create_podium(config), create_podium(config)]
+    podiums = [create_podium(config) for _ in range(count)]
     try:
-        async with (
-            serve(podiums[0].app) as first_url,
-            serve(podiums[1].app) as second_url,
-            sdk(first_url) as first,
-            sdk(second_url) as second,
-        ):
-            yield podiums, [first, second]
+        async with AsyncExitStack() as stack:
+            clients = []
+            for podium in podiums:
+                url = await stack.enter_async_context(serve(podium.app))
+                clients.append(await stack.enter_async_context(sdk(url)))
+            yield podiums, clients
     finally:
         await drop_redis_prefix(prefix)
 
@@ -366,7 +378,7 @@ async def two_replicas(
 async def test_requests_a_minute_are_counted_across_replicas_sharing_redis(
     make_config: Callable[..., PodiumConfig], fake_openai: FakeOpenAI
 ) -> None:
-    async with two_replicas(make_config, fake_openai, {"rpm": 1}) as (_, (first, second)):
+    async with replicas(make_config, fake_openai, {"rpm": 1}) as (_, (first, second)):
         await first.chat.completions.create(
             model="alpha", messages=[{"role": "user", "content": "Hi"}]
         )
@@ -450,7 +462,7 @@ async def test_a_workers_slots_are_counted_across_replicas_sharing_redis(
 ) -> None:
     fake_openai.behaviour.hold = asyncio.Event()
     limits = {"concurrency": 1}
-    async with two_replicas(make_config, fake_openai, limits) as (podiums, (first, second)):
+    async with replicas(make_config, fake_openai, limits) as (podiums, (first, second)):
         for podium in podiums:  # leases short enough to lapse unless renewed
             podium.pool.get("alpha").capacity.lease = 0.3  # type: ignore[union-attr]
         held = ask(first)
@@ -474,6 +486,38 @@ async def test_a_workers_slots_are_counted_across_replicas_sharing_redis(
     assert waited >= 0.5  # it waited its turn (queue_seconds, within its deadline)
     assert answered.choices[0].message.content
     assert len(fake_openai.received) == 2
+
+
+@needs_redis
+async def test_a_person_waiting_on_one_replica_is_served_before_a_batch_on_another(
+    make_config: Callable[..., PodiumConfig], fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.behaviour.hold = asyncio.Event()
+    async with replicas(make_config, fake_openai, {"concurrency": 1}, count=3) as (
+        podiums,
+        (first, second, third),
+    ):
+        held = ask(first)
+        await asked(fake_openai, 1)
+        batch = asyncio.ensure_future(
+            second.chat.completions.create(
+                model="alpha",
+                messages=[{"role": "user", "content": "the batch's"}],
+                extra_headers={"x-podium-priority": "background"},
+            )
+        )
+        person = asyncio.ensure_future(
+            third.chat.completions.create(
+                model="alpha", messages=[{"role": "user", "content": "the person's"}]
+            )
+        )
+        # Both look for the slot, again and again, before it is given back.
+        await looking_for_room(podiums[1])
+        await looking_for_room(podiums[2])
+        fake_openai.behaviour.hold.set()
+        await asyncio.gather(held, batch, person)
+    asked_in_order = [r.body["messages"][-1]["content"] for r in fake_openai.received]  # type: ignore[index]
+    assert asked_in_order[1:] == ["the person's", "the batch's"]
 
 
 async def test_a_quota_the_vendor_says_is_used_up_pauses_the_worker_until_it_resets(

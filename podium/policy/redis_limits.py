@@ -21,6 +21,11 @@ from podium.state.redis_client import (
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+# Seconds an interactive caller's mark as waiting for a shared slot lasts unless it looks again
+# (it looks at least every 0.25 s, podium/capacity.py), so a caller that went away holds up
+# background work no longer than this.
+WAITING_MARK = 1.0
+
 _NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -113,20 +118,31 @@ return 1
 )
 
 # A worker's slots shared by replicas (podium/capacity.py). KEYS[1]: the holders of its slots,
-# KEYS[2]: those of them that are background work (zsets: holder -> lease expiry). ARGV: holder,
-# lease seconds, limit, background (1 or 0), background limit. Returns 1 when taken. A holder
-# whose replica stopped drops out when its lease lapses.
+# KEYS[2]: those of them that are background work (zsets: holder -> lease expiry), KEYS[3]: the
+# interactive callers waiting for one (holder -> expiry of the mark). ARGV: holder, lease
+# seconds, limit, background (1 or 0), background limit, seconds a waiting mark lasts. Returns
+# 1 when taken. An interactive caller turned away is marked as waiting, and background work is
+# turned away while any such mark stands on any replica: interactive calls first, across the
+# replicas too. A holder whose replica stopped drops out when its lease lapses, a waiting mark
+# when its caller stops looking.
 TAKE_SLOT = (
     _NOW
     + """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+for i = 1, 3 do redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now) end
 local background = ARGV[4] == '1'
+if background and redis.call('ZCARD', KEYS[3]) > 0 then return 0 end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+  if not background then
+    redis.call('ZADD', KEYS[3], now + tonumber(ARGV[6]), ARGV[1])
+    redis.call('EXPIRE', KEYS[3], math.ceil(tonumber(ARGV[6]) * 2))
+  end
+  return 0
+end
 if background and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then return 0 end
 local lease = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
 if background then redis.call('ZADD', KEYS[2], now + lease, ARGV[1]) end
+if not background then redis.call('ZREM', KEYS[3], ARGV[1]) end
 for i = 1, 2 do redis.call('EXPIRE', KEYS[i], math.ceil(lease * 2)) end
 return 1
 """
@@ -147,8 +163,7 @@ return 1
 )
 
 GIVE_SLOT = """
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
+for i = 1, 3 do redis.call('ZREM', KEYS[i], ARGV[1]) end
 return 1
 """
 
@@ -294,7 +309,8 @@ class RedisLimits:
     # -- a worker's slots, shared by replicas (podium/capacity.py) -------------------------------
 
     def _slots(self, worker_key: str) -> list[str]:
-        return [f"{self.prefix}slots:{{{worker_key}}}", f"{self.prefix}slots:{{{worker_key}}}:bg"]
+        key = f"{self.prefix}slots:{{{worker_key}}}"
+        return [key, f"{key}:bg", f"{key}:waiting"]
 
     async def take_slot(
         self,
@@ -309,7 +325,7 @@ class RedisLimits:
         taken = await self._run(
             "take_slot",
             self._slots(worker_key),
-            [holder, lease, limit, 1 if background else 0, background_limit or 0],
+            [holder, lease, limit, 1 if background else 0, background_limit or 0, WAITING_MARK],
         )
         return bool(int(taken))
 
