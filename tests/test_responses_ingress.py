@@ -327,9 +327,9 @@ async def test_a_stream_that_fails_midway_ends_with_response_failed(gateway: Any
             "no stored prompts",
         ),
         (
-            {"model": "alpha", "input": [{"type": "item_reference", "id": "msg_1"}]},
-            "input[0]",
-            "send the item itself",
+            {"model": "alpha", "input": [{"type": "item_reference"}]},
+            "input[0].id",
+            "Missing required parameter",
         ),
         (
             {"model": "alpha", "input": "x", "tools": [{"type": "web_search"}]},

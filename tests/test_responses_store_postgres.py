@@ -84,6 +84,25 @@ async def test_a_conversation_crosses_gateways_that_share_postgres(
     assert swept == 3
 
 
+async def test_an_item_kept_by_one_gateway_is_named_through_the_other_on_postgres(
+    schema: str, make_config: Callable[..., PodiumConfig], fake_openai: FakeOpenAI
+) -> None:
+    async with two_gateways(schema, make_config, fake_openai) as (podiums, sdk):
+        first = await sdk[0].responses.create(model="alpha", input="the sky is green")
+        reference = {"type": "item_reference", "id": first.output[0].id}
+        await sdk[1].responses.create(model="alpha", input=[reference])
+        await sdk[1].responses.create(model="alpha", input=[reference])  # indexed twice now
+        store = podiums[0].extras["responses"]
+        assert isinstance(store, ResponseStore)
+        await sdk[1].responses.delete(first.id)
+        store._clock = lambda: 4e9  # long past every response's 30 days
+        await store.sweep()
+        left = await podiums[0].store.execute("SELECT count(*) FROM response_items")
+    sent = fake_openai.received[2].body["messages"]
+    assert sent == [{"role": "assistant", "content": first.output_text}]
+    assert left[0][0] == 0
+
+
 async def test_a_conversation_object_is_shared_by_gateways_on_postgres(
     schema: str, make_config: Callable[..., PodiumConfig], fake_openai: FakeOpenAI
 ) -> None:

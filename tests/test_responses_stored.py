@@ -512,3 +512,97 @@ async def test_with_a_master_key_what_is_kept_is_sealed_at_rest(
     assert ("user", "the launch code is 7") in sent_messages(fake_openai)
     assert second.previous_response_id == first.id
     assert items[0].content[0].text == "the vault is blue"  # type: ignore[union-attr]
+
+
+async def test_an_input_item_names_a_stored_item_by_its_id(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    from tests.test_responses_background import finished
+
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url)]) as served,
+        client_for(served.url) as client,
+    ):
+        first = await client.responses.create(model="alpha", input="I like green tea.")
+        asked = [item async for item in client.responses.input_items.list(first.id)]
+        conversation = await client.conversations.create(
+            items=[{"role": "user", "content": "the kettle is blue"}]
+        )
+        noted = [item async for item in client.conversations.items.list(conversation.id)]
+        running = await client.responses.create(
+            model="alpha", input="say one word", background=True
+        )
+        later = await finished(client, running.id)
+        # Items of a stored response (its input and its answer), of a conversation, and of a
+        # background response once done, each named by its id.
+        answer = await client.responses.create(
+            model="alpha",
+            input=[
+                {"type": "item_reference", "id": asked[0].id},
+                {"type": "item_reference", "id": first.output[0].id},
+                {"type": "item_reference", "id": noted[0].id},
+                {"type": "item_reference", "id": later.output[0].id},
+                {"role": "user", "content": "What do you know?"},
+            ],
+        )
+        listed = [item async for item in client.responses.input_items.list(answer.id)]
+    assert sent_messages(fake_openai) == [
+        ("user", "I like green tea."),
+        ("assistant", first.output_text),
+        ("user", "the kettle is blue"),
+        ("assistant", later.output_text),
+        ("user", "What do you know?"),
+    ]
+    # The new response keeps the items themselves: it reads back, and continues, without them.
+    assert [item.id for item in listed][::-1][:4] == [
+        asked[0].id,
+        first.output[0].id,
+        noted[0].id,
+        later.output[0].id,
+    ]
+
+
+async def test_an_item_reference_to_an_unknown_or_anothers_item_is_404(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    async with gateway([worker("alpha", "openai", fake_openai.base_url)]) as served:
+        alice, bob = await clients_of_two_owners(served)
+        async with alice, bob:
+            mine = await alice.responses.create(model="alpha", input="a secret")
+            refused = []
+            for named in ("msg_nobody_made", mine.output[0].id):
+                with pytest.raises(openai.NotFoundError) as caught:
+                    await bob.responses.create(
+                        model="alpha",
+                        input=[
+                            {"type": "item_reference", "id": named},
+                            {"role": "user", "content": "What was it?"},
+                        ],
+                    )
+                refused.append(caught.value)
+            await alice.responses.delete(mine.id)
+            with pytest.raises(openai.NotFoundError):  # its items went with it
+                await alice.responses.create(
+                    model="alpha",
+                    input=[{"type": "item_reference", "id": mine.output[0].id}],
+                )
+    assert [error.code for error in refused] == ["item_not_found", "item_not_found"]
+    assert refused[1].param == "input[0]" and "not found" in refused[1].message
+    assert len(fake_openai.received) == 1  # nothing was sent for the refused requests
+
+
+async def test_without_stored_responses_an_item_reference_is_400(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    async with (
+        gateway(
+            [worker("alpha", "openai", fake_openai.base_url)], responses={"store": False}
+        ) as served,
+        client_for(served.url) as client,
+    ):
+        with pytest.raises(openai.BadRequestError) as caught:
+            await client.responses.create(
+                model="alpha",
+                input=[{"role": "user", "content": "Hi"}, {"type": "item_reference", "id": "m"}],
+            )
+    assert caught.value.param == "input[1]" and "send the item itself" in caught.value.message

@@ -326,6 +326,18 @@ class ResponsesIngress:
                 param="background",
                 code="unsupported_parameter",
             )
+        if request.references:
+            index = next(
+                i
+                for i, item in enumerate(request.raw_input)
+                if isinstance(item, dict) and item.get("type") == "item_reference"
+            )
+            raise PodiumError(
+                "invalid_request",
+                f"input[{index}] names a stored item, but {NO_STORE}; send the item itself.",
+                param=f"input[{index}]",
+                code="unsupported_parameter",
+            )
         return request
 
     def render_error(self, error: PodiumError) -> Response:

@@ -112,6 +112,14 @@ class CompactionItem(Wire):
     created_by: str | None = None
 
 
+class ItemReference(Wire):
+    """An item of a stored response or conversation, named by its id: the ingress that keeps
+    responses puts the item itself in its place (podium/api/responses_stored.py)."""
+
+    type: Literal["item_reference"]
+    id: str = Field(min_length=1, max_length=256)
+
+
 def _item_type(value: Any) -> str:
     if isinstance(value, dict):
         kind = value.get("type", "message")  # an easy input message has no type
@@ -124,7 +132,8 @@ Item = Annotated[
     | Annotated[FunctionCallItem, Tag("function_call")]
     | Annotated[FunctionCallOutputItem, Tag("function_call_output")]
     | Annotated[ReasoningItem, Tag("reasoning")]
-    | Annotated[CompactionItem, Tag("compaction")],
+    | Annotated[CompactionItem, Tag("compaction")]
+    | Annotated[ItemReference, Tag("item_reference")],
     Discriminator(_item_type),
 ]
 
@@ -237,7 +246,8 @@ HOSTED_TOOLS = frozenset(
 # Pydantic names a union's branch in an error's location, after the field or list index that
 # holds the union: the tag of a discriminated union, or a type for the others.
 _TAGS = frozenset(
-    {"message", "function_call", "function_call_output", "reasoning", "compaction", "input_text",
+    {"message", "function_call", "function_call_output", "reasoning", "compaction",
+     "item_reference", "input_text",
      "input_image", "output_text", "refusal", "text", "json_object", "json_schema", "function",
      "FunctionChoice"}
 )  # fmt: skip
@@ -298,17 +308,6 @@ def _refuse_what_podium_cannot_serve(body: dict[str, Any]) -> None:
                 param=name,
                 code="unsupported_parameter",
             )
-    items = body.get("input")
-    if isinstance(items, list):
-        for index, item in enumerate(items):
-            if isinstance(item, dict) and item.get("type") == "item_reference":
-                raise PodiumError(
-                    "invalid_request",
-                    f"input[{index}] is an item reference, which Podium does not resolve; "
-                    "send the item itself, or continue its response by 'previous_response_id'.",
-                    param=f"input[{index}]",
-                    code="unsupported_parameter",
-                )
     tools = body.get("tools")
     if isinstance(tools, list):
         for index, tool in enumerate(tools):
@@ -463,13 +462,20 @@ class ResponsesRequest(ChatRequest):
     # Whose compaction items the input holds: only their owner may send them (checked once the
     # caller is known, podium/api/responses_compact.py).
     compaction_owners: frozenset[str] = frozenset()
+    # The ids of the stored items the input names (``item_reference``), and the body as sent,
+    # to be read again with the items in their place; until then they are left out.
+    references: tuple[str, ...] = ()
+    body: JSONObject | None = None
     response_id: str | None = None  # set by the ingress that keeps responses
 
 
 def to_canonical(wire: ResponsesIn, compactions: Compactions | None = None) -> ResponsesRequest:
     reader = compactions.reader() if compactions is not None else None
     messages = _messages(wire, reader)
-    if not any(message.role != "system" for message in messages):
+    referring = isinstance(wire.input, list) and any(
+        isinstance(item, ItemReference) for item in wire.input
+    )
+    if not referring and not any(message.role != "system" for message in messages):
         raise PodiumError(
             "invalid_request",
             "Invalid value for 'input': it holds no message or tool output to answer.",
@@ -585,4 +591,8 @@ def parse(body: Any, compactions: Compactions | None = None) -> ResponsesRequest
         raise validation_error(error) from None
     request = to_canonical(wire, compactions)
     request.raw_input = body["input"]
+    if isinstance(wire.input, list):
+        references = [item.id for item in wire.input if isinstance(item, ItemReference)]
+        if references:
+            request.references, request.body = tuple(references), body
     return request

@@ -116,6 +116,10 @@ class StoringResponsesIngress(ResponsesIngress):
 
     async def resolve(self, request: ChatRequest, context: RequestContext) -> ChatRequest:
         assert isinstance(request, ResponsesRequest)
+        if request.references:
+            # The owner decides whose items may be named: ask who is calling first.
+            await self.gateway.authenticate(context, request.model)
+            request = await self.dereference(request, context.caller.owner)
         request.response_id = f"resp_{context.trace_id}"
         previous, conversation = request.previous_response_id, request.conversation_id
         if previous is None and conversation is None:
@@ -138,6 +142,30 @@ class StoringResponsesIngress(ResponsesIngress):
         earlier = history_messages(history, self.compactions)
         request.messages = [*messages[:system], *earlier, *messages[system:]]
         return request
+
+    async def dereference(self, request: ResponsesRequest, owner: str) -> ResponsesRequest:
+        """The request read again with each ``item_reference`` in its input replaced by the
+        item it names, from ``owner``'s stored responses or conversations (an unknown id, or
+        another owner's, is 404 naming the input item)."""
+        assert request.body is not None and isinstance(request.raw_input, list)
+        wanted = list(dict.fromkeys(request.references))
+        found = await self.conversations.items_by_id(owner, wanted)
+        found.update(await self.responses.items_by_id(owner, wanted))
+        items: list[Any] = []
+        for index, item in enumerate(request.raw_input):
+            if not (isinstance(item, dict) and item.get("type") == "item_reference"):
+                items.append(item)
+                continue
+            named = str(item.get("id"))
+            if named not in found:
+                raise PodiumError(
+                    "not_found",
+                    f"Item with id '{named[:128]}' not found.",
+                    param=f"input[{index}]",
+                    code="item_not_found",
+                )
+            items.append(found[named])
+        return parse({**request.body, "input": items}, self.compactions)
 
     async def history(self, previous: str, owner: str) -> list[JSONObject]:
         """The items of the stored conversation ``previous`` ends, oldest first."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -141,6 +141,23 @@ class ConversationStore:
             (conversation_id, item_id),
         )
         return orjson.loads(self.sealer.open(rows[0][0], conversation_id)) if rows else None
+
+    async def items_by_id(self, owner: str, item_ids: Sequence[str]) -> dict[str, JSONObject]:
+        """The items of ``owner``'s conversations with these ids (the latest added where one
+        repeats); ids not found are left out."""
+        if not item_ids:
+            return {}
+        marks = ", ".join("?" * len(item_ids))
+        rows = await self.db.execute(
+            "SELECT i.item_id, i.conversation_id, i.item FROM conversation_items i JOIN "
+            "conversations c ON c.conversation_id = i.conversation_id WHERE c.owner = ? "
+            f"AND i.item_id IN ({marks}) ORDER BY i.seq",
+            (owner, *item_ids),
+        )
+        return {
+            item_id: orjson.loads(self.sealer.open(item, conversation_id))
+            for item_id, conversation_id, item in rows
+        }
 
     async def delete_item(self, conversation_id: str, item_id: str) -> bool:
         rows = await self.db.execute(

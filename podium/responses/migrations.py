@@ -78,3 +78,20 @@ def background_responses(db: Executor) -> None:
         )
         """
     )
+
+
+def index_response_items(db: Executor) -> None:
+    # Which stored response holds an item, by its id, for the input items that name one
+    # (``item_reference``). An id may repeat (a client's own ids, an item sent again), so the
+    # key holds the response too. Responses kept before this table are not indexed.
+    db.execute(
+        """
+        CREATE TABLE response_items (
+            owner TEXT NOT NULL,
+            item_id TEXT NOT NULL,
+            response_id TEXT NOT NULL,
+            PRIMARY KEY (owner, item_id, response_id)
+        )
+        """
+    )
+    db.execute("CREATE INDEX response_items_response ON response_items (response_id)")

@@ -112,13 +112,55 @@ class ResponseStore(SealedTables[ResponsesSettings]):
                 int(stored.streamed),
             ),
         )
+        await self._index(owner, stored.response_id, stored.items())
 
     async def finish(self, response_id: str, response: JSONObject) -> None:
         """A background response's final Response object; it runs no longer."""
-        await self.db.execute(
-            "UPDATE responses SET response = ?, heartbeat_at = NULL WHERE response_id = ?",
+        rows = await self.db.execute(
+            "UPDATE responses SET response = ?, heartbeat_at = NULL WHERE response_id = ? "
+            "RETURNING owner",
             (self.sealer.seal(orjson.dumps(response), response_id), response_id),
         )
+        output = response.get("output")
+        if rows and isinstance(output, list):
+            await self._index(rows[0][0], response_id, output)
+
+    async def _index(self, owner: str, response_id: str, items: Sequence[JSONObject]) -> None:
+        """Say which response holds each of ``items``, for input items that name one."""
+        ids = list(dict.fromkeys(str(item["id"]) for item in items if item.get("id")))
+        if not ids:
+            return
+        rows = ", ".join(["(?, ?, ?)"] * len(ids))
+        params = [value for item_id in ids for value in (owner, item_id, response_id)]
+        await self.db.execute(
+            f"INSERT INTO response_items (owner, item_id, response_id) VALUES {rows} "
+            "ON CONFLICT DO NOTHING",
+            tuple(params),
+        )
+
+    async def items_by_id(self, owner: str, item_ids: Sequence[str]) -> dict[str, JSONObject]:
+        """The items of ``owner``'s stored responses with these ids (an id that repeats: as
+        the latest response holds it); ids not found are left out."""
+        if not item_ids:
+            return {}
+        marks = ", ".join("?" * len(item_ids))
+        rows = await self.db.execute(
+            f"SELECT i.item_id, r.response_id FROM response_items i JOIN responses r "
+            f"ON r.response_id = i.response_id WHERE i.owner = ? AND i.item_id IN ({marks}) "
+            "AND (r.expires_at IS NULL OR r.expires_at > ?) ORDER BY r.created_at",
+            (owner, *item_ids, self._clock()),
+        )
+        holder = {item_id: response_id for item_id, response_id in rows}  # the latest wins
+        found: dict[str, JSONObject] = {}
+        for response_id in dict.fromkeys(holder.values()):
+            stored = await self.get(owner, response_id)
+            if stored is None:
+                continue
+            for item in stored.items():
+                item_id = item.get("id")
+                if isinstance(item_id, str) and holder.get(item_id) == response_id:
+                    found[item_id] = item
+        return found
 
     async def beat(self, response_ids: Sequence[str]) -> tuple[set[str], set[str]]:
         """Say these background responses still run: returns those another replica asked to
@@ -208,9 +250,8 @@ class ResponseStore(SealedTables[ResponsesSettings]):
             (response_id, owner, self._clock()),
         )
         if rows:
-            await self.db.execute(
-                "DELETE FROM response_events WHERE response_id = ?", (response_id,)
-            )
+            for table in ("response_events", "response_items"):
+                await self.db.execute(f"DELETE FROM {table} WHERE response_id = ?", (response_id,))
         return bool(rows)
 
     async def erase(self, owner: str) -> int:
@@ -220,6 +261,7 @@ class ResponseStore(SealedTables[ResponsesSettings]):
             "(SELECT response_id FROM responses WHERE owner = ?)",
             (owner,),
         )
+        await self.db.execute("DELETE FROM response_items WHERE owner = ?", (owner,))
         rows = await self.db.execute("DELETE FROM responses WHERE owner = ? RETURNING 1", (owner,))
         return len(rows)
 
@@ -245,11 +287,13 @@ class ResponseStore(SealedTables[ResponsesSettings]):
             deleted += len(rows)
             if len(rows) < batch:
                 break
-        # Events outlive their response only here: it expired, or was deleted while it ran.
-        await self.db.execute(
-            "DELETE FROM response_events WHERE NOT EXISTS (SELECT 1 FROM responses "
-            "WHERE responses.response_id = response_events.response_id)"
-        )
+        # Events and index rows outlive their response only here: it expired, or was deleted
+        # while it ran.
+        for table in ("response_events", "response_items"):
+            await self.db.execute(
+                f"DELETE FROM {table} WHERE NOT EXISTS (SELECT 1 FROM responses "
+                f"WHERE responses.response_id = {table}.response_id)"
+            )
         return deleted
 
     async def start(self) -> None:

@@ -24,6 +24,7 @@ from podium.responses.migrations import (
     background_responses,
     create_conversations,
     create_responses,
+    index_response_items,
 )
 from podium.state.migrations import create_pool_state
 
@@ -104,4 +105,5 @@ MIGRATIONS: list[Migration] = [
     Migration("0012_create_batches", create_batches),
     Migration("0013_batch_kinds", batch_kinds),
     Migration("0014_create_files", create_files),
+    Migration("0015_index_response_items", index_response_items),
 ]
