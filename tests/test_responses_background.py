@@ -167,6 +167,37 @@ async def test_a_streamed_background_response_is_picked_up_again_after_a_sequenc
         assert len([event async for event in whole]) == len(first)
 
 
+async def test_a_streamed_responses_events_go_a_while_after_it_ends_and_it_stays(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    async with (
+        gateway(
+            [worker("alpha", "openai", fake_openai.base_url)],
+            responses={"background_events_hours": 2},
+        ) as served,
+        client_for(served.url) as client,
+    ):
+        stream = await client.responses.create(
+            model="alpha", input="Count.", background=True, stream=True
+        )
+        events = [event async for event in stream]
+        response_id = events[-1].response.id
+        store = served.podium.extras["responses"]
+        ended = time.time()
+        store._clock = lambda: ended + 1.9 * 3600  # still kept: the stream is picked up again
+        again = [event async for event in await client.responses.retrieve(response_id, stream=True)]
+        store._clock = lambda: ended + 2.1 * 3600
+        with pytest.raises(openai.BadRequestError) as caught:
+            await client.responses.retrieve(response_id, stream=True)
+        await store.sweep()
+        left = await served.podium.store.execute("SELECT count(*) FROM response_events")
+        whole = await client.responses.retrieve(response_id)
+    assert len(again) == len(events)
+    assert caught.value.code == "stream_expired" and "2 hours after it ends" in str(caught.value)
+    assert left[0][0] == 0
+    assert whole.status == "completed" and whole.output_text == events[-1].response.output_text
+
+
 async def test_following_a_running_stream_gets_its_events_as_they_come(
     gateway: Any, fake_openai: FakeOpenAI
 ) -> None:

@@ -385,6 +385,16 @@ def register_routes(podium: Podium, ingress: StoringResponsesIngress) -> None:
                 "again; read this one whole (stream=false).",
                 param="stream",
             )
+        if responses.events_gone(stored):
+            hours = responses.settings.background_events_hours
+            raise PodiumError(
+                "invalid_request",
+                f"The events of this response are kept {hours:g} hours after it ends "
+                "(responses.background_events_hours) and are gone; read it whole "
+                "(stream=false).",
+                param="stream",
+                code="stream_expired",
+            )
         events = runs.follow(owner, stored.response_id, after)
         return StreamResponse(sse_events(events), 200, {})
 

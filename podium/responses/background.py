@@ -210,6 +210,7 @@ class BackgroundRuns:
                 final,
                 None,
                 stored.streamed,
+                self.store.events_until(),
             )
         again = await self.store.get(owner, stored.response_id)
         return again or stored

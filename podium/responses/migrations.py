@@ -95,3 +95,9 @@ def index_response_items(db: Executor) -> None:
         """
     )
     db.execute("CREATE INDEX response_items_response ON response_items (response_id)")
+
+
+def response_events_until(db: Executor) -> None:
+    # When a streamed background response's events are deleted (they are kept a while after
+    # it ends, for a client picking its stream up again; the response stays longer).
+    db.execute("ALTER TABLE responses ADD COLUMN events_until DOUBLE PRECISION")

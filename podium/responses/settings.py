@@ -27,3 +27,7 @@ class ResponsesSettings(BaseModel):
     background_stale_seconds: float = Field(30.0, ge=1)
     # At shutdown, how long running ones may take to finish before they are stopped (failed).
     background_shutdown_seconds: float = Field(30.0, ge=0)
+    # How long a streamed one's events are kept once it has ended, for a client to pick its
+    # stream up again (``?stream=true&starting_after=N``); the response itself is kept for
+    # ``retention_days``. None keeps them as long as the response.
+    background_events_hours: float | None = Field(24.0, gt=0)

@@ -33,6 +33,8 @@ class StoredResponse:
     # it has finished (and for every response answered as it came).
     heartbeat_at: float | None = None
     streamed: bool = False  # a background response created with ``stream``: its events are kept
+    # When its events are (or were) deleted, once it has ended (responses.background_events_hours)
+    events_until: float | None = None
 
     @property
     def running(self) -> bool:
@@ -59,7 +61,9 @@ def conversation_items(chain: list[StoredResponse]) -> list[JSONObject]:
     return [item for turn in reversed(chain) for item in turn.items()]
 
 
-_COLUMNS = "response_id, previous_response_id, input_items, response, heartbeat_at, streamed"
+_COLUMNS = (
+    "response_id, previous_response_id, input_items, response, heartbeat_at, streamed, events_until"
+)
 
 # The chain from one response back to the first, newest first, in one statement. The depth
 # bound stops it one row past ``max_chain``, so a chain too long is seen without reading it all.
@@ -69,7 +73,7 @@ WITH RECURSIVE chain ({_COLUMNS}, depth) AS (
     WHERE response_id = ? AND owner = ? AND (expires_at IS NULL OR expires_at > ?)
     UNION ALL
     SELECT r.response_id, r.previous_response_id, r.input_items, r.response, r.heartbeat_at,
-        r.streamed, chain.depth + 1
+        r.streamed, r.events_until, chain.depth + 1
     FROM responses r JOIN chain ON r.response_id = chain.previous_response_id
     WHERE r.owner = ? AND (r.expires_at IS NULL OR r.expires_at > ?) AND chain.depth < ?
 )
@@ -117,9 +121,13 @@ class ResponseStore(SealedTables[ResponsesSettings]):
     async def finish(self, response_id: str, response: JSONObject) -> None:
         """A background response's final Response object; it runs no longer."""
         rows = await self.db.execute(
-            "UPDATE responses SET response = ?, heartbeat_at = NULL WHERE response_id = ? "
-            "RETURNING owner",
-            (self.sealer.seal(orjson.dumps(response), response_id), response_id),
+            "UPDATE responses SET response = ?, heartbeat_at = NULL, events_until = ? "
+            "WHERE response_id = ? RETURNING owner",
+            (
+                self.sealer.seal(orjson.dumps(response), response_id),
+                self.events_until(),
+                response_id,
+            ),
         )
         output = response.get("output")
         if rows and isinstance(output, list):
@@ -191,11 +199,25 @@ class ResponseStore(SealedTables[ResponsesSettings]):
         """End a background response whose replica has said nothing since ``silent_since``
         (it stopped) with ``response``; False if it has finished or spoke since."""
         rows = await self.db.execute(
-            "UPDATE responses SET response = ?, heartbeat_at = NULL WHERE response_id = ? "
-            "AND heartbeat_at < ? RETURNING 1",
-            (self.sealer.seal(orjson.dumps(response), response_id), response_id, silent_since),
+            "UPDATE responses SET response = ?, heartbeat_at = NULL, events_until = ? "
+            "WHERE response_id = ? AND heartbeat_at < ? RETURNING 1",
+            (
+                self.sealer.seal(orjson.dumps(response), response_id),
+                self.events_until(),
+                response_id,
+                silent_since,
+            ),
         )
         return bool(rows)
+
+    def events_until(self) -> float | None:
+        """When the events of a background response ending now go."""
+        hours = self.settings.background_events_hours
+        return None if hours is None else self._clock() + hours * 3600
+
+    def events_gone(self, stored: StoredResponse) -> bool:
+        """Whether the events of ``stored`` (ended, streamed) are no longer kept."""
+        return stored.events_until is not None and stored.events_until <= self._clock()
 
     async def add_events(self, response_id: str, first: int, events: Sequence[Event]) -> None:
         """A streamed background response's events from sequence number ``first`` on."""
@@ -233,6 +255,7 @@ class ResponseStore(SealedTables[ResponsesSettings]):
             orjson.loads(sealer.open(row[3], response_id)),
             row[4],
             bool(row[5]),
+            row[6],
         )
 
     async def get(self, owner: str, response_id: str) -> StoredResponse | None:
@@ -287,6 +310,12 @@ class ResponseStore(SealedTables[ResponsesSettings]):
             deleted += len(rows)
             if len(rows) < batch:
                 break
+        # The events of ended background responses, once kept long enough to pick up a stream.
+        await self.db.execute(
+            "DELETE FROM response_events WHERE response_id IN (SELECT response_id FROM "
+            "responses WHERE events_until <= ?)",
+            (self._clock(),),
+        )
         # Events and index rows outlive their response only here: it expired, or was deleted
         # while it ran.
         for table in ("response_events", "response_items"):
@@ -297,7 +326,8 @@ class ResponseStore(SealedTables[ResponsesSettings]):
         return deleted
 
     async def start(self) -> None:
-        if self.settings.retention_days is not None:
+        settings = self.settings
+        if settings.retention_days is not None or settings.background_events_hours is not None:
             self._timer.start()
 
     async def close(self) -> None:

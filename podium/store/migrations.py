@@ -25,6 +25,7 @@ from podium.responses.migrations import (
     create_conversations,
     create_responses,
     index_response_items,
+    response_events_until,
 )
 from podium.state.migrations import create_pool_state
 
@@ -106,4 +107,5 @@ MIGRATIONS: list[Migration] = [
     Migration("0013_batch_kinds", batch_kinds),
     Migration("0014_create_files", create_files),
     Migration("0015_index_response_items", index_response_items),
+    Migration("0016_response_events_until", response_events_until),
 ]
