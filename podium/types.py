@@ -39,13 +39,15 @@ class TextPart:
 
 @dataclass(slots=True)
 class ImagePart:
-    """An image given either by URL or inline as base64 ``data`` with its media type."""
+    """An image given either by URL or inline as base64 ``data`` with its media type (or, until
+    the gateway reads it, by the id of a file its caller uploaded: podium/api/file_images.py)."""
 
     url: str | None = None
     data: str | None = None
     media_type: str | None = None
     detail: str | None = None
     cache: CacheTTL | None = None
+    file_id: str | None = None
 
 
 ContentPart: TypeAlias = TextPart | ImagePart

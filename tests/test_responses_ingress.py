@@ -357,10 +357,10 @@ async def test_a_stream_that_fails_midway_ends_with_response_failed(gateway: Any
         (
             {
                 "model": "alpha",
-                "input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}],
+                "input": [{"role": "user", "content": [{"type": "input_image"}]}],
             },
             "input[0].content[0]",
-            "image_url",
+            "'image_url' (a URL or a data: URL) or by 'file_id'",
         ),
         (
             {

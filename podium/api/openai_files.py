@@ -1,6 +1,7 @@
-"""OpenAI's Files API, only what batches need (``client.files``): upload a batch's JSON lines
-(``purpose: batch``), list, read, read back and delete files; a batch's output and error files
-are read here too. A file is its owner's alone: another caller hears 404, as for a file that
+"""OpenAI's Files API (``client.files``), for what Podium reads files for: upload a batch's JSON
+lines (``purpose: batch``) or an image a Responses request names by ``file_id`` (``vision``,
+``user_data``), list, read, read back and delete files; a batch's output and error files are
+read here too. A file is its owner's alone: another caller hears 404, as for a file that
 does not exist. ``expires_after`` keeps a file for less than ``batches.retention_days``.
 """
 
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
+from podium.api.file_images import image_type
 from podium.api.http import Request, Response, list_page
 from podium.api.openai import OpenAIIngress, Wire
 from podium.batches.files import FileStore, StoredFile
@@ -23,7 +25,9 @@ from podium.types import JSONObject
 if TYPE_CHECKING:
     from podium.app import Podium
 
-PURPOSES = ("batch",)  # what may be uploaded: Podium keeps files for batches only
+# What may be uploaded: a batch's requests, and images a Responses request names by file_id
+# (OpenAI's "vision"; "user_data" is its purpose for any file a model reads).
+PURPOSES = ("batch", "vision", "user_data")
 EXPIRY_SECONDS = (3600, 2_592_000)  # what OpenAI allows: an hour to 30 days
 
 
@@ -71,6 +75,26 @@ def file_object(stored: StoredFile) -> JSONObject:
         "status": "processed",
         "status_details": None,
     }
+
+
+def check_content(purpose: str, content: bytes) -> None:
+    """A batch's file is UTF-8 JSON lines (each line checked when a batch is made of it); a
+    vision file is an image a worker can read; user_data may be anything."""
+    if purpose == "batch":
+        try:
+            content.decode("utf-8")
+        except UnicodeDecodeError:
+            raise PodiumError(
+                "invalid_request",
+                "file: a batch's file is JSON lines, in UTF-8; this file is not UTF-8 text",
+                param="file",
+            ) from None
+    elif purpose == "vision" and image_type(content) is None:
+        raise PodiumError(
+            "invalid_request",
+            "file: a 'vision' file is an image, PNG, JPEG, GIF or WebP; this one is none of them",
+            param="file",
+        )
 
 
 def form_fields(content_type: str, body: bytes) -> dict[str, tuple[str | None, bytes]]:
@@ -125,20 +149,13 @@ def register_files(podium: Podium, files: FileStore) -> None:
             raise PodiumError(
                 "invalid_request",
                 f"purpose: {purpose or 'nothing'!r} is not accepted here; Podium keeps files "
-                "for batches only: give purpose 'batch'",
+                "for batches ('batch') and images requests name ('vision', 'user_data')",
                 param="purpose",
             )
         if "file" not in fields:
             raise PodiumError("invalid_request", "file: give the file to upload", param="file")
         filename, content = fields["file"]
-        try:
-            content.decode("utf-8")
-        except UnicodeDecodeError:
-            raise PodiumError(
-                "invalid_request",
-                "file: a batch's file is JSON lines, in UTF-8; this file is not UTF-8 text",
-                param="file",
-            ) from None
+        check_content(purpose, content)
         expires_in = expiry_of(fields)
         file_id = f"file-{uuid.uuid4().hex}"
         stored = await files.create(

@@ -346,14 +346,16 @@ def _parts(
                 f"Invalid value for '{where}[{index}]': only user messages may hold images.",
                 param=f"{where}[{index}]",
             )
-        elif part.image_url is None:
+        elif part.image_url is None and part.file_id is None:
             raise PodiumError(
                 "invalid_request",
                 f"Invalid value for '{where}[{index}]': give the image by 'image_url' (a URL or "
-                "a data: URL); Podium keeps no uploaded files, so 'file_id' cannot name one.",
+                "a data: URL) or by 'file_id' (a file uploaded to /v1/files).",
                 param=f"{where}[{index}]",
-                code="unsupported_input",
             )
+        elif part.image_url is None:
+            cache = _breakpoint(part, lifetime)
+            parts.append(ImagePart(file_id=part.file_id, detail=part.detail, cache=cache))
         else:
             parts.append(_image(part, _breakpoint(part, lifetime)))
     return parts

@@ -1,5 +1,5 @@
-"""Files kept for batches (OpenAI's Files API, only what batches need): the JSON lines a batch
-is created from, and the output and error files made from a batch's results.
+"""Files kept for OpenAI's Files API: the JSON lines a batch is created from, the output and
+error files made from a batch's results, and images a Responses request names by file id.
 
 A file belongs to the owner of the key that uploaded it (or whose batch made it): every read
 and delete is filtered by owner. Its content is sealed at rest like a batch's requests
@@ -9,6 +9,7 @@ after it was made.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,13 @@ class StoredFile:
 
 
 _FILE = "file_id, owner, purpose, filename, bytes, created_at, expires_at, batch_id"
+# Files kept as the text they are (a batch's JSON lines); any other (an image) is kept as
+# base64, since the column holds text and an unsealed file is kept as it is.
+TEXT_PURPOSES = frozenset({"batch", "batch_output"})
+
+
+def _as_text(purpose: str, content: bytes) -> bytes:
+    return content if purpose in TEXT_PURPOSES else base64.b64encode(content)
 
 
 class FileStore(SealedTables[BatchSettings]):
@@ -49,7 +57,7 @@ class FileStore(SealedTables[BatchSettings]):
         now = self._clock()
         kept = self.settings.retention_days * 86400
         expires = now + (kept if expires_in is None else min(kept, expires_in))
-        sealed = self.sealer.seal(content, file_id)
+        sealed = self.sealer.seal(_as_text(purpose, content), file_id)
         await self.db.execute(
             f"INSERT INTO files ({_FILE}, content) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (file_id) DO NOTHING",
@@ -66,10 +74,13 @@ class FileStore(SealedTables[BatchSettings]):
 
     async def content(self, owner: str, file_id: str) -> bytes | None:
         rows = await self.db.execute(
-            "SELECT content FROM files WHERE file_id = ? AND owner = ? AND expires_at > ?",
+            "SELECT content, purpose FROM files WHERE file_id = ? AND owner = ? AND expires_at > ?",
             (file_id, owner, self._clock()),
         )
-        return self.sealer.open(rows[0][0], file_id) if rows else None
+        if not rows:
+            return None
+        kept = self.sealer.open(rows[0][0], file_id)
+        return kept if rows[0][1] in TEXT_PURPOSES else base64.b64decode(kept)
 
     async def page(
         self,

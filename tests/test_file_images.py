@@ -1,0 +1,113 @@
+"""Images named by an uploaded file's id, through the official SDK: ``client.files.create(
+purpose="vision")``, then ``input_image.file_id`` in a Responses request; the worker receives the
+image inline. Files are their owner's alone, must be images, and are read again when a stored
+conversation that named one is continued."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import openai
+import pytest
+
+from podium.api.file_images import image_type
+from podium.testing.openai_fake import FakeOpenAI
+from tests.conftest import worker
+from tests.test_responses_ingress import client_for
+from tests.test_responses_stored import clients_of_two_owners
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(40))
+
+
+def looking_at(file_id: str, text: str = "What is this?") -> list[Any]:
+    return [
+        {
+            "role": "user",
+            "content": [
+                {"type": "input_text", "text": text},
+                {"type": "input_image", "file_id": file_id, "detail": "low"},
+            ],
+        }
+    ]
+
+
+def eye(fake: FakeOpenAI) -> dict[str, Any]:
+    return worker("eye", "openai", fake.base_url, capabilities=["vision", "streaming"])
+
+
+def test_image_types_are_read_from_their_first_bytes() -> None:
+    assert image_type(PNG) == "image/png"
+    assert image_type(b"\xff\xd8\xff\xe0rest") == "image/jpeg"
+    assert image_type(b"GIF89a...") == "image/gif"
+    assert image_type(b"RIFF\x00\x00\x00\x00WEBPVP8 ") == "image/webp"
+    assert image_type(b"%PDF-1.7") is None and image_type(b"") is None
+
+
+async def test_an_uploaded_image_reaches_the_worker_inline(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    async with gateway([eye(fake_openai)]) as served, client_for(served.url) as client:
+        uploaded = await client.files.create(file=("cat.png", PNG), purpose="vision")
+        first = await client.responses.create(model="eye", input=looking_at(uploaded.id))
+        # Continued later: the stored turn keeps the file's id, and the image is read again.
+        await client.responses.create(
+            model="eye", input="And its colour?", previous_response_id=first.id
+        )
+        listed = [item async for item in client.files.list(purpose="vision")]
+    expected = {
+        "type": "image_url",
+        "image_url": {
+            "url": "data:image/png;base64," + base64.b64encode(PNG).decode(),
+            "detail": "low",
+        },
+    }
+    assert fake_openai.received[0].body["messages"][0]["content"][1] == expected
+    assert fake_openai.received[1].body["messages"][0]["content"][1] == expected
+    assert uploaded.purpose == "vision" and [f.id for f in listed] == [uploaded.id]
+
+
+async def test_a_file_that_is_not_an_image_is_refused_on_upload_or_when_named(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    async with gateway([eye(fake_openai)]) as served, client_for(served.url) as client:
+        with pytest.raises(openai.BadRequestError) as on_upload:
+            await client.files.create(file=("notes.txt", b"just words"), purpose="vision")
+        notes = await client.files.create(file=("notes.txt", b"just words"), purpose="user_data")
+        with pytest.raises(openai.BadRequestError) as when_named:
+            await client.responses.create(model="eye", input=looking_at(notes.id))
+        with pytest.raises(openai.BadRequestError) as other_purpose:
+            await client.files.create(file=("x.bin", b"x"), purpose="fine-tune")
+    assert "PNG, JPEG, GIF or WebP" in on_upload.value.message
+    assert when_named.value.param == "file_id" and "is not a PNG" in when_named.value.message
+    assert "'vision', 'user_data'" in other_purpose.value.message
+    assert fake_openai.received == []
+
+
+async def test_an_unknown_or_another_owners_file_is_404(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    async with gateway([eye(fake_openai)]) as served:
+        alice, bob = await clients_of_two_owners(served)
+        async with alice, bob:
+            mine = await alice.files.create(file=("cat.png", PNG), purpose="vision")
+            refused = []
+            for file_id in ("file-nobody-made", mine.id):
+                with pytest.raises(openai.NotFoundError) as caught:
+                    await bob.responses.create(model="eye", input=looking_at(file_id))
+                refused.append(caught.value)
+    assert [error.param for error in refused] == ["file_id", "file_id"]
+    assert "No such File object" in refused[1].message
+    assert fake_openai.received == []
+
+
+async def test_without_files_a_file_id_is_400_saying_so(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    async with (
+        gateway([eye(fake_openai)], batches={"enabled": False}) as served,
+        client_for(served.url) as client,
+    ):
+        with pytest.raises(openai.BadRequestError) as caught:
+            await client.responses.create(model="eye", input=looking_at("file-abc"))
+    assert "keeps no files" in caught.value.message and "image_url" in caught.value.message
