@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -15,18 +16,25 @@ from tests.shared_servers import REDIS_URL, drop_redis_prefix, needs_redis, uniq
 RESERVE = {"budget": 1000, "hold_seconds": 60.0, "period_seconds": 3600.0}
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=needs_redis)])
-async def limits(request: pytest.FixtureRequest) -> AsyncIterator[LimitBackend]:
-    if request.param == "memory":
-        yield MemoryLimits()
-        return
-    prefix = unique("podium-test-close") + ":"
+@asynccontextmanager
+async def redis_backend(name: str) -> AsyncIterator[RedisLimits]:
+    """Limits in Redis under a prefix of their own, dropped after."""
+    prefix = unique(name) + ":"
     backend = RedisLimits(REDIS_URL, prefix=prefix)
     try:
         yield backend
     finally:
         await backend.aclose()
         await drop_redis_prefix(prefix)
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=needs_redis)])
+async def limits(request: pytest.FixtureRequest) -> AsyncIterator[LimitBackend]:
+    if request.param == "memory":
+        yield MemoryLimits()
+        return
+    async with redis_backend("podium-test-close") as backend:
+        yield backend
 
 
 async def test_close_settles_the_reservation_and_corrects_the_tokens(limits: LimitBackend) -> None:
@@ -79,13 +87,8 @@ async def test_settle_and_adjust_alone_do_their_half(limits: LimitBackend) -> No
 
 @pytest.fixture
 async def redis_limits() -> AsyncIterator[RedisLimits]:
-    prefix = unique("podium-test-slots") + ":"
-    backend = RedisLimits(REDIS_URL, prefix=prefix)
-    try:
+    async with redis_backend("podium-test-slots") as backend:
         yield backend
-    finally:
-        await backend.aclose()
-        await drop_redis_prefix(prefix)
 
 
 async def take(

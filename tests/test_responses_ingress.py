@@ -437,8 +437,14 @@ async def test_with_storing_off_nothing_is_kept_and_the_errors_say_why(
             )
         with pytest.raises(openai.BadRequestError) as background:
             await client.responses.create(model="alpha", input="hi", background=True)
+        with pytest.raises(openai.BadRequestError) as referenced:
+            await client.responses.create(
+                model="alpha",
+                input=[{"role": "user", "content": "Hi"}, {"type": "item_reference", "id": "m"}],
+            )
     assert "keeps no responses" in retrieved.value.message
     assert "keeps no responses" in background.value.message
+    assert referenced.value.param == "input[1]" and "send the item itself" in str(referenced.value)
     assert "keeps no responses" in continued.value.message
     assert continued.value.body["param"] == "previous_response_id"  # type: ignore[index]
 

@@ -517,7 +517,7 @@ async def test_with_a_master_key_what_is_kept_is_sealed_at_rest(
 async def test_an_input_item_names_a_stored_item_by_its_id(
     gateway: Any, fake_openai: FakeOpenAI
 ) -> None:
-    from tests.test_responses_background import finished
+    from tests.test_responses_background import finished  # that module imports this one
 
     async with (
         gateway([worker("alpha", "openai", fake_openai.base_url)]) as served,
@@ -589,20 +589,3 @@ async def test_an_item_reference_to_an_unknown_or_anothers_item_is_404(
     assert [error.code for error in refused] == ["item_not_found", "item_not_found"]
     assert refused[1].param == "input[0]" and "not found" in refused[1].message
     assert len(fake_openai.received) == 1  # nothing was sent for the refused requests
-
-
-async def test_without_stored_responses_an_item_reference_is_400(
-    gateway: Any, fake_openai: FakeOpenAI
-) -> None:
-    async with (
-        gateway(
-            [worker("alpha", "openai", fake_openai.base_url)], responses={"store": False}
-        ) as served,
-        client_for(served.url) as client,
-    ):
-        with pytest.raises(openai.BadRequestError) as caught:
-            await client.responses.create(
-                model="alpha",
-                input=[{"role": "user", "content": "Hi"}, {"type": "item_reference", "id": "m"}],
-            )
-    assert caught.value.param == "input[1]" and "send the item itself" in caught.value.message
