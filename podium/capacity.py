@@ -383,9 +383,10 @@ class Capacity:
                 await self._sleep(min(pause, left))
                 pause = min(pause * 2, SHARED_POLL[1])
         except BaseException:
-            if waited and background is None:
-                # Turned away or gone: its mark as an interactive caller waiting goes too, so
-                # background work on the other replicas is not held up for nobody.
+            if background is None:
+                # Turned away (a first look included) or gone: its mark as an interactive
+                # caller waiting goes too, so background work on the other replicas is not held
+                # up for nobody.
                 self._send(self.shared.give_slot(self._key, holder))
             raise
         slot.holder = holder

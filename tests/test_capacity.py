@@ -331,6 +331,11 @@ async def test_an_interactive_caller_that_gives_up_no_longer_holds_up_background
         await impatient.acquire("interactive", 10)
     await asyncio.sleep(0)  # the store hears of it off the call's path
     assert shared.waiting["worker/alpha"] == set()
+    # Nor one that only looked, on its way to another worker with room.
+    with pytest.raises(AtCapacity):
+        await impatient.acquire("interactive", 10, wait=False)
+    await asyncio.sleep(0)
+    assert shared.waiting["worker/alpha"] == set()
     held.release()
     await asyncio.sleep(0)
     assert await replica(shared, concurrency=1).acquire("background", 10) is not None
