@@ -116,16 +116,19 @@ class StoringResponsesIngress(ResponsesIngress):
 
     async def resolve(self, request: ChatRequest, context: RequestContext) -> ChatRequest:
         assert isinstance(request, ResponsesRequest)
+        # The owner decides whose items may be named and whose responses continued: ask who
+        # is calling first.
+        known = False
         if request.references:
-            # The owner decides whose items may be named: ask who is calling first.
             await self.gateway.authenticate(context, request.model)
+            known = True
             request = await self.dereference(request, context.caller.owner)
         request.response_id = f"resp_{context.trace_id}"
         previous, conversation = request.previous_response_id, request.conversation_id
         if previous is None and conversation is None:
             return request
-        # The owner decides whose responses may be continued: ask who is calling first.
-        await self.gateway.authenticate(context, request.model)
+        if not known:
+            await self.gateway.authenticate(context, request.model)
         owner = context.caller.owner
         if previous is not None:
             history = await self.history(previous, owner)
