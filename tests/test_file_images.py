@@ -111,3 +111,18 @@ async def test_without_files_a_file_id_is_400_saying_so(
         with pytest.raises(openai.BadRequestError) as caught:
             await client.responses.create(model="eye", input=looking_at("file-abc"))
     assert "keeps no files" in caught.value.message and "image_url" in caught.value.message
+
+
+async def test_an_image_is_sealed_at_rest_and_read_back_whole(
+    gateway: Any, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PODIUM_MASTER_KEY", "a master key for the tests")
+    async with gateway([eye(fake_openai)]) as served, client_for(served.url) as client:
+        uploaded = await client.files.create(file=("cat.png", PNG), purpose="vision")
+        await client.responses.create(model="eye", input=looking_at(uploaded.id))
+        downloaded = await client.files.content(uploaded.id)
+        rows = await served.podium.store.execute("SELECT content FROM files")
+    assert rows[0][0].startswith("sealed1:")
+    assert downloaded.content == PNG
+    sent = fake_openai.received[0].body["messages"][0]["content"][1]["image_url"]["url"]
+    assert sent == "data:image/png;base64," + base64.b64encode(PNG).decode()
