@@ -589,3 +589,26 @@ async def test_an_item_reference_to_an_unknown_or_anothers_item_is_404(
     assert [error.code for error in refused] == ["item_not_found", "item_not_found"]
     assert refused[1].param == "input[0]" and "not found" in refused[1].message
     assert len(fake_openai.received) == 1  # nothing was sent for the refused requests
+
+
+async def test_items_with_a_clients_own_id_or_copied_on_are_found_by_the_index(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url)]) as served,
+        client_for(served.url) as client,
+    ):
+        # An id the client chose says nothing of its response: the index finds it.
+        mine = {"type": "message", "id": "msg_my_own", "role": "user", "content": "tea, please"}
+        first = await client.responses.create(model="alpha", input=[mine])  # type: ignore[list-item]
+        await client.responses.create(
+            model="alpha", input=[{"type": "item_reference", "id": "msg_my_own"}]
+        )
+        # The answer's id names the first response; named once, it is copied into the third,
+        # and the index finds it there once the first is gone.
+        answer = {"type": "item_reference", "id": first.output[0].id}
+        await client.responses.create(model="alpha", input=[answer])
+        await client.responses.delete(first.id)
+        await client.responses.create(model="alpha", input=[answer])
+    assert sent_messages(fake_openai, 1) == [("user", "tea, please")]
+    assert sent_messages(fake_openai, 3) == [("assistant", first.output_text)]

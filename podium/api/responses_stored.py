@@ -50,17 +50,17 @@ log = logging.getLogger("podium.responses")
 _ID_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
 
 
-def _new_id(kind: str) -> str:
-    return f"{_ID_PREFIXES.get(kind, 'item')}_{uuid.uuid4().hex}"
-
-
-def input_items(raw: str | list[Any]) -> list[JSONObject]:
+def input_items(raw: str | list[Any], response_id: str | None = None) -> list[JSONObject]:
     """``input`` as the items a stored response lists: every item with an id and a status, and a
-    message's text as content parts (``input_text``, or ``output_text`` for the assistant)."""
+    message's text as content parts (``input_text``, or ``output_text`` for the assistant). An
+    id Podium gives names the response (``msg_<its id>_<n>``), so a reference to the item finds
+    it without an index (:func:`podium.responses.store.holder_of`); a conversation's own
+    items (no response) get random ones."""
+    tail = uuid.uuid4().hex if response_id is None else response_id.removeprefix("resp_")
     if isinstance(raw, str):
         raw = [{"role": "user", "content": raw}]
     items: list[JSONObject] = []
-    for given in raw:
+    for index, given in enumerate(raw):
         item = dict(given)
         kind = item.setdefault("type", "message")
         if kind == "message" and isinstance(item.get("content"), str):
@@ -69,7 +69,7 @@ def input_items(raw: str | list[Any]) -> list[JSONObject]:
         if kind != "reasoning":
             item.setdefault("status", "completed")
         if not item.get("id"):
-            item["id"] = _new_id(kind)
+            item["id"] = f"{_ID_PREFIXES.get(kind, 'item')}_{tail}_{index}"
         items.append(item)
     return items
 
@@ -231,7 +231,7 @@ class StoringResponsesIngress(ResponsesIngress):
         conversation = request.conversation_id
         if body.get("status") == "failed" or not (request.store or conversation):
             return
-        given = input_items(request.raw_input)
+        given = input_items(request.raw_input, str(body["id"]))
         if conversation is not None:
             try:
                 await self.conversations.append(conversation, [*given, *body["output"]])
@@ -300,7 +300,7 @@ class StoringResponsesIngress(ResponsesIngress):
         stored = StoredResponse(
             run.response_id,
             request.previous_response_id,
-            input_items(request.raw_input),
+            input_items(request.raw_input, run.response_id),
             body,
             heartbeat_at=time.time(),
             streamed=request.stream,

@@ -7,6 +7,7 @@ response past its retention is gone for reads at once and deleted by the next sw
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import orjson
 from podium.periodic import Periodic
 from podium.policy.sealing import Sealer
 from podium.responses.settings import ResponsesSettings
-from podium.store.tables import SealedTables, SQLExecutor
+from podium.store.tables import SealedTables, SQLExecutor, Statement, execute_together
 from podium.types import JSONObject
 
 Event = tuple[str, bytes]  # a stream event: its type, and its JSON
@@ -61,6 +62,18 @@ def conversation_items(chain: list[StoredResponse]) -> list[JSONObject]:
     return [item for turn in reversed(chain) for item in turn.items()]
 
 
+# An item id Podium made names its response: the answer's message is ``msg_<tail>`` and the
+# input items it gave ids to ``<kind>_<tail>_<n>``, where the response is ``resp_<tail>``.
+_OWN_ID = re.compile(r"^[a-z]+_([0-9a-f]{32})(?:_\d+)?$")
+
+
+def holder_of(item_id: str) -> str | None:
+    """The response an id Podium made names (None for another's id: a client's own, or a tool
+    call's, which the ``response_items`` index finds instead)."""
+    match = _OWN_ID.match(item_id)
+    return None if match is None else f"resp_{match.group(1)}"
+
+
 _COLUMNS = (
     "response_id, previous_response_id, input_items, response, heartbeat_at, streamed, events_until"
 )
@@ -96,10 +109,11 @@ class ResponseStore(SealedTables[ResponsesSettings]):
         )
 
     async def save(self, owner: str, trace_id: str, stored: StoredResponse) -> None:
-        """Keep ``stored``; a background response is kept as it starts, ``running``."""
+        """Keep ``stored``; a background response is kept as it starts, ``running``. Its
+        items' ids are indexed in the same transaction: one trip to the store."""
         now = self._clock()
         days = self.settings.retention_days
-        await self.db.execute(
+        keep = (
             "INSERT INTO responses (response_id, owner, created_at, expires_at, "
             "previous_response_id, trace_id, input_items, response, heartbeat_at, streamed) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -116,7 +130,9 @@ class ResponseStore(SealedTables[ResponsesSettings]):
                 int(stored.streamed),
             ),
         )
-        await self._index(owner, stored.response_id, stored.items())
+        await execute_together(
+            self.db, [keep, *self._index(owner, stored.response_id, stored.items())]
+        )
 
     async def finish(self, response_id: str, response: JSONObject) -> None:
         """A background response's final Response object; it runs no longer."""
@@ -131,44 +147,65 @@ class ResponseStore(SealedTables[ResponsesSettings]):
         )
         output = response.get("output")
         if rows and isinstance(output, list):
-            await self._index(rows[0][0], response_id, output)
+            await execute_together(self.db, self._index(rows[0][0], response_id, output))
 
-    async def _index(self, owner: str, response_id: str, items: Sequence[JSONObject]) -> None:
-        """Say which response holds each of ``items``, for input items that name one."""
-        ids = list(dict.fromkeys(str(item["id"]) for item in items if item.get("id")))
-        if not ids:
-            return
-        rows = ", ".join(["(?, ?, ?)"] * len(ids))
-        params = [value for item_id in ids for value in (owner, item_id, response_id)]
-        await self.db.execute(
-            f"INSERT INTO response_items (owner, item_id, response_id) VALUES {rows} "
-            "ON CONFLICT DO NOTHING",
-            tuple(params),
+    @staticmethod
+    def _index(owner: str, response_id: str, items: Sequence[JSONObject]) -> list[Statement]:
+        """The statement saying which response holds each of ``items`` whose id does not say
+        so itself (:func:`holder_of`), for input items that name one: none, for a plain turn."""
+        ids = list(
+            dict.fromkeys(
+                str(item["id"])
+                for item in items
+                if item.get("id") and holder_of(str(item["id"])) != response_id
+            )
         )
+        if not ids:
+            return []
+        rows = ", ".join(["(?, ?, ?)"] * len(ids))
+        params = tuple(value for item_id in ids for value in (owner, item_id, response_id))
+        sql = (
+            f"INSERT INTO response_items (owner, item_id, response_id) VALUES {rows} "
+            "ON CONFLICT DO NOTHING"
+        )
+        return [(sql, params)]
 
     async def items_by_id(self, owner: str, item_ids: Sequence[str]) -> dict[str, JSONObject]:
-        """The items of ``owner``'s stored responses with these ids (an id that repeats: as
-        the latest response holds it); ids not found are left out."""
-        if not item_ids:
-            return {}
-        marks = ", ".join("?" * len(item_ids))
+        """The items of ``owner``'s stored responses with these ids: where the id names its
+        response, from there; else (or once that response is gone) from the latest response
+        the index says holds it. Ids not found are left out."""
+        found: dict[str, JSONObject] = {}
+        named: dict[str, list[str]] = {}
+        for item_id in item_ids:
+            holder = holder_of(item_id)
+            if holder is not None:
+                named.setdefault(holder, []).append(item_id)
+        for response_id, ids in named.items():
+            found.update(await self._items_of(owner, response_id, ids))
+        rest = [item_id for item_id in item_ids if item_id not in found]
+        if not rest:
+            return found
+        marks = ", ".join("?" * len(rest))
         rows = await self.db.execute(
             f"SELECT i.item_id, r.response_id FROM response_items i JOIN responses r "
             f"ON r.response_id = i.response_id WHERE i.owner = ? AND i.item_id IN ({marks}) "
             "AND (r.expires_at IS NULL OR r.expires_at > ?) ORDER BY r.created_at",
-            (owner, *item_ids, self._clock()),
+            (owner, *rest, self._clock()),
         )
-        holder = {item_id: response_id for item_id, response_id in rows}  # the latest wins
-        found: dict[str, JSONObject] = {}
-        for response_id in dict.fromkeys(holder.values()):
-            stored = await self.get(owner, response_id)
-            if stored is None:
-                continue
-            for item in stored.items():
-                item_id = item.get("id")
-                if isinstance(item_id, str) and holder.get(item_id) == response_id:
-                    found[item_id] = item
+        latest: dict[str, list[str]] = {}
+        for item_id, response_id in {item_id: holder for item_id, holder in rows}.items():
+            latest.setdefault(response_id, []).append(item_id)
+        for response_id, ids in latest.items():
+            found.update(await self._items_of(owner, response_id, ids))
         return found
+
+    async def _items_of(
+        self, owner: str, response_id: str, item_ids: Sequence[str]
+    ) -> dict[str, JSONObject]:
+        stored = await self.get(owner, response_id)
+        if stored is None:
+            return {}
+        return {str(item["id"]): item for item in stored.items() if item.get("id") in item_ids}
 
     async def beat(self, response_ids: Sequence[str]) -> tuple[set[str], set[str]]:
         """Say these background responses still run: returns those another replica asked to

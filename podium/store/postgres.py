@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -257,6 +258,12 @@ class PostgresStore:
                 return []
             rows: list[Row] = await cursor.fetchall()
             return rows
+
+    async def execute_together(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
+        """Run ``statements`` in one transaction, on one connection."""
+        async with self._ready().connection() as connection, connection.transaction():
+            for sql, params in statements:
+                await connection.execute(self._translate(sql), params)
 
     async def write_traces(self, records: list[TraceRecord], derive: Derive | None = None) -> None:
         from psycopg import AsyncRawCursor

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -227,6 +227,16 @@ class SQLiteStore:
             return list(db.execute(sql, params))
 
         return await self._run(run)
+
+    async def execute_together(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
+        """Run ``statements`` in one transaction, in one trip to the store's thread."""
+
+        def run(db: sqlite3.Connection) -> None:
+            with transaction(db):
+                for sql, params in statements:
+                    db.execute(sql, params)
+
+        await self._run(run)
 
     async def write_traces(self, records: list[TraceRecord], derive: Derive | None = None) -> None:
         # Everything, serialising the rows and deriving totals included, runs on the store's

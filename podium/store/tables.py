@@ -19,6 +19,29 @@ class SQLExecutor(Protocol):
     async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Sequence[Any]: ...
 
 
+Statement = tuple[str, tuple[Any, ...]]
+
+
+@runtime_checkable
+class SQLTogether(Protocol):
+    """A store that also runs several statements in one transaction, in one trip to the
+    database (both of Podium's stores do)."""
+
+    async def execute_together(self, statements: Sequence[Statement]) -> None: ...
+
+
+async def execute_together(db: SQLExecutor, statements: Sequence[Statement]) -> None:
+    """``statements`` in one transaction where ``db`` can, else one after another."""
+    if len(statements) == 1:
+        await db.execute(*statements[0])
+        return
+    if isinstance(db, SQLTogether):
+        await db.execute_together(statements)
+        return
+    for sql, params in statements:
+        await db.execute(sql, params)
+
+
 SettingsT = TypeVar("SettingsT")
 
 
