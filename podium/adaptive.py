@@ -75,7 +75,7 @@ class AdaptiveLimit:
         self._busy = 0
         if self._restore is not None:  # the probe's window: the worker uncrowded
             self.best, restore, self._restore = average, self._restore, None
-            return self._set(restore)
+            return self._set(min(self.settings.max, max(self.settings.min, restore)))
         best = self.best
         if best is None or average < best or self.limit <= self.settings.min:
             self.best = average
@@ -108,6 +108,7 @@ class AdaptiveLimit:
         return self._set(probe)
 
     def _lower(self, keep: float) -> bool:
+        self._restore = None  # a probe cut short by trouble: the lower limit stands
         lowered = max(self.settings.min, math.floor(self.limit * keep))
         if lowered == self.limit:
             return False

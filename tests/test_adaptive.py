@@ -98,6 +98,18 @@ def test_an_overloaded_upstream_halves_the_limit_once_for_the_calls_in_flight() 
     assert adaptive.limit == before // 2 and not adaptive.climbing
 
 
+def test_trouble_during_a_probe_is_not_undone_when_the_probe_ends() -> None:
+    adaptive = learned(max=64)
+    seen = serve(adaptive, crowded(parallel=1000), 2000)
+    probing = seen.index(32)  # the limit halved for one window, to measure the worker
+    adaptive = learned(max=64)
+    serve(adaptive, crowded(parallel=1000), probing + 1)
+    assert adaptive.limit == 32
+    assert adaptive.overloaded(adaptive.epoch)  # the upstream says 503 meanwhile
+    serve(adaptive, crowded(parallel=1000), 16)  # the next window: no probe left to end
+    assert adaptive.limit == 17  # one more from the lowered 16, not put back to 64
+
+
 def test_answers_to_calls_sent_before_a_change_are_not_counted() -> None:
     adaptive = learned()
     serve(adaptive, crowded(parallel=1000), 10)
