@@ -101,3 +101,5 @@ def response_events_until(db: Executor) -> None:
     # When a streamed background response's events are deleted (they are kept a while after
     # it ends, for a client picking its stream up again; the response stays longer).
     db.execute("ALTER TABLE responses ADD COLUMN events_until DOUBLE PRECISION")
+    # The hourly sweep looks for the ones past it: without an index, a scan of every response.
+    db.execute("CREATE INDEX responses_events_until ON responses (events_until)")

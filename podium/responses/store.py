@@ -310,8 +310,13 @@ class ResponseStore(SealedTables[ResponsesSettings]):
             (response_id, owner, self._clock()),
         )
         if rows:
-            for table in ("response_events", "response_items"):
-                await self.db.execute(f"DELETE FROM {table} WHERE response_id = ?", (response_id,))
+            await execute_together(
+                self.db,
+                [
+                    (f"DELETE FROM {table} WHERE response_id = ?", (response_id,))
+                    for table in ("response_events", "response_items")
+                ],
+            )
         return bool(rows)
 
     async def erase(self, owner: str) -> int:

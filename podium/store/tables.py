@@ -32,6 +32,8 @@ class SQLTogether(Protocol):
 
 async def execute_together(db: SQLExecutor, statements: Sequence[Statement]) -> None:
     """``statements`` in one transaction where ``db`` can, else one after another."""
+    if not statements:
+        return  # a background response whose answer holds no item to index, say
     if len(statements) == 1:
         await db.execute(*statements[0])
         return
