@@ -47,36 +47,38 @@ class FileImages(Hook):
         # continues (a stored conversation keeps the id, as its client sent it).
         if type(request) is not ResponsesRequest:
             return request
+        read: dict[str, tuple[str, str]] = {}  # file id -> (base64, media type): read once
         for message in request.messages:
             for part in message.content:
                 if type(part) is ImagePart and part.file_id is not None:
-                    await self._read(part, context.caller.owner)
+                    if part.file_id not in read:
+                        read[part.file_id] = await self._read(part.file_id, context.caller.owner)
+                    part.data, part.media_type = read[part.file_id]
+                    part.file_id = None
         return request
 
-    async def _read(self, part: ImagePart, owner: str) -> None:
-        assert part.file_id is not None
+    async def _read(self, file_id: str, owner: str) -> tuple[str, str]:
+        """The image ``file_id`` names, as base64 and its media type."""
         files = self.files()
         if files is None:
             raise PodiumError(
                 "invalid_request",
-                f"input_image.file_id {part.file_id[:128]!r}: this gateway keeps no files "
+                f"input_image.file_id {file_id[:128]!r}: this gateway keeps no files "
                 "(batches.enabled is off); give the image by 'image_url'.",
                 param="file_id",
             )
-        content = await files.content(owner, part.file_id)
+        content = await files.content(owner, file_id)
         if content is None:
             raise PodiumError(
                 "not_found",
-                f"No such File object: {part.file_id[:128]} (input_image.file_id)",
+                f"No such File object: {file_id[:128]} (input_image.file_id)",
                 param="file_id",
             )
         media_type = image_type(content)
         if media_type is None:
             raise PodiumError(
                 "invalid_request",
-                f"input_image.file_id {part.file_id[:128]!r} is not a PNG, JPEG, GIF or WebP "
-                "image.",
+                f"input_image.file_id {file_id[:128]!r} is not a PNG, JPEG, GIF or WebP image.",
                 param="file_id",
             )
-        part.data = base64.b64encode(content).decode("ascii")
-        part.media_type, part.file_id = media_type, None
+        return base64.b64encode(content).decode("ascii"), media_type
