@@ -77,3 +77,16 @@ def create_files(db: Executor) -> None:
         """
     )
     db.execute("CREATE INDEX files_owner ON files (owner, created_at)")
+
+
+def file_mime_types(db: Executor) -> None:
+    # What each file is ("application/pdf", "image/png", "text/plain", ...): Anthropic's Files
+    # API says it of every file (mime_type), and a request naming a file by id needs it. Given
+    # by the uploader or read from the file's first bytes as it is kept. A file kept before
+    # this cannot be read here (its content is sealed): a batch's is text, any other unknown.
+    db.execute(
+        "ALTER TABLE files ADD COLUMN mime_type TEXT NOT NULL DEFAULT 'application/octet-stream'"
+    )
+    db.execute(
+        "UPDATE files SET mime_type = 'text/plain' WHERE purpose IN ('batch', 'batch_output')"
+    )

@@ -10,7 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from podium.batches.migrations import batch_kinds, create_batches, create_files
+from podium.batches.migrations import (
+    batch_kinds,
+    create_batches,
+    create_files,
+    file_mime_types,
+)
 from podium.contracts.migrations import create_contract_calls
 from podium.observe.migrations import (
     create_feedback,
@@ -108,4 +113,5 @@ MIGRATIONS: list[Migration] = [
     Migration("0014_create_files", create_files),
     Migration("0015_index_response_items", index_response_items),
     Migration("0016_response_events_until", response_events_until),
+    Migration("0017_file_mime_types", file_mime_types),
 ]
