@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import orjson
 from pydantic import Field, ValidationError
 
+from podium.api.files import register_files
 from podium.api.http import Request, Response, list_page, parse_json
 from podium.api.openai import OpenAIIngress, Wire, validation_error
-from podium.api.openai_files import ExpiresAfter, register_files
+from podium.api.openai_files import ExpiresAfter
 from podium.batches.endpoints import BatchEndpoints, batch_endpoints
 from podium.batches.files import FileStore
 from podium.batches.service import batch_service

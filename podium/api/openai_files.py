@@ -3,20 +3,22 @@ lines (``purpose: batch``) or an image a Responses request names by ``file_id`` 
 ``user_data``), list, read, read back and delete files; a batch's output and error files are
 read here too. A file is its owner's alone: another caller hears 404, as for a file that
 does not exist. ``expires_after`` keeps a file for less than ``batches.retention_days``.
+
+The same paths answer Anthropic's Files API for a request that says ``anthropic-version``
+(podium/api/files.py chooses): a file uploaded there is the caller's here too, listed with
+``purpose: user_data``.
 """
 
 from __future__ import annotations
 
 import uuid
-from email import policy
-from email.message import EmailMessage
-from email.parser import BytesParser
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
 from podium.api.file_images import image_type
-from podium.api.http import Request, Response, list_page
+from podium.api.http import Handler, Request, Response, list_page
+from podium.api.multipart import form_parts
 from podium.api.openai import OpenAIIngress, Wire
 from podium.batches.files import FileStore, StoredFile
 from podium.errors import PodiumError
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 # (OpenAI's "vision"; "user_data" is its purpose for any file a model reads).
 PURPOSES = ("batch", "vision", "user_data")
 EXPIRY_SECONDS = (3600, 2_592_000)  # what OpenAI allows: an hour to 30 days
+ERRORS = OpenAIIngress()
 
 
 class ExpiresAfter(Wire):
@@ -98,36 +101,18 @@ def check_content(purpose: str, content: bytes) -> None:
 
 
 def form_fields(content_type: str, body: bytes) -> dict[str, tuple[str | None, bytes]]:
-    """A multipart/form-data body's fields: name -> (file name, content). Read by the standard
-    library's MIME parser, given the request's Content-Type as the message's header."""
-    if not content_type.lower().startswith("multipart/form-data") or "boundary=" not in (
-        content_type.lower()
-    ):
-        raise PodiumError(
-            "invalid_request",
-            "send the file as multipart/form-data with the fields 'file' and 'purpose'",
-        )
-    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1")
-    message = BytesParser(policy=policy.HTTP).parsebytes(head + body)
-    if not isinstance(message, EmailMessage) or not message.is_multipart():
-        raise PodiumError("invalid_request", "the multipart/form-data body could not be read")
-    fields: dict[str, tuple[str | None, bytes]] = {}
-    for part in message.iter_parts():
-        if not isinstance(part, EmailMessage):
-            continue
-        name = part.get_param("name", header="content-disposition")
-        if isinstance(name, str):
-            payload = part.get_payload(decode=True)
-            fields[name] = (part.get_filename(), payload if isinstance(payload, bytes) else b"")
-    return fields
+    """A multipart/form-data body's fields: name -> (file name, content); the last of a name."""
+    parts = form_parts(content_type, body, "the fields 'file' and 'purpose'")
+    return {part.name: (part.filename, part.content) for part in parts}
 
 
-def register_files(podium: Podium, files: FileStore) -> None:
-    """The /v1/files routes; an upload is at most ``batches.max_body_bytes``."""
-    errors = OpenAIIngress()
+def file_handlers(podium: Podium, files: FileStore) -> dict[tuple[str, str], Handler]:
+    """The handlers of the /v1/files routes by method and path (podium/api/files.py routes
+    them); an upload is at most ``batches.max_body_bytes``. Their errors are OpenAI's:
+    :data:`ERRORS` renders them."""
+    errors = ERRORS
     gateway = podium.gateway
     limit = podium.config.batches.max_body_bytes
-    route = podium.app.route
 
     async def owner_of(http: Request) -> str:
         return (await gateway.caller(errors.name, http.headers)).owner
@@ -206,8 +191,10 @@ def register_files(podium: Podium, files: FileStore) -> None:
         deleted = await files.delete(owner, stored.file_id)
         return Response.json({"id": stored.file_id, "object": "file", "deleted": deleted})
 
-    route("POST", "/v1/files", upload, errors)
-    route("GET", "/v1/files", listing, errors)
-    route("GET", "/v1/files/{file_id}", retrieve, errors)
-    route("DELETE", "/v1/files/{file_id}", delete, errors)
-    route("GET", "/v1/files/{file_id}/content", content, errors)
+    return {
+        ("POST", "/v1/files"): upload,
+        ("GET", "/v1/files"): listing,
+        ("GET", "/v1/files/{file_id}"): retrieve,
+        ("DELETE", "/v1/files/{file_id}"): delete,
+        ("GET", "/v1/files/{file_id}/content"): content,
+    }
