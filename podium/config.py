@@ -24,7 +24,9 @@ from podium.responses.settings import ResponsesSettings
 from podium.routing.config import RoutingConfig
 from podium.state.settings import RedisSettings
 
-Capability = Literal["tools", "json", "vision", "streaming"]
+# ``documents``: the worker reads PDFs itself (its layout, tables and figures); the others are
+# sent a document's extracted text instead (podium/documents.py).
+Capability = Literal["tools", "json", "vision", "streaming", "documents"]
 
 DEFAULT_PORT = 8400
 DEFAULT_CONFIG_FILE = "podium.yaml"
@@ -261,6 +263,18 @@ class StoreConfig(Strict):
         return self
 
 
+class DocumentSettings(Strict):
+    """Documents callers attach (podium/documents.py)."""
+
+    # Read a PDF's text layer. Off: PDFs are sent only to workers that declare ``documents``,
+    # and the content policy counts them unscanned (``policy.documents_class``).
+    extract_text: bool = True
+    max_pages: int = Field(100, ge=1)  # Anthropic's limit for a PDF in one request
+    # Reading is given up after this long (a PDF built to be slow to parse); the request is
+    # refused, naming the document.
+    read_timeout_seconds: float = Field(10.0, gt=0)
+
+
 class PodiumConfig(Strict):
     data_dir: Path = Path(".podium")
     server: ServerConfig = Field(default_factory=ServerConfig)
@@ -279,6 +293,7 @@ class PodiumConfig(Strict):
     cache: CacheSettings = Field(default_factory=CacheSettings)  # the response cache
     responses: ResponsesSettings = Field(default_factory=ResponsesSettings)  # stored responses
     batches: BatchSettings = Field(default_factory=BatchSettings)  # message batches
+    documents: DocumentSettings = Field(default_factory=DocumentSettings)  # attached PDFs
 
     @model_validator(mode="after")
     def _names_resolve(self) -> PodiumConfig:

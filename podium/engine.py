@@ -17,6 +17,7 @@ from typing import Generic, TypeVar, cast
 
 from podium.capacity import AtCapacity, Slot
 from podium.context import Priority
+from podium.documents import for_worker
 from podium.errors import PodiumError, ProviderError
 from podium.providers.base import EmbeddingProvider, RelayingProvider
 from podium.types import (
@@ -148,6 +149,8 @@ class Engine:
         for index, worker in enumerate(candidates):
             retry = 0
             waits = index >= first_pass
+            # Documents go as each worker reads them: the PDF, or its text.
+            sent = request if not request.documents else for_worker(request, worker.config)
             rested = False  # this retry has waited out the upstream's 429 pause itself
             while True:
                 slot: Slot | None = None
@@ -206,10 +209,10 @@ class Engine:
                 worker.in_flight += 1
                 try:
                     if bound is None:
-                        answered = result = await call(worker, attempt, started, request)
+                        answered = result = await call(worker, attempt, started, sent)
                     else:
                         async with asyncio.timeout(bound) as timer:
-                            answered = result = await call(worker, attempt, started, request)
+                            answered = result = await call(worker, attempt, started, sent)
                 except TimeoutError:
                     # Providers raise their own timeouts as ProviderError; one that is not the
                     # deadline timer's goes on up, as any other exception would.

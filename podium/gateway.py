@@ -16,6 +16,7 @@ from podium.hooks import Hook
 from podium.resume import carry_on
 from podium.routing.base import Candidate, Decision, RouteContext, Router
 from podium.routing.chain import decide
+from podium.routing.fit import unreadable
 from podium.store.traces import TraceRecord
 from podium.types import (
     ChatRequest,
@@ -82,29 +83,39 @@ def enforce_clearance(decision: Decision, eligible: list[WorkerConfig]) -> None:
 def enforce_capabilities(
     decision: Decision, request: ChatRequest, eligible: list[WorkerConfig]
 ) -> None:
-    """A request with images goes only to workers that declare ``vision``: a fallback that
-    does not is dropped, and a step that does not refuses the request (400) before anything is
-    sent. Otherwise a text-only model fails upstream (llama.cpp answers 500), and a caller's
-    bad request would count against the worker's circuit breaker for everyone."""
-    if not request.has_images():
+    """A request with images goes only to workers that declare ``vision``, and one with a PDF
+    that has no text to send instead only to workers that declare ``documents``: a fallback
+    that does not is dropped, and a step that does not refuses the request (400) before
+    anything is sent. Otherwise a text-only model fails upstream (llama.cpp answers 500), and a
+    caller's bad request would count against the worker's circuit breaker for everyone."""
+    if not request.documents and not request.has_images():
+        return  # the usual request
+    needed: list[tuple[str, str]] = []  # (capability, what needs it)
+    if request.has_images():
+        needed.append(("vision", "images"))
+    if request.documents and unreadable(request):
+        needed.append(("documents", "PDFs without a text layer"))
+    if not needed:
         return
     by_name = {worker.name: worker for worker in eligible}
 
-    def blind(name: str) -> bool:
+    def lacking(name: str) -> tuple[str, str] | None:
         worker = by_name.get(name)
-        return (
-            worker is not None and worker.role == "answer" and "vision" not in worker.capabilities
-        )
+        if worker is None or worker.role != "answer":
+            return None
+        return next((need for need in needed if need[0] not in worker.capabilities), None)
 
     if decision.workflow.fallbacks:
-        decision.workflow.fallbacks = [w for w in decision.workflow.fallbacks if not blind(w)]
+        decision.workflow.fallbacks = [w for w in decision.workflow.fallbacks if lacking(w) is None]
     for step in decision.workflow.steps:
-        if blind(step.worker):
+        missing = lacking(step.worker)
+        if missing is not None:
+            capability, what = missing
             declared = ", ".join(by_name[step.worker].capabilities) or "none"
             raise PodiumError(
                 "invalid_request",
-                f"worker {step.worker!r} does not accept images (its capabilities: {declared}); "
-                "send them to a worker with 'vision', or leave them out",
+                f"worker {step.worker!r} does not accept {what} (its capabilities: "
+                f"{declared}); send them to a worker with {capability!r}, or leave them out",
                 param="messages",
                 code="unsupported_input",
             )

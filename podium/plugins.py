@@ -37,6 +37,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "podium.cache.plugin",
     "podium.policy.plugin",
     "podium.observe.plugin",
+    "podium.documents",  # before the content policy: its screens read documents' text
     "podium.policy.content",
     "podium.api.contracts",
 )

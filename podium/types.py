@@ -50,7 +50,27 @@ class ImagePart:
     file_id: str | None = None
 
 
-ContentPart: TypeAlias = TextPart | ImagePart
+@dataclass(slots=True)
+class DocumentPart:
+    """A PDF the caller attached: inline as base64 ``data``, by ``url`` (the worker fetches it)
+    or, until the gateway reads it, by the ``file_id`` of an upload. ``text`` is what the
+    gateway extracted from it (podium/documents.py): the detectors and the injection screen
+    read it, and a worker that reads no PDFs is sent it instead of the file. None: not read (a
+    URL) or nothing to read (a scanned page)."""
+
+    data: str | None = None
+    url: str | None = None
+    file_id: str | None = None
+    filename: str | None = None
+    title: str | None = None  # Anthropic's ``title`` and ``context``: said before the text
+    context: str | None = None
+    text: str | None = None
+    pages: int = 0
+    cache: CacheTTL | None = None
+    media_type: str = "application/pdf"
+
+
+ContentPart: TypeAlias = TextPart | ImagePart | DocumentPart
 
 
 @dataclass(slots=True)
@@ -87,6 +107,12 @@ class Message:
     def has_images(self) -> bool:
         for part in self.content:  # noqa: SIM110 (a plain loop is faster than any() here)
             if type(part) is ImagePart:
+                return True
+        return False
+
+    def has_documents(self) -> bool:
+        for part in self.content:  # noqa: SIM110 (as above)
+            if type(part) is DocumentPart:
                 return True
         return False
 
@@ -154,6 +180,10 @@ class ChatRequest:
     cache_explicit: bool = False
     cache_key: str | None = None
     cache_retention: str | None = None
+    # Set by the ingress that parsed a document part: the request path asks this flag, not
+    # every part of every message. It may outlive the documents (sent as text), never the
+    # other way round.
+    documents: bool = False
 
     def prompt_text(self) -> str:
         """Every message's text, joined: what routers and detectors read."""
@@ -177,6 +207,30 @@ class ChatRequest:
             if message.has_images():
                 return True
         return False
+
+    def document_parts(self) -> list[DocumentPart]:
+        if not self.documents:
+            return []
+        return [
+            part
+            for message in self.messages
+            for part in message.content
+            if type(part) is DocumentPart
+        ]
+
+    def documents_length(self) -> int:
+        """The characters of text read from the request's documents (token estimates add it
+        to :meth:`prompt_length`)."""
+        return sum(len(part.text or "") for part in self.document_parts())
+
+
+def any_documents(messages: list[Message]) -> bool:
+    """Whether a message holds a document part (the ingresses set ``ChatRequest.documents``
+    by it)."""
+    for message in messages:  # noqa: SIM110 (as in Message.has_images)
+        if message.has_documents():
+            return True
+    return False
 
 
 def has_breakpoints(request: ChatRequest) -> bool:

@@ -242,7 +242,7 @@ async def test_image_blocks_translate(gateway: Any, fake_openai: FakeOpenAI) -> 
     assert parts[2] == {"type": "text", "text": "what is this?"}
 
 
-async def test_text_documents_are_read_and_pdfs_refused(
+async def test_text_documents_are_read_as_text_and_a_broken_pdf_refused(
     gateway: Any, fake_openai: FakeOpenAI
 ) -> None:
     async with (
@@ -305,7 +305,9 @@ async def test_text_documents_are_read_and_pdfs_refused(
                     }
                 ],
             )
-        assert "documents are read as text only" in refused.value.message
+        # "%PDF-1.4" alone: a PDF's header, and nothing a reader could use (real PDFs are
+        # read: tests/test_gateway_documents.py)
+        assert "cannot be read: it is not a readable PDF" in refused.value.message
         assert len(fake_openai.received) == 1
 
 

@@ -349,10 +349,17 @@ async def test_a_stream_that_fails_midway_ends_with_response_failed(gateway: Any
         (
             {
                 "model": "alpha",
-                "input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}],
+                "input": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "input_file", "file_data": "data:image/tiff;base64,AAAA"}
+                        ],
+                    }
+                ],
             },
             "input[0].content[0]",
-            "'input_file' is not supported",
+            "files of type 'image/tiff' are not read",
         ),
         (
             {

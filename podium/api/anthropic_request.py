@@ -14,11 +14,13 @@ from typing import Annotated, Any, Literal, TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from podium.documents import PDF
 from podium.errors import PodiumError
 from podium.types import (
     CacheTTL,
     ChatRequest,
     ContentPart,
+    DocumentPart,
     ImagePart,
     Message,
     ResponseFormat,
@@ -26,6 +28,7 @@ from podium.types import (
     Tool,
     ToolCall,
     ToolChoice,
+    any_documents,
 )
 from podium.workers import estimate_input_tokens
 
@@ -86,7 +89,7 @@ class ImageBlock(Wire):
 
 class DocumentBlock(Wire):
     """A document. Plain-text and content sources are read as text, after the title and
-    context; a PDF or a file reference is refused (no detector or local worker reads one)."""
+    context; a PDF (inline, by URL or by an uploaded file's id) is read by podium/documents.py."""
 
     type: Literal["document"]
     source: dict[str, Any]
@@ -353,17 +356,46 @@ def _document(block: DocumentBlock, where: str) -> list[ContentPart]:
             param=f"{where}.source",
         )
     else:
-        raise PodiumError(
-            "invalid_request",
-            f"{where}: documents are read as text only (source type 'text' or 'content'), "
-            f"not {kind!r}; extract the text and send that",
-            param=f"{where}.source",
-            code="unsupported_input",
-        )
+        return [_pdf(block, where)]
     title = f"Document: {block.title}" if block.title else None
     heading = "\n".join(line for line in (title, block.context) if line)
     before = [TextPart(f"{heading}\n\n")] if heading else []
     return [*before, *body, TextPart("\n\n", _ttl(block.cache_control))]
+
+
+def _pdf(block: DocumentBlock, where: str) -> DocumentPart:
+    """A PDF by its bytes, its URL, or (the Files API) its file id."""
+    source = block.source
+    kind = source.get("type")
+    part = DocumentPart(title=block.title, context=block.context, cache=_ttl(block.cache_control))
+    if kind == "base64" and isinstance(source.get("data"), str):
+        if source.get("media_type") != PDF:
+            raise PodiumError(
+                "invalid_request",
+                f"{where}.source.media_type: Input should be 'application/pdf'",
+                param=f"{where}.source.media_type",
+            )
+        part.data = source["data"]
+        return part
+    if kind == "url" and isinstance(source.get("url"), str):
+        part.url = source["url"]
+        return part
+    if kind == "file" and isinstance(source.get("file_id"), str):
+        part.file_id = source["file_id"]
+        return part
+    if kind in ("base64", "url", "file"):
+        needed = {"base64": "data", "url": "url", "file": "file_id"}[kind]
+        raise PodiumError(
+            "invalid_request",
+            f"{where}.source.{needed}: Field required",
+            param=f"{where}.source.{needed}",
+        )
+    raise PodiumError(
+        "invalid_request",
+        f"{where}.source: Input tag {str(kind)[:64]!r} found using 'type' is not supported "
+        "(expected one of 'base64', 'url', 'file', 'text', 'content')",
+        param=f"{where}.source",
+    )
 
 
 def _system(system: str | list[TextBlock] | None) -> list[Message]:
@@ -503,12 +535,13 @@ def to_canonical(wire: MessagesIn) -> ChatRequest:
         )
     choice, parallel = _tool_choice(wire.tool_choice)
     output = wire.output_config.format if wire.output_config else None
+    messages = _system(wire.system) + _messages(wire.messages)
     return ChatRequest(
         response_format=ResponseFormat("json_schema", output.schema_, "output")
         if output is not None
         else None,
         model=wire.model,
-        messages=_system(wire.system) + _messages(wire.messages),
+        messages=messages,
         tools=_tools(wire.tools),
         tool_choice=choice,
         temperature=wire.temperature,
@@ -521,6 +554,7 @@ def to_canonical(wire: MessagesIn) -> ChatRequest:
         parallel_tool_calls=parallel,
         reasoning_effort=reasoning_effort(wire),
         cache=_ttl(wire.cache_control),
+        documents=any_documents(messages),
     )
 
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from podium.api.http import Response, retry_headers
 from podium.context import RequestContext
+from podium.documents import attached
 from podium.errors import ErrorKind, PodiumError
 from podium.gateway import Outcome, total_cost
 from podium.types import (
@@ -79,12 +80,25 @@ class ImageContent(Wire):
     cache_control: CacheControlIn | None = None
 
 
+class FileIn(Wire):
+    file_data: str | None = None
+    file_id: str | None = None
+    filename: str | None = None
+
+
+class FileContent(Wire):
+    type: Literal["file"]
+    file: FileIn
+    prompt_cache_breakpoint: BreakpointIn | None = None
+    cache_control: CacheControlIn | None = None
+
+
 class RefusalContent(Wire):
     type: Literal["refusal"]
     refusal: str
 
 
-UserPart = Annotated[TextContent | ImageContent, Field(discriminator="type")]
+UserPart = Annotated[TextContent | ImageContent | FileContent, Field(discriminator="type")]
 AssistantPart = Annotated[TextContent | RefusalContent, Field(discriminator="type")]
 
 
@@ -255,7 +269,7 @@ def validation_error(error: ValidationError) -> PodiumError:
     return PodiumError("invalid_request", message, param=path or None)
 
 
-def _ttl(part: TextContent | ImageContent) -> CacheTTL | None:
+def _ttl(part: TextContent | ImageContent | FileContent) -> CacheTTL | None:
     """A part's breakpoint: OpenAI's own (30 minutes unless it says), else Anthropic's."""
     if part.prompt_cache_breakpoint is not None:
         return part.prompt_cache_breakpoint.ttl or "30m"
@@ -283,16 +297,31 @@ def _text(content: str | list[TextContent] | list[Any] | None) -> list[ContentPa
                 parts.append(ImagePart(data=data, media_type=head, detail=detail, cache=cache))
             else:
                 parts.append(ImagePart(url=url, detail=detail, cache=cache))
+        elif isinstance(part, FileContent):
+            file = part.file
+            parts.append(
+                attached(
+                    file.file_data,
+                    file_id=file.file_id,
+                    filename=file.filename,
+                    cache=_ttl(part),
+                    where="messages.content.file",
+                )
+            )
     return parts
 
 
 def to_canonical(wire: ChatCompletionIn) -> ChatRequest:
     messages: list[Message] = []
+    documents = False
     for message in wire.messages:
         if isinstance(message, SystemMessage):
             messages.append(Message("system", _text(message.content), name=message.name))
         elif isinstance(message, UserMessage):
-            messages.append(Message("user", _text(message.content), name=message.name))
+            user = Message("user", _text(message.content), name=message.name)
+            if type(message.content) is list and not documents:
+                documents = user.has_documents()
+            messages.append(user)
         elif isinstance(message, AssistantMessage):
             calls = [
                 ToolCall(call.id, call.function.name, call.function.arguments)
@@ -356,6 +385,7 @@ def to_canonical(wire: ChatCompletionIn) -> ChatRequest:
         parallel_tool_calls=wire.parallel_tool_calls,
         reasoning_effort=wire.reasoning_effort,
         verbosity=wire.verbosity,
+        documents=documents,
         **cache_fields(
             wire.prompt_cache_options, wire.prompt_cache_key, wire.prompt_cache_retention
         ),

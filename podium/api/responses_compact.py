@@ -18,11 +18,12 @@ from podium.api.ingress import refuse_provider_fields
 from podium.api.responses import ResponsesIngress, usage_object
 from podium.api.responses_request import ResponsesRequest
 from podium.context import RequestContext
+from podium.documents import TEXT, as_text
 from podium.errors import PodiumError
 from podium.gateway import ExtraHooks, total_cost
 from podium.hooks import Hook
 from podium.responses.compaction import INSTRUCTION, Compactions
-from podium.types import ChatRequest, ImagePart, JSONObject, Message, TextPart
+from podium.types import ChatRequest, DocumentPart, ImagePart, JSONObject, Message, TextPart
 
 if TYPE_CHECKING:
     from podium.api.responses_stored import StoringResponsesIngress
@@ -59,6 +60,19 @@ class CompactionOwners(Hook):
             )
 
 
+def _file_item(part: DocumentPart) -> JSONObject:
+    """A document as an input item: a text file as its text, a PDF as it came (by then read
+    from its file, if it was named by one)."""
+    if part.media_type == TEXT:
+        return {"type": "input_text", "text": "".join(p.text for p in as_text(part))}
+    item: JSONObject = {"type": "input_file", "filename": part.filename or "document.pdf"}
+    if part.url is not None:
+        item["file_url"] = part.url
+    else:
+        item["file_data"] = f"data:{part.media_type};base64,{part.data}"
+    return item
+
+
 def user_items(messages: list[Message]) -> list[JSONObject]:
     """The user messages, as the input items a compacted conversation keeps."""
     items: list[JSONObject] = []
@@ -72,6 +86,8 @@ def user_items(messages: list[Message]) -> list[JSONObject]:
             elif isinstance(part, ImagePart):
                 url = part.url or f"data:{part.media_type};base64,{part.data}"
                 content.append({"type": "input_image", "image_url": url, "detail": part.detail})
+            elif isinstance(part, DocumentPart):
+                content.append(_file_item(part))
         items.append(
             {
                 "id": f"msg_{uuid.uuid4().hex}",

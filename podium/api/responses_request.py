@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError
 
 from podium.api.openai import BreakpointIn, Wire, cache_fields
+from podium.documents import attached
 from podium.errors import PodiumError
 from podium.responses.compaction import CompactionReader, Compactions
 from podium.types import (
@@ -30,6 +31,7 @@ from podium.types import (
     Tool,
     ToolCall,
     ToolChoice,
+    any_documents,
 )
 
 
@@ -44,6 +46,16 @@ class InputImage(Wire):
     image_url: str | None = None
     file_id: str | None = None
     detail: Literal["auto", "low", "high"] | None = None
+    prompt_cache_breakpoint: BreakpointIn | None = None
+
+
+class InputFile(Wire):
+    type: Literal["input_file"]
+    file_data: str | None = None
+    file_id: str | None = None
+    file_url: str | None = None
+    filename: str | None = None
+    detail: Literal["auto", "low", "high"] | None = None  # how OpenAI renders pages: its own
     prompt_cache_breakpoint: BreakpointIn | None = None
 
 
@@ -66,7 +78,9 @@ class Refusal(Wire):
     refusal: str
 
 
-Part = Annotated[InputText | InputImage | OutputText | Refusal, Field(discriminator="type")]
+Part = Annotated[
+    InputText | InputImage | InputFile | OutputText | Refusal, Field(discriminator="type")
+]
 
 
 class MessageItem(Wire):
@@ -341,10 +355,22 @@ def _parts(
         elif isinstance(part, Refusal):
             parts.append(TextPart(part.refusal))
         elif role != "user":
+            kind = "files" if isinstance(part, InputFile) else "images"
             raise PodiumError(
                 "invalid_request",
-                f"Invalid value for '{where}[{index}]': only user messages may hold images.",
+                f"Invalid value for '{where}[{index}]': only user messages may hold {kind}.",
                 param=f"{where}[{index}]",
+            )
+        elif isinstance(part, InputFile):
+            parts.append(
+                attached(
+                    part.file_data,
+                    file_id=part.file_id,
+                    url=part.file_url,
+                    filename=part.filename,
+                    cache=_breakpoint(part, lifetime),
+                    where=f"{where}[{index}]",
+                )
             )
         elif part.image_url is None and part.file_id is None:
             raise PodiumError(
@@ -361,7 +387,7 @@ def _parts(
     return parts
 
 
-def _breakpoint(part: InputText | InputImage, lifetime: CacheTTL) -> CacheTTL | None:
+def _breakpoint(part: InputText | InputImage | InputFile, lifetime: CacheTTL) -> CacheTTL | None:
     """A part's breakpoint, for its own lifetime or the request's (``lifetime``)."""
     mark = part.prompt_cache_breakpoint
     return None if mark is None else mark.ttl or lifetime
@@ -514,6 +540,7 @@ def to_canonical(wire: ResponsesIn, compactions: Compactions | None = None) -> R
         store=wire.store is not False,
         background=_background(wire),
         compaction_owners=frozenset(reader.owners) if reader is not None else frozenset(),
+        documents=isinstance(wire.input, list) and any_documents(messages),
         **cache_fields(
             wire.prompt_cache_options, wire.prompt_cache_key, wire.prompt_cache_retention
         ),

@@ -9,6 +9,7 @@ Neither ever carries a detected value or prompt text.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from podium.config import WorkerConfig
@@ -23,6 +24,7 @@ from podium.policy.findings import Finding
 from podium.policy.guard import InjectionScreen
 from podium.policy.memo import TextMemo
 from podium.policy.redact import Vault, pseudonymise_request, restore_events, restore_response
+from podium.routing.fit import unreadable
 from podium.types import ChatRequest, ChatResponse, EventStream
 from podium.workers import PoolAnswers, WorkerPool
 
@@ -132,6 +134,8 @@ class DataPolicyHook(Hook):
                 if message.tool_calls:
                     for call in message.tool_calls:
                         findings += inspect(call.arguments)
+        if request.documents:
+            findings += self._documents(request, context, declared, inspect)
         if findings:
             detected_class, kinds = self.classes.detected(findings)
             context.data_class = self.classes.highest([*declared, detected_class])
@@ -159,12 +163,38 @@ class DataPolicyHook(Hook):
             )
         return request
 
+    def _documents(
+        self,
+        request: ChatRequest,
+        context: RequestContext,
+        declared: list[str],
+        inspect: Callable[[str], list[Finding]],
+    ) -> list[Finding]:
+        """What the detectors find in the documents' text. A PDF without text counts as
+        unscanned, as an image does."""
+        findings: list[Finding] = []
+        unscanned = False
+        for part in request.document_parts():
+            if part.text is None:
+                unscanned = True
+            elif self._pii_enabled:
+                findings += inspect(part.text)
+        if unscanned:
+            context.policy_actions.append("documents:unscanned")
+            if self.settings.documents_class is not None:
+                declared.append(self.settings.documents_class)
+        return findings
+
     def eligible(
         self, workers: list[WorkerConfig], request: ChatRequest, context: RequestContext
     ) -> list[WorkerConfig]:
-        # Pseudonymisation replaces values in text; an image goes as it came, so a request with
-        # images is cleared by plain clearance only.
-        pseudonymised = context.pseudonyms is not None and not request.has_images()
+        # Pseudonymisation replaces values in text; an image, or a PDF sent without its text,
+        # goes as it came, so such a request is cleared by plain clearance only.
+        pseudonymised = (
+            context.pseudonyms is not None
+            and not request.has_images()
+            and not (request.documents and unreadable(request))
+        )
         allowed = [
             worker
             for worker in workers
@@ -224,6 +254,8 @@ class InjectionHook(Hook):
         if action == "off":
             return
         texts = [message.text() for message in request.messages if message.role in _UNTRUSTED_ROLES]
+        if request.documents:  # what a document says is the caller's, or a stranger's
+            texts += [part.text for part in request.document_parts() if part.text]
         # One message (the usual request) is its own text: no join.
         untrusted = texts[0] if len(texts) == 1 else "\n".join(texts)
         verdict = self.verdict(untrusted[-self.settings.max_chars :])

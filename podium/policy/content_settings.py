@@ -106,6 +106,9 @@ class ContentPolicySettings(_Strict):
     # The detectors read text only: the class a request with images gets at least (unset: no
     # floor, its text alone decides). Set it to fail closed on what no detector can read.
     images_class: str | None = None
+    # Likewise for a PDF with no text the detectors could read (a scan, a URL, or
+    # ``documents.extract_text`` off). A PDF's text is read like any other.
+    documents_class: str | None = None
     header: str = "x-podium-data-class"
     pii: PiiSettings = Field(default_factory=PiiSettings)
     injection: InjectionSettings = Field(default_factory=InjectionSettings)
@@ -119,7 +122,7 @@ class ContentPolicySettings(_Strict):
         if len(set(self.classes)) != len(self.classes):
             raise ValueError("data classes must be unique")
         known = set(self.classes)
-        for field in ("default_class", "images_class"):
+        for field in ("default_class", "images_class", "documents_class"):
             value = getattr(self, field)
             if value is not None and value not in known:
                 raise ValueError(f"{field} {value!r} is not one of {self.classes}")

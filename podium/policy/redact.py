@@ -15,10 +15,12 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
+from podium.documents import TEXT
 from podium.policy.findings import Finding
 from podium.types import (
     ChatRequest,
     ChatResponse,
+    DocumentPart,
     EventStream,
     Message,
     TextDelta,
@@ -101,6 +103,13 @@ def pseudonymise_request(
                     kinds.extend(f.kind for f in findings)
                     part = replace(part, text=vault.replace(part.text, findings))
                     changed = True
+            elif isinstance(part, DocumentPart) and part.text is not None:
+                # Sent as its text, values replaced: the file itself would carry them still.
+                findings = inspect(part.text)
+                kinds.extend(f.kind for f in findings)
+                text = vault.replace(part.text, findings) if findings else part.text
+                part = replace(part, text=text, data=None, url=None, media_type=TEXT)
+                changed = True
             parts.append(part)
         calls = []
         for call in message.tool_calls:

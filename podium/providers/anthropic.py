@@ -21,6 +21,7 @@ from podium.types import (
     CacheTTL,
     ChatRequest,
     ChatResponse,
+    DocumentPart,
     EventStream,
     Finish,
     FinishReason,
@@ -124,6 +125,20 @@ def _image(part: ImagePart) -> dict[str, Any]:
     return _marked({"type": "image", "source": source}, part.cache)
 
 
+def _document(part: DocumentPart) -> dict[str, Any]:
+    source: dict[str, Any]
+    if part.url is not None:
+        source = {"type": "url", "url": part.url}
+    else:
+        source = {"type": "base64", "media_type": part.media_type, "data": part.data or ""}
+    block: dict[str, Any] = {"type": "document", "source": source}
+    if part.title or part.filename:
+        block["title"] = part.title or part.filename
+    if part.context:
+        block["context"] = part.context
+    return _marked(block, part.cache)
+
+
 def _content(message: Message) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
     for part in message.content:
@@ -132,8 +147,10 @@ def _content(message: Message) -> list[dict[str, Any]]:
                 blocks.append(_marked({"type": "text", "text": part.text}, part.cache))
             elif part.cache is not None and blocks:  # the breakpoint moves to the block before
                 _marked(blocks[-1], part.cache)
-        else:
+        elif isinstance(part, ImagePart):
             blocks.append(_image(part))
+        else:
+            blocks.append(_document(part))
     return blocks
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from podium.config import ConfigError, WorkerConfig
+from podium.documents import PDF
 from podium.errors import ProviderError
 from podium.modelfiles import ModelFileError, PinnedModel, catalogue, resolve, verify
 from podium.providers.base import ProviderContext, ProviderRegistry, options_problems
@@ -145,6 +146,14 @@ class LocalProvider:
             raise ProviderError(
                 "invalid_request",
                 f"worker {self.worker.name!r} runs a text-only model and cannot read images",
+                worker=self.worker.name,
+            )
+        if request.documents and any(part.media_type == PDF for part in request.document_parts()):
+            # Declared ``documents`` by mistake: the model reads the text Podium extracts.
+            raise ProviderError(
+                "invalid_request",
+                f"worker {self.worker.name!r} runs a text-only model and cannot read PDFs; "
+                "drop 'documents' from its capabilities and it is sent their text",
                 worker=self.worker.name,
             )
         if self._inner is None:

@@ -22,6 +22,7 @@ from podium.providers.openai_relay import relay_chunks
 from podium.types import (
     ChatRequest,
     ChatResponse,
+    DocumentPart,
     Embeddings,
     EmbedRequest,
     EventStream,
@@ -83,7 +84,7 @@ def _encode_message(message: Message) -> dict[str, Any]:
             "content": message.text(),
         }
     encoded: dict[str, Any] = {"role": message.role}
-    if message.has_images():
+    if message.has_images() or message.has_documents():
         encoded["content"] = _parts(message)
     else:
         encoded["content"] = message.text() if (message.content or not message.tool_calls) else None
@@ -177,6 +178,8 @@ def _parts(message: Message) -> list[dict[str, Any]]:
     for part in message.content:
         if isinstance(part, TextPart):
             parts.append({"type": "text", "text": part.text})
+        elif isinstance(part, DocumentPart):
+            parts.append(_file(part))
         else:
             url = part.url or f"data:{part.media_type or 'image/png'};base64,{part.data}"
             image: dict[str, Any] = {"url": url}
@@ -184,6 +187,22 @@ def _parts(message: Message) -> list[dict[str, Any]]:
                 image["detail"] = part.detail
             parts.append({"type": "image_url", "image_url": image})
     return parts
+
+
+def _file(part: DocumentPart) -> dict[str, Any]:
+    if part.data is None:
+        # Chat Completions takes a file inline or by an OpenAI file id, never by URL.
+        raise ProviderError(
+            "invalid_request",
+            "this worker takes PDFs inline only (Chat Completions has no file URLs); "
+            "send the document's bytes",
+            retryable=False,
+        )
+    name = part.filename or part.title or "document.pdf"
+    return {
+        "type": "file",
+        "file": {"filename": name, "file_data": f"data:{part.media_type};base64,{part.data}"},
+    }
 
 
 def decode_usage(data: Any) -> Usage:

@@ -28,6 +28,7 @@ from podium.providers.openai_cache import (
 from podium.types import (
     ChatRequest,
     ChatResponse,
+    DocumentPart,
     EventStream,
     Finish,
     FinishReason,
@@ -69,7 +70,7 @@ class ResponsesOptions(BaseModel):
 
 
 def _content(message: Message) -> str | list[JSONObject]:
-    if not message.has_images():
+    if not message.has_images() and not message.has_documents():
         return message.text()
     return _parts(message)
 
@@ -79,9 +80,21 @@ def _parts(message: Message) -> list[JSONObject]:
     for part in message.content:
         if isinstance(part, TextPart):
             parts.append({"type": "input_text", "text": part.text})
-        else:
+        elif isinstance(part, ImagePart):
             parts.append(_image(part))
+        else:
+            parts.append(_file(part))
     return parts
+
+
+def _file(part: DocumentPart) -> JSONObject:
+    if part.url is not None:
+        return {"type": "input_file", "file_url": part.url}
+    return {
+        "type": "input_file",
+        "filename": part.filename or part.title or "document.pdf",
+        "file_data": f"data:{part.media_type};base64,{part.data}",
+    }
 
 
 def _image(part: ImagePart) -> JSONObject:

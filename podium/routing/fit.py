@@ -1,5 +1,6 @@
 """Which workers can take a request at all: the capabilities it needs (``tools`` for tool
-definitions, ``vision`` for images) and a context window that holds its prompt.
+definitions, ``vision`` for images, ``documents`` for a PDF with no text to send instead) and a
+context window that holds its prompt.
 
 Routers that choose among workers (the learned and workflow routers, and ``podium/auto`` in
 the direct router) choose among these. When no worker fits, they keep them all: the upstream
@@ -7,7 +8,8 @@ then says exactly what is wrong, and a worker is not ruled out by an estimate al
 
 A rule or a semantic route names its worker, so only a certain failure passes it over
 (:func:`cannot_take`): images for a worker without ``vision`` (the gateway refuses that
-anyway), or a prompt its context window surely cannot hold. Tools are not checked there: a
+anyway), a PDF without text for one without ``documents``, or a prompt its context window
+surely cannot hold. Tools are not checked there: a
 rule that sends tool calls to a worker says that the worker takes them, declared or not.
 """
 
@@ -26,7 +28,10 @@ MOST_CHARS_PER_TOKEN = 6
 
 def fewest_tokens(request: ChatRequest) -> int:
     """A lower bound on the prompt's tokens, from its length."""
-    return request.prompt_length() // MOST_CHARS_PER_TOKEN
+    length = request.prompt_length()
+    if request.documents:
+        length += request.documents_length()
+    return length // MOST_CHARS_PER_TOKEN
 
 
 def needs(request: ChatRequest) -> frozenset[str]:
@@ -36,7 +41,14 @@ def needs(request: ChatRequest) -> frozenset[str]:
         needed.add("tools")
     if request.has_images():
         needed.add("vision")
+    if request.documents and unreadable(request):
+        needed.add("documents")
     return frozenset(needed)
+
+
+def unreadable(request: ChatRequest) -> bool:
+    """Whether a document of the request has no text a worker could be sent instead."""
+    return any(part.text is None for part in request.document_parts())
 
 
 def fits(request: ChatRequest, worker: WorkerConfig) -> bool:
@@ -62,6 +74,8 @@ def cannot_take(request: ChatRequest, worker: WorkerConfig) -> str | None:
     """Why ``worker`` certainly cannot answer the request, or None."""
     if request.has_images() and "vision" not in worker.capabilities:
         return f"worker {worker.name!r} reads no images"
+    if request.documents and "documents" not in worker.capabilities and unreadable(request):
+        return f"worker {worker.name!r} reads no PDFs, and a document here has no text layer"
     tokens = fewest_tokens(request)
     if tokens >= worker.context_window:
         return (

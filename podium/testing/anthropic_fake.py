@@ -18,7 +18,16 @@ from typing import Any
 
 from aiohttp import web
 
-from podium.testing.fakes import Behaviour, FakeUpstream, Json, Quota, echo, words
+from podium.testing.fakes import (
+    BadPdf,
+    Behaviour,
+    FakeUpstream,
+    Json,
+    Quota,
+    echo,
+    pdf_tokens,
+    words,
+)
 from podium.testing.prompt_cache import CacheRefusal, PromptCache, anthropic_blocks
 
 ERROR_TYPES = {
@@ -44,9 +53,41 @@ def _texts(content: Any) -> list[str]:
             continue
         if block.get("type") == "text":
             texts.append(str(block.get("text", "")))
+        elif block.get("type") == "document":
+            source = block.get("source") or {}
+            if source.get("type") == "text":
+                texts.append(str(source.get("data", "")))
+            else:
+                texts.append(pdf_tokens([_pdf_data(block)])[0])
         elif block.get("type") == "tool_result":
             texts.extend(_texts(block.get("content") or ""))
     return texts
+
+
+def _pdf_data(block: Json) -> str | None:
+    """A PDF document block's base64 (None: given by URL, not fetched)."""
+    source = block.get("source") or {}
+    kind = source.get("type")
+    if kind == "url":
+        return None
+    if kind != "base64" or not isinstance(source.get("data"), str):
+        raise BadPdf("source: Input tag found using 'type' is not supported here")
+    if source.get("media_type") != "application/pdf":
+        raise BadPdf("source.media_type: Input should be 'application/pdf'")
+    return str(source["data"])
+
+
+def documents_of(body: Json) -> list[str | None]:
+    """The base64 of each PDF the messages attach (None for one given by URL)."""
+    return [
+        _pdf_data(block)
+        for message in body.get("messages", [])
+        if isinstance(message, dict) and isinstance(message.get("content"), list)
+        for block in message["content"]
+        if isinstance(block, dict)
+        and block.get("type") == "document"
+        and (block.get("source") or {}).get("type") != "text"
+    ]
 
 
 def prompt_of(body: Json) -> str:
@@ -190,6 +231,10 @@ class FakeAnthropic(FakeUpstream):
         if problem is not None:
             return self.error_response(400, problem)
         try:
+            _, page_tokens = pdf_tokens(documents_of(body))
+        except BadPdf as bad:
+            return self.error_response(400, f"messages: {bad}")
+        try:
             cached = self.prompt_cache.use(anthropic_blocks(body))
         except CacheRefusal as refusal:
             return self.error_response(400, str(refusal))
@@ -208,7 +253,7 @@ class FakeAnthropic(FakeUpstream):
         system = body.get("system") or ""
         if isinstance(system, list):
             system = "\n".join(str(block.get("text", "")) for block in system)
-        prompt = words(prompt_of(body)) + (words(system) if system else 0)
+        prompt = words(prompt_of(body)) + (words(system) if system else 0) + page_tokens
         read = min(cached.read, prompt)
         written = min(cached.total_written, prompt - read)
         hour = min(cached.written_long, written)

@@ -4,6 +4,7 @@ a record of what it received. Each vendor module adds only its wire format."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import math
 import re
@@ -91,6 +92,47 @@ class Received:
 
 def words(text: str) -> int:
     return max(1, len(re.findall(r"\S+", text)))
+
+
+# What a fake charges a PDF page beside its text: the page's image, which the vendors read too
+# (Gemini documents 258 tokens a page; Anthropic and OpenAI charge by the page's size).
+PAGE_TOKENS = 258
+MAX_PDF_PAGES = 100  # Anthropic's limit; the fakes all keep it
+
+
+class BadPdf(ValueError):
+    """An attached file the vendor would refuse as no PDF; the message says so, its way."""
+
+
+def pdf_text(data: str | None) -> tuple[str, int]:
+    """An attached PDF as a vendor reads it: its text and its pages. ``data`` is base64; None
+    is a PDF given by URL, which the fakes do not fetch (no text, one page)."""
+    from podium.documents import UnreadableDocument, is_pdf, read_pdf
+
+    if data is None:
+        return "", 1
+    try:
+        content = base64.b64decode(data, validate=True)
+    except ValueError:
+        raise BadPdf("The PDF specified was not valid base64.") from None
+    if not is_pdf(content):
+        raise BadPdf("The PDF specified was not valid.")
+    try:
+        text, pages = read_pdf(content, max_pages=MAX_PDF_PAGES)
+    except UnreadableDocument as error:
+        raise BadPdf(f"The PDF specified could not be read: {error}.") from None
+    return text or "", pages
+
+
+def pdf_tokens(documents: list[str | None]) -> tuple[str, int]:
+    """Every attached PDF's text, joined, and what their pages cost beside it."""
+    read = [pdf_text(data) for data in documents]
+    return "\n".join(text for text, _ in read), PAGE_TOKENS * sum(pages for _, pages in read)
+
+
+def data_url_payload(url: str) -> str:
+    """The base64 payload of a ``data:<type>;base64,<payload>`` URL (bare base64 as it is)."""
+    return url.partition(",")[2] if url.startswith("data:") else url
 
 
 def echo(prompt: str) -> str:

@@ -17,7 +17,16 @@ from typing import Any
 
 from aiohttp import web
 
-from podium.testing.fakes import Failure, FakeUpstream, Json, echo, fake_vector, words
+from podium.testing.fakes import (
+    BadPdf,
+    Failure,
+    FakeUpstream,
+    Json,
+    echo,
+    fake_vector,
+    pdf_tokens,
+    words,
+)
 
 STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
@@ -58,12 +67,35 @@ SCHEMA_KEYS = frozenset(
 )
 
 
+def _is_pdf(part: Json) -> bool:
+    blob = part.get("inlineData") or part.get("fileData") or {}
+    return isinstance(blob, dict) and blob.get("mimeType") == "application/pdf"
+
+
+def _pdf_data(part: Json) -> str | None:
+    """An inline PDF's base64 (None: a file by URI, not fetched)."""
+    inline = part.get("inlineData")
+    return str(inline.get("data", "")) if isinstance(inline, dict) else None
+
+
+def documents_of(body: Json) -> list[str | None]:
+    return [
+        _pdf_data(part)
+        for content in body.get("contents", [])
+        if isinstance(content, dict)
+        for part in content.get("parts", [])
+        if isinstance(part, dict) and _is_pdf(part)
+    ]
+
+
 def prompt_of(body: Json) -> str:
     texts: list[str] = []
     for content in body.get("contents", []):
         for part in content.get("parts", []) if isinstance(content, dict) else []:
             if "text" in part:
                 texts.append(str(part["text"]))
+            elif _is_pdf(part):
+                texts.append(pdf_tokens([_pdf_data(part)])[0])
             elif "functionResponse" in part:
                 response = part["functionResponse"].get("response") or {}
                 texts.append(str(response.get("output", response.get("error", response))))
@@ -219,6 +251,10 @@ class FakeGemini(FakeUpstream):
         problem = check_request(body)
         if problem is not None:
             return self.error_response(400, problem)
+        try:
+            _, page_tokens = pdf_tokens(documents_of(body))
+        except BadPdf as bad:
+            return self.error_response(400, f"Request contains an invalid argument: {bad}")
         text, calls = self.answer(body)
         config = body.get("generationConfig") or {}
         finish = "STOP"
@@ -232,7 +268,7 @@ class FakeGemini(FakeUpstream):
             str(part.get("text", ""))
             for part in (body.get("systemInstruction") or {}).get("parts", [])
         )
-        prompt_tokens = words(prompt_of(body) + " " + system)
+        prompt_tokens = words(prompt_of(body) + " " + system) + page_tokens
         output_tokens = words(text) if text else 5
         usage = {
             "promptTokenCount": prompt_tokens,

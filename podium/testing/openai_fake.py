@@ -14,13 +14,16 @@ from typing import Any
 from aiohttp import web
 
 from podium.testing.fakes import (
+    BadPdf,
     Behaviour,
     FakeUpstream,
     Json,
     Quota,
+    data_url_payload,
     echo,
     fake_vector,
     go_duration,
+    pdf_tokens,
     words,
 )
 from podium.testing.prompt_cache import CacheRefusal, Prefix, PromptCache, openai_chat_blocks
@@ -44,8 +47,34 @@ def prompt_of(body: Json) -> str:
         if isinstance(content, str):
             texts.append(content)
         elif isinstance(content, list):
-            texts.extend(part.get("text", "") for part in content if isinstance(part, dict))
+            for part in content:
+                if not isinstance(part, dict):
+                    continue
+                if part.get("type") == "file":
+                    texts.append(pdf_tokens([_file_data(part)])[0])
+                else:
+                    texts.append(part.get("text", ""))
     return "\n".join(texts)
+
+
+def _file_data(part: Json) -> str:
+    file = part.get("file")
+    data = file.get("file_data") if isinstance(file, dict) else None
+    if not isinstance(data, str):
+        # Only OpenAI's own uploads could be named by id; none exist here.
+        raise BadPdf("Missing required parameter: 'messages.content.file.file_data'.")
+    return data_url_payload(data)
+
+
+def documents_of(body: Json) -> list[str | None]:
+    """The base64 of each PDF the messages attach."""
+    return [
+        _file_data(part)
+        for message in body.get("messages", [])
+        if isinstance(message.get("content"), list)
+        for part in message["content"]
+        if isinstance(part, dict) and part.get("type") == "file"
+    ]
 
 
 class FakeOpenAI(FakeUpstream):
@@ -182,7 +211,11 @@ class FakeOpenAI(FakeUpstream):
         assert body is not None
         if not isinstance(body.get("messages"), list) or not body.get("model"):
             return self.error_response(400, "messages and model are required")
-        prompt_tokens = words(prompt_of(body))
+        try:
+            _, page_tokens = pdf_tokens(documents_of(body))
+        except BadPdf as bad:
+            return self.error_response(400, str(bad))
+        prompt_tokens = words(prompt_of(body)) + page_tokens
         try:
             details = self.cache_details(openai_chat_blocks(body), prompt_tokens)
         except CacheRefusal as refusal:

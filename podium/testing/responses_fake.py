@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from podium.testing.fakes import Json, words
+from podium.testing.fakes import BadPdf, Json, data_url_payload, pdf_tokens, words
 from podium.testing.prompt_cache import CacheRefusal, responses_blocks
 
 if TYPE_CHECKING:
@@ -62,6 +62,35 @@ def refusal(body: Json) -> web.Response | None:
     return None
 
 
+def _part_text(part: Json) -> str:
+    if part.get("type") == "input_file":
+        return pdf_tokens([_file_data(part)])[0]
+    return str(part.get("text", ""))
+
+
+def _file_data(part: Json) -> str | None:
+    """An input file's base64 (None: given by URL, not fetched)."""
+    if isinstance(part.get("file_url"), str):
+        return None
+    data = part.get("file_data")
+    if not isinstance(data, str):
+        # Only OpenAI's own uploads could be named by id; none exist here.
+        raise BadPdf("Missing required parameter: 'input[].content[].file_data'.")
+    return data_url_payload(data)
+
+
+def documents_of(body: Json) -> list[str | None]:
+    """The base64 of each file the input attaches (None for one given by URL)."""
+    items = body.get("input")
+    return [
+        _file_data(part)
+        for item in (items if isinstance(items, list) else [])
+        if isinstance(item, dict) and isinstance(item.get("content"), list)
+        for part in item["content"]
+        if isinstance(part, dict) and part.get("type") == "input_file"
+    ]
+
+
 def chat_view(body: Json) -> Json:
     """The request as the fake's Chat Completions answerer reads one: messages, tools, the
     tool choice and the response format."""
@@ -76,7 +105,7 @@ def chat_view(body: Json) -> Json:
         if kind == "message":
             content = item.get("content")
             if isinstance(content, list):
-                content = [{"text": part.get("text", "")} for part in content]
+                content = [{"text": _part_text(part)} for part in content]
             messages.append({"role": item.get("role"), "content": content})
         elif kind == "function_call_output":
             messages.append({"role": "tool", "content": item.get("output")})
@@ -100,6 +129,10 @@ async def respond(fake: FakeOpenAI, request: web.Request) -> web.StreamResponse:
     refused = refusal(body)
     if refused is not None:
         return refused
+    try:
+        _, page_tokens = pdf_tokens(documents_of(body))
+    except BadPdf as bad:
+        return invalid(str(bad), "input")
     view = chat_view(body)
     text, calls = fake.answer(view)
     limit = body.get("max_output_tokens")
@@ -107,7 +140,7 @@ async def respond(fake: FakeOpenAI, request: web.Request) -> web.StreamResponse:
     if not calls and limit is not None and words(text) > limit:
         text = " ".join(text.split()[:limit])
         status, incomplete = "incomplete", {"reason": "max_output_tokens"}
-    input_tokens = words("\n".join(_texts(view["messages"])))
+    input_tokens = words("\n".join(_texts(view["messages"]))) + page_tokens
     try:
         details = fake.cache_details(responses_blocks(body), input_tokens)
     except CacheRefusal as refused_cache:

@@ -1,0 +1,292 @@
+"""Documents callers attach (PDFs, and text files): read once the caller is known, so the
+detectors, the injection screen and the token estimates see their text; sent to each worker
+in the form it reads.
+
+- The ingresses parse each API's document part into a :class:`DocumentPart` (Chat Completions'
+  ``file``, the Responses API's ``input_file``, Anthropic's ``document``).
+- :class:`DocumentsHook` acts right after the caller's key is checked, before any screen:
+  a ``file_id`` becomes the file's content (the caller's own uploads only), a text file
+  becomes its text, and a PDF's text layer is extracted (pypdf, in a thread, with a page limit
+  and a time limit). Nothing is read for a caller who is not allowed in.
+- :func:`for_worker` is applied per attempt: a worker that declares ``documents`` is sent the
+  PDF itself; any other worker is sent the PDF's text, after a heading naming it. A PDF with no
+  text (a scan) or known only by URL (Podium fetches nothing) can go only to the first kind:
+  the router's fit check (podium/routing/fit.py) sees to that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import io
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from podium.context import RequestContext
+from podium.errors import PodiumError
+from podium.hooks import Hook
+from podium.types import CacheTTL, ChatRequest, ContentPart, DocumentPart, Message, TextPart
+
+if TYPE_CHECKING:
+    from podium.app import Podium
+    from podium.batches.files import FileStore
+    from podium.config import DocumentSettings, WorkerConfig
+
+PDF = "application/pdf"
+TEXT = "text/plain"
+
+
+class UnreadableDocument(ValueError):
+    """The bytes are not a PDF any worker could read; the message says why."""
+
+
+def is_pdf(content: bytes) -> bool:
+    # The header may follow up to 1 KB of other bytes (ISO 32000-1, 7.5.2, as readers allow).
+    return b"%PDF-" in content[:1024]
+
+
+def as_utf8_text(content: bytes) -> str | None:
+    """The file as text when it is UTF-8 with no control characters but whitespace; else None."""
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
+    if any(ord(c) < 32 and c not in "\t\n\r\f" for c in text[:65536]):
+        return None
+    return text
+
+
+def attached(
+    file_data: str | None,
+    *,
+    file_id: str | None = None,
+    url: str | None = None,
+    filename: str | None = None,
+    cache: CacheTTL | None = None,
+    where: str,
+) -> DocumentPart:
+    """A document part from the fields the OpenAI APIs give a file: a data: URL (or bare
+    base64, taken for a PDF), an uploaded file's id, or (Responses only) a URL. A text file
+    is decoded here; any other kind than PDF or text is refused, naming ``where``."""
+    if file_id is not None:
+        return DocumentPart(file_id=file_id, filename=filename, cache=cache)
+    if url is not None:
+        return DocumentPart(url=url, filename=filename, cache=cache)
+    if file_data is None:
+        raise PodiumError(
+            "invalid_request",
+            f"Missing required parameter: '{where}': one of file_data or file_id.",
+            param=where,
+        )
+    media_type, data = PDF, file_data
+    if file_data.startswith("data:"):
+        head, comma, data = file_data[5:].partition(",")
+        if not comma or not head.endswith(";base64"):
+            raise PodiumError(
+                "invalid_request",
+                f"Invalid value for '{where}': a data URL must be base64 "
+                "(data:<media type>;base64,<data>).",
+                param=where,
+            )
+        media_type = head.removesuffix(";base64").strip().lower() or PDF
+    if media_type == PDF:
+        return DocumentPart(data=data, filename=filename, cache=cache)
+    if media_type.startswith("text/") or media_type in _TEXT_TYPES:
+        try:
+            text = as_utf8_text(base64.b64decode(data, validate=True))
+        except (binascii.Error, ValueError):
+            text = None
+        if text is None:
+            raise PodiumError(
+                "invalid_request",
+                f"Invalid value for '{where}': a {media_type} file must be UTF-8 text, "
+                "base64-encoded.",
+                param=where,
+            )
+        return DocumentPart(text=text, media_type=TEXT, filename=filename, cache=cache)
+    raise PodiumError(
+        "invalid_request",
+        f"Invalid value for '{where}': files of type {media_type[:64]!r} are not read; "
+        "send a PDF or a text file.",
+        param=where,
+        code="unsupported_input",
+    )
+
+
+# Text files that do not say so in their media type.
+_TEXT_TYPES = frozenset(
+    ("application/json", "application/xml", "application/x-yaml", "application/yaml")
+)
+
+
+def read_pdf(content: bytes, *, max_pages: int) -> tuple[str | None, int]:
+    """A PDF's text layer (None when it has none: a scan) and its page count."""
+    from pypdf import PdfReader  # only a request with a PDF pays for the import
+    from pypdf.errors import PyPdfError
+
+    try:
+        reader = PdfReader(io.BytesIO(content))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise UnreadableDocument("it is encrypted with a password")
+        pages = len(reader.pages)
+        if pages > max_pages:
+            raise UnreadableDocument(f"it has {pages} pages; at most {max_pages} are read")
+        texts = [page.extract_text().strip() for page in reader.pages]
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as error:
+        if isinstance(error, UnreadableDocument):
+            raise
+        raise UnreadableDocument(f"it is not a readable PDF ({type(error).__name__})") from None
+    text = "\n\n".join(page for page in texts if page)
+    return (text or None), pages
+
+
+def as_text(part: DocumentPart) -> list[TextPart]:
+    """The document as text parts: a heading naming it (and Anthropic's ``context``), its
+    text, and a blank line keeping it apart from the parts around it. The part's breakpoint
+    goes on the last."""
+    name = part.title or part.filename
+    heading = "\n".join(line for line in (name and f"Document: {name}", part.context) if line)
+    before = [TextPart(f"{heading}\n\n")] if heading else []
+    return [*before, TextPart(part.text or ""), TextPart("\n\n", part.cache)]
+
+
+def for_worker(request: ChatRequest, worker: WorkerConfig) -> ChatRequest:
+    """The request as ``worker`` is sent it: documents as text unless it reads PDFs itself
+    (then text files still go as text). Unchanged when there is nothing to change."""
+    native = "documents" in worker.capabilities
+    messages: list[Message] = []
+    changed = False
+    for message in request.messages:
+        if not message.has_documents():
+            messages.append(message)
+            continue
+        parts: list[ContentPart] = []
+        for part in message.content:
+            if type(part) is DocumentPart and not (native and part.media_type == PDF):
+                if part.text is None:
+                    raise PodiumError(
+                        "invalid_request",
+                        f"worker {worker.name!r} reads no PDFs, and document "
+                        f"{_name(part)} has no text to send it instead (a scan, or known "
+                        "only by URL); send it to a worker with 'documents'",
+                        param="messages",
+                        code="unsupported_input",
+                    )
+                parts.extend(as_text(part))
+                changed = True
+            else:
+                parts.append(part)
+        messages.append(replace(message, content=parts))
+    return replace(request, messages=messages) if changed else request
+
+
+def _name(part: DocumentPart) -> str:
+    name = part.title or part.filename or part.file_id or part.url
+    return repr(name[:128]) if name else "(unnamed)"
+
+
+class DocumentsHook(Hook):
+    def __init__(self, settings: DocumentSettings, files: Callable[[], FileStore | None]) -> None:
+        self.settings = settings
+        self.files = files  # None: this gateway keeps no files (batches are off)
+
+    async def admit(self, request: ChatRequest, context: RequestContext) -> None:
+        if not request.documents:
+            return
+        read: dict[str, bytes] = {}  # file id -> content: a file named twice is read once
+        for part in request.document_parts():
+            if part.file_id is not None:
+                if part.file_id not in read:
+                    read[part.file_id] = await self._file(part.file_id, context.caller.owner)
+                self._take(part, read[part.file_id])
+                part.file_id = None
+            if part.media_type == PDF and part.data is not None and part.text is None:
+                await self._read(part)
+
+    def _take(self, part: DocumentPart, content: bytes) -> None:
+        """A file's content as the part's: a PDF's bytes, or a text file's text."""
+        name = (part.file_id or "")[:128]
+        if is_pdf(content):
+            part.data, part.media_type = base64.b64encode(content).decode("ascii"), PDF
+            return
+        text = as_utf8_text(content)
+        if text is None:
+            raise PodiumError(
+                "invalid_request",
+                f"file {name!r} is neither a PDF nor UTF-8 text; "
+                "documents are read as PDFs or as text",
+                param="file_id",
+                code="unsupported_input",
+            )
+        part.text, part.media_type, part.data = text, TEXT, None
+
+    async def _read(self, part: DocumentPart) -> None:
+        content = _decoded(part)
+        if not is_pdf(content):
+            raise PodiumError(
+                "invalid_request",
+                f"document {_name(part)} is not a PDF (no %PDF- header)",
+                param="messages",
+                code="unreadable_document",
+            )
+        if not self.settings.extract_text:
+            return
+        pages = self.settings.max_pages
+        try:
+            async with asyncio.timeout(self.settings.read_timeout_seconds):
+                # The thread finishes on its own if the wait is given up; its result is dropped.
+                part.text, part.pages = await asyncio.to_thread(read_pdf, content, max_pages=pages)
+        except UnreadableDocument as error:
+            raise PodiumError(
+                "invalid_request",
+                f"document {_name(part)} cannot be read: {error}",
+                param="messages",
+                code="unreadable_document",
+            ) from None
+        except TimeoutError:
+            raise PodiumError(
+                "invalid_request",
+                f"document {_name(part)} took longer than "
+                f"{self.settings.read_timeout_seconds:g} s to read; send a simpler PDF",
+                param="messages",
+                code="unreadable_document",
+            ) from None
+
+    async def _file(self, file_id: str, owner: str) -> bytes:
+        files = self.files()
+        if files is None:
+            raise PodiumError(
+                "invalid_request",
+                f"file {file_id[:128]!r}: this gateway keeps no files (batches.enabled is "
+                "off); send the document inline",
+                param="file_id",
+            )
+        content = await files.content(owner, file_id)
+        if content is None:
+            raise PodiumError("not_found", f"No such File object: {file_id[:128]}", param="file_id")
+        return content
+
+
+def _decoded(part: DocumentPart) -> bytes:
+    try:
+        return base64.b64decode(part.data or "", validate=True)
+    except (binascii.Error, ValueError):
+        raise PodiumError(
+            "invalid_request",
+            f"document {_name(part)}: its data is not valid base64",
+            param="messages",
+            code="unreadable_document",
+        ) from None
+
+
+def register_app(podium: Podium) -> None:
+    from podium.batches.service import batch_service
+
+    def files() -> FileStore | None:
+        service = batch_service(podium)
+        return None if service is None else service.files
+
+    # Before the content policy's hooks (registered later): the screens read the text.
+    podium.gateway.hooks.append(DocumentsHook(podium.config.documents, files))

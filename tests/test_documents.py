@@ -1,0 +1,133 @@
+"""Reading attached documents: the fields each API gives a file, a PDF's text layer and its
+limits, and the form each worker is sent."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from podium.config import WorkerConfig
+from podium.documents import (
+    PDF,
+    TEXT,
+    UnreadableDocument,
+    as_text,
+    as_utf8_text,
+    attached,
+    for_worker,
+    is_pdf,
+    read_pdf,
+)
+from podium.errors import PodiumError
+from podium.testing.pdf import make_pdf, pdf_base64
+from podium.types import ChatRequest, DocumentPart, Message, TextPart
+
+
+def test_a_pdfs_text_is_read_page_by_page() -> None:
+    text, pages = read_pdf(make_pdf(["Invoice 42 (paid)", "Second page"]), max_pages=10)
+    assert text == "Invoice 42 (paid)\n\nSecond page"
+    assert pages == 2
+
+
+def test_a_scan_has_no_text() -> None:
+    assert read_pdf(make_pdf([None, None]), max_pages=10) == (None, 2)
+
+
+def test_too_many_pages_and_broken_files_are_unreadable() -> None:
+    with pytest.raises(UnreadableDocument, match="3 pages; at most 2"):
+        read_pdf(make_pdf(["a", "b", "c"]), max_pages=2)
+    with pytest.raises(UnreadableDocument, match="not a readable PDF"):
+        read_pdf(b"%PDF-1.4\nnothing else", max_pages=10)
+    with pytest.raises(UnreadableDocument, match="not a readable PDF"):
+        read_pdf(make_pdf(["cut short"])[:150], max_pages=10)
+
+
+def test_pdfs_are_known_by_their_header() -> None:
+    assert is_pdf(make_pdf(["x"]))
+    assert is_pdf(b"\xef\xbb\xbfjunk%PDF-1.7")  # after a few stray bytes, as readers allow
+    assert not is_pdf(b"just text")
+
+
+def test_text_files_must_be_utf8_without_control_characters() -> None:
+    assert as_utf8_text("Grüße\n\tok".encode()) == "Grüße\n\tok"
+    assert as_utf8_text(b"\xff\xfe") is None
+    assert as_utf8_text(b"binary\x00data") is None
+
+
+def test_a_data_url_pdf_bare_base64_an_id_and_a_url_each_become_a_document() -> None:
+    data = pdf_base64(["x"])
+    assert attached(f"data:application/pdf;base64,{data}", where="f") == DocumentPart(data=data)
+    assert attached(data, filename="a.pdf", where="f") == DocumentPart(data=data, filename="a.pdf")
+    assert attached(None, file_id="file-1", where="f") == DocumentPart(file_id="file-1")
+    assert attached(None, url="https://x.test/a.pdf", where="f").url == "https://x.test/a.pdf"
+
+
+def test_a_text_file_is_read_at_once_and_other_kinds_are_refused() -> None:
+    notes = base64.b64encode(b"meeting notes").decode()
+    part = attached(f"data:text/markdown;base64,{notes}", filename="n.md", where="f")
+    assert (part.text, part.media_type, part.data) == ("meeting notes", TEXT, None)
+    with pytest.raises(PodiumError) as refused:
+        attached("data:image/tiff;base64,AAAA", where="messages.content.file")
+    assert refused.value.code == "unsupported_input"
+    assert "'image/tiff'" in refused.value.message
+    assert refused.value.param == "messages.content.file"
+    with pytest.raises(PodiumError, match="must be UTF-8"):
+        attached("data:text/plain;base64,//79", where="f")
+    with pytest.raises(PodiumError, match="must be base64"):
+        attached("data:application/pdf,%PDF-1.4", where="f")
+    with pytest.raises(PodiumError, match="file_data or file_id"):
+        attached(None, where="f")
+
+
+def test_as_text_names_the_document_and_keeps_its_breakpoint() -> None:
+    part = DocumentPart(data="x", filename="q3.pdf", text="Revenue grew.", cache="5m")
+    assert as_text(part) == [
+        TextPart("Document: q3.pdf\n\n"),
+        TextPart("Revenue grew."),
+        TextPart("\n\n", "5m"),
+    ]
+    titled = DocumentPart(text="t", title="Q3", context="from finance", filename="q3.pdf")
+    assert as_text(titled)[0] == TextPart("Document: Q3\nfrom finance\n\n")
+
+
+def _request(*parts: DocumentPart | TextPart) -> ChatRequest:
+    return ChatRequest(model="m", messages=[Message("user", list(parts))], documents=True)
+
+
+def _worker(*capabilities: str) -> WorkerConfig:
+    return WorkerConfig.model_validate(
+        {"name": "w", "provider": "openai", "model": "m", "capabilities": list(capabilities)}
+    )
+
+
+def test_a_worker_that_reads_pdfs_gets_the_file_and_others_its_text() -> None:
+    pdf = DocumentPart(data="AAAA", filename="a.pdf", text="the text")
+    request = _request(TextPart("summarise"), pdf)
+    assert for_worker(request, _worker("documents")) is request
+    sent = for_worker(request, _worker("streaming"))
+    assert sent.messages[0].content == [
+        TextPart("summarise"),
+        TextPart("Document: a.pdf\n\n"),
+        TextPart("the text"),
+        TextPart("\n\n"),
+    ]
+    assert request.messages[0].content[1] is pdf  # the caller's request is left as it was
+
+
+def test_a_text_file_goes_as_text_even_to_a_worker_that_reads_pdfs() -> None:
+    notes = DocumentPart(text="notes", media_type=TEXT, filename="n.txt")
+    sent = for_worker(_request(notes), _worker("documents"))
+    assert [part.text for part in sent.messages[0].content if isinstance(part, TextPart)] == [
+        "Document: n.txt\n\n",
+        "notes",
+        "\n\n",
+    ]
+
+
+def test_a_scan_cannot_be_sent_to_a_worker_that_reads_no_pdfs() -> None:
+    scan = DocumentPart(data="AAAA", filename="scan.pdf", media_type=PDF)
+    with pytest.raises(PodiumError) as refused:
+        for_worker(_request(scan), _worker("streaming"))
+    assert refused.value.code == "unsupported_input"
+    assert "'scan.pdf' has no text" in refused.value.message
