@@ -1,9 +1,9 @@
-"""Anthropic's Files API (beta ``files-api-2025-04-14``) through the official SDK, on the paths
-OpenAI's Files API answers too: upload, metadata, listing and its pages, delete, download (only
-of what Podium made); the beta, the version and the key are checked; errors are Anthropic's with
-a ``request-id``; odd file names are kept as their last path part or refused; a file is its
-owner's alone, and one file whichever API uploaded it. The migration that adds ``mime_type``
-is checked on SQLite and PostgreSQL."""
+"""Anthropic's Files API (``client.files``, and the beta ``client.beta.files``) through the
+official SDK, on the paths OpenAI's Files API answers too: upload, metadata, listing and its
+pages, delete, download (only of what Podium made); the version and the key are checked;
+errors are Anthropic's with a ``request-id``; odd file names are kept as their last path part
+or refused; a file is its owner's alone, and one file whichever API uploaded it. The
+migration that adds ``mime_type`` is checked on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -238,29 +238,20 @@ async def test_a_file_is_its_owners_alone(gateway: Any, fake_openai: FakeOpenAI)
         assert refused.value.type == "authentication_error"
 
 
-async def test_without_the_beta_every_route_is_400_naming_it(
+async def test_the_api_answers_with_or_without_the_beta(
     gateway: Any, fake_openai: FakeOpenAI
 ) -> None:
+    """The SDK's ``client.files`` sends no beta header (the API is Anthropic's own now);
+    ``client.beta.files`` with ``betas`` sends it, once or among others."""
     async with (
         gateway([worker("alpha", "openai", fake_openai.base_url)]) as served,
         sdk(served.url) as client,
         raw(served.url) as http,
     ):
-        created = await client.beta.files.upload(file=("a.txt", b"a"), betas=BETAS)
-        for attempt in (
-            client.beta.files.upload(file=("a.txt", b"a")),
-            client.files.upload(file=("a.txt", b"a")),  # the SDK's files without the beta
-            client.beta.files.list(),
-            client.beta.files.retrieve_metadata(created.id),
-            client.beta.files.download(created.id),
-            client.beta.files.delete(created.id),
-            client.beta.files.list(betas=["message-batches-2024-09-24"]),
-        ):
-            with pytest.raises(anthropic.BadRequestError) as refused:
-                await attempt
-            assert BETA in refused.value.message and refused.value.type == "invalid_request_error"
-        # Several betas in one header, or the header given once per beta, both name it.
-        listed = await client.beta.files.list(betas=["message-batches-2024-09-24", BETA])
+        created = await client.files.upload(file=("a.txt", b"a"))
+        described = await client.files.retrieve_metadata(created.id)
+        listed = [item.id async for item in client.files.list()]
+        with_beta = await client.beta.files.list(betas=["message-batches-2024-09-24", BETA])
         twice = await http.get(
             "/v1/files",
             headers=[
@@ -269,10 +260,11 @@ async def test_without_the_beta_every_route_is_400_naming_it(
                 ("anthropic-beta", "prompt-caching-2024-07-31"),
             ],
         )
-        kept = await client.beta.files.retrieve_metadata(created.id, betas=BETAS)
-    assert [item.id for item in listed.data] == [created.id]
+        deleted = await client.files.delete(created.id)
+    assert described.id == created.id and listed == [created.id]
+    assert [item.id for item in with_beta.data] == [created.id]
     assert twice.status_code == 200 and twice.json()["data"][0]["id"] == created.id
-    assert kept.id == created.id  # the delete without the beta deleted nothing
+    assert deleted.id == created.id
 
 
 async def test_malformed_requests_are_anthropic_errors(

@@ -1,4 +1,4 @@
-"""Anthropic's Files API (beta ``files-api-2025-04-14``; ``client.beta.files``): upload a file
+"""Anthropic's Files API (``client.files``, and ``client.beta.files``): upload a file
 (``POST /v1/files``), list (``GET /v1/files``), read the metadata of one, delete it, and
 download the files that may be downloaded. It answers on the paths of OpenAI's Files API when
 the request says ``anthropic-version`` (podium/api/files.py chooses).
@@ -10,8 +10,9 @@ owner's alone: another caller hears 404, as for a file that does not exist.
 
 As at Anthropic, a file someone uploaded cannot be downloaded (``downloadable: false``; 400
 with ``error_code: file_not_downloadable``): only files Podium made are (a batch's output and
-error files, where Anthropic's are the files its tools make). The API is in beta at Anthropic:
-a request that does not name ``files-api-2025-04-14`` in ``anthropic-beta`` is a 400 naming it.
+error files, where Anthropic's are the files its tools make). The API began as a beta
+(``anthropic-beta: files-api-2025-04-14``, ``client.beta.files``) and is now Anthropic's own
+(``client.files``, which sends no beta header): requests are answered with or without it.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("podium.files")
 
-BETA = "files-api-2025-04-14"
 MAX_FILE_BYTES = 500 * 2**20  # Anthropic's 500 MB; batches.max_body_bytes applies first
 EXPIRY_SECONDS = (3600, 7_776_000)  # expires_in_seconds: an hour to ninety days, as Anthropic
 PAGE_LIMIT = (1, 1000, 20)  # lowest, highest, default
@@ -115,26 +115,6 @@ def metadata(stored: StoredFile) -> JSONObject:
         # Made by Podium (a batch's results), not uploaded: Anthropic's tool-made files.
         "downloadable": stored.batch_id is not None,
     }
-
-
-def betas(http: Request) -> set[str]:
-    """Every beta the request names: ``anthropic-beta`` is a comma-separated list, and may be
-    given more than once (``Request.headers`` keeps only the last of a name)."""
-    named: set[str] = set()
-    for name, value in http.scope["headers"]:
-        if name.lower() == b"anthropic-beta":
-            named.update(part.strip() for part in value.decode("latin-1").split(","))
-    return named
-
-
-def check_beta(http: Request) -> None:
-    if BETA not in betas(http):
-        raise PodiumError(
-            "invalid_request",
-            f"The Files API is in beta: send the header 'anthropic-beta: {BETA}' (in the "
-            f'Python SDK, betas=["{BETA}"]).',
-            param="anthropic-beta",
-        )
 
 
 def mime_type_of(declared: str | None, content: bytes) -> str:
@@ -348,10 +328,9 @@ def file_handlers(podium: Podium, files: FileStore) -> dict[tuple[str, str], Han
 
     async def owner_of(http: Request) -> str:
         """Who is calling (their 401 first, as on /v1/messages), once the request is one this
-        API answers: a valid ``anthropic-version``, and the beta named."""
+        API answers: a valid ``anthropic-version``."""
         caller = await gateway.caller(ERRORS.name, http.headers)
         check_version(http.headers)
-        check_beta(http)
         return caller.owner
 
     async def found(http: Request) -> tuple[str, StoredFile]:
