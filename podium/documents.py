@@ -288,5 +288,7 @@ def register_app(podium: Podium) -> None:
         service = batch_service(podium)
         return None if service is None else service.files
 
+    reader = DocumentsHook(podium.config.documents, files)
     # Before the content policy's hooks (registered later): the screens read the text.
-    podium.gateway.hooks.append(DocumentsHook(podium.config.documents, files))
+    podium.gateway.hooks.append(reader)
+    podium.extras["documents"] = reader  # Anthropic's count_tokens reads documents too

@@ -328,3 +328,129 @@ async def test_a_pdf_by_url_goes_by_url_to_a_worker_that_fetches_it(
         )
     sent = document_sent("anthropic", fake_anthropic.received[-1].body)
     assert sent["source"] == {"type": "url", "url": url}
+
+
+async def test_a_pdf_uploaded_through_anthropics_files_api_is_named_by_its_id(
+    gateway: Any, fake_anthropic: FakeAnthropic
+) -> None:
+    pdf = make_pdf(["Minutes of the board."])
+    async with (
+        gateway([worker("reader", "anthropic", fake_anthropic.base_url, **READING)]) as running,
+        anthropic.AsyncAnthropic(base_url=running.url, api_key="x", max_retries=0) as client,
+    ):
+        uploaded = await client.files.upload(file=("minutes.pdf", pdf, "application/pdf"))
+        await client.messages.create(
+            model="reader",
+            max_tokens=20,
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "document", "source": {"type": "file", "file_id": uploaded.id}},
+                        {"type": "text", "text": "Who met?"},
+                    ],
+                }
+            ],
+        )
+        with pytest.raises(anthropic.NotFoundError):
+            await client.messages.create(
+                model="reader",
+                max_tokens=20,
+                messages=[
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "document", "source": {"type": "file", "file_id": "file_x"}}
+                        ],
+                    }
+                ],
+            )
+    sent = document_sent("anthropic", fake_anthropic.received[-1].body)
+    assert sent["source"]["data"] == pdf_base64(["Minutes of the board."])
+
+
+async def test_a_streamed_answer_about_a_pdf(gateway: Any, fake_openai: FakeOpenAI) -> None:
+    async with (
+        gateway([worker("plain", "openai", fake_openai.base_url)]) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="x", max_retries=0) as client,
+    ):
+        stream = await client.chat.completions.create(
+            model="plain",
+            messages=[{"role": "user", "content": [openai_file(REPORT)]}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = [chunk async for chunk in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "fake answer to: Quarterly report: revenue grew 12 percent."
+    usage = chunks[-1].usage
+    assert usage is not None and usage.prompt_tokens > 5
+
+
+def _corpus_attacks(count: int) -> list[str]:
+    """The first injection prompts of the shared corpus that Helvetica can write on a page."""
+    import csv
+    from pathlib import Path
+
+    corpus = (
+        Path(__file__).resolve().parents[2]
+        / "shared/data/security/injection/giskard_prompt_injections.csv"
+    )
+    if not corpus.exists():
+        pytest.skip("the shared security corpus is not here")
+    with corpus.open(newline="", encoding="utf-8") as rows:
+        prompts = [row["prompt"].replace("\n", " ") for row in csv.DictReader(rows)]
+    writable = [p for p in prompts if p.isascii() and 20 < len(p) < 400]
+    return writable[:count]
+
+
+async def test_the_injection_corpus_is_screened_the_same_in_a_pdf_as_in_text(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    """Each attack is blocked in a PDF exactly when it is blocked as plain text: a document is
+    no way around the screen."""
+    attacks = _corpus_attacks(20)
+    async with (
+        gateway(
+            [worker("reader", "openai", fake_openai.base_url, **READING)],
+            policy={"injection": {"action": "block"}},
+        ) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="x", max_retries=0) as client,
+    ):
+
+        async def blocked(content: Any) -> bool:
+            try:
+                await client.chat.completions.create(
+                    model="reader", messages=[{"role": "user", "content": content}]
+                )
+            except openai.PermissionDeniedError:
+                return True
+            return False
+
+        as_text = [await blocked(attack) for attack in attacks]
+        in_pdf = [await blocked([openai_file(pdf_base64([attack]))]) for attack in attacks]
+    assert sum(as_text) >= len(attacks) // 2  # the corpus is mostly caught
+    assert in_pdf == as_text
+
+
+async def test_anthropics_token_count_reads_the_pdf(
+    gateway: Any, fake_anthropic: FakeAnthropic
+) -> None:
+    long = pdf_base64(["A long report, page after page of findings. " * 20] * 3)
+    async with (
+        gateway([worker("reader", "anthropic", fake_anthropic.base_url, **READING)]) as running,
+        anthropic.AsyncAnthropic(base_url=running.url, api_key="x", max_retries=0) as client,
+    ):
+
+        async def counted(data: str) -> int:
+            content = [anthropic_document(data), {"type": "text", "text": "Summarise it."}]
+            answer = await client.messages.count_tokens(
+                model="reader", messages=[{"role": "user", "content": content}]
+            )
+            return answer.input_tokens
+
+        short_count, long_count = await counted(REPORT), await counted(long)
+        with pytest.raises(anthropic.BadRequestError):
+            await counted("aGVsbG8=")
+    assert short_count > 10  # the report's words, not the question's alone
+    assert long_count > short_count + 3 * 200  # three pages of ~900 characters

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from podium.api.anthropic_request import count_input_tokens, parse_messages
+from podium.api.anthropic_request import parse_count_tokens, parse_messages
 from podium.api.http import Request, Response, retry_headers
 from podium.api.ingress import chat_handler, refuse_provider_fields
 from podium.batches.endpoints import batch_endpoints
 from podium.context import RequestContext
+from podium.documents import DocumentsHook
 from podium.errors import ErrorKind, PodiumError
 from podium.gateway import Outcome, total_cost
 from podium.types import (
@@ -303,13 +304,18 @@ def register_app(podium: Podium) -> None:
 
     async def count_tokens(http: Request) -> Response:
         # A caller without a valid key hears 401, as on /v1/messages, before its body is read.
-        await podium.gateway.authenticate(RequestContext(ingress.name, http.headers))
+        context = RequestContext(ingress.name, http.headers)
+        await podium.gateway.authenticate(context)
         body = await http.json(limit)
         if not isinstance(body, dict):
             raise PodiumError("invalid_request", "request body must be a JSON object")
         refuse_provider_fields(body, http.headers)
+        request = parse_count_tokens(body, http.headers)
+        reader = podium.extras.get("documents")
+        if request.documents and isinstance(reader, DocumentsHook):
+            await reader.admit(request, context)  # a PDF's text counts: read it as /v1/messages
         # An estimate (about four characters a token): workers differ in tokenizer.
-        return Response.json({"input_tokens": count_input_tokens(body, http.headers)})
+        return Response.json({"input_tokens": estimate_input_tokens(request)})
 
     podium.app.route("POST", "/v1/messages/count_tokens", count_tokens, ingress)
     # Imported here: the batches build on this module's ingress.

@@ -30,7 +30,6 @@ from podium.types import (
     ToolChoice,
     any_documents,
 )
-from podium.workers import estimate_input_tokens
 
 DEFAULT_VERSION = "2023-06-01"
 # A missing header means DEFAULT_VERSION. Any real date is accepted (SDKs send newer dates as
@@ -567,15 +566,17 @@ def _read(model: type[W], body: Any, headers: dict[str, str]) -> W:
         raise validation_error(error) from None
 
 
-def count_input_tokens(body: Any, headers: dict[str, str]) -> int:
-    """``POST /v1/messages/count_tokens``: Podium's estimate of the request's input."""
+def parse_count_tokens(body: Any, headers: dict[str, str]) -> ChatRequest:
+    """``POST /v1/messages/count_tokens``'s body as the request it counts (its documents not
+    yet read: :func:`podium.workers.estimate_input_tokens` counts them once they are)."""
     wire = _read(CountTokensIn, body, headers)
-    request = ChatRequest(
+    messages = _system(wire.system) + _messages(wire.messages)
+    return ChatRequest(
         model=wire.model,
-        messages=_system(wire.system) + _messages(wire.messages),
+        messages=messages,
         tools=_tools(wire.tools),
+        documents=any_documents(messages),
     )
-    return estimate_input_tokens(request)
 
 
 def parse_messages(body: Any, headers: dict[str, str]) -> ChatRequest:
