@@ -1,11 +1,12 @@
 """Documents callers attach (PDFs, and text files): read once the caller is known, so the
 detectors, the injection screen and the token estimates see their text; sent to each worker
-in the form it reads.
+in the form it reads. Images named by an upload's id are read here too.
 
 - The ingresses parse each API's document part into a :class:`DocumentPart` (Chat Completions'
   ``file``, the Responses API's ``input_file``, Anthropic's ``document``).
-- :class:`DocumentsHook` acts right after the caller's key is checked, before any screen:
-  a ``file_id`` becomes the file's content (the caller's own uploads only), a text file
+- :class:`AttachmentsHook` acts right after the caller's key is checked, before any screen:
+  a ``file_id`` becomes the file's content (the caller's own uploads only: an image's is sent
+  inline, as a data: URL would be), a text file
   becomes its text, and a PDF's text layer is extracted (pypdf, in a thread, with a page limit
   and a time limit). Nothing is read for a caller who is not allowed in.
 - :func:`for_worker` is applied per attempt: a worker that declares ``documents`` is sent the
@@ -24,10 +25,19 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from podium.batches.files import image_type
 from podium.context import RequestContext
 from podium.errors import PodiumError
 from podium.hooks import Hook
-from podium.types import CacheTTL, ChatRequest, ContentPart, DocumentPart, Message, TextPart
+from podium.types import (
+    CacheTTL,
+    ChatRequest,
+    ContentPart,
+    DocumentPart,
+    ImagePart,
+    Message,
+    TextPart,
+)
 
 if TYPE_CHECKING:
     from podium.app import Podium
@@ -187,23 +197,33 @@ def _name(part: DocumentPart) -> str:
     return repr(name[:128]) if name else "(unnamed)"
 
 
-class DocumentsHook(Hook):
+class AttachmentsHook(Hook):
+    """Reads what a request attaches, once the caller is known: documents, and images named
+    by the id of an upload (sent inline, as a data: URL would have been)."""
+
     def __init__(self, settings: DocumentSettings, files: Callable[[], FileStore | None]) -> None:
         self.settings = settings
         self.files = files  # None: this gateway keeps no files (batches are off)
 
     async def admit(self, request: ChatRequest, context: RequestContext) -> None:
-        if not request.documents:
+        if not request.attachments:
             return
+        owner = context.caller.owner
         read: dict[str, bytes] = {}  # file id -> content: a file named twice is read once
-        for part in request.document_parts():
-            if part.file_id is not None:
-                if part.file_id not in read:
-                    read[part.file_id] = await self._file(part.file_id, context.caller.owner)
-                self._take(part, read[part.file_id])
-                part.file_id = None
-            if part.media_type == PDF and part.data is not None and part.text is None:
-                await self._read(part)
+        for message in request.messages:
+            for part in message.content:
+                if type(part) is ImagePart and part.file_id is not None:
+                    if part.file_id not in read:
+                        read[part.file_id] = await self._file(part.file_id, owner, "image")
+                    _take_image(part, read[part.file_id])
+                elif type(part) is DocumentPart:
+                    if part.file_id is not None:
+                        if part.file_id not in read:
+                            read[part.file_id] = await self._file(part.file_id, owner, "document")
+                        self._take(part, read[part.file_id])
+                        part.file_id = None
+                    if part.media_type == PDF and part.data is not None and part.text is None:
+                        await self._read(part)
 
     def _take(self, part: DocumentPart, content: bytes) -> None:
         """A file's content as the part's: a PDF's bytes, or a text file's text."""
@@ -254,19 +274,33 @@ class DocumentsHook(Hook):
                 code="unreadable_document",
             ) from None
 
-    async def _file(self, file_id: str, owner: str) -> bytes:
+    async def _file(self, file_id: str, owner: str, kind: str) -> bytes:
         files = self.files()
+        name = file_id[:128]
         if files is None:
+            instead = "by 'image_url' or inline" if kind == "image" else "inline"
             raise PodiumError(
                 "invalid_request",
-                f"file {file_id[:128]!r}: this gateway keeps no files (batches.enabled is "
-                "off); send the document inline",
+                f"{kind} file {name!r}: this gateway keeps no files (batches.enabled is off); "
+                f"give the {kind} {instead}",
                 param="file_id",
             )
         content = await files.content(owner, file_id)
         if content is None:
-            raise PodiumError("not_found", f"No such File object: {file_id[:128]}", param="file_id")
+            raise PodiumError("not_found", f"No such File object: {name}", param="file_id")
         return content
+
+
+def _take_image(part: ImagePart, content: bytes) -> None:
+    media_type = image_type(content)
+    if media_type is None:
+        raise PodiumError(
+            "invalid_request",
+            f"image file {(part.file_id or '')[:128]!r} is not a PNG, JPEG, GIF or WebP image",
+            param="file_id",
+        )
+    part.data, part.media_type = base64.b64encode(content).decode("ascii"), media_type
+    part.file_id = None
 
 
 def _decoded(part: DocumentPart) -> bytes:
@@ -288,7 +322,7 @@ def register_app(podium: Podium) -> None:
         service = batch_service(podium)
         return None if service is None else service.files
 
-    reader = DocumentsHook(podium.config.documents, files)
+    reader = AttachmentsHook(podium.config.documents, files)
     # Before the content policy's hooks (registered later): the screens read the text.
     podium.gateway.hooks.append(reader)
     podium.extras["documents"] = reader  # Anthropic's count_tokens reads documents too

@@ -150,7 +150,7 @@ class Engine:
             retry = 0
             waits = index >= first_pass
             # Documents go as each worker reads them: the PDF, or its text.
-            sent = request if not request.documents else for_worker(request, worker.config)
+            sent = request if not request.attachments else for_worker(request, worker.config)
             rested = False  # this retry has waited out the upstream's 429 pause itself
             while True:
                 slot: Slot | None = None

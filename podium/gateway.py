@@ -88,12 +88,12 @@ def enforce_capabilities(
     that does not is dropped, and a step that does not refuses the request (400) before
     anything is sent. Otherwise a text-only model fails upstream (llama.cpp answers 500), and a
     caller's bad request would count against the worker's circuit breaker for everyone."""
-    if not request.documents and not request.has_images():
+    if not request.attachments and not request.has_images():
         return  # the usual request
     needed: list[tuple[str, str]] = []  # (capability, what needs it)
     if request.has_images():
         needed.append(("vision", "images"))
-    if request.documents and unreadable(request):
+    if request.attachments and unreadable(request):
         needed.append(("documents", "PDFs without a text layer"))
     if not needed:
         return

@@ -40,7 +40,7 @@ class TextPart:
 @dataclass(slots=True)
 class ImagePart:
     """An image given either by URL or inline as base64 ``data`` with its media type (or, until
-    the gateway reads it, by the id of a file its caller uploaded: podium/api/file_images.py)."""
+    the gateway reads it, by the id of a file its caller uploaded: podium/documents.py)."""
 
     url: str | None = None
     data: str | None = None
@@ -180,10 +180,10 @@ class ChatRequest:
     cache_explicit: bool = False
     cache_key: str | None = None
     cache_retention: str | None = None
-    # Set by the ingress that parsed a document part: the request path asks this flag, not
-    # every part of every message. It may outlive the documents (sent as text), never the
-    # other way round.
-    documents: bool = False
+    # Set by the ingress that parsed a document part or an image named by a file id (what
+    # podium/documents.py reads): the request path asks this flag, not every part of every
+    # message. It may outlive them (read, or sent as text), never the other way round.
+    attachments: bool = False
 
     def prompt_text(self) -> str:
         """Every message's text, joined: what routers and detectors read."""
@@ -209,7 +209,7 @@ class ChatRequest:
         return False
 
     def document_parts(self) -> list[DocumentPart]:
-        if not self.documents:
+        if not self.attachments:
             return []
         return [
             part
@@ -224,12 +224,13 @@ class ChatRequest:
         return sum(len(part.text or "") for part in self.document_parts())
 
 
-def any_documents(messages: list[Message]) -> bool:
-    """Whether a message holds a document part (the ingresses set ``ChatRequest.documents``
-    by it)."""
-    for message in messages:  # noqa: SIM110 (as in Message.has_images)
-        if message.has_documents():
-            return True
+def any_attachments(messages: list[Message]) -> bool:
+    """Whether a message holds a document part or an image named by a file id (the ingresses
+    set ``ChatRequest.attachments`` by it)."""
+    for message in messages:
+        for part in message.content:
+            if type(part) is DocumentPart or (type(part) is ImagePart and part.file_id):
+                return True
     return False
 
 

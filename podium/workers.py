@@ -117,7 +117,7 @@ def estimate_input_tokens(request: ChatRequest) -> int:
     reserve by it, and the token-counting endpoints answer with it."""
     messages = request.messages
     tokens = tokens_for_length(request.prompt_length()) + MESSAGE_OVERHEAD_TOKENS * len(messages)
-    if request.documents:
+    if request.attachments:
         tokens += tokens_for_length(request.documents_length())
     for message in messages:
         for call in message.tool_calls:

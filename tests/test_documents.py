@@ -92,7 +92,7 @@ def test_as_text_names_the_document_and_keeps_its_breakpoint() -> None:
 
 
 def _request(*parts: DocumentPart | TextPart) -> ChatRequest:
-    return ChatRequest(model="m", messages=[Message("user", list(parts))], documents=True)
+    return ChatRequest(model="m", messages=[Message("user", list(parts))], attachments=True)
 
 
 def _worker(*capabilities: str) -> WorkerConfig:

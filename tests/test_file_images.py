@@ -1,6 +1,7 @@
-"""Images named by an uploaded file's id, through the official SDK: ``client.files.create(
-purpose="vision")``, then ``input_image.file_id`` in a Responses request; the worker receives the
-image inline. Files are their owner's alone, must be images, and are read again when a stored
+"""Images named by an uploaded file's id, through the official SDKs: ``client.files.create(
+purpose="vision")``, then ``input_image.file_id`` in a Responses request, or Anthropic's
+``client.files.upload`` and an image block's ``file`` source; the worker receives the image
+inline. Files are their owner's alone, must be images, and are read again when a stored
 conversation that named one is continued."""
 
 from __future__ import annotations
@@ -8,10 +9,12 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import anthropic
 import openai
 import pytest
 
-from podium.api.file_images import image_type
+from podium.batches.files import image_type
+from podium.testing.anthropic_fake import FakeAnthropic
 from podium.testing.openai_fake import FakeOpenAI
 from tests.conftest import worker
 from tests.test_responses_ingress import client_for
@@ -126,3 +129,48 @@ async def test_an_image_is_sealed_at_rest_and_read_back_whole(
     assert downloaded.content == PNG
     sent = fake_openai.received[0].body["messages"][0]["content"][1]["image_url"]["url"]
     assert sent == "data:image/png;base64," + base64.b64encode(PNG).decode()
+
+
+async def test_an_image_uploaded_through_anthropics_files_api_is_named_by_its_id(
+    gateway: Any, fake_anthropic: FakeAnthropic
+) -> None:
+    seeing = worker("eye", "anthropic", fake_anthropic.base_url, capabilities=["vision"])
+    async with (
+        gateway([seeing]) as served,
+        anthropic.AsyncAnthropic(base_url=served.url, api_key="x", max_retries=0) as client,
+    ):
+        uploaded = await client.files.upload(file=("cat.png", PNG, "image/png"))
+        notes = await client.files.upload(file=("notes.txt", b"just words", "text/plain"))
+
+        async def ask(file_id: str) -> Any:
+            source = {"type": "file", "file_id": file_id}
+            return await client.messages.create(
+                model="eye",
+                max_tokens=20,
+                messages=[
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "image", "source": source},
+                            {"type": "text", "text": "What is this?"},
+                        ],
+                    }
+                ],
+            )
+
+        await ask(uploaded.id)
+        with pytest.raises(anthropic.BadRequestError) as not_an_image:
+            await ask(notes.id)
+        with pytest.raises(anthropic.NotFoundError):
+            await ask("file_nobody_made")
+    sent = fake_anthropic.received[-1].body["messages"][0]["content"][0]
+    assert sent == {
+        "type": "image",
+        "source": {
+            "type": "base64",
+            "media_type": "image/png",
+            "data": base64.b64encode(PNG).decode(),
+        },
+    }
+    assert "is not a PNG, JPEG, GIF or WebP image" in not_an_image.value.message
+    assert len(fake_anthropic.received) == 1

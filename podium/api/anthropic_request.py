@@ -28,7 +28,7 @@ from podium.types import (
     Tool,
     ToolCall,
     ToolChoice,
-    any_documents,
+    any_attachments,
 )
 
 DEFAULT_VERSION = "2023-06-01"
@@ -80,9 +80,16 @@ class URLSource(Wire):
     url: str
 
 
+class FileSource(Wire):
+    """A file uploaded through the Files API, by its id (read by podium/documents.py)."""
+
+    type: Literal["file"]
+    file_id: str = Field(min_length=1)
+
+
 class ImageBlock(Wire):
     type: Literal["image"]
-    source: Annotated[Base64Source | URLSource, Field(discriminator="type")]
+    source: Annotated[Base64Source | URLSource | FileSource, Field(discriminator="type")]
     cache_control: CacheControl | None = None
 
 
@@ -323,6 +330,8 @@ def _part(block: TextBlock | ImageBlock) -> ContentPart:
         return TextPart(block.text, cache)
     if isinstance(block.source, Base64Source):
         return ImagePart(data=block.source.data, media_type=block.source.media_type, cache=cache)
+    if isinstance(block.source, FileSource):
+        return ImagePart(file_id=block.source.file_id, cache=cache)
     return ImagePart(url=block.source.url, cache=cache)
 
 
@@ -553,7 +562,7 @@ def to_canonical(wire: MessagesIn) -> ChatRequest:
         parallel_tool_calls=parallel,
         reasoning_effort=reasoning_effort(wire),
         cache=_ttl(wire.cache_control),
-        documents=any_documents(messages),
+        attachments=any_attachments(messages),
     )
 
 
@@ -575,7 +584,7 @@ def parse_count_tokens(body: Any, headers: dict[str, str]) -> ChatRequest:
         model=wire.model,
         messages=messages,
         tools=_tools(wire.tools),
-        documents=any_documents(messages),
+        attachments=any_attachments(messages),
     )
 
 

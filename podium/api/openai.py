@@ -313,14 +313,14 @@ def _text(content: str | list[TextContent] | list[Any] | None) -> list[ContentPa
 
 def to_canonical(wire: ChatCompletionIn) -> ChatRequest:
     messages: list[Message] = []
-    documents = False
+    attachments = False
     for message in wire.messages:
         if isinstance(message, SystemMessage):
             messages.append(Message("system", _text(message.content), name=message.name))
         elif isinstance(message, UserMessage):
             user = Message("user", _text(message.content), name=message.name)
-            if type(message.content) is list and not documents:
-                documents = user.has_documents()
+            if type(message.content) is list and not attachments:
+                attachments = user.has_documents()
             messages.append(user)
         elif isinstance(message, AssistantMessage):
             calls = [
@@ -385,7 +385,7 @@ def to_canonical(wire: ChatCompletionIn) -> ChatRequest:
         parallel_tool_calls=wire.parallel_tool_calls,
         reasoning_effort=wire.reasoning_effort,
         verbosity=wire.verbosity,
-        documents=documents,
+        attachments=attachments,
         **cache_fields(
             wire.prompt_cache_options, wire.prompt_cache_key, wire.prompt_cache_retention
         ),

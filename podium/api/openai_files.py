@@ -16,11 +16,10 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from podium.api.file_images import image_type
 from podium.api.http import Handler, Request, Response, list_page
 from podium.api.multipart import form_parts
 from podium.api.openai import OpenAIIngress, Wire
-from podium.batches.files import FileStore, StoredFile
+from podium.batches.files import FileStore, StoredFile, image_type
 from podium.errors import PodiumError
 from podium.types import JSONObject
 

@@ -427,12 +427,9 @@ class ResponsesIngress:
 def register_app(podium: Podium) -> None:
     # Imported here: the storing ingress builds on this module's.
     from podium.api import conversations
-    from podium.api.file_images import FileImages
     from podium.api.responses_compact import CompactionOwners, register_compact
     from podium.api.responses_socket import ResponsesSocket
     from podium.api.responses_stored import StoringResponsesIngress, register_routes
-    from podium.batches.files import FileStore
-    from podium.batches.service import batch_service
     from podium.policy.sealing import sealer_for
     from podium.responses.conversations import ConversationStore
     from podium.responses.store import ResponseStore
@@ -442,14 +439,9 @@ def register_app(podium: Podium) -> None:
     settings = podium.config.responses
     limit = podium.config.server.max_body_bytes
 
-    def files() -> FileStore | None:  # the uploads input_image.file_id names (batches' files)
-        service = batch_service(podium)
-        return None if service is None else service.files
-
-    # Only Responses requests pay for their truncation and file-image hooks.
-    extra = ExtraHooks(
-        [CompactionOwners(), FileImages(files)], before=[TruncationHook(podium.pool)]
-    )
+    # Only Responses requests pay for their truncation hook (images named by file id are read
+    # for every API: podium/documents.py).
+    extra = ExtraHooks([CompactionOwners()], before=[TruncationHook(podium.pool)])
     ingress: ResponsesIngress
     keeper: StoringResponsesIngress | None = None
     # Sealed at rest with the deployment's master key, when it has one.

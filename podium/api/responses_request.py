@@ -31,7 +31,7 @@ from podium.types import (
     Tool,
     ToolCall,
     ToolChoice,
-    any_documents,
+    any_attachments,
 )
 
 
@@ -540,7 +540,7 @@ def to_canonical(wire: ResponsesIn, compactions: Compactions | None = None) -> R
         store=wire.store is not False,
         background=_background(wire),
         compaction_owners=frozenset(reader.owners) if reader is not None else frozenset(),
-        documents=isinstance(wire.input, list) and any_documents(messages),
+        attachments=isinstance(wire.input, list) and any_attachments(messages),
         **cache_fields(
             wire.prompt_cache_options, wire.prompt_cache_key, wire.prompt_cache_retention
         ),

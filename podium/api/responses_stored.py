@@ -40,7 +40,7 @@ from podium.responses.store import (
     StoredResponse,
     conversation_items,
 )
-from podium.types import ChatRequest, ChatResponse, JSONObject, any_documents
+from podium.types import ChatRequest, ChatResponse, JSONObject, any_attachments
 
 if TYPE_CHECKING:
     from podium.app import Podium
@@ -144,7 +144,7 @@ class StoringResponsesIngress(ResponsesIngress):
         system = 1 if messages and request.echo.get("instructions") else 0
         earlier = history_messages(history, self.compactions)
         request.messages = [*messages[:system], *earlier, *messages[system:]]
-        request.documents = request.documents or any_documents(earlier)
+        request.attachments = request.attachments or any_attachments(earlier)
         return request
 
     async def dereference(self, request: ResponsesRequest, owner: str) -> ResponsesRequest:

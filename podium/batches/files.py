@@ -65,6 +65,12 @@ def signed_type(content: bytes) -> str | None:
     return None
 
 
+def image_type(content: bytes) -> str | None:
+    """The media type of an image file a worker reads (PNG, JPEG, GIF or WebP), else None."""
+    media_type = signed_type(content)
+    return media_type if media_type is not None and media_type.startswith("image/") else None
+
+
 def is_text(content: bytes, chunk: int = 1 << 20) -> bool:
     """Whether the bytes are UTF-8 text (without NUL, which no text holds): read a chunk at a
     time, so a large upload is not copied whole into a string to find out."""

@@ -134,7 +134,7 @@ class DataPolicyHook(Hook):
                 if message.tool_calls:
                     for call in message.tool_calls:
                         findings += inspect(call.arguments)
-        if request.documents:
+        if request.attachments:
             findings += self._documents(request, context, declared, inspect)
         if findings:
             detected_class, kinds = self.classes.detected(findings)
@@ -193,7 +193,7 @@ class DataPolicyHook(Hook):
         pseudonymised = (
             context.pseudonyms is not None
             and not request.has_images()
-            and not (request.documents and unreadable(request))
+            and not (request.attachments and unreadable(request))
         )
         allowed = [
             worker
@@ -254,7 +254,7 @@ class InjectionHook(Hook):
         if action == "off":
             return
         texts = [message.text() for message in request.messages if message.role in _UNTRUSTED_ROLES]
-        if request.documents:  # what a document says is the caller's, or a stranger's
+        if request.attachments:  # what a document says is the caller's, or a stranger's
             texts += [part.text for part in request.document_parts() if part.text]
         # One message (the usual request) is its own text: no join.
         untrusted = texts[0] if len(texts) == 1 else "\n".join(texts)

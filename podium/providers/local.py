@@ -148,7 +148,7 @@ class LocalProvider:
                 f"worker {self.worker.name!r} runs a text-only model and cannot read images",
                 worker=self.worker.name,
             )
-        if request.documents and any(part.media_type == PDF for part in request.document_parts()):
+        if request.attachments and any(part.media_type == PDF for part in request.document_parts()):
             # Declared ``documents`` by mistake: the model reads the text Podium extracts.
             raise ProviderError(
                 "invalid_request",

@@ -29,7 +29,7 @@ MOST_CHARS_PER_TOKEN = 6
 def fewest_tokens(request: ChatRequest) -> int:
     """A lower bound on the prompt's tokens, from its length."""
     length = request.prompt_length()
-    if request.documents:
+    if request.attachments:
         length += request.documents_length()
     return length // MOST_CHARS_PER_TOKEN
 
@@ -41,7 +41,7 @@ def needs(request: ChatRequest) -> frozenset[str]:
         needed.add("tools")
     if request.has_images():
         needed.add("vision")
-    if request.documents and unreadable(request):
+    if request.attachments and unreadable(request):
         needed.add("documents")
     return frozenset(needed)
 
@@ -74,7 +74,7 @@ def cannot_take(request: ChatRequest, worker: WorkerConfig) -> str | None:
     """Why ``worker`` certainly cannot answer the request, or None."""
     if request.has_images() and "vision" not in worker.capabilities:
         return f"worker {worker.name!r} reads no images"
-    if request.documents and "documents" not in worker.capabilities and unreadable(request):
+    if request.attachments and "documents" not in worker.capabilities and unreadable(request):
         return f"worker {worker.name!r} reads no PDFs, and a document here has no text layer"
     tokens = fewest_tokens(request)
     if tokens >= worker.context_window:
