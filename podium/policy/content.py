@@ -9,7 +9,7 @@ Neither ever carries a detected value or prompt text.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from podium.config import WorkerConfig
@@ -226,6 +226,10 @@ class DataPolicyHook(Hook):
         return events
 
 
+# Characters two screened windows of a document share (an attack sentence is far shorter).
+_WINDOW_OVERLAP = 1000
+
+
 class InjectionHook(Hook):
     """Screens what the caller and tools wrote (not the application's system prompt), then
     flags, blocks or reroutes to hardened workers, per key (metadata ``injection``) or by
@@ -254,11 +258,16 @@ class InjectionHook(Hook):
         if action == "off":
             return
         texts = [message.text() for message in request.messages if message.role in _UNTRUSTED_ROLES]
-        if request.attachments:  # what a document says is the caller's, or a stranger's
-            texts += [part.text for part in request.document_parts() if part.text]
         # One message (the usual request) is its own text: no join.
         untrusted = texts[0] if len(texts) == 1 else "\n".join(texts)
         verdict = self.verdict(untrusted[-self.settings.max_chars :])
+        if not verdict.flagged and request.attachments:
+            # What a document says is a stranger's, and an attack may sit on any page: every
+            # part of it is screened (~1 ms per 20,000 characters), not its end alone.
+            for window in self._windows(request):
+                verdict = self.verdict(window)
+                if verdict.flagged:
+                    break
         if not verdict.flagged:
             return
         signals = ",".join(verdict.signals)
@@ -275,6 +284,17 @@ class InjectionHook(Hook):
             note(context, self.audit, "request.rerouted", f"{REROUTED} {signals}", details)
             return
         note(context, None, "", f"injection:flag {signals}", details)
+
+    def _windows(self, request: ChatRequest) -> Iterator[str]:
+        """The documents' text in screen-sized windows, overlapping so that no sentence falls
+        between two."""
+        size = self.settings.max_chars
+        step = max(size - _WINDOW_OVERLAP, size // 2)
+        for part in request.document_parts():
+            text = part.text or ""
+            last = max(len(text) - size, 0)  # the last window ends where the text does
+            for start in [*range(0, last, step), last]:
+                yield text[start : start + size]
 
     def eligible(
         self, workers: list[WorkerConfig], request: ChatRequest, context: RequestContext
