@@ -80,3 +80,48 @@ async def test_injection_verdicts_come_from_the_memo_unchanged() -> None:
         await hook.admit(attack, context)
         assert context.policy_actions[0].startswith("injection:flag instruction_override")
     assert hook.verdict.hits == 1
+
+
+def test_a_result_computed_elsewhere_is_kept_and_known() -> None:
+    memo = TextMemo(len, size=2)
+    assert memo.known("abc") is None
+    memo.keep("abc", 3)
+    assert memo.known("abc") == 3 and memo("abc") == 3
+    memo.keep("d", 1)
+    memo.keep("e", 1)  # evicts "abc"
+    assert memo.known("abc") is None and len(memo) == 2
+    off = TextMemo(len, size=0)
+    off.keep("abc", 3)
+    assert off.known("abc") is None
+
+
+async def test_a_long_document_is_searched_off_the_event_loop_once() -> None:
+    """A 100-page PDF's text takes the detectors a second or so: a thread reads it, the loop
+    stays free for the other requests, and the same document sent again is not read again."""
+    import threading
+
+    from podium.types import DocumentPart
+
+    threads: list[str] = []
+
+    class ThreadNoting(CountingDetector):
+        def inspect(self, text: str) -> list[Finding]:
+            threads.append(threading.current_thread().name)
+            return super().inspect(text)
+
+    detector = ThreadNoting()
+    config = parse_config({"policy": {"pii": {"pseudonymise": "never"}}})
+    no_pool: Any = None  # pseudonymise: never, so the pool is not consulted
+    hook = DataPolicyHook(config.policy, no_pool, detector=detector)
+    long = "Minutes: Dana Whitfield called +1 (217) 555-0143 about the budget. " * 1000
+    for _ in range(2):
+        request = ChatRequest(
+            model="m",
+            messages=[Message("user", [TextPart("Read it"), DocumentPart(data="x", text=long)])],
+            attachments=True,
+        )
+        context = RequestContext(ingress="openai", headers={})
+        await hook.transform_request(request, context)
+        assert any("pii=" in action for action in context.policy_actions)
+    assert detector.seen.count(long) == 1
+    assert threads[detector.seen.index(long)] != threading.main_thread().name

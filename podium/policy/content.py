@@ -8,8 +8,9 @@ Neither ever carries a detected value or prompt text.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from podium.config import WorkerConfig
@@ -135,7 +136,7 @@ class DataPolicyHook(Hook):
                     for call in message.tool_calls:
                         findings += inspect(call.arguments)
         if request.attachments:
-            findings += self._documents(request, context, declared, inspect)
+            findings += await self._documents(request, context, declared, memo)
         if findings:
             detected_class, kinds = self.classes.detected(findings)
             context.data_class = self.classes.highest([*declared, detected_class])
@@ -163,27 +164,45 @@ class DataPolicyHook(Hook):
             )
         return request
 
-    def _documents(
+    async def _documents(
         self,
         request: ChatRequest,
         context: RequestContext,
         declared: list[str],
-        inspect: Callable[[str], list[Finding]],
+        memo: dict[str, list[Finding]],
     ) -> list[Finding]:
-        """What the detectors find in the documents' text. A PDF without text counts as
-        unscanned, as an image does."""
-        findings: list[Finding] = []
+        """What the detectors find in the documents' text (kept in ``memo`` for
+        pseudonymising). A PDF without text counts as unscanned, as an image does."""
         unscanned = False
+        texts: list[str] = []
         for part in request.document_parts():
             if part.text is None:
                 unscanned = True
             elif self._pii_enabled:
-                findings += inspect(part.text)
+                texts.append(part.text)
         if unscanned:
             context.policy_actions.append("documents:unscanned")
             if self.settings.documents_class is not None:
                 declared.append(self.settings.documents_class)
-        return findings
+        unread: list[str] = []
+        for text in dict.fromkeys(texts):
+            if text not in memo:
+                known = self.memo.known(text)
+                if known is None:
+                    unread.append(text)
+                else:
+                    memo[text] = list(known)
+        if sum(map(len, unread)) > _THREAD_CHARS:
+            # A long document takes the detectors a second or more (~300,000 characters):
+            # read off the event loop, so the other requests in flight are not held up.
+            found = await asyncio.to_thread(lambda: [self._findings(text) for text in unread])
+            for text, findings in zip(unread, found, strict=True):
+                self.memo.keep(text, findings)
+        else:
+            found = [self.memo(text) for text in unread]
+        for text, findings in zip(unread, found, strict=True):
+            memo[text] = list(findings)
+        return [finding for text in texts for finding in memo[text]]
 
     def eligible(
         self, workers: list[WorkerConfig], request: ChatRequest, context: RequestContext
@@ -226,6 +245,8 @@ class DataPolicyHook(Hook):
         return events
 
 
+# Documents' text past this many characters is searched for PII in a thread.
+_THREAD_CHARS = 50_000
 # Characters two screened windows of a document share (an attack sentence is far shorter).
 _WINDOW_OVERLAP = 1000
 

@@ -29,8 +29,7 @@ class TextMemo(Generic[Result]):
     def __call__(self, text: str) -> Result:
         if self.size <= 0:
             return self.compute(text)
-        # surrogatepass: a JSON body may carry lone surrogates, which plain UTF-8 refuses.
-        key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        key = _key(text)
         entries = self._entries
         found = entries.get(key)
         if found is not None:
@@ -43,5 +42,30 @@ class TextMemo(Generic[Result]):
             entries.popitem(last=False)
         return result
 
+    def known(self, text: str) -> Result | None:
+        """The result for ``text`` if it is remembered, else None: for a caller that computes
+        elsewhere (in a thread) and then :meth:`keep`s it."""
+        if self.size <= 0:
+            return None
+        key = _key(text)
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries.move_to_end(key)
+            self.hits += 1
+        return found
+
+    def keep(self, text: str, result: Result) -> None:
+        if self.size <= 0:
+            return
+        self.misses += 1
+        self._entries[_key(text)] = result
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def _key(text: str) -> bytes:
+    # surrogatepass: a JSON body may carry lone surrogates, which plain UTF-8 refuses.
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
