@@ -150,3 +150,23 @@ async def test_with_storing_off_a_conversation_sent_whole_is_compacted(
         )
     assert [item.type for item in compacted.output] == ["message", "compaction"]
     assert later.status == "completed"
+
+
+def test_documents_are_kept_as_input_items_a_compacted_conversation_can_send_again() -> None:
+    from podium.api.responses_compact import user_items
+    from podium.types import DocumentPart, Message, TextPart
+
+    pdf = DocumentPart(data="JVBERi0=", filename="q3.pdf", text="read text")
+    by_url = DocumentPart(url="https://docs.test/a.pdf")
+    notes = DocumentPart(text="notes", media_type="text/plain", filename="n.txt")
+    (item,) = user_items([Message("user", [TextPart("compare"), pdf, by_url, notes])])
+    assert item["content"] == [
+        {"type": "input_text", "text": "compare"},
+        {
+            "type": "input_file",
+            "filename": "q3.pdf",
+            "file_data": "data:application/pdf;base64,JVBERi0=",
+        },
+        {"type": "input_file", "filename": "document.pdf", "file_url": "https://docs.test/a.pdf"},
+        {"type": "input_text", "text": "Document: n.txt\n\nnotes\n\n"},
+    ]
