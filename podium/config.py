@@ -270,9 +270,10 @@ class DocumentSettings(Strict):
     # and the content policy counts them unscanned (``policy.documents_class``).
     extract_text: bool = True
     max_pages: int = Field(100, ge=1)  # Anthropic's limit for a PDF in one request
-    # Reading is given up after this long (a PDF built to be slow to parse); the request is
-    # refused, naming the document.
+    # Each PDF is read in a process of its own (podium/pdf_text.py), killed after this long
+    # (a PDF built to be slow to parse): the request is refused, naming the document.
     read_timeout_seconds: float = Field(10.0, gt=0)
+    reader_memory_mb: int = Field(1024, ge=128)  # the reading process's address space
 
 
 class PodiumConfig(Strict):

@@ -20,7 +20,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import io
+import json
+import math
+import os
+import sys
+from asyncio.subprocess import Process
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -29,6 +33,7 @@ from podium.batches.files import image_type
 from podium.context import RequestContext
 from podium.errors import PodiumError
 from podium.hooks import Hook
+from podium.pdf_text import UnreadableDocument
 from podium.types import (
     CacheTTL,
     ChatRequest,
@@ -46,10 +51,6 @@ if TYPE_CHECKING:
 
 PDF = "application/pdf"
 TEXT = "text/plain"
-
-
-class UnreadableDocument(ValueError):
-    """The bytes are not a PDF any worker could read; the message says why."""
 
 
 def is_pdf(content: bytes) -> bool:
@@ -131,27 +132,6 @@ _TEXT_TYPES = frozenset(
 )
 
 
-def read_pdf(content: bytes, *, max_pages: int) -> tuple[str | None, int]:
-    """A PDF's text layer (None when it has none: a scan) and its page count."""
-    from pypdf import PdfReader  # only a request with a PDF pays for the import
-    from pypdf.errors import PyPdfError
-
-    try:
-        reader = PdfReader(io.BytesIO(content))
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise UnreadableDocument("it is encrypted with a password")
-        pages = len(reader.pages)
-        if pages > max_pages:
-            raise UnreadableDocument(f"it has {pages} pages; at most {max_pages} are read")
-        texts = [page.extract_text().strip() for page in reader.pages]
-    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as error:
-        if isinstance(error, UnreadableDocument):
-            raise
-        raise UnreadableDocument(f"it is not a readable PDF ({type(error).__name__})") from None
-    text = "\n\n".join(page for page in texts if page)
-    return (text or None), pages
-
-
 def as_text(part: DocumentPart) -> list[TextPart]:
     """The document as text parts: a heading naming it (and Anthropic's ``context``), its
     text, and a blank line keeping it apart from the parts around it. The part's breakpoint
@@ -197,6 +177,70 @@ def _name(part: DocumentPart) -> str:
     return repr(name[:128]) if name else "(unnamed)"
 
 
+class PdfReaders:
+    """Processes that read one PDF each (podium/pdf_text.py: bounded in memory and CPU time,
+    no sockets, no programs), one kept started ahead once PDFs arrive, so a PDF does not wait
+    for an interpreter and pypdf to start. One whose time is up is killed."""
+
+    def __init__(self, settings: DocumentSettings) -> None:
+        self.settings = settings
+        self._spare: asyncio.Task[Process] | None = None
+        self._closed = False
+
+    async def _start(self) -> Process:
+        settings = self.settings
+        limits = (
+            settings.max_pages,
+            math.ceil(settings.read_timeout_seconds),
+            settings.reader_memory_mb << 20,
+        )
+        # Nothing of the gateway's environment (its secrets) goes to a process reading a
+        # stranger's file: only where to import from.
+        env = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "podium.pdf_text",
+            *(str(limit) for limit in limits),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            env=env,
+        )
+
+    async def read(self, content: bytes) -> tuple[str | None, int]:
+        """The PDF's text (None: it has none) and pages; raises UnreadableDocument, or
+        TimeoutError past ``read_timeout_seconds``."""
+        spare, self._spare = self._spare, None
+        process = await (spare if spare is not None else self._start())
+        if not self._closed:
+            self._spare = asyncio.create_task(self._start())
+        try:
+            async with asyncio.timeout(self.settings.read_timeout_seconds):
+                out, _ = await process.communicate(content)
+        except BaseException:  # the time is up, or the caller went away
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            raise
+        if process.returncode != 0 or not out:
+            raise UnreadableDocument(
+                "reading it was stopped: it needed more CPU time or memory than a PDF is allowed"
+            )
+        answer = json.loads(out)
+        if "unreadable" in answer:
+            raise UnreadableDocument(str(answer["unreadable"]))
+        return answer["text"], int(answer["pages"])
+
+    async def aclose(self) -> None:
+        self._closed = True
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            process = await spare
+            process.kill()
+            await process.wait()
+
+
 class AttachmentsHook(Hook):
     """Reads what a request attaches, once the caller is known: documents, and images named
     by the id of an upload (sent inline, as a data: URL would have been)."""
@@ -204,6 +248,7 @@ class AttachmentsHook(Hook):
     def __init__(self, settings: DocumentSettings, files: Callable[[], FileStore | None]) -> None:
         self.settings = settings
         self.files = files  # None: this gateway keeps no files (batches are off)
+        self.readers = PdfReaders(settings)
 
     async def admit(self, request: ChatRequest, context: RequestContext) -> None:
         if not request.attachments:
@@ -253,11 +298,8 @@ class AttachmentsHook(Hook):
             )
         if not self.settings.extract_text:
             return
-        pages = self.settings.max_pages
         try:
-            async with asyncio.timeout(self.settings.read_timeout_seconds):
-                # The thread finishes on its own if the wait is given up; its result is dropped.
-                part.text, part.pages = await asyncio.to_thread(read_pdf, content, max_pages=pages)
+            part.text, part.pages = await self.readers.read(content)
         except UnreadableDocument as error:
             raise PodiumError(
                 "invalid_request",
@@ -326,3 +368,4 @@ def register_app(podium: Podium) -> None:
     # Before the content policy's hooks (registered later): the screens read the text.
     podium.gateway.hooks.append(reader)
     podium.extras["documents"] = reader  # Anthropic's count_tokens reads documents too
+    podium.app.on_shutdown.append(reader.readers.aclose)

@@ -3,23 +3,25 @@ limits, and the form each worker is sent."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+from typing import Any
 
 import pytest
 
-from podium.config import WorkerConfig
+from podium.config import DocumentSettings, WorkerConfig
 from podium.documents import (
     PDF,
     TEXT,
-    UnreadableDocument,
+    PdfReaders,
     as_text,
     as_utf8_text,
     attached,
     for_worker,
     is_pdf,
-    read_pdf,
 )
 from podium.errors import PodiumError
+from podium.pdf_text import UnreadableDocument, read_pdf
 from podium.testing.pdf import make_pdf, pdf_base64
 from podium.types import ChatRequest, DocumentPart, Message, TextPart
 
@@ -131,3 +133,53 @@ def test_a_scan_cannot_be_sent_to_a_worker_that_reads_no_pdfs() -> None:
         for_worker(_request(scan), _worker("streaming"))
     assert refused.value.code == "unsupported_input"
     assert "'scan.pdf' has no text" in refused.value.message
+
+
+async def test_each_pdf_is_read_by_a_process_of_its_own_started_ahead() -> None:
+    readers = PdfReaders(DocumentSettings())
+    first = await readers.read(make_pdf(["one"]))
+    spare = readers._spare
+    assert spare is not None  # the next PDF's reader is already starting
+    second = await readers.read(make_pdf(["two", None]))
+    assert (first, second) == (("one", 1), ("two", 2))
+    assert readers._spare is not spare
+    with pytest.raises(UnreadableDocument, match="not a readable PDF"):
+        await readers.read(b"%PDF-1.4\nnothing else")
+    await readers.aclose()
+    assert readers._spare is None
+
+
+async def test_a_reader_past_its_time_is_killed() -> None:
+    readers = PdfReaders(DocumentSettings(read_timeout_seconds=0.001))
+    started: list[Any] = []
+    original = readers._start
+
+    async def noted() -> Any:
+        process = await original()
+        started.append(process)
+        return process
+
+    readers._start = noted  # type: ignore[method-assign]
+    with pytest.raises(TimeoutError):
+        await readers.read(make_pdf(["slow enough"]))
+    await readers.aclose()
+    assert started[0].returncode is not None  # killed, and reaped
+
+
+async def test_the_reader_gets_none_of_the_gateways_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PODIUM_MASTER_KEY", "secret")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    seen: list[dict[str, str]] = []
+    original = asyncio.create_subprocess_exec
+
+    async def noted(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs["env"])
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", noted)
+    readers = PdfReaders(DocumentSettings())
+    assert await readers.read(make_pdf(["fine"])) == ("fine", 1)
+    await readers.aclose()
+    assert seen and all(set(env) <= {"PYTHONPATH"} for env in seen)

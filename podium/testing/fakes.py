@@ -107,7 +107,8 @@ class BadPdf(ValueError):
 def pdf_text(data: str | None) -> tuple[str, int]:
     """An attached PDF as a vendor reads it: its text and its pages. ``data`` is base64; None
     is a PDF given by URL, which the fakes do not fetch (no text, one page)."""
-    from podium.documents import UnreadableDocument, is_pdf, read_pdf
+    from podium.documents import is_pdf
+    from podium.pdf_text import UnreadableDocument, read_pdf
 
     if data is None:
         return "", 1
