@@ -41,6 +41,11 @@ async def ask_openai(running: Running, model: str, data: str = REPORT, **extra: 
         )
 
 
+def about(document: dict[str, Any], question: str = "Summarise it.") -> list[dict[str, Any]]:
+    """Anthropic messages asking ``question`` about ``document`` (a block)."""
+    return [{"role": "user", "content": [document, {"type": "text", "text": question}]}]
+
+
 def anthropic_document(data: str) -> dict[str, Any]:
     return {
         "type": "document",
@@ -52,17 +57,7 @@ def anthropic_document(data: str) -> dict[str, Any]:
 async def ask_anthropic(running: Running, model: str, data: str = REPORT) -> Any:
     async with anthropic.AsyncAnthropic(base_url=running.url, api_key="x", max_retries=0) as client:
         return await client.messages.with_raw_response.create(
-            model=model,
-            max_tokens=50,
-            messages=[
-                {
-                    "role": "user",
-                    "content": [
-                        anthropic_document(data),
-                        {"type": "text", "text": "Summarise it."},
-                    ],
-                }
-            ],
+            model=model, max_tokens=50, messages=about(anthropic_document(data))
         )
 
 
@@ -313,19 +308,8 @@ async def test_a_pdf_by_url_goes_by_url_to_a_worker_that_fetches_it(
         gateway([worker("reader", "anthropic", fake_anthropic.base_url, **READING)]) as running,
         anthropic.AsyncAnthropic(base_url=running.url, api_key="x", max_retries=0) as client,
     ):
-        await client.messages.create(
-            model="reader",
-            max_tokens=20,
-            messages=[
-                {
-                    "role": "user",
-                    "content": [
-                        {"type": "document", "source": {"type": "url", "url": url}},
-                        {"type": "text", "text": "What does it say?"},
-                    ],
-                }
-            ],
-        )
+        document = {"type": "document", "source": {"type": "url", "url": url}}
+        await client.messages.create(model="reader", max_tokens=20, messages=about(document))
     sent = document_sent("anthropic", fake_anthropic.received[-1].body)
     assert sent["source"] == {"type": "url", "url": url}
 
@@ -339,32 +323,13 @@ async def test_a_pdf_uploaded_through_anthropics_files_api_is_named_by_its_id(
         anthropic.AsyncAnthropic(base_url=running.url, api_key="x", max_retries=0) as client,
     ):
         uploaded = await client.files.upload(file=("minutes.pdf", pdf, "application/pdf"))
-        await client.messages.create(
-            model="reader",
-            max_tokens=20,
-            messages=[
-                {
-                    "role": "user",
-                    "content": [
-                        {"type": "document", "source": {"type": "file", "file_id": uploaded.id}},
-                        {"type": "text", "text": "Who met?"},
-                    ],
-                }
-            ],
-        )
+
+        def naming(file_id: str) -> list[dict[str, Any]]:
+            return about({"type": "document", "source": {"type": "file", "file_id": file_id}})
+
+        await client.messages.create(model="reader", max_tokens=20, messages=naming(uploaded.id))
         with pytest.raises(anthropic.NotFoundError):
-            await client.messages.create(
-                model="reader",
-                max_tokens=20,
-                messages=[
-                    {
-                        "role": "user",
-                        "content": [
-                            {"type": "document", "source": {"type": "file", "file_id": "file_x"}}
-                        ],
-                    }
-                ],
-            )
+            await client.messages.create(model="reader", max_tokens=20, messages=naming("file_x"))
     sent = document_sent("anthropic", fake_anthropic.received[-1].body)
     assert sent["source"]["data"] == pdf_base64(["Minutes of the board."])
 
@@ -443,10 +408,8 @@ async def test_anthropics_token_count_reads_the_pdf(
     ):
 
         async def counted(data: str) -> int:
-            content = [anthropic_document(data), {"type": "text", "text": "Summarise it."}]
-            answer = await client.messages.count_tokens(
-                model="reader", messages=[{"role": "user", "content": content}]
-            )
+            messages = about(anthropic_document(data))
+            answer = await client.messages.count_tokens(model="reader", messages=messages)
             return answer.input_tokens
 
         short_count, long_count = await counted(REPORT), await counted(long)
