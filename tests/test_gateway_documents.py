@@ -437,3 +437,31 @@ async def test_an_injection_on_any_page_of_a_long_pdf_is_screened(
                 await ask_openai(running, "reader", pdf_base64(list(pages)))
         await ask_openai(running, "reader", pdf_base64([filler] * 5))
     assert len(fake_openai.received) == 1
+
+
+async def test_the_responses_input_token_count_reads_the_pdf(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    long = pdf_base64(["A long report, page after page of findings. " * 20] * 3)
+
+    def asking(data: str) -> list[Any]:
+        file = {
+            "type": "input_file",
+            "filename": "r.pdf",
+            "file_data": f"data:application/pdf;base64,{data}",
+        }
+        return [
+            {"role": "user", "content": [file, {"type": "input_text", "text": "Summarise it."}]}
+        ]
+
+    async with (
+        gateway([worker("reader", "openai", fake_openai.base_url, **READING)]) as running,
+        client_for(running.url) as client,
+    ):
+        short_count = await client.responses.input_tokens.count(
+            model="reader", input=asking(REPORT)
+        )
+        long_count = await client.responses.input_tokens.count(model="reader", input=asking(long))
+    assert short_count.input_tokens > 10
+    assert long_count.input_tokens > short_count.input_tokens + 3 * 200
+    assert fake_openai.received == []
