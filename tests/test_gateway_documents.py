@@ -465,3 +465,27 @@ async def test_the_responses_input_token_count_reads_the_pdf(
     assert short_count.input_tokens > 10
     assert long_count.input_tokens > short_count.input_tokens + 3 * 200
     assert fake_openai.received == []
+
+
+async def test_a_batch_reads_its_requests_pdfs_and_names_a_broken_one(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    from tests.test_openai_batches import ended, jsonl, line, read_lines, sdk, submit
+
+    def asking(data: str) -> dict[str, Any]:
+        return {"model": "plain", "messages": [{"role": "user", "content": [openai_file(data)]}]}
+
+    async with gateway([worker("plain", "openai", fake_openai.base_url)]) as running:
+        client = sdk(running.url)
+        async with client:
+            batch = await submit(
+                client, jsonl(line("good", asking(REPORT)), line("broken", asking("aGVsbG8=")))
+            )
+            done = await ended(client, batch.id)
+            answered = await read_lines(client, done.output_file_id)
+            failed = await read_lines(client, done.error_file_id)
+    assert [row["custom_id"] for row in answered] == ["good"]
+    sent = fake_openai.received[-1].body["messages"][-1]["content"]
+    assert "Quarterly report: revenue grew 12 percent." in sent
+    assert [row["custom_id"] for row in failed] == ["broken"]
+    assert "is not a PDF" in json.dumps(failed[0])
