@@ -132,13 +132,26 @@ _TEXT_TYPES = frozenset(
 )
 
 
-def as_text(part: DocumentPart) -> list[TextPart]:
-    """The document as text parts: a heading naming it (and Anthropic's ``context``), its
-    text, and a blank line keeping it apart from the parts around it. The part's breakpoint
-    goes on the last."""
+def heading(part: DocumentPart) -> str:
+    """What a document says of itself beside its text: its title (or file name) and
+    Anthropic's ``context``. Every worker is sent it, a PDF's reader as the vendor's fields."""
     name = part.title or part.filename
-    heading = "\n".join(line for line in (name and f"Document: {name}", part.context) if line)
-    before = [TextPart(f"{heading}\n\n")] if heading else []
+    return "\n".join(line for line in (name and f"Document: {name}", part.context) if line)
+
+
+def readable(part: DocumentPart) -> str:
+    """All of a document the detectors and the screen can read: its heading and its text."""
+    said = heading(part)
+    if part.text is None:
+        return said
+    return f"{said}\n\n{part.text}" if said else part.text
+
+
+def as_text(part: DocumentPart) -> list[TextPart]:
+    """The document as text parts: its heading, its text, and a blank line keeping it apart
+    from the parts around it. The part's breakpoint goes on the last."""
+    said = heading(part)
+    before = [TextPart(f"{said}\n\n")] if said else []
     return [*before, TextPart(part.text or ""), TextPart("\n\n", part.cache)]
 
 

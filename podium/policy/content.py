@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from podium.config import WorkerConfig
 from podium.context import RequestContext
+from podium.documents import readable
 from podium.errors import PodiumError
 from podium.hooks import Hook
 from podium.policy.ceiling import REROUTED, CostGuardHook, rerouted_for_injection
@@ -177,9 +178,9 @@ class DataPolicyHook(Hook):
         texts: list[str] = []
         for part in request.document_parts():
             if part.text is None:
-                unscanned = True
-            elif self._pii_enabled:
-                texts.append(part.text)
+                unscanned = True  # its name and context are still read, below
+            if self._pii_enabled:
+                texts.append(readable(part))
         if unscanned:
             context.policy_actions.append("documents:unscanned")
             if self.settings.documents_class is not None:
@@ -312,7 +313,7 @@ class InjectionHook(Hook):
         size = self.settings.max_chars
         step = max(size - _WINDOW_OVERLAP, size // 2)
         for part in request.document_parts():
-            text = part.text or ""
+            text = readable(part)  # a file's name or title is the caller's words too
             last = max(len(text) - size, 0)  # the last window ends where the text does
             for start in [*range(0, last, step), last]:
                 yield text[start : start + size]

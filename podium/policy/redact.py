@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from podium.documents import TEXT
+from podium.documents import TEXT, readable
 from podium.policy.findings import Finding
 from podium.types import (
     ChatRequest,
@@ -104,11 +104,13 @@ def pseudonymise_request(
                     part = replace(part, text=vault.replace(part.text, findings))
                     changed = True
             elif isinstance(part, DocumentPart) and part.text is not None:
-                # Sent as its text, values replaced: the file itself would carry them still.
-                findings = inspect(part.text)
+                # Sent as its text, values replaced: the file itself would carry them still,
+                # and so would its name, title and context, which go into that text.
+                full = readable(part)
+                findings = inspect(full)
                 kinds.extend(f.kind for f in findings)
-                text = vault.replace(part.text, findings) if findings else part.text
-                part = replace(part, text=text, data=None, url=None, media_type=TEXT)
+                text = vault.replace(full, findings) if findings else full
+                part = DocumentPart(text=text, media_type=TEXT, cache=part.cache)
                 changed = True
             parts.append(part)
         calls = []
