@@ -59,6 +59,10 @@ class Price(Strict):
     # ``input``, Anthropic's rates (OpenAI's standard write is 1.25x too).
     cache_write: float | None = Field(None, ge=0)
     cache_write_long: float | None = Field(None, ge=0)
+    # Prompt-cache storage, per 1M tokens per hour: what Gemini bills for an explicit context
+    # cache (a ``cachedContents`` resource) while it lives; its tokens x its lifetime in hours
+    # x this rate is charged once, to the first answer that used it (the one it was made for).
+    cache_storage_per_hour: float = Field(0.0, ge=0)
     # Long-prompt rates (Claude's and Gemini Pro's above 200k input tokens), by threshold.
     tiers: list[PriceTier] = Field(default_factory=list)
 

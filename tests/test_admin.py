@@ -28,6 +28,7 @@ async def test_list_shows_config_and_health(gateway: Any, fake_openai: FakeOpenA
         "cached_input": None,
         "cache_write": None,
         "cache_write_long": None,
+        "cache_storage_per_hour": 0.0,
         "tiers": [],
     }
     assert listed[0]["health"] == {
