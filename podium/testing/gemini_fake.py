@@ -7,21 +7,38 @@
 Like the real API it refuses a missing ``x-goog-api-key`` when a key is required, roles other than
 ``user`` and ``model``, schema keys Gemini does not know, and function responses that do not
 answer the previous turn's function calls.
+
+It keeps explicit context caches too (``cachedContents``: create, get, list, patch, delete), as
+the API documents them: a resource holds a model's system instruction, tools, tool config and
+contents for a lifetime (``ttl``, default an hour, or ``expireTime``), if they reach the
+minimum size (``cache_minimum_tokens``; smaller is a 400); ``generateContent`` with
+``cachedContent`` reads it before its own contents and reports it as
+``cachedContentTokenCount``. An unknown or expired name is a 404; a system instruction, tools
+or tool config beside one, or another model's resource, a 400. ``clock`` (epoch seconds)
+expires them; tests move it. Tokens are words, as everywhere in the fakes.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import secrets
+import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from podium.testing.fakes import (
     BadPdf,
+    Behaviour,
     Failure,
     FakeUpstream,
     Json,
+    Received,
     echo,
     fake_vector,
     pdf_tokens,
@@ -102,6 +119,12 @@ def prompt_of(body: Json) -> str:
     return "\n".join(texts)
 
 
+def system_of(body: Json) -> str:
+    return " ".join(
+        str(part.get("text", "")) for part in (body.get("systemInstruction") or {}).get("parts", [])
+    )
+
+
 def _schema_problem(schema: Any, where: str) -> str | None:
     if not isinstance(schema, dict):
         return None
@@ -126,6 +149,14 @@ def check_request(body: Json) -> str | None:
     contents = body.get("contents")
     if not isinstance(contents, list) or not contents:
         return "* GenerateContentRequest.contents: contents is not specified"
+    return check_contents(body)
+
+
+def check_contents(body: Json) -> str | None:
+    """The roles, the parts, the function calls' responses and the schemas of ``body``."""
+    contents = body.get("contents") or []
+    if not isinstance(contents, list):
+        return "* contents: must be a list"
     pending = 0
     for index, content in enumerate(contents):
         role = content.get("role") if isinstance(content, dict) else None
@@ -153,9 +184,76 @@ def check_request(body: Json) -> str | None:
     return _schema_problem(config.get("responseSchema"), "generation_config.response_schema")
 
 
+CACHE_REFUSED = (
+    "CachedContent can not be used with GenerateContent request setting system_instruction, "
+    "tools or tool_config.\n\nProposed fix: move those values to CachedContent from "
+    "GenerateContent request."
+)
+CACHE_NOT_FOUND = "CachedContent not found (or permission denied)"
+CACHED_FIELDS = ("systemInstruction", "tools", "toolConfig")
+DEFAULT_CACHE_TTL = 3600.0  # seconds: the API's default lifetime
+_DURATION = re.compile(r"^(\d+(?:\.\d{1,9})?)s$")
+
+
+def timestamp(seconds: float) -> str:
+    """Epoch seconds as the API writes times: RFC 3339 in UTC with microseconds."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_timestamp(text: Any) -> float | None:
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+@dataclass
+class CachedContent:
+    """One ``cachedContents`` resource, as the fake keeps it."""
+
+    name: str
+    model: str
+    held: Json  # contents, systemInstruction, tools, toolConfig: as created
+    tokens: int
+    created: float
+    updated: float
+    expires: float
+    display_name: str | None = None
+
+    def resource(self) -> Json:
+        out: Json = {
+            "name": self.name,
+            "model": self.model,
+            "createTime": timestamp(self.created),
+            "updateTime": timestamp(self.updated),
+            "expireTime": timestamp(self.expires),
+            "usageMetadata": {"totalTokenCount": self.tokens},
+        }
+        if self.display_name is not None:
+            out["displayName"] = self.display_name
+        return out
+
+
 class FakeGemini(FakeUpstream):
+    def __init__(
+        self,
+        behaviour: Behaviour | None = None,
+        *,
+        cache_minimum_tokens: int = 1024,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(behaviour)
+        self.cache_minimum_tokens = cache_minimum_tokens
+        self.clock = clock
+        self.caches: dict[str, CachedContent] = {}
+
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1beta/models/{target}", self.generate)
+        app.router.add_post("/v1beta/cachedContents", self.create_cache)
+        app.router.add_get("/v1beta/cachedContents", self.list_caches)
+        app.router.add_get("/v1beta/cachedContents/{id}", self.get_cache)
+        app.router.add_patch("/v1beta/cachedContents/{id}", self.update_cache)
+        app.router.add_delete("/v1beta/cachedContents/{id}", self.delete_cache)
 
     @property
     def base_url(self) -> str:
@@ -237,6 +335,167 @@ class FakeGemini(FakeUpstream):
             vectors.append({"values": fake_vector(json.dumps(text), size)})
         return web.json_response({"embeddings": vectors})
 
+    # -- cachedContents ----------------------------------------------------------------------
+
+    async def admit_any(self, request: web.Request) -> tuple[Json, web.Response | None]:
+        """:meth:`admit` for a request that may carry no body (a get, a list, a delete)."""
+        if request.can_read_body and (await request.read()).strip():
+            body, failure = await self.admit(request)
+            return body or {}, failure
+        self.received.append(Received(request.path, dict(request.headers), {}))
+        if self.behaviour.latency:
+            await self._work(self.behaviour.latency)
+        if self.behaviour.require_key is not None and not self.key_ok(request):
+            return {}, self.error_response(401, self.with_key("invalid credential", request))
+        if self.behaviour.failures:
+            return {}, self.failure_response(self.behaviour.failures.popleft())
+        return {}, None
+
+    def live_cache(self, name: str) -> CachedContent | None:
+        """The resource ``name`` if it exists and has not expired (an expired one is gone)."""
+        cached = self.caches.get(name)
+        if cached is not None and cached.expires <= self.clock():
+            del self.caches[name]
+            return None
+        return cached
+
+    def expiry(self, body: Json, now: float) -> float | str:
+        """When a resource asked for by ``body`` expires, or the API's complaint."""
+        ttl, expire_time = body.get("ttl"), body.get("expireTime")
+        if ttl is not None and expire_time is not None:
+            return "Only one of ttl or expire_time may be set."
+        if expire_time is not None:
+            expires = parse_timestamp(expire_time)
+            if expires is None:
+                return f"Invalid value at 'cached_content.expire_time' ({expire_time})"
+            if expires <= now:
+                return "expire_time must be in the future."
+            return expires
+        if ttl is None:
+            return now + DEFAULT_CACHE_TTL
+        match = _DURATION.match(str(ttl))
+        if match is None:
+            return f"Invalid value at 'cached_content.ttl' ({ttl}): a duration such as '300s'"
+        if float(match.group(1)) <= 0:
+            return "ttl must be positive."
+        return now + float(match.group(1))
+
+    async def create_cache(self, request: web.Request) -> web.Response:
+        body, failure = await self.admit(request)
+        if failure is not None:
+            return failure
+        assert body is not None
+        model = body.get("model")
+        if not isinstance(model, str) or not model.startswith("models/"):
+            return self.error_response(
+                400,
+                "* CreateCachedContentRequest.cached_content.model: a model is required "
+                "(models/{model})",
+            )
+        problem = check_contents(body)
+        if problem is not None:
+            return self.error_response(400, problem)
+        now = self.clock()
+        expires = self.expiry(body, now)
+        if isinstance(expires, str):
+            return self.error_response(400, expires)
+        held = {key: body[key] for key in ("contents", *CACHED_FIELDS) if key in body}
+        try:
+            _, page_tokens = pdf_tokens(documents_of(held))
+        except BadPdf as bad:
+            return self.error_response(400, f"Request contains an invalid argument: {bad}")
+        text = prompt_of(held) + " " + system_of(held)
+        tokens = (words(text) if text.strip() else 0) + page_tokens
+        if tokens < self.cache_minimum_tokens:
+            return self.error_response(
+                400,
+                f"Cached content is too small. total_token_count={tokens}, "
+                f"min_total_token_count={self.cache_minimum_tokens}",
+            )
+        name = f"cachedContents/{secrets.token_hex(6)}"
+        display = body.get("displayName")
+        self.caches[name] = CachedContent(
+            name, model, held, tokens, now, now, expires, None if display is None else str(display)
+        )
+        return web.json_response(self.caches[name].resource())
+
+    async def get_cache(self, request: web.Request) -> web.Response:
+        _, failure = await self.admit_any(request)
+        if failure is not None:
+            return failure
+        cached = self.live_cache(f"cachedContents/{request.match_info['id']}")
+        if cached is None:
+            return self.error_response(404, CACHE_NOT_FOUND)
+        return web.json_response(cached.resource())
+
+    async def list_caches(self, request: web.Request) -> web.Response:
+        _, failure = await self.admit_any(request)
+        if failure is not None:
+            return failure
+        try:
+            size = min(1000, max(1, int(request.query.get("pageSize") or 100)))
+            start = int(request.query.get("pageToken") or 0)
+        except ValueError:
+            return self.error_response(400, "Invalid pageSize or pageToken.")
+        names = [name for name in list(self.caches) if self.live_cache(name) is not None]
+        page = names[start : start + size]
+        out: Json = {}
+        if page:
+            out["cachedContents"] = [self.caches[name].resource() for name in page]
+        if start + size < len(names):
+            out["nextPageToken"] = str(start + size)
+        return web.json_response(out)
+
+    async def update_cache(self, request: web.Request) -> web.Response:
+        body, failure = await self.admit(request)
+        if failure is not None:
+            return failure
+        assert body is not None
+        cached = self.live_cache(f"cachedContents/{request.match_info['id']}")
+        if cached is None:
+            return self.error_response(404, CACHE_NOT_FOUND)
+        others = sorted(set(body) - {"ttl", "expireTime", "name"})
+        if others or not ({"ttl", "expireTime"} & set(body)):
+            return self.error_response(
+                400, "Only the expiration (ttl or expire_time) of a CachedContent can be updated."
+            )
+        now = self.clock()
+        expires = self.expiry(body, now)
+        if isinstance(expires, str):
+            return self.error_response(400, expires)
+        cached.expires, cached.updated = expires, now
+        return web.json_response(cached.resource())
+
+    async def delete_cache(self, request: web.Request) -> web.Response:
+        _, failure = await self.admit_any(request)
+        if failure is not None:
+            return failure
+        name = f"cachedContents/{request.match_info['id']}"
+        if self.live_cache(name) is None:
+            return self.error_response(404, CACHE_NOT_FOUND)
+        del self.caches[name]
+        return web.json_response({})
+
+    def with_cache(self, body: Json, model: str) -> tuple[Json, CachedContent | None] | str:
+        """``body`` as the model reads it: after the contents of the resource it names, with the
+        resource's system instruction and tools. Or the API's complaint, and its status."""
+        name = body.get("cachedContent")
+        if name is None:
+            return body, None
+        if any(field in body for field in CACHED_FIELDS):
+            return CACHE_REFUSED
+        cached = self.live_cache(str(name))
+        if cached is None:
+            return CACHE_NOT_FOUND
+        if cached.model != f"models/{model}":
+            return (
+                f"Model used by GenerateContent request (models/{model}) and CachedContent "
+                f"({cached.model}) has to be the same."
+            )
+        merged = {**body, **cached.held}
+        merged["contents"] = [*cached.held.get("contents", []), *body.get("contents", [])]
+        return merged, cached
+
     async def generate(self, request: web.Request) -> web.StreamResponse:
         model, _, method = request.match_info["target"].partition(":")
         if method == "batchEmbedContents":
@@ -251,8 +510,16 @@ class FakeGemini(FakeUpstream):
         problem = check_request(body)
         if problem is not None:
             return self.error_response(400, problem)
+        read = self.with_cache(body, model)
+        if isinstance(read, str):
+            return self.error_response(404 if read == CACHE_NOT_FOUND else 400, read)
+        own = body  # what the request itself sent (beside a resource: its own contents)
+        body, cached = read
+        problem = check_contents(body) if cached is not None else None
+        if problem is not None:
+            return self.error_response(400, problem)
         try:
-            _, page_tokens = pdf_tokens(documents_of(body))
+            _, page_tokens = pdf_tokens(documents_of(own))
         except BadPdf as bad:
             return self.error_response(400, f"Request contains an invalid argument: {bad}")
         text, calls = self.answer(body)
@@ -264,18 +531,20 @@ class FakeGemini(FakeUpstream):
         limit = config.get("maxOutputTokens")
         if limit is not None and text and words(text) > limit:
             text, finish = " ".join(text.split()[:limit]), "MAX_TOKENS"
-        system = " ".join(
-            str(part.get("text", ""))
-            for part in (body.get("systemInstruction") or {}).get("parts", [])
-        )
-        prompt_tokens = words(prompt_of(body) + " " + system) + page_tokens
+        if cached is None:
+            prompt_tokens = words(prompt_of(body) + " " + system_of(body)) + page_tokens
+        else:
+            prompt_tokens = cached.tokens + words(prompt_of(own)) + page_tokens
         output_tokens = words(text) if text else 5
-        usage = {
+        usage: Json = {
             "promptTokenCount": prompt_tokens,
             "candidatesTokenCount": output_tokens,
             "totalTokenCount": prompt_tokens + output_tokens,
             "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt_tokens}],
         }
+        if cached is not None:
+            usage["cachedContentTokenCount"] = cached.tokens
+            usage["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": cached.tokens}]
         ident = uuid.uuid4().hex[:22]
         if not streaming:
             parts: list[Json] = ([{"text": text}] if text else []) + calls
