@@ -4,6 +4,9 @@
 Gemini function calls carry no ids (newer models sometimes do); Podium gives each call a stable
 id derived from the response, the call's position, name and arguments, and maps a tool result
 back to its function by looking the id up in the conversation's earlier tool calls.
+
+A request that marks a prompt-cache breakpoint may be sent beside an explicit context cache (a
+``cachedContents`` resource holding its prefix): podium/providers/gemini_cache.py.
 """
 
 from __future__ import annotations
@@ -11,15 +14,29 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from typing import Any
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from podium.errors import ProviderError, provider_error_from_status
 from podium.providers.base import ProviderContext, ProviderRegistry
-from podium.providers.http import Upstream, sse_json
+from podium.providers.gemini_cache import (
+    CachePlan,
+    ContextCaches,
+    Mark,
+    Resource,
+    StoredUsage,
+    default_minimum,
+    plan_prefix,
+    vanished,
+    with_resource,
+)
+from podium.providers.http import StreamBody, Upstream, sse_json
 from podium.types import (
+    CacheTTL,
     ChatRequest,
     ChatResponse,
     Embeddings,
@@ -105,6 +122,17 @@ class GeminiOptions(BaseModel):
     # passed on as ``thinkingConfig.thinkingLevel``. A fixed ``thinking_budget`` wins.
     reasoning: bool = False
     extra_headers: dict[str, str] = {}
+    # Gemini's explicit context caching for requests that mark a prompt-cache breakpoint: a
+    # ``cachedContents`` resource holds the prefix. "auto" creates one the second time a prefix
+    # comes within its lifetime (a prefix seen once never pays storage), true at the first,
+    # false never (Gemini's implicit cache still works).
+    explicit_cache: bool | Literal["auto"] = "auto"
+    # The smallest prefix worth a resource, in tokens (estimated: 4 characters a token); Gemini
+    # refuses smaller. Unset: 4,096 for a Pro model, else 1,024 (Flash).
+    explicit_cache_min_tokens: int | None = Field(None, ge=1)
+    # The most resources the worker keeps track of; past it the least recently used is dropped
+    # (it lives on at Gemini until it expires, already paid for).
+    explicit_cache_max: int = Field(256, ge=1)
 
 
 # OpenAI's reasoning efforts (and Anthropic's, which the Anthropic ingress passes on as they
@@ -151,7 +179,11 @@ def call_id(seed: str, index: int, name: str, arguments: str) -> str:
     return f"call_{digest[:24]}"
 
 
-def _parts(message: Message) -> list[dict[str, Any]]:
+def _parts(
+    message: Message, cuts: list[tuple[int, CacheTTL]] | None = None
+) -> list[dict[str, Any]]:
+    """The message's content as Gemini parts; ``cuts`` collects each breakpoint as the number of
+    parts before it."""
     parts: list[dict[str, Any]] = []
     for part in message.content:
         if isinstance(part, TextPart):
@@ -165,6 +197,8 @@ def _parts(message: Message) -> list[dict[str, Any]]:
             parts.append(
                 {"fileData": {"mimeType": part.media_type or "image/*", "fileUri": part.url}}
             )
+        if cuts is not None and part.cache is not None:
+            cuts.append((len(parts), part.cache))
     return parts
 
 
@@ -176,16 +210,25 @@ def _arguments(text: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def encode_contents(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
+def encode_contents(
+    messages: list[Message], marks: list[Mark] | None = None
+) -> tuple[str, list[dict[str, Any]]]:
     """The system instruction and the ``contents`` turns; consecutive turns of one role merge
-    (Gemini wants every function response of a turn in one content)."""
+    (Gemini wants every function response of a turn in one content). ``marks``, when given,
+    collects where each prompt-cache breakpoint falls in ``contents`` (one on a system message
+    falls before them all: the system instruction is always part of a cached prefix)."""
     system: list[str] = []
     names: dict[str, str] = {}
     contents: list[dict[str, Any]] = []
     for message in messages:
+        cuts: list[tuple[int, CacheTTL]] | None = None
+        if marks is not None and message.has_breakpoint():
+            cuts = []
         if message.role == "system":
             if message.text():
                 system.append(message.text())
+            if cuts is not None and marks is not None:
+                marks.extend((0, 0, ttl) for ttl in _lifetimes(message))
             continue
         if message.role == "tool":
             name = names.get(message.tool_call_id or "") or message.name or "tool"
@@ -194,28 +237,53 @@ def encode_contents(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]
                 "user",
                 [{"functionResponse": {"name": name, "response": {key: message.text()}}}],
             )
+            if cuts is not None:
+                cuts.extend((1, ttl) for ttl in _lifetimes(message))
         elif message.role == "assistant":
-            role, parts = "model", _parts(message)
+            role, parts = "model", _parts(message, cuts)
             for call in message.tool_calls:
                 names[call.id] = call.name
                 parts.append(
                     {"functionCall": {"name": call.name, "args": _arguments(call.arguments)}}
                 )
         else:
-            role, parts = "user", _parts(message)
+            role, parts = "user", _parts(message, cuts)
+        if cuts is not None and message.cache is not None and message.role != "tool":
+            cuts.append((len(parts), message.cache))
         if not parts:
+            if cuts and marks is not None and contents:
+                end = (len(contents) - 1, len(contents[-1]["parts"]))
+                marks.extend((*end, ttl) for _, ttl in cuts)
             continue
+        offset = 0
         if contents and contents[-1]["role"] == role:
+            offset = len(contents[-1]["parts"])
             contents[-1]["parts"].extend(parts)
         else:
             contents.append({"role": role, "parts": parts})
+        if cuts and marks is not None:
+            marks.extend((len(contents) - 1, offset + count, ttl) for count, ttl in cuts)
     return "\n\n".join(system), contents
 
 
+def _lifetimes(message: Message) -> list[CacheTTL]:
+    """The lifetimes of every breakpoint on a message and its parts."""
+    ttls = [part.cache for part in message.content if part.cache is not None]
+    return [*ttls, message.cache] if message.cache is not None else ttls
+
+
 def encode_request(
-    request: ChatRequest, options: GeminiOptions, *, max_output_tokens: int | None
+    request: ChatRequest,
+    options: GeminiOptions,
+    *,
+    max_output_tokens: int | None,
+    marks: list[Mark] | None = None,
 ) -> dict[str, Any]:
-    system, contents = encode_contents(request.messages)
+    """The ``generateContent`` body. ``marks``, when given, collects the breakpoints' places in
+    ``contents`` (a tool's falls before them all: tools are always part of a cached prefix)."""
+    system, contents = encode_contents(request.messages, marks)
+    if marks is not None:
+        marks.extend((0, 0, tool.cache) for tool in request.tools if tool.cache is not None)
     payload: dict[str, Any] = {"contents": contents}
     if system:
         payload["systemInstruction"] = {"parts": [{"text": system}]}
@@ -409,6 +477,32 @@ class StreamDecoder:
         return events
 
 
+@dataclass(slots=True)
+class Prepared:
+    """A request's ``generateContent`` body, and the context cache it is sent beside (if any)."""
+
+    payload: dict[str, Any]
+    plan: CachePlan | None = None
+    resource: Resource | None = None
+
+    def charged(self, usage: Usage) -> Usage:
+        """``usage``, with the storage of the resource this answer used if no answer has been
+        charged for it yet (the request that created it, unless that one failed)."""
+        if self.resource is None:
+            return usage
+        hours = self.resource.bill()
+        if not hours:
+            return usage
+        return StoredUsage(
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cached_input_tokens,
+            usage.cache_write_tokens,
+            usage.cache_write_long_tokens,
+            cache_storage_token_hours=hours,
+        )
+
+
 class GeminiProvider:
     def __init__(self, context: ProviderContext) -> None:
         worker = context.worker
@@ -429,6 +523,17 @@ class GeminiProvider:
             secrets=[key],
             retry_after_in_body=retry_delay,
         )
+        self.caches: ContextCaches | None = None
+        if self.options.explicit_cache is not False:
+            minimum = self.options.explicit_cache_min_tokens or default_minimum(self.model)
+            self.caches = ContextCaches(
+                self.upstream,
+                worker=worker.name,
+                model=self.model,
+                eager=self.options.explicit_cache is True,
+                minimum_tokens=minimum,
+                capacity=self.options.explicit_cache_max,
+            )
 
     async def start(self) -> None:
         return None
@@ -436,16 +541,69 @@ class GeminiProvider:
     def _payload(self, request: ChatRequest) -> dict[str, Any]:
         return encode_request(request, self.options, max_output_tokens=self.max_output_tokens)
 
-    async def complete(self, request: ChatRequest) -> ChatResponse:
-        data = await self.upstream.post_json(
-            f"/models/{self.model}:generateContent", self._payload(request)
+    async def _prepare(self, request: ChatRequest) -> Prepared:
+        """The body to send: beside a context cache of the prefix when the request marks a
+        breakpoint and one is (or is now) kept for it, else whole."""
+        if self.caches is None:
+            return Prepared(self._payload(request))
+        marks: list[Mark] = []
+        payload = encode_request(
+            request, self.options, max_output_tokens=self.max_output_tokens, marks=marks
         )
-        return decode_response(data, self.worker)
+        if not marks and request.cache is None:
+            return Prepared(payload)
+        plan = plan_prefix(payload, marks, request.cache, self.model)
+        if plan is None:
+            return Prepared(payload)
+        resource = await self.caches.lease(plan)
+        if resource is None:
+            return Prepared(payload)
+        return Prepared(with_resource(payload, plan, resource.name), plan, resource)
+
+    async def _again(self, prepared: Prepared, error: ProviderError) -> Prepared:
+        """After Gemini refused the context cache a request named as unknown (it expired or
+        was deleted), the body to send instead: beside a new one, else whole. Any other error
+        is raised."""
+        plan, resource = prepared.plan, prepared.resource
+        if plan is None or resource is None or self.caches is None or not vanished(error):
+            raise error
+        self.caches.forget(plan.key, resource.name)
+        fresh = await self.caches.lease(plan, again=True)
+        if fresh is None:
+            return Prepared(plan.payload)
+        return Prepared(with_resource(plan.payload, plan, fresh.name), plan, fresh)
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        path = f"/models/{self.model}:generateContent"
+        prepared = await self._prepare(request)
+        try:
+            data = await self.upstream.post_json(path, prepared.payload)
+        except ProviderError as error:
+            prepared = await self._again(prepared, error)
+            data = await self.upstream.post_json(path, prepared.payload)
+        response = decode_response(data, self.worker)
+        response.usage = prepared.charged(response.usage)
+        return response
+
+    async def _open(
+        self, stack: AsyncExitStack, request: ChatRequest
+    ) -> tuple[Prepared, StreamBody]:
+        path = f"/models/{self.model}:streamGenerateContent?alt=sse"
+        prepared = await self._prepare(request)
+        try:
+            return prepared, await stack.enter_async_context(
+                self.upstream.open_stream(path, prepared.payload)
+            )
+        except ProviderError as error:
+            prepared = await self._again(prepared, error)
+        return prepared, await stack.enter_async_context(
+            self.upstream.open_stream(path, prepared.payload)
+        )
 
     async def stream(self, request: ChatRequest) -> EventStream:
         decoder = StreamDecoder(self.worker)
-        path = f"/models/{self.model}:streamGenerateContent?alt=sse"
-        async with self.upstream.open_stream(path, self._payload(request)) as lines:
+        async with AsyncExitStack() as stack:
+            prepared, lines = await self._open(stack, request)
             async for chunk in sse_json(lines, self.worker):
                 if isinstance(chunk, dict):
                     for event in decoder.decode(chunk):
@@ -457,6 +615,8 @@ class GeminiProvider:
                 retryable=True,
                 worker=self.worker,
             )
+        if decoder.usage is not None:
+            decoder.usage = prepared.charged(decoder.usage)
         for event in decoder.finish():
             yield event
 
@@ -485,7 +645,8 @@ class GeminiProvider:
         return Embeddings(vectors)
 
     async def aclose(self) -> None:
-        return None
+        if self.caches is not None:
+            await self.caches.aclose()
 
 
 def register_providers(providers: ProviderRegistry) -> None:
