@@ -93,11 +93,18 @@ async def test_unknown_model_is_a_404_in_openai_format(
         (b"[]", 400, "JSON object"),
         # A part of a type no worker reads names the part and the types there are.
         (
+            b'{"model": "alpha", "messages": [{"role": "user", "content": [{"type": '
+            b'"input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}]}]}',
+            400,
+            "'messages[0].content[0]': Input tag 'input_audio' found using 'type' does not match "
+            "any of the expected tags: 'text', 'image_url', 'file'",
+        ),
+        # A file part is read (tests/test_gateway_documents.py); one that is no PDF says so.
+        (
             b'{"model": "alpha", "messages": [{"role": "user", "content": [{"type": "file", '
             b'"file": {"file_data": "data:application/pdf;base64,JVBE"}}]}]}',
             400,
-            "'messages[0].content[0]': Input tag 'file' found using 'type' does not match any "
-            "of the expected tags: 'text', 'image_url'",
+            "is not a PDF (no %PDF- header)",
         ),
         (
             b'{"model": "alpha", "messages": [{"role": "user", "content": "x"}], '
