@@ -265,13 +265,16 @@ class Usage:
     ``cached_input_tokens`` were read from the upstream's prompt cache and
     ``cache_write_tokens`` (the standard lifetime: Anthropic's 5 minutes, OpenAI's 30) and
     ``cache_write_long_tokens`` (Anthropic's hour, OpenAI's 12 hours) written to it, which
-    vendors charge above the input price."""
+    vendors charge above the input price. ``cache_storage_token_hours``: prompt-cache storage
+    the call bought (Gemini's context caches: 10,000 tokens kept 5 minutes are 833), priced by
+    ``price.cache_storage_per_hour``."""
 
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
     cache_write_long_tokens: int = 0
+    cache_storage_token_hours: float = 0.0
 
     @property
     def total_tokens(self) -> int:
@@ -288,6 +291,7 @@ class Usage:
             self.cached_input_tokens + other.cached_input_tokens,
             self.cache_write_tokens + other.cache_write_tokens,
             self.cache_write_long_tokens + other.cache_write_long_tokens,
+            self.cache_storage_token_hours + other.cache_storage_token_hours,
         )
 
 

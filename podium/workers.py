@@ -77,17 +77,11 @@ def price_usage(price: Price, usage: Usage) -> float:
         if price.tiers:
             price = price.at(usage.input_tokens)
         usd += cache_write_premium(price, usage)
-    if type(usage) is not Usage:  # a provider's usage that bought more than tokens
-        usd += cache_storage_cost(price, usage)
+    if (
+        usage.cache_storage_token_hours
+    ):  # Gemini's context caches (podium/providers/gemini_cache.py)
+        usd += usage.cache_storage_token_hours * price.cache_storage_per_hour / 1_000_000
     return usd
-
-
-def cache_storage_cost(price: Price, usage: Usage) -> float:
-    """What keeping a prompt cache costs, for a usage that says how much it kept for how long
-    (``cache_storage_token_hours``: Gemini's explicit context caches, podium/providers/
-    gemini_cache.py)."""
-    token_hours = float(getattr(usage, "cache_storage_token_hours", 0.0))
-    return token_hours * price.cache_storage_per_hour / 1_000_000
 
 
 def cache_write_premium(price: Price, usage: Usage) -> float:

@@ -20,7 +20,6 @@ from podium.providers.gemini_cache import (
     MINIMUM_PRO,
     CachePlan,
     Mark,
-    StoredUsage,
     default_minimum,
     plan_prefix,
 )
@@ -419,7 +418,7 @@ def test_minimums_and_storage_prices() -> None:
     assert default_minimum("gemini-2.5-pro") == MINIMUM_PRO == 4096
     price = Price(input=1.25, output=10.0, cached_input=0.125, cache_storage_per_hour=4.5)
     plain = Usage(12_000, 100, cached_input_tokens=10_000)
-    stored = StoredUsage(12_000, 100, 10_000, cache_storage_token_hours=10_000 * 0.5)
+    stored = Usage(12_000, 100, 10_000, cache_storage_token_hours=10_000 * 0.5)
     assert price_usage(price, stored) == pytest.approx(
         price_usage(price, plain) + 10_000 * 0.5 * 4.5 / 1e6
     )

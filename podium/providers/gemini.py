@@ -15,7 +15,7 @@ import hashlib
 import re
 import uuid
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import orjson
@@ -28,7 +28,6 @@ from podium.providers.gemini_cache import (
     ContextCaches,
     Mark,
     Resource,
-    StoredUsage,
     default_minimum,
     plan_prefix,
     vanished,
@@ -493,14 +492,7 @@ class Prepared:
         hours = self.resource.bill()
         if not hours:
             return usage
-        return StoredUsage(
-            usage.input_tokens,
-            usage.output_tokens,
-            usage.cached_input_tokens,
-            usage.cache_write_tokens,
-            usage.cache_write_long_tokens,
-            cache_storage_token_hours=hours,
-        )
+        return replace(usage, cache_storage_token_hours=usage.cache_storage_token_hours + hours)
 
 
 class GeminiProvider:

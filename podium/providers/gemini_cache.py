@@ -31,7 +31,7 @@ import orjson
 
 from podium.errors import ProviderError
 from podium.providers.http import Upstream
-from podium.types import CACHE_SECONDS, CacheTTL, Usage
+from podium.types import CACHE_SECONDS, CacheTTL
 
 log = logging.getLogger("podium.gemini")
 
@@ -61,15 +61,6 @@ _PRO = re.compile(r"(^|[-_/.])pro($|[-_.])")
 def default_minimum(model: str) -> int:
     """Gemini's minimum cacheable prefix for ``model``: 4,096 tokens for Pro, else 1,024."""
     return MINIMUM_PRO if _PRO.search(model.lower()) else MINIMUM_FLASH
-
-
-@dataclass(slots=True)
-class StoredUsage(Usage):
-    """Usage that also bought prompt-cache storage: ``cache_storage_token_hours`` tokens kept
-    for an hour (a context cache of 10,000 tokens for 5 minutes is 833). The worker's
-    ``price.cache_storage_per_hour`` prices it (podium/workers.py)."""
-
-    cache_storage_token_hours: float = 0.0
 
 
 @dataclass(slots=True)
