@@ -518,3 +518,22 @@ async def test_a_documents_name_and_context_are_read_as_its_text_is(
     assert "jane.doe@example.com" not in json.dumps(sent) and "<EMAIL_1>" in json.dumps(sent)
     assert REPORT not in json.dumps(sent)
     assert document_sent("openai", plain)["file"]["filename"] == "report.pdf"
+
+
+async def test_with_extract_text_off_pdfs_go_only_to_workers_that_read_them(
+    gateway: Any, fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic
+) -> None:
+    workers = [
+        worker("plain", "openai", fake_openai.base_url),
+        worker("reader", "anthropic", fake_anthropic.base_url, **READING),
+    ]
+    async with gateway(workers, documents={"extract_text": False}) as running:
+        with pytest.raises(openai.BadRequestError):
+            await ask_openai(running, "plain")  # it would need the text, and none was read
+        routed = await ask_openai(running, "podium/auto")
+        await running.podium.recorder.flush()
+        (trace,) = await running.podium.store.list_traces(limit=1)
+    assert routed.headers["x-podium-worker"] == "reader"
+    assert document_sent("anthropic", fake_anthropic.received[-1].body)["source"]["data"] == REPORT
+    assert "documents:unscanned" in trace.policy_actions
+    assert fake_openai.received == []
