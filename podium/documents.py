@@ -6,9 +6,9 @@ in the form it reads. Images named by an upload's id are read here too.
   ``file``, the Responses API's ``input_file``, Anthropic's ``document``).
 - :class:`AttachmentsHook` acts right after the caller's key is checked, before any screen:
   a ``file_id`` becomes the file's content (the caller's own uploads only: an image's is sent
-  inline, as a data: URL would be), a text file
-  becomes its text, and a PDF's text layer is extracted (pypdf, in a thread, with a page limit
-  and a time limit). Nothing is read for a caller who is not allowed in.
+  inline, as a data: URL would be), a text file becomes its text, and a PDF's text layer is
+  extracted by a bounded process of its own (:class:`PdfReaders`, podium/pdf_text.py). Nothing
+  is read for a caller who is not allowed in.
 - :func:`for_worker` is applied per attempt: a worker that declares ``documents`` is sent the
   PDF itself; any other worker is sent the PDF's text, after a heading naming it. A PDF with no
   text (a scan) or known only by URL (Podium fetches nothing) can go only to the first kind:
@@ -101,7 +101,8 @@ def attached(
                 "(data:<media type>;base64,<data>).",
                 param=where,
             )
-        media_type = head.removesuffix(";base64").strip().lower() or PDF
+        # Parameters (``;name=a.pdf``, ``;charset=utf-8``) say nothing of the kind of file.
+        media_type = head.partition(";")[0].strip().lower() or PDF
     if media_type == PDF:
         return DocumentPart(data=data, filename=filename, cache=cache)
     if media_type.startswith("text/") or media_type in _TEXT_TYPES:

@@ -60,6 +60,8 @@ def test_text_files_must_be_utf8_without_control_characters() -> None:
 def test_a_data_url_pdf_bare_base64_an_id_and_a_url_each_become_a_document() -> None:
     data = pdf_base64(["x"])
     assert attached(f"data:application/pdf;base64,{data}", where="f") == DocumentPart(data=data)
+    named = attached(f"data:application/pdf;name=a.pdf;base64,{data}", where="f")
+    assert named == DocumentPart(data=data)
     assert attached(data, filename="a.pdf", where="f") == DocumentPart(data=data, filename="a.pdf")
     assert attached(None, file_id="file-1", where="f") == DocumentPart(file_id="file-1")
     assert attached(None, url="https://x.test/a.pdf", where="f").url == "https://x.test/a.pdf"
