@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -185,3 +186,30 @@ async def test_the_reader_gets_none_of_the_gateways_environment(
     assert await readers.read(make_pdf(["fine"])) == ("fine", 1)
     await readers.aclose()
     assert seen and all(set(env) <= {"PYTHONPATH"} for env in seen)
+
+
+def _proc(pid: int, name: str) -> str:
+    with open(f"/proc/{pid}/{name}") as file:  # a tiny kernel file: no wait to speak of
+        return file.read()
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's /proc")
+async def test_the_reader_is_bounded_and_confined_before_the_pdf_arrives() -> None:
+    from podium.confinement import seccomp_offered
+
+    readers = PdfReaders(DocumentSettings(reader_memory_mb=512))
+    process = await readers._start()
+    try:
+        for _ in range(100):  # until it has imported pypdf and bounded itself
+            limits = _proc(process.pid, "limits")
+            if "536870912" in limits:
+                break
+            await asyncio.sleep(0.05)
+        status = _proc(process.pid, "status")
+    finally:
+        process.kill()
+        await process.wait()
+    address = next(line for line in limits.splitlines() if line.startswith("Max address space"))
+    assert address.split()[3:5] == ["536870912", "536870912"]
+    if seccomp_offered():
+        assert "Seccomp:\t2" in status and "NoNewPrivs:\t1" in status
