@@ -42,8 +42,8 @@ Item = TypeVar("Item")
 # Failures that move on to the next worker at once: the same worker would answer the same way
 # (its key refused, its model unknown upstream), so retrying it only adds latency.
 NOT_WORTH_REPEATING = frozenset({"upstream_credential_refused", "upstream_model_not_found"})
-# Failures that say the worker has more than it can take (429, 503/529, its own timeout): a
-# learned concurrency limit comes down (podium/adaptive.py).
+# Failures that say the worker has more than it can take (429 without a Retry-After, 503/529,
+# its own timeout): a learned concurrency limit comes down (podium/adaptive.py).
 OVERLOAD_KINDS = frozenset({"rate_limit", "overloaded", "timeout"})
 # The answer a call is assumed to take from a token limit when neither it nor its worker says.
 DEFAULT_ANSWER_TOKENS = 1024
@@ -241,8 +241,11 @@ class Engine:
                         worker.breaker.record_success()  # the worker answered; the input was bad
                         raise
                     worker.breaker.record_failure()
-                    overloaded = error.kind in OVERLOAD_KINDS
                     pause = error.retry_after if error.kind == "rate_limit" else None
+                    # A 429 that says when to come back is a quota running out (requests or
+                    # tokens a minute): the worker rests, and its concurrency stays. One that
+                    # does not, or a 503/529, says the worker has more calls than it can take.
+                    overloaded = error.kind in OVERLOAD_KINDS and not pause
                     if pause:
                         capacity.rest(pause)  # other calls wait or go elsewhere meanwhile
                     rested = bool(pause)

@@ -242,6 +242,38 @@ async def test_streams_and_failures_teach_the_learned_limit(
     assert lowered["slots"] == 1 and lowered["adaptive"]["lowered"] == 1
 
 
+async def test_a_429_that_says_when_to_come_back_rests_the_worker_and_keeps_its_limit(
+    gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    """A vendor's per-minute quota running out is not too many calls at once: the worker
+    rests for the pause it was given, and the learned limit stays. A 429 without a pause
+    (a self-hosted server's full queue) lowers it, as a 503 does."""
+    limits = {"adaptive": {"max": 8}}
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url, limits=limits)]) as served,
+        openai.AsyncOpenAI(base_url=f"{served.url}/v1", api_key="unused", max_retries=0) as client,
+        httpx.AsyncClient(base_url=served.url) as admin,
+    ):
+
+        async def ask() -> None:
+            await client.chat.completions.create(
+                model="alpha", messages=[{"role": "user", "content": "Hi"}]
+            )
+
+        for _ in range(10):
+            await ask()
+        before = (await admin.get("/admin/workers/alpha")).json()["health"]
+        fake_openai.behaviour.fail(429, "Rate limit reached for requests", retry_after=0.05)
+        await ask()
+        quota = (await admin.get("/admin/workers/alpha")).json()["health"]
+        fake_openai.behaviour.fail(429, "Too many requests")
+        await ask()
+        crowded = (await admin.get("/admin/workers/alpha")).json()["health"]
+    assert before["slots"] == 2
+    assert quota["slots"] == 2 and quota["adaptive"]["lowered"] == 0
+    assert crowded["slots"] == 1 and crowded["adaptive"]["lowered"] == 1
+
+
 async def test_a_limit_is_switched_to_learned_at_run_time_and_shown_as_learned(
     gateway: Callable[..., Any], fake_openai: FakeOpenAI
 ) -> None:
