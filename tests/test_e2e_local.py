@@ -75,6 +75,40 @@ async def test_smollm2_answers_through_the_openai_sdk(tmp_path: Path) -> None:
         assert sum(a * b for a, b in zip(first, second, strict=True)) > 0.5  # alike texts
 
 
+async def test_smollm2_reads_the_text_of_a_pdf(tmp_path: Path) -> None:
+    """The embedded model reads text only: a PDF's text reaches it, and the answer uses it."""
+    from podium.testing.pdf import pdf_base64
+
+    podium = create_podium(parse_config({"data_dir": str(tmp_path / "data")}))
+    pdf = pdf_base64(["The secret word is BANANA."])
+    async with (
+        serve(podium.app) as url,
+        openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0) as client,
+    ):
+        completion = await client.chat.completions.create(
+            model="smollm2-135m",
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "file",
+                            "file": {
+                                "filename": "note.pdf",
+                                "file_data": f"data:application/pdf;base64,{pdf}",
+                            },
+                        },
+                        {"type": "text", "text": "Repeat the secret word from the note."},
+                    ],
+                }
+            ],
+            max_tokens=16,
+            temperature=0,
+        )
+    assert completion.usage is not None and completion.usage.prompt_tokens > 20
+    assert "BANANA" in (completion.choices[0].message.content or "").upper()
+
+
 # -- podium serve as a process -------------------------------------------------------------------
 
 
