@@ -278,6 +278,9 @@ class DocumentSettings(Strict):
     # (a PDF built to be slow to parse): the request is refused, naming the document.
     read_timeout_seconds: float = Field(10.0, gt=0)
     reader_memory_mb: int = Field(1024, ge=128)  # the reading process's address space
+    # What PDFs gave (their text) is remembered by their sha256, up to this much: a PDF sent
+    # again (every turn of a conversation about it) is not read again. 0: nothing remembered.
+    cache_mb: int = Field(64, ge=0)
 
 
 class PodiumConfig(Strict):

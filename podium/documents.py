@@ -20,11 +20,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import json
 import math
 import os
 import sys
 from asyncio.subprocess import Process
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -51,6 +53,8 @@ if TYPE_CHECKING:
 
 PDF = "application/pdf"
 TEXT = "text/plain"
+# What reading a PDF gave: its text (None: it has none) and pages, or why it cannot be read.
+Reading = tuple[str | None, int] | str
 
 
 def is_pdf(content: bytes) -> bool:
@@ -186,6 +190,13 @@ def for_worker(request: ChatRequest, worker: WorkerConfig) -> ChatRequest:
     return replace(request, messages=messages) if changed else request
 
 
+def _size(outcome: Reading) -> int:
+    """About what remembering an outcome costs, in characters."""
+    if isinstance(outcome, str):
+        return len(outcome) + 100
+    return len(outcome[0] or "") + 100
+
+
 def _name(part: DocumentPart) -> str:
     name = part.title or part.filename or part.file_id or part.url
     return repr(name[:128]) if name else "(unnamed)"
@@ -200,6 +211,9 @@ class PdfReaders:
         self.settings = settings
         self._spare: asyncio.Task[Process] | None = None
         self._closed = False
+        self._known: OrderedDict[bytes, Reading] = OrderedDict()  # by the PDF's sha256
+        self._known_size = 0  # characters of text (and reasons) remembered
+        self._pending: dict[bytes, asyncio.Future[Reading]] = {}
 
     async def _start(self) -> Process:
         settings = self.settings
@@ -223,8 +237,45 @@ class PdfReaders:
         )
 
     async def read(self, content: bytes) -> tuple[str | None, int]:
-        """The PDF's text (None: it has none) and pages; raises UnreadableDocument, or
-        TimeoutError past ``read_timeout_seconds``."""
+        """The PDF's text (None: it has none) and pages; raises UnreadableDocument (past
+        ``read_timeout_seconds`` too). What a PDF gave is remembered by its sha256, a bounded
+        amount (``cache_mb``): a conversation that sends the same PDF every turn, or several
+        requests sending it at once, have it read once, and a PDF that could not be read is
+        refused again at once."""
+        key = hashlib.sha256(content).digest()
+        outcome = self._known.get(key)
+        if outcome is not None:
+            self._known.move_to_end(key)
+        else:
+            pending = self._pending.get(key)
+            if pending is None:
+                pending = self._pending[key] = asyncio.ensure_future(self._outcome(key, content))
+            # Shielded: a caller that goes away leaves the reading to finish for the others.
+            outcome = await asyncio.shield(pending)
+        if isinstance(outcome, str):
+            raise UnreadableDocument(outcome)
+        return outcome
+
+    async def _outcome(self, key: bytes, content: bytes) -> Reading:
+        try:
+            outcome = await self._read(content)
+        finally:
+            self._pending.pop(key, None)
+        self._remember(key, outcome)
+        return outcome
+
+    def _remember(self, key: bytes, outcome: Reading) -> None:
+        size = _size(outcome)
+        budget = self.settings.cache_mb << 20
+        if size > budget:
+            return
+        self._known[key] = outcome
+        self._known_size += size
+        while self._known_size > budget:
+            _, dropped = self._known.popitem(last=False)
+            self._known_size -= _size(dropped)
+
+    async def _read(self, content: bytes) -> Reading:
         spare, self._spare = self._spare, None
         process = await (spare if spare is not None else self._start())
         if not self._closed:
@@ -232,18 +283,17 @@ class PdfReaders:
         try:
             async with asyncio.timeout(self.settings.read_timeout_seconds):
                 out, _ = await process.communicate(content)
-        except BaseException:  # the time is up, or the caller went away
-            if process.returncode is None:
+        except TimeoutError:
+            return f"it took longer than {self.settings.read_timeout_seconds:g} s to read"
+        finally:
+            if process.returncode is None:  # the time is up, or the reading was cancelled
                 process.kill()
                 await process.wait()
-            raise
         if process.returncode != 0 or not out:
-            raise UnreadableDocument(
-                "reading it was stopped: it needed more CPU time or memory than a PDF is allowed"
-            )
+            return "reading it was stopped: it needed more CPU time or memory than a PDF is allowed"
         answer = json.loads(out)
         if "unreadable" in answer:
-            raise UnreadableDocument(str(answer["unreadable"]))
+            return str(answer["unreadable"])
         return answer["text"], int(answer["pages"])
 
     async def aclose(self) -> None:
@@ -318,14 +368,6 @@ class AttachmentsHook(Hook):
             raise PodiumError(
                 "invalid_request",
                 f"document {_name(part)} cannot be read: {error}",
-                param="messages",
-                code="unreadable_document",
-            ) from None
-        except TimeoutError:
-            raise PodiumError(
-                "invalid_request",
-                f"document {_name(part)} took longer than "
-                f"{self.settings.read_timeout_seconds:g} s to read; send a simpler PDF",
                 param="messages",
                 code="unreadable_document",
             ) from None

@@ -152,8 +152,8 @@ async def test_each_pdf_is_read_by_a_process_of_its_own_started_ahead() -> None:
     assert readers._spare is None
 
 
-async def test_a_reader_past_its_time_is_killed() -> None:
-    readers = PdfReaders(DocumentSettings(read_timeout_seconds=0.001))
+def counting(readers: PdfReaders) -> list[Any]:
+    """The reader processes ``readers`` starts from now on."""
     started: list[Any] = []
     original = readers._start
 
@@ -163,10 +163,41 @@ async def test_a_reader_past_its_time_is_killed() -> None:
         return process
 
     readers._start = noted  # type: ignore[method-assign]
-    with pytest.raises(TimeoutError):
-        await readers.read(make_pdf(["slow enough"]))
-    await readers.aclose()
+    return started
+
+
+async def test_a_reader_past_its_time_is_killed_and_the_pdf_refused_again_at_once() -> None:
+    readers = PdfReaders(DocumentSettings(read_timeout_seconds=0.001))
+    started = counting(readers)
+    slow = make_pdf(["slow enough"])
+    with pytest.raises(UnreadableDocument, match=r"took longer than 0\.001 s"):
+        await readers.read(slow)
     assert started[0].returncode is not None  # killed, and reaped
+    reads = len(started)  # the one killed, and the one started ahead
+    with pytest.raises(UnreadableDocument, match="took longer"):
+        await readers.read(slow)  # remembered: no process this time
+    await readers.aclose()
+    assert len(started) == reads == 2
+
+
+async def test_a_pdf_sent_again_or_at_once_by_many_is_read_once() -> None:
+    readers = PdfReaders(DocumentSettings())
+    started = counting(readers)
+    pdf = make_pdf(["the same report"])
+    together = await asyncio.gather(*(readers.read(pdf) for _ in range(5)))
+    again = await readers.read(pdf)
+    await readers.aclose()
+    assert together == [("the same report", 1)] * 5 and again == ("the same report", 1)
+    assert len(started) == 2  # the one that read it, and the one started ahead
+
+
+async def test_what_is_remembered_is_bounded() -> None:
+    readers = PdfReaders(DocumentSettings(cache_mb=0))
+    started = counting(readers)
+    pdf = make_pdf(["not kept"])
+    assert await readers.read(pdf) == await readers.read(pdf)
+    await readers.aclose()
+    assert len(started) == 3 and not readers._known  # read twice (and one started ahead)
 
 
 async def test_the_reader_gets_none_of_the_gateways_environment(
