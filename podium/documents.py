@@ -236,13 +236,14 @@ class PdfReaders:
             env=env,
         )
 
-    async def read(self, content: bytes) -> tuple[str | None, int]:
+    async def read(self, content: bytes, owner: str = "") -> tuple[str | None, int]:
         """The PDF's text (None: it has none) and pages; raises UnreadableDocument (past
         ``read_timeout_seconds`` too). What a PDF gave is remembered by its sha256, a bounded
         amount (``cache_mb``): a conversation that sends the same PDF every turn, or several
         requests sending it at once, have it read once, and a PDF that could not be read is
-        refused again at once."""
-        key = hashlib.sha256(content).digest()
+        refused again at once. Per ``owner``: how fast a PDF is read must not tell a caller
+        that another sent it."""
+        key = hashlib.sha256(content).digest() + owner.encode()
         outcome = self._known.get(key)
         if outcome is not None:
             self._known.move_to_end(key)
@@ -332,7 +333,7 @@ class AttachmentsHook(Hook):
                         self._take(part, read[part.file_id])
                         part.file_id = None
                     if part.media_type == PDF and part.data is not None and part.text is None:
-                        await self._read(part)
+                        await self._read(part, owner)
 
     def _take(self, part: DocumentPart, content: bytes) -> None:
         """A file's content as the part's: a PDF's bytes, or a text file's text."""
@@ -351,7 +352,7 @@ class AttachmentsHook(Hook):
             )
         part.text, part.media_type, part.data = text, TEXT, None
 
-    async def _read(self, part: DocumentPart) -> None:
+    async def _read(self, part: DocumentPart, owner: str) -> None:
         content = _decoded(part)
         if not is_pdf(content):
             raise PodiumError(
@@ -363,7 +364,7 @@ class AttachmentsHook(Hook):
         if not self.settings.extract_text:
             return
         try:
-            part.text, part.pages = await self.readers.read(content)
+            part.text, part.pages = await self.readers.read(content, owner)
         except UnreadableDocument as error:
             raise PodiumError(
                 "invalid_request",

@@ -244,3 +244,14 @@ async def test_the_reader_is_bounded_and_confined_before_the_pdf_arrives() -> No
     assert address.split()[3:5] == ["536870912", "536870912"]
     if seccomp_offered():
         assert "Seccomp:\t2" in status and "NoNewPrivs:\t1" in status
+
+
+async def test_what_a_pdf_gave_is_remembered_per_owner() -> None:
+    readers = PdfReaders(DocumentSettings())
+    started = counting(readers)
+    pdf = make_pdf(["shared by two callers"])
+    await readers.read(pdf, "alice")
+    await readers.read(pdf, "alice")
+    await readers.read(pdf, "bob")  # read for bob too: no timing tells him alice sent it
+    await readers.aclose()
+    assert len(started) == 3  # alice's, bob's, and the one started ahead
