@@ -28,7 +28,7 @@ import sys
 from asyncio.subprocess import Process
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from podium.batches.files import image_type
@@ -202,6 +202,17 @@ def _name(part: DocumentPart) -> str:
     return repr(name[:128]) if name else "(unnamed)"
 
 
+@dataclass(slots=True)
+class ReaderCounts:
+    """What :class:`PdfReaders` did, for ``/metrics``."""
+
+    read: int = 0  # PDFs a reader process was given
+    remembered: int = 0  # PDFs answered from what was read before
+    unreadable: int = 0  # PDFs refused (read or remembered), timeouts included
+    killed: int = 0  # readers past their time
+    pages: int = 0  # pages read
+
+
 class PdfReaders:
     """Processes that read one PDF each (podium/pdf_text.py: bounded in memory and CPU time,
     no sockets, no programs), one kept started ahead once PDFs arrive, so a PDF does not wait
@@ -214,6 +225,7 @@ class PdfReaders:
         self._known: OrderedDict[bytes, Reading] = OrderedDict()  # by the PDF's sha256
         self._known_size = 0  # characters of text (and reasons) remembered
         self._pending: dict[bytes, asyncio.Future[Reading]] = {}
+        self.counts = ReaderCounts()
 
     async def _start(self) -> Process:
         settings = self.settings
@@ -247,6 +259,7 @@ class PdfReaders:
         outcome = self._known.get(key)
         if outcome is not None:
             self._known.move_to_end(key)
+            self.counts.remembered += 1
         else:
             pending = self._pending.get(key)
             if pending is None:
@@ -254,6 +267,7 @@ class PdfReaders:
             # Shielded: a caller that goes away leaves the reading to finish for the others.
             outcome = await asyncio.shield(pending)
         if isinstance(outcome, str):
+            self.counts.unreadable += 1
             raise UnreadableDocument(outcome)
         return outcome
 
@@ -281,10 +295,12 @@ class PdfReaders:
         process = await (spare if spare is not None else self._start())
         if not self._closed:
             self._spare = asyncio.create_task(self._start())
+        self.counts.read += 1
         try:
             async with asyncio.timeout(self.settings.read_timeout_seconds):
                 out, _ = await process.communicate(content)
         except TimeoutError:
+            self.counts.killed += 1
             return f"it took longer than {self.settings.read_timeout_seconds:g} s to read"
         finally:
             if process.returncode is None:  # the time is up, or the reading was cancelled
@@ -295,6 +311,7 @@ class PdfReaders:
         answer = json.loads(out)
         if "unreadable" in answer:
             return str(answer["unreadable"])
+        self.counts.pages += int(answer["pages"])
         return answer["text"], int(answer["pages"])
 
     async def aclose(self) -> None:

@@ -537,3 +537,21 @@ async def test_with_extract_text_off_pdfs_go_only_to_workers_that_read_them(
     assert document_sent("anthropic", fake_anthropic.received[-1].body)["source"]["data"] == REPORT
     assert "documents:unscanned" in trace.policy_actions
     assert fake_openai.received == []
+
+
+async def test_metrics_count_pdfs_read_remembered_and_refused(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    import httpx
+
+    async with gateway([worker("plain", "openai", fake_openai.base_url)]) as running:
+        await ask_openai(running, "plain")
+        await ask_openai(running, "plain")  # the same PDF: remembered
+        with pytest.raises(openai.BadRequestError):
+            await ask_openai(running, "plain", pdf_base64(["a"] * 101))  # past max_pages
+        async with httpx.AsyncClient(base_url=running.url) as client:
+            metrics = (await client.get("/metrics")).text
+    assert 'podium_documents_total{result="read"} 2' in metrics
+    assert 'podium_documents_total{result="remembered"} 1' in metrics
+    assert 'podium_documents_total{result="unreadable"} 1' in metrics
+    assert "podium_document_pages_read_total 1" in metrics

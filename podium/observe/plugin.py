@@ -196,6 +196,18 @@ def _gauges(podium: Podium, registry: Registry, feedback: Feedback) -> None:
         "gauge",
         "Background responses this process is running.",
     )
+    declare(
+        "podium_documents_total",
+        "counter",
+        "Attached PDFs by outcome: read (by a reader process), remembered (read before), "
+        "unreadable (refused, timeouts included).",
+    )
+    declare("podium_document_pages_read_total", "counter", "Pages of PDFs read.")
+    declare(
+        "podium_document_readers_killed_total",
+        "counter",
+        "PDF reader processes killed past documents.read_timeout_seconds.",
+    )
 
     registry.collectors.append(
         breaker_gauges(lambda: [(w.name, w.breaker.state) for w in podium.pool])
@@ -247,6 +259,16 @@ def _gauges(podium: Podium, registry: Registry, feedback: Feedback) -> None:
         batches = podium.extras.get("batch_runner")  # None: batches are off
         if batches is not None:
             out.append(("podium_batch_requests_answered_total", (), float(batches.answered)))
+        documents = getattr(podium.extras.get("documents"), "readers", None)
+        if documents is not None and (documents.counts.read or documents.counts.remembered):
+            counts = documents.counts
+            out += [
+                ("podium_documents_total", (("result", "read"),), float(counts.read)),
+                ("podium_documents_total", (("result", "remembered"),), float(counts.remembered)),
+                ("podium_documents_total", (("result", "unreadable"),), float(counts.unreadable)),
+                ("podium_document_pages_read_total", (), float(counts.pages)),
+                ("podium_document_readers_killed_total", (), float(counts.killed)),
+            ]
         runs = podium.extras.get("responses_runs")
         if runs is not None:
             out += [
