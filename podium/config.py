@@ -278,6 +278,10 @@ class DocumentSettings(Strict):
     # (a PDF built to be slow to parse): the request is refused, naming the document.
     read_timeout_seconds: float = Field(10.0, gt=0)
     reader_memory_mb: int = Field(1024, ge=128)  # the reading process's address space
+    # A PDF without text (a scan): its first pages drawn as images for workers that read
+    # images but not PDFs (needs the `scans` extra, pypdfium2). 0: never drawn.
+    scan_pages: int = Field(10, ge=0, le=100)
+    scan_dpi: int = Field(100, ge=36, le=300)
     # What PDFs gave (their text) is remembered by their sha256, up to this much: a PDF sent
     # again (every turn of a conversation about it) is not read again. 0: nothing remembered.
     cache_mb: int = Field(64, ge=0)

@@ -53,8 +53,20 @@ if TYPE_CHECKING:
 
 PDF = "application/pdf"
 TEXT = "text/plain"
-# What reading a PDF gave: its text (None: it has none) and pages, or why it cannot be read.
-Reading = tuple[str | None, int] | str
+
+
+@dataclass(frozen=True, slots=True)
+class PdfRead:
+    """What a PDF gave: its text (None: it has none), its pages, and for one without text its
+    first pages drawn as PNG (base64)."""
+
+    text: str | None
+    pages: int
+    page_images: tuple[str, ...] = ()
+
+
+# What reading a PDF gave, or why it cannot be read.
+Reading = PdfRead | str
 
 
 def is_pdf(content: bytes) -> bool:
@@ -160,6 +172,19 @@ def as_text(part: DocumentPart) -> list[TextPart]:
     return [*before, TextPart(part.text or ""), TextPart("\n\n", part.cache)]
 
 
+def as_pages(part: DocumentPart) -> list[ContentPart]:
+    """A scanned document as what a worker that reads images sees: its heading, then its first
+    pages as images."""
+    said = heading(part)
+    pages: list[ContentPart] = [
+        ImagePart(data=image, media_type="image/png") for image in part.page_images
+    ]
+    shown = f"the first {len(pages)} of its {part.pages} pages" if len(pages) < part.pages else ""
+    note = "\n".join(line for line in (said, shown and f"(Scanned: {shown}.)") if line)
+    before: list[ContentPart] = [TextPart(f"{note}\n\n")] if note else []
+    return [*before, *pages, TextPart("\n\n", part.cache)]
+
+
 def for_worker(request: ChatRequest, worker: WorkerConfig) -> ChatRequest:
     """The request as ``worker`` is sent it: documents as text unless it reads PDFs itself
     (then text files still go as text). Unchanged when there is nothing to change."""
@@ -173,7 +198,11 @@ def for_worker(request: ChatRequest, worker: WorkerConfig) -> ChatRequest:
         parts: list[ContentPart] = []
         for part in message.content:
             if type(part) is DocumentPart and not (native and part.media_type == PDF):
-                if part.text is None:
+                if part.text is not None:
+                    parts.extend(as_text(part))
+                elif part.page_images and "vision" in worker.capabilities:
+                    parts.extend(as_pages(part))
+                else:
                     raise PodiumError(
                         "invalid_request",
                         f"worker {worker.name!r} reads no PDFs, and document "
@@ -182,7 +211,6 @@ def for_worker(request: ChatRequest, worker: WorkerConfig) -> ChatRequest:
                         param="messages",
                         code="unsupported_input",
                     )
-                parts.extend(as_text(part))
                 changed = True
             else:
                 parts.append(part)
@@ -194,7 +222,7 @@ def _size(outcome: Reading) -> int:
     """About what remembering an outcome costs, in characters."""
     if isinstance(outcome, str):
         return len(outcome) + 100
-    return len(outcome[0] or "") + 100
+    return len(outcome.text or "") + sum(map(len, outcome.page_images)) + 100
 
 
 def _name(part: DocumentPart) -> str:
@@ -233,6 +261,8 @@ class PdfReaders:
             settings.max_pages,
             math.ceil(settings.read_timeout_seconds),
             settings.reader_memory_mb << 20,
+            settings.scan_pages,
+            settings.scan_dpi,
         )
         # Nothing of the gateway's environment (its secrets) goes to a process reading a
         # stranger's file: only where to import from.
@@ -248,7 +278,7 @@ class PdfReaders:
             env=env,
         )
 
-    async def read(self, content: bytes, owner: str = "") -> tuple[str | None, int]:
+    async def read(self, content: bytes, owner: str = "") -> PdfRead:
         """The PDF's text (None: it has none) and pages; raises UnreadableDocument (past
         ``read_timeout_seconds`` too). What a PDF gave is remembered by its sha256, a bounded
         amount (``cache_mb``): a conversation that sends the same PDF every turn, or several
@@ -312,7 +342,7 @@ class PdfReaders:
         if "unreadable" in answer:
             return str(answer["unreadable"])
         self.counts.pages += int(answer["pages"])
-        return answer["text"], int(answer["pages"])
+        return PdfRead(answer["text"], int(answer["pages"]), tuple(answer.get("images") or ()))
 
     async def aclose(self) -> None:
         self._closed = True
@@ -381,7 +411,8 @@ class AttachmentsHook(Hook):
         if not self.settings.extract_text:
             return
         try:
-            part.text, part.pages = await self.readers.read(content, owner)
+            read = await self.readers.read(content, owner)
+            part.text, part.pages, part.page_images = read.text, read.pages, [*read.page_images]
         except UnreadableDocument as error:
             raise PodiumError(
                 "invalid_request",

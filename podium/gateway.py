@@ -16,7 +16,7 @@ from podium.hooks import Hook
 from podium.resume import carry_on
 from podium.routing.base import Candidate, Decision, RouteContext, Router
 from podium.routing.chain import decide
-from podium.routing.fit import unreadable
+from podium.routing.fit import reads_documents
 from podium.store.traces import TraceRecord
 from podium.types import (
     ChatRequest,
@@ -84,26 +84,26 @@ def enforce_capabilities(
     decision: Decision, request: ChatRequest, eligible: list[WorkerConfig]
 ) -> None:
     """A request with images goes only to workers that declare ``vision``, and one with a PDF
-    that has no text to send instead only to workers that declare ``documents``: a fallback
-    that does not is dropped, and a step that does not refuses the request (400) before
-    anything is sent. Otherwise a text-only model fails upstream (llama.cpp answers 500), and a
-    caller's bad request would count against the worker's circuit breaker for everyone."""
+    that has no text to send instead only to workers that read it (``documents``, or
+    ``vision`` for a scan's drawn pages): a fallback that does not is dropped, and a step that
+    does not refuses the request (400) before anything is sent. Otherwise a text-only model
+    fails upstream (llama.cpp answers 500), and a caller's bad request would count against
+    the worker's circuit breaker for everyone."""
     if not request.attachments and not request.has_images():
         return  # the usual request
-    needed: list[tuple[str, str]] = []  # (capability, what needs it)
-    if request.has_images():
-        needed.append(("vision", "images"))
-    if request.attachments and unreadable(request):
-        needed.append(("documents", "PDFs without a text layer"))
-    if not needed:
-        return
+    images = request.has_images()
     by_name = {worker.name: worker for worker in eligible}
 
     def lacking(name: str) -> tuple[str, str] | None:
+        """(the capability, what needs it) that ``name`` lacks, if any."""
         worker = by_name.get(name)
         if worker is None or worker.role != "answer":
             return None
-        return next((need for need in needed if need[0] not in worker.capabilities), None)
+        if images and "vision" not in worker.capabilities:
+            return "vision", "images"
+        if request.attachments and not reads_documents(request, worker):
+            return "documents", "PDFs without a text layer"
+        return None
 
     if decision.workflow.fallbacks:
         decision.workflow.fallbacks = [w for w in decision.workflow.fallbacks if lacking(w) is None]

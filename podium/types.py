@@ -68,6 +68,9 @@ class DocumentPart:
     pages: int = 0
     cache: CacheTTL | None = None
     media_type: str = "application/pdf"
+    # A PDF without text: its first pages drawn as PNG (base64), for a worker that reads images
+    # but not PDFs (``documents.scan_pages``; empty without the renderer).
+    page_images: list[str] = field(default_factory=list)
 
 
 ContentPart: TypeAlias = TextPart | ImagePart | DocumentPart

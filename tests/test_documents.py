@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,9 @@ from podium.config import DocumentSettings, WorkerConfig
 from podium.documents import (
     PDF,
     TEXT,
+    PdfRead,
     PdfReaders,
+    as_pages,
     as_text,
     as_utf8_text,
     attached,
@@ -24,7 +27,7 @@ from podium.documents import (
 from podium.errors import PodiumError
 from podium.pdf_text import UnreadableDocument, read_pdf
 from podium.testing.pdf import make_pdf, pdf_base64
-from podium.types import ChatRequest, DocumentPart, Message, TextPart
+from podium.types import ChatRequest, DocumentPart, ImagePart, Message, TextPart
 
 
 def test_a_pdfs_text_is_read_page_by_page() -> None:
@@ -144,7 +147,7 @@ async def test_each_pdf_is_read_by_a_process_of_its_own_started_ahead() -> None:
     spare = readers._spare
     assert spare is not None  # the next PDF's reader is already starting
     second = await readers.read(make_pdf(["two", None]))
-    assert (first, second) == (("one", 1), ("two", 2))
+    assert (first, second) == (PdfRead("one", 1), PdfRead("two", 2))
     assert readers._spare is not spare
     with pytest.raises(UnreadableDocument, match="not a readable PDF"):
         await readers.read(b"%PDF-1.4\nnothing else")
@@ -187,7 +190,8 @@ async def test_a_pdf_sent_again_or_at_once_by_many_is_read_once() -> None:
     together = await asyncio.gather(*(readers.read(pdf) for _ in range(5)))
     again = await readers.read(pdf)
     await readers.aclose()
-    assert together == [("the same report", 1)] * 5 and again == ("the same report", 1)
+    assert together == [PdfRead("the same report", 1)] * 5
+    assert again == PdfRead("the same report", 1)
     assert len(started) == 2  # the one that read it, and the one started ahead
 
 
@@ -214,7 +218,7 @@ async def test_the_reader_gets_none_of_the_gateways_environment(
 
     monkeypatch.setattr(asyncio, "create_subprocess_exec", noted)
     readers = PdfReaders(DocumentSettings())
-    assert await readers.read(make_pdf(["fine"])) == ("fine", 1)
+    assert await readers.read(make_pdf(["fine"])) == PdfRead("fine", 1)
     await readers.aclose()
     assert seen and all(set(env) <= {"PYTHONPATH"} for env in seen)
 
@@ -255,3 +259,24 @@ async def test_what_a_pdf_gave_is_remembered_per_owner() -> None:
     await readers.read(pdf, "bob")  # read for bob too: no timing tells him alice sent it
     await readers.aclose()
     assert len(started) == 3  # alice's, bob's, and the one started ahead
+
+
+async def test_a_scans_first_pages_are_drawn_and_a_text_pdfs_are_not() -> None:
+    readers = PdfReaders(DocumentSettings(scan_pages=2, scan_dpi=50))
+    scan = await readers.read(make_pdf([None, None, None]))
+    typed = await readers.read(make_pdf(["typed"]))
+    await readers.aclose()
+    assert scan.text is None and scan.pages == 3 and len(scan.page_images) == 2
+    from PIL import Image  # matplotlib's dependency: an independent PNG reader
+
+    with Image.open(io.BytesIO(base64.b64decode(scan.page_images[0]))) as first:
+        first.load()  # every row decoded, every checksum checked
+        assert (first.format, first.mode, first.size) == ("PNG", "L", (425, 550))  # 50 dpi
+    assert typed == PdfRead("typed", 1)
+
+
+def test_as_pages_says_how_many_pages_were_drawn() -> None:
+    scan = DocumentPart(data="x", filename="s.pdf", pages=3, page_images=["AAAA", "BBBB"])
+    parts = as_pages(scan)
+    assert parts[0] == TextPart("Document: s.pdf\n(Scanned: the first 2 of its 3 pages.)\n\n")
+    assert [part.data for part in parts if isinstance(part, ImagePart)] == ["AAAA", "BBBB"]

@@ -555,3 +555,33 @@ async def test_metrics_count_pdfs_read_remembered_and_refused(
     assert 'podium_documents_total{result="remembered"} 1' in metrics
     assert 'podium_documents_total{result="unreadable"} 1' in metrics
     assert "podium_document_pages_read_total 1" in metrics
+
+
+async def test_a_scans_pages_are_drawn_for_a_worker_that_reads_images_not_pdfs(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    import base64
+
+    seeing = worker("eye", "openai", fake_openai.base_url, capabilities=["streaming", "vision"])
+    scan = pdf_base64([None, None, None])
+    async with gateway([seeing], documents={"scan_pages": 2}) as running:
+        await ask_openai(running, "eye", scan)
+    content = fake_openai.received[-1].body["messages"][-1]["content"]
+    pages = [part for part in content if part["type"] == "image_url"]
+    assert len(pages) == 2  # two of the three pages, as scan_pages says
+    png = base64.b64decode(pages[0]["image_url"]["url"].partition(",")[2])
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert len(png) > 1000
+    text = "".join(part.get("text", "") for part in content)
+    assert "Document: report.pdf\n(Scanned: the first 2 of its 3 pages.)" in text
+
+
+async def test_a_scan_is_not_drawn_when_scan_pages_is_0(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    seeing = worker("eye", "openai", fake_openai.base_url, capabilities=["streaming", "vision"])
+    async with gateway([seeing], documents={"scan_pages": 0}) as running:
+        with pytest.raises(openai.BadRequestError) as refused:
+            await ask_openai(running, "eye", SCAN)
+    assert "does not accept PDFs without a text layer" in str(refused.value)
+    assert fake_openai.received == []

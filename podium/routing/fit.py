@@ -1,6 +1,6 @@
 """Which workers can take a request at all: the capabilities it needs (``tools`` for tool
-definitions, ``vision`` for images, ``documents`` for a PDF with no text to send instead) and a
-context window that holds its prompt.
+definitions, ``vision`` for images, ``documents`` for a PDF with no text to send instead, or
+``vision`` when its pages were drawn) and a context window that holds its prompt.
 
 Routers that choose among workers (the learned and workflow routers, and ``podium/auto`` in
 the direct router) choose among these. When no worker fits, they keep them all: the upstream
@@ -41,8 +41,6 @@ def needs(request: ChatRequest) -> frozenset[str]:
         needed.add("tools")
     if request.has_images():
         needed.add("vision")
-    if request.attachments and unreadable(request):
-        needed.add("documents")
     return frozenset(needed)
 
 
@@ -51,14 +49,33 @@ def unreadable(request: ChatRequest) -> bool:
     return any(part.text is None for part in request.document_parts())
 
 
+def reads_documents(request: ChatRequest, worker: WorkerConfig) -> bool:
+    """Whether ``worker`` can be sent every document of the request: one that reads PDFs
+    takes them as they are; any other, their text, or for a scan its pages drawn as images
+    (podium/documents.py) if it reads images."""
+    capabilities = worker.capabilities
+    if "documents" in capabilities:
+        return True
+    seeing = "vision" in capabilities
+    return all(
+        part.text is not None or (seeing and bool(part.page_images))
+        for part in request.document_parts()
+    )
+
+
 def fits(request: ChatRequest, worker: WorkerConfig) -> bool:
+    if request.attachments and not reads_documents(request, worker):
+        return False
     return _fits(worker, needs(request), fewest_tokens(request))
 
 
 def able(request: ChatRequest, eligible: Sequence[WorkerConfig]) -> list[WorkerConfig]:
     """The eligible workers that can take the request (perhaps none)."""
     needed, tokens = needs(request), fewest_tokens(request)
-    return [worker for worker in eligible if _fits(worker, needed, tokens)]
+    fit = [worker for worker in eligible if _fits(worker, needed, tokens)]
+    if request.attachments:
+        fit = [worker for worker in fit if reads_documents(request, worker)]
+    return fit
 
 
 def fitting(request: ChatRequest, eligible: Sequence[WorkerConfig]) -> list[WorkerConfig]:
@@ -74,7 +91,7 @@ def cannot_take(request: ChatRequest, worker: WorkerConfig) -> str | None:
     """Why ``worker`` certainly cannot answer the request, or None."""
     if request.has_images() and "vision" not in worker.capabilities:
         return f"worker {worker.name!r} reads no images"
-    if request.attachments and "documents" not in worker.capabilities and unreadable(request):
+    if request.attachments and not reads_documents(request, worker):
         return f"worker {worker.name!r} reads no PDFs, and a document here has no text layer"
     tokens = fewest_tokens(request)
     if tokens >= worker.context_window:
