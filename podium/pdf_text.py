@@ -25,6 +25,8 @@ import sys
 import zlib
 from typing import Any
 
+MAX_PIXELS = 2550 * 3300  # a US Letter page at 300 dpi
+
 
 class UnreadableDocument(ValueError):
     """The bytes are not a PDF any worker could read; the message says why."""
@@ -79,16 +81,20 @@ def page_images(content: bytes, *, pages: int, dpi: int) -> list[str]:
     import pypdfium2
 
     document = pypdfium2.PdfDocument(content)
+    images: list[str] = []
     try:
-        return [
-            base64.b64encode(
-                # Grey: a third of the bytes, and a scanned page says as much in grey.
-                png(document[index].render(scale=dpi / 72, grayscale=True).to_numpy())
-            ).decode("ascii")
-            for index in range(min(pages, len(document)))
-        ]
+        for index in range(min(pages, len(document))):
+            page = document[index]
+            width, height = page.get_size()  # in points, 72 an inch
+            # A page larger than about MAX_PIXELS (a poster, or a crafted page size) is drawn
+            # smaller, so no page costs more than a Letter page at 300 dpi.
+            scale = min(dpi / 72, (MAX_PIXELS / max(width * height, 1.0)) ** 0.5)
+            # Grey: a third of the bytes, and a scanned page says as much in grey.
+            pixels = page.render(scale=scale, grayscale=True).to_numpy()
+            images.append(base64.b64encode(png(pixels)).decode("ascii"))
     finally:
         document.close()
+    return images
 
 
 def _bound(memory: int) -> None:  # pragma: no cover - runs in the reader process

@@ -280,3 +280,15 @@ def test_as_pages_says_how_many_pages_were_drawn() -> None:
     parts = as_pages(scan)
     assert parts[0] == TextPart("Document: s.pdf\n(Scanned: the first 2 of its 3 pages.)\n\n")
     assert [part.data for part in parts if isinstance(part, ImagePart)] == ["AAAA", "BBBB"]
+
+
+def test_a_page_of_poster_size_is_drawn_no_larger_than_a_letter_page_at_300_dpi() -> None:
+    from PIL import Image
+
+    from podium.pdf_text import MAX_PIXELS, page_images
+
+    poster = make_pdf([None]).replace(b"/MediaBox [0 0 612 792]", b"/MediaBox [0 0 14400 14400]")
+    (drawn,) = page_images(poster, pages=1, dpi=100)
+    with Image.open(io.BytesIO(base64.b64decode(drawn))) as image:
+        width, height = image.size
+    assert width * height <= MAX_PIXELS * 1.01  # at 100 dpi it would be 20,000 pixels a side
