@@ -386,6 +386,61 @@ async def test_openai_breakpoints_options_key_and_retention_reach_openai(
     assert second_cost == pytest.approx((2 * 2.5 + 1100 * 0.25 + output) / 1e6)
 
 
+@pytest.mark.parametrize("relayed", [True, False])
+async def test_twelve_hour_writes_are_priced_as_long_ones(
+    gateway: Any, caching_openai: FakeOpenAI, relayed: bool
+) -> None:
+    """Chat Completions reports its cache writes as one total. When every breakpoint the
+    request marks lasts 12 hours (explicit mode: no 30-minute one at the end), they are all
+    long writes, and priced so (``cache_write_long``, 2x input unless set)."""
+    pool = [
+        worker(
+            "gpt",
+            "openai",
+            caching_openai.base_url,
+            price={"input": 2.5, "output": 15.0, "cached_input": 0.25},
+            options={"prompt_cache": True},
+        )
+    ]
+    long_mark = {"mode": "explicit", "ttl": "12h"}
+
+    def asking(question: str) -> Any:
+        system = [{"type": "text", "text": MANUAL, "prompt_cache_breakpoint": long_mark}]
+        return [{"role": "system", "content": system}, {"role": "user", "content": question}]
+
+    # Content kept for traces: the stream is decoded, not relayed as the upstream sent it.
+    observe = {} if relayed else {"observe": {"capture_content": True}}
+    async with (
+        gateway(pool, **observe) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="unused") as client,
+    ):
+        raw = await client.chat.completions.with_raw_response.create(
+            model="gpt", messages=asking("first"), prompt_cache_options={"mode": "explicit"}
+        )
+        answer, cost = raw.parse(), float(raw.headers["x-podium-cost-usd"])
+        caching_openai.prompt_cache = PromptCache()  # a fresh cache: the stream writes too
+        stream = await client.chat.completions.create(
+            model="gpt",
+            messages=asking("second"),
+            prompt_cache_options={"mode": "explicit"},
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = [chunk async for chunk in stream]
+        await running.podium.recorder.flush()
+        traces = await running.podium.store.list_traces(limit=2)
+    assert answer.usage is not None and answer.usage.prompt_tokens_details is not None
+    assert answer.usage.prompt_tokens_details.cache_write_tokens == 1100
+    fresh = answer.usage.prompt_tokens - 1100  # the question: input at the plain rate
+    output = answer.usage.completion_tokens * 15.0
+    assert cost == pytest.approx((fresh * 2.5 + 1100 * 2.5 * 2.0 + output) / 1e6)
+    streamed = chunks[-1].usage
+    assert streamed is not None and streamed.prompt_tokens_details is not None
+    assert streamed.prompt_tokens_details.cache_write_tokens == 1100
+    fresh, output = streamed.prompt_tokens - 1100, streamed.completion_tokens * 15.0
+    assert traces[0].cost_usd == pytest.approx((fresh * 2.5 + 1100 * 2.5 * 2.0 + output) / 1e6)
+
+
 async def test_compatible_servers_get_no_cache_fields(
     gateway: Any, fake_openai: FakeOpenAI
 ) -> None:

@@ -13,7 +13,9 @@ from podium.errors import ProviderError
 from podium.providers.base import ProviderContext, ProviderRegistry
 from podium.providers.http import Upstream, sse_json
 from podium.providers.openai_cache import (
+    as_long,
     marked_parts,
+    only_long_writes,
     request_fields,
     takes_cache_fields,
     with_writes,
@@ -219,6 +221,11 @@ def decode_usage(data: Any) -> Usage:
     return with_writes(usage, details)
 
 
+def decode_long_usage(data: Any) -> Usage:
+    """:func:`decode_usage` for a request whose cache writes are all 12-hour ones."""
+    return as_long(decode_usage(data))
+
+
 def decode_response(data: Any, worker: str) -> ChatResponse:
     try:
         choice = data["choices"][0]
@@ -325,13 +332,21 @@ class OpenAIProvider:
     async def start(self) -> None:
         return None
 
+    def _long(self, request: ChatRequest) -> bool:
+        """Whether the cache writes this call reports are all 12-hour ones."""
+        return bool(self.options.prompt_cache) and only_long_writes(request)
+
     async def complete(self, request: ChatRequest) -> ChatResponse:
         payload = encode_request(request, self.model, self.options, stream=False)
         data = await self.upstream.post_json("/chat/completions", payload)
-        return decode_response(data, self.worker)
+        response = decode_response(data, self.worker)
+        if request.cache_explicit and self._long(request):
+            as_long(response.usage)
+        return response
 
     async def stream(self, request: ChatRequest) -> EventStream:
         payload = encode_request(request, self.model, self.options, stream=True)
+        long = request.cache_explicit and self._long(request)
         async with self.upstream.open_stream("/chat/completions", payload) as lines:
             async for chunk in sse_json(lines, self.worker):
                 if isinstance(chunk, dict) and "error" in chunk:
@@ -341,12 +356,15 @@ class OpenAIProvider:
                         worker=self.worker,
                     )
                 for event in decode_chunk(chunk):
+                    if type(event) is UsageReport and long:
+                        as_long(event.usage)
                     yield event
 
     def relay(self, request: ChatRequest) -> WireStream:
         payload = encode_request(request, self.model, self.options, stream=True)
         opening = self.upstream.open_stream("/chat/completions", payload)
-        return relay_chunks(opening, self.worker, decode_usage)
+        long = request.cache_explicit and self._long(request)
+        return relay_chunks(opening, self.worker, decode_long_usage if long else decode_usage)
 
     async def embed(self, request: EmbedRequest) -> Embeddings:
         payload: dict[str, Any] = {

@@ -72,3 +72,26 @@ def with_writes(usage: Usage, details: Any) -> Usage:
     usage.cache_write_tokens = written - long
     usage.cache_write_long_tokens = long
     return usage
+
+
+def only_long_writes(request: ChatRequest) -> bool:
+    """Whether every prompt-cache write the request can make lasts 12 hours: explicit mode
+    (no implicit breakpoint at the end, which lasts 30 minutes) and every breakpoint 12 hours.
+    Chat Completions reports its writes as one total; such a request's are all long ones."""
+    if not request.cache_explicit:
+        return False
+    marked = False
+    for message in request.messages:
+        for ttl in (message.cache, *(part.cache for part in message.content)):
+            if ttl is not None:
+                if nearest_lifetime(ttl, LIFETIMES) != "12h":
+                    return False
+                marked = True
+    return marked
+
+
+def as_long(usage: Usage) -> Usage:
+    """``usage`` with writes reported as one total counted as 12-hour writes."""
+    if usage.cache_write_tokens and not usage.cache_write_long_tokens:
+        usage.cache_write_long_tokens, usage.cache_write_tokens = usage.cache_write_tokens, 0
+    return usage
