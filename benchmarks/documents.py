@@ -34,7 +34,7 @@ import orjson
 from benchmarks.gateway.profile import lifespan
 from benchmarks.responses_harness import call, mock_config, mock_upstream
 from podium.app import create_podium
-from podium.documents import PdfReaders
+from podium.documents import PdfRead, PdfReaders
 from podium.pdf_text import read_pdf
 from podium.policy.detect import PiiDetector
 from podium.testing.pdf import make_pdf
@@ -63,11 +63,12 @@ def placed(mode: str) -> Iterator[None]:
     """Where PDFs are read (and long texts searched) while the block runs, for ``mode``."""
     shipped_read, shipped_thread = PdfReaders.read, asyncio.to_thread
 
-    async def in_thread(self: PdfReaders, content: bytes) -> tuple[str | None, int]:
-        return await shipped_thread(read_pdf, content, max_pages=self.settings.max_pages)
+    async def in_thread(self: PdfReaders, content: bytes, owner: str = "") -> PdfRead:
+        text, pages = await shipped_thread(read_pdf, content, max_pages=self.settings.max_pages)
+        return PdfRead(text, pages)
 
-    async def inline_read(self: PdfReaders, content: bytes) -> tuple[str | None, int]:
-        return read_pdf(content, max_pages=self.settings.max_pages)
+    async def inline_read(self: PdfReaders, content: bytes, owner: str = "") -> PdfRead:
+        return PdfRead(*read_pdf(content, max_pages=self.settings.max_pages))
 
     async def inline(function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         return function(*args, **kwargs)
@@ -100,8 +101,25 @@ async def small_latencies(app: Any, requests: int) -> list[float]:
     return latencies
 
 
-async def pdf_load(app: Any, body: dict[str, Any], stop: asyncio.Event, done: list[float]) -> None:
+def letters(number: int) -> str:
+    """A number in letters (0 a, 25 z, 26 ba), to mark each PDF apart in words the PII
+    detectors read as nothing (digits beside a capitalised word can pass for an address)."""
+    word = ""
+    while True:
+        number, digit = divmod(number, 26)
+        word = chr(ord("a") + digit) + word
+        if number == 0:
+            return word
+
+
+async def pdf_load(app: Any, marker: str, stop: asyncio.Event, done: list[float]) -> None:
+    """100-page PDF requests one after another until ``stop``, each PDF new: what a PDF gave
+    and what its text holds are remembered, and a PDF sent again would measure the memory."""
+    sent = 0
     while not stop.is_set():
+        sent += 1
+        pdf = make_pdf([f"{PAGE}Filed as draft {marker}x{letters(sent)}."] * 100)
+        body = pdf_request("data:application/pdf;base64," + base64.b64encode(pdf).decode())
         started = time.perf_counter()
         status, answer = await call(app, body, path="/v1/chat/completions")
         assert status == 200, answer[:300]
@@ -130,17 +148,13 @@ async def measure(upstream: int, data_dir: Path, rounds: int, requests: int) -> 
             if mode == "alone":
                 small[mode] += await small_latencies(podium.app, requests)
                 continue
-            # Findings are remembered per text: each load brings a PDF of its own.
-            marker = f"Round {round_} {mode}. "
-            body = pdf_request(
-                "data:application/pdf;base64,"
-                + base64.b64encode(make_pdf([marker + PAGE] * 100)).decode()
-            )
             with placed(mode):
                 stop = asyncio.Event()
+                # Each load's PDFs its own, in every round and mode: none read before.
+                codes = [round_ * 100 + MODES.index(mode) * 10 + n for n in range(2)]
                 loads = [
-                    asyncio.create_task(pdf_load(podium.app, body, stop, pdfs[mode]))
-                    for _ in range(2)
+                    asyncio.create_task(pdf_load(podium.app, letters(code), stop, pdfs[mode]))
+                    for code in codes
                 ]
                 await asyncio.sleep(0.2)
                 small[mode] += await small_latencies(podium.app, requests)
