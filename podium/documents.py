@@ -462,6 +462,14 @@ def _decoded(part: DocumentPart) -> bytes:
         ) from None
 
 
+async def read_attachments(podium: Podium, request: ChatRequest, context: RequestContext) -> None:
+    """Read a request's attachments as answering it would, for an endpoint that only counts
+    its tokens (a PDF's text counts). ``context`` must know the caller."""
+    reader = podium.extras.get("documents")
+    if request.attachments and isinstance(reader, AttachmentsHook):
+        await reader.admit(request, context)
+
+
 def register_app(podium: Podium) -> None:
     from podium.batches.service import batch_service
 

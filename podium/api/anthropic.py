@@ -19,7 +19,7 @@ from podium.api.http import Request, Response, retry_headers
 from podium.api.ingress import chat_handler, refuse_provider_fields
 from podium.batches.endpoints import batch_endpoints
 from podium.context import RequestContext
-from podium.documents import AttachmentsHook
+from podium.documents import read_attachments
 from podium.errors import ErrorKind, PodiumError
 from podium.gateway import Outcome, total_cost
 from podium.types import (
@@ -311,9 +311,7 @@ def register_app(podium: Podium) -> None:
             raise PodiumError("invalid_request", "request body must be a JSON object")
         refuse_provider_fields(body, http.headers)
         request = parse_count_tokens(body, http.headers)
-        reader = podium.extras.get("documents")
-        if request.attachments and isinstance(reader, AttachmentsHook):
-            await reader.admit(request, context)  # a PDF's text counts: read it as /v1/messages
+        await read_attachments(podium, request, context)
         # An estimate (about four characters a token): workers differ in tokenizer.
         return Response.json({"input_tokens": estimate_input_tokens(request)})
 

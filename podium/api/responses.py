@@ -430,7 +430,7 @@ def register_app(podium: Podium) -> None:
     from podium.api.responses_compact import CompactionOwners, register_compact
     from podium.api.responses_socket import ResponsesSocket
     from podium.api.responses_stored import StoringResponsesIngress, register_routes
-    from podium.documents import AttachmentsHook
+    from podium.documents import read_attachments
     from podium.policy.sealing import sealer_for
     from podium.responses.conversations import ConversationStore
     from podium.responses.store import ResponseStore
@@ -493,9 +493,7 @@ def register_app(podium: Podium) -> None:
         request = ingress.parse({**body, "model": body.get("model") or "-"}, http.headers)
         if keeper is not None:
             request = await keeper.resolve(request, context)
-        reader = podium.extras.get("documents")
-        if request.attachments and isinstance(reader, AttachmentsHook):
-            await reader.admit(request, context)  # a PDF's text counts: read it as answering does
+        await read_attachments(podium, request, context)
         count = estimate_input_tokens(request)
         return Response.json({"object": "response.input_tokens", "input_tokens": count})
 
