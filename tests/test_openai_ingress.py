@@ -333,6 +333,17 @@ async def caching_openai() -> AsyncIterator[FakeOpenAI]:
         yield fake  # type: ignore[misc]
 
 
+def gpt(server: FakeOpenAI) -> dict[str, Any]:
+    """A worker on OpenAI's own API (its cache fields sent), at GPT-4o's prices."""
+    return worker(
+        "gpt",
+        "openai",
+        server.base_url,
+        price={"input": 2.5, "output": 15.0, "cached_input": 0.25},
+        options={"prompt_cache": True},
+    )
+
+
 def cached_messages(question: str) -> Any:
     return [
         {
@@ -346,15 +357,7 @@ def cached_messages(question: str) -> Any:
 async def test_openai_breakpoints_options_key_and_retention_reach_openai(
     gateway: Any, caching_openai: FakeOpenAI
 ) -> None:
-    pool = [
-        worker(
-            "gpt",
-            "openai",
-            caching_openai.base_url,
-            price={"input": 2.5, "output": 15.0, "cached_input": 0.25},
-            options={"prompt_cache": True},
-        )
-    ]
+    pool = [gpt(caching_openai)]
     async with (
         gateway(pool) as running,
         openai.AsyncOpenAI(base_url=running.v1, api_key="unused") as client,
@@ -393,15 +396,7 @@ async def test_twelve_hour_writes_are_priced_as_long_ones(
     """Chat Completions reports its cache writes as one total. When every breakpoint the
     request marks lasts 12 hours (explicit mode: no 30-minute one at the end), they are all
     long writes, and priced so (``cache_write_long``, 2x input unless set)."""
-    pool = [
-        worker(
-            "gpt",
-            "openai",
-            caching_openai.base_url,
-            price={"input": 2.5, "output": 15.0, "cached_input": 0.25},
-            options={"prompt_cache": True},
-        )
-    ]
+    pool = [gpt(caching_openai)]
     long_mark = {"mode": "explicit", "ttl": "12h"}
 
     def asking(question: str) -> Any:
