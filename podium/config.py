@@ -25,8 +25,10 @@ from podium.routing.config import RoutingConfig
 from podium.state.settings import RedisSettings
 
 # ``documents``: the worker reads PDFs itself (its layout, tables and figures); the others are
-# sent a document's extracted text instead (podium/documents.py).
-Capability = Literal["tools", "json", "vision", "streaming", "documents"]
+# sent a document's extracted text instead (podium/documents.py). ``citations``: the worker
+# cites the documents it reads in Anthropic's format, so a caller that asks for citations is
+# sent its plain-text documents as documents too (declare it on Anthropic workers).
+Capability = Literal["tools", "json", "vision", "streaming", "documents", "citations"]
 
 DEFAULT_PORT = 8400
 DEFAULT_CONFIG_FILE = "podium.yaml"

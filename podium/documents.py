@@ -185,10 +185,17 @@ def as_pages(part: DocumentPart) -> list[ContentPart]:
     return [*before, *pages, TextPart("\n\n", part.cache)]
 
 
+def sent_as_is(part: DocumentPart, worker: WorkerConfig) -> bool:
+    """Whether ``worker`` is sent the document itself: a PDF if it reads PDFs, a text file
+    only to be cited, by a worker that cites."""
+    if part.media_type == PDF:
+        return "documents" in worker.capabilities
+    return part.citations and "citations" in worker.capabilities
+
+
 def for_worker(request: ChatRequest, worker: WorkerConfig) -> ChatRequest:
-    """The request as ``worker`` is sent it: documents as text unless it reads PDFs itself
-    (then text files still go as text). Unchanged when there is nothing to change."""
-    native = "documents" in worker.capabilities
+    """The request as ``worker`` is sent it: documents as text unless it reads them itself
+    (:func:`sent_as_is`). Unchanged when there is nothing to change."""
     messages: list[Message] = []
     changed = False
     for message in request.messages:
@@ -197,7 +204,7 @@ def for_worker(request: ChatRequest, worker: WorkerConfig) -> ChatRequest:
             continue
         parts: list[ContentPart] = []
         for part in message.content:
-            if type(part) is DocumentPart and not (native and part.media_type == PDF):
+            if type(part) is DocumentPart and not sent_as_is(part, worker):
                 if part.text is not None:
                     parts.extend(as_text(part))
                 elif part.page_images and "vision" in worker.capabilities:
@@ -378,7 +385,7 @@ class AttachmentsHook(Hook):
                         if part.file_id not in read:
                             read[part.file_id] = await self._file(part.file_id, owner, "document")
                         self._take(part, read[part.file_id])
-                        part.file_id = None
+                        part.from_file, part.file_id = part.file_id, None
                     if part.media_type == PDF and part.data is not None and part.text is None:
                         await self._read(part, owner)
 

@@ -23,6 +23,7 @@ from podium.engine import Attempt, Engine, MeteredRelay, MeteredStream
 from podium.types import (
     ChatRequest,
     ChatResponse,
+    CitationDelta,
     EventStream,
     Finish,
     Message,
@@ -32,6 +33,7 @@ from podium.types import (
     ToolCallDelta,
     Usage,
     UsageReport,
+    passages,
 )
 from podium.workflow import Step, Workflow, output_note, subtask_note
 
@@ -308,9 +310,11 @@ def draft_looks_complete(response: ChatResponse) -> bool:
 
 async def replay(response: ChatResponse) -> EventStream:
     """A finished answer as a stream, so the final step of an accepted cascade streams too."""
-    text = response.text
-    for start in range(0, len(text), REPLAY_CHUNK):
-        yield TextDelta(text[start : start + REPLAY_CHUNK])
+    for number, (text, cited) in enumerate(passages(response)):
+        for start in range(0, len(text), REPLAY_CHUNK):
+            yield TextDelta(text[start : start + REPLAY_CHUNK], number > 0 and start == 0)
+        for citation in cited:
+            yield CitationDelta(citation)
     for index, call in enumerate(response.tool_calls):
         yield ToolCallDelta(index, id=call.id, name=call.name, arguments=call.arguments)
     yield Finish(response.finish_reason)

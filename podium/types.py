@@ -71,6 +71,12 @@ class DocumentPart:
     # A PDF without text: its first pages drawn as PNG (base64), for a worker that reads images
     # but not PDFs (``documents.scan_pages``; empty without the renderer).
     page_images: list[str] = field(default_factory=list)
+    # The caller asks the worker to cite it (Anthropic's ``citations``); ``index``: its number
+    # among the documents of the caller's request, as citations name it (None: its position);
+    # ``from_file``: the upload it was read from, which a citation names too.
+    citations: bool = False
+    index: int | None = None
+    from_file: str | None = None
 
 
 ContentPart: TypeAlias = TextPart | ImagePart | DocumentPart
@@ -298,6 +304,33 @@ class Usage:
         )
 
 
+CitedLocation: TypeAlias = Literal["page", "char", "block"]
+
+
+@dataclass(slots=True)
+class Citation:
+    """A passage of one of the request's documents that supports part of an answer: pages
+    ``start`` to ``end`` (from 1, ``end`` past the last) of a PDF, characters of a plain-text
+    document, or blocks of a document given as content (from 0, ``end`` past the last)."""
+
+    cited_text: str
+    document_index: int  # among the request's documents, in order
+    location: CitedLocation
+    start: int
+    end: int
+    document_title: str | None = None
+    file_id: str | None = None  # the upload the document was read from
+
+
+@dataclass(slots=True)
+class CitedSpan:
+    """Characters ``start`` to ``end`` of an answer's text, and the citations that support them."""
+
+    start: int
+    end: int
+    citations: list[Citation]
+
+
 @dataclass(slots=True)
 class ChatResponse:
     id: str
@@ -308,6 +341,36 @@ class ChatResponse:
     usage: Usage = field(default_factory=Usage)
     created: int = 0
     stop_sequence: str | None = None  # which stop sequence ended the answer, when known
+    citations: list[CitedSpan] = field(default_factory=list)  # in order, not overlapping
+
+
+def passages(response: ChatResponse) -> list[tuple[str, list[Citation]]]:
+    """The answer's text cut at its cited spans, each piece with the citations that support
+    it (none between them); no empty piece."""
+    text = response.text
+    if not response.citations:
+        return [(text, [])] if text else []
+    pieces: list[tuple[str, list[Citation]]] = []
+    at = 0
+    for span in response.citations:
+        if span.start > at:
+            pieces.append((text[at : span.start], []))
+        pieces.append((text[span.start : span.end], span.citations))
+        at = max(at, span.end)
+    if at < len(text):
+        pieces.append((text[at:], []))
+    return [(piece, cited) for piece, cited in pieces if piece]
+
+
+def spans_of(pieces: list[tuple[str, list[Citation]]]) -> list[CitedSpan]:
+    """The cited spans of the text ``pieces`` join to (what :func:`passages` cut)."""
+    spans: list[CitedSpan] = []
+    at = 0
+    for text, cited in pieces:
+        if cited:
+            spans.append(CitedSpan(at, at + len(text), cited))
+        at += len(text)
+    return spans
 
 
 # -- embeddings --------------------------------------------------------------------------------
@@ -334,7 +397,19 @@ class Embeddings:
 
 @dataclass(slots=True)
 class TextDelta:
+    """More of the answer's text. ``passage``: it starts a new passage of the answer (a content
+    block of Anthropic's), so a :class:`CitationDelta` that follows is of that passage alone."""
+
     text: str
+    passage: bool = False
+
+
+@dataclass(slots=True)
+class CitationDelta:
+    """A citation supporting the passage of the answer in progress (begun by the last
+    ``TextDelta`` with ``passage`` set, else the start of the answer)."""
+
+    citation: Citation
 
 
 @dataclass(slots=True)
@@ -359,7 +434,7 @@ class UsageReport:
     usage: Usage
 
 
-StreamEvent: TypeAlias = TextDelta | ToolCallDelta | Finish | UsageReport
+StreamEvent: TypeAlias = TextDelta | CitationDelta | ToolCallDelta | Finish | UsageReport
 EventStream: TypeAlias = AsyncGenerator[StreamEvent, None]
 
 
@@ -388,9 +463,13 @@ async def collect(events: EventStream, *, id: str, model: str) -> ChatResponse:
     text: list[str] = []
     calls: dict[int, ToolCall] = {}
     response = ChatResponse(id=id, model=model)
+    passages = Passages()
     async for event in events:
         if isinstance(event, TextDelta):
             text.append(event.text)
+            passages.text(event)
+        elif isinstance(event, CitationDelta):
+            passages.cite(event.citation)
         elif isinstance(event, ToolCallDelta):
             call = calls.setdefault(event.index, ToolCall(id="", name="", arguments=""))
             call.id = event.id or call.id
@@ -403,4 +482,33 @@ async def collect(events: EventStream, *, id: str, model: str) -> ChatResponse:
             response.usage = event.usage
     response.text = "".join(text)
     response.tool_calls = [calls[index] for index in sorted(calls)]
+    response.citations = passages.spans()
     return response
+
+
+class Passages:
+    """Folds a stream's passages and citations into the cited spans of its text."""
+
+    def __init__(self) -> None:
+        self.length = 0
+        self.start = 0  # of the passage in progress
+        self.citations: list[Citation] = []
+        self.cited: list[CitedSpan] = []
+
+    def text(self, delta: TextDelta) -> None:
+        if delta.passage:
+            self._close()
+            self.start = self.length
+        self.length += len(delta.text)
+
+    def cite(self, citation: Citation) -> None:
+        self.citations.append(citation)
+
+    def _close(self) -> None:
+        if self.citations:
+            self.cited.append(CitedSpan(self.start, self.length, self.citations))
+            self.citations = []
+
+    def spans(self) -> list[CitedSpan]:
+        self._close()
+        return self.cited

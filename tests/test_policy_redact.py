@@ -11,9 +11,19 @@ import pytest
 
 from podium.policy.detect import PiiDetector
 from podium.policy.findings import Finding
-from podium.policy.redact import StreamRestorer, Vault, restore_events
+from podium.policy.redact import StreamRestorer, Vault, restore_events, restore_response
 from podium.testing.openai_fake import FakeOpenAI
-from podium.types import Finish, StreamEvent, TextDelta, ToolCallDelta
+from podium.types import (
+    ChatResponse,
+    Citation,
+    CitationDelta,
+    CitedSpan,
+    Finish,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    collect,
+)
 from tests.conftest import worker
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared/data/security/pii/presidio_synth_train.json"
@@ -78,6 +88,32 @@ async def test_restore_events_covers_text_and_tool_arguments() -> None:
     assert text == "to ann@example.com"
     assert json.loads(arguments) == {"to": "ann@example.com"}
     assert isinstance(out[-1], Finish)
+
+
+async def test_restored_values_keep_passages_and_cited_spans_in_place() -> None:
+    vault = Vault({"<PERSON_1>": "Ada Lovelace"})
+    source = Citation("Ada wrote it.", 0, "char", 0, 13)
+
+    async def events() -> AsyncIterator[StreamEvent]:
+        yield TextDelta("Ask ")
+        yield TextDelta("<PER", passage=True)
+        yield CitationDelta(source)
+        yield TextDelta("SON_1>, who")
+        yield TextDelta(" wrote it.", passage=True)
+
+    out = [event async for event in restore_events(events(), vault)]  # type: ignore[arg-type]
+    streamed = await collect(_each(out), id="x", model="m")
+    answer = ChatResponse(
+        "x", "m", text="Ask <PERSON_1>, who wrote it.", citations=[CitedSpan(4, 19, [source])]
+    )
+    restored = restore_response(answer, vault)
+    assert restored.text == streamed.text == "Ask Ada Lovelace, who wrote it."
+    assert restored.citations == streamed.citations == [CitedSpan(4, 21, [source])]
+
+
+async def _each(events: list[StreamEvent]) -> AsyncIterator[StreamEvent]:
+    for event in events:
+        yield event
 
 
 async def test_pseudonymised_worker_never_sees_the_values_and_client_gets_them_back(

@@ -9,13 +9,17 @@ import pytest
 
 from podium.config import WorkerConfig
 from podium.errors import ProviderError
-from podium.providers.anthropic import AnthropicProvider
+from podium.providers.anthropic import AnthropicProvider, decode_citations
 from podium.providers.base import ProviderContext
 from podium.providers.egress import Egress
 from podium.secrets import EnvironmentSecrets
 from podium.testing.anthropic_fake import FakeAnthropic
+from podium.testing.pdf import pdf_base64
 from podium.types import (
     ChatRequest,
+    Citation,
+    ContentPart,
+    DocumentPart,
     Finish,
     ImagePart,
     Message,
@@ -506,3 +510,56 @@ async def test_an_earlier_breakpoint_lasts_as_long_as_a_later_one(
     blocks = fake.received[0].body["messages"][0]["content"]
     hour = {"type": "ephemeral", "ttl": "1h"}
     assert [block["cache_control"] for block in blocks] == [hour, hour, EPHEMERAL]
+
+
+def cited_request(*, stream: bool = False) -> ChatRequest:
+    """A PDF to be cited, the caller's second document, read from an upload."""
+    pdf = DocumentPart(
+        data=pdf_base64(["Revenue grew."]), text="Revenue grew.", pages=1, title="Q3"
+    )
+    pdf.citations, pdf.index, pdf.from_file = True, 1, "file_abc"
+    parts: list[ContentPart] = [pdf, TextPart("What grew?")]
+    return ChatRequest(
+        model="claude", messages=[Message("user", parts)], attachments=True, stream=stream
+    )
+
+
+async def test_citations_are_asked_for_and_decoded_in_the_callers_numbering(
+    provider: AnthropicProvider, fake: FakeAnthropic
+) -> None:
+    response = await provider.complete(cited_request())
+    (sent,) = [
+        b for b in fake.received[0].body["messages"][0]["content"] if b["type"] == "document"
+    ]
+    assert sent["citations"] == {"enabled": True}
+    assert response.text == "fake answer to: What grew? It reads: Revenue grew."
+    (span,) = response.citations
+    assert response.text[span.start : span.end] == " It reads: Revenue grew."
+    assert span.citations == [
+        Citation("Revenue grew.", 1, "page", 1, 2, document_title="Q3", file_id="file_abc")
+    ]
+
+
+async def test_a_streams_citations_fold_into_the_same_spans(
+    provider: AnthropicProvider, fake: FakeAnthropic
+) -> None:
+    whole = await provider.complete(cited_request())
+    events = [event async for event in provider.stream(cited_request(stream=True))]
+    assert [e for e in events if isinstance(e, TextDelta) and e.passage] == [
+        TextDelta("", passage=True)
+    ]
+    streamed = await collect(_each(events), id="x", model="claude")
+    assert (streamed.text, streamed.citations) == (whole.text, whole.citations)
+
+
+async def _each(events: list[Any]) -> AsyncIterator[Any]:
+    for event in events:
+        yield event
+
+
+def test_citations_of_no_document_are_left_out() -> None:
+    web = {"type": "web_search_result_location", "cited_text": "x", "url": "https://x"}
+    page = {"type": "page_location", "cited_text": "y", "document_index": 5}
+    page |= {"start_page_number": 2, "end_page_number": 3}
+    (citation,) = decode_citations([web, page, "junk"], [])
+    assert citation == Citation("y", 5, "page", 2, 3)

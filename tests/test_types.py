@@ -1,4 +1,20 @@
-from podium.types import ChatRequest, ImagePart, Message, TextPart
+from collections.abc import AsyncIterator
+
+from podium.types import (
+    ChatRequest,
+    ChatResponse,
+    Citation,
+    CitationDelta,
+    CitedSpan,
+    ImagePart,
+    Message,
+    StreamEvent,
+    TextDelta,
+    TextPart,
+    collect,
+    passages,
+    spans_of,
+)
 
 
 def request(*messages: Message) -> ChatRequest:
@@ -39,3 +55,32 @@ def test_a_breakpoint_takes_the_shortest_lifetime_that_lasts_long_enough() -> No
     assert nearest_lifetime("12h", anthropic) == "1h"  # none lasts so long: the longest
     assert nearest_lifetime("5m", openai) == "30m"
     assert nearest_lifetime("1h", openai) == "12h"
+
+
+SOURCE = Citation("Revenue grew.", 0, "page", 1, 2)
+
+
+async def test_a_streams_passages_and_citations_fold_into_cited_spans() -> None:
+    async def events() -> AsyncIterator[StreamEvent]:
+        yield TextDelta("As reported, ")
+        yield TextDelta("", passage=True)
+        yield CitationDelta(SOURCE)
+        yield TextDelta("revenue ")
+        yield TextDelta("grew")
+        yield TextDelta(".", passage=True)
+
+    response = await collect(events(), id="x", model="m")
+    assert response.text == "As reported, revenue grew."
+    assert response.citations == [CitedSpan(13, 25, [SOURCE])]
+    assert passages(response) == [("As reported, ", []), ("revenue grew", [SOURCE]), (".", [])]
+
+
+def test_passages_cut_the_text_at_its_cited_spans_and_spans_of_puts_them_back() -> None:
+    cited = ChatResponse("x", "m", text="ab", citations=[CitedSpan(0, 2, [SOURCE])])
+    plain = ChatResponse("x", "m", text="plain")
+    empty = ChatResponse("x", "m")
+    assert passages(cited) == [("ab", [SOURCE])]
+    assert passages(plain) == [("plain", [])]
+    assert passages(empty) == []
+    for response in (cited, plain):
+        assert spans_of(passages(response)) == response.citations

@@ -25,6 +25,9 @@ from podium.gateway import Outcome, total_cost
 from podium.types import (
     ChatRequest,
     ChatResponse,
+    Citation,
+    CitationDelta,
+    CitedLocation,
     Finish,
     FinishReason,
     StreamEvent,
@@ -32,6 +35,7 @@ from podium.types import (
     ToolCallDelta,
     Usage,
     UsageReport,
+    passages,
 )
 from podium.workers import estimate_input_tokens
 
@@ -106,6 +110,39 @@ def usage_body(usage: Usage) -> dict[str, Any]:
     }
 
 
+# Each kind of citation location: Anthropic's name for it, and its fields for start and end.
+LOCATIONS: dict[CitedLocation, tuple[str, str, str]] = {
+    "page": ("page_location", "start_page_number", "end_page_number"),
+    "char": ("char_location", "start_char_index", "end_char_index"),
+    "block": ("content_block_location", "start_block_index", "end_block_index"),
+}
+
+
+def citation_body(citation: Citation) -> dict[str, Any]:
+    kind, start, end = LOCATIONS[citation.location]
+    return {
+        "type": kind,
+        "cited_text": citation.cited_text,
+        "document_index": citation.document_index,
+        "document_title": citation.document_title,
+        start: citation.start,
+        end: citation.end,
+        "file_id": citation.file_id,
+    }
+
+
+def text_blocks(response: ChatResponse) -> list[dict[str, Any]]:
+    """The answer's text as text blocks, one for each cited passage and one for the text
+    between."""
+    blocks: list[dict[str, Any]] = []
+    for text, cited in passages(response):
+        block: dict[str, Any] = {"type": "text", "text": text}
+        if cited:
+            block["citations"] = [citation_body(citation) for citation in cited]
+        blocks.append(block)
+    return blocks
+
+
 def _message_id(raw: str) -> str:
     return raw if raw.startswith("msg_") else f"msg_{raw.removeprefix('chatcmpl-')}"
 
@@ -126,9 +163,7 @@ class AnthropicIngress:
     def encode_response(
         self, response: ChatResponse, request: ChatRequest, outcome: Outcome
     ) -> bytes:
-        content: list[dict[str, Any]] = []
-        if response.text:
-            content.append({"type": "text", "text": response.text})
+        content = text_blocks(response)
         for call in response.tool_calls:
             content.append(
                 {
@@ -186,9 +221,14 @@ class AnthropicIngress:
         try:
             async for event in events:
                 if isinstance(event, TextDelta):
+                    if event.passage:
+                        blocks.passage()
                     if event.text:
                         for chunk in blocks.text(event.text):
                             yield chunk
+                elif isinstance(event, CitationDelta):
+                    for chunk in blocks.cite(event.citation):
+                        yield chunk
                 elif isinstance(event, ToolCallDelta):
                     for chunk in blocks.tool(event):
                         yield chunk
@@ -227,6 +267,7 @@ class _Blocks:
         self.open: int | None = None
         self.open_kind = ""
         self.tool_blocks: dict[int, int] = {}  # tool call index -> block index
+        self.new_passage = False  # the next text or citation starts a text block of its own
 
     def _start(self, block: dict[str, Any], kind: str) -> list[bytes]:
         out = self.close()
@@ -246,22 +287,29 @@ class _Blocks:
         index, self.open = self.open, None
         return [_sse("content_block_stop", {"type": "content_block_stop", "index": index})]
 
-    def text(self, text: str) -> list[bytes]:
-        if self.open_kind == "text" and self.open is not None:
-            out: list[bytes] = []
-        else:
-            out = self._start({"type": "text", "text": ""}, "text")
-        assert self.open is not None
-        out.append(
-            _sse(
-                "content_block_delta",
-                {
-                    "type": "content_block_delta",
-                    "index": self.open,
-                    "delta": {"type": "text_delta", "text": text},
-                },
-            )
+    def passage(self) -> None:
+        self.new_passage = True
+
+    def _text_block(self) -> list[bytes]:
+        if self.open_kind == "text" and self.open is not None and not self.new_passage:
+            return []
+        self.new_passage = False
+        return self._start({"type": "text", "text": ""}, "text")
+
+    def _delta(self, delta: dict[str, Any]) -> bytes:
+        return _sse(
+            "content_block_delta",
+            {"type": "content_block_delta", "index": self.open, "delta": delta},
         )
+
+    def text(self, text: str) -> list[bytes]:
+        out = self._text_block()
+        out.append(self._delta({"type": "text_delta", "text": text}))
+        return out
+
+    def cite(self, citation: Citation) -> list[bytes]:
+        out = self._text_block()
+        out.append(self._delta({"type": "citations_delta", "citation": citation_body(citation)}))
         return out
 
     def tool(self, delta: ToolCallDelta) -> list[bytes]:

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from podium.documents import PDF
+from podium.documents import PDF, TEXT
 from podium.errors import PodiumError
 from podium.types import (
     CacheTTL,
@@ -335,12 +335,26 @@ def _part(block: TextBlock | ImageBlock) -> ContentPart:
     return ImagePart(url=block.source.url, cache=cache)
 
 
-def _document(block: DocumentBlock, where: str) -> list[ContentPart]:
+def _document(block: DocumentBlock, where: str, number: int) -> list[ContentPart]:
     """The document as text parts: a heading of its title and context, then its text, kept
-    apart from the blocks around it (text parts are joined as they are)."""
+    apart from the blocks around it (text parts are joined as they are). A plain-text one to
+    be cited stays a document, for a worker that cites; ``number``: its place among the
+    request's documents, as citations count."""
     source = block.source
     kind = source.get("type")
     content = source.get("content")
+    cited = bool((block.citations or {}).get("enabled"))
+    if kind == "text" and isinstance(source.get("data"), str) and cited:
+        text = DocumentPart(
+            text=source["data"],
+            media_type=TEXT,
+            title=block.title,
+            context=block.context,
+            cache=_ttl(block.cache_control),
+            citations=True,
+            index=number,
+        )
+        return [text]
     if kind == "text" and isinstance(source.get("data"), str):
         body: list[ContentPart] = [TextPart(source["data"])]
     elif kind == "content" and isinstance(content, str):
@@ -364,7 +378,9 @@ def _document(block: DocumentBlock, where: str) -> list[ContentPart]:
             param=f"{where}.source",
         )
     else:
-        return [_pdf(block, where)]
+        pdf = _pdf(block, where)
+        pdf.citations, pdf.index = cited, number
+        return [pdf]
     title = f"Document: {block.title}" if block.title else None
     heading = "\n".join(line for line in (title, block.context) if line)
     before = [TextPart(f"{heading}\n\n")] if heading else []
@@ -424,6 +440,7 @@ def _system(system: str | list[TextBlock] | None) -> list[Message]:
 
 def _messages(wire: list[MessageIn]) -> list[Message]:
     messages: list[Message] = []
+    documents = 0  # so far: citations number them
     for index, message in enumerate(wire):
         blocks: list[Any] = (
             [TextBlock(type="text", text=message.content)]
@@ -469,7 +486,8 @@ def _messages(wire: list[MessageIn]) -> list[Message]:
             elif isinstance(block, TextBlock | ImageBlock):
                 parts.append(_part(block))
             elif isinstance(block, DocumentBlock):
-                parts += _document(block, f"messages.{index}.content")
+                parts += _document(block, f"messages.{index}.content", documents)
+                documents += 1
             elif isinstance(block, ToolUseBlock):
                 raise PodiumError(
                     "invalid_request",

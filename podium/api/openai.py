@@ -669,7 +669,8 @@ class OpenAIIngress:
                 kind = type(event)
                 if kind is TextDelta:
                     text = cast(TextDelta, event).text
-                    yield before + b'{"content":' + orjson.dumps(text) + b"}" + pending
+                    if text:  # an empty one only marks a passage, which this format has not
+                        yield before + b'{"content":' + orjson.dumps(text) + b"}" + pending
                 elif kind is ToolCallDelta:
                     yield (
                         before

@@ -9,11 +9,12 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import astuple
 from typing import Any, Protocol, cast, get_args
 
 import orjson
 
-from podium.types import ChatResponse, FinishReason, ToolCall, Usage
+from podium.types import ChatResponse, Citation, CitedSpan, FinishReason, ToolCall, Usage
 
 FINISH_REASONS = frozenset(get_args(FinishReason))
 
@@ -103,6 +104,10 @@ def encode_entry(response: ChatResponse) -> str:
             "finish": response.finish_reason,
             "stop": response.stop_sequence,
             "usage": [usage.input_tokens, usage.output_tokens, usage.cached_input_tokens],
+            "cited": [
+                [span.start, span.end, [astuple(citation) for citation in span.citations]]
+                for span in response.citations
+            ],
         }
     ).decode()
 
@@ -123,6 +128,10 @@ def decode_entry(value: str, *, id: str) -> ChatResponse | None:
             usage=Usage(*(int(count) for count in data["usage"])),
             created=int(time.time()),
             stop_sequence=data.get("stop"),
+            citations=[
+                CitedSpan(int(start), int(end), [Citation(*fields) for fields in citations])
+                for start, end, citations in data.get("cited", [])
+            ],
         )
     except (ValueError, KeyError, TypeError):
         return None

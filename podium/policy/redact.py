@@ -20,6 +20,7 @@ from podium.policy.findings import Finding
 from podium.types import (
     ChatRequest,
     ChatResponse,
+    CitationDelta,
     DocumentPart,
     EventStream,
     Message,
@@ -27,6 +28,8 @@ from podium.types import (
     TextPart,
     ToolCall,
     ToolCallDelta,
+    passages,
+    spans_of,
 )
 
 PLACEHOLDER = re.compile(r"<([A-Z][A-Z_]{1,30})_(\d{1,6})>")
@@ -137,7 +140,12 @@ def _replace_json(arguments: str, findings: Sequence[Finding], vault: Vault) -> 
 def restore_response(response: ChatResponse, vault: Vault) -> ChatResponse:
     if not vault.table:
         return response
-    response.text = vault.restore(response.text)
+    if response.citations:  # restored passage by passage, so the cited spans stay in place
+        restored = [(vault.restore(text), cited) for text, cited in passages(response)]
+        response.text = "".join(text for text, _ in restored)
+        response.citations = spans_of(restored)
+    else:
+        response.text = vault.restore(response.text)
     response.tool_calls = [
         ToolCall(call.id, call.name, vault.restore(call.arguments, quote=True))
         for call in response.tool_calls
@@ -177,9 +185,16 @@ async def restore_events(events: EventStream, vault: Vault) -> EventStream:
     calls: dict[int, StreamRestorer] = {}
     async for event in events:
         if isinstance(event, TextDelta):
+            if event.passage:  # what was held back ends the passage before
+                rest = text.flush()
+                if rest:
+                    yield TextDelta(rest)
             out = text.feed(event.text)
-            if out:
-                yield TextDelta(out)
+            if out or event.passage:
+                yield TextDelta(out, event.passage)
+            continue
+        if isinstance(event, CitationDelta):  # of the passage in progress: text goes on
+            yield event
             continue
         if isinstance(event, ToolCallDelta):
             restorer = calls.setdefault(event.index, StreamRestorer(vault, quote=True))

@@ -21,6 +21,10 @@ from podium.types import (
     CacheTTL,
     ChatRequest,
     ChatResponse,
+    Citation,
+    CitationDelta,
+    CitedLocation,
+    CitedSpan,
     DocumentPart,
     EventStream,
     Finish,
@@ -129,14 +133,54 @@ def _document(part: DocumentPart) -> dict[str, Any]:
     source: dict[str, Any]
     if part.url is not None:
         source = {"type": "url", "url": part.url}
+    elif part.data is None:  # a plain-text document (sent as one only to be cited)
+        source = {"type": "text", "media_type": "text/plain", "data": part.text or ""}
     else:
-        source = {"type": "base64", "media_type": part.media_type, "data": part.data or ""}
+        source = {"type": "base64", "media_type": part.media_type, "data": part.data}
     block: dict[str, Any] = {"type": "document", "source": source}
     if part.title or part.filename:
         block["title"] = part.title or part.filename
     if part.context:
         block["context"] = part.context
+    if part.citations:
+        block["citations"] = {"enabled": True}
     return _marked(block, part.cache)
+
+
+# Each kind of citation location: what it is called, and its fields for start and end.
+LOCATIONS: dict[str, tuple[CitedLocation, str, str]] = {
+    "page_location": ("page", "start_page_number", "end_page_number"),
+    "char_location": ("char", "start_char_index", "end_char_index"),
+    "content_block_location": ("block", "start_block_index", "end_block_index"),
+}
+
+
+def decode_citation(data: Any, documents: list[DocumentPart]) -> Citation | None:
+    """A citation of one of the request's documents, numbered as its caller numbers them and
+    naming the upload it came from; None for what cites no document (a web search result)."""
+    if not isinstance(data, dict) or data.get("type") not in LOCATIONS:
+        return None
+    location, start, end = LOCATIONS[data["type"]]
+    index = int(data.get("document_index") or 0)
+    document = documents[index] if 0 <= index < len(documents) else None
+    if document is not None and document.index is not None:
+        index = document.index
+    return Citation(
+        cited_text=str(data.get("cited_text") or ""),
+        document_index=index,
+        location=location,
+        start=int(data.get(start) or 0),
+        end=int(data.get(end) or 0),
+        document_title=data.get("document_title") or None,
+        file_id=document.from_file if document is not None else None,
+    )
+
+
+def decode_citations(data: Any, documents: list[DocumentPart]) -> list[Citation]:
+    if not isinstance(data, list):
+        return []
+    decoded = (decode_citation(item, documents) for item in data)
+    return [citation for citation in decoded if citation is not None]
 
 
 def _content(message: Message) -> list[dict[str, Any]]:
@@ -366,16 +410,27 @@ def decode_usage(data: Any) -> Usage:
     )
 
 
-def decode_response(data: Any, worker: str, json_mode: JsonMode) -> ChatResponse:
+def decode_response(
+    data: Any, worker: str, json_mode: JsonMode, documents: list[DocumentPart] | None = None
+) -> ChatResponse:
+    """The answer; ``documents``: those the request sent, which its citations number."""
     try:
         text: list[str] = []
+        length = 0
+        cited: list[CitedSpan] = []
         calls: list[ToolCall] = []
         for block in data["content"]:
             kind = block.get("type")
             if kind == "text":
-                text.append(block["text"])
+                piece = block["text"]
+                citations = decode_citations(block.get("citations"), documents or [])
+                if citations:
+                    cited.append(CitedSpan(length, length + len(piece), citations))
+                text.append(piece)
+                length += len(piece)
             elif kind == "tool_use" and block["name"] == json_mode.tool:
                 text.append(orjson.dumps(block.get("input") or {}).decode())
+                length += len(text[-1])
             elif kind == "tool_use":
                 calls.append(
                     ToolCall(block["id"], block["name"], orjson.dumps(block.get("input")).decode())
@@ -391,6 +446,7 @@ def decode_response(data: Any, worker: str, json_mode: JsonMode) -> ChatResponse
             finish_reason=reason,
             usage=decode_usage(data.get("usage")),
             stop_sequence=data.get("stop_sequence") or None,
+            citations=cited,
         )
     except (KeyError, TypeError, AttributeError):
         raise ProviderError(
@@ -405,9 +461,13 @@ class StreamDecoder:
     """Anthropic's stream events to canonical ones. Usage comes in two halves: input counts in
     ``message_start``, the cumulative output count in ``message_delta``."""
 
-    def __init__(self, worker: str, json_mode: JsonMode) -> None:
+    def __init__(
+        self, worker: str, json_mode: JsonMode, documents: list[DocumentPart] | None = None
+    ) -> None:
         self.worker = worker
         self.json_mode = json_mode
+        self.documents = documents or []  # what citations number
+        self.texts = 0  # text blocks begun: each after the first starts a passage
         self.usage = Usage()
         self.counts: dict[str, Any] = {}  # the usage fields reported so far
         self.tools: dict[int, int] = {}  # content block index -> tool call index
@@ -447,7 +507,13 @@ class StreamDecoder:
 
     def _start(self, index: int, block: dict[str, Any]) -> list[StreamEvent]:
         if block.get("type") == "text":
-            return [TextDelta(block["text"])] if block.get("text") else []
+            self.texts += 1
+            events: list[StreamEvent] = []
+            if block.get("text") or self.texts > 1:
+                events.append(TextDelta(block.get("text") or "", passage=self.texts > 1))
+            cited = decode_citations(block.get("citations"), self.documents)
+            events.extend(CitationDelta(citation) for citation in cited)
+            return events
         if block.get("type") != "tool_use":
             return []
         if block.get("name") == self.json_mode.tool:
@@ -468,6 +534,9 @@ class StreamDecoder:
         kind = delta.get("type")
         if kind == "text_delta":
             return [TextDelta(delta.get("text") or "")]
+        if kind == "citations_delta":
+            citation = decode_citation(delta.get("citation"), self.documents)
+            return [CitationDelta(citation)] if citation is not None else []
         if kind == "input_json_delta":
             piece = delta.get("partial_json") or ""
             if index in self.json_blocks:
@@ -528,11 +597,11 @@ class AnthropicProvider:
     async def complete(self, request: ChatRequest) -> ChatResponse:
         payload, json_mode = self._payload(request, stream=False)
         data = await self.upstream.post_json("/v1/messages", payload)
-        return decode_response(data, self.worker, json_mode)
+        return decode_response(data, self.worker, json_mode, request.document_parts())
 
     async def stream(self, request: ChatRequest) -> EventStream:
         payload, json_mode = self._payload(request, stream=True)
-        decoder = StreamDecoder(self.worker, json_mode)
+        decoder = StreamDecoder(self.worker, json_mode, request.document_parts())
         async with self.upstream.open_stream("/v1/messages", payload) as lines:
             async for event in sse_json(lines, self.worker):
                 if not isinstance(event, dict):

@@ -25,6 +25,7 @@ from podium.testing.fakes import (
     Json,
     Quota,
     echo,
+    pdf_text,
     pdf_tokens,
     words,
 )
@@ -88,6 +89,47 @@ def documents_of(body: Json) -> list[str | None]:
         and block.get("type") == "document"
         and (block.get("source") or {}).get("type") != "text"
     ]
+
+
+def cited_documents(body: Json) -> list[tuple[int, Json]]:
+    """The document blocks that ask to be cited, with their place among all documents."""
+    blocks = [
+        block
+        for message in body.get("messages", [])
+        if isinstance(message, dict) and isinstance(message.get("content"), list)
+        for block in message["content"]
+        if isinstance(block, dict) and block.get("type") == "document"
+    ]
+    return [
+        (index, block)
+        for index, block in enumerate(blocks)
+        if (block.get("citations") or {}).get("enabled")
+    ]
+
+
+def citation_of(index: int, block: Json) -> Json:
+    """What the fake cites of a document: the first line of its text (of a PDF, the first
+    page's, as the fakes' PDFs hold one line a page)."""
+    source = block.get("source") or {}
+    base: Json = {"document_index": index, "document_title": block.get("title"), "file_id": None}
+    if source.get("type") == "text":
+        text = str(source.get("data") or "")
+        line = text.split("\n", 1)[0]
+        return {
+            "type": "char_location",
+            "cited_text": line,
+            **base,
+            "start_char_index": 0,
+            "end_char_index": len(line),
+        }
+    text, _ = pdf_text(_pdf_data(block))
+    return {
+        "type": "page_location",
+        "cited_text": text.split("\n", 1)[0],
+        **base,
+        "start_page_number": 1,
+        "end_page_number": 2,
+    }
 
 
 def prompt_of(body: Json) -> str:
@@ -254,12 +296,19 @@ class FakeAnthropic(FakeUpstream):
         if isinstance(system, list):
             system = "\n".join(str(block.get("text", "")) for block in system)
         prompt = words(prompt_of(body)) + (words(system) if system else 0) + page_tokens
+        content: list[Json] = [{"type": "text", "text": text}] if text else []
+        if stop_reason == "end_turn":  # each cited document quoted in a passage of its own
+            for index, block in cited_documents(body):
+                citation = citation_of(index, block)
+                quote = f" It reads: {citation['cited_text']}"
+                content.append({"type": "text", "text": quote, "citations": [citation]})
+        said = sum(words(block["text"]) for block in content)
         read = min(cached.read, prompt)
         written = min(cached.total_written, prompt - read)
         hour = min(cached.written_long, written)
         usage = {
             "input_tokens": prompt - read - written,
-            "output_tokens": words(text) if text else 5,
+            "output_tokens": said or 5,
             "cache_creation_input_tokens": written,
             "cache_read_input_tokens": read,
             "cache_creation": {
@@ -272,7 +321,7 @@ class FakeAnthropic(FakeUpstream):
             "type": "message",
             "role": "assistant",
             "model": body["model"],
-            "content": ([{"type": "text", "text": text}] if text else []) + calls,
+            "content": content + calls,
             "stop_reason": stop_reason,
             "stop_sequence": stop_sequence,
             "usage": usage,
@@ -302,8 +351,13 @@ class FakeAnthropic(FakeUpstream):
         ]
         for index, block in enumerate(message["content"]):
             if block["type"] == "text":
+                # As the API streams a cited passage: an empty block, its citations, its text.
                 opening: Json = {"type": "text", "text": ""}
                 pieces = [
+                    {"type": "citations_delta", "citation": citation}
+                    for citation in block.get("citations") or []
+                ]
+                pieces += [
                     {"type": "text_delta", "text": piece} for piece in self.pieces(block["text"])
                 ]
             else:
