@@ -36,6 +36,7 @@ from podium.context import RequestContext
 from podium.errors import PodiumError
 from podium.hooks import Hook
 from podium.pdf_text import UnreadableDocument
+from podium.single_flight import SingleFlight
 from podium.types import (
     CacheTTL,
     ChatRequest,
@@ -259,7 +260,7 @@ class PdfReaders:
         self._closed = False
         self._known: OrderedDict[bytes, Reading] = OrderedDict()  # by the PDF's sha256
         self._known_size = 0  # characters of text (and reasons) remembered
-        self._pending: dict[bytes, asyncio.Future[Reading]] = {}
+        self._reading: SingleFlight[bytes, Reading] = SingleFlight()
         self.counts = ReaderCounts()
 
     async def _start(self) -> Process:
@@ -298,21 +299,14 @@ class PdfReaders:
             self._known.move_to_end(key)
             self.counts.remembered += 1
         else:
-            pending = self._pending.get(key)
-            if pending is None:
-                pending = self._pending[key] = asyncio.ensure_future(self._outcome(key, content))
-            # Shielded: a caller that goes away leaves the reading to finish for the others.
-            outcome = await asyncio.shield(pending)
+            outcome = await self._reading.run(key, lambda: self._outcome(key, content))
         if isinstance(outcome, str):
             self.counts.unreadable += 1
             raise UnreadableDocument(outcome)
         return outcome
 
     async def _outcome(self, key: bytes, content: bytes) -> Reading:
-        try:
-            outcome = await self._read(content)
-        finally:
-            self._pending.pop(key, None)
+        outcome = await self._read(content)
         self._remember(key, outcome)
         return outcome
 

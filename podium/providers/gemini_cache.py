@@ -17,7 +17,6 @@ that fails never fails a request: the request goes uncached, and the failure is 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import re
@@ -31,6 +30,7 @@ import orjson
 
 from podium.errors import ProviderError
 from podium.providers.http import Upstream
+from podium.single_flight import SingleFlight
 from podium.types import CACHE_SECONDS, CacheTTL
 
 log = logging.getLogger("podium.gemini")
@@ -212,7 +212,7 @@ class ContextCaches:
         self.capacity = capacity
         self.clock = clock
         self.resources: OrderedDict[str, Resource] = OrderedDict()  # least recently used first
-        self.creating: dict[str, asyncio.Task[Resource | None]] = {}
+        self.creating: SingleFlight[str, Resource | None] = SingleFlight()
         self.seen: OrderedDict[str, float] = OrderedDict()  # prefix -> until when it counts
         self.paused: OrderedDict[str, float] = OrderedDict()  # prefix -> not tried until
         self.warned: set[str] = set()  # the kinds of create failure already logged
@@ -229,18 +229,12 @@ class ContextCaches:
                 return resource
             del self.resources[plan.key]
             again = True
-        task = self.creating.get(plan.key)
-        if task is None:
+        if not self.creating.running(plan.key):
             if plan.tokens < self.minimum_tokens or self.paused.get(plan.key, 0.0) > now:
                 return None
             if not (self.eager or again or self._seen_before(plan.key, plan.ttl, now)):
                 return None
-            # The create runs as its own task, so a caller that goes away does not cancel it
-            # for the others waiting on it.
-            task = asyncio.create_task(self._create(plan))
-            self.creating[plan.key] = task
-            task.add_done_callback(lambda done: self._created(plan.key, done))
-        return await asyncio.shield(task)
+        return await self.creating.run(plan.key, lambda: self._create(plan))
 
     def forget(self, key: str, name: str) -> None:
         """Drop the resource ``name``: Gemini says it no longer knows it."""
@@ -249,10 +243,7 @@ class ContextCaches:
             del self.resources[key]
 
     async def aclose(self) -> None:
-        tasks = list(self.creating.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.creating.aclose()
 
     def _seen_before(self, key: str, ttl: CacheTTL, now: float) -> bool:
         until = self.seen.pop(key, None)
@@ -262,10 +253,6 @@ class ContextCaches:
         while len(self.seen) > 4 * self.capacity:
             self.seen.popitem(last=False)
         return False
-
-    def _created(self, key: str, task: asyncio.Task[Resource | None]) -> None:
-        if self.creating.get(key) is task:
-            del self.creating[key]
 
     async def _create(self, plan: CachePlan) -> Resource | None:
         seconds = CACHE_SECONDS[plan.ttl]
