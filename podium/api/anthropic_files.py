@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl
 from podium.api.anthropic import AnthropicIngress, error_body, error_status
 from podium.api.anthropic_request import check_version
 from podium.api.http import AnyResponse, Handler, Request, Response, retry_headers
-from podium.api.multipart import FormPart, form_parts
+from podium.api.multipart import FormPart, form_parts, lifetime_field
 from podium.batches.files import SIGNED_TYPES, FileStore, StoredFile, is_text, signed_type
 from podium.errors import PodiumError
 from podium.types import JSONObject
@@ -174,16 +174,9 @@ def expiry_of(parts: list[FormPart]) -> int | None:
     given = [part for part in parts if part.name == "expires_in_seconds"]
     if not given:
         return None
-    raw = given[-1].content.strip()
-    low, high = EXPIRY_SECONDS
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise PodiumError(
-            "invalid_request",
-            f"expires_in_seconds: give a whole number of seconds from {low} (an hour) to "
-            f"{high} (ninety days)",
-            param="expires_in_seconds",
-        )
-    return int(raw)
+    return lifetime_field(
+        given[-1].content, EXPIRY_SECONDS, name="expires_in_seconds", param="expires_in_seconds"
+    )
 
 
 def upload_of(parts: list[FormPart]) -> FormPart:

@@ -47,3 +47,18 @@ def form_parts(content_type: str, body: bytes, fields: str) -> list[FormPart]:
                 )
             )
     return parts
+
+
+def lifetime_field(raw: bytes, bounds: tuple[int, int], *, name: str, param: str) -> int:
+    """A form field giving a file's lifetime in whole seconds, within ``bounds`` (an hour up to
+    each API's longest, named in days in the error)."""
+    low, high = bounds
+    raw = raw.strip()
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise PodiumError(
+            "invalid_request",
+            f"{name}: give a whole number of seconds from {low} (an hour) to {high} "
+            f"({high // 86_400} days)",
+            param=param,
+        )
+    return int(raw)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from podium.api.http import Handler, Request, Response, list_page
-from podium.api.multipart import form_parts
+from podium.api.multipart import form_parts, lifetime_field
 from podium.api.openai import OpenAIIngress, Wire
 from podium.batches.files import FileStore, StoredFile, image_type
 from podium.errors import PodiumError
@@ -53,16 +53,10 @@ def expiry_of(fields: dict[str, tuple[str | None, bytes]]) -> int | None:
             "expires_after[anchor]: give 'created_at', the only anchor there is",
             param="expires_after.anchor",
         )
-    raw = b"" if seconds is None else seconds[1].strip()
-    low, high = EXPIRY_SECONDS
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise PodiumError(
-            "invalid_request",
-            f"expires_after[seconds]: give a whole number of seconds from {low} (an hour) to "
-            f"{high} (30 days)",
-            param="expires_after.seconds",
-        )
-    return int(raw)
+    raw = b"" if seconds is None else seconds[1]
+    return lifetime_field(
+        raw, EXPIRY_SECONDS, name="expires_after[seconds]", param="expires_after.seconds"
+    )
 
 
 def file_object(stored: StoredFile) -> JSONObject:
