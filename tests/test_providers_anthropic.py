@@ -557,9 +557,10 @@ async def _each(events: list[Any]) -> AsyncIterator[Any]:
         yield event
 
 
-def test_citations_of_no_document_are_left_out() -> None:
+def test_citations_of_no_document_or_of_no_place_are_left_out() -> None:
     web = {"type": "web_search_result_location", "cited_text": "x", "url": "https://x"}
     page = {"type": "page_location", "cited_text": "y", "document_index": 5}
     page |= {"start_page_number": 2, "end_page_number": 3}
-    (citation,) = decode_citations([web, page, "junk"], [])
+    garbled = {**page, "document_index": "first", "end_page_number": [3]}
+    (citation,) = decode_citations([web, page, "junk", garbled], [])
     assert citation == Citation("y", 5, "page", 2, 3)

@@ -161,17 +161,21 @@ def decode_citation(data: Any, documents: list[DocumentPart]) -> Citation | None
     if not isinstance(data, dict) or data.get("type") not in LOCATIONS:
         return None
     location, start, end = LOCATIONS[data["type"]]
-    index = int(data.get("document_index") or 0)
+    try:
+        index, first, last = (int(data.get(field) or 0) for field in ("document_index", start, end))
+    except (TypeError, ValueError):  # not numbers: no place to point to
+        return None
     document = documents[index] if 0 <= index < len(documents) else None
     if document is not None and document.index is not None:
         index = document.index
+    title = data.get("document_title")
     return Citation(
         cited_text=str(data.get("cited_text") or ""),
         document_index=index,
         location=location,
-        start=int(data.get(start) or 0),
-        end=int(data.get(end) or 0),
-        document_title=data.get("document_title") or None,
+        start=first,
+        end=last,
+        document_title=str(title) if title else None,
         file_id=document.from_file if document is not None else None,
     )
 
