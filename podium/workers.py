@@ -14,9 +14,15 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from podium.breaker import Breaker, CircuitBreaker
 from podium.capacity import Capacity, RateBuckets, SharedSlots
-from podium.config import ConfigError, Price, WorkerConfig, name_clash
+from podium.config import ConfigError, Price, WorkerConfig, WorkerLimits, name_clash
 from podium.policy.limits import MemoryLimits
-from podium.providers.base import EmbeddingProvider, Provider, ProviderContext, ProviderRegistry
+from podium.providers.base import (
+    EmbeddedProvider,
+    EmbeddingProvider,
+    Provider,
+    ProviderContext,
+    ProviderRegistry,
+)
 from podium.providers.egress import Egress
 from podium.secrets import SecretSource
 from podium.types import ChatRequest, Message, Tool, Usage
@@ -222,6 +228,22 @@ class NameClashError(ConfigError):
     """A worker's name or alias would make a model name mean two workers."""
 
 
+def limits_for(config: WorkerConfig, provider: Provider) -> WorkerLimits:
+    """The worker's limits; for a model running in this process (an :class:`EmbeddedProvider`)
+    given no concurrency of its own, calls at once up to its slots. Beyond them a call would
+    wait in the server's own line, where no priority holds and no other worker is tried; it
+    waits in Podium's instead, as long as it would have waited there (``timeouts.first_byte``)."""
+    limits = config.limits
+    if (
+        isinstance(provider, EmbeddedProvider)
+        and limits.concurrency is None
+        and limits.adaptive is None
+    ):
+        wait = max(limits.queue_seconds, config.timeouts.first_byte)
+        return limits.model_copy(update={"concurrency": provider.slots(), "queue_seconds": wait})
+    return limits
+
+
 class WorkerPool:
     def __init__(
         self,
@@ -266,7 +288,8 @@ class WorkerPool:
         worker, now and later."""
         self._shared = shared
         for worker in self._workers.values():
-            worker.capacity.shared = shared
+            if not isinstance(worker.provider, EmbeddedProvider):  # each process has its own
+                worker.capacity.shared = shared
 
     def set_breaker_factory(self, breakers: BreakerFactory) -> None:
         """Breakers for workers built from now on (and existing ones, rebuilt here)."""
@@ -291,6 +314,9 @@ class WorkerPool:
                 f"({config.provider}) cannot embed text; use an OpenAI-compatible one "
                 "(provider: openai, vllm, ollama, openai-compatible), gemini or static"
             )
+        if isinstance(provider, EmbeddedProvider):
+            capacity.shared = None
+            capacity.reconfigure(limits_for(config, provider))
         return Worker(
             config=config, provider=provider, breaker=self._breakers(config), capacity=capacity
         )
@@ -395,8 +421,9 @@ class WorkerPool:
                 updated = replacement
             else:
                 current.config = config
-                if config.limits != current.capacity.limits:
-                    current.capacity.reconfigure(config.limits)
+                limits = limits_for(config, current.provider)
+                if limits != current.capacity.limits:
+                    current.capacity.reconfigure(limits)
                 updated = current
         self._changed(name)
         return updated

@@ -57,6 +57,16 @@ class CautionedProvider(Provider, Protocol):
 
 
 @runtime_checkable
+class EmbeddedProvider(Provider, Protocol):
+    """A provider whose model runs inside each Podium process: it answers ``slots()`` calls at
+    once (llama.cpp's parallel slots), and each process has slots of its own. Unless its
+    worker's ``limits`` say otherwise, Podium lets in that many calls at a time, counted by
+    each process alone, never across replicas."""
+
+    def slots(self) -> int: ...
+
+
+@runtime_checkable
 class EmbeddingProvider(Protocol):
     """A provider whose upstream also embeds text, for workers with ``role: embed``."""
 

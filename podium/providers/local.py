@@ -103,6 +103,9 @@ class LocalProvider:
         self._inner: OpenAIProvider | None = None
         self._lock = asyncio.Lock()
 
+    def slots(self) -> int:
+        return self.options.parallel
+
     def model_file(self) -> Path:
         """The verified model file; raises :class:`ModelFileError` when missing or mismatched."""
         if self.pinned is not None:
