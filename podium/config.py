@@ -169,6 +169,15 @@ class WorkerLimits(Strict):
         return self
 
 
+# What one PDF page costs, in tokens beyond its text, a worker that reads PDFs itself and has
+# no ``document_page_tokens`` of its own: Gemini's documented 258 tokens a page. It is the
+# smallest figure a vendor documents (Anthropic bills each page's text and an image of it,
+# 1,500-3,000 tokens a page in all; OpenAI also sends an image of every page), so unset, a
+# native worker's estimates still count no more than any vendor bills: the context-window fit
+# stays a lower bound, and budgets and cost ceilings count pages at least at this.
+DEFAULT_DOCUMENT_PAGE_TOKENS = 258
+
+
 class WorkerConfig(Strict):
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
     provider: str
@@ -180,6 +189,9 @@ class WorkerConfig(Strict):
     context_window: int = Field(8192, gt=0)
     max_output_tokens: int | None = Field(None, gt=0)
     capabilities: list[Capability] = Field(default_factory=_streaming_only)
+    # Tokens one PDF page costs this worker beyond the page's text, when it reads PDFs itself
+    # (``documents``: vendors bill each page as an image too). None: DEFAULT_DOCUMENT_PAGE_TOKENS.
+    document_page_tokens: int | None = Field(None, ge=0)
     profile: DataProfile = Field(default_factory=DataProfile)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
@@ -199,6 +211,24 @@ class WorkerConfig(Strict):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _pages_read(self) -> WorkerConfig:
+        if self.document_page_tokens is not None and "documents" not in self.capabilities:
+            raise ValueError(
+                "document_page_tokens: only a worker with the 'documents' capability is sent "
+                "PDFs (the others are sent their text); add 'documents' or drop the setting"
+            )
+        return self
+
+    @property
+    def page_image_tokens(self) -> int:
+        """Tokens each page of a PDF costs this worker beyond its text: 0 for a worker sent
+        documents as text (podium/documents.py's ``for_worker``)."""
+        if "documents" not in self.capabilities:
+            return 0
+        own = self.document_page_tokens
+        return DEFAULT_DOCUMENT_PAGE_TOKENS if own is None else own
 
 
 class CollectorSettings(Strict):

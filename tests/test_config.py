@@ -73,6 +73,15 @@ def load(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> str:
             ["aliases.b: 'b' already means worker 'b' (its name)"],
         ),
         ("workers: {name: a}", ["workers", "valid list"]),
+        (
+            f"workers: [{WORKER[:-1]}, capabilities: [documents], document_page_tokens: -1}}]",
+            ["workers.0.document_page_tokens", "greater than or equal to 0"],
+        ),
+        # Only a worker that reads PDFs itself is sent their pages: the setting would do nothing.
+        (
+            f"workers: [{WORKER[:-1]}, document_page_tokens: 1500}}]",
+            ["document_page_tokens: only a worker with the 'documents' capability"],
+        ),
     ],
 )
 def test_errors_name_the_file_the_field_and_why(
@@ -168,3 +177,19 @@ def test_the_vendor_example_builds_a_gateway(tmp_path: Path) -> None:
     roles = {worker.name: worker.config.role for worker in podium.pool}
     assert roles["gpt-5"] == "answer" and roles["text-embedding-3-small"] == "embed"
     assert podium.pool.get("gpt-5") is not None
+
+
+def test_a_pdf_page_costs_a_worker_that_reads_pdfs_its_own_figure_or_geminis() -> None:
+    reading = {"capabilities": ["streaming", "documents"]}
+    workers = [
+        {"name": "text", "provider": "openai", "model": "m"},
+        {"name": "native", "provider": "gemini", "model": "m", **reading},
+        {"name": "claude", "provider": "anthropic", "model": "m", **reading},
+    ]
+    workers[2]["document_page_tokens"] = 1500
+    text, native, claude = parse_config({"workers": workers}).workers
+    assert (text.page_image_tokens, native.page_image_tokens, claude.page_image_tokens) == (
+        0,  # sent the text alone
+        258,  # Gemini's documented figure: the default
+        1500,
+    )

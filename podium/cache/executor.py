@@ -49,7 +49,14 @@ HEADER = "x-podium-cache"
 ROLE = "cache"
 KEY_VERSION = 1
 # Worker settings that do not change what the worker answers.
-NOT_IN_KEY = {"aliases", "timeouts", "retry", "breaker", "quality_prior"}
+NOT_IN_KEY = {
+    "aliases",
+    "timeouts",
+    "retry",
+    "breaker",
+    "quality_prior",
+    "document_page_tokens",
+}
 
 
 @dataclass(slots=True, frozen=True)
