@@ -123,8 +123,9 @@ MESSAGE_OVERHEAD_TOKENS = 4  # role markers and separators around each message
 
 def estimate_input_tokens(request: ChatRequest) -> int:
     """A request's input, estimated as :func:`estimate_tokens` does: every message's text and
-    tool calls, a few tokens of role markers each, and every tool's definition. Budgets
-    reserve by it, and the token-counting endpoints answer with it."""
+    tool calls, a few tokens of role markers each, every tool's definition and its documents'
+    text. Budgets reserve by it, adding :func:`page_image_tokens` for each worker, and the
+    token-counting endpoints answer with it (made for no worker: the text alone)."""
     messages = request.messages
     tokens = tokens_for_length(request.prompt_length()) + MESSAGE_OVERHEAD_TOKENS * len(messages)
     if request.attachments:
@@ -135,6 +136,31 @@ def estimate_input_tokens(request: ChatRequest) -> int:
     if request.tools:
         tokens += estimate_tool_tokens(request.tools)
     return tokens
+
+
+def pdf_pages(request: ChatRequest) -> int:
+    """The pages of the request's PDFs that were read (0 for one known only by URL, or not
+    read: a count of pages is then a lower bound)."""
+    if not request.attachments:
+        return 0
+    return sum(part.pages for part in request.document_parts())
+
+
+def page_image_tokens(request: ChatRequest, worker: WorkerConfig) -> int:
+    """What ``worker`` is billed for the request's PDF pages beyond their text: each page at
+    its ``page_image_tokens`` if it reads PDFs itself; 0 for a worker sent their text."""
+    per_page = worker.page_image_tokens
+    return pdf_pages(request) * per_page if per_page else 0
+
+
+def prompt_tokens(request: ChatRequest, worker: WorkerConfig) -> int:
+    """``tokens_for_length(request.prompt_length())``, as ``worker`` would read the request:
+    with its documents' text, and their pages' images for a worker that reads PDFs itself."""
+    length = request.prompt_length()
+    if not request.attachments:
+        return tokens_for_length(length)
+    length += request.documents_length()
+    return tokens_for_length(length) + page_image_tokens(request, worker)
 
 
 def estimate_message_tokens(message: Message) -> int:

@@ -14,7 +14,8 @@ from podium.routing.base import RouteContext
 from podium.routing.direct import DirectRouter
 from podium.routing.fit import fewest_tokens, fits, fitting, needs
 from podium.testing.openai_fake import FakeOpenAI
-from podium.types import ChatRequest, ImagePart, Message, TextPart, Tool
+from podium.testing.pdf import pdf_base64
+from podium.types import ChatRequest, DocumentPart, ImagePart, Message, TextPart, Tool
 from tests.conftest import worker as conftest_worker
 
 
@@ -115,3 +116,85 @@ async def test_a_rule_or_route_passes_over_a_worker_that_surely_cannot_answer(
     assert "passed over: rule 'to-small': worker 'small' has a 1000-token context window" in (
         trace.reason
     )
+
+
+def about_a_pdf(pages: int) -> ChatRequest:
+    """A question about a PDF of ``pages`` pages, read: a short line of text each."""
+    text = "\n".join(f"Page {page} of the annual report." for page in range(pages))
+    document = DocumentPart(data="JVBERi0=", filename="annual.pdf", text=text, pages=pages)
+    question = Message("user", [TextPart("Summarise it."), document])
+    return ChatRequest("podium/auto", [question], attachments=True)
+
+
+def test_a_worker_that_reads_pdfs_must_hold_their_pages_images_too() -> None:
+    # 200 pages of ~30 characters: ~1,000 tokens of text at least, and 200 page images.
+    request = about_a_pdf(200)
+    plain = worker("plain", 32_000)
+    native = worker("native", 32_000, "documents")  # 258 tokens a page: 51,600 more
+    roomy = worker("roomy", 64_000, "documents")
+    text = fewest_tokens(request)
+    assert fewest_tokens(request, plain) == text < 1_100
+    assert fewest_tokens(request, native) == text + 200 * 258
+    assert fits(request, plain) and not fits(request, native) and fits(request, roomy)
+    assert fitting(request, [native, plain, roomy]) == [plain, roomy]
+    # a few pages fit either way
+    assert fitting(about_a_pdf(20), [native, plain]) == [native, plain]
+    # a worker's own figure for a page counts instead of the default
+    dear = WorkerConfig.model_validate(
+        {**native.model_dump(), "name": "dear", "document_page_tokens": 2000}
+    )
+    assert fits(about_a_pdf(12), native) and not fits(about_a_pdf(20), dear)
+
+
+async def test_a_worker_that_reads_pdfs_is_passed_over_when_their_pages_overflow_it(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    """A 200-page PDF: its text fits both windows, its 200 page images only the roomy one's.
+    ``podium/auto`` goes past the default that reads PDFs itself to the one sent the text, and
+    a rule naming the PDF reader is passed over, saying why."""
+    pdf = pdf_base64(["The committee approved the budget."] * 200)
+    small = {"context_window": 32_000}
+    workers = [
+        {**conftest_worker("reader", "openai", fake_openai.base_url), **small,
+         "capabilities": ["streaming", "documents"]},
+        {**conftest_worker("plain", "openai", fake_openai.base_url), **small},
+    ]  # fmt: skip
+    routing = {
+        "chain": ["rules", "direct"],
+        "rules": [
+            {"name": "pdfs", "match": {"model": ["podium/auto"]}, "worker": "reader"},
+            {"name": "text", "match": {"model": ["podium/auto"]}, "worker": "plain"},
+        ],
+    }
+    content = [
+        {"type": "text", "text": "Summarise it."},
+        {"type": "file", "file": {"filename": "annual.pdf", "file_data": pdf}},
+    ]
+    reasons = []
+    for settings in ({}, {"routing": routing}):
+        async with (
+            gateway(
+                workers, default_worker="reader", documents={"max_pages": 200}, **settings
+            ) as running,
+            openai.AsyncOpenAI(base_url=running.v1, api_key="x", max_retries=0) as client,
+        ):
+            answer = await client.chat.completions.with_raw_response.create(
+                model="podium/auto", messages=[{"role": "user", "content": content}]
+            )
+            await running.podium.recorder.flush()
+            trace = await running.podium.store.get_trace(answer.headers["x-podium-trace-id"])
+        assert answer.headers["x-podium-worker"] == "plain"
+        assert trace is not None
+        reasons.append(trace.reason)
+    assert reasons[0] == "podium/auto goes to 'plain': the default 'reader' cannot take it"
+    assert (
+        "(passed over: rule 'pdfs': worker 'reader' has a 32000-token context window; the "
+        "prompt has at least " in reasons[1]
+    )
+    assert "(51600 of them its PDFs' pages, read as images)" in reasons[1]
+    # the worker was sent the text: no file went upstream
+    for received in fake_openai.received:
+        sent = received.body["messages"][-1]["content"]
+        assert isinstance(sent, str)  # text parts alone go as one string
+        assert sent.count("approved the budget") == 200
+    assert len(fake_openai.received) == 2

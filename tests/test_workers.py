@@ -1,12 +1,14 @@
-"""Pricing a call's usage at a worker's configured prices."""
+"""Pricing a call's usage at a worker's configured prices, and estimating a request's input."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from podium.config import Price
-from podium.types import Usage
-from podium.workers import price_usage
+from podium.config import Price, WorkerConfig
+from podium.types import ChatRequest, DocumentPart, Message, TextPart, Usage
+from podium.workers import estimate_input_tokens, page_image_tokens, price_usage, prompt_tokens
 
 PRICE = Price(input=3.0, output=15.0, cached_input=0.3)
 
@@ -40,8 +42,7 @@ def test_reads_writes_and_the_rest_add_up_in_one_call() -> None:
 
 
 def test_the_input_estimate_counts_tool_calls_and_tool_definitions() -> None:
-    from podium.types import ChatRequest, Message, TextPart, Tool, ToolCall
-    from podium.workers import estimate_input_tokens
+    from podium.types import Tool, ToolCall
 
     question = Message("user", [TextPart("write the file")])
     plain = ChatRequest("m", [question])
@@ -93,3 +94,33 @@ def test_tiers_must_ascend() -> None:
 
     with pytest.raises(ValidationError, match="ascending"):
         Price(input=1.0, tiers=[{"above": 500}, {"above": 100}])  # type: ignore[list-item]
+
+
+def reading_pdfs(page_tokens: int | None = None) -> WorkerConfig:
+    extra = {} if page_tokens is None else {"document_page_tokens": page_tokens}
+    return WorkerConfig.model_validate(
+        {"name": "reader", "provider": "gemini", "model": "m", "capabilities": ["documents"]}
+        | extra
+    )
+
+
+def about_a_pdf(pages: int, text: str | None = "findings " * 100) -> ChatRequest:
+    document = DocumentPart(data="JVBERi0=", filename="r.pdf", text=text, pages=pages)
+    question = Message("user", [TextPart("Summarise it."), document])
+    return ChatRequest("m", [question], attachments=True)
+
+
+def test_a_worker_that_reads_pdfs_is_estimated_their_pages_images_too() -> None:
+    plain = WorkerConfig(name="plain", provider="openai", model="m")
+    request = about_a_pdf(50)
+    assert estimate_input_tokens(request) > 225  # every worker reads ~900 characters of text
+    assert page_image_tokens(request, plain) == 0  # it is sent the text alone
+    assert page_image_tokens(request, reading_pdfs()) == 50 * 258
+    assert page_image_tokens(request, reading_pdfs(1500)) == 50 * 1500
+    assert prompt_tokens(request, reading_pdfs(1500)) == prompt_tokens(request, plain) + 75_000
+    assert prompt_tokens(request, plain) == (len("Summarise it.") + 900 + 3) // 4
+    # a scan has pages and no text; a PDF known only by URL was not read: no pages known
+    assert page_image_tokens(about_a_pdf(3, None), reading_pdfs()) == 3 * 258
+    assert page_image_tokens(about_a_pdf(0, None), reading_pdfs()) == 0
+    # a request without attachments has no pages, whatever its parts
+    assert page_image_tokens(replace(request, attachments=False), reading_pdfs()) == 0

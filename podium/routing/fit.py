@@ -1,6 +1,10 @@
 """Which workers can take a request at all: the capabilities it needs (``tools`` for tool
 definitions, ``vision`` for images, ``documents`` for a PDF with no text to send instead, or
-``vision`` when its pages were drawn) and a context window that holds its prompt.
+``vision`` when its pages were drawn) and a context window that holds its prompt: its
+documents' text, and for a worker that reads PDFs itself their pages' images too, each page
+at the worker's ``page_image_tokens`` (``document_page_tokens``, podium/config.py). A page's
+image costs what it costs whatever the page says; unset, the figure is the smallest a vendor
+documents, so the count stays a lower bound.
 
 Routers that choose among workers (the learned and workflow routers, and ``podium/auto`` in
 the direct router) choose among these. When no worker fits, they keep them all: the upstream
@@ -19,6 +23,7 @@ from collections.abc import Sequence
 
 from podium.config import WorkerConfig
 from podium.types import ChatRequest
+from podium.workers import page_image_tokens, pdf_pages
 
 # A prompt is too long for a worker only when it surely is: its characters over this many a
 # token (more than any tokenizer here averages on real text: about 4 for English, 3 for code)
@@ -26,12 +31,16 @@ from podium.types import ChatRequest
 MOST_CHARS_PER_TOKEN = 6
 
 
-def fewest_tokens(request: ChatRequest) -> int:
-    """A lower bound on the prompt's tokens, from its length."""
+def fewest_tokens(request: ChatRequest, worker: WorkerConfig | None = None) -> int:
+    """A lower bound on the prompt's tokens, from its length (its documents' text included);
+    for a ``worker`` that reads PDFs itself, their pages' images too (each page at the
+    worker's ``page_image_tokens``)."""
     length = request.prompt_length()
-    if request.attachments:
-        length += request.documents_length()
-    return length // MOST_CHARS_PER_TOKEN
+    if not request.attachments:
+        return length // MOST_CHARS_PER_TOKEN
+    length += request.documents_length()
+    tokens = length // MOST_CHARS_PER_TOKEN
+    return tokens if worker is None else tokens + page_image_tokens(request, worker)
 
 
 def needs(request: ChatRequest) -> frozenset[str]:
@@ -66,16 +75,29 @@ def reads_documents(request: ChatRequest, worker: WorkerConfig) -> bool:
 def fits(request: ChatRequest, worker: WorkerConfig) -> bool:
     if request.attachments and not reads_documents(request, worker):
         return False
-    return _fits(worker, needs(request), fewest_tokens(request))
+    return _fits(worker, needs(request), fewest_tokens(request, worker))
 
 
 def able(request: ChatRequest, eligible: Sequence[WorkerConfig]) -> list[WorkerConfig]:
     """The eligible workers that can take the request (perhaps none)."""
-    needed, tokens = needs(request), fewest_tokens(request)
-    fit = [worker for worker in eligible if _fits(worker, needed, tokens)]
     if request.attachments:
-        fit = [worker for worker in fit if reads_documents(request, worker)]
-    return fit
+        return _able_with_documents(request, eligible)
+    needed, tokens = needs(request), fewest_tokens(request)
+    return [worker for worker in eligible if _fits(worker, needed, tokens)]
+
+
+def _able_with_documents(
+    request: ChatRequest, eligible: Sequence[WorkerConfig]
+) -> list[WorkerConfig]:
+    """:func:`able` for a request with documents: a worker must be able to read them, and one
+    that reads PDFs itself is sent their pages as images too, counted per worker."""
+    needed, tokens, pages = needs(request), fewest_tokens(request), pdf_pages(request)
+    return [
+        worker
+        for worker in eligible
+        if _fits(worker, needed, tokens + pages * worker.page_image_tokens)
+        and reads_documents(request, worker)
+    ]
 
 
 def fitting(request: ChatRequest, eligible: Sequence[WorkerConfig]) -> list[WorkerConfig]:
@@ -93,10 +115,12 @@ def cannot_take(request: ChatRequest, worker: WorkerConfig) -> str | None:
         return f"worker {worker.name!r} reads no images"
     if request.attachments and not reads_documents(request, worker):
         return f"worker {worker.name!r} reads no PDFs, and a document here has no text layer"
-    tokens = fewest_tokens(request)
+    tokens = fewest_tokens(request, worker)
     if tokens >= worker.context_window:
+        seen = page_image_tokens(request, worker) if request.attachments else 0
+        images = f" ({seen} of them its PDFs' pages, read as images)" if seen else ""
         return (
             f"worker {worker.name!r} has a {worker.context_window}-token context window; "
-            f"the prompt has at least {tokens} tokens"
+            f"the prompt has at least {tokens} tokens{images}"
         )
     return None
