@@ -189,6 +189,35 @@ def test_a_lone_workers_estimate_is_the_general_loops() -> None:
             assert repr(alone) == repr(estimate_cost(request, looped, pool, 1024))
 
 
+def test_a_worker_that_reads_pdfs_is_reserved_their_pages_images_too() -> None:
+    from podium.types import DocumentPart
+
+    workers = [
+        worker("plain", "openai", "http://x", price={"input": 1000.0, "output": 0.0}),
+        worker("reader", "gemini", "http://x", price={"input": 1000.0, "output": 0.0},
+               capabilities=["documents"]),
+        worker("dear", "anthropic", "http://x", price={"input": 1000.0, "output": 0.0},
+               capabilities=["documents"], document_page_tokens=1500),
+    ]  # fmt: skip
+    configs = {w.name: w for w in parse_config({"workers": workers}).workers}
+    pool: Any = SimpleNamespace(get=lambda name: SimpleNamespace(config=configs[name]))
+    document = DocumentPart(data="JVBERi0=", text="The board met. " * 200, pages=50)
+    request = ChatRequest(
+        "m", [Message("user", [TextPart("Summarise it."), document])], attachments=True
+    )
+
+    def reserved(workflow: Workflow) -> float:
+        return estimate_cost(request, Decision(workflow, "d", ""), pool, 0)
+
+    text = reserved(Workflow.single("plain"))
+    assert text > 0.7  # ~3,000 characters of text at $0.001 a token
+    assert reserved(Workflow.single("reader")) == pytest.approx(text + 50 * 258 / 1000)
+    # the dearest fallback is reserved: the one that bills 1,500 tokens a page
+    assert reserved(Workflow.single("plain", ["reader", "dear"])) == pytest.approx(
+        text + 50 * 1500 / 1000
+    )
+
+
 class AwaitedLimits(MemoryLimits):
     """MemoryLimits reached only through its async methods: the limits hook calls exactly
     MemoryLimits through its plain methods, and any other backend through awaits."""
@@ -378,6 +407,46 @@ async def test_budget_reserves_then_settles_and_refuses_with_402(
     assert "budget exhausted" in error["message"] and "$1.60" in error["message"]
     assert int(third.headers["retry-after"]) > 0
     assert len(fake_openai.received) == 2
+
+
+async def test_a_budget_reserves_a_pdfs_pages_for_a_worker_that_reads_pdfs(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    """A 50-page PDF to a worker that reads PDFs itself reserves its 50 page images too
+    (258 tokens each by default), enough for what the upstream then bills; a worker sent the
+    text reserves the text alone."""
+    from podium.testing.pdf import pdf_base64
+
+    price = {"input": 1000.0, "output": 0.0}  # $0.001 an input token
+    workers = [
+        worker("plain", "openai", fake_openai.base_url, price=price),
+        worker("reader", "openai", fake_openai.base_url, price=price,
+               capabilities=["streaming", "documents"]),
+    ]  # fmt: skip
+    pdf = pdf_base64(["The committee approved the budget."] * 50)
+    content = [
+        {"type": "text", "text": "Summarise it."},
+        {"type": "file", "file": {"filename": "minutes.pdf", "file_data": pdf}},
+    ]
+    reserved: dict[str, float] = {}
+    cost: dict[str, float] = {}
+    async with gateway(workers) as running:
+        for model in ("plain", "reader"):
+            _, key = await new_key(running.podium, budget_usd=100.0)
+            async with httpx.AsyncClient(base_url=running.v1) as http:
+                answer = await http.post(
+                    "/chat/completions",
+                    json={"model": model, "messages": [{"role": "user", "content": content}],
+                          "max_tokens": 5},
+                    headers={"authorization": f"Bearer {key}"},
+                )  # fmt: skip
+            assert answer.status_code == 200, answer.text
+            reserved[model] = 100.0 - float(answer.headers["x-podium-budget-remaining-usd"])
+            cost[model] = float(answer.headers["x-podium-cost-usd"])
+    assert reserved["reader"] - reserved["plain"] == pytest.approx(50 * 258 / 1000, abs=1e-5)
+    # the upstream billed the pages' images beside the text: the reservation covered them
+    assert cost["reader"] > 50 * 258 / 1000
+    assert cost["reader"] <= reserved["reader"] and cost["plain"] <= reserved["plain"]
 
 
 async def test_streams_are_settled_when_they_end(gateway: Any, fake_openai: FakeOpenAI) -> None:

@@ -271,6 +271,44 @@ async def test_a_downgrade_goes_only_to_a_worker_that_can_take_the_request(
     assert tools.headers["x-podium-worker"] == "budget"
 
 
+async def test_a_ceiling_counts_a_pdfs_pages_for_a_worker_that_reads_pdfs(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    """50 pages at 258 tokens each are $0.0645 at $5 per 1M input tokens: above a $0.05
+    ceiling for the worker that reads the PDF itself, though its text alone is well under."""
+    from podium.testing.pdf import pdf_base64
+
+    price = {"input": 5.0, "output": 5.0}
+    workers = [
+        worker("reader", "openai", fake_openai.base_url, price=price,
+               capabilities=["streaming", "documents"]),
+        worker("plain", "openai", fake_openai.base_url, price=price),
+    ]  # fmt: skip
+    pdf = pdf_base64(["The committee approved the budget."] * 50)
+    content = [
+        {"type": "text", "text": "Summarise it."},
+        {"type": "file", "file": {"filename": "minutes.pdf", "file_data": pdf}},
+    ]
+    ask = {"messages": [{"role": "user", "content": content}], "max_tokens": 100}
+    async with (
+        gateway(workers, policy={"cost": {"max_cost_usd": 0.05}}) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="unused", max_retries=0) as client,
+    ):
+        downgraded = await client.chat.completions.with_raw_response.create(model="reader", **ask)
+    async with (
+        gateway(workers, policy={"cost": {"max_cost_usd": 0.05, "on_exceed": "refuse"}}) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="unused", max_retries=0) as client,
+    ):
+        with pytest.raises(openai.APIStatusError) as refused:
+            await client.chat.completions.create(model="reader", **ask)
+        sent_text = await client.chat.completions.with_raw_response.create(model="plain", **ask)
+    assert downgraded.headers["x-podium-worker"] == "plain"
+    assert refused.value.status_code == 402
+    assert "the routed plan is estimated at $0.06" in str(refused.value)
+    assert sent_text.headers["x-podium-worker"] == "plain"
+    assert all(r.body["model"] == "plain-model" for r in fake_openai.received)
+
+
 async def test_overspend_is_recorded_and_can_be_capped(make_config: Any) -> None:
     from podium.app import create_podium
     from podium.context import RequestContext
@@ -373,7 +411,8 @@ async def test_cost_guard_sees_pool_changes_at_once(make_config: Any) -> None:
 async def test_cost_guard_fast_path_agrees_with_the_full_check(make_config: Any) -> None:
     """The one-step, no-ceiling shortcut in ``decided`` must end exactly where the full check
     (``_judge``) ends: random pools with tied, free and cached prices, random plans, output
-    limits, ceilings and reroutes; same plan, reason, trace entries and errors."""
+    limits, ceilings and reroutes, PDFs to workers that read them or their text; same plan,
+    reason, trace entries and errors."""
     import copy
     import random
 
@@ -383,8 +422,8 @@ async def test_cost_guard_fast_path_agrees_with_the_full_check(make_config: Any)
     from podium.policy.classify import DataClasses
     from podium.policy.content_settings import ContentPolicySettings, CostGuardSettings
     from podium.routing.base import Candidate, Decision
-    from podium.types import ChatRequest, Message, TextPart
-    from podium.workers import tokens_for_length
+    from podium.types import ChatRequest, DocumentPart, Message, TextPart
+    from podium.workers import pdf_pages, tokens_for_length
     from podium.workflow import Workflow
 
     rng = random.Random(9)
@@ -399,6 +438,9 @@ async def test_cost_guard_fast_path_agrees_with_the_full_check(make_config: Any)
             extra: dict[str, Any] = {"price": price}
             if rng.random() < 0.4:
                 extra["max_output_tokens"] = rng.choice([16, 512, 4096])
+            if rng.random() < 0.4:
+                extra["capabilities"] = ["streaming", "documents"]
+                extra["document_page_tokens"] = rng.choice([None, 0, 1500])
             workers.append(worker(name, "openai", "http://127.0.0.1:9", **extra))
         podium = create_podium(make_config(workers), start_workers=False)
         if rng.random() < 0.3:
@@ -412,8 +454,15 @@ async def test_cost_guard_fast_path_agrees_with_the_full_check(make_config: Any)
         hook = CostGuardHook(settings, podium.pool, classes=classes)
         for _ in range(25):
             text = "x" * rng.choice([1, 40, 2000, 40000])
+            parts: list[Any] = [TextPart(text)]
+            if rng.random() < 0.3:
+                pages = rng.choice([0, 1, 100])
+                parts.append(DocumentPart(data="JVBERi0=", text="y" * 50 * pages, pages=pages))
             request = ChatRequest(
-                "m", [Message("user", [TextPart(text)])], max_tokens=rng.choice([None, 8, 900])
+                "m",
+                [Message("user", parts)],
+                max_tokens=rng.choice([None, 8, 900]),
+                attachments=len(parts) > 1,
             )
             pool_names = [*names, "ghost"]
             steps = rng.choice([1, 1, 1, 2])
@@ -432,9 +481,10 @@ async def test_cost_guard_fast_path_agrees_with_the_full_check(make_config: Any)
             if rng.random() < 0.1:
                 context.policy_actions.append("injection:reroute x")
             twin_decision, twin_context = copy.deepcopy(decision), copy.deepcopy(context)
-            tokens = tokens_for_length(request.prompt_length())
+            tokens = tokens_for_length(request.prompt_length() + request.documents_length())
+            ceiling = hook.ceiling(twin_context)
             judged = _judged(
-                hook, request, twin_decision, twin_context, tokens, hook.ceiling(twin_context)
+                hook, request, twin_decision, twin_context, tokens, ceiling, pdf_pages(request)
             )
             assert _outcome(hook.decided(request, decision, context), decision, context) == (
                 _outcome(judged, twin_decision, twin_context)

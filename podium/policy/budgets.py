@@ -5,7 +5,8 @@
 - ``decided``: once the router has named the workers, the request's worst-case cost (estimated
   input tokens plus ``max_tokens``, or a default, of output at each step's price; the dearest
   fallback for the last step) is reserved against the key's budget for the period, or the
-  request is refused with 402.
+  request is refused with 402. A worker that reads PDFs itself is priced with their pages'
+  images too (its ``page_image_tokens`` a page).
 - ``finish``: the reservation is settled with the real cost from the trace, and the token
   bucket corrected with the real token count.
 
@@ -44,7 +45,14 @@ from podium.policy.settings import LimitSettings
 from podium.routing.base import Decision
 from podium.store.traces import TraceRecord
 from podium.types import ChatRequest, Message
-from podium.workers import WorkerPool, estimate_input_tokens, estimate_tokens, price_tokens
+from podium.workers import (
+    WorkerPool,
+    estimate_input_tokens,
+    estimate_tokens,
+    page_image_tokens,
+    pdf_pages,
+    price_tokens,
+)
 
 if TYPE_CHECKING:
     from podium.policy.audit import AuditTrail
@@ -76,7 +84,8 @@ def estimate_cost(
     prompt: int | None = None,
 ) -> float:
     """The most the decided workflow should cost, in USD. ``prompt``: the request's
-    :func:`estimate_input_tokens`, when already known."""
+    :func:`estimate_input_tokens` (no worker's: its documents' text only), when already
+    known."""
     steps = decision.workflow.steps
     if prompt is None:
         prompt = estimate_input_tokens(request)
@@ -85,11 +94,16 @@ def estimate_cost(
         worker = pool.get(steps[0].worker)
         if worker is None:
             return 0.0
-        cost = _step_cost(worker.config, prompt, request, default_output)[0]
+        config = worker.config
+        if request.attachments:  # a worker that reads PDFs itself: their pages' images too
+            prompt += page_image_tokens(request, config)
+        cost = _step_cost(config, prompt, request, default_output)[0]
         return 0.0 + cost if cost >= 0.0 else 0.0
     last = len(steps) - 1
     produced = 0
     total = 0.0
+    # A worker that reads PDFs itself is billed for their pages' images too.
+    pages = pdf_pages(request) if request.attachments else 0
     for index, step in enumerate(steps):
         names = (step.worker, *decision.workflow.fallbacks) if index == last else (step.worker,)
         tokens_in = (
@@ -100,7 +114,12 @@ def estimate_cost(
             worker = pool.get(name)
             if worker is None:
                 continue
-            cost, out = _step_cost(worker.config, tokens_in, request, default_output)
+            if pages:
+                config = worker.config
+                tokens = tokens_in + pages * config.page_image_tokens
+                cost, out = _step_cost(config, tokens, request, default_output)
+            else:
+                cost, out = _step_cost(worker.config, tokens_in, request, default_output)
             if cost >= worst:
                 worst, worst_output = cost, out
         total += worst

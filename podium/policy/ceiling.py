@@ -22,7 +22,14 @@ from podium.policy.content_settings import CostGuardSettings
 from podium.routing.base import Decision
 from podium.routing.fit import cannot_take
 from podium.types import ChatRequest
-from podium.workers import PlainRates, PoolAnswers, WorkerPool, price_tokens, tokens_for_length
+from podium.workers import (
+    PlainRates,
+    PoolAnswers,
+    WorkerPool,
+    pdf_pages,
+    price_tokens,
+    tokens_for_length,
+)
 from podium.workflow import Workflow
 
 if TYPE_CHECKING:
@@ -59,14 +66,20 @@ class CostGuardHook(Hook):
         # Each worker's rates and output limit, read once per pool version (key: None).
         self._rates = PoolAnswers(pool, self._pool_rates)
 
-    def estimate(self, worker: str, request: ChatRequest, prompt_tokens: int) -> float | None:
+    def estimate(
+        self, worker: str, request: ChatRequest, prompt_tokens: int, pages: int = 0
+    ) -> float | None:
         """None for a worker it cannot price: unknown, or one that only checks drafts (a plan
-        prices it at nothing, and no downgrade may pick it)."""
+        prices it at nothing, and no downgrade may pick it). ``pages``: the request's PDF
+        pages, which a worker that reads PDFs itself is billed for as images too."""
         found = self.pool.get(worker)
         if found is None or found.config.role != "answer":
             return None
-        output = request.max_tokens or found.config.max_output_tokens or self.settings.output_tokens
-        return price_tokens(found.config.price, prompt_tokens, output)
+        config = found.config
+        output = request.max_tokens or config.max_output_tokens or self.settings.output_tokens
+        if pages:
+            prompt_tokens += pages * config.page_image_tokens
+        return price_tokens(config.price, prompt_tokens, output)
 
     def plan_cost(
         self,
@@ -74,11 +87,12 @@ class CostGuardHook(Hook):
         request: ChatRequest,
         prompt_tokens: int,
         known: dict[str, float | None] | None = None,
+        pages: int = 0,
     ) -> float:
         """The plan's estimate; ``known`` remembers each worker's for this request."""
         total = 0.0
         for step in workflow.steps:
-            total += self._estimate(step.worker, request, prompt_tokens, known) or 0.0
+            total += self._estimate(step.worker, request, prompt_tokens, known, pages) or 0.0
         return total
 
     def _estimate(
@@ -87,12 +101,13 @@ class CostGuardHook(Hook):
         request: ChatRequest,
         prompt_tokens: int,
         known: dict[str, float | None] | None,
+        pages: int = 0,
     ) -> float | None:
         if known is None:
-            return self.estimate(worker, request, prompt_tokens)
+            return self.estimate(worker, request, prompt_tokens, pages)
         if worker in known:
             return known[worker]
-        cost = known[worker] = self.estimate(worker, request, prompt_tokens)
+        cost = known[worker] = self.estimate(worker, request, prompt_tokens, pages)
         return cost
 
     def ceiling(self, context: RequestContext) -> float | None:
@@ -175,6 +190,7 @@ class CostGuardHook(Hook):
         prompt_tokens: int,
         context: RequestContext,
         known: dict[str, float | None] | None = None,
+        pages: int = 0,
     ) -> list[tuple[float, str]]:
         names = dict.fromkeys(
             [c.worker for c in decision.candidates]
@@ -189,7 +205,7 @@ class CostGuardHook(Hook):
             worker = self.pool.get(name)
             if worker is not None and cannot_take(request, worker.config) is not None:
                 continue
-            cost = self._estimate(name, request, prompt_tokens, known)
+            cost = self._estimate(name, request, prompt_tokens, known, pages)
             if cost is not None:
                 priced.append((cost, name))
         return sorted(priced)
@@ -197,6 +213,14 @@ class CostGuardHook(Hook):
     async def decided(
         self, request: ChatRequest, decision: Decision, context: RequestContext
     ) -> None:
+        if request.attachments:
+            # Every worker reads the documents' text; one that reads PDFs itself their pages'
+            # images too, priced per worker by the full check.
+            length = request.prompt_length() + request.documents_length()
+            pages = pdf_pages(request)
+            ceiling = self.ceiling(context)
+            self._judge(request, decision, context, tokens_for_length(length), ceiling, pages)
+            return
         prompt_tokens = tokens_for_length(request.prompt_length())
         ceiling = self.ceiling(context)
         # The usual plan (one step, no ceiling, its worker the cheapest) needs no sorted
@@ -216,10 +240,11 @@ class CostGuardHook(Hook):
         context: RequestContext,
         prompt_tokens: int,
         ceiling: float | None,
+        pages: int = 0,
     ) -> None:
         known: dict[str, float | None] = {}  # each worker priced once for this request
-        planned = self.plan_cost(decision.workflow, request, prompt_tokens, known)
-        options = self._cheapest(decision, request, prompt_tokens, context, known)
+        planned = self.plan_cost(decision.workflow, request, prompt_tokens, known, pages)
+        options = self._cheapest(decision, request, prompt_tokens, context, known, pages)
         if ceiling is not None and planned > ceiling:
             under = [(cost, name) for cost, name in options if cost <= ceiling]
             details: dict[str, Any] = {"estimated_usd": round(planned, 6), "ceiling_usd": ceiling}
