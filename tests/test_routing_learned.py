@@ -254,6 +254,42 @@ async def test_a_long_prompt_is_priced_at_its_tier(
     assert long["tiered"] > 5 * long["flat"]
 
 
+async def test_a_pdfs_pages_are_priced_for_a_worker_that_reads_pdfs(
+    tmp_path: Path, trained: QualityCostModel
+) -> None:
+    """Two newcomers at one price; one reads PDFs itself and is billed 258 tokens a page for
+    their images beside the text both read."""
+    from podium.types import DocumentPart
+
+    store = ArtifactStore(tmp_path / "routers")
+    store.promote(store.save(trained).number)
+    text = {
+        "name": "text",
+        "provider": "openai",
+        "model": "text",
+        "base_url": "http://127.0.0.1:9",
+        "price": {"input": 1.0, "output": 1.0},
+    }
+    reader = {**text, "name": "reader", "model": "reader", "capabilities": ["documents"]}
+    chain = routing(tmp_path, more_workers=[text, reader])
+    router = chain.router("learned")
+
+    async def costs(request: ChatRequest) -> dict[str, float]:
+        decision = await router.plan(request, context(chain))
+        assert decision is not None
+        return {c.worker: c.cost_usd or 0.0 for c in decision.candidates}
+
+    asked = ask("Summarise the minutes.")
+    document = DocumentPart(data="JVBERi0=", text="The board met. " * 400, pages=20)
+    asked.messages[0].content.append(document)
+    asked.attachments = True
+    plain, with_pdf = await costs(ask("Summarise the minutes.")), await costs(asked)
+    assert plain["reader"] == pytest.approx(plain["text"])
+    # both read the text (~6,000 characters: 1,500 tokens at $1 per 1M)
+    assert with_pdf["text"] == pytest.approx(plain["text"] + 1500 / 1e6)
+    assert with_pdf["reader"] == pytest.approx(with_pdf["text"] + 20 * 258 / 1e6)
+
+
 @pytest.mark.parametrize(
     "text",
     [

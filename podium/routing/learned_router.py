@@ -9,7 +9,8 @@ and a file that fails to load leaves the previous model in service.
 Workers map to the artifact's models by name, by their ``model`` field, by an alias, or by
 ``model_map``. A worker the artifact never saw gets a prior from its price and profile
 (:meth:`QualityCostModel.prior_quality`). A configured price is the truth for cost: price x
-predicted tokens (input from the prompt, output from traces or ``default_output_tokens``);
+predicted tokens (input from the prompt and its documents' text, with their pages' images for a
+worker that reads PDFs itself; output from traces or ``default_output_tokens``);
 an unpriced worker that the data knows is costed by the data's own cost line.
 
 A column named ``template(worker,...)`` is a workflow the traces measured
@@ -39,7 +40,7 @@ from podium.routing.learned import Policy, QualityCostModel, below_floor, choose
 from podium.routing.registry import TemplateRegistry
 from podium.routing.templates import register_templates
 from podium.types import ChatRequest
-from podium.workers import estimate_tokens
+from podium.workers import estimate_tokens, pdf_pages, tokens_for_length
 from podium.workflow import Workflow, WorkflowError, parse_workflow_key
 
 VIRTUAL_MODEL = "podium/auto"
@@ -184,10 +185,17 @@ class WorkerScorer:
         embedder = self.handle.embedder() if model.needs_embedder else None
         quality = model.predict_quality([text], embedder)[0]
         data_cost = model.predict_cost([text])[0]
-        tokens_in = estimate_tokens(text)
+        prompt_in = estimate_tokens(text)
+        pages = 0
+        if request.attachments:
+            # Every worker reads the documents' text; one that reads PDFs itself their pages'
+            # images too (its page_image_tokens a page).
+            prompt_in += tokens_for_length(request.documents_length())
+            pages = pdf_pages(request)
         out: list[Estimate] = []
         for worker in eligible:
             j = self.column(model, worker)
+            tokens_in = prompt_in + pages * worker.page_image_tokens if pages else prompt_in
             price = worker.price.at(tokens_in)  # a long prompt pays its tier's rates
             if price.input > 0 or price.output > 0 or j is None:
                 tokens_out = float(self.config.default_output_tokens)
