@@ -33,7 +33,7 @@ from podium.types import (
     WireItem,
     WireUsage,
 )
-from podium.workers import Worker, WorkerPool, estimate_tokens, tokens_for_length
+from podium.workers import Worker, WorkerPool, estimate_tokens, prompt_tokens, tokens_for_length
 
 Sleep = Callable[[float], Awaitable[None]]
 T = TypeVar("T")
@@ -311,7 +311,7 @@ class Engine:
         attempt.ttft_ms = attempt.latency_ms
         if response.usage.total_tokens == 0 and worker.uses_tokens:
             response.usage = Usage(
-                tokens_for_length(request.prompt_length()), estimate_tokens(response.text)
+                prompt_tokens(request, worker.config), estimate_tokens(response.text)
             )
         attempt.usage = response.usage
         attempt.cost_usd = worker.cost(response.usage)
@@ -425,9 +425,12 @@ def _late(last: ProviderError | None) -> ProviderError:
 
 
 def _tokens_asked(worker: Worker, request: ChatRequest) -> int:
-    """What a call may use of a worker's tokens a minute: its prompt, estimated, and the most
-    it may answer (corrected to the real count when it ends)."""
+    """What a call may use of a worker's tokens a minute: its prompt, estimated (its
+    documents too, as the worker reads them), and the most it may answer (corrected to the
+    real count when it ends)."""
     answer = request.max_tokens or worker.config.max_output_tokens or DEFAULT_ANSWER_TOKENS
+    if request.attachments:
+        return prompt_tokens(request, worker.config) + answer
     return tokens_for_length(request.prompt_length()) + answer
 
 
@@ -524,7 +527,7 @@ class Metered(Generic[Item]):
             if usage is None or usage.total_tokens == 0:
                 usage = Usage(0, (self.text_chars + 3) // 4)
             if usage.input_tokens == 0:  # the upstream did not say: estimate the prompt's side
-                prompt = tokens_for_length(self._request.prompt_length())
+                prompt = prompt_tokens(self._request, self.worker.config)
                 usage = replace(usage, input_tokens=prompt)
         elif usage is None:
             usage = Usage()

@@ -12,7 +12,7 @@ import pytest
 
 from podium.breaker import CircuitBreaker
 from podium.config import BreakerPolicy, WorkerConfig
-from podium.engine import Attempt, Engine
+from podium.engine import Attempt, Engine, _tokens_asked
 from podium.errors import ProviderError
 from podium.providers.base import ProviderContext, ProviderRegistry
 from podium.providers.egress import Egress
@@ -20,6 +20,7 @@ from podium.secrets import EnvironmentSecrets
 from podium.types import (
     ChatRequest,
     ChatResponse,
+    DocumentPart,
     EventStream,
     Finish,
     Message,
@@ -339,3 +340,32 @@ async def test_a_refused_credential_moves_on_without_repeating(tmp_path: Path) -
     worker, _ = await h.engine.complete(REQUEST, ["a", "b"], [])
     assert worker.name == "b"
     assert h.providers["a"].calls == 1 and h.sleeps == []
+
+
+def about_a_pdf(pages: int) -> ChatRequest:
+    document = DocumentPart(data="JVBERi0=", text="The board met. " * 40, pages=pages)
+    question = Message("user", [TextPart("Summarise it."), document])
+    return ChatRequest(model="x", messages=[question], attachments=True)
+
+
+async def test_a_pdf_is_estimated_as_each_worker_reads_it_when_the_upstream_does_not_say(
+    tmp_path: Path,
+) -> None:
+    """An upstream that reports no usage: the input is estimated from what the worker was
+    sent, a PDF's 10 pages at 258 tokens each beside its text for one that reads PDFs; the
+    tokens a call asks of a worker's ``limits.tpm`` count them the same way."""
+    used: dict[str, int] = {}
+    asked: dict[str, int] = {}
+    for capabilities in (["streaming"], ["streaming", "documents"]):
+        silent = ChatResponse(id="r", model="m", text="ok", usage=Usage())
+        h = Harness(tmp_path, {"a": deque([silent])}, capabilities=capabilities)
+        attempts: list[Attempt] = []
+        await h.engine.complete(about_a_pdf(10), ["a"], attempts)
+        assert attempts[0].usage is not None
+        used[capabilities[-1]] = attempts[0].usage.input_tokens
+        worker = h.pool.get("a")
+        assert worker is not None
+        asked[capabilities[-1]] = _tokens_asked(worker, about_a_pdf(10))
+    assert used["streaming"] > 150  # the text the worker was sent instead (~600 characters)
+    assert used["documents"] == pytest.approx(used["streaming"] + 10 * 258, abs=1)
+    assert asked["documents"] == pytest.approx(asked["streaming"] + 10 * 258, abs=1)
