@@ -266,7 +266,8 @@ def limits_for(config: WorkerConfig, provider: Provider) -> WorkerLimits:
         and limits.adaptive is None
     ):
         wait = max(limits.queue_seconds, config.timeouts.first_byte)
-        return limits.model_copy(update={"concurrency": provider.slots(), "queue_seconds": wait})
+        slots = provider.model_slots()
+        return limits.model_copy(update={"concurrency": slots, "queue_seconds": wait})
     return limits
 
 

@@ -58,12 +58,12 @@ class CautionedProvider(Provider, Protocol):
 
 @runtime_checkable
 class EmbeddedProvider(Provider, Protocol):
-    """A provider whose model runs inside each Podium process: it answers ``slots()`` calls at
-    once (llama.cpp's parallel slots), and each process has slots of its own. Unless its
+    """A provider whose model runs inside each Podium process: it answers ``model_slots()``
+    calls at once (llama.cpp's parallel slots), and each process has slots of its own. Unless its
     worker's ``limits`` say otherwise, Podium lets in that many calls at a time, counted by
     each process alone, never across replicas."""
 
-    def slots(self) -> int: ...
+    def model_slots(self) -> int: ...
 
 
 @runtime_checkable

@@ -103,7 +103,7 @@ class LocalProvider:
         self._inner: OpenAIProvider | None = None
         self._lock = asyncio.Lock()
 
-    def slots(self) -> int:
+    def model_slots(self) -> int:
         return self.options.parallel
 
     def model_file(self) -> Path:
