@@ -463,13 +463,13 @@ async def collect(events: EventStream, *, id: str, model: str) -> ChatResponse:
     text: list[str] = []
     calls: dict[int, ToolCall] = {}
     response = ChatResponse(id=id, model=model)
-    passages = Passages()
+    cited = Passages()
     async for event in events:
         if isinstance(event, TextDelta):
             text.append(event.text)
-            passages.text(event)
+            cited.text(event)
         elif isinstance(event, CitationDelta):
-            passages.cite(event.citation)
+            cited.cite(event.citation)
         elif isinstance(event, ToolCallDelta):
             call = calls.setdefault(event.index, ToolCall(id="", name="", arguments=""))
             call.id = event.id or call.id
@@ -482,7 +482,7 @@ async def collect(events: EventStream, *, id: str, model: str) -> ChatResponse:
             response.usage = event.usage
     response.text = "".join(text)
     response.tool_calls = [calls[index] for index in sorted(calls)]
-    response.citations = passages.spans()
+    response.citations = cited.spans()
     return response
 
 
