@@ -198,3 +198,32 @@ async def test_a_worker_that_reads_pdfs_is_passed_over_when_their_pages_overflow
         assert isinstance(sent, str)  # text parts alone go as one string
         assert sent.count("approved the budget") == 200
     assert len(fake_openai.received) == 2
+
+
+def cited_pdf(*, cite: bool = True) -> ChatRequest:
+    document = DocumentPart(data=pdf_base64(["Minutes."]), text="Minutes.", pages=1)
+    document.citations = cite
+    return ChatRequest(
+        model="podium/auto",
+        messages=[Message("user", [document, TextPart("What was decided?")])],
+        attachments=True,
+    )
+
+
+async def test_a_document_to_be_cited_goes_to_a_worker_that_cites_when_one_can_take_it() -> None:
+    plain, citing = worker("plain", 8192, "documents"), worker("citing", 8192, "citations")
+    router = DirectRouter({}, "plain")
+    context = RouteContext(caller=Caller(), eligible=[plain, citing])
+    cited = await router.plan(cited_pdf(), context)
+    uncited = await router.plan(cited_pdf(cite=False), context)
+    assert cited is not None and cited.workflow.workers == ["citing"]
+    assert cited.reason == "podium/auto goes to 'citing': the default 'plain' cites no documents"
+    assert uncited is not None and uncited.workflow.workers == ["plain"]
+    # The routers that choose by quality and cost choose among the workers that cite...
+    assert fitting(cited_pdf(), [plain, citing]) == [citing]
+    assert fitting(cited_pdf(cite=False), [plain, citing]) == [plain, citing]
+    # ...and, when none does, among those that can take it: answered without citations.
+    alone = RouteContext(caller=Caller(), eligible=[plain, worker("other", 8192, "documents")])
+    kept = await router.plan(cited_pdf(), alone)
+    assert kept is not None and kept.workflow.workers == ["plain"]
+    assert fitting(cited_pdf(), [plain]) == [plain]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from podium.errors import PodiumError
 from podium.routing.base import Candidate, Decision, RouteContext
-from podium.routing.fit import able, fits
+from podium.routing.fit import able, fits, serves
 from podium.types import ChatRequest
 from podium.workflow import Workflow
 
@@ -57,6 +57,14 @@ class DirectRouter:
                 if others:  # else none can: the default's upstream will say why
                     reason = (
                         f"{model} goes to {others[0].name!r}: the default {chosen!r} cannot take it"
+                    )
+                    chosen = others[0].name
+            elif not serves(request, default):  # it cannot cite the documents it is asked to
+                others = able(request, context.eligible)
+                if others and serves(request, others[0]):
+                    reason = (
+                        f"{model} goes to {others[0].name!r}: the default {chosen!r} cites no "
+                        "documents"
                     )
                     chosen = others[0].name
         else:

@@ -79,7 +79,8 @@ def fits(request: ChatRequest, worker: WorkerConfig) -> bool:
 
 
 def able(request: ChatRequest, eligible: Sequence[WorkerConfig]) -> list[WorkerConfig]:
-    """The eligible workers that can take the request (perhaps none)."""
+    """The eligible workers that can take the request (perhaps none); of them, those that
+    also :func:`serve <serves>` it, when any do."""
     if request.attachments:
         return _able_with_documents(request, eligible)
     needed, tokens = needs(request), fewest_tokens(request)
@@ -90,14 +91,32 @@ def _able_with_documents(
     request: ChatRequest, eligible: Sequence[WorkerConfig]
 ) -> list[WorkerConfig]:
     """:func:`able` for a request with documents: a worker must be able to read them, and one
-    that reads PDFs itself is sent their pages as images too, counted per worker."""
+    that reads PDFs itself is sent their pages as images too, counted per worker. When a
+    document asks to be cited, those of them that cite, if any do."""
     needed, tokens, pages = needs(request), fewest_tokens(request), pdf_pages(request)
-    return [
+    fit = [
         worker
         for worker in eligible
         if _fits(worker, needed, tokens + pages * worker.page_image_tokens)
         and reads_documents(request, worker)
     ]
+    if not wants_citations(request):
+        return fit
+    return [worker for worker in fit if "citations" in worker.capabilities] or fit
+
+
+def wants_citations(request: ChatRequest) -> bool:
+    """Whether a document of the request asks to be cited: a worker that cites is chosen
+    over one that does not (which still can take it, and answers without citations)."""
+    return any(part.citations for part in request.document_parts())
+
+
+def serves(request: ChatRequest, worker: WorkerConfig) -> bool:
+    """Whether ``worker``, which can take the request, also gives what it asks for without
+    needing it: citations of its documents."""
+    if not request.attachments or "citations" in worker.capabilities:
+        return True
+    return not wants_citations(request)
 
 
 def fitting(request: ChatRequest, eligible: Sequence[WorkerConfig]) -> list[WorkerConfig]:
