@@ -25,6 +25,7 @@ from podium.providers.base import (
 )
 from podium.providers.egress import Egress
 from podium.secrets import SecretSource
+from podium.shared_notes import NoteBoard, SharedNotes
 from podium.types import ChatRequest, Message, Tool, Usage
 
 K = TypeVar("K")
@@ -288,6 +289,7 @@ class WorkerPool:
         self._breakers: BreakerFactory = breakers or (lambda c: CircuitBreaker(c.breaker))
         self._buckets: RateBuckets = MemoryLimits()
         self._shared: SharedSlots | None = None
+        self.notes = NoteBoard()  # every provider's, shared once a store is set
         self._workers: dict[str, Worker] = {}
         self._lock = asyncio.Lock()
         self.aliases: dict[str, str] = {}  # the configuration's own, checked against new names
@@ -318,6 +320,11 @@ class WorkerPool:
             if not isinstance(worker.provider, EmbeddedProvider):  # each process has its own
                 worker.capacity.shared = shared
 
+    def set_shared_notes(self, store: SharedNotes) -> None:
+        """Where every provider's notes go, now and later: shared with the replicas that
+        use the same store (Redis)."""
+        self.notes.store = store
+
     def set_breaker_factory(self, breakers: BreakerFactory) -> None:
         """Breakers for workers built from now on (and existing ones, rebuilt here)."""
         self._breakers = breakers
@@ -333,6 +340,7 @@ class WorkerPool:
                 secrets=self._secrets,
                 data_dir=self._data_dir,
                 quota=capacity.observe,
+                notes=self.notes,
             )
         )
         if config.role == "embed" and not isinstance(provider, EmbeddingProvider):

@@ -23,10 +23,12 @@ from podium.providers.gemini_cache import (
     default_minimum,
     plan_prefix,
 )
+from podium.shared_notes import MemoryNotes
 from podium.testing.gemini_fake import FakeGemini
 from podium.types import ChatRequest, Message, TextPart, Tool, ToolCall, Usage
 from podium.workers import price_usage
 from tests.conftest import worker
+from tests.shared_servers import REDIS_URL, drop_redis_prefix, needs_redis, unique
 
 KEY = "AIzaTest-0123456789abcdefghijklmn"
 MANUAL = " ".join(["clause"] * 1100)  # 1,100 words (the fake's tokens): past both minimums
@@ -526,3 +528,69 @@ async def test_the_official_sdk_manages_the_fakes_caches(fake: FakeGemini, clock
     assert small.value.code == 400 and "too small" in str(small.value.message)
     assert deleted.value.code == 404 and deleted.value.status == "NOT_FOUND"
     assert expired.value.code == 404 and expired.value.status == "NOT_FOUND"
+
+
+# -- across replicas --------------------------------------------------------------------------
+
+
+async def test_replicas_sharing_notes_use_one_resource_and_pay_its_storage_once(
+    gateway: Any, fake: FakeGemini
+) -> None:
+    notes = MemoryNotes()
+    async with gateway([gem(fake.base_url)]) as one, gateway([gem(fake.base_url)]) as two:
+        for running in (one, two):
+            running.podium.pool.set_shared_notes(notes)
+        _, first_cost, _ = await ask_anthropic(one, "first")
+        second, second_cost, _ = await ask_anthropic(two, "second")
+    assert creates(fake) == 1
+    first_sent, second_sent = generations(fake)
+    assert first_sent["cachedContent"] == second_sent["cachedContent"]
+    assert second.usage.cache_read_input_tokens == 1100
+    # The replica that made the resource charged its storage; the other did not.
+    assert first_cost - second_cost == pytest.approx(storage(1100, 300), abs=1e-8)
+
+
+async def test_a_note_naming_a_resource_gemini_lost_is_passed_over(
+    gateway: Any, fake: FakeGemini
+) -> None:
+    notes = MemoryNotes()
+    async with gateway([gem(fake.base_url)]) as one, gateway([gem(fake.base_url)]) as two:
+        for running in (one, two):
+            running.podium.pool.set_shared_notes(notes)
+        await ask_anthropic(one, "first")
+        fake.caches.clear()  # lost: the note still names it
+        await ask_anthropic(two, "second")  # reads the note, is told 404, makes a new one
+        await ask_anthropic(one, "third")  # its own is lost too: takes the new one's note
+    assert creates(fake) == 2
+    lost, made = (body["cachedContent"] for body in generations(fake)[1:3])
+    # first; second (404), second again; third on its own (404), third again on the note
+    assert [body["cachedContent"] for body in generations(fake)] == [lost, lost, made, lost, made]
+
+
+async def test_a_note_that_names_no_resource_is_passed_over(gateway: Any, fake: FakeGemini) -> None:
+    notes = MemoryNotes()
+    async with gateway([gem(fake.base_url)]) as one, gateway([gem(fake.base_url)]) as two:
+        for running in (one, two):
+            running.podium.pool.set_shared_notes(notes)
+        await ask_anthropic(one, "first")
+        for key, (until, _) in list(notes.notes.items()):
+            notes.notes[key] = (until, "not a note")
+        second, _, _ = await ask_anthropic(two, "second")
+    assert creates(fake) == 2  # the second replica made its own
+    assert second.usage.cache_read_input_tokens == 1100
+
+
+@needs_redis
+async def test_replicas_on_one_redis_use_one_resource(gateway: Any, fake: FakeGemini) -> None:
+    redis = {"url": REDIS_URL, "prefix": unique("podium_notes") + ":"}
+    try:
+        async with (
+            gateway([gem(fake.base_url)], redis=redis) as one,
+            gateway([gem(fake.base_url)], redis=redis) as two,
+        ):
+            await ask_anthropic(one, "first")
+            await ask_anthropic(two, "second")
+    finally:
+        await drop_redis_prefix(redis["prefix"])
+    assert creates(fake) == 1
+    assert len({body["cachedContent"] for body in generations(fake)}) == 1

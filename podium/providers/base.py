@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -13,6 +13,7 @@ from podium.config import ConfigError, WorkerConfig
 from podium.providers.egress import Egress
 from podium.providers.quota import QuotaObserver
 from podium.secrets import SecretSource
+from podium.shared_notes import NoteBoard
 from podium.types import (
     ChatRequest,
     ChatResponse,
@@ -92,6 +93,9 @@ class ProviderContext:
     data_dir: Path
     # Told what the vendor says is left of the worker's quota (podium/providers/quota.py).
     quota: QuotaObserver | None = None
+    # Where the provider leaves notes for the deployment's other processes and replicas
+    # (podium/shared_notes.py); shared only once the deployment gives it a store.
+    notes: NoteBoard = field(default_factory=NoteBoard)
 
 
 ProviderFactory = Callable[[ProviderContext], Provider]

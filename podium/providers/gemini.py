@@ -525,6 +525,7 @@ class GeminiProvider:
                 eager=self.options.explicit_cache is True,
                 minimum_tokens=minimum,
                 capacity=self.options.explicit_cache_max,
+                notes=context.notes,
             )
 
     async def start(self) -> None:

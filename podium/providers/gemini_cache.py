@@ -30,6 +30,7 @@ import orjson
 
 from podium.errors import ProviderError
 from podium.providers.http import Upstream
+from podium.shared_notes import NoteBoard
 from podium.single_flight import SingleFlight
 from podium.types import CACHE_SECONDS, CacheTTL
 
@@ -191,7 +192,9 @@ def vanished(error: ProviderError) -> bool:
 class ContextCaches:
     """One worker's ``cachedContents`` resources, by prefix. ``eager``: create a resource the
     first time a prefix is seen; otherwise the second time within its lifetime. ``clock``
-    gives seconds (tests move it)."""
+    gives seconds (tests move it). ``notes``: where each resource made is noted for the
+    deployment's other processes and replicas, which use it rather than make their own (the
+    storage is billed once, to the answer that made it); ``wall``: the time they agree on."""
 
     def __init__(
         self,
@@ -203,6 +206,8 @@ class ContextCaches:
         minimum_tokens: int,
         capacity: int,
         clock: Callable[[], float] = time.monotonic,
+        notes: NoteBoard | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.upstream = upstream
         self.worker = worker
@@ -216,6 +221,9 @@ class ContextCaches:
         self.seen: OrderedDict[str, float] = OrderedDict()  # prefix -> until when it counts
         self.paused: OrderedDict[str, float] = OrderedDict()  # prefix -> not tried until
         self.warned: set[str] = set()  # the kinds of create failure already logged
+        self.notes = notes
+        self.wall = wall
+        self.gone: OrderedDict[str, None] = OrderedDict()  # resources Gemini no longer knows
 
     async def lease(self, plan: CachePlan, *, again: bool = False) -> Resource | None:
         """The live resource for ``plan``'s prefix, created now if it is worth one; None: send
@@ -230,7 +238,12 @@ class ContextCaches:
             del self.resources[plan.key]
             again = True
         if not self.creating.running(plan.key):
-            if plan.tokens < self.minimum_tokens or self.paused.get(plan.key, 0.0) > now:
+            if plan.tokens < self.minimum_tokens:
+                return None
+            noted = await self._noted(plan.key, now)
+            if noted is not None:
+                return noted
+            if self.paused.get(plan.key, 0.0) > now:
                 return None
             if not (self.eager or again or self._seen_before(plan.key, plan.ttl, now)):
                 return None
@@ -241,6 +254,9 @@ class ContextCaches:
         resource = self.resources.get(key)
         if resource is not None and resource.name == name:
             del self.resources[key]
+        self.gone[name] = None  # another replica's note may still name it
+        while len(self.gone) > 4 * self.capacity:
+            self.gone.popitem(last=False)
 
     async def aclose(self) -> None:
         await self.creating.aclose()
@@ -278,7 +294,35 @@ class ContextCaches:
             return None
         resource = Resource(name, started + seconds, tokens, tokens * seconds / 3600)
         self.resources[plan.key] = resource
-        self._bound(self.clock())
+        now = self.clock()
+        self._bound(now)
+        if self.notes is not None:
+            left = resource.expires - now
+            note = {"name": name, "expires_at": self.wall() + left, "tokens": tokens}
+            await self.notes.write(self._note_key(plan.key), orjson.dumps(note).decode(), left)
+        return resource
+
+    def _note_key(self, key: str) -> str:
+        return f"gemini-cache:{self.worker}:{key}"
+
+    async def _noted(self, key: str, now: float) -> Resource | None:
+        """The resource another process or replica made for the prefix, while it lives."""
+        if self.notes is None:
+            return None
+        value = await self.notes.read(self._note_key(key))
+        if value is None:
+            return None
+        try:
+            note = orjson.loads(value)
+            name, tokens = str(note["name"]), int(note["tokens"])
+            left = float(note["expires_at"]) - self.wall()
+        except (ValueError, KeyError, TypeError):
+            return None
+        if name in self.gone or left <= EXPIRY_MARGIN:
+            return None
+        resource = Resource(name, now + left, tokens)  # its maker's answer paid its storage
+        self.resources[key] = resource
+        self._bound(now)
         return resource
 
     def _failed(self, key: str, kind: str, message: str, refused: bool) -> None:

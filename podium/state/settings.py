@@ -24,3 +24,6 @@ class RedisSettings(BaseModel):
     # Share session affinity (routing.affinity): a conversation keeps its worker whichever
     # process or replica answers its next turn.
     sessions: bool = True
+    # Share what providers note for each other: which Gemini context cache holds a prompt
+    # prefix, so the replicas use one instead of each creating (and paying to keep) its own.
+    notes: bool = True
