@@ -14,17 +14,12 @@ this one's (``podium:`` and ``podium:cache:``) keeps its entries.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from podium.cache.store import CacheUnavailable
-from podium.state.redis_client import DEFAULT_MAX_CONNECTIONS, Cooldown, pooled_redis
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
+from podium.state.redis_client import DEFAULT_MAX_CONNECTIONS, RedisStrings, pooled_redis
 
 CLEAR_BATCH = 500
 CLEAR_TIMEOUT = 5.0  # seconds for one SCAN or UNLINK while clearing
@@ -32,7 +27,9 @@ ENTRY_NAME = re.compile(r"[0-9a-f]{64}")
 GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
 
-class RedisCache:
+class RedisCache(RedisStrings):
+    unavailable = CacheUnavailable  # a lookup that fails is a miss, never a refusal
+
     def __init__(
         self,
         url: str,
@@ -43,56 +40,15 @@ class RedisCache:
         retry_after: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.url = url
-        self.base = f"{prefix}cache:"
-        self.timeout = timeout
-        self.max_connections = max_connections
-        self.cooldown = Cooldown(retry_after, clock)
-        self._redis: Redis | None = None
-
-    @property
-    def errors(self) -> int:
-        return self.cooldown.errors
-
-    def _client(self) -> Redis:
-        ago = self.cooldown.resting()
-        if ago is not None:
-            raise CacheUnavailable(
-                f"Redis unreachable {ago:.1f} s ago ({self.cooldown.because}); not asked again yet"
-            )
-        if self._redis is None:
-            self._redis = pooled_redis(
-                self.url,
-                timeout=self.timeout,
-                max_connections=self.max_connections,
-                # A lookup that cannot get a connection soon is a miss, not a wait.
-                queue_timeout=self.timeout,
-                name="podium-cache",
-            )
-        return self._redis
-
-    def _failed(self, error: BaseException) -> CacheUnavailable:
-        self.cooldown.failed(error)
-        return CacheUnavailable(f"Redis unreachable ({self.cooldown.because})")
-
-    async def get(self, key: str) -> str | None:
-        redis = self._client()
-        try:
-            async with asyncio.timeout(self.timeout):
-                value = await redis.get(self.base + key)
-        except Exception as error:
-            raise self._failed(error) from None
-        self.cooldown.recovered()
-        return str(value) if value is not None else None
-
-    async def put(self, key: str, value: str, ttl: float) -> None:
-        redis = self._client()
-        try:
-            async with asyncio.timeout(self.timeout):
-                await redis.set(self.base + key, value, px=max(1, int(ttl * 1000)))
-        except Exception as error:
-            raise self._failed(error) from None
-        self.cooldown.recovered()
+        super().__init__(
+            url,
+            base=f"{prefix}cache:",
+            name="podium-cache",
+            timeout=timeout,
+            max_connections=max_connections,
+            retry_after=retry_after,
+            clock=clock,
+        )
 
     async def clear(self) -> int:
         pattern = GLOB_SPECIAL.sub(r"\\\1", self.base) + "*"
@@ -124,8 +80,3 @@ class RedisCache:
     def _is_entry(self, name: str | bytes) -> bool:
         # The client decodes replies, so names are text.
         return isinstance(name, str) and bool(ENTRY_NAME.fullmatch(name[len(self.base) :]))
-
-    async def aclose(self) -> None:
-        redis, self._redis = self._redis, None
-        if redis is not None:
-            await redis.aclose()

@@ -10,6 +10,7 @@ any load: callers beyond them queue for a free one.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -70,3 +71,85 @@ class Cooldown:
 
     def recovered(self) -> None:
         self._since = None
+
+
+class RedisUnavailable(Exception):
+    """Redis cannot answer now (or is being left alone after failing)."""
+
+
+class RedisStrings:
+    """Strings under ``base + key``, each set with its lifetime (``SET ... PX``), for the
+    optional uses of Redis: a call that fails raises :attr:`unavailable` and leaves Redis alone
+    for ``retry_after`` seconds (:class:`Cooldown`), so a dead server costs each call a clock
+    read instead of a timeout. ``name`` labels the connections in ``CLIENT LIST``."""
+
+    unavailable: type[Exception] = RedisUnavailable
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        base: str,
+        name: str,
+        timeout: float = 0.25,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        retry_after: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.url = url
+        self.base = base
+        self.name = name
+        self.timeout = timeout
+        self.max_connections = max_connections
+        self.cooldown = Cooldown(retry_after, clock)
+        self._redis: Redis | None = None
+
+    @property
+    def errors(self) -> int:
+        return self.cooldown.errors
+
+    def _client(self) -> Redis:
+        ago = self.cooldown.resting()
+        if ago is not None:
+            raise self.unavailable(
+                f"Redis unreachable {ago:.1f} s ago ({self.cooldown.because}); not asked again yet"
+            )
+        if self._redis is None:
+            self._redis = pooled_redis(
+                self.url,
+                timeout=self.timeout,
+                max_connections=self.max_connections,
+                # An optional use: a call that cannot get a connection soon goes without.
+                queue_timeout=self.timeout,
+                name=self.name,
+            )
+        return self._redis
+
+    def _failed(self, error: BaseException) -> Exception:
+        self.cooldown.failed(error)
+        return self.unavailable(f"Redis unreachable ({self.cooldown.because})")
+
+    async def get(self, key: str) -> str | None:
+        redis = self._client()
+        try:
+            async with asyncio.timeout(self.timeout):
+                value = await redis.get(self.base + key)
+        except Exception as error:
+            raise self._failed(error) from None
+        self.cooldown.recovered()
+        return str(value) if value is not None else None
+
+    async def put(self, key: str, value: str, ttl: float) -> None:
+        """Keep ``value`` under ``key`` for ``ttl`` seconds."""
+        redis = self._client()
+        try:
+            async with asyncio.timeout(self.timeout):
+                await redis.set(self.base + key, value, px=max(1, int(ttl * 1000)))
+        except Exception as error:
+            raise self._failed(error) from None
+        self.cooldown.recovered()
+
+    async def aclose(self) -> None:
+        redis, self._redis = self._redis, None
+        if redis is not None:
+            await redis.aclose()

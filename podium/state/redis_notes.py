@@ -5,21 +5,16 @@ read, not a timeout) and every process goes on with what it knows itself."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-from podium.state.redis_client import DEFAULT_MAX_CONNECTIONS, Cooldown, pooled_redis
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
+from podium.state.redis_client import DEFAULT_MAX_CONNECTIONS, RedisStrings, RedisUnavailable
 
 log = logging.getLogger("podium.notes")
 
 
-class RedisNotes:
+class RedisNotes(RedisStrings):
     def __init__(
         self,
         url: str,
@@ -30,64 +25,35 @@ class RedisNotes:
         retry_after: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.url = url
-        self.base = f"{prefix}notes:"
-        self.timeout = timeout
-        self.max_connections = max_connections
-        self.cooldown = Cooldown(retry_after, clock)
-        self._redis: Redis | None = None
-
-    def _client(self) -> Redis | None:
-        if self.cooldown.resting() is not None:
-            return None
-        if self._redis is None:
-            self._redis = pooled_redis(
-                self.url,
-                timeout=self.timeout,
-                max_connections=self.max_connections,
-                queue_timeout=self.timeout,  # a hint is not worth waiting for
-                name="podium-notes",
-            )
-        return self._redis
-
-    def _failed(self, error: BaseException) -> None:
-        if self.cooldown.resting() is None:
-            log.warning(
-                "shared notes: Redis unreachable (%s); each process keeps its own",
-                type(error).__name__,
-            )
-        self.cooldown.failed(error)
+        super().__init__(
+            url,
+            base=f"{prefix}notes:",
+            name="podium-notes",
+            timeout=timeout,
+            max_connections=max_connections,
+            retry_after=retry_after,
+            clock=clock,
+        )
+        self._told = 0  # failures already logged
 
     async def read(self, key: str) -> str | None:
-        redis = self._client()
-        if redis is None:
-            return None
         try:
-            async with asyncio.timeout(self.timeout):
-                value = await redis.get(self.base + key)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            self._failed(error)
+            return await self.get(key)
+        except RedisUnavailable:
+            self._tell()
             return None
-        self.cooldown.recovered()
-        return str(value) if value is not None else None
 
     async def write(self, key: str, value: str, seconds: float) -> None:
-        redis = self._client()
-        if redis is None:
-            return
         try:
-            async with asyncio.timeout(self.timeout):
-                await redis.set(self.base + key, value, px=max(1, int(seconds * 1000)))
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            self._failed(error)
-            return
-        self.cooldown.recovered()
+            await self.put(key, value, seconds)
+        except RedisUnavailable:
+            self._tell()
 
-    async def aclose(self) -> None:
-        redis, self._redis = self._redis, None
-        if redis is not None:
-            await redis.aclose()
+    def _tell(self) -> None:
+        """Log a failure once: the calls while Redis is left alone after it add nothing."""
+        if self.cooldown.errors != self._told:
+            self._told = self.cooldown.errors
+            log.warning(
+                "shared notes: Redis unreachable (%s); each process keeps its own",
+                self.cooldown.because,
+            )
