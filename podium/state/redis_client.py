@@ -6,6 +6,9 @@ connections at the same moment; their handshakes wait behind the burst's own wor
 event loop, overrun the per-call timeout, and every key with limits is refused as if Redis
 were down. Redis answers one command at a time anyway, so a few connections per process carry
 any load: callers beyond them queue for a free one.
+
+:class:`RedisStrings` builds on it for the optional uses of Redis (the response cache,
+providers' notes): strings with lifetimes, and Redis left alone for a while after it fails.
 """
 
 from __future__ import annotations
