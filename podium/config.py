@@ -11,12 +11,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from podium.batches.settings import BatchSettings
 from podium.cache.settings import CacheSettings
 from podium.contracts.settings import ContractsConfig
 from podium.costs.config import CostsConfig, check_ascending, reached
+from podium.image_tokens import CLAUDE, PRESETS, FlatRule, ImageRule, ImageTokens
 from podium.observe.settings import ObserveConfig
 from podium.policy.content_settings import ContentPolicySettings
 from podium.policy.settings import AccessSettings
@@ -192,6 +201,11 @@ class WorkerConfig(Strict):
     # Tokens one PDF page costs this worker beyond the page's text, when it reads PDFs itself
     # (``documents``: vendors bill each page as an image too). None: DEFAULT_DOCUMENT_PAGE_TOKENS.
     document_page_tokens: int | None = Field(None, ge=0)
+    # How the worker's upstream counts an image's tokens (podium/image_tokens.py): a preset's
+    # name (claude, gpt-4o, gpt-4o-mini, gpt-4.1, gpt-4.1-mini, gpt-4.1-nano, o4-mini, gemini),
+    # a number of tokens for every image, or a rule spelled out ({kind: tiles, tile: 448, ...}).
+    # None: the rule its provider reports, else Claude's.
+    image_tokens: ImageTokens | None = None
     profile: DataProfile = Field(default_factory=DataProfile)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
@@ -204,6 +218,23 @@ class WorkerConfig(Strict):
     # text, on POST /v1/embeddings; chat requests never reach it.
     role: Literal["answer", "check", "embed"] = "answer"
     options: dict[str, Any] = Field(default_factory=dict)  # validated by the provider plugin
+    # The image rule the worker's provider reports for its upstream (set by the pool).
+    _provider_image_rule: ImageRule | None = PrivateAttr(None)
+
+    @field_validator("image_tokens", mode="before")
+    @classmethod
+    def _image_rule_shorthand(cls, value: object) -> object:
+        if isinstance(value, str):
+            preset = PRESETS.get(value)
+            if preset is None:
+                raise ValueError(
+                    f"unknown image-token preset {value!r}; known: {', '.join(PRESETS)}, a "
+                    "number of tokens an image, or a rule (kind: area, tiles, patches or flat)"
+                )
+            return preset
+        if isinstance(value, int) and not isinstance(value, bool):
+            return FlatRule(each=value)
+        return value
 
     @field_validator("base_url")
     @classmethod
@@ -213,13 +244,36 @@ class WorkerConfig(Strict):
         return value.rstrip("/") if value else value
 
     @model_validator(mode="after")
-    def _pages_read(self) -> WorkerConfig:
+    def _media_read(self) -> WorkerConfig:
         if self.document_page_tokens is not None and "documents" not in self.capabilities:
             raise ValueError(
                 "document_page_tokens: only a worker with the 'documents' capability is sent "
                 "PDFs (the others are sent their text); add 'documents' or drop the setting"
             )
+        if self.image_tokens is not None and "vision" not in self.capabilities:
+            raise ValueError(
+                "image_tokens: only a worker with the 'vision' capability is sent images; add "
+                "'vision' or drop the setting"
+            )
         return self
+
+    @property
+    def image_rule(self) -> ImageRule:
+        """How this worker is billed for an image: its own ``image_tokens``, else its
+        provider's rule, else Claude's."""
+        own = self.image_tokens
+        if own is not None:
+            return own
+        return self._provider_image_rule or CLAUDE
+
+    @property
+    def provider_image_rule(self) -> ImageRule | None:
+        return self._provider_image_rule
+
+    def use_provider_image_rule(self, rule: ImageRule | None) -> None:
+        """Take the image rule the worker's provider reports (kept out of the settings: a
+        change of provider must not carry the old one's rule along)."""
+        self._provider_image_rule = rule
 
     @property
     def page_image_tokens(self) -> int:

@@ -22,7 +22,7 @@ from podium.gateway import Gateway, total_cost
 from podium.routing.base import Candidate, Decision
 from podium.routing.direct import VIRTUAL_MODELS
 from podium.types import ChatRequest, Embeddings, EmbedRequest, Message, TextPart
-from podium.workers import embedder_named
+from podium.workers import worker_named
 from podium.workflow import Workflow
 
 ROUTER = "embeddings"
@@ -62,7 +62,7 @@ class EmbeddingPath:
                 raise _not_cleared()
             cheapest = min(cleared, key=lambda worker: worker.price.input)
             return cheapest, f"{request.model} goes to the cheapest cleared embedding worker"
-        named = embedder_named(request.model, embedders, self.gateway.pool.aliases)
+        named = worker_named(request.model, embedders, self.gateway.pool.aliases, "embed")
         if named is None:
             # No names in the message: a key's scopes may hide some (GET /v1/models shows the
             # ones this caller may use).

@@ -429,7 +429,7 @@ def _tokens_asked(worker: Worker, request: ChatRequest) -> int:
     documents too, as the worker reads them), and the most it may answer (corrected to the
     real count when it ends)."""
     answer = request.max_tokens or worker.config.max_output_tokens or DEFAULT_ANSWER_TOKENS
-    if request.attachments:
+    if request.attachments or request.has_images():
         return prompt_tokens(request, worker.config) + answer
     return tokens_for_length(request.prompt_length()) + answer
 

@@ -27,7 +27,7 @@ from podium.types import (
     Usage,
     WireItem,
 )
-from podium.workers import WorkerPool, embedder_named
+from podium.workers import WorkerPool, worker_named
 from podium.workflow import WorkflowError
 
 
@@ -334,7 +334,7 @@ class Gateway:
     def _embeds(self, model: str) -> bool:
         """Whether ``model`` names an embedding worker (by name or alias)."""
         configs = (worker.config for worker in self.pool)
-        return embedder_named(model, configs, self.pool.aliases) is not None
+        return worker_named(model, configs, self.pool.aliases, "embed") is not None
 
     async def handle(
         self,

@@ -10,15 +10,17 @@ import asyncio
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from podium.breaker import Breaker, CircuitBreaker
 from podium.capacity import Capacity, RateBuckets, SharedSlots
 from podium.config import ConfigError, Price, WorkerConfig, WorkerLimits, name_clash
+from podium.media import request_media
 from podium.policy.limits import MemoryLimits
 from podium.providers.base import (
     EmbeddedProvider,
     EmbeddingProvider,
+    ImageCountingProvider,
     Provider,
     ProviderContext,
     ProviderRegistry,
@@ -125,8 +127,8 @@ MESSAGE_OVERHEAD_TOKENS = 4  # role markers and separators around each message
 def estimate_input_tokens(request: ChatRequest) -> int:
     """A request's input, estimated as :func:`estimate_tokens` does: every message's text and
     tool calls, a few tokens of role markers each, every tool's definition and its documents'
-    text. Budgets reserve by it, adding :func:`page_image_tokens` for each worker, and the
-    token-counting endpoints answer with it (made for no worker: the text alone)."""
+    text. Budgets reserve by it, adding what the images and PDF pages cost each worker
+    (podium/media.py), and so do the token-counting endpoints (:func:`count_input_tokens`)."""
     messages = request.messages
     tokens = tokens_for_length(request.prompt_length()) + MESSAGE_OVERHEAD_TOKENS * len(messages)
     if request.attachments:
@@ -139,29 +141,27 @@ def estimate_input_tokens(request: ChatRequest) -> int:
     return tokens
 
 
-def pdf_pages(request: ChatRequest) -> int:
-    """The pages of the request's PDFs that were read (0 for one known only by URL, or not
-    read: a count of pages is then a lower bound)."""
-    if not request.attachments:
-        return 0
-    return sum(part.pages for part in request.document_parts())
-
-
-def page_image_tokens(request: ChatRequest, worker: WorkerConfig) -> int:
-    """What ``worker`` is billed for the request's PDF pages beyond their text: each page at
-    its ``page_image_tokens`` if it reads PDFs itself; 0 for a worker sent their text."""
-    per_page = worker.page_image_tokens
-    return pdf_pages(request) * per_page if per_page else 0
-
-
 def prompt_tokens(request: ChatRequest, worker: WorkerConfig) -> int:
     """``tokens_for_length(request.prompt_length())``, as ``worker`` would read the request:
-    with its documents' text, and their pages' images for a worker that reads PDFs itself."""
+    with its documents' text, and what its images and PDF pages cost it
+    (podium/media.py)."""
     length = request.prompt_length()
-    if not request.attachments:
+    if not request.attachments and not request.has_images():
         return tokens_for_length(length)
-    length += request.documents_length()
-    return tokens_for_length(length) + page_image_tokens(request, worker)
+    if request.attachments:
+        length += request.documents_length()
+    return tokens_for_length(length) + request_media(request).tokens(worker)
+
+
+def count_input_tokens(request: ChatRequest, worker: WorkerConfig | None) -> int:
+    """What the token-counting endpoints answer: :func:`estimate_input_tokens`, plus what the
+    request's images and PDF pages cost ``worker`` (the one its model names, else the default
+    one); with no worker, its images by Claude's rule."""
+    tokens = estimate_input_tokens(request)
+    if not request.attachments and not request.has_images():
+        return tokens
+    media = request_media(request)
+    return tokens + (media.unrouted_tokens() if worker is None else media.tokens(worker))
 
 
 def estimate_message_tokens(message: Message) -> int:
@@ -239,14 +239,17 @@ class PoolAnswers(Generic[K, V]):
         return answer
 
 
-def embedder_named(
-    model: str, workers: Iterable[WorkerConfig], aliases: Mapping[str, str]
+def worker_named(
+    model: str,
+    workers: Iterable[WorkerConfig],
+    aliases: Mapping[str, str],
+    role: Literal["answer", "check", "embed"],
 ) -> WorkerConfig | None:
-    """The embedding worker (``role: embed``) that ``model`` names, by its name, one of its
-    aliases or a configured alias; None if none does."""
+    """The worker of ``role`` that ``model`` names, by its name, one of its aliases or a
+    configured alias; None if none does."""
     target = aliases.get(model, model)
     for worker in workers:
-        if worker.role == "embed" and (worker.name == target or model in worker.aliases):
+        if worker.role == role and (worker.name == target or model in worker.aliases):
             return worker
     return None
 
@@ -352,6 +355,8 @@ class WorkerPool:
         if isinstance(provider, EmbeddedProvider):
             capacity.shared = None
             capacity.reconfigure(limits_for(config, provider))
+        if isinstance(provider, ImageCountingProvider):
+            config.use_provider_image_rule(provider.image_rule())
         return Worker(
             config=config, provider=provider, breaker=self._breakers(config), capacity=capacity
         )
@@ -387,6 +392,13 @@ class WorkerPool:
 
     def configs(self) -> list[WorkerConfig]:
         return [worker.config for worker in self._workers.values()]
+
+    def named_or(self, model: str, default: str | None) -> WorkerConfig | None:
+        """The answering worker ``model`` names, else the ``default`` one, else None."""
+        named = worker_named(model, self.configs(), self.aliases, "answer")
+        if named is None and default is not None and default in self._workers:
+            return self._workers[default].config
+        return named
 
     def serving(self) -> list[Worker]:
         """Workers that take new requests: not draining."""
@@ -455,6 +467,7 @@ class WorkerPool:
                 asyncio.get_running_loop().create_task(self._close_when_idle(current))
                 updated = replacement
             else:
+                config.use_provider_image_rule(current.config.provider_image_rule)
                 current.config = config
                 limits = limits_for(config, current.provider)
                 if limits != current.capacity.limits:

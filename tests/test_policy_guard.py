@@ -418,12 +418,13 @@ async def test_cost_guard_fast_path_agrees_with_the_full_check(make_config: Any)
 
     from podium.app import create_podium
     from podium.context import Caller, RequestContext
+    from podium.media import request_media
     from podium.policy.ceiling import CostGuardHook
     from podium.policy.classify import DataClasses
     from podium.policy.content_settings import ContentPolicySettings, CostGuardSettings
     from podium.routing.base import Candidate, Decision
     from podium.types import ChatRequest, DocumentPart, Message, TextPart
-    from podium.workers import pdf_pages, tokens_for_length
+    from podium.workers import tokens_for_length
     from podium.workflow import Workflow
 
     rng = random.Random(9)
@@ -484,7 +485,7 @@ async def test_cost_guard_fast_path_agrees_with_the_full_check(make_config: Any)
             tokens = tokens_for_length(request.prompt_length() + request.documents_length())
             ceiling = hook.ceiling(twin_context)
             judged = _judged(
-                hook, request, twin_decision, twin_context, tokens, ceiling, pdf_pages(request)
+                hook, request, twin_decision, twin_context, tokens, ceiling, request_media(request)
             )
             assert _outcome(hook.decided(request, decision, context), decision, context) == (
                 _outcome(judged, twin_decision, twin_context)

@@ -191,7 +191,7 @@ async def test_a_worker_that_reads_pdfs_is_passed_over_when_their_pages_overflow
         "(passed over: rule 'pdfs': worker 'reader' has a 32000-token context window; the "
         "prompt has at least " in reasons[1]
     )
-    assert "(51600 of them its PDFs' pages, read as images)" in reasons[1]
+    assert "(51600 of them its images and PDF pages)" in reasons[1]
     # the worker was sent the text: no file went upstream
     for received in fake_openai.received:
         sent = received.body["messages"][-1]["content"]

@@ -7,8 +7,9 @@ from dataclasses import replace
 import pytest
 
 from podium.config import Price, WorkerConfig
+from podium.media import request_media
 from podium.types import ChatRequest, DocumentPart, Message, TextPart, Usage
-from podium.workers import estimate_input_tokens, page_image_tokens, price_usage, prompt_tokens
+from podium.workers import estimate_input_tokens, price_usage, prompt_tokens
 
 PRICE = Price(input=3.0, output=15.0, cached_input=0.3)
 
@@ -114,13 +115,13 @@ def test_a_worker_that_reads_pdfs_is_estimated_their_pages_images_too() -> None:
     plain = WorkerConfig(name="plain", provider="openai", model="m")
     request = about_a_pdf(50)
     assert estimate_input_tokens(request) > 225  # every worker reads ~900 characters of text
-    assert page_image_tokens(request, plain) == 0  # it is sent the text alone
-    assert page_image_tokens(request, reading_pdfs()) == 50 * 258
-    assert page_image_tokens(request, reading_pdfs(1500)) == 50 * 1500
+    assert request_media(request).tokens(plain) == 0  # it is sent the text alone
+    assert request_media(request).tokens(reading_pdfs()) == 50 * 258
+    assert request_media(request).tokens(reading_pdfs(1500)) == 50 * 1500
     assert prompt_tokens(request, reading_pdfs(1500)) == prompt_tokens(request, plain) + 75_000
     assert prompt_tokens(request, plain) == (len("Summarise it.") + 900 + 3) // 4
     # a scan has pages and no text; a PDF known only by URL was not read: no pages known
-    assert page_image_tokens(about_a_pdf(3, None), reading_pdfs()) == 3 * 258
-    assert page_image_tokens(about_a_pdf(0, None), reading_pdfs()) == 0
+    assert request_media(about_a_pdf(3, None)).tokens(reading_pdfs()) == 3 * 258
+    assert request_media(about_a_pdf(0, None)).tokens(reading_pdfs()) == 0
     # a request without attachments has no pages, whatever its parts
-    assert page_image_tokens(replace(request, attachments=False), reading_pdfs()) == 0
+    assert request_media(replace(request, attachments=False)).tokens(reading_pdfs()) == 0

@@ -37,7 +37,7 @@ from podium.types import (
     UsageReport,
     passages,
 )
-from podium.workers import estimate_input_tokens
+from podium.workers import count_input_tokens, estimate_input_tokens
 
 if TYPE_CHECKING:
     from podium.app import Podium
@@ -361,7 +361,10 @@ def register_app(podium: Podium) -> None:
         request = parse_count_tokens(body, http.headers)
         await read_attachments(podium, request, context)
         # An estimate (about four characters a token): workers differ in tokenizer.
-        return Response.json({"input_tokens": estimate_input_tokens(request)})
+        count = count_input_tokens(
+            request, podium.gateway.pool.named_or(request.model, podium.config.default_worker)
+        )
+        return Response.json({"input_tokens": count})
 
     podium.app.route("POST", "/v1/messages/count_tokens", count_tokens, ingress)
     # Imported here: the batches build on this module's ingress.

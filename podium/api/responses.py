@@ -39,7 +39,7 @@ from podium.types import (
     Usage,
     UsageReport,
 )
-from podium.workers import estimate_input_tokens
+from podium.workers import count_input_tokens
 
 if TYPE_CHECKING:
     from podium.app import Podium
@@ -494,7 +494,9 @@ def register_app(podium: Podium) -> None:
         if keeper is not None:
             request = await keeper.resolve(request, context)
         await read_attachments(podium, request, context)
-        count = estimate_input_tokens(request)
+        count = count_input_tokens(
+            request, podium.gateway.pool.named_or(request.model, podium.config.default_worker)
+        )
         return Response.json({"object": "response.input_tokens", "input_tokens": count})
 
     podium.app.route("POST", "/v1/responses/input_tokens", input_tokens, ingress)

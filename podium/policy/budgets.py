@@ -5,8 +5,9 @@
 - ``decided``: once the router has named the workers, the request's worst-case cost (estimated
   input tokens plus ``max_tokens``, or a default, of output at each step's price; the dearest
   fallback for the last step) is reserved against the key's budget for the period, or the
-  request is refused with 402. A worker that reads PDFs itself is priced with their pages'
-  images too (its ``page_image_tokens`` a page).
+  request is refused with 402. Images and PDF pages are priced as each worker is billed for
+  them (podium/media.py); before a worker is known, the TPM take counts images by Claude's
+  rule.
 - ``finish``: the reservation is settled with the real cost from the trace, and the token
   bucket corrected with the real token count.
 
@@ -30,6 +31,7 @@ from podium.config import WorkerConfig
 from podium.context import RequestContext
 from podium.errors import PodiumError
 from podium.hooks import Hook
+from podium.media import request_media
 from podium.policy.keys import KeyCache, KeyRecord, KeyUnavailable
 from podium.policy.limits import (
     Closing,
@@ -49,8 +51,6 @@ from podium.workers import (
     WorkerPool,
     estimate_input_tokens,
     estimate_tokens,
-    page_image_tokens,
-    pdf_pages,
     price_tokens,
 )
 
@@ -95,15 +95,15 @@ def estimate_cost(
         if worker is None:
             return 0.0
         config = worker.config
-        if request.attachments:  # a worker that reads PDFs itself: their pages' images too
-            prompt += page_image_tokens(request, config)
+        if request.attachments or request.has_images():  # what they cost this worker
+            prompt += request_media(request).tokens(config)
         cost = _step_cost(config, prompt, request, default_output)[0]
         return 0.0 + cost if cost >= 0.0 else 0.0
     last = len(steps) - 1
     produced = 0
     total = 0.0
-    # A worker that reads PDFs itself is billed for their pages' images too.
-    pages = pdf_pages(request) if request.attachments else 0
+    # Images and PDF pages cost each worker its own tokens (podium/media.py).
+    media = request_media(request)
     for index, step in enumerate(steps):
         names = (step.worker, *decision.workflow.fallbacks) if index == last else (step.worker,)
         tokens_in = (
@@ -114,9 +114,9 @@ def estimate_cost(
             worker = pool.get(name)
             if worker is None:
                 continue
-            if pages:
+            if media:
                 config = worker.config
-                tokens = tokens_in + pages * config.page_image_tokens
+                tokens = tokens_in + media.tokens(config)
                 cost, out = _step_cost(config, tokens, request, default_output)
             else:
                 cost, out = _step_cost(worker.config, tokens_in, request, default_output)
@@ -280,6 +280,8 @@ class LimitsHook(Hook):
             # output_tokens(request, None, ...), written out: no worker is known yet.
             most = request.max_tokens
             tokens = prompt + (most if most is not None else self.settings.default_output_tokens)
+            if request.attachments or request.has_images():
+                tokens += request_media(request).unrouted_tokens()
             memory = self._memory
             if memory is not None:
                 take = memory.take_now(record.key_id, record.rpm, record.tpm, tokens)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from podium.context import RequestContext
 from podium.errors import PodiumError
 from podium.hooks import Hook
+from podium.media import NO_MEDIA, Media, request_media
 from podium.policy.classify import DataClasses
 from podium.policy.content_settings import CostGuardSettings
 from podium.routing.base import Decision
@@ -26,7 +27,6 @@ from podium.workers import (
     PlainRates,
     PoolAnswers,
     WorkerPool,
-    pdf_pages,
     price_tokens,
     tokens_for_length,
 )
@@ -67,18 +67,18 @@ class CostGuardHook(Hook):
         self._rates = PoolAnswers(pool, self._pool_rates)
 
     def estimate(
-        self, worker: str, request: ChatRequest, prompt_tokens: int, pages: int = 0
+        self, worker: str, request: ChatRequest, prompt_tokens: int, media: Media = NO_MEDIA
     ) -> float | None:
         """None for a worker it cannot price: unknown, or one that only checks drafts (a plan
-        prices it at nothing, and no downgrade may pick it). ``pages``: the request's PDF
-        pages, which a worker that reads PDFs itself is billed for as images too."""
+        prices it at nothing, and no downgrade may pick it). ``media``: the request's images
+        and PDF pages, which each worker is billed for its own way."""
         found = self.pool.get(worker)
         if found is None or found.config.role != "answer":
             return None
         config = found.config
         output = request.max_tokens or config.max_output_tokens or self.settings.output_tokens
-        if pages:
-            prompt_tokens += pages * config.page_image_tokens
+        if media:
+            prompt_tokens += media.tokens(config)
         return price_tokens(config.price, prompt_tokens, output)
 
     def plan_cost(
@@ -87,12 +87,12 @@ class CostGuardHook(Hook):
         request: ChatRequest,
         prompt_tokens: int,
         known: dict[str, float | None] | None = None,
-        pages: int = 0,
+        media: Media = NO_MEDIA,
     ) -> float:
         """The plan's estimate; ``known`` remembers each worker's for this request."""
         total = 0.0
         for step in workflow.steps:
-            total += self._estimate(step.worker, request, prompt_tokens, known, pages) or 0.0
+            total += self._estimate(step.worker, request, prompt_tokens, known, media) or 0.0
         return total
 
     def _estimate(
@@ -101,13 +101,13 @@ class CostGuardHook(Hook):
         request: ChatRequest,
         prompt_tokens: int,
         known: dict[str, float | None] | None,
-        pages: int = 0,
+        media: Media = NO_MEDIA,
     ) -> float | None:
         if known is None:
-            return self.estimate(worker, request, prompt_tokens, pages)
+            return self.estimate(worker, request, prompt_tokens, media)
         if worker in known:
             return known[worker]
-        cost = known[worker] = self.estimate(worker, request, prompt_tokens, pages)
+        cost = known[worker] = self.estimate(worker, request, prompt_tokens, media)
         return cost
 
     def ceiling(self, context: RequestContext) -> float | None:
@@ -190,7 +190,7 @@ class CostGuardHook(Hook):
         prompt_tokens: int,
         context: RequestContext,
         known: dict[str, float | None] | None = None,
-        pages: int = 0,
+        media: Media = NO_MEDIA,
     ) -> list[tuple[float, str]]:
         names = dict.fromkeys(
             [c.worker for c in decision.candidates]
@@ -205,7 +205,7 @@ class CostGuardHook(Hook):
             worker = self.pool.get(name)
             if worker is not None and cannot_take(request, worker.config) is not None:
                 continue
-            cost = self._estimate(name, request, prompt_tokens, known, pages)
+            cost = self._estimate(name, request, prompt_tokens, known, media)
             if cost is not None:
                 priced.append((cost, name))
         return sorted(priced)
@@ -213,13 +213,13 @@ class CostGuardHook(Hook):
     async def decided(
         self, request: ChatRequest, decision: Decision, context: RequestContext
     ) -> None:
-        if request.attachments:
-            # Every worker reads the documents' text; one that reads PDFs itself their pages'
-            # images too, priced per worker by the full check.
+        if request.attachments or request.has_images():
+            # Every worker reads the documents' text; images and PDF pages cost each worker
+            # its own tokens, priced per worker by the full check.
             length = request.prompt_length() + request.documents_length()
-            pages = pdf_pages(request)
+            media = request_media(request)
             ceiling = self.ceiling(context)
-            self._judge(request, decision, context, tokens_for_length(length), ceiling, pages)
+            self._judge(request, decision, context, tokens_for_length(length), ceiling, media)
             return
         prompt_tokens = tokens_for_length(request.prompt_length())
         ceiling = self.ceiling(context)
@@ -240,11 +240,11 @@ class CostGuardHook(Hook):
         context: RequestContext,
         prompt_tokens: int,
         ceiling: float | None,
-        pages: int = 0,
+        media: Media = NO_MEDIA,
     ) -> None:
         known: dict[str, float | None] = {}  # each worker priced once for this request
-        planned = self.plan_cost(decision.workflow, request, prompt_tokens, known, pages)
-        options = self._cheapest(decision, request, prompt_tokens, context, known, pages)
+        planned = self.plan_cost(decision.workflow, request, prompt_tokens, known, media)
+        options = self._cheapest(decision, request, prompt_tokens, context, known, media)
         if ceiling is not None and planned > ceiling:
             under = [(cost, name) for cost, name in options if cost <= ceiling]
             details: dict[str, Any] = {"estimated_usd": round(planned, 6), "ceiling_usd": ceiling}

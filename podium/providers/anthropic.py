@@ -15,6 +15,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from podium.errors import ProviderError, provider_error_from_status
+from podium.image_tokens import CLAUDE, ImageRule
 from podium.providers.base import ProviderContext, ProviderRegistry
 from podium.providers.http import Upstream, sse_json
 from podium.types import (
@@ -585,6 +586,9 @@ class AnthropicProvider:
             secrets=[key],
             quota=context.quota,
         )
+
+    def image_rule(self) -> ImageRule:
+        return CLAUDE
 
     def _payload(self, request: ChatRequest, *, stream: bool) -> tuple[dict[str, Any], JsonMode]:
         return encode_request(

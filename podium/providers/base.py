@@ -10,6 +10,7 @@ from typing import Protocol, runtime_checkable
 from pydantic import ValidationError
 
 from podium.config import ConfigError, WorkerConfig
+from podium.image_tokens import ImageRule
 from podium.providers.egress import Egress
 from podium.providers.quota import QuotaObserver
 from podium.secrets import SecretSource
@@ -55,6 +56,14 @@ class CautionedProvider(Provider, Protocol):
     machine cannot set, say): ``podium workers check`` and ``podium serve`` print it."""
 
     def warnings(self) -> list[str]: ...
+
+
+@runtime_checkable
+class ImageCountingProvider(Provider, Protocol):
+    """A provider that knows how its upstream bills an image (podium/image_tokens.py): its
+    worker's image rule unless the worker sets ``image_tokens`` itself."""
+
+    def image_rule(self) -> ImageRule: ...
 
 
 @runtime_checkable

@@ -22,6 +22,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from podium.errors import ProviderError, provider_error_from_status
+from podium.image_tokens import GEMINI, ImageRule
 from podium.providers.base import ProviderContext, ProviderRegistry
 from podium.providers.gemini_cache import (
     CachePlan,
@@ -530,6 +531,9 @@ class GeminiProvider:
 
     async def start(self) -> None:
         return None
+
+    def image_rule(self) -> ImageRule:
+        return GEMINI
 
     def _payload(self, request: ChatRequest) -> dict[str, Any]:
         return encode_request(request, self.options, max_output_tokens=self.max_output_tokens)

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from podium.errors import ProviderError
+from podium.image_tokens import GPT_4O, ImageRule, preset_for_model
 from podium.providers.base import ProviderContext, ProviderRegistry
 from podium.providers.http import Upstream, sse_json
 from podium.providers.openai_cache import (
@@ -331,6 +332,11 @@ class OpenAIProvider:
 
     async def start(self) -> None:
         return None
+
+    def image_rule(self) -> ImageRule:
+        """OpenAI's rule for the model's family; GPT-4o's for any other model (a vision model
+        behind vLLM or Ollama bills its own way: give its worker ``image_tokens``)."""
+        return preset_for_model(self.model, GPT_4O)
 
     def _long(self, request: ChatRequest) -> bool:
         """Whether the cache writes this call reports are all 12-hour ones."""

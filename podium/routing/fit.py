@@ -1,10 +1,11 @@
 """Which workers can take a request at all: the capabilities it needs (``tools`` for tool
 definitions, ``vision`` for images, ``documents`` for a PDF with no text to send instead, or
 ``vision`` when its pages were drawn) and a context window that holds its prompt: its
-documents' text, and for a worker that reads PDFs itself their pages' images too, each page
-at the worker's ``page_image_tokens`` (``document_page_tokens``, podium/config.py). A page's
-image costs what it costs whatever the page says; unset, the figure is the smallest a vendor
-documents, so the count stays a lower bound.
+documents' text, its images by the worker's image rule (those of a known size), and for a
+worker that reads PDFs itself their pages' images too, each page at the worker's
+``page_image_tokens`` (``document_page_tokens``, podium/config.py); podium/media.py counts
+them. A page's image costs what it costs whatever the page says; unset, the figure is the
+smallest a vendor documents, so the count stays a lower bound.
 
 Routers that choose among workers (the learned and workflow routers, and ``podium/auto`` in
 the direct router) choose among these. When no worker fits, they keep them all: the upstream
@@ -22,8 +23,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from podium.config import WorkerConfig
+from podium.media import Media, request_media
 from podium.types import ChatRequest
-from podium.workers import page_image_tokens, pdf_pages
 
 # A prompt is too long for a worker only when it surely is: its characters over this many a
 # token (more than any tokenizer here averages on real text: about 4 for English, 3 for code)
@@ -33,14 +34,15 @@ MOST_CHARS_PER_TOKEN = 6
 
 def fewest_tokens(request: ChatRequest, worker: WorkerConfig | None = None) -> int:
     """A lower bound on the prompt's tokens, from its length (its documents' text included);
-    for a ``worker`` that reads PDFs itself, their pages' images too (each page at the
-    worker's ``page_image_tokens``)."""
+    for a ``worker``, what its images of a known size and its PDFs' pages cost it too."""
     length = request.prompt_length()
     if not request.attachments:
-        return length // MOST_CHARS_PER_TOKEN
-    length += request.documents_length()
-    tokens = length // MOST_CHARS_PER_TOKEN
-    return tokens if worker is None else tokens + page_image_tokens(request, worker)
+        tokens = length // MOST_CHARS_PER_TOKEN
+    else:
+        tokens = (length + request.documents_length()) // MOST_CHARS_PER_TOKEN
+    if worker is None or not (request.attachments or request.has_images()):
+        return tokens
+    return tokens + request_media(request).tokens(worker, known_only=True)
 
 
 def needs(request: ChatRequest) -> frozenset[str]:
@@ -81,26 +83,26 @@ def fits(request: ChatRequest, worker: WorkerConfig) -> bool:
 def able(request: ChatRequest, eligible: Sequence[WorkerConfig]) -> list[WorkerConfig]:
     """The eligible workers that can take the request (perhaps none); of them, those that
     also :func:`serve <serves>` it, when any do."""
-    if request.attachments:
-        return _able_with_documents(request, eligible)
+    if request.attachments or request.has_images():
+        return _able_with_media(request, request_media(request), eligible)
     needed, tokens = needs(request), fewest_tokens(request)
     return [worker for worker in eligible if _fits(worker, needed, tokens)]
 
 
-def _able_with_documents(
-    request: ChatRequest, eligible: Sequence[WorkerConfig]
+def _able_with_media(
+    request: ChatRequest, media: Media, eligible: Sequence[WorkerConfig]
 ) -> list[WorkerConfig]:
-    """:func:`able` for a request with documents: a worker must be able to read them, and one
-    that reads PDFs itself is sent their pages as images too, counted per worker. When a
-    document asks to be cited, those of them that cite, if any do."""
-    needed, tokens, pages = needs(request), fewest_tokens(request), pdf_pages(request)
+    """:func:`able` for a request with images or documents: each costs each worker its own
+    tokens, and a worker must be able to read the documents. When a document asks to be
+    cited, those of them that cite, if any do."""
+    needed, tokens = needs(request), fewest_tokens(request)
     fit = [
         worker
         for worker in eligible
-        if _fits(worker, needed, tokens + pages * worker.page_image_tokens)
+        if _fits(worker, needed, tokens + media.tokens(worker, known_only=True))
         and reads_documents(request, worker)
     ]
-    if not wants_citations(request):
+    if not request.attachments or not wants_citations(request):
         return fit
     return [worker for worker in fit if "citations" in worker.capabilities] or fit
 
@@ -136,8 +138,8 @@ def cannot_take(request: ChatRequest, worker: WorkerConfig) -> str | None:
         return f"worker {worker.name!r} reads no PDFs, and a document here has no text layer"
     tokens = fewest_tokens(request, worker)
     if tokens >= worker.context_window:
-        seen = page_image_tokens(request, worker) if request.attachments else 0
-        images = f" ({seen} of them its PDFs' pages, read as images)" if seen else ""
+        seen = request_media(request).tokens(worker, known_only=True)
+        images = f" ({seen} of them its images and PDF pages)" if seen else ""
         return (
             f"worker {worker.name!r} has a {worker.context_window}-token context window; "
             f"the prompt has at least {tokens} tokens{images}"

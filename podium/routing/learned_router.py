@@ -32,6 +32,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from podium.config import WorkerConfig
+from podium.media import request_media
 from podium.routing.artifacts import ArtifactStore, Version
 from podium.routing.base import Candidate, Decision, RouteContext
 from podium.routing.features import Embedder
@@ -40,7 +41,7 @@ from podium.routing.learned import Policy, QualityCostModel, below_floor, choose
 from podium.routing.registry import TemplateRegistry
 from podium.routing.templates import register_templates
 from podium.types import ChatRequest
-from podium.workers import estimate_tokens, pdf_pages, tokens_for_length
+from podium.workers import estimate_tokens, tokens_for_length
 from podium.workflow import Workflow, WorkflowError, parse_workflow_key
 
 VIRTUAL_MODEL = "podium/auto"
@@ -186,16 +187,14 @@ class WorkerScorer:
         quality = model.predict_quality([text], embedder)[0]
         data_cost = model.predict_cost([text])[0]
         prompt_in = estimate_tokens(text)
-        pages = 0
-        if request.attachments:
-            # Every worker reads the documents' text; one that reads PDFs itself their pages'
-            # images too (its page_image_tokens a page).
+        if request.attachments:  # every worker reads the documents' text
             prompt_in += tokens_for_length(request.documents_length())
-            pages = pdf_pages(request)
+        # Images and PDF pages cost each worker its own tokens (podium/media.py).
+        media = request_media(request)
         out: list[Estimate] = []
         for worker in eligible:
             j = self.column(model, worker)
-            tokens_in = prompt_in + pages * worker.page_image_tokens if pages else prompt_in
+            tokens_in = prompt_in + media.tokens(worker) if media else prompt_in
             price = worker.price.at(tokens_in)  # a long prompt pays its tier's rates
             if price.input > 0 or price.output > 0 or j is None:
                 tokens_out = float(self.config.default_output_tokens)

@@ -18,13 +18,16 @@ from typing import Any
 
 from aiohttp import web
 
+from podium.image_tokens import CLAUDE
 from podium.testing.fakes import (
     BadPdf,
     Behaviour,
     FakeUpstream,
     Json,
     Quota,
+    SentImage,
     echo,
+    image_tokens,
     pdf_text,
     pdf_tokens,
     words,
@@ -89,6 +92,24 @@ def documents_of(body: Json) -> list[str | None]:
         and block.get("type") == "document"
         and (block.get("source") or {}).get("type") != "text"
     ]
+
+
+def images_of(body: Json) -> list[SentImage]:
+    """The images the messages attach (in tool results too): base64, None for a URL."""
+    images: list[SentImage] = []
+    for message in body.get("messages", []):
+        content = message.get("content") if isinstance(message, dict) else None
+        for block in content if isinstance(content, list) else []:
+            if not isinstance(block, dict):
+                continue
+            inner = block.get("content") if block.get("type") == "tool_result" else None
+            for part in [block, *(inner if isinstance(inner, list) else [])]:
+                if isinstance(part, dict) and part.get("type") == "image":
+                    source = part.get("source") or {}
+                    images.append(
+                        (source.get("data") if source.get("type") == "base64" else None, None)
+                    )
+    return images
 
 
 def cited_documents(body: Json) -> list[tuple[int, Json]]:
@@ -296,6 +317,7 @@ class FakeAnthropic(FakeUpstream):
         if isinstance(system, list):
             system = "\n".join(str(block.get("text", "")) for block in system)
         prompt = words(prompt_of(body)) + (words(system) if system else 0) + page_tokens
+        prompt += image_tokens(images_of(body), CLAUDE)
         content: list[Json] = [{"type": "text", "text": text}] if text else []
         if stop_reason == "end_turn":  # each cited document quoted in a passage of its own
             for index, block in cited_documents(body):

@@ -9,10 +9,13 @@ import hashlib
 import math
 import re
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from aiohttp import web
+
+from podium.image_tokens import UNKNOWN_SIZE, ImageRule, image_size
 
 Json = dict[str, Any]
 
@@ -129,6 +132,22 @@ def pdf_tokens(documents: list[str | None]) -> tuple[str, int]:
     """Every attached PDF's text, joined, and what their pages cost beside it."""
     read = [pdf_text(data) for data in documents]
     return "\n".join(text for text, _ in read), PAGE_TOKENS * sum(pages for _, pages in read)
+
+
+# An image as a vendor sees it: its base64 (or a ``data:`` URL), None for one given by URL,
+# and OpenAI's ``detail``.
+SentImage = tuple[str | None, str | None]
+
+
+def image_tokens(images: Iterable[SentImage], rule: ImageRule) -> int:
+    """What the vendor bills for ``images``, by its ``rule`` (podium/image_tokens.py); one
+    given by URL, which the fakes do not fetch, or whose size cannot be read, as an image of
+    ``UNKNOWN_SIZE``."""
+    total = 0
+    for data, detail in images:
+        size = (image_size(data) if data else None) or UNKNOWN_SIZE
+        total += rule.tokens(size, detail)
+    return total
 
 
 def data_url_payload(url: str) -> str:

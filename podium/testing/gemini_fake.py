@@ -32,6 +32,7 @@ from typing import Any
 
 from aiohttp import web
 
+from podium.image_tokens import GEMINI
 from podium.testing.fakes import (
     BadPdf,
     Behaviour,
@@ -39,8 +40,10 @@ from podium.testing.fakes import (
     FakeUpstream,
     Json,
     Received,
+    SentImage,
     echo,
     fake_vector,
+    image_tokens,
     pdf_tokens,
     words,
 )
@@ -103,6 +106,19 @@ def documents_of(body: Json) -> list[str | None]:
         for part in content.get("parts", [])
         if isinstance(part, dict) and _is_pdf(part)
     ]
+
+
+def images_of(body: Json) -> list[SentImage]:
+    """The images the contents attach: inline base64, None for a file by URI."""
+    images: list[SentImage] = []
+    for content in body.get("contents", []):
+        for part in content.get("parts", []) if isinstance(content, dict) else []:
+            if not isinstance(part, dict):
+                continue
+            held = part.get("inlineData") or part.get("fileData")
+            if isinstance(held, dict) and str(held.get("mimeType", "")).startswith("image/"):
+                images.append((held.get("data") if "data" in held else None, None))
+    return images
 
 
 def prompt_of(body: Json) -> str:
@@ -531,16 +547,21 @@ class FakeGemini(FakeUpstream):
         limit = config.get("maxOutputTokens")
         if limit is not None and text and words(text) > limit:
             text, finish = " ".join(text.split()[:limit]), "MAX_TOKENS"
+        seen = image_tokens(images_of(own), GEMINI)
         if cached is None:
             prompt_tokens = words(prompt_of(body) + " " + system_of(body)) + page_tokens
         else:
             prompt_tokens = cached.tokens + words(prompt_of(own)) + page_tokens
         output_tokens = words(text) if text else 5
+        details = [{"modality": "TEXT", "tokenCount": prompt_tokens}]
+        if seen:
+            details.append({"modality": "IMAGE", "tokenCount": seen})
+        prompt_tokens += seen
         usage: Json = {
             "promptTokenCount": prompt_tokens,
             "candidatesTokenCount": output_tokens,
             "totalTokenCount": prompt_tokens + output_tokens,
-            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt_tokens}],
+            "promptTokensDetails": details,
         }
         if cached is not None:
             usage["cachedContentTokenCount"] = cached.tokens

@@ -13,16 +13,19 @@ from typing import Any
 
 from aiohttp import web
 
+from podium.image_tokens import GPT_4O, preset_for_model
 from podium.testing.fakes import (
     BadPdf,
     Behaviour,
     FakeUpstream,
     Json,
     Quota,
+    SentImage,
     data_url_payload,
     echo,
     fake_vector,
     go_duration,
+    image_tokens,
     pdf_tokens,
     words,
 )
@@ -75,6 +78,20 @@ def documents_of(body: Json) -> list[str | None]:
         for part in message["content"]
         if isinstance(part, dict) and part.get("type") == "file"
     ]
+
+
+def images_of(body: Json) -> list[SentImage]:
+    """The images the messages attach: a data URL's payload, None for a web URL."""
+    images: list[SentImage] = []
+    for message in body.get("messages", []):
+        content = message.get("content") if isinstance(message, dict) else None
+        for part in content if isinstance(content, list) else []:
+            if isinstance(part, dict) and part.get("type") == "image_url":
+                image = part.get("image_url") or {}
+                url = image.get("url") if isinstance(image, dict) else None
+                data = url if isinstance(url, str) and url.startswith("data:") else None
+                images.append((data, image.get("detail") if isinstance(image, dict) else None))
+    return images
 
 
 class FakeOpenAI(FakeUpstream):
@@ -216,6 +233,7 @@ class FakeOpenAI(FakeUpstream):
         except BadPdf as bad:
             return self.error_response(400, str(bad))
         prompt_tokens = words(prompt_of(body)) + page_tokens
+        prompt_tokens += image_tokens(images_of(body), preset_for_model(body["model"], GPT_4O))
         try:
             details = self.cache_details(openai_chat_blocks(body), prompt_tokens)
         except CacheRefusal as refusal:

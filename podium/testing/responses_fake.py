@@ -14,7 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from podium.testing.fakes import BadPdf, Json, data_url_payload, pdf_tokens, words
+from podium.image_tokens import GPT_4O, preset_for_model
+from podium.testing.fakes import (
+    BadPdf,
+    Json,
+    SentImage,
+    data_url_payload,
+    image_tokens,
+    pdf_tokens,
+    words,
+)
 from podium.testing.prompt_cache import CacheRefusal, responses_blocks
 
 if TYPE_CHECKING:
@@ -91,6 +100,20 @@ def documents_of(body: Json) -> list[str | None]:
     ]
 
 
+def images_of(body: Json) -> list[SentImage]:
+    """The images the input attaches: a data URL's payload, None for a web URL."""
+    items = body.get("input")
+    images: list[SentImage] = []
+    for item in items if isinstance(items, list) else []:
+        content = item.get("content") if isinstance(item, dict) else None
+        for part in content if isinstance(content, list) else []:
+            if isinstance(part, dict) and part.get("type") == "input_image":
+                url = part.get("image_url")
+                data = url if isinstance(url, str) and url.startswith("data:") else None
+                images.append((data, part.get("detail")))
+    return images
+
+
 def chat_view(body: Json) -> Json:
     """The request as the fake's Chat Completions answerer reads one: messages, tools, the
     tool choice and the response format."""
@@ -141,6 +164,7 @@ async def respond(fake: FakeOpenAI, request: web.Request) -> web.StreamResponse:
         text = " ".join(text.split()[:limit])
         status, incomplete = "incomplete", {"reason": "max_output_tokens"}
     input_tokens = words("\n".join(_texts(view["messages"]))) + page_tokens
+    input_tokens += image_tokens(images_of(body), preset_for_model(str(body["model"]), GPT_4O))
     try:
         details = fake.cache_details(responses_blocks(body), input_tokens)
     except CacheRefusal as refused_cache:
