@@ -17,6 +17,13 @@ class SharedNotes(Protocol):
     async def write(self, key: str, value: str, seconds: float) -> None:
         """Keep ``value`` under ``key`` for ``seconds``; a failure is not the caller's."""
 
+    async def claim(self, key: str, seconds: float) -> bool:
+        """Take ``key`` for ``seconds`` unless someone holds it: whether this caller may do
+        the work the key names (True too when the store cannot be asked: each does its own)."""
+
+    async def release(self, key: str) -> None:
+        """Give up a claim once its work is done (or failed), so another may take it."""
+
 
 class NoteBoard:
     """A worker pool's notes, which its providers hold from the start: nothing is shared until
@@ -31,6 +38,13 @@ class NoteBoard:
     async def write(self, key: str, value: str, seconds: float) -> None:
         if self.store is not None and seconds > 0:
             await self.store.write(key, value, seconds)
+
+    async def claim(self, key: str, seconds: float) -> bool:
+        return self.store is None or await self.store.claim(key, seconds)
+
+    async def release(self, key: str) -> None:
+        if self.store is not None:
+            await self.store.release(key)
 
 
 class MemoryNotes:
@@ -56,3 +70,12 @@ class MemoryNotes:
         self.notes[key] = (self.clock() + seconds, value)
         while len(self.notes) > self.capacity:
             del self.notes[next(iter(self.notes))]
+
+    async def claim(self, key: str, seconds: float) -> bool:
+        if await self.read(key) is not None:
+            return False
+        await self.write(key, "claimed", seconds)
+        return True
+
+    async def release(self, key: str) -> None:
+        self.notes.pop(key, None)

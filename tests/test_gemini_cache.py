@@ -580,6 +580,46 @@ async def test_a_note_that_names_no_resource_is_passed_over(gateway: Any, fake: 
     assert second.usage.cache_read_input_tokens == 1100
 
 
+async def replicas_asking_at_once(one: Any, two: Any, fake: FakeGemini) -> list[Any]:
+    """Both replicas send the prefix while the first create is still running, then the
+    second asks again once it is made."""
+    fake.behaviour.latency = 0.2
+    first, second = await asyncio.gather(ask_anthropic(one, "first"), ask_anthropic(two, "2nd"))
+    third, _, _ = await ask_anthropic(two, "third")
+    return [first[0], second[0], third]
+
+
+async def test_replicas_asking_at_once_make_one_resource(gateway: Any, fake: FakeGemini) -> None:
+    """The first to claim the prefix makes its resource; the other sends the request uncached
+    meanwhile, rather than make and pay to keep a second one, and then uses the first's."""
+    notes = MemoryNotes()
+    async with gateway([gem(fake.base_url)]) as one, gateway([gem(fake.base_url)]) as two:
+        for running in (one, two):
+            running.podium.pool.set_shared_notes(notes)
+        answers = await replicas_asking_at_once(one, two, fake)
+    assert creates(fake) == 1
+    assert sorted(message.usage.cache_read_input_tokens for message in answers[:2]) == [0, 1100]
+    assert answers[2].usage.cache_read_input_tokens == 1100
+    assert len({body.get("cachedContent") for body in generations(fake)} - {None}) == 1
+
+
+@needs_redis
+async def test_replicas_on_one_redis_asking_at_once_make_one_resource(
+    gateway: Any, fake: FakeGemini
+) -> None:
+    redis = {"url": REDIS_URL, "prefix": unique("podium_notes") + ":"}
+    try:
+        async with (
+            gateway([gem(fake.base_url)], redis=redis) as one,
+            gateway([gem(fake.base_url)], redis=redis) as two,
+        ):
+            answers = await replicas_asking_at_once(one, two, fake)
+    finally:
+        await drop_redis_prefix(redis["prefix"])
+    assert creates(fake) == 1
+    assert answers[2].usage.cache_read_input_tokens == 1100
+
+
 @needs_redis
 async def test_replicas_on_one_redis_use_one_resource(gateway: Any, fake: FakeGemini) -> None:
     redis = {"url": REDIS_URL, "prefix": unique("podium_notes") + ":"}

@@ -50,6 +50,9 @@ EXPIRY_MARGIN = 10.0
 # may pass (429, 5xx, a timeout) for a minute.
 REFUSED_PAUSE = 3600.0
 FAILED_PAUSE = 60.0
+# How long a process holds its claim on a prefix while it makes its resource: past a create's
+# longest wait, so a process that died making one delays the others no longer than this.
+CLAIM_SECONDS = 30.0
 # Tokens counted for an image or file in a prefix's estimate (Gemini's figure for an image up to
 # 384 pixels, and for each page of a PDF).
 BLOB_TOKENS = 258
@@ -194,7 +197,9 @@ class ContextCaches:
     first time a prefix is seen; otherwise the second time within its lifetime. ``clock``
     gives seconds (tests move it). ``notes``: where each resource made is noted for the
     deployment's other processes and replicas, which use it rather than make their own (the
-    storage is billed once, to the answer that made it); ``wall``: the time they agree on."""
+    storage is billed once, to the answer that made it), and where one claims a prefix while
+    it makes its resource: the others send that prefix uncached meanwhile rather than make
+    (and pay to keep) a second one; ``wall``: the time they agree on."""
 
     def __init__(
         self,
@@ -271,6 +276,18 @@ class ContextCaches:
         return False
 
     async def _create(self, plan: CachePlan) -> Resource | None:
+        if self.notes is None:
+            return await self._make(plan, None)
+        claim = f"{self._note_key(plan.key)}:making"
+        if not await self.notes.claim(claim, CLAIM_SECONDS):
+            return None  # another replica is making it: uncached until its note is there
+        try:
+            noted = await self._noted(plan.key, self.clock())  # made while this one waited
+            return noted if noted is not None else await self._make(plan, self.notes)
+        finally:
+            await self.notes.release(claim)
+
+    async def _make(self, plan: CachePlan, notes: NoteBoard | None) -> Resource | None:
         seconds = CACHE_SECONDS[plan.ttl]
         started = self.clock()
         try:
@@ -296,10 +313,10 @@ class ContextCaches:
         self.resources[plan.key] = resource
         now = self.clock()
         self._bound(now)
-        if self.notes is not None:
+        if notes is not None:
             left = resource.expires - now
             note = {"name": name, "expires_at": self.wall() + left, "tokens": tokens}
-            await self.notes.write(self._note_key(plan.key), orjson.dumps(note).decode(), left)
+            await notes.write(self._note_key(plan.key), orjson.dumps(note).decode(), left)
         return resource
 
     def _note_key(self, key: str) -> str:

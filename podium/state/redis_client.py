@@ -144,13 +144,32 @@ class RedisStrings:
 
     async def put(self, key: str, value: str, ttl: float) -> None:
         """Keep ``value`` under ``key`` for ``ttl`` seconds."""
+        await self._set(key, value, ttl, only_new=False)
+
+    async def put_new(self, key: str, value: str, ttl: float) -> bool:
+        """:meth:`put`, only if nothing is kept under ``key`` (``SET NX``): whether it was."""
+        return await self._set(key, value, ttl, only_new=True)
+
+    async def delete(self, key: str) -> None:
         redis = self._client()
         try:
             async with asyncio.timeout(self.timeout):
-                await redis.set(self.base + key, value, px=max(1, int(ttl * 1000)))
+                await redis.delete(self.base + key)
         except Exception as error:
             raise self._failed(error) from None
         self.cooldown.recovered()
+
+    async def _set(self, key: str, value: str, ttl: float, *, only_new: bool) -> bool:
+        redis = self._client()
+        try:
+            async with asyncio.timeout(self.timeout):
+                kept = await redis.set(
+                    self.base + key, value, px=max(1, int(ttl * 1000)), nx=only_new
+                )
+        except Exception as error:
+            raise self._failed(error) from None
+        self.cooldown.recovered()
+        return bool(kept)
 
     async def aclose(self) -> None:
         redis, self._redis = self._redis, None

@@ -49,6 +49,19 @@ class RedisNotes(RedisStrings):
         except RedisUnavailable:
             self._tell()
 
+    async def claim(self, key: str, seconds: float) -> bool:
+        try:
+            return await self.put_new(key, "claimed", seconds)
+        except RedisUnavailable:
+            self._tell()
+            return True
+
+    async def release(self, key: str) -> None:
+        try:
+            await self.delete(key)
+        except RedisUnavailable:
+            self._tell()  # the claim lapses on its own
+
     def _tell(self) -> None:
         """Log a failure once: the calls while Redis is left alone after it add nothing."""
         if self.cooldown.errors != self._told:
