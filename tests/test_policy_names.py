@@ -59,6 +59,27 @@ def test_nothing_in_ordinary_text_or_numbers_alone(tagger: NameTagger, text: str
 @pytest.mark.parametrize(
     "text",
     [
+        "Memo\nTo: all staff\nFrom: Finance",
+        "Agenda\n1. Budget\n2. Hiring",
+        "See Appendix B for the figures, and Exhibit 4 for the contract.",
+        "Subject: Quarterly numbers\nAttachments: two",
+        "Summary\nThe board approved the plan. Minutes follow.",
+        "Memorandum — réunion du conseil, Appendix B",
+    ],
+)
+def test_the_headings_of_documents_are_not_names(tagger: NameTagger, text: str) -> None:
+    """A PDF's text starts with them; they were once taken for names."""
+    assert tagger.inspect(text) == []
+
+
+def test_a_name_after_a_heading_is_still_found(tagger: NameTagger) -> None:
+    assert found(tagger, "Memo\nFrom: Lena Andersson") == {"Lena Andersson": "PERSON"}
+    assert found(tagger, "Regards,\nKyle Kuefer") == {"Kyle Kuefer": "PERSON"}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
         "My name is Lena Andersson and I live at 2450 Crown St, Springfield.",
         "Send the parcel to 17 Rue de Rivoli, Paris, attention Zoë Müller.",
         "I’m writing for O'Brien and ms jane doe\nat 12b Baker Street, London NW1.",
