@@ -168,17 +168,21 @@ _HEADER = 32  # every format but JPEG says its size within its first 30 bytes
 
 
 class _Base64Bytes:
-    """Bytes of a base64 payload, decoded only where asked for."""
+    """Bytes of the base64 payload ``data[begin:end]``, decoded only where asked for (and
+    never copied whole: a ``data:`` URL's payload is read where it lies)."""
 
-    def __init__(self, data: str) -> None:
+    def __init__(self, data: str, begin: int, end: int) -> None:
         self._data = data
+        self._begin = begin
+        self._end = end
 
     def __len__(self) -> int:
-        return len(self._data) * 3 // 4
+        return (self._end - self._begin) * 3 // 4
 
     def read(self, start: int, length: int) -> bytes:
         first, last = start // 3, -(-(start + length) // 3)
-        chunk = self._data[first * 4 : last * 4]
+        begin = self._begin
+        chunk = self._data[begin + first * 4 : min(self._end, begin + last * 4)]
         decoded = base64.b64decode(chunk + "=" * (-len(chunk) % 4))
         offset = start - first * 3
         return decoded[offset : offset + length]
@@ -187,12 +191,14 @@ class _Base64Bytes:
 def image_size(data: str) -> ImageSize | None:
     """The size of the base64 image ``data`` (a ``data:`` URL's payload too), or None for one
     whose format is not read here or whose header is cut short or malformed."""
-    payload = data.partition(",")[2] if data.startswith("data:") else data
-    if payload[:1].isspace() or payload[-1:].isspace():
-        payload = payload.strip()
-    if not payload:
+    begin, end = (data.find(",") + 1 or len(data)) if data.startswith("data:") else 0, len(data)
+    while begin < end and data[begin].isspace():
+        begin += 1
+    while end > begin and data[end - 1].isspace():
+        end -= 1
+    if begin == end:
         return None
-    source = _Base64Bytes(payload)
+    source = _Base64Bytes(data, begin, end)
     try:
         head = source.read(0, _HEADER)
         size = _png(head) or _gif(head) or _webp(head) or _jpeg(source, head)

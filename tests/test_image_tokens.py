@@ -69,7 +69,8 @@ def test_what_cannot_be_read_has_no_size_and_never_raises() -> None:
     png = encoded(40, 30, "PNG")
     jpeg = encoded(40, 30, "JPEG")
     rng = random.Random(7)
-    cases = ["", "   ", "data:image/png;base64,", "not base64 at all!", "aGVsbG8=", "AAAA"]
+    cases = ["", "   ", "data:image/png;base64,", "data:image/png", "not base64 at all!", "AAAA"]
+    cases += ["aGVsbG8=", f"data:image/png;base64,{png[:12]}"]
     cases += [png[:cut] for cut in (4, 12, 20, 30)]
     cases += [jpeg[:cut] for cut in (4, 8, 16, 40)]
     cases += [

@@ -411,7 +411,13 @@ async def test_a_full_worker_is_waited_for_only_when_no_other_has_room(
             second = ask(client, "podium/auto")  # alpha is full: beta, at once
             await asked(other, 1)
             third = ask(client, "podium/auto")  # both full: it waits for alpha, the first
-            await asyncio.sleep(0.2)
+            alpha = served.podium.pool.get("alpha")
+            assert alpha is not None
+            for _ in range(int(HELD / 0.01)):  # until it waits (a loaded machine is slow)
+                if alpha.capacity.waited:
+                    break
+                await asyncio.sleep(0.01)
+            assert alpha.capacity.waited == 1
             assert len(fake_openai.received) + len(other.received) == 2
             fake_openai.behaviour.hold.set()
             answers = await asyncio.gather(first, second, third)
