@@ -32,6 +32,7 @@ from podium.policy.settings import AccessSettings
 from podium.responses.settings import ResponsesSettings
 from podium.routing.config import RoutingConfig
 from podium.state.settings import RedisSettings
+from podium.upstream_profile import UNKNOWN_UPSTREAM, UpstreamProfile
 
 # ``documents``: the worker reads PDFs itself (its layout, tables and figures); the others are
 # sent a document's extracted text instead (podium/documents.py). ``citations``: the worker
@@ -218,8 +219,8 @@ class WorkerConfig(Strict):
     # text, on POST /v1/embeddings; chat requests never reach it.
     role: Literal["answer", "check", "embed"] = "answer"
     options: dict[str, Any] = Field(default_factory=dict)  # validated by the provider plugin
-    # The image rule the worker's provider reports for its upstream (set by the pool).
-    _provider_image_rule: ImageRule | None = PrivateAttr(None)
+    # What the worker's provider reports of its upstream (set by the pool).
+    _upstream: UpstreamProfile = PrivateAttr(UNKNOWN_UPSTREAM)
 
     @field_validator("image_tokens", mode="before")
     @classmethod
@@ -259,21 +260,22 @@ class WorkerConfig(Strict):
 
     @property
     def image_rule(self) -> ImageRule:
-        """How this worker is billed for an image: its own ``image_tokens``, else its
-        provider's rule, else Claude's."""
+        """How this worker is billed for an image: its own ``image_tokens``, else the rule its
+        provider reports, else Claude's."""
         own = self.image_tokens
         if own is not None:
             return own
-        return self._provider_image_rule or CLAUDE
+        return self._upstream.image_rule or CLAUDE
 
     @property
-    def provider_image_rule(self) -> ImageRule | None:
-        return self._provider_image_rule
+    def upstream(self) -> UpstreamProfile:
+        """What the worker's provider reports of its upstream (podium/upstream_profile.py)."""
+        return self._upstream
 
-    def use_provider_image_rule(self, rule: ImageRule | None) -> None:
-        """Take the image rule the worker's provider reports (kept out of the settings: a
-        change of provider must not carry the old one's rule along)."""
-        self._provider_image_rule = rule
+    def use_upstream(self, profile: UpstreamProfile) -> None:
+        """Take what the worker's provider reports (kept out of the settings: a change of
+        provider must not carry the old one's profile along)."""
+        self._upstream = profile
 
     @property
     def page_image_tokens(self) -> int:

@@ -187,10 +187,13 @@ def as_pages(part: DocumentPart) -> list[ContentPart]:
 
 
 def sent_as_is(part: DocumentPart, worker: WorkerConfig) -> bool:
-    """Whether ``worker`` is sent the document itself: a PDF if it reads PDFs, a text file
-    only to be cited, by a worker that cites."""
+    """Whether ``worker`` is sent the document itself: a PDF if it reads PDFs (one known only
+    by URL if its upstream fetches URLs), a text file only to be cited, by a worker that
+    cites."""
     if part.media_type == PDF:
-        return "documents" in worker.capabilities
+        return "documents" in worker.capabilities and (
+            part.data is not None or part.url is None or worker.upstream.document_urls
+        )
     return part.citations and "citations" in worker.capabilities
 
 
@@ -210,6 +213,14 @@ def for_worker(request: ChatRequest, worker: WorkerConfig) -> ChatRequest:
                     parts.extend(as_text(part))
                 elif part.page_images and "vision" in worker.capabilities:
                     parts.extend(as_pages(part))
+                elif "documents" in worker.capabilities:  # a URL its upstream cannot fetch
+                    raise PodiumError(
+                        "invalid_request",
+                        f"worker {worker.name!r} takes PDFs inline only, and document "
+                        f"{_name(part)} is known only by its URL; send the document's bytes",
+                        param="messages",
+                        code="unsupported_input",
+                    )
                 else:
                     raise PodiumError(
                         "invalid_request",

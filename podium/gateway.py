@@ -16,7 +16,7 @@ from podium.hooks import Hook
 from podium.resume import carry_on
 from podium.routing.base import Candidate, Decision, RouteContext, Router
 from podium.routing.chain import decide
-from podium.routing.fit import reads_documents
+from podium.routing.fit import reads_documents, unread_why
 from podium.store.traces import TraceRecord
 from podium.types import (
     ChatRequest,
@@ -94,31 +94,32 @@ def enforce_capabilities(
     images = request.has_images()
     by_name = {worker.name: worker for worker in eligible}
 
-    def lacking(name: str) -> tuple[str, str] | None:
-        """(the capability, what needs it) that ``name`` lacks, if any."""
+    def lacking(name: str) -> str | None:
+        """Why ``name`` cannot take the request, if it cannot."""
         worker = by_name.get(name)
         if worker is None or worker.role != "answer":
             return None
+        declared = ", ".join(worker.capabilities) or "none"
         if images and "vision" not in worker.capabilities:
-            return "vision", "images"
+            return (
+                f"worker {name!r} does not accept images (its capabilities: {declared}); "
+                "send them to a worker with 'vision', or leave them out"
+            )
         if request.attachments and not reads_documents(request, worker):
-            return "documents", "PDFs without a text layer"
+            if "documents" in worker.capabilities:
+                return unread_why(request, worker)
+            return (
+                f"worker {name!r} does not accept PDFs without a text layer (its capabilities: "
+                f"{declared}); send them to a worker with 'documents', or leave them out"
+            )
         return None
 
     if decision.workflow.fallbacks:
         decision.workflow.fallbacks = [w for w in decision.workflow.fallbacks if lacking(w) is None]
     for step in decision.workflow.steps:
-        missing = lacking(step.worker)
-        if missing is not None:
-            capability, what = missing
-            declared = ", ".join(by_name[step.worker].capabilities) or "none"
-            raise PodiumError(
-                "invalid_request",
-                f"worker {step.worker!r} does not accept {what} (its capabilities: "
-                f"{declared}); send them to a worker with {capability!r}, or leave them out",
-                param="messages",
-                code="unsupported_input",
-            )
+        why = lacking(step.worker)
+        if why is not None:
+            raise PodiumError("invalid_request", why, param="messages", code="unsupported_input")
 
 
 def total_cost(attempts: Sequence[Attempt]) -> float:

@@ -5,7 +5,7 @@ bytes that hold it: no imaging library, and a 5 MB image costs what a small one 
 that turns a size into tokens belongs to the upstream: Anthropic's counts pixels, OpenAI's
 GPT-4o family counts 512-pixel tiles and its newer models 32-pixel patches, Gemini counts
 768-pixel tiles. A worker's rule is its ``image_tokens`` setting, else the one its provider
-reports (podium/providers/base.py, ``ImageCountingProvider``), else :data:`CLAUDE`'s.
+reports (podium/upstream_profile.py), else :data:`CLAUDE`'s.
 
 An image whose size cannot be known (given by URL, which the upstream fetches, or not a
 format read here) counts as :data:`UNKNOWN_SIZE`, except where a lower bound is wanted (the

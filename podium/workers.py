@@ -20,7 +20,7 @@ from podium.policy.limits import MemoryLimits
 from podium.providers.base import (
     EmbeddedProvider,
     EmbeddingProvider,
-    ImageCountingProvider,
+    ProfiledProvider,
     Provider,
     ProviderContext,
     ProviderRegistry,
@@ -355,8 +355,8 @@ class WorkerPool:
         if isinstance(provider, EmbeddedProvider):
             capacity.shared = None
             capacity.reconfigure(limits_for(config, provider))
-        if isinstance(provider, ImageCountingProvider):
-            config.use_provider_image_rule(provider.image_rule())
+        if isinstance(provider, ProfiledProvider):
+            config.use_upstream(provider.upstream_profile())
         return Worker(
             config=config, provider=provider, breaker=self._breakers(config), capacity=capacity
         )
@@ -467,7 +467,7 @@ class WorkerPool:
                 asyncio.get_running_loop().create_task(self._close_when_idle(current))
                 updated = replacement
             else:
-                config.use_provider_image_rule(current.config.provider_image_rule)
+                config.use_upstream(current.config.upstream)
                 current.config = config
                 limits = limits_for(config, current.provider)
                 if limits != current.capacity.limits:

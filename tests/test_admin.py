@@ -43,6 +43,20 @@ async def test_list_shows_config_and_health(gateway: Any, fake_openai: FakeOpenA
         "vendor_quota": None,
         "adaptive": None,
     }
+    # Unset in its settings: what its provider says of the upstream (OpenAI's GPT-4o tiles).
+    assert listed[0]["image_tokens"] is None
+    assert listed[0]["upstream"] == {
+        "image_tokens": {
+            "kind": "tiles",
+            "tile": 512,
+            "per_tile": 170,
+            "base": 85,
+            "fit": 2048,
+            "short_side": 768,
+            "low": 85,
+        },
+        "document_urls": False,
+    }
 
 
 async def test_add_reprice_drain_remove_without_restart(

@@ -314,6 +314,37 @@ async def test_a_pdf_by_url_goes_by_url_to_a_worker_that_fetches_it(
     assert sent["source"] == {"type": "url", "url": url}
 
 
+async def test_a_pdf_by_url_is_routed_past_a_worker_that_takes_pdfs_inline_only(
+    gateway: Any, fake_anthropic: FakeAnthropic, fake_openai: FakeOpenAI
+) -> None:
+    """Chat Completions takes a file's bytes, never its URL: ``podium/auto`` sends a PDF known
+    only by URL to a worker whose upstream fetches it, and naming the other is a 400 that
+    says why, before anything is sent."""
+    workers = [
+        worker("inline", "openai", fake_openai.base_url, **READING),
+        worker("fetcher", "anthropic", fake_anthropic.base_url, **READING),
+    ]
+    document = {"type": "document", "source": {"type": "url", "url": "https://docs.test/q3.pdf"}}
+    async with (
+        gateway(workers, default_worker="inline") as running,
+        anthropic.AsyncAnthropic(base_url=running.url, api_key="x", max_retries=0) as client,
+    ):
+        routed = await client.messages.with_raw_response.create(
+            model="podium/auto", max_tokens=20, messages=about(document)
+        )
+        with pytest.raises(anthropic.BadRequestError) as refused:
+            await client.messages.create(model="inline", max_tokens=20, messages=about(document))
+        bytes_given = about(anthropic_document(REPORT), "What grew?")  # another conversation
+        inline = await client.messages.with_raw_response.create(
+            model="podium/auto", max_tokens=20, messages=bytes_given
+        )
+    assert routed.headers["x-podium-worker"] == "fetcher"
+    assert inline.headers["x-podium-worker"] == "inline"  # its bytes: the default takes it
+    assert "'inline' takes PDFs inline only" in str(refused.value)
+    assert "send the document's bytes" in str(refused.value)
+    assert len(fake_openai.received) == 1 and len(fake_anthropic.received) == 1
+
+
 async def test_a_pdf_uploaded_through_anthropics_files_api_is_named_by_its_id(
     gateway: Any, fake_anthropic: FakeAnthropic
 ) -> None:

@@ -34,7 +34,7 @@ import ipaddress
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from podium.adaptive import AdaptiveLimit
 from podium.api.http import Handler, PlainErrors, Request, Response
@@ -214,6 +214,12 @@ def describe(worker: Worker) -> dict[str, Any]:
         "vendor_quota": None if room.vendor is None else room.vendor_state(),
         # A learned concurrency limit (``limits.adaptive``): where it stands and why.
         "adaptive": None if room.adaptive is None else _adaptive_state(room.adaptive),
+    }
+    # What the estimates go by where the settings are silent: the provider's word.
+    rule = worker.config.image_rule
+    data["upstream"] = {
+        "image_tokens": rule.model_dump(mode="json") if isinstance(rule, BaseModel) else str(rule),
+        "document_urls": worker.config.upstream.document_urls,
     }
     return data
 

@@ -15,7 +15,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from podium.errors import ProviderError, provider_error_from_status
-from podium.image_tokens import CLAUDE, ImageRule
+from podium.image_tokens import CLAUDE
 from podium.providers.base import ProviderContext, ProviderRegistry
 from podium.providers.http import Upstream, sse_json
 from podium.types import (
@@ -42,6 +42,7 @@ from podium.types import (
     has_breakpoints,
     nearest_lifetime,
 )
+from podium.upstream_profile import UpstreamProfile
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
@@ -587,8 +588,8 @@ class AnthropicProvider:
             quota=context.quota,
         )
 
-    def image_rule(self) -> ImageRule:
-        return CLAUDE
+    def upstream_profile(self) -> UpstreamProfile:
+        return UpstreamProfile(image_rule=CLAUDE)
 
     def _payload(self, request: ChatRequest, *, stream: bool) -> tuple[dict[str, Any], JsonMode]:
         return encode_request(

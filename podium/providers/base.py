@@ -10,7 +10,6 @@ from typing import Protocol, runtime_checkable
 from pydantic import ValidationError
 
 from podium.config import ConfigError, WorkerConfig
-from podium.image_tokens import ImageRule
 from podium.providers.egress import Egress
 from podium.providers.quota import QuotaObserver
 from podium.secrets import SecretSource
@@ -23,6 +22,7 @@ from podium.types import (
     EventStream,
     WireStream,
 )
+from podium.upstream_profile import UpstreamProfile
 
 
 def options_problems(error: ValidationError) -> str:
@@ -59,11 +59,12 @@ class CautionedProvider(Provider, Protocol):
 
 
 @runtime_checkable
-class ImageCountingProvider(Provider, Protocol):
-    """A provider that knows how its upstream bills an image (podium/image_tokens.py): its
-    worker's image rule unless the worker sets ``image_tokens`` itself."""
+class ProfiledProvider(Provider, Protocol):
+    """A provider that knows what its upstream does beyond its worker's configuration: how it
+    bills an image (unless the worker sets ``image_tokens``), whether it fetches a PDF by URL
+    (podium/upstream_profile.py)."""
 
-    def image_rule(self) -> ImageRule: ...
+    def upstream_profile(self) -> UpstreamProfile: ...
 
 
 @runtime_checkable

@@ -22,7 +22,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from podium.errors import ProviderError, provider_error_from_status
-from podium.image_tokens import GEMINI, ImageRule
+from podium.image_tokens import GEMINI
 from podium.providers.base import ProviderContext, ProviderRegistry
 from podium.providers.gemini_cache import (
     CachePlan,
@@ -53,6 +53,7 @@ from podium.types import (
     Usage,
     UsageReport,
 )
+from podium.upstream_profile import UpstreamProfile
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
 
@@ -532,8 +533,8 @@ class GeminiProvider:
     async def start(self) -> None:
         return None
 
-    def image_rule(self) -> ImageRule:
-        return GEMINI
+    def upstream_profile(self) -> UpstreamProfile:
+        return UpstreamProfile(image_rule=GEMINI)
 
     def _payload(self, request: ChatRequest) -> dict[str, Any]:
         return encode_request(request, self.options, max_output_tokens=self.max_output_tokens)

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from podium.errors import ProviderError
-from podium.image_tokens import GPT_4O, ImageRule, preset_for_model
+from podium.image_tokens import GPT_4O, preset_for_model
 from podium.providers.base import ProviderContext, ProviderRegistry
 from podium.providers.http import Upstream, sse_json
 from podium.providers.openai_cache import (
@@ -40,6 +40,7 @@ from podium.types import (
     UsageReport,
     WireStream,
 )
+from podium.upstream_profile import UpstreamProfile
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -333,10 +334,12 @@ class OpenAIProvider:
     async def start(self) -> None:
         return None
 
-    def image_rule(self) -> ImageRule:
-        """OpenAI's rule for the model's family; GPT-4o's for any other model (a vision model
-        behind vLLM or Ollama bills its own way: give its worker ``image_tokens``)."""
-        return preset_for_model(self.model, GPT_4O)
+    def upstream_profile(self) -> UpstreamProfile:
+        """OpenAI's image rule for the model's family, GPT-4o's for any other model (a vision
+        model behind vLLM or Ollama bills its own way: give its worker ``image_tokens``);
+        Chat Completions takes a PDF inline only, never by URL."""
+        image_rule = preset_for_model(self.model, GPT_4O)
+        return UpstreamProfile(image_rule=image_rule, document_urls=False)
 
     def _long(self, request: ChatRequest) -> bool:
         """Whether the cache writes this call reports are all 12-hour ones."""

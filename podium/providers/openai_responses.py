@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from podium.errors import ProviderError, provider_error_from_status
-from podium.image_tokens import GPT_4O, ImageRule, preset_for_model
+from podium.image_tokens import GPT_4O, preset_for_model
 from podium.providers.base import ProviderContext, ProviderRegistry
 from podium.providers.http import sse_json
 from podium.providers.openai import openai_upstream
@@ -44,6 +44,7 @@ from podium.types import (
     Usage,
     UsageReport,
 )
+from podium.upstream_profile import UpstreamProfile
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 MIN_OUTPUT_TOKENS = 16  # the API refuses a smaller max_output_tokens
@@ -368,8 +369,8 @@ class OpenAIResponsesProvider:
     async def start(self) -> None:
         return None
 
-    def image_rule(self) -> ImageRule:
-        return preset_for_model(self.model, GPT_4O)
+    def upstream_profile(self) -> UpstreamProfile:
+        return UpstreamProfile(image_rule=preset_for_model(self.model, GPT_4O))
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         payload = encode_request(request, self.model, self.options, stream=False)

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 from podium.config import WorkerConfig
 from podium.media import Media, request_media
-from podium.types import ChatRequest
+from podium.types import ChatRequest, DocumentPart
 
 # A prompt is too long for a worker only when it surely is: its characters over this many a
 # token (more than any tokenizer here averages on real text: about 4 for English, 3 for code)
@@ -62,16 +62,34 @@ def unreadable(request: ChatRequest) -> bool:
 
 def reads_documents(request: ChatRequest, worker: WorkerConfig) -> bool:
     """Whether ``worker`` can be sent every document of the request: one that reads PDFs
-    takes them as they are; any other, their text, or for a scan its pages drawn as images
-    (podium/documents.py) if it reads images."""
+    takes them as they are (one known only by URL if its upstream fetches URLs); any other,
+    their text, or for a scan its pages drawn as images (podium/documents.py) if it reads
+    images."""
     capabilities = worker.capabilities
     if "documents" in capabilities:
-        return True
+        return worker.upstream.document_urls or not any(
+            by_url_only(part) for part in request.document_parts()
+        )
     seeing = "vision" in capabilities
     return all(
         part.text is not None or (seeing and bool(part.page_images))
         for part in request.document_parts()
     )
+
+
+def by_url_only(part: DocumentPart) -> bool:
+    """Whether the document is known only by its URL (Podium fetches nothing)."""
+    return part.data is None and part.url is not None
+
+
+def unread_why(request: ChatRequest, worker: WorkerConfig) -> str:
+    """Why ``worker``, which cannot be sent the request's documents, cannot."""
+    if "documents" in worker.capabilities:
+        return (
+            f"worker {worker.name!r} takes PDFs inline only, and a document here is known only "
+            "by its URL (its upstream fetches none); send the document's bytes"
+        )
+    return f"worker {worker.name!r} reads no PDFs, and a document here has no text layer"
 
 
 def fits(request: ChatRequest, worker: WorkerConfig) -> bool:
@@ -135,7 +153,7 @@ def cannot_take(request: ChatRequest, worker: WorkerConfig) -> str | None:
     if request.has_images() and "vision" not in worker.capabilities:
         return f"worker {worker.name!r} reads no images"
     if request.attachments and not reads_documents(request, worker):
-        return f"worker {worker.name!r} reads no PDFs, and a document here has no text layer"
+        return unread_why(request, worker)
     tokens = fewest_tokens(request, worker)
     if tokens >= worker.context_window:
         seen = request_media(request).tokens(worker, known_only=True)
