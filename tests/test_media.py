@@ -118,6 +118,32 @@ async def test_anthropics_token_count_adds_what_the_named_worker_bills_for_the_i
     assert CLAUDE.tokens(SIZE, None) == 1067 and GEMINI.tokens(SIZE, None) == 4 * 258
 
 
+async def test_a_streams_first_usage_counts_the_image_as_the_answering_worker_bills_it(
+    gateway: Any,
+) -> None:
+    """message_start carries an estimate of the input (OpenAI-style upstreams report usage
+    at the end): its image counts by the worker's rule, not as nothing."""
+    image = png()
+    async with (
+        FakeGemini() as fake,
+        gateway([worker("gem", "gemini", fake.base_url, **SEEING)]) as running,
+        anthropic.AsyncAnthropic(base_url=running.url, api_key="x", max_retries=0) as sdk,
+    ):
+
+        async def first_estimate(data: str | None) -> int:
+            async with sdk.messages.stream(
+                model="gem", max_tokens=20, messages=with_image(data)
+            ) as stream:
+                async for event in stream:
+                    if event.type == "message_start":
+                        return event.message.usage.input_tokens
+            raise AssertionError("no message_start")
+
+        shown = await first_estimate(image)
+        alone = await first_estimate(None)
+    assert shown - alone == GEMINI.tokens(SIZE, None)
+
+
 async def test_responses_input_token_count_adds_the_image_by_openais_rule(
     gateway: Any, fake_openai: FakeOpenAI
 ) -> None:

@@ -37,7 +37,7 @@ from podium.types import (
     UsageReport,
     passages,
 )
-from podium.workers import count_input_tokens, estimate_input_tokens
+from podium.workers import WorkerPool, count_input_tokens
 
 if TYPE_CHECKING:
     from podium.app import Podium
@@ -152,7 +152,12 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
 
 
 class AnthropicIngress:
+    """``pool``: the workers, whose image rules a stream's first usage estimate counts by."""
+
     name = "anthropic"
+
+    def __init__(self, pool: WorkerPool | None = None) -> None:
+        self.pool = pool
 
     def parse(self, body: Any, headers: dict[str, str]) -> ChatRequest:
         return parse_messages(body, headers)
@@ -196,8 +201,11 @@ class AnthropicIngress:
         context: RequestContext,
     ) -> AsyncIterator[bytes]:
         # Input tokens are only known once the worker reports usage (OpenAI-style upstreams
-        # report at the end), so message_start carries an estimate and message_delta the count.
-        estimated = Usage(estimate_input_tokens(request), 0)
+        # report at the end), so message_start carries an estimate (its images as the worker
+        # bills them) and message_delta the count.
+        answering = self.pool.get(outcome.worker) if self.pool is not None else None
+        counted = count_input_tokens(request, None if answering is None else answering.config)
+        estimated = Usage(counted, 0)
         yield _sse(
             "message_start",
             {
@@ -338,7 +346,7 @@ class _Blocks:
 
 
 def register_app(podium: Podium) -> None:
-    ingress = AnthropicIngress()
+    ingress = AnthropicIngress(podium.gateway.pool)
     limit = podium.config.server.max_body_bytes
     podium.app.route(
         "POST", "/v1/messages", chat_handler(ingress, podium.gateway, max_body_bytes=limit), ingress

@@ -245,7 +245,7 @@ def register_app(podium: Podium) -> None:
     admin_route(podium, "GET", "/admin/contracts/stats", stats)
     if len(contracts):
         _wrap_chat(podium, runner, "/v1/chat/completions", OpenAIIngress())
-        _wrap_chat(podium, runner, "/v1/messages", AnthropicIngress())
+        _wrap_chat(podium, runner, "/v1/messages", AnthropicIngress(podium.gateway.pool))
         _wrap_chat(podium, runner, "/v1/responses", ResponsesIngress())
         _wrap_route(podium, runner)
         podium.model_sources.append(
