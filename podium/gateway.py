@@ -16,7 +16,7 @@ from podium.hooks import Hook
 from podium.resume import carry_on
 from podium.routing.base import Candidate, Decision, RouteContext, Router
 from podium.routing.chain import decide
-from podium.routing.fit import reads_documents, unread_why
+from podium.routing.fit import images_refused, reads_documents, unread_why
 from podium.store.traces import TraceRecord
 from podium.types import (
     ChatRequest,
@@ -112,7 +112,7 @@ def enforce_capabilities(
                 f"worker {name!r} does not accept PDFs without a text layer (its capabilities: "
                 f"{declared}); send them to a worker with 'documents', or leave them out"
             )
-        return None
+        return images_refused(request, worker)
 
     if decision.workflow.fallbacks:
         decision.workflow.fallbacks = [w for w in decision.workflow.fallbacks if lacking(w) is None]

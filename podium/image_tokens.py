@@ -143,6 +143,39 @@ PRESETS: dict[str, AreaRule | TileRule | PatchRule | FlatRule] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class SeenImage:
+    """An image of a request as the estimates and limits see it."""
+
+    size: ImageSize | None  # None: not known (a URL, or a format not read)
+    detail: str | None = None
+    bytes: int | None = None  # its file's size; None: not known (a URL)
+
+    def tokens(self, rule: ImageRule, *, known_only: bool = False) -> int:
+        size = self.size
+        if size is None:
+            if known_only:
+                return 0
+            size = UNKNOWN_SIZE
+        return rule.tokens(size, self.detail)
+
+
+def seen(data: str | None, detail: str | None = None) -> SeenImage:
+    """The base64 image ``data`` (a ``data:`` URL too; None: given by URL) as it is seen."""
+    if not data:
+        return SeenImage(None, detail)
+    return SeenImage(image_size(data), detail, base64_bytes(data))
+
+
+def base64_bytes(data: str) -> int:
+    """The size of the file the base64 ``data`` (or a ``data:`` URL's payload) decodes to."""
+    begin = (data.find(",") + 1) if data.startswith("data:") else 0
+    end = len(data)
+    while end > begin and data[end - 1] in "= \n\r\t":
+        end -= 1
+    return (end - begin) * 3 // 4
+
+
 def preset_for_model(model: str, default: ImageRule) -> ImageRule:
     """The preset whose name is the longest prefix of ``model`` (``gpt-4.1-mini-2025-04-14``
     is ``gpt-4.1-mini``'s), else ``default``."""

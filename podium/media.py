@@ -14,22 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from podium.config import WorkerConfig
-from podium.image_tokens import CLAUDE, UNKNOWN_SIZE, ImageRule, ImageSize, image_size
+from podium.image_tokens import CLAUDE, SeenImage, seen
 from podium.types import ChatRequest, DocumentPart, ImagePart
-
-
-@dataclass(frozen=True, slots=True)
-class SeenImage:
-    size: ImageSize | None  # None: not known (a URL, or a format not read)
-    detail: str | None = None
-
-    def tokens(self, rule: ImageRule, *, known_only: bool = False) -> int:
-        size = self.size
-        if size is None:
-            if known_only:
-                return 0
-            size = UNKNOWN_SIZE
-        return rule.tokens(size, self.detail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +45,18 @@ class Media:
                     tokens += scan.tokens(rule)
         return tokens
 
+    def refusal(self, worker: WorkerConfig) -> str | None:
+        """Why ``worker``'s upstream would refuse the images it is sent (its vendor's limits:
+        podium/upstream_profile.py), or None."""
+        limits = worker.upstream.image_limits
+        if limits is None or not (self.images or self.scans):
+            return None
+        capabilities = worker.capabilities
+        sent = self.images
+        if self.scans and "documents" not in capabilities and "vision" in capabilities:
+            sent = (*sent, *self.scans)
+        return limits.refusal(sent) if sent else None
+
     def unrouted_tokens(self) -> int:
         """Before any worker is chosen: the images by Claude's rule (PDF pages cost only a
         worker that reads PDFs itself, so nothing yet)."""
@@ -78,17 +76,17 @@ def request_media(request: ChatRequest) -> Media:
     for message in request.messages:
         for part in message.content:
             if type(part) is ImagePart:
-                images.append(SeenImage(_size_of(part), part.detail))
+                images.append(seen(_data_of(part), part.detail))
             elif type(part) is DocumentPart:
                 pages += part.pages
                 if part.text is None:
-                    scans.extend(SeenImage(image_size(drawn)) for drawn in part.page_images)
+                    scans.extend(seen(drawn) for drawn in part.page_images)
     return Media(tuple(images), pages, tuple(scans))
 
 
-def _size_of(part: ImagePart) -> ImageSize | None:
+def _data_of(part: ImagePart) -> str | None:
     if part.data:
-        return image_size(part.data)
+        return part.data
     if part.url and part.url.startswith("data:"):
-        return image_size(part.url)
+        return part.url
     return None

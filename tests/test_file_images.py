@@ -20,7 +20,9 @@ from tests.conftest import worker
 from tests.test_responses_ingress import client_for
 from tests.test_responses_stored import clients_of_two_owners
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(40))
+PNG = base64.b64decode(  # a real 1x1 PNG: its header's size is read (and checked)
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
 
 
 def looking_at(file_id: str, text: str = "What is this?") -> list[Any]:

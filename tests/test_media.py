@@ -296,3 +296,88 @@ def test_a_calls_own_estimate_counts_its_images_as_the_worker_reads_them() -> No
     text = prompt_tokens(image_request(), configs[0])
     assert prompt_tokens(request, configs[0]) == text + 765
     assert prompt_tokens(request, configs[1]) == text + 10
+
+
+# -- the images an upstream refuses ---------------------------------------------------------
+
+
+def test_a_vendors_image_limits_say_which_image_breaks_which() -> None:
+    from podium.image_tokens import SeenImage
+    from podium.upstream_profile import ANTHROPIC_IMAGES, OPENAI_IMAGES
+
+    wide = SeenImage(ImageSize(9000, 100), bytes=40_000)
+    fine = SeenImage(ImageSize(2100, 40), bytes=4_000)
+    heavy = SeenImage(ImageSize(4000, 3000), bytes=6 * 1024 * 1024)
+    by_url = SeenImage(None)
+    assert ANTHROPIC_IMAGES.refusal([fine, by_url]) is None
+    assert ANTHROPIC_IMAGES.refusal([fine, wide]) == (
+        "takes images of at most 8000 pixels a side; image 2 is 9000x100"
+    )
+    assert ANTHROPIC_IMAGES.refusal([fine] * 20) is None
+    assert ANTHROPIC_IMAGES.refusal([fine] * 21) == (
+        "takes images of at most 2000 pixels a side in a request of more than 20; "
+        "image 1 is 2100x40"
+    )
+    assert ANTHROPIC_IMAGES.refusal([heavy]) == (
+        "takes images of at most 5.0 MB; image 1 has 6.0 MB"
+    )
+    assert ANTHROPIC_IMAGES.refusal([by_url] * 101) == (
+        "takes at most 100 images a request; this one has 101"
+    )
+    assert OPENAI_IMAGES.refusal([wide, heavy]) is None
+    assert OPENAI_IMAGES.refusal([heavy] * 9) == (
+        "takes at most 50.0 MB of images a request; these have 54.0 MB"
+    )
+
+
+def anthropic_images(*datas: str) -> list[Any]:
+    content: list[Any] = [{"type": "text", "text": "What is in the pictures?"}]
+    for data in datas:
+        source = {"type": "base64", "media_type": "image/png", "data": data}
+        content.append({"type": "image", "source": source})
+    return [{"role": "user", "content": content}]
+
+
+async def test_images_a_vendor_refuses_go_to_one_that_takes_them(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    """A panorama wider than Claude takes, or more than 20 images wider than 2,000 pixels:
+    ``podium/auto`` passes the Claude worker over, and naming it is a 400 that says which
+    image breaks which limit, before anything is sent."""
+    panorama, strip = png(9000, 100), png(2100, 40)
+    async with FakeAnthropic() as claude_fake:
+        workers = [
+            worker("claude", "anthropic", claude_fake.base_url, **SEEING),
+            worker("gpt", "openai", fake_openai.base_url, model="gpt-4o", **SEEING),
+        ]
+        async with (
+            gateway(workers, default_worker="claude") as running,
+            anthropic.AsyncAnthropic(base_url=running.url, api_key="x", max_retries=0) as sdk,
+        ):
+
+            async def answered_by(messages: list[Any]) -> str:
+                raw = await sdk.messages.with_raw_response.create(
+                    model="podium/auto", max_tokens=20, messages=messages
+                )
+                return raw.headers["x-podium-worker"]
+
+            assert await answered_by(anthropic_images(strip)) == "claude"
+            assert await answered_by(anthropic_images(panorama)) == "gpt"
+            assert await answered_by(anthropic_images(*[strip] * 21)) == "gpt"
+            with pytest.raises(anthropic.BadRequestError) as refused:
+                await sdk.messages.create(
+                    model="claude", max_tokens=20, messages=anthropic_images(panorama)
+                )
+        # The vendor refuses them the same way when asked directly.
+        async with anthropic.AsyncAnthropic(
+            base_url=claude_fake.base_url, api_key="x", max_retries=0
+        ) as direct:
+            with pytest.raises(anthropic.BadRequestError) as vendor:
+                await direct.messages.create(
+                    model="claude", max_tokens=20, messages=anthropic_images(panorama)
+                )
+    message = str(refused.value)
+    assert "worker 'claude' takes images of at most 8000 pixels a side" in message
+    assert "image 1 is 9000x100" in message
+    assert "at most 8000 pixels a side" in str(vendor.value)
+    assert len(claude_fake.received) == 2  # the first request, and the one asked directly

@@ -42,7 +42,7 @@ from podium.types import (
     has_breakpoints,
     nearest_lifetime,
 )
-from podium.upstream_profile import UpstreamProfile
+from podium.upstream_profile import ANTHROPIC_IMAGES, UpstreamProfile
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
@@ -589,7 +589,7 @@ class AnthropicProvider:
         )
 
     def upstream_profile(self) -> UpstreamProfile:
-        return UpstreamProfile(image_rule=CLAUDE)
+        return UpstreamProfile(image_rule=CLAUDE, image_limits=ANTHROPIC_IMAGES)
 
     def _payload(self, request: ChatRequest, *, stream: bool) -> tuple[dict[str, Any], JsonMode]:
         return encode_request(

@@ -53,7 +53,7 @@ from podium.types import (
     Usage,
     UsageReport,
 )
-from podium.upstream_profile import UpstreamProfile
+from podium.upstream_profile import GEMINI_IMAGES, UpstreamProfile
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
 
@@ -534,7 +534,7 @@ class GeminiProvider:
         return None
 
     def upstream_profile(self) -> UpstreamProfile:
-        return UpstreamProfile(image_rule=GEMINI)
+        return UpstreamProfile(image_rule=GEMINI, image_limits=GEMINI_IMAGES)
 
     def _payload(self, request: ChatRequest) -> dict[str, Any]:
         return encode_request(request, self.options, max_output_tokens=self.max_output_tokens)

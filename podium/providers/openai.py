@@ -40,7 +40,7 @@ from podium.types import (
     UsageReport,
     WireStream,
 )
-from podium.upstream_profile import UpstreamProfile
+from podium.upstream_profile import OPENAI_IMAGES, UpstreamProfile
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -337,9 +337,12 @@ class OpenAIProvider:
     def upstream_profile(self) -> UpstreamProfile:
         """OpenAI's image rule for the model's family, GPT-4o's for any other model (a vision
         model behind vLLM or Ollama bills its own way: give its worker ``image_tokens``);
-        Chat Completions takes a PDF inline only, never by URL."""
+        Chat Completions takes a PDF inline only, never by URL. OpenAI's image limits are
+        assumed of every such server: looser than most self-hosted ones'."""
         image_rule = preset_for_model(self.model, GPT_4O)
-        return UpstreamProfile(image_rule=image_rule, document_urls=False)
+        return UpstreamProfile(
+            image_rule=image_rule, image_limits=OPENAI_IMAGES, document_urls=False
+        )
 
     def _long(self, request: ChatRequest) -> bool:
         """Whether the cache writes this call reports are all 12-hour ones."""

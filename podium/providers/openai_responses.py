@@ -44,7 +44,7 @@ from podium.types import (
     Usage,
     UsageReport,
 )
-from podium.upstream_profile import UpstreamProfile
+from podium.upstream_profile import OPENAI_IMAGES, UpstreamProfile
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 MIN_OUTPUT_TOKENS = 16  # the API refuses a smaller max_output_tokens
@@ -370,7 +370,8 @@ class OpenAIResponsesProvider:
         return None
 
     def upstream_profile(self) -> UpstreamProfile:
-        return UpstreamProfile(image_rule=preset_for_model(self.model, GPT_4O))
+        rule = preset_for_model(self.model, GPT_4O)
+        return UpstreamProfile(image_rule=rule, image_limits=OPENAI_IMAGES)
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         payload = encode_request(request, self.model, self.options, stream=False)

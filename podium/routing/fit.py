@@ -1,6 +1,8 @@
 """Which workers can take a request at all: the capabilities it needs (``tools`` for tool
 definitions, ``vision`` for images, ``documents`` for a PDF with no text to send instead, or
-``vision`` when its pages were drawn) and a context window that holds its prompt: its
+``vision`` when its pages were drawn), an upstream that takes its images (its vendor's
+limits on their count, size and sides: podium/upstream_profile.py) and a context window that
+holds its prompt: its
 documents' text, its images by the worker's image rule (those of a known size), and for a
 worker that reads PDFs itself their pages' images too, each page at the worker's
 ``page_image_tokens`` (``document_page_tokens``, podium/config.py); podium/media.py counts
@@ -92,8 +94,18 @@ def unread_why(request: ChatRequest, worker: WorkerConfig) -> str:
     return f"worker {worker.name!r} reads no PDFs, and a document here has no text layer"
 
 
+def images_refused(request: ChatRequest, worker: WorkerConfig) -> str | None:
+    """Why ``worker``'s upstream would refuse the request's images, or None."""
+    if not request.attachments and not request.has_images():
+        return None
+    why = request_media(request).refusal(worker)
+    return None if why is None else f"worker {worker.name!r} {why} (its vendor's limit)"
+
+
 def fits(request: ChatRequest, worker: WorkerConfig) -> bool:
     if request.attachments and not reads_documents(request, worker):
+        return False
+    if images_refused(request, worker) is not None:
         return False
     return _fits(worker, needs(request), fewest_tokens(request, worker))
 
@@ -111,14 +123,16 @@ def _able_with_media(
     request: ChatRequest, media: Media, eligible: Sequence[WorkerConfig]
 ) -> list[WorkerConfig]:
     """:func:`able` for a request with images or documents: each costs each worker its own
-    tokens, and a worker must be able to read the documents. When a document asks to be
-    cited, those of them that cite, if any do."""
+    tokens, a worker must be able to read the documents, and its upstream must take the
+    images (its vendor's limits). When a document asks to be cited, those of them that cite,
+    if any do."""
     needed, tokens = needs(request), fewest_tokens(request)
     fit = [
         worker
         for worker in eligible
         if _fits(worker, needed, tokens + media.tokens(worker, known_only=True))
         and reads_documents(request, worker)
+        and media.refusal(worker) is None
     ]
     if not request.attachments or not wants_citations(request):
         return fit
@@ -154,6 +168,9 @@ def cannot_take(request: ChatRequest, worker: WorkerConfig) -> str | None:
         return f"worker {worker.name!r} reads no images"
     if request.attachments and not reads_documents(request, worker):
         return unread_why(request, worker)
+    refused = images_refused(request, worker)
+    if refused is not None:
+        return refused
     tokens = fewest_tokens(request, worker)
     if tokens >= worker.context_window:
         seen = request_media(request).tokens(worker, known_only=True)

@@ -28,11 +28,13 @@ from podium.testing.fakes import (
     SentImage,
     echo,
     image_tokens,
+    images_refused,
     pdf_text,
     pdf_tokens,
     words,
 )
 from podium.testing.prompt_cache import CacheRefusal, PromptCache, anthropic_blocks
+from podium.upstream_profile import ANTHROPIC_IMAGES
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -297,6 +299,9 @@ class FakeAnthropic(FakeUpstream):
             _, page_tokens = pdf_tokens(documents_of(body))
         except BadPdf as bad:
             return self.error_response(400, f"messages: {bad}")
+        refused = images_refused(images_of(body), ANTHROPIC_IMAGES)
+        if refused is not None:
+            return self.error_response(400, f"messages: {refused}")
         try:
             cached = self.prompt_cache.use(anthropic_blocks(body))
         except CacheRefusal as refusal:

@@ -15,7 +15,8 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from podium.image_tokens import UNKNOWN_SIZE, ImageRule, image_size
+from podium.image_tokens import UNKNOWN_SIZE, ImageRule, image_size, seen
+from podium.upstream_profile import ImageLimits
 
 Json = dict[str, Any]
 
@@ -148,6 +149,12 @@ def image_tokens(images: Iterable[SentImage], rule: ImageRule) -> int:
         size = (image_size(data) if data else None) or UNKNOWN_SIZE
         total += rule.tokens(size, detail)
     return total
+
+
+def images_refused(images: Iterable[SentImage], limits: ImageLimits) -> str | None:
+    """Why the vendor refuses ``images`` (its documented ``limits``), or None."""
+    why = limits.refusal([seen(data) for data, _ in images])
+    return None if why is None else f"the request's images exceed this API's limits: it {why}"
 
 
 def data_url_payload(url: str) -> str:

@@ -26,11 +26,13 @@ from podium.testing.fakes import (
     fake_vector,
     go_duration,
     image_tokens,
+    images_refused,
     pdf_tokens,
     words,
 )
 from podium.testing.prompt_cache import CacheRefusal, Prefix, PromptCache, openai_chat_blocks
 from podium.testing.responses_fake import respond
+from podium.upstream_profile import OPENAI_IMAGES
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -232,6 +234,9 @@ class FakeOpenAI(FakeUpstream):
             _, page_tokens = pdf_tokens(documents_of(body))
         except BadPdf as bad:
             return self.error_response(400, str(bad))
+        refused = images_refused(images_of(body), OPENAI_IMAGES)
+        if refused is not None:
+            return self.error_response(400, refused)
         prompt_tokens = words(prompt_of(body)) + page_tokens
         prompt_tokens += image_tokens(images_of(body), preset_for_model(body["model"], GPT_4O))
         try:
