@@ -169,11 +169,23 @@ def seen(data: str | None, detail: str | None = None) -> SeenImage:
 
 def base64_bytes(data: str) -> int:
     """The size of the file the base64 ``data`` (or a ``data:`` URL's payload) decodes to."""
-    begin = (data.find(",") + 1) if data.startswith("data:") else 0
-    end = len(data)
-    while end > begin and data[end - 1] in "= \n\r\t":
+    begin, end = _payload(data)
+    while end > begin and data[end - 1] == "=":
         end -= 1
     return (end - begin) * 3 // 4
+
+
+def _payload(data: str) -> tuple[int, int]:
+    """Where the base64 payload of ``data`` (bare, or a ``data:`` URL's) lies, without the
+    whitespace around it: indices, so a large payload is never copied."""
+    begin, end = 0, len(data)
+    if data.startswith("data:"):
+        begin = data.find(",") + 1 or end
+    while begin < end and data[begin].isspace():
+        begin += 1
+    while end > begin and data[end - 1].isspace():
+        end -= 1
+    return begin, end
 
 
 def preset_for_model(model: str, default: ImageRule) -> ImageRule:
@@ -224,11 +236,7 @@ class _Base64Bytes:
 def image_size(data: str) -> ImageSize | None:
     """The size of the base64 image ``data`` (a ``data:`` URL's payload too), or None for one
     whose format is not read here or whose header is cut short or malformed."""
-    begin, end = (data.find(",") + 1 or len(data)) if data.startswith("data:") else 0, len(data)
-    while begin < end and data[begin].isspace():
-        begin += 1
-    while end > begin and data[end - 1].isspace():
-        end -= 1
+    begin, end = _payload(data)
     if begin == end:
         return None
     source = _Base64Bytes(data, begin, end)

@@ -162,3 +162,13 @@ def test_only_a_seeing_worker_may_set_image_tokens() -> None:
 
     with pytest.raises(ValidationError, match="only a worker with the 'vision' capability"):
         seeing(image_tokens="claude", capabilities=["streaming"])
+
+
+def test_a_files_size_is_read_from_its_base64_length() -> None:
+    from podium.image_tokens import base64_bytes
+
+    for size in range(0, 40):
+        data = base64.b64encode(bytes(size)).decode()
+        assert base64_bytes(data) == size
+        assert base64_bytes(f"data:image/png;base64,{data}\n") == size
+    assert base64_bytes("data:image/png") == 0
