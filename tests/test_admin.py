@@ -55,6 +55,14 @@ async def test_list_shows_config_and_health(gateway: Any, fake_openai: FakeOpenA
             "short_side": 768,
             "low": 85,
         },
+        "image_limits": {
+            "most_images": 500,
+            "most_bytes": 20 * 1024 * 1024,
+            "most_total_bytes": 50 * 1024 * 1024,
+            "most_side": None,
+            "many": None,
+            "most_side_many": None,
+        },
         "document_urls": False,
     }
 

@@ -29,6 +29,7 @@ loopback clients are accepted. Other modules add their own admin routes with
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import ipaddress
 from collections.abc import Callable
@@ -216,10 +217,12 @@ def describe(worker: Worker) -> dict[str, Any]:
         "adaptive": None if room.adaptive is None else _adaptive_state(room.adaptive),
     }
     # What the estimates go by where the settings are silent: the provider's word.
-    rule = worker.config.image_rule
+    rule, upstream = worker.config.image_rule, worker.config.upstream
+    limits = upstream.image_limits
     data["upstream"] = {
         "image_tokens": rule.model_dump(mode="json") if isinstance(rule, BaseModel) else str(rule),
-        "document_urls": worker.config.upstream.document_urls,
+        "image_limits": None if limits is None else dataclasses.asdict(limits),
+        "document_urls": upstream.document_urls,
     }
     return data
 

@@ -61,8 +61,8 @@ class CautionedProvider(Provider, Protocol):
 @runtime_checkable
 class ProfiledProvider(Provider, Protocol):
     """A provider that knows what its upstream does beyond its worker's configuration: how it
-    bills an image (unless the worker sets ``image_tokens``), whether it fetches a PDF by URL
-    (podium/upstream_profile.py)."""
+    bills an image (unless the worker sets ``image_tokens``), which images it refuses, whether
+    it fetches a PDF by URL (podium/upstream_profile.py)."""
 
     def upstream_profile(self) -> UpstreamProfile: ...
 
