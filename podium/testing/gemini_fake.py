@@ -547,16 +547,16 @@ class FakeGemini(FakeUpstream):
         limit = config.get("maxOutputTokens")
         if limit is not None and text and words(text) > limit:
             text, finish = " ".join(text.split()[:limit]), "MAX_TOKENS"
-        seen = image_tokens(images_of(own), GEMINI)
+        pictured = image_tokens(images_of(own), GEMINI)
         if cached is None:
             prompt_tokens = words(prompt_of(body) + " " + system_of(body)) + page_tokens
         else:
             prompt_tokens = cached.tokens + words(prompt_of(own)) + page_tokens
         output_tokens = words(text) if text else 5
         details = [{"modality": "TEXT", "tokenCount": prompt_tokens}]
-        if seen:
-            details.append({"modality": "IMAGE", "tokenCount": seen})
-        prompt_tokens += seen
+        if pictured:
+            details.append({"modality": "IMAGE", "tokenCount": pictured})
+        prompt_tokens += pictured
         usage: Json = {
             "promptTokenCount": prompt_tokens,
             "candidatesTokenCount": output_tokens,
