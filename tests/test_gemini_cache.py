@@ -634,3 +634,25 @@ async def test_replicas_on_one_redis_use_one_resource(gateway: Any, fake: FakeGe
         await drop_redis_prefix(redis["prefix"])
     assert creates(fake) == 1
     assert len({body["cachedContent"] for body in generations(fake)}) == 1
+
+
+def test_an_image_in_a_prefix_counts_by_geminis_rule_for_its_size() -> None:
+    """A large picture is worth caching beside a short instruction: 1600x900 is six tiles."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from podium.providers.gemini_cache import BLOB_TOKENS, estimate_tokens
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (1600, 900)).save(buffer, "PNG")
+    picture = base64.b64encode(buffer.getvalue()).decode()
+
+    def prefix(part: dict[str, Any]) -> dict[str, Any]:
+        return {"contents": [{"role": "user", "parts": [{"text": "Describe it."}, part]}]}
+
+    inline = {"inlineData": {"mimeType": "image/png", "data": picture}}
+    by_uri = {"fileData": {"mimeType": "image/png", "fileUri": "files/abc"}}
+    assert estimate_tokens(prefix(inline)) == 3 + 6 * 258  # over Flash's 1,024
+    assert estimate_tokens(prefix(by_uri)) == 3 + BLOB_TOKENS

@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 
 from podium.errors import ProviderError
+from podium.image_tokens import GEMINI, image_size
 from podium.providers.http import Upstream
 from podium.shared_notes import NoteBoard
 from podium.single_flight import SingleFlight
@@ -53,8 +54,8 @@ FAILED_PAUSE = 60.0
 # How long a process holds its claim on a prefix while it makes its resource: past a create's
 # longest wait, so a process that died making one delays the others no longer than this.
 CLAIM_SECONDS = 30.0
-# Tokens counted for an image or file in a prefix's estimate (Gemini's figure for an image up to
-# 384 pixels, and for each page of a PDF).
+# Tokens counted for a file in a prefix's estimate whose size is not known (a file by URI, or
+# an image whose header is not read: Gemini's figure for an image up to 384 pixels).
 BLOB_TOKENS = 258
 # The fields a cached prefix holds, which a request naming the resource may not send.
 CACHED_FIELDS = ("systemInstruction", "tools", "toolConfig")
@@ -114,10 +115,11 @@ def _clamp(ci: int, pj: int, contents: list[dict[str, Any]]) -> tuple[int, int]:
 
 
 def estimate_tokens(body: dict[str, Any]) -> int:
-    """A prefix's tokens, estimated as Podium estimates text (4 characters a token), an image
-    or a file as :data:`BLOB_TOKENS`. A PDF counts as large enough to cache whatever its size:
-    Gemini counts its pages, which the body does not say (a refusal as too small costs only a
-    failed create)."""
+    """A prefix's tokens, estimated as Podium estimates text (4 characters a token), an inline
+    image by Gemini's rule for its size (podium/image_tokens.py), any other file as
+    :data:`BLOB_TOKENS`. A PDF counts as large enough to cache whatever its size: Gemini counts
+    its pages, which the body does not say (a refusal as too small costs only a failed
+    create)."""
     chars = len(orjson.dumps(body["tools"])) if "tools" in body else 0
     blobs = 0
     system = body.get("systemInstruction")
@@ -133,8 +135,9 @@ def estimate_tokens(body: dict[str, Any]) -> int:
             elif blob.get("mimeType") == "application/pdf":
                 return 1 << 30
             else:
-                blobs += 1
-    return (chars + 3) // 4 + BLOB_TOKENS * blobs
+                size = image_size(blob["data"]) if isinstance(blob.get("data"), str) else None
+                blobs += BLOB_TOKENS if size is None else GEMINI.tokens(size, None)
+    return (chars + 3) // 4 + blobs
 
 
 def plan_prefix(
