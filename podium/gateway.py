@@ -13,6 +13,7 @@ from podium.engine import Attempt, MeteredRelay, MeteredStream
 from podium.errors import PodiumError
 from podium.executor import Executor, Run
 from podium.hooks import Hook
+from podium.media import request_media
 from podium.resume import carry_on
 from podium.routing.base import Candidate, Decision, RouteContext, Router
 from podium.routing.chain import decide
@@ -92,6 +93,7 @@ def enforce_capabilities(
     if not request.attachments and not request.has_images():
         return  # the usual request
     images = request.has_images()
+    media = request_media(request)  # read once for every step and fallback judged
     by_name = {worker.name: worker for worker in eligible}
 
     def lacking(name: str) -> str | None:
@@ -112,7 +114,7 @@ def enforce_capabilities(
                 f"worker {name!r} does not accept PDFs without a text layer (its capabilities: "
                 f"{declared}); send them to a worker with 'documents', or leave them out"
             )
-        return images_refused(request, worker)
+        return images_refused(request, worker, media)
 
     if decision.workflow.fallbacks:
         decision.workflow.fallbacks = [w for w in decision.workflow.fallbacks if lacking(w) is None]

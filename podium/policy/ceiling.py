@@ -203,7 +203,7 @@ class CostGuardHook(Hook):
             # a worker that surely cannot answer (images it cannot read, a prompt its context
             # window cannot hold) is no option; tools are not judged by what a config declares
             worker = self.pool.get(name)
-            if worker is not None and cannot_take(request, worker.config) is not None:
+            if worker is not None and cannot_take(request, worker.config, media) is not None:
                 continue
             cost = self._estimate(name, request, prompt_tokens, known, media)
             if cost is not None:

@@ -34,9 +34,12 @@ from podium.types import ChatRequest, DocumentPart
 MOST_CHARS_PER_TOKEN = 6
 
 
-def fewest_tokens(request: ChatRequest, worker: WorkerConfig | None = None) -> int:
+def fewest_tokens(
+    request: ChatRequest, worker: WorkerConfig | None = None, media: Media | None = None
+) -> int:
     """A lower bound on the prompt's tokens, from its length (its documents' text included);
-    for a ``worker``, what its images of a known size and its PDFs' pages cost it too."""
+    for a ``worker``, what its images of a known size and its PDFs' pages cost it too
+    (``media``: the request's, when already read)."""
     length = request.prompt_length()
     if not request.attachments:
         tokens = length // MOST_CHARS_PER_TOKEN
@@ -44,7 +47,9 @@ def fewest_tokens(request: ChatRequest, worker: WorkerConfig | None = None) -> i
         tokens = (length + request.documents_length()) // MOST_CHARS_PER_TOKEN
     if worker is None or not (request.attachments or request.has_images()):
         return tokens
-    return tokens + request_media(request).tokens(worker, known_only=True)
+    if media is None:
+        media = request_media(request)
+    return tokens + media.tokens(worker, known_only=True)
 
 
 def needs(request: ChatRequest) -> frozenset[str]:
@@ -94,20 +99,26 @@ def unread_why(request: ChatRequest, worker: WorkerConfig) -> str:
     return f"worker {worker.name!r} reads no PDFs, and a document here has no text layer"
 
 
-def images_refused(request: ChatRequest, worker: WorkerConfig) -> str | None:
-    """Why ``worker``'s upstream would refuse the request's images, or None."""
-    if not request.attachments and not request.has_images():
-        return None
-    why = request_media(request).refusal(worker)
+def images_refused(
+    request: ChatRequest, worker: WorkerConfig, media: Media | None = None
+) -> str | None:
+    """Why ``worker``'s upstream would refuse the request's images, or None (``media``: the
+    request's, when already read)."""
+    if media is None:
+        if not request.attachments and not request.has_images():
+            return None
+        media = request_media(request)
+    why = media.refusal(worker)
     return None if why is None else f"worker {worker.name!r} {why} (its vendor's limit)"
 
 
 def fits(request: ChatRequest, worker: WorkerConfig) -> bool:
     if request.attachments and not reads_documents(request, worker):
         return False
-    if images_refused(request, worker) is not None:
+    media = request_media(request)  # at once for a request of text alone
+    if images_refused(request, worker, media) is not None:
         return False
-    return _fits(worker, needs(request), fewest_tokens(request, worker))
+    return _fits(worker, needs(request), fewest_tokens(request, worker, media))
 
 
 def able(request: ChatRequest, eligible: Sequence[WorkerConfig]) -> list[WorkerConfig]:
@@ -162,18 +173,23 @@ def _fits(worker: WorkerConfig, needed: frozenset[str], tokens: int) -> bool:
     return needed <= set(worker.capabilities) and tokens < worker.context_window
 
 
-def cannot_take(request: ChatRequest, worker: WorkerConfig) -> str | None:
-    """Why ``worker`` certainly cannot answer the request, or None."""
+def cannot_take(
+    request: ChatRequest, worker: WorkerConfig, media: Media | None = None
+) -> str | None:
+    """Why ``worker`` certainly cannot answer the request, or None (``media``: the request's,
+    when already read: a caller judging several workers reads the images once)."""
     if request.has_images() and "vision" not in worker.capabilities:
         return f"worker {worker.name!r} reads no images"
     if request.attachments and not reads_documents(request, worker):
         return unread_why(request, worker)
-    refused = images_refused(request, worker)
+    if media is None:
+        media = request_media(request)  # at once for a request of text alone
+    refused = images_refused(request, worker, media)
     if refused is not None:
         return refused
-    tokens = fewest_tokens(request, worker)
+    tokens = fewest_tokens(request, worker, media)
     if tokens >= worker.context_window:
-        seen = request_media(request).tokens(worker, known_only=True)
+        seen = media.tokens(worker, known_only=True)
         images = f" ({seen} of them its images and PDF pages)" if seen else ""
         return (
             f"worker {worker.name!r} has a {worker.context_window}-token context window; "
