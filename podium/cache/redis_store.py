@@ -15,11 +15,9 @@ this one's (``podium:`` and ``podium:cache:``) keeps its entries.
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable
 
 from podium.cache.store import CacheUnavailable
-from podium.state.redis_client import DEFAULT_MAX_CONNECTIONS, RedisStrings, pooled_redis
+from podium.state.redis_client import RedisStrings, pooled_redis
 
 CLEAR_BATCH = 500
 CLEAR_TIMEOUT = 5.0  # seconds for one SCAN or UNLINK while clearing
@@ -29,26 +27,8 @@ GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
 class RedisCache(RedisStrings):
     unavailable = CacheUnavailable  # a lookup that fails is a miss, never a refusal
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        prefix: str = "podium:",
-        timeout: float = 0.25,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
-        retry_after: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        super().__init__(
-            url,
-            base=f"{prefix}cache:",
-            name="podium-cache",
-            timeout=timeout,
-            max_connections=max_connections,
-            retry_after=retry_after,
-            clock=clock,
-        )
+    space = "cache"
+    label = "podium-cache"
 
     async def clear(self) -> int:
         pattern = GLOB_SPECIAL.sub(r"\\\1", self.base) + "*"

@@ -7,8 +7,9 @@ event loop, overrun the per-call timeout, and every key with limits is refused a
 were down. Redis answers one command at a time anyway, so a few connections per process carry
 any load: callers beyond them queue for a free one.
 
-:class:`RedisStrings` builds on it for the optional uses of Redis (the response cache,
-providers' notes): strings with lifetimes, and Redis left alone for a while after it fails.
+:class:`OptionalRedis` builds on it for the optional uses of Redis (the response cache,
+providers' notes, session affinity): Redis left alone for a while after it fails;
+:class:`RedisStrings` adds strings with lifetimes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -80,28 +81,31 @@ class RedisUnavailable(Exception):
     """Redis cannot answer now (or is being left alone after failing)."""
 
 
-class RedisStrings:
-    """Strings under ``base + key``, each set with its lifetime (``SET ... PX``), for the
-    optional uses of Redis: a call that fails raises :attr:`unavailable` and leaves Redis alone
-    for ``retry_after`` seconds (:class:`Cooldown`), so a dead server costs each call a clock
-    read instead of a timeout. ``name`` labels the connections in ``CLIENT LIST``."""
+class OptionalRedis:
+    """A client for an optional use of Redis (the response cache, providers' notes, session
+    affinity), whose keys live under ``<prefix><space>:``. A call that fails raises
+    :attr:`unavailable` and leaves Redis alone for ``retry_after`` seconds (:class:`Cooldown`),
+    so a dead server costs each call a clock read instead of a timeout. ``label`` names the
+    connections in ``CLIENT LIST``."""
 
     unavailable: type[Exception] = RedisUnavailable
+    space: ClassVar[str]  # the part of every key after the deployment's prefix
+    label: ClassVar[str]
+    resting_note: ClassVar[str] = "not asked again yet"  # told to a call while Redis rests
+    failed_note: ClassVar[str] = ""  # told to a call that failed, beside why
 
     def __init__(
         self,
         url: str,
         *,
-        base: str,
-        name: str,
+        prefix: str = "podium:",
         timeout: float = 0.25,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         retry_after: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
-        self.base = base
-        self.name = name
+        self.base = f"{prefix}{self.space}:"
         self.timeout = timeout
         self.max_connections = max_connections
         self.cooldown = Cooldown(retry_after, clock)
@@ -115,7 +119,7 @@ class RedisStrings:
         ago = self.cooldown.resting()
         if ago is not None:
             raise self.unavailable(
-                f"Redis unreachable {ago:.1f} s ago ({self.cooldown.because}); not asked again yet"
+                f"Redis unreachable {ago:.1f} s ago ({self.cooldown.because}); {self.resting_note}"
             )
         if self._redis is None:
             self._redis = pooled_redis(
@@ -124,13 +128,27 @@ class RedisStrings:
                 max_connections=self.max_connections,
                 # An optional use: a call that cannot get a connection soon goes without.
                 queue_timeout=self.timeout,
-                name=self.name,
+                name=self.label,
             )
+            self._opened(self._redis)
         return self._redis
+
+    def _opened(self, redis: Redis) -> None:
+        """What to prepare on a client just made (scripts to register, say)."""
 
     def _failed(self, error: BaseException) -> Exception:
         self.cooldown.failed(error)
-        return self.unavailable(f"Redis unreachable ({self.cooldown.because})")
+        note = f"; {self.failed_note}" if self.failed_note else ""
+        return self.unavailable(f"Redis unreachable ({self.cooldown.because}){note}")
+
+    async def aclose(self) -> None:
+        redis, self._redis = self._redis, None
+        if redis is not None:
+            await redis.aclose()
+
+
+class RedisStrings(OptionalRedis):
+    """Strings under ``base + key``, each set with its lifetime (``SET ... PX``)."""
 
     async def get(self, key: str) -> str | None:
         redis = self._client()
@@ -170,8 +188,3 @@ class RedisStrings:
             raise self._failed(error) from None
         self.cooldown.recovered()
         return bool(kept)
-
-    async def aclose(self) -> None:
-        redis, self._redis = self._redis, None
-        if redis is not None:
-            await redis.aclose()

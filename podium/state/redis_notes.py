@@ -6,35 +6,16 @@ read, not a timeout) and every process goes on with what it knows itself."""
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 
-from podium.state.redis_client import DEFAULT_MAX_CONNECTIONS, RedisStrings, RedisUnavailable
+from podium.state.redis_client import RedisStrings, RedisUnavailable
 
 log = logging.getLogger("podium.notes")
 
 
 class RedisNotes(RedisStrings):
-    def __init__(
-        self,
-        url: str,
-        *,
-        prefix: str = "podium:",
-        timeout: float = 0.25,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
-        retry_after: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        super().__init__(
-            url,
-            base=f"{prefix}notes:",
-            name="podium-notes",
-            timeout=timeout,
-            max_connections=max_connections,
-            retry_after=retry_after,
-            clock=clock,
-        )
-        self._told = 0  # failures already logged
+    space = "notes"
+    label = "podium-notes"
+    _told = 0  # failures already logged
 
     async def read(self, key: str) -> str | None:
         try:

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from podium.state.redis_client import DEFAULT_MAX_CONNECTIONS, Cooldown, pooled_redis
+from podium.state.redis_client import DEFAULT_MAX_CONNECTIONS, OptionalRedis
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -63,8 +63,14 @@ class SessionsUnavailable(Exception):
     """The shared session map cannot be read; the turn is routed without affinity."""
 
 
-class RedisSessions:
+class RedisSessions(OptionalRedis):
     """The session map of a deployment, shared by every process and replica using Redis."""
+
+    unavailable = SessionsUnavailable
+    space = "{sessions}"
+    label = "podium-sessions"
+    # Affinity is a hint: a turn that cannot reach Redis soon is routed without it.
+    resting_note = failed_note = "routing without affinity"
 
     def __init__(
         self,
@@ -78,52 +84,27 @@ class RedisSessions:
         retry_after: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.url = url
+        super().__init__(
+            url,
+            prefix=prefix,
+            timeout=timeout,
+            max_connections=max_connections,
+            retry_after=retry_after,
+            clock=clock,
+        )
         self.max_sessions = max_sessions
         self.ttl = ttl
-        self.timeout = timeout
-        self.max_connections = max_connections
-        self.cooldown = Cooldown(retry_after, clock)
-        self.base = f"{prefix}{{sessions}}:"
         self.index = f"{self.base}lru"
-        self._redis: Redis | None = None
         self._scripts: dict[str, Any] = {}
-
-    @property
-    def errors(self) -> int:
-        return self.cooldown.errors
 
     def _member(self, key: str) -> str:
         return hashlib.blake2b(key.encode("utf-8", "replace"), digest_size=16).hexdigest()
 
-    def _client(self) -> Redis:
-        ago = self.cooldown.resting()
-        if ago is not None:
-            raise SessionsUnavailable(
-                f"Redis unreachable {ago:.1f} s ago ({self.cooldown.because}); "
-                "routing without affinity"
-            )
-        if self._redis is None:
-            self._redis = pooled_redis(
-                self.url,
-                timeout=self.timeout,
-                max_connections=self.max_connections,
-                # Affinity is a hint: a turn that cannot get a connection quickly is routed
-                # without it rather than delayed.
-                queue_timeout=self.timeout,
-                name="podium-sessions",
-            )
-            self._scripts = {
-                "put": self._redis.register_script(PUT),
-                "forget": self._redis.register_script(FORGET),
-            }
-        return self._redis
-
-    def _failed(self, error: BaseException) -> SessionsUnavailable:
-        self.cooldown.failed(error)
-        return SessionsUnavailable(
-            f"Redis unreachable ({self.cooldown.because}); routing without affinity"
-        )
+    def _opened(self, redis: Redis) -> None:
+        self._scripts = {
+            "put": redis.register_script(PUT),
+            "forget": redis.register_script(FORGET),
+        }
 
     async def get(self, key: str) -> str | None:
         try:
@@ -164,8 +145,3 @@ class RedisSessions:
             log.debug("could not write a session to Redis: %s", type(error).__name__)
             return
         self.cooldown.recovered()
-
-    async def aclose(self) -> None:
-        redis, self._redis = self._redis, None
-        if redis is not None:
-            await redis.aclose()
