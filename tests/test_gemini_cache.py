@@ -7,6 +7,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anthropic
@@ -533,13 +534,23 @@ async def test_the_official_sdk_manages_the_fakes_caches(fake: FakeGemini, clock
 # -- across replicas --------------------------------------------------------------------------
 
 
+@asynccontextmanager
+async def two_replicas(
+    gateway: Any, fake: FakeGemini, notes: MemoryNotes
+) -> AsyncIterator[tuple[Any, Any]]:
+    """Two Podiums over one Gemini whose providers share ``notes``, as replicas sharing Redis
+    do."""
+    async with gateway([gem(fake.base_url)]) as one, gateway([gem(fake.base_url)]) as two:
+        for running in (one, two):
+            running.podium.pool.set_shared_notes(notes)
+        yield one, two
+
+
 async def test_replicas_sharing_notes_use_one_resource_and_pay_its_storage_once(
     gateway: Any, fake: FakeGemini
 ) -> None:
     notes = MemoryNotes()
-    async with gateway([gem(fake.base_url)]) as one, gateway([gem(fake.base_url)]) as two:
-        for running in (one, two):
-            running.podium.pool.set_shared_notes(notes)
+    async with two_replicas(gateway, fake, notes) as (one, two):
         _, first_cost, _ = await ask_anthropic(one, "first")
         second, second_cost, _ = await ask_anthropic(two, "second")
     assert creates(fake) == 1
@@ -554,9 +565,7 @@ async def test_a_note_naming_a_resource_gemini_lost_is_passed_over(
     gateway: Any, fake: FakeGemini
 ) -> None:
     notes = MemoryNotes()
-    async with gateway([gem(fake.base_url)]) as one, gateway([gem(fake.base_url)]) as two:
-        for running in (one, two):
-            running.podium.pool.set_shared_notes(notes)
+    async with two_replicas(gateway, fake, notes) as (one, two):
         await ask_anthropic(one, "first")
         fake.caches.clear()  # lost: the note still names it
         await ask_anthropic(two, "second")  # reads the note, is told 404, makes a new one
@@ -569,9 +578,7 @@ async def test_a_note_naming_a_resource_gemini_lost_is_passed_over(
 
 async def test_a_note_that_names_no_resource_is_passed_over(gateway: Any, fake: FakeGemini) -> None:
     notes = MemoryNotes()
-    async with gateway([gem(fake.base_url)]) as one, gateway([gem(fake.base_url)]) as two:
-        for running in (one, two):
-            running.podium.pool.set_shared_notes(notes)
+    async with two_replicas(gateway, fake, notes) as (one, two):
         await ask_anthropic(one, "first")
         for key, (until, _) in list(notes.notes.items()):
             notes.notes[key] = (until, "not a note")
@@ -593,9 +600,7 @@ async def test_replicas_asking_at_once_make_one_resource(gateway: Any, fake: Fak
     """The first to claim the prefix makes its resource; the other sends the request uncached
     meanwhile, rather than make and pay to keep a second one, and then uses the first's."""
     notes = MemoryNotes()
-    async with gateway([gem(fake.base_url)]) as one, gateway([gem(fake.base_url)]) as two:
-        for running in (one, two):
-            running.podium.pool.set_shared_notes(notes)
+    async with two_replicas(gateway, fake, notes) as (one, two):
         answers = await replicas_asking_at_once(one, two, fake)
     assert creates(fake) == 1
     assert sorted(message.usage.cache_read_input_tokens for message in answers[:2]) == [0, 1100]
