@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from podium.image_tokens import UNKNOWN_SIZE, ImageRule, image_size, seen
+from podium.image_tokens import ImageRule, seen
 from podium.upstream_profile import ImageLimits
 
 Json = dict[str, Any]
@@ -144,11 +144,7 @@ def image_tokens(images: Iterable[SentImage], rule: ImageRule) -> int:
     """What the vendor bills for ``images``, by its ``rule`` (podium/image_tokens.py); one
     given by URL, which the fakes do not fetch, or whose size cannot be read, as an image of
     ``UNKNOWN_SIZE``."""
-    total = 0
-    for data, detail in images:
-        size = (image_size(data) if data else None) or UNKNOWN_SIZE
-        total += rule.tokens(size, detail)
-    return total
+    return sum(seen(data, detail).tokens(rule) for data, detail in images)
 
 
 def images_refused(images: Iterable[SentImage], limits: ImageLimits) -> str | None:
