@@ -426,12 +426,10 @@ def _late(last: ProviderError | None) -> ProviderError:
 
 def _tokens_asked(worker: Worker, request: ChatRequest) -> int:
     """What a call may use of a worker's tokens a minute: its prompt, estimated (its
-    documents too, as the worker reads them), and the most it may answer (corrected to the
-    real count when it ends)."""
+    documents and images too, as the worker reads them), and the most it may answer
+    (corrected to the real count when it ends)."""
     answer = request.max_tokens or worker.config.max_output_tokens or DEFAULT_ANSWER_TOKENS
-    if request.attachments or request.has_images():
-        return prompt_tokens(request, worker.config) + answer
-    return tokens_for_length(request.prompt_length()) + answer
+    return prompt_tokens(request, worker.config) + answer
 
 
 def abandon_probe(worker: Worker) -> None:
