@@ -285,6 +285,17 @@ async def test_error_event_mid_stream(provider: AnthropicProvider, fake: FakeAnt
     assert caught.value.kind == "overloaded" and caught.value.retryable
 
 
+async def test_an_error_event_that_echoes_the_key_never_carries_it(
+    provider: AnthropicProvider, fake: FakeAnthropic
+) -> None:
+    fake.behaviour.error_stream_after = 4
+    fake.behaviour.echo_key = True
+    with pytest.raises(ProviderError) as caught:
+        _ = [e async for e in provider.stream(ask("long answer here", stream=True))]
+    assert "Overloaded" in caught.value.message
+    assert KEY[:8] not in caught.value.message and KEY[:8] not in str(caught.value)
+
+
 async def test_broken_stream_is_an_error(provider: AnthropicProvider, fake: FakeAnthropic) -> None:
     fake.behaviour.break_stream_after = 4
     with pytest.raises(ProviderError):

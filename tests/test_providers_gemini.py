@@ -305,6 +305,17 @@ async def test_error_mid_stream(provider: GeminiProvider, fake: FakeGemini) -> N
     assert caught.value.kind == "overloaded"
 
 
+async def test_an_error_chunk_that_echoes_the_key_never_carries_it(
+    provider: GeminiProvider, fake: FakeGemini
+) -> None:
+    fake.behaviour.error_stream_after = 2
+    fake.behaviour.echo_key = True
+    with pytest.raises(ProviderError) as caught:
+        _ = [e async for e in provider.stream(ask("a long answer", stream=True))]
+    assert "The model is overloaded." in caught.value.message
+    assert KEY[:8] not in caught.value.message and KEY[:8] not in str(caught.value)
+
+
 async def test_broken_stream_is_an_error(provider: GeminiProvider, fake: FakeGemini) -> None:
     fake.behaviour.break_stream_after = 2
     with pytest.raises(ProviderError):

@@ -245,6 +245,31 @@ async def test_an_error_event_mid_stream_is_a_retryable_failure(
     assert caught.value.retryable and "The server had an error." in caught.value.message
 
 
+async def test_an_error_event_that_echoes_the_key_never_carries_it(
+    provider: OpenAIResponsesProvider, fake: FakeOpenAI
+) -> None:
+    fake.behaviour.error_stream_after = 5
+    fake.behaviour.echo_key = True
+    with pytest.raises(ProviderError) as caught:
+        _ = [e async for e in provider.stream(ask("long answer here", stream=True))]
+    assert "The server had an error." in caught.value.message
+    assert KEY[:8] not in caught.value.message and KEY[:8] not in str(caught.value)
+
+
+async def test_a_failed_response_that_echoes_the_key_never_carries_it(
+    provider: OpenAIResponsesProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def failed(path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        error = {"code": "server_error", "message": f"no access with Bearer {KEY}"}
+        return {"id": "resp_1", "status": "failed", "output": [], "error": error}
+
+    monkeypatch.setattr(provider.upstream, "post_json", failed)
+    with pytest.raises(ProviderError) as caught:
+        await provider.complete(ask("x"))
+    assert "no access with Bearer" in caught.value.message
+    assert KEY[:8] not in caught.value.message and KEY[-8:] not in caught.value.message
+
+
 async def test_a_stream_that_ends_early_is_an_error(
     provider: OpenAIResponsesProvider, fake: FakeOpenAI
 ) -> None:

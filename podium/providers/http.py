@@ -113,6 +113,16 @@ class Upstream:
         error.code = SAME_ANSWER_CODES.get(status, error.code)
         return error
 
+    def scrubbed(self, error: ProviderError) -> ProviderError:
+        """``error`` with this worker's key taken out of its message: for errors its provider
+        read from an answer that came with status 200 (a stream's error event, a failed
+        response body)."""
+        message = scrub(error.message, self._secrets)
+        if message != error.message:
+            error.message = message
+            error.args = (message,)
+        return error
+
     def _observe(self, headers: dict[str, str]) -> None:
         """Pass on what the vendor says is left of the quota, if it says. A server that has
         not said in its first answers never will (vLLM, llama.cpp): it is not asked again."""
@@ -214,6 +224,10 @@ class Upstream:
             try:
                 yield stream
                 await stream.drain()
+            except ProviderError as error:
+                # A decoder's error quotes the vendor's own words (an error event mid-stream),
+                # and a vendor may echo the credential it was sent.
+                raise self.scrubbed(error) from None
             finally:
                 stream.close()
         finally:

@@ -376,7 +376,10 @@ class OpenAIResponsesProvider:
     async def complete(self, request: ChatRequest) -> ChatResponse:
         payload = encode_request(request, self.model, self.options, stream=False)
         data = await self.upstream.post_json("/responses", payload)
-        return decode_response(data, self.worker)
+        try:
+            return decode_response(data, self.worker)
+        except ProviderError as error:  # a body with status "failed" quotes the vendor
+            raise self.upstream.scrubbed(error) from None
 
     async def stream(self, request: ChatRequest) -> EventStream:
         payload = encode_request(request, self.model, self.options, stream=True)

@@ -256,8 +256,9 @@ class FakeAnthropic(FakeUpstream):
         }
         return web.json_response(body, status=status)
 
-    def stream_error_event(self) -> bytes:
-        error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    def stream_error_event(self, request: web.BaseRequest | None) -> bytes:
+        message = self.with_key("Overloaded", request)
+        error = {"type": "error", "error": {"type": "overloaded_error", "message": message}}
         return f"event: error\ndata: {json.dumps(error)}\n\n".encode()
 
     def answer(self, body: Json) -> tuple[str, list[dict[str, Any]]]:

@@ -264,12 +264,13 @@ class FakeUpstream:
             response.headers["retry-after"] = str(failure.retry_after)
         return response
 
-    def stream_error_event(self) -> bytes:
-        """The vendor's error event inside an already started stream."""
+    def stream_error_event(self, request: web.BaseRequest | None) -> bytes:
+        """The vendor's error event inside an already started stream (with the credential
+        ``request`` came with when the behaviour echoes it)."""
         raise NotImplementedError
 
-    def with_key(self, message: str, request: web.Request) -> str:
-        if not self.behaviour.echo_key:
+    def with_key(self, message: str, request: web.BaseRequest | None) -> str:
+        if not self.behaviour.echo_key or request is None:
             return message
         received = (
             request.headers.get("authorization")
@@ -315,7 +316,7 @@ class FakeUpstream:
                 if self.behaviour.error_stream_after is not None and (
                     index >= self.behaviour.error_stream_after
                 ):
-                    await response.write(error_event or self.stream_error_event())
+                    await response.write(error_event or self.stream_error_event(response._req))
                     return
                 await response.write(event)
                 if self.behaviour.chunk_delay:

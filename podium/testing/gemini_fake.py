@@ -303,10 +303,9 @@ class FakeGemini(FakeUpstream):
             ]
         return web.json_response({"error": error}, status=failure.status)
 
-    def stream_error_event(self) -> bytes:
-        error = {
-            "error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}
-        }
+    def stream_error_event(self, request: web.BaseRequest | None) -> bytes:
+        message = self.with_key("The model is overloaded.", request)
+        error = {"error": {"code": 503, "message": message, "status": "UNAVAILABLE"}}
         return f"data: {json.dumps(error)}\r\n\r\n".encode()
 
     def answer(self, body: Json) -> tuple[str, list[dict[str, Any]]]:

@@ -177,7 +177,8 @@ async def respond(fake: FakeOpenAI, request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     events = answer.events(fake.pieces)
     failing_at = fake.behaviour.error_stream_after or 0
-    await fake.paced(response, events, error_event=answer.error_event(failing_at))
+    in_stream = fake.with_key("The server had an error.", request)
+    await fake.paced(response, events, error_event=answer.error_event(failing_at, in_stream))
     return response
 
 
@@ -279,12 +280,10 @@ class Answer:
         self.sequence += 1
         return f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode()
 
-    def error_event(self, sequence: int) -> bytes:
+    def error_event(self, sequence: int, message: str) -> bytes:
         """The in-stream error, numbered as the event it takes the place of."""
         self.sequence = sequence
-        return self.event(
-            "error", code="server_error", message="The server had an error.", param=None
-        )
+        return self.event("error", code="server_error", message=message, param=None)
 
     def events(self, pieces: Any) -> list[bytes]:
         events = [
