@@ -25,6 +25,7 @@ from podium.types import (
     ChatResponse,
     Embeddings,
     EmbedRequest,
+    RelayMeter,
     StreamEvent,
     TextDelta,
     ToolCallDelta,
@@ -339,10 +340,13 @@ class Engine:
         ) -> MeteredStream | MeteredRelay:
             provider = worker.provider
             if relay is not None and getattr(provider, "wire", None) == relay:
-                items = cast(RelayingProvider, provider).relay(request)
+                meter = RelayMeter()
+                items = cast(RelayingProvider, provider).relay(request, meter)
                 first_item = await _first(items)
                 attempt.ttft_ms = (time.perf_counter() - started) * 1000
-                return MeteredRelay(worker, request, first_item, items, attempt, started)
+                relayed = MeteredRelay(worker, request, first_item, items, attempt, started)
+                relayed.meter = meter
+                return relayed
             events = provider.stream(request)
             first = await _first(events)
             attempt.ttft_ms = (time.perf_counter() - started) * 1000
@@ -517,13 +521,17 @@ class Metered(Generic[Item]):
             if self.on_end is not None:
                 self.on_end(failure)
 
+    def _answer_estimate(self) -> int:
+        """The answer's tokens, by what passed, when no usage came (the caller left first)."""
+        return (self.text_chars + 3) // 4
+
     def _settle(self) -> None:
         if self.worker.in_flight > 0 and self.attempt.latency_ms == 0.0:
             self.worker.in_flight -= 1
         usage = self.usage
         if self.worker.uses_tokens:
             if usage is None or usage.total_tokens == 0:
-                usage = Usage(0, (self.text_chars + 3) // 4)
+                usage = Usage(0, self._answer_estimate())
             if usage.input_tokens == 0:  # the upstream did not say: estimate the prompt's side
                 prompt = prompt_tokens(self._request, self.worker.config)
                 usage = replace(usage, input_tokens=prompt)
@@ -545,4 +553,10 @@ class MeteredStream(Metered[StreamEvent]):
 
 
 class MeteredRelay(Metered[WireItem]):
-    """A relayed stream: the provider's own bytes, and its usage (see :class:`WireUsage`)."""
+    """A relayed stream: the provider's own bytes, and its usage (see :class:`WireUsage`).
+    Its text is never decoded, so the relay's meter estimates a stream cut short."""
+
+    meter: RelayMeter | None = None
+
+    def _answer_estimate(self) -> int:
+        return self.meter.answer_tokens() if self.meter is not None else 0

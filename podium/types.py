@@ -458,6 +458,20 @@ WireItem: TypeAlias = bytes | WireUsage
 WireStream: TypeAlias = AsyncGenerator[WireItem, None]
 
 
+@dataclass(slots=True)
+class RelayMeter:
+    """What a relayed stream has passed on so far, for an estimate of its answer when the
+    provider reports no usage, or the caller hangs up before the usage comes."""
+
+    bytes: int = 0
+    events: int = 0
+    wrapping: int = 0  # one event's bytes around its text, learned from the first with text
+
+    def answer_tokens(self) -> int:
+        text = max(0, self.bytes - self.events * self.wrapping)
+        return (text + 3) // 4 if text else 0
+
+
 async def collect(events: EventStream, *, id: str, model: str) -> ChatResponse:
     """Fold a stream of events into the response it adds up to."""
     text: list[str] = []

@@ -4,6 +4,7 @@ client sees is still a complete, well-formed stream."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -189,3 +190,41 @@ async def test_without_include_usage_no_usage_chunk_reaches_the_client(
     assert events[-1]["choices"][0]["finish_reason"] == "stop"
     # Podium still asked the upstream for usage, to price the call.
     assert fake_openai.received[0].body["stream_options"] == {"include_usage": True}
+
+
+async def test_a_caller_who_hangs_up_before_the_usage_is_charged_for_what_was_relayed(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    # The upstream's usage comes last; without the relay's own count the answer sent so far
+    # was free, and a budget or a tokens-a-minute limit could be spent past.
+    fake_openai.behaviour.reply = " ".join(f"w{i}" for i in range(2000))
+    fake_openai.behaviour.chunk_size = 40
+    fake_openai.behaviour.chunk_delay = 0.001
+    async with gateway([worker("alpha", "openai", fake_openai.base_url)]) as running:
+        received = 0
+        async with (
+            httpx.AsyncClient(timeout=30) as client,
+            client.stream(
+                "POST",
+                f"{running.v1}/chat/completions",
+                json={"model": "alpha", "messages": HELLO, "stream": True},
+            ) as response,
+        ):
+            async for line in response.aiter_lines():
+                if line.startswith("data: {"):
+                    chunk = orjson.loads(line[6:])
+                    received += len(chunk["choices"][0]["delta"].get("content") or "")
+                if received >= 4000:
+                    break
+        for _ in range(100):
+            await running.podium.gateway.drain_background()
+            await running.podium.recorder.flush()
+            traces = await running.podium.store.list_traces(limit=10)
+            if traces:
+                break
+            await asyncio.sleep(0.05)
+        [trace] = traces
+    assert trace.status != "ok"
+    # About a token for every four characters that went out, as for a decoded stream.
+    assert received // 4 <= trace.output_tokens <= len(fake_openai.behaviour.reply) // 4
+    assert trace.cost_usd > 0

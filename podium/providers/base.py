@@ -20,6 +20,7 @@ from podium.types import (
     Embeddings,
     EmbedRequest,
     EventStream,
+    RelayMeter,
     WireStream,
 )
 from podium.upstream_profile import UpstreamProfile
@@ -92,7 +93,10 @@ class RelayingProvider(Provider, Protocol):
 
     wire: str
 
-    def relay(self, request: ChatRequest) -> WireStream: ...
+    def relay(self, request: ChatRequest, meter: RelayMeter | None = None) -> WireStream:
+        """``meter`` is kept up to date with what has been relayed, for the engine's estimate
+        of a stream whose usage never came."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

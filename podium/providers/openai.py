@@ -32,6 +32,7 @@ from podium.types import (
     Finish,
     FinishReason,
     Message,
+    RelayMeter,
     TextDelta,
     TextPart,
     ToolCall,
@@ -372,11 +373,12 @@ class OpenAIProvider:
                         as_long(event.usage)
                     yield event
 
-    def relay(self, request: ChatRequest) -> WireStream:
+    def relay(self, request: ChatRequest, meter: RelayMeter | None = None) -> WireStream:
         payload = encode_request(request, self.model, self.options, stream=True)
         opening = self.upstream.open_stream("/chat/completions", payload)
         long = request.cache_explicit and self._long(request)
-        return relay_chunks(opening, self.worker, decode_long_usage if long else decode_usage)
+        decode = decode_long_usage if long else decode_usage
+        return relay_chunks(opening, self.worker, decode, meter)
 
     async def embed(self, request: EmbedRequest) -> Embeddings:
         payload: dict[str, Any] = {

@@ -17,7 +17,7 @@ import orjson
 
 from podium.errors import ProviderError
 from podium.providers.http import EventSplitter, StreamBody, data_of, malformed_event
-from podium.types import Usage, WireStream, WireUsage
+from podium.types import RelayMeter, Usage, WireStream, WireUsage
 
 
 def _needs_look(events: bytes) -> bool:
@@ -44,7 +44,9 @@ def _content_bytes(chunk: dict[str, Any]) -> int:
 class ChunkRelay:
     """The state of one relayed stream."""
 
-    def __init__(self, worker: str, decode_usage: Callable[[Any], Usage]) -> None:
+    def __init__(
+        self, worker: str, decode_usage: Callable[[Any], Usage], meter: RelayMeter | None = None
+    ) -> None:
         self.worker = worker
         self._decode_usage = decode_usage
         self.started = False  # an event with content has gone out
@@ -52,16 +54,14 @@ class ChunkRelay:
         self.usage: WireUsage | None = None
         self.done = False
         self._model: tuple[bytes, bytes] | None = None  # upstream's model field -> the worker's
-        # For an estimate when the upstream reports no usage: bytes and events relayed, and the
-        # size of one event's wrapping around its text.
-        self._bytes = 0
-        self._events = 0
-        self._wrapping = 0
+        # For an estimate when the upstream reports no usage (or the caller leaves before it).
+        self.meter = meter if meter is not None else RelayMeter()
 
     def forward(self, events: bytes) -> bytes:
         """A block of whole events that needs no look inside, ready for the client."""
-        self._bytes += len(events)
-        self._events += events.count(b"\n\n")
+        meter = self.meter
+        meter.bytes += len(events)
+        meter.events += events.count(b"\n\n")
         if self._model is not None:
             return events.replace(*self._model)
         return events
@@ -110,7 +110,7 @@ class ChunkRelay:
         return self.forward(b"\n\n".join(out) + b"\n\n")
 
     def _learn(self, event: bytes, chunk: dict[str, Any]) -> None:
-        self._wrapping = max(0, len(event) + 2 - _content_bytes(chunk))
+        self.meter.wrapping = max(0, len(event) + 2 - _content_bytes(chunk))
         model = chunk.get("model")
         if not isinstance(model, str) or model == self.worker:
             return
@@ -130,8 +130,7 @@ class ChunkRelay:
         if self.usage is not None:
             left.append(self.usage)
         else:
-            text = max(0, self._bytes - self._events * self._wrapping)
-            left.append(WireUsage(Usage(0, (text + 3) // 4 if text else 0)))
+            left.append(WireUsage(Usage(0, self.meter.answer_tokens())))
         return left
 
 
@@ -139,8 +138,9 @@ async def relay_chunks(
     opening: AbstractAsyncContextManager[StreamBody],
     worker: str,
     decode_usage: Callable[[Any], Usage],
+    meter: RelayMeter | None = None,
 ) -> WireStream:
-    relay = ChunkRelay(worker, decode_usage)
+    relay = ChunkRelay(worker, decode_usage, meter)
     splitter = EventSplitter()
     async with opening as body:
         while block := await body.read():
