@@ -144,6 +144,51 @@ async def test_pseudonymised_worker_never_sees_the_values_and_client_gets_them_b
     assert streamed == f"fake answer to: {prompt}"
 
 
+@pytest.mark.parametrize(
+    ("parts", "value"),
+    [
+        (["Please write to jane.doe@", "example.com today"], "jane.doe@example.com"),
+        (["My card is 4111 1111 ", "1111 1111, thanks"], "4111 1111 1111 1111"),
+        # Joined, the digits before it hide the card number: found in its part alone.
+        (["Invoice 2024", "4111 1111 1111 1111 was charged"], "4111 1111 1111 1111"),
+    ],
+)
+async def test_a_value_split_across_text_parts_or_hidden_by_joining_them_is_replaced(
+    gateway: Any, fake_openai: FakeOpenAI, parts: list[str], value: str
+) -> None:
+    content: Any = [{"type": "text", "text": text} for text in parts]
+    async with (
+        gateway([pseudonymised_worker("vendor", fake_openai.base_url)]) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="unused") as client,
+    ):
+        completion = await client.chat.completions.create(
+            model="vendor", messages=[{"role": "user", "content": content}]
+        )
+    sent = json.dumps([r.body for r in fake_openai.received])
+    for piece in (value, *value.split("@"), value[:9], value[-9:]):
+        assert piece not in sent
+    assert completion.choices[0].message.content == "fake answer to: " + "".join(parts)
+
+
+async def test_a_card_number_hidden_by_joining_parts_still_makes_the_request_confidential(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    content: Any = [
+        {"type": "text", "text": "Invoice 2024"},
+        {"type": "text", "text": "4111 1111 1111 1111 was charged"},
+    ]
+    public_only = worker("vendor", "openai", fake_openai.base_url, profile={"cleared": ["public"]})
+    async with (
+        gateway([public_only]) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="unused", max_retries=0) as client,
+    ):
+        with pytest.raises(openai.PermissionDeniedError):
+            await client.chat.completions.create(
+                model="vendor", messages=[{"role": "user", "content": content}]
+            )
+    assert fake_openai.received == []
+
+
 async def test_pseudonymising_follows_the_pool_as_workers_are_drained_and_restored(
     gateway: Any, fake_openai: FakeOpenAI
 ) -> None:

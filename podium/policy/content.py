@@ -25,7 +25,13 @@ from podium.policy.detect import PiiDetector
 from podium.policy.findings import Finding
 from podium.policy.guard import InjectionScreen
 from podium.policy.memo import TextMemo
-from podium.policy.redact import Vault, pseudonymise_request, restore_events, restore_response
+from podium.policy.redact import (
+    Vault,
+    message_findings,
+    pseudonymise_request,
+    restore_events,
+    restore_response,
+)
 from podium.routing.fit import unreadable
 from podium.types import ChatRequest, ChatResponse, EventStream
 from podium.workers import PoolAnswers, WorkerPool
@@ -132,7 +138,7 @@ class DataPolicyHook(Hook):
         if self._pii_enabled:
             for message in request.messages:
                 if message.content:
-                    findings += inspect(message.text())
+                    findings += message_findings(message, inspect)
                 if message.tool_calls:
                     for call in message.tool_calls:
                         findings += inspect(call.arguments)

@@ -21,6 +21,7 @@ from podium.types import (
     ChatRequest,
     ChatResponse,
     CitationDelta,
+    ContentPart,
     DocumentPart,
     EventStream,
     Message,
@@ -90,6 +91,60 @@ class Vault:
         return PLACEHOLDER.sub(value, text)
 
 
+def message_findings(message: Message, inspect: Callable[[str], list[Finding]]) -> list[Finding]:
+    """The values in a message's text parts, at their places in its joined text
+    (``Message.text()``). A worker may read the parts as one string (Chat Completions joins
+    them) or each alone (as blocks), so both are inspected: a value split across two parts is
+    found in the joined text, and one the part before it hides when joined (a card number
+    after digits) in its part. Overlapping finds become one, of the longer one's kind."""
+    texts = [part.text for part in message.content if isinstance(part, TextPart) and part.text]
+    if len(texts) <= 1:
+        return list(inspect(texts[0])) if texts else []
+    found = list(inspect("".join(texts)))
+    offset = 0
+    for text in texts:
+        found.extend(replace(f, start=f.start + offset, end=f.end + offset) for f in inspect(text))
+        offset += len(text)
+    merged: list[Finding] = []
+    for finding in sorted(found, key=lambda f: (f.start, -f.end)):
+        last = merged[-1] if merged else None
+        if last is None or finding.start >= last.end:
+            merged.append(finding)
+            continue
+        longer = finding if finding.end - finding.start > last.end - last.start else last
+        merged[-1] = replace(longer, start=last.start, end=max(last.end, finding.end))
+    return merged
+
+
+def _replace_parts(
+    parts: list[ContentPart], findings: Sequence[Finding], vault: Vault
+) -> list[ContentPart]:
+    """``parts`` with each of ``findings`` (places in the joined text of the text parts)
+    replaced: its placeholder goes where the value starts, and the rest of a value that runs
+    on into the next parts is taken out of them."""
+    joined = "".join(p.text for p in parts if isinstance(p, TextPart) and p.text)
+    out: list[ContentPart] = []
+    offset = 0
+    for part in parts:
+        if not (isinstance(part, TextPart) and part.text):
+            out.append(part)
+            continue
+        start, end = offset, offset + len(part.text)
+        offset = end
+        pieces: list[str] = []
+        cursor = start
+        for finding in findings:
+            if finding.end <= start or finding.start >= end:
+                continue
+            if finding.start >= cursor:
+                pieces.append(joined[cursor : finding.start])
+                pieces.append(vault.placeholder(finding.kind, joined[finding.start : finding.end]))
+            cursor = min(finding.end, end)
+        pieces.append(joined[cursor:end])
+        out.append(replace(part, text="".join(pieces)))
+    return out
+
+
 def pseudonymise_request(
     request: ChatRequest, vault: Vault, inspect: Callable[[str], list[Finding]]
 ) -> tuple[ChatRequest, list[str]]:
@@ -98,24 +153,22 @@ def pseudonymise_request(
     messages: list[Message] = []
     changed = False
     for message in request.messages:
-        parts = []
-        for part in message.content:
-            if isinstance(part, TextPart) and part.text:
-                findings = inspect(part.text)
-                if findings:
-                    kinds.extend(f.kind for f in findings)
-                    part = replace(part, text=vault.replace(part.text, findings))
-                    changed = True
-            elif isinstance(part, DocumentPart) and part.text is not None:
+        parts: list[ContentPart] = list(message.content)
+        findings = message_findings(message, inspect)
+        if findings:
+            kinds.extend(f.kind for f in findings)
+            parts = _replace_parts(parts, findings, vault)
+            changed = True
+        for index, part in enumerate(parts):
+            if isinstance(part, DocumentPart) and part.text is not None:
                 # Sent as its text, values replaced: the file itself would carry them still,
                 # and so would its name, title and context, which go into that text.
                 full = readable(part)
                 findings = inspect(full)
                 kinds.extend(f.kind for f in findings)
                 text = vault.replace(full, findings) if findings else full
-                part = DocumentPart(text=text, media_type=TEXT, cache=part.cache)
+                parts[index] = DocumentPart(text=text, media_type=TEXT, cache=part.cache)
                 changed = True
-            parts.append(part)
         calls = []
         for call in message.tool_calls:
             findings = inspect(call.arguments)
