@@ -514,6 +514,26 @@ async def test_count_tokens_estimates(gateway: Any, fake_openai: FakeOpenAI) -> 
     assert counted.input_tokens > 20
 
 
+async def test_count_tokens_takes_the_arguments_a_create_call_would(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    messages: Any = [{"role": "user", "content": "hello " * 40}]
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url, profile=CLEARED)]) as running,
+        client(running) as sdk,
+    ):
+        plain = await sdk.messages.count_tokens(model="alpha", messages=messages)
+        counted = await sdk.messages.count_tokens(
+            model="alpha",
+            messages=messages,
+            thinking={"type": "enabled", "budget_tokens": 2048},
+            cache_control={"type": "ephemeral"},
+            output_config={"effort": "low"},
+            speed="standard",
+        )
+    assert counted.input_tokens == plain.input_tokens
+
+
 async def test_stop_sequence_reported_when_the_worker_knows_it(gateway: Any) -> None:
     async with (
         FakeAnthropic() as fake,

@@ -263,6 +263,14 @@ class CountTokensIn(Wire):
     system: str | list[TextBlock] | None = None
     tools: list[ToolDef] | None = None
     tool_choice: ToolChoiceIn | None = None
+    # What a create call takes and the count does not change: clients count with the same
+    # arguments they will send, so these are read as create reads them and not counted.
+    output_config: OutputConfig | None = None
+    thinking: ThinkingIn | None = None
+    cache_control: CacheControl | None = None
+    speed: Literal["standard", "fast"] | None = None
+    user_profile_id: str | None = None
+    workspace_id: str | None = None
 
 
 # pydantic's names for union branches, which are not fields a caller wrote
