@@ -73,6 +73,8 @@ class RequestContext:
     # Pseudonymisation: placeholder -> original value, for this request only. None: the
     # request was not pseudonymised. Never logged, traced or sent to a worker.
     pseudonyms: dict[str, str] | None = None
+    # The answer is JSON (``response_format``): values go back escaped for its strings.
+    answer_is_json: bool = False
     budget_usd: float | None = None  # the most this request may spend
     # Text Podium's configuration wrote, not the caller (a contract's preamble and output
     # schema): the data policy neither classifies nor pseudonymises it.

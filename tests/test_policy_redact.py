@@ -335,3 +335,30 @@ def test_per_key_injection_policy_overrides_the_default() -> None:
     )
     assert hook.action(strict) == "block"
     assert hook.action(odd) == "flag"  # unknown values fall back to the configured default
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_json_answer_gets_values_back_escaped_and_still_parses(
+    gateway: Any, fake_openai: FakeOpenAI, stream: bool
+) -> None:
+    # The tagger reads this address across its line break: put back raw, the newline would
+    # break the JSON string it lands in.
+    prompt = "Ship it to 221 Baker Street\nLondon NW1 6XE please."
+    request: Any = {
+        "model": "vendor",
+        "messages": [{"role": "user", "content": prompt}],
+        "response_format": {"type": "json_object"},
+    }
+    async with (
+        gateway([pseudonymised_worker("vendor", fake_openai.base_url)]) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="unused") as client,
+    ):
+        if stream:
+            text = ""
+            async for chunk in await client.chat.completions.create(stream=True, **request):
+                if chunk.choices:
+                    text += chunk.choices[0].delta.content or ""
+        else:
+            text = (await client.chat.completions.create(**request)).choices[0].message.content
+    assert "Baker" not in json.dumps(fake_openai.received[0].body)
+    assert json.loads(text or "") == {"answer": f"fake answer to: {prompt}"}

@@ -160,6 +160,8 @@ class DataPolicyHook(Hook):
         # Inspect each text part (not the joined message) so spans line up with what changes.
         request, replaced = pseudonymise_request(request, vault, inspect)
         context.pseudonyms = vault.table
+        form = request.response_format
+        context.answer_is_json = form is not None and form.type != "text"
         if replaced:
             counts = Counter(replaced)
             note(
@@ -243,12 +245,14 @@ class DataPolicyHook(Hook):
 
     def transform_response(self, response: ChatResponse, context: RequestContext) -> ChatResponse:
         if context.pseudonyms:
-            return restore_response(response, Vault(context.pseudonyms))
+            vault = Vault(context.pseudonyms)
+            return restore_response(response, vault, json_text=context.answer_is_json)
         return response
 
     def transform_events(self, events: EventStream, context: RequestContext) -> EventStream:
         if context.pseudonyms:
-            return restore_events(events, Vault(context.pseudonyms))
+            vault = Vault(context.pseudonyms)
+            return restore_events(events, vault, json_text=context.answer_is_json)
         return events
 
 

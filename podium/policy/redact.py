@@ -190,15 +190,21 @@ def _replace_json(arguments: str, findings: Sequence[Finding], vault: Vault) -> 
     return vault.replace(arguments, safe)
 
 
-def restore_response(response: ChatResponse, vault: Vault) -> ChatResponse:
+def restore_response(
+    response: ChatResponse, vault: Vault, *, json_text: bool = False
+) -> ChatResponse:
+    """``json_text``: the answer is JSON, so each value is escaped for the string it is put
+    in (a value with a line break or a quote would break it), as in tool-call arguments."""
     if not vault.table:
         return response
     if response.citations:  # restored passage by passage, so the cited spans stay in place
-        restored = [(vault.restore(text), cited) for text, cited in passages(response)]
+        restored = [
+            (vault.restore(text, quote=json_text), cited) for text, cited in passages(response)
+        ]
         response.text = "".join(text for text, _ in restored)
         response.citations = spans_of(restored)
     else:
-        response.text = vault.restore(response.text)
+        response.text = vault.restore(response.text, quote=json_text)
     response.tool_calls = [
         ToolCall(call.id, call.name, vault.restore(call.arguments, quote=True))
         for call in response.tool_calls
@@ -232,9 +238,12 @@ class StreamRestorer:
         return self.vault.restore(text, quote=self.quote)
 
 
-async def restore_events(events: EventStream, vault: Vault) -> EventStream:
-    """The stream with values restored in text and in tool-call arguments."""
-    text = StreamRestorer(vault)
+async def restore_events(
+    events: EventStream, vault: Vault, *, json_text: bool = False
+) -> EventStream:
+    """The stream with values restored in text and in tool-call arguments (``json_text``: as
+    :func:`restore_response`)."""
+    text = StreamRestorer(vault, quote=json_text)
     calls: dict[int, StreamRestorer] = {}
     async for event in events:
         if isinstance(event, TextDelta):
