@@ -141,6 +141,9 @@ class Tool:
     description: str | None = None
     parameters: JSONObject = field(default_factory=lambda: {"type": "object", "properties": {}})
     cache: CacheTTL | None = None
+    # OpenAI's Structured Outputs for a function: its arguments always match ``parameters``.
+    # Passed on to OpenAI-compatible workers; None: the caller did not say.
+    strict: bool | None = None
 
 
 @dataclass(slots=True)

@@ -554,3 +554,37 @@ async def test_openai_breakpoints_beyond_anthropics_limit_do_not_fail_the_reques
     assert completion.choices[0].message.content
     blocks = fake_anthropic.received[0].body["messages"][0]["content"]
     assert sum("cache_control" in block for block in blocks) == 4
+
+
+async def test_a_strict_function_tool_stays_strict_on_every_worker_that_offers_it(
+    gateway: Any, fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic
+) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    }
+    strict: Any = [
+        {"type": "function", "function": {"name": "weather", "parameters": schema, "strict": True}}
+    ]
+    loose: Any = [{"type": "function", "function": {"name": "weather", "parameters": schema}}]
+    workers = [
+        worker("chat", "openai", fake_openai.base_url),
+        worker("responses", "openai-responses", fake_openai.base_url),
+        worker("claude", "anthropic", fake_anthropic.base_url),
+    ]
+    async with (
+        gateway(workers) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="unused") as client,
+    ):
+        for model in ("chat", "responses", "claude"):
+            for tools in (strict, loose):
+                await client.chat.completions.create(
+                    model=model, messages=[{"role": "user", "content": "weather?"}], tools=tools
+                )
+    sent = [r.body["tools"][0] for r in fake_openai.received]
+    assert sent[0]["function"]["strict"] is True and "strict" not in sent[1]["function"]
+    assert sent[2]["strict"] is True and sent[3]["strict"] is False
+    claude = [r.body["tools"][0] for r in fake_anthropic.received]
+    assert claude[0]["strict"] is True and "strict" not in claude[1]

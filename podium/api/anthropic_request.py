@@ -152,8 +152,8 @@ class ToolDef(Wire):
     description: str | None = None
     input_schema: dict[str, Any]
     cache_control: CacheControl | None = None
+    strict: bool | None = None  # arguments always match input_schema (OpenAI's strict too)
     # Accepted and not acted on: they tune Anthropic's own tool machinery.
-    strict: bool | None = None
     input_examples: list[dict[str, Any]] | None = None
     eager_input_streaming: bool | None = None
     defer_loading: bool | None = None
@@ -556,7 +556,10 @@ def _count_breakpoints(wire: MessagesIn) -> int:
 
 
 def _tools(tools: list[ToolDef] | None) -> list[Tool]:
-    return [Tool(t.name, t.description, t.input_schema, _ttl(t.cache_control)) for t in tools or []]
+    return [
+        Tool(t.name, t.description, t.input_schema, _ttl(t.cache_control), t.strict)
+        for t in tools or []
+    ]
 
 
 def to_canonical(wire: MessagesIn) -> ChatRequest:

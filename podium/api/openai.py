@@ -368,6 +368,7 @@ def to_canonical(wire: ChatCompletionIn) -> ChatRequest:
                 t.function.name,
                 t.function.description,
                 t.function.parameters or {"type": "object", "properties": {}},
+                strict=t.function.strict,
             )
             for t in wire.tools or []
         ],

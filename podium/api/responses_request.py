@@ -518,7 +518,12 @@ def to_canonical(wire: ResponsesIn, compactions: Compactions | None = None) -> R
         model=wire.model,
         messages=messages,
         tools=[
-            Tool(t.name, t.description, t.parameters or {"type": "object", "properties": {}})
+            Tool(
+                t.name,
+                t.description,
+                t.parameters or {"type": "object", "properties": {}},
+                strict=t.strict,
+            )
             for t in wire.tools or []
         ],
         tool_choice=tool_choice,

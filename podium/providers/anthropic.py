@@ -306,6 +306,7 @@ def encode_request(
                 "name": tool.name,
                 **({"description": tool.description} if tool.description else {}),
                 "input_schema": tool.parameters,
+                **({"strict": tool.strict} if tool.strict is not None else {}),
             },
             tool.cache,
         )

@@ -124,6 +124,7 @@ def encode_request(
                     "name": tool.name,
                     **({"description": tool.description} if tool.description else {}),
                     "parameters": tool.parameters,
+                    **({"strict": tool.strict} if tool.strict is not None else {}),
                 },
             }
             for tool in request.tools

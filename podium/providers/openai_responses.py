@@ -177,8 +177,8 @@ def encode_request(
                 **({"description": tool.description} if tool.description else {}),
                 "parameters": tool.parameters,
                 # The API's default is strict, which refuses any schema that is not closed
-                # and fully required; callers' schemas are sent as they wrote them.
-                "strict": False,
+                # and fully required: a caller who did not ask for it is not given it.
+                "strict": bool(tool.strict),
             }
             for tool in request.tools
         ]
