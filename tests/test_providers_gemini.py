@@ -29,6 +29,7 @@ from podium.types import (
     ToolChoice,
     UsageReport,
 )
+from tests.conftest import worker
 
 KEY = "AIzaTest-0123456789abcdefghijklmn"
 WEATHER = Tool(
@@ -374,3 +375,99 @@ async def test_the_official_sdk_reads_the_fake(fake: FakeGemini) -> None:
     assert answer.usage_metadata is not None and answer.usage_metadata.prompt_token_count
     assert "".join(p or "" for p in pieces) == "fake answer to: stream me" and len(pieces) > 2
     assert caught.value.code == 429 and caught.value.status == "RESOURCE_EXHAUSTED"
+
+
+# -- thought signatures (Gemini 3) ---------------------------------------------------------------
+
+ANTHROPIC_WEATHER: Any = [
+    {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+    }
+]
+
+
+async def a_tool_loop(url: str, *, stream: bool, history: list[Any] | None = None) -> Any:
+    """An Anthropic client's two-step tool loop with worker ``gem``: the model calls the tool,
+    the caller answers it, the model goes on. ``history``: a call made elsewhere instead."""
+    import anthropic
+
+    ask: Any = {"role": "user", "content": "Weather in Oslo?"}
+    async with anthropic.AsyncAnthropic(base_url=url, api_key="x", max_retries=0) as sdk:
+        if history is None:
+            if stream:
+                async with sdk.messages.stream(
+                    model="gem", max_tokens=50, tools=ANTHROPIC_WEATHER, messages=[ask]
+                ) as streamed:
+                    first = await streamed.get_final_message()
+            else:
+                first = await sdk.messages.create(
+                    model="gem", max_tokens=50, tools=ANTHROPIC_WEATHER, messages=[ask]
+                )
+            [call] = [block for block in first.content if block.type == "tool_use"]
+            history = [
+                ask,
+                {"role": "assistant", "content": first.content},
+                {
+                    "role": "user",
+                    "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "-3C"}],
+                },
+            ]
+        return await sdk.messages.create(
+            model="gem", max_tokens=50, tools=ANTHROPIC_WEATHER, messages=history
+        )
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_gemini_3_tool_loop_sends_each_call_back_with_its_thought_signature(
+    gateway: Any, fake_gemini: FakeGemini, stream: bool
+) -> None:
+    fake_gemini.behaviour.tool_call = ("get_weather", '{"city": "Oslo"}')
+    gem = worker("gem", "gemini", fake_gemini.base_url, model="gemini-3-pro-preview")
+    async with gateway([gem]) as running:
+        await a_tool_loop(running.url, stream=stream)
+    model_turn = fake_gemini.received[-1].body["contents"][1]
+    assert model_turn["role"] == "model"
+    # The one Gemini gave the call (the fake refuses any other, as Gemini 3 does).
+    assert model_turn["parts"][0]["thoughtSignature"] in fake_gemini.signatures
+
+
+async def test_a_call_gemini_never_signed_goes_back_with_googles_stand_in(
+    gateway: Any, fake_gemini: FakeGemini
+) -> None:
+    # Made by another model, or before a restart: Gemini 3 would refuse it unsigned.
+    history: Any = [
+        {"role": "user", "content": "Weather in Oslo?"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "tool_use", "id": "toolu_elsewhere", "name": "get_weather", "input": {}}
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_elsewhere", "content": "-3C"}
+            ],
+        },
+    ]
+    gem = worker("gem", "gemini", fake_gemini.base_url, model="gemini-3-pro-preview")
+    older = worker("old", "gemini", fake_gemini.base_url, model="gemini-2.5-flash")
+    async with gateway([gem, older]) as running:
+        answer = await a_tool_loop(running.url, stream=False, history=history)
+    assert answer.content
+    sent = fake_gemini.received[-1].body["contents"][1]["parts"][0]
+    assert sent["thoughtSignature"] == "skip_thought_signature_validator"
+
+
+def test_a_gemini_2_call_without_a_signature_goes_back_as_it_was() -> None:
+    from podium.providers.gemini import encode_contents
+    from podium.providers.gemini_signatures import ThoughtSignatures, needs_signatures
+
+    assert not needs_signatures("gemini-2.5-flash") and needs_signatures("gemini-3-flash")
+    call = ToolCall("call_1", "get_weather", "{}")
+    _, contents = encode_contents(
+        [Message("assistant", tool_calls=[call])], signatures=ThoughtSignatures(), sentinel=False
+    )
+    assert "thoughtSignature" not in contents[0]["parts"][0]

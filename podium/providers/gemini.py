@@ -34,6 +34,11 @@ from podium.providers.gemini_cache import (
     vanished,
     with_resource,
 )
+from podium.providers.gemini_signatures import (
+    SKIP_VALIDATOR,
+    ThoughtSignatures,
+    needs_signatures,
+)
 from podium.providers.http import StreamBody, Upstream, sse_json
 from podium.types import (
     CacheTTL,
@@ -212,12 +217,18 @@ def _arguments(text: str) -> dict[str, Any]:
 
 
 def encode_contents(
-    messages: list[Message], marks: list[Mark] | None = None
+    messages: list[Message],
+    marks: list[Mark] | None = None,
+    signatures: ThoughtSignatures | None = None,
+    *,
+    sentinel: bool = False,
 ) -> tuple[str, list[dict[str, Any]]]:
     """The system instruction and the ``contents`` turns; consecutive turns of one role merge
     (Gemini wants every function response of a turn in one content). ``marks``, when given,
     collects where each prompt-cache breakpoint falls in ``contents`` (one on a system message
-    falls before them all: the system instruction is always part of a cached prefix)."""
+    falls before them all: the system instruction is always part of a cached prefix). A call
+    the model made goes back with its thought signature from ``signatures``; ``sentinel``: a
+    turn whose first call has none gets Google's stand-in (gemini_signatures.py)."""
     system: list[str] = []
     names: dict[str, str] = {}
     contents: list[dict[str, Any]] = []
@@ -242,11 +253,17 @@ def encode_contents(
                 cuts.extend((1, ttl) for ttl in _lifetimes(message))
         elif message.role == "assistant":
             role, parts = "model", _parts(message, cuts)
-            for call in message.tool_calls:
+            for index, call in enumerate(message.tool_calls):
                 names[call.id] = call.name
-                parts.append(
-                    {"functionCall": {"name": call.name, "args": _arguments(call.arguments)}}
-                )
+                part: dict[str, Any] = {
+                    "functionCall": {"name": call.name, "args": _arguments(call.arguments)}
+                }
+                signature = signatures.get(call.id) if signatures is not None else None
+                if signature is None and sentinel and index == 0:
+                    signature = SKIP_VALIDATOR
+                if signature is not None:
+                    part["thoughtSignature"] = signature
+                parts.append(part)
         else:
             role, parts = "user", _parts(message, cuts)
         if cuts is not None and message.cache is not None and message.role != "tool":
@@ -279,10 +296,13 @@ def encode_request(
     *,
     max_output_tokens: int | None,
     marks: list[Mark] | None = None,
+    signatures: ThoughtSignatures | None = None,
+    sentinel: bool = False,
 ) -> dict[str, Any]:
     """The ``generateContent`` body. ``marks``, when given, collects the breakpoints' places in
-    ``contents`` (a tool's falls before them all: tools are always part of a cached prefix)."""
-    system, contents = encode_contents(request.messages, marks)
+    ``contents`` (a tool's falls before them all: tools are always part of a cached prefix);
+    ``signatures`` and ``sentinel``: see :func:`encode_contents`."""
+    system, contents = encode_contents(request.messages, marks, signatures, sentinel=sentinel)
     if marks is not None:
         marks.extend((0, 0, tool.cache) for tool in request.tools if tool.cache is not None)
     payload: dict[str, Any] = {"contents": contents}
@@ -370,7 +390,9 @@ def _blocked(data: dict[str, Any]) -> bool:
     return bool(isinstance(feedback, dict) and feedback.get("blockReason"))
 
 
-def decode_response(data: Any, worker: str) -> ChatResponse:
+def decode_response(
+    data: Any, worker: str, signatures: ThoughtSignatures | None = None
+) -> ChatResponse:
     try:
         candidate = _candidate(data)
         seed = str(data.get("responseId") or "")
@@ -384,13 +406,10 @@ def decode_response(data: Any, worker: str) -> ChatResponse:
             elif "functionCall" in part:
                 call = part["functionCall"]
                 arguments = orjson.dumps(call.get("args") or {}).decode()
-                calls.append(
-                    ToolCall(
-                        call.get("id") or call_id(seed, len(calls), call["name"], arguments),
-                        call["name"],
-                        arguments,
-                    )
-                )
+                ident = call.get("id") or call_id(seed, len(calls), call["name"], arguments)
+                if signatures is not None and "thoughtSignature" in part:
+                    signatures.keep(ident, part["thoughtSignature"])
+                calls.append(ToolCall(ident, call["name"], arguments))
         return ChatResponse(
             id=seed or f"gemini-{uuid.uuid4().hex}",
             model=worker,
@@ -431,8 +450,9 @@ class StreamDecoder:
     """Gemini stream chunks are whole ``GenerateContentResponse`` objects: text parts are
     deltas, each function call arrives whole, usage is cumulative and the last one counts."""
 
-    def __init__(self, worker: str) -> None:
+    def __init__(self, worker: str, signatures: ThoughtSignatures | None = None) -> None:
         self.worker = worker
+        self.signatures = signatures
         self.usage: Usage | None = None
         self.calls = 0
         self.reason: str | None = None
@@ -465,6 +485,8 @@ class StreamDecoder:
                 arguments = orjson.dumps(call.get("args") or {}).decode()
                 name = str(call.get("name") or "")
                 ident = call.get("id") or call_id(self.seed, self.calls, name, arguments)
+                if self.signatures is not None and "thoughtSignature" in part:
+                    self.signatures.keep(ident, part["thoughtSignature"])
                 events.append(ToolCallDelta(self.calls, id=ident, name=name, arguments=arguments))
                 self.calls += 1
         if candidate.get("finishReason"):
@@ -504,6 +526,8 @@ class GeminiProvider:
         self.worker = worker.name
         self.model = worker.model.removeprefix("models/")
         self.max_output_tokens = worker.max_output_tokens
+        self.signatures = ThoughtSignatures()  # of the calls this model made, by call id
+        self.sentinel = needs_signatures(self.model)
         key = context.secrets.get(worker.api_key_env) if worker.api_key_env else None
         headers = dict(self.options.extra_headers)
         if key:
@@ -537,7 +561,13 @@ class GeminiProvider:
         return UpstreamProfile(image_rule=GEMINI, image_limits=GEMINI_IMAGES)
 
     def _payload(self, request: ChatRequest) -> dict[str, Any]:
-        return encode_request(request, self.options, max_output_tokens=self.max_output_tokens)
+        return encode_request(
+            request,
+            self.options,
+            max_output_tokens=self.max_output_tokens,
+            signatures=self.signatures,
+            sentinel=self.sentinel,
+        )
 
     async def _prepare(self, request: ChatRequest) -> Prepared:
         """The body to send: beside a context cache of the prefix when the request marks a
@@ -546,7 +576,12 @@ class GeminiProvider:
             return Prepared(self._payload(request))
         marks: list[Mark] = []
         payload = encode_request(
-            request, self.options, max_output_tokens=self.max_output_tokens, marks=marks
+            request,
+            self.options,
+            max_output_tokens=self.max_output_tokens,
+            marks=marks,
+            signatures=self.signatures,
+            sentinel=self.sentinel,
         )
         if not marks and request.cache is None:
             return Prepared(payload)
@@ -579,7 +614,7 @@ class GeminiProvider:
         except ProviderError as error:
             prepared = await self._again(prepared, error)
             data = await self.upstream.post_json(path, prepared.payload)
-        response = decode_response(data, self.worker)
+        response = decode_response(data, self.worker, self.signatures)
         response.usage = prepared.charged(response.usage)
         return response
 
@@ -599,7 +634,7 @@ class GeminiProvider:
         )
 
     async def stream(self, request: ChatRequest) -> EventStream:
-        decoder = StreamDecoder(self.worker)
+        decoder = StreamDecoder(self.worker, self.signatures)
         async with AsyncExitStack() as stack:
             prepared, lines = await self._open(stack, request)
             async for chunk in sse_json(lines, self.worker):

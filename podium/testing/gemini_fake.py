@@ -200,6 +200,39 @@ def check_contents(body: Json) -> str | None:
     return _schema_problem(config.get("responseSchema"), "generation_config.response_schema")
 
 
+# Gemini 3 and later sign their function calls and want the signature back.
+_SIGNING_MODEL = re.compile(r"gemini-([3-9]|\d{2,})")
+SKIP_VALIDATOR = "skip_thought_signature_validator"
+
+
+def unsigned_call(contents: Any, signed: set[str]) -> str | None:
+    """Gemini 3's refusal of a history whose current turn (what follows the last user text)
+    sends a function call back without the thought signature it came with: the first call of
+    each of its model turns must carry one (a parallel call's others need not)."""
+    if not isinstance(contents, list):
+        return None
+    start = 0
+    for index, content in enumerate(contents):
+        parts = content.get("parts") or [] if isinstance(content, dict) else []
+        if content.get("role") == "user" and any("text" in part for part in parts):
+            start = index + 1
+    for index, content in enumerate(contents[start:], start):
+        calls = [part for part in content.get("parts") or [] if "functionCall" in part]
+        if content.get("role") != "model" or not calls:
+            continue
+        signature = calls[0].get("thoughtSignature")
+        if signature != SKIP_VALIDATOR and signature not in signed:
+            name = calls[0]["functionCall"].get("name")
+            return (
+                "Function call is missing a thought_signature in functionCall parts. This is "
+                "required for tools to work correctly, and missing thought_signature may lead "
+                f"to degraded model performance. Additional data, function call `{name}`, "
+                f"position {index + 1}. Please refer to "
+                "https://ai.google.dev/gemini-api/docs/thought-signatures for more details."
+            )
+    return None
+
+
 CACHE_REFUSED = (
     "CachedContent can not be used with GenerateContent request setting system_instruction, "
     "tools or tool_config.\n\nProposed fix: move those values to CachedContent from "
@@ -262,6 +295,7 @@ class FakeGemini(FakeUpstream):
         self.cache_minimum_tokens = cache_minimum_tokens
         self.clock = clock
         self.caches: dict[str, CachedContent] = {}
+        self.signatures: set[str] = set()  # thought signatures given out with function calls
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1beta/models/{target}", self.generate)
@@ -537,7 +571,15 @@ class FakeGemini(FakeUpstream):
             _, page_tokens = pdf_tokens(documents_of(own))
         except BadPdf as bad:
             return self.error_response(400, f"Request contains an invalid argument: {bad}")
+        signing = _SIGNING_MODEL.search(model) is not None
+        unsigned = unsigned_call(body.get("contents"), self.signatures) if signing else None
+        if unsigned is not None:
+            return self.error_response(400, unsigned)
         text, calls = self.answer(body)
+        if signing and calls:
+            signature = secrets.token_urlsafe(24)
+            self.signatures.add(signature)
+            calls[0] = {**calls[0], "thoughtSignature": signature}
         config = body.get("generationConfig") or {}
         finish = "STOP"
         for sequence in config.get("stopSequences") or []:
