@@ -514,6 +514,34 @@ async def test_count_tokens_estimates(gateway: Any, fake_openai: FakeOpenAI) -> 
     assert counted.input_tokens > 20
 
 
+async def test_a_reply_stored_with_the_sdks_model_dump_can_be_sent_back(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.behaviour.tool_call = ("get_weather", '{"city": "Oslo"}')
+    tools: Any = [{"name": "get_weather", "input_schema": {"type": "object"}}]
+    ask: Any = {"role": "user", "content": "Weather?"}
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url, profile=CLEARED)]) as running,
+        client(running) as sdk,
+    ):
+        first = await sdk.messages.create(model="alpha", max_tokens=20, tools=tools, messages=[ask])
+        # Frameworks keep the history as plain JSON: the blocks with every field, None or not.
+        stored = [block.model_dump() for block in first.content]
+        [call] = [block for block in stored if block["type"] == "tool_use"]
+        result: Any = {"type": "tool_result", "tool_use_id": call["id"], "content": "-3C"}
+        second = await sdk.messages.create(
+            model="alpha",
+            max_tokens=20,
+            tools=tools,
+            messages=[
+                ask,
+                {"role": "assistant", "content": stored},
+                {"role": "user", "content": [result]},
+            ],
+        )
+    assert second.content
+
+
 async def test_count_tokens_takes_the_arguments_a_create_call_would(
     gateway: Any, fake_openai: FakeOpenAI
 ) -> None:

@@ -115,6 +115,10 @@ class ToolUseBlock(Wire):
     name: str = Field(min_length=1)
     input: dict[str, Any]
     cache_control: CacheControl | None = None
+    # Accepted and not acted on: what the SDK's own blocks carry when a client stores a reply
+    # with ``model_dump()`` and sends it back (who called the tool; a tool search's toolset).
+    caller: dict[str, Any] | None = None
+    toolset_name: str | None = None
 
 
 class ToolResultBlock(Wire):
