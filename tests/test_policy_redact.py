@@ -362,3 +362,44 @@ async def test_a_json_answer_gets_values_back_escaped_and_still_parses(
             text = (await client.chat.completions.create(**request)).choices[0].message.content
     assert "Baker" not in json.dumps(fake_openai.received[0].body)
     assert json.loads(text or "") == {"answer": f"fake answer to: {prompt}"}
+
+
+async def test_values_in_tools_answer_schemas_and_stop_sequences_are_replaced_too(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    email = "jane.doe@example.com"
+    tools: Any = [
+        {
+            "type": "function",
+            "function": {
+                "name": "send",
+                "description": f"Send mail from {email}",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"to": {"type": "string", "enum": [email, "ops@example.org"]}},
+                },
+            },
+        }
+    ]
+    answer_schema: Any = {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "reply",
+            "schema": {"type": "object", "properties": {"sender": {"const": email}}},
+        },
+    }
+    async with (
+        gateway([pseudonymised_worker("vendor", fake_openai.base_url)]) as running,
+        openai.AsyncOpenAI(base_url=running.v1, api_key="unused") as client,
+    ):
+        for extra in ({"tools": tools}, {"response_format": answer_schema}, {"stop": [email]}):
+            await client.chat.completions.create(
+                model="vendor", messages=[{"role": "user", "content": "Draft a reply."}], **extra
+            )
+        await running.podium.recorder.flush()
+        traces = await running.podium.store.list_traces(limit=10)
+    for received in fake_openai.received:
+        sent = json.dumps(received.body)
+        assert email not in sent and "<EMAIL_1>" in sent
+    # The value alone made each request confidential, as in a message.
+    assert all(any("pii=EMAIL" in a for a in trace.policy_actions) for trace in traces)

@@ -31,6 +31,7 @@ from podium.policy.redact import (
     pseudonymise_request,
     restore_events,
     restore_response,
+    settings_texts,
 )
 from podium.routing.fit import unreadable
 from podium.types import ChatRequest, ChatResponse, EventStream
@@ -135,6 +136,7 @@ class DataPolicyHook(Hook):
             return cached
 
         findings: list[Finding] = []
+        operators_schema = context.ingress == "contract"  # the contract's, not the caller's
         if self._pii_enabled:
             for message in request.messages:
                 if message.content:
@@ -142,6 +144,9 @@ class DataPolicyHook(Hook):
                 if message.tool_calls:
                     for call in message.tool_calls:
                         findings += inspect(call.arguments)
+            if request.tools or request.stop or request.response_format is not None:
+                for text in settings_texts(request, schema=not operators_schema):
+                    findings += inspect(text)
         if request.attachments:
             findings += await self._documents(request, context, declared, memo)
         if findings:
@@ -158,7 +163,9 @@ class DataPolicyHook(Hook):
             return request
         vault = Vault()
         # Inspect each text part (not the joined message) so spans line up with what changes.
-        request, replaced = pseudonymise_request(request, vault, inspect)
+        request, replaced = pseudonymise_request(
+            request, vault, inspect, schema=not operators_schema
+        )
         context.pseudonyms = vault.table
         form = request.response_format
         context.answer_is_json = form is not None and form.type != "text"

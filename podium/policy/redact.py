@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
+
+import orjson
 
 from podium.documents import TEXT, readable
 from podium.policy.findings import Finding
@@ -24,6 +26,7 @@ from podium.types import (
     ContentPart,
     DocumentPart,
     EventStream,
+    JSONObject,
     Message,
     TextDelta,
     TextPart,
@@ -116,6 +119,62 @@ def message_findings(message: Message, inspect: Callable[[str], list[Finding]]) 
     return merged
 
 
+def _schema_text(schema: JSONObject) -> str:
+    return orjson.dumps(schema).decode()
+
+
+def settings_texts(request: ChatRequest, *, schema: bool = True) -> Iterator[str]:
+    """What else of the request a worker reads besides its messages: its tools' descriptions
+    and parameter schemas (their descriptions, enums and defaults), the answer's schema
+    (``schema``: unless the operator wrote it, as a contract's is) and the stop sequences."""
+    for tool in request.tools:
+        if tool.description:
+            yield tool.description
+        yield _schema_text(tool.parameters)
+    form = request.response_format
+    if schema and form is not None and form.schema:
+        yield _schema_text(form.schema)
+    yield from request.stop
+
+
+def _pseudonymise_settings(
+    request: ChatRequest, vault: Vault, inspect: Callable[[str], list[Finding]], *, schema: bool
+) -> tuple[ChatRequest, list[str]]:
+    """:func:`settings_texts`' values replaced: a schema is replaced in its JSON text (which a
+    placeholder keeps valid) and read back."""
+    kinds: list[str] = []
+
+    def text(value: str) -> str:
+        findings = inspect(value)
+        kinds.extend(f.kind for f in findings)
+        return vault.replace(value, findings) if findings else value
+
+    def json_schema(value: JSONObject) -> JSONObject:
+        written = _schema_text(value)
+        findings = inspect(written)
+        if not findings:
+            return value
+        kinds.extend(f.kind for f in findings)
+        loaded: JSONObject = orjson.loads(_replace_json(written, findings, vault))
+        return loaded
+
+    tools = [
+        replace(
+            tool,
+            description=text(tool.description) if tool.description else tool.description,
+            parameters=json_schema(tool.parameters),
+        )
+        for tool in request.tools
+    ]
+    form = request.response_format
+    if schema and form is not None and form.schema:
+        form = replace(form, schema=json_schema(form.schema))
+    stop = [text(sequence) for sequence in request.stop]
+    if not kinds:
+        return request, kinds
+    return replace(request, tools=tools, response_format=form, stop=stop), kinds
+
+
 def _replace_parts(
     parts: list[ContentPart], findings: Sequence[Finding], vault: Vault
 ) -> list[ContentPart]:
@@ -146,10 +205,15 @@ def _replace_parts(
 
 
 def pseudonymise_request(
-    request: ChatRequest, vault: Vault, inspect: Callable[[str], list[Finding]]
+    request: ChatRequest,
+    vault: Vault,
+    inspect: Callable[[str], list[Finding]],
+    *,
+    schema: bool = True,
 ) -> tuple[ChatRequest, list[str]]:
-    """The request with every detected value replaced, and the kinds replaced (one per value)."""
-    kinds: list[str] = []
+    """The request with every detected value replaced, and the kinds replaced (one per value).
+    ``schema``: see :func:`settings_texts`."""
+    request, kinds = _pseudonymise_settings(request, vault, inspect, schema=schema)
     messages: list[Message] = []
     changed = False
     for message in request.messages:
