@@ -542,6 +542,37 @@ async def test_a_reply_stored_with_the_sdks_model_dump_can_be_sent_back(
     assert second.content
 
 
+async def test_a_failed_tool_result_says_so_to_a_worker_without_is_error(
+    gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    tools: Any = [{"name": "get_weather", "input_schema": {"type": "object"}}]
+    call: Any = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}
+    messages: Any = [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": [call]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "permission denied"}
+            ],
+        },
+    ]
+    workers = [
+        worker("chat", "openai", fake_openai.base_url, profile=CLEARED),
+        worker("responses", "openai-responses", fake_openai.base_url, profile=CLEARED),
+    ]
+    async with gateway(workers) as running, client(running) as sdk:
+        for model in ("chat", "responses"):
+            for failed in (False, True):
+                messages[2]["content"][0]["is_error"] = failed
+                await sdk.messages.create(
+                    model=model, max_tokens=20, tools=tools, messages=messages
+                )
+    chat = [r.body["messages"][-1]["content"] for r in fake_openai.received[:2]]
+    responses = [r.body["input"][-1]["output"] for r in fake_openai.received[2:]]
+    assert chat == responses == ["permission denied", "Error: permission denied"]
+
+
 async def test_count_tokens_takes_the_arguments_a_create_call_would(
     gateway: Any, fake_openai: FakeOpenAI
 ) -> None:

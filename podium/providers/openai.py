@@ -81,12 +81,19 @@ def encode_message(message: Message) -> dict[str, Any]:
     return _encode_message(message)
 
 
+def tool_output(message: Message) -> str:
+    """A tool result's text for an OpenAI upstream, which has no ``is_error``: a failed tool's
+    says so in words, or the model would read it as the tool's answer."""
+    text = message.text()
+    return f"Error: {text}" if message.is_error else text
+
+
 def _encode_message(message: Message) -> dict[str, Any]:
     if message.role == "tool":
         return {
             "role": "tool",
             "tool_call_id": message.tool_call_id or "",
-            "content": message.text(),
+            "content": tool_output(message),
         }
     encoded: dict[str, Any] = {"role": message.role}
     if message.has_images() or message.has_documents():

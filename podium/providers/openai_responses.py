@@ -19,7 +19,7 @@ from podium.errors import ProviderError, provider_error_from_status
 from podium.image_tokens import GPT_4O, preset_for_model
 from podium.providers.base import ProviderContext, ProviderRegistry
 from podium.providers.http import sse_json
-from podium.providers.openai import openai_upstream
+from podium.providers.openai import openai_upstream, tool_output
 from podium.providers.openai_cache import (
     marked_parts,
     request_fields,
@@ -140,7 +140,7 @@ def encode_input(
                 {
                     "type": "function_call_output",
                     "call_id": message.tool_call_id or "",
-                    "output": message.text(),
+                    "output": tool_output(message),
                 }
             )
         elif message.role == "assistant":
