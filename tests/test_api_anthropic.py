@@ -841,3 +841,35 @@ async def test_pseudonymised_prefixes_stay_cacheable(
     assert "jane.doe@example.com" not in sent and "<EMAIL_1>" in sent
     assert replies[1].usage.cache_read_input_tokens == replies[0].usage.cache_creation_input_tokens
     assert replies[1].usage.cache_read_input_tokens > 1100
+
+
+def test_interleaved_parallel_calls_keep_every_argument_inside_its_own_block() -> None:
+    from podium.api.anthropic import _Blocks
+    from podium.types import ToolCallDelta
+
+    # Some OpenAI-compatible servers interleave parallel calls' arguments: 0, 1, 0, 1.
+    deltas = [
+        ToolCallDelta(0, id="call_A", name="weather", arguments='{"city": '),
+        ToolCallDelta(1, id="call_B", name="weather", arguments='{"city": '),
+        ToolCallDelta(0, arguments='"Paris"}'),
+        ToolCallDelta(1, arguments='"Rome"}'),
+    ]
+    blocks = _Blocks()
+    raw = b"".join(b"".join(blocks.tool(delta)) for delta in deltas) + b"".join(blocks.close())
+    events = [json.loads(line[6:]) for line in raw.split(b"\n") if line.startswith(b"data: ")]
+    open_blocks: dict[int, str] = {}
+    inputs: dict[str, str] = {}
+    for event in events:
+        if event["type"] == "content_block_start":
+            open_blocks[event["index"]] = event["content_block"]["id"]
+        elif event["type"] == "content_block_delta":
+            # Anthropic's rule: a block's deltas come between its start and its stop.
+            call = open_blocks[event["index"]]
+            inputs[call] = inputs.get(call, "") + event["delta"]["partial_json"]
+        elif event["type"] == "content_block_stop":
+            del open_blocks[event["index"]]
+    assert not open_blocks
+    assert {call: json.loads(text) for call, text in inputs.items()} == {
+        "call_A": {"city": "Paris"},
+        "call_B": {"city": "Rome"},
+    }

@@ -275,6 +275,10 @@ class _Blocks:
         self.open: int | None = None
         self.open_kind = ""
         self.tool_blocks: dict[int, int] = {}  # tool call index -> block index
+        # Calls that began while another's block was open: an upstream may interleave parallel
+        # calls' arguments (0, 1, 0, 1), and a closed block cannot take more, so they wait,
+        # whole, until the open one closes.
+        self.held: dict[int, list[ToolCallDelta]] = {}
         self.new_passage = False  # the next text or citation starts a text block of its own
 
     def _start(self, block: dict[str, Any], kind: str) -> list[bytes]:
@@ -293,7 +297,29 @@ class _Blocks:
         if self.open is None:
             return []
         index, self.open = self.open, None
-        return [_sse("content_block_stop", {"type": "content_block_stop", "index": index})]
+        out = [_sse("content_block_stop", {"type": "content_block_stop", "index": index})]
+        held, self.held = self.held, {}
+        for call, deltas in held.items():
+            block = self.tool_blocks[call] = self.count
+            self.count += 1
+            first = deltas[0]
+            start = {
+                "type": "tool_use",
+                "id": first.id or f"toolu_{uuid.uuid4().hex[:24]}",
+                "name": first.name or "",
+                "input": {},
+            }
+            out.append(
+                _sse(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": block, "content_block": start},
+                )
+            )
+            arguments = "".join(delta.arguments for delta in deltas)
+            if arguments:
+                out.append(self._input(block, arguments))
+            out.append(_sse("content_block_stop", {"type": "content_block_stop", "index": block}))
+        return out
 
     def passage(self) -> None:
         self.new_passage = True
@@ -323,6 +349,12 @@ class _Blocks:
     def tool(self, delta: ToolCallDelta) -> list[bytes]:
         out: list[bytes] = []
         block = self.tool_blocks.get(delta.index)
+        waiting = self.held.get(delta.index)
+        if waiting is not None or (
+            block is None and self.open_kind == "tool" and self.open is not None
+        ):
+            self.held.setdefault(delta.index, []).append(delta)
+            return out
         if block is None:
             call_id = delta.id or f"toolu_{uuid.uuid4().hex[:24]}"
             out = self._start(
@@ -332,17 +364,18 @@ class _Blocks:
             assert self.open is not None
             block = self.tool_blocks[delta.index] = self.open
         if delta.arguments:
-            out.append(
-                _sse(
-                    "content_block_delta",
-                    {
-                        "type": "content_block_delta",
-                        "index": block,
-                        "delta": {"type": "input_json_delta", "partial_json": delta.arguments},
-                    },
-                )
-            )
+            out.append(self._input(block, delta.arguments))
         return out
+
+    def _input(self, block: int, arguments: str) -> bytes:
+        return _sse(
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": block,
+                "delta": {"type": "input_json_delta", "partial_json": arguments},
+            },
+        )
 
 
 def register_app(podium: Podium) -> None:
