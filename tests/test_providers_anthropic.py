@@ -575,3 +575,22 @@ def test_citations_of_no_document_or_of_no_place_are_left_out() -> None:
     garbled = {**page, "document_index": "first", "end_page_number": [3]}
     (citation,) = decode_citations([web, page, "junk", garbled], [])
     assert citation == Citation("y", 5, "page", 2, 3)
+
+
+async def test_what_openai_takes_and_anthropic_refuses_is_sent_so_anthropic_takes_it(
+    provider: AnthropicProvider, fake: FakeAnthropic
+) -> None:
+    # A stop sequence of whitespace alone, and a conversation continued without its tools.
+    history = [
+        Message("user", [TextPart("Weather in Oslo?")]),
+        Message("assistant", tool_calls=[ToolCall("call_1", "get_weather", '{"city": "Oslo"}')]),
+        Message("tool", [TextPart("-3C")], tool_call_id="call_1"),
+        Message("user", [TextPart("Sum it up in one line.")]),
+    ]
+    response = await provider.complete(
+        ChatRequest(model="claude", messages=history, stop=["\n", "END"])
+    )
+    sent = fake.received[0].body
+    assert response.text and sent["stop_sequences"] == ["END"]
+    assert sent["tools"] == [{"name": "get_weather", "input_schema": {"type": "object"}}]
+    assert sent["tool_choice"] == {"type": "none"}

@@ -113,6 +113,12 @@ def cache_control(ttl: CacheTTL) -> dict[str, str]:
     return {"type": "ephemeral"} if lifetime == "5m" else {"type": "ephemeral", "ttl": lifetime}
 
 
+def _called(request: ChatRequest) -> list[str]:
+    """The names of the tools the conversation's assistant turns called, each once."""
+    names = dict.fromkeys(call.name for message in request.messages for call in message.tool_calls)
+    return list(names)
+
+
 def _marked(block: dict[str, Any], ttl: CacheTTL | None) -> dict[str, Any]:
     if ttl is not None:
         block["cache_control"] = cache_control(ttl)
@@ -343,6 +349,12 @@ def encode_request(
             system = f"{system}\n\n{instruction}" if system else instruction
     if request.parallel_tool_calls is False and tools:
         choice = {**(choice or {"type": "auto"}), "disable_parallel_tool_use": True}
+    if not tools and any(message.tool_calls for message in request.messages):
+        # Anthropic refuses tool_use and tool_result blocks in a request that defines no tools
+        # (OpenAI's API takes them: a conversation summarised or continued without its tools).
+        # The tools the history used are declared bare, and not to be called again.
+        tools = [{"name": name, "input_schema": {"type": "object"}} for name in _called(request)]
+        choice = {"type": "none"}
     if tools:
         payload["tools"] = tools
     if choice is not None and (tools or choice["type"] == "none"):
@@ -354,8 +366,11 @@ def encode_request(
         payload["temperature"] = min(1.0, request.temperature)
     if request.top_p is not None:
         payload["top_p"] = request.top_p
-    if request.stop:
-        payload["stop_sequences"] = request.stop
+    # Anthropic refuses a stop sequence of whitespace alone ("\n", common in OpenAI requests for
+    # one-line answers); ending at a blank line is nothing the model's own stop does not cover.
+    stops = [sequence for sequence in request.stop if sequence.strip()]
+    if stops:
+        payload["stop_sequences"] = stops
     if request.user:
         payload["metadata"] = {"user_id": request.user}
     if options.reasoning and request.reasoning_effort is not None:

@@ -179,6 +179,17 @@ def check_messages(body: Json) -> str | None:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return "messages: Field required"
+    for sequence in body.get("stop_sequences") or []:
+        if not str(sequence).strip():
+            return "stop_sequences: each stop sequence must contain non-whitespace"
+    tool_blocks = any(
+        isinstance(block, dict) and block.get("type") in ("tool_use", "tool_result")
+        for message in messages
+        if isinstance(message, dict) and isinstance(message.get("content"), list)
+        for block in message["content"]
+    )
+    if tool_blocks and not body.get("tools"):
+        return "Requests which include `tool_use` or `tool_result` blocks must define tools."
     previous_role: str | None = None
     pending: set[str] = set()
     for index, message in enumerate(messages):
