@@ -873,3 +873,23 @@ def test_interleaved_parallel_calls_keep_every_argument_inside_its_own_block() -
         "call_A": {"city": "Paris"},
         "call_B": {"city": "Rome"},
     }
+
+
+@pytest.mark.parametrize("choice", [{"type": "any"}, {"type": "tool", "name": "delete_everything"}])
+async def test_a_tool_choice_no_declared_tool_can_meet_is_400(
+    gateway: Any, fake_openai: FakeOpenAI, choice: Any
+) -> None:
+    tools: Any = [{"name": "get_weather", "input_schema": {"type": "object"}}]
+    async with (
+        gateway([worker("alpha", "openai", fake_openai.base_url, profile=CLEARED)]) as running,
+        client(running) as sdk,
+    ):
+        with pytest.raises(anthropic.BadRequestError) as caught:
+            await sdk.messages.create(
+                model="alpha",
+                max_tokens=20,
+                tools=tools if choice["type"] == "tool" else anthropic.NOT_GIVEN,
+                tool_choice=choice,
+                messages=[{"role": "user", "content": "hi"}],
+            )
+    assert "tool_choice" in str(caught.value) and fake_openai.received == []

@@ -72,6 +72,15 @@ def chat(**fields: Any) -> dict[str, Any]:
         (chat(metadata={"k": {"nested": 1}}), "metadata.k"),
         (chat(tools=[{"type": "function"}]), "tools[0].function"),
         (chat(stop=["a", "b", "c", "d", "e"]), "stop"),
+        # A choice no worker could honour: a tool needed and none given, or one not declared.
+        (chat(tool_choice="required"), "tool_choice"),
+        (
+            chat(
+                tools=[{"type": "function", "function": {"name": "weather"}}],
+                tool_choice={"type": "function", "function": {"name": "delete_everything"}},
+            ),
+            "tool_choice",
+        ),
         (chat(n=3), "n"),  # unsupported: one choice per request
         (chat(logprobs=True), "logprobs"),  # unsupported
         (chat(functions=[{"name": "f"}]), "functions"),  # legacy, unsupported

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from podium.api.tool_choice import check_tool_choice
 from podium.documents import PDF, TEXT
 from podium.errors import PodiumError
 from podium.types import (
@@ -577,13 +578,15 @@ def to_canonical(wire: MessagesIn) -> ChatRequest:
     choice, parallel = _tool_choice(wire.tool_choice)
     output = wire.output_config.format if wire.output_config else None
     messages = _system(wire.system) + _messages(wire.messages)
+    tools = _tools(wire.tools)
+    check_tool_choice(choice, tools)
     return ChatRequest(
         response_format=ResponseFormat("json_schema", output.schema_, "output")
         if output is not None
         else None,
         model=wire.model,
         messages=messages,
-        tools=_tools(wire.tools),
+        tools=tools,
         tool_choice=choice,
         temperature=wire.temperature,
         top_p=wire.top_p,

@@ -10,6 +10,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from podium.api.http import Response, retry_headers
+from podium.api.tool_choice import check_tool_choice
 from podium.context import RequestContext
 from podium.documents import attached
 from podium.errors import ErrorKind, PodiumError
@@ -360,18 +361,20 @@ def to_canonical(wire: ChatCompletionIn) -> ChatRequest:
     stop = [wire.stop] if isinstance(wire.stop, str) else list(wire.stop or [])
     if len(stop) > 4:
         raise PodiumError("invalid_request", "stop may hold at most 4 sequences", param="stop")
+    tools = [
+        Tool(
+            t.function.name,
+            t.function.description,
+            t.function.parameters or {"type": "object", "properties": {}},
+            strict=t.function.strict,
+        )
+        for t in wire.tools or []
+    ]
+    check_tool_choice(tool_choice, tools)
     return ChatRequest(
         model=wire.model,
         messages=messages,
-        tools=[
-            Tool(
-                t.function.name,
-                t.function.description,
-                t.function.parameters or {"type": "object", "properties": {}},
-                strict=t.function.strict,
-            )
-            for t in wire.tools or []
-        ],
+        tools=tools,
         tool_choice=tool_choice,
         response_format=response_format,
         temperature=wire.temperature,

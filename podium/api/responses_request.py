@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError
 
 from podium.api.openai import BreakpointIn, Wire, cache_fields
+from podium.api.tool_choice import check_tool_choice
 from podium.documents import attached
 from podium.errors import PodiumError
 from podium.responses.compaction import CompactionReader, Compactions
@@ -514,18 +515,20 @@ def to_canonical(wire: ResponsesIn, compactions: Compactions | None = None) -> R
         tool_choice = ToolChoice(mode=wire.tool_choice)
     elif wire.tool_choice is not None:
         tool_choice = ToolChoice(mode="tool", name=wire.tool_choice.name)
+    tools = [
+        Tool(
+            t.name,
+            t.description,
+            t.parameters or {"type": "object", "properties": {}},
+            strict=t.strict,
+        )
+        for t in wire.tools or []
+    ]
+    check_tool_choice(tool_choice, tools)
     return ResponsesRequest(
         model=wire.model,
         messages=messages,
-        tools=[
-            Tool(
-                t.name,
-                t.description,
-                t.parameters or {"type": "object", "properties": {}},
-                strict=t.strict,
-            )
-            for t in wire.tools or []
-        ],
+        tools=tools,
         tool_choice=tool_choice,
         response_format=_response_format(wire.text),
         temperature=wire.temperature,
