@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -230,3 +232,66 @@ async def test_the_quality_floor_reads_the_learned_routers_prediction_for_the_in
             else:  # no learned router: the prior stands
                 assert reply.status_code == 200, reply.text
         assert len(fake.received) == 1
+
+
+@pytest.mark.parametrize(
+    ("schema", "reply", "text", "status", "output"),
+    [
+        # A pattern the value meets and its placeholder does not: accepted, as the caller gets it.
+        (
+            {"type": "string", "pattern": "@"},
+            '{"field": "<EMAIL_1>"}',
+            "Please contact jane.doe@example.com about the order.",
+            200,
+            {"field": "jane.doe@example.com"},
+        ),
+        # A length the placeholder keeps and the value breaks: refused, without the value.
+        (
+            {"type": "string", "maxLength": 12},
+            '{"field": "<PERSON_1>"}',
+            "The account holder is Bartholomew Richardson.",
+            502,
+            None,
+        ),
+        # A value with a line break, back in a JSON string: escaped, so the output parses.
+        (
+            {"type": "string"},
+            '{"field": "<ADDRESS_1>"}',
+            "Ship it to 221 Baker Street\nLondon NW1 6XE please.",
+            200,
+            {"field": "221 Baker Street\nLondon NW1 6XE"},
+        ),
+    ],
+)
+async def test_a_pseudonymised_call_is_judged_by_the_output_the_caller_gets(
+    tmp_path: Path, schema: Any, reply: str, text: str, status: int, output: Any
+) -> None:
+    contract = {
+        **TICKET,
+        "name": "extract",
+        "input_schema": {"type": "object", "properties": {"text": {"type": "string"}}},
+        "output_schema": {
+            "type": "object",
+            "properties": {"field": schema},
+            "required": ["field"],
+            "additionalProperties": False,
+        },
+        "instructions": "Extract.\n{{ input.text }}",
+        "examples": [],
+        "evaluator": {"kind": "schema"},
+        "policy": {"max_attempts": 2},
+    }
+    write_contract(tmp_path / "contracts", contract)
+    cleared = {"vendor": "fake", "cleared": ["public"], "pseudonymised": ["confidential"]}
+    async with (
+        FakeOpenAI(Behaviour(reply=reply)) as fake,
+        running(tmp_path, [fake_worker("vendor", fake.base_url, profile=cleared)]) as (_, url),
+        httpx.AsyncClient(timeout=30) as client,
+    ):
+        answer = await client.post(f"{url}/v1/contracts/extract", json={"input": {"text": text}})
+    assert answer.status_code == status, answer.text
+    if output is not None:
+        assert answer.json()["output"] == output
+    else:  # the refusal names the path, never the value
+        assert "$.field" in answer.text and "Richardson" not in answer.text
+    assert all("Richardson" not in json.dumps(r.body) for r in fake.received)

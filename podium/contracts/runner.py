@@ -534,6 +534,8 @@ class ContractRunner:
                 worker = run.outputs[-1].worker if run.outputs else worker
                 parsed, unreadable = parse_output(answered.text)
                 problems = [unreadable] if unreadable is not None else checker.problems(parsed)
+                if context.pseudonyms:
+                    answered, problems = self._restored(answered, context, checker, problems)
             except TimeoutError:
                 problems = [f"took longer than the latency target of {policy.latency_ms:g} ms"]
                 if len(run.attempts) == before:
@@ -601,6 +603,31 @@ class ContractRunner:
             failures,
             decision,
         )
+
+    def _restored(
+        self,
+        answered: ChatResponse,
+        context: RequestContext,
+        checker: Checker,
+        problems: list[str],
+    ) -> tuple[ChatResponse, list[str]]:
+        """A pseudonymised call's answer judged as the caller will get it, its values back: a
+        pattern or a length holds for the value, not its placeholder. When it passes, the
+        restored answer; when it fails, the answer as the worker wrote it, and its problems.
+        A problem the restored values alone have is said by its path, so no value goes back
+        to the worker in a repair or into the trace."""
+        restored = replace(answered)
+        for hook in self.podium.gateway.hooks:
+            restored = hook.transform_response(restored, context)
+        value, unreadable = parse_output(restored.text)
+        if unreadable is None:
+            path = checker.first_path(value)
+            if path is None:
+                return restored, []
+            why = f"{path}: breaks the output schema once its values are restored"
+        else:
+            why = "the output is not JSON once its values are restored"
+        return answered, problems or [why]
 
     def _success(
         self,
