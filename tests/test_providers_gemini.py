@@ -12,7 +12,7 @@ from podium.config import WorkerConfig
 from podium.errors import ProviderError
 from podium.providers.base import ProviderContext
 from podium.providers.egress import Egress
-from podium.providers.gemini import GeminiProvider, decode_response, gemini_schema
+from podium.providers.gemini import GeminiProvider, StreamDecoder, decode_response, gemini_schema
 from podium.secrets import EnvironmentSecrets
 from podium.testing.gemini_fake import FakeGemini
 from podium.types import (
@@ -471,3 +471,35 @@ def test_a_gemini_2_call_without_a_signature_goes_back_as_it_was() -> None:
         [Message("assistant", tool_calls=[call])], signatures=ThoughtSignatures(), sentinel=False
     )
     assert "thoughtSignature" not in contents[0]["parts"][0]
+
+
+def two_calls() -> dict[str, Any]:
+    call = {"functionCall": {"name": "get_weather", "args": {"city": "Oslo"}}}
+    other = {"functionCall": {"name": "get_weather", "args": {"city": "Rome"}}}
+    return {
+        "responseId": "r1",
+        "candidates": [
+            {"content": {"role": "model", "parts": [call, other]}, "finishReason": "STOP"}
+        ],
+    }
+
+
+@pytest.mark.parametrize("parallel", [None, False])
+async def test_no_parallel_calls_keeps_the_first_call_gemini_makes(
+    provider: GeminiProvider, monkeypatch: pytest.MonkeyPatch, parallel: bool | None
+) -> None:
+    # Gemini has no setting for it: the caller's parallel_tool_calls=false keeps the first.
+    async def answered(path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        return two_calls()
+
+    monkeypatch.setattr(provider.upstream, "post_json", answered)
+    tools = [Tool("get_weather", parameters={"type": "object"})]
+    response = await provider.complete(
+        ask("Oslo and Rome?", tools=tools, parallel_tool_calls=parallel)
+    )
+    assert len(response.tool_calls) == (1 if parallel is False else 2)
+    decoder = StreamDecoder("gem", one_call=parallel is False)
+    deltas = [event for event in decoder.decode(two_calls()) if isinstance(event, ToolCallDelta)]
+    assert [json.loads(d.arguments)["city"] for d in deltas] == (
+        ["Oslo"] if parallel is False else ["Oslo", "Rome"]
+    )

@@ -450,9 +450,12 @@ class StreamDecoder:
     """Gemini stream chunks are whole ``GenerateContentResponse`` objects: text parts are
     deltas, each function call arrives whole, usage is cumulative and the last one counts."""
 
-    def __init__(self, worker: str, signatures: ThoughtSignatures | None = None) -> None:
+    def __init__(
+        self, worker: str, signatures: ThoughtSignatures | None = None, *, one_call: bool = False
+    ) -> None:
         self.worker = worker
         self.signatures = signatures
+        self.one_call = one_call  # the caller asked for no parallel calls: the first is kept
         self.usage: Usage | None = None
         self.calls = 0
         self.reason: str | None = None
@@ -480,7 +483,7 @@ class StreamDecoder:
                 continue
             if part.get("text"):
                 events.append(TextDelta(part["text"]))
-            elif "functionCall" in part:
+            elif "functionCall" in part and not (self.one_call and self.calls):
                 call = part["functionCall"]
                 arguments = orjson.dumps(call.get("args") or {}).decode()
                 name = str(call.get("name") or "")
@@ -615,6 +618,8 @@ class GeminiProvider:
             prepared = await self._again(prepared, error)
             data = await self.upstream.post_json(path, prepared.payload)
         response = decode_response(data, self.worker, self.signatures)
+        if request.parallel_tool_calls is False:  # Gemini has no such setting: the first call
+            response.tool_calls = response.tool_calls[:1]
         response.usage = prepared.charged(response.usage)
         return response
 
@@ -634,7 +639,8 @@ class GeminiProvider:
         )
 
     async def stream(self, request: ChatRequest) -> EventStream:
-        decoder = StreamDecoder(self.worker, self.signatures)
+        one_call = request.parallel_tool_calls is False
+        decoder = StreamDecoder(self.worker, self.signatures, one_call=one_call)
         async with AsyncExitStack() as stack:
             prepared, lines = await self._open(stack, request)
             async for chunk in sse_json(lines, self.worker):
