@@ -162,7 +162,8 @@ class DataPolicyHook(Hook):
         if not self._wants_pseudonyms(context.data_class):
             return request
         vault = Vault()
-        # Inspect each text part (not the joined message) so spans line up with what changes.
+        # The same finds as above, placed in each message's joined text and replaced in every
+        # part a value spans, so what classified the request is what is replaced.
         request, replaced = pseudonymise_request(
             request, vault, inspect, schema=not operators_schema
         )
