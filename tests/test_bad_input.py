@@ -234,7 +234,11 @@ async def test_huge_headers_are_refused_cleanly(served: tuple[Any, httpx.AsyncCl
 
 async def test_wrong_method_and_unknown_path(served: tuple[Any, httpx.AsyncClient]) -> None:
     _, client = served
-    assert (await client.get("/v1/chat/completions")).status_code == 405
+    # A wrong method on an endpoint is said in that endpoint's format.
+    error = openai_error(await client.get("/v1/chat/completions"), 405)
+    assert error["type"] == "invalid_request_error" and "GET" in error["message"]
+    refused = await client.get("/v1/messages")
+    assert refused.status_code == 405 and refused.json()["type"] == "error"
     assert (await client.post("/v1/nothing-here", json={})).status_code == 404
 
 

@@ -197,6 +197,9 @@ class App:
         self._exact: dict[tuple[str, str], Route] = {}
         self._patterns: list[Route] = []
         self._paths: set[str] = set()
+        # The error format of each exact path's routes, for a method it does not take: an
+        # OpenAI client's wrong method on /v1/chat/completions hears it in OpenAI's words.
+        self._path_errors: dict[str, ErrorRenderer] = {}
         self.on_startup: list[Callable[[], Awaitable[None]]] = []
         self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
         self.fallback_errors: ErrorRenderer = PlainErrors()
@@ -210,6 +213,7 @@ class App:
     def route(self, method: str, path: str, handler: Handler, errors: ErrorRenderer) -> None:
         route = Route(method, path, handler, errors, tuple(path.strip("/").split("/")))
         self._paths.add(path)
+        self._path_errors.setdefault(path, errors)
         if "{" in path:
             self._patterns.append(route)
         else:
@@ -282,7 +286,10 @@ class App:
         route, params, path_known = self._match(
             scope["method"], scope["path"], scope.get("raw_path")
         )
-        errors = route.errors if route is not None else self.fallback_errors
+        if route is not None:
+            errors = route.errors
+        else:
+            errors = self._path_errors.get(scope["path"], self.fallback_errors)
         try:
             if route is None:
                 if path_known:
