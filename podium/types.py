@@ -141,8 +141,8 @@ class Tool:
     description: str | None = None
     parameters: JSONObject = field(default_factory=lambda: {"type": "object", "properties": {}})
     cache: CacheTTL | None = None
-    # OpenAI's Structured Outputs for a function: its arguments always match ``parameters``.
-    # Passed on to OpenAI-compatible workers; None: the caller did not say.
+    # Structured Outputs for a function: its arguments always match ``parameters``. Passed on
+    # to OpenAI-compatible, Responses and Anthropic workers; None: the caller did not say.
     strict: bool | None = None
 
 

@@ -285,40 +285,23 @@ class _Blocks:
         out = self.close()
         self.open, self.open_kind = self.count, kind
         self.count += 1
-        out.append(
-            _sse(
-                "content_block_start",
-                {"type": "content_block_start", "index": self.open, "content_block": block},
-            )
-        )
+        out.append(_block_start(self.open, block))
         return out
 
     def close(self) -> list[bytes]:
         if self.open is None:
             return []
         index, self.open = self.open, None
-        out = [_sse("content_block_stop", {"type": "content_block_stop", "index": index})]
+        out = [_block_stop(index)]
         held, self.held = self.held, {}
         for call, deltas in held.items():
             block = self.tool_blocks[call] = self.count
             self.count += 1
-            first = deltas[0]
-            start = {
-                "type": "tool_use",
-                "id": first.id or f"toolu_{uuid.uuid4().hex[:24]}",
-                "name": first.name or "",
-                "input": {},
-            }
-            out.append(
-                _sse(
-                    "content_block_start",
-                    {"type": "content_block_start", "index": block, "content_block": start},
-                )
-            )
+            out.append(_block_start(block, _tool_use(deltas[0])))
             arguments = "".join(delta.arguments for delta in deltas)
             if arguments:
                 out.append(self._input(block, arguments))
-            out.append(_sse("content_block_stop", {"type": "content_block_stop", "index": block}))
+            out.append(_block_stop(block))
         return out
 
     def passage(self) -> None:
@@ -356,11 +339,7 @@ class _Blocks:
             self.held.setdefault(delta.index, []).append(delta)
             return out
         if block is None:
-            call_id = delta.id or f"toolu_{uuid.uuid4().hex[:24]}"
-            out = self._start(
-                {"type": "tool_use", "id": call_id, "name": delta.name or "", "input": {}},
-                "tool",
-            )
+            out = self._start(_tool_use(delta), "tool")
             assert self.open is not None
             block = self.tool_blocks[delta.index] = self.open
         if delta.arguments:
@@ -376,6 +355,23 @@ class _Blocks:
                 "delta": {"type": "input_json_delta", "partial_json": arguments},
             },
         )
+
+
+def _block_start(index: int, block: dict[str, Any]) -> bytes:
+    return _sse(
+        "content_block_start",
+        {"type": "content_block_start", "index": index, "content_block": block},
+    )
+
+
+def _block_stop(index: int) -> bytes:
+    return _sse("content_block_stop", {"type": "content_block_stop", "index": index})
+
+
+def _tool_use(delta: ToolCallDelta) -> dict[str, Any]:
+    """The opening of a call's block: its input comes in the deltas after."""
+    call_id = delta.id or f"toolu_{uuid.uuid4().hex[:24]}"
+    return {"type": "tool_use", "id": call_id, "name": delta.name or "", "input": {}}
 
 
 def register_app(podium: Podium) -> None:
