@@ -33,6 +33,7 @@ from typing import Any
 from aiohttp import web
 
 from podium.image_tokens import GEMINI
+from podium.providers.gemini_signatures import SKIP_VALIDATOR, needs_signatures
 from podium.testing.fakes import (
     BadPdf,
     Behaviour,
@@ -200,25 +201,18 @@ def check_contents(body: Json) -> str | None:
     return _schema_problem(config.get("responseSchema"), "generation_config.response_schema")
 
 
-# Gemini 3 and later sign their function calls and want the signature back.
-_SIGNING_MODEL = re.compile(r"gemini-([3-9]|\d{2,})")
-SKIP_VALIDATOR = "skip_thought_signature_validator"
-
-
-def unsigned_call(contents: Any, signed: set[str]) -> str | None:
+def unsigned_call(contents: list[Json], signed: set[str]) -> str | None:
     """Gemini 3's refusal of a history whose current turn (what follows the last user text)
     sends a function call back without the thought signature it came with: the first call of
-    each of its model turns must carry one (a parallel call's others need not)."""
-    if not isinstance(contents, list):
-        return None
+    each of its model turns must carry one (a parallel call's others need not). ``contents``
+    has passed :func:`check_contents`: each has a role and parts."""
     start = 0
     for index, content in enumerate(contents):
-        parts = content.get("parts") or [] if isinstance(content, dict) else []
-        if content.get("role") == "user" and any("text" in part for part in parts):
+        if content["role"] == "user" and any("text" in part for part in content["parts"]):
             start = index + 1
     for index, content in enumerate(contents[start:], start):
-        calls = [part for part in content.get("parts") or [] if "functionCall" in part]
-        if content.get("role") != "model" or not calls:
+        calls = [part for part in content["parts"] if "functionCall" in part]
+        if content["role"] != "model" or not calls:
             continue
         signature = calls[0].get("thoughtSignature")
         if signature != SKIP_VALIDATOR and signature not in signed:
@@ -571,8 +565,8 @@ class FakeGemini(FakeUpstream):
             _, page_tokens = pdf_tokens(documents_of(own))
         except BadPdf as bad:
             return self.error_response(400, f"Request contains an invalid argument: {bad}")
-        signing = _SIGNING_MODEL.search(model) is not None
-        unsigned = unsigned_call(body.get("contents"), self.signatures) if signing else None
+        signing = needs_signatures(model)  # Gemini 3 and later sign their calls
+        unsigned = unsigned_call(body["contents"], self.signatures) if signing else None
         if unsigned is not None:
             return self.error_response(400, unsigned)
         text, calls = self.answer(body)
