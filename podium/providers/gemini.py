@@ -391,8 +391,14 @@ def _blocked(data: dict[str, Any]) -> bool:
 
 
 def decode_response(
-    data: Any, worker: str, signatures: ThoughtSignatures | None = None
+    data: Any,
+    worker: str,
+    signatures: ThoughtSignatures | None = None,
+    *,
+    one_call: bool = False,
 ) -> ChatResponse:
+    """``one_call``: the caller asked for no parallel calls, so the first is kept (Gemini has
+    no such setting); as :class:`StreamDecoder` does."""
     try:
         candidate = _candidate(data)
         seed = str(data.get("responseId") or "")
@@ -403,7 +409,7 @@ def decode_response(
                 continue
             if "text" in part:
                 text.append(part["text"])
-            elif "functionCall" in part:
+            elif "functionCall" in part and not (one_call and calls):
                 call = part["functionCall"]
                 arguments = orjson.dumps(call.get("args") or {}).decode()
                 ident = call.get("id") or call_id(seed, len(calls), call["name"], arguments)
@@ -617,9 +623,8 @@ class GeminiProvider:
         except ProviderError as error:
             prepared = await self._again(prepared, error)
             data = await self.upstream.post_json(path, prepared.payload)
-        response = decode_response(data, self.worker, self.signatures)
-        if request.parallel_tool_calls is False:  # Gemini has no such setting: the first call
-            response.tool_calls = response.tool_calls[:1]
+        one_call = request.parallel_tool_calls is False
+        response = decode_response(data, self.worker, self.signatures, one_call=one_call)
         response.usage = prepared.charged(response.usage)
         return response
 
